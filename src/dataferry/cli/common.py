@@ -1,0 +1,40 @@
+"""Options and helpers every command shares."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dataferry.errors import UsageError
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", "-m", metavar="DIR",
+        help="The model directory (default: the nearest directory holding ferry.yaml).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def model_dir(option: Path | None) -> Path:
+    """The model directory from ``--model`` or by searching upwards from the cwd."""
+    from dataferry.model.load import find_model_dir
+
+    if option is None:
+        return find_model_dir()
+    if not option.is_dir():
+        raise UsageError(f"model directory {option} does not exist")
+    if not (option / "ferry.yaml").is_file():
+        raise UsageError(f"{option} has no ferry.yaml; run `ferry init {option}` to create a model")
+    return option
+
+
+def print_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,70 @@
+"""The ``ferry`` command: one typer app, one module per command group (see below)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from dataferry import __version__
+from dataferry.errors import FerryError
+
+app = typer.Typer(
+    name="ferry",
+    help="dataferry: declare data products as code, check them, move and verify the data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ferry {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """dataferry: declare data products as code, check them, move and verify the data."""
+    if debug:
+        os.environ["FERRY_DEBUG"] = "1"
+
+
+def _register() -> None:
+    from dataferry.cli import model_commands
+
+    model_commands.register(app)
+
+
+_register()
+
+
+def invoke(argv: list[str] | None = None) -> int:
+    """Run ``ferry`` with ``argv``; returns the exit code. A ``FerryError`` is one line."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("FERRY_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="ferry", standalone_mode=True)
+    except SystemExit as exc:  # typer/click end every run this way, with the exit code
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except FerryError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(invoke())

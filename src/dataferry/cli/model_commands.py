@@ -1,0 +1,179 @@
+"""Model commands: check, init, codeowners, schema, export-model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from dataferry.cli.common import ModelOption, JsonOption, model_dir, print_json
+from dataferry.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+    app.command("init")(init)
+    app.command("codeowners")(codeowners)
+    app.command("schema")(schema)
+    app.command("export-model")(export_model)
+
+
+def check(
+    model: ModelOption = None,
+    json_out: JsonOption = False,
+    base: str | None = typer.Option(
+        None, "--base", metavar="REF",
+        help="Git ref to compare with: backwards compatibility and the teams whose files "
+        "changed.",
+    ),
+    author: str | None = typer.Option(
+        None, "--author", metavar="EMAIL",
+        help="With --base: the change's author; files of teams they do not own are "
+        "unauthorized-change.",
+    ),
+    connect: bool = typer.Option(
+        False, "--connect", help="Also connect to every reachable source and sink."
+    ),
+) -> None:
+    """Validate the model; exit 1 on any error (warnings are allowed)."""
+    from dataferry.model.check import check_model
+
+    if author is not None and base is None:
+        raise UsageError("--author needs --base REF (the ref to compare with)")
+    if connect:
+        raise UsageError("--connect needs the connectors, which this version does not have yet")
+    result = check_model(model_dir(model), base=base, author=author)
+    if json_out:
+        payload: dict[str, object] = {
+            "ok": result.ok,
+            "findings": [f.as_json() for f in result.findings],
+            "errors": result.errors,
+            "warnings": result.warnings,
+        }
+        if result.changed_teams is not None:
+            payload["changed_teams"] = result.changed_teams
+            payload["changed_files"] = result.changed_files
+        print_json(payload)
+    else:
+        _print_findings(result)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _print_findings(result: object) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from dataferry.model.check import CheckResult
+
+    assert isinstance(result, CheckResult)
+    console = Console(highlight=False, soft_wrap=True)
+    colors = {"error": "red", "warning": "yellow"}
+    for finding in result.findings:
+        where = f"{finding.file}:{finding.line}:{finding.column}"
+        color = colors[finding.severity]
+        console.print(
+            f"{escape(where)}: [{color}]{finding.severity}{escape(f'[{finding.code}]')}[/{color}]: "
+            f"{escape(finding.message)}"
+        )
+    if result.changed_teams is not None:
+        teams = ", ".join(result.changed_teams) or "none"
+        console.print(f"teams changed: {teams}")
+    eco = result.loaded.ecosystem
+    size = ""
+    if eco is not None:
+        datasets = sum(
+            len(s.datasets) for t in eco.teams.values() for s in t.sources.values()
+        ) + sum(len(t.transformers) for t in eco.teams.values())
+        consumers = sum(len(t.consumers) for t in eco.teams.values())
+        size = f" ({len(eco.teams)} teams, {datasets} datasets, {consumers} consumers)"
+    if result.ok:
+        console.print(f"[green]ok[/green]: the model is valid{size}, "
+                      f"{result.warnings} warning(s)")
+    else:
+        console.print(f"[red]failed[/red]: {result.errors} error(s), {result.warnings} "
+                      f"warning(s){size}")
+
+
+def init(
+    directory: Path = typer.Argument(Path("."), help="Where to create the model."),
+    example: bool = typer.Option(
+        False, "--example", help="A small working ecosystem over a bundled SQLite source."
+    ),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty directory."),
+) -> None:
+    """Scaffold a model repository (``--example``: a working example ecosystem)."""
+    from dataferry.model.scaffold import create_example, create_model
+
+    created = create_example(directory, force=force) if example else create_model(
+        directory, force=force
+    )
+    typer.echo(f"created a model in {directory} ({len(created)} files)")
+    typer.echo(f"next: ferry check --model {directory}")
+
+
+def codeowners(
+    model: ModelOption = None,
+    admins_for_root: bool = typer.Option(
+        True, help="Give ferry.yaml and other root files to the ecosystem's admins."
+    ),
+) -> None:
+    """Print a CODEOWNERS file from the teams' owners (and the admins for ferry.yaml)."""
+    from dataferry.model.codeowners import codeowners_text
+    from dataferry.model.load import load_model
+
+    loaded = load_model(model_dir(model))
+    if loaded.ecosystem is None:
+        raise UsageError("ferry.yaml is not valid; run `ferry check` to see why")
+    sys.stdout.write(codeowners_text(loaded, admins_for_root=admins_for_root))
+
+
+def schema(
+    kind: str = typer.Option(
+        "all", "--kind", help="all (either file), ecosystem (ferry.yaml) or team."
+    ),
+) -> None:
+    """Print the JSON Schema of the model's YAML files (for editors; see docs/editors.md)."""
+    from dataferry.model.jsonschema import model_json_schema
+
+    if kind not in ("all", "ecosystem", "team"):
+        raise UsageError(f"--kind must be all, ecosystem or team, not {kind!r}")
+    print_json(model_json_schema(kind))
+
+
+def export_model(
+    model: ModelOption = None,
+    yaml_out: bool = typer.Option(True, "--yaml/--json", help="Output format."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the files (ferry.yaml, teams/...) into this directory."
+    ),
+) -> None:
+    """Print the loaded model (YAML and Python DSL files) as YAML."""
+    from dataferry.model.check import lint_model
+    from dataferry.model.export import export_stream, write_model
+    from dataferry.model.load import load_model
+
+    loaded = load_model(model_dir(model))
+    lint_model(loaded)
+    if loaded.ecosystem is None or not loaded.report.ok:
+        errors = [f for f in loaded.report.sorted() if f.severity == "error"]
+        first = errors[0].as_text() if errors else "ferry.yaml is not valid"
+        raise _model_invalid(len(errors), first)
+    if out is not None:
+        written = write_model(loaded.ecosystem, out, loaded.root)
+        typer.echo(f"wrote {len(written)} files to {out}", err=True)
+        return
+    if yaml_out:
+        sys.stdout.write(export_stream(loaded.ecosystem))
+    else:
+        print_json(json.loads(loaded.ecosystem.model_dump_json(by_alias=True)))
+
+
+def _model_invalid(errors: int, first: str) -> Exception:
+    from dataferry.errors import ModelError
+
+    return ModelError(
+        f"the model has {errors} error(s) (first: {first}); fix them (see `ferry check`) "
+        "before exporting"
+    )

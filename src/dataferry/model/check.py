@@ -1,0 +1,65 @@
+"""``ferry check``: load the model, run every check, compare against ``--base``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+
+from dataferry.model.compat import compare, load_base
+from dataferry.model.findings import Finding
+from dataferry.model.graph import ModelIndex
+from dataferry.model.lint import Linter
+from dataferry.model.load import LoadedModel, load_model
+from dataferry.model.policy import check_policy
+
+
+@dataclass
+class CheckResult:
+    """Everything ``ferry check`` prints."""
+
+    loaded: LoadedModel
+    findings: list[Finding]
+    changed_teams: list[str] | None = None
+    changed_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+
+def lint_model(loaded: LoadedModel) -> None:
+    """Run the whole-model checks (references, policy, ...) on a loaded model."""
+    if loaded.ecosystem is None:
+        return
+    linter = Linter(loaded)
+    linter.run()
+    check_policy(loaded.ecosystem, linter.index, loaded.report)
+
+
+def check_model(
+    root: FsPath, *, base: str | None = None, author: str | None = None
+) -> CheckResult:
+    """Load and check the model at ``root``; with ``base``, also compatibility/ownership."""
+    loaded = load_model(root)
+    lint_model(loaded)
+    result = CheckResult(loaded, [])
+    if base is not None and loaded.ecosystem is not None:
+        base_model, changed = load_base(loaded.root, base)
+        comparison = compare(
+            loaded, base_model.ecosystem if base_model else None, changed, author
+        )
+        result.changed_teams = comparison.changed_teams
+        result.changed_files = comparison.changed_files
+    result.findings = loaded.report.sorted()
+    return result
+
+
+__all__ = ["CheckResult", "ModelIndex", "check_model", "lint_model"]

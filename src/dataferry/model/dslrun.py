@@ -1,0 +1,166 @@
+"""Run Python DSL files in a separate process with a timeout.
+
+The parent (``run_dsl_files``) starts ``python -m dataferry.model.dslrun FILE...`` in the
+model directory. The child runs each file and writes one JSON line per file to a private
+copy of stdout (the user's ``print`` goes to stderr): ``{"file", "begin": true}`` before
+running it, then ``{"file", "teams": [...]}`` or ``{"file", "error", "line"}``. A file
+that hangs, crashes the interpreter or exits becomes a ``parse-error`` naming it; files
+after it are run again in a new process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path as FsPath
+from typing import Any
+
+from dataferry.model.findings import Report
+from dataferry.model.yamlfile import Mapping, Mark, Sequence
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def dsl_timeout() -> float:
+    """Seconds all DSL files together may run (``FERRY_DSL_TIMEOUT``, default 30)."""
+    try:
+        return float(os.environ.get("FERRY_DSL_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+def run_dsl_files(
+    root: FsPath, files: list[str], report: Report
+) -> Iterator[tuple[str, Mapping]]:
+    """Run ``files`` (relative to ``root``) and yield (file, positioned raw team) pairs."""
+    deadline = time.monotonic() + dsl_timeout()
+    remaining = list(files)
+    while remaining:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            for rel in remaining:
+                report.add_at("parse-error", "not run: the Python model files ran out of time "
+                              f"({dsl_timeout():.0f} s in all)", rel, None)
+            return
+        results, stderr, timed_out, code = _run(root, remaining, left)
+        begun: str | None = None
+        done: set[str] = set()
+        for message in results:
+            rel = message["file"]
+            if message.get("begin"):
+                begun = rel
+                continue
+            done.add(rel)
+            begun = None
+            if "error" in message:
+                report.add_at("parse-error", message["error"], rel, (message.get("line") or 0, 1))
+                continue
+            for team in message["teams"]:
+                yield rel, _positioned(team["raw"], team["marks"])
+        if begun is None:
+            return
+        if timed_out:
+            why = f"did not finish within {dsl_timeout():.0f} s (an endless loop?)"
+        else:
+            last = stderr.strip().splitlines()[-1:] or [""]
+            why = f"the Python process died (exit code {code}) while running it {last[0]}".strip()
+        report.add_at("parse-error", why, begun, None)
+        remaining = remaining[remaining.index(begun) + 1 :]
+
+
+def _run(
+    root: FsPath, files: list[str], timeout: float
+) -> tuple[list[dict[str, Any]], str, bool, int | None]:
+    command = [sys.executable, "-m", "dataferry.model.dslrun", *files]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        done = subprocess.run(
+            command, cwd=root, capture_output=True, timeout=timeout, env=env, check=False
+        )
+        out, err, timed_out, code = done.stdout, done.stderr, False, done.returncode
+    except subprocess.TimeoutExpired as exc:
+        out, err, timed_out, code = exc.stdout or b"", exc.stderr or b"", True, None
+    results = []
+    for line in out.decode("utf-8", "replace").splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return results, err.decode("utf-8", "replace"), timed_out, code
+
+
+def _positioned(raw: Any, marks: dict[str, list[int]]) -> Mapping:
+    """Turn the child's plain data into positioned values, each at its entity's line."""
+
+    def build(value: Any, path: str, mark: Mark) -> Any:
+        here = marks.get(path)
+        if here is not None:
+            mark = (here[0], here[1])
+        if isinstance(value, dict):
+            mapping = Mapping(mark)
+            for key, item in value.items():
+                child = f"{path}/{key}" if path else str(key)
+                mapping[key] = build(item, child, mark)
+                mapping.key_marks[key] = mapping.value_marks[key] = _mark_of(child, mark)
+            return mapping
+        if isinstance(value, list):
+            seq = Sequence(mark)
+            for index, item in enumerate(value):
+                seq.append(build(item, f"{path}/{index}", mark))
+                seq.item_marks.append(mark)
+            return seq
+        return value
+
+    def _mark_of(path: str, default: Mark) -> Mark:
+        here = marks.get(path)
+        return (here[0], here[1]) if here is not None else default
+
+    built = build(raw, "", (1, 1))
+    assert isinstance(built, Mapping)
+    return built
+
+
+def _child(files: list[str]) -> int:
+    """Run each DSL file and report its teams as JSON lines on a private stdout."""
+    import runpy
+
+    from dataferry.model import dsl
+
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    root = os.getcwd()
+    sys.path.insert(0, root)
+    for rel in files:
+        path = os.path.join(root, rel)
+        out.write(json.dumps({"file": rel, "begin": True}) + "\n")
+        out.flush()
+        dsl._teams.clear()
+        dsl._current_file = path
+        try:
+            runpy.run_path(path, run_name="__ferry_model__")
+            teams = [{"raw": t.raw(), "marks": t.marks()} for t in dsl._teams]
+            message: dict[str, Any] = {"file": rel, "teams": teams}
+            json.dumps(message)
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+            line = None
+            for frame in traceback.extract_tb(exc.__traceback__):
+                if frame.filename == path:
+                    line = frame.lineno
+            if isinstance(exc, SyntaxError) and exc.filename == path:
+                line = exc.lineno
+            kind = type(exc).__name__
+            text = f"{kind}: {exc}" if str(exc) else kind
+            message = {"file": rel, "error": f"the Python model file failed: {text}", "line": line}
+        out.write(json.dumps(message, default=str) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""Write a model back out as YAML files (``ferry export-model``).
+
+Loading the exported files gives a model equal to the one exported: the round trip is
+proved by a hypothesis test over generated models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+
+from dataferry.model.spec import Ecosystem, EcosystemFile, Team
+from dataferry.model.yamlfile import resolves_as_string
+
+REDACTED = "***"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that our YAML 1.2 reader would not read back as that string."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(c in value for c in "\x85\u2028\u2029\r") or not value.replace("\n", "").isprintable():
+        style = '"'  # line breaks YAML folds, and control characters: escape them
+    elif "\n" in value.strip("\n"):  # multi-line SQL reads best as a literal block
+        style = "|"
+    elif not resolves_as_string(value):
+        style = '"'
+    else:
+        style = None
+    if style:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+_FIRST = ("ecosystem", "team", "kind", "ref", "type")
+_LAST = ("columns", "checks", "datasets", "notify", "sources", "transformers", "consumers")
+
+
+def _ordered(value: Any) -> Any:
+    """Keys in the order people write them: names and kinds first, nested lists last."""
+    if isinstance(value, list):
+        return [_ordered(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    rank = {key: i for i, key in enumerate(_FIRST)}
+    last = {key: i for i, key in enumerate(_LAST)}
+    keys = sorted(value, key=lambda k: (0, rank[k]) if k in rank else
+                  ((2, last[k]) if k in last else (1, 0)))
+    return {key: _ordered(value[key]) for key in keys}
+
+
+def _plain(spec: Any) -> Any:
+    return _ordered(spec.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+
+
+def ecosystem_document(eco: Ecosystem) -> dict[str, Any]:
+    data = {name: getattr(eco, name) for name in EcosystemFile.model_fields}
+    out = _plain(EcosystemFile(**data))
+    out["ecosystem"] = eco.ecosystem
+    return dict(out)
+
+
+def team_document(name: str, team: Team) -> dict[str, Any]:
+    return _ordered({"team": name, **_plain(team)})
+
+
+def export_files(eco: Ecosystem) -> dict[str, str]:
+    """Relative path -> YAML text for the whole model (ferry.yaml + one file per team)."""
+    files = {"ferry.yaml": dump_yaml(ecosystem_document(eco))}
+    for name, team in eco.teams.items():
+        files[f"teams/{name}/{name}.yaml"] = dump_yaml(team_document(name, team))
+    return files
+
+
+def export_stream(eco: Ecosystem) -> str:
+    """The whole model as one YAML stream, each file a document headed ``# file: PATH``."""
+    return "".join(
+        f"---\n# file: {path}\n{text}" for path, text in export_files(eco).items()
+    )
+
+
+def write_model(eco: Ecosystem, target: FsPath, source_root: FsPath | None = None) -> list[str]:
+    """Write the model's YAML files under ``target`` (copying referenced sql_file files)."""
+    written = []
+    for rel, text in export_files(eco).items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(rel)
+    if source_root is not None:
+        for name, team in eco.teams.items():
+            for transformer in team.transformers.values():
+                if transformer.sql_file is None:
+                    continue
+                for candidate in (source_root / "teams" / name / transformer.sql_file,):
+                    if candidate.is_file():
+                        out = target / "teams" / name / transformer.sql_file
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        out.write_bytes(candidate.read_bytes())
+                        written.append(out.relative_to(target).as_posix())
+    return written

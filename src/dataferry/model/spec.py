@@ -1,0 +1,563 @@
+"""The typed ecosystem model: what the YAML files and the Python DSL both become.
+
+These pydantic models are the contract of MODEL.md. They check the *shape* of each
+file (keys, value types, names); ``dataferry.model.lint`` checks what needs the whole
+model (references, policy, cycles). Objects are frozen, compare by value and export back
+to the YAML they came from (``dataferry.model.export``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from dataferry.model.types import TypeParseError, format_type, parse_type
+
+CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
+"""From least to most sensitive."""
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+_LABEL = re.compile(r"[a-z][a-z0-9_-]*\Z")
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DURATION = re.compile(r"(?:(\d+)([smhdw]))+\Z")
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _checker(pattern: re.Pattern[str], what: str, rule: str) -> Any:
+    def check(value: str) -> str:
+        if len(value) > 63 or not pattern.match(value):
+            raise PydanticCustomError(
+                "bad_name", "{value!r} is not a valid {what} name ({rule})",
+                {"value": value, "what": what, "rule": rule},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[
+    str, _checker(_NAME, "dataset/team", "lower case letters, digits and _, starting with a letter")
+]
+Label = Annotated[
+    str, _checker(_LABEL, "zone/platform/network", "lower case letters, digits, _ and -")
+]
+ColumnName = Annotated[
+    str, _checker(_COLUMN, "column", "letters, digits and _, not starting with a digit")
+]
+
+
+def _check_ref(value: str) -> str:
+    team, _, name = value.partition(".")
+    if not (_NAME.match(team) and _NAME.match(name)):
+        raise PydanticCustomError(
+            "bad_reference", "{value!r} is not a reference of the form <team>.<name>",
+            {"value": value},
+        )
+    return value
+
+
+Ref = Annotated[str, AfterValidator(_check_ref)]
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration such as ``90s``, ``15m``, ``1h30m``, ``1d`` or ``2w``."""
+    return sum(int(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _check_duration(value: str) -> str:
+    if not _DURATION.match(value) or duration_seconds(value) == 0:
+        raise PydanticCustomError(
+            "bad_duration",
+            "{value!r} is not a duration: write a number and a unit, e.g. 30s, 15m, 1h, 1d, 2w",
+            {"value": value},
+        )
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+
+def _check_cron(value: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise PydanticCustomError(
+            "bad_cron",
+            "{value!r} is not a cron expression (5 fields: minute hour day month weekday, "
+            "e.g. '*/15 * * * *')",
+            {"value": value},
+        )
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_check_cron)]
+
+
+def _trigger(value: str) -> str:
+    return value if value == "on_change" else _check_cron(value)
+
+
+Trigger = Annotated[str, AfterValidator(_trigger)]
+
+
+def _normalize_type(value: str) -> str:
+    """Canonical spelling of a type; an unknown type is kept for lint to report."""
+    try:
+        return format_type(parse_type(value))
+    except TypeParseError:
+        return value
+
+
+TypeText = Annotated[str, AfterValidator(_normalize_type)]
+
+Secret = Annotated[
+    str,
+    Field(
+        description="A reference ${env:NAME} or ${file:/path}; a literal value is an error "
+        "(plaintext-secret)",
+    ),
+]
+
+Classification = Literal["public", "internal", "confidential", "restricted"]
+
+
+class Spec(BaseModel):
+    """Base of every model object: unknown keys are errors, objects are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- ferry.yaml ------------------------------------------------------------------------
+
+
+class Zone(Spec):
+    description: str | None = None
+    export_classifications: list[Classification] = Field(
+        default_factory=lambda: ["public", "internal"],
+        description="Classifications that may flow to consumers in other zones.",
+    )
+    export_pii: bool = Field(
+        False, description="Whether pii columns may flow unmasked to other zones."
+    )
+    platforms: list[Label] | None = Field(
+        None, description="Platforms this zone's jobs may run on (absent: any)."
+    )
+
+
+class Platform(Spec):
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    description: str | None = None
+    master: str | None = Field(None, description="Spark master URL, e.g. local[2]")
+    min_rows: int | None = Field(
+        None, ge=0, description="Jobs over data at least this large are planned here."
+    )
+    network: Label | None = Field(
+        None, description="Runs on an agent enrolled in this private network."
+    )
+
+
+class Defaults(Spec):
+    platform: Label = "local"
+    freshness: Duration = "1d"
+    lag: Duration = Field(
+        "5m", description="How far back incremental ingests re-read before the last cursor."
+    )
+
+
+def _implicit_local(platforms: dict[str, Platform]) -> dict[str, Platform]:
+    return platforms if "local" in platforms else {"local": Platform(), **platforms}
+
+
+class EcosystemFile(Spec):
+    """``ferry.yaml``: the ecosystem's name, zones, platforms and settings."""
+
+    ecosystem: Name
+    description: str | None = None
+    home: str = Field(".ferry", description="Where the store, keys and metadata DB live.")
+    store: str | None = Field(None, description="Local path or s3://bucket/prefix.")
+    metadata: str | None = Field(None, description="SQLAlchemy URL of the metadata DB.")
+    zones: dict[Label, Zone] = Field(default_factory=dict)
+    platforms: Annotated[dict[Label, Platform], AfterValidator(_implicit_local)] = Field(
+        default_factory=lambda: {"local": Platform()}
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+    admins: list[str] = Field(default_factory=list)
+
+
+# --- columns and checks ------------------------------------------------------------------
+
+
+class Column(Spec):
+    type: TypeText
+    nullable: bool = True
+    classification: Classification | None = None
+    pii: bool = False
+    description: str | None = None
+
+
+def _column_shorthand(value: Any) -> Any:
+    """``id: int64`` is short for ``id: {type: int64}``."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+ColumnSpec = Annotated[Column, BeforeValidator(_column_shorthand)]
+Scalar = str | int | float | bool
+
+
+class NotNullCheck(Spec):
+    not_null: list[ColumnName] = Field(min_length=1)
+
+
+class UniqueCheck(Spec):
+    unique: list[ColumnName] = Field(min_length=1)
+
+
+class AcceptedValues(Spec):
+    column: ColumnName
+    values: list[Scalar] = Field(min_length=1)
+
+
+class AcceptedValuesCheck(Spec):
+    accepted_values: AcceptedValues
+
+
+class Range(Spec):
+    column: ColumnName
+    min: float | int | str | None = None
+    max: float | int | str | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Range:
+        if self.min is None and self.max is None:
+            raise PydanticCustomError("empty_range", "a range check needs min, max or both")
+        return self
+
+
+class RangeCheck(Spec):
+    range: Range
+
+
+class RowCount(Spec):
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+
+
+class RowCountCheck(Spec):
+    row_count: RowCount
+
+
+class Freshness(Spec):
+    column: ColumnName
+    max_age: Duration
+
+
+class FreshnessCheck(Spec):
+    freshness: Freshness
+
+
+CHECK_KINDS = ("not_null", "unique", "accepted_values", "range", "row_count", "freshness")
+
+
+def _check_kind(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        return key if key in CHECK_KINDS else None
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+Check = Annotated[
+    Annotated[NotNullCheck, Tag("not_null")]
+    | Annotated[UniqueCheck, Tag("unique")]
+    | Annotated[AcceptedValuesCheck, Tag("accepted_values")]
+    | Annotated[RangeCheck, Tag("range")]
+    | Annotated[RowCountCheck, Tag("row_count")]
+    | Annotated[FreshnessCheck, Tag("freshness")],
+    Discriminator(
+        _check_kind,
+        custom_error_type="bad_check",
+        custom_error_message="a check is a mapping with one key, one of: " + ", ".join(CHECK_KINDS),
+    ),
+]
+
+
+# --- datasets ----------------------------------------------------------------------------
+
+
+class DatasetCommon(Spec):
+    """What source datasets and transformer outputs share."""
+
+    description: str | None = None
+    primary_key: list[ColumnName] = Field(default_factory=list)
+    classification: Classification = "internal"
+    status: Literal["production", "development"] = "development"
+    deprecated: bool | str = False
+    allowed_consumers: list[Name] | None = None
+    columns: dict[ColumnName, ColumnSpec] = Field(min_length=1)
+    checks: list[Check] = Field(default_factory=list)
+    version: int = Field(1, ge=1, description="Major version; raise it for a breaking change.")
+    retention: int | None = Field(None, ge=1, description="Versions to keep (default: all).")
+    partition_by: list[ColumnName] = Field(default_factory=list)
+    platform: Label | None = None
+
+
+class Pagination(Spec):
+    next_link: str | None = Field(
+        None, description="Dotted path of the next page's URL in the response, e.g. links.next"
+    )
+    page_param: str | None = Field(None, description="Query parameter holding the page number")
+    size_param: str | None = None
+    size: int | None = Field(None, ge=1)
+    first_page: int = 1
+
+
+class SourceDataset(DatasetCommon):
+    table: str | None = None
+    query: str | None = None
+    path: str | None = Field(None, description="files: a glob overriding the source's path")
+    format: Literal["csv", "parquet", "jsonl"] | None = None
+    endpoint: str | None = Field(None, description="http: path appended to the source url")
+    records: str | None = Field(
+        None, description="http: dotted path of the record list in the response"
+    )
+    pagination: Pagination | None = None
+    capture: Literal["snapshot", "incremental", "cdc"] = "snapshot"
+    cursor: ColumnName | None = None
+    lag: Duration | None = None
+    schedule: Cron | None = None
+
+
+class SourceBase(Spec):
+    description: str | None = None
+    network: Label | None = None
+    datasets: dict[Name, SourceDataset] = Field(default_factory=dict)
+
+
+class PostgresSource(SourceBase):
+    kind: Literal["postgres"]
+    dsn: str
+    password: Secret | None = None
+
+
+class MysqlSource(SourceBase):
+    kind: Literal["mysql"]
+    dsn: str
+    password: Secret | None = None
+
+
+class SqliteSource(SourceBase):
+    kind: Literal["sqlite"]
+    path: str
+
+
+class DuckdbSource(SourceBase):
+    kind: Literal["duckdb"]
+    path: str
+
+
+class FilesSource(SourceBase):
+    kind: Literal["files"]
+    path: str = Field(description="A glob; the format comes from the extension or format:")
+    format: Literal["csv", "parquet", "jsonl"] | None = None
+
+
+class HttpSource(SourceBase):
+    kind: Literal["http"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    token: Secret | None = Field(None, description="Sent as Authorization: Bearer <token>")
+
+
+SOURCE_KINDS = ("postgres", "mysql", "sqlite", "duckdb", "files", "http")
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("kind")
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "kind", None)
+
+
+Source = Annotated[
+    Annotated[PostgresSource, Tag("postgres")]
+    | Annotated[MysqlSource, Tag("mysql")]
+    | Annotated[SqliteSource, Tag("sqlite")]
+    | Annotated[DuckdbSource, Tag("duckdb")]
+    | Annotated[FilesSource, Tag("files")]
+    | Annotated[HttpSource, Tag("http")],
+    Discriminator(
+        _kind,
+        custom_error_type="bad_kind",
+        custom_error_message="kind must be one of: " + ", ".join(SOURCE_KINDS),
+    ),
+]
+
+
+class Transformer(DatasetCommon):
+    inputs: list[Ref] = Field(min_length=1)
+    sql: str | None = None
+    sql_file: str | None = None
+    python: str | None = Field(None, description="module:function, Arrow in, Arrow out")
+    trigger: Trigger = "on_change"
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Transformer:
+        given = [k for k in ("sql", "sql_file", "python") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "transformer_body",
+                "a transformer needs exactly one of sql, sql_file or python (got {given})",
+                {"given": ", ".join(given) or "none"},
+            )
+        return self
+
+
+# --- consumers ---------------------------------------------------------------------------
+
+
+class SinkBase(Spec):
+    network: Label | None = None
+
+
+class PostgresSink(SinkBase):
+    kind: Literal["postgres"]
+    dsn: str
+    password: Secret | None = None
+    schema_: str | None = Field(None, alias="schema")
+
+
+class MysqlSink(SinkBase):
+    kind: Literal["mysql"]
+    dsn: str
+    password: Secret | None = None
+    schema_: str | None = Field(None, alias="schema")
+
+
+class SqliteSink(SinkBase):
+    kind: Literal["sqlite"]
+    path: str
+
+
+class DuckdbSink(SinkBase):
+    kind: Literal["duckdb"]
+    path: str
+    schema_: str | None = Field(None, alias="schema")
+
+
+class ParquetSink(SinkBase):
+    kind: Literal["parquet"]
+    path: str
+
+
+SINK_KINDS = ("postgres", "mysql", "sqlite", "duckdb", "parquet")
+
+Sink = Annotated[
+    Annotated[PostgresSink, Tag("postgres")]
+    | Annotated[MysqlSink, Tag("mysql")]
+    | Annotated[SqliteSink, Tag("sqlite")]
+    | Annotated[DuckdbSink, Tag("duckdb")]
+    | Annotated[ParquetSink, Tag("parquet")],
+    Discriminator(
+        _kind,
+        custom_error_type="bad_kind",
+        custom_error_message="kind must be one of: " + ", ".join(SINK_KINDS),
+    ),
+]
+
+
+class Need(Spec):
+    ref: Ref
+    mode: Literal["replace", "merge", "append", "history"] = "replace"
+    freshness: Duration | None = None
+    columns: list[ColumnName] | None = None
+    where: str | None = None
+    table: str | None = None
+    mask: list[ColumnName] = Field(default_factory=list)
+
+
+class WebhookNotify(Spec):
+    webhook: str
+    secret: Secret | None = None
+
+
+class NatsNotify(Spec):
+    nats: str = Field(description="JetStream subject")
+
+
+def _notify_kind(value: Any) -> str | None:
+    keys = value if isinstance(value, dict) else type(value).model_fields
+    for kind in ("webhook", "nats"):
+        if kind in keys:
+            return kind
+    return None
+
+
+Notify = Annotated[
+    Annotated[WebhookNotify, Tag("webhook")] | Annotated[NatsNotify, Tag("nats")],
+    Discriminator(
+        _notify_kind,
+        custom_error_type="bad_notify",
+        custom_error_message="a notify target has webhook: (and secret:) or nats:",
+    ),
+]
+
+
+class Consumer(Spec):
+    description: str | None = None
+    sink: Sink
+    datasets: list[Need] = Field(min_length=1)
+    notify: list[Notify] = Field(default_factory=list)
+    platform: Label | None = None
+
+
+# --- teams and the whole ecosystem -------------------------------------------------------
+
+
+class TeamFile(Spec):
+    """One ``teams/<team>/*.yaml`` file; a team may split its definitions over several."""
+
+    team: Name
+    zone: Label | None = None
+    owners: list[str] | None = Field(None, min_length=1)
+    description: str | None = None
+    sources: dict[Name, Source] = Field(default_factory=dict)
+    transformers: dict[Name, Transformer] = Field(default_factory=dict)
+    consumers: dict[Name, Consumer] = Field(default_factory=dict)
+
+
+class Team(Spec):
+    """A team with all its files merged."""
+
+    zone: Label
+    owners: list[str] = Field(min_length=1)
+    description: str | None = None
+    sources: dict[Name, Source] = Field(default_factory=dict)
+    transformers: dict[Name, Transformer] = Field(default_factory=dict)
+    consumers: dict[Name, Consumer] = Field(default_factory=dict)
+
+
+class Ecosystem(EcosystemFile):
+    """The whole model: ``ferry.yaml`` plus every team."""
+
+    teams: dict[Name, Team] = Field(default_factory=dict)
+
+
+AnySource = PostgresSource | MysqlSource | SqliteSource | DuckdbSource | FilesSource | HttpSource
+AnySink = PostgresSink | MysqlSink | SqliteSink | DuckdbSink | ParquetSink
+AnyCheck = (
+    NotNullCheck | UniqueCheck | AcceptedValuesCheck | RangeCheck | RowCountCheck | FreshnessCheck
+)

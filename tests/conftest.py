@@ -1,0 +1,97 @@
+"""Shared test helpers: model directories on disk, running ``ferry``, service checks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dataferry.cli.main import invoke
+
+SERVICES = {
+    "postgres": 5432,
+    "mariadb": 3306,
+    "redis": 6379,
+    "rabbitmq": 5672,
+    "mosquitto": 1883,
+    "nats": 4222,
+}
+
+
+def require_service(name: str) -> None:
+    """Skip (or, with FERRY_REQUIRE_SERVICES=1 as in CI, fail) when a service is down."""
+    port = SERVICES[name]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+    except OSError:
+        message = f"{name} is not running on 127.0.0.1:{port} (start it: bash .ci/services.sh)"
+        if os.environ.get("FERRY_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+ECOSYSTEM = """\
+ecosystem: acme
+zones:
+  eu: {export_classifications: [public, internal]}
+  us: {}
+platforms:
+  local: {engine: duckdb}
+  hq: {engine: duckdb, network: hq-lan}
+admins: [admin@acme.example]
+"""
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Callable[..., Path]:
+    """``model({"teams/crm/crm.yaml": "..."})`` writes a model (with a default ferry.yaml)."""
+
+    def make(files: dict[str, str] | None = None, *, ecosystem: str = ECOSYSTEM) -> Path:
+        root = tmp_path / "model"
+        root.mkdir(exist_ok=True)
+        return write_files(root, {"ferry.yaml": ecosystem, **(files or {})})
+
+    return make
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"Result(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
+
+
+@pytest.fixture
+def ferry(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run ``ferry ARGS`` in this process; returns exit code, stdout and stderr."""
+
+    def run(*args: str | Path) -> Result:
+        capsys.readouterr()
+        code = invoke([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def git(root: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x"}
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, env=env,
+                          check=True)
+    return done.stdout

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataferry.model.yamlfile import Mapping, YamlProblem, parse_yaml
+
+
+def test_values_remember_where_they_are() -> None:
+    doc = parse_yaml("a: 1\nb:\n  c: [x, y]\n  d: {e: f}\n")
+    root = doc.value
+    assert isinstance(root, Mapping)
+    assert root.key_marks["b"] == (2, 1)
+    assert root["b"].key_marks["d"] == (4, 3)
+    assert root["b"]["c"].item_marks == [(3, 7), (3, 10)]
+    assert root["b"]["d"].value_marks["e"] == (4, 10)
+
+
+def test_yaml_1_2_core_schema() -> None:
+    doc = parse_yaml("a: NO\nb: yes\nc: true\nd: 0o17\ne: 0x1f\nf: 1.5e3\ng: ~\nh: '12'\ni: .inf\n")
+    assert doc.value == {"a": "NO", "b": "yes", "c": True, "d": 15, "e": 31, "f": 1500.0,
+                         "g": None, "h": "12", "i": float("inf")}
+
+
+def test_duplicate_keys_are_reported_and_first_wins() -> None:
+    doc = parse_yaml("a: 1\nb: 2\na: 3\n")
+    assert doc.value == {"a": 1, "b": 2}
+    assert [(d.key, d.first, d.again) for d in doc.duplicates] == [("a", (1, 1), (3, 1))]
+
+
+def test_merge_keys() -> None:
+    doc = parse_yaml("base: &b {type: int64, nullable: false}\ncol: {<<: *b, nullable: true}\n")
+    assert doc.value["col"] == {"type": "int64", "nullable": True}
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment", "line"),
+    [
+        (b"a:\n\tb: 1\n", "tabs", 2),
+        (b"a: 1\n\xff\xfe\n", "not UTF-8", 2),
+        (b"a: [1, 2\n", "invalid YAML", 2),
+        (b"a: 1\n---\nb: 2\n", "several YAML documents", 2),
+        (b"a: !!python/object:os.system x\n", "unsupported YAML tag", 1),
+        (b"a: *nowhere\n", "unknown alias", None),
+        (b"? [a, b]\n: 1\n", "plain value", 1),
+    ],
+)
+def test_bad_yaml_is_a_clear_problem(data: bytes, fragment: str, line: int | None) -> None:
+    with pytest.raises(YamlProblem) as info:
+        parse_yaml(data)
+    assert fragment in info.value.message
+    if line is not None:
+        assert info.value.mark is not None and info.value.mark[0] == line
+
+
+def test_billion_laughs_is_refused_quickly() -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    with pytest.raises(YamlProblem, match="alias bomb"):
+        parse_yaml("\n".join(lines))
+
+
+def test_huge_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataferry.model import yamlfile
+
+    monkeypatch.setattr(yamlfile, "MAX_FILE_BYTES", 100)
+    with pytest.raises(YamlProblem, match="MiB"):
+        parse_yaml(b"a: " + b"x" * 200)
+
+
+def test_empty_file_is_none() -> None:
+    assert parse_yaml(b"").value is None
+    assert parse_yaml(b"# only a comment\n").value is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(lambda s: s.encode()))
+def test_any_bytes_parse_or_fail_cleanly(data: bytes) -> None:
+    try:
+        parse_yaml(data)
+    except YamlProblem as problem:
+        assert problem.message
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_agrees_with_pyyaml_on_what_it_dumps(value: object) -> None:
+    from dataferry.model.export import dump_yaml
+
+    text = dump_yaml(value)
+    assert parse_yaml(text).value == value
+    assert yaml.safe_load(text) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30) | st.sampled_from(["NO", "0o17", "0x1F", "1e3", ".inf", "~", "yes",
+                                                "null", "+1", "-.5", "1_000", "2026-01-01"]))
+def test_strings_survive_a_dump(text: str) -> None:
+    from dataferry.model.export import dump_yaml
+
+    assert parse_yaml(dump_yaml({"k": text})).value == {"k": text}
