@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
@@ -9,7 +12,7 @@ from dataferry.model.compat import compare, load_base
 from dataferry.model.findings import Finding
 from dataferry.model.graph import ModelIndex
 from dataferry.model.lint import Linter
-from dataferry.model.load import LoadedModel, load_model
+from dataferry.model.load import LoadedModel, PieceCache, load_model
 from dataferry.model.policy import check_policy
 
 
@@ -48,18 +51,33 @@ def check_model(
     root: FsPath, *, base: str | None = None, author: str | None = None
 ) -> CheckResult:
     """Load and check the model at ``root``; with ``base``, also compatibility/ownership."""
-    loaded = load_model(root)
-    lint_model(loaded)
-    result = CheckResult(loaded, [])
-    if base is not None and loaded.ecosystem is not None:
-        base_model, changed = load_base(loaded.root, base)
-        comparison = compare(
-            loaded, base_model.ecosystem if base_model else None, changed, author
-        )
-        result.changed_teams = comparison.changed_teams
-        result.changed_files = comparison.changed_files
-    result.findings = loaded.report.sorted()
+    with _without_gc():
+        cache: PieceCache = {}
+        loaded = load_model(root, cache=cache)
+        lint_model(loaded)
+        result = CheckResult(loaded, [])
+        if base is not None and loaded.ecosystem is not None:
+            base_model, changed = load_base(loaded.root, base, cache)
+            comparison = compare(
+                loaded, base_model.ecosystem if base_model else None, changed, author
+            )
+            result.changed_teams = comparison.changed_teams
+            result.changed_files = comparison.changed_files
+        result.findings = loaded.report.sorted()
     return result
+
+
+@contextlib.contextmanager
+def _without_gc() -> Iterator[None]:
+    """Loading a large model makes millions of long-lived objects and no cycles worth
+    collecting; the cyclic GC would only walk them again and again (a third of the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 __all__ = ["CheckResult", "ModelIndex", "check_model", "lint_model"]

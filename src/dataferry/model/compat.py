@@ -13,7 +13,7 @@ from pathlib import Path as FsPath
 from dataferry.errors import UsageError
 from dataferry.model.findings import Path, Report
 from dataferry.model.graph import DatasetEntry, ModelIndex
-from dataferry.model.load import LoadedModel, load_model
+from dataferry.model.load import LoadedModel, PieceCache, load_model
 from dataferry.model.spec import Ecosystem
 from dataferry.model.types import DataType, TypeParseError, describe_change, parse_type
 
@@ -38,8 +38,13 @@ def _git(repo: FsPath, *args: str) -> bytes:
     return done.stdout
 
 
-def load_base(root: FsPath, ref: str) -> tuple[LoadedModel | None, list[str]]:
-    """The model at git ``ref`` (None if it had no ferry.yaml) and the files changed since."""
+def load_base(
+    root: FsPath, ref: str, cache: PieceCache | None = None
+) -> tuple[LoadedModel | None, list[str]]:
+    """The model at git ``ref`` (None if it had no ferry.yaml) and the files changed since.
+
+    With the ``cache`` of the working tree's load, only files that differ are parsed again.
+    """
     try:
         top = FsPath(_git(root, "rev-parse", "--show-toplevel").decode().strip())
     except UsageError:
@@ -62,7 +67,7 @@ def load_base(root: FsPath, ref: str) -> tuple[LoadedModel | None, list[str]]:
         base_root = FsPath(tmp) / prefix
         if not (base_root / "ferry.yaml").is_file():
             return None, changed
-        return load_model(base_root), changed
+        return load_model(base_root, cache=cache), changed
 
 
 def _changed_files(top: FsPath, ref: str, prefix: str) -> list[str]:

@@ -27,7 +27,7 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def dsl_timeout() -> float:
-    """Seconds all DSL files together may run (``FERRY_DSL_TIMEOUT``, default 30)."""
+    """Seconds one DSL file may run (``FERRY_DSL_TIMEOUT``, default 30)."""
     try:
         return float(os.environ.get("FERRY_DSL_TIMEOUT", DEFAULT_TIMEOUT))
     except ValueError:
@@ -38,24 +38,15 @@ def run_dsl_files(
     root: FsPath, files: list[str], report: Report
 ) -> Iterator[tuple[str, Mapping]]:
     """Run ``files`` (relative to ``root``) and yield (file, positioned raw team) pairs."""
-    deadline = time.monotonic() + dsl_timeout()
     remaining = list(files)
     while remaining:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            for rel in remaining:
-                report.add_at("parse-error", "not run: the Python model files ran out of time "
-                              f"({dsl_timeout():.0f} s in all)", rel, None)
-            return
-        results, stderr, timed_out, code = _run(root, remaining, left)
         begun: str | None = None
-        done: set[str] = set()
-        for message in results:
+        outcome = _Outcome()
+        for message in _run(root, remaining, outcome):
             rel = message["file"]
             if message.get("begin"):
                 begun = rel
                 continue
-            done.add(rel)
             begun = None
             if "error" in message:
                 report.add_at("parse-error", message["error"], rel, (message.get("line") or 0, 1))
@@ -64,34 +55,61 @@ def run_dsl_files(
                 yield rel, _positioned(team["raw"], team["marks"])
         if begun is None:
             return
-        if timed_out:
-            why = f"did not finish within {dsl_timeout():.0f} s (an endless loop?)"
+        if outcome.timed_out:
+            why = f"did not finish within {dsl_timeout():g} s (an endless loop?)"
         else:
-            last = stderr.strip().splitlines()[-1:] or [""]
-            why = f"the Python process died (exit code {code}) while running it {last[0]}".strip()
+            last = outcome.stderr.strip().splitlines()[-1:] or [""]
+            why = f"the Python process died (exit code {outcome.code}) while running it"
+            why += f": {last[0]}" if last[0] else ""
         report.add_at("parse-error", why, begun, None)
         remaining = remaining[remaining.index(begun) + 1 :]
 
 
-def _run(
-    root: FsPath, files: list[str], timeout: float
-) -> tuple[list[dict[str, Any]], str, bool, int | None]:
+class _Outcome:
+    timed_out = False
+    code: int | None = None
+    stderr = ""
+
+
+def _run(root: FsPath, files: list[str], outcome: _Outcome) -> Iterator[dict[str, Any]]:
+    """Start the child and yield its messages; a file running too long kills the child."""
+    import selectors
+    import tempfile
+
     command = [sys.executable, "-m", "dataferry.model.dslrun", *files]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    try:
-        done = subprocess.run(
-            command, cwd=root, capture_output=True, timeout=timeout, env=env, check=False
-        )
-        out, err, timed_out, code = done.stdout, done.stderr, False, done.returncode
-    except subprocess.TimeoutExpired as exc:
-        out, err, timed_out, code = exc.stdout or b"", exc.stderr or b"", True, None
-    results = []
-    for line in out.decode("utf-8", "replace").splitlines():
-        try:
-            results.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return results, err.decode("utf-8", "replace"), timed_out, code
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(
+        command, cwd=root, stdout=subprocess.PIPE, stderr=errors, env=env
+    ) as child:
+        assert child.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(child.stdout, selectors.EVENT_READ)
+        buffer = b""
+        deadline = time.monotonic() + dsl_timeout()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                child.kill()
+                outcome.timed_out = True
+                break
+            if not selector.select(timeout=left):
+                continue
+            chunk = os.read(child.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                deadline = time.monotonic() + dsl_timeout()  # each file gets its own time
+                yield message
+        selector.close()
+        outcome.code = child.wait()
+        errors.seek(0)
+        outcome.stderr = errors.read()[-4000:].decode("utf-8", "replace")
 
 
 def _positioned(raw: Any, marks: dict[str, list[int]]) -> Mapping:

@@ -10,6 +10,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from dataferry.model.spec import Ecosystem, EcosystemFile, Team
 from dataferry.model.yamlfile import resolves_as_string
@@ -46,21 +47,34 @@ _FIRST = ("ecosystem", "team", "kind", "ref", "type")
 _LAST = ("columns", "checks", "datasets", "notify", "sources", "transformers", "consumers")
 
 
-def _ordered(value: Any) -> Any:
-    """Keys in the order people write them: names and kinds first, nested lists last."""
-    if isinstance(value, list):
-        return [_ordered(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    rank = {key: i for i, key in enumerate(_FIRST)}
-    last = {key: i for i, key in enumerate(_LAST)}
-    keys = sorted(value, key=lambda k: (0, rank[k]) if k in rank else
-                  ((2, last[k]) if k in last else (1, 0)))
-    return {key: _ordered(value[key]) for key in keys}
+def _key_rank(key: str) -> tuple[int, int]:
+    if key in _FIRST:
+        return (0, _FIRST.index(key))
+    return (2, _LAST.index(key)) if key in _LAST else (1, 0)
 
 
-def _plain(spec: Any) -> Any:
-    return _ordered(spec.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+def _ordered(spec: Any, data: Any) -> Any:
+    """Keys in the order people write them: names and kinds first, nested lists last.
+
+    Only the fields of model objects are reordered; user-named keys (columns, datasets,
+    zones...) keep their order, which is meaningful (a dataset's column order).
+    """
+    if isinstance(data, list):
+        return [_ordered(s, d) for s, d in zip(spec, data, strict=True)]
+    if not isinstance(data, dict):
+        return data
+    if not isinstance(spec, BaseModel):
+        return {key: _ordered(spec[key], value) for key, value in data.items()}
+    names = {info.alias or name: name for name, info in type(spec).model_fields.items()}
+    return {
+        key: _ordered(getattr(spec, names[key]), data[key])
+        for key in sorted(data, key=_key_rank)
+    }
+
+
+def _plain(spec: BaseModel) -> Any:
+    # Python mode: JSON mode would write float("inf") (a valid range bound) as null.
+    return _ordered(spec, spec.model_dump(by_alias=True, exclude_defaults=True))
 
 
 def ecosystem_document(eco: Ecosystem) -> dict[str, Any]:
@@ -71,7 +85,7 @@ def ecosystem_document(eco: Ecosystem) -> dict[str, Any]:
 
 
 def team_document(name: str, team: Team) -> dict[str, Any]:
-    return _ordered({"team": name, **_plain(team)})
+    return {"team": name, **_plain(team)}
 
 
 def export_files(eco: Ecosystem) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dataferry.model.yamlfile import Mapping, Mark, Sequence
+from dataferry.model.yamlfile import Mapping, Mark, RawMark, Sequence, position
 
 Severity = Literal["error", "warning"]
 
@@ -90,7 +90,7 @@ class Locator:
 
 
 def _walk(node: Any, rest: Path, key: bool) -> Mark:
-    mark: Mark = getattr(node, "mark", (1, 1))
+    mark: RawMark = getattr(node, "mark", (1, 1))
     for index, step in enumerate(rest):
         last = index == len(rest) - 1
         if isinstance(node, Mapping) and step in node:
@@ -101,7 +101,7 @@ def _walk(node: Any, rest: Path, key: bool) -> Mark:
             node = node[step]
         else:
             break
-    return mark
+    return position(mark)
 
 
 @dataclass
@@ -124,9 +124,10 @@ class Report:
         self.findings.append(Finding(file, line, column, severity, code, message))
 
     def add_at(
-        self, code: str, message: str, file: str, mark: Mark | None, severity: Severity = "error"
+        self, code: str, message: str, file: str, mark: RawMark | None,
+        severity: Severity = "error",
     ) -> None:
-        line, column = mark if mark is not None else (0, 0)
+        line, column = position(mark) if mark is not None else (0, 0)
         self.findings.append(Finding(file, line, column, severity, code, message))
 
     @property

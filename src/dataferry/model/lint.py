@@ -7,6 +7,7 @@ against a git ref in ``compat``. Every check adds findings to the report; none r
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable
 
@@ -40,6 +41,21 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     """``; did you mean 'x'?`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+@functools.lru_cache(maxsize=1024)
+def where_columns(where: str) -> tuple[str, ...] | str:
+    """The columns a ``where:`` expression uses, or the parse error (a string)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(where, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        return str(exc).splitlines()[0]
+    if tree is None:
+        return "it is empty"
+    return tuple(dict.fromkeys(column.name for column in tree.find_all(exp.Column)))
 
 
 class Linter:
@@ -324,21 +340,16 @@ class Linter:
             self.check_where(what, need.ref, need.where, list(spec.columns), (*at, "where"))
 
     def check_where(self, what: str, ref: str, where: str, columns: list[str], at: Path) -> None:
-        import sqlglot
-        from sqlglot import exp
-
-        try:
-            tree = sqlglot.parse_one(where, read="duckdb")
-        except sqlglot.errors.ParseError as exc:
-            first = str(exc).splitlines()[0]
-            self.report.add("invalid-field", f"{what} {ref}: where is not a SQL expression "
-                            f"({first})", at)
+        parsed = where_columns(where)
+        if isinstance(parsed, str):
+            self.report.add("invalid-field",
+                            f"{what} {ref}: where is not a SQL expression ({parsed})", at)
             return
-        for column in tree.find_all(exp.Column):
-            if column.name not in columns:
+        for column in parsed:
+            if column not in columns:
                 self.report.add("unknown-reference",
-                                f"{what} {ref}: where uses unknown column {column.name!r}"
-                                f"{suggest(column.name, columns)}", at)
+                                f"{what} {ref}: where uses unknown column {column!r}"
+                                f"{suggest(column, columns)}", at)
 
     def check_cycles(self) -> None:
         graph: dict[str, list[str]] = {}

@@ -7,6 +7,7 @@ all problems at once. Only a missing directory or ``ferry.yaml`` raises ``UsageE
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,8 +49,22 @@ def find_model_dir(start: FsPath | None = None) -> FsPath:
     )
 
 
-def load_model(root: FsPath, *, python: bool = True) -> LoadedModel:
-    """Load every model file under ``root``; see the module docstring."""
+PieceCache = dict[tuple[str, bytes], list["_TeamPiece"]]
+"""Parsed team files by (path, content digest): ``--base`` reuses the unchanged ones."""
+
+
+def _digest(path: FsPath) -> bytes:
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+    except OSError:
+        return b""
+
+
+def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = None) -> LoadedModel:
+    """Load every model file under ``root``; see the module docstring.
+
+    ``cache`` (shared between loads) skips parsing files whose content was seen before.
+    """
     root = root.resolve()
     if not root.is_dir():
         raise UsageError(f"model directory {root} does not exist")
@@ -62,17 +77,33 @@ def load_model(root: FsPath, *, python: bool = True) -> LoadedModel:
     pieces: list[_TeamPiece] = []
     yaml_files, py_files = _discover(root, skip)
     loaded.files = sorted(["ferry.yaml", *yaml_files, *py_files])
+    keys = {rel: (rel, _digest(root / rel)) for rel in (*yaml_files, *py_files)}
+    cached = {rel for rel, key in keys.items() if cache is not None and key in cache}
+    fresh: dict[str, list[_TeamPiece]] = {}
     for rel in yaml_files:
-        piece = _load_team_file(root, rel, report, loaded)
-        if piece is not None:
-            pieces.append(piece)
-    if python and py_files:
+        if rel not in cached:
+            piece = _load_team_file(root, rel, report, loaded)
+            fresh[rel] = [piece] if piece is not None else []
+    to_run = [rel for rel in py_files if rel not in cached]
+    if python and to_run:
         from dataferry.model.dslrun import run_dsl_files
 
-        for rel, raw in run_dsl_files(root, py_files, report):
+        for rel in to_run:
+            fresh[rel] = []
+        for rel, raw in run_dsl_files(root, to_run, report):
             piece = _team_piece(rel, raw, report, loaded)
             if piece is not None:
-                pieces.append(piece)
+                fresh[rel].append(piece)
+    for rel in (*yaml_files, *(py_files if python else [])):
+        if rel in cached and cache is not None:
+            file_pieces = cache[keys[rel]]
+            for piece in file_pieces:
+                report.locator.register(("teams", piece.value.team), rel, piece.raw)
+        else:
+            file_pieces = fresh.get(rel, [])
+            if cache is not None and not any(f.file == rel for f in report.findings):
+                cache[keys[rel]] = file_pieces
+        pieces.extend(file_pieces)
     teams = _merge_teams(pieces, report, loaded)
     if eco_file is not None:
         loaded.ecosystem = Ecosystem(

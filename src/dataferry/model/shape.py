@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dataferry.model.findings import Path, Report
+from dataferry.model.spec import NAME_RULES
 
 ENTITY_PATHS: tuple[tuple[str | None, ...], ...] = (
     ("sources", None, "datasets", None),
@@ -144,6 +145,11 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
         got = error.get("input")
         hint = _suggest(str(got), choices) if isinstance(got, str) else ""
         return f"{name}: {got!r} is not one of {', '.join(choices)}{hint}"
+    if kind == "string_pattern_mismatch":
+        what, rule = NAME_RULES.get(error.get("ctx", {}).get("pattern", ""), ("", "?"))
+        return f"{error.get('input')!r} is not a valid {what} name ({rule})"
+    if kind == "string_too_long" and path and isinstance(error.get("input"), str):
+        return f"{name}: names may be at most 63 characters"
     if kind in ("bad_kind", "bad_check", "bad_notify"):
         return f"{name}: {error['msg']}"
     got = error.get("input")

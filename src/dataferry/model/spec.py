@@ -8,6 +8,7 @@ to the YAML they came from (``dataferry.model.export``).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
     model_validator,
 )
@@ -28,40 +30,35 @@ from dataferry.model.types import TypeParseError, format_type, parse_type
 CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
 """From least to most sensitive."""
 
-_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-_LABEL = re.compile(r"[a-z][a-z0-9_-]*\Z")
-_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_LABEL = re.compile(r"^[a-z][a-z0-9_-]*$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"(?:(\d+)([smhdw]))+\Z")
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def _checker(pattern: re.Pattern[str], what: str, rule: str) -> Any:
-    def check(value: str) -> str:
-        if len(value) > 63 or not pattern.match(value):
-            raise PydanticCustomError(
-                "bad_name", "{value!r} is not a valid {what} name ({rule})",
-                {"value": value, "what": what, "rule": rule},
-            )
-        return value
-
-    return AfterValidator(check)
+NAME_RULES: dict[str, tuple[str, str]] = {
+    _NAME.pattern: ("dataset/team", "lower case letters, digits and _, starting with a letter"),
+    _LABEL.pattern: ("zone/platform/network", "lower case letters, digits, _ and -"),
+    _COLUMN.pattern: ("column", "letters, digits and _, not starting with a digit"),
+}
+"""What each name pattern allows, in words (``shape`` turns pattern errors into these)."""
 
 
-Name = Annotated[
-    str, _checker(_NAME, "dataset/team", "lower case letters, digits and _, starting with a letter")
-]
-Label = Annotated[
-    str, _checker(_LABEL, "zone/platform/network", "lower case letters, digits, _ and -")
-]
-ColumnName = Annotated[
-    str, _checker(_COLUMN, "column", "letters, digits and _, not starting with a digit")
-]
+def _name(pattern: re.Pattern[str]) -> StringConstraints:
+    # A pattern constraint is checked in pydantic-core (Rust): large models have many names.
+    return StringConstraints(pattern=pattern.pattern, max_length=63)
+
+
+Name = Annotated[str, _name(_NAME)]
+Label = Annotated[str, _name(_LABEL)]
+ColumnName = Annotated[str, _name(_COLUMN)]
 
 
 def _check_ref(value: str) -> str:
     team, _, name = value.partition(".")
-    if not (_NAME.match(team) and _NAME.match(name)):
+    if not (_NAME.fullmatch(team) and _NAME.fullmatch(name)):
         raise PydanticCustomError(
             "bad_reference", "{value!r} is not a reference of the form <team>.<name>",
             {"value": value},
@@ -113,6 +110,7 @@ def _trigger(value: str) -> str:
 Trigger = Annotated[str, AfterValidator(_trigger)]
 
 
+@functools.lru_cache(maxsize=4096)
 def _normalize_type(value: str) -> str:
     """Canonical spelling of a type; an unknown type is kept for lint to report."""
     try:

@@ -11,6 +11,7 @@ IEEE-like E5M2; both, and ``bfloat16``, are stored as their raw bits in unsigned
 from __future__ import annotations
 
 import difflib
+import functools
 import string as _chars
 from dataclasses import dataclass
 from typing import NamedTuple, TypeAlias, assert_never, cast
@@ -348,11 +349,13 @@ def _suggest(text: str, error: _Error) -> str | None:
     return _TEMPLATES.get(first, first)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_type(text: str) -> DataType:
     """Parse a column type; keywords are case-insensitive, whitespace between tokens is free.
 
     Raises ``TypeParseError`` (and nothing else) for any text that is not a valid type.
     SQL spellings such as ``varchar`` or ``bigint`` are rejected with a suggestion.
+    Results are cached: a large model spells the same few types many times.
     """
     try:
         return _Parser(text).document()

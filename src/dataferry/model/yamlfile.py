@@ -12,6 +12,7 @@ We build values from libyaml's event stream ourselves instead of using ``yaml.sa
 
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,17 @@ MAX_ALIAS_NODES = 1_000_000
 
 Mark = tuple[int, int]
 """A 1-based (line, column) in a file."""
+
+RawMark = Any
+"""A ``Mark``, or libyaml's 0-based mark object, kept as is while parsing (it is faster);
+``position()`` turns either into a ``Mark``."""
+
+
+def position(mark: RawMark) -> Mark:
+    """The 1-based (line, column) of a mark kept by ``Mapping`` or ``Sequence``."""
+    if isinstance(mark, tuple):
+        return mark
+    return (mark.line + 1, mark.column + 1)
 
 
 class YamlProblem(Exception):
@@ -55,11 +67,11 @@ class Mapping(dict[Any, Any]):
 
     __slots__ = ("key_marks", "mark", "value_marks")
 
-    def __init__(self, mark: Mark) -> None:
+    def __init__(self, mark: RawMark) -> None:
         super().__init__()
         self.mark = mark
-        self.key_marks: dict[Any, Mark] = {}
-        self.value_marks: dict[Any, Mark] = {}
+        self.key_marks: dict[Any, RawMark] = {}
+        self.value_marks: dict[Any, RawMark] = {}
 
 
 class Sequence(list[Any]):
@@ -67,10 +79,10 @@ class Sequence(list[Any]):
 
     __slots__ = ("item_marks", "mark")
 
-    def __init__(self, mark: Mark) -> None:
+    def __init__(self, mark: RawMark) -> None:
         super().__init__()
         self.mark = mark
-        self.item_marks: list[Mark] = []
+        self.item_marks: list[RawMark] = []
 
 
 @dataclass
@@ -184,41 +196,62 @@ _TYPE_START = re.compile(r"(?<![\w.])(?:decimal|map|struct|list)\s*[(<]")
 _COMMA_STAND_IN = "\u201a"
 
 
-def _protect_type_commas(text: str) -> tuple[str, bool]:
+def _stand_in(text: str) -> str | None:
+    """A one-character stand-in for commas that does not occur in ``text``."""
+    if _COMMA_STAND_IN not in text:
+        return _COMMA_STAND_IN
+    for code in range(0xE000, 0xF900):  # the private use area
+        if chr(code) not in text:
+            return chr(code)
+    return None  # pragma: no cover - the text holds every private-use character
+
+
+def _protect_type_commas(text: str) -> tuple[str, str | None]:
     """Keep ``{type: decimal(12,2)}`` and ``{id: map<string,int64>}`` whole in flow style.
 
     In a YAML flow mapping a comma ends the value, so MODEL.md's own examples would split
     ``decimal(12,2)`` into ``decimal(12`` and a key ``2)``. Commas inside a type
-    expression's brackets are swapped for a stand-in of the same width before parsing
-    (columns stay right) and swapped back in every string afterwards.
+    expression's brackets (closed on the same line) are swapped for a stand-in of the same
+    width before parsing (columns stay right) and swapped back in every string afterwards.
+    Returns the text and the stand-in used (None when nothing was swapped); the stand-in
+    is a character the text does not hold, so no string changes on the way back.
     """
     if "," not in text or not _TYPE_START.search(text):
-        return text, False
+        return text, None
+    stand_in = _stand_in(text)
+    if stand_in is None:  # pragma: no cover
+        return text, None
     chars = list(text)
     changed = False
     for match in _TYPE_START.finditer(text):
         depth = 0
+        commas: list[int] = []
         for index in range(match.end() - 1, len(text)):
             char = text[index]
             if char in "(<":
                 depth += 1
             elif char in ")>":
                 depth -= 1
-                if depth == 0:
+                if depth == 0:  # an unclosed "list<" is prose, not a type: leave it be
+                    for comma in commas:
+                        chars[comma] = stand_in
+                    changed = changed or bool(commas)
                     break
             elif char == "\n":
                 break
             elif char == "," and depth > 0:
-                chars[index] = _COMMA_STAND_IN
-                changed = True
-    return ("".join(chars), True) if changed else (text, False)
+                commas.append(index)
+    return ("".join(chars), stand_in) if changed else (text, None)
 
 
 def _hint(text: str, mark: Mark | None) -> str:
     if mark is not None:
         lines = text.splitlines()
-        if 0 < mark[0] <= len(lines) and "\t" in lines[mark[0] - 1]:
+        line = lines[mark[0] - 1] if 0 < mark[0] <= len(lines) else ""
+        if "\t" in line:
             return " (YAML does not allow tabs for indentation: use spaces)"
+        if "${" in line and "{" in line.split("${", 1)[0]:
+            return ' (inside {...} quote references: password: "${env:NAME}")'
     return ""
 
 
@@ -252,23 +285,30 @@ def parse_yaml(data: bytes | str) -> Document:
 
 
 class _Builder:
-    """Turns the event stream into ``Mapping``/``Sequence``/scalars."""
+    """Turns the event stream into ``Mapping``/``Sequence``/scalars.
+
+    This is the hot path of loading a large model, so scalars are handled inline.
+    """
 
     def __init__(self, text: str) -> None:
-        text, self.protected = _protect_type_commas(text)
+        text, self.stand_in = _protect_type_commas(text)
+        self.protected = self.stand_in is not None
         self.parser = _Loader(text)
-        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.anchors: dict[str, Any] = {}
+        self.sizes: dict[int, int] = {}
         self.alias_nodes = 0
         self.duplicates: list[DuplicateKey] = []
 
     def build(self) -> Document:
         parser = self.parser
+        collecting = gc.isenabled()
+        gc.disable()  # the values hold no cycles: collecting while building only costs time
         try:
             parser.get_event()  # StreamStart
             event = parser.get_event()
             if isinstance(event, yaml.StreamEndEvent):
                 return Document(None)
-            value, _ = self._node(parser.get_event())  # after DocumentStart
+            value = self._node(parser.get_event())  # after DocumentStart
             parser.get_event()  # DocumentEnd
             event = parser.get_event()
             if not isinstance(event, yaml.StreamEndEvent):
@@ -279,42 +319,58 @@ class _Builder:
             return Document(value, self.duplicates)
         finally:
             parser.dispose()
+            if collecting:
+                gc.enable()
 
-    def _count_alias(self, n: int, event: Any) -> None:
-        self.alias_nodes += n
+    def _size(self, value: Any) -> int:
+        """How many nodes ``value`` expands to (memoized, so shared parts count once each)."""
+        if not isinstance(value, (dict, list)):
+            return 1
+        known = self.sizes.get(id(value))
+        if known is None:
+            children = value.values() if isinstance(value, dict) else value
+            known = 1 + sum(self._size(child) for child in children)
+            self.sizes[id(value)] = known
+        return known
+
+    def _alias(self, event: Any) -> Any:
+        if event.anchor not in self.anchors:
+            raise YamlProblem(f"unknown alias *{event.anchor}", _mark(event.start_mark))
+        value = self.anchors[event.anchor]
+        self.alias_nodes += self._size(value)
         if self.alias_nodes > MAX_ALIAS_NODES:
             raise YamlProblem(
                 f"aliases expand the YAML by more than {MAX_ALIAS_NODES:,} nodes "
                 "(an alias bomb?); use fewer nested aliases",
                 _mark(event.start_mark),
             )
+        return value
 
-    def _node(self, event: Any) -> tuple[Any, int]:
-        """Read the node that starts with ``event``; returns it and its expanded size."""
+    def _scalar(self, event: Any) -> Any:
+        text = event.value
+        if self.stand_in is not None and self.stand_in in text:
+            text = text.replace(self.stand_in, ",")
+        if event.tag and event.tag != "!":
+            value = _tagged_scalar(event.tag, text, _mark(event.start_mark))
+        elif event.implicit[0]:
+            value = resolve_plain(text)
+        else:
+            value = text
+        if event.anchor:
+            self.anchors[event.anchor] = value
+        return value
+
+    def _node(self, event: Any) -> Any:
+        """Read the node that starts with ``event``."""
         kind = type(event)
         if kind is _SCALAR:
-            text = event.value
-            if self.protected and _COMMA_STAND_IN in text:
-                text = text.replace(_COMMA_STAND_IN, ",")
-            if event.tag and event.tag != "!":
-                value = _tagged_scalar(event.tag, text, _mark(event.start_mark))
-            elif event.implicit[0]:
-                value = resolve_plain(text)
-            else:
-                value = text
-            if event.anchor:
-                self.anchors[event.anchor] = (value, 1)
-            return value, 1
+            return self._scalar(event)
         if kind is _MAPPING_START:
             return self._mapping(event)
         if kind is _SEQUENCE_START:
             return self._sequence(event)
         if kind is _ALIAS:
-            if event.anchor not in self.anchors:
-                raise YamlProblem(f"unknown alias *{event.anchor}", _mark(event.start_mark))
-            value, size = self.anchors[event.anchor]
-            self._count_alias(size, event)
-            return value, size
+            return self._alias(event)
         raise YamlProblem(
             f"unexpected YAML event {kind.__name__}", _mark(event.start_mark)
         )  # pragma: no cover
@@ -326,52 +382,73 @@ class _Builder:
                 _mark(event.start_mark),
             )
 
-    def _sequence(self, start: Any) -> tuple[Any, int]:
+    def _sequence(self, start: Any) -> Any:
         self._check_tag(start, "tag:yaml.org,2002:seq")
         seq = Sequence(_mark(start.start_mark))
-        size = 1
         get_event = self.parser.get_event
         marks = seq.item_marks
+        append = seq.append
         while True:
             event = get_event()
-            if type(event) is _SEQUENCE_END:
+            kind = type(event)
+            if kind is _SEQUENCE_END:
                 break
-            marks.append(_mark(event.start_mark))
-            value, n = self._node(event)
-            size += n
-            seq.append(value)
-        if start.anchor:
-            self.anchors[start.anchor] = (seq, size)
-        return seq, size
+            m = event.start_mark
+            marks.append((m.line + 1, m.column + 1))
+            if kind is _SCALAR and event.implicit[0] and not (
+                event.tag or event.anchor or self.protected
+            ):
+                append(resolve_plain(event.value))
+            else:
+                append(self._node(event))
+        if start.anchor:  # registered when complete: an alias inside it is unknown
+            self.anchors[start.anchor] = seq
+        return seq
 
-    def _mapping(self, start: Any) -> tuple[Any, int]:
+    def _mapping(self, start: Any) -> Any:
         self._check_tag(start, "tag:yaml.org,2002:map")
         mapping = Mapping(_mark(start.start_mark))
-        size = 1
-        merges: list[tuple[Any, Mark]] = []
+        merges: list[tuple[Any, RawMark]] = []
         get_event = self.parser.get_event
         key_marks = mapping.key_marks
         value_marks = mapping.value_marks
+        fast = not self.protected
         while True:
             event = get_event()
-            if type(event) is _MAPPING_END:
+            kind = type(event)
+            if kind is _MAPPING_END:
                 break
-            key_mark = _mark(event.start_mark)
-            is_merge = type(event) is _SCALAR and event.value == "<<" and event.implicit[0]
-            key, n = self._node(event)
-            size += n
-            if isinstance(key, (dict, list)):
-                raise YamlProblem(
-                    "a mapping key must be a plain value, not a collection", key_mark
-                )
+            m = event.start_mark
+            key_mark = (m.line + 1, m.column + 1)
+            if kind is _SCALAR and fast and event.implicit[0] and not (event.tag or event.anchor):
+                text = event.value
+                if text == "<<":
+                    merges.append((self._node(get_event()), key_mark))
+                    continue
+                key = resolve_plain(text)
+            else:
+                key = self._node(event)
+                if isinstance(key, (dict, list)):
+                    raise YamlProblem(
+                        "a mapping key must be a plain value, not a collection",
+                        position(key_mark),
+                    )
+                if kind is _SCALAR and event.implicit[0] and event.value == "<<":
+                    merges.append((self._node(get_event()), key_mark))
+                    continue
             event = get_event()
-            value_mark = _mark(event.start_mark)
-            value, n = self._node(event)
-            size += n
-            if is_merge:
-                merges.append((value, value_mark))
-            elif key in mapping:
-                self.duplicates.append(DuplicateKey(key, key_marks[key], key_mark))
+            m = event.start_mark
+            value_mark = (m.line + 1, m.column + 1)
+            if type(event) is _SCALAR and fast and event.implicit[0] and not (
+                event.tag or event.anchor
+            ):
+                value = resolve_plain(event.value)
+            else:
+                value = self._node(event)
+            if key in mapping:
+                self.duplicates.append(
+                    DuplicateKey(key, position(key_marks[key]), position(key_mark))
+                )
             else:
                 mapping[key] = value
                 key_marks[key] = key_mark
@@ -379,15 +456,17 @@ class _Builder:
         for value, value_mark in merges:
             self._merge(mapping, value, value_mark)
         if start.anchor:
-            self.anchors[start.anchor] = (mapping, size)
-        return mapping, size
+            self.anchors[start.anchor] = mapping
+        return mapping
 
-    def _merge(self, mapping: Mapping, value: Any, mark: Mark) -> None:
+    def _merge(self, mapping: Mapping, value: Any, mark: RawMark) -> None:
         """YAML merge keys (``<<: *defaults``): explicit keys win over merged ones."""
         sources = value if isinstance(value, list) else [value]
         for source in sources:
             if not isinstance(source, Mapping):
-                raise YamlProblem("a merge key (<<) takes a mapping or a list of mappings", mark)
+                raise YamlProblem(
+                    "a merge key (<<) takes a mapping or a list of mappings", position(mark)
+                )
             for key, item in source.items():
                 if key not in mapping:
                     mapping[key] = item
