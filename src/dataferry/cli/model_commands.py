@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from dataferry.cli.common import ModelOption, JsonOption, model_dir, print_json
+from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
 from dataferry.errors import UsageError
 
 

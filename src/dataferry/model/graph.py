@@ -95,7 +95,7 @@ class ModelIndex:
         for team_name, team in self.ecosystem.teams.items():
             for name, consumer in team.consumers.items():
                 for index, need in enumerate(consumer.datasets):
-                    path = ("teams", team_name, "consumers", name, "datasets", index, "ref")
+                    path: Path = ("teams", team_name, "consumers", name, "datasets", index, "ref")
                     yield Receipt(team_name, name, need.ref, path, need)
             for name, transformer in team.transformers.items():
                 for index, ref in enumerate(transformer.inputs):

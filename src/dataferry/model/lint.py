@@ -51,10 +51,12 @@ def where_columns(where: str) -> tuple[str, ...] | str:
 
     try:
         tree = sqlglot.parse_one(where, read="duckdb")
-    except sqlglot.errors.ParseError as exc:
-        return str(exc).splitlines()[0]
+    except sqlglot.errors.SqlglotError as exc:  # ParseError, or TokenError: 'unclosed
+        return (str(exc).splitlines() or [type(exc).__name__])[0]
     if tree is None:
         return "it is empty"
+    if not isinstance(tree, exp.Condition):  # e.g. "1 = 1; drop table t", "select ..."
+        return f"it is a {type(tree).__name__.lower()} statement, not a condition"
     return tuple(dict.fromkeys(column.name for column in tree.find_all(exp.Column)))
 
 
@@ -152,8 +154,8 @@ class Linter:
         for name, zone in eco.zones.items():
             for index, platform in enumerate(zone.platforms or []):
                 self.check_platform(platform, ("zones", name, "platforms", index))
-        for name, platform in eco.platforms.items():
-            if platform.engine == "spark" and platform.network is not None:
+        for name, spec in eco.platforms.items():
+            if spec.engine == "spark" and spec.network is not None:
                 self.report.add("invalid-field",
                                 f"platform {name}: a spark platform cannot run in a network",
                                 ("platforms", name, "network"))
@@ -377,10 +379,10 @@ class Linter:
                         key = frozenset(cycle)
                         if key not in reported:
                             reported.add(key)
-                            team, name = cycle[0].split(".")
+                            owner, name = cycle[0].split(".")
                             self.report.add("cycle", "transformers depend on each other in a "
                                             "cycle: " + " -> ".join(cycle),
-                                            ("teams", team, "transformers", name, "inputs"))
+                                            ("teams", owner, "transformers", name, "inputs"))
                     elif not state.get(nxt):
                         state[nxt] = 1
                         trail.append(nxt)

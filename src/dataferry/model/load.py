@@ -219,7 +219,7 @@ def _load_team_file(root: FsPath, rel: str, report: Report, loaded: LoadedModel)
     raw = _read(root, rel, report)
     if raw is None:
         return None
-    if not isinstance(raw, dict):
+    if not isinstance(raw, Mapping):
         report.add_at("invalid-field", "a team file must be a mapping (team: NAME, zone: ..., "
                       "sources: ...)", rel, getattr(raw, "mark", (1, 1)))
         return None

@@ -103,11 +103,11 @@ def create_example(directory: Path, *, force: bool = False, scale: int = 1) -> l
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
             written.append(rel.as_posix())
-    for rel, text in {".gitignore": _GITIGNORE,
-                      ".github/workflows/ferry-check.yml": _WORKFLOW}.items():
-        (directory / rel).parent.mkdir(parents=True, exist_ok=True)
-        (directory / rel).write_text(text, encoding="utf-8")
-        written.append(rel)
+    for name, text in {".gitignore": _GITIGNORE,
+                       ".github/workflows/ferry-check.yml": _WORKFLOW}.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text, encoding="utf-8")
+        written.append(name)
     written += generate_example_data(directory, scale=scale)
     return written
 

@@ -110,10 +110,7 @@ def _clean_path(raw: Any, loc: tuple[int | str, ...]) -> tuple[Path, bool]:
         if step == "[key]":
             at_key = True
             break
-        if isinstance(node, dict) and step in node:
-            path.append(step)
-            node = node[step]
-        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+        if (isinstance(node, dict) and step in node) or (isinstance(node, list) and isinstance(step, int) and step < len(node)):
             path.append(step)
             node = node[step]
         elif isinstance(node, dict) and isinstance(step, str) and _is_tag(node, step):

@@ -144,7 +144,7 @@ class Spec(BaseModel):
 class Zone(Spec):
     description: str | None = None
     export_classifications: list[Classification] = Field(
-        default_factory=lambda: ["public", "internal"],
+        default_factory=lambda: list[Classification](["public", "internal"]),
         description="Classifications that may flow to consumers in other zones.",
     )
     export_pii: bool = Field(

@@ -300,7 +300,7 @@ class _Builder:
         self.duplicates: list[DuplicateKey] = []
 
     def build(self) -> Document:
-        parser = self.parser
+        parser: Any = self.parser
         collecting = gc.isenabled()
         gc.disable()  # the values hold no cycles: collecting while building only costs time
         try:
@@ -385,7 +385,7 @@ class _Builder:
     def _sequence(self, start: Any) -> Any:
         self._check_tag(start, "tag:yaml.org,2002:seq")
         seq = Sequence(_mark(start.start_mark))
-        get_event = self.parser.get_event
+        get_event: Any = self.parser.get_event
         marks = seq.item_marks
         append = seq.append
         while True:
@@ -409,7 +409,7 @@ class _Builder:
         self._check_tag(start, "tag:yaml.org,2002:map")
         mapping = Mapping(_mark(start.start_mark))
         merges: list[tuple[Any, RawMark]] = []
-        get_event = self.parser.get_event
+        get_event: Any = self.parser.get_event
         key_marks = mapping.key_marks
         value_marks = mapping.value_marks
         fast = not self.protected
