@@ -293,3 +293,10 @@ def test_usage_errors_exit_2(tmp_path: Path, ferry: Callable[..., object]) -> No
     assert ferry("check", "--model", tmp_path / "nope").code == 2
     assert ferry("check", "--model", tmp_path).code == 2
     assert ferry("check", "--bogus-flag").code == 2
+
+
+def test_findings_never_quote_secret_values(model: Callable[..., Path]) -> None:
+    text = CRM.replace("password: ${env:CRM_DB_PASSWORD}", "password: [hunter2hunter2]")
+    root = model({"teams/crm/crm.yaml": text})
+    found = findings(root)
+    assert found and all("hunter2" not in f[4] for f in found)

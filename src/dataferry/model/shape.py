@@ -18,6 +18,9 @@ from pydantic import BaseModel, ValidationError
 from dataferry.model.findings import Path, Report
 from dataferry.model.spec import NAME_RULES
 
+SECRET_KEYS = frozenset({"password", "secret", "token", "dsn", "headers"})
+"""Keys whose values a finding never quotes."""
+
 ENTITY_PATHS: tuple[tuple[str | None, ...], ...] = (
     ("sources", None, "datasets", None),
     ("sources", None),
@@ -153,6 +156,8 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
     if kind.startswith("bad_") or kind in ("transformer_body", "empty_range"):
         shown = ""
+    if any(str(step) in SECRET_KEYS for step in path):
+        shown = ""  # never echo what may be a secret
     return f"{name}: {error['msg']}{shown}"
 
 
