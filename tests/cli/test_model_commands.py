@@ -98,3 +98,22 @@ def test_version_and_help(ferry: Callable[..., object]) -> None:
     assert ferry("--version").out.startswith("ferry ")
     out = ferry("--help")
     assert out.code == 0 and "check" in out.out
+
+
+def test_export_out_copies_transformer_code_but_not_dsl(tmp_path: Path, ferry: Callable[..., object]) -> None:
+    ferry("init", "--example", tmp_path / "acme")
+    assert ferry("export-model", "--model", tmp_path / "acme", "--out", tmp_path / "copy").code == 0
+    assert (tmp_path / "copy" / "teams" / "finance" / "transforms.py").exists()
+    assert not (tmp_path / "copy" / "teams" / "marketing" / "model.py").exists()
+    assert ferry("check", "--model", tmp_path / "copy").code == 0
+
+
+def test_consumer_need_shorthand(model: Callable[..., Path], ferry: Callable[..., object]) -> None:
+    team = ("team: a\nzone: eu\nowners: [a@acme.example]\nsources:\n  s:\n    kind: sqlite\n"
+            "    path: a.db\n    datasets:\n      d: {table: d, columns: {id: int64}}\n"
+            "consumers:\n  c:\n    sink: {kind: sqlite, path: c.db}\n    datasets: [a.d]\n")
+    root = model({"teams/a/a.yaml": team})
+    assert ferry("check", "--model", root).code == 0
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    assert loaded.ecosystem.teams["a"].consumers["c"].datasets[0].ref == "a.d"

@@ -101,7 +101,7 @@ def test_wrong_value_type_and_bad_choice(model: Callable[..., Path]) -> None:
 def test_bad_name(model: Callable[..., Path]) -> None:
     root = model({"teams/crm/crm.yaml": CRM.replace("      customers:", "      Customers-2:")})
     found = [f for f in findings(root) if f[0] == "invalid-field"]
-    assert any("not a valid dataset/team name" in f[4] for f in found), found
+    assert any("'Customers-2' is not a valid name" in f[4] for f in found), found
 
 
 def test_unknown_type_with_suggestion(model: Callable[..., Path]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
-from dataferry.errors import UsageError
+from dataferry.errors import ModelError, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -87,7 +87,8 @@ def _print_findings(result: object) -> None:
             len(s.datasets) for t in eco.teams.values() for s in t.sources.values()
         ) + sum(len(t.transformers) for t in eco.teams.values())
         consumers = sum(len(t.consumers) for t in eco.teams.values())
-        size = f" ({len(eco.teams)} teams, {datasets} datasets, {consumers} consumers)"
+        size = (f" ({_count(len(eco.teams), 'team')}, {_count(datasets, 'dataset')}, "
+                f"{_count(consumers, 'consumer')})")
     if result.ok:
         console.print(f"[green]ok[/green]: the model is valid{size}, "
                       f"{result.warnings} warning(s)")
@@ -96,14 +97,22 @@ def _print_findings(result: object) -> None:
                       f"warning(s){size}")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def init(
-    directory: Path = typer.Argument(Path("."), help="Where to create the model."),
+    directory: Path | None = typer.Argument(None, help="Where to create the model (default .)."),
+    model: ModelOption = None,
     example: bool = typer.Option(
         False, "--example", help="A small working ecosystem over a bundled SQLite source."
     ),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory."),
 ) -> None:
     """Scaffold a model repository (``--example``: a working example ecosystem)."""
+    if directory is not None and model is not None and directory != model:
+        raise UsageError("give the directory once: as DIR or as --model DIR")
+    directory = directory or model or Path(".")
     from dataferry.model.scaffold import create_example, create_model
 
     created = create_example(directory, force=force) if example else create_model(
@@ -125,16 +134,20 @@ def codeowners(
 
     loaded = load_model(model_dir(model))
     if loaded.ecosystem is None:
-        raise UsageError("ferry.yaml is not valid; run `ferry check` to see why")
+        raise ModelError("ferry.yaml is not valid; run `ferry check` to see why")
     sys.stdout.write(codeowners_text(loaded, admins_for_root=admins_for_root))
 
 
 def schema(
+    model: ModelOption = None,
     kind: str = typer.Option(
         "all", "--kind", help="all (either file), ecosystem (ferry.yaml) or team."
     ),
 ) -> None:
-    """Print the JSON Schema of the model's YAML files (for editors; see docs/editors.md)."""
+    """Print the JSON Schema of the model's YAML files (for editors; see docs/editors.md).
+
+    The schema is the same for every model; ``--model`` is accepted and ignored.
+    """
     from dataferry.model.jsonschema import model_json_schema
 
     if kind not in ("all", "ecosystem", "team"):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
 from dataferry.errors import UsageError
-from dataferry.model.findings import Path, Report
+from dataferry.model.findings import Path
 from dataferry.model.graph import DatasetEntry, ModelIndex
 from dataferry.model.load import LoadedModel, PieceCache, load_model
 from dataferry.model.spec import Ecosystem
@@ -95,7 +95,7 @@ def compare(
         for name in set(eco.teams) | set(base.teams):
             if eco.teams.get(name) != base.teams.get(name):
                 teams.add(name)
-        _check_breaking(ModelIndex(base), ModelIndex(eco), head.report)
+        _check_breaking(ModelIndex(base), ModelIndex(eco), head)
     result.changed_teams = sorted(teams)
     if author is not None:
         _check_authors(head, base, changed, author)
@@ -130,8 +130,11 @@ def _check_authors(head: LoadedModel, base: Ecosystem | None, changed: list[str]
                 rel, (1, 1))
 
 
-def _check_breaking(base: ModelIndex, head: ModelIndex, report: Report) -> None:
+def _check_breaking(base: ModelIndex, head: ModelIndex, loaded: LoadedModel) -> None:
+    report = loaded.report
     for ref, old in base.datasets.items():
+        if ref in loaded.invalid or f"{old.team}.*" in loaded.invalid:
+            continue  # it failed to load: that is reported already
         receipts = base.receivers.get(ref, [])
         new = head.datasets.get(ref)
         if new is None:
@@ -155,8 +158,9 @@ def _check_breaking(base: ModelIndex, head: ModelIndex, report: Report) -> None:
                            "until its consumers move)", path, severity="warning")
             else:
                 report.add("breaking-change",
-                           f"{ref}: {reason}; this breaks its consumers: keep the old shape, "
-                           f"or raise version: to {old.spec.version + 1}", path)
+                           f"{ref}: {reason}; this breaks its readers (consumers, clones, "
+                           f"shares): keep the old shape, or raise version: to "
+                           f"{old.spec.version + 1}", path)
 
 
 def _receiver_exists(head: ModelIndex, team: str, entity: str, need: object) -> bool:

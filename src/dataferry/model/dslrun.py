@@ -173,7 +173,11 @@ def _child(files: list[str]) -> int:
             if isinstance(exc, SyntaxError) and exc.filename == path:
                 line = exc.lineno
             kind = type(exc).__name__
-            text = f"{kind}: {exc}" if str(exc) else kind
+            try:
+                detail = str(exc)
+            except Exception:  # a user exception's __str__ may raise too
+                detail = ""
+            text = f"{kind}: {detail}" if detail else kind
             message = {"file": rel, "error": f"the Python model file failed: {text}", "line": line}
         out.write(json.dumps(message, default=str) + "\n")
         out.flush()

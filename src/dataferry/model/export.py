@@ -112,14 +112,23 @@ def write_model(eco: Ecosystem, target: FsPath, source_root: FsPath | None = Non
         path.write_text(text, encoding="utf-8")
         written.append(rel)
     if source_root is not None:
-        for name, team in eco.teams.items():
-            for transformer in team.transformers.values():
-                if transformer.sql_file is None:
-                    continue
-                for candidate in (source_root / "teams" / name / transformer.sql_file,):
-                    if candidate.is_file():
-                        out = target / "teams" / name / transformer.sql_file
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        out.write_bytes(candidate.read_bytes())
-                        written.append(out.relative_to(target).as_posix())
+        for name in eco.teams:
+            written += _copy_team_code(source_root / "teams" / name, target / "teams" / name)
     return written
+
+
+def _copy_team_code(source: FsPath, target: FsPath) -> list[str]:
+    """Copy a team's SQL files and Python transformer modules (not its model files)."""
+    from dataferry.model.load import is_dsl_file
+
+    copied = []
+    for path in sorted(source.rglob("*")) if source.is_dir() else []:
+        if not path.is_file() or path.suffix in (".yaml", ".yml") or "__pycache__" in path.parts:
+            continue
+        if path.suffix == ".py" and is_dsl_file(path):
+            continue  # exported as YAML already
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(path.read_bytes())
+        copied.append(out.relative_to(target.parent.parent).as_posix())
+    return copied

@@ -21,8 +21,6 @@ def model_json_schema(kind: str = "all") -> dict[str, Any]:
         schema = TypeAdapter(EcosystemFile | TeamFile).json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = SCHEMA_ID if kind == "all" else SCHEMA_ID.replace("model", kind)
-    schema.setdefault(
-        "title", {"all": "dataferry model file", "ecosystem": "ferry.yaml",
-                  "team": "dataferry team file"}[kind]
-    )
+    schema["title"] = {"all": "dataferry model file", "ecosystem": "ferry.yaml",
+                       "team": "dataferry team file"}[kind]
     return schema

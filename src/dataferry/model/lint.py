@@ -180,9 +180,7 @@ class Linter:
             try:
                 parse_type(column.type)
             except TypeParseError as exc:
-                hint = f"; did you mean {exc.suggestion!r}?" if exc.suggestion else ""
-                self.report.add("unknown-type",
-                                f"{ref} column {name}: unknown type {column.type!r} ({exc}){hint}",
+                self.report.add("unknown-type", f"{ref} column {name}: {exc}",
                                 (*path, "columns", name, "type"))
         columns = spec.columns
         self.check_columns(columns, spec.primary_key, f"{ref} primary_key", (*path, "primary_key"))

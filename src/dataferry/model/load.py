@@ -168,10 +168,14 @@ def _load_ecosystem(root: FsPath, report: Report) -> EcosystemFile | None:
 
 
 def _skipped_dirs(root: FsPath, eco: EcosystemFile | None) -> set[FsPath]:
+    """The home and store directories; never ``teams/`` or a folder in it (teams would vanish)."""
+    teams = (root / "teams").resolve()
     skip = set()
     for setting in ((eco.home, eco.store) if eco else (".ferry",)):
-        if setting and "://" not in setting:
-            skip.add((root / setting).resolve())
+        if setting and "://" not in setting and "\0" not in setting:  # NUL: not a path
+            path = (root / setting).resolve()
+            if path != teams and teams not in path.parents:
+                skip.add(path)
     return skip
 
 
@@ -192,12 +196,12 @@ def _discover(root: FsPath, skip: set[FsPath]) -> tuple[list[str], list[str]]:
                 continue
             if name.endswith((".yaml", ".yml")):
                 yaml_files.append(rel)
-            elif name.endswith(".py") and _is_dsl_file(here / name):
+            elif name.endswith(".py") and is_dsl_file(here / name):
                 py_files.append(rel)
     return yaml_files, py_files
 
 
-def _is_dsl_file(path: FsPath) -> bool:
+def is_dsl_file(path: FsPath) -> bool:
     """A .py file is a model file when it imports the DSL (``dataferry.model``)."""
     try:
         with path.open("rb") as handle:
@@ -217,6 +221,16 @@ class _TeamPiece:
 
 def _load_team_file(root: FsPath, rel: str, report: Report, loaded: LoadedModel) -> _TeamPiece | None:
     raw = _read(root, rel, report)
+    parts = rel.split("/")
+    # An empty (or comment-only) file is no error and hides nothing: references into its
+    # team are still checked.
+    failed = not isinstance(raw, Mapping) if raw is not None else any(
+        f.file == rel and f.severity == "error" for f in report.findings
+    )
+    if failed and len(parts) >= 3 and parts[0] == "teams":
+        # The file's team is unknown, so treat its folder's team as partly invalid: no
+        # follow-on "unknown team" findings for references to it.
+        loaded.invalid.add(f"{parts[1]}.*")
     if raw is None:
         return None
     if not isinstance(raw, Mapping):

@@ -60,10 +60,11 @@ def shape(
             cuts = set()
             for error in exc.errors(include_url=False):
                 path, at_key = _clean_path(raw, error["loc"])
+                if any(path[: len(d)] == d for d in dropped):
+                    continue  # already reported: it was dropped for an earlier error
                 at_key = at_key or error["type"] == "extra_forbidden"
                 message = _message(cls, raw, path, error)
-                code = "unknown-reference" if error["type"] == "bad_reference" else "invalid-field"
-                report.add(code, f"{what}: {message}", where + path, key=at_key)
+                report.add("invalid-field", f"{what}: {message}", where + path, key=at_key)
                 cuts.add(_cut(path))
             for cut in sorted(cuts, key=len):
                 if any(cut[: len(d)] == d for d in dropped):
@@ -113,7 +114,10 @@ def _clean_path(raw: Any, loc: tuple[int | str, ...]) -> tuple[Path, bool]:
         if step == "[key]":
             at_key = True
             break
-        if (isinstance(node, dict) and step in node) or (isinstance(node, list) and isinstance(step, int) and step < len(node)):
+        if isinstance(node, list) and isinstance(step, int) and step < len(node):
+            path.append(step)
+            node = node[step]
+        elif isinstance(node, dict) and step in node:
             path.append(step)
             node = node[step]
         elif isinstance(node, dict) and isinstance(step, str) and _is_tag(node, step):
@@ -147,7 +151,8 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
         return f"{name}: {got!r} is not one of {', '.join(choices)}{hint}"
     if kind == "string_pattern_mismatch":
         what, rule = NAME_RULES.get(error.get("ctx", {}).get("pattern", ""), ("", "?"))
-        return f"{error.get('input')!r} is not a valid {what} name ({rule})"
+        what = f"{what} " if what else ""
+        return f"{error.get('input')!r} is not a valid {what}name ({rule})"
     if kind == "string_too_long" and path and isinstance(error.get("input"), str):
         return f"{name}: names may be at most 63 characters"
     if kind in ("bad_kind", "bad_check", "bad_notify"):

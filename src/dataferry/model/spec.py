@@ -39,7 +39,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 NAME_RULES: dict[str, tuple[str, str]] = {
-    _NAME.pattern: ("dataset/team", "lower case letters, digits and _, starting with a letter"),
+    _NAME.pattern: ("", "lower case letters, digits and _, starting with a letter"),
     _LABEL.pattern: ("zone/platform/network", "lower case letters, digits, _ and -"),
     _COLUMN.pattern: ("column", "letters, digits and _, not starting with a digit"),
 }
@@ -56,13 +56,15 @@ Label = Annotated[str, _name(_LABEL)]
 ColumnName = Annotated[str, _name(_COLUMN)]
 
 
+def _error(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is final (braces in user values stay as they are)."""
+    return PydanticCustomError(kind, message)  # no context: the text is not formatted
+
+
 def _check_ref(value: str) -> str:
     team, _, name = value.partition(".")
     if not (_NAME.fullmatch(team) and _NAME.fullmatch(name)):
-        raise PydanticCustomError(
-            "bad_reference", "{value!r} is not a reference of the form <team>.<name>",
-            {"value": value},
-        )
+        raise _error("bad_reference", f"{value!r} is not a reference of the form <team>.<name>")
     return value
 
 
@@ -76,10 +78,9 @@ def duration_seconds(text: str) -> int:
 
 def _check_duration(value: str) -> str:
     if not _DURATION.match(value) or duration_seconds(value) == 0:
-        raise PydanticCustomError(
+        raise _error(
             "bad_duration",
-            "{value!r} is not a duration: write a number and a unit, e.g. 30s, 15m, 1h, 1d, 2w",
-            {"value": value},
+            f"{value!r} is not a duration: write a number and a unit, e.g. 30s, 15m, 1h, 1d, 2w",
         )
     return value
 
@@ -91,11 +92,10 @@ def _check_cron(value: str) -> str:
     from croniter import croniter
 
     if not croniter.is_valid(value):
-        raise PydanticCustomError(
+        raise _error(
             "bad_cron",
-            "{value!r} is not a cron expression (5 fields: minute hour day month weekday, "
+            f"{value!r} is not a cron expression (5 fields: minute hour day month weekday, "
             "e.g. '*/15 * * * *')",
-            {"value": value},
         )
     return value
 
@@ -211,7 +211,9 @@ def _column_shorthand(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
-ColumnSpec = Annotated[Column, BeforeValidator(_column_shorthand)]
+ColumnSpec = Annotated[
+    Column, BeforeValidator(_column_shorthand, json_schema_input_type=Column | str)
+]
 Scalar = str | int | float | bool
 
 
@@ -416,10 +418,10 @@ class Transformer(DatasetCommon):
     def _one_body(self) -> Transformer:
         given = [k for k in ("sql", "sql_file", "python") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise PydanticCustomError(
+            raise _error(
                 "transformer_body",
-                "a transformer needs exactly one of sql, sql_file or python (got {given})",
-                {"given": ", ".join(given) or "none"},
+                "a transformer needs exactly one of sql, sql_file or python "
+                f"(got {', '.join(given) or 'none'})",
             )
         return self
 
@@ -477,6 +479,11 @@ Sink = Annotated[
 ]
 
 
+def _need_shorthand(value: Any) -> Any:
+    """``- sales.orders`` is short for ``- {ref: sales.orders}``."""
+    return {"ref": value} if isinstance(value, str) else value
+
+
 class Need(Spec):
     ref: Ref
     mode: Literal["replace", "merge", "append", "history"] = "replace"
@@ -517,7 +524,9 @@ Notify = Annotated[
 class Consumer(Spec):
     description: str | None = None
     sink: Sink
-    datasets: list[Need] = Field(min_length=1)
+    datasets: list[
+        Annotated[Need, BeforeValidator(_need_shorthand, json_schema_input_type=Need | str)]
+    ] = Field(min_length=1)
     notify: list[Notify] = Field(default_factory=list)
     platform: Label | None = None
 
