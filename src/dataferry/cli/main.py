@@ -38,9 +38,10 @@ def main(
 
 
 def _register() -> None:
-    from dataferry.cli import model_commands
+    from dataferry.cli import model_commands, store_commands
 
     model_commands.register(app)
+    store_commands.register(app)
 
 
 _register()

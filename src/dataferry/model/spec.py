@@ -504,7 +504,12 @@ class NatsNotify(Spec):
 
 
 def _notify_kind(value: Any) -> str | None:
-    keys = value if isinstance(value, dict) else type(value).model_fields
+    if isinstance(value, BaseModel):
+        keys: Any = type(value).model_fields
+    elif isinstance(value, dict):
+        keys = value
+    else:
+        return None  # e.g. a string: pydantic reports bad_notify
     for kind in ("webhook", "nats"):
         if kind in keys:
             return kind

@@ -12,6 +12,7 @@ We build values from libyaml's event stream ourselves instead of using ``yaml.sa
 
 from __future__ import annotations
 
+import bisect
 import gc
 import re
 from dataclasses import dataclass, field
@@ -271,17 +272,75 @@ def parse_yaml(data: bytes | str) -> Document:
         text = _decode(data)
     else:
         text = data
+    lines = _Lines(text) if any(c in text for c in _ODD_BREAKS) else None
     try:
-        return _Builder(text).build()
+        document = _Builder(text).build()
+    except YamlProblem as refused:
+        if lines is not None and refused.mark is not None:
+            refused.mark = lines.fix(refused.mark)
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = _mark(exc.problem_mark) if exc.problem_mark is not None else None
         problem = exc.problem or str(exc)
         context = f"{exc.context}, " if exc.context else ""
-        raise YamlProblem(f"invalid YAML: {context}{problem}{_hint(text, mark)}", mark) from None
+        message = f"invalid YAML: {context}{problem}{_hint(text, mark)}"
+        raise YamlProblem(message, lines.fix(mark) if lines and mark else mark) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"invalid YAML: {exc}") from None
     except RecursionError:
         raise YamlProblem("the YAML is nested too deeply") from None
+    if lines is not None:
+        lines.fix_document(document)
+    return document
+
+
+_ODD_BREAKS = "\x85\u2028\u2029"
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_LINE_BREAK = re.compile("\r\n|[\r\n]")
+
+
+class _Lines:
+    """Turns libyaml's positions into the ones editors show.
+
+    libyaml (YAML 1.1) also ends a line at NEL, LS and PS (U+0085, U+2028, U+2029);
+    editors and YAML 1.2 do not, so in a file holding one, later positions are remapped.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.yaml_starts = [0, *(m.end() for m in _YAML_BREAK.finditer(text))]
+        self.starts = [0, *(m.end() for m in _LINE_BREAK.finditer(text))]
+        self.length = len(text)
+
+    def fix(self, mark: RawMark) -> Mark:
+        line, column = position(mark)
+        if line < 1:
+            return (line, column)
+        if line > len(self.yaml_starts):  # the end of the stream
+            offset = self.length
+        else:
+            offset = min(self.yaml_starts[line - 1] + column - 1, self.length)
+        real = bisect.bisect_right(self.starts, offset)
+        return (real, offset - self.starts[real - 1] + 1)
+
+    def fix_document(self, document: Document) -> None:
+        for dup in document.duplicates:
+            dup.first, dup.again = self.fix(dup.first), self.fix(dup.again)
+        seen: set[int] = set()
+        stack = [document.value]
+        while stack:
+            node = stack.pop()
+            if not isinstance(node, Mapping | Sequence) or id(node) in seen:
+                continue  # a scalar, or a node reached again through an alias
+            seen.add(id(node))
+            node.mark = self.fix(node.mark)
+            if isinstance(node, Mapping):
+                for key in node:
+                    node.key_marks[key] = self.fix(node.key_marks[key])
+                    node.value_marks[key] = self.fix(node.value_marks[key])
+                stack.extend(node.values())
+            else:
+                node.item_marks[:] = [self.fix(m) for m in node.item_marks]
+                stack.extend(node)
 
 
 class _Builder:

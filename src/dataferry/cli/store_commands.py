@@ -1,0 +1,388 @@
+"""Store commands: publish, datasets, log, show, export, diff, verify, gc, keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
+from dataferry.cli.progress import Progress
+from dataferry.errors import StoreError, UsageError
+from dataferry.store.store import Store
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", metavar="DIR",
+                 help="Read this store directly (no model needed), e.g. a copied store."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish)
+    app.command("datasets")(datasets)
+    app.command("log")(log)
+    app.command("show")(show)
+    app.command("export")(export)
+    app.command("diff")(diff)
+    app.command("verify")(verify)
+    app.command("gc")(gc)
+    app.command("keys")(keys)
+
+
+class _Context:
+    """The model (when there is one) and the store of a command."""
+
+    def __init__(self, model: Path | None, store: Path | None = None) -> None:
+        from dataferry.model.graph import ModelIndex
+        from dataferry.model.load import load_model
+
+        self.index: ModelIndex | None = None
+        if store is not None:
+            if not store.is_dir():
+                raise UsageError(f"store directory {store} does not exist")
+            self.store = Store(store.resolve(), Path.home() / ".ferry")
+            return
+        loaded = load_model(model_dir(model))
+        if loaded.ecosystem is None:
+            raise UsageError("ferry.yaml is not valid; run `ferry check` to see why")
+        self.loaded = loaded
+        self.index = ModelIndex(loaded.ecosystem)
+        self.store = Store.for_model(loaded.root, loaded.ecosystem)
+
+    def spec(self, ref: str) -> Any:
+        from dataferry.model.lint import suggest
+
+        if self.index is None:
+            raise UsageError("publishing needs the model (run it in the model directory or "
+                             "pass --model)")
+        entry = self.index.datasets.get(ref)
+        if entry is None:
+            hint = suggest(ref, self.index.datasets)
+            raise UsageError(f"no dataset {ref!r} in the model{hint}")
+        return entry
+
+    def dataset(self, ref: str) -> Any:
+        if "." not in ref:
+            raise UsageError(f"{ref!r} is not a dataset reference (<team>.<dataset>)")
+        dataset = self.store.dataset(ref)
+        if not dataset.exists():
+            from dataferry.model.lint import suggest
+
+            known = self.store.refs()
+            if self.index is not None and ref not in self.index.datasets:
+                hint = suggest(ref, [*self.index.datasets, *known])
+                raise UsageError(f"no dataset {ref!r} in the model or the store{hint}")
+            raise StoreError(f"dataset {ref} has no versions in the store yet; run "
+                             f"`ferry publish {ref} FILE` (or `ferry run`)")
+        return dataset
+
+
+def _split_version(text: str) -> tuple[str, int | None]:
+    ref, at, number = text.partition("@")
+    if not at:
+        return ref, None
+    if not number.isdigit():
+        raise UsageError(f"{text!r}: the version after @ must be a number, e.g. {ref}@3")
+    return ref, int(number)
+
+
+def publish(
+    ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),
+    file: Path = typer.Argument(..., help="A .parquet, .csv or .jsonl file."),
+    mode: str = typer.Option("replace", "--mode", help="replace | merge | append"),
+    model: ModelOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Publish a file as a new version of a declared dataset (checked and signed)."""
+    from dataferry.store.files import read_batches
+    from dataferry.store.publish import publish as publish_version
+
+    if mode not in ("replace", "merge", "append"):
+        raise UsageError(f"--mode must be replace, merge or append, not {mode!r}")
+    context = _Context(model)
+    entry = context.spec(ref)
+    batches = read_batches(file)
+    warnings: list[str] = []
+    with Progress(f"publishing {ref}", unit="rows") as progress:
+        result = publish_version(
+            context.store.dataset(ref), entry.spec, batches, keys=context.store.keys,
+            mode=mode,  # type: ignore[arg-type]
+            on_warning=warnings.append, on_rows=progress.advance,
+        )
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if json_out:
+        print_json(result.__dict__)
+        return
+    typer.echo(
+        f"published {ref} version {result.version}: {result.rows:,} rows "
+        f"(+{result.added_rows:,} -{result.removed_rows:,}), {result.files} new file(s), "
+        f"{_size(result.bytes)}, manifest {result.manifest_hash[:16]}, "
+        f"{result.seconds:.1f} s"
+    )
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
+        count /= 1024
+    return f"{count} B"  # pragma: no cover
+
+
+def datasets(model: ModelOption = None, store: StoreOption = None,
+             json_out: JsonOption = False) -> None:
+    """List datasets: latest version, rows, bytes, last updated, owner."""
+    context = _Context(model, store)
+    refs = set(context.store.refs())
+    owners: dict[str, str | None] = {}
+    if context.index is not None:
+        for ref, entry in context.index.datasets.items():
+            refs.add(ref)
+            team = context.index.ecosystem.teams[entry.team]
+            owners[ref] = team.owners[0] if team.owners else None
+    rows = []
+    for ref in sorted(refs):
+        dataset = context.store.dataset(ref)
+        head = dataset.head() if dataset.exists() else None
+        files = dataset.active_files(head.number) if head else []
+        rows.append({
+            "ref": ref,
+            "version": head.number if head else None,
+            "rows": head.manifest.rows if head else None,
+            "bytes": sum(f.size for f in files) if head else None,
+            "updated_at": head.manifest.created_at if head else None,
+            "owner": owners.get(ref),
+        })
+    if json_out:
+        print_json(rows)
+        return
+    _table(["dataset", "version", "rows", "size", "updated", "owner"], [
+        [r["ref"], _or_dash(r["version"]), _or_dash(r["rows"], "{:,}"),
+         _size(r["bytes"]) if r["bytes"] is not None else "-",
+         (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-"]
+        for r in rows
+    ])
+
+
+def _or_dash(value: Any, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=None, pad_edge=False, highlight=False)
+    for row in rows:
+        table.add_row(*row)
+    Console(soft_wrap=True).print(table)
+
+
+def log(ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),
+        model: ModelOption = None, store: StoreOption = None,
+        json_out: JsonOption = False) -> None:
+    """Versions of a dataset: time, rows, files, changes, manifest hash, signer."""
+    from dataferry.store.store import version_summary
+
+    dataset = _Context(model, store).dataset(ref)
+    entries = [version_summary(dataset, v) for v in dataset.versions()]
+    entries.reverse()
+    if json_out:
+        print_json(entries)
+        return
+    _table(["version", "created", "rows", "files", "added", "removed", "manifest", "signer"], [
+        [str(e["version"]), e["created_at"][:19].replace("T", " "), f"{e['rows']:,}",
+         str(e["files"]), f"+{e['added']:,}", f"-{e['removed']:,}", e["manifest_hash"][:16],
+         e["signer"][:20]]
+        for e in entries
+    ])
+    for e in entries:
+        for source in e["lineage"]:
+            typer.echo(f"  version {e['version']} read {source.get('ref')}@"
+                       f"{source.get('version')}")
+
+
+def show(
+    target: str = typer.Argument(..., metavar="REF[@VERSION]", help="e.g. crm.customers@3"),
+    limit: int = typer.Option(20, "--limit", min=0, help="How many rows to show."),
+    model: ModelOption = None, store: StoreOption = None, json_out: JsonOption = False,
+) -> None:
+    """Schema and first rows of a version (default: the latest)."""
+    from dataferry.store.conform import to_python_friendly
+    from dataferry.store.files import json_value
+
+    ref, number = _split_version(target)
+    dataset = _Context(model, store).dataset(ref)
+    version = dataset.resolve(number)
+    schema = version.manifest.schema
+    rows: list[dict[str, Any]] = []
+    if limit:
+        for batch in dataset.scanner(version, batch_size=max(limit, 1)).to_batches():
+            for row in to_python_friendly(batch).to_pylist():
+                rows.append({k: json_value(v) for k, v in row.items()})
+                if len(rows) >= limit:
+                    break
+            if len(rows) >= limit:
+                break
+    payload = {
+        "ref": ref, "version": version.number, "rows_total": version.manifest.rows,
+        "schema": [{"name": c["name"], "type": c["type"], "nullable": c["nullable"]}
+                   for c in schema["columns"]],
+        "primary_key": schema.get("primary_key", []),
+        "rows": rows,
+    }
+    if json_out:
+        print_json(payload)
+        return
+    typer.echo(f"{ref} version {version.number}: {version.manifest.rows:,} rows, created "
+               f"{version.manifest.created_at}")
+    key = set(payload["primary_key"])
+    _table(["column", "type", "nullable", "key"], [
+        [c["name"], c["type"], "yes" if c["nullable"] else "no", "*" if c["name"] in key else ""]
+        for c in payload["schema"]
+    ])
+    if rows:
+        names = [c["name"] for c in payload["schema"]]
+        _table(names, [[_cell(row.get(n)) for n in names] for row in rows])
+
+
+def _cell(value: Any) -> str:
+    import json
+
+    if value is None:
+        return "∅"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def export(
+    target: str = typer.Argument(..., metavar="REF[@VERSION]"),
+    file: Path = typer.Argument(..., help="Where to write: .parquet, .csv or .jsonl"),
+    model: ModelOption = None, store: StoreOption = None,
+) -> None:
+    """Write a version to a .parquet / .csv / .jsonl file."""
+    from dataferry.store.conform import to_python_friendly
+    from dataferry.store.files import file_format, write_batches
+
+    file_format(file)
+    ref, number = _split_version(target)
+    dataset = _Context(model, store).dataset(ref)
+    version = dataset.resolve(number)
+    scanner = dataset.scanner(version)
+    keep_types = file.suffix.lower() == ".parquet"
+    batches = (b if keep_types else to_python_friendly(b) for b in scanner.to_batches())
+    first = next(batches, None)
+    schema = (first.schema if first is not None else
+              (scanner.projected_schema if keep_types else to_python_friendly(
+                  scanner.projected_schema.empty_table()).schema))
+
+    def all_batches() -> Any:
+        if first is not None:
+            yield first
+        yield from batches
+
+    with Progress(f"exporting {ref}@{version.number}", total=version.manifest.rows,
+                  unit="rows") as progress:
+        rows = write_batches(all_batches(), schema, file, on_rows=progress.advance)
+    typer.echo(f"wrote {rows:,} rows of {ref} version {version.number} to {file}")
+
+
+def diff(
+    ref: str = typer.Argument(...), v1: int = typer.Argument(...), v2: int = typer.Argument(...),
+    limit: int = typer.Option(100, "--limit", min=0, help="How many changed keys to list."),
+    model: ModelOption = None, store: StoreOption = None, json_out: JsonOption = False,
+) -> None:
+    """Rows added / removed / changed between two versions (by primary key)."""
+    from dataferry.store.diff import diff_versions
+
+    dataset = _Context(model, store).dataset(ref)
+    result = diff_versions(dataset, v1, v2, limit=limit)
+    if json_out:
+        print_json(result.as_json())
+        return
+    typer.echo(f"{ref} {v1} -> {v2}: {result.added:,} added, {result.removed:,} removed, "
+               f"{result.changed:,} changed")
+    signs = {"added": "+", "removed": "-", "changed": "~"}
+    for row in result.rows:
+        typer.echo(f"  {signs[row['change']]} {row['key']}")
+
+
+def verify(
+    refs: list[str] = typer.Argument(None, metavar="[REF]...", help="Default: every dataset."),
+    deep: bool = typer.Option(False, "--deep", help="Also recompute every chunk hash."),
+    pin: str | None = typer.Option(None, "--key", metavar="DATASET_ID",
+                                   help="The dataset id (genesis hash) to trust."),
+    model: ModelOption = None, store: StoreOption = None, json_out: JsonOption = False,
+) -> None:
+    """Check every file hash, manifest signature and chain link; exit 1 on any problem."""
+    from dataferry.store.verify import VerifyReport, verify_dataset
+
+    context = _Context(model, store)
+    names = refs or context.store.refs()
+    report = VerifyReport()
+    total = sum(_dataset_bytes(context.store.dataset(r)) for r in names
+                if context.store.dataset(r).exists())
+    with Progress("verifying", total=total, unit="bytes") as progress:
+        for ref in names:
+            verify_dataset(context.dataset(ref), report, pinned_id=pin, deep=deep,
+                           on_bytes=progress.advance)
+    if json_out:
+        print_json({"ok": report.ok, "checked_files": report.checked_files,
+                    "checked_versions": report.checked_versions,
+                    "problems": [p.as_json() for p in report.problems]})
+    else:
+        for problem in report.problems:
+            typer.echo(problem.as_text())
+        verdict = "ok" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
+        typer.echo(f"{verdict}: {len(names)} dataset(s), {report.checked_versions} version(s), "
+                   f"{report.checked_files} file(s), {_size(report.checked_bytes)} checked")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _dataset_bytes(dataset: Any) -> int:
+    return sum(f.size for v in dataset.versions() for f in v.manifest.files)
+
+
+def gc(
+    refs: list[str] = typer.Argument(None, metavar="[REF]...", help="Default: every dataset."),
+    keep: int | None = typer.Option(None, "--keep", min=1,
+                                    help="Versions to keep (default: each dataset's retention:)."),
+    model: ModelOption = None, json_out: JsonOption = False,
+) -> None:
+    """Drop versions beyond retention and files no kept version needs."""
+    from dataferry.store.gc import collect
+
+    context = _Context(model)
+    results = []
+    for ref in refs or context.store.refs():
+        retention = keep
+        if retention is None and context.index is not None and ref in context.index.datasets:
+            retention = context.index.datasets[ref].spec.retention
+        results.append(collect(context.dataset(ref), context.store.keys, retention))
+    if json_out:
+        print_json([r.__dict__ for r in results])
+        return
+    for r in results:
+        dropped = f"dropped versions {r.dropped_versions[0]}..{r.dropped_versions[-1]}, " if (
+            r.dropped_versions) else ""
+        typer.echo(f"{r.ref}: {dropped}deleted {len(r.deleted_files)} file(s), freed "
+                   f"{_size(r.freed_bytes)}")
+
+
+def keys(model: ModelOption = None, json_out: JsonOption = False) -> None:
+    """Show the teams' signing keys (public part and fingerprint; never the private key)."""
+    context = _Context(model)
+    infos = context.store.keys.keys()
+    if json_out:
+        print_json([{"team": k.team, "public_key": k.public_key, "fingerprint": k.fingerprint,
+                     "path": str(k.path)} for k in infos])
+        return
+    if not infos:
+        typer.echo(f"no keys yet in {context.store.keys.directory} (a team's key is made when "
+                   "it first publishes)")
+        return
+    _table(["team", "fingerprint", "public key"],
+           [[k.team, k.fingerprint, k.public_key] for k in infos])

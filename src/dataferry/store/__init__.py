@@ -1,0 +1,1 @@
+"""The versioned, signed dataset store (STORE.md)."""

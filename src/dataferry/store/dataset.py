@@ -1,0 +1,237 @@
+"""One dataset in the store: its files, signed versions, and reading any version back."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from dataferry.errors import StoreError
+from dataferry.model.types import parse_type, to_arrow_field
+from dataferry.store.hashing import hash_bytes
+from dataferry.store.manifest import (
+    Checkpoint,
+    FileEntry,
+    Genesis,
+    Manifest,
+    Signature,
+    read_signed_checkpoint,
+)
+
+SIG = "_sig"
+
+
+@dataclass(frozen=True)
+class Version:
+    """A published version: its manifest, the bytes it was signed over, and its signature."""
+
+    number: int
+    manifest: Manifest
+    raw: bytes
+    signature: Signature
+    hash: str
+    """Hash of the manifest bytes (what the next version's ``prev`` names)."""
+
+
+class DatasetStore:
+    """The directory ``<store>/<team>/<dataset>``: a Delta table plus its ``_sig`` history."""
+
+    def __init__(self, root: Path, ref: str) -> None:
+        self.ref = ref
+        team, _, name = ref.partition(".")
+        self.team = team
+        self.name = name
+        self.path = root / team / name
+        self._genesis: Genesis | None = None
+
+    # --- layout ----------------------------------------------------------------------
+
+    @property
+    def sig(self) -> Path:
+        return self.path / SIG
+
+    def manifest_path(self, version: int) -> Path:
+        return self.sig / "m" / f"{version:012d}.json"
+
+    def signature_path(self, version: int) -> Path:
+        return self.sig / "m" / f"{version:012d}.sig"
+
+    def chunks_path(self, file_hash: str) -> Path:
+        return self.sig / "c" / f"{file_hash}.chunks"
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.sig / "genesis.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.sig / "checkpoint.json"
+
+    def exists(self) -> bool:
+        return self.genesis_path.is_file()
+
+    # --- history ---------------------------------------------------------------------
+
+    def genesis(self) -> Genesis:
+        if self._genesis is not None:
+            return self._genesis
+        try:
+            self._genesis = Genesis.from_bytes(self.genesis_path.read_bytes())
+            return self._genesis
+        except FileNotFoundError:
+            raise StoreError(f"dataset {self.ref} has no versions in the store yet; run "
+                             f"`ferry publish {self.ref} FILE` (or `ferry run`)") from None
+
+    @property
+    def algorithm(self) -> str:
+        return self.genesis().algorithm
+
+    def version_numbers(self) -> list[int]:
+        """Published versions (those with a signature), oldest first."""
+        directory = self.sig / "m"
+        if not directory.is_dir():
+            return []
+        numbers = []
+        for entry in os.scandir(directory):
+            name = entry.name
+            if name.endswith(".sig") and name[:-4].isdigit():
+                numbers.append(int(name[:-4]))
+        return sorted(numbers)
+
+    def head_number(self) -> int | None:
+        numbers = self.version_numbers()
+        return numbers[-1] if numbers else None
+
+    def version(self, number: int) -> Version:
+        """A published version as stored (not verified: see ``verify``)."""
+        try:
+            raw = self.manifest_path(number).read_bytes()
+            signature = Signature.from_bytes(self.signature_path(number).read_bytes())
+        except FileNotFoundError:
+            known = self.version_numbers()
+            span = f"{known[0]}..{known[-1]}" if known else "none yet"
+            raise StoreError(f"{self.ref} has no version {number} (versions: {span})") from None
+        except (ValueError, KeyError) as exc:
+            raise StoreError(f"{self.ref} version {number}: unreadable signature ({exc})") from None
+        try:
+            manifest = Manifest.from_bytes(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{self.ref} version {number}: unreadable manifest ({exc})") from None
+        return Version(number, manifest, raw, signature, hash_bytes(self.algorithm, raw))
+
+    def head(self) -> Version | None:
+        number = self.head_number()
+        return self.version(number) if number is not None else None
+
+    def checkpoint(self) -> Checkpoint | None:
+        if not self.checkpoint_path.is_file():
+            return None
+        return read_signed_checkpoint(self.checkpoint_path.read_bytes())[0]
+
+    def versions(self) -> Iterator[Version]:
+        for number in self.version_numbers():
+            yield self.version(number)
+
+    def active_files(self, number: int) -> list[FileEntry]:
+        """Every data file of version ``number`` (folding adds/removes from the start)."""
+        checkpoint = self.checkpoint()
+        files: dict[str, FileEntry] = {}
+        start = 1
+        if checkpoint is not None:
+            files = {f.path: f for f in checkpoint.files}
+            start = checkpoint.first_version
+        if number < start:
+            raise StoreError(f"{self.ref} version {number} was removed by `ferry gc`; the "
+                             f"oldest kept version is {start}")
+        for n in self.version_numbers():
+            if n < start or n > number:
+                continue
+            manifest = self.version(n).manifest
+            for path in manifest.removed:
+                files.pop(path, None)
+            for entry in manifest.files:
+                files[entry.path] = entry
+        return sorted(files.values(), key=lambda f: f.path)
+
+    # --- reading data ----------------------------------------------------------------
+
+    def resolve(self, number: int | None) -> Version:
+        if number is None:
+            head = self.head()
+            if head is None:
+                self.genesis()  # raises the "no versions yet" error
+                raise StoreError(f"dataset {self.ref} has no published version yet")
+            return head
+        return self.version(number)
+
+    def arrow_schema(self, version: Version) -> pa.Schema:
+        return schema_from_manifest(version.manifest.schema)
+
+    def scanner(self, version: Version, columns: list[str] | None = None,
+                batch_size: int = 65_536) -> pads.Scanner:
+        """A streaming scan of a version's rows (bounded memory)."""
+        schema = self.arrow_schema(version)
+        files = self.active_files(version.number)
+        paths = [str(self.path / f.path) for f in files]
+        partitioned = {name for f in files for name in f.partition_values}
+        partitioning = None
+        if partitioned:
+            # deltalake keeps partition values in the path (hive style), not in the files.
+            fields = [f for f in schema if f.name in partitioned]
+            partitioning = pads.partitioning(pa.schema(fields), flavor="hive")
+        dataset = pads.dataset(paths, schema=schema, format="parquet",
+                               partitioning=partitioning, partition_base_dir=str(self.path))
+        return dataset.scanner(columns=columns, batch_size=batch_size)
+
+    def partition_columns(self, version: Version) -> list[str]:
+        """Columns whose values live in the file paths (hive style) instead of the files."""
+        return sorted({name for f in self.active_files(version.number)
+                       for name in f.partition_values})
+
+    def file_paths(self, version: Version) -> list[str]:
+        return self.file_paths_for(self.active_files(version.number))
+
+    def file_paths_for(self, files: list[FileEntry]) -> list[str]:
+        return [str(self.path / f.path) for f in files]
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock for writers of this dataset (one process at a time)."""
+        self.sig.mkdir(parents=True, exist_ok=True)
+        with (self.sig / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @cached_property
+    def delta_log(self) -> Path:
+        return self.path / "_delta_log"
+
+    def delta_entry(self, delta_version: int) -> tuple[bytes, list[dict[str, Any]]]:
+        """The bytes of a Delta commit file and its actions."""
+        raw = (self.delta_log / f"{delta_version:020d}.json").read_bytes()
+        actions = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        return raw, actions
+
+
+def schema_from_manifest(schema: dict[str, Any]) -> pa.Schema:
+    """The Arrow schema of the declared columns a manifest records."""
+    return pa.schema([
+        to_arrow_field(c["name"], parse_type(c["type"]), c.get("nullable", True))
+        for c in schema["columns"]
+    ])
+
+
+def commit_hash(algorithm: str, raw: bytes) -> str:
+    return hash_bytes(algorithm, raw)

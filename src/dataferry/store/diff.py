@@ -1,0 +1,98 @@
+"""``ferry diff REF V1 V2``: rows added, removed and changed between two versions, by key.
+
+DuckDB joins the two versions' Parquet files on the primary key, so tables larger than
+memory are compared with bounded memory (DuckDB spills to disk).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from dataferry.errors import StoreError
+from dataferry.store.dataset import DatasetStore
+from dataferry.store.files import json_value
+
+
+@dataclass
+class Diff:
+    ref: str
+    from_version: int
+    to_version: int
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, "from": self.from_version, "to": self.to_version,
+                "added": self.added, "removed": self.removed, "changed": self.changed,
+                "rows": self.rows}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _files_sql(paths: list[str]) -> str:
+    if not paths:
+        return ""
+    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{listed}])"
+
+
+def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) -> Diff:
+    """Compare versions ``v1`` and ``v2`` (either order) of a dataset with a primary key."""
+    old, new = dataset.version(v1), dataset.version(v2)
+    key = list(new.manifest.schema.get("primary_key") or [])
+    if not key:
+        raise StoreError(f"{dataset.ref} has no primary key, so rows cannot be matched "
+                         "between versions; declare primary_key in the model")
+    if key != list(old.manifest.schema.get("primary_key") or []):
+        raise StoreError(f"{dataset.ref}: the primary key changed between versions {v1} and "
+                         f"{v2}, so rows cannot be matched")
+    old_cols = [c["name"] for c in old.manifest.schema["columns"]]
+    new_cols = [c["name"] for c in new.manifest.schema["columns"]]
+    common = [c for c in new_cols if c in old_cols and c not in key]
+    result = Diff(dataset.ref, v1, v2)
+    with tempfile.TemporaryDirectory(prefix="ferry-diff-") as spill:
+        db = duckdb.connect()
+        db.execute(f"set temp_directory = '{spill}'")
+        db.execute("set memory_limit = '1GB'")
+        empty_old = "select " + ", ".join(f"null as {_quote(c)}" for c in old_cols) + " where false"
+        empty_new = "select " + ", ".join(f"null as {_quote(c)}" for c in new_cols) + " where false"
+        old_src = _files_sql(dataset.file_paths(old))
+        new_src = _files_sql(dataset.file_paths(new))
+        db.execute(f"create view a as {'select * from ' + old_src if old_src else empty_old}")
+        db.execute(f"create view b as {'select * from ' + new_src if new_src else empty_new}")
+        on = " and ".join(f"a.{_quote(k)} is not distinct from b.{_quote(k)}" for k in key)
+        differs = " or ".join(
+            f"a.{_quote(c)} is distinct from b.{_quote(c)}" for c in common
+        ) or "false"
+        a_key = f"a.{_quote(key[0])}"
+        b_key = f"b.{_quote(key[0])}"
+        db.execute(
+            f"""create temp table changes as
+            select case when {a_key} is null and {b_key} is not null then 'added'
+                        when {b_key} is null then 'removed' else 'changed' end as change,
+                   {", ".join(f"coalesce(a.{_quote(k)}, b.{_quote(k)}) as {_quote(k)}" for k in key)}
+            from a full outer join b on {on}
+            where ({a_key} is null and {b_key} is not null) or {b_key} is null
+               or ({a_key} is not null and ({differs}))"""
+        )
+        counts = dict(db.execute("select change, count(*) from changes group by 1").fetchall())
+        result.added = int(counts.get("added", 0))
+        result.removed = int(counts.get("removed", 0))
+        result.changed = int(counts.get("changed", 0))
+        order = ", ".join(_quote(k) for k in key)
+        sample = db.execute(f"select * from changes order by change, {order} limit {int(limit)}")
+        names = [d[0] for d in sample.description]
+        for row in sample.fetchall():
+            record = dict(zip(names, row, strict=True))
+            change = record.pop("change")
+            result.rows.append({"change": change, "key": {k: json_value(v) for k, v in record.items()}})
+        db.close()
+    return result

@@ -1,0 +1,383 @@
+"""Publishing a new version of a dataset: data in, a signed, verifiable version out.
+
+The steps, in an order that makes a crash at any point harmless (STORE.md):
+
+1. recover: Delta commits after the last signed manifest (a crash, a failed check) are
+   rolled back, so they never leak into the new version;
+2. write the Parquet files (hashing them while they are written), or let deltalake write
+   them for a merge or a partitioned table and hash them afterwards;
+3. commit them to the Delta log;
+4. run the dataset's quality checks over the whole new version; on failure roll back;
+5. write the chunk lists, the manifest and, last, its signature: only now is the version
+   published. Files of an unpublished attempt are removed by ``ferry gc``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
+from deltalake.transaction import AddAction, create_table_with_add_actions
+
+from dataferry.errors import StoreError
+from dataferry.model.spec import DatasetCommon
+from dataferry.store.conform import Conformer
+from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.hashing import FileDigest, HashingWriter, hash_file, merkle_root
+from dataferry.store.keys import KeyStore, public_bytes
+from dataferry.store.manifest import (
+    FileEntry,
+    Genesis,
+    Manifest,
+    Signature,
+    utc_now,
+    write_atomic,
+)
+from dataferry.store.quality import enforce_checks
+
+Mode = Literal["replace", "merge", "append"]
+TARGET_FILE_BYTES = 256 << 20
+DEFAULT_ALGORITHM = "blake3"
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: ``FERRY_CRASH_AT=<name>`` kills us here."""
+    if os.environ.get("FERRY_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a publish produced."""
+
+    ref: str
+    version: int
+    rows: int
+    added_rows: int
+    removed_rows: int
+    files: int
+    bytes: int
+    manifest_hash: str
+    seconds: float
+
+
+def declared_columns(spec: DatasetCommon) -> dict[str, Any]:
+    """The schema block of a manifest: the declared columns and key, as in the model."""
+    return {
+        "columns": [
+            {"name": name, "type": column.type, "nullable": column.nullable}
+            for name, column in spec.columns.items()
+        ],
+        "primary_key": list(spec.primary_key),
+        "version": spec.version,
+    }
+
+
+def publish(
+    dataset: DatasetStore,
+    spec: DatasetCommon,
+    data: pa.RecordBatchReader | Iterable[pa.RecordBatch] | pa.Table,
+    *,
+    keys: KeyStore,
+    mode: Mode = "replace",
+    cursor: dict[str, Any] | None = None,
+    lineage: Sequence[dict[str, Any]] = (),
+    on_warning: Callable[[str], None] | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> Published:
+    """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc."""
+    started = time.monotonic()
+    if mode == "merge" and not spec.primary_key:
+        raise StoreError(f"{dataset.ref}: merge needs a primary key; declare primary_key in "
+                         "the model or publish with --mode replace/append")
+    key = keys.signing_key(dataset.team)
+    conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
+    reader = conformer.conform_reader(_as_reader(data))
+    with dataset.lock():
+        genesis = _ensure_genesis(dataset, public_bytes(key).hex())
+        head = dataset.head()
+        base_delta = _recover(dataset, head)
+        written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows)
+        crash_point("after-commit")
+        files = dataset.file_paths_for(written.active)
+        try:
+            enforce_checks(dataset.ref, spec.checks, spec.primary_key, files)
+        except BaseException:
+            _rollback(dataset, base_delta, written)
+            raise
+        crash_point("before-manifest")
+        manifest = _manifest(dataset, genesis, head, spec, written, mode, cursor, lineage)
+        for entry, digest in written.digests:
+            write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
+        raw = manifest.to_bytes()
+        write_atomic(dataset.manifest_path(manifest.version), raw)
+        crash_point("before-signature")
+        write_atomic(dataset.signature_path(manifest.version),
+                     Signature.create(key, raw).to_bytes())
+    version = dataset.version(manifest.version)
+    return Published(
+        dataset.ref, manifest.version, manifest.rows, manifest.added_rows,
+        manifest.removed_rows, len(written.digests), sum(e.size for e, _ in written.digests),
+        version.hash, time.monotonic() - started,
+    )
+
+
+def _as_reader(data: pa.RecordBatchReader | Iterable[pa.RecordBatch] | pa.Table) -> Any:
+    if isinstance(data, pa.Table):
+        return data.to_reader()
+    return data
+
+
+def _ensure_genesis(dataset: DatasetStore, public_key: str) -> Genesis:
+    if dataset.exists():
+        genesis = dataset.genesis()
+        return genesis
+    genesis = Genesis(dataset.ref, DEFAULT_ALGORITHM, (public_key,), utc_now())
+    write_atomic(dataset.genesis_path, genesis.to_bytes())
+    return genesis
+
+
+def _delta_version(dataset: DatasetStore) -> int | None:
+    if not (dataset.path / "_delta_log").is_dir():
+        return None
+    try:
+        return DeltaTable(str(dataset.path)).version()
+    except Exception:  # noqa: BLE001 - no commit yet (an empty or broken log)
+        return None
+
+
+def _recover(dataset: DatasetStore, head: Version | None) -> int | None:
+    """Undo Delta commits that no signed manifest covers; returns the published Delta version."""
+    published = head.manifest.delta_commit["version"] if head is not None else None
+    latest = _delta_version(dataset)
+    if latest is None or latest == published:
+        return published
+    if published is None:
+        # Nothing was ever published: the table holds only an interrupted first attempt.
+        _remove_log(dataset)
+        return None
+    DeltaTable(str(dataset.path)).restore(published)
+    return published
+
+
+def _remove_log(dataset: DatasetStore) -> None:
+    log = dataset.path / "_delta_log"
+    for entry in log.iterdir() if log.is_dir() else ():
+        if entry.is_file():
+            entry.unlink()
+    if log.is_dir():
+        for entry in sorted(log.rglob("*"), reverse=True):
+            entry.unlink() if entry.is_file() else entry.rmdir()
+        log.rmdir()
+
+
+@dataclass
+class _Written:
+    delta_version: int
+    delta_raw: bytes
+    digests: list[tuple[FileEntry, FileDigest]]
+    removed: list[str]
+    active: list[FileEntry]
+    added_rows: int
+    removed_rows: int
+
+
+def _write(
+    dataset: DatasetStore,
+    spec: DatasetCommon,
+    reader: pa.RecordBatchReader,
+    mode: Mode,
+    head: Version | None,
+    algorithm: str,
+    on_rows: Callable[[int], None] | None,
+) -> _Written:
+    dataset.path.mkdir(parents=True, exist_ok=True)
+    previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
+    previous_rows = head.manifest.rows if head else 0
+    if mode == "merge" or spec.partition_by:
+        metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
+        delta_version, raw, actions = _latest_entry(dataset)
+        digests = _hash_added(dataset, actions, algorithm)
+    else:
+        digests = _write_files(dataset, reader, algorithm, on_rows)
+        crash_point("after-files")
+        schema = DeltaSchema.from_arrow(reader.schema)
+        adds = [
+            AddAction(entry.path, entry.size, {}, int(time.time() * 1000), True,
+                      json.dumps({"numRecords": entry.rows}))
+            for entry, _ in digests
+        ]
+        delta_mode = "overwrite" if mode == "replace" else "append"
+        if head is None and _delta_version(dataset) is None:
+            create_table_with_add_actions(str(dataset.path), schema, adds, mode="overwrite")
+        else:
+            DeltaTable(str(dataset.path)).create_write_transaction(adds, delta_mode, schema)
+        delta_version, raw, actions = _latest_entry(dataset)
+        added = sum(entry.rows for entry, _ in digests)
+        metrics = {"added": added, "removed": previous_rows if mode == "replace" else 0}
+    removed = [a["remove"]["path"] for a in actions if "remove" in a]
+    active = dict(previous)
+    for path in removed:
+        active.pop(path, None)
+    for entry, _ in digests:
+        active[entry.path] = entry
+    return _Written(delta_version, raw, digests, removed, sorted(active.values(),
+                    key=lambda f: f.path), metrics["added"], metrics["removed"])
+
+
+def _write_files(
+    dataset: DatasetStore, reader: pa.RecordBatchReader, algorithm: str,
+    on_rows: Callable[[int], None] | None,
+) -> list[tuple[FileEntry, FileDigest]]:
+    """Stream batches into zstd Parquet files, hashing every byte as it is written."""
+    out: list[tuple[FileEntry, FileDigest]] = []
+    sink: HashingWriter | None = None
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    first = True
+
+    def finish() -> None:
+        nonlocal sink, writer, rows
+        if writer is None or sink is None:
+            return
+        writer.close()
+        sink.close(fsync=True)
+        digest = sink.digest()
+        name = sink.path.name
+        out.append((FileEntry(name, digest.size, digest.hash, rows, digest.chunk_size,
+                              digest.chunks_hash(algorithm)), digest))
+        sink, writer, rows = None, None, 0
+
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        if writer is None:
+            sink = HashingWriter(dataset.path / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
+            writer = pq.ParquetWriter(sink, reader.schema, compression="zstd",
+                                      write_statistics=True)
+        assert sink is not None
+        writer.write_batch(batch)
+        rows += batch.num_rows
+        if on_rows is not None:
+            on_rows(batch.num_rows)
+        if first:
+            crash_point("write-file")
+            first = False
+        if sink.tell() >= TARGET_FILE_BYTES:
+            finish()
+    finish()
+    return out
+
+
+def _write_with_deltalake(
+    dataset: DatasetStore, spec: DatasetCommon, reader: pa.RecordBatchReader, mode: Mode,
+    first: bool,
+) -> dict[str, int]:
+    uri = str(dataset.path)
+    partition_by = list(spec.partition_by) or None
+    if mode != "merge" or first:
+        delta_mode = "append" if mode == "append" else "overwrite"
+        table = None if first else DeltaTable(uri)
+        before = table.to_pyarrow_dataset().count_rows() if table is not None else 0
+        counted = _Counted(reader)
+        write_deltalake(uri, counted.reader(), mode=delta_mode, partition_by=partition_by)
+        removed = before if delta_mode == "overwrite" else 0
+        return {"added": counted.rows, "removed": removed}
+    predicate = " AND ".join(f't."{c}" = s."{c}"' for c in spec.primary_key)
+    metrics = (
+        DeltaTable(uri)
+        .merge(reader, predicate, source_alias="s", target_alias="t")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    inserted = int(metrics.get("num_target_rows_inserted", 0))
+    updated = int(metrics.get("num_target_rows_updated", 0))
+    return {"added": inserted + updated, "removed": updated}
+
+
+class _Counted:
+    """Counts the rows of a reader as deltalake consumes it."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self._reader = reader
+        self.rows = 0
+
+    def reader(self) -> pa.RecordBatchReader:
+        def batches() -> Iterable[pa.RecordBatch]:
+            for batch in self._reader:
+                self.rows += batch.num_rows
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(self._reader.schema, batches())
+
+
+def _latest_entry(dataset: DatasetStore) -> tuple[int, bytes, list[dict[str, Any]]]:
+    version = DeltaTable(str(dataset.path)).version()
+    raw, actions = dataset.delta_entry(version)
+    return version, raw, actions
+
+
+def _hash_added(dataset: DatasetStore, actions: list[dict[str, Any]],
+                algorithm: str) -> list[tuple[FileEntry, FileDigest]]:
+    out = []
+    for action in actions:
+        add = action.get("add")
+        if add is None:
+            continue
+        path = add["path"]
+        digest = hash_file(dataset.path / path, algorithm)
+        stats = json.loads(add.get("stats") or "{}")
+        rows = int(stats.get("numRecords", 0)) if stats else pq.ParquetFile(
+            dataset.path / path).metadata.num_rows
+        out.append((FileEntry(path, digest.size, digest.hash, rows, digest.chunk_size,
+                              digest.chunks_hash(algorithm),
+                              dict(add.get("partitionValues") or {})), digest))
+    return out
+
+
+def _rollback(dataset: DatasetStore, base_delta: int | None, written: _Written) -> None:
+    """Undo a commit whose version failed its checks (files are left for ``ferry gc``)."""
+    if base_delta is None:
+        _remove_log(dataset)
+    else:
+        DeltaTable(str(dataset.path)).restore(base_delta)
+
+
+def _manifest(
+    dataset: DatasetStore, genesis: Genesis, head: Version | None, spec: DatasetCommon,
+    written: _Written, mode: Mode, cursor: dict[str, Any] | None,
+    lineage: Sequence[dict[str, Any]],
+) -> Manifest:
+    from dataferry.store.hashing import hash_bytes
+
+    files = tuple(entry for entry, _ in written.digests)
+    return Manifest(
+        dataset=dataset.ref,
+        dataset_id=genesis.dataset_id,
+        version=(head.number + 1) if head else 1,
+        created_at=utc_now(),
+        prev=head.hash if head else None,
+        delta_commit={"version": written.delta_version,
+                      "hash": hash_bytes(genesis.algorithm, written.delta_raw)},
+        schema=declared_columns(spec),
+        files=files,
+        removed=tuple(written.removed),
+        rows=sum(f.rows for f in written.active),
+        added_rows=written.added_rows,
+        removed_rows=written.removed_rows,
+        root=merkle_root(genesis.algorithm, [f.hash for f in written.active]),
+        mode=mode,
+        cursor=cursor,
+        lineage=tuple(lineage),
+    )

@@ -1,0 +1,220 @@
+"""``ferry verify``: every check of STORE.md's verification list, over one dataset.
+
+1. the genesis hashes to the dataset id every manifest names (and to a pinned id, if given);
+2. each manifest is signed by a key the genesis (or an earlier signed key rotation) allows;
+3. each manifest's ``prev`` is the hash of the one before, versions have no gaps;
+4. each file's bytes hash to its recorded hash (and size), its chunk list hashes to
+   ``chunks_hash`` (``deep``: the chunks are recomputed from the bytes too), the Merkle
+   root covers the version's files, and the Delta commit a version names is byte-for-byte
+   the one signed for, adding and removing the same files.
+
+Problems are collected, not raised: each names the dataset, version and file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataferry.errors import StoreError
+from dataferry.store.dataset import DatasetStore
+from dataferry.store.hashing import file_hash, hash_bytes, hash_file, merkle_root
+from dataferry.store.keys import fingerprint, verify_signature
+from dataferry.store.manifest import FileEntry, Manifest, Signature, read_signed_checkpoint
+
+
+@dataclass(frozen=True)
+class Problem:
+    dataset: str
+    version: int | None
+    file: str | None
+    problem: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "version": self.version, "file": self.file,
+                "problem": self.problem}
+
+    def as_text(self) -> str:
+        where = self.dataset + (f"@{self.version}" if self.version is not None else "")
+        return f"{where}{f' {self.file}' if self.file else ''}: {self.problem}"
+
+
+@dataclass
+class VerifyReport:
+    checked_files: int = 0
+    checked_bytes: int = 0
+    checked_versions: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_dataset(
+    dataset: DatasetStore,
+    report: VerifyReport,
+    *,
+    pinned_id: str | None = None,
+    deep: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    """Verify one dataset into ``report`` (see the module docstring)."""
+    ref = dataset.ref
+
+    def problem(version: int | None, file: str | None, text: str) -> None:
+        report.problems.append(Problem(ref, version, file, text))
+
+    try:
+        genesis = dataset.genesis()
+    except (StoreError, ValueError, KeyError) as exc:
+        problem(None, "_sig/genesis.json", f"genesis unreadable: {exc}")
+        return
+    algorithm = genesis.algorithm
+    dataset_id = genesis.dataset_id
+    if pinned_id is not None and dataset_id != pinned_id:
+        problem(None, "_sig/genesis.json",
+                f"genesis hash {dataset_id} is not the pinned dataset id {pinned_id}")
+    allowed = set(genesis.keys)
+    checkpoint = dataset.checkpoint()
+    prev_hash: str | None = None
+    expected = 1
+    active: dict[str, FileEntry] = {}
+    if checkpoint is not None:
+        _, body, signature = read_signed_checkpoint(dataset.checkpoint_path.read_bytes())
+        if signature.key not in allowed or not verify_signature(
+            signature.key, body, signature.signature
+        ):
+            problem(None, "_sig/checkpoint.json", "checkpoint signature is invalid")
+        if checkpoint.dataset_id != dataset_id:
+            problem(None, "_sig/checkpoint.json", "checkpoint names another dataset id")
+        allowed = set(checkpoint.keys)
+        prev_hash = checkpoint.prev
+        expected = checkpoint.first_version
+        active = {f.path: f for f in checkpoint.files}
+        first = dataset.version(checkpoint.first_version).manifest if (
+            checkpoint.first_version in dataset.version_numbers()) else None
+        still_used = set(active) - set(first.removed if first else ())
+        for entry in checkpoint.files:  # files older versions added that are still data
+            if entry.path in still_used:
+                _verify_file(dataset, algorithm, checkpoint.first_version, entry, deep,
+                             report, problem, on_bytes)
+    for number in dataset.version_numbers():
+        if checkpoint is not None and number < checkpoint.first_version:
+            continue
+        report.checked_versions += 1
+        manifest_file = dataset.manifest_path(number).relative_to(dataset.path).as_posix()
+        if number != expected:
+            problem(number, manifest_file, f"version {expected} is missing (chain gap)")
+        expected = number + 1
+        try:
+            raw = dataset.manifest_path(number).read_bytes()
+            manifest = Manifest.from_bytes(raw)
+        except (OSError, ValueError, KeyError, TypeError, StoreError) as exc:
+            problem(number, manifest_file, f"manifest unreadable: {exc}")
+            prev_hash = None
+            continue
+        signature = _signature(dataset.signature_path(number))
+        if signature is None:
+            problem(number, manifest_file, "signature file is unreadable")
+        elif signature.key not in allowed:
+            problem(number, manifest_file,
+                    f"signed by key {fingerprint(bytes.fromhex(signature.key))}, which the "
+                    "genesis does not allow")
+        elif not verify_signature(signature.key, raw, signature.signature):
+            problem(number, manifest_file, "bad signature: the manifest was changed after "
+                    "it was signed, or the signature is forged")
+        if manifest.version != number:
+            problem(number, manifest_file, f"manifest says version {manifest.version}")
+        if manifest.dataset != ref or manifest.dataset_id != dataset_id:
+            problem(number, manifest_file, "manifest belongs to another dataset")
+        if manifest.prev != prev_hash:
+            problem(number, manifest_file, "broken chain: prev does not match the hash of "
+                    "the previous manifest")
+        prev_hash = hash_bytes(algorithm, raw)
+        for path in manifest.removed:
+            active.pop(path, None)
+        for entry in manifest.files:
+            active[entry.path] = entry
+            _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
+        root = merkle_root(algorithm, [f.hash for f in active.values()])
+        if root != manifest.root:
+            problem(number, manifest_file, "Merkle root does not match the version's files")
+        _verify_delta(dataset, algorithm, number, manifest, problem)
+        if manifest.keys is not None:
+            allowed = set(manifest.keys)
+
+
+def _signature(path: Any) -> Signature | None:
+    try:
+        return Signature.from_bytes(path.read_bytes())
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _verify_file(
+    dataset: DatasetStore, algorithm: str, number: int, entry: FileEntry, deep: bool,
+    report: VerifyReport, problem: Callable[[int | None, str | None, str], None],
+    on_bytes: Callable[[int], None] | None,
+) -> None:
+    path = dataset.path / entry.path
+    report.checked_files += 1
+    if not path.is_file():
+        problem(number, entry.path, "file is missing")
+        return
+    size = path.stat().st_size
+    if size != entry.size:
+        problem(number, entry.path, f"file is {size} bytes, the manifest says {entry.size} "
+                f"({'truncated' if size < entry.size else 'grown'})")
+        return
+    if deep:
+        digest = hash_file(path, algorithm)
+        actual, chunks = digest.hash, list(digest.chunks)
+    else:
+        actual, _ = file_hash(path, algorithm)
+        chunks = None
+    report.checked_bytes += size
+    if on_bytes is not None:
+        on_bytes(size)
+    if actual != entry.hash:
+        problem(number, entry.path, "content does not match its hash (the file was changed)")
+    chunk_file = dataset.chunks_path(entry.hash)
+    try:
+        listed = chunk_file.read_bytes()
+    except OSError:
+        problem(number, entry.path, "chunk list is missing")
+        return
+    if hash_bytes(algorithm, listed) != entry.chunks_hash:
+        problem(number, entry.path, "chunk list does not match chunks_hash")
+    elif chunks is not None and listed.decode().split() != chunks:
+        problem(number, entry.path, "chunk hashes do not match the file's bytes")
+
+
+def _verify_delta(
+    dataset: DatasetStore, algorithm: str, number: int, manifest: Manifest,
+    problem: Callable[[int | None, str | None, str], None],
+) -> None:
+    delta_version = manifest.delta_commit.get("version")
+    log_file = f"_delta_log/{int(delta_version or 0):020d}.json"
+    try:
+        raw = (dataset.path / log_file).read_bytes()
+    except OSError:
+        problem(number, log_file, "Delta commit is missing")
+        return
+    if hash_bytes(algorithm, raw) != manifest.delta_commit.get("hash"):
+        problem(number, log_file, "Delta commit was changed after the version was signed")
+    try:
+        actions = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    except ValueError as exc:
+        problem(number, log_file, f"Delta commit is not valid JSON lines: {exc}")
+        return
+    added = {a["add"]["path"] for a in actions if "add" in a}
+    removed = {a["remove"]["path"] for a in actions if "remove" in a}
+    if added != {f.path for f in manifest.files}:
+        extra = sorted(added - {f.path for f in manifest.files})
+        problem(number, log_file, "Delta commit adds other files than the manifest"
+                + (f": {', '.join(extra[:3])}" if extra else ""))
+    if removed != set(manifest.removed):
+        problem(number, log_file, "Delta commit removes other files than the manifest")

@@ -1,0 +1,97 @@
+"""Fixtures for store tests: a small model with datasets of several shapes, and its store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from dataferry.model.graph import ModelIndex
+from dataferry.model.load import load_model
+from dataferry.model.spec import DatasetCommon
+from dataferry.store.dataset import DatasetStore
+from dataferry.store.publish import Published, publish
+from dataferry.store.store import Store
+from tests.conftest import write_files
+
+TEAM = """\
+team: shop
+zone: eu
+owners: [alice@acme.example]
+sources:
+  db:
+    kind: sqlite
+    path: shop.db
+    datasets:
+      orders:
+        table: orders
+        primary_key: [id]
+        columns:
+          id: {type: int64, nullable: false}
+          customer: {type: string}
+          amount: {type: decimal(12,2)}
+          at: {type: timestamp_tz}
+        checks:
+          - not_null: [id]
+          - unique: [id]
+          - range: {column: amount, min: 0}
+      events:
+        table: events
+        columns:
+          name: {type: string}
+          value: {type: float64}
+      parted:
+        table: parted
+        primary_key: [id]
+        partition_by: [day]
+        columns:
+          id: {type: int64, nullable: false}
+          day: {type: date}
+"""
+
+
+@dataclass
+class StoreFixture:
+    root: Path
+    store: Store
+    index: ModelIndex
+
+    def spec(self, ref: str) -> DatasetCommon:
+        return self.index.datasets[ref].spec
+
+    def dataset(self, ref: str) -> DatasetStore:
+        return self.store.dataset(ref)
+
+    def publish(self, ref: str, data: pa.Table, mode: str = "replace") -> Published:
+        return publish(self.dataset(ref), self.spec(ref), data, keys=self.store.keys,
+                       mode=mode)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> StoreFixture:
+    root = write_files(tmp_path / "model", {
+        "ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+        "teams/shop/shop.yaml": TEAM,
+    })
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None and loaded.report.findings == []
+    return StoreFixture(root, Store.for_model(root, loaded.ecosystem), ModelIndex(loaded.ecosystem))
+
+
+def orders(ids: range | list[int], amount: str = "1.50") -> pa.Table:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    ids = list(ids)
+    return pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "customer": [f"c{i}" for i in ids],
+        "amount": pa.array([Decimal(amount)] * len(ids), pa.decimal128(12, 2)),
+        "at": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * len(ids), pa.timestamp("us", "UTC")),
+    })
+
+
+OrdersMaker = Callable[..., pa.Table]

@@ -1,0 +1,158 @@
+"""Publishing versions and reading them back, through the Python API."""
+
+from __future__ import annotations
+
+import stat
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from dataferry.errors import StoreError
+from dataferry.store.diff import diff_versions
+from dataferry.store.quality import QualityError
+from dataferry.store.verify import VerifyReport, verify_dataset
+from tests.store.conftest import StoreFixture, orders
+
+
+def rows(fixture: StoreFixture, ref: str, version: int | None = None) -> list[dict[str, object]]:
+    dataset = fixture.dataset(ref)
+    table = dataset.scanner(dataset.resolve(version)).to_table()
+    return sorted(table.to_pylist(), key=lambda r: str(r.get("id", r.get("name"))))
+
+
+def test_replace_append_merge_and_time_travel(shop: StoreFixture) -> None:
+    first = shop.publish("shop.orders", orders(range(1, 4)))
+    assert (first.version, first.rows, first.added_rows, first.removed_rows) == (1, 3, 3, 0)
+    second = shop.publish("shop.orders", orders(range(4, 6)), mode="append")
+    assert (second.version, second.rows, second.added_rows) == (2, 5, 2)
+    third = shop.publish("shop.orders", orders([2, 9], amount="7.00"), mode="merge")
+    assert (third.version, third.rows) == (3, 6)
+    assert (third.added_rows, third.removed_rows) == (2, 1)  # 1 inserted + 1 updated
+    now = {r["id"]: r["amount"] for r in rows(shop, "shop.orders")}
+    assert now == {1: Decimal("1.50"), 2: Decimal("7.00"), 3: Decimal("1.50"),
+                   4: Decimal("1.50"), 5: Decimal("1.50"), 9: Decimal("7.00")}
+    assert [r["id"] for r in rows(shop, "shop.orders", 1)] == [1, 2, 3]
+    assert len(rows(shop, "shop.orders", 2)) == 5
+    fourth = shop.publish("shop.orders", orders([7]))
+    assert (fourth.rows, fourth.removed_rows) == (1, 6)
+    assert [r["id"] for r in rows(shop, "shop.orders")] == [7]
+    assert [r["id"] for r in rows(shop, "shop.orders", 1)] == [1, 2, 3]
+    report = VerifyReport()
+    verify_dataset(shop.dataset("shop.orders"), report)
+    assert report.ok, report.problems
+
+
+def test_versions_chain_and_are_signed(shop: StoreFixture) -> None:
+    shop.publish("shop.orders", orders(range(3)))
+    shop.publish("shop.orders", orders(range(3, 5)), mode="append")
+    dataset = shop.dataset("shop.orders")
+    one, two = dataset.version(1), dataset.version(2)
+    assert one.manifest.prev is None and two.manifest.prev == one.hash
+    assert one.manifest.dataset_id == dataset.genesis().dataset_id
+    assert two.signature.key in dataset.genesis().keys
+    assert one.raw.startswith(b'{"added_rows":3,')  # canonical: sorted keys, no spaces
+
+
+def test_a_failing_check_blocks_the_version(shop: StoreFixture) -> None:
+    shop.publish("shop.orders", orders(range(1, 4)))
+    with pytest.raises(QualityError) as info:
+        shop.publish("shop.orders", orders([8, 8, 9]), mode="append")
+    assert "unique" in str(info.value) and "8" in str(info.value)
+    dataset = shop.dataset("shop.orders")
+    assert dataset.version_numbers() == [1]
+    assert [r["id"] for r in rows(shop, "shop.orders")] == [1, 2, 3]
+    assert DeltaTable(str(dataset.path)).to_pyarrow_table().num_rows == 3
+    again = shop.publish("shop.orders", orders([10]), mode="append")
+    assert again.version == 2 and again.rows == 4
+    report = VerifyReport()
+    verify_dataset(dataset, report)
+    assert report.ok, report.problems
+
+
+def test_negative_amount_fails_the_range_check(shop: StoreFixture) -> None:
+    with pytest.raises(QualityError, match="range"):
+        shop.publish("shop.orders", orders([1], amount="-3.00"))
+    assert shop.dataset("shop.orders").version_numbers() == []
+    assert shop.publish("shop.orders", orders([1])).version == 1
+
+
+def test_data_that_does_not_fit_the_declared_type(shop: StoreFixture) -> None:
+    bad = orders([1, 2]).set_column(2, "amount", pa.array(["1.5", "12345678901.234"]))
+    with pytest.raises(StoreError) as info:
+        shop.publish("shop.orders", bad)
+    assert "amount" in str(info.value) and "shop.orders" in str(info.value)
+    assert shop.dataset("shop.orders").version_numbers() == []
+
+
+def test_merge_needs_a_primary_key(shop: StoreFixture) -> None:
+    table = pa.table({"name": ["a"], "value": [1.0]})
+    with pytest.raises(StoreError, match="primary key"):
+        shop.publish("shop.events", table, mode="merge")
+
+
+def test_partitioned_dataset(shop: StoreFixture) -> None:
+    from datetime import date
+
+    data = pa.table({"id": [1, 2, 3], "day": [date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 2)]})
+    shop.publish("shop.parted", data)
+    shop.publish("shop.parted", pa.table({"id": [2], "day": [date(2026, 1, 3)]}), mode="merge")
+    assert {(r["id"], r["day"].day) for r in rows(shop, "shop.parted")} == {(1, 1), (2, 3), (3, 2)}
+    report = VerifyReport()
+    verify_dataset(shop.dataset("shop.parted"), report)
+    assert report.ok, report.problems
+
+
+def test_other_tools_read_the_same_table(shop: StoreFixture) -> None:
+    import polars
+
+    shop.publish("shop.orders", orders(range(1, 4)))
+    shop.publish("shop.orders", orders([4]), mode="append")
+    dataset = shop.dataset("shop.orders")
+    table = DeltaTable(str(dataset.path))
+    assert table.protocol().min_reader_version == 1
+    assert sorted(table.to_pyarrow_table()["id"].to_pylist()) == [1, 2, 3, 4]
+    assert sorted(DeltaTable(str(dataset.path), version=0).to_pyarrow_table()["id"].to_pylist()) == [1, 2, 3]
+    files = dataset.file_paths(dataset.version(1))
+    listed = ", ".join(f"'{f}'" for f in files)
+    assert duckdb.connect().execute(f"select sum(id) from read_parquet([{listed}])").fetchone() == (6,)
+    frame = polars.read_delta(str(dataset.path))
+    assert sorted(frame["id"].to_list()) == [1, 2, 3, 4]
+    assert sorted(polars.read_parquet(files)["id"].to_list()) == [1, 2, 3]
+
+
+def test_diff_by_primary_key(shop: StoreFixture) -> None:
+    shop.publish("shop.orders", orders([1, 2, 3]))
+    shop.publish("shop.orders", orders([3, 4], amount="9.99"), mode="merge")
+    shop.publish("shop.orders", orders([3, 4], amount="9.99"))
+    diff = diff_versions(shop.dataset("shop.orders"), 1, 2)
+    assert (diff.added, diff.removed, diff.changed) == (1, 0, 1)
+    assert {(r["change"], r["key"]["id"]) for r in diff.rows} == {("added", 4), ("changed", 3)}
+    diff = diff_versions(shop.dataset("shop.orders"), 2, 3)
+    assert (diff.added, diff.removed, diff.changed) == (0, 2, 0)
+
+
+def test_keys_stay_outside_the_store(shop: StoreFixture) -> None:
+    shop.publish("shop.orders", orders([1]))
+    [info] = shop.store.keys.keys()
+    assert info.team == "shop" and info.fingerprint.startswith("SHA256:")
+    assert stat.S_IMODE(info.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(info.path.parent.stat().st_mode) == 0o700
+    assert not any(p.suffix == ".ed25519" for p in shop.store.root.rglob("*"))
+
+
+def test_a_copied_store_verifies_with_only_its_genesis(shop: StoreFixture, tmp_path: object) -> None:
+    import shutil
+    from pathlib import Path
+
+    shop.publish("shop.orders", orders([1, 2]))
+    shop.publish("shop.orders", orders([3]), mode="append")
+    copy = Path(str(tmp_path)) / "elsewhere"
+    shutil.copytree(shop.store.root, copy)
+    from dataferry.store.dataset import DatasetStore
+
+    report = VerifyReport()
+    verify_dataset(DatasetStore(copy, "shop.orders"), report)
+    assert report.ok and report.checked_files == 2
