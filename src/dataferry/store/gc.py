@@ -17,6 +17,7 @@ from pathlib import Path
 from dataferry.errors import StoreError
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.keys import KeyStore, public_bytes
+from dataferry.store.publish import recover
 from dataferry.store.manifest import Checkpoint, signed_checkpoint, utc_now, write_atomic
 
 
@@ -34,6 +35,7 @@ def collect(dataset: DatasetStore, keys: KeyStore, keep: int | None) -> GcResult
     if keep is not None and keep < 1:
         raise StoreError("--keep must be at least 1: gc never drops the latest version")
     with dataset.lock():
+        recover(dataset, dataset.head())  # roll back commits of interrupted publishes first
         numbers = dataset.version_numbers()
         if keep is not None and len(numbers) > keep:
             first = numbers[-keep]
@@ -78,12 +80,10 @@ def _write_checkpoint(dataset: DatasetStore, keys: KeyStore, first: int) -> None
 
 
 def _delete_unreferenced(dataset: DatasetStore, result: GcResult) -> None:
+    # Only files some kept version reads are needed; the checkpoint's list of older files
+    # is there for folding the file lists, not because their bytes are still data.
     needed: set[str] = set()
     hashes: set[str] = set()
-    checkpoint = dataset.checkpoint()
-    if checkpoint is not None:
-        needed.update(f.path for f in checkpoint.files)
-        hashes.update(f.hash for f in checkpoint.files)
     numbers = dataset.version_numbers()
     for number in numbers:
         for entry in dataset.active_files(number):

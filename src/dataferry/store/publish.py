@@ -106,7 +106,7 @@ def publish(
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
-        base_delta = _recover(dataset, head)
+        base_delta = recover(dataset, head)
         written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows)
         crash_point("after-commit")
         files = dataset.file_paths_for(written.active)
@@ -156,7 +156,7 @@ def _delta_version(dataset: DatasetStore) -> int | None:
         return None
 
 
-def _recover(dataset: DatasetStore, head: Version | None) -> int | None:
+def recover(dataset: DatasetStore, head: Version | None) -> int | None:
     """Undo Delta commits that no signed manifest covers; returns the published Delta version."""
     published = head.manifest.delta_commit["version"] if head is not None else None
     latest = _delta_version(dataset)

@@ -273,8 +273,8 @@ class _Version:
         if self.key and not by_row:
             fields = [(k, self.value_sql(k)) for k in self.key]
         else:
-            params = "$offsets[file_index::BIGINT + 1] + " if len(self.files) > 1 else ""
-            fields = [(_ROW, f"{params}file_row_number + 1")]
+            before = "$offsets[file_index::BIGINT + 1] + " if len(self.files) > 1 else ""
+            fields = [(_ROW, f"{before}file_row_number + 1")]
         if value is not None and value not in {name for name, _ in fields}:
             fields.append((value, self.value_sql(value)))
         return "struct_pack(" + ", ".join(f"{_quote(n)} := {e}" for n, e in fields) + ")"
