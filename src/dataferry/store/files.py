@@ -37,7 +37,8 @@ def read_batches(path: Path) -> pa.RecordBatchReader:
         raise UsageError(f"{path} does not exist")
     kind = file_format(path)
     if kind == ".parquet":
-        parquet = pq.ParquetFile(path)
+        # No pre-buffering: it reads whole row groups ahead and triples peak memory.
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=8 << 20)
         return pa.RecordBatchReader.from_batches(
             parquet.schema_arrow, parquet.iter_batches(batch_size=65_536)
         )

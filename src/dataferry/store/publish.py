@@ -47,6 +47,9 @@ from dataferry.store.quality import enforce_checks
 
 Mode = Literal["replace", "merge", "append"]
 TARGET_FILE_BYTES = 256 << 20
+ROW_GROUP_ROWS = 1 << 20
+ROW_GROUP_BYTES = 64 << 20
+"""A row group is written once this many rows or bytes are buffered (bounds memory)."""
 DEFAULT_ALGORITHM = "blake3"
 
 
@@ -102,7 +105,7 @@ def publish(
                          "the model or publish with --mode replace/append")
     key = keys.signing_key(dataset.team)
     conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
-    reader = conformer.conform_reader(_as_reader(data))
+    reader = prefetch(conformer.conform_reader(_as_reader(data)))
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
@@ -130,6 +133,51 @@ def publish(
         manifest.removed_rows, len(written.digests), sum(e.size for e, _ in written.digests),
         version.hash, time.monotonic() - started,
     )
+
+
+def prefetch(reader: pa.RecordBatchReader, depth: int = 4) -> pa.RecordBatchReader:
+    """Read (decode, conform) the next batches in a thread while this one writes them.
+
+    At most ``depth`` batches wait in between, so memory stays bounded; an error in the
+    reading thread is raised here, in the writer, at the point it happened.
+    """
+    import queue
+    import threading
+
+    slots: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for batch in reader:
+                while not stop.is_set():
+                    try:
+                        slots.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed over to the writer
+            slots.put(exc)
+
+    thread = threading.Thread(target=pump, name="ferry-read", daemon=True)
+    thread.start()
+
+    def batches() -> Iterable[pa.RecordBatch]:
+        try:
+            while True:
+                item = slots.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
 def _as_reader(data: pa.RecordBatchReader | Iterable[pa.RecordBatch] | pa.Table) -> Any:
@@ -258,23 +306,41 @@ def _write_files(
                               digest.chunks_hash(algorithm)), digest))
         sink, writer, rows = None, None, 0
 
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
+    pending: list[pa.RecordBatch] = []
+    pending_rows = pending_bytes = 0
+
+    def flush() -> None:
+        """Write the buffered batches as one row group (small row groups compress worse)."""
+        nonlocal sink, writer, rows, first, pending_rows, pending_bytes
+        if not pending:
+            return
         if writer is None:
             sink = HashingWriter(dataset.path / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
             writer = pq.ParquetWriter(sink, reader.schema, compression="zstd",
                                       write_statistics=True)
         assert sink is not None
-        writer.write_batch(batch)
-        rows += batch.num_rows
-        if on_rows is not None:
-            on_rows(batch.num_rows)
+        writer.write_table(pa.Table.from_batches(pending, reader.schema),
+                           row_group_size=pending_rows)
+        rows += pending_rows
+        pending.clear()
+        pending_rows = pending_bytes = 0
         if first:
             crash_point("write-file")
             first = False
         if sink.tell() >= TARGET_FILE_BYTES:
             finish()
+
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        pending_bytes += batch.nbytes
+        if on_rows is not None:
+            on_rows(batch.num_rows)
+        if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
+            flush()
+    flush()
     finish()
     return out
 
