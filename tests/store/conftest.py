@@ -50,6 +50,9 @@ sources:
         columns:
           id: {type: int64, nullable: false}
           day: {type: date}
+        checks:
+          - not_null: [day]
+          - range: {column: day, min: "2026-01-01"}
 """
 
 

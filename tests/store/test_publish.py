@@ -103,6 +103,8 @@ def test_partitioned_dataset(shop: StoreFixture) -> None:
     report = VerifyReport()
     verify_dataset(shop.dataset("shop.parted"), report)
     assert report.ok, report.problems
+    with pytest.raises(QualityError, match="day"):  # checks see the partition column too
+        shop.publish("shop.parted", pa.table({"id": [5], "day": [date(2020, 1, 1)]}), mode="append")
 
 
 def test_other_tools_read_the_same_table(shop: StoreFixture) -> None:

@@ -114,7 +114,8 @@ def publish(
         crash_point("after-commit")
         files = dataset.file_paths_for(written.active)
         try:
-            enforce_checks(dataset.ref, spec.checks, spec.primary_key, files)
+            enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,
+                           partitioned=bool(spec.partition_by))
         except BaseException:
             _rollback(dataset, base_delta, written)
             raise

@@ -107,6 +107,7 @@ def run_checks(
     *,
     now: datetime | None = None,
     connection: duckdb.DuckDBPyConnection | None = None,
+    partitioned: bool = False,
 ) -> list[CheckFailure]:
     """Run ``checks`` over the rows in ``files`` (all Parquet files of one version).
 
@@ -114,13 +115,14 @@ def run_checks(
     the current time; naive means UTC) is what ``freshness`` measures against. Without a
     ``connection`` a private one is opened with a memory limit of ``MEMORY_LIMIT`` and a
     temporary spill directory; a given connection is used as it is and left open.
-    Raises ``StoreError`` if the files cannot be read.
+    Raises ``StoreError`` if the files cannot be read. ``partitioned``: the files are in
+    hive-style ``column=value/`` folders whose values are columns too.
     """
     if not checks:
         return []
     moment = _utc(now or datetime.now(UTC))
     with _connection(connection) as db:
-        version = _Version(dataset, [str(f) for f in files], primary_key, db)
+        version = _Version(dataset, [str(f) for f in files], primary_key, db, partitioned)
         failures: list[CheckFailure] = []
         for check in checks:
             failures.extend(version.run(check, moment))
@@ -135,9 +137,11 @@ def enforce_checks(
     *,
     now: datetime | None = None,
     connection: duckdb.DuckDBPyConnection | None = None,
+    partitioned: bool = False,
 ) -> None:
     """Like ``run_checks``, but raise ``QualityError`` listing every failure, if any."""
-    failures = run_checks(dataset, checks, primary_key, files, now=now, connection=connection)
+    failures = run_checks(dataset, checks, primary_key, files, now=now, connection=connection,
+                          partitioned=partitioned)
     if failures:
         raise QualityError(failures)
 
@@ -203,11 +207,12 @@ class _Version:
     """The rows of one version as DuckDB reads them, and the checks over them."""
 
     def __init__(self, dataset: str, files: list[str], primary_key: Sequence[str],
-                 db: duckdb.DuckDBPyConnection) -> None:
+                 db: duckdb.DuckDBPyConnection, partitioned: bool = False) -> None:
         self.dataset = dataset
         self.files = files
         self.db = db
-        self.source = "read_parquet($files, union_by_name = true)"
+        hive = ", hive_partitioning = true" if partitioned else ""
+        self.source = f"read_parquet($files, union_by_name = true{hive})"
         self.types: dict[str, str] = {}
         self.total = 0
         self._offsets: list[int] | None = None
