@@ -44,7 +44,6 @@ import difflib
 import functools
 import json
 import math
-import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,7 +99,12 @@ def declared_schema(columns: Mapping[str, Column]) -> pa.Schema:
 
 
 class Conformer:
-    """Conforms the batches of one publication to a dataset's declared columns."""
+    """Conforms the batches of one publication to a dataset's declared columns.
+
+    ``dataset`` names the dataset in messages; ``primary_key`` columns identify an
+    offending row in errors; ``on_warning`` receives each warning once (undeclared columns
+    and struct fields). ``schema`` is the declared Arrow schema every output batch has.
+    """
 
     def __init__(
         self,
@@ -247,8 +251,15 @@ def _reject(
 def _python(array: pa.Array | pa.ChunkedArray, index: int) -> Any:
     try:
         return array[index].as_py()
-    except (ValueError, OverflowError, TypeError):  # e.g. a year beyond 9999
-        return str(array[index])
+    except (ValueError, OverflowError, TypeError):  # no Python equivalent: year 10000, 1 ns
+        return _Printed(array.slice(index, 1).to_string(indent=0, window=1).strip("[]\n "))
+
+
+class _Printed(str):
+    """A value as Arrow prints it, shown without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _show(value: Any) -> str:
@@ -340,8 +351,10 @@ class _Converter:
         self.conformer, self.column = conformer, column
 
     def convert(
-        self, array: pa.Array, source: pa.Field, declared: DataType, target: pa.Field
+        self, array: pa.Array, source: pa.Field, declared: DataType, target: pa.Field,
+        where: str = "",
     ) -> pa.Array:
+        """Convert ``array`` (of field ``source``) to ``target``; ``where`` is the nested path."""
         if isinstance(array.type, pa.BaseExtensionType):
             extension = array.type.extension_name
             array = array.storage
@@ -355,13 +368,15 @@ class _Converter:
         tag = _tag(source)
         if isinstance(tag, Primitive) and tag.name in _FORMATS and tag != declared:
             array = _decode(array, _FORMATS[tag.name])
+        # Child fields from the schema: arrays built by pa.array(type=...) may lack metadata.
+        typed = source.type if source.type == array.type else array.type
         match declared:
             case ListType(item):
-                return self._list(array, item, target)
+                return self._list(array, typed, item, target, where)
             case MapType(key, value):
-                return self._map(array, key, value, target)
+                return self._map(array, typed, key, value, target, where)
             case StructType(fields):
-                return self._struct(array, fields, target)
+                return self._struct(array, typed, fields, target, where)
         family = _family(declared)
         kind = _kind(array.type)
         if kind in _TEXT or kind in _BYTES:  # one layout for each: fewer kernels to rely on
@@ -387,40 +402,46 @@ class _Converter:
 
     def _child(
         self, array: pa.Array, source: pa.Field, declared: DataType, target: pa.Field,
-        path: str, rows: Callable[[int], int] | None = None,
+        where: str, path: str, rows: Callable[[int], int] | None = None,
     ) -> pa.Array:
         try:
-            return self.convert(array, source, declared, target)
+            return self.convert(array, source, declared, target, where + path)
         except _Rejected as rejected:
             rejected.path = path + rejected.path
             if rejected.index is not None and rows is not None:
                 rejected.index = rows(rejected.index)
             raise
 
-    def _list(self, array: pa.Array, item: DataType, target: pa.Field) -> pa.Array:
+    def _list(
+        self, array: pa.Array, typed: pa.DataType, item: DataType, target: pa.Field, where: str
+    ) -> pa.Array:
         if _kind(array.type) not in _LISTS:
             return self._mismatch(array, ListType(item))
         values, offsets, rows = _flatten(array)
-        child = self._child(values, array.type.value_field, item, target.type.value_field,
+        child = self._child(values, typed.value_field, item, target.type.value_field, where,
                             "[]", rows)
         return pa.ListArray.from_arrays(offsets, child, type=target.type, mask=_nulls(array))
 
-    def _map(self, array: pa.Array, key: DataType, value: DataType, target: pa.Field) -> pa.Array:
+    def _map(
+        self, array: pa.Array, typed: pa.DataType, key: DataType, value: DataType,
+        target: pa.Field, where: str,
+    ) -> pa.Array:
         kind = _kind(array.type)
         if kind == "map":
-            entries = pa.struct([array.type.key_field, array.type.item_field])
-            array = pc.cast(array, pa.list_(pa.field("entries", entries, nullable=False)))
-        elif kind not in _LISTS or not pa.types.is_struct(array.type.value_type) or \
-                array.type.value_type.num_fields != 2:
+            fields = pa.struct([typed.key_field, typed.item_field])
+            array = pc.cast(array, pa.list_(pa.field("entries", fields, nullable=False)))
+        elif kind in _LISTS and pa.types.is_struct(typed.value_type) and \
+                typed.value_type.num_fields == 2:
+            fields = typed.value_type
+        else:
             return self._mismatch(array, MapType(key, value))
         values, offsets, rows = _flatten(array)
-        names = [f.name for f in values.type]
+        names = [f.name for f in fields]
         order = (names.index("key"), names.index("value")) if {"key", "value"} <= set(names) \
             else (0, 1)
-        fields = values.type
         children = values.flatten()
         keys = self._child(children[order[0]], fields[order[0]], key, target.type.key_field,
-                           "{key}", rows)
+                           where, "{key}", rows)
         if keys.null_count:
             index = _first(pc.is_null(keys))
             assert index is not None
@@ -429,19 +450,20 @@ class _Converter:
             rejected.path = "{key}"
             raise rejected
         items = self._child(children[order[1]], fields[order[1]], value,
-                            target.type.item_field, "{value}", rows)
+                            target.type.item_field, where, "{value}", rows)
         return pa.MapArray.from_arrays(offsets, keys, items, type=target.type,
                                        mask=_nulls(array))
 
     def _struct(
-        self, array: pa.Array, fields: tuple[tuple[str, DataType], ...], target: pa.Field
+        self, array: pa.Array, typed: pa.DataType, fields: tuple[tuple[str, DataType], ...],
+        target: pa.Field, where: str,
     ) -> pa.Array:
         if _kind(array.type) != "struct":
             return self._mismatch(array, StructType(fields))
-        found = [f.name for f in array.type]
+        found = [f.name for f in typed]
         for name in found:
             if name not in dict(fields):
-                self._warn_field(f"{self.column}.{name}")
+                self._warn_field(f"{self.column}{where}.{name}")
         children = array.flatten()
         out = []
         for (name, declared), target_field in zip(fields, target.type, strict=True):
@@ -451,8 +473,8 @@ class _Converter:
                                 "add the field to the data, or remove it from the model",
                                 _type_text(array.type), StructType(fields))
             index = found.index(name)
-            out.append(self._child(children[index], array.type.field(index), declared,
-                                   target_field, f".{name}"))
+            out.append(self._child(children[index], typed.field(index), declared,
+                                   target_field, where, f".{name}"))
         return pa.StructArray.from_arrays(out, fields=list(target.type), mask=_nulls(array))
 
     def _mismatch(self, array: pa.Array, declared: DataType) -> NoReturn:
@@ -491,8 +513,6 @@ def _flatten(array: pa.Array) -> tuple[pa.Array, pa.Array, Callable[[int], int]]
 
 # --- primitives --------------------------------------------------------------------------
 
-_FLOAT_WORDS = re.compile(r"^[+-]?(inf|infinity|nan)$", re.IGNORECASE)
-
 
 def _family(declared: DataType) -> str:
     match declared:
@@ -515,8 +535,6 @@ def _to_integer(a: pa.Array, kind: str, declared: DataType, tag: DataType | None
     name = cast(Primitive, declared).name
     signed, bits = _INT_RANGES[name]
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    if kind == "floating" and pa.types.is_float16(a.type):
-        a = pc.cast(a, pa.float32())
 
     def why(value: Any) -> str:
         try:
@@ -527,35 +545,45 @@ def _to_integer(a: pa.Array, kind: str, declared: DataType, tag: DataType | None
         except InvalidOperation:
             return "is not an integer"
 
-    return _cast(a, to_arrow_field("", declared).type, declared, why,
-                 "fix the value at the source, or declare a wider type (int64, decimal)")
+    target, hint = getattr(pa, name)(), "fix the value at the source, or declare a wider " \
+        "type (int64, decimal)"
+    given = a
+    if kind == "string":  # "42" fast; "42.0" and "4.2e1" (CSV from float columns) exactly
+        try:
+            return pc.cast(a, target)
+        except pa.ArrowInvalid:
+            a = _cast(a, pa.decimal256(76, 38), declared, why, hint)
+    return _cast(a, target, declared, why, hint, given)
 
 
 def _to_float(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -> Any:
-    target = pa.float32() if declared == Primitive("float32") else pa.float64()
+    return _as_float(a, kind, declared, getattr(pa, cast(Primitive, declared).name)())
+
+
+def _as_float(a: pa.Array, kind: str, declared: DataType, target: pa.DataType) -> Any:
+    """Floats of type ``target`` (correctly rounded) from numbers or numeric text."""
+    name, digits = ("float32", 24) if target == pa.float32() else ("float64", 53)
     if kind == "integer":
-        digits = 24 if target == pa.float32() else 53
         return _cast(a, target, declared, lambda v: f"is not exactly representable in "
-                     f"{declared} (integers beyond ±2**{digits} lose digits)",
+                     f"{name} (integers beyond ±2**{digits} lose digits)",
                      "declare float64, an integer or a decimal type")
-    if kind in _TEXT:
-        a = _cast(a, pa.float64(), declared, lambda v: "is not a number",
-                  "write numbers like 1.5, -2e10, nan or inf")
-    elif kind == "decimal":
-        a = pc.cast(a, pa.float64())
-    elif kind != "floating":
+    if kind == "decimal":  # via text: Arrow's direct cast is not always correctly rounded
+        a = pc.cast(a, pa.string())
+    elif kind not in (*_TEXT, "floating"):
         return None
+    wide = a if kind == "floating" else _cast(
+        a, pa.float64(), declared, lambda v: "is not a number",
+        "write numbers like 1.5, -2e10, nan or inf")
     result = pc.cast(a, target)
-    overflow = pc.and_(pc.is_finite(a), pc.invert(pc.is_finite(result)))
-    index = _first(overflow)
+    index = _first(pc.and_(pc.is_finite(wide), pc.invert(pc.is_finite(result))))
     if index is not None:
-        _reject(a, index, f"is too large for {declared}", "declare float64", declared)
+        _reject(a, index, f"is too large for {name}", "declare float64", declared)
     return result
 
 
 def _to_decimal(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -> Any:
     p, s = cast(Decimal, declared).precision, cast(Decimal, declared).scale
-    target = to_arrow_field("", declared).type
+    target, given = to_arrow_field("", declared).type, a
     if kind == "integer":
         a = pc.cast(a, pa.decimal128(38, 0))
     elif kind == "floating":
@@ -583,26 +611,15 @@ def _to_decimal(a: pa.Array, kind: str, declared: DataType, tag: DataType | None
         return f"has more than {p - s} digits before the decimal point"
 
     return _cast(a, target, declared, why, "round or fix the value at the source, or declare "
-                 "a decimal with more precision or scale")
+                 "a decimal with more precision or scale", given)
 
 
 def _to_low_float(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -> Any:
     fmt = _FORMATS[cast(Primitive, declared).name]
-    if tag == declared and a.type == fmt.storage:
+    if a.type == fmt.storage and (tag == declared or fmt.name == "float16"):
         return a
-    if kind == "integer":
-        a = _cast(a, pa.float64(), declared, lambda v: "is beyond ±2**53 (not exact in float64)",
-                  "fix the value at the source")
-    elif kind in _TEXT:
-        a = _cast(a, pa.float64(), declared, lambda v: "is not a number",
-                  "write numbers like 1.5, -2e10, nan or inf")
-    elif kind == "decimal":
-        a = pc.cast(a, pa.float64())
-    elif kind != "floating":
-        return None
-    if fmt.name == "float16" and pa.types.is_float16(a.type):
-        return a
-    return _encode(a, fmt, declared)
+    floats = a if kind == "floating" else _as_float(a, kind, declared, pa.float64())
+    return None if floats is None else _encode(floats, fmt, declared)
 
 
 def _to_bool(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -> Any:
@@ -929,7 +946,8 @@ def _decode(bits: pa.Array, fmt: _Format) -> pa.Array:
         return pc.cast(bits.view(pa.float16()) if bits.type != pa.float16() else bits,
                        pa.float32())
     if fmt.name == "bfloat16":
-        return pc.shift_left(pc.cast(bits, pa.uint32()), pa.scalar(16, pa.uint32())).view(pa.float32())
+        high = pc.shift_left(pc.cast(bits, pa.uint32()), pa.scalar(16, pa.uint32()))
+        return high.view(pa.float32())
     return pc.take(_decode_table(fmt.name), bits)
 
 
@@ -969,15 +987,16 @@ def _friendly(array: pa.Array, field: pa.Field) -> tuple[pa.Array, pa.Field]:
         array = array.storage
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
+    typed = field.type if field.type == array.type else array.type
     low_float = tag.name if isinstance(tag, Primitive) and tag.name in _FORMATS else None
     if low_float or pa.types.is_float16(array.type):
         array = _decode(array, _FORMATS[low_float or "float16"])
     elif tag == Primitive("uuid") and pa.types.is_fixed_size_binary(array.type):
         array = _uuid_text(array)
     elif _kind(array.type) in _LISTS or pa.types.is_map(array.type):
-        array = _friendly_list(array)
+        array = _friendly_list(array, typed)
     elif pa.types.is_struct(array.type):
-        children = [_friendly(c, f) for c, f in zip(array.flatten(), array.type, strict=True)]
+        children = [_friendly(c, f) for c, f in zip(array.flatten(), typed, strict=True)]
         array = pa.StructArray.from_arrays([c for c, _ in children],
                                            fields=[f for _, f in children], mask=_nulls(array))
     if array.type == t:
@@ -986,18 +1005,18 @@ def _friendly(array: pa.Array, field: pa.Field) -> tuple[pa.Array, pa.Field]:
     return array, pa.field(field.name, array.type, field.nullable, metadata or None)
 
 
-def _friendly_list(array: pa.Array) -> pa.Array:
+def _friendly_list(array: pa.Array, typed: pa.DataType) -> pa.Array:
     if pa.types.is_map(array.type):
-        t = array.type
-        entries = pa.list_(pa.field("entries", pa.struct([t.key_field, t.item_field]), False))
+        fields = [typed.key_field, typed.item_field]
+        entries = pa.list_(pa.field("entries", pa.struct(fields), False))
         values, offsets, _ = _flatten(pc.cast(array, entries))
         (keys, key_field), (items, item_field) = (
-            _friendly(c, f) for c, f in zip(values.flatten(), values.type, strict=True)
+            _friendly(c, f) for c, f in zip(values.flatten(), fields, strict=True)
         )
         map_type = pa.map_(key_field, item_field)
         return pa.MapArray.from_arrays(offsets, keys, items, type=map_type, mask=_nulls(array))
     values, offsets, _ = _flatten(array)
-    child, child_field = _friendly(values, array.type.value_field)
+    child, child_field = _friendly(values, typed.value_field)
     return pa.ListArray.from_arrays(offsets, child, type=pa.list_(child_field),
                                     mask=_nulls(array))
 
