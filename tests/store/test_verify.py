@@ -126,7 +126,7 @@ def test_delta_log_edited_to_add_a_file(shop: StoreFixture) -> None:
     dataset = published(shop)
     head = dataset.version(3).manifest
     log = dataset.path / "_delta_log" / f"{head.delta_commit['version']:020d}.json"
-    extra = dict(json.loads([line for line in log.read_text().splitlines() if '"add"' in line][0]))
+    extra = dict(json.loads(next(line for line in log.read_text().splitlines() if '"add"' in line)))
     extra["add"] = {**extra["add"], "path": "part-smuggled.parquet"}
     log.write_text(log.read_text().rstrip("\n") + "\n" + json.dumps(extra) + "\n")
     found = problems(dataset)

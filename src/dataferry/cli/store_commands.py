@@ -143,7 +143,7 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
             refs.add(ref)
             team = context.index.ecosystem.teams[entry.team]
             owners[ref] = team.owners[0] if team.owners else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ref in sorted(refs):
         dataset = context.store.dataset(ref)
         head = dataset.head() if dataset.exists() else None
@@ -211,17 +211,19 @@ def show(
     model: ModelOption = None, store: StoreOption = None, json_out: JsonOption = False,
 ) -> None:
     """Schema and first rows of a version (default: the latest)."""
-    from dataferry.store.conform import to_python_friendly
+    from dataferry.store.dataset import declared_types
     from dataferry.store.files import json_value
+    from dataferry.store.storage import decode_batch
 
     ref, number = _split_version(target)
     dataset = _Context(model, store).dataset(ref)
     version = dataset.resolve(number)
     schema = version.manifest.schema
+    declared = declared_types(schema)
     rows: list[dict[str, Any]] = []
     if limit:
         for batch in dataset.scanner(version, batch_size=max(limit, 1)).to_batches():
-            for row in to_python_friendly(batch).to_pylist():
+            for row in decode_batch(batch, declared).to_pylist():
                 rows.append({k: json_value(v) for k, v in row.items()})
                 if len(rows) >= limit:
                     break
@@ -264,20 +266,24 @@ def export(
     model: ModelOption = None, store: StoreOption = None,
 ) -> None:
     """Write a version to a .parquet / .csv / .jsonl file."""
-    from dataferry.store.conform import to_python_friendly
+    from dataferry.store.dataset import declared_types
     from dataferry.store.files import file_format, write_batches
+    from dataferry.store.storage import decode_batch
 
     file_format(file)
     ref, number = _split_version(target)
     dataset = _Context(model, store).dataset(ref)
     version = dataset.resolve(number)
     scanner = dataset.scanner(version)
-    keep_types = file.suffix.lower() == ".parquet"
-    batches = (b if keep_types else to_python_friendly(b) for b in scanner.to_batches())
+    declared = declared_types(version.manifest.schema)
+    batches = (decode_batch(b, declared) for b in scanner.to_batches())
     first = next(batches, None)
-    schema = (first.schema if first is not None else
-              (scanner.projected_schema if keep_types else to_python_friendly(
-                  scanner.projected_schema.empty_table()).schema))
+    if first is None:
+        import pyarrow as pa
+
+        first = decode_batch(pa.RecordBatch.from_pylist([], schema=scanner.projected_schema),
+                             declared)
+    schema = first.schema
 
     def all_batches() -> Any:
         if first is not None:

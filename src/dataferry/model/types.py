@@ -415,6 +415,51 @@ def to_arrow(t: DataType) -> pa.DataType:
             assert_never(t)
 
 
+_STORE_PRIMITIVES = {
+    "uint8": pa.int16(), "uint16": pa.int32(), "uint32": pa.int64(),
+    "uint64": pa.decimal128(20, 0),
+    "float16": pa.float32(), "bfloat16": pa.float32(),
+    "float8_e4m3": pa.float32(), "float8_e5m2": pa.float32(),
+    "uuid": pa.string(), "time": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def to_store_arrow(t: DataType) -> pa.DataType:
+    """The Arrow type the *store* keeps ``t`` in: only types Delta Lake readers accept.
+
+    Delta has no unsigned integers, low-precision floats, time of day, decimals over 38
+    digits or timestamps without a zone (at reader protocol 1), so those are kept in the
+    nearest exact type: uint8/16/32 in the next wider signed integer, uint64 in
+    decimal(20,0), float16/bfloat16/float8_* as float32 holding the exact value, time as
+    ``HH:MM:SS.ffffff`` text, decimal(p>38,s) as text, uuid as its 36-character text and
+    timestamp as a UTC timestamp of the same wall-clock value. The field metadata of
+    ``to_store_field`` names the declared type, so readers get back exactly what was written.
+    """
+    match t:
+        case Primitive(name):
+            return _STORE_PRIMITIVES.get(name) or to_arrow(t)
+        case Decimal(p, s):
+            return pa.decimal128(p, s) if p <= 38 else pa.string()
+        case String():
+            return pa.string()
+        case ListType(item):
+            return pa.list_(to_store_field("item", item))
+        case MapType(key, value):
+            return pa.map_(to_store_field("key", key, False), to_store_field("value", value))
+        case StructType(fields):
+            return pa.struct([to_store_field(n, f) for n, f in fields])
+        case _:
+            assert_never(t)
+
+
+def to_store_field(name: str, t: DataType, nullable: bool = True) -> pa.Field:
+    """The store's field for a column of type ``t``, tagged with ``t`` when needed."""
+    store = to_store_arrow(t)
+    tagged = _needs_tag(t) or store != to_arrow(t)
+    metadata = {METADATA_KEY: format_type(t)} if tagged else None
+    return pa.field(name, store, nullable=nullable, metadata=metadata)
+
+
 def to_arrow_field(name: str, t: DataType, nullable: bool = True) -> pa.Field:
     """Return an Arrow field for a column of type ``t``.
 
@@ -442,7 +487,8 @@ def from_arrow_field(field: pa.Field) -> DataType:
             declared = parse_type(tag.decode("utf-8", "replace"))
         except TypeParseError as error:
             raise UnsupportedArrowTypeError(f"field {field.name!r}: {error}") from None
-        if not _same_storage(to_arrow(declared), field.type):
+        if not (_same_storage(to_arrow(declared), field.type)
+                or _same_storage(to_store_arrow(declared), field.type)):
             raise UnsupportedArrowTypeError(
                 f"field {field.name!r} is declared {declared} but stored as {field.type}"
             )

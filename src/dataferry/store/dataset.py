@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from dataferry.errors import StoreError
-from dataferry.model.types import parse_type, to_arrow_field
 from dataferry.store.hashing import hash_bytes
 from dataferry.store.manifest import (
     Checkpoint,
@@ -226,11 +225,15 @@ class DatasetStore:
 
 
 def schema_from_manifest(schema: dict[str, Any]) -> pa.Schema:
-    """The Arrow schema of the declared columns a manifest records."""
-    return pa.schema([
-        to_arrow_field(c["name"], parse_type(c["type"]), c.get("nullable", True))
-        for c in schema["columns"]
-    ])
+    """The Arrow schema of the store's files for the declared columns a manifest records."""
+    from dataferry.store.storage import store_schema
+
+    return store_schema((c["name"], c["type"], c.get("nullable", True)) for c in schema["columns"])
+
+
+def declared_types(schema: dict[str, Any]) -> dict[str, str]:
+    """Column name -> declared type text, from a manifest's schema block."""
+    return {c["name"]: c["type"] for c in schema["columns"]}
 
 
 def commit_hash(algorithm: str, raw: bytes) -> str:

@@ -115,7 +115,8 @@ def write_batches(
 
 
 def _nested(t: pa.DataType) -> bool:
-    return pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_fixed_size_binary(t)
+    return bool(pa.types.is_nested(t) or pa.types.is_binary(t)
+                or pa.types.is_fixed_size_binary(t))
 
 
 def _csv_schema(schema: pa.Schema) -> pa.Schema:

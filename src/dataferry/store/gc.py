@@ -17,8 +17,8 @@ from pathlib import Path
 from dataferry.errors import StoreError
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.keys import KeyStore, public_bytes
-from dataferry.store.publish import recover
 from dataferry.store.manifest import Checkpoint, signed_checkpoint, utc_now, write_atomic
+from dataferry.store.publish import recover
 
 
 @dataclass

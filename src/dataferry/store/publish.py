@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from dataferry.errors import StoreError
 from dataferry.model.spec import DatasetCommon
@@ -44,6 +44,7 @@ from dataferry.store.manifest import (
     write_atomic,
 )
 from dataferry.store.quality import enforce_checks
+from dataferry.store.storage import encode_reader
 
 Mode = Literal["replace", "merge", "append"]
 TARGET_FILE_BYTES = 256 << 20
@@ -105,7 +106,8 @@ def publish(
                          "the model or publish with --mode replace/append")
     key = keys.signing_key(dataset.team)
     conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
-    reader = prefetch(conformer.conform_reader(_as_reader(data)))
+    conformed = conformer.conform_reader(_as_reader(data))
+    reader = prefetch(encode_reader(conformed, spec.columns))
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
@@ -160,7 +162,7 @@ def prefetch(reader: pa.RecordBatchReader, depth: int = 4) -> pa.RecordBatchRead
                 if stop.is_set():
                     return
             slots.put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed over to the writer
+        except BaseException as exc:
             slots.put(exc)
 
     thread = threading.Thread(target=pump, name="ferry-read", daemon=True)
@@ -201,7 +203,7 @@ def _delta_version(dataset: DatasetStore) -> int | None:
         return None
     try:
         return DeltaTable(str(dataset.path)).version()
-    except Exception:  # noqa: BLE001 - no commit yet (an empty or broken log)
+    except Exception:
         return None
 
 
@@ -210,13 +212,13 @@ def recover(dataset: DatasetStore, head: Version | None) -> int | None:
     published = head.manifest.delta_commit["version"] if head is not None else None
     latest = _delta_version(dataset)
     if latest is None or latest == published:
-        return published
+        return int(published) if published is not None else None
     if published is None:
         # Nothing was ever published: the table holds only an interrupted first attempt.
         _remove_log(dataset)
         return None
     DeltaTable(str(dataset.path)).restore(published)
-    return published
+    return int(published)
 
 
 def _remove_log(dataset: DatasetStore) -> None:
@@ -261,14 +263,16 @@ def _write(
         digests = _write_files(dataset, reader, algorithm, on_rows)
         crash_point("after-files")
         schema = DeltaSchema.from_arrow(reader.schema)
-        adds = [
+        adds: list[AddAction | RemoveAction] = [
             AddAction(entry.path, entry.size, {}, int(time.time() * 1000), True,
                       json.dumps({"numRecords": entry.rows}))
             for entry, _ in digests
         ]
         delta_mode = "overwrite" if mode == "replace" else "append"
         if head is None and _delta_version(dataset) is None:
-            create_table_with_add_actions(str(dataset.path), schema, adds, mode="overwrite")
+            create_table_with_add_actions(str(dataset.path), schema,
+                                      [a for a in adds if isinstance(a, AddAction)],
+                                      mode="overwrite")
         else:
             DeltaTable(str(dataset.path)).create_write_transaction(adds, delta_mode, schema)
         delta_version, raw, actions = _latest_entry(dataset)
@@ -353,12 +357,14 @@ def _write_with_deltalake(
     uri = str(dataset.path)
     partition_by = list(spec.partition_by) or None
     if mode != "merge" or first:
-        delta_mode = "append" if mode == "append" else "overwrite"
         table = None if first else DeltaTable(uri)
         before = table.to_pyarrow_dataset().count_rows() if table is not None else 0
         counted = _Counted(reader)
-        write_deltalake(uri, counted.reader(), mode=delta_mode, partition_by=partition_by)
-        removed = before if delta_mode == "overwrite" else 0
+        if mode == "append":
+            write_deltalake(uri, counted.reader(), mode="append", partition_by=partition_by)
+        else:
+            write_deltalake(uri, counted.reader(), mode="overwrite", partition_by=partition_by)
+        removed = 0 if mode == "append" else before
         return {"added": counted.rows, "removed": removed}
     predicate = " AND ".join(f't."{c}" = s."{c}"' for c in spec.primary_key)
     metrics = (

@@ -116,14 +116,14 @@ def verify_dataset(
             problem(number, manifest_file, f"manifest unreadable: {exc}")
             prev_hash = None
             continue
-        signature = _signature(dataset.signature_path(number))
-        if signature is None:
+        signed = _signature(dataset.signature_path(number))
+        if signed is None:
             problem(number, manifest_file, "signature file is unreadable")
-        elif signature.key not in allowed:
+        elif signed.key not in allowed:
             problem(number, manifest_file,
-                    f"signed by key {fingerprint(bytes.fromhex(signature.key))}, which the "
+                    f"signed by key {fingerprint(bytes.fromhex(signed.key))}, which the "
                     "genesis does not allow")
-        elif not verify_signature(signature.key, raw, signature.signature):
+        elif not verify_signature(signed.key, raw, signed.signature):
             problem(number, manifest_file, "bad signature: the manifest was changed after "
                     "it was signed, or the signature is forged")
         if manifest.version != number:

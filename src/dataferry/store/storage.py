@@ -1,0 +1,160 @@
+"""Between declared types and the types the store keeps (``types.to_store_arrow``).
+
+``encode`` turns conformed data (the declared types' natural Arrow form) into the
+Delta-readable form the store writes; ``decode`` turns stored data back into values of
+the declared types for people and tools: unsigned integers, time of day, naive
+timestamps and wide decimals come back as such; low-precision floats as float32 (their
+exact values) and uuids as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataferry.model.spec import Column
+from dataferry.model.types import (
+    DataType,
+    Decimal,
+    ListType,
+    MapType,
+    Primitive,
+    StructType,
+    parse_type,
+    to_store_arrow,
+    to_store_field,
+)
+from dataferry.store.conform import to_python_friendly
+
+_UNSIGNED = {"uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(),
+             "uint64": pa.uint64()}
+_LOW_FLOATS = ("float16", "bfloat16", "float8_e4m3", "float8_e5m2")
+
+
+def store_schema(columns: Mapping[str, Column] | Iterable[tuple[str, str, bool]]) -> pa.Schema:
+    """The schema of the store's files for declared columns (name -> Column, or triples)."""
+    if isinstance(columns, Mapping):
+        triples = [(n, c.type, c.nullable) for n, c in columns.items()]
+    else:
+        triples = list(columns)
+    return pa.schema([to_store_field(n, parse_type(t), nullable) for n, t, nullable in triples])
+
+
+def _changes(t: DataType) -> bool:
+    """Whether stored values of ``t`` differ in type from the conformed ones."""
+    match t:
+        case Primitive(name):
+            return name in _UNSIGNED or name in _LOW_FLOATS or name in ("uuid", "time",
+                                                                         "timestamp")
+        case Decimal(p, _):
+            return p > 38
+        case ListType(item):
+            return _changes(item)
+        case MapType(key, value):
+            return _changes(key) or _changes(value)
+        case StructType(fields):
+            return any(_changes(f) for _, f in fields)
+    return False
+
+
+def _nulls(array: pa.Array) -> pa.Array | None:
+    return pc.is_null(array) if array.null_count else None
+
+
+def _rebuild(array: pa.Array, t: DataType, convert: Callable[[pa.Array, DataType], pa.Array],
+             target: pa.DataType | None) -> pa.Array:
+    """Apply ``convert`` to the children of a list/map/struct array."""
+    if isinstance(t, ListType):
+        flat = array if array.offset == 0 else pa.concat_arrays([array])
+        values = convert(flat.values, t.item)
+        kind = target or pa.list_(pa.field("item", values.type))
+        return pa.ListArray.from_arrays(flat.offsets, values, type=kind, mask=_nulls(flat))
+    if isinstance(t, MapType):
+        flat = array if array.offset == 0 else pa.concat_arrays([array])
+        keys = convert(flat.keys, t.key)
+        items = convert(flat.items, t.value)
+        kind = target or pa.map_(keys.type, items.type)
+        return pa.MapArray.from_arrays(flat.offsets, keys, items, type=kind, mask=_nulls(flat))
+    assert isinstance(t, StructType)
+    children = [convert(array.field(i), f) for i, (_, f) in enumerate(t.fields)]
+    if target is not None:
+        fields = list(target)
+    else:
+        fields = [pa.field(n, c.type) for (n, _), c in zip(t.fields, children, strict=True)]
+    return pa.StructArray.from_arrays(children, fields=fields, mask=_nulls(array))
+
+
+def encode_array(array: pa.Array, t: DataType) -> pa.Array:
+    """Conformed values of declared type ``t`` -> the store's form (``to_store_arrow``)."""
+    if not _changes(t):
+        return array
+    match t:
+        case Primitive(name) if name in _UNSIGNED:
+            return array.cast(to_store_arrow(t))
+        case Primitive(name) if name in _LOW_FLOATS or name == "uuid":
+            field = pa.field("v", array.type, metadata={b"dataferry.type": name.encode()})
+            friendly = to_python_friendly(pa.RecordBatch.from_arrays([array], schema=pa.schema([field])))
+            return friendly.column(0)
+        case Primitive("time"):
+            as_timestamp = array.cast(pa.int64()).cast(pa.timestamp("us"))
+            return pc.strftime(as_timestamp, format="%H:%M:%S")
+        case Primitive("timestamp"):
+            return array.cast(pa.timestamp("us", tz="UTC"))
+        case Decimal():
+            return array.cast(pa.string())
+    return _rebuild(array, t, encode_array, to_store_arrow(t))
+
+
+def decode_array(array: pa.Array, t: DataType) -> pa.Array:
+    """Stored values of declared type ``t`` -> the declared type's natural Arrow form."""
+    if not _changes(t):
+        return array
+    match t:
+        case Primitive(name) if name in _UNSIGNED:
+            return array.cast(_UNSIGNED[name])
+        case Primitive(name) if name in _LOW_FLOATS or name == "uuid":
+            return array
+        case Primitive("time"):
+            parsed = pc.binary_join_element_wise("1970-01-01 ", array, "").cast(
+                pa.timestamp("us"))
+            return parsed.cast(pa.int64()).cast(pa.time64("us"))
+        case Primitive("timestamp"):
+            return array.cast(pa.timestamp("us"))
+        case Decimal(p, s):
+            return array.cast(pa.decimal256(p, s))
+    return _rebuild(array, t, decode_array, None)
+
+
+def _batch(batch: pa.RecordBatch, types: list[DataType],
+           convert: Callable[[pa.Array, DataType], pa.Array],
+           schema: pa.Schema | None) -> pa.RecordBatch:
+    arrays = [convert(column, t) for column, t in zip(batch.columns, types, strict=True)]
+    if schema is None:
+        schema = pa.schema([pa.field(f.name, a.type, f.nullable)
+                            for f, a in zip(batch.schema, arrays, strict=True)])
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def encode_reader(reader: pa.RecordBatchReader,
+                  columns: Mapping[str, Column]) -> pa.RecordBatchReader:
+    """Stream conformed batches in the store's form."""
+    types = [parse_type(c.type) for c in columns.values()]
+    schema = store_schema(columns)
+    changes = any(_changes(t) for t in types)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            if changes:
+                yield _batch(batch, types, encode_array, schema)
+            else:  # the same arrays; only the schema object is the store's
+                yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def decode_batch(batch: pa.RecordBatch, declared: Mapping[str, str]) -> pa.RecordBatch:
+    """A stored batch in the declared types' natural form (``declared``: name -> type text)."""
+    types = [parse_type(declared[name]) for name in batch.schema.names]
+    return _batch(batch, types, decode_array, None)
