@@ -30,7 +30,7 @@ from dataferry.cli.main import app
 from dataferry.model import spec
 from dataferry.model.findings import CODES
 from dataferry.model.jsonschema import model_json_schema
-from dataferry.model.types import PRIMITIVE_NAMES, Primitive, to_arrow
+from dataferry.model.types import PRIMITIVE_NAMES, Primitive, to_store_arrow
 from dataferry.model.yamlfile import YamlProblem, parse_yaml
 from tests.conftest import git
 
@@ -236,7 +236,7 @@ def test_every_type_is_documented_with_its_arrow_type(model_md: str) -> None:
             arrow_by_type[type_name] = arrows
     problems = [f"`{name}` has no row" for name in sorted(PRIMITIVE_NAMES - set(arrow_by_type))]
     for name in sorted(PRIMITIVE_NAMES & set(arrow_by_type)):
-        expected = str(to_arrow(Primitive(name)))
+        expected = str(to_store_arrow(Primitive(name)))
         if arrow_by_type[name] != [expected]:
             problems.append(
                 f"`{name}` is stored as `{expected}`, the table says {arrow_by_type[name]}"
