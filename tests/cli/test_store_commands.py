@@ -105,3 +105,19 @@ def test_verify_a_copied_store_without_the_model(root: Path, ferry: Callable[...
     out = ferry("verify", "--store", copy, "--json")
     assert out.code == 0 and json.loads(out.out)["checked_files"] == 1
     assert ferry("show", "shop.orders", "--store", copy, "--json").code == 0
+
+
+def test_gc_uses_the_models_retention(root: Path, ferry: Callable[..., object]) -> None:
+    text = (root / "teams" / "shop" / "shop.yaml").read_text().replace(
+        "      orders:\n        table: orders\n", "      orders:\n        table: orders\n        retention: 2\n")
+    (root / "teams" / "shop" / "shop.yaml").write_text(text)
+    m = ["--model", str(root)]
+    for _ in range(4):
+        assert ferry("publish", "shop.orders", root / "v1.csv", *m).code == 0
+    out = ferry("gc", *m, "--json")
+    assert out.code == 0
+    [result] = [r for r in json.loads(out.out) if r["ref"] == "shop.orders"]
+    assert result["dropped_versions"] == [1, 2] and len(result["deleted_files"]) == 2
+    assert [e["version"] for e in json.loads(ferry("log", "shop.orders", *m, "--json").out)] == [4, 3]
+    assert ferry("verify", *m).code == 0
+    assert "dropped versions 3..3" in ferry("gc", *m, "--keep", "1").out

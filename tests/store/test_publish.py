@@ -158,3 +158,16 @@ def test_a_copied_store_verifies_with_only_its_genesis(shop: StoreFixture, tmp_p
     report = VerifyReport()
     verify_dataset(DatasetStore(copy, "shop.orders"), report)
     assert report.ok and report.checked_files == 2
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace", "append"])
+def test_bad_data_is_named_in_every_mode(shop: StoreFixture, mode: str) -> None:
+    from dataferry.store.conform import SchemaError
+
+    shop.publish("shop.orders", orders([1]))
+    bad = orders([2, 3]).set_column(2, "amount", pa.array(["1.5", "x"]))
+    with pytest.raises(SchemaError) as info:
+        shop.publish("shop.orders", bad, mode=mode)
+    assert info.value.column == "amount" and info.value.key == {"id": 3}
+    assert shop.dataset("shop.orders").version_numbers() == [1]
+    assert shop.publish("shop.orders", orders([4]), mode="append").version == 2

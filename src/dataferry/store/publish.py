@@ -107,12 +107,18 @@ def publish(
     key = keys.signing_key(dataset.team)
     conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
     conformed = conformer.conform_reader(_as_reader(data))
-    reader = prefetch(encode_reader(conformed, spec.columns))
+    failures: list[BaseException] = []
+    reader = prefetch(encode_reader(conformed, spec.columns), failures)
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
         base_delta = recover(dataset, head)
-        written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows)
+        try:
+            written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows)
+        except Exception:
+            if failures:  # deltalake wraps errors of the data it reads: give back the original
+                raise failures[0] from None
+            raise
         crash_point("after-commit")
         files = dataset.file_paths_for(written.active)
         try:
@@ -138,11 +144,13 @@ def publish(
     )
 
 
-def prefetch(reader: pa.RecordBatchReader, depth: int = 4) -> pa.RecordBatchReader:
+def prefetch(reader: pa.RecordBatchReader, failures: list[BaseException] | None = None,
+             depth: int = 4) -> pa.RecordBatchReader:
     """Read (decode, conform) the next batches in a thread while this one writes them.
 
     At most ``depth`` batches wait in between, so memory stays bounded; an error in the
-    reading thread is raised here, in the writer, at the point it happened.
+    reading thread is raised here, in the writer, at the point it happened, and also
+    appended to ``failures`` (for callers whose consumer wraps errors).
     """
     import queue
     import threading
@@ -162,7 +170,9 @@ def prefetch(reader: pa.RecordBatchReader, depth: int = 4) -> pa.RecordBatchRead
                 if stop.is_set():
                     return
             slots.put(None)
-        except BaseException as exc:
+        except BaseException as exc:  # handed over to the writer
+            if failures is not None:
+                failures.append(exc)
             slots.put(exc)
 
     thread = threading.Thread(target=pump, name="ferry-read", daemon=True)
