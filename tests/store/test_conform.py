@@ -317,27 +317,36 @@ def columns_of(types: dict[str, DataType], nullable: dict[str, bool]) -> dict[st
     return {n: Column(type=format_type(t), nullable=nullable[n]) for n, t in types.items()}
 
 
+def draw_columns(data: st.DataObject, min_rows: int = 0, dictionaries: bool = False) -> tuple[
+    dict[str, DataType], dict[str, bool], dict[str, pa.Array], dict[str, list[Any]]
+]:
+    """Random declared columns c0.., their nullability, input arrays and expected values."""
+    gens = data.draw(st.lists(column_gen(), min_size=1, max_size=4), label="columns")
+    names = [f"c{i}" for i in range(len(gens))]
+    nulls_ok = {n: data.draw(st.booleans(), label=f"{n} nullable") for n in names}
+    rows = data.draw(st.integers(min_rows, 6), label="rows")
+    inputs, expected = {}, {}
+    for name, gen in zip(names, gens, strict=True):
+        pairs = nullable(gen.pairs) if nulls_ok[name] else gen.pairs
+        drawn = data.draw(st.lists(pairs, min_size=rows, max_size=rows), label=name)
+        array = pa.array([i for i, _ in drawn], type=gen.input_type)
+        if dictionaries and data.draw(st.booleans(), label=f"{name} dictionary") and (
+            pa.types.is_string(array.type)
+        ):
+            array = array.dictionary_encode()
+        inputs[name], expected[name] = array, [e for _, e in drawn]
+    declared = {n: g.declared for n, g in zip(names, gens, strict=True)}
+    return declared, nulls_ok, inputs, expected
+
+
 # --- the round trip through Parquet ----------------------------------------------------
 
 
 @SETTINGS
 @given(data=st.data())
 def test_random_schemas_round_trip_through_parquet(data: st.DataObject) -> None:
-    gens = data.draw(st.lists(column_gen(), min_size=1, max_size=4), label="columns")
-    names = [f"c{i}" for i in range(len(gens))]
-    nulls_ok = {n: data.draw(st.booleans(), label=f"{n} nullable") for n in names}
-    rows = data.draw(st.integers(0, 6), label="rows")
-    inputs, expected = {}, {}
-    for name, gen in zip(names, gens, strict=True):
-        pairs = nullable(gen.pairs) if nulls_ok[name] else gen.pairs
-        drawn = data.draw(st.lists(pairs, min_size=rows, max_size=rows), label=name)
-        array = pa.array([i for i, _ in drawn], type=gen.input_type)
-        if data.draw(st.booleans(), label=f"{name} dictionary") and pa.types.is_string(
-            array.type
-        ):
-            array = array.dictionary_encode()
-        inputs[name], expected[name] = array, [e for _, e in drawn]
-    declared = {n: g.declared for n, g in zip(names, gens, strict=True)}
+    declared, nulls_ok, inputs, expected = draw_columns(data, dictionaries=True)
+    names = list(declared)
     columns = columns_of(declared, nulls_ok)
     shuffled = data.draw(st.permutations(names), label="input column order")
     table = pa.table({n: inputs[n] for n in shuffled})

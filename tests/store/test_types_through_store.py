@@ -17,23 +17,15 @@ from dataferry.store.keys import KeyStore
 from dataferry.store.publish import publish
 from dataferry.store.storage import decode_batch
 from dataferry.store.verify import VerifyReport, verify_dataset
-from tests.store.test_conform import column_gen, columns_of, equal, nullable
+from tests.store.test_conform import columns_of, draw_columns, equal
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_schemas_round_trip_through_the_store(data: st.DataObject) -> None:
-    gens = data.draw(st.lists(column_gen(), min_size=1, max_size=4), label="columns")
-    names = [f"c{i}" for i in range(len(gens))]
-    nulls_ok = {n: data.draw(st.booleans(), label=f"{n} nullable") for n in names}
-    rows = data.draw(st.integers(1, 5), label="rows")
-    inputs, expected = {}, {}
-    for name, gen in zip(names, gens, strict=True):
-        pairs = nullable(gen.pairs) if nulls_ok[name] else gen.pairs
-        drawn = data.draw(st.lists(pairs, min_size=rows, max_size=rows), label=name)
-        inputs[name] = pa.array([i for i, _ in drawn], type=gen.input_type)
-        expected[name] = [e for _, e in drawn]
-    declared = {n: g.declared for n, g in zip(names, gens, strict=True)}
+    declared, nulls_ok, inputs, expected = draw_columns(data, min_rows=1)
+    names = list(declared)
+    rows = len(next(iter(inputs.values())))
     spec = SourceDataset(columns=columns_of(declared, nulls_ok), table="t")
     with tempfile.TemporaryDirectory() as tmp:
         dataset = DatasetStore(Path(tmp) / "store", "lab.samples")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import string as _chars
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeAlias, assert_never, cast
 
@@ -378,19 +379,22 @@ class UnsupportedArrowTypeError(ValueError):
     """An Arrow field has no dataferry type (duration, union...) or contradicts its metadata."""
 
 
-def _needs_tag(t: DataType) -> bool:
+def contains(t: DataType, leaf: Callable[[DataType], bool]) -> bool:
+    """Whether ``leaf`` holds for ``t`` or any type nested in it (list items, map keys and
+    values, struct fields)."""
     match t:
-        case Primitive(name):
-            return name in _TAGGED
-        case String():
-            return True
         case ListType(item):
-            return _needs_tag(item)
+            return contains(item, leaf)
         case MapType(key, value):
-            return _needs_tag(key) or _needs_tag(value)
+            return contains(key, leaf) or contains(value, leaf)
         case StructType(fields):
-            return any(_needs_tag(f) for _, f in fields)
-    return False
+            return any(contains(f, leaf) for _, f in fields)
+    return leaf(t)
+
+
+def _needs_tag(t: DataType) -> bool:
+    return contains(t, lambda leaf: isinstance(leaf, String)
+                    or (isinstance(leaf, Primitive) and leaf.name in _TAGGED))
 
 
 def to_arrow(t: DataType) -> pa.DataType:

@@ -22,6 +22,7 @@ from dataferry.model.types import (
     MapType,
     Primitive,
     StructType,
+    contains,
     parse_type,
     to_store_arrow,
     to_store_field,
@@ -42,21 +43,18 @@ def store_schema(columns: Mapping[str, Column] | Iterable[tuple[str, str, bool]]
     return pa.schema([to_store_field(n, parse_type(t), nullable) for n, t, nullable in triples])
 
 
+_RESTORED = {*_UNSIGNED, *_LOW_FLOATS, "uuid", "time", "timestamp"}
+
+
+def _stored_differently(leaf: DataType) -> bool:
+    if isinstance(leaf, Primitive):
+        return leaf.name in _RESTORED
+    return isinstance(leaf, Decimal) and leaf.precision > 38
+
+
 def _changes(t: DataType) -> bool:
     """Whether stored values of ``t`` differ in type from the conformed ones."""
-    match t:
-        case Primitive(name):
-            return name in _UNSIGNED or name in _LOW_FLOATS or name in ("uuid", "time",
-                                                                         "timestamp")
-        case Decimal(p, _):
-            return p > 38
-        case ListType(item):
-            return _changes(item)
-        case MapType(key, value):
-            return _changes(key) or _changes(value)
-        case StructType(fields):
-            return any(_changes(f) for _, f in fields)
-    return False
+    return contains(t, _stored_differently)
 
 
 def _nulls(array: pa.Array) -> pa.Array | None:
