@@ -1,0 +1,144 @@
+"""The contract of source and sink connectors.
+
+A **source** reads a producer's system into Arrow record batches, streamed with bounded
+memory. It does not convert to the declared types: ``dataferry.store.conform`` does that
+for every source alike (and names the dataset, column and row of anything that does not
+fit). A source maps its native types to the nearest Arrow types (``types.py`` of its
+package) and reports its live columns, so schema drift is found before anything is
+published (``dataferry.connectors.drift``).
+
+A **sink** writes a dataset version into a consumer's system. The runner prepares the
+rows (column subset, ``where``, ``mask``, the change set since the version the sink
+already has); the sink creates or evolves the target table with the nearest native
+types and applies the rows **in one transaction together with the row of ``_ferry_loads``
+that records the applied version**, so a delivery re-run after a crash, or twice, never
+duplicates or half-applies a version.
+
+Errors: raise ``SourceError``/``SinkError`` (terminal: bad credentials, missing table,
+type mismatch) or ``TransientError`` (connection refused, timeout, lock conflict: the
+runner retries with backoff). Messages name the dataset/table/column and never contain a
+secret (use ``dataferry.secrets.redact``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from dataferry.model.spec import AnySink, AnySource, SourceDataset
+from dataferry.model.types import DataType
+
+LOADS_TABLE = "_ferry_loads"
+"""The table every sink keeps, in the target schema/database, recording applied versions:
+columns ``dataset`` (text), ``table_name`` (text), ``version`` (bigint), ``mode`` (text),
+``rows`` (bigint), ``loaded_at`` (timestamp, UTC); one row per (dataset, table_name)."""
+
+OP_COLUMN = "_ferry_op"
+"""In a change set: ``upsert`` or ``delete`` per row (merge and history deliveries)."""
+VERSION_COLUMN = "_ferry_version"
+"""In append deliveries: the dataset version a row was added in (kept in the target)."""
+VALID_FROM, VALID_TO = "valid_from", "valid_to"
+"""History (SCD2) deliveries: the target keeps these two timestamp_tz columns."""
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column as the source system has it."""
+
+    name: str
+    native_type: str  # e.g. "numeric(12,2)", "timestamp with time zone", "TEXT"
+    arrow_type: pa.DataType  # what ``read`` will produce for it
+    nullable: bool = True
+
+
+@dataclass
+class ReadRequest:
+    """What to read of one source dataset."""
+
+    dataset: str  # "<team>.<dataset>"
+    spec: SourceDataset
+    columns: list[str]  # the declared columns (a source may return more; they are dropped)
+    state: dict[str, Any] | None = None
+    """What the previous published version recorded (``ReadResult.state``); None = all."""
+    since: Any = None
+    """Incremental with a cursor: read rows with ``cursor >= since`` (the runner already
+    subtracted the lag); None = everything."""
+    batch_rows: int = 65_536
+
+
+@dataclass
+class ReadResult:
+    """A stream of batches, and the state to record once the version is published."""
+
+    reader: pa.RecordBatchReader
+    state: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
+    """Called after the reader is exhausted: e.g. the files seen by a files source."""
+
+
+class SourceConnector(ABC):
+    """Reads datasets of one ``sources:`` entry of the model."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, spec: AnySource, model_root: Path) -> None:
+        self.name = name  # "<team>.<source>"
+        self.spec = spec
+        self.model_root = model_root
+
+    @abstractmethod
+    def columns(self, dataset: str, spec: SourceDataset) -> list[SourceColumn]:
+        """The live columns of a dataset's table/query/files (for drift and --connect)."""
+
+    @abstractmethod
+    def read(self, request: ReadRequest) -> ReadResult:
+        """Stream the dataset's rows (bounded memory)."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections."""
+
+
+@dataclass
+class Delivery:
+    """One dataset version to apply to one target table."""
+
+    dataset: str  # "<team>.<dataset>"
+    consumer: str  # "<team>.<consumer>"
+    table: str  # target table name (the need's table:, default the dataset name)
+    mode: str  # replace | merge | append | history
+    columns: list[tuple[str, DataType, bool]]  # declared (name, type, nullable) delivered
+    primary_key: list[str]
+    version: int
+    previous: int | None  # the version the sink had (``applied_version``), None = none
+    created_at: datetime  # the version's publication time (history valid_from)
+    rows: pa.RecordBatchReader
+    """replace: every row of the version; merge and history: the change set since
+    ``previous`` with ``_ferry_op``; append: the rows added since ``previous`` with
+    ``_ferry_version``. Values are in the declared types' natural Arrow form."""
+
+
+class SinkConnector(ABC):
+    """Writes deliveries into the target of one consumer's ``sink:``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, consumer: str, spec: AnySink, model_root: Path) -> None:
+        self.consumer = consumer
+        self.spec = spec
+        self.model_root = model_root
+
+    @abstractmethod
+    def applied_version(self, dataset: str, table: str) -> int | None:
+        """The version of ``dataset`` last applied to ``table`` (from ``_ferry_loads``)."""
+
+    @abstractmethod
+    def deliver(self, delivery: Delivery) -> int:
+        """Apply the delivery in one transaction with its ``_ferry_loads`` row; rows written."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections."""
