@@ -66,3 +66,43 @@ class Progress:
                  trace: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class JobProgress:
+    """One bar per job (rows, rows/s) on a terminal; nothing otherwise."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._bar: RichProgress | None = None
+
+    def __enter__(self) -> JobProgress:
+        if self.enabled:
+            from rich.console import Console
+
+            self._bar = RichProgress(TextColumn("{task.description:<48}"),
+                                     TextColumn("{task.completed:>12,.0f} rows"), _Rate("rows"),
+                                     TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                                     console=Console(stderr=True))
+            self._bar.start()
+        return self
+
+    def start(self, label: str) -> _JobTask:
+        task = self._bar.add_task(label, total=None, status="") if self._bar else None
+        return _JobTask(self._bar, task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+class _JobTask:
+    def __init__(self, bar: RichProgress | None, task: TaskID | None) -> None:
+        self.bar, self.task = bar, task
+
+    def advance(self, rows: int) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.advance(self.task, rows)
+
+    def finish(self, status: str) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, status=status)

@@ -73,6 +73,8 @@ class Published:
     bytes: int
     manifest_hash: str
     seconds: float
+    unchanged: bool = False
+    """True when the data held nothing new (merge/append): no version was made."""
 
 
 def declared_columns(spec: DatasetCommon) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def publish(
     *,
     keys: KeyStore,
     mode: Mode = "replace",
-    cursor: dict[str, Any] | None = None,
+    cursor: dict[str, Any] | Callable[[], dict[str, Any] | None] | None = None,
     lineage: Sequence[dict[str, Any]] = (),
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
@@ -120,6 +122,10 @@ def publish(
                 raise failures[0] from None
             raise
         crash_point("after-commit")
+        if head is not None and mode != "replace" and not written.digests and not written.removed:
+            _rollback(dataset, base_delta, written)  # nothing changed: no new version
+            return Published(dataset.ref, head.number, head.manifest.rows, 0, 0, 0, 0,
+                             head.hash, time.monotonic() - started, unchanged=True)
         files = dataset.file_paths_for(written.active)
         try:
             enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,
@@ -128,7 +134,8 @@ def publish(
             _rollback(dataset, base_delta, written)
             raise
         crash_point("before-manifest")
-        manifest = _manifest(dataset, genesis, head, spec, written, mode, cursor, lineage)
+        state = cursor() if callable(cursor) else cursor
+        manifest = _manifest(dataset, genesis, head, spec, written, mode, state, lineage)
         for entry, digest in written.digests:
             write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
         raw = manifest.to_bytes()
@@ -377,10 +384,12 @@ def _write_with_deltalake(
         removed = 0 if mode == "append" else before
         return {"added": counted.rows, "removed": removed}
     predicate = " AND ".join(f't."{c}" = s."{c}"' for c in spec.primary_key)
+    changed = " OR ".join(f'(t."{c}" IS DISTINCT FROM s."{c}")' for c in spec.columns
+                          if c not in spec.primary_key)
     metrics = (
         DeltaTable(uri)
         .merge(reader, predicate, source_alias="s", target_alias="t")
-        .when_matched_update_all()
+        .when_matched_update_all(predicate=changed or None)
         .when_not_matched_insert_all()
         .execute()
     )

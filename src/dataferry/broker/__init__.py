@@ -1,0 +1,1 @@
+"""The broker: the job graph from the model, and running it."""

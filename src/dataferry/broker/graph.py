@@ -1,0 +1,139 @@
+"""The job graph: one ingest per needed producer dataset, one job per transformer, one
+delivery per consumer need — P + T + C jobs, however many consumers share a dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dataferry.errors import UsageError
+from dataferry.model.graph import ModelIndex
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str  # ingest | transform | deliver
+    dataset: str
+    consumer: str | None = None
+    need: int | None = None
+    inputs: tuple[str, ...] = ()
+    platform: str = "local"
+    network: str | None = None
+    why: str = ""
+    trigger: str = "manual"
+
+
+@dataclass
+class Graph:
+    jobs: dict[str, Job] = field(default_factory=dict)
+
+    def add(self, job: Job) -> None:
+        self.jobs.setdefault(job.id, job)
+
+    def producer(self, ref: str) -> str | None:
+        for kind in ("ingest", "transform"):
+            if f"{kind}:{ref}" in self.jobs:
+                return f"{kind}:{ref}"
+        return None
+
+    def order(self, ids: Iterable[str]) -> list[Job]:
+        """The jobs ``ids`` and everything they need, dependencies first."""
+        out: list[Job] = []
+        seen: set[str] = set()
+
+        def visit(job_id: str) -> None:
+            if job_id in seen:
+                return
+            seen.add(job_id)
+            job = self.jobs[job_id]
+            for dependency in job.inputs:
+                visit(dependency)
+            out.append(job)
+
+        for job_id in ids:
+            visit(job_id)
+        return out
+
+    def downstream(self, ids: Iterable[str]) -> set[str]:
+        found = set(ids)
+        changed = True
+        while changed:
+            changed = False
+            for job in self.jobs.values():
+                if job.id not in found and any(i in found for i in job.inputs):
+                    found.add(job.id)
+                    changed = True
+        return found
+
+
+def build_graph(index: ModelIndex, *, everything: bool = False) -> Graph:
+    """The graph of the model (``everything``: also ingests nobody needs)."""
+    eco = index.ecosystem
+    graph = Graph()
+    needed = set(index.receivers)
+
+    def platform(network: str | None, explicit: str | None) -> tuple[str, str]:
+        if explicit:
+            return explicit, f"platform {explicit} is set in the model"
+        if network:
+            name = index.networks.get(network, network)
+            return name, f"its source/sink is only reachable in network {network}"
+        return eco.defaults.platform, "defaults.platform"
+
+    def producer(ref: str) -> str:
+        entry = index.datasets[ref]
+        return f"{'transform' if entry.is_transformer else 'ingest'}:{ref}"
+
+    for ref, entry in index.datasets.items():
+        if entry.is_transformer:
+            continue
+        spec = entry.dataset
+        if not (everything or ref in needed or spec.schedule):
+            continue
+        network = getattr(entry.source, "network", None)
+        name, why = platform(network, spec.platform)
+        graph.add(Job(f"ingest:{ref}", "ingest", ref, platform=name, network=network, why=why,
+                      trigger=spec.schedule or "freshness"))
+    for ref, entry in index.datasets.items():
+        if not entry.is_transformer:
+            continue
+        inputs = tuple(producer(r) for r in entry.spec.inputs if r in index.datasets)  # type: ignore[attr-defined]
+        name, why = platform(None, entry.spec.platform)
+        graph.add(Job(f"transform:{ref}", "transform", ref, inputs=inputs, platform=name,
+                      why=why, trigger=entry.spec.trigger))  # type: ignore[attr-defined]
+    for consumer_ref, (_, _, consumer) in index.consumers.items():
+        for position, need in enumerate(consumer.datasets):
+            if need.ref not in index.datasets:
+                continue
+            table = need.table or need.ref.partition(".")[2]
+            name, why = platform(consumer.sink.network, consumer.platform)
+            graph.add(Job(f"deliver:{consumer_ref}:{table}", "deliver", need.ref,
+                          consumer=consumer_ref, need=position, inputs=(producer(need.ref),),
+                          platform=name, network=consumer.sink.network, why=why,
+                          trigger="on_change"))
+    return graph
+
+
+def select(graph: Graph, index: ModelIndex, refs: list[str], *, downstream: bool) -> list[Job]:
+    """The jobs ``ferry run REF...`` runs, dependencies first (no REF: all of them)."""
+    if not refs:
+        return graph.order(sorted(graph.jobs))
+    wanted: list[str] = []
+    for ref in refs:
+        if ref in index.consumers:
+            wanted += [j.id for j in graph.jobs.values() if j.consumer == ref]
+        elif ref in index.datasets:
+            entry = index.datasets[ref]
+            job_id = f"{'transform' if entry.is_transformer else 'ingest'}:{ref}"
+            if job_id not in graph.jobs:  # an ingest nobody needs still runs when asked for
+                graph.add(Job(job_id, "ingest", ref, trigger="manual"))
+            wanted.append(job_id)
+        else:
+            from dataferry.model.lint import suggest
+
+            hint = suggest(ref, [*index.datasets, *index.consumers])
+            raise UsageError(f"{ref!r} is neither a dataset nor a consumer of the model{hint}")
+    if downstream:
+        wanted = sorted(graph.downstream(wanted))
+    return graph.order(wanted)

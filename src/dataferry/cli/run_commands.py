@@ -1,0 +1,96 @@
+"""Run commands: run (jobs now, in dependency order) and demo (the whole idea, offline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+
+from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
+from dataferry.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("demo")(demo)
+
+
+def _context(model: Path | None) -> object:
+    from dataferry.engine.context import RunContext
+    from dataferry.model.check import lint_model
+    from dataferry.model.load import load_model
+
+    loaded = load_model(model_dir(model))
+    lint_model(loaded)
+    if loaded.ecosystem is None or not loaded.report.ok:
+        errors = [f for f in loaded.report.sorted() if f.severity == "error"]
+        first = errors[0].as_text() if errors else "ferry.yaml is not valid"
+        raise UsageError(f"the model has {len(errors)} error(s) (first: {first}); run "
+                         "`ferry check` and fix them before running")
+    return RunContext.from_loaded(loaded)
+
+
+def run(
+    refs: list[str] = typer.Argument(None, metavar="[REF]...",
+                                     help="Datasets (their ingest/transform) or consumers "
+                                          "(their deliveries); default everything."),
+    downstream: bool = typer.Option(False, "--downstream",
+                                    help="Also run everything downstream of REF."),
+    full: bool = typer.Option(False, "--full", help="Ignore cursors: read everything again."),
+    model: ModelOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Run jobs now, in dependency order: ingests, transforms, deliveries."""
+    from dataferry.broker.graph import build_graph, select
+    from dataferry.broker.runner import run_jobs
+    from dataferry.cli.progress import JobProgress
+    from dataferry.engine.context import RunContext
+
+    context = _context(model)
+    assert isinstance(context, RunContext)
+    graph = build_graph(context.index)
+    jobs = select(graph, context.index, refs or [], downstream=downstream)
+    with JobProgress() as progress:
+        results = run_jobs(context, jobs, full=full, progress=progress)
+    failed = [r for r in results if r.status == "failed"]
+    if json_out:
+        print_json([{"job": r.job.id, "status": r.status, "rows": r.rows, "version": r.version,
+                     "seconds": round(r.seconds, 3), "message": r.message,
+                     "warnings": r.warnings} for r in results])
+    else:
+        _summary(results)
+    for result in failed:
+        typer.echo(f"error: {result.job.id} failed: {result.message}", err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _summary(results: Sequence[object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dataferry.broker.runner import JobResult
+
+    table = Table("job", "status", "rows", "version", "time", "note", box=None, highlight=False)
+    colors = {"succeeded": "green", "failed": "red", "skipped": "yellow", "unchanged": "dim"}
+    for result in results:
+        assert isinstance(result, JobResult)
+        color = colors.get(result.status, "")
+        table.add_row(result.job.id, f"[{color}]{result.status}[/{color}]", f"{result.rows:,}",
+                      str(result.version or "-"), f"{result.seconds:.1f}s",
+                      result.message if result.status != "failed" else "see below")
+        for warning in result.warnings:
+            table.add_row("", "[yellow]warning[/yellow]", "", "", "", warning)
+    Console(soft_wrap=True).print(table)
+
+
+def demo(
+    directory: Path | None = typer.Argument(None, help="Where to create it (default: a new "
+                                                       "temporary directory)."),
+    scale: int = typer.Option(200, "--scale", min=1,
+                              help="Size of the generated shop (200: ~240,000 rows)."),
+) -> None:
+    """Create the example ecosystem, run it end to end twice, verify it, show where to look."""
+    from dataferry.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(directory, scale))

@@ -1,0 +1,1 @@
+"""Where jobs run: ingest (source -> store), transform (store -> store), deliver (store -> sink)."""

@@ -1,0 +1,148 @@
+"""Deliver: bring a consumer's table up to the latest version of a dataset, exactly once.
+
+The sink says which version it has (``_ferry_loads``); the delivery sends what turns that
+into the latest: every row (``replace``), the change set by key (``merge``, ``history``),
+or the rows added (``append``), with the need's column subset, ``where`` filter and
+``mask`` applied. The sink applies it in one transaction with its ``_ferry_loads`` row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN, Delivery
+from dataferry.connectors.registry import sink_class
+from dataferry.engine.context import RunContext
+from dataferry.errors import SinkError
+from dataferry.model.spec import Need
+from dataferry.model.types import DataType, parse_type
+from dataferry.store.changes import added_rows, change_set, version_rows
+from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.storage import decode_batch, store_schema
+
+MASKED_TYPE = "string"
+
+
+@dataclass(frozen=True)
+class DeliverResult:
+    consumer: str
+    ref: str
+    table: str
+    version: int
+    previous: int | None
+    rows: int  # 0 when the sink was already up to date
+
+
+def mask_key(home: Path) -> bytes:
+    """The keyed-hash key for ``mask:`` columns, made once under ``<home>/keys`` (0600)."""
+    path = home / "keys" / "mask.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(os.urandom(32))
+    return path.read_bytes()
+
+
+def _masker(key: bytes) -> Callable[[pa.Array], pa.Array]:
+    def mask(array: pa.Array) -> pa.Array:
+        return pa.array(
+            [None if v is None else hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest()
+             for v in array.to_pylist()],
+            pa.string(),
+        )
+
+    return mask
+
+
+def _old_version(dataset: DatasetStore, previous: int | None) -> Version | None:
+    if previous is None or previous not in dataset.version_numbers():
+        return None
+    return dataset.version(previous)
+
+
+def deliver(context: RunContext, consumer_ref: str, index: int,
+            on_rows: Callable[[int], None] | None = None) -> DeliverResult:
+    """Deliver the ``index``-th need of consumer ``consumer_ref``."""
+    _, _, consumer = context.index.consumers[consumer_ref]
+    need: Need = consumer.datasets[index]
+    entry = context.index.datasets[need.ref]
+    dataset = context.store.dataset(need.ref)
+    latest = dataset.resolve(None)
+    table = need.table or entry.name
+    sink = sink_class(consumer.sink.kind)(consumer_ref, consumer.sink, context.root)
+    try:
+        previous = sink.applied_version(need.ref, table)
+        if previous == latest.number:
+            return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, 0)
+        declared = {c["name"]: c for c in latest.manifest.schema["columns"]}
+        names = list(need.columns or declared)
+        key = list(latest.manifest.schema.get("primary_key") or [])
+        mode = need.mode
+        old = _old_version(dataset, previous)
+        if previous is not None and old is None and mode in ("merge", "history", "append"):
+            # The version the sink has is gone (gc): only a full refresh is exact.
+            raise SinkError(
+                f"{consumer_ref}: table {table} has version {previous} of {need.ref}, which "
+                "the store no longer keeps (gc); drop the table to reload it in full")
+        if mode in ("merge", "history") and not all(k in names for k in key):
+            raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
+                            f"key columns {key} among the delivered columns")
+        schema = store_schema([(n, declared[n]["type"], declared[n]["nullable"]) for n in names])
+        if mode == "replace":
+            rows = version_rows(dataset, latest, names, need.where, schema)
+        elif mode == "append":
+            schema = schema.append(pa.field(VERSION_COLUMN, pa.int64(), False))
+            rows = added_rows(dataset, old, latest, names, key, need.where, schema)
+        else:
+            schema = schema.append(pa.field(OP_COLUMN, pa.string(), False))
+            rows = change_set(dataset, old, latest, names, key, need.where, schema)
+        types = {n: declared[n]["type"] for n in names}
+        masked = set(need.mask)
+        columns: list[tuple[str, DataType, bool]] = [
+            (n, parse_type(MASKED_TYPE if n in masked else types[n]), declared[n]["nullable"])
+            for n in names
+        ]
+        stream = _prepare(rows, types, masked, context.store.home, on_rows)
+        delivery = Delivery(
+            dataset=need.ref, consumer=consumer_ref, table=table, mode=mode, columns=columns,
+            primary_key=key, version=latest.number, previous=previous,
+            created_at=datetime.fromisoformat(latest.manifest.created_at.replace("Z", "+00:00")),
+            rows=stream,
+        )
+        written = sink.deliver(delivery)
+        return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, written)
+    finally:
+        sink.close()
+
+
+def _prepare(rows: pa.RecordBatchReader, types: dict[str, str], masked: set[str],
+             home: Path, on_rows: Callable[[int], None] | None) -> pa.RecordBatchReader:
+    """Decode stored values to the declared types and mask what the need masks."""
+    mask = _masker(mask_key(home)) if masked else None
+    sample = decode_batch(pa.RecordBatch.from_pylist([], schema=rows.schema),
+                          {**types, **{c: "string" for c in (OP_COLUMN,)},
+                           VERSION_COLUMN: "int64"})
+    fields = [pa.field(f.name, pa.string(), f.nullable) if f.name in masked else f
+              for f in sample.schema]
+    schema = pa.schema(fields)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        declared = {**types, OP_COLUMN: "string", VERSION_COLUMN: "int64"}
+        for batch in rows:
+            decoded = decode_batch(batch, declared)
+            arrays = [mask(column) if mask is not None and name in masked else column
+                      for name, column in zip(decoded.schema.names, decoded.columns, strict=True)]
+            if on_rows is not None:
+                on_rows(batch.num_rows)
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())

@@ -1,0 +1,132 @@
+"""Transform: compute a derived dataset from the latest versions of its inputs, on DuckDB.
+
+SQL transformers see each input as a table named after its dataset (``customers`` for
+``crm.customers``; ``team_dataset`` when two inputs share a name); Python transformers
+(``module:function``, the module found in the team's folder) get one Arrow table per
+input, in the order of ``inputs:``, and return an Arrow table. The output is checked
+against the declared columns and checks like any publication, and its manifest records
+which input versions it was computed from (lineage).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from dataferry.engine.context import RunContext
+from dataferry.errors import FerryError, StoreError
+from dataferry.store.dataset import declared_types
+from dataferry.store.publish import Published, publish
+from dataferry.store.storage import decode_batch
+
+
+class TransformError(FerryError):
+    """A transformer's SQL or Python failed."""
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    ref: str
+    published: Published
+
+
+def _view_names(inputs: list[str]) -> dict[str, str]:
+    names = [ref.partition(".")[2] for ref in inputs]
+    return {ref: (name if names.count(name) == 1 else ref.replace(".", "_"))
+            for ref, name in zip(inputs, names, strict=True)}
+
+
+def transform(context: RunContext, ref: str,
+              on_rows: Callable[[int], None] | None = None) -> TransformResult:
+    entry = context.index.datasets[ref]
+    spec = entry.spec
+    from dataferry.model.spec import Transformer
+
+    assert isinstance(spec, Transformer)
+    lineage: list[dict[str, Any]] = []
+    views = _view_names(list(spec.inputs))
+    with tempfile.TemporaryDirectory(prefix="ferry-transform-") as spill:
+        db = duckdb.connect()
+        db.execute(f"set temp_directory = '{spill}'")
+        db.execute("set memory_limit = '1GB'")
+        tables: list[pa.Table] = []
+        for input_ref in spec.inputs:
+            dataset = context.store.dataset(input_ref)
+            version = dataset.resolve(None)
+            lineage.append({"ref": input_ref, "version": version.number,
+                            "manifest_hash": version.hash})
+            declared = declared_types(version.manifest.schema)
+            reader = dataset.scanner(version).to_reader()
+            decoded = pa.RecordBatchReader.from_batches(
+                decode_batch(pa.RecordBatch.from_pylist([], schema=reader.schema),
+                             declared).schema,
+                (decode_batch(b, declared) for b in reader))
+            if spec.python is not None:
+                tables.append(decoded.read_all())
+            else:
+                db.register(views[input_ref], decoded)
+        try:
+            if spec.python is not None:
+                result = _run_python(context, entry.team, spec.python, tables)
+                data: pa.RecordBatchReader | pa.Table = result
+            else:
+                sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
+                                                                       spec.sql_file or "")
+                data = db.sql(sql).to_arrow_reader(65_536)
+        except duckdb.Error as exc:
+            raise TransformError(f"{ref}: the transformer's SQL failed: {exc}") from None
+        data = _counted(data, on_rows)
+        try:
+            published = publish(context.store.dataset(ref), spec, data,
+                                keys=context.store.keys, lineage=lineage)
+        except StoreError as exc:
+            raise StoreError(f"{exc} (the output of transformer {ref} does not match its "
+                             "declared columns)") from None
+        db.close()
+    return TransformResult(ref, published)
+
+
+def _read_sql(context: RunContext, team: str, name: str) -> str:
+    path = context.root / "teams" / team / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TransformError(f"cannot read sql_file {path}: {exc.strerror}") from None
+
+
+def _run_python(context: RunContext, team: str, target: str, tables: list[pa.Table]) -> pa.Table:
+    module_name, _, function = target.partition(":")
+    folder = str(context.root / "teams" / team)
+    sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+        result = getattr(module, function)(*tables)
+    except Exception as exc:  # user code may raise anything
+        raise TransformError(f"python transformer {target} failed: "
+                             f"{type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(folder)
+    if not isinstance(result, pa.Table | pa.RecordBatch):
+        raise TransformError(f"python transformer {target} returned {type(result).__name__}, "
+                             "not an Arrow table")
+    return result if isinstance(result, pa.Table) else pa.Table.from_batches([result])
+
+
+def _counted(data: pa.RecordBatchReader | pa.Table,
+             on_rows: Callable[[int], None] | None) -> pa.RecordBatchReader:
+    reader = data.to_reader() if isinstance(data, pa.Table) else data
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            if on_rows is not None:
+                on_rows(batch.num_rows)
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())

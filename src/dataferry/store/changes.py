@@ -1,0 +1,162 @@
+"""The rows a sink needs to go from the version it has to a newer one.
+
+All computed by DuckDB over the versions' Parquet files, streamed as record batches, so
+memory stays bounded whatever the table size:
+
+- ``version_rows``: every row of a version (for ``replace``);
+- ``change_set``: per primary key, ``upsert`` for rows added or changed since the old
+  version and ``delete`` for rows removed (for ``merge`` and ``history``);
+- ``added_rows``: rows added since the old version (for ``append``): by key when there is
+  one, else the rows of the files added by the newer versions.
+
+Each takes the columns to deliver, an optional SQL ``where`` (DuckDB dialect, applied to
+the rows as stored) and returns batches in the store's types; ``storage.decode_batch``
+turns them into the declared types.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import duckdb
+import pyarrow as pa
+
+from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
+from dataferry.store.dataset import DatasetStore, Version
+
+BATCH_ROWS = 65_536
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
+    with tempfile.TemporaryDirectory(prefix="ferry-changes-") as spill:
+        db = duckdb.connect()
+        db.execute(f"set temp_directory = '{spill}'")
+        db.execute("set memory_limit = '512MB'")
+        db.execute("set preserve_insertion_order = false")
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+def _source(dataset: DatasetStore, version: Version | None, name: str,
+            db: duckdb.DuckDBPyConnection, columns: Sequence[str]) -> None:
+    """Create view ``name`` over a version's files (empty, with ``columns``, if None)."""
+    if version is None or not dataset.file_paths(version):
+        empty = ", ".join(f"null as {_quote(c)}" for c in columns)
+        db.execute(f"create or replace view {name} as select {empty} where false")
+        return
+    files = ", ".join("'" + p.replace("'", "''") + "'" for p in dataset.file_paths(version))
+    hive = ", hive_partitioning = true" if dataset.partition_columns(version) else ""
+    db.execute(f"create or replace view {name} as select * from "
+               f"read_parquet([{files}], union_by_name = true{hive})")
+
+
+def _stream(db: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
+    reader = db.sql(sql).to_arrow_reader(BATCH_ROWS)
+    yield from reader
+
+
+def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version | None,
+            columns: Sequence[str], schema: pa.Schema) -> pa.RecordBatchReader:
+    """Run ``sql_builder`` (over views ``a`` = old, ``b`` = new) lazily, in its own DuckDB."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with _duckdb() as db:
+            all_columns = [c["name"] for c in new.manifest.schema["columns"]]
+            _source(dataset, old, "a", db, all_columns)
+            _source(dataset, new, "b", db, all_columns)
+            for batch in _stream(db, sql_builder):
+                yield pa.RecordBatch.from_arrays(
+                    [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
+                    schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _select(columns: Sequence[str], alias: str) -> str:
+    return ", ".join(f"{alias}.{_quote(c)}" for c in columns)
+
+
+def _where(where: str | None, alias: str) -> str:
+    # The filter is written against the dataset's columns; qualify it through a subquery.
+    return f"({where})" if where else "true"
+
+
+def version_rows(dataset: DatasetStore, version: Version, columns: Sequence[str],
+                 where: str | None, schema: pa.Schema) -> pa.RecordBatchReader:
+    """Every row of ``version`` (the delivered columns, filtered by ``where``)."""
+    cols = ", ".join(_quote(c) for c in columns)
+    sql = f"select {cols} from b where {_where(where, 'b')}"
+    return _reader(sql, dataset, version, None, columns, schema)
+
+
+def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns: Sequence[str],
+               key: Sequence[str], where: str | None, schema: pa.Schema) -> pa.RecordBatchReader:
+    """Rows to upsert or delete (``_ferry_op``) to turn ``old`` into ``new``, by ``key``.
+
+    With a ``where``, a row that leaves the filtered set is a delete and one that enters
+    it an upsert, so the target always holds exactly the filtered rows.
+    """
+    cols = ", ".join(_quote(c) for c in columns)
+    on = " and ".join(f"a.{_quote(k)} is not distinct from b.{_quote(k)}" for k in key)
+    differs = " or ".join(f"a.{_quote(c)} is distinct from b.{_quote(c)}"
+                          for c in columns if c not in key) or "false"
+    filtered_a = f"(select * from a where {_where(where, 'a')})"
+    filtered_b = f"(select * from b where {_where(where, 'b')})"
+    null_row = ", ".join(f"null as {_quote(c)}" for c in columns if c not in key)
+    keys_a = ", ".join(f"a.{_quote(k)}" for k in key)
+    sql = f"""
+        with a as {filtered_a}, b as {filtered_b}
+        select {cols}, 'upsert' as {OP_COLUMN} from (
+            select b.* from b left join a on {on}
+            where a.{_quote(key[0])} is null or {differs})
+        union all
+        select {", ".join(_quote(c) if c in key else f"null as {_quote(c)}" for c in columns)},
+               'delete' as {OP_COLUMN} from (
+            select {keys_a}{", " + null_row if null_row else ""} from a
+            left join b on {on} where b.{_quote(key[0])} is null and a.{_quote(key[0])} is not null
+        )"""
+    return _reader(sql, dataset, new, old, columns, schema)
+
+
+def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns: Sequence[str],
+               key: Sequence[str], where: str | None, schema: pa.Schema) -> pa.RecordBatchReader:
+    """Rows of ``new`` that ``old`` did not have, tagged with ``_ferry_version`` = new."""
+    cols = ", ".join(_quote(c) for c in columns)
+    version = int(new.number)
+    if key:
+        on = " and ".join(f"a.{_quote(k)} is not distinct from b.{_quote(k)}" for k in key)
+        differs = " or ".join(f"a.{_quote(c)} is distinct from b.{_quote(c)}"
+                              for c in columns if c not in key) or "false"
+        sql = (f"select {_select(columns, 'b')}, {version}::bigint as {VERSION_COLUMN} "
+               f"from (select * from b where {_where(where, 'b')}) b "
+               f"left join (select * from a where {_where(where, 'a')}) a on {on} "
+               f"where a.{_quote(key[0])} is null or {differs}")
+        return _reader(sql, dataset, new, old, columns, schema)
+    # No key: the rows of the files the newer versions added (exact for append-only data).
+    old_files = {f.path for f in dataset.active_files(old.number)} if old else set()
+    added = [f for f in dataset.active_files(new.number) if f.path not in old_files]
+    paths = [str(dataset.path / f.path) for f in added]
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        if not paths:
+            return
+        with _duckdb() as db:
+            files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+            hive = ", hive_partitioning = true" if dataset.partition_columns(new) else ""
+            sql = (f"select {cols}, {version}::bigint as {VERSION_COLUMN} from read_parquet("
+                   f"[{files}], union_by_name = true{hive}) where {_where(where, 'b')}")
+            for batch in _stream(db, sql):
+                yield pa.RecordBatch.from_arrays(
+                    [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
+                    schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
