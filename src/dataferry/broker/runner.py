@@ -51,6 +51,9 @@ def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
                          f"version {result.published.version}", result.warnings)
     if job.kind == "transform":
         done = transform(context, job.dataset, on_rows=on_rows)
+        if done.published is None:
+            return JobResult(job, "unchanged", 0, None, time.monotonic() - started,
+                             "its inputs have not changed")
         return JobResult(job, "succeeded", done.published.rows, done.published.version,
                          time.monotonic() - started, f"version {done.published.version}")
     assert job.consumer is not None and job.need is not None

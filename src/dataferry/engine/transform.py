@@ -34,7 +34,7 @@ class TransformError(FerryError):
 @dataclass(frozen=True)
 class TransformResult:
     ref: str
-    published: Published
+    published: Published | None  # None: its inputs have not changed since the last run
 
 
 def _view_names(inputs: list[str]) -> dict[str, str]:
@@ -50,6 +50,12 @@ def transform(context: RunContext, ref: str,
     from dataferry.model.spec import Transformer
 
     assert isinstance(spec, Transformer)
+    current = [(r, context.store.dataset(r).resolve(None).number) for r in spec.inputs]
+    output = context.store.dataset(ref)
+    head = output.head() if output.exists() else None
+    if head is not None and [(i.get("ref"), i.get("version")) for i in head.manifest.lineage] \
+            == current:
+        return TransformResult(ref, None)  # same inputs: the output would be the same
     lineage: list[dict[str, Any]] = []
     views = _view_names(list(spec.inputs))
     with tempfile.TemporaryDirectory(prefix="ferry-transform-") as spill:

@@ -122,7 +122,8 @@ def publish(
                 raise failures[0] from None
             raise
         crash_point("after-commit")
-        if head is not None and mode != "replace" and not written.digests and not written.removed:
+        if head is not None and mode != "replace" and not (written.added_rows
+                                                           or written.removed_rows):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
             return Published(dataset.ref, head.number, head.manifest.rows, 0, 0, 0, 0,
                              head.hash, time.monotonic() - started, unchanged=True)
@@ -442,7 +443,7 @@ def _rollback(dataset: DatasetStore, base_delta: int | None, written: _Written) 
     """Undo a commit whose version failed its checks (files are left for ``ferry gc``)."""
     if base_delta is None:
         _remove_log(dataset)
-    else:
+    elif (_delta_version(dataset) or 0) > base_delta:  # a merge that changed nothing commits nothing
         DeltaTable(str(dataset.path)).restore(base_delta)
 
 
