@@ -24,4 +24,4 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_first_command_installs_and_runs_the_main_job() -> None:
     main, _ = readme_commands()
     assert main.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
-    assert "ferry " in main
+    assert main.endswith("ferry demo demo")

@@ -81,7 +81,9 @@ def _summary(results: Sequence[object]) -> None:
                       result.message if result.status != "failed" else "see below")
         for warning in result.warnings:
             table.add_row("", "[yellow]warning[/yellow]", "", "", "", warning)
-    Console(soft_wrap=True).print(table)
+    import sys
+
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def demo(

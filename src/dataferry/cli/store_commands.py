@@ -178,7 +178,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     table = Table(*headers, box=None, pad_edge=False, highlight=False)
     for row in rows:
         table.add_row(*row)
-    Console(soft_wrap=True).print(table)
+    import sys
+
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def log(ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),

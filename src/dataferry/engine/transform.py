@@ -68,12 +68,8 @@ def transform(context: RunContext, ref: str,
             version = dataset.resolve(None)
             lineage.append({"ref": input_ref, "version": version.number,
                             "manifest_hash": version.hash})
-            declared = declared_types(version.manifest.schema)
-            reader = dataset.scanner(version).to_reader()
-            decoded = pa.RecordBatchReader.from_batches(
-                decode_batch(pa.RecordBatch.from_pylist([], schema=reader.schema),
-                             declared).schema,
-                (decode_batch(b, declared) for b in reader))
+            decoded = _decoded(dataset.scanner(version).to_reader(),
+                               declared_types(version.manifest.schema))
             if spec.python is not None:
                 tables.append(decoded.read_all())
             else:
@@ -97,6 +93,12 @@ def transform(context: RunContext, ref: str,
                              "declared columns)") from None
         db.close()
     return TransformResult(ref, published)
+
+
+def _decoded(reader: pa.RecordBatchReader, declared: dict[str, str]) -> pa.RecordBatchReader:
+    """The stored batches in the declared types (a function: each input keeps its own types)."""
+    schema = decode_batch(pa.RecordBatch.from_pylist([], schema=reader.schema), declared).schema
+    return pa.RecordBatchReader.from_batches(schema, (decode_batch(b, declared) for b in reader))
 
 
 def _read_sql(context: RunContext, team: str, name: str) -> str:

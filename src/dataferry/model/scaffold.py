@@ -119,9 +119,11 @@ def generate_example_data(directory: Path, *, scale: int = 1, seed: int = 7) -> 
     data.mkdir(parents=True, exist_ok=True)
     db_path = data / "shop.db"
     db_path.unlink(missing_ok=True)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # Recent data, so the example's freshness checks pass: the last order is an hour old.
+    now = datetime.now(UTC).replace(microsecond=0)
     countries = ["NZ", "AU", "DE", "FR", "US", "NO"]
     customers, orders, products = 200 * scale, 1000 * scale, 50
+    start = now - timedelta(minutes=7 * orders + 60)
     with sqlite3.connect(db_path) as db:
         db.executescript(
             """
