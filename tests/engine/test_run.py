@@ -109,3 +109,20 @@ def test_a_failing_job_names_itself_and_skips_its_dependents(root: Path,
     assert statuses["ingest:shop.orders"] == "failed"
     assert statuses["transform:shop.totals"] == "skipped"
     assert "ingest:shop.orders failed" in out.err
+
+
+def test_schema_drift_is_found_before_anything_is_published(root: Path,
+                                                              ferry: Callable[..., object]) -> None:
+    assert ferry("check", "--connect", "--model", root).code == 0
+    with duckdb.connect(str(root / "shop.duckdb")) as db:
+        db.execute("alter table orders drop column email")
+        db.execute("alter table orders add column coupon varchar")
+    check = ferry("check", "--connect", "--model", root, "--json")
+    assert check.code == 1
+    findings = json.loads(check.out)["findings"]
+    assert {f["code"] for f in findings} == {"schema-mismatch"}
+    assert any("email" in f["message"] and f["severity"] == "error" for f in findings)
+    assert any("coupon" in f["message"] and f["severity"] == "warning" for f in findings)
+    out = ferry("run", "shop.orders", "--model", root)
+    assert out.code == 1 and "'email' is missing at the source" in out.err
+    assert not (root / ".ferry" / "store" / "shop" / "orders" / "_sig" / "m").exists()

@@ -42,9 +42,7 @@ def check(
 
     if author is not None and base is None:
         raise UsageError("--author needs --base REF (the ref to compare with)")
-    if connect:
-        raise UsageError("--connect needs the connectors, which this version does not have yet")
-    result = check_model(model_dir(model), base=base, author=author)
+    result = check_model(model_dir(model), base=base, author=author, connect=connect)
     if json_out:
         payload: dict[str, object] = {
             "ok": result.ok,

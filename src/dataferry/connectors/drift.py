@@ -63,8 +63,9 @@ def _compatible(declared: str, arrow: pa.DataType) -> bool:
     return True
 
 
-def check_drift(ref: str, spec: SourceDataset, live: list[SourceColumn]) -> list[str]:
-    """Warnings for new source columns; raises ``SourceError`` for missing/incompatible ones."""
+def compare(ref: str, spec: SourceDataset,
+            live: list[SourceColumn]) -> tuple[list[str], list[str]]:
+    """(problems, warnings): missing or incompatible columns, and new source columns."""
     found = {c.name: c for c in live}
     folded = {c.name.lower(): c for c in live}
     problems, warnings = [], []
@@ -81,6 +82,12 @@ def check_drift(ref: str, spec: SourceDataset, live: list[SourceColumn]) -> list
             warnings.append(f"{ref}: the source has a new column {live_column.name!r} "
                             f"({live_column.native_type}); it is ignored until declared in "
                             "the model")
+    return problems, warnings
+
+
+def check_drift(ref: str, spec: SourceDataset, live: list[SourceColumn]) -> list[str]:
+    """Warnings for new source columns; raises ``SourceError`` for missing/incompatible ones."""
+    problems, warnings = compare(ref, spec, live)
     if problems:
         raise SourceError(f"{ref}: the source's schema changed: " + "; ".join(problems)
                           + "; update the model or the source, then run again")

@@ -48,13 +48,17 @@ def lint_model(loaded: LoadedModel) -> None:
 
 
 def check_model(
-    root: FsPath, *, base: str | None = None, author: str | None = None
+    root: FsPath, *, base: str | None = None, author: str | None = None, connect: bool = False
 ) -> CheckResult:
     """Load and check the model at ``root``; with ``base``, also compatibility/ownership."""
     with _without_gc():
         cache: PieceCache = {}
         loaded = load_model(root, cache=cache)
         lint_model(loaded)
+        if connect and loaded.ecosystem is not None and loaded.report.ok:
+            from dataferry.model.connect import check_connections
+
+            check_connections(loaded)
         result = CheckResult(loaded, [])
         if base is not None and loaded.ecosystem is not None:
             base_model, changed = load_base(loaded.root, base, cache)

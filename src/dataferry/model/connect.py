@@ -1,0 +1,73 @@
+"""``ferry check --connect``: compare the model with the live sources and sinks.
+
+Every source dataset's live columns are compared with the declared ones (the same rules
+as an ingest, ``connectors.drift``): a missing column or an incompatible type is a
+``schema-mismatch`` error; a source or sink that cannot be reached is an ``unreachable``
+warning (CI often cannot reach production, so it does not fail the check).
+"""
+
+from __future__ import annotations
+
+from dataferry.errors import FerryError, SourceError
+from dataferry.model.graph import ModelIndex
+from dataferry.model.load import LoadedModel
+
+
+def check_connections(loaded: LoadedModel) -> None:
+    """Add ``unreachable`` and ``schema-mismatch`` findings to ``loaded.report``."""
+    from dataferry.connectors.drift import compare
+    from dataferry.connectors.registry import sink_class, source_class
+
+    assert loaded.ecosystem is not None
+    index = ModelIndex(loaded.ecosystem)
+    report = loaded.report
+    for ref, entry in index.datasets.items():
+        if entry.is_transformer or entry.source is None:
+            continue
+        where = (*entry.path,)
+        network = getattr(entry.source, "network", None)
+        if network is not None:
+            report.add("unreachable", f"{ref}: not checked here: its source is only reachable "
+                       f"in network {network} (its agent checks it)", where, severity="warning")
+            continue
+        try:
+            connector = source_class(entry.source.kind)(
+                f"{entry.team}.{entry.source_name}", entry.source, loaded.root)
+            try:
+                columns = connector.columns(ref, entry.dataset)
+            finally:
+                connector.close()
+        except FerryError as exc:
+            if isinstance(exc, SourceError) and not exc.transient and _is_schema(exc):
+                report.add("schema-mismatch", f"{ref}: {exc}", where)
+            else:
+                report.add("unreachable", f"{ref}: cannot reach its source: {exc}", where,
+                           severity="warning")
+            continue
+        problems, warnings = compare(ref, entry.dataset, columns)
+        for problem in problems:
+            report.add("schema-mismatch", f"{ref}: {problem}", where)
+        for warning in warnings:
+            report.add("schema-mismatch", warning, where, severity="warning")
+    for consumer_ref, (team, name, consumer) in index.consumers.items():
+        where = ("teams", team, "consumers", name, "sink")
+        if consumer.sink.network is not None:
+            report.add("unreachable", f"consumer {consumer_ref}: not checked here: its sink is "
+                       f"only reachable in network {consumer.sink.network}", where,
+                       severity="warning")
+            continue
+        try:
+            sink = sink_class(consumer.sink.kind)(consumer_ref, consumer.sink, loaded.root)
+            try:
+                for need in consumer.datasets:
+                    sink.applied_version(need.ref, need.table or need.ref.partition(".")[2])
+            finally:
+                sink.close()
+        except FerryError as exc:
+            report.add("unreachable", f"consumer {consumer_ref}: cannot reach its sink: {exc}",
+                       where, severity="warning")
+
+
+def _is_schema(error: Exception) -> bool:
+    text = str(error).lower()
+    return "column" in text or ("table" in text and "not exist" in text)
