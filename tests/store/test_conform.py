@@ -1020,3 +1020,9 @@ def test_polars_read_parquet_round_trip(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_batches([every_type_batch(["dec76"])]), wide)
     with pytest.raises(Exception, match="precision must be between 1 and 38, got 76"):
         pl.read_parquet(wide)
+
+
+def test_integer_booleans_keep_their_nulls() -> None:
+    batch = Conformer(DATASET, {"b": Column(type="bool")}).conform(
+        pa.table({"b": pa.array([1, None, 0], pa.int64())}))
+    assert batch.column(0).to_pylist() == [True, None, False]

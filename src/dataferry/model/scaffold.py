@@ -113,7 +113,8 @@ def create_example(directory: Path, *, force: bool = False, scale: int = 1) -> l
 
 
 def generate_example_data(directory: Path, *, scale: int = 1, seed: int = 7) -> list[str]:
-    """The example's bundled sources: data/shop.db (SQLite) and data/clicks/*.jsonl."""
+    """The example's bundled sources: data/shop.db (SQLite), data/inventory.duckdb and
+    data/clicks/*.jsonl."""
     rng = random.Random(seed)
     data = directory / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -179,6 +180,18 @@ def generate_example_data(directory: Path, *, scale: int = 1, seed: int = 7) -> 
             "insert into campaigns values (?,?,?,?)",
             [(i, f"Campaign {i}", f"{1000 * i}.00", f"2026-0{i}-01") for i in range(1, 6)],
         )
+    inventory = data / "inventory.duckdb"
+    inventory.unlink(missing_ok=True)
+    import duckdb
+
+    with duckdb.connect(str(inventory)) as db:
+        db.execute("create table stock (sku bigint, location varchar, quantity integer, "
+                   "counted_at timestamp)")
+        db.executemany("insert into stock values (?, ?, ?, ?)", [
+            (sku, place, rng.randint(0, 500), (now - timedelta(hours=rng.randint(1, 48)))
+             .replace(tzinfo=None))
+            for sku in range(1, products + 1) for place in ("AKL", "BER", "NYC")
+        ])
     clicks = data / "clicks"
     clicks.mkdir(exist_ok=True)
     for day in range(3):
@@ -195,4 +208,5 @@ def generate_example_data(directory: Path, *, scale: int = 1, seed: int = 7) -> 
             for _ in range(100 * scale)
         ]
         (clicks / f"{when.date()}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return ["data/shop.db", *(f"data/clicks/{p.name}" for p in sorted(clicks.iterdir()))]
+    return ["data/shop.db", "data/inventory.duckdb",
+            *(f"data/clicks/{p.name}" for p in sorted(clicks.iterdir()))]

@@ -626,7 +626,8 @@ def _to_bool(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -
     if kind == "boolean":
         return a
     if kind == "integer":
-        index = _first(pc.invert(pc.is_in(a, pa.array([0, 1], a.type))))
+        outside = pc.invert(pc.is_in(a, pa.array([0, 1], a.type)))
+        index = _first(pc.and_(outside, pc.is_valid(a)))  # nulls stay null
         if index is not None:
             _reject(a, index, "is not 0 or 1", "write booleans as true/false or 1/0", declared)
         return pc.cast(a, pa.bool_())

@@ -1,0 +1,287 @@
+"""Deliver dataset versions into a DuckDB database file (``kind: duckdb``, ``path:``, ``schema:``).
+
+The file (relative to the model directory; parent folders are created) is opened for the
+delivery and closed after it, so other processes can read it between deliveries. The
+optional ``schema:`` is created. Each delivery is one transaction: the rows stream from
+the delivery's Arrow reader, registered on the connection, into ``INSERT .. SELECT`` /
+``MERGE`` statements that cast each column to its DuckDB type (``types.py``), and the
+``_ferry_loads`` row is written in the same transaction. A process killed mid-load
+leaves the file as it was (DuckDB never makes an uncommitted transaction durable).
+
+- ``replace``: load ``_ferry_stage_<table>``, drop the target, rename the stage to it.
+- ``merge``: ``MERGE INTO`` the target on the primary key: deletes, updates, inserts.
+  (No PRIMARY KEY constraint is declared: DuckDB's index would slow bulk loads.)
+- ``append``: ``INSERT``, keeping ``_ferry_version``.
+- ``history``: the change set is staged in a table, current rows of changed keys get
+  ``valid_to`` = the version's creation time, upserts become new current rows.
+
+A version already recorded in ``_ferry_loads`` is not applied again (0 rows); a change
+set built from another version than the table has is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from dataferry.connectors.base import (
+    OP_COLUMN,
+    VALID_FROM,
+    VALID_TO,
+    VERSION_COLUMN,
+    Delivery,
+    SinkConnector,
+)
+from dataferry.connectors.duckdb.source import duckdb_error
+from dataferry.connectors.duckdb.tables import Target, TargetColumn, run
+from dataferry.connectors.duckdb.types import native_type, quote
+from dataferry.connectors.parquet.types import file_field, to_file_array
+from dataferry.errors import SinkError
+from dataferry.model.spec import DuckdbSink as DuckdbSinkSpec
+
+MODES = ("replace", "merge", "append", "history")
+
+
+def check_versions(applied: int | None, delivery: Delivery, where: str) -> bool:
+    """Whether to apply ``delivery`` to a target that has ``applied`` (False: already has it).
+
+    A change set (merge, append, history) must start from the version the target has.
+    """
+    if applied is not None and applied == delivery.version:
+        return False
+    if delivery.mode != "replace" and applied != delivery.previous:
+        raise SinkError(
+            f"{where} has version {applied} of {delivery.dataset}, but the {delivery.mode} "
+            f"delivery of version {delivery.version} is a change set from version "
+            f"{delivery.previous}; deliver again from the version the table has")
+    return True
+
+
+@dataclass
+class Counted:
+    """The delivery's rows in file form (``parquet.types``), counted as DuckDB reads them."""
+
+    reader: pa.RecordBatchReader
+    rows: int = 0
+
+
+def file_form(delivery: Delivery) -> Counted:
+    """Delivery batches with declared columns in their portable Arrow form, plus the
+    ``_ferry_op`` / ``_ferry_version`` columns when present."""
+    extras = [(n, t) for n, t in ((OP_COLUMN, pa.string()), (VERSION_COLUMN, pa.int64()))
+              if n in delivery.rows.schema.names]
+    schema = pa.schema([file_field(n, t) for n, t, _ in delivery.columns]
+                       + [pa.field(n, t) for n, t in extras])
+    counted = Counted(pa.RecordBatchReader.from_batches(schema, iter(())))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in delivery.rows:
+            names = batch.schema.names
+            arrays = []
+            for name, t, _ in delivery.columns:
+                if name not in names:
+                    raise SinkError(f"delivery of {delivery.dataset} has no column {name!r}")
+                arrays.append(to_file_array(batch.column(names.index(name)), t))
+            arrays += [batch.column(names.index(n)).cast(t) for n, t in extras]
+            counted.rows += batch.num_rows
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    counted.reader = pa.RecordBatchReader.from_batches(schema, batches())
+    return counted
+
+
+class DuckdbSink(SinkConnector):
+    """Writes deliveries into the tables of one DuckDB database file."""
+
+    kind = "duckdb"
+
+    def __init__(self, consumer: str, spec: Any, model_root: Path) -> None:
+        super().__init__(consumer, spec, model_root)
+        assert isinstance(spec, DuckdbSinkSpec)
+        self.path = (model_root / spec.path).resolve()
+        self.target = Target(spec.schema_)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(self.path))
+            run(con, "SET TimeZone = 'UTC'")
+            return con
+        except duckdb.Error as error:
+            raise duckdb_error(error, f"sink {self.consumer}: cannot open {self.path}",
+                               SinkError) from None
+
+    def applied_version(self, dataset: str, table: str) -> int | None:
+        """The version of ``dataset`` in ``table`` per ``_ferry_loads`` (None: none, no file)."""
+        if not self.path.exists():
+            return None
+        con = self._connect()
+        try:
+            return self.target.applied_version(con, dataset, table)
+        except duckdb.Error as error:
+            raise duckdb_error(error, f"sink {self.consumer}", SinkError) from None
+        finally:
+            con.close()
+
+    def deliver(self, delivery: Delivery) -> int:
+        """Apply the delivery and its ``_ferry_loads`` row in one transaction; rows delivered."""
+        if delivery.mode not in MODES:
+            raise SinkError(f"sink {self.consumer}: unknown mode {delivery.mode!r}")
+        if delivery.mode in ("merge", "history") and not delivery.primary_key:
+            raise SinkError(f"sink {self.consumer}: {delivery.mode} delivery of "
+                            f"{delivery.dataset} needs a primary key")
+        where = f"sink {self.consumer}: table {delivery.table!r}"
+        con = self._connect()
+        view = f"_ferry_rows_{uuid.uuid4().hex}"
+        try:
+            json_ok = _has_json(con)
+            run(con, "BEGIN TRANSACTION")
+            self.target.create_schema(con)
+            self.target.create_loads(con)
+            applied = self.target.applied_version(con, delivery.dataset, delivery.table)
+            if not check_versions(applied, delivery, where):
+                run(con, "ROLLBACK")
+                return 0
+            counted = file_form(delivery)
+            con.register(view, counted.reader)
+            load = _Load(con, self.target, delivery, view, json_ok)
+            _LOADERS[delivery.mode](load)
+            self.target.record(con, delivery.dataset, delivery.table, delivery.version,
+                               delivery.mode, counted.rows)
+            run(con, "COMMIT")
+            return counted.rows
+        except duckdb.Error as error:
+            _rollback(con)
+            raise duckdb_error(error, where, SinkError) from None
+        except BaseException:
+            _rollback(con)
+            raise
+        finally:
+            con.close()
+
+
+def _has_json(con: duckdb.DuckDBPyConnection) -> bool:
+    try:
+        run(con, "SELECT CAST(NULL AS JSON)")
+        return True
+    except duckdb.Error:
+        return False
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    # No transaction may be open (it failed before BEGIN, or DuckDB already aborted it).
+    with contextlib.suppress(duckdb.Error):
+        run(con, "ROLLBACK")
+
+
+@dataclass
+class _Load:
+    con: duckdb.DuckDBPyConnection
+    target: Target
+    delivery: Delivery
+    view: str
+    json_ok: bool
+
+    @property
+    def table(self) -> str:
+        return self.target.name(self.delivery.table)
+
+    def columns(self) -> list[TargetColumn]:
+        d = self.delivery
+        columns = [TargetColumn(n, native_type(t, self.json_ok), t, nullable)
+                   for n, t, nullable in d.columns]
+        if d.mode == "append":
+            columns.append(TargetColumn(VERSION_COLUMN, "BIGINT", None))
+        if d.mode == "history":
+            columns += [TargetColumn(VALID_FROM, "TIMESTAMPTZ", None, False),
+                        TargetColumn(VALID_TO, "TIMESTAMPTZ", None)]
+        return columns
+
+    def prepare(self) -> bool:
+        """Create (True) or evolve (False) the target of a merge, append or history load."""
+        if not self.target.exists(self.con, self.delivery.table):
+            self.target.create(self.con, self.delivery.table, self.columns())
+            return True
+        self.target.evolve(self.con, self.delivery.table, self.columns())
+        return False
+
+    def names(self) -> str:
+        return ", ".join(quote(n) for n, _, _ in self.delivery.columns)
+
+    def casts(self, alias: str = "src") -> str:
+        """The declared columns of the registered rows, cast to their DuckDB types."""
+        return ", ".join(f"CAST({alias}.{quote(n)} AS {native_type(t, self.json_ok)}) AS {quote(n)}"
+                         for n, t, _ in self.delivery.columns)
+
+    def keys_match(self, left: str, right: str) -> str:
+        return " AND ".join(f"{left}.{quote(k)} = {right}.{quote(k)}"
+                            for k in self.delivery.primary_key)
+
+
+def _replace(load: _Load) -> None:
+    d, con = load.delivery, load.con
+    stage_name = f"_ferry_stage_{d.table}"
+    stage = load.target.name(stage_name)
+    run(con, f"DROP TABLE IF EXISTS {stage}")
+    load.target.create(con, stage_name, load.columns())
+    run(con, f"INSERT INTO {stage} ({load.names()}) SELECT {load.casts()} FROM {load.view} src")
+    run(con, f"DROP TABLE IF EXISTS {load.table}")
+    run(con, f"ALTER TABLE {stage} RENAME TO {quote(d.table)}")
+
+
+def _append(load: _Load) -> None:
+    load.prepare()
+    d = load.delivery
+    version = (f"coalesce(src.{quote(VERSION_COLUMN)}, {int(d.version)})"
+               if VERSION_COLUMN in d.rows.schema.names else str(int(d.version)))
+    run(load.con, f"INSERT INTO {load.table} ({load.names()}, {quote(VERSION_COLUMN)}) "
+        f"SELECT {load.casts()}, {version} FROM {load.view} src")
+
+
+def _merge(load: _Load) -> None:
+    created = load.prepare()
+    d = load.delivery
+    op = f"src.{quote(OP_COLUMN)}"
+    if created:
+        run(load.con, f"INSERT INTO {load.table} ({load.names()}) SELECT {load.casts()} "
+            f"FROM {load.view} src WHERE {op} <> 'delete'")
+        return
+    source = f"(SELECT {load.casts()}, {op} AS op FROM {load.view} src)"
+    others = [n for n, _, _ in d.columns if n not in d.primary_key]
+    update = ", ".join(f"{quote(n)} = s.{quote(n)}" for n in others)
+    values = ", ".join(f"s.{quote(n)}" for n, _, _ in d.columns)
+    sql = (f"MERGE INTO {load.table} t USING {source} s ON {load.keys_match('t', 's')} "
+           "WHEN MATCHED AND s.op = 'delete' THEN DELETE ")
+    if update:
+        sql += f"WHEN MATCHED THEN UPDATE SET {update} "
+    sql += f"WHEN NOT MATCHED AND s.op <> 'delete' THEN INSERT ({load.names()}) VALUES ({values})"
+    run(load.con, sql)
+
+
+def _history(load: _Load) -> None:
+    load.prepare()
+    d, con = load.delivery, load.con
+    stage_name = f"_ferry_changes_{d.table}"
+    stage = load.target.name(stage_name)
+    at = d.created_at.isoformat(sep=" ")
+    run(con, f"DROP TABLE IF EXISTS {stage}")
+    run(con, f"CREATE TABLE {stage} AS SELECT {load.casts()}, src.{quote(OP_COLUMN)} AS op "
+        f"FROM {load.view} src")
+    run(con, f"UPDATE {load.table} t SET {quote(VALID_TO)} = CAST(? AS TIMESTAMPTZ) FROM {stage} s "
+        f"WHERE {load.keys_match('t', 's')} AND t.{quote(VALID_TO)} IS NULL", [at])
+    run(con, f"INSERT INTO {load.table} ({load.names()}, {quote(VALID_FROM)}, {quote(VALID_TO)}) "
+        f"SELECT {load.names()}, CAST(? AS TIMESTAMPTZ), NULL FROM {stage} WHERE op <> 'delete'",
+        [at])
+    run(con, f"DROP TABLE {stage}")
+
+
+_LOADERS: dict[str, Callable[[_Load], None]] = {
+    "replace": _replace, "merge": _merge, "append": _append, "history": _history,
+}

@@ -1,0 +1,212 @@
+"""Deliver dataset versions as folders of Parquet files (``kind: parquet``, ``path:``).
+
+``path:`` (relative to the model directory) is a folder; each table is ``<path>/<table>/``,
+a folder of ``part-*.parquet`` files that DuckDB (``read_parquet('<path>/<table>/*.parquet')``),
+pandas, polars or Spark read directly. Column types: ``types.py``. There are no
+transactions, so every version is written as a new complete snapshot and switched in
+atomically; ``layout.py`` describes the folder and the switch. What each mode writes:
+
+- ``replace``: the version's rows.
+- ``append``: the previous snapshot's files (hard links, no copy) plus the version's
+  rows, tagged with ``_ferry_version``. When the columns changed, the previous rows are
+  rewritten into the new schema (new columns empty, widened types cast).
+- ``merge``: the previous snapshot without the changed keys, plus the upserted rows.
+- ``history``: the previous snapshot with ``valid_to`` set on the current rows of changed
+  keys, plus the upserted rows as current rows (``valid_from`` = the version's creation
+  time, ``valid_to`` empty); ``valid_from``/``valid_to`` are timestamp[us, UTC].
+
+merge and history rewrite the whole table, computed by DuckDB with bounded memory: meant
+for the table sizes a Parquet consumer folder has, not for billions of rows per version.
+
+``_ferry_loads.json`` in the folder records, per table, the dataset, version, mode, rows
+delivered and load time (and the snapshot, its columns and row count). A version already
+recorded there is not applied again; a change set built from another version than the
+table has is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataferry.connectors.base import (
+    VALID_FROM,
+    VALID_TO,
+    VERSION_COLUMN,
+    Delivery,
+    SinkConnector,
+)
+from dataferry.connectors.duckdb.sink import check_versions, file_form
+from dataferry.connectors.parquet.files import SnapshotWriter
+from dataferry.connectors.parquet.layout import Folder
+from dataferry.connectors.parquet.rewrite import history_sql, merged_sql, stream
+from dataferry.connectors.parquet.types import file_field
+from dataferry.errors import SinkError, TransientError
+from dataferry.model.spec import ParquetSink as ParquetSinkSpec
+from dataferry.model.types import DataType, describe_change, format_type, parse_type
+
+MODES = ("replace", "merge", "append", "history")
+Columns = list[tuple[str, DataType, bool]]
+
+
+class ParquetSink(SinkConnector):
+    """Writes deliveries as table folders of Parquet files under one folder."""
+
+    kind = "parquet"
+
+    def __init__(self, consumer: str, spec: Any, model_root: Path) -> None:
+        super().__init__(consumer, spec, model_root)
+        assert isinstance(spec, ParquetSinkSpec)
+        self.folder = Folder((model_root / spec.path).resolve())
+
+    def applied_version(self, dataset: str, table: str) -> int | None:
+        """The version of ``dataset`` in ``table`` per ``_ferry_loads.json`` (None: none)."""
+        manifest = self.folder.manifest()
+        entry = manifest.get(table)
+        if manifest and self.folder.versions.is_dir():
+            try:
+                with self.folder.lock(wait=0):
+                    self.folder.heal(self.folder.manifest())
+            except TransientError:
+                pass  # a delivery is under way: it heals the links itself
+        if not entry or entry.get("dataset") != dataset:
+            return None
+        return int(entry["version"])
+
+    def deliver(self, delivery: Delivery) -> int:
+        """Write the version's snapshot, commit the manifest, switch the table's link."""
+        if delivery.mode not in MODES:
+            raise SinkError(f"sink {self.consumer}: unknown mode {delivery.mode!r}")
+        if delivery.mode in ("merge", "history") and not delivery.primary_key:
+            raise SinkError(f"sink {self.consumer}: {delivery.mode} delivery of "
+                            f"{delivery.dataset} needs a primary key")
+        folder, table = self.folder, delivery.table
+        folder.check_table(table)
+        where = f"sink {self.consumer}: table {table!r}"
+        with folder.lock():
+            manifest = folder.manifest()
+            folder.heal(manifest)
+            folder.collect(manifest)
+            entry = manifest.get(table)
+            applied = int(entry["version"]) if entry and entry.get("dataset") == delivery.dataset \
+                else None
+            if not check_versions(applied, delivery, where):
+                return 0
+            old = entry if applied is not None else None
+            if old and delivery.mode == "history" and old.get("mode") != "history":
+                raise SinkError(f"{where} holds {old.get('mode')} deliveries, not history; "
+                                "remove the table folder to reload it as history")
+            columns = _evolve(old, delivery, where)
+            snapshot = folder.new_snapshot(table, delivery.version)
+            counted = file_form(delivery)
+            writer = SnapshotWriter(snapshot, _schema(columns, delivery.mode), delivery.version)
+            try:
+                self._write(delivery, old, columns, counted.reader, writer)
+                writer.close()
+            except (pa.ArrowException, OSError, duckdb.Error) as error:
+                writer.abort()
+                raise SinkError(f"{where}: {str(error).splitlines()[0]}") from None
+            except BaseException:
+                writer.abort()
+                raise
+            manifest[table] = {
+                "dataset": delivery.dataset, "version": delivery.version, "mode": delivery.mode,
+                "rows": counted.rows, "loaded_at": datetime.now(UTC).isoformat(),
+                "snapshot": folder.relative(snapshot),
+                "previous": old.get("snapshot") if old else None,
+                "columns": [[n, format_type(t), nullable] for n, t, nullable in columns],
+                "table_rows": writer.rows,
+            }
+            folder.commit(manifest)
+            folder.publish(table, folder.relative(snapshot))
+            folder.collect(manifest)
+            return counted.rows
+
+    def _write(self, delivery: Delivery, old: dict[str, Any] | None, columns: Columns,
+               rows: pa.RecordBatchReader, writer: SnapshotWriter) -> None:
+        mode = delivery.mode
+        old_files = self.folder.files(old["snapshot"]) if old else []
+        if mode == "replace":
+            writer.write(rows)
+        elif mode == "append":
+            if old and old_files and old.get("mode") == "append" \
+                    and _stored_columns(old) == columns:
+                writer.link(old_files)
+            elif old_files:
+                writer.write(_old_batches(old_files))
+            writer.write(_tag_version(rows, delivery.version))
+        else:
+            with self.folder.scratch() as scratch:
+                changes = scratch / "changes.parquet"
+                with pq.ParquetWriter(changes, rows.schema) as staged:
+                    for batch in rows:
+                        staged.write_batch(batch)
+                present = set(pq.read_schema(old_files[0]).names) if old_files else set()
+                names = [n for n, _, _ in columns]
+                build = merged_sql if mode == "merge" else history_sql
+                sql = build(old_files, present, changes, names, delivery.primary_key)
+                at = delivery.created_at
+                if at.tzinfo is None:
+                    at = at.replace(tzinfo=UTC)
+                writer.write(stream(sql, scratch, at.astimezone(UTC)))
+
+
+def _stored_columns(entry: dict[str, Any]) -> Columns:
+    return [(str(n), parse_type(str(t)), bool(nullable)) for n, t, nullable in entry["columns"]]
+
+
+def _evolve(old: dict[str, Any] | None, delivery: Delivery, where: str) -> Columns:
+    """The snapshot's declared columns: the delivered ones, plus earlier ones kept (all but
+    replace), with types widened; a change that is not a widening is a ``SinkError``."""
+    delivered = list(delivery.columns)
+    if old is None or delivery.mode == "replace":
+        return delivered
+    stored = _stored_columns(old)
+    by_name = {n: (t, nullable) for n, t, nullable in delivered}
+    out: Columns = []
+    for name, have, _ in stored:
+        if name not in by_name:
+            out.append((name, have, True))
+            continue
+        want, nullable = by_name.pop(name)
+        problem = describe_change(have, want)
+        if problem:
+            raise SinkError(f"{where}: column {name!r} is {have} in the files, which cannot "
+                            f"become {want} ({problem}); deliver with mode replace to rewrite")
+        out.append((name, want, nullable))
+    return out + [(n, t, True) for n, (t, _) in by_name.items()]
+
+
+def _schema(columns: Columns, mode: str) -> pa.Schema:
+    fields = [file_field(n, t, nullable) for n, t, nullable in columns]
+    if mode == "append":
+        fields.append(pa.field(VERSION_COLUMN, pa.int64()))
+    if mode == "history":
+        fields += [pa.field(VALID_FROM, pa.timestamp("us", tz="UTC"), False),
+                   pa.field(VALID_TO, pa.timestamp("us", tz="UTC"))]
+    return pa.schema(fields)
+
+
+def _old_batches(files: list[Path]) -> Iterator[pa.RecordBatch]:
+    """The previous snapshot's rows, batch by batch (``SnapshotWriter`` fits them)."""
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=65_536)
+
+
+def _tag_version(rows: pa.RecordBatchReader, version: int) -> Iterator[pa.RecordBatch]:
+    for batch in rows:
+        if VERSION_COLUMN in batch.schema.names:
+            column = batch.column(batch.schema.names.index(VERSION_COLUMN))
+            tagged = column.fill_null(version) if column.null_count else column
+            batch = batch.drop_columns([VERSION_COLUMN])
+            yield batch.append_column(VERSION_COLUMN, tagged.cast(pa.int64()))
+        else:
+            yield batch.append_column(VERSION_COLUMN, pa.array([version] * batch.num_rows,
+                                                                pa.int64()))
+
