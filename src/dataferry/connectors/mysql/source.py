@@ -1,0 +1,227 @@
+"""Read MariaDB/MySQL tables and queries as streams of Arrow record batches.
+
+A dataset is a ``table:`` (``database.table`` or a table of the dsn's database) or a
+``query:``. The source first describes the relation (``SELECT .. LIMIT 0``: the server's
+result metadata gives each column's type, precision and flags, for tables and queries
+alike), then streams it with an unbuffered cursor (``SSCursor``: rows come off the socket
+as they are fetched, so memory holds one batch) and builds each batch column by column
+with vectorised Arrow casts (``decode.py``). Types map as in ``types.py``.
+
+``incremental`` capture reads ``WHERE cursor >= since``; the runner deduplicates by key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pymysql
+import pymysql.cursors
+
+from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.mysql.connection import (
+    classify,
+    connect,
+    ident,
+    parse_dsn,
+    qualified,
+    secret_of,
+    split_table,
+)
+from dataferry.connectors.mysql.decode import decode_column
+from dataferry.connectors.mysql.types import FLOAT, ResultColumn, arrow_type, native_name
+from dataferry.errors import SourceError
+from dataferry.model.spec import AnySource, SourceDataset
+from dataferry.model.spec import MysqlSource as MysqlSourceSpec
+
+SESSION = ("SET SESSION net_write_timeout = 3600",)
+"""A slow consumer (e.g. a large store write) must not make the server drop the stream."""
+
+
+class MysqlSource(SourceConnector):
+    """Reads the datasets of one ``kind: mysql`` source (MariaDB or MySQL)."""
+
+    kind = "mysql"
+
+    def __init__(self, name: str, spec: AnySource, model_root: Path) -> None:
+        super().__init__(name, spec, model_root)
+        if not isinstance(spec, MysqlSourceSpec):
+            raise SourceError(f"source {name}: expected a mysql source spec, got {spec.kind}")
+        self.mysql = spec
+        self.what = f"source {name}"
+        self._open: list[pymysql.Connection] = []
+
+    def columns(self, dataset: str, spec: SourceDataset) -> list[SourceColumn]:
+        """The live columns of the dataset's table or query (name, COLUMN_TYPE, Arrow type,
+        nullability); JSON columns, which MariaDB keeps as checked LONGTEXT, say ``json``."""
+        connection = self._connect()
+        try:
+            relation, table = self._relation(dataset, spec)
+            fields = self._describe(connection, dataset, relation)
+            natives = self._table_columns(connection, *table) if table else {}
+        finally:
+            connection.close()
+        result = []
+        for field in fields:
+            native, nullable = natives.get(field.name, (native_name(field), field.nullable))
+            result.append(SourceColumn(field.name, native, arrow_type(field), nullable))
+        return result
+
+    def read(self, request: ReadRequest) -> ReadResult:
+        """Stream the dataset (declared columns only; ``cursor >= since`` when given)."""
+        connection = self._connect()
+        self._open.append(connection)
+        try:
+            relation, _ = self._relation(request.dataset, request.spec)
+            fields = self._describe(connection, request.dataset, relation)
+            chosen = _choose(fields, request.columns)
+            sql, args = self._select(request, relation, fields, chosen)
+        except BaseException:
+            self._release(connection)
+            raise
+        schema = pa.schema([pa.field(name, arrow_type(f)) for f, name in chosen])
+        return ReadResult(pa.RecordBatchReader.from_batches(
+            schema, self._batches(connection, request, sql, args, chosen, schema)))
+
+    def close(self) -> None:
+        for connection in list(self._open):
+            self._release(connection)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _connect(self) -> pymysql.Connection:
+        return connect(self.mysql, self.what, raw=True, init=SESSION)
+
+    def _release(self, connection: pymysql.Connection) -> None:
+        if connection in self._open:
+            self._open.remove(connection)
+        with contextlib.suppress(pymysql.Error):  # a result still streaming: closed anyway
+            connection.close()
+
+    def _fail(self, exc: BaseException, doing: str) -> Exception:
+        return classify(exc, self.mysql, self.what, secret_of(self.mysql, self.what), doing)
+
+    def _relation(self, dataset: str, spec: SourceDataset
+                  ) -> tuple[str, tuple[str, str] | None]:
+        """The FROM clause, and (database, table) for a table dataset."""
+        if spec.query:
+            return f"({spec.query.strip().rstrip(';')}) AS `_ferry_q`", None
+        if not spec.table:
+            raise SourceError(f"{dataset}: a mysql dataset needs table: or query:")
+        try:
+            database, table = split_table(spec.table)
+            database = database or parse_dsn(self.mysql.dsn, self.what, SourceError).database
+            if database is None:
+                raise SourceError(f"{dataset}: table {spec.table!r} names no database and the "
+                                  "dsn has none; write database.table")
+            return qualified(database, table), (database, table)
+        except ValueError as exc:
+            raise SourceError(f"{dataset}: {exc}") from None
+
+    def _describe(self, connection: pymysql.Connection, dataset: str,
+                  relation: str) -> list[ResultColumn]:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT * FROM {relation} LIMIT 0")
+                return [ResultColumn.of(f) for f in cursor._result.fields]
+        except pymysql.Error as exc:
+            raise self._fail(exc, f"cannot describe {dataset} on") from None
+
+    def _table_columns(self, connection: pymysql.Connection, database: str,
+                       table: str) -> dict[str, tuple[str, bool]]:
+        """COLUMN_TYPE and nullability per column; ``json`` for MariaDB's JSON columns."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
+            columns = {name: (native, nullable == "YES")
+                       for name, native, nullable in cursor.fetchall()}
+            try:
+                cursor.execute(
+                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                    "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
+                checks = " ".join(str(clause) for (clause,) in cursor.fetchall()).lower()
+            except pymysql.Error:  # MySQL has no TABLE_NAME there; its JSON type is 'json'
+                checks = ""
+        for name, (native, nullable) in columns.items():
+            if native == "longtext" and f"json_valid({ident(name).lower()})" in checks:
+                columns[name] = ("json", nullable)
+        return columns
+
+    def _select(self, request: ReadRequest, relation: str, fields: list[ResultColumn],
+                chosen: list[tuple[ResultColumn, str]]) -> tuple[str, tuple[Any, ...]]:
+        items = []
+        for field, name in chosen:
+            expression = ident(field.name)
+            if field.type_code == FLOAT:  # the text protocol prints FLOAT with 6 digits
+                expression = f"CAST({expression} AS DOUBLE)"
+            if expression != ident(name):
+                expression += f" AS {ident(name)}"
+            items.append(expression)
+        sql = f"SELECT {', '.join(items)} FROM {relation}"
+        cursor = request.spec.cursor
+        if request.since is None or cursor is None:
+            return sql, ()
+        live = _find(fields, cursor)
+        if live is None:
+            raise SourceError(f"{request.dataset}: cursor column {cursor!r} is not in the "
+                              f"source ({', '.join(f.name for f in fields)})")
+        # With arguments PyMySQL %-formats the text: a query's own % must be doubled.
+        sql = sql.replace("%", "%%")
+        return f"{sql} WHERE {ident(live.name)} >= %s", (_since(request.since),)
+
+    def _batches(self, connection: pymysql.Connection, request: ReadRequest, sql: str,
+                 args: tuple[Any, ...], chosen: list[tuple[ResultColumn, str]],
+                 schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        types = [f.type for f in schema]
+        try:
+            cursor = connection.cursor(pymysql.cursors.SSCursor)
+            cursor.execute(sql, args or None)
+            while True:
+                rows = cursor.fetchmany(request.batch_rows)
+                if not rows:
+                    break
+                values = list(zip(*rows, strict=True))
+                arrays = [decode_column(values[i], field, types[i], request.dataset)
+                          for i, (field, _) in enumerate(chosen)]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            cursor.close()
+        except pymysql.Error as exc:
+            raise self._fail(exc, f"reading {request.dataset} from") from None
+        finally:
+            self._release(connection)
+
+
+def _find(fields: list[ResultColumn], name: str) -> ResultColumn | None:
+    for field in fields:
+        if field.name == name:
+            return field
+    for field in fields:
+        if field.name.lower() == name.lower():
+            return field
+    return None
+
+
+def _choose(fields: list[ResultColumn], declared: list[str]
+            ) -> list[tuple[ResultColumn, str]]:
+    """(live column, output name) for each declared column the source has (names match
+    exactly, else ignoring case: MariaDB column names are case-insensitive); every column
+    when nothing is declared or nothing matches (conform then names what is missing)."""
+    chosen = []
+    for name in declared:
+        field = _find(fields, name)
+        if field is not None:
+            chosen.append((field, name))
+    return chosen or [(f, f.name) for f in fields]
+
+
+def _since(value: Any) -> Any:
+    """The cursor bound as the session (time zone +00:00) compares it: aware datetimes in
+    UTC without a zone (PyMySQL would drop the zone, not convert)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
