@@ -31,8 +31,12 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from dataferry.errors import SinkError
 from dataferry.model.spec import AnySink, AnySource, SourceDataset
 from dataferry.model.types import DataType
+
+MODES = ("replace", "merge", "append", "history")
+"""The delivery modes of MODEL.md."""
 
 LOADS_TABLE = "_ferry_loads"
 """The table every sink keeps, in the target schema/database, recording applied versions:
@@ -131,6 +135,14 @@ class SinkConnector(ABC):
         self.consumer = consumer
         self.spec = spec
         self.model_root = model_root
+
+    def check(self, delivery: Delivery) -> None:
+        """Refuse a delivery no sink can apply: an unknown mode, or merge/history without a key."""
+        if delivery.mode not in MODES:
+            raise SinkError(f"sink {self.consumer}: unknown mode {delivery.mode!r}")
+        if delivery.mode in ("merge", "history") and not delivery.primary_key:
+            raise SinkError(f"sink {self.consumer}: {delivery.mode} delivery of "
+                            f"{delivery.dataset} needs a primary key")
 
     @abstractmethod
     def applied_version(self, dataset: str, table: str) -> int | None:

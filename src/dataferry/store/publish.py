@@ -15,8 +15,6 @@ The steps, in an order that makes a crash at any point harmless (STORE.md):
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +28,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from dataferry.errors import StoreError
+from dataferry.faults import crash_point
 from dataferry.model.spec import DatasetCommon
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
@@ -53,11 +52,6 @@ ROW_GROUP_BYTES = 64 << 20
 """A row group is written once this many rows or bytes are buffered (bounds memory)."""
 DEFAULT_ALGORITHM = "blake3"
 
-
-def crash_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: ``FERRY_CRASH_AT=<name>`` kills us here."""
-    if os.environ.get("FERRY_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)

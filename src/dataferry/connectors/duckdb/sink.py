@@ -46,8 +46,6 @@ from dataferry.connectors.parquet.types import file_field, to_file_array
 from dataferry.errors import SinkError
 from dataferry.model.spec import DuckdbSink as DuckdbSinkSpec
 
-MODES = ("replace", "merge", "append", "history")
-
 
 def check_versions(applied: int | None, delivery: Delivery, where: str) -> bool:
     """Whether to apply ``delivery`` to a target that has ``applied`` (False: already has it).
@@ -132,11 +130,7 @@ class DuckdbSink(SinkConnector):
 
     def deliver(self, delivery: Delivery) -> int:
         """Apply the delivery and its ``_ferry_loads`` row in one transaction; rows delivered."""
-        if delivery.mode not in MODES:
-            raise SinkError(f"sink {self.consumer}: unknown mode {delivery.mode!r}")
-        if delivery.mode in ("merge", "history") and not delivery.primary_key:
-            raise SinkError(f"sink {self.consumer}: {delivery.mode} delivery of "
-                            f"{delivery.dataset} needs a primary key")
+        self.check(delivery)
         where = f"sink {self.consumer}: table {delivery.table!r}"
         con = self._connect()
         view = f"_ferry_rows_{uuid.uuid4().hex}"

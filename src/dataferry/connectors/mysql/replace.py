@@ -31,8 +31,6 @@ user added to the target by hand are not kept.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -46,14 +44,10 @@ from dataferry.connectors.mysql.tables import (
     create_table,
     record_load,
 )
+from dataferry.faults import crash_point
 
 MARKER = "dataferry pending "
 
-
-def crash_point(name: str) -> None:
-    """Fault injection for the crash tests: ``FERRY_CRASH_AT=<name>`` kills us here."""
-    if os.environ.get("FERRY_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,6 @@ from dataferry.errors import SinkError, TransientError
 from dataferry.model.spec import ParquetSink as ParquetSinkSpec
 from dataferry.model.types import DataType, describe_change, format_type, parse_type
 
-MODES = ("replace", "merge", "append", "history")
 Columns = list[tuple[str, DataType, bool]]
 
 
@@ -81,11 +80,7 @@ class ParquetSink(SinkConnector):
 
     def deliver(self, delivery: Delivery) -> int:
         """Write the version's snapshot, commit the manifest, switch the table's link."""
-        if delivery.mode not in MODES:
-            raise SinkError(f"sink {self.consumer}: unknown mode {delivery.mode!r}")
-        if delivery.mode in ("merge", "history") and not delivery.primary_key:
-            raise SinkError(f"sink {self.consumer}: {delivery.mode} delivery of "
-                            f"{delivery.dataset} needs a primary key")
+        self.check(delivery)
         folder, table = self.folder, delivery.table
         folder.check_table(table)
         where = f"sink {self.consumer}: table {table!r}"

@@ -54,8 +54,6 @@ from dataferry.connectors.sqlite.values import bind_values
 from dataferry.errors import SinkError
 from dataferry.model.spec import SqliteSink as SqliteSinkSpec
 
-MODES = ("replace", "merge", "append", "history")
-
 
 def utc_text(moment: datetime) -> str:
     """A moment as the ISO 8601 UTC text timestamp_tz columns hold."""
@@ -113,11 +111,7 @@ class SqliteSink(SinkConnector):
 
     def deliver(self, delivery: Delivery) -> int:
         """Apply the delivery and its ``_ferry_loads`` row in one transaction; rows delivered."""
-        if delivery.mode not in MODES:
-            raise SinkError(f"sink {self.consumer}: unknown mode {delivery.mode!r}")
-        if delivery.mode in ("merge", "history") and not delivery.primary_key:
-            raise SinkError(f"sink {self.consumer}: {delivery.mode} delivery of "
-                            f"{delivery.dataset} needs a primary key")
+        self.check(delivery)
         where = f"sink {self.consumer}: table {delivery.table!r}"
         con = self._connect()
         try:
