@@ -1,0 +1,169 @@
+"""Connections to PostgreSQL, error classification and safe SQL text.
+
+Both drivers get the same libpq connection string: the model's ``dsn`` plus the password
+resolved from its secret reference at the last moment (``dataferry.secrets``), a connect
+timeout and ``application_name=dataferry``. psycopg 3 describes tables and queries (it
+exposes each result column's type modifier); ADBC moves the rows with binary COPY.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc
+import psycopg
+from psycopg import sql
+
+from dataferry.errors import FerryError, SinkError, SourceError, TransientError
+from dataferry.model.spec import PostgresSink, PostgresSource
+from dataferry.secrets import Secret, redact, resolve
+
+CONNECT_TIMEOUT = 10
+"""Seconds to wait for a server before the attempt counts as failed (transient)."""
+
+Spec = PostgresSource | PostgresSink
+
+# Failures that retrying cannot fix, recognised in libpq's text (connection failures come
+# without an SQLSTATE).
+_TERMINAL_TEXT = re.compile(
+    r"password authentication failed|authentication failed|no pg_hba\.conf entry|"
+    r"password is required|does not exist|permission denied|invalid (?:connection|URI)|"
+    r"server does not support SSL|certificate",
+    re.IGNORECASE,
+)
+# SQLSTATEs worth a retry: connection exceptions, serialization failures and deadlocks,
+# lock timeouts, insufficient resources, operator intervention (shutdown, recovery).
+_TRANSIENT_STATES = re.compile(r"^(08|53|57P0|58|40001|40P01|55P03|55006)")
+
+
+def conninfo(spec: Spec, what: str) -> tuple[str, Secret | None]:
+    """The libpq connection string for ``spec`` (password included) and the secret in it.
+
+    ``what`` names the setting in errors, e.g. ``source crm.crmdb``. The string holds the
+    password: pass it to a driver, never to a message (use ``describe`` for those).
+    """
+    secret = resolve(spec.password, f"{what}: password")
+    extra: dict[str, Any] = {}
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(spec.dsn)
+    except psycopg.ProgrammingError as exc:
+        raise _error_class(spec)(
+            f"{what}: dsn is not a PostgreSQL connection string "
+            f"({redact(str(exc), secret)}); write postgresql://user@host:5432/database"
+        ) from None
+    if "connect_timeout" not in given:
+        extra["connect_timeout"] = CONNECT_TIMEOUT
+    if "application_name" not in given:
+        extra["application_name"] = "dataferry"
+    if secret is not None:
+        extra["password"] = secret.reveal()
+    return psycopg.conninfo.make_conninfo(spec.dsn, **extra), secret
+
+
+def describe(spec: Spec) -> str:
+    """``user@host:port/database`` of ``spec``'s dsn, for messages (never a password)."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(spec.dsn)
+    except psycopg.ProgrammingError:
+        return "(unparsable dsn)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    host = parts.get("host") or "localhost"
+    return f"{user}{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+def _error_class(spec: Spec) -> type[FerryError]:
+    return SinkError if isinstance(spec, PostgresSink) else SourceError
+
+
+class Server:
+    """One source's or sink's server: its connection string (secret resolved once, when
+    this is made) and how its errors read. ``what`` names it, e.g. ``source crm.crmdb``."""
+
+    def __init__(self, spec: Spec, what: str) -> None:
+        self.spec, self.what = spec, what
+        self._info, self.secret = conninfo(spec, what)
+
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+        """A psycopg connection; see ``connect`` for the errors."""
+        try:
+            return psycopg.connect(self._info, autocommit=autocommit)
+        except psycopg.Error as exc:
+            raise self.error(exc, "cannot connect to") from None
+
+    def connect_adbc(self, *, autocommit: bool) -> adbc.Connection:
+        """An ADBC connection (binary COPY both ways); errors as ``connect``."""
+        try:
+            return adbc.connect(self._info, autocommit=autocommit)
+        except adbc_driver_manager.Error as exc:
+            raise self.error(exc, "cannot connect to") from None
+
+    def error(self, exc: BaseException, doing: str) -> FerryError:
+        """``classify`` for this server."""
+        return classify(exc, self.spec, self.what, self.secret, doing)
+
+
+def connect(spec: Spec, what: str = "postgres", *, autocommit: bool = True
+            ) -> psycopg.Connection[Any]:
+    """A psycopg connection to ``spec`` (source or sink) with its secret resolved.
+
+    Raises ``TransientError`` when the server cannot be reached (retry later) and
+    ``SourceError``/``SinkError`` when it refuses the login (fix the settings); messages
+    name the server but never the password.
+    """
+    return Server(spec, what).connect(autocommit=autocommit)
+
+
+def classify(exc: BaseException, spec: Spec, what: str, secret: Secret | None,
+             doing: str) -> FerryError:
+    """The dataferry error for a driver error: ``TransientError`` for what a retry may fix
+    (unreachable server, dropped connection, deadlock, lock timeout), else ``SourceError``
+    or ``SinkError``. The message says ``what``, ``doing`` and the server, without secrets.
+    """
+    if isinstance(exc, FerryError):
+        return exc
+    state = getattr(exc, "sqlstate", None) or ""
+    text = str(exc).strip()
+    text = re.sub(r"^(?:[A-Z_]+: )?(?:\[libpq\] )?", "", text)  # ADBC's status prefix
+    text = re.sub(r"\s*Query was: .*", "", text, flags=re.DOTALL)
+    text = re.sub(r"^Failed to (?:execute|prepare) [^:]*: (?:PGRES_\w+ )?(?:ERROR: +)?", "",
+                  text)
+    text = redact(" ".join(text.split()), secret)
+    message = f"{what}: {doing} PostgreSQL at {describe(spec)}: {text}"
+    connection_failure = not state and isinstance(
+        exc, psycopg.OperationalError | adbc_driver_manager.OperationalError)
+    if _TRANSIENT_STATES.match(state) or (
+        connection_failure and not _TERMINAL_TEXT.search(text)
+    ):
+        return TransientError(message + " (retried later)")
+    return _error_class(spec)(message)
+
+
+def ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier (exact case; quotes doubled)."""
+    if "\0" in name:
+        raise ValueError(f"an identifier cannot contain NUL: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, name: str) -> str:
+    return f"{ident(schema)}.{ident(name)}"
+
+
+def literal(value: Any) -> str:
+    """``value`` as an SQL literal (psycopg's adaptation: strings escaped, datetimes cast)."""
+    return sql.Literal(value).as_string(None)
+
+
+def split_table(text: str) -> tuple[str | None, str]:
+    """``schema.table`` as (schema or None, table), read as PostgreSQL reads it: a bare
+    name is folded to lower case, a double-quoted one is kept exactly."""
+    parts = re.findall(r'"((?:[^"]|"")*)"|([^."]+)', text.strip())
+    names = [quoted.replace('""', '"') if quoted else bare.strip().lower()
+             for quoted, bare in parts]
+    if len(names) == 1:
+        return None, names[0]
+    if len(names) == 2:
+        return names[0], names[1]
+    raise ValueError(f"{text!r} is not a table name (write schema.table or table)")
