@@ -50,17 +50,18 @@ def version_summary(dataset: DatasetStore, version: Version) -> dict[str, Any]:
     from dataferry.store.keys import fingerprint
 
     manifest = version.manifest
+    files = dataset.active_files(version.number)
     return {
         "version": version.number,
         "created_at": manifest.created_at,
         "rows": manifest.rows,
-        "files": len(dataset.active_files(version.number)),
+        "files": len(files),
         "added": manifest.added_rows,
         "removed": manifest.removed_rows,
         "manifest_hash": version.hash,
         "signer": fingerprint(bytes.fromhex(version.signature.key)),
         "mode": manifest.mode,
-        "bytes": sum(f.size for f in dataset.active_files(version.number)),
+        "bytes": sum(f.size for f in files),
         "lineage": list(manifest.lineage),
         "cursor": manifest.cursor,
     }
