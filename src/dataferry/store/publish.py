@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from dataferry.faults import crash_point
 from dataferry.model.spec import DatasetCommon
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
-from dataferry.store.hashing import FileDigest, HashingWriter, hash_file, merkle_root
+from dataferry.store.hashing import FileDigest, hash_file, merkle_root
 from dataferry.store.keys import KeyStore, public_bytes
 from dataferry.store.manifest import (
     FileEntry,
@@ -42,14 +41,12 @@ from dataferry.store.manifest import (
     utc_now,
     write_atomic,
 )
+from dataferry.store.merge import merge_files
+from dataferry.store.parquet_files import write_files
 from dataferry.store.quality import enforce_checks
 from dataferry.store.storage import encode_reader
 
 Mode = Literal["replace", "merge", "append"]
-TARGET_FILE_BYTES = 256 << 20
-ROW_GROUP_ROWS = 1 << 20
-ROW_GROUP_BYTES = 64 << 20
-"""A row group is written once this many rows or bytes are buffered (bounds memory)."""
 DEFAULT_ALGORITHM = "blake3"
 
 
@@ -267,12 +264,29 @@ def _write(
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
     previous_rows = head.manifest.rows if head else 0
-    if mode == "merge" or spec.partition_by:
+    if mode == "merge" and head is not None and not spec.partition_by:
+        merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows)
+        digests = merged.written
+        crash_point("after-files")
+        now = int(time.time() * 1000)
+        changes: list[AddAction | RemoveAction] = [
+            RemoveAction(entry.path, True, now, entry.size, None) for entry in merged.removed
+        ]
+        changes += [AddAction(entry.path, entry.size, {}, now, True,
+                              json.dumps({"numRecords": entry.rows})) for entry, _ in digests]
+        if changes:
+            DeltaTable(str(dataset.path)).create_write_transaction(
+                changes, "append", DeltaSchema.from_arrow(reader.schema))
+        delta_version, raw, log_actions = _latest_entry(dataset)
+        if not changes:  # nothing changed, nothing committed: the latest entry is not ours
+            log_actions = []
+        metrics = {"added": merged.inserted + merged.updated, "removed": merged.updated}
+    elif mode == "merge" or spec.partition_by:
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
-        delta_version, raw, actions = _latest_entry(dataset)
-        digests = _hash_added(dataset, actions, algorithm)
+        delta_version, raw, log_actions = _latest_entry(dataset)
+        digests = _hash_added(dataset, log_actions, algorithm)
     else:
-        digests = _write_files(dataset, reader, algorithm, on_rows)
+        digests = write_files(dataset.path, reader, algorithm, on_rows)
         crash_point("after-files")
         schema = DeltaSchema.from_arrow(reader.schema)
         adds: list[AddAction | RemoveAction] = [
@@ -283,14 +297,14 @@ def _write(
         delta_mode = "overwrite" if mode == "replace" else "append"
         if head is None and _delta_version(dataset) is None:
             create_table_with_add_actions(str(dataset.path), schema,
-                                      [a for a in adds if isinstance(a, AddAction)],
-                                      mode="overwrite")
+                                          [a for a in adds if isinstance(a, AddAction)],
+                                          mode="overwrite")
         else:
             DeltaTable(str(dataset.path)).create_write_transaction(adds, delta_mode, schema)
-        delta_version, raw, actions = _latest_entry(dataset)
+        delta_version, raw, log_actions = _latest_entry(dataset)
         added = sum(entry.rows for entry, _ in digests)
         metrics = {"added": added, "removed": previous_rows if mode == "replace" else 0}
-    removed = [a["remove"]["path"] for a in actions if "remove" in a]
+    removed = [a["remove"]["path"] for a in log_actions if "remove" in a]
     active = dict(previous)
     for path in removed:
         active.pop(path, None)
@@ -298,68 +312,6 @@ def _write(
         active[entry.path] = entry
     return _Written(delta_version, raw, digests, removed, sorted(active.values(),
                     key=lambda f: f.path), metrics["added"], metrics["removed"])
-
-
-def _write_files(
-    dataset: DatasetStore, reader: pa.RecordBatchReader, algorithm: str,
-    on_rows: Callable[[int], None] | None,
-) -> list[tuple[FileEntry, FileDigest]]:
-    """Stream batches into zstd Parquet files, hashing every byte as it is written."""
-    out: list[tuple[FileEntry, FileDigest]] = []
-    sink: HashingWriter | None = None
-    writer: pq.ParquetWriter | None = None
-    rows = 0
-    first = True
-
-    def finish() -> None:
-        nonlocal sink, writer, rows
-        if writer is None or sink is None:
-            return
-        writer.close()
-        sink.close(fsync=True)
-        digest = sink.digest()
-        name = sink.path.name
-        out.append((FileEntry(name, digest.size, digest.hash, rows, digest.chunk_size,
-                              digest.chunks_hash(algorithm)), digest))
-        sink, writer, rows = None, None, 0
-
-    pending: list[pa.RecordBatch] = []
-    pending_rows = pending_bytes = 0
-
-    def flush() -> None:
-        """Write the buffered batches as one row group (small row groups compress worse)."""
-        nonlocal sink, writer, rows, first, pending_rows, pending_bytes
-        if not pending:
-            return
-        if writer is None:
-            sink = HashingWriter(dataset.path / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
-            writer = pq.ParquetWriter(sink, reader.schema, compression="zstd",
-                                      write_statistics=True)
-        assert sink is not None
-        writer.write_table(pa.Table.from_batches(pending, reader.schema),
-                           row_group_size=pending_rows)
-        rows += pending_rows
-        pending.clear()
-        pending_rows = pending_bytes = 0
-        if first:
-            crash_point("write-file")
-            first = False
-        if sink.tell() >= TARGET_FILE_BYTES:
-            finish()
-
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        pending.append(batch)
-        pending_rows += batch.num_rows
-        pending_bytes += batch.nbytes
-        if on_rows is not None:
-            on_rows(batch.num_rows)
-        if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
-            flush()
-    flush()
-    finish()
-    return out
 
 
 def _write_with_deltalake(
