@@ -112,8 +112,8 @@ def test_gc_uses_the_models_retention(root: Path, ferry: Callable[..., object]) 
         "      orders:\n        table: orders\n", "      orders:\n        table: orders\n        retention: 2\n")
     (root / "teams" / "shop" / "shop.yaml").write_text(text)
     m = ["--model", str(root)]
-    for _ in range(4):
-        assert ferry("publish", "shop.orders", root / "v1.csv", *m).code == 0
+    for name in ("v1.csv", "v2.jsonl", "v1.csv", "v2.jsonl"):  # each differs from the last
+        assert ferry("publish", "shop.orders", root / name, *m).code == 0
     out = ferry("gc", *m, "--json")
     assert out.code == 0
     [result] = [r for r in json.loads(out.out) if r["ref"] == "shop.orders"]

@@ -171,3 +171,12 @@ def test_bad_data_is_named_in_every_mode(shop: StoreFixture, mode: str) -> None:
     assert info.value.column == "amount" and info.value.key == {"id": 3}
     assert shop.dataset("shop.orders").version_numbers() == [1]
     assert shop.publish("shop.orders", orders([4]), mode="append").version == 2
+
+
+def test_an_identical_snapshot_publishes_nothing(shop: StoreFixture) -> None:
+    first = shop.publish("shop.orders", orders([1, 2, 3]))
+    again = shop.publish("shop.orders", orders([1, 2, 3]))
+    assert again.unchanged and again.version == first.version == 1
+    assert len(list(shop.dataset("shop.orders").path.glob("*.parquet"))) == 1
+    changed = shop.publish("shop.orders", orders([1, 2, 4]))
+    assert not changed.unchanged and changed.version == 2

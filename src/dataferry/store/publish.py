@@ -113,9 +113,15 @@ def publish(
                 raise failures[0] from None
             raise
         crash_point("after-commit")
-        if head is not None and mode != "replace" and not (written.added_rows
-                                                           or written.removed_rows):
+        same_files = head is not None and mode == "replace" and sorted(
+            e.hash for e, _ in written.digests) == sorted(
+            f.hash for f in dataset.active_files(head.number))
+        if head is not None and (same_files or (mode != "replace" and not (
+                written.added_rows or written.removed_rows))):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
+            if same_files:  # byte-identical snapshot: its new copies are not needed
+                for entry, _ in written.digests:
+                    (dataset.path / entry.path).unlink(missing_ok=True)
             return Published(dataset.ref, head.number, head.manifest.rows, 0, 0, 0, 0,
                              head.hash, time.monotonic() - started, unchanged=True)
         files = dataset.file_paths_for(written.active)
