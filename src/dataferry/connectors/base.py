@@ -126,6 +126,21 @@ class Delivery:
     ``_ferry_version``. Values are in the declared types' natural Arrow form."""
 
 
+def check_versions(applied: int | None, delivery: Delivery, where: str) -> bool:
+    """Whether to apply ``delivery`` to a target that has ``applied`` (False: already has it).
+
+    A change set (merge, append, history) must start from the version the target has.
+    """
+    if applied is not None and applied == delivery.version:
+        return False
+    if delivery.mode != "replace" and applied != delivery.previous:
+        raise SinkError(
+            f"{where} has version {applied} of {delivery.dataset}, but the {delivery.mode} "
+            f"delivery of version {delivery.version} is a change set from version "
+            f"{delivery.previous}; deliver again from the version the table has")
+    return True
+
+
 class SinkConnector(ABC):
     """Writes deliveries into the target of one consumer's ``sink:``."""
 

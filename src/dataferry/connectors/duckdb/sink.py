@@ -38,6 +38,7 @@ from dataferry.connectors.base import (
     VERSION_COLUMN,
     Delivery,
     SinkConnector,
+    check_versions,
 )
 from dataferry.connectors.duckdb.source import duckdb_error
 from dataferry.connectors.duckdb.tables import Target, TargetColumn, run
@@ -45,21 +46,6 @@ from dataferry.connectors.duckdb.types import native_type, quote
 from dataferry.connectors.parquet.types import file_field, to_file_array
 from dataferry.errors import SinkError
 from dataferry.model.spec import DuckdbSink as DuckdbSinkSpec
-
-
-def check_versions(applied: int | None, delivery: Delivery, where: str) -> bool:
-    """Whether to apply ``delivery`` to a target that has ``applied`` (False: already has it).
-
-    A change set (merge, append, history) must start from the version the target has.
-    """
-    if applied is not None and applied == delivery.version:
-        return False
-    if delivery.mode != "replace" and applied != delivery.previous:
-        raise SinkError(
-            f"{where} has version {applied} of {delivery.dataset}, but the {delivery.mode} "
-            f"delivery of version {delivery.version} is a change set from version "
-            f"{delivery.previous}; deliver again from the version the table has")
-    return True
 
 
 @dataclass

@@ -41,8 +41,9 @@ from dataferry.connectors.base import (
     VERSION_COLUMN,
     Delivery,
     SinkConnector,
+    check_versions,
 )
-from dataferry.connectors.duckdb.sink import check_versions, file_form
+from dataferry.connectors.duckdb.sink import file_form
 from dataferry.connectors.parquet.files import SnapshotWriter
 from dataferry.connectors.parquet.layout import Folder
 from dataferry.connectors.parquet.rewrite import history_sql, merged_sql, stream

@@ -38,6 +38,7 @@ from dataferry.connectors.base import (
     VERSION_COLUMN,
     Delivery,
     SinkConnector,
+    check_versions,
 )
 from dataferry.connectors.sqlite.source import quote, sqlite_error
 from dataferry.connectors.sqlite.tables import (
@@ -60,21 +61,6 @@ def utc_text(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-def check_versions(applied: int | None, delivery: Delivery, where: str) -> bool:
-    """Whether to apply ``delivery`` to a target that has ``applied`` (False: already has it).
-
-    A change set (merge, append, history) must start from the version the target has.
-    """
-    if applied is not None and applied == delivery.version:
-        return False
-    if delivery.mode != "replace" and applied != delivery.previous:
-        raise SinkError(
-            f"{where} has version {applied} of {delivery.dataset}, but the {delivery.mode} "
-            f"delivery of version {delivery.version} is a change set from version "
-            f"{delivery.previous}; deliver again from the version the table has")
-    return True
 
 
 class SqliteSink(SinkConnector):
