@@ -340,3 +340,31 @@ def test_connect_resolves_the_secret(dsn: str, monkeypatch: pytest.MonkeyPatch) 
     with connect(spec) as connection:
         assert connection.info.password == SECRET
         assert connection.execute("select 1").fetchone() == (1,)
+
+
+def test_large_tables_read_in_parallel_ranges_from_one_snapshot(
+    dsn: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataferry.connectors.postgres import ranges
+
+    db.execute("create table big (id bigint primary key, v text)")
+    db.execute("insert into big select g, md5(g::text) from generate_series(1, 20000) g")
+    db.execute("analyze big")
+    monkeypatch.setattr(ranges, "PARALLEL_MIN_ROWS", 1000)
+    monkeypatch.setenv("FERRY_PG_READERS", "3")
+    plans: list[object] = []
+    real_plan = ranges.plan
+    monkeypatch.setattr(ranges, "plan", lambda *a: plans.append(real_plan(*a)) or plans[-1])
+    spec = dataset({"id": "int64", "v": "string"}, table="public.big", primary_key=["id"])
+    src = source(dsn)
+    result = src.read(ReadRequest("crm.big", spec, ["id", "v"]))
+    # A change committed after the read started is not seen by any of the streams.
+    batches = iter(result.reader)
+    first = next(batches)
+    db.execute("update big set v = 'changed' where id in (1, 10000, 20000)")
+    db.execute("insert into big values (20001, 'late')")
+    table = pa.Table.from_batches([first, *batches])
+    assert sorted(table["id"].to_pylist()) == list(range(1, 20001))
+    assert "changed" not in table["v"].to_pylist()
+    assert src._reading == set()  # every range's connection was closed
+    assert plans and plans[0] is not None and len(plans[0][1].bounds) == 3  # type: ignore[index]

@@ -12,7 +12,8 @@ intervals printed in ISO 8601.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.postgres import ranges
 from dataferry.connectors.postgres.connection import (
     Server,
     ident,
@@ -91,6 +93,10 @@ class PostgresSource(SourceConnector):
                 raise SourceError(f"{request.dataset}: an incremental read needs cursor:")
             cursor = ident(_match(request.dataset, spec.cursor, live))
             query += f" where {cursor} >= {literal(request.since)}"
+        schema = pa.schema([p.field for p in plans])
+        parallel = self._parallel(request, live, query, plans, schema)
+        if parallel is not None:
+            return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel))
         connection = self.server.connect_adbc(autocommit=True)
         self._reading.add(connection)
         statement = connection.cursor()
@@ -103,9 +109,56 @@ class PostgresSource(SourceConnector):
             statement.close()
             self._finish(connection)
             raise self.server.error(exc, f"reading {request.dataset} from") from None
-        schema = pa.schema([p.field for p in plans])
         batches = self._batches(request, plans, stream, schema, (connection, statement))
         return ReadResult(pa.RecordBatchReader.from_batches(schema, batches))
+
+    def _parallel(self, request: ReadRequest, live: dict[str, TypeInfo], query: str,
+                  plans: list[ColumnPlan], schema: pa.Schema) -> Iterator[pa.RecordBatch] | None:
+        """A full read of a large table, as parallel COPY streams over key ranges."""
+        spec = request.spec
+        if request.since is not None or not spec.table or len(spec.primary_key) != 1:
+            return None
+        key = _match(request.dataset, spec.primary_key[0], live)
+        coordinator = self.server.connect(autocommit=True)
+        try:
+            planned = ranges.plan(coordinator, _relation(request.dataset, spec), ident(key),
+                                  live[key].oid)
+        except psycopg.Error:
+            planned = None
+        if planned is None:
+            coordinator.close()
+            return None
+        _, plan = planned
+
+        def release() -> None:  # every reader holds the snapshot: the export may end
+            with contextlib.suppress(psycopg.Error):
+                coordinator.execute("rollback")
+                coordinator.close()
+
+        started = threading.Barrier(len(plan.bounds), action=release, timeout=120)
+
+        def stream(low: int, high: int) -> Callable[[], Iterator[pa.RecordBatch]]:
+            def run() -> Iterator[pa.RecordBatch]:
+                connection = self.server.connect_adbc(autocommit=False)
+                self._reading.add(connection)
+                statement = connection.cursor()
+                try:
+                    statement.execute("set transaction isolation level repeatable read")
+                    statement.execute(f"set transaction snapshot {literal(plan.snapshot)}")
+                    for setting in _SESSION:
+                        statement.execute(setting)
+                    started.wait()
+                    statement.execute(f"{query} where {ident(key)} between {low} and {high}")
+                    arrow = statement.fetch_record_batch()
+                except adbc_driver_manager.Error as exc:
+                    statement.close()
+                    self._finish(connection)
+                    raise self.server.error(exc, f"reading {request.dataset} from") from None
+                yield from self._batches(request, plans, arrow, schema, (connection, statement))
+
+            return run
+
+        return ranges.merged([stream(low, high) for low, high in plan.bounds], started)
 
     def _batches(self, request: ReadRequest, plans: list[ColumnPlan],
                  stream: pa.RecordBatchReader, schema: pa.Schema,
