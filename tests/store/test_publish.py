@@ -180,3 +180,12 @@ def test_an_identical_snapshot_publishes_nothing(shop: StoreFixture) -> None:
     assert len(list(shop.dataset("shop.orders").path.glob("*.parquet"))) == 1
     changed = shop.publish("shop.orders", orders([1, 2, 4]))
     assert not changed.unchanged and changed.version == 2
+
+
+def test_diff_sees_the_partition_columns(shop: StoreFixture) -> None:
+    from datetime import date
+
+    shop.publish("shop.parted", pa.table({"id": [1, 2], "day": [date(2026, 1, 1)] * 2}))
+    shop.publish("shop.parted", pa.table({"id": [2], "day": [date(2026, 1, 3)]}), mode="merge")
+    diff = diff_versions(shop.dataset("shop.parted"), 1, 2)
+    assert (diff.added, diff.removed, diff.changed) == (0, 0, 1)

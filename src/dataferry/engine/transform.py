@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ import pyarrow as pa
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError, StoreError
 from dataferry.store.dataset import declared_types
+from dataferry.store.duck import spilling
 from dataferry.store.publish import Published, publish
 from dataferry.store.storage import decode_batch
 
@@ -58,10 +58,7 @@ def transform(context: RunContext, ref: str,
         return TransformResult(ref, None)  # same inputs: the output would be the same
     lineage: list[dict[str, Any]] = []
     views = _view_names(list(spec.inputs))
-    with tempfile.TemporaryDirectory(prefix="ferry-transform-") as spill:
-        db = duckdb.connect()
-        db.execute(f"set temp_directory = '{spill}'")
-        db.execute("set memory_limit = '1GB'")
+    with spilling("ferry-transform-", "1GB") as db:
         tables: list[pa.Table] = []
         for input_ref in spec.inputs:
             dataset = context.store.dataset(input_ref)
@@ -91,7 +88,6 @@ def transform(context: RunContext, ref: str,
         except StoreError as exc:
             raise StoreError(f"{exc} (the output of transformer {ref} does not match its "
                              "declared columns)") from None
-        db.close()
     return TransformResult(ref, published)
 
 

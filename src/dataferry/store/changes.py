@@ -16,7 +16,6 @@ turns them into the declared types.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -25,38 +24,30 @@ import pyarrow as pa
 
 from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
 from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.duck import cast_batches, ident, parquet_list, spilling
 
 BATCH_ROWS = 65_536
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @contextmanager
 def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
-    with tempfile.TemporaryDirectory(prefix="ferry-changes-") as spill:
-        db = duckdb.connect()
-        db.execute(f"set temp_directory = '{spill}'")
-        db.execute("set memory_limit = '512MB'")
+    with spilling("ferry-changes-") as db:
         db.execute("set preserve_insertion_order = false")
-        try:
-            yield db
-        finally:
-            db.close()
+        yield db
 
 
-def _source(dataset: DatasetStore, version: Version | None, name: str,
+def version_view(dataset: DatasetStore, version: Version | None, name: str,
             db: duckdb.DuckDBPyConnection, columns: Sequence[str]) -> None:
-    """Create view ``name`` over a version's files (empty, with ``columns``, if None)."""
-    if version is None or not dataset.file_paths(version):
-        empty = ", ".join(f"null as {_quote(c)}" for c in columns)
+    """Create view ``name`` over a version's files (empty, with ``columns``, if None);
+    partition columns of a partitioned dataset are read from the paths."""
+    paths = dataset.file_paths(version) if version is not None else []
+    if version is None or not paths:
+        empty = ", ".join(f"null as {ident(c)}" for c in columns)
         db.execute(f"create or replace view {name} as select {empty} where false")
         return
-    files = ", ".join("'" + p.replace("'", "''") + "'" for p in dataset.file_paths(version))
     hive = ", hive_partitioning = true" if dataset.partition_columns(version) else ""
     db.execute(f"create or replace view {name} as select * from "
-               f"read_parquet([{files}], union_by_name = true{hive})")
+               f"read_parquet({parquet_list(paths)}, union_by_name = true{hive})")
 
 
 def _stream(db: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
@@ -71,30 +62,27 @@ def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version 
     def batches() -> Iterator[pa.RecordBatch]:
         with _duckdb() as db:
             all_columns = [c["name"] for c in new.manifest.schema["columns"]]
-            _source(dataset, old, "a", db, all_columns)
-            _source(dataset, new, "b", db, all_columns)
-            for batch in _stream(db, sql_builder):
-                yield pa.RecordBatch.from_arrays(
-                    [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
-                    schema=schema)
+            version_view(dataset, old, "a", db, all_columns)
+            version_view(dataset, new, "b", db, all_columns)
+            yield from cast_batches(_stream(db, sql_builder), schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _select(columns: Sequence[str], alias: str) -> str:
-    return ", ".join(f"{alias}.{_quote(c)}" for c in columns)
+    return ", ".join(f"{alias}.{ident(c)}" for c in columns)
 
 
-def _where(where: str | None, alias: str) -> str:
-    # The filter is written against the dataset's columns; qualify it through a subquery.
+def _where(where: str | None) -> str:
+    """The need's filter (written against the dataset's columns), or no filter."""
     return f"({where})" if where else "true"
 
 
 def version_rows(dataset: DatasetStore, version: Version, columns: Sequence[str],
                  where: str | None, schema: pa.Schema) -> pa.RecordBatchReader:
     """Every row of ``version`` (the delivered columns, filtered by ``where``)."""
-    cols = ", ".join(_quote(c) for c in columns)
-    sql = f"select {cols} from b where {_where(where, 'b')}"
+    cols = ", ".join(ident(c) for c in columns)
+    sql = f"select {cols} from b where {_where(where)}"
     return _reader(sql, dataset, version, None, columns, schema)
 
 
@@ -105,24 +93,24 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
     With a ``where``, a row that leaves the filtered set is a delete and one that enters
     it an upsert, so the target always holds exactly the filtered rows.
     """
-    cols = ", ".join(_quote(c) for c in columns)
-    on = " and ".join(f"a.{_quote(k)} is not distinct from b.{_quote(k)}" for k in key)
-    differs = " or ".join(f"a.{_quote(c)} is distinct from b.{_quote(c)}"
+    cols = ", ".join(ident(c) for c in columns)
+    on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
+    differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
                           for c in columns if c not in key) or "false"
-    filtered_a = f"(select * from a where {_where(where, 'a')})"
-    filtered_b = f"(select * from b where {_where(where, 'b')})"
-    null_row = ", ".join(f"null as {_quote(c)}" for c in columns if c not in key)
-    keys_a = ", ".join(f"a.{_quote(k)}" for k in key)
+    filtered_a = f"(select * from a where {_where(where)})"
+    filtered_b = f"(select * from b where {_where(where)})"
+    null_row = ", ".join(f"null as {ident(c)}" for c in columns if c not in key)
+    keys_a = ", ".join(f"a.{ident(k)}" for k in key)
     sql = f"""
         with a as {filtered_a}, b as {filtered_b}
         select {cols}, 'upsert' as {OP_COLUMN} from (
             select b.* from b left join a on {on}
-            where a.{_quote(key[0])} is null or {differs})
+            where a.{ident(key[0])} is null or {differs})
         union all
-        select {", ".join(_quote(c) if c in key else f"null as {_quote(c)}" for c in columns)},
+        select {", ".join(ident(c) if c in key else f"null as {ident(c)}" for c in columns)},
                'delete' as {OP_COLUMN} from (
             select {keys_a}{", " + null_row if null_row else ""} from a
-            left join b on {on} where b.{_quote(key[0])} is null and a.{_quote(key[0])} is not null
+            left join b on {on} where b.{ident(key[0])} is null and a.{ident(key[0])} is not null
         )"""
     return _reader(sql, dataset, new, old, columns, schema)
 
@@ -130,16 +118,16 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
 def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns: Sequence[str],
                key: Sequence[str], where: str | None, schema: pa.Schema) -> pa.RecordBatchReader:
     """Rows of ``new`` that ``old`` did not have, tagged with ``_ferry_version`` = new."""
-    cols = ", ".join(_quote(c) for c in columns)
+    cols = ", ".join(ident(c) for c in columns)
     version = int(new.number)
     if key:
-        on = " and ".join(f"a.{_quote(k)} is not distinct from b.{_quote(k)}" for k in key)
-        differs = " or ".join(f"a.{_quote(c)} is distinct from b.{_quote(c)}"
+        on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
+        differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
                               for c in columns if c not in key) or "false"
         sql = (f"select {_select(columns, 'b')}, {version}::bigint as {VERSION_COLUMN} "
-               f"from (select * from b where {_where(where, 'b')}) b "
-               f"left join (select * from a where {_where(where, 'a')}) a on {on} "
-               f"where a.{_quote(key[0])} is null or {differs}")
+               f"from (select * from b where {_where(where)}) b "
+               f"left join (select * from a where {_where(where)}) a on {on} "
+               f"where a.{ident(key[0])} is null or {differs}")
         return _reader(sql, dataset, new, old, columns, schema)
     # No key: the rows of the files the newer versions added (exact for append-only data).
     old_files = {f.path for f in dataset.active_files(old.number)} if old else set()
@@ -150,13 +138,9 @@ def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns
         if not paths:
             return
         with _duckdb() as db:
-            files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
             hive = ", hive_partitioning = true" if dataset.partition_columns(new) else ""
             sql = (f"select {cols}, {version}::bigint as {VERSION_COLUMN} from read_parquet("
-                   f"[{files}], union_by_name = true{hive}) where {_where(where, 'b')}")
-            for batch in _stream(db, sql):
-                yield pa.RecordBatch.from_arrays(
-                    [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
-                    schema=schema)
+                   f"{parquet_list(paths)}, union_by_name = true{hive}) where {_where(where)}")
+            yield from cast_batches(_stream(db, sql), schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())

@@ -6,14 +6,13 @@ memory are compared with bounded memory (DuckDB spills to disk).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
-
 from dataferry.errors import StoreError
+from dataferry.store.changes import version_view
 from dataferry.store.dataset import DatasetStore
+from dataferry.store.duck import ident, spilling
 from dataferry.store.files import json_value
 
 
@@ -33,17 +32,6 @@ class Diff:
                 "rows": self.rows}
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _files_sql(paths: list[str]) -> str:
-    if not paths:
-        return ""
-    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-    return f"read_parquet([{listed}])"
-
-
 def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) -> Diff:
     """Compare versions ``v1`` and ``v2`` (either order) of a dataset with a primary key."""
     old, new = dataset.version(v1), dataset.version(v2)
@@ -58,27 +46,20 @@ def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) 
     new_cols = [c["name"] for c in new.manifest.schema["columns"]]
     common = [c for c in new_cols if c in old_cols and c not in key]
     result = Diff(dataset.ref, v1, v2)
-    with tempfile.TemporaryDirectory(prefix="ferry-diff-") as spill:
-        db = duckdb.connect()
-        db.execute(f"set temp_directory = '{spill}'")
-        db.execute("set memory_limit = '1GB'")
-        empty_old = "select " + ", ".join(f"null as {_quote(c)}" for c in old_cols) + " where false"
-        empty_new = "select " + ", ".join(f"null as {_quote(c)}" for c in new_cols) + " where false"
-        old_src = _files_sql(dataset.file_paths(old))
-        new_src = _files_sql(dataset.file_paths(new))
-        db.execute(f"create view a as {'select * from ' + old_src if old_src else empty_old}")
-        db.execute(f"create view b as {'select * from ' + new_src if new_src else empty_new}")
-        on = " and ".join(f"a.{_quote(k)} is not distinct from b.{_quote(k)}" for k in key)
+    with spilling("ferry-diff-", "1GB") as db:
+        version_view(dataset, old, "a", db, old_cols)
+        version_view(dataset, new, "b", db, new_cols)
+        on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
         differs = " or ".join(
-            f"a.{_quote(c)} is distinct from b.{_quote(c)}" for c in common
+            f"a.{ident(c)} is distinct from b.{ident(c)}" for c in common
         ) or "false"
-        a_key = f"a.{_quote(key[0])}"
-        b_key = f"b.{_quote(key[0])}"
+        a_key = f"a.{ident(key[0])}"
+        b_key = f"b.{ident(key[0])}"
         db.execute(
             f"""create temp table changes as
             select case when {a_key} is null and {b_key} is not null then 'added'
                         when {b_key} is null then 'removed' else 'changed' end as change,
-                   {", ".join(f"coalesce(a.{_quote(k)}, b.{_quote(k)}) as {_quote(k)}" for k in key)}
+                   {", ".join(f"coalesce(a.{ident(k)}, b.{ident(k)}) as {ident(k)}" for k in key)}
             from a full outer join b on {on}
             where ({a_key} is null and {b_key} is not null) or {b_key} is null
                or ({a_key} is not null and ({differs}))"""
@@ -87,12 +68,11 @@ def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) 
         result.added = int(counts.get("added", 0))
         result.removed = int(counts.get("removed", 0))
         result.changed = int(counts.get("changed", 0))
-        order = ", ".join(_quote(k) for k in key)
+        order = ", ".join(ident(k) for k in key)
         sample = db.execute(f"select * from changes order by change, {order} limit {int(limit)}")
         names = [d[0] for d in sample.description]
         for row in sample.fetchall():
             record = dict(zip(names, row, strict=True))
             change = record.pop("change")
             result.rows.append({"change": change, "key": {k: json_value(v) for k, v in record.items()}})
-        db.close()
     return result

@@ -18,16 +18,15 @@ the lag window publishes no new version.
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.duck import cast_batches, ident, parquet_list, spilling, text
 from dataferry.store.hashing import FileDigest
 from dataferry.store.manifest import FileEntry
 from dataferry.store.parquet_files import write_files
@@ -41,22 +40,13 @@ class MergeResult:
     updated: int
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchReader,
                 key: list[str], algorithm: str,
                 on_rows: Callable[[int], None] | None = None) -> MergeResult:
     """Write the files of ``head`` merged with ``reader``'s rows; nothing is committed."""
     columns = reader.schema.names
-    current = dataset.active_files(head.number)
-    paths = [str(dataset.path / f.path) for f in current]
-    by_path = {str(dataset.path / f.path): f for f in current}
+    by_path = {str(dataset.path / f.path): f for f in dataset.active_files(head.number)}
+    paths = list(by_path)
     with tempfile.TemporaryDirectory(prefix="ferry-merge-") as work:
         staging = Path(work) / "staging.parquet"
         rows = 0
@@ -68,20 +58,17 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                     on_rows(batch.num_rows)
         if rows == 0:
             return MergeResult([], [], 0, 0)
-        db = duckdb.connect()
-        try:
-            db.execute(f"set temp_directory = '{work}'")
-            db.execute("set memory_limit = '512MB'")
-            keys = ", ".join(_quote(k) for k in key)
-            cols = ", ".join(_quote(c) for c in columns)
-            on = " and ".join(f"c.{_quote(k)} is not distinct from s.{_quote(k)}" for k in key)
-            differs = " or ".join(f"c.{_quote(c)} is distinct from s.{_quote(c)}"
+        with spilling("ferry-merge-") as db:
+            keys = ", ".join(ident(k) for k in key)
+            cols = ", ".join(ident(c) for c in columns)
+            on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
+            differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
                                   for c in columns if c not in key) or "false"
             db.execute(f"""create temp table s as select {cols} from (
                 select *, row_number() over (partition by {keys} order by _rn desc) as _k
                 from (select *, row_number() over () as _rn
-                      from read_parquet('{staging}'))) where _k = 1""")
-            current_view = (f"read_parquet({_list(paths)}, filename = true, "
+                      from read_parquet({text(str(staging))}))) where _k = 1""")
+            current_view = (f"read_parquet({parquet_list(paths)}, filename = true, "
                             "union_by_name = true)") if paths else None
             if current_view is None:
                 db.execute(f"create temp table changed as select {cols}, true as _new from s")
@@ -101,25 +88,15 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
             touched = [row[0] for row in db.execute("select filename from touched").fetchall()]
             kept = ""
             if touched:
-                kept = (f"select {cols} from read_parquet({_list(touched)}, union_by_name = true) c "
+                kept = (f"select {cols} from read_parquet({parquet_list(touched)}, union_by_name = true) c "
                         f"where not exists (select 1 from changed s where {on}) union all ")
             query = f"{kept}select {cols} from changed"
             out = db.sql(query).to_arrow_reader(65_536)
             schema = reader.schema
 
-            def batches() -> Iterator[pa.RecordBatch]:
-                for batch in out:
-                    yield pa.RecordBatch.from_arrays(
-                        [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
-                        schema=schema)
-
-            written = write_files(dataset.path, pa.RecordBatchReader.from_batches(schema, batches()),
-                                  algorithm, None)
-        finally:
-            db.close()
+            written = write_files(
+                dataset.path,
+                pa.RecordBatchReader.from_batches(schema, cast_batches(out, schema)),
+                algorithm, None)
     removed = [by_path[p] for p in touched if p in by_path]
     return MergeResult(written, removed, int(inserted), int(updated))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -59,6 +59,7 @@ from dataferry.model.spec import (
     UniqueCheck,
     duration_seconds,
 )
+from dataferry.store.duck import ident
 from dataferry.store.files import json_value
 
 __all__ = ["MEMORY_LIMIT", "CheckFailure", "QualityError", "enforce_checks", "run_checks"]
@@ -177,10 +178,6 @@ def _is_time(kind: str) -> bool:
     return kind == "DATE" or kind.startswith("TIMESTAMP")
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _label(kind: str, columns: Sequence[str] = ()) -> str:
     return f"{kind}({', '.join(columns)})" if columns else kind
 
@@ -268,10 +265,10 @@ class _Version:
         # TIMESTAMPTZ values would need pytz to reach Python: fetch them as UTC epochs.
         kind = self.types.get(name, "")
         if _is_tz(kind):
-            return f"epoch_us(cast({_quote(name)} as TIMESTAMPTZ))"
+            return f"epoch_us(cast({ident(name)} as TIMESTAMPTZ))"
         if kind == "FLOAT":  # as it was written (0.2), not as a double (0.200000003)
-            return f"cast(cast({_quote(name)} as VARCHAR) as DOUBLE)"
-        return _quote(name)
+            return f"cast(cast({ident(name)} as VARCHAR) as DOUBLE)"
+        return ident(name)
 
     def example_sql(self, value: str | None = None, *, by_row: bool = False) -> str:
         """An orderable struct naming a row: its key (or number), plus ``value``'s value."""
@@ -282,7 +279,7 @@ class _Version:
             fields = [(_ROW, f"{before}file_row_number + 1")]
         if value is not None and value not in {name for name, _ in fields}:
             fields.append((value, self.value_sql(value)))
-        return "struct_pack(" + ", ".join(f"{_quote(n)} := {e}" for n, e in fields) + ")"
+        return "struct_pack(" + ", ".join(f"{ident(n)} := {e}" for n, e in fields) + ")"
 
     def example_params(self, by_row: bool = False) -> dict[str, Any]:
         if (self.key and not by_row) or len(self.files) <= 1:
@@ -336,7 +333,7 @@ class _Version:
         params: dict[str, Any] = {}
         for name in names:
             by_row = name in self.key
-            condition = f"{_quote(name)} is null"
+            condition = f"{ident(name)} is null"
             parts.append(f"count(*) filter (where {condition}), "
                          f"min({self.example_sql(by_row=by_row)}, {EXAMPLES}) "
                          f"filter (where {condition})")
@@ -358,10 +355,10 @@ class _Version:
         if not self.files:
             return []
         names = [self.column(c) for c in check.unique]
-        listed = ", ".join(_quote(n) for n in names)
-        present = " and ".join(f"{_quote(n)} is not null" for n in names)
+        listed = ", ".join(ident(n) for n in names)
+        present = " and ".join(f"{ident(n)} is not null" for n in names)
         example = "struct_pack(" + ", ".join(
-            f"{_quote(n)} := {self.value_sql(n)}" for n in names) + ")"
+            f"{ident(n)} := {self.value_sql(n)}" for n in names) + ")"
         groups, rows, found = self.query(
             f"""select count(*), coalesce(sum(ferry_rows), 0), min({example}, {EXAMPLES})
             from (select {listed}, count(*) as ferry_rows from {{source}} where {present}
@@ -390,7 +387,7 @@ class _Version:
                 _check_cast(self.db, value, kind, name)
             params[f"v{i}"] = _accepted(value, kind)
             items.append(_accepted_sql(f"$v{i}", value, kind))
-        condition = f"{_quote(name)} is not null and {_quote(name)} not in ({', '.join(items)})"
+        condition = f"{ident(name)} is not null and {ident(name)} not in ({', '.join(items)})"
         params.update(self.example_params())
         count, found = self.query(
             f"select count(*) filter (where {condition}), "
@@ -417,11 +414,11 @@ class _Version:
         params: dict[str, Any] = {}
         if spec.min is not None:
             sql, params["lo"] = _bound(spec.min, kind, name, "lo")
-            outside.append(f"{_quote(name)} < {sql}")
+            outside.append(f"{ident(name)} < {sql}")
         if spec.max is not None:
             sql, params["hi"] = _bound(spec.max, kind, name, "hi")
-            outside.append(f"{_quote(name)} > {sql}")
-        condition = f"{_quote(name)} is not null and ({' or '.join(outside)})"
+            outside.append(f"{ident(name)} > {sql}")
+        condition = f"{ident(name)} is not null and ({' or '.join(outside)})"
         params.update(self.example_params())
         count, found = self.query(
             f"select count(*) filter (where {condition}), "
@@ -467,11 +464,11 @@ class _Version:
         if not _is_time(kind):
             raise _CannotRun(f"column {name} is {kind}; freshness needs a timestamp, "
                              "timestamp_tz or date column")
-        newest_sql = f"max({_quote(name)})"
+        newest_sql = f"max({ident(name)})"
         if kind != "DATE":  # any unit, with or without zone, as microseconds since 1970 UTC
             newest_sql = f"cast({newest_sql} as {'TIMESTAMPTZ' if _is_tz(kind) else 'TIMESTAMP'})"
         present, newest_us = self.query(
-            f"select count({_quote(name)}), epoch_us({newest_sql}) from {{source}}")
+            f"select count({ident(name)}), epoch_us({newest_sql}) from {{source}}")
         if not present:
             return [self.failure("freshness", spec.column, label,
                                  f"{name} is empty in all {_rows(self.total)}, so nothing is "

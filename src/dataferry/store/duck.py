@@ -1,0 +1,46 @@
+"""Small DuckDB helpers the store's SQL shares: quoting, file lists, spilling sessions."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pyarrow as pa
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def text(value: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def parquet_list(paths: Iterable[str]) -> str:
+    """The SQL list literal of file paths for ``read_parquet([...])``."""
+    return "[" + ", ".join(text(p) for p in paths) + "]"
+
+
+@contextmanager
+def spilling(prefix: str, memory_limit: str = "512MB") -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with a memory limit that spills to a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as spill:
+        db = duckdb.connect()
+        try:
+            db.execute(f"set temp_directory = {text(spill)}")
+            db.execute(f"set memory_limit = {text(memory_limit)}")
+            yield db
+        finally:
+            db.close()
+
+
+def cast_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """DuckDB's output batches with ``schema``'s exact types (and field metadata)."""
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays(
+            [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
+            schema=schema)
