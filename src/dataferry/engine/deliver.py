@@ -128,15 +128,13 @@ def _prepare(rows: pa.RecordBatchReader, types: dict[str, str], masked: set[str]
              home: Path, on_rows: Callable[[int], None] | None) -> pa.RecordBatchReader:
     """Decode stored values to the declared types and mask what the need masks."""
     mask = _masker(mask_key(home)) if masked else None
-    sample = decode_batch(pa.RecordBatch.from_pylist([], schema=rows.schema),
-                          {**types, **{c: "string" for c in (OP_COLUMN,)},
-                           VERSION_COLUMN: "int64"})
+    declared = {**types, OP_COLUMN: "string", VERSION_COLUMN: "int64"}
+    sample = decode_batch(pa.RecordBatch.from_pylist([], schema=rows.schema), declared)
     fields = [pa.field(f.name, pa.string(), f.nullable) if f.name in masked else f
               for f in sample.schema]
     schema = pa.schema(fields)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        declared = {**types, OP_COLUMN: "string", VERSION_COLUMN: "int64"}
         for batch in rows:
             decoded = decode_batch(batch, declared)
             arrays = [mask(column) if mask is not None and name in masked else column
