@@ -90,7 +90,10 @@ def build(db: str, rows: int) -> None:
                      created_at timestamptz, updated_at timestamptz not null)""")
         c.execute(f"""insert into events select g, g % 1000, (g % 100000) / 100.0, random(),
                       md5(g::text), g % 2 = 0, now() - (g || ' seconds')::interval,
-                      now() - interval '1 day' from generate_series(1, {rows}) g""")
+                      now() - interval '1 day' - (g || ' seconds')::interval
+                      from generate_series(1, {rows}) g""")
+        # a table captured incrementally has an index on its cursor column
+        c.execute("create index on events (updated_at)")
         c.execute("vacuum analyze events")
 
 

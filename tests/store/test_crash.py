@@ -53,7 +53,7 @@ def test_killed_publish_leaves_the_previous_version(shop: StoreFixture, point: s
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert dataset.version_numbers() == [1]
-    table = dataset.scanner(dataset.resolve(None)).to_table()
+    table = dataset.reader(dataset.resolve(None)).read_all()
     assert sorted(table["id"].to_pylist()) == list(range(1, 11))
     report = VerifyReport()
     verify_dataset(dataset, report)
@@ -61,7 +61,7 @@ def test_killed_publish_leaves_the_previous_version(shop: StoreFixture, point: s
     # The next write succeeds and does not carry anything of the killed attempt.
     again = shop.publish("shop.orders", orders([500]), mode="append")
     assert again.version == 2 and again.rows == 11
-    table = dataset.scanner(dataset.resolve(None)).to_table()
+    table = dataset.reader(dataset.resolve(None)).read_all()
     assert sorted(table["id"].to_pylist()) == [*range(1, 11), 500]
     # gc removes what the killed attempt left behind, and the store still verifies.
     before = {p.name for p in dataset.path.glob("*.parquet")}

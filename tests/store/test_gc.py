@@ -27,7 +27,7 @@ def test_keep_drops_old_versions_and_their_files(shop: StoreFixture) -> None:
     assert result.dropped_versions == [1, 2]
     assert len(result.deleted_files) == 2 and result.freed_bytes > 0
     assert dataset.version_numbers() == [3, 4]
-    table = dataset.scanner(dataset.resolve(3)).to_table()
+    table = dataset.reader(dataset.resolve(3)).read_all()
     assert sorted(table["id"].to_pylist()) == list(range(21, 31))
     assert dataset.resolve(None).manifest.rows == 20
     with pytest.raises(StoreError, match="removed by `ferry gc`"):

@@ -19,7 +19,7 @@ from tests.store.conftest import StoreFixture, orders
 
 def rows(fixture: StoreFixture, ref: str, version: int | None = None) -> list[dict[str, object]]:
     dataset = fixture.dataset(ref)
-    table = dataset.scanner(dataset.resolve(version)).to_table()
+    table = dataset.reader(dataset.resolve(version)).read_all()
     return sorted(table.to_pylist(), key=lambda r: str(r.get("id", r.get("name"))))
 
 

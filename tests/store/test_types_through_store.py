@@ -31,7 +31,7 @@ def test_random_schemas_round_trip_through_the_store(data: st.DataObject) -> Non
         dataset = DatasetStore(Path(tmp) / "store", "lab.samples")
         publish(dataset, spec, pa.table(inputs), keys=KeyStore(Path(tmp) / "home"))
         version = dataset.resolve(None)
-        stored = dataset.scanner(version).to_table()
+        stored = dataset.reader(version).read_all()
         assert [from_arrow_field(f) for f in stored.schema] == list(declared.values())
         got = pa.Table.from_batches(
             [decode_batch(b, declared_types(version.manifest.schema)) for b in stored.to_batches()]

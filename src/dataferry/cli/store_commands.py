@@ -224,7 +224,7 @@ def show(
     declared = declared_types(schema)
     rows: list[dict[str, Any]] = []
     if limit:
-        for batch in dataset.scanner(version, batch_size=max(limit, 1)).to_batches():
+        for batch in dataset.reader(version, batch_size=max(limit, 1)):
             for row in decode_batch(batch, declared).to_pylist():
                 rows.append({k: json_value(v) for k, v in row.items()})
                 if len(rows) >= limit:
@@ -276,14 +276,14 @@ def export(
     ref, number = _split_version(target)
     dataset = _Context(model, store).dataset(ref)
     version = dataset.resolve(number)
-    scanner = dataset.scanner(version)
+    reader = dataset.reader(version)
     declared = declared_types(version.manifest.schema)
-    batches = (decode_batch(b, declared) for b in scanner.to_batches())
+    batches = (decode_batch(b, declared) for b in reader)
     first = next(batches, None)
     if first is None:
         import pyarrow as pa
 
-        first = decode_batch(pa.RecordBatch.from_pylist([], schema=scanner.projected_schema),
+        first = decode_batch(pa.RecordBatch.from_pylist([], schema=reader.schema),
                              declared)
     schema = first.schema
 

@@ -139,7 +139,9 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
 
         published = publish(dataset, spec, stream, keys=context.store.keys,
                             mode=mode,  # type: ignore[arg-type]
-                            cursor=cursor, on_warning=warnings.append)
+                            cursor=cursor, on_warning=warnings.append,
+                            # the source moves the cursor whenever a row changes
+                            changed_by=spec.cursor if incremental else None)
         return IngestResult(ref, tracker.rows, None if published.unchanged else published,
                             warnings)
     finally:

@@ -65,7 +65,7 @@ def transform(context: RunContext, ref: str,
             version = dataset.resolve(None)
             lineage.append({"ref": input_ref, "version": version.number,
                             "manifest_hash": version.hash})
-            decoded = _decoded(dataset.scanner(version).to_reader(),
+            decoded = _decoded(dataset.reader(version),
                                declared_types(version.manifest.schema))
             if spec.python is not None:
                 tables.append(decoded.read_all())

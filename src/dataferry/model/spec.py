@@ -312,6 +312,9 @@ class DatasetCommon(Spec):
     version: int = Field(1, ge=1, description="Major version; raise it for a breaking change.")
     retention: int | None = Field(None, ge=1, description="Versions to keep (default: all).")
     partition_by: list[ColumnName] = Field(default_factory=list)
+    merge_on_read: bool = Field(
+        True, description="Merges mark replaced rows in deletion vectors instead of "
+        "rewriting files (Delta reader version 3)")
     platform: Label | None = None
 
 

@@ -21,10 +21,15 @@ from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
+from pyroaring import BitMap
 
 from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
+from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.deletion_vectors import DeletionVector
 from dataferry.store.duck import cast_batches, ident, parquet_list, spilling
+from dataferry.store.manifest import FileEntry
+from dataferry.store.scan import FileScan, file_scans, relation
 
 BATCH_ROWS = 65_536
 
@@ -38,16 +43,20 @@ def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
 
 def version_view(dataset: DatasetStore, version: Version | None, name: str,
             db: duckdb.DuckDBPyConnection, columns: Sequence[str]) -> None:
-    """Create view ``name`` over a version's files (empty, with ``columns``, if None);
+    """Create view ``name`` over a version's live rows (empty, with ``columns``, if None);
     partition columns of a partitioned dataset are read from the paths."""
-    paths = dataset.file_paths(version) if version is not None else []
-    if version is None or not paths:
+    scans = dataset.scans(version) if version is not None else []
+    hive = version is not None and bool(dataset.partition_columns(version))
+    _view(db, name, relation(db, scans, hive=hive), columns)
+
+
+def _view(db: duckdb.DuckDBPyConnection, name: str, source: str | None,
+          columns: Sequence[str]) -> None:
+    if source is None:
         empty = ", ".join(f"null as {ident(c)}" for c in columns)
         db.execute(f"create or replace view {name} as select {empty} where false")
-        return
-    hive = ", hive_partitioning = true" if dataset.partition_columns(version) else ""
-    db.execute(f"create or replace view {name} as select * from "
-               f"read_parquet({parquet_list(paths)}, union_by_name = true{hive})")
+    else:
+        db.execute(f"create or replace view {name} as select * from {source}")
 
 
 def _stream(db: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
@@ -56,17 +65,64 @@ def _stream(db: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]
 
 
 def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version | None,
-            columns: Sequence[str], schema: pa.Schema) -> pa.RecordBatchReader:
-    """Run ``sql_builder`` (over views ``a`` = old, ``b`` = new) lazily, in its own DuckDB."""
+            columns: Sequence[str], schema: pa.Schema, *,
+            touched: bool = False) -> pa.RecordBatchReader:
+    """Run ``sql_builder`` (over views ``a`` = old, ``b`` = new) lazily, in its own DuckDB.
+
+    ``touched``: ``a`` and ``b`` hold only the rows of files that differ between the two
+    versions (see ``touched_views``), enough for any comparison by primary key.
+    """
 
     def batches() -> Iterator[pa.RecordBatch]:
         with _duckdb() as db:
             all_columns = [c["name"] for c in new.manifest.schema["columns"]]
-            version_view(dataset, old, "a", db, all_columns)
-            version_view(dataset, new, "b", db, all_columns)
+            if touched:
+                touched_views(dataset, old, new, db, all_columns)
+            else:
+                version_view(dataset, old, "a", db, all_columns)
+                version_view(dataset, new, "b", db, all_columns)
             yield from cast_batches(_stream(db, sql_builder), schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def touched_views(dataset: DatasetStore, old: Version | None, new: Version,
+                  db: duckdb.DuckDBPyConnection, columns: Sequence[str]) -> None:
+    """Views ``a`` (rows of ``old`` that ``new`` does not hold in the same place) and ``b``
+    (rows of ``new`` that ``old`` did not hold in the same place).
+
+    A row whose key is in neither view is the same in both versions, so comparing ``a``
+    with ``b`` by primary key gives every change. After an incremental version this reads
+    the new file and the rows its deletion vectors removed, not the whole table.
+    """
+    before = {f.path: f for f in dataset.active_files(old.number)} if old else {}
+    after = {f.path: f for f in dataset.active_files(new.number)}
+    gone: list[FileEntry] = []
+    came: list[FileEntry] = []
+    newly_deleted: list[FileScan] = []
+    for path, entry in before.items():
+        now = after.get(path)
+        if now is None or now.hash != entry.hash:
+            gone.append(entry)
+        elif now.deletion_vector != entry.deletion_vector:
+            was, is_ = (_deleted(dataset, e) for e in (entry, now))
+            if was.issubset(is_):  # vectors only grow: the difference is what was deleted
+                newly_deleted.append(FileScan(str(dataset.path / path), only=is_ - was))
+            else:
+                gone.append(entry)
+                came.append(now)
+    came += [entry for path, entry in after.items()
+             if path not in before or before[path].hash != entry.hash]
+    hive = bool(dataset.partition_columns(new))
+    _view(db, "a", relation(db, file_scans(dataset.path, gone) + newly_deleted, hive=hive),
+          columns)
+    _view(db, "b", relation(db, file_scans(dataset.path, came), hive=hive), columns)
+
+
+def _deleted(dataset: DatasetStore, entry: FileEntry) -> BitMap:
+    if not entry.deletion_vector:
+        return BitMap()
+    return deletion_vectors.read(dataset.path, DeletionVector.from_json(entry.deletion_vector))
 
 
 def _select(columns: Sequence[str], alias: str) -> str:
@@ -112,7 +168,7 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
             select {keys_a}{", " + null_row if null_row else ""} from a
             left join b on {on} where b.{ident(key[0])} is null and a.{ident(key[0])} is not null
         )"""
-    return _reader(sql, dataset, new, old, columns, schema)
+    return _reader(sql, dataset, new, old, columns, schema, touched=True)
 
 
 def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns: Sequence[str],
@@ -128,7 +184,7 @@ def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns
                f"from (select * from b where {_where(where)}) b "
                f"left join (select * from a where {_where(where)}) a on {on} "
                f"where a.{ident(key[0])} is null or {differs}")
-        return _reader(sql, dataset, new, old, columns, schema)
+        return _reader(sql, dataset, new, old, columns, schema, touched=True)
     # No key: the rows of the files the newer versions added (exact for append-only data).
     old_files = {f.path for f in dataset.active_files(old.number)} if old else set()
     added = [f for f in dataset.active_files(new.number) if f.path not in old_files]

@@ -25,6 +25,7 @@ from dataferry.store.manifest import (
     Signature,
     read_signed_checkpoint,
 )
+from dataferry.store.scan import FileScan, file_scans, read_rows
 
 SIG = "_sig"
 
@@ -175,9 +176,10 @@ class DatasetStore:
     def arrow_schema(self, version: Version) -> pa.Schema:
         return schema_from_manifest(version.manifest.schema)
 
-    def scanner(self, version: Version, columns: list[str] | None = None,
-                batch_size: int = 65_536) -> pads.Scanner:
-        """A streaming scan of a version's rows (bounded memory)."""
+    def _scanner(self, version: Version, columns: list[str] | None = None,
+                 batch_size: int = 65_536) -> pads.Scanner:
+        """A streaming scan of a version's files, for versions without deletion vectors
+        (partitioned ones included)."""
         schema = self.arrow_schema(version)
         files = self.active_files(version.number)
         paths = [str(self.path / f.path) for f in files]
@@ -190,6 +192,19 @@ class DatasetStore:
         dataset = pads.dataset(paths, schema=schema, format="parquet",
                                partitioning=partitioning, partition_base_dir=str(self.path))
         return dataset.scanner(columns=columns, batch_size=batch_size)
+
+    def reader(self, version: Version, columns: list[str] | None = None,
+               batch_size: int = 65_536) -> pa.RecordBatchReader:
+        """A version's live rows as a stream of record batches (bounded memory)."""
+        files = self.active_files(version.number)
+        if any(f.deletion_vector for f in files):
+            return read_rows(file_scans(self.path, files), self.arrow_schema(version),
+                             columns, batch_size)
+        return self._scanner(version, columns, batch_size).to_reader()
+
+    def scans(self, version: Version) -> list[FileScan]:
+        """What to read for a version's rows: its files with their deletion vectors."""
+        return file_scans(self.path, self.active_files(version.number))
 
     def partition_columns(self, version: Version) -> list[str]:
         """Columns whose values live in the file paths (hive style) instead of the files."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataferry.errors import StoreError
-from dataferry.store.changes import version_view
+from dataferry.store.changes import touched_views
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.duck import ident, spilling
 from dataferry.store.files import json_value
@@ -47,8 +47,8 @@ def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) 
     common = [c for c in new_cols if c in old_cols and c not in key]
     result = Diff(dataset.ref, v1, v2)
     with spilling("ferry-diff-", "1GB") as db:
-        version_view(dataset, old, "a", db, old_cols)
-        version_view(dataset, new, "b", db, new_cols)
+        # Only the rows of files that differ between the versions can differ.
+        touched_views(dataset, old, new, db, [c for c in new_cols if c in old_cols])
         on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
         differs = " or ".join(
             f"a.{ident(c)} is distinct from b.{ident(c)}" for c in common

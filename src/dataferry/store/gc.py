@@ -89,6 +89,8 @@ def _delete_unreferenced(dataset: DatasetStore, result: GcResult) -> None:
         for entry in dataset.active_files(number):
             needed.add(entry.path)
             hashes.add(entry.hash)
+            if entry.deletion_vector:
+                needed.add(str(entry.deletion_vector["file"]))
     head = numbers[-1] if numbers else 0
     for path in _data_files(dataset.path):
         rel = path.relative_to(dataset.path).as_posix()
@@ -113,5 +115,6 @@ def _data_files(root: Path) -> list[Path]:
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in ("_sig", "_delta_log")]
         out += [Path(directory) / name for name in filenames
-                if name.endswith(".parquet") or name.endswith(".tmp")]
+                if name.endswith((".parquet", ".tmp"))
+                or (name.startswith("deletion_vector_") and name.endswith(".bin"))]
     return out

@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dataferry.errors import StoreError
-from dataferry.store.hashing import hash_bytes
+from dataferry.store.hashing import hash_bytes, merkle_root
 from dataferry.store.keys import public_bytes, sign
 
 GENESIS_FORMAT = "dataferry.genesis/1"
@@ -102,6 +103,30 @@ class FileEntry:
     chunk_size: int
     chunks_hash: str
     partition_values: dict[str, str | None] = field(default_factory=dict)
+    deletion_vector: dict[str, Any] | None = None
+    """Rows of the file that are deleted (``deletion_vectors.DeletionVector`` as JSON)."""
+
+    @property
+    def live_rows(self) -> int:
+        """Rows of the file that are part of the version (``rows`` minus deleted ones)."""
+        return self.rows - (int(self.deletion_vector["cardinality"])
+                            if self.deletion_vector else 0)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["deletion_vector"] is None:  # manifests without vectors stay as they were
+            del data["deletion_vector"]
+        return data
+
+
+def files_root(algorithm: str, files: Iterable[FileEntry]) -> str:
+    """The Merkle root a manifest records over a version's files and deletion vectors."""
+    leaves = []
+    for entry in files:
+        leaves.append(entry.hash)
+        if entry.deletion_vector:
+            leaves.append(str(entry.deletion_vector["hash"]))
+    return merkle_root(algorithm, leaves)
 
 
 @dataclass(frozen=True)
@@ -130,7 +155,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["files"] = [asdict(f) for f in self.files]
+        data["files"] = [f.to_json() for f in self.files]
         data["removed"] = list(self.removed)
         data["lineage"] = list(self.lineage)
         data["keys"] = list(self.keys) if self.keys is not None else None
@@ -191,7 +216,7 @@ class Checkpoint:
 
     def to_bytes(self) -> bytes:
         data = asdict(self)
-        data["files"] = [asdict(f) for f in self.files]
+        data["files"] = [f.to_json() for f in self.files]
         data["keys"] = list(self.keys)
         return canonical(data)
 

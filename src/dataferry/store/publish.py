@@ -29,21 +29,24 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from dataferry.errors import StoreError
 from dataferry.faults import crash_point
 from dataferry.model.spec import DatasetCommon
+from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
-from dataferry.store.hashing import FileDigest, hash_file, merkle_root
+from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
 from dataferry.store.manifest import (
     FileEntry,
     Genesis,
     Manifest,
     Signature,
+    files_root,
     utc_now,
     write_atomic,
 )
-from dataferry.store.merge import merge_files
+from dataferry.store.merge import MergeResult, merge_files
 from dataferry.store.parquet_files import write_files
 from dataferry.store.quality import enforce_checks
+from dataferry.store.scan import file_scans
 from dataferry.store.storage import encode_reader
 
 Mode = Literal["replace", "merge", "append"]
@@ -88,11 +91,16 @@ def publish(
     keys: KeyStore,
     mode: Mode = "replace",
     cursor: dict[str, Any] | Callable[[], dict[str, Any] | None] | None = None,
+    changed_by: str | None = None,
     lineage: Sequence[dict[str, Any]] = (),
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> Published:
-    """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc."""
+    """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
+
+    ``changed_by``: a cursor column that changes whenever a row does (incremental
+    captures), so a merge compares stored rows by key and that column alone.
+    """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
         raise StoreError(f"{dataset.ref}: merge needs a primary key; declare primary_key in "
@@ -107,7 +115,8 @@ def publish(
         head = dataset.head()
         base_delta = recover(dataset, head)
         try:
-            written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows)
+            written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
+                             changed_by)
         except Exception:
             if failures:  # deltalake wraps errors of the data it reads: give back the original
                 raise failures[0] from None
@@ -124,7 +133,7 @@ def publish(
                     (dataset.path / entry.path).unlink(missing_ok=True)
             return Published(dataset.ref, head.number, head.manifest.rows, 0, 0, 0, 0,
                              head.hash, time.monotonic() - started, unchanged=True)
-        files = dataset.file_paths_for(written.active)
+        files = file_scans(dataset.path, written.active)
         try:
             enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,
                            partitioned=bool(spec.partition_by))
@@ -232,8 +241,25 @@ def recover(dataset: DatasetStore, head: Version | None) -> int | None:
         # Nothing was ever published: the table holds only an interrupted first attempt.
         _remove_log(dataset)
         return None
-    DeltaTable(str(dataset.path)).restore(published)
+    _drop_commits_after(dataset, int(published))
     return int(published)
+
+
+def _drop_commits_after(dataset: DatasetStore, published: int) -> None:
+    """Delete the Delta commits (and checkpoints) after ``published``: they belong to
+    attempts that never became a version, so no reader was ever pointed at them."""
+    for entry in dataset.delta_log.iterdir():
+        number = entry.name.split(".", 1)[0]
+        if number.isdigit() and int(number) > published:
+            entry.unlink()
+    last = dataset.delta_log / "_last_checkpoint"
+    if last.is_file():
+        try:
+            stale = int(json.loads(last.read_text())["version"]) > published
+        except (ValueError, KeyError, TypeError):
+            stale = True
+        if stale:
+            last.unlink()
 
 
 def _remove_log(dataset: DatasetStore) -> None:
@@ -252,6 +278,8 @@ class _Written:
     delta_version: int
     delta_raw: bytes
     digests: list[tuple[FileEntry, FileDigest]]
+    revised: list[FileEntry]
+    """Files kept with a new deletion vector (listed in the manifest again, not rehashed)."""
     removed: list[str]
     active: list[FileEntry]
     added_rows: int
@@ -266,32 +294,26 @@ def _write(
     head: Version | None,
     algorithm: str,
     on_rows: Callable[[int], None] | None,
+    changed_by: str | None = None,
 ) -> _Written:
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
     previous_rows = head.manifest.rows if head else 0
     if mode == "merge" and head is not None and not spec.partition_by:
-        merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows)
+        merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
+                             cursor=changed_by, merge_on_read=spec.merge_on_read)
         digests = merged.written
         crash_point("after-files")
-        now = int(time.time() * 1000)
-        changes: list[AddAction | RemoveAction] = [
-            RemoveAction(entry.path, True, now, entry.size, None) for entry in merged.removed
-        ]
-        changes += [AddAction(entry.path, entry.size, {}, now, True,
-                              json.dumps({"numRecords": entry.rows})) for entry, _ in digests]
-        if changes:
-            DeltaTable(str(dataset.path)).create_write_transaction(
-                changes, "append", DeltaSchema.from_arrow(reader.schema))
-        delta_version, raw, log_actions = _latest_entry(dataset)
-        if not changes:  # nothing changed, nothing committed: the latest entry is not ours
-            log_actions = []
+        revised = merged.revised
+        delta_version, raw, log_actions = _commit_merge(dataset, reader.schema, merged)
         metrics = {"added": merged.inserted + merged.updated, "removed": merged.updated}
     elif mode == "merge" or spec.partition_by:
+        revised = []
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
         delta_version, raw, log_actions = _latest_entry(dataset)
         digests = _hash_added(dataset, log_actions, algorithm)
     else:
+        revised = []
         digests = write_files(dataset.path, reader, algorithm, on_rows)
         crash_point("after-files")
         schema = DeltaSchema.from_arrow(reader.schema)
@@ -314,10 +336,28 @@ def _write(
     active = dict(previous)
     for path in removed:
         active.pop(path, None)
-    for entry, _ in digests:
+    for entry in [e for e, _ in digests] + revised:
         active[entry.path] = entry
-    return _Written(delta_version, raw, digests, removed, sorted(active.values(),
-                    key=lambda f: f.path), metrics["added"], metrics["removed"])
+    return _Written(delta_version, raw, digests, revised, removed, sorted(
+        active.values(), key=lambda f: f.path), metrics["added"], metrics["removed"])
+
+
+def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
+                  merged: MergeResult) -> tuple[int, bytes, list[dict[str, Any]]]:
+    """Commit a merge's files and deletion vectors as the next Delta version."""
+    current = _delta_version(dataset)
+    assert current is not None
+    added = [entry for entry, _ in merged.written] + merged.revised
+    if not added and not merged.removed:  # nothing changed, nothing committed
+        raw, _ = dataset.delta_entry(current)
+        return current, raw, []
+    now = int(time.time() * 1000)
+    actions = delta_log.table_changes(dataset.path, schema,
+                                      deletion_vectors=bool(merged.revised))
+    actions += [delta_log.remove_action(e, now) for e in merged.removed + merged.replaced]
+    actions += [delta_log.add_action(e, now) for e in added]
+    raw = delta_log.commit(dataset.path, current + 1, "MERGE", actions)
+    return current + 1, raw, actions
 
 
 def _write_with_deltalake(
@@ -395,8 +435,8 @@ def _rollback(dataset: DatasetStore, base_delta: int | None, written: _Written) 
     """Undo a commit whose version failed its checks (files are left for ``ferry gc``)."""
     if base_delta is None:
         _remove_log(dataset)
-    elif (_delta_version(dataset) or 0) > base_delta:  # a merge that changed nothing commits nothing
-        DeltaTable(str(dataset.path)).restore(base_delta)
+    else:
+        _drop_commits_after(dataset, base_delta)
 
 
 def _manifest(
@@ -406,7 +446,7 @@ def _manifest(
 ) -> Manifest:
     from dataferry.store.hashing import hash_bytes
 
-    files = tuple(entry for entry, _ in written.digests)
+    files = tuple(entry for entry, _ in written.digests) + tuple(written.revised)
     return Manifest(
         dataset=dataset.ref,
         dataset_id=genesis.dataset_id,
@@ -418,10 +458,10 @@ def _manifest(
         schema=declared_columns(spec),
         files=files,
         removed=tuple(written.removed),
-        rows=sum(f.rows for f in written.active),
+        rows=sum(f.live_rows for f in written.active),
         added_rows=written.added_rows,
         removed_rows=written.removed_rows,
-        root=merkle_root(genesis.algorithm, [f.hash for f in written.active]),
+        root=files_root(genesis.algorithm, written.active),
         mode=mode,
         cursor=cursor,
         lineage=tuple(lineage),

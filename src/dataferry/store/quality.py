@@ -61,6 +61,7 @@ from dataferry.model.spec import (
 )
 from dataferry.store.duck import ident
 from dataferry.store.files import json_value
+from dataferry.store.scan import FileScan, relation
 
 __all__ = ["MEMORY_LIMIT", "CheckFailure", "QualityError", "enforce_checks", "run_checks"]
 
@@ -104,7 +105,7 @@ def run_checks(
     dataset: str,
     checks: Sequence[AnyCheck],
     primary_key: Sequence[str],
-    files: Sequence[str | Path],
+    files: Sequence[str | Path | FileScan],
     *,
     now: datetime | None = None,
     connection: duckdb.DuckDBPyConnection | None = None,
@@ -117,13 +118,14 @@ def run_checks(
     ``connection`` a private one is opened with a memory limit of ``MEMORY_LIMIT`` and a
     temporary spill directory; a given connection is used as it is and left open.
     Raises ``StoreError`` if the files cannot be read. ``partitioned``: the files are in
-    hive-style ``column=value/`` folders whose values are columns too.
+    hive-style ``column=value/`` folders whose values are columns too. ``FileScan``s
+    carry the rows a file's deletion vector removes.
     """
     if not checks:
         return []
     moment = _utc(now or datetime.now(UTC))
     with _connection(connection) as db:
-        version = _Version(dataset, [str(f) for f in files], primary_key, db, partitioned)
+        version = _Version(dataset, list(files), primary_key, db, partitioned)
         failures: list[CheckFailure] = []
         for check in checks:
             failures.extend(version.run(check, moment))
@@ -134,7 +136,7 @@ def enforce_checks(
     dataset: str,
     checks: Sequence[AnyCheck],
     primary_key: Sequence[str],
-    files: Sequence[str | Path],
+    files: Sequence[str | Path | FileScan],
     *,
     now: datetime | None = None,
     connection: duckdb.DuckDBPyConnection | None = None,
@@ -203,22 +205,28 @@ def _examples_text(examples: list[dict[str, Any]]) -> str:
 class _Version:
     """The rows of one version as DuckDB reads them, and the checks over them."""
 
-    def __init__(self, dataset: str, files: list[str], primary_key: Sequence[str],
-                 db: duckdb.DuckDBPyConnection, partitioned: bool = False) -> None:
+    def __init__(self, dataset: str, files: list[str | Path | FileScan],
+                 primary_key: Sequence[str], db: duckdb.DuckDBPyConnection,
+                 partitioned: bool = False) -> None:
         self.dataset = dataset
-        self.files = files
         self.db = db
+        scans = [f if isinstance(f, FileScan) else FileScan(str(f)) for f in files]
+        self.files = [s.path for s in scans]
+        self.numbered = all(s.deleted is None and s.only is None for s in scans)
+        """Rows can be named by file and position (no deletion vector hides any)."""
         hive = ", hive_partitioning = true" if partitioned else ""
         self.source = f"read_parquet($files, union_by_name = true{hive})"
+        if not self.numbered:
+            self.source = relation(db, scans, hive=partitioned) or self.source
         self.types: dict[str, str] = {}
         self.total = 0
         self._offsets: list[int] | None = None
         if files:
             try:
                 described = db.execute(f"describe select * from {self.source}",
-                                       {"files": files}).fetchall()
+                                       self.params).fetchall()
                 self.types = {str(row[0]): str(row[1]) for row in described}
-                counted = db.execute(f"select count(*) from {self.source}", {"files": files})
+                counted = db.execute(f"select count(*) from {self.source}", self.params)
                 self.total = int(counted.fetchone()[0])  # type: ignore[index]
             except duckdb.Error as error:
                 raise StoreError(f"{dataset}: cannot read the version's Parquet files to run "
@@ -245,9 +253,14 @@ class _Version:
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> tuple[Any, ...]:
         row = self.db.execute(sql.replace("{source}", self.source),
-                              {"files": self.files, **(params or {})}).fetchone()
+                              {**self.params, **(params or {})}).fetchone()
         assert row is not None  # an aggregate always has one row
         return tuple(row)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The query parameters ``source`` needs."""
+        return {"files": self.files} if self.numbered else {}
 
     def offsets(self) -> list[int]:
         """Rows before each file, for numbering rows through the whole version."""
@@ -274,6 +287,8 @@ class _Version:
         """An orderable struct naming a row: its key (or number), plus ``value``'s value."""
         if self.key and not by_row:
             fields = [(k, self.value_sql(k)) for k in self.key]
+        elif not self.numbered:  # positions in files say nothing once rows are deleted
+            fields = [(_ROW, "null")]
         else:
             before = "$offsets[file_index::BIGINT + 1] + " if len(self.files) > 1 else ""
             fields = [(_ROW, f"{before}file_row_number + 1")]
@@ -282,7 +297,7 @@ class _Version:
         return "struct_pack(" + ", ".join(f"{ident(n)} := {e}" for n, e in fields) + ")"
 
     def example_params(self, by_row: bool = False) -> dict[str, Any]:
-        if (self.key and not by_row) or len(self.files) <= 1:
+        if (self.key and not by_row) or len(self.files) <= 1 or not self.numbered:
             return {}
         return {"offsets": self.offsets()}
 

@@ -19,10 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataferry.errors import StoreError
+from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore
-from dataferry.store.hashing import file_hash, hash_bytes, hash_file, merkle_root
+from dataferry.store.deletion_vectors import DeletionVector
+from dataferry.store.hashing import file_hash, hash_bytes, hash_file
 from dataferry.store.keys import fingerprint, verify_signature
-from dataferry.store.manifest import FileEntry, Manifest, Signature, read_signed_checkpoint
+from dataferry.store.manifest import (
+    FileEntry,
+    Manifest,
+    Signature,
+    files_root,
+    read_signed_checkpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ def verify_dataset(
     prev_hash: str | None = None
     expected = 1
     active: dict[str, FileEntry] = {}
+    checked: set[tuple[str, str]] = set()
     if checkpoint is not None:
         _, body, signature = read_signed_checkpoint(dataset.checkpoint_path.read_bytes())
         if signature.key not in allowed or not verify_signature(
@@ -101,6 +110,9 @@ def verify_dataset(
             if entry.path in still_used:
                 _verify_file(dataset, algorithm, checkpoint.first_version, entry, deep,
                              report, problem, on_bytes)
+                checked.add((entry.path, entry.hash))
+                if entry.deletion_vector:
+                    _verify_vector(dataset, algorithm, checkpoint.first_version, entry, problem)
     for number in dataset.version_numbers():
         if checkpoint is not None and number < checkpoint.first_version:
             continue
@@ -138,8 +150,12 @@ def verify_dataset(
             active.pop(path, None)
         for entry in manifest.files:
             active[entry.path] = entry
-            _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
-        root = merkle_root(algorithm, [f.hash for f in active.values()])
+            if (entry.path, entry.hash) not in checked:  # a file relisted with a new vector
+                _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
+                checked.add((entry.path, entry.hash))
+            if entry.deletion_vector:
+                _verify_vector(dataset, algorithm, number, entry, problem)
+        root = files_root(algorithm, active.values())
         if root != manifest.root:
             problem(number, manifest_file, "Merkle root does not match the version's files")
         _verify_delta(dataset, algorithm, number, manifest, problem)
@@ -190,6 +206,26 @@ def _verify_file(
         problem(number, entry.path, "chunk list does not match chunks_hash")
     elif chunks is not None and listed.decode().split() != chunks:
         problem(number, entry.path, "chunk hashes do not match the file's bytes")
+
+
+def _verify_vector(
+    dataset: DatasetStore, algorithm: str, number: int, entry: FileEntry,
+    problem: Callable[[int | None, str | None, str], None],
+) -> None:
+    """A deletion vector's bytes: present, intact (size, CRC) and as signed (hash)."""
+    assert entry.deletion_vector is not None
+    vector = DeletionVector.from_json(entry.deletion_vector)
+    try:
+        data = deletion_vectors.read_bytes(dataset.path, vector)
+    except StoreError as exc:
+        problem(number, vector.file, f"deletion vector of {entry.path}: {exc}")
+        return
+    if hash_bytes(algorithm, data) != vector.hash:
+        problem(number, vector.file, f"deletion vector of {entry.path} does not match its "
+                "hash (the file was changed)")
+    elif len(deletion_vectors.deserialize(data)) != vector.cardinality:
+        problem(number, vector.file, f"deletion vector of {entry.path} deletes another "
+                "number of rows than the manifest says")
 
 
 def _verify_delta(
