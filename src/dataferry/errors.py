@@ -6,6 +6,7 @@
     ├── SecretError             a ${env:..} / ${file:..} reference cannot be resolved
     ├── SourceError             reading a producer's system failed
     ├── SinkError               writing to a consumer's system failed
+    ├── MetadataError           the metadata database is misconfigured or refused
     ├── StoreError              the dataset store refused an operation
     │   └── VerificationError   a hash, signature or chain link does not verify
     └── AuthError               authentication or authorization failed
@@ -52,6 +53,10 @@ class StoreError(FerryError):
 
 class VerificationError(StoreError):
     """A file, manifest, signature or chain link does not verify."""
+
+
+class MetadataError(FerryError):
+    """The metadata database is misconfigured or refused an operation."""
 
 
 class AuthError(FerryError):

@@ -1,0 +1,40 @@
+"""The metadata database: run history, job leases and the applied plan (later users,
+tokens, the outbox and the audit log).
+
+One SQL database named by ``metadata:`` in ferry.yaml — a SQLite file next to the model
+by default, PostgreSQL when several schedulers, workers and the server share it. The
+schema is migrated with Alembic when the database is opened. Callers get plain frozen
+dataclasses back and never hold an ORM session.
+
+    db = open_metadata(metadata_url(home, ecosystem.metadata, root=model_root))
+    runs = RunHistory(db)
+    run_id = runs.start_run("ingest:shop.orders", "ingest", "schedule", 1, worker_name(), 60)
+"""
+
+from __future__ import annotations
+
+from dataferry.errors import MetadataError
+from dataferry.metadata.clock import Clock, utcnow
+from dataferry.metadata.database import Metadata, metadata_url, open_metadata
+from dataferry.metadata.leases import Lease, Leases
+from dataferry.metadata.plans import AppliedPlan, PlanHistory
+from dataferry.metadata.runs import LogLine, Run, RunDetail, RunHistory, VersionRef, worker_name
+
+__all__ = [
+    "AppliedPlan",
+    "Clock",
+    "Lease",
+    "Leases",
+    "LogLine",
+    "Metadata",
+    "MetadataError",
+    "PlanHistory",
+    "Run",
+    "RunDetail",
+    "RunHistory",
+    "VersionRef",
+    "metadata_url",
+    "open_metadata",
+    "utcnow",
+    "worker_name",
+]

@@ -1,0 +1,240 @@
+"""Run history: what the runner and scheduler record about every job attempt.
+
+A run starts ``running`` with a lease on its own row that the worker extends with
+``heartbeat``; a run still ``running`` after its lease expired belongs to a process
+that died without saying so (SIGKILL, OOM killer, power loss). Any scheduler can find
+those with ``expired_runs`` and claim each one once with ``mark_abandoned``.
+
+Everything returned is a frozen dataclass: callers never hold an ORM session.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from dataferry.errors import MetadataError
+from dataferry.metadata.clock import Clock, utcnow
+from dataferry.metadata.database import Metadata
+from dataferry.metadata.schema import RunLogRow, RunRow
+
+JobKind = Literal["ingest", "transform", "deliver"]
+Trigger = Literal["manual", "schedule", "freshness", "on_change", "retry"]
+Status = Literal["queued", "running", "succeeded", "unchanged", "failed", "skipped"]
+Level = Literal["debug", "info", "warning", "error"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "unchanged", "failed", "skipped"})
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A dataset version a run read or wrote: ``shop.orders`` version 7."""
+
+    ref: str
+    version: int
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: datetime
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attempt at one job, as recorded; times are aware UTC datetimes."""
+
+    id: int
+    job_id: str
+    job_kind: str
+    trigger: str
+    status: str
+    attempt: int
+    started_at: datetime
+    ended_at: datetime | None
+    rows_in: int
+    rows_out: int
+    versions_read: tuple[VersionRef, ...]
+    versions_written: tuple[VersionRef, ...]
+    error: str | None
+    worker: str
+    lease_expires_at: datetime | None
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the run took; None while it has not ended."""
+        return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class RunDetail(Run):
+    """A run with its log lines, oldest first (``ferry runs ID``, ``GET /runs/{id}``)."""
+
+    log: tuple[LogLine, ...]
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process: where a run ran, and whose heartbeat stopped."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunHistory:
+    """Records runs in the metadata database and reads them back.
+
+    ``now`` is the clock for every timestamp and lease; tests pass a fake one.
+    """
+
+    def __init__(self, db: Metadata, now: Clock = utcnow) -> None:
+        self.db = db
+        self.now = now
+
+    def start_run(self, job_id: str, kind: JobKind, trigger: Trigger, attempt: int,
+                  worker: str, lease_seconds: float) -> int:
+        """Record that ``worker`` started a job now; returns the new run's id.
+
+        The run must call ``heartbeat`` within ``lease_seconds`` or it counts as dead.
+        """
+        _check(kind, JobKind, "job kind")
+        _check(trigger, Trigger, "trigger")
+        now = self.now()
+        row = RunRow(job_id=job_id, job_kind=kind, trigger=trigger, status="running",
+                     attempt=attempt, started_at=now, ended_at=None, rows_in=0, rows_out=0,
+                     versions_read=[], versions_written=[], error=None, worker=worker,
+                     lease_expires_at=now + timedelta(seconds=lease_seconds))
+        with self.db.sessions.begin() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def log(self, run_id: int, level: Level, message: str) -> None:
+        """Append a line to a run's log."""
+        _check(level, Level, "log level")
+        try:
+            with self.db.sessions.begin() as session:
+                session.add(RunLogRow(run_id=run_id, at=self.now(), level=level,
+                                      message=message))
+        except IntegrityError as error:
+            raise MetadataError(f"cannot log to run {run_id}: there is no such run") from error
+
+    def finish_run(self, run_id: int, status: Status, rows_in: int = 0, rows_out: int = 0,
+                   versions_read: Iterable[VersionRef] = (),
+                   versions_written: Iterable[VersionRef] = (),
+                   error: str | None = None) -> bool:
+        """Record how a running run ended; False if it was no longer running.
+
+        That happens when another scheduler already declared it abandoned because its
+        heartbeat stopped (and may have started a retry): the first verdict stands, and
+        the caller learns its result was not recorded.
+        """
+        if status not in FINISHED:
+            raise ValueError(f"{status!r} is not a finished status: {', '.join(sorted(FINISHED))}")
+        with self.db.sessions.begin() as session:
+            done = session.connection().execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "running")
+                .values(status=status, ended_at=self.now(), rows_in=rows_in, rows_out=rows_out,
+                        versions_read=_to_json(versions_read),
+                        versions_written=_to_json(versions_written),
+                        error=error, lease_expires_at=None)
+            )
+            return done.rowcount == 1
+
+    def heartbeat(self, run_id: int, lease_seconds: float) -> bool:
+        """Extend a running run's lease; False means it was declared abandoned: stop."""
+        with self.db.sessions.begin() as session:
+            done = session.connection().execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "running")
+                .values(lease_expires_at=self.now() + timedelta(seconds=lease_seconds))
+            )
+            return done.rowcount == 1
+
+    def expired_runs(self, now: datetime | None = None) -> list[Run]:
+        """Runs still ``running`` whose lease expired by ``now``: their process is gone."""
+        at = self.now() if now is None else now
+        with self.db.reads.begin() as session:
+            rows = session.scalars(
+                select(RunRow)
+                .where(RunRow.status == "running", RunRow.lease_expires_at <= at)
+                .order_by(RunRow.id)
+            ).all()
+            return [_run(row) for row in rows]
+
+    def mark_abandoned(self, run_id: int) -> bool:
+        """Fail a run whose lease expired; True for the one caller that did it.
+
+        Several schedulers may sweep at once; the conditional update lets exactly one of
+        them win, so exactly one schedules the retry.
+        """
+        now = self.now()
+        with self.db.sessions.begin() as session:
+            row = session.get(RunRow, run_id)
+            if row is None or row.status != "running" or row.lease_expires_at is None:
+                return False
+            message = (f"abandoned: worker {row.worker} stopped heartbeating; its lease "
+                       f"expired at {row.lease_expires_at.isoformat()}")
+            done = session.connection().execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "running",
+                       RunRow.lease_expires_at <= now)
+                .values(status="failed", ended_at=now, error=message, lease_expires_at=None)
+            )
+            if done.rowcount != 1:
+                return False
+            session.add(RunLogRow(run_id=run_id, at=now, level="error", message=message))
+            return True
+
+    def list_runs(self, limit: int = 50, offset: int = 0, failed_only: bool = False,
+                  job_id: str | None = None) -> list[Run]:
+        """Runs newest first (by start order), optionally only failed ones or one job's."""
+        query = select(RunRow).order_by(RunRow.id.desc()).limit(limit).offset(offset)
+        if failed_only:
+            query = query.where(RunRow.status == "failed")
+        if job_id is not None:
+            query = query.where(RunRow.job_id == job_id)
+        with self.db.reads.begin() as session:
+            return [_run(row) for row in session.scalars(query).all()]
+
+    def get_run(self, run_id: int) -> RunDetail | None:
+        """One run with its log lines, or None if there is no such run."""
+        with self.db.reads.begin() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                return None
+            lines = session.scalars(
+                select(RunLogRow).where(RunLogRow.run_id == run_id).order_by(RunLogRow.id)
+            ).all()
+            log = tuple(LogLine(line.at, line.level, line.message) for line in lines)
+            return RunDetail(**vars(_run(row)), log=log)
+
+
+def _check(value: str, allowed: Any, what: str) -> None:
+    choices = get_args(allowed)
+    if value not in choices:
+        raise ValueError(f"{value!r} is not a {what}: use one of {', '.join(choices)}")
+
+
+def _to_json(versions: Iterable[VersionRef]) -> list[dict[str, Any]]:
+    return [{"ref": v.ref, "version": v.version} for v in versions]
+
+
+def _from_json(versions: list[dict[str, Any]] | None) -> tuple[VersionRef, ...]:
+    return tuple(VersionRef(str(v["ref"]), int(v["version"])) for v in versions or [])
+
+
+def _run(row: RunRow) -> Run:
+    return Run(
+        id=row.id, job_id=row.job_id, job_kind=row.job_kind, trigger=row.trigger,
+        status=row.status, attempt=row.attempt, started_at=row.started_at,
+        ended_at=row.ended_at, rows_in=row.rows_in, rows_out=row.rows_out,
+        versions_read=_from_json(row.versions_read),
+        versions_written=_from_json(row.versions_written), error=row.error,
+        worker=row.worker, lease_expires_at=row.lease_expires_at,
+    )
