@@ -3,9 +3,10 @@ delivery per consumer need — P + T + C jobs, however many consumers share a da
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dataferry.broker.platforms import choose, dataset_rows
 from dataferry.errors import UsageError
 from dataferry.model.graph import ModelIndex
 
@@ -67,19 +68,13 @@ class Graph:
         return found
 
 
-def build_graph(index: ModelIndex, *, everything: bool = False) -> Graph:
-    """The graph of the model (``everything``: also ingests nobody needs)."""
-    eco = index.ecosystem
+def build_graph(index: ModelIndex, *, everything: bool = False,
+                sizes: Mapping[str, int] | None = None) -> Graph:
+    """The graph of the model (``everything``: also ingests nobody needs). ``sizes``: rows
+    of each dataset's latest version, for the platforms' ``min_rows`` rule."""
     graph = Graph()
     needed = set(index.receivers)
-
-    def platform(network: str | None, explicit: str | None) -> tuple[str, str]:
-        if explicit:
-            return explicit, f"platform {explicit} is set in the model"
-        if network:
-            name = index.networks.get(network, network)
-            return name, f"its source/sink is only reachable in network {network}"
-        return eco.defaults.platform, "defaults.platform"
+    rows = sizes or {}
 
     def producer(ref: str) -> str:
         entry = index.datasets[ref]
@@ -92,26 +87,30 @@ def build_graph(index: ModelIndex, *, everything: bool = False) -> Graph:
         if not (everything or ref in needed or spec.schedule):
             continue
         network = getattr(entry.source, "network", None)
-        name, why = platform(network, spec.platform)
-        graph.add(Job(f"ingest:{ref}", "ingest", ref, platform=name, network=network, why=why,
-                      trigger=spec.schedule or "freshness"))
+        choice = choose(index, entry.team, explicit=spec.platform, network=network,
+                        rows=dataset_rows(rows, [ref]))
+        graph.add(Job(f"ingest:{ref}", "ingest", ref, platform=choice.platform,
+                      network=network, why=choice.why, trigger=spec.schedule or "freshness"))
     for ref, entry in index.datasets.items():
         if not entry.is_transformer:
             continue
-        inputs = tuple(producer(r) for r in entry.spec.inputs if r in index.datasets)  # type: ignore[attr-defined]
-        name, why = platform(None, entry.spec.platform)
-        graph.add(Job(f"transform:{ref}", "transform", ref, inputs=inputs, platform=name,
-                      why=why, trigger=entry.spec.trigger))  # type: ignore[attr-defined]
-    for consumer_ref, (_, _, consumer) in index.consumers.items():
+        sources = [r for r in entry.spec.inputs if r in index.datasets]  # type: ignore[attr-defined]
+        choice = choose(index, entry.team, explicit=entry.spec.platform, network=None,
+                        rows=dataset_rows(rows, sources))
+        graph.add(Job(f"transform:{ref}", "transform", ref,
+                      inputs=tuple(producer(r) for r in sources), platform=choice.platform,
+                      why=choice.why, trigger=entry.spec.trigger))  # type: ignore[attr-defined]
+    for consumer_ref, (team, _, consumer) in index.consumers.items():
         for position, need in enumerate(consumer.datasets):
             if need.ref not in index.datasets:
                 continue
             table = need.table or need.ref.partition(".")[2]
-            name, why = platform(consumer.sink.network, consumer.platform)
+            choice = choose(index, team, explicit=consumer.platform,
+                            network=consumer.sink.network, rows=dataset_rows(rows, [need.ref]))
             graph.add(Job(f"deliver:{consumer_ref}:{table}", "deliver", need.ref,
                           consumer=consumer_ref, need=position, inputs=(producer(need.ref),),
-                          platform=name, network=consumer.sink.network, why=why,
-                          trigger="on_change"))
+                          platform=choice.platform, network=consumer.sink.network,
+                          why=choice.why, trigger="on_change"))
     return graph
 
 

@@ -1,0 +1,72 @@
+"""The plan: the job graph as a document, and what changed since the applied one.
+
+``ferry plan`` shows it; ``ferry apply`` records it in the metadata database as the plan
+the scheduler follows. The document is CLI.md's ``plan`` shape: ``jobs`` (``id``,
+``kind``, ``dataset``, ``consumer``, ``platform``, ``inputs``, ``trigger``, plus ``why``
+the platform was chosen and ``network``) and ``changes`` (``add``/``change``/``remove``
+job ids against the applied plan). Removing a job never touches data: a consumer that
+leaves the model keeps what was delivered into its sink.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dataferry.broker.graph import Graph, build_graph
+from dataferry.model.graph import ModelIndex
+from dataferry.store.hashing import hash_bytes
+from dataferry.store.store import Store
+
+PLANNED_FIELDS = ("kind", "dataset", "consumer", "platform", "inputs", "trigger", "network")
+"""What makes two plans of one job differ (``why`` is an explanation, not a setting)."""
+
+
+def plan_jobs(graph: Graph) -> list[dict[str, Any]]:
+    """Every job of the graph, dependencies first."""
+    return [
+        {"id": job.id, "kind": job.kind, "dataset": job.dataset, "consumer": job.consumer,
+         "platform": job.platform, "inputs": list(job.inputs), "trigger": job.trigger,
+         "network": job.network, "why": job.why}
+        for job in graph.order(sorted(graph.jobs))
+    ]
+
+
+def plan_changes(jobs: Sequence[Mapping[str, Any]],
+                 applied: Sequence[Mapping[str, Any]] | None) -> dict[str, list[str]]:
+    """Job ids added, changed and removed since the applied plan (all added if none)."""
+    before = {job["id"]: job for job in applied or ()}
+    now = {job["id"]: job for job in jobs}
+    return {
+        "add": sorted(set(now) - set(before)),
+        "change": sorted(i for i in set(now) & set(before)
+                         if any(now[i].get(f) != before[i].get(f) for f in PLANNED_FIELDS)),
+        "remove": sorted(set(before) - set(now)),
+    }
+
+
+def plan_hash(jobs: Sequence[Mapping[str, Any]]) -> str:
+    """A hash of the planned jobs (what the applied plan is recorded under)."""
+    planned = [{k: job.get(k) for k in ("id", *PLANNED_FIELDS)} for job in jobs]
+    return hash_bytes("blake3", json.dumps(planned, sort_keys=True).encode())
+
+
+def dataset_sizes(store: Store, index: ModelIndex) -> dict[str, int]:
+    """Rows of the latest version of every dataset the store has (for ``min_rows``)."""
+    sizes: dict[str, int] = {}
+    for ref in index.datasets:
+        dataset = store.dataset(ref)
+        if not dataset.exists():
+            continue
+        head = dataset.head()
+        if head is not None:
+            sizes[ref] = head.manifest.rows
+    return sizes
+
+
+def build_plan(index: ModelIndex, store: Store,
+               applied: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The plan document of the model, with its changes against ``applied``."""
+    jobs = plan_jobs(build_graph(index, sizes=dataset_sizes(store, index)))
+    return {"jobs": jobs, "changes": plan_changes(jobs, applied)}

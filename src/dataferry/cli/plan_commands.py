@@ -1,0 +1,91 @@
+"""Plan commands: plan (the job graph and what changed) and apply (record it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from dataferry.cli.common import JsonOption, ModelOption, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+    app.command("apply")(apply)
+
+
+def _planned(model: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The run context, its metadata database and the plan against the applied one."""
+    from dataferry.broker.plan import build_plan
+    from dataferry.cli.run_commands import _context
+    from dataferry.engine.context import RunContext
+    from dataferry.metadata import PlanHistory, metadata_url, open_metadata
+
+    context = _context(model)
+    assert isinstance(context, RunContext)
+    metadata = open_metadata(metadata_url(context.store.home, context.ecosystem.metadata,
+                                          root=context.root))
+    applied = PlanHistory(metadata).applied_plan()
+    document = build_plan(context.index, context.store,
+                          applied.plan["jobs"] if applied is not None else None)
+    return context, metadata, document
+
+
+def plan(model: ModelOption = None, json_out: JsonOption = False) -> None:
+    """The pipeline graph: every job, where it runs and why, and what changed since the
+    last `ferry apply`."""
+    _, _, document = _planned(model)
+    if json_out:
+        print_json(document)
+        return
+    _print_plan(document)
+
+
+def apply(
+    model: ModelOption = None,
+    by: str | None = typer.Option(None, "--by", metavar="EMAIL",
+                                  help="Who applies it (recorded with the plan)."),
+) -> None:
+    """Record the plan as the one the scheduler follows (`ferry up`, `ferry serve`)."""
+    from dataferry.broker.plan import plan_hash
+    from dataferry.metadata import PlanHistory
+
+    _, metadata, document = _planned(model)
+    changes = document["changes"]
+    if not any(changes.values()):
+        typer.echo(f"nothing to apply: the applied plan is current "
+                   f"({len(document['jobs'])} jobs)")
+        return
+    number = PlanHistory(metadata).save_plan({"jobs": document["jobs"]},
+                                             plan_hash(document["jobs"]), by)
+    typer.echo(f"applied plan {number}: {len(document['jobs'])} jobs "
+               f"({len(changes['add'])} added, {len(changes['change'])} changed, "
+               f"{len(changes['remove'])} removed)")
+    if changes["remove"]:
+        typer.echo("removed jobs stop running; data already delivered stays in the sinks")
+
+
+def _print_plan(document: dict[str, Any]) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    changes = document["changes"]
+    marks = {**dict.fromkeys(changes["add"], "+"), **dict.fromkeys(changes["change"], "~")}
+    table = Table("", "job", "platform", "trigger", "why", box=None, highlight=False)
+    for job in document["jobs"]:
+        table.add_row(marks.get(job["id"], ""), job["id"], job["platform"], job["trigger"],
+                      job["why"])
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    for job_id in changes["remove"]:
+        console.print(f"- {job_id}  (removed: stops running; delivered data stays)")
+    counts = {kind: len(ids) for kind, ids in changes.items()}
+    kinds = {kind: sum(1 for j in document["jobs"] if j["kind"] == kind)
+             for kind in ("ingest", "transform", "deliver")}
+    console.print(f"{len(document['jobs'])} jobs: {kinds['ingest']} ingest + "
+                  f"{kinds['transform']} transform + {kinds['deliver']} deliver; since the "
+                  f"applied plan: {counts['add']} to add, {counts['change']} to change, "
+                  f"{counts['remove']} to remove" + ("" if any(counts.values()) else
+                                                     " (up to date)"))
