@@ -4,23 +4,34 @@ A job whose dependency failed is skipped (and says why); a job for a platform in
 private network waits for that network's agent and is skipped here. Transient errors
 (connection refused, timeouts, lock conflicts) are retried with exponential backoff and
 jitter; terminal ones fail at once with the message the connector gave.
+
+Every attempt is recorded in the run history of the metadata DB (``ferry runs``): each
+retry is its own run (attempt 1, 2, 3), and a skipped job gets a run too, so the history
+says why it did not run. Messages recorded are the ``FerryError`` texts, which never
+hold secrets.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, cast
 
 from dataferry.broker.graph import Job
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
+from dataferry.metadata.runs import JobKind, RunHistory, Trigger, VersionRef, worker_name
 
 ATTEMPTS = 3
 BACKOFF = 0.5
+LEASE_SECONDS = 300.0
+"""How long a run row stays ``running`` without a heartbeat before it counts as dead."""
+HEARTBEAT_SECONDS = 60.0
 
 
 @dataclass
@@ -32,38 +43,105 @@ class JobResult:
     seconds: float = 0.0
     message: str = ""
     warnings: list[str] = field(default_factory=list)
+    rows_in: int = 0
+    """Rows read: from the source (ingest), input versions (transform), the store (deliver)."""
+    rows_out: int = 0
+    """Rows written: added to the new version (ingest), in it (transform), sent (deliver)."""
+    versions_read: list[VersionRef] = field(default_factory=list)
+    versions_written: list[VersionRef] = field(default_factory=list)
+    run_id: int | None = None
+    """The run history row of the last attempt."""
+    attempts: int = 0
 
 
 def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
             full: bool) -> JobResult:
-    from dataferry.engine.deliver import deliver
+    """Run one job once; engine errors propagate (``run_jobs`` retries and records)."""
+    if job.kind == "ingest":
+        return _ingest(context, job, on_rows, full)
+    if job.kind == "transform":
+        return _transform(context, job, on_rows)
+    return _deliver(context, job, on_rows)
+
+
+def _ingest(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
+            full: bool) -> JobResult:
     from dataferry.engine.ingest import ingest
+
+    started = time.monotonic()
+    result = ingest(context, job.dataset, full=full, on_rows=on_rows)
+    if result.published is None:
+        return JobResult(job, "unchanged", result.rows_read, None,
+                         time.monotonic() - started, "nothing new", result.warnings,
+                         rows_in=result.rows_read)
+    published = result.published
+    return JobResult(job, "succeeded", published.added_rows, published.version,
+                     time.monotonic() - started, f"version {published.version}",
+                     result.warnings, rows_in=result.rows_read, rows_out=published.added_rows,
+                     versions_written=[VersionRef(job.dataset, published.version)])
+
+
+def _transform(context: RunContext, job: Job,
+               on_rows: Callable[[int], None] | None) -> JobResult:
     from dataferry.engine.transform import transform
 
     started = time.monotonic()
-    if job.kind == "ingest":
-        result = ingest(context, job.dataset, full=full, on_rows=on_rows)
-        if result.published is None:
-            return JobResult(job, "unchanged", result.rows_read, None,
-                             time.monotonic() - started, "nothing new", result.warnings)
-        return JobResult(job, "succeeded", result.published.added_rows,
-                         result.published.version, time.monotonic() - started,
-                         f"version {result.published.version}", result.warnings)
-    if job.kind == "transform":
-        done = transform(context, job.dataset, on_rows=on_rows)
-        if done.published is None:
-            return JobResult(job, "unchanged", 0, None, time.monotonic() - started,
-                             "its inputs have not changed")
-        return JobResult(job, "succeeded", done.published.rows, done.published.version,
-                         time.monotonic() - started, f"version {done.published.version}")
+    done = transform(context, job.dataset, on_rows=on_rows)
+    if done.published is None:
+        return JobResult(job, "unchanged", 0, None, time.monotonic() - started,
+                         "its inputs have not changed")
+    read = _lineage(context, job.dataset, done.published.version)
+    return JobResult(job, "succeeded", done.published.rows, done.published.version,
+                     time.monotonic() - started, f"version {done.published.version}",
+                     rows_in=sum(_version_rows(context, v) for v in read),
+                     rows_out=done.published.rows, versions_read=read,
+                     versions_written=[VersionRef(job.dataset, done.published.version)])
+
+
+def _lineage(context: RunContext, ref: str, version: int) -> list[VersionRef]:
+    """The input versions a transform's output was computed from, as its manifest says.
+
+    Read back from the signed manifest rather than guessed from the inputs' heads, which
+    may have moved on while the transform ran.
+    """
+    manifest = context.store.dataset(ref).version(version).manifest
+    return [VersionRef(str(i["ref"]), int(i["version"])) for i in manifest.lineage]
+
+
+def _version_rows(context: RunContext, version: VersionRef) -> int:
+    """Rows of one stored version (a transform reads its inputs whole)."""
+    return context.store.dataset(version.ref).version(version.version).manifest.rows
+
+
+def _deliver(context: RunContext, job: Job,
+             on_rows: Callable[[int], None] | None) -> JobResult:
+    from dataferry.engine.deliver import deliver
+
     assert job.consumer is not None and job.need is not None
-    delivered = deliver(context, job.consumer, job.need, on_rows=on_rows)
+    started = time.monotonic()
+    counted = _RowCounter(on_rows)
+    delivered = deliver(context, job.consumer, job.need, on_rows=counted)
     if delivered.rows == 0 and delivered.previous == delivered.version:
         return JobResult(job, "unchanged", 0, delivered.version, time.monotonic() - started,
                          f"already has version {delivered.version}")
     return JobResult(job, "succeeded", delivered.rows, delivered.version,
                      time.monotonic() - started,
-                     f"version {delivered.previous or 0} -> {delivered.version}")
+                     f"version {delivered.previous or 0} -> {delivered.version}",
+                     rows_in=counted.rows, rows_out=delivered.rows,
+                     versions_read=[VersionRef(delivered.ref, delivered.version)])
+
+
+class _RowCounter:
+    """Counts the rows a job streams, passing them on to the progress bar (if any)."""
+
+    def __init__(self, inner: Callable[[int], None] | None) -> None:
+        self.inner = inner
+        self.rows = 0
+
+    def __call__(self, rows: int) -> None:
+        self.rows += rows
+        if self.inner is not None:
+            self.inner(rows)
 
 
 def run_jobs(
@@ -74,41 +152,126 @@ def run_jobs(
     progress: Any = None,
     attempts: int = ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
+    trigger: Trigger = "manual",
 ) -> list[JobResult]:
-    """Run ``jobs`` (already in dependency order) and return one result per job."""
+    """Run ``jobs`` (already in dependency order), record each attempt, one result per job.
+
+    ``trigger`` is what the run history says started them (``manual`` for ``ferry run``).
+    """
     results: dict[str, JobResult] = {}
     remote = {p for p, spec in context.ecosystem.platforms.items() if spec.network}
     for job in jobs:
-        failed = [d for d in job.inputs if d in results
-                  and results[d].status in ("failed", "skipped")]
-        if failed:
-            results[job.id] = JobResult(job, "skipped", message=f"{failed[0]} did not succeed")
-            continue
-        if job.platform in remote:
-            results[job.id] = JobResult(
-                job, "skipped",
-                message=f"runs on the agent of network {job.network or job.platform} "
-                        "(ferry agent), not here")
+        reason = _skip_reason(job, results, remote)
+        if reason is not None:
+            results[job.id] = _record_skip(context.runs, job, trigger, reason)
             continue
         task = progress.start(job.id) if progress is not None else None
-        for attempt in range(1, attempts + 1):
-            try:
-                results[job.id] = run_job(context, job,
-                                          task.advance if task is not None else None, full)
-                break
-            except FerryError as exc:
-                if exc.transient and attempt < attempts:
-                    sleep(BACKOFF * 2 ** (attempt - 1) * (1 + random.random()))
-                    continue
-                results[job.id] = JobResult(job, "failed", message=str(exc))
-                break
-            except Exception as exc:  # a bug: say where, do not stop the other jobs
-                where = traceback.extract_tb(exc.__traceback__)[-1]
-                results[job.id] = JobResult(
-                    job, "failed",
-                    message=f"internal error {type(exc).__name__}: {exc} "
-                            f"({where.filename}:{where.lineno}); rerun with --debug")
-                break
+        results[job.id] = _run_attempts(context, job, task, full=full, attempts=attempts,
+                                        sleep=sleep, trigger=trigger)
         if task is not None:
             task.finish(results[job.id].status)
     return [results[j.id] for j in jobs]
+
+
+def _skip_reason(job: Job, results: dict[str, JobResult], remote: set[str]) -> str | None:
+    """Why ``job`` must not run here now, or None when it may."""
+    failed = [d for d in job.inputs if d in results
+              and results[d].status in ("failed", "skipped")]
+    if failed:
+        return f"{failed[0]} did not succeed"
+    if job.platform in remote:
+        return (f"runs on the agent of network {job.network or job.platform} "
+                "(ferry agent), not here")
+    return None
+
+
+def _record_skip(runs: RunHistory, job: Job, trigger: Trigger, reason: str) -> JobResult:
+    """A skipped job gets a run too: the history then says why it did not run."""
+    run_id = runs.start_run(job.id, cast(JobKind, job.kind), trigger, 1, worker_name(),
+                            LEASE_SECONDS)
+    runs.log(run_id, "info", f"skipped: {reason}")
+    runs.finish_run(run_id, "skipped", error=reason)
+    return JobResult(job, "skipped", message=reason, run_id=run_id, attempts=1)
+
+
+def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attempts: int,
+                  sleep: Callable[[float], None], trigger: Trigger) -> JobResult:
+    """Run ``job`` until it ends or a non-transient error; each attempt is its own run."""
+    runs = context.runs
+    for attempt in range(1, attempts + 1):
+        run_id = runs.start_run(job.id, cast(JobKind, job.kind), trigger, attempt,
+                                worker_name(), LEASE_SECONDS)
+        retry = False
+        try:
+            with _Heartbeat(runs, run_id):
+                result = run_job(context, job, task.advance if task is not None else None, full)
+        except FerryError as exc:
+            retry = exc.transient and attempt < attempts
+            result = JobResult(job, "failed", message=str(exc))
+        except Exception as exc:  # a bug: say where, do not stop the other jobs
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            result = JobResult(
+                job, "failed",
+                message=f"internal error {type(exc).__name__}: {exc} "
+                        f"({where.filename}:{where.lineno}); rerun with --debug")
+        except BaseException:  # Ctrl-C: the run ended, say so rather than leave it running
+            runs.log(run_id, "error", "interrupted")
+            runs.finish_run(run_id, "failed", error="interrupted")
+            raise
+        result.run_id, result.attempts = run_id, attempt
+        _record_end(runs, run_id, result, retry=retry)
+        if not retry:
+            return result
+        delay = BACKOFF * 2 ** (attempt - 1) * (1 + random.random())
+        runs.log(run_id, "info", f"transient error: retrying in {delay:.1f} s "
+                                 f"(attempt {attempt + 1} of {attempts})")
+        sleep(delay)
+    raise AssertionError("unreachable: the last attempt never retries")
+
+
+def _record_end(runs: RunHistory, run_id: int, result: JobResult, *, retry: bool) -> None:
+    """Write how an attempt ended: its log lines first, then the run row's verdict."""
+    for warning in result.warnings:
+        runs.log(run_id, "warning", warning)
+    if result.status == "failed":
+        runs.log(run_id, "error", f"attempt {result.attempts} failed: {result.message}")
+        if result.attempts > 1 and not retry:
+            runs.log(run_id, "info", f"gave up after {result.attempts} attempts")
+    else:
+        runs.log(run_id, "info", f"{result.status}: {result.message}")
+    runs.finish_run(run_id, cast(Any, result.status), rows_in=result.rows_in,
+                    rows_out=result.rows_out, versions_read=result.versions_read,
+                    versions_written=result.versions_written,
+                    error=result.message if result.status == "failed" else None)
+
+
+class _Heartbeat:
+    """Extends a running run's lease from a background thread while its job works.
+
+    Without it a job longer than the lease would look abandoned to a scheduler sweeping
+    for dead workers, which would then retry it while it is still running.
+    """
+
+    def __init__(self, runs: RunHistory, run_id: int, every: float | None = None) -> None:
+        self.runs, self.run_id = runs, run_id
+        self.every = HEARTBEAT_SECONDS if every is None else every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}",
+                                        daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                if not self.runs.heartbeat(self.run_id, LEASE_SECONDS):
+                    return  # declared abandoned elsewhere: nothing left to extend
+            except Exception:  # a missed beat is not fatal: the lease has slack; try again
+                continue
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -38,11 +38,18 @@ def main(
 
 
 def _register() -> None:
-    from dataferry.cli import model_commands, plan_commands, run_commands, store_commands
+    from dataferry.cli import (
+        model_commands,
+        plan_commands,
+        run_commands,
+        runs_commands,
+        store_commands,
+    )
 
     model_commands.register(app)
     plan_commands.register(app)
     run_commands.register(app)
+    runs_commands.register(app)
     store_commands.register(app)
 
 

@@ -19,12 +19,11 @@ def _planned(model: Any) -> tuple[Any, Any, dict[str, Any]]:
     from dataferry.broker.plan import build_plan
     from dataferry.cli.run_commands import _context
     from dataferry.engine.context import RunContext
-    from dataferry.metadata import PlanHistory, metadata_url, open_metadata
+    from dataferry.metadata import PlanHistory
 
     context = _context(model)
     assert isinstance(context, RunContext)
-    metadata = open_metadata(metadata_url(context.store.home, context.ecosystem.metadata,
-                                          root=context.root))
+    metadata = context.metadata
     applied = PlanHistory(metadata).applied_plan()
     document = build_plan(context.index, context.store,
                           applied.plan["jobs"] if applied is not None else None)

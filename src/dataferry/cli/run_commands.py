@@ -51,13 +51,16 @@ def run(
     assert isinstance(context, RunContext)
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
-    with JobProgress() as progress:
-        results = run_jobs(context, jobs, full=full, progress=progress)
+    try:
+        with JobProgress() as progress:
+            results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual")
+    finally:
+        context.close()
     failed = [r for r in results if r.status == "failed"]
     if json_out:
         print_json([{"job": r.job.id, "status": r.status, "rows": r.rows, "version": r.version,
                      "seconds": round(r.seconds, 3), "message": r.message,
-                     "warnings": r.warnings} for r in results])
+                     "warnings": r.warnings, "run": r.run_id} for r in results])
     else:
         _summary(results)
     for result in failed:
