@@ -31,6 +31,7 @@ def spilling(prefix: str, memory_limit: str = "512MB") -> Iterator[duckdb.DuckDB
     with tempfile.TemporaryDirectory(prefix=prefix) as spill:
         db = duckdb.connect()
         try:
+            db.execute("set enable_progress_bar = false")  # stdout belongs to the command
             db.execute(f"set temp_directory = {text(spill)}")
             db.execute(f"set memory_limit = {text(memory_limit)}")
             yield db

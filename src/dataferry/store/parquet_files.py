@@ -1,4 +1,19 @@
-"""Writing a stream of record batches as zstd Parquet files, hashed as they are written."""
+"""Writing a stream of record batches as zstd Parquet files, hashed as they are written.
+
+Two choices keep the writer cheap enough to run alongside a fast reader (measured on 1M
+rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 MB in
+0.35 s with pyarrow's defaults, 33.3 MB in 0.27 s with these):
+
+- **Dictionary encoding only where values repeat.** pyarrow builds a dictionary for every
+  column until its page passes 1 MiB; for keys, measurements, hashes and timestamps that
+  is hashing work thrown away, and the dictionary pages make the file larger. The first
+  batch of each file decides, per column (``dictionary_columns``).
+- **Row groups of 256K rows.** A row group is encoded when it is complete, so its size is
+  how much encoding is left after the last batch arrives, and how many batches are held.
+  With dictionaries only where they pay, smaller groups barely change the size (33.3 MB
+  at 256K rows, 33.4 MB at 50K, 33.3 MB at 1M) while 1M-row groups left 0.27 s of
+  encoding after the last read at 1M rows.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataferry.faults import crash_point
@@ -14,9 +30,79 @@ from dataferry.store.hashing import FileDigest, HashingWriter
 from dataferry.store.manifest import FileEntry
 
 TARGET_FILE_BYTES = 256 << 20
-ROW_GROUP_ROWS = 1 << 20
+ROW_GROUP_ROWS = 1 << 18
 ROW_GROUP_BYTES = 64 << 20
 """A row group is written once this many rows or bytes are buffered (bounds memory)."""
+DICTIONARY_MAX_DISTINCT = 0.9
+SAMPLE_ROWS = 4096
+"""A flat column gets a dictionary unless more than ``DICTIONARY_MAX_DISTINCT`` of the
+first ``SAMPLE_ROWS`` values of a file differ: in that sample a column with 20,000 distinct
+values shows about 90% distinct, and one with 5,000 about 68%. Counting costs ~0.3 ms per
+column (16 ms at 65,536 rows)."""
+WRITE_BUFFER = 1 << 20
+"""Bytes gathered before the hashing file sees them: few large writes, few GIL round trips."""
+
+
+def dictionary_columns(schema: pa.Schema, sample: pa.RecordBatch) -> list[str]:
+    """The Parquet column paths worth dictionary encoding, judged on ``sample``.
+
+    A flat column qualifies when at most ``DICTIONARY_MAX_DISTINCT`` of its non-null
+    sampled values are distinct (or it has none); the leaves of nested columns always do,
+    as pyarrow's default (their values are not sampled).
+    """
+    sample = sample.slice(0, SAMPLE_ROWS)
+    chosen: list[str] = []
+    nested = False
+    for index, field in enumerate(schema):
+        if pa.types.is_nested(field.type):
+            nested = True
+            continue
+        if _repeats(sample.column(index)):
+            chosen.append(field.name)
+    if nested:
+        flat = {f.name for f in schema if not pa.types.is_nested(f.type)}
+        chosen += [path for path in _leaf_paths(schema) if path not in flat]
+    return chosen
+
+
+def _repeats(column: pa.Array) -> bool:
+    """Whether few enough of ``column``'s values differ for a dictionary to pay."""
+    valid = len(column) - column.null_count
+    if valid == 0:
+        return True
+    try:
+        distinct = pc.count_distinct(column).as_py()
+    except pa.ArrowNotImplementedError:  # a type compute cannot hash: pyarrow's default
+        return True
+    return bool(distinct <= valid * DICTIONARY_MAX_DISTINCT)
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    """The dotted Parquet paths of every leaf column, as pyarrow's writer names them."""
+    buffer = pa.BufferOutputStream()
+    pq.ParquetWriter(buffer, schema).close()
+    parquet = pq.read_metadata(pa.BufferReader(buffer.getvalue())).schema
+    return [parquet.column(i).path for i in range(len(parquet))]
+
+
+class _File:
+    """One Parquet file being written: the hashing sink, a write buffer and the writer."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, algorithm: str,
+                 sample: pa.RecordBatch) -> None:
+        self.sink = HashingWriter(directory / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
+        self.stream = pa.output_stream(self.sink, buffer_size=WRITE_BUFFER)
+        self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd",
+                                       write_statistics=True,
+                                       use_dictionary=dictionary_columns(schema, sample))
+        self.rows = 0
+
+    def close(self) -> FileDigest:
+        """Finish the file, flush it to disk and return its digest."""
+        self.writer.close()
+        self.stream.flush()
+        self.sink.close(fsync=True)
+        return self.sink.digest()
 
 
 def write_files(
@@ -25,45 +111,37 @@ def write_files(
 ) -> list[tuple[FileEntry, FileDigest]]:
     """Stream batches into zstd Parquet files, hashing every byte as it is written."""
     out: list[tuple[FileEntry, FileDigest]] = []
-    sink: HashingWriter | None = None
-    writer: pq.ParquetWriter | None = None
-    rows = 0
+    current: _File | None = None
     first = True
 
     def finish() -> None:
-        nonlocal sink, writer, rows
-        if writer is None or sink is None:
+        nonlocal current
+        if current is None:
             return
-        writer.close()
-        sink.close(fsync=True)
-        digest = sink.digest()
-        name = sink.path.name
-        out.append((FileEntry(name, digest.size, digest.hash, rows, digest.chunk_size,
-                              digest.chunks_hash(algorithm)), digest))
-        sink, writer, rows = None, None, 0
+        digest = current.close()
+        out.append((FileEntry(current.sink.path.name, digest.size, digest.hash, current.rows,
+                              digest.chunk_size, digest.chunks_hash(algorithm)), digest))
+        current = None
 
     pending: list[pa.RecordBatch] = []
     pending_rows = pending_bytes = 0
 
     def flush() -> None:
-        """Write the buffered batches as one row group (small row groups compress worse)."""
-        nonlocal sink, writer, rows, first, pending_rows, pending_bytes
+        """Write the buffered batches as one row group."""
+        nonlocal current, first, pending_rows, pending_bytes
         if not pending:
             return
-        if writer is None:
-            sink = HashingWriter(directory / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
-            writer = pq.ParquetWriter(sink, reader.schema, compression="zstd",
-                                      write_statistics=True)
-        assert sink is not None
-        writer.write_table(pa.Table.from_batches(pending, reader.schema),
-                           row_group_size=pending_rows)
-        rows += pending_rows
+        if current is None:
+            current = _File(directory, reader.schema, algorithm, pending[0])
+        current.writer.write_table(pa.Table.from_batches(pending, reader.schema),
+                                   row_group_size=pending_rows)
+        current.rows += pending_rows
         pending.clear()
         pending_rows = pending_bytes = 0
         if first:
             crash_point("write-file")
             first = False
-        if sink.tell() >= TARGET_FILE_BYTES:
+        if current.sink.tell() >= TARGET_FILE_BYTES:
             finish()
 
     for batch in reader:

@@ -160,6 +160,7 @@ def _connection(given: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.Duck
             "temp_directory": spill,
             "preserve_insertion_order": False,  # row numbers come from file_row_number
         })
+        db.execute("set enable_progress_bar = false")  # stdout belongs to the command
         try:
             yield db
         finally:

@@ -96,6 +96,7 @@ class DuckdbSink(SinkConnector):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             con = duckdb.connect(str(self.path))
+            con.execute("set enable_progress_bar = false")
             run(con, "SET TimeZone = 'UTC'")
             return con
         except duckdb.Error as error:

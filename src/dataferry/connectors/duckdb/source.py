@@ -54,6 +54,7 @@ class DuckdbSource(SourceConnector):
             raise SourceError(f"source {self.name}: DuckDB file {self.path} does not exist")
         try:
             con = duckdb.connect(str(self.path), read_only=True)
+            con.execute("set enable_progress_bar = false")
             con.execute("SET TimeZone = 'UTC'").fetchall()
         except duckdb.Error as error:
             raise duckdb_error(error, f"source {self.name}: cannot open {self.path}") from None

@@ -67,6 +67,7 @@ def history_sql(old: Sequence[Path], present: set[str], changes: Path, columns: 
 def stream(sql: str, spill: Path, at: datetime | None = None) -> Iterator[pa.RecordBatch]:
     """Run ``sql`` in a fresh in-memory DuckDB and yield its rows (``$at`` bound if given)."""
     con = duckdb.connect()
+    con.execute("set enable_progress_bar = false")
     try:
         for setting in (f"SET memory_limit = '{MEMORY_LIMIT}'", "SET TimeZone = 'UTC'",
                         "SET preserve_insertion_order = false",

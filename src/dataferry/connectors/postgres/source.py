@@ -4,7 +4,7 @@ A dataset with ``table: schema.table`` is read as ``select <declared columns> fr
 schema.table``; one with ``query:`` as ``select <declared columns> from (<query>) q``.
 Incremental datasets add ``where <cursor> >= <since>`` (the value inlined as a literal so
 the rows still stream over COPY). Memory stays bounded: ADBC decodes COPY data in record
-batches of about 16 MB, handed on as they arrive. Each read runs on its own connection in
+batches of about ``BATCH_BYTES``, handed on as they arrive. Each read runs on its own connection in
 one statement, so it sees one consistent snapshot; sessions are read only, in UTC, with
 intervals printed in ISO 8601.
 """
@@ -42,6 +42,12 @@ from dataferry.connectors.postgres.reading import (
 from dataferry.errors import SourceError
 from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import PostgresSource as PostgresSourceSpec
+
+BATCH_BYTES = 4 << 20
+"""ADBC's batch size hint. Its default, 16 MB, is ~150,000 rows of a narrow table: nothing
+reaches the store's writer for 0.1 s after the query starts, and the last batch leaves as
+much work after the read ends. At 4 MB the first batch comes after ~0.03 s and the
+throughput is the same (1M rows of 8 columns: 0.6 s at 16, 4 or 1 MB)."""
 
 _SESSION = (
     "set default_transaction_read_only = on",
@@ -97,9 +103,7 @@ class PostgresSource(SourceConnector):
         parallel = self._parallel(request, live, query, plans, schema)
         if parallel is not None:
             return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel))
-        connection = self.server.connect_adbc(autocommit=True)
-        self._reading.add(connection)
-        statement = connection.cursor()
+        connection, statement = self._open(autocommit=True)
         try:
             for setting in _SESSION:
                 statement.execute(setting)
@@ -139,9 +143,7 @@ class PostgresSource(SourceConnector):
 
         def stream(low: int, high: int) -> Callable[[], Iterator[pa.RecordBatch]]:
             def run() -> Iterator[pa.RecordBatch]:
-                connection = self.server.connect_adbc(autocommit=False)
-                self._reading.add(connection)
-                statement = connection.cursor()
+                connection, statement = self._open(autocommit=False)
                 try:
                     statement.execute("set transaction isolation level repeatable read")
                     statement.execute(f"set transaction snapshot {literal(plan.snapshot)}")
@@ -159,6 +161,16 @@ class PostgresSource(SourceConnector):
             return run
 
         return ranges.merged([stream(low, high) for low, high in plan.bounds], started)
+
+    def _open(self, *, autocommit: bool) -> tuple[adbc.Connection, adbc.Cursor]:
+        """A reading connection (tracked for ``close``) and its cursor, with our batch size."""
+        connection = self.server.connect_adbc(autocommit=autocommit)
+        self._reading.add(connection)
+        statement = connection.cursor()
+        with contextlib.suppress(adbc_driver_manager.Error):  # a driver without the option
+            statement.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
+        return connection, statement
 
     def _batches(self, request: ReadRequest, plans: list[ColumnPlan],
                  stream: pa.RecordBatchReader, schema: pa.Schema,
