@@ -88,8 +88,10 @@ def _transform(context: RunContext, job: Job,
     started = time.monotonic()
     done = transform(context, job.dataset, on_rows=on_rows)
     if done.published is None:
+        head = context.store.dataset(job.dataset).head()
+        read = _lineage(context, job.dataset, head.number) if head is not None else []
         return JobResult(job, "unchanged", 0, None, time.monotonic() - started,
-                         "its inputs have not changed")
+                         "its inputs have not changed", versions_read=read)
     read = _lineage(context, job.dataset, done.published.version)
     return JobResult(job, "succeeded", done.published.rows, done.published.version,
                      time.monotonic() - started, f"version {done.published.version}",
@@ -123,7 +125,8 @@ def _deliver(context: RunContext, job: Job,
     delivered = deliver(context, job.consumer, job.need, on_rows=counted)
     if delivered.rows == 0 and delivered.previous == delivered.version:
         return JobResult(job, "unchanged", 0, delivered.version, time.monotonic() - started,
-                         f"already has version {delivered.version}")
+                         f"already has version {delivered.version}",
+                         versions_read=[VersionRef(delivered.ref, delivered.version)])
     return JobResult(job, "succeeded", delivered.rows, delivered.version,
                      time.monotonic() - started,
                      f"version {delivered.previous or 0} -> {delivered.version}",
@@ -171,6 +174,14 @@ def run_jobs(
         if task is not None:
             task.finish(results[job.id].status)
     return [results[j.id] for j in jobs]
+
+
+def run_recorded(context: RunContext, job: Job, *, trigger: Trigger,
+                 attempts: int = ATTEMPTS, sleep: Callable[[float], None] = time.sleep,
+                 full: bool = False) -> JobResult:
+    """Run one job now with its retries, each attempt recorded (the scheduler's entry)."""
+    return _run_attempts(context, job, None, full=full, attempts=attempts, sleep=sleep,
+                         trigger=trigger)
 
 
 def _skip_reason(job: Job, results: dict[str, JobResult], remote: set[str]) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataferry.errors import MetadataError
 from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata, metadata_url, open_metadata
+from dataferry.metadata.freshness import Stale, Staleness
 from dataferry.metadata.leases import Lease, Leases
 from dataferry.metadata.plans import AppliedPlan, PlanHistory
 from dataferry.metadata.runs import LogLine, Run, RunDetail, RunHistory, VersionRef, worker_name
@@ -32,6 +33,8 @@ __all__ = [
     "Run",
     "RunDetail",
     "RunHistory",
+    "Stale",
+    "Staleness",
     "VersionRef",
     "metadata_url",
     "open_metadata",

@@ -202,6 +202,15 @@ class RunHistory:
         with self.db.reads.begin() as session:
             return [_run(row) for row in session.scalars(query).all()]
 
+    def last_run(self, job_id: str, statuses: Iterable[str] | None = None) -> Run | None:
+        """The newest run of ``job_id`` (with one of ``statuses``, if given)."""
+        query = select(RunRow).where(RunRow.job_id == job_id)
+        if statuses is not None:
+            query = query.where(RunRow.status.in_(list(statuses)))
+        with self.db.reads.begin() as session:
+            row = session.scalars(query.order_by(RunRow.id.desc()).limit(1)).first()
+            return _run(row) if row is not None else None
+
     def get_run(self, run_id: int) -> RunDetail | None:
         """One run with its log lines, or None if there is no such run."""
         with self.db.reads.begin() as session:

@@ -124,5 +124,16 @@ class PlanRow(Base):
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class StaleRow(Base):
+    """A delivery whose data is older than its consumer's ``freshness`` (scheduler)."""
+
+    __tablename__ = "stale"
+
+    job_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    data_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+
+
 # The expired-run sweep filters on status and lease expiry, list_runs --failed on status.
 Index("ix_runs_status_lease_expires_at", RunRow.status, RunRow.lease_expires_at)
