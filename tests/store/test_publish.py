@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -189,3 +190,15 @@ def test_diff_sees_the_partition_columns(shop: StoreFixture) -> None:
     shop.publish("shop.parted", pa.table({"id": [2], "day": [date(2026, 1, 3)]}), mode="merge")
     diff = diff_versions(shop.dataset("shop.parted"), 1, 2)
     assert (diff.added, diff.removed, diff.changed) == (0, 0, 1)
+
+
+def test_a_teams_first_key_made_by_many_threads_at_once_is_one_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dataferry.store.keys import KeyStore, public_bytes
+
+    keys = KeyStore(tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: public_bytes(keys.signing_key("shop")), range(32)))
+    assert len(set(made)) == 1
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["shop.ed25519"]

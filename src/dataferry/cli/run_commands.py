@@ -13,6 +13,7 @@ from dataferry.errors import UsageError
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
+    app.command("up")(up)
     app.command("demo")(demo)
 
 
@@ -87,6 +88,63 @@ def _summary(results: Sequence[object]) -> None:
     import sys
 
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def up(
+    workers: int = typer.Option(4, "--workers", min=1, help="Jobs that may run at once."),
+    tick: float = typer.Option(5.0, "--tick", min=0.1, metavar="SECONDS",
+                               help="How often to look for due jobs."),
+    once: bool = typer.Option(False, "--once", help="Run what is due (and what that makes "
+                                                    "due) until nothing is, then exit."),
+    model: ModelOption = None,
+) -> None:
+    """Run the scheduler in the foreground: cron schedules, freshness, on_change triggers."""
+    import signal
+    import threading
+    from datetime import UTC, datetime
+
+    from dataferry.broker.runner import JobResult
+    from dataferry.broker.scheduler import Scheduler, TickReport
+    from dataferry.engine.context import RunContext
+
+    context = _context(model)
+    assert isinstance(context, RunContext)
+
+    def say(text: str) -> None:
+        typer.echo(f"{datetime.now(UTC):%H:%M:%S} {text}")
+
+    def finished(result: JobResult) -> None:
+        say(f"{result.job.id}: {result.status}"
+            + (f" ({result.message})" if result.message else ""))
+
+    def ticked(report: TickReport) -> None:
+        for job_id in report.abandoned:
+            say(f"{job_id}: its last run was abandoned (the process died); retrying")
+        for job_id, trigger in report.started:
+            say(f"{job_id}: started ({trigger})")
+        for job_id in report.stale:
+            say(f"{job_id}: STALE, its data is older than the consumer's freshness")
+        for job_id in report.fresh:
+            say(f"{job_id}: fresh again")
+
+    scheduler = Scheduler(context, workers=workers, on_result=finished)
+    jobs = len(scheduler.graph.jobs)
+    say(f"scheduler up: {jobs} jobs, {workers} workers, metadata {context.metadata_url}")
+    try:
+        if once:
+            scheduler.run_until_idle(ticked)
+            scheduler.close()
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            scheduler.run_forever(tick, stop, ticked)
+        except KeyboardInterrupt:
+            say("stopping: waiting for the running jobs to end")
+            stop.set()
+            scheduler.close()
+    finally:
+        context.close()
 
 
 def demo(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,14 +79,15 @@ class KeyStore:
         os.chmod(self.directory, 0o700)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        temp = path.with_suffix(".tmp")
+        # A temporary name of its own: two jobs of one team may make its first key at once.
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(pem)
             handle.flush()
             os.fsync(handle.fileno())
         try:
-            os.link(temp, path)  # fails if another process made the key meanwhile
+            os.link(temp, path)  # fails if another process or thread made the key meanwhile
         except FileExistsError:
             temp.unlink()
             return self._load(path, team)

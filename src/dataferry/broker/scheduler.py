@@ -1,0 +1,264 @@
+"""The scheduler behind ``ferry up`` (and, later, ``ferry serve``): what runs when.
+
+Each tick it asks, for every job of the plan, whether it is due:
+
+- **cron** (an ingest's ``schedule``, a transformer's cron ``trigger``): the next time the
+  expression names after the job's last run (or after the scheduler started) has come;
+- **freshness** (ingests of data that consumers need): the consumers downstream ask for
+  data no older than their ``freshness`` (default ``defaults.freshness``), so the ingest
+  runs every half of the smallest of them, leaving the other half for transforms and
+  deliveries;
+- **on_change** (transformers, deliveries): an input has a newer version than the one the
+  job last read (the transform's output lineage, the delivery's last recorded version);
+- **retry**: a run whose lease expired (its process was killed) is marked abandoned,
+  once, by whichever scheduler sees it first, and its job runs again.
+
+Due jobs go to a bounded pool of worker threads. Before running, a worker takes the job's
+lease in the metadata DB and asks again whether the job is due, against the database: so
+two schedulers sharing one database (two ``ferry up`` on one PostgreSQL) never run a job
+twice, and one that finished elsewhere meanwhile is not repeated. A job is never queued
+twice in one scheduler either.
+
+After each tick the scheduler marks deliveries stale whose data is older than their
+need's ``freshness`` and clears the mark when fresh data arrives (``Staleness``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from croniter import croniter
+
+from dataferry.broker.graph import Graph, Job, build_graph
+from dataferry.broker.runner import ATTEMPTS, JobResult, run_recorded
+from dataferry.engine.context import RunContext
+from dataferry.metadata import Leases, RunHistory, Staleness, utcnow, worker_name
+from dataferry.model.spec import duration_seconds
+
+CONSUMED = ("succeeded", "unchanged")
+"""Runs after which a job has seen its inputs (a failed run has not)."""
+MANUAL_TRIGGERS = ("freshness", "on_change", "manual")
+RETRY_FAILED_AFTER = timedelta(minutes=1)
+"""A job whose last run failed (after its own retries) waits this long before the next."""
+
+
+@dataclass
+class TickReport:
+    """What one tick decided: jobs started (with their trigger) and retries claimed."""
+
+    started: list[tuple[str, str]] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    fresh: list[str] = field(default_factory=list)
+
+
+class Scheduler:
+    """Runs the plan's jobs when they are due (see the module docstring)."""
+
+    def __init__(self, context: RunContext, *, workers: int = 4, lease_seconds: float = 600,
+                 attempts: int = ATTEMPTS, now: Callable[[], datetime] = utcnow,
+                 holder: str | None = None,
+                 on_result: Callable[[JobResult], None] | None = None) -> None:
+        self.context = context
+        self.graph: Graph = build_graph(context.index)
+        self.runs = RunHistory(context.metadata, now=now)
+        context.runs.now = now  # the runs the runner records follow the same clock
+        self.leases = Leases(context.metadata, now=now)
+        self.staleness = Staleness(context.metadata, now=now)
+        self.now = now
+        self.holder = holder or worker_name()
+        self.lease_seconds = lease_seconds
+        self.attempts = attempts
+        self.on_result = on_result
+        self.started_at = now()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferry-job")
+        self.running: dict[str, Future[JobResult | None]] = {}
+        self.retries: set[str] = set()
+        self.once: set[str] | None = None
+        """In a ``run_until_idle`` pass: the jobs it started already."""
+        self._lock = threading.Lock()
+        self.intervals = _freshness_intervals(context, self.graph)
+        self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
+
+    # --- deciding -------------------------------------------------------------------
+
+    def due(self, job: Job, at: datetime) -> str | None:
+        """The trigger that makes ``job`` due at ``at``, or None (reads the metadata DB)."""
+        if job.id in self.retries:
+            return "retry"
+        if job.platform in self.remote:
+            return None  # the agent of its network runs it (ferry agent)
+        latest = self.runs.last_run(job.id)
+        if latest is not None and latest.status == "failed" and latest.ended_at is not None \
+                and at - latest.ended_at < RETRY_FAILED_AFTER:
+            return None  # it just failed: give the source or sink a moment
+        if job.trigger not in MANUAL_TRIGGERS:
+            last = self.runs.last_run(job.id)
+            base = last.started_at if last is not None else self.started_at
+            upcoming: datetime = croniter(job.trigger, base).get_next(datetime)
+            return "schedule" if upcoming <= at else None
+        if job.trigger == "freshness":
+            interval = self.intervals.get(job.id)
+            if interval is None:
+                return None
+            last = self.runs.last_run(job.id, CONSUMED)
+            return "freshness" if last is None or at - last.started_at >= interval else None
+        if job.trigger == "on_change":
+            return "on_change" if self._inputs_changed(job) else None
+        return None
+
+    def _inputs_changed(self, job: Job) -> bool:
+        heads = {}
+        for ref in self._input_refs(job):
+            head = self.context.store.dataset(ref).head_number()
+            if head is None:
+                return False  # nothing to read yet: its producer has not published
+            heads[ref] = head
+        if job.kind == "transform":
+            output = self.context.store.dataset(job.dataset).head()
+            if output is None:
+                return True
+            seen = {str(i["ref"]): int(i["version"]) for i in output.manifest.lineage}
+        else:
+            last = self.runs.last_run(job.id, CONSUMED)
+            if last is None:
+                return True
+            seen = {v.ref: v.version for v in last.versions_read}
+        return any(seen.get(ref) != head for ref, head in heads.items())
+
+    def _input_refs(self, job: Job) -> list[str]:
+        return [self.graph.jobs[i].dataset for i in job.inputs if i in self.graph.jobs]
+
+    # --- running --------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """One pass: claim dead runs, start due jobs, update staleness."""
+        report = TickReport()
+        at = self.now()
+        for run in self.runs.expired_runs(at):
+            if self.runs.mark_abandoned(run.id) and run.job_id in self.graph.jobs:
+                self.retries.add(run.job_id)
+                report.abandoned.append(run.job_id)
+        self._reap()
+        for job in self.graph.order(sorted(self.graph.jobs)):
+            if job.id in self.running or self._waits_for_inputs(job) or (
+                    self.once is not None and job.id in self.once):
+                continue
+            trigger = self.due(job, at)
+            if trigger is not None:
+                self.running[job.id] = self.pool.submit(self._work, job, trigger)
+                report.started.append((job.id, trigger))
+                if self.once is not None:
+                    self.once.add(job.id)
+        self._update_staleness(at, report)
+        return report
+
+    def _waits_for_inputs(self, job: Job) -> bool:
+        """A job whose producer is running now waits for its new version."""
+        return any(i in self.running for i in job.inputs)
+
+    def _reap(self) -> None:
+        for job_id, future in list(self.running.items()):
+            if future.done():
+                del self.running[job_id]
+                future.result()  # a bug in the scheduler itself should not pass silently
+
+    def _work(self, job: Job, trigger: str) -> JobResult | None:
+        """Run ``job`` if its lease is ours and it is still due (checked in the DB)."""
+        if not self.leases.acquire(job.id, self.holder, self.lease_seconds):
+            return None  # another scheduler runs it now
+        try:
+            if trigger != "retry" and self.due(job, self.now()) is None:
+                return None  # it ran elsewhere meanwhile
+            self.retries.discard(job.id)
+            result = run_recorded(self.context, job, trigger=trigger,  # type: ignore[arg-type]
+                                  attempts=self.attempts)
+            if self.on_result is not None:
+                self.on_result(result)
+            return result
+        finally:
+            self.leases.release(job.id, self.holder)
+
+    def wait(self) -> None:
+        """Wait for the jobs started so far (and those they make due, one tick each)."""
+        while self.running:
+            for future in list(self.running.values()):
+                future.result()
+            self._reap()
+
+    def run_until_idle(self, on_tick: Callable[[TickReport], None] | None = None) -> None:
+        """Tick until nothing is due or running, each job at most once: ``ferry up --once``."""
+        self.once = set()
+        while True:
+            report = self.tick()
+            if on_tick is not None:
+                on_tick(report)
+            if not report.started and not self.running:
+                return
+            self.wait()
+
+    def run_forever(self, tick_seconds: float = 5.0,
+                    stop: threading.Event | None = None,
+                    on_tick: Callable[[TickReport], None] | None = None) -> None:
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            report = self.tick()
+            if on_tick is not None:
+                on_tick(report)
+            stop.wait(tick_seconds)
+        self.close()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    # --- freshness ------------------------------------------------------------------
+
+    def _update_staleness(self, at: datetime, report: TickReport) -> None:
+        for job in self.graph.jobs.values():
+            if job.kind != "deliver" or job.consumer is None or job.need is None:
+                continue
+            need = self.context.index.consumers[job.consumer][2].datasets[job.need]
+            limit = timedelta(seconds=duration_seconds(
+                need.freshness or self.context.ecosystem.defaults.freshness))
+            as_of = self._data_as_of(job)
+            if as_of is not None and at - as_of > limit:
+                if self.staleness.mark(job.id, as_of, f"data is from {as_of:%Y-%m-%d %H:%M}Z, "
+                                       f"older than the freshness asked for ({limit})"):
+                    report.stale.append(job.id)
+            elif as_of is not None and self.staleness.clear(job.id):
+                report.fresh.append(job.id)
+
+    def _data_as_of(self, job: Job) -> datetime | None:
+        """When the data the delivery holds was last confirmed current at its sources:
+        the oldest of the upstream ingests' last good runs (None: never delivered)."""
+        delivered = self.runs.last_run(job.id, CONSUMED)
+        if delivered is None:
+            return None
+        moments = []
+        for ingest in self.graph.order([job.id]):
+            if ingest.kind != "ingest":
+                continue
+            last = self.runs.last_run(ingest.id, CONSUMED)
+            moments.append(last.started_at if last is not None else delivered.started_at)
+        return min(moments) if moments else delivered.started_at
+
+
+def _freshness_intervals(context: RunContext, graph: Graph) -> dict[str, timedelta]:
+    """Ingest job -> how often it runs: half the smallest freshness asked downstream."""
+    default = duration_seconds(context.ecosystem.defaults.freshness)
+    out: dict[str, timedelta] = {}
+    for job in graph.jobs.values():
+        if job.kind != "deliver" or job.consumer is None or job.need is None:
+            continue
+        need = context.index.consumers[job.consumer][2].datasets[job.need]
+        seconds = duration_seconds(need.freshness) if need.freshness else default
+        for upstream in graph.order([job.id]):
+            if upstream.kind == "ingest" and upstream.trigger == "freshness":
+                interval = timedelta(seconds=seconds / 2)
+                out[upstream.id] = min(out.get(upstream.id, interval), interval)
+    return out
+

@@ -1,0 +1,193 @@
+"""The scheduler (`ferry up`): freshness, on_change, cron, staleness, dead runs, two schedulers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+
+from dataferry.broker.scheduler import Scheduler
+from dataferry.engine.context import RunContext
+from dataferry.metadata import RunHistory, Staleness, open_metadata
+from dataferry.model.load import load_model
+from tests.broker.small_model import JOBS, make_shop
+from tests.conftest import require_service
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+def context_of(root: Path) -> RunContext:
+    return RunContext.from_loaded(load_model(root))
+
+
+def scheduler(root: Path, clock: Clock) -> Scheduler:
+    return Scheduler(context_of(root), workers=2, now=clock)
+
+
+def ran(root: Path) -> list[tuple[str, str, str]]:
+    """(job, trigger, status) of every recorded run, oldest first."""
+    with open_metadata(f"sqlite:///{root / '.ferry' / 'ferry.db'}") as db:
+        runs = RunHistory(db).list_runs(limit=1000)
+    return [(r.job_id, r.trigger, r.status) for r in reversed(runs)]
+
+
+def mirror(root: Path, sql: str) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(root / "out" / "mirror.duckdb"), read_only=True) as db:
+        return db.execute(sql).fetchall()
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[Path]:
+    yield make_shop(tmp_path / "model")
+
+
+def test_a_pass_runs_the_pipeline_once_then_nothing_is_due(shop: Path) -> None:
+    clock = Clock()
+    first = scheduler(shop, clock)
+    first.run_until_idle()
+    first.close()
+    assert sorted(ran(shop)) == sorted([
+        ("ingest:shop.orders", "freshness", "succeeded"),
+        ("transform:shop.totals", "on_change", "succeeded"),
+        ("deliver:shop.mirror:orders", "on_change", "succeeded"),
+        ("deliver:shop.mirror:totals", "on_change", "succeeded")])
+    assert {job for job, _, _ in ran(shop)} == set(JOBS)
+    assert mirror(shop, "select count(*) from orders") == [(50,)]
+    clock.advance(hours=1)
+    again = scheduler(shop, clock)
+    assert again.tick().started == []  # fresh enough, inputs unchanged
+    again.close()
+
+
+def test_freshness_reruns_the_ingest_and_changes_flow_downstream(shop: Path) -> None:
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    runner.run_until_idle()
+    clock.advance(hours=11)
+    assert runner.tick().started == []  # the default freshness 1d: ingest every 12h
+    clock.advance(hours=2)
+    runner.run_until_idle()
+    assert ran(shop)[-1] == ("ingest:shop.orders", "freshness", "unchanged")  # no change
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("update orders set amount = '99.00', "
+                   "updated_at = '2026-02-01T00:00:00+00:00' where id = 7")
+    clock.advance(hours=13)
+    runner.run_until_idle()
+    runner.close()
+    last = ran(shop)[-4:]
+    assert last[0] == ("ingest:shop.orders", "freshness", "succeeded")
+    assert {(job, trigger) for job, trigger, _ in last[1:]} == {
+        ("transform:shop.totals", "on_change"), ("deliver:shop.mirror:orders", "on_change"),
+        ("deliver:shop.mirror:totals", "on_change")}
+    assert mirror(shop, "select amount from orders where id = 7")[0][0] == 99
+
+
+def test_cron_schedules_fire_at_their_time(shop: Path) -> None:
+    model = shop / "teams" / "shop" / "shop.yaml"
+    model.write_text(model.read_text().replace(
+        "        capture: incremental", '        schedule: "0 * * * *"\n        capture: incremental'))
+    clock = Clock()  # 10:30
+    runner = scheduler(shop, clock)
+    clock.advance(minutes=29)
+    assert runner.tick().started == []
+    clock.advance(minutes=1)  # 11:00
+    assert runner.tick().started == [("ingest:shop.orders", "schedule")]
+    runner.wait()
+    clock.advance(minutes=30)
+    assert ("ingest:shop.orders", "schedule") not in runner.tick().started
+    runner.close()
+
+
+def test_a_delivery_whose_data_is_too_old_is_marked_stale(shop: Path) -> None:
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    runner.run_until_idle()
+    shutil.move(shop / "shop.db", shop / "away.db")  # the source is gone
+    clock.advance(hours=25)
+    runner.run_until_idle()
+    assert ran(shop)[-1][0] == "ingest:shop.orders" and ran(shop)[-1][2] == "failed"
+    stale = Staleness(runner.context.metadata).stale()
+    assert {s.job_id for s in stale} == {"deliver:shop.mirror:orders",
+                                         "deliver:shop.mirror:totals"}
+    assert "older than the freshness" in stale[0].reason
+    clock.advance(seconds=30)
+    assert runner.tick().started == []  # a failed job waits before it runs again
+    shutil.move(shop / "away.db", shop / "shop.db")
+    clock.advance(minutes=2)
+    runner.run_until_idle()
+    report = runner.tick()
+    assert Staleness(runner.context.metadata).stale() == []
+    assert report.started == []
+    runner.close()
+
+
+def test_a_killed_run_is_retried_without_duplicates(shop: Path) -> None:
+    env = {**os.environ, "FERRY_CRASH_AT": "before-signature"}
+    killed = subprocess.run([sys.executable, "-m", "dataferry.cli", "up", "--once",
+                             "--model", str(shop)], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert ran(shop) == [("ingest:shop.orders", "freshness", "running")]
+    clock = Clock()
+    clock.at = datetime.now(UTC) + timedelta(hours=1)  # the dead run's lease has expired
+    runner = scheduler(shop, clock)
+    report = runner.tick()
+    assert report.abandoned == ["ingest:shop.orders"]
+    assert report.started == [("ingest:shop.orders", "retry")]
+    runner.run_until_idle()
+    runner.close()
+    history = ran(shop)
+    assert history[0] == ("ingest:shop.orders", "freshness", "failed")  # abandoned
+    assert history[1] == ("ingest:shop.orders", "retry", "succeeded")
+    dataset = runner.context.store.dataset("shop.orders")
+    assert dataset.version_numbers() == [1]
+    assert mirror(shop, "select count(*), count(distinct id) from orders") == [(50, 50)]
+
+
+def test_two_schedulers_on_one_postgres_database_run_each_job_once(tmp_path: Path) -> None:
+    require_service("postgres")
+    name = f"ferry_up_{uuid.uuid4().hex[:8]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f"create database {name}")
+    try:
+        root = make_shop(tmp_path / "model", rows=2000)
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        (root / "ferry.yaml").write_text(
+            f"ecosystem: acme\nzones: {{eu: {{}}}}\nmetadata: {url}\n")
+        command = [sys.executable, "-m", "dataferry.cli", "up", "--once", "--model", str(root)]
+        both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+        for process in both:
+            out, err = process.communicate(timeout=180)
+            assert process.returncode == 0, out + err
+        with open_metadata(url) as db:
+            runs = RunHistory(db).list_runs(limit=1000)
+        done = [r.job_id for r in runs if r.status in ("succeeded", "unchanged")]
+        assert sorted(done) == sorted(JOBS), [(r.job_id, r.status, r.worker) for r in runs]
+        assert all(r.status != "failed" for r in runs)
+        context = context_of(root)
+        assert context.store.dataset("shop.orders").version_numbers() == [1]
+        assert mirror(root, "select count(*) from orders") == [(2000,)]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"drop database if exists {name} with (force)")
