@@ -55,3 +55,38 @@ def test_written_files_use_the_chosen_encodings_and_hash_their_bytes(
     assert "RLE_DICTIONARY" not in encodings["id"]
     assert "RLE_DICTIONARY" not in encodings["label"]
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_delta_encoded_files_read_back_in_duckdb_polars_and_pyarrow(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import duckdb
+    import polars as pl
+
+    rows = 5000
+    table = pa.table({
+        "id": pa.array(range(rows), pa.int64()),
+        "small": pa.array([i * 7919 % 100_003 for i in range(rows)], pa.int32()),
+        "day": pa.array([dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(rows)]),
+        "at": pa.array([dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i * 37)
+                        for i in range(rows)], pa.timestamp("us", "UTC")),
+        "clock": pa.array([dt.time(i % 24, i % 60) for i in range(rows)], pa.time64("us")),
+        "text": pa.array([f"näme {i} 🚢" if i % 11 else None for i in range(rows)]),
+        "blob": pa.array([bytes([i % 256]) * (i % 5) for i in range(rows)], pa.binary()),
+    })
+    written = write_files(tmp_path, table.to_reader(), "blake3", None)
+    path = tmp_path / written[0][0].path
+    encodings = {pq.ParquetFile(path).metadata.row_group(0).column(i).path_in_schema:
+                 pq.ParquetFile(path).metadata.row_group(0).column(i).encodings
+                 for i in range(len(table.schema))}
+    assert "DELTA_BINARY_PACKED" in encodings["id"] and "DELTA_BINARY_PACKED" in encodings["at"]
+    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["text"]
+    assert pq.read_table(path).equals(table)
+    assert pl.read_parquet(path).to_arrow().cast(table.schema).equals(table)
+    with duckdb.connect() as db:
+        back = db.execute(f"select count(*), sum(id), count(text), max(text), "
+                          f"sum(octet_length(blob)) from '{path}'").fetchall()[0]
+    expected = (rows, sum(range(rows)), sum(1 for i in range(rows) if i % 11),
+                max(f"näme {i} 🚢" for i in range(rows) if i % 11),
+                sum(i % 5 for i in range(rows)))
+    assert back == expected

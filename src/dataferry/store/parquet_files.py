@@ -8,6 +8,11 @@ rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 
   column until its page passes 1 MiB; for keys, measurements, hashes and timestamps that
   is hashing work thrown away, and the dictionary pages make the file larger. The first
   batch of each file decides, per column (``dictionary_columns``).
+- **Delta encodings for the other integers, times and strings** (``column_encodings``):
+  ``DELTA_BINARY_PACKED`` for integer, date, time and timestamp columns and
+  ``DELTA_LENGTH_BYTE_ARRAY`` for strings and binaries leave zstd much less to do than
+  plain pages: 1M rows in 0.13 s and 26.0 MB instead of 0.21 s and 33.3 MB. Both are
+  standard Parquet encodings that Spark, DuckDB, Polars, delta-rs and pyarrow read.
 - **Row groups of 256K rows.** A row group is encoded when it is complete, so its size is
   how much encoding is left after the last batch arrives, and how many batches are held.
   With dictionaries only where they pay, smaller groups barely change the size (33.3 MB
@@ -65,6 +70,24 @@ def dictionary_columns(schema: pa.Schema, sample: pa.RecordBatch) -> list[str]:
     return chosen
 
 
+def column_encodings(schema: pa.Schema, sample: pa.RecordBatch) -> tuple[list[str], dict[str, str]]:
+    """The columns to dictionary-encode and the delta encodings of the flat others."""
+    dictionary = dictionary_columns(schema, sample)
+    chosen = set(dictionary)
+    encodings: dict[str, str] = {}
+    for field in schema:
+        if field.name in chosen:
+            continue
+        kind = field.type
+        if (pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_time(kind)
+                or pa.types.is_timestamp(kind)):
+            encodings[field.name] = "DELTA_BINARY_PACKED"
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind) \
+                or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            encodings[field.name] = "DELTA_LENGTH_BYTE_ARRAY"
+    return dictionary, encodings
+
+
 def _repeats(column: pa.Array) -> bool:
     """Whether few enough of ``column``'s values differ for a dictionary to pay."""
     valid = len(column) - column.null_count
@@ -92,9 +115,10 @@ class _File:
                  sample: pa.RecordBatch) -> None:
         self.sink = HashingWriter(directory / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
         self.stream = pa.output_stream(self.sink, buffer_size=WRITE_BUFFER)
+        dictionary, encodings = column_encodings(schema, sample)
         self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd",
                                        write_statistics=True,
-                                       use_dictionary=dictionary_columns(schema, sample))
+                                       use_dictionary=dictionary, column_encoding=encodings)
         self.rows = 0
 
     def close(self) -> FileDigest:
