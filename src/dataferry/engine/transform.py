@@ -5,7 +5,8 @@ SQL transformers see each input as a table named after its dataset (``customers`
 (``module:function``, the module found in the team's folder) get one Arrow table per
 input, in the order of ``inputs:``, and return an Arrow table. The output is checked
 against the declared columns and checks like any publication, and its manifest records
-which input versions it was computed from (lineage).
+which input versions it was computed from (lineage). Inputs are read only after their
+version verifies (signatures, chain, file hashes): a tampered input fails the transform.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataferry.store.dataset import declared_types
 from dataferry.store.duck import spilling
 from dataferry.store.publish import Published, publish
 from dataferry.store.storage import decode_batch
+from dataferry.store.verify import verify_for_reading
 
 
 class TransformError(FerryError):
@@ -63,6 +65,7 @@ def transform(context: RunContext, ref: str,
         for input_ref in spec.inputs:
             dataset = context.store.dataset(input_ref)
             version = dataset.resolve(None)
+            verify_for_reading(dataset, version.number)  # never compute on altered data
             lineage.append({"ref": input_ref, "version": version.number,
                             "manifest_hash": version.hash})
             decoded = _decoded(dataset.reader(version),

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataferry.errors import StoreError
+from dataferry.errors import StoreError, VerificationError
 from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.deletion_vectors import DeletionVector
@@ -68,8 +68,13 @@ def verify_dataset(
     pinned_id: str | None = None,
     deep: bool = False,
     on_bytes: Callable[[int], None] | None = None,
+    files_of: int | None = None,
 ) -> None:
-    """Verify one dataset into ``report`` (see the module docstring)."""
+    """Verify one dataset into ``report`` (see the module docstring).
+
+    ``files_of``: check every manifest, signature and link, but hash only the files (and
+    deletion vectors) of that version: what reading one version needs.
+    """
     ref = dataset.ref
 
     def problem(version: int | None, file: str | None, text: str) -> None:
@@ -107,7 +112,7 @@ def verify_dataset(
             checkpoint.first_version in dataset.version_numbers()) else None
         still_used = set(active) - set(first.removed if first else ())
         for entry in checkpoint.files:  # files older versions added that are still data
-            if entry.path in still_used:
+            if entry.path in still_used and files_of is None:
                 _verify_file(dataset, algorithm, checkpoint.first_version, entry, deep,
                              report, problem, on_bytes)
                 checked.add((entry.path, entry.hash))
@@ -150,6 +155,8 @@ def verify_dataset(
             active.pop(path, None)
         for entry in manifest.files:
             active[entry.path] = entry
+            if files_of is not None:
+                continue
             if (entry.path, entry.hash) not in checked:  # a file relisted with a new vector
                 _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
                 checked.add((entry.path, entry.hash))
@@ -161,6 +168,11 @@ def verify_dataset(
         _verify_delta(dataset, algorithm, number, manifest, problem)
         if manifest.keys is not None:
             allowed = set(manifest.keys)
+        if number == files_of:
+            for entry in active.values():
+                _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
+                if entry.deletion_vector:
+                    _verify_vector(dataset, algorithm, number, entry, problem)
 
 
 def _signature(path: Any) -> Signature | None:
@@ -254,3 +266,15 @@ def _verify_delta(
                 + (f": {', '.join(extra[:3])}" if extra else ""))
     if removed != set(manifest.removed):
         problem(number, log_file, "Delta commit removes other files than the manifest")
+
+
+def verify_for_reading(dataset: DatasetStore, number: int) -> None:
+    """Check version ``number`` before computing on it: its chain of signed manifests and
+    the bytes of its files; raise ``VerificationError`` naming what is wrong."""
+    report = VerifyReport()
+    verify_dataset(dataset, report, files_of=number)
+    if not report.ok:
+        shown = "; ".join(p.as_text() for p in report.problems[:3])
+        more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        raise VerificationError(f"{dataset.ref} version {number} does not verify, so it is "
+                                f"not read: {shown}{more}; run `ferry verify {dataset.ref}`")

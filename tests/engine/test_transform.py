@@ -1,0 +1,181 @@
+"""Transformers: SQL (inline, sql_file) and Python on DuckDB, lineage, verified inputs,
+clear errors when the output disagrees with the declared columns."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataferry.engine.context import RunContext
+from dataferry.model.load import load_model
+from tests.conftest import write_files
+
+TEAM = """\
+team: shop
+zone: eu
+owners: [alice@acme.example]
+sources:
+  db:
+    kind: sqlite
+    path: shop.db
+    datasets:
+      orders:
+        table: orders
+        primary_key: [id]
+        columns:
+          id: {type: int64, nullable: false}
+          customer: {type: int64}
+          amount: {type: decimal(12,2)}
+      customers:
+        table: customers
+        primary_key: [id]
+        columns:
+          id: {type: int64, nullable: false}
+          name: {type: string}
+transformers:
+  revenue:
+    inputs: [shop.orders, shop.customers]
+    sql: |
+      select c.name, sum(o.amount) as total, count(*) as orders
+      from orders o join customers c on c.id = o.customer group by c.name
+    columns: {name: string, total: decimal(18,2), orders: int64}
+    primary_key: [name]
+  big:
+    inputs: [shop.orders]
+    sql_file: sql/big.sql
+    columns: {id: int64, amount: decimal(12,2)}
+  scored:
+    inputs: [shop.orders]
+    python: scoring:score
+    columns: {id: int64, score: float64}
+"""
+
+SCORING = """\
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def score(orders: pa.Table) -> pa.Table:
+    amount = pc.cast(orders["amount"], pa.float64())
+    return pa.table({"id": orders["id"], "score": pc.divide(amount, 100.0)})
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = write_files(tmp_path / "model", {
+        "ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+        "teams/shop/shop.yaml": TEAM,
+        "teams/shop/sql/big.sql": "select id, amount from orders where amount >= 100\n",
+        "teams/shop/scoring.py": SCORING,
+    })
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("create table orders (id integer primary key, customer integer, amount text)")
+        db.execute("create table customers (id integer primary key, name text)")
+        db.executemany("insert into orders values (?, ?, ?)",
+                       [(i, i % 3, f"{i * 10}.00") for i in range(1, 21)])
+        db.executemany("insert into customers values (?, ?)",
+                       [(0, "ada"), (1, "bob"), (2, "cy")])
+    db.close()
+    return root
+
+
+def rows(root: Path, ref: str) -> list[dict[str, Any]]:
+    context = RunContext.from_loaded(load_model(root))
+    dataset = context.store.dataset(ref)
+    return dataset.reader(dataset.resolve(None)).read_all().to_pylist()
+
+
+def statuses(out: str) -> dict[str, str]:
+    return {r["job"]: r["status"] for r in json.loads(out)}
+
+
+def test_sql_sql_file_and_python_transformers(root: Path, ferry: Callable[..., Any]) -> None:
+    first = ferry("run", "shop.revenue", "shop.big", "shop.scored", "--model", root, "--json")
+    assert first.code == 0, first
+    assert {k: v for k, v in statuses(first.out).items() if k.startswith("transform")} == {
+        "transform:shop.revenue": "succeeded", "transform:shop.big": "succeeded",
+        "transform:shop.scored": "succeeded"}
+    revenue = {r["name"]: r["orders"] for r in rows(root, "shop.revenue")}
+    assert revenue == {"ada": 6, "bob": 7, "cy": 7}
+    assert sorted(r["id"] for r in rows(root, "shop.big")) == list(range(10, 21))
+    assert {r["id"]: r["score"] for r in rows(root, "shop.scored")}[7] == pytest.approx(0.7)
+    log = json.loads(ferry("log", "shop.revenue", "--model", root, "--json").out)
+    assert {(i["ref"], i["version"]) for i in log[0]["lineage"]} == {
+        ("shop.orders", 1), ("shop.customers", 1)}
+    again = ferry("run", "shop.revenue", "--model", root, "--json")
+    assert statuses(again.out)["transform:shop.revenue"] == "unchanged"
+
+
+def test_a_new_input_version_recomputes_and_lineage_follows(
+        root: Path, ferry: Callable[..., Any]) -> None:
+    assert ferry("run", "shop.revenue", "--model", root).code == 0
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("insert into orders values (21, 0, '5.00')")
+    db.close()
+    assert ferry("run", "shop.revenue", "--model", root).code == 0
+    log = json.loads(ferry("log", "shop.revenue", "--model", root, "--json").out)
+    assert [e["version"] for e in log] == [2, 1]
+    assert {(i["ref"], i["version"]) for i in log[0]["lineage"]} == {
+        ("shop.orders", 2), ("shop.customers", 1)}
+    assert {r["name"]: r["total"] for r in rows(root, "shop.revenue")}["ada"] == Decimal("635.00")
+
+
+def test_an_altered_input_is_not_read(root: Path, ferry: Callable[..., Any]) -> None:
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    part = next((root / ".ferry" / "store" / "shop" / "orders").glob("part-*.parquet"))
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    part.write_bytes(bytes(data))
+    done = ferry("run", "shop.big", "--model", root)
+    assert done.code == 1
+    assert "shop.orders version 1 does not verify" in done.err
+    assert "content does not match its hash" in done.err
+    assert not (root / ".ferry" / "store" / "shop" / "big" / "_sig" / "m").exists()
+
+
+def test_output_that_disagrees_with_the_declared_columns_names_the_column(
+        root: Path, ferry: Callable[..., Any]) -> None:
+    model = root / "teams" / "shop" / "shop.yaml"
+    model.write_text(model.read_text().replace(
+        "select id, amount from orders", "select id, 'lots' as amount from orders"
+    ).replace("sql_file: sql/big.sql", "sql: select id, 'lots' as amount from orders"))
+    done = ferry("run", "shop.big", "--model", root)
+    assert done.code == 1
+    assert "transform:shop.big failed" in done.err
+    assert "amount" in done.err and "does not match its declared columns" in done.err
+
+
+def test_a_failing_check_blocks_the_version_and_consumers_keep_the_last_good_one(
+        root: Path, ferry: Callable[..., Any]) -> None:
+    model = root / "teams" / "shop" / "shop.yaml"
+    model.write_text(model.read_text().replace(
+        "          amount: {type: decimal(12,2)}\n",
+        "          amount: {type: decimal(12,2)}\n        checks:\n"
+        "          - range: {column: amount, min: 0}\n          - not_null: [customer]\n",
+        1) + """consumers:
+  books:
+    sink: {kind: sqlite, path: out/books.db}
+    datasets: [{ref: shop.orders, mode: merge}]
+""")
+    assert ferry("run", "shop.books", "--model", root).code == 0
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("insert into orders values (99, null, '-5.00')")
+    db.close()
+    done = ferry("run", "shop.books", "--model", root, "--json")
+    assert done.code == 1
+    result = statuses(done.out)
+    assert result == {"ingest:shop.orders": "failed", "deliver:shop.books:orders": "skipped"}
+    assert "check range(amount) failed" in done.err and '"id": 99' in done.err
+    assert "check not_null(customer) failed" in done.err
+    context = RunContext.from_loaded(load_model(root))
+    assert context.store.dataset("shop.orders").version_numbers() == [1]
+    with sqlite3.connect(root / "out" / "books.db") as db:
+        assert db.execute("select count(*), max(id) from orders").fetchall() == [(20, 20)]
+    db.close()
