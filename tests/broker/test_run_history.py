@@ -201,3 +201,18 @@ def test_no_secret_is_recorded_after_a_failing_run(tmp_path: Path, ferry: Callab
     assert "127.0.0.1:1" in shown and PASSWORD not in shown
     for path in (root / ".ferry").glob("ferry.db*"):  # the database and its WAL
         assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_attempts_are_configurable(tmp_path: Path, ferry: Callable[..., Any],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FERRY_TEST_CRM_PASSWORD", PASSWORD)
+    monkeypatch.setattr(runner, "BACKOFF", 0.0)
+    root = write_files(tmp_path / "model", {"ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+                                            "teams/crm/crm.yaml": POSTGRES_TEAM})
+    assert ferry("run", "crm.accounts", "--attempts", "5", "--model", root).code == 1
+    with history(root) as runs:
+        assert sorted(r.attempt for r in runs.list_runs()) == [1, 2, 3, 4, 5]
+    assert ferry("run", "crm.accounts", "--attempts", "1", "--model", root).code == 1
+    with history(root) as runs:
+        assert [r.attempt for r in runs.list_runs(limit=1)] == [1]
+        assert len(runs.list_runs()) == 6

@@ -1,4 +1,5 @@
-"""Run commands: run (jobs now, in dependency order) and demo (the whole idea, offline)."""
+"""Run commands: run (jobs now, in dependency order), up (the scheduler) and demo (the
+whole idea, offline)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import typer
 
 from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
 from dataferry.errors import UsageError
+
+AttemptsOption = typer.Option(
+    3, "--attempts", min=1, metavar="N",
+    help="Tries per job when errors are transient (with exponential backoff and jitter).")
 
 
 def register(app: typer.Typer) -> None:
@@ -39,6 +44,7 @@ def run(
     downstream: bool = typer.Option(False, "--downstream",
                                     help="Also run everything downstream of REF."),
     full: bool = typer.Option(False, "--full", help="Ignore cursors: read everything again."),
+    attempts: int = AttemptsOption,
     model: ModelOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -54,7 +60,8 @@ def run(
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:
         with JobProgress() as progress:
-            results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual")
+            results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual",
+                               attempts=attempts)
     finally:
         context.close()
     failed = [r for r in results if r.status == "failed"]
@@ -94,6 +101,7 @@ def up(
     workers: int = typer.Option(4, "--workers", min=1, help="Jobs that may run at once."),
     tick: float = typer.Option(5.0, "--tick", min=0.1, metavar="SECONDS",
                                help="How often to look for due jobs."),
+    attempts: int = AttemptsOption,
     once: bool = typer.Option(False, "--once", help="Run what is due (and what that makes "
                                                     "due) until nothing is, then exit."),
     model: ModelOption = None,
@@ -127,7 +135,7 @@ def up(
         for job_id in report.fresh:
             say(f"{job_id}: fresh again")
 
-    scheduler = Scheduler(context, workers=workers, on_result=finished)
+    scheduler = Scheduler(context, workers=workers, attempts=attempts, on_result=finished)
     jobs = len(scheduler.graph.jobs)
     say(f"scheduler up: {jobs} jobs, {workers} workers, metadata {context.metadata_url}")
     try:
