@@ -7,13 +7,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import psycopg
 import pytest
 
 from dataferry.broker.scheduler import Scheduler
@@ -21,7 +19,7 @@ from dataferry.engine.context import RunContext
 from dataferry.metadata import RunHistory, Staleness, open_metadata
 from dataferry.model.load import load_model
 from tests.broker.small_model import JOBS, make_shop
-from tests.conftest import require_service
+from tests.connectors.pg_helpers import temporary_database
 
 
 class Clock:
@@ -164,14 +162,8 @@ def test_a_killed_run_is_retried_without_duplicates(shop: Path) -> None:
 
 
 def test_two_schedulers_on_one_postgres_database_run_each_job_once(tmp_path: Path) -> None:
-    require_service("postgres")
-    name = f"ferry_up_{uuid.uuid4().hex[:8]}"
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"create database {name}")
-    try:
+    with temporary_database() as url:
         root = make_shop(tmp_path / "model", rows=2000)
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
         (root / "ferry.yaml").write_text(
             f"ecosystem: acme\nzones: {{eu: {{}}}}\nmetadata: {url}\n")
         command = [sys.executable, "-m", "dataferry.cli", "up", "--once", "--model", str(root)]
@@ -188,6 +180,3 @@ def test_two_schedulers_on_one_postgres_database_run_each_job_once(tmp_path: Pat
         context = context_of(root)
         assert context.store.dataset("shop.orders").version_numbers() == [1]
         assert mirror(root, "select count(*) from orders") == [(2000,)]
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f"drop database if exists {name} with (force)")

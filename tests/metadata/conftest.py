@@ -10,7 +10,7 @@ import pytest
 
 from dataferry.metadata import Metadata, open_metadata
 from tests.conftest import require_service
-from tests.metadata.databases import postgres_database
+from tests.connectors.pg_helpers import temporary_database as postgres_database
 
 BACKENDS = ["sqlite", "postgres"]
 

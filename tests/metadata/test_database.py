@@ -17,7 +17,7 @@ from dataferry.metadata import MetadataError, RunHistory, metadata_url, open_met
 from dataferry.metadata.database import alembic_config
 from dataferry.metadata.schema import Base
 from tests.conftest import require_service
-from tests.metadata.databases import postgres_database
+from tests.connectors.pg_helpers import temporary_database as postgres_database
 from tests.metadata.racer import open_at_once
 
 TABLES = {"runs", "run_logs", "leases", "plans", "stale", "alembic_version"}
