@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -180,3 +181,23 @@ def test_two_schedulers_on_one_postgres_database_run_each_job_once(tmp_path: Pat
         context = context_of(root)
         assert context.store.dataset("shop.orders").version_numbers() == [1]
         assert mirror(root, "select count(*) from orders") == [(2000,)]
+
+
+def test_the_scheduler_follows_the_applied_plan(shop: Path, ferry: Any) -> None:
+    assert ferry("apply", "--model", shop).code == 0
+    model = shop / "teams" / "shop" / "shop.yaml"
+    model.write_text(model.read_text() + """  second:
+    sink: {kind: duckdb, path: out/second.duckdb}
+    datasets: [{ref: shop.orders}]
+""")
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    assert runner.unapplied == ["deliver:shop.second:orders"]
+    runner.run_until_idle()
+    assert "deliver:shop.second:orders" not in {job for job, _, _ in ran(shop)}
+    runner.close()
+    up = ferry("up", "--once", "--model", shop)
+    assert up.code == 0 and "wait for `ferry apply`: deliver:shop.second:orders" in up.out
+    assert ferry("apply", "--model", shop).code == 0
+    up = ferry("up", "--once", "--model", shop)
+    assert "deliver:shop.second:orders: succeeded" in up.out

@@ -1,6 +1,8 @@
 """The scheduler behind ``ferry up`` (and, later, ``ferry serve``): what runs when.
 
-Each tick it asks, for every job of the plan, whether it is due:
+It follows the plan applied with ``ferry apply`` (jobs of the model that are not applied
+yet wait for the next apply); without an applied plan, the model as it is. Each tick it
+asks, for every job of the plan, whether it is due:
 
 - **cron** (an ingest's ``schedule``, a transformer's cron ``trigger``): the next time the
   expression names after the job's last run (or after the scheduler started) has come;
@@ -28,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from croniter import croniter
@@ -36,7 +38,7 @@ from croniter import croniter
 from dataferry.broker.graph import Graph, Job, build_graph
 from dataferry.broker.runner import ATTEMPTS, JobResult, run_recorded
 from dataferry.engine.context import RunContext
-from dataferry.metadata import Leases, RunHistory, Staleness, utcnow, worker_name
+from dataferry.metadata import Leases, PlanHistory, RunHistory, Staleness, utcnow, worker_name
 from dataferry.model.spec import duration_seconds
 
 CONSUMED = ("succeeded", "unchanged")
@@ -65,6 +67,7 @@ class Scheduler:
                  on_result: Callable[[JobResult], None] | None = None) -> None:
         self.context = context
         self.graph: Graph = build_graph(context.index)
+        self.applied, self.unapplied = _follow_applied_plan(context, self.graph)
         self.runs = RunHistory(context.metadata, now=now)
         context.runs.now = now  # the runs the runner records follow the same clock
         self.leases = Leases(context.metadata, now=now)
@@ -245,6 +248,23 @@ class Scheduler:
             last = self.runs.last_run(ingest.id, CONSUMED)
             moments.append(last.started_at if last is not None else delivered.started_at)
         return min(moments) if moments else delivered.started_at
+
+
+def _follow_applied_plan(context: RunContext, graph: Graph) -> tuple[int | None, list[str]]:
+    """Keep only the jobs of the applied plan (``ferry apply``), with its triggers and
+    platforms; returns the plan's id and the model's jobs it does not have yet. Without
+    an applied plan the scheduler follows the model as it is."""
+    applied = PlanHistory(context.metadata).applied_plan()
+    if applied is None:
+        return None, []
+    planned = {job["id"]: job for job in applied.plan.get("jobs", [])}
+    unapplied = sorted(set(graph.jobs) - set(planned))
+    graph.jobs = {
+        job_id: replace(job, trigger=str(planned[job_id].get("trigger") or job.trigger),
+                        platform=str(planned[job_id].get("platform") or job.platform))
+        for job_id, job in graph.jobs.items() if job_id in planned
+    }
+    return applied.id, unapplied
 
 
 def _freshness_intervals(context: RunContext, graph: Graph) -> dict[str, timedelta]:

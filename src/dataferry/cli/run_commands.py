@@ -138,6 +138,14 @@ def up(
     scheduler = Scheduler(context, workers=workers, attempts=attempts, on_result=finished)
     jobs = len(scheduler.graph.jobs)
     say(f"scheduler up: {jobs} jobs, {workers} workers, metadata {context.metadata_url}")
+    if scheduler.applied is None:
+        say("no plan applied yet: following the model as it is (`ferry apply` fixes the plan)")
+    else:
+        say(f"following applied plan {scheduler.applied}")
+    if scheduler.unapplied:
+        say(f"{len(scheduler.unapplied)} job(s) of the model are not in the applied plan and "
+            f"wait for `ferry apply`: {', '.join(scheduler.unapplied[:5])}"
+            + (" ..." if len(scheduler.unapplied) > 5 else ""))
     try:
         if once:
             scheduler.run_until_idle(ticked)
