@@ -17,4 +17,11 @@ start 6379 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save
 start 5672 rabbitmq-server -detached
 start 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
 start 4222 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+# The browser the web UI's end-to-end tests drive (Debian's chromium, through Playwright).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Debian's chromium for the browser tests" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "could not install chromium: the browser tests will fail" >&2
+fi
 exit 0

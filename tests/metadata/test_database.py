@@ -20,8 +20,9 @@ from tests.conftest import require_service
 from tests.connectors.pg_helpers import temporary_database as postgres_database
 from tests.metadata.racer import open_at_once
 
-TABLES = {"runs", "run_logs", "leases", "plans", "stale", "alembic_version"}
-HEAD = "0002"
+TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
+          "recovery_codes", "tokens", "audit", "login_failures", "alembic_version"}
+HEAD = "0003"
 
 
 def _revision(url: str) -> str | None:

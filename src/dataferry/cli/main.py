@@ -44,6 +44,7 @@ def _register() -> None:
         run_commands,
         runs_commands,
         store_commands,
+        users_commands,
     )
 
     model_commands.register(app)
@@ -51,6 +52,7 @@ def _register() -> None:
     run_commands.register(app)
     runs_commands.register(app)
     store_commands.register(app)
+    users_commands.register(app)
 
 
 _register()

@@ -14,12 +14,16 @@ dataclasses back and never hold an ORM session.
 from __future__ import annotations
 
 from dataferry.errors import MetadataError
+from dataferry.metadata.attempts import FailureCount, LoginFailures
+from dataferry.metadata.audit import AuditEntry, AuditLog
 from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata, metadata_url, open_metadata
 from dataferry.metadata.freshness import Stale, Staleness
 from dataferry.metadata.leases import Lease, Leases
 from dataferry.metadata.plans import AppliedPlan, PlanHistory
 from dataferry.metadata.runs import LogLine, Run, RunDetail, RunHistory, VersionRef, worker_name
+from dataferry.metadata.tokens import Token, TokenStore
+from dataferry.metadata.users import ROLES, User, UserStore
 
 __all__ = [
     "AppliedPlan",
@@ -40,4 +44,15 @@ __all__ = [
     "open_metadata",
     "utcnow",
     "worker_name",
+]
+__all__ += [
+    "ROLES",
+    "AuditEntry",
+    "AuditLog",
+    "FailureCount",
+    "LoginFailures",
+    "Token",
+    "TokenStore",
+    "User",
+    "UserStore",
 ]

@@ -14,7 +14,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -137,3 +148,98 @@ class StaleRow(Base):
 
 # The expired-run sweep filters on status and lease expiry, list_runs --failed on status.
 Index("ix_runs_status_lease_expires_at", RunRow.status, RunRow.lease_expires_at)
+
+
+# --- users, tokens, audit (``ferry serve``) ------------------------------------------
+
+
+class UserRow(Base):
+    """A person (or robot) who logs in to the API and web UI. No default account exists."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))  # admin | member | viewer
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, PHC string format
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The TOTP seed, AES-GCM encrypted under <home>/keys/totp.key (never stored plain).
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    # Set once the user proved the seed works; from then on login needs a code.
+    totp_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The last accepted time step: a code of that step or an earlier one is a replay.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    totp_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UserTeamRow(Base):
+    """A team a user is a member of, beyond those whose model owners name their e-mail."""
+
+    __tablename__ = "user_teams"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    team: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class RecoveryCodeRow(Base):
+    """A one-time TOTP recovery code, stored only as its SHA-256."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TokenRow(Base):
+    """An access token (from a login) or an API token (CI, automation): only its hash."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # access | api
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    scopes: Mapped[list[str] | None] = mapped_column(JSON)  # None: all the user's rights
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """One audited event; rows are only ever inserted (``ferry audit`` reads them)."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(64))
+    object: Mapped[str | None] = mapped_column(String(400))
+    outcome: Mapped[str] = mapped_column(String(32))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class LoginFailureRow(Base):
+    """A failed login or TOTP attempt: rate limits count these, so all processes agree."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(200))
+    client_ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set when the account logs in successfully: no longer counts against the account,
+    # still counts against the IP.
+    account_cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+Index("ix_login_failures_account_at", LoginFailureRow.account, LoginFailureRow.at)
+Index("ix_login_failures_client_ip_at", LoginFailureRow.client_ip, LoginFailureRow.at)

@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Iterable
 
+from dataferry.errors import ModelError
 from dataferry.model.findings import Path, Report
 from dataferry.model.graph import DatasetEntry, ModelIndex
 from dataferry.model.load import LoadedModel
@@ -57,7 +58,22 @@ def where_columns(where: str) -> tuple[str, ...] | str:
         return "it is empty"
     if not isinstance(tree, exp.Condition):  # e.g. "1 = 1; drop table t", "select ..."
         return f"it is a {type(tree).__name__.lower()} statement, not a condition"
+    if tree.find(exp.Select, exp.Subquery, exp.Table) is not None:
+        # A filter sees the row it filters, nothing else: a subquery could read other
+        # columns (past a mask) or files on the machine that runs the delivery.
+        return "subqueries and tables are not allowed, only the row's own columns"
     return tuple(dict.fromkeys(column.name for column in tree.find_all(exp.Column)))
+
+
+def safe_where(where: str) -> str:
+    """``where`` as the single condition it parses to (re-rendered from the parse tree,
+    so nothing can follow it); raises ``ModelError`` when it is not one."""
+    import sqlglot
+
+    problem = where_columns(where)
+    if isinstance(problem, str):
+        raise ModelError(f"where {where!r} is not a condition on the row's columns: {problem}")
+    return sqlglot.parse_one(where, read="duckdb").sql(dialect="duckdb")
 
 
 class Linter:

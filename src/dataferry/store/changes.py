@@ -130,8 +130,11 @@ def _select(columns: Sequence[str], alias: str) -> str:
 
 
 def _where(where: str | None) -> str:
-    """The need's filter (written against the dataset's columns), or no filter."""
-    return f"({where})" if where else "true"
+    """The need's filter (written against the dataset's columns), or no filter. It is
+    re-rendered from its parse tree: one condition on the row, nothing after it."""
+    from dataferry.model.lint import safe_where
+
+    return f"({safe_where(where)})" if where else "true"
 
 
 def version_rows(dataset: DatasetStore, version: Version, columns: Sequence[str],

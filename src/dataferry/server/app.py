@@ -1,0 +1,91 @@
+"""The application factory: ``create_app(context)`` is what ``ferry serve`` runs.
+
+The app keeps the model's ``RunContext`` (``app.state.context``) and the authentication
+services (``app.state.auth``). Every API route lives under ``/api/v1``; the routers are
+listed in ``api_routers`` — add new ones there. OpenAPI is at ``/openapi.json``.
+With ``scheduler=True`` the broker's scheduler runs in a background thread for the
+app's lifetime and is stopped (waiting for running jobs) at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from dataferry import __version__
+from dataferry.engine.context import RunContext
+from dataferry.metadata import Clock, utcnow
+from dataferry.server.auth import Auth, AuthSettings
+from dataferry.server.errors import install_error_handlers
+
+API_PREFIX = "/api/v1"
+SCHEDULER_TICK_SECONDS = 5.0
+log = logging.getLogger("dataferry.server")
+
+
+def api_routers() -> list[APIRouter]:
+    """Every router mounted under ``/api/v1``, in order. Add the catalog routers here."""
+    from dataferry.server import api
+    from dataferry.server.auth import admin_routes, routes
+
+    return [
+        routes.router,  # /auth/login, /auth/logout, /me, /me/totp
+        admin_routes.router,  # /users, /tokens
+        api.router,  # /teams, /datasets, /consumers, /runs, /plan
+    ]
+
+
+def create_app(context: RunContext, *, scheduler: bool = False,
+               settings: AuthSettings | None = None, now: Clock = utcnow) -> FastAPI:
+    """The dataferry server for one model: REST API (and, with ``scheduler``, the broker).
+
+    Opens (and migrates) the model's metadata DB now, so a bad ``metadata:`` setting
+    fails at start-up rather than on the first request. ``settings`` and ``now`` are for
+    tuning and tests (token lifetimes, rate limits, a fake clock).
+    """
+    app = FastAPI(title="dataferry", version=__version__, lifespan=_lifespan(scheduler),
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app.state.context = context
+    app.state.auth = Auth.for_context(context, settings, now)
+    install_error_handlers(app)
+    for router in api_routers():
+        app.include_router(router, prefix=API_PREFIX)
+    return app
+
+
+def _lifespan(with_scheduler: bool
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = _start_scheduler(app.state.context, stop) if with_scheduler else None
+        try:
+            yield
+        finally:
+            if thread is not None:
+                log.info("stopping the scheduler: waiting for running jobs")
+                stop.set()
+                thread.join()
+
+    return lifespan
+
+
+def _start_scheduler(context: RunContext, stop: threading.Event) -> threading.Thread:
+    from dataferry.broker.scheduler import Scheduler
+
+    scheduler = Scheduler(context)
+
+    def run() -> None:
+        try:
+            scheduler.run_forever(SCHEDULER_TICK_SECONDS, stop)
+        except Exception:  # a dead scheduler must show in the log, not vanish
+            log.exception("the scheduler stopped with an error")
+
+    thread = threading.Thread(target=run, name="ferry-scheduler", daemon=True)
+    thread.start()
+    log.info("scheduler started: %d jobs", len(scheduler.graph.jobs))
+    return thread

@@ -1,0 +1,103 @@
+"""FastAPI dependencies: who is calling (``current_principal``) and may they (``require_admin``).
+
+A request authenticates with ``Authorization: Bearer <token>`` (API clients, CI) or the
+``ferry_session`` cookie (the web UI; HttpOnly, SameSite=Lax, Secure over https) holding
+an access token. Anything else gets 401. The principal's teams are the user's teams in
+the metadata DB plus every team whose ``owners:`` in the model name the user's e-mail.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request, Response
+
+from dataferry.metadata import Token, User
+from dataferry.model.graph import ModelIndex
+from dataferry.server.auth.service import Auth
+from dataferry.server.errors import Forbidden, Unauthorized
+from dataferry.server.principal import Principal, Role
+
+SESSION_COOKIE = "ferry_session"
+ADMIN_SCOPE = "admin"
+
+
+def get_auth(request: Request) -> Auth:
+    """The app's ``Auth`` (set by ``create_app``)."""
+    auth = request.app.state.auth
+    assert isinstance(auth, Auth)
+    return auth
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address as the server sees it (uvicorn applies trusted proxy headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def presented_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def model_teams(index: ModelIndex, email: str | None) -> set[str]:
+    """Teams whose ``owners:`` list ``email`` (case-insensitively): a team's owners are
+    its members."""
+    if not email:
+        return set()
+    wanted = email.casefold()
+    return {name for name, team in index.ecosystem.teams.items()
+            if any(owner.casefold() == wanted for owner in team.owners)}
+
+
+def principal_of(user: User, token: Token, index: ModelIndex) -> Principal:
+    # The database only ever holds these roles; anything else gets the least rights.
+    role = cast(Role, user.role if user.role in ("admin", "member", "viewer") else "viewer")
+    return Principal(
+        user_id=user.id, username=user.username, role=role,
+        teams=frozenset(set(user.teams) | model_teams(index, user.email)),
+        email=user.email, token_id=token.id,
+        scopes=None if token.scopes is None else frozenset(token.scopes))
+
+
+def current_principal(request: Request, auth: Annotated[Auth, Depends(get_auth)]) -> Principal:
+    """The logged-in principal of this request; 401 when there is none."""
+    secret = presented_token(request)
+    token = None if secret is None else auth.tokens.verify(secret)
+    if token is None:
+        raise Unauthorized("log in first: send 'Authorization: Bearer <token>' (the token "
+                           "may have expired or been revoked)" if secret else
+                           "log in first: send 'Authorization: Bearer <token>'")
+    user = auth.users.get_by_id(token.user_id)
+    if user is None or user.disabled:
+        raise Unauthorized()
+    return principal_of(user, token, request.app.state.context.index)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_admin(principal: CurrentPrincipal) -> Principal:
+    """The principal, if an admin (and, for an API token with scopes, one with ``admin``)."""
+    if not principal.is_admin:
+        raise Forbidden("only an admin may do this")
+    if principal.scopes is not None and ADMIN_SCOPE not in principal.scopes:
+        raise Forbidden("this token lacks the 'admin' scope")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+
+
+def set_session_cookie(request: Request, response: Response, secret: str,
+                       max_age: int) -> None:
+    """Hand the web UI its access token: script can't read it, other sites don't send it."""
+    response.set_cookie(SESSION_COOKIE, secret, max_age=max_age, httponly=True,
+                        samesite="lax", secure=request.url.scheme == "https", path="/")
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
+                           secure=request.url.scheme == "https", path="/")

@@ -1,0 +1,32 @@
+"""The knobs of authentication, with the defaults SERVER.md asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Token lifetimes, rate limits, TOTP policy and the argon2id cost.
+
+    The argon2 defaults are argon2-cffi's (RFC 9106's low-memory profile: 3 passes over
+    64 MiB); tests lower them to stay fast. Changing them makes every stored hash
+    upgrade on the user's next login.
+    """
+
+    access_token_ttl: timedelta = timedelta(hours=12)
+    api_token_ttl: timedelta = timedelta(days=30)
+    api_token_max_ttl: timedelta = timedelta(days=366)
+    account_failures: int = 10
+    """Failed logins/TOTP codes per account within ``failure_window`` before 429."""
+    ip_failures: int = 50
+    """Failed logins/TOTP codes from one client IP within ``failure_window`` before 429."""
+    failure_window: timedelta = timedelta(minutes=15)
+    require_totp: bool = False
+    """Every user must have TOTP enrolled to log in (``ferry serve --require-totp``)."""
+    issuer: str = "dataferry"
+    """The issuer authenticator apps show next to the account name."""
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
