@@ -202,6 +202,16 @@ class RunHistory:
         with self.db.reads.begin() as session:
             return [_run(row) for row in session.scalars(query).all()]
 
+    def ended_since(self, moment: datetime | None, limit: int = 100) -> list[Run]:
+        """Runs that ended after ``moment`` (all ended runs when None), oldest end first:
+        what an event stream has not sent yet."""
+        query = select(RunRow).where(RunRow.ended_at.is_not(None))
+        if moment is not None:
+            query = query.where(RunRow.ended_at > moment)
+        with self.db.reads.begin() as session:
+            rows = session.scalars(query.order_by(RunRow.ended_at, RunRow.id).limit(limit)).all()
+            return [_run(row) for row in rows]
+
     def last_run(self, job_id: str, statuses: Iterable[str] | None = None) -> Run | None:
         """The newest run of ``job_id`` (with one of ``statuses``, if given)."""
         query = select(RunRow).where(RunRow.job_id == job_id)

@@ -29,13 +29,14 @@ log = logging.getLogger("dataferry.server")
 
 def api_routers() -> list[APIRouter]:
     """Every router mounted under ``/api/v1``, in order. Add the catalog routers here."""
-    from dataferry.server import api
+    from dataferry.server import api, events_api
     from dataferry.server.auth import admin_routes, routes
 
     return [
         routes.router,  # /auth/login, /auth/logout, /me, /me/totp
         admin_routes.router,  # /users, /tokens
         api.router,  # /teams, /datasets, /consumers, /runs, /plan
+        events_api.router,  # /events (Server-Sent Events of CloudEvents)
     ]
 
 
