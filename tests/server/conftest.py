@@ -1,5 +1,12 @@
 """Fixtures for server tests: a small model whose metadata DB is SQLite or PostgreSQL,
-the app over it with a fake clock and cheap argon2, and helpers to log in."""
+the app over it with a fake clock and cheap argon2, and helpers to log in.
+
+Every test that uses the model (``model_root``, ``context``, ``auth``, ``client``,
+``login``) or an empty metadata database (``url``, ``db``) runs once per backend:
+``backend`` is a module-scoped parameter, so pytest runs a module's SQLite tests, then
+its PostgreSQL ones. PostgreSQL gets one throwaway database per module (creating one
+per test would cost more than the tests), emptied before each test that asks for it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,15 +33,59 @@ PASSWORD = "tangerine ferry lighthouse"
 FAST = AuthSettings(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty metadata database, dropped after the test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'home' / 'ferry.db'}"
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgres``: which metadata database this module's tests use."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def module_postgres(backend: str) -> Iterator[str | None]:
+    """This module's own PostgreSQL database (None on SQLite), dropped after the module."""
+    if backend != "postgres":
+        yield None
         return
     require_service("postgres")
     with postgres_database() as pg_url:
         yield pg_url
+
+
+def empty_postgres(pg_url: str) -> None:
+    """Delete every row of the metadata tables (not the schema): a fresh database for the
+    next test, without the cost of creating one."""
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute("set lock_timeout = '20s'")  # a leftover run thread: fail, not hang
+        tables = [row[0] for row in connection.execute(
+            "select tablename from pg_tables where schemaname = 'public' "
+            "and tablename <> 'alembic_version'")]
+        if tables:
+            names = ", ".join(f'"{name}"' for name in tables)
+            connection.execute(f"truncate {names} restart identity cascade")
+
+
+@pytest.fixture
+def metadata_url(module_postgres: str | None, tmp_path: Path) -> str:
+    """The URL of an empty metadata database for this test (SQLite or PostgreSQL)."""
+    if module_postgres is None:
+        return f"sqlite:///{tmp_path / 'home' / 'ferry.db'}"
+    empty_postgres(module_postgres)
+    return module_postgres
+
+
+@pytest.fixture
+def url(metadata_url: str) -> str:
+    """The URL of an empty metadata database (the storage tests' name for it)."""
+    return metadata_url
+
+
+def use_metadata(root: Path, url: str | None) -> Path:
+    """Point the model in ``root`` at the metadata database ``url`` (None: keep the
+    default SQLite file in its home) by adding ``metadata:`` to its ferry.yaml."""
+    if url is not None:
+        ferry_yaml = root / "ferry.yaml"
+        text = ferry_yaml.read_text(encoding="utf-8").rstrip("\n")
+        ferry_yaml.write_text(f"{text}\nmetadata: {url}\n", encoding="utf-8")
+    return root
 
 
 @pytest.fixture
@@ -48,9 +100,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def model_root(tmp_path: Path) -> Path:
-    """The shop model (team ``shop``, owner alice@acme.example) on the default SQLite DB."""
-    return make_shop(tmp_path / "model")
+def model_root(tmp_path: Path, module_postgres: str | None) -> Path:
+    """The shop model (team ``shop``, owner alice@acme.example) with an empty metadata
+    DB: the default SQLite file, or this module's PostgreSQL database (emptied)."""
+    root = make_shop(tmp_path / "model")
+    if module_postgres is not None:
+        empty_postgres(module_postgres)
+    return use_metadata(root, module_postgres)
 
 
 @pytest.fixture

@@ -3,12 +3,16 @@
 The demo (acme: shop, finance, marketing, research) runs once per module; users:
 admin, alice (shop's owner by e-mail), erin (marketing: its consumer receives
 shop.customers with email masked), dana (research: receives shop.orders where amount > 0),
-zed (a member of a team with nothing) and vic (a viewer).
+zed (a member of a team with nothing) and vic (a viewer). Every test runs with the
+metadata DB on SQLite and on PostgreSQL (``backend`` in conftest): the PostgreSQL server
+works on a copy of the demo whose ferry.yaml points at this module's database, so it
+starts without the demo's run history.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +26,7 @@ from dataferry.engine.context import RunContext
 from dataferry.model.load import load_model
 from dataferry.server.app import create_app
 from dataferry.server.auth import Auth
-from tests.server.conftest import FAST
+from tests.server.conftest import FAST, use_metadata
 
 PASSWORD = "quartz harbor wind 2026"
 
@@ -44,8 +48,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(demo: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
-    context = RunContext.from_loaded(load_model(demo))
+def server(demo: Path, module_postgres: str | None, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    root = demo
+    if module_postgres is not None:
+        root = tmp_path_factory.mktemp("demo-postgres") / "acme"
+        shutil.copytree(demo, root)
+        use_metadata(root, module_postgres)
+    context = RunContext.from_loaded(load_model(root))
+    assert context.metadata.dialect == ("sqlite" if module_postgres is None else "postgresql")
     auth = Auth.for_context(context, FAST)
     for name, options in USERS.items():
         if auth.users.get(name) is None:
@@ -115,7 +126,9 @@ def test_every_route_as_a_user_of_an_unrelated_team(server: Any) -> None:
         for method in sorted(m.upper() for m in operations):
             url = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)
             body = {"job": "ingest:shop.orders"} if path == "/api/v1/runs" else {}
-            response = client.request(method, url, headers=headers["zed"],
+            # Without a timeout the event stream runs until the client goes away.
+            params = {"timeout": 0.1} if path == "/api/v1/events" else None
+            response = client.request(method, url, headers=headers["zed"], params=params,
                                       json=body if method == "POST" else None)
             seen += 1
             assert response.status_code < 500, (method, path, response.text)

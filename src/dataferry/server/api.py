@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from dataferry.engine.context import RunContext
 from dataferry.server import authz, catalog
 from dataferry.server.auth.dependency import CurrentPrincipal, client_ip, get_auth
-from dataferry.server.errors import BadRequest, Forbidden, NotFound
+from dataferry.server.errors import BadRequest, Forbidden, NotFound, RecordId, storable
 from dataferry.server.principal import Principal
 
 router = APIRouter()
@@ -172,7 +172,8 @@ def list_runs(request: Request, _: CurrentPrincipal, offset: Offset = 0, limit: 
               failed: bool = False, job: str | None = None) -> dict[str, Any]:
     """The run history, newest first."""
     runs = _context(request).runs
-    items = runs.list_runs(limit=limit + 1, offset=offset, failed_only=failed, job_id=job)
+    items = runs.list_runs(limit=limit + 1, offset=offset, failed_only=failed,
+                           job_id=None if job is None else storable(job))
     more = len(items) > limit
     # A count over the whole history would cost a scan per request; say if more follow.
     return {**_page([run_json(r) for r in items[:limit]], offset + len(items), offset,
@@ -180,7 +181,7 @@ def list_runs(request: Request, _: CurrentPrincipal, offset: Offset = 0, limit: 
 
 
 @router.get("/runs/{run_id}")
-def get_run(request: Request, _: CurrentPrincipal, run_id: int) -> dict[str, Any]:
+def get_run(request: Request, _: CurrentPrincipal, run_id: RecordId) -> dict[str, Any]:
     """One run with its log lines."""
     detail = _context(request).runs.get_run(run_id)
     if detail is None:

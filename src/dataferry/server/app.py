@@ -2,7 +2,8 @@
 
 The app keeps the model's ``RunContext`` (``app.state.context``) and the authentication
 services (``app.state.auth``). Every API route lives under ``/api/v1``; the routers are
-listed in ``api_routers`` — add new ones there. OpenAPI is at ``/openapi.json``.
+listed in ``api_routers`` — add new ones there. OpenAPI is at ``/openapi.json``. The web
+UI (``dataferry.server.ui``) serves pages at ``/`` and its stylesheet under ``/static``.
 With ``scheduler=True`` the broker's scheduler runs in a background thread for the
 app's lifetime and is stopped (waiting for running jobs) at shutdown.
 """
@@ -15,10 +16,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from dataferry import __version__
 from dataferry.engine.context import RunContext
 from dataferry.metadata import Clock, utcnow
+from dataferry.server import ui
 from dataferry.server.auth import Auth, AuthSettings
 from dataferry.server.errors import install_error_handlers
 
@@ -55,6 +58,9 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     install_error_handlers(app)
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(ui.router)  # the web UI: /login, /, /datasets/..., /runs, /admin/...
+    app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
+    ui.install_error_pages(app, API_PREFIX)  # HTML error pages for UI routes; API stays JSON
     return app
 
 

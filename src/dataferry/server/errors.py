@@ -13,15 +13,20 @@ anything else is a 500 whose body says only that the server failed: tracebacks a
 exception text (which may hold paths, SQL or secrets) go to the server log, never to the
 client. Validation errors (422) name the fields and what is wrong, never echo the value
 sent: it may be a password.
+
+Input the metadata database cannot hold must not become a 500 either: ``RecordId`` bounds
+path ids to the id columns' range (422 outside it), and ``UNSTORABLE``/``storable`` deal
+with text holding NUL (which PostgreSQL refuses) or lone surrogates (not UTF-8).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -73,6 +78,20 @@ class RateLimited(ApiError, AuthError):
         super().__init__(f"too many failed attempts; try again in {retry_after} seconds",
                          headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+MAX_ID = 2**31 - 1
+"""The largest id of a metadata row (the id columns are 32-bit on PostgreSQL)."""
+RecordId = Annotated[int, Path(ge=1, le=MAX_ID, description="A metadata row id")]
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""Characters no metadata database stores: NUL (PostgreSQL refuses it in text) and lone
+surrogates (they have no UTF-8 form)."""
+
+
+def storable(text: str) -> str:
+    """``text`` with ``UNSTORABLE`` characters replaced by U+FFFD, for values the API
+    only looks up or records: such a name matches nothing, and can still be audited."""
+    return UNSTORABLE.sub("\ufffd", text)
 
 
 def error_response(status: int, code: str, message: str,

@@ -13,6 +13,7 @@ scripts and tests), otherwise it runs until the client goes away.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -26,11 +27,13 @@ from fastapi.responses import StreamingResponse
 from dataferry.engine.context import RunContext
 from dataferry.metadata import Run
 from dataferry.server.auth.dependency import CurrentPrincipal
+from dataferry.server.errors import MAX_ID
 
 router = APIRouter()
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 SUCCEEDED = ("succeeded", "unchanged")
+_RUN_EVENT = re.compile(r"run-([0-9]{1,12})")  # ASCII digits: str.isdigit() takes "²" too
 
 
 def run_events(context: RunContext, run: Run) -> list[CloudEvent]:
@@ -58,8 +61,9 @@ def run_events(context: RunContext, run: Run) -> list[CloudEvent]:
 
 def _resume_point(context: RunContext, last_event_id: str | None) -> datetime | None:
     """Where a reconnecting client stopped: the end time of the run it saw last."""
-    if last_event_id and last_event_id.startswith("run-") and last_event_id[4:].isdigit():
-        run = context.runs.get_run(int(last_event_id[4:]))
+    found = _RUN_EVENT.fullmatch(last_event_id or "")
+    if found is not None and int(found[1]) <= MAX_ID:  # other ids name no run (nor fit)
+        run = context.runs.get_run(int(found[1]))
         if run is not None and run.ended_at is not None:
             return run.ended_at
     return None

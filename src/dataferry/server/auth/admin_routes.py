@@ -16,7 +16,7 @@ from dataferry.server.auth.dependency import (
     get_auth,
 )
 from dataferry.server.auth.service import Auth
-from dataferry.server.errors import Forbidden, NotFound
+from dataferry.server.errors import Forbidden, NotFound, RecordId
 
 router = APIRouter()
 AuthDep = Annotated[Auth, Depends(get_auth)]
@@ -131,7 +131,7 @@ def create_token(body: NewToken, request: Request, principal: CurrentPrincipal,
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
-def revoke_token(token_id: int, request: Request, principal: CurrentPrincipal,
+def revoke_token(token_id: RecordId, request: Request, principal: CurrentPrincipal,
                  auth: AuthDep) -> Response:
     token = auth.tokens.store.get(token_id)
     if token is None or (token.user_id != principal.user_id and not principal.is_admin):

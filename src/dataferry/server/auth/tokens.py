@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from dataferry.metadata import AuditLog, Token, TokenStore, User
 from dataferry.server.auth.settings import AuthSettings
-from dataferry.server.errors import BadRequest, NotFound
+from dataferry.server.errors import UNSTORABLE, BadRequest, NotFound
 
 PREFIX = "fy_"
 SCOPE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}\Z")
@@ -64,9 +64,9 @@ class Tokens:
                    client_ip: str | None = None) -> IssuedToken:
         """An API token for ``user``, expiring after ``expires_in`` (default 30 days)."""
         name = name.strip()
-        if not name or len(name) > 200:
-            raise BadRequest("give the token a name (up to 200 characters) that says what uses "
-                             "it, e.g. 'ci-nightly'")
+        if not name or len(name) > 200 or UNSTORABLE.search(name):
+            raise BadRequest("give the token a name (up to 200 characters, no NUL) that says "
+                             "what uses it, e.g. 'ci-nightly'")
         ttl = self.settings.api_token_ttl if expires_in is None else expires_in
         if ttl <= timedelta(0) or ttl > self.settings.api_token_max_ttl:
             raise BadRequest(f"a token must expire within {self.settings.api_token_max_ttl.days} "

@@ -16,7 +16,7 @@ from dataferry.server.auth import totp
 from dataferry.server.auth.passwords import Passwords, check_policy
 from dataferry.server.auth.ratelimit import RateLimiter
 from dataferry.server.auth.settings import AuthSettings
-from dataferry.server.errors import BadRequest, Conflict, NotFound
+from dataferry.server.errors import UNSTORABLE, BadRequest, Conflict, NotFound, storable
 
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}\Z")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
@@ -35,8 +35,10 @@ class TotpEnrollment:
 
 
 def normalize_username(username: str) -> str:
-    """Usernames are case-insensitive: ``Ana`` and ``ana`` are one account."""
-    return username.strip().lower()
+    """Usernames are case-insensitive: ``Ana`` and ``ana`` are one account. Characters
+    no database stores become U+FFFD (``storable``): such a name is no valid user name,
+    so it matches no account, and a failed login with it can still be counted."""
+    return storable(username.strip().lower())
 
 
 class Accounts:
@@ -64,7 +66,7 @@ class Accounts:
             raise BadRequest(f"{role!r} is not a role: use one of {', '.join(ROLES)}")
         if email is not None:
             email = email.strip().lower()
-            if not EMAIL.match(email) or len(email) > 320:
+            if not EMAIL.match(email) or len(email) > 320 or UNSTORABLE.search(email):
                 raise BadRequest(f"{email!r} is not an e-mail address")
         team_list = sorted(set(teams))
         unknown = [t for t in team_list if known_teams is not None and t not in known_teams]

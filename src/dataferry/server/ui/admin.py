@@ -1,0 +1,103 @@
+"""Admin pages: users (list, add, disable) and tokens (list, revoke).
+
+They call the same services as ``/api/v1/users`` and ``/api/v1/tokens`` (``Accounts``,
+``Tokens``), so the password policy, the checks and the audit entries are the ones the
+API and ``ferry users`` apply; the pages only gather the form. After a change the
+browser is redirected (POST-redirect-GET) so that reloading does not repeat it; the
+notice it shows names only a user or token that exists, so a crafted link cannot make
+the page say something of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from dataferry.server.auth.dependency import client_ip, get_auth, model_teams
+from dataferry.server.errors import ApiError
+from dataferry.server.ui.web import AdminPage, CheckedForm, PageError, context_of, redirect, render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+Name = Annotated[str | None, Query(max_length=64)]
+ROLES = ("member", "viewer", "admin")
+TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # an SQL INTEGER: larger ones can't exist
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request, principal: AdminPage, added: Name = None,
+               disabled: Name = None) -> HTMLResponse:
+    users = get_auth(request).users
+    notice = (f"Added user {added}." if added and users.get(added) else
+              f"Disabled user {disabled} and revoked its tokens."
+              if disabled and users.get(disabled) else None)
+    return _users(request, notice=notice)
+
+
+def _users(request: Request, *, notice: str | None = None, error: str | None = None,
+           values: dict[str, Any] | None = None, status: int = 200) -> HTMLResponse:
+    auth = get_auth(request)
+    index = context_of(request).index
+    users = auth.accounts.list()
+    owned = {u.username: sorted(model_teams(index, u.email)) for u in users}
+    return render(request, "admin_users.html", {
+        "users": users, "owned": owned, "teams": sorted(index.ecosystem.teams),
+        "roles": ROLES, "notice": notice,
+        "error": error, "values": values or {"role": "member", "teams": []},
+        "min_password": 12}, status=status, section="admin")
+
+
+@router.post("/users", response_model=None)
+def add_user(request: Request, principal: AdminPage,
+             form: CheckedForm) -> HTMLResponse | RedirectResponse:
+    """Create a user; a refused one shows the form again with the reason (no password)."""
+    auth = get_auth(request)
+    username, email = form.one("username").strip(), form.one("email").strip()
+    role, teams = form.one("role", "member"), form.all("teams")
+    totp_required = form.one("totp_required") == "on"
+    values = {"username": username, "email": email, "role": role, "teams": teams,
+              "totp_required": totp_required}
+    try:
+        user = auth.accounts.add(
+            username, role, form.one("password"), email=email or None, teams=teams,
+            known_teams=set(context_of(request).index.ecosystem.teams),
+            totp_required=totp_required, actor=principal.username,
+            client_ip=client_ip(request))
+    except ApiError as error:
+        return _users(request, error=str(error), values=values, status=error.status)
+    return redirect(f"/admin/users?added={user.username}")
+
+
+@router.post("/users/{name}/disable")
+def disable_user(request: Request, principal: AdminPage, form: CheckedForm,
+                 name: str) -> RedirectResponse:
+    """Disable a user and revoke every token it has — but not yourself: an admin who
+    locks themselves out may leave nobody able to undo it."""
+    auth = get_auth(request)
+    user = auth.accounts.get(name)
+    if user.id == principal.user_id:
+        raise PageError(400, "You cannot disable yourself; ask another admin.")
+    auth.accounts.disable(user.username, actor=principal.username,
+                          client_ip=client_ip(request))
+    return redirect(f"/admin/users?disabled={user.username}")
+
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens_page(request: Request, principal: AdminPage,
+                revoked: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
+                ) -> HTMLResponse:
+    """Every live token: login sessions and API tokens, whose they are, when they end."""
+    tokens = get_auth(request).tokens.store.list(None)
+    return render(request, "admin_tokens.html", {
+        "tokens": tokens, "current": principal.token_id,
+        "notice": f"Revoked token {revoked}." if revoked else None}, section="admin")
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(request: Request, principal: AdminPage, form: CheckedForm,
+                 token_id: TokenId) -> Response:
+    """Revoke one token; revoking your own session logs you out, as it should."""
+    get_auth(request).tokens.revoke(token_id, actor=principal.username,
+                                    client_ip=client_ip(request))
+    return redirect(f"/admin/tokens?revoked={token_id}")
