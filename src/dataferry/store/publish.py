@@ -48,6 +48,7 @@ from dataferry.store.parquet_files import write_files
 from dataferry.store.quality import enforce_checks
 from dataferry.store.scan import file_scans
 from dataferry.store.storage import encode_reader
+from dataferry.streams import read_ahead
 
 Mode = Literal["replace", "merge", "append"]
 DEFAULT_ALGORITHM = "blake3"
@@ -166,45 +167,9 @@ def prefetch(reader: pa.RecordBatchReader, failures: list[BaseException] | None 
     reading thread is raised here, in the writer, at the point it happened, and also
     appended to ``failures`` (for callers whose consumer wraps errors).
     """
-    import queue
-    import threading
-
-    slots: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for batch in reader:
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(None)
-        except BaseException as exc:  # handed over to the writer
-            if failures is not None:
-                failures.append(exc)
-            slots.put(exc)
-
-    thread = threading.Thread(target=pump, name="ferry-read", daemon=True)
-    thread.start()
-
-    def batches() -> Iterable[pa.RecordBatch]:
-        try:
-            while True:
-                item = slots.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+    batches = read_ahead([lambda: reader], depth=depth, name="ferry-read",
+                         on_error=failures.append if failures is not None else None)
+    return pa.RecordBatchReader.from_batches(reader.schema, batches)
 
 
 def _as_reader(data: pa.RecordBatchReader | Iterable[pa.RecordBatch] | pa.Table) -> Any:

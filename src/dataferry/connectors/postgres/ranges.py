@@ -10,13 +10,14 @@ at one moment, as a single ``COPY`` would.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+
+from dataferry.streams import read_ahead
 
 PARALLEL_MIN_ROWS = 500_000
 """Tables estimated smaller than this are read in one stream."""
@@ -72,39 +73,8 @@ def plan(catalog: Any, relation: str, key: str, key_oid: int) -> tuple[Any, Plan
 
 def merged(streams: list[Callable[[], Iterator[pa.RecordBatch]]], started: threading.Barrier,
            depth: int = 8) -> Iterator[pa.RecordBatch]:
-    """Yield the batches of every stream as they arrive (bounded: ``depth`` waiting)."""
-    slots: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def pump(stream: Callable[[], Iterator[pa.RecordBatch]]) -> None:
-        try:
-            for batch in stream():
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(None)
-        except BaseException as exc:  # handed to the consumer
-            started.abort()  # the other readers stop waiting for this one
-            slots.put(exc)
-
-    threads = [threading.Thread(target=pump, args=(s,), daemon=True, name="ferry-pg-range")
-               for s in streams]
-    for thread in threads:
-        thread.start()
-    finished = 0
-    try:
-        while finished < len(threads):
-            item = slots.get()
-            if item is None:
-                finished += 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        stop.set()
+    """Yield the batches of every stream as they arrive (bounded: ``depth`` waiting); a
+    failing stream breaks ``started`` so the other readers stop waiting for it. The
+    readers start on the first batch asked for, not before."""
+    yield from read_ahead(streams, depth=depth, name="ferry-pg-range",
+                          on_error=lambda _: started.abort())
