@@ -24,12 +24,10 @@ import pyarrow as pa
 from pyroaring import BitMap
 
 from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
-from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore, Version
-from dataferry.store.deletion_vectors import DeletionVector
 from dataferry.store.duck import cast_batches, ident, parquet_list, spilling
 from dataferry.store.manifest import FileEntry
-from dataferry.store.scan import FileScan, file_scans, relation
+from dataferry.store.scan import FileScan, deleted_rows, file_scans, relation
 
 BATCH_ROWS = 65_536
 
@@ -105,7 +103,7 @@ def touched_views(dataset: DatasetStore, old: Version | None, new: Version,
         if now is None or now.hash != entry.hash:
             gone.append(entry)
         elif now.deletion_vector != entry.deletion_vector:
-            was, is_ = (_deleted(dataset, e) for e in (entry, now))
+            was, is_ = (deleted_rows(dataset.path, e) or BitMap() for e in (entry, now))
             if was.issubset(is_):  # vectors only grow: the difference is what was deleted
                 newly_deleted.append(FileScan(str(dataset.path / path), only=is_ - was))
             else:
@@ -118,11 +116,6 @@ def touched_views(dataset: DatasetStore, old: Version | None, new: Version,
           columns)
     _view(db, "b", relation(db, file_scans(dataset.path, came), hive=hive), columns)
 
-
-def _deleted(dataset: DatasetStore, entry: FileEntry) -> BitMap:
-    if not entry.deletion_vector:
-        return BitMap()
-    return deletion_vectors.read(dataset.path, DeletionVector.from_json(entry.deletion_vector))
 
 
 def _select(columns: Sequence[str], alias: str) -> str:

@@ -53,10 +53,10 @@ def remove_action(entry: FileEntry, now_ms: int) -> dict[str, Any]:
     return {"remove": remove}
 
 
-def table_changes(path: Path, schema: pa.Schema, *, deletion_vectors: bool) -> list[dict[str, Any]]:
-    """The ``protocol``/``metaData`` actions a commit needs before its files: deletion
-    vectors turned on (reader 3, writer 7) and the schema, when either changes."""
-    table = DeltaTable(str(path))
+def table_changes(table: DeltaTable, schema: pa.Schema, *,
+                  deletion_vectors: bool) -> list[dict[str, Any]]:
+    """The ``protocol``/``metaData`` actions a commit to ``table`` needs before its files:
+    deletion vectors turned on (reader 3, writer 7) and the schema, when either changes."""
     actions: list[dict[str, Any]] = []
     protocol = table.protocol()
     enable = deletion_vectors and FEATURE not in (protocol.reader_features or [])

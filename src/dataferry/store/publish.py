@@ -310,15 +310,14 @@ def _write(
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
                   merged: MergeResult) -> tuple[int, bytes, list[dict[str, Any]]]:
     """Commit a merge's files and deletion vectors as the next Delta version."""
-    current = _delta_version(dataset)
-    assert current is not None
+    table = DeltaTable(str(dataset.path))
+    current = table.version()
     added = [entry for entry, _ in merged.written] + merged.revised
     if not added and not merged.removed:  # nothing changed, nothing committed
         raw, _ = dataset.delta_entry(current)
         return current, raw, []
     now = int(time.time() * 1000)
-    actions = delta_log.table_changes(dataset.path, schema,
-                                      deletion_vectors=bool(merged.revised))
+    actions = delta_log.table_changes(table, schema, deletion_vectors=bool(merged.revised))
     actions += [delta_log.remove_action(e, now) for e in merged.removed + merged.replaced]
     actions += [delta_log.add_action(e, now) for e in added]
     raw = delta_log.commit(dataset.path, current + 1, "MERGE", actions)

@@ -36,14 +36,16 @@ class FileScan:
 
 def file_scans(directory: Path, files: Sequence[FileEntry]) -> list[FileScan]:
     """The scans of a version's files, each with its deletion vector (if any) read."""
-    scans = []
-    for entry in files:
-        deleted = None
-        if entry.deletion_vector:
-            vector = deletion_vectors.DeletionVector.from_json(entry.deletion_vector)
-            deleted = deletion_vectors.read(directory, vector)
-        scans.append(FileScan(str(directory / entry.path), deleted))
-    return scans
+    return [FileScan(str(directory / entry.path), deleted_rows(directory, entry))
+            for entry in files]
+
+
+def deleted_rows(directory: Path, entry: FileEntry) -> BitMap | None:
+    """The row positions a file's deletion vector removes (None: the file has none)."""
+    if not entry.deletion_vector:
+        return None
+    vector = deletion_vectors.DeletionVector.from_json(entry.deletion_vector)
+    return deletion_vectors.read(directory, vector)
 
 
 def relation(db: duckdb.DuckDBPyConnection, scans: Sequence[FileScan], *,

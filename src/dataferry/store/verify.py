@@ -96,6 +96,16 @@ def verify_dataset(
     expected = 1
     active: dict[str, FileEntry] = {}
     checked: set[tuple[str, str]] = set()
+
+    def verify_entry(number: int, entry: FileEntry) -> None:
+        """A file's bytes (once: a file relisted with a new vector is the same file) and
+        its deletion vector."""
+        if (entry.path, entry.hash) not in checked:
+            _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
+            checked.add((entry.path, entry.hash))
+        if entry.deletion_vector:
+            _verify_vector(dataset, algorithm, number, entry, problem)
+
     if checkpoint is not None:
         _, body, signature = read_signed_checkpoint(dataset.checkpoint_path.read_bytes())
         if signature.key not in allowed or not verify_signature(
@@ -113,11 +123,7 @@ def verify_dataset(
         still_used = set(active) - set(first.removed if first else ())
         for entry in checkpoint.files:  # files older versions added that are still data
             if entry.path in still_used and files_of is None:
-                _verify_file(dataset, algorithm, checkpoint.first_version, entry, deep,
-                             report, problem, on_bytes)
-                checked.add((entry.path, entry.hash))
-                if entry.deletion_vector:
-                    _verify_vector(dataset, algorithm, checkpoint.first_version, entry, problem)
+                verify_entry(checkpoint.first_version, entry)
     for number in dataset.version_numbers():
         if checkpoint is not None and number < checkpoint.first_version:
             continue
@@ -155,13 +161,8 @@ def verify_dataset(
             active.pop(path, None)
         for entry in manifest.files:
             active[entry.path] = entry
-            if files_of is not None:
-                continue
-            if (entry.path, entry.hash) not in checked:  # a file relisted with a new vector
-                _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
-                checked.add((entry.path, entry.hash))
-            if entry.deletion_vector:
-                _verify_vector(dataset, algorithm, number, entry, problem)
+            if files_of is None:
+                verify_entry(number, entry)
         root = files_root(algorithm, active.values())
         if root != manifest.root:
             problem(number, manifest_file, "Merkle root does not match the version's files")
@@ -170,9 +171,7 @@ def verify_dataset(
             allowed = set(manifest.keys)
         if number == files_of:
             for entry in active.values():
-                _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
-                if entry.deletion_vector:
-                    _verify_vector(dataset, algorithm, number, entry, problem)
+                verify_entry(number, entry)
 
 
 def _signature(path: Any) -> Signature | None:
