@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dataferry.broker.graph import Graph, build_graph
+from dataferry.engine.context import RunContext
+from dataferry.metadata import AppliedPlan, PlanHistory
 from dataferry.model.graph import ModelIndex
 from dataferry.store.hashing import hash_bytes
 from dataferry.store.store import Store
@@ -70,3 +72,12 @@ def build_plan(index: ModelIndex, store: Store,
     """The plan document of the model, with its changes against ``applied``."""
     jobs = plan_jobs(build_graph(index, sizes=dataset_sizes(store, index)))
     return {"jobs": jobs, "changes": plan_changes(jobs, applied)}
+
+
+def plan_against_applied(context: RunContext) -> tuple[dict[str, Any], AppliedPlan | None]:
+    """The model's plan document with its changes since the applied plan, and that plan
+    (what ``ferry plan``, the API and the web UI show)."""
+    applied = PlanHistory(context.metadata).applied_plan()
+    document = build_plan(context.index, context.store,
+                          applied.plan["jobs"] if applied is not None else None)
+    return document, applied

@@ -16,18 +16,14 @@ def register(app: typer.Typer) -> None:
 
 def _planned(model: Any) -> tuple[Any, Any, dict[str, Any]]:
     """The run context, its metadata database and the plan against the applied one."""
-    from dataferry.broker.plan import build_plan
+    from dataferry.broker.plan import plan_against_applied
     from dataferry.cli.run_commands import _context
     from dataferry.engine.context import RunContext
-    from dataferry.metadata import PlanHistory
 
     context = _context(model)
     assert isinstance(context, RunContext)
-    metadata = context.metadata
-    applied = PlanHistory(metadata).applied_plan()
-    document = build_plan(context.index, context.store,
-                          applied.plan["jobs"] if applied is not None else None)
-    return context, metadata, document
+    document, _ = plan_against_applied(context)
+    return context, context.metadata, document
 
 
 def plan(model: ModelOption = None, json_out: JsonOption = False) -> None:

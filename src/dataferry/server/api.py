@@ -231,13 +231,9 @@ def start_job(request: Request, principal: Principal, job_id: str, *,
 @router.get("/plan")
 def get_plan(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
     """The model's plan (CLI.md's shape) with its changes since the applied one."""
-    from dataferry.broker.plan import build_plan
-    from dataferry.metadata import PlanHistory
+    from dataferry.broker.plan import plan_against_applied
 
-    context = _context(request)
-    applied = PlanHistory(context.metadata).applied_plan()
-    document = build_plan(context.index, context.store,
-                          applied.plan["jobs"] if applied is not None else None)
+    document, applied = plan_against_applied(_context(request))
     return {**document, "applied": None if applied is None else {
         "id": applied.id, "applied_at": applied.applied_at.isoformat(),
         "applied_by": applied.applied_by}}

@@ -137,13 +137,9 @@ def _sample(request: Request, principal: Principal, ref: str) -> dict[str, Any]:
 @router.get("/plan", response_class=HTMLResponse)
 def plan_page(request: Request, principal: PagePrincipal) -> HTMLResponse:
     """What the broker will run and where (the model's plan), against the applied one."""
-    from dataferry.broker.plan import build_plan
-    from dataferry.metadata import PlanHistory
+    from dataferry.broker.plan import plan_against_applied
 
-    context = context_of(request)
-    applied = PlanHistory(context.metadata).applied_plan()
-    document = build_plan(context.index, context.store,
-                          applied.plan["jobs"] if applied is not None else None)
+    document, applied = plan_against_applied(context_of(request))
     return render(request, "plan.html", {
         "jobs": document["jobs"], "changes": document["changes"], "applied": applied},
         section="plan")
