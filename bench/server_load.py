@@ -15,8 +15,8 @@ that falls behind cannot hide it) for each scenario in turn:
 
 and prints p50/p90/p99/max latency and the achieved rate against the target.
 
-    python bench/server_load.py [--rate 100] [--seconds 20] [--teams 100] [--publish 20]
-                                [--keep DIR]
+    python bench/server_load.py [--rate 100] [--seconds 20] [--warmup 2] [--teams 100]
+                                [--publish 20] [--keep DIR] [--wrk]
 
 The load generator is Python (threads + httpx keep-alive clients) rather than wrk: wrk
 runs closed-loop, as fast as it can, and cannot hold a fixed rate (wrk2 can, but Debian
@@ -115,12 +115,16 @@ def start_server(root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise SystemExit(f"ferry serve did not answer within 120 s: see {log}")
 
 
-def drive(url: str, token: str, paths: list[str], rate: float, seconds: float) -> dict[str, Any]:
-    """Send ``rate`` requests/s for ``seconds`` (paths picked at random, seeded): every
-    latency in ms, from when each request was due, and the status codes."""
+def drive(url: str, token: str, paths: list[str], rate: float, seconds: float,
+          warmup: float = 0.0) -> dict[str, Any]:
+    """Send ``rate`` requests/s for ``warmup`` + ``seconds`` (paths picked at random,
+    seeded): every latency in ms, from when each request was due, and the status codes,
+    of the requests after the warm-up. The warm-up runs on the same connections, so the
+    figures are the steady state, not this process starting its threads and connecting."""
     local = threading.local()
     rng = random.Random(7)
-    total = int(rate * seconds)
+    skip = int(rate * warmup)
+    total = skip + int(rate * seconds)
     latencies: list[float] = [0.0] * total
     statuses: list[int] = [0] * total
 
@@ -149,16 +153,16 @@ def drive(url: str, token: str, paths: list[str], rate: float, seconds: float) -
             if pause > 0:
                 time.sleep(pause)
             pool.submit(one, i, rng.choice(paths), due)
-    elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
+    elapsed = time.perf_counter() - started - skip / rate
+    return {"latencies": latencies[skip:], "statuses": statuses[skip:], "elapsed": elapsed}
 
 
 def drive_in_a_process(url: str, token: str, paths: list[str], rate: float,
-                       seconds: float) -> dict[str, Any]:
+                       seconds: float, warmup: float) -> dict[str, Any]:
     """``drive`` in a second process (the load must not share the server's process, nor
     this one's GIL with anything else)."""
     job = json.dumps({"url": url, "token": token, "paths": paths, "rate": rate,
-                      "seconds": seconds})
+                      "seconds": seconds, "warmup": warmup})
     done = subprocess.run([sys.executable, __file__, "--drive"], input=job, text=True,
                           capture_output=True, check=True)
     result: dict[str, Any] = json.loads(done.stdout)
@@ -190,6 +194,7 @@ def wrk_run(url: str, token: str, paths: list[str], seconds: float, folder: Path
     script.write_text(
         f'local paths = {{{listed}}}\n'
         f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        f'wrk.headers["Cookie"] = "ferry_session={token}"\n'
         'math.randomseed(7)\n'
         'request = function() return wrk.format("GET", paths[math.random(#paths)]) end\n')
     done = subprocess.run(["wrk", "-t1", "-c2", f"-d{int(seconds)}s", "--latency", "-s",
@@ -219,14 +224,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--teams", type=int, default=100)
     parser.add_argument("--publish", type=int, default=20)
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of load per scenario before measuring (same connections)")
     parser.add_argument("--keep", type=Path, help="generate the model here and keep it")
     parser.add_argument("--wrk", action="store_true", help="also a closed-loop wrk run")
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:  # the load generator process: a job on stdin, results on stdout
         job = json.loads(sys.stdin.read())
-        json.dump(drive(job["url"], job["token"], job["paths"], job["rate"], job["seconds"]),
-                  sys.stdout)
+        json.dump(drive(job["url"], job["token"], job["paths"], job["rate"], job["seconds"],
+                        job["warmup"]), sys.stdout)
         return 0
     folder = args.keep or Path(tempfile.mkdtemp(prefix="ferry-server-load-"))
     root = folder / "model"
@@ -240,7 +247,8 @@ def main() -> int:
     server = start_server(root, port, folder / "serve.log")
     print(f"ferry serve (pid {server.pid}) up on {url} in {time.perf_counter() - started:.1f} s"
           f"; load from a second process at {args.rate:.0f} requests/s for "
-          f"{args.seconds:.0f} s per scenario (latency from when each request was due)")
+          f"{args.seconds:.0f} s per scenario after {args.warmup:.0f} s of warm-up (latency from "
+          "when each request was due)")
     ok = True
     try:
         wrk = args.wrk and shutil.which("wrk") is not None
@@ -252,8 +260,8 @@ def main() -> int:
         print(f"{'scenario':<8} {'reqs':>6} {'rate':>9}  {'p50':>6} {'p90':>6} {'p99':>6} "
               f"{'max':>7}  {'errs':>4}  (ms)")
         for name, paths in planned:
-            ok &= report(name, drive_in_a_process(url, token, paths, args.rate, args.seconds),
-                         args.rate)
+            ok &= report(name, drive_in_a_process(url, token, paths, args.rate, args.seconds,
+                                                  args.warmup), args.rate)
             if wrk:
                 print(wrk_run(url, token, paths, min(args.seconds, 10), folder))
     finally:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -157,8 +157,20 @@ class UserStore:
 
     @staticmethod
     def _user(session: Session, row: UserRow) -> User:
-        teams = session.scalars(select(UserTeamRow.team).where(UserTeamRow.user_id == row.id)
-                                .order_by(UserTeamRow.team)).all()
-        return User(row.id, row.username, row.email, row.role, row.disabled, tuple(teams),
-                    row.password_hash, row.totp_secret_encrypted, row.totp_confirmed_at,
-                    row.totp_last_step, row.totp_required, row.created_at)
+        return user_of(row, teams_of(session.connection(), row.id))
+
+
+def teams_of(connection: Connection, user_id: int) -> tuple[str, ...]:
+    """The teams the metadata DB gives a user, by name."""
+    return tuple(connection.execute(_TEAMS, {"user_id": user_id}).scalars())
+
+
+_TEAMS = (select(UserTeamRow.team).where(UserTeamRow.user_id == bindparam("user_id"))
+          .order_by(UserTeamRow.team))
+
+
+def user_of(row: Any, teams: tuple[str, ...]) -> User:
+    """A ``User`` from a ``UserRow`` or a Core row with the same column names."""
+    return User(row.id, row.username, row.email, row.role, row.disabled, teams,
+                row.password_hash, row.totp_secret_encrypted, row.totp_confirmed_at,
+                row.totp_last_step, row.totp_required, row.created_at)

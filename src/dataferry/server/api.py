@@ -74,7 +74,7 @@ def list_datasets(request: Request, _: CurrentPrincipal, search: str | None = No
     context = _context(request)
     items, total = catalog.list_datasets(context.index, context.store, search, team,
                                          offset, limit)
-    return _page([asdict(i) for i in items], total, offset, limit)
+    return _page([vars(i) for i in items], total, offset, limit)  # flat: no deep copy
 
 
 @router.get("/datasets/{ref}")

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -59,26 +59,33 @@ class DatasetSummary:
     updated_at: str | None
 
 
-# Per index: (summary without the version fields, the text a search looks in: ref,
-# description and column names in lower case, one per line), sorted by ref.
-_Listed = tuple[DatasetSummary, str]
-_LISTINGS: weakref.WeakKeyDictionary[ModelIndex, list[_Listed]] = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class _Listing:
+    """The model's part of every listing row, built once per index and sorted by ref:
+    the summaries without the version fields, and the text a search looks in (ref,
+    description and column names in lower case, one per line) at the same positions."""
+
+    summaries: list[DatasetSummary]
+    texts: list[str]
+    teams: list[str]
 
 
-def _listing(index: ModelIndex) -> list[_Listed]:
-    """The model's part of every listing row; built once per index."""
+_LISTINGS: weakref.WeakKeyDictionary[ModelIndex, _Listing] = weakref.WeakKeyDictionary()
+
+
+def _listing(index: ModelIndex) -> _Listing:
     listed = _LISTINGS.get(index)
     if listed is None:
-        listed = []
+        listed = _Listing([], [], [])
         for ref in sorted(index.datasets):
             entry = index.datasets[ref]
             spec = entry.spec
-            summary = DatasetSummary(
+            listed.summaries.append(DatasetSummary(
                 ref, entry.team, entry.name, spec.description, spec.classification,
                 "transformer" if entry.is_transformer else "source",
-                list(index.ecosystem.teams[entry.team].owners), None, None, None)
-            text = "\n".join([ref, spec.description or "", *spec.columns]).lower()
-            listed.append((summary, text))
+                list(index.ecosystem.teams[entry.team].owners), None, None, None))
+            listed.texts.append("\n".join([ref, spec.description or "", *spec.columns]).lower())
+            listed.teams.append(entry.team)
         _LISTINGS[index] = listed
     return listed
 
@@ -145,17 +152,22 @@ def list_datasets(index: ModelIndex, store: Store, search: str | None = None,
     or a column name. ``team``: only that team's datasets.
     """
     listed = _listing(index)
+    # Positions into the listing; a plain scan per word is fast (10,000 datasets: < 1 ms)
+    # and building no objects for the rows that match but are not on the page keeps it so.
+    hits: Sequence[int] = range(len(listed.texts))
     if team is not None:
-        listed = [entry for entry in listed if entry[0].team == team]
-    for word in (search or "").lower().split():  # one word at a time: a plain scan is fast
-        listed = [entry for entry in listed if word in entry[1]]
-    matches = [summary for summary, _ in listed]
+        hits = [i for i in hits if listed.teams[i] == team]
+    texts = listed.texts
+    for word in (search or "").lower().split():
+        hits = [i for i in hits if word in texts[i]]
     page = []
-    for summary in matches[max(offset, 0):max(offset, 0) + max(limit, 0)]:
+    start = max(offset, 0)
+    for i in hits[start:start + max(limit, 0)]:
+        summary = listed.summaries[i]
         head = _HEADS.head(store.dataset(summary.ref))
         page.append(summary if head is None else replace(
             summary, version=head[0], rows=head[1], updated_at=head[2]))
-    return page, len(matches)
+    return page, len(hits)
 
 
 @dataclass(frozen=True)

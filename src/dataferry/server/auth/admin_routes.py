@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataferry.metadata import Token, User
 from dataferry.server.auth.dependency import (
     AdminPrincipal,
+    AuthDependency,
     CurrentPrincipal,
     client_ip,
-    get_auth,
 )
-from dataferry.server.auth.service import Auth
 from dataferry.server.errors import Forbidden, NotFound, RecordId
 
 router = APIRouter()
-AuthDep = Annotated[Auth, Depends(get_auth)]
+AuthDep = AuthDependency
 
 
 class UserOut(BaseModel):

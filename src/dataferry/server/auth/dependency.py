@@ -29,6 +29,15 @@ def get_auth(request: Request) -> Auth:
     return auth
 
 
+async def auth_dependency(request: Request) -> Auth:
+    """``get_auth`` as a dependency: async, since a plain ``def`` dependency costs every
+    request a hop to the thread pool and this one only reads app state."""
+    return get_auth(request)
+
+
+AuthDependency = Annotated[Auth, Depends(auth_dependency)]
+
+
 def client_ip(request: Request) -> str:
     """The caller's address as the server sees it (uvicorn applies trusted proxy headers)."""
     return request.client.host if request.client else "unknown"
@@ -62,18 +71,25 @@ def principal_of(user: User, token: Token, index: ModelIndex) -> Principal:
         scopes=None if token.scopes is None else frozenset(token.scopes))
 
 
-def current_principal(request: Request, auth: Annotated[Auth, Depends(get_auth)]) -> Principal:
+def authenticate(auth: Auth, secret: str | None, index: ModelIndex) -> Principal | None:
+    """The principal a presented token stands for, or None (no such live token, or its
+    user is disabled)."""
+    found = None if secret is None else auth.tokens.verify(secret)
+    if found is None:
+        return None
+    token, user = found
+    return None if user.disabled else principal_of(user, token, index)
+
+
+def current_principal(request: Request, auth: AuthDependency) -> Principal:
     """The logged-in principal of this request; 401 when there is none."""
     secret = presented_token(request)
-    token = None if secret is None else auth.tokens.verify(secret)
-    if token is None:
+    principal = authenticate(auth, secret, request.app.state.context.index)
+    if principal is None:
         raise Unauthorized("log in first: send 'Authorization: Bearer <token>' (the token "
                            "may have expired or been revoked)" if secret else
                            "log in first: send 'Authorization: Bearer <token>'")
-    user = auth.users.get_by_id(token.user_id)
-    if user is None or user.disabled:
-        raise Unauthorized()
-    return principal_of(user, token, request.app.state.context.index)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

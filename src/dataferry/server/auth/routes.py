@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataferry.server.auth.dependency import (
+    AuthDependency,
     CurrentPrincipal,
     clear_session_cookie,
     client_ip,
-    get_auth,
     set_session_cookie,
 )
-from dataferry.server.auth.service import Auth
 from dataferry.server.errors import Conflict
 
 router = APIRouter(tags=["auth"])
-AuthDep = Annotated[Auth, Depends(get_auth)]
+AuthDep = AuthDependency
 
 
 class LoginRequest(BaseModel):

@@ -88,8 +88,9 @@ class Tokens:
                                   "expires_at": record.expires_at.isoformat()})
         return IssuedToken(secret, record)
 
-    def verify(self, secret: str) -> Token | None:
-        """The live token ``secret`` is, or None (unknown, expired, revoked, user disabled)."""
+    def verify(self, secret: str) -> tuple[Token, User] | None:
+        """The live token ``secret`` is and its user, or None (unknown, expired, revoked,
+        user disabled)."""
         if not _SHAPE.match(secret):
             return None
         return self.store.find_live(token_hash(secret))

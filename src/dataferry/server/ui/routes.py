@@ -12,18 +12,17 @@ import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dataferry.server.auth.dependency import (
     SESSION_COOKIE,
+    AuthDependency,
     clear_session_cookie,
     client_ip,
-    get_auth,
     set_session_cookie,
 )
 from dataferry.server.auth.login import GENERIC_FAILURE
-from dataferry.server.auth.service import Auth
 from dataferry.server.errors import Forbidden, RateLimited, Unauthorized
 from dataferry.server.ui import admin, pages, runs
 from dataferry.server.ui.web import (
@@ -40,7 +39,7 @@ from dataferry.server.ui.web import (
 )
 
 login_router = APIRouter(include_in_schema=False)
-AuthDep = Annotated[Auth, Depends(get_auth)]
+AuthDep = AuthDependency
 
 
 @login_router.get("/login", response_class=HTMLResponse)

@@ -46,10 +46,9 @@ from dataferry.engine.context import RunContext
 from dataferry.server.auth.dependency import (
     ADMIN_SCOPE,
     SESSION_COOKIE,
-    get_auth,
-    principal_of,
+    AuthDependency,
+    authenticate,
 )
-from dataferry.server.auth.service import Auth
 from dataferry.server.principal import Principal
 
 HERE = Path(__file__).parent
@@ -106,14 +105,12 @@ def csrf_token(session_secret: str) -> str:
     return hmac.new(session_secret.encode(), _CSRF_MESSAGE, hashlib.sha256).hexdigest()
 
 
-def page_principal(request: Request, auth: Annotated[Auth, Depends(get_auth)]) -> Principal:
+def page_principal(request: Request, auth: AuthDependency) -> Principal:
     """The logged-in user of a page request, from the session cookie; else LoginRequired."""
     secret = request.cookies.get(SESSION_COOKIE)
-    token = auth.tokens.verify(secret) if secret else None
-    user = None if token is None else auth.users.get_by_id(token.user_id)
-    if secret is None or token is None or user is None or user.disabled:
+    principal = authenticate(auth, secret, context_of(request).index)
+    if secret is None or principal is None:
         raise LoginRequired()
-    principal = principal_of(user, token, context_of(request).index)
     request.state.principal = principal
     request.state.session_secret = secret
     return principal
