@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.exc import StatementError
 
-from dataferry.metadata import Metadata, MetadataError, RunHistory, VersionRef, worker_name
+from dataferry.metadata import (
+    LatestRuns,
+    Metadata,
+    MetadataError,
+    RunHistory,
+    VersionRef,
+    worker_name,
+)
 from tests.metadata.conftest import FakeClock
 
 
@@ -119,3 +130,48 @@ def test_bad_input_is_refused_clearly(db: Metadata) -> None:
     naive = RunHistory(db, now=lambda: datetime(2025, 1, 1))
     with pytest.raises(StatementError, match="naive datetime"):
         naive.start_run("ingest:x", "ingest", "manual", 1, "h:1", 60)
+
+
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("start"), st.integers(0, 3)),  # a run of job N starts
+    st.tuples(st.just("finish"), st.integers(0, 20),  # the Nth running run ends
+              st.sampled_from(["succeeded", "unchanged", "failed"])),
+    st.tuples(st.just("abandon"), st.integers(0, 20)),  # its worker dies; a sweep fails it
+    st.tuples(st.just("refresh"), st.just(0)),
+), max_size=25)
+_EXAMPLES = itertools.count()
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS)
+def test_latest_runs_follows_the_history_as_last_run_reads_it(db: Metadata,
+                                                             ops: list[tuple[Any, ...]]) -> None:
+    # The scheduler's per-tick view (two grouped queries, then only what changed) must
+    # say what asking `last_run` job by job says, whatever happened in between.
+    runs = RunHistory(db)
+    example = next(_EXAMPLES)  # the database is shared by the examples: own job names
+    jobs = [f"ingest:t{example}.d{n}" for n in range(4)]
+    tracker = LatestRuns(runs, ("succeeded", "unchanged"))
+    running: list[int] = []
+
+    def agrees(view: LatestRuns) -> None:
+        view.refresh()
+        for job in jobs:
+            assert view.last(job) == runs.last_run(job), job
+            assert view.last_counted(job) == runs.last_run(job, ("succeeded", "unchanged")), job
+
+    for op in ops:
+        if op[0] == "start":
+            running.append(runs.start_run(jobs[op[1]], "ingest", "schedule", 1, "h:1", 600))
+        elif op[0] in ("finish", "abandon") and running:
+            run_id = running.pop(op[1] % len(running))
+            if op[0] == "finish":
+                runs.finish_run(run_id, op[2])
+            else:
+                runs.heartbeat(run_id, -1)  # the lease ran out
+                assert runs.mark_abandoned(run_id)
+        elif op[0] == "refresh":
+            agrees(tracker)
+    agrees(tracker)
+    agrees(LatestRuns(runs, ("succeeded", "unchanged")))  # a new view reads it all at once

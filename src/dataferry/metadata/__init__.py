@@ -21,13 +21,22 @@ from dataferry.metadata.database import Metadata, metadata_url, open_metadata
 from dataferry.metadata.freshness import Stale, Staleness
 from dataferry.metadata.leases import Lease, Leases
 from dataferry.metadata.plans import AppliedPlan, PlanHistory
-from dataferry.metadata.runs import LogLine, Run, RunDetail, RunHistory, VersionRef, worker_name
+from dataferry.metadata.runs import (
+    LatestRuns,
+    LogLine,
+    Run,
+    RunDetail,
+    RunHistory,
+    VersionRef,
+    worker_name,
+)
 from dataferry.metadata.tokens import Token, TokenStore
 from dataferry.metadata.users import ROLES, User, UserStore
 
 __all__ = [
     "AppliedPlan",
     "Clock",
+    "LatestRuns",
     "Lease",
     "Leases",
     "LogLine",
