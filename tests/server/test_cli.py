@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,29 @@ def test_serve_explains_how_to_create_the_first_admin(ferry: Callable[..., Any],
         started.update(options, app=app)
 
     monkeypatch.setattr("uvicorn.run", fake_run)
-    result = ferry("serve", "--port", "8999", "--no-scheduler", "--model", model_root)
+    port = _free_port()
+    result = ferry("serve", "--port", str(port), "--no-scheduler", "--model", model_root)
     assert result.code == 0, result
     assert "ferry users add NAME --role admin" in result.err
-    assert (started["host"], started["port"]) == ("127.0.0.1", 8999)
+    assert (started["host"], started["port"]) == ("127.0.0.1", port)
     assert "/api/v1/auth/login" in started["app"].openapi()["paths"]
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(ferry: Callable[..., Any],
+                                                    model_root: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = ferry("serve", "--port", str(port), "--no-scheduler", "--model", model_root)
+    assert result.code == 1, result
+    assert f"cannot listen on 127.0.0.1:{port}" in result.err
+    assert "another --port" in result.err and "Traceback" not in result.err
+    bad = ferry("serve", "--host", "no-such-host.invalid", "--model", model_root)
+    assert bad.code == 2 and "--host no-such-host.invalid" in bad.err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

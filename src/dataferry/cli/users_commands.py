@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dataferry.cli.common import JsonOption, ModelOption, print_json
-from dataferry.errors import UsageError
+from dataferry.errors import FerryError, UsageError
 
 if TYPE_CHECKING:
     from dataferry.engine.context import RunContext
@@ -310,6 +310,7 @@ def serve(
     from dataferry.server.app import create_app
     from dataferry.server.auth import AuthSettings
 
+    _check_port_free(host, port)
     context = _context(model)
     assert isinstance(context, RunContext)
     try:
@@ -328,4 +329,23 @@ def serve(
         gc.freeze()
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
+        gc.unfreeze()  # let shutdown free them: extension modules report what it cannot
         context.close()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail now, in one line, if ``host:port`` is taken (another ``ferry serve``?)."""
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise UsageError(f"--host {host}: not an address this machine has ({error})") from None
+    family, kind, _, _, address = addresses[0]
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise FerryError(f"cannot listen on {host}:{port}: {error.strerror}; is another "
+                             "ferry serve running? Stop it or pick another --port") from None
