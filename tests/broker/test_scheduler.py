@@ -17,7 +17,7 @@ import pytest
 
 from dataferry.broker.scheduler import Scheduler
 from dataferry.engine.context import RunContext
-from dataferry.metadata import RunHistory, Staleness, open_metadata
+from dataferry.metadata import Outbox, RunHistory, Staleness, open_metadata
 from dataferry.model.load import load_model
 from tests.broker.small_model import JOBS, make_shop
 from tests.connectors.pg_helpers import temporary_database
@@ -128,6 +128,15 @@ def test_a_delivery_whose_data_is_too_old_is_marked_stale(shop: Path) -> None:
     assert {s.job_id for s in stale} == {"deliver:shop.mirror:orders",
                                          "deliver:shop.mirror:totals"}
     assert "older than the freshness" in stale[0].reason
+    # Each went stale once: one event each, about the dataset that consumer gets.
+    announced = [e for e in Outbox(runner.context.metadata).after(0)
+                 if e.type == "io.dataferry.dataset.stale"]
+    assert sorted((e.subject, e.source) for e in announced) == [
+        ("deliver:shop.mirror:orders", "/datasets/shop.orders"),
+        ("deliver:shop.mirror:totals", "/datasets/shop.totals")]
+    failed = [e for e in Outbox(runner.context.metadata).after(0)
+              if e.type == "io.dataferry.run.failed"]
+    assert [e.subject for e in failed] == ["ingest:shop.orders"]
     clock.advance(seconds=30)
     assert runner.tick().started == []  # a failed job waits before it runs again
     shutil.move(shop / "away.db", shop / "shop.db")

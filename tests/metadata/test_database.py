@@ -21,8 +21,8 @@ from tests.connectors.pg_helpers import temporary_database as postgres_database
 from tests.metadata.racer import open_at_once
 
 TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
-          "recovery_codes", "tokens", "audit", "login_failures", "alembic_version"}
-HEAD = "0003"
+          "recovery_codes", "tokens", "audit", "login_failures", "events", "alembic_version"}
+HEAD = "0004"
 
 
 def _revision(url: str) -> str | None:

@@ -19,12 +19,14 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, cast
 
 from dataferry.broker.graph import Job
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
+from dataferry.metadata.outbox import PublishedVersion
 from dataferry.metadata.runs import JobKind, RunHistory, Trigger, VersionRef, worker_name
 
 ATTEMPTS = 3
@@ -230,7 +232,8 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
             runs.finish_run(run_id, "failed", error="interrupted")
             raise
         result.run_id, result.attempts = run_id, attempt
-        _record_end(runs, run_id, result, retry=retry)
+        _record_end(runs, run_id, result, retry=retry,
+                    published=_published(context, result.versions_written))
         if not retry:
             return result
         delay = BACKOFF * 2 ** (attempt - 1) * (1 + random.random())
@@ -240,8 +243,20 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
     raise AssertionError("unreachable: the last attempt never retries")
 
 
-def _record_end(runs: RunHistory, run_id: int, result: JobResult, *, retry: bool) -> None:
-    """Write how an attempt ended: its log lines first, then the run row's verdict."""
+def _published(context: RunContext, written: list[VersionRef]) -> list[PublishedVersion]:
+    """What the ``version.published`` events of the versions a run wrote say."""
+    out = []
+    for ref in written:
+        version = context.store.dataset(ref.ref).version(ref.version)
+        out.append(PublishedVersion(ref.ref, ref.version, version.manifest.rows, version.hash,
+                                    datetime.fromisoformat(version.manifest.created_at)))
+    return out
+
+
+def _record_end(runs: RunHistory, run_id: int, result: JobResult, *, retry: bool,
+                published: list[PublishedVersion]) -> None:
+    """Write how an attempt ended: its log lines first, then the run row's verdict (with
+    its events, in the same transaction)."""
     for warning in result.warnings:
         runs.log(run_id, "warning", warning)
     if result.status == "failed":
@@ -253,7 +268,8 @@ def _record_end(runs: RunHistory, run_id: int, result: JobResult, *, retry: bool
     runs.finish_run(run_id, cast(Any, result.status), rows_in=result.rows_in,
                     rows_out=result.rows_out, versions_read=result.versions_read,
                     versions_written=result.versions_written,
-                    error=result.message if result.status == "failed" else None)
+                    error=result.message if result.status == "failed" else None,
+                    published=published)
 
 
 class _Heartbeat:

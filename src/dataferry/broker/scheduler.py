@@ -290,6 +290,7 @@ class Scheduler:
         the marks of those fresh again; writes only what changed."""
         marks = {mark.job_id: mark for mark in self.staleness.stale()}
         for job_id, (limit, ingests) in self.deliveries.items():
+            job = self.graph.jobs[job_id]
             as_of = self._data_as_of(job_id, ingests)
             if as_of is None:
                 continue
@@ -298,7 +299,7 @@ class Scheduler:
                 if mark is None or mark.data_as_of != as_of:
                     reason = (f"data is from {as_of:%Y-%m-%d %H:%M}Z, older than the "
                               f"freshness asked for ({limit})")
-                    if self.staleness.mark(job_id, as_of, reason):
+                    if self.staleness.mark(job_id, as_of, reason, job.dataset, job.consumer):
                         report.stale.append(job_id)
             elif mark is not None and self.staleness.clear(job_id):
                 report.fresh.append(job_id)

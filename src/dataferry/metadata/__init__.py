@@ -20,6 +20,7 @@ from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata, metadata_url, open_metadata
 from dataferry.metadata.freshness import Stale, Staleness
 from dataferry.metadata.leases import Lease, Leases
+from dataferry.metadata.outbox import Event, EventCursor, Outbox, PublishedVersion
 from dataferry.metadata.plans import AppliedPlan, PlanHistory
 from dataferry.metadata.runs import (
     LatestRuns,
@@ -36,13 +37,17 @@ from dataferry.metadata.users import ROLES, User, UserStore
 __all__ = [
     "AppliedPlan",
     "Clock",
+    "Event",
+    "EventCursor",
     "LatestRuns",
     "Lease",
     "Leases",
     "LogLine",
     "Metadata",
     "MetadataError",
+    "Outbox",
     "PlanHistory",
+    "PublishedVersion",
     "Run",
     "RunDetail",
     "RunHistory",

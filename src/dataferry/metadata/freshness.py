@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 
 from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata
+from dataferry.metadata.outbox import DATASET_STALE, add_event
 from dataferry.metadata.schema import StaleRow
 
 
@@ -32,15 +33,26 @@ class Staleness:
         self.db = db
         self.now = now
 
-    def mark(self, job_id: str, data_as_of: datetime | None, reason: str) -> bool:
-        """Mark ``job_id`` stale (keeping when it first became so); True if it is new."""
+    def mark(self, job_id: str, data_as_of: datetime | None, reason: str,
+             dataset: str | None = None, consumer: str | None = None) -> bool:
+        """Mark ``job_id`` stale (keeping when it first became so); True if it is new.
+
+        A new mark puts an ``io.dataferry.dataset.stale`` event in the outbox, in the
+        same transaction (source ``/datasets/<dataset>``).
+        """
         with self.db.sessions.begin() as session:
             row = session.get(StaleRow, job_id)
             if row is not None:
                 row.data_as_of, row.reason = data_as_of, reason
                 return False
-            session.add(StaleRow(job_id=job_id, since=self.now(), data_as_of=data_as_of,
+            now = self.now()
+            session.add(StaleRow(job_id=job_id, since=now, data_as_of=data_as_of,
                                  reason=reason))
+            add_event(session, f"stale-{job_id}-{now.isoformat()}", DATASET_STALE,
+                      f"/datasets/{dataset}" if dataset else f"/jobs/{job_id}", job_id, now,
+                      {"job": job_id, "ref": dataset, "consumer": consumer,
+                       "data_as_of": data_as_of.isoformat() if data_as_of else None,
+                       "reason": reason})
             return True
 
     def clear(self, job_id: str) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from dataferry.errors import MetadataError
 from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata
+from dataferry.metadata.outbox import PublishedVersion, add_run_events
 from dataferry.metadata.schema import RunLogRow, RunRow
 
 JobKind = Literal["ingest", "transform", "deliver"]
@@ -126,8 +127,10 @@ class RunHistory:
     def finish_run(self, run_id: int, status: Status, rows_in: int = 0, rows_out: int = 0,
                    versions_read: Iterable[VersionRef] = (),
                    versions_written: Iterable[VersionRef] = (),
-                   error: str | None = None) -> bool:
-        """Record how a running run ended; False if it was no longer running.
+                   error: str | None = None,
+                   published: Collection[PublishedVersion] = ()) -> bool:
+        """Record how a running run ended, with its events (``outbox``: the run's, and
+        one for each of the ``published`` versions); False if it was no longer running.
 
         That happens when another scheduler already declared it abandoned because its
         heartbeat stopped (and may have started a retry): the first verdict stands, and
@@ -144,7 +147,12 @@ class RunHistory:
                         versions_written=_to_json(versions_written),
                         error=error, lease_expires_at=None)
             )
-            return done.rowcount == 1
+            if done.rowcount != 1:
+                return False
+            row = session.get(RunRow, run_id)
+            assert row is not None
+            add_run_events(session, row, published)
+            return True
 
     def heartbeat(self, run_id: int, lease_seconds: float) -> bool:
         """Extend a running run's lease; False means it was declared abandoned: stop."""
@@ -189,6 +197,8 @@ class RunHistory:
             if done.rowcount != 1:
                 return False
             session.add(RunLogRow(run_id=run_id, at=now, level="error", message=message))
+            session.refresh(row)
+            add_run_events(session, row)
             return True
 
     def list_runs(self, limit: int = 50, offset: int = 0, failed_only: bool = False,

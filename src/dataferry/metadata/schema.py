@@ -146,6 +146,21 @@ class StaleRow(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
+class EventRow(Base):
+    """A CloudEvent in the outbox: written in the transaction of the change it announces,
+    read by the event stream and the dispatcher in ``seq`` order."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(450))  # the CloudEvent id: run-7, ...
+    type: Mapped[str] = mapped_column(String(100))  # io.dataferry.run.failed, ...
+    source: Mapped[str] = mapped_column(String(450))  # /runs/7, /datasets/shop.orders
+    subject: Mapped[str | None] = mapped_column(String(450))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 # The expired-run sweep filters on status and lease expiry, list_runs --failed on status.
 Index("ix_runs_status_lease_expires_at", RunRow.status, RunRow.lease_expires_at)
 

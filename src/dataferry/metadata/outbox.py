@@ -1,0 +1,146 @@
+"""The event outbox: the CloudEvents of what happened, as the metadata DB keeps them.
+
+Each event is written in the transaction of the change it announces — a run finishing
+(``RunHistory.finish_run``, ``mark_abandoned``) with the versions it published, a
+delivery going stale (``Staleness.mark``) — so an event exists exactly when its change
+does, whichever process made it. Readers follow ``seq``: the ``/api/v1/events`` stream
+now, the dispatcher to webhooks and NATS later. ``EventCursor`` is how: it also picks up
+an event whose transaction committed after a later one's (PostgreSQL hands out ``seq``
+at insert, not at commit), so none is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dataferry.metadata.database import Metadata
+from dataferry.metadata.schema import EventRow, RunRow
+
+RUN_SUCCEEDED = "io.dataferry.run.succeeded"
+RUN_FAILED = "io.dataferry.run.failed"
+VERSION_PUBLISHED = "io.dataferry.dataset.version.published"
+DATASET_STALE = "io.dataferry.dataset.stale"
+SUCCEEDED = ("succeeded", "unchanged")
+MAX_GAP = 1_000
+
+
+@dataclass(frozen=True)
+class Event:
+    """One CloudEvent of the outbox (``seq``: its place in the outbox)."""
+
+    seq: int
+    id: str
+    type: str
+    source: str
+    subject: str | None
+    time: datetime
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """A version a run published, as its ``version.published`` event tells it."""
+
+    ref: str
+    version: int
+    rows: int
+    manifest_hash: str
+    created_at: datetime
+
+
+def add_event(session: Session, event_id: str, type_: str, source: str, subject: str | None,
+              at: datetime, data: dict[str, Any]) -> None:
+    """Put an event in the outbox, in the caller's transaction."""
+    session.add(EventRow(event_id=event_id, type=type_, source=source, subject=subject,
+                         time=at, data=data))
+
+
+def add_run_events(session: Session, run: RunRow,
+                   published: Collection[PublishedVersion] = ()) -> None:
+    """The events of a finished run: ``run.succeeded`` or ``run.failed`` (a skipped run
+    counts as failed), and ``version.published`` for each version it published."""
+    status = RUN_SUCCEEDED if run.status in SUCCEEDED else RUN_FAILED
+    at = run.ended_at or run.started_at
+    add_event(session, f"run-{run.id}", status, f"/runs/{run.id}", run.job_id, at,
+              {"run": run.id, "job": run.job_id, "status": run.status, "attempt": run.attempt,
+               "rows_in": run.rows_in, "rows_out": run.rows_out, "error": run.error})
+    for version in published:
+        add_event(session, f"version-{version.ref}-{version.version}", VERSION_PUBLISHED,
+                  f"/datasets/{version.ref}", version.ref, version.created_at,
+                  {"ref": version.ref, "version": version.version, "rows": version.rows,
+                   "manifest_hash": version.manifest_hash})
+
+
+class Outbox:
+    """Reads the outbox."""
+
+    def __init__(self, db: Metadata) -> None:
+        self.db = db
+
+    def after(self, seq: int, limit: int = 500) -> list[Event]:
+        """Events after ``seq``, oldest first."""
+        query = select(EventRow).where(EventRow.seq > seq).order_by(EventRow.seq).limit(limit)
+        with self.db.reads.begin() as session:
+            return [_event(row) for row in session.scalars(query)]
+
+    def get(self, seqs: Collection[int]) -> list[Event]:
+        """The events with these ``seq`` that exist (committed) now, oldest first."""
+        if not seqs:
+            return []
+        query = select(EventRow).where(EventRow.seq.in_(sorted(seqs))).order_by(EventRow.seq)
+        with self.db.reads.begin() as session:
+            return [_event(row) for row in session.scalars(query)]
+
+    def last_seq(self) -> int:
+        """The newest event's ``seq`` (0: none yet)."""
+        with self.db.reads.begin() as session:
+            return int(session.scalar(select(func.max(EventRow.seq))) or 0)
+
+
+class EventCursor:
+    """Follows the outbox from a position, missing nothing.
+
+    A ``seq`` below the newest one seen that has not shown up is a gap: a transaction
+    that took its number and has not committed yet (or rolled back). ``poll`` asks for
+    gaps again until they arrive or are ``patience`` seconds old; a transaction that
+    writes an event is short, so a gap that old is a rollback.
+    """
+
+    def __init__(self, outbox: Outbox, position: int, patience: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.outbox = outbox
+        self.position = position
+        self.patience = patience
+        self.clock = clock
+        self._gaps: dict[int, float] = {}  # seq -> when first missed
+
+    def poll(self) -> list[Event]:
+        """The events that arrived since the last poll (late ones first)."""
+        now = self.clock()
+        late = self.outbox.get(self._gaps)
+        for event in late:
+            del self._gaps[event.seq]
+        self._gaps = {seq: since for seq, since in self._gaps.items()
+                      if now - since < self.patience}
+        fresh = self.outbox.after(self.position)
+        expected = self.position + 1
+        for event in fresh:
+            # A jump of thousands is sequence numbers thrown away, not commits to wait for.
+            for missing in range(expected, min(event.seq, expected + MAX_GAP)):
+                self._gaps[missing] = now
+            expected = event.seq + 1
+        if fresh:
+            self.position = fresh[-1].seq
+        return late + fresh
+
+
+def _event(row: EventRow) -> Event:
+    return Event(row.seq, row.event_id, row.type, row.source, row.subject, row.time,
+                 dict(row.data))
