@@ -26,7 +26,7 @@ from typing import Any, cast
 from dataferry.broker.graph import Job
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
-from dataferry.metadata.outbox import PublishedVersion
+from dataferry.metadata import PublishedVersion
 from dataferry.metadata.runs import JobKind, RunHistory, Trigger, VersionRef, worker_name
 
 ATTEMPTS = 3

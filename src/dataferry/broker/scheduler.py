@@ -44,6 +44,7 @@ from dataferry.broker.graph import Graph, Job, build_graph
 from dataferry.broker.runner import ATTEMPTS, JobResult, run_recorded
 from dataferry.engine.context import RunContext
 from dataferry.metadata import (
+    CONSUMED,
     LatestRuns,
     Leases,
     PlanHistory,
@@ -55,8 +56,6 @@ from dataferry.metadata import (
 )
 from dataferry.model.spec import duration_seconds
 
-CONSUMED = ("succeeded", "unchanged")
-"""Runs after which a job has seen its inputs (a failed run has not)."""
 MANUAL_TRIGGERS = ("freshness", "on_change", "manual")
 RETRY_FAILED_AFTER = timedelta(minutes=1)
 """A job whose last run failed (after its own retries) waits this long before the next."""

@@ -23,6 +23,7 @@ from dataferry.metadata.leases import Lease, Leases
 from dataferry.metadata.outbox import Event, EventCursor, Outbox, PublishedVersion
 from dataferry.metadata.plans import AppliedPlan, PlanHistory
 from dataferry.metadata.runs import (
+    CONSUMED,
     LatestRuns,
     LogLine,
     Run,
@@ -35,6 +36,7 @@ from dataferry.metadata.tokens import Token, TokenStore
 from dataferry.metadata.users import ROLES, User, UserStore
 
 __all__ = [
+    "CONSUMED",
     "AppliedPlan",
     "Clock",
     "Event",

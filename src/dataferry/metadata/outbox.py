@@ -1,7 +1,7 @@
 """The event outbox: the CloudEvents of what happened, as the metadata DB keeps them.
 
 Each event is written in the transaction of the change it announces — a run finishing
-(``RunHistory.finish_run``, ``mark_abandoned``) with the versions it published, a
+(``RunHistory.finish_run``, ``mark_abandoned``: ``runs.add_run_events``) with the versions it published, a
 delivery going stale (``Staleness.mark``) — so an event exists exactly when its change
 does, whichever process made it. Readers follow ``seq``: the ``/api/v1/events`` stream
 now, the dispatcher to webhooks and NATS later. ``EventCursor`` is how: it also picks up
@@ -21,13 +21,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dataferry.metadata.database import Metadata
-from dataferry.metadata.schema import EventRow, RunRow
+from dataferry.metadata.schema import EventRow
 
 RUN_SUCCEEDED = "io.dataferry.run.succeeded"
 RUN_FAILED = "io.dataferry.run.failed"
 VERSION_PUBLISHED = "io.dataferry.dataset.version.published"
 DATASET_STALE = "io.dataferry.dataset.stale"
-SUCCEEDED = ("succeeded", "unchanged")
 MAX_GAP = 1_000
 
 
@@ -60,22 +59,6 @@ def add_event(session: Session, event_id: str, type_: str, source: str, subject:
     """Put an event in the outbox, in the caller's transaction."""
     session.add(EventRow(event_id=event_id, type=type_, source=source, subject=subject,
                          time=at, data=data))
-
-
-def add_run_events(session: Session, run: RunRow,
-                   published: Collection[PublishedVersion] = ()) -> None:
-    """The events of a finished run: ``run.succeeded`` or ``run.failed`` (a skipped run
-    counts as failed), and ``version.published`` for each version it published."""
-    status = RUN_SUCCEEDED if run.status in SUCCEEDED else RUN_FAILED
-    at = run.ended_at or run.started_at
-    add_event(session, f"run-{run.id}", status, f"/runs/{run.id}", run.job_id, at,
-              {"run": run.id, "job": run.job_id, "status": run.status, "attempt": run.attempt,
-               "rows_in": run.rows_in, "rows_out": run.rows_out, "error": run.error})
-    for version in published:
-        add_event(session, f"version-{version.ref}-{version.version}", VERSION_PUBLISHED,
-                  f"/datasets/{version.ref}", version.ref, version.created_at,
-                  {"ref": version.ref, "version": version.version, "rows": version.rows,
-                   "manifest_hash": version.manifest_hash})
 
 
 class Outbox:

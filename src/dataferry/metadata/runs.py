@@ -19,11 +19,18 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from dataferry.errors import MetadataError
 from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata
-from dataferry.metadata.outbox import PublishedVersion, add_run_events
+from dataferry.metadata.outbox import (
+    RUN_FAILED,
+    RUN_SUCCEEDED,
+    VERSION_PUBLISHED,
+    PublishedVersion,
+    add_event,
+)
 from dataferry.metadata.schema import RunLogRow, RunRow
 
 JobKind = Literal["ingest", "transform", "deliver"]
@@ -31,6 +38,9 @@ Trigger = Literal["manual", "schedule", "freshness", "on_change", "retry"]
 Status = Literal["queued", "running", "succeeded", "unchanged", "failed", "skipped"]
 Level = Literal["debug", "info", "warning", "error"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "unchanged", "failed", "skipped"})
+CONSUMED = ("succeeded", "unchanged")
+"""Runs after which a job has seen its inputs and its data is current (a failed one has
+not): the scheduler, the catalog's freshness and the run events go by these."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +276,22 @@ class RunHistory:
             ).all()
             log = tuple(LogLine(line.at, line.level, line.message) for line in lines)
             return RunDetail(**vars(_run(row)), log=log)
+
+
+def add_run_events(session: Session, run: RunRow,
+                   published: Collection[PublishedVersion] = ()) -> None:
+    """The events of a finished run: ``run.succeeded`` or ``run.failed`` (a skipped run
+    counts as failed), and ``version.published`` for each version it published."""
+    status = RUN_SUCCEEDED if run.status in CONSUMED else RUN_FAILED
+    at = run.ended_at or run.started_at
+    add_event(session, f"run-{run.id}", status, f"/runs/{run.id}", run.job_id, at,
+              {"run": run.id, "job": run.job_id, "status": run.status, "attempt": run.attempt,
+               "rows_in": run.rows_in, "rows_out": run.rows_out, "error": run.error})
+    for version in published:
+        add_event(session, f"version-{version.ref}-{version.version}", VERSION_PUBLISHED,
+                  f"/datasets/{version.ref}", version.ref, version.created_at,
+                  {"ref": version.ref, "version": version.version, "rows": version.rows,
+                   "manifest_hash": version.manifest_hash})
 
 
 def _check(value: str, allowed: Any, what: str) -> None:

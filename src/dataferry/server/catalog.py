@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from dataferry.engine.deliver import MASKED_TYPE, _masker, mask_key
-from dataferry.metadata import Metadata, RunHistory, Staleness
+from dataferry.metadata import CONSUMED, Metadata, RunHistory, Staleness
 from dataferry.model.graph import ModelIndex
 from dataferry.model.spec import Transformer, duration_seconds
 from dataferry.server.authz import RowAccess
@@ -38,8 +38,6 @@ from dataferry.store.store import Store
 
 MAX_ROWS = 1000
 """The most rows one ``rows`` call returns, whatever ``limit`` asks for."""
-CONSUMED = ("succeeded", "unchanged")
-"""Run statuses that confirm a dataset current as of the run's start (as the scheduler)."""
 _BATCH_ROWS = 8192
 
 
