@@ -21,8 +21,9 @@ from tests.connectors.pg_helpers import temporary_database as postgres_database
 from tests.metadata.racer import open_at_once
 
 TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
-          "recovery_codes", "tokens", "audit", "login_failures", "events", "alembic_version"}
-HEAD = "0004"
+          "recovery_codes", "tokens", "audit", "login_failures", "events", "notify_progress",
+          "alembic_version"}
+HEAD = "0005"
 
 
 def _revision(url: str) -> str | None:

@@ -21,6 +21,10 @@ two schedulers sharing one database (two ``ferry up`` on one PostgreSQL) never r
 twice, and one that finished elsewhere meanwhile is not repeated. A job is never queued
 twice in one scheduler either.
 
+Each tick also hands the new events of the outbox to the consumers' ``notify`` targets
+(``dataferry.events.notifier``), in a thread of their own, and reports targets that start
+or stop failing.
+
 A tick reads the run history through ``LatestRuns`` (only what changed since the last
 tick) and each input's head once, so deciding over 10,000 jobs takes well under a
 second (``bench/broker.py``).
@@ -43,11 +47,13 @@ from croniter import croniter
 from dataferry.broker.graph import Graph, Job, build_graph
 from dataferry.broker.runner import ATTEMPTS, JobResult, run_recorded
 from dataferry.engine.context import RunContext
+from dataferry.events.notifier import Notifier
 from dataferry.metadata import (
     CONSUMED,
     LatestRuns,
     Leases,
     PlanHistory,
+    Progress,
     Run,
     RunHistory,
     Staleness,
@@ -69,6 +75,9 @@ class TickReport:
     abandoned: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)
+    notify_failed: list[tuple[str, str]] = field(default_factory=list)
+    """Notify targets that started failing (or failed otherwise than before), with why."""
+    notify_recovered: list[str] = field(default_factory=list)
 
 
 class _Runs(Protocol):
@@ -122,6 +131,12 @@ class Scheduler:
         self.intervals = _freshness_intervals(self.graph, self.deliveries)
         self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
         self.latest = LatestRuns(self.runs, CONSUMED)
+        self.notifier = Notifier(context, now=now, holder=self.holder)
+        self._notifying: Future[list[Progress]] | None = None
+        self.notify_errors: dict[str, str | None] = {
+            p.target: p.last_error for p in self.notifier.progress.all()}
+        """Each notify target's last error (None: delivering), to report changes."""
+        self._notify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-notify")
         self._lineages: dict[tuple[str, int], dict[str, int]] = {}
 
     # --- deciding -------------------------------------------------------------------
@@ -222,7 +237,29 @@ class Scheduler:
                 if self.once is not None:
                     self.once.add(job.id)
         self._update_staleness(at, report)
+        self._notify(report)
         return report
+
+    def _notify(self, report: TickReport) -> None:
+        """Send new events to the consumers' notify targets, in the background (a slow
+        webhook must not hold up the jobs); report how the last pass went."""
+        if not self.notifier.targets:
+            return
+        if self._notifying is not None and not self._notifying.done():
+            return
+        if self._notifying is not None:
+            # .result(): a bug in the notifier should not pass silently
+            self._report_notify(self._notifying.result(), report)
+        self._notifying = self._notify_pool.submit(self.notifier.run_once)
+
+    def _report_notify(self, passed: list[Progress], report: TickReport) -> None:
+        for progress in passed:
+            before = self.notify_errors.get(progress.target)
+            if progress.last_error is not None and progress.last_error != before:
+                report.notify_failed.append((progress.target, progress.last_error))
+            elif progress.last_error is None and before is not None:
+                report.notify_recovered.append(progress.target)
+            self.notify_errors[progress.target] = progress.last_error
 
     def _waits_for_inputs(self, job: Job) -> bool:
         """A job whose producer is running now waits for its new version."""
@@ -265,6 +302,14 @@ class Scheduler:
             if on_tick is not None:
                 on_tick(report)
             if not report.started and not self.running:
+                final = TickReport()  # the events the last jobs announced, sent now
+                if self._notifying is not None:
+                    self._report_notify(self._notifying.result(), final)
+                self._notifying = None
+                if self.notifier.targets:
+                    self._report_notify(self.notifier.run_once(), final)
+                if on_tick is not None and (final.notify_failed or final.notify_recovered):
+                    on_tick(final)
                 return
             self.wait()
 
@@ -281,6 +326,8 @@ class Scheduler:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self._notify_pool.shutdown(wait=True)
+        self.notifier.close()
 
     # --- freshness ------------------------------------------------------------------
 

@@ -134,6 +134,10 @@ def up(
             say(f"{job_id}: STALE, its data is older than the consumer's freshness")
         for job_id in report.fresh:
             say(f"{job_id}: fresh again")
+        for target, error in report.notify_failed:
+            say(f"notify {target}: FAILED ({error}); its events wait and are retried")
+        for target in report.notify_recovered:
+            say(f"notify {target}: delivering again")
 
     scheduler = Scheduler(context, workers=workers, attempts=attempts, on_result=finished)
     jobs = len(scheduler.graph.jobs)
@@ -142,6 +146,9 @@ def up(
         say("no plan applied yet: following the model as it is (`ferry apply` fixes the plan)")
     else:
         say(f"following applied plan {scheduler.applied}")
+    for target, error in sorted(scheduler.notify_errors.items()):
+        if error is not None:
+            say(f"notify {target}: failing ({error}); its events wait and are retried")
     if scheduler.unapplied:
         say(f"{len(scheduler.unapplied)} job(s) of the model are not in the applied plan and "
             f"wait for `ferry apply`: {', '.join(scheduler.unapplied[:5])}"

@@ -20,6 +20,7 @@ from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata, metadata_url, open_metadata
 from dataferry.metadata.freshness import Stale, Staleness
 from dataferry.metadata.leases import Lease, Leases
+from dataferry.metadata.notify import NotifyProgress, Progress
 from dataferry.metadata.outbox import Event, EventCursor, Outbox, PublishedVersion
 from dataferry.metadata.plans import AppliedPlan, PlanHistory
 from dataferry.metadata.runs import (
@@ -47,8 +48,10 @@ __all__ = [
     "LogLine",
     "Metadata",
     "MetadataError",
+    "NotifyProgress",
     "Outbox",
     "PlanHistory",
+    "Progress",
     "PublishedVersion",
     "Run",
     "RunDetail",

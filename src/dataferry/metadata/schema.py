@@ -161,6 +161,21 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class NotifyProgressRow(Base):
+    """How far one notify target (a consumer's webhook or NATS subject) has got through
+    the outbox, and its retry state while it fails."""
+
+    __tablename__ = "notify_progress"
+
+    target: Mapped[str] = mapped_column(String(450), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # every event up to here is handled
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, since the last success
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # The expired-run sweep filters on status and lease expiry, list_runs --failed on status.
 Index("ix_runs_status_lease_expires_at", RunRow.status, RunRow.lease_expires_at)
 

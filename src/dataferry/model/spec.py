@@ -504,6 +504,7 @@ class WebhookNotify(Spec):
 
 class NatsNotify(Spec):
     nats: str = Field(description="JetStream subject")
+    server: str = Field("nats://127.0.0.1:4222", description="The NATS server, JetStream on.")
 
 
 def _notify_kind(value: Any) -> str | None:

@@ -1,0 +1,258 @@
+"""Events reach the consumers' notify targets: a real webhook on loopback (signed,
+retried until it answers, nothing lost) and a real NATS JetStream stream."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataferry.broker.graph import build_graph, select
+from dataferry.broker.runner import run_jobs
+from dataferry.engine.context import RunContext
+from dataferry.events.notifier import Notifier
+from dataferry.metadata import Event, NotifyProgress, Progress, open_metadata
+from dataferry.model.load import load_model
+from tests.broker.small_model import TEAM, make_shop
+from tests.conftest import require_service, write_files
+
+SECRET = "hook-secret-5f1c"
+OTHER = """\
+team: crm
+zone: eu
+owners: [bob@acme.example]
+consumers:
+  app:
+    sink: {kind: sqlite, path: out/app.db}
+    datasets: [shop.totals]
+    notify:
+      - webhook: {url}/crm
+"""
+
+
+class Receiver:
+    """A webhook endpoint on loopback that records what it gets and answers ``status``."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.status == 200:
+                    receiver.received.append((self.path, dict(self.headers), body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, path: str = "/shop") -> list[dict[str, Any]]:
+        return [json.loads(body) for p, _, body in self.received if p == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.server.shutdown()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def shop_with_notify(root: Path, notify: str, other: str | None = None) -> RunContext:
+    make_shop(root)
+    team = TEAM.replace("      - {ref: shop.totals}\n", "      - {ref: shop.totals}\n" + notify)
+    files = {"teams/shop/shop.yaml": team}
+    if other is not None:
+        files["teams/crm/crm.yaml"] = other
+    write_files(root, files)
+    return RunContext.from_loaded(load_model(root))
+
+
+def by_consumer(progress: list[Progress]) -> dict[str, Progress]:
+    return {p.target.split()[0]: p for p in progress}
+
+
+def run_all(context: RunContext) -> None:
+    graph = build_graph(context.index)
+    results = run_jobs(context, select(graph, context.index, [], downstream=False))
+    assert all(r.status in ("succeeded", "unchanged") for r in results), results
+
+
+def test_a_webhook_gets_what_its_consumer_receives_signed_and_retried_until_it_answers(
+        tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOP_HOOK_SECRET", SECRET)
+    notify = ("    notify:\n      - webhook: " + receiver.url + "/shop\n"
+              "        secret: ${env:SHOP_HOOK_SECRET}\n")
+    context = shop_with_notify(tmp_path / "model", notify, OTHER.replace("{url}", receiver.url))
+    clock = Clock()
+    notifier = Notifier(context, now=clock)
+    assert [p.position for p in notifier.run_once()] == [0, 0]  # new targets start now
+    run_all(context)
+    notifier.run_once()
+
+    got = receiver.events("/shop")
+    kinds = [(e["type"], e["subject"]) for e in got]
+    assert ("io.dataferry.dataset.version.published", "shop.orders") in kinds
+    assert ("io.dataferry.run.succeeded", "ingest:shop.orders") in kinds
+    assert ("io.dataferry.run.succeeded", "deliver:shop.mirror:orders") in kinds
+    assert all(e["specversion"] == "1.0" for e in got)
+    for _, headers, body in receiver.received:
+        if _ == "/shop":
+            expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Ferry-Signature"] == f"sha256={expected}"
+            assert headers["Content-Type"].startswith("application/cloudevents+json")
+    # crm.app receives shop.totals only: not the orders version, nor shop's deliveries.
+    crm = [(e["type"], e["subject"]) for e in receiver.events("/crm")]
+    assert ("io.dataferry.dataset.version.published", "shop.totals") in crm
+    assert ("io.dataferry.run.succeeded", "transform:shop.totals") in crm
+    assert all(s not in ("shop.orders", "deliver:shop.mirror:orders") for _, s in crm)
+    assert all("X-Ferry-Signature" not in headers  # crm's webhook has no secret
+               for path, headers, _ in receiver.received if path == "/crm")
+
+    # The endpoint goes down: the events wait, and the target backs off.
+    receiver.status = 503
+    before = len(receiver.events("/shop"))
+    run_all(context)  # nothing new at the source, but the runs are news
+    failed = by_consumer(notifier.run_once())["shop.mirror"]
+    assert failed.failures == 1 and failed.last_error == "HTTP 503 Service Unavailable"
+    assert failed.retry_at == clock.at + timedelta(seconds=5)
+    receiver.status = 200
+    assert len(receiver.events("/shop")) == before
+    notifier.run_once()  # too early: still waiting
+    assert len(receiver.events("/shop")) == before
+    clock.at += timedelta(seconds=6)
+    recovered = by_consumer(notifier.run_once())["shop.mirror"]
+    assert recovered.failures == 0 and recovered.last_error is None
+    late = receiver.events("/shop")[before:]
+    assert {e["subject"] for e in late} >= {"ingest:shop.orders", "deliver:shop.mirror:orders"}
+    seqs = [e["id"] for e in receiver.events("/shop")]
+    assert len(seqs) == len(set(seqs))  # each event once (here: no retry after a 2xx)
+    notifier.close()
+    context.close()
+
+
+def test_a_missing_secret_is_an_error_that_names_it_not_a_crash(
+        tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_HOOK_SECRET", raising=False)
+    notify = ("    notify:\n      - webhook: " + receiver.url + "/shop\n"
+              "        secret: ${env:NO_SUCH_HOOK_SECRET}\n")
+    context = shop_with_notify(tmp_path / "model", notify)
+    notifier = Notifier(context)
+    notifier.run_once()
+    run_all(context)
+    (progress,) = notifier.run_once()
+    assert progress.failures == 1 and "NO_SUCH_HOOK_SECRET is not set" in (
+        progress.last_error or "")
+    assert receiver.received == []
+    notifier.close()
+    context.close()
+
+
+def test_events_reach_a_nats_jetstream_stream(tmp_path: Path) -> None:
+    require_service("nats")
+    import nats
+
+    subject = f"ferry.test.{uuid.uuid4().hex[:8]}"
+    stream = f"FERRY_{uuid.uuid4().hex[:8]}"
+    notify = f"    notify:\n      - nats: {subject}\n"
+    context = shop_with_notify(tmp_path / "model", notify)
+    notifier = Notifier(context)
+    notifier.run_once()
+    run_all(context)
+    (no_stream,) = notifier.run_once()  # nobody made a stream for the subject yet
+    assert no_stream.failures == 1 and "nats stream add" in (no_stream.last_error or "")
+
+    async def with_stream() -> list[tuple[str, dict[str, Any]]]:
+        connection = await nats.connect("nats://127.0.0.1:4222")
+        js = connection.jetstream()
+        await js.add_stream(name=stream, subjects=[subject])
+        try:
+            notifier.progress.save(replace(no_stream, retry_at=None))  # retry now
+            await asyncio.to_thread(notifier.run_once)
+            pull = await js.pull_subscribe(subject, durable=None)
+            messages = await pull.fetch(50, timeout=5)
+            return [(m.headers["Nats-Msg-Id"], json.loads(m.data)) for m in messages]
+        finally:
+            await js.delete_stream(stream)
+            await connection.close()
+
+    got = asyncio.run(with_stream())
+    assert ("io.dataferry.dataset.version.published", "shop.orders") in [
+        (e["type"], e["subject"]) for _, e in got]
+    assert all(msg_id == e["id"] for msg_id, e in got)
+    notifier.close()
+    context.close()
+
+
+def test_who_hears_what(tmp_path: Path) -> None:
+    notify = "    notify:\n      - nats: shop.events\n"
+    context = shop_with_notify(tmp_path / "model", notify,
+                               OTHER.replace("{url}", "http://127.0.0.1:9"))
+    targets = {t.consumer: t for t in Notifier(context).targets}
+    shop, crm = targets["shop.mirror"], targets["crm.app"]
+
+    def event(type_: str, subject: str, **data: Any) -> Event:
+        return Event(1, "e", f"io.dataferry.{type_}", "/x", subject, datetime.now(UTC), data)
+
+    orders = event("dataset.version.published", "shop.orders", ref="shop.orders")
+    assert shop.wants(orders) and not crm.wants(orders)
+    totals = event("dataset.version.published", "shop.totals", ref="shop.totals")
+    assert shop.wants(totals) and crm.wants(totals)
+    ingest_failed = event("run.failed", "ingest:shop.orders")
+    assert shop.wants(ingest_failed) and not crm.wants(ingest_failed)
+    transform_ok = event("run.succeeded", "transform:shop.totals")
+    assert shop.wants(transform_ok) and crm.wants(transform_ok)
+    own = event("run.failed", "deliver:crm.app:totals")
+    assert crm.wants(own) and not shop.wants(own)
+    stale = event("dataset.stale", "deliver:crm.app:totals", consumer="crm.app",
+                  ref="shop.totals")
+    assert crm.wants(stale) and not shop.wants(stale)
+    assert not crm.wants(event("run.failed", "deliver:crm.application:x"))  # a prefix only
+    context.close()
+
+
+def test_ferry_up_says_when_a_target_fails_and_when_it_delivers_again(
+        tmp_path: Path, receiver: Receiver, ferry: Callable[..., Any]) -> None:
+    notify = "    notify:\n      - webhook: " + receiver.url + "/shop\n"
+    shop_with_notify(tmp_path / "model", notify).close()
+    root = tmp_path / "model"
+    assert ferry("up", "--once", "--model", root).code == 0  # the target starts here
+    receiver.status = 500
+    assert ferry("run", "--model", root).code == 0
+    out = ferry("up", "--once", "--model", root).out
+    assert f"notify shop.mirror webhook {receiver.url}/shop: FAILED (HTTP 500" in out
+    receiver.status = 200
+    with open_metadata(f"sqlite:///{root / '.ferry' / 'ferry.db'}") as db:
+        progress = NotifyProgress(db)
+        (failing,) = progress.all()
+        progress.save(replace(failing, retry_at=None))  # its wait is over
+    out = ferry("up", "--once", "--model", root).out
+    assert f"notify shop.mirror webhook {receiver.url}/shop: failing (HTTP 500" in out
+    assert f"notify shop.mirror webhook {receiver.url}/shop: delivering again" in out
+    assert {e["subject"] for e in receiver.events("/shop")} >= {"ingest:shop.orders"}
