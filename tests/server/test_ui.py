@@ -224,12 +224,23 @@ def test_every_page_renders_for_an_admin(site: Site) -> None:
     for path in ("/", "/?search=orders", "/?team=shop", "/teams", "/teams/shop",
                  "/datasets/shop.orders", "/datasets/shop.customers", "/runs",
                  "/runs?failed=1", "/runs?job=ingest:shop.orders", f"/runs/{run_id}", "/plan",
-                 "/admin/users", "/admin/tokens"):
+                 "/admin/users", "/admin/tokens", "/admin/notify"):
         response = client.get(path)
         assert response.status_code == 200, (path, response.text[:300])
         assert response.headers["content-type"].startswith("text/html")
         assert response.headers["x-frame-options"] == "DENY"
         assert "Log out" in response.text
+
+
+def test_admins_see_how_each_notify_target_is_doing(site: Site) -> None:
+    page = site.as_user("admin").get("/admin/notify").text
+    assert 'data-testid="notify"' in page
+    assert "https://hooks.acme.example/finance" in page  # the example's targets
+    assert "nats://127.0.0.1:4222 shop.datasets" in page and "waiting" in page
+    api = site.as_user("admin").get("/api/v1/notify").json()
+    assert {(t["consumer"], t["kind"]) for t in api["items"]} >= {
+        ("finance.ledger", "webhook"), ("finance.ledger", "nats"), ("shop.reporting", "nats")}
+    assert site.as_user("zed").get("/api/v1/notify").status_code == 403
 
 
 def test_a_member_of_an_unrelated_team(site: Site) -> None:
@@ -240,7 +251,7 @@ def test_a_member_of_an_unrelated_team(site: Site) -> None:
     assert page.status_code == 200
     assert 'data-testid="no-rows"' in page.text and 'data-testid="sample"' not in page.text
     assert 'data-testid="run-job"' not in page.text
-    for path in ("/admin/users", "/admin/tokens"):
+    for path in ("/admin/users", "/admin/tokens", "/admin/notify"):
         denied = client.get(path)
         assert denied.status_code == 403 and denied.headers["content-type"].startswith(
             "text/html") and "Only admins" in denied.text

@@ -19,7 +19,12 @@ from pydantic import BaseModel, Field
 
 from dataferry.engine.context import RunContext
 from dataferry.server import authz, catalog
-from dataferry.server.auth.dependency import CurrentPrincipal, client_ip, get_auth
+from dataferry.server.auth.dependency import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    client_ip,
+    get_auth,
+)
 from dataferry.server.errors import BadRequest, Forbidden, NotFound, RecordId, storable
 from dataferry.server.principal import Principal
 
@@ -237,3 +242,12 @@ def get_plan(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
     return {**document, "applied": None if applied is None else {
         "id": applied.id, "applied_at": applied.applied_at.isoformat(),
         "applied_by": applied.applied_by}}
+
+
+@router.get("/notify")
+def list_notify(request: Request, _: AdminPrincipal) -> dict[str, Any]:
+    """Admins: each consumer notify target (webhook, NATS subject) and how its events go."""
+    from dataferry.events.status import target_states
+
+    items = [asdict(state) for state in target_states(_context(request))]
+    return _page(items, len(items), 0, len(items))

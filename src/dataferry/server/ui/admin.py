@@ -1,4 +1,4 @@
-"""Admin pages: users (list, add, disable) and tokens (list, revoke).
+"""Admin pages: users (list, add, disable), tokens (list, revoke), notify targets.
 
 They call the same services as ``/api/v1/users`` and ``/api/v1/tokens`` (``Accounts``,
 ``Tokens``), so the password policy, the checks and the audit entries are the ones the
@@ -101,3 +101,12 @@ def revoke_token(request: Request, principal: AdminPage, form: CheckedForm,
     get_auth(request).tokens.revoke(token_id, actor=principal.username,
                                     client_ip=client_ip(request))
     return redirect(f"/admin/tokens?revoked={token_id}")
+
+
+@router.get("/notify", response_class=HTMLResponse)
+def notify_page(request: Request, principal: AdminPage) -> HTMLResponse:
+    """Every consumer's notify targets: delivering or failing, and why."""
+    from dataferry.events.status import target_states
+
+    return render(request, "admin_notify.html",
+                  {"targets": target_states(context_of(request))}, section="admin")
