@@ -256,3 +256,36 @@ def test_ferry_up_says_when_a_target_fails_and_when_it_delivers_again(
     assert f"notify shop.mirror webhook {receiver.url}/shop: failing (HTTP 500" in out
     assert f"notify shop.mirror webhook {receiver.url}/shop: delivering again" in out
     assert {e["subject"] for e in receiver.events("/shop")} >= {"ingest:shop.orders"}
+
+
+def test_two_schedulers_on_one_database_send_each_event_once(
+        tmp_path: Path, receiver: Receiver) -> None:
+    notify = "    notify:\n      - webhook: " + receiver.url + "/shop\n"
+    context = shop_with_notify(tmp_path / "model", notify)
+    first = Notifier(context, holder="host-a:1")
+    second = Notifier(context, holder="host-b:2")
+    first.run_once()
+    run_all(context)
+    run_all(context)
+    slow = threading.Event()
+    original = receiver.server.RequestHandlerClass.do_POST
+
+    def slowly(handler: Any) -> None:  # hold the first sender inside its pass
+        slow.wait(0.2)
+        original(handler)
+
+    receiver.server.RequestHandlerClass.do_POST = slowly  # type: ignore[method-assign]
+    passes = [threading.Thread(target=n.run_once) for n in (first, second, first, second)]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join()
+    first.run_once()
+    second.run_once()
+    ids = [e["id"] for e in receiver.events("/shop")]
+    assert ids and len(ids) == len(set(ids))
+    assert {"ingest:shop.orders", "deliver:shop.mirror:orders"} <= {
+        e["subject"] for e in receiver.events("/shop")}
+    for notifier in (first, second):
+        notifier.close()
+    context.close()

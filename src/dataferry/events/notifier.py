@@ -15,6 +15,7 @@ An event number missing below a later one is a transaction that has not committe
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -62,11 +63,14 @@ class Notifier:
         self.monotonic = monotonic
         self._gaps: dict[tuple[str, int], float] = {}  # (target, missing seq) -> first seen
         self._http: httpx.Client | None = None
+        self._turn = threading.Lock()
 
     def run_once(self) -> list[Progress]:
-        """One pass over every target; what each target's progress is after it."""
-        return [found for target in self.targets
-                if (found := self._serve(target)) is not None]
+        """One pass over every target; what each target's progress is after it. Passes
+        of one process take turns (a lease is per process, so it would let both in)."""
+        with self._turn:
+            return [found for target in self.targets
+                    if (found := self._serve(target)) is not None]
 
     def close(self) -> None:
         if self._http is not None:
