@@ -26,6 +26,7 @@ from dataferry.metadata import Event, NotifyProgress, Progress, open_metadata
 from dataferry.model.load import load_model
 from tests.broker.small_model import TEAM, make_shop
 from tests.conftest import require_service, write_files
+from tests.connectors.pg_helpers import temporary_database
 
 SECRET = "hook-secret-5f1c"
 OTHER = """\
@@ -84,10 +85,13 @@ class Clock:
         return self.at
 
 
-def shop_with_notify(root: Path, notify: str, other: str | None = None) -> RunContext:
+def shop_with_notify(root: Path, notify: str, other: str | None = None,
+                     metadata: str | None = None) -> RunContext:
     make_shop(root)
     team = TEAM.replace("      - {ref: shop.totals}\n", "      - {ref: shop.totals}\n" + notify)
     files = {"teams/shop/shop.yaml": team}
+    if metadata is not None:
+        files["ferry.yaml"] = f"ecosystem: acme\nzones: {{eu: {{}}}}\nmetadata: {metadata}\n"
     if other is not None:
         files["teams/crm/crm.yaml"] = other
     write_files(root, files)
@@ -258,10 +262,20 @@ def test_ferry_up_says_when_a_target_fails_and_when_it_delivers_again(
     assert {e["subject"] for e in receiver.events("/shop")} >= {"ingest:shop.orders"}
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_schedulers_on_one_database_send_each_event_once(
-        tmp_path: Path, receiver: Receiver) -> None:
+        tmp_path: Path, receiver: Receiver, backend: str) -> None:
     notify = "    notify:\n      - webhook: " + receiver.url + "/shop\n"
-    context = shop_with_notify(tmp_path / "model", notify)
+    if backend == "postgres":
+        require_service("postgres")
+        with temporary_database() as url:
+            _two_schedulers(tmp_path, receiver, shop_with_notify(tmp_path / "model", notify,
+                                                                 metadata=url))
+    else:
+        _two_schedulers(tmp_path, receiver, shop_with_notify(tmp_path / "model", notify))
+
+
+def _two_schedulers(tmp_path: Path, receiver: Receiver, context: RunContext) -> None:
     first = Notifier(context, holder="host-a:1")
     second = Notifier(context, holder="host-b:2")
     first.run_once()
