@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -98,6 +99,13 @@ def shop_with_notify(root: Path, notify: str, other: str | None = None,
     return RunContext.from_loaded(load_model(root))
 
 
+def change_a_row(root: Path, amount: str) -> None:
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("update orders set amount = ?, updated_at = ? where id = 1",
+                   (amount, datetime.now(UTC).isoformat()))
+    db.close()
+
+
 def by_consumer(progress: list[Progress]) -> dict[str, Progress]:
     return {p.target.split()[0]: p for p in progress}
 
@@ -142,7 +150,8 @@ def test_a_webhook_gets_what_its_consumer_receives_signed_and_retried_until_it_a
     # The endpoint goes down: the events wait, and the target backs off.
     receiver.status = 503
     before = len(receiver.events("/shop"))
-    run_all(context)  # nothing new at the source, but the runs are news
+    change_a_row(tmp_path / "model", "7.00")
+    run_all(context)
     failed = by_consumer(notifier.run_once())["shop.mirror"]
     assert failed.failures == 1 and failed.last_error == "HTTP 503 Service Unavailable"
     assert failed.retry_at == clock.at + timedelta(seconds=5)
@@ -248,6 +257,7 @@ def test_ferry_up_says_when_a_target_fails_and_when_it_delivers_again(
     root = tmp_path / "model"
     assert ferry("up", "--once", "--model", root).code == 0  # the target starts here
     receiver.status = 500
+    change_a_row(root, "8.00")
     assert ferry("run", "--model", root).code == 0
     out = ferry("up", "--once", "--model", root).out
     assert f"notify shop.mirror webhook {receiver.url}/shop: FAILED (HTTP 500" in out

@@ -45,6 +45,26 @@ def test_a_finished_run_and_its_versions_are_events_of_the_same_transaction(
     assert outbox.last_seq() == version_event.seq
 
 
+def test_nothing_new_is_no_news_unless_the_job_was_failing(db: Metadata) -> None:
+    runs, outbox = RunHistory(db), Outbox(db)
+
+    def run(status: str) -> list[str]:
+        before = outbox.last_seq()
+        run_id = runs.start_run("ingest:shop.orders", "ingest", "freshness", 1, "h:1", 60)
+        runs.finish_run(run_id, status, error="boom" if status == "failed" else None)
+        return [f"{e.type.rsplit('.', 1)[1]}{' recovered' if e.data['recovered'] else ''}"
+                for e in outbox.after(before)]
+
+    assert run("unchanged") == []  # the first run found nothing: nothing happened
+    assert run("succeeded") == ["succeeded"]
+    assert run("unchanged") == []
+    assert run("failed") == ["failed"]
+    assert run("unchanged") == ["succeeded recovered"]  # it works again: that is news
+    assert run("unchanged") == []
+    assert run("skipped") == ["failed"]
+    assert run("succeeded") == ["succeeded recovered"]
+
+
 def test_an_abandoned_run_and_a_new_stale_mark_are_events(db: Metadata,
                                                          clock: FakeClock) -> None:
     runs, outbox, stale = RunHistory(db, now=clock), Outbox(db), Staleness(db, now=clock)

@@ -280,13 +280,32 @@ class RunHistory:
 
 def add_run_events(session: Session, run: RunRow,
                    published: Collection[PublishedVersion] = ()) -> None:
-    """The events of a finished run: ``run.succeeded`` or ``run.failed`` (a skipped run
-    counts as failed), and ``version.published`` for each version it published."""
-    status = RUN_SUCCEEDED if run.status in CONSUMED else RUN_FAILED
+    """The events of a finished run, in its transaction.
+
+    - ``run.failed`` for a failed or skipped run;
+    - ``run.succeeded`` for a run that did something (``succeeded``), or one that found
+      nothing new (``unchanged``) right after a failed one: the job has recovered. A
+      run that found nothing new, again, is not news (an ecosystem of 10,000 jobs would
+      otherwise announce tens of thousands of non-events an hour);
+    - ``version.published`` for each version it published.
+
+    Run events carry what the run read and wrote (``read``, ``written``: ref + version).
+    """
+    recovered = False
+    if run.status in CONSUMED:
+        before = session.scalar(select(RunRow.status).where(
+            RunRow.job_id == run.job_id, RunRow.id < run.id).order_by(RunRow.id.desc())
+            .limit(1))
+        recovered = before in ("failed", "skipped")
+        if run.status == "unchanged" and not recovered:
+            return
     at = run.ended_at or run.started_at
-    add_event(session, f"run-{run.id}", status, f"/runs/{run.id}", run.job_id, at,
+    add_event(session, f"run-{run.id}", RUN_SUCCEEDED if run.status in CONSUMED else RUN_FAILED,
+              f"/runs/{run.id}", run.job_id, at,
               {"run": run.id, "job": run.job_id, "status": run.status, "attempt": run.attempt,
-               "rows_in": run.rows_in, "rows_out": run.rows_out, "error": run.error})
+               "recovered": recovered, "rows_in": run.rows_in, "rows_out": run.rows_out,
+               "read": run.versions_read or [], "written": run.versions_written or [],
+               "error": run.error})
     for version in published:
         add_event(session, f"version-{version.ref}-{version.version}", VERSION_PUBLISHED,
                   f"/datasets/{version.ref}", version.ref, version.created_at,
