@@ -28,11 +28,15 @@ class NotifyTarget:
     refs: frozenset[str]
 
     @property
+    def kind(self) -> str:
+        return "webhook" if isinstance(self.target, WebhookNotify) else "nats"
+
+    @property
     def address(self) -> str:
-        """Where events go, for messages: the webhook URL or ``nats <server> <subject>``."""
+        """Where events go: the webhook URL, or ``<server> <subject>`` for NATS."""
         if isinstance(self.target, WebhookNotify):
             return self.target.webhook
-        return f"nats {self.target.server} {self.target.nats}"
+        return f"{self.target.server} {self.target.nats}"
 
     def wants(self, event: Event) -> bool:
         if event.type == VERSION_PUBLISHED:

@@ -14,7 +14,7 @@ from dataferry.metadata import NotifyProgress, Outbox
 class TargetState:
     consumer: str
     kind: str  # webhook | nats
-    address: str  # the webhook URL, or "nats <server> <subject>"
+    address: str  # the webhook URL, or "<server> <subject>" for NATS
     status: str  # delivering | failing | waiting (no scheduler has served it yet)
     sent: int
     behind: int  # events after its place in the outbox (not all of them are for it)
@@ -28,7 +28,7 @@ def target_states(context: RunContext) -> list[TargetState]:
     newest = Outbox(context.metadata).last_seq()
     out = []
     for target in notify_targets(context.index):
-        kind = "nats" if target.address.startswith("nats ") else "webhook"
+        kind = target.kind
         found = progress.get(target.key)
         if found is None:
             out.append(TargetState(target.consumer, kind, target.address, "waiting", 0, 0, 0,
