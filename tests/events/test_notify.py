@@ -87,12 +87,14 @@ class Clock:
 
 
 def shop_with_notify(root: Path, notify: str, other: str | None = None,
-                     metadata: str | None = None) -> RunContext:
+                     metadata: str | None = None, ecosystem: str = "") -> RunContext:
     make_shop(root)
     team = TEAM.replace("      - {ref: shop.totals}\n", "      - {ref: shop.totals}\n" + notify)
     files = {"teams/shop/shop.yaml": team}
     if metadata is not None:
-        files["ferry.yaml"] = f"ecosystem: acme\nzones: {{eu: {{}}}}\nmetadata: {metadata}\n"
+        ecosystem += f"metadata: {metadata}\n"
+    if ecosystem:
+        files["ferry.yaml"] = "ecosystem: acme\nzones: {eu: {}}\n" + ecosystem
     if other is not None:
         files["teams/crm/crm.yaml"] = other
     write_files(root, files)
@@ -312,4 +314,40 @@ def _two_schedulers(tmp_path: Path, receiver: Receiver, context: RunContext) -> 
         e["subject"] for e in receiver.events("/shop")}
     for notifier in (first, second):
         notifier.close()
+    context.close()
+
+
+def test_openlineage_gets_every_run_with_its_inputs_and_outputs(
+        tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINEAGE_KEY", "lineage-key-93")
+    context = shop_with_notify(tmp_path / "model", "", ecosystem=(
+        f"openlineage: {{url: '{receiver.url}', api_key: '${{env:LINEAGE_KEY}}'}}\n"))
+    notifier = Notifier(context)
+    notifier.run_once()
+    run_all(context)
+    (progress,) = notifier.run_once()
+    assert progress.last_error is None and progress.sent >= 4
+    posted = [(headers, json.loads(body)) for path, headers, body in receiver.received
+              if path == "/api/v1/lineage"]
+    assert all(h["Authorization"] == "Bearer lineage-key-93" for h, _ in posted)
+    events = {e["job"]["name"]: e for _, e in posted}
+    transform = events["transform:shop.totals"]
+    assert transform["eventType"] == "COMPLETE" and transform["producer"]
+    assert transform["job"]["namespace"] == "acme"
+    assert [(d["namespace"], d["name"]) for d in transform["inputs"]] == [("acme", "shop.orders")]
+    assert [d["name"] for d in transform["outputs"]] == ["shop.totals"]
+    assert transform["outputs"][0]["facets"]["version"]["datasetVersion"] == "1"
+    assert uuid.UUID(transform["run"]["runId"]).version == 5
+    assert "schemaURL" in transform and transform["eventTime"].startswith("20")
+    assert [d["name"] for d in events["deliver:shop.mirror:orders"]["inputs"]] == ["shop.orders"]
+
+    (tmp_path / "model" / "shop.db").rename(tmp_path / "model" / "gone.db")
+    graph = build_graph(context.index)
+    run_jobs(context, select(graph, context.index, ["shop.orders"], downstream=False))
+    notifier.run_once()
+    failed = [json.loads(body) for path, _, body in receiver.received
+              if path == "/api/v1/lineage"][-1]
+    assert failed["eventType"] == "FAIL" and failed["job"]["name"] == "ingest:shop.orders"
+    assert "shop.db" in failed["run"]["facets"]["errorMessage"]["message"]
+    notifier.close()
     context.close()

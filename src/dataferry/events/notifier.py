@@ -24,8 +24,9 @@ from datetime import timedelta
 import httpx
 
 from dataferry.engine.context import RunContext
-from dataferry.errors import SecretError
+from dataferry.errors import FerryError
 from dataferry.events.cloudevents import event_json
+from dataferry.events.lineage import openlineage_json
 from dataferry.events.routing import NotifyTarget, notify_targets
 from dataferry.events.senders import post_webhook, publish_nats
 from dataferry.metadata import (
@@ -38,7 +39,7 @@ from dataferry.metadata import (
     utcnow,
     worker_name,
 )
-from dataferry.model.spec import WebhookNotify
+from dataferry.model.spec import NatsNotify, WebhookNotify
 from dataferry.secrets import resolve
 
 BATCH = 200
@@ -54,6 +55,7 @@ class Notifier:
                  patience: float = 60.0, monotonic: Callable[[], float] = time.monotonic
                  ) -> None:
         self.targets = notify_targets(context.index)
+        self.ecosystem = context.ecosystem.ecosystem
         self.outbox = Outbox(context.metadata)
         self.progress = NotifyProgress(context.metadata, now)
         self.leases = Leases(context.metadata, now=now)
@@ -127,18 +129,26 @@ class Notifier:
         if not events:
             return 0, None
         spec = target.target
-        if not isinstance(spec, WebhookNotify):
+        if isinstance(spec, NatsNotify):
             return publish_nats(spec.server, spec.nats,
                                 [(event.id, event_json(event)) for event in events])
         try:
-            secret = resolve(spec.secret, f"consumer {target.consumer}: webhook secret")
-        except SecretError as error:
+            if isinstance(spec, WebhookNotify):
+                secret = resolve(spec.secret, f"consumer {target.consumer}: webhook secret")
+                bodies = [event_json(event) for event in events]
+                kind = "cloudevents"
+            else:
+                secret = resolve(spec.api_key, "openlineage: api_key")
+                namespace = spec.namespace or self.ecosystem
+                bodies = [openlineage_json(event, namespace).encode() for event in events]
+                kind = "openlineage"
+        except FerryError as error:  # a secret not set, openlineage-python missing
             return 0, str(error)
         if self._http is None:
             self._http = httpx.Client()
-        for done, event in enumerate(events):
+        for done, body in enumerate(bodies):
             try:
-                post_webhook(self._http, spec.webhook, event_json(event), secret)
+                post_webhook(self._http, target.address, body, secret, kind)
             except Exception as error:
                 return done, str(error)
         return len(events), None

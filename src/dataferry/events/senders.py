@@ -27,11 +27,21 @@ def signature(secret: Secret, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.reveal().encode(), body, hashlib.sha256).hexdigest()
 
 
-def post_webhook(client: httpx.Client, url: str, body: bytes, secret: Secret | None) -> None:
-    """POST one event; anything but a 2xx answer is a ``SendError``."""
-    headers = {"Content-Type": "application/cloudevents+json; charset=utf-8"}
-    if secret is not None:
-        headers[SIGNATURE_HEADER] = signature(secret, body)
+def post_webhook(client: httpx.Client, url: str, body: bytes, secret: Secret | None,
+                 kind: str = "cloudevents") -> None:
+    """POST one event; anything but a 2xx answer is a ``SendError``.
+
+    ``kind`` ``cloudevents``: a CloudEvent in structured JSON mode, signed with the
+    secret; ``openlineage``: an OpenLineage event, the secret as a bearer API key.
+    """
+    if kind == "openlineage":
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["Authorization"] = f"Bearer {secret.reveal()}"
+    else:
+        headers = {"Content-Type": "application/cloudevents+json; charset=utf-8"}
+        if secret is not None:
+            headers[SIGNATURE_HEADER] = signature(secret, body)
     try:
         answer = client.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
     except httpx.HTTPError as error:

@@ -175,6 +175,13 @@ class Defaults(Spec):
     )
 
 
+class OpenLineage(Spec):
+    url: str = Field(description="Base URL of the OpenLineage HTTP endpoint (e.g. Marquez).")
+    endpoint: str = Field("api/v1/lineage", description="Path under url that takes events.")
+    api_key: Secret | None = None
+    namespace: str | None = Field(None, description="Job and dataset namespace.")
+
+
 def _implicit_local(platforms: dict[str, Platform]) -> dict[str, Platform]:
     return platforms if "local" in platforms else {"local": Platform(), **platforms}
 
@@ -193,6 +200,7 @@ class EcosystemFile(Spec):
     )
     defaults: Defaults = Field(default_factory=Defaults)
     admins: list[str] = Field(default_factory=list)
+    openlineage: OpenLineage | None = None
 
 
 # --- columns and checks ------------------------------------------------------------------
