@@ -351,3 +351,19 @@ def test_openlineage_gets_every_run_with_its_inputs_and_outputs(
     assert "shop.db" in failed["run"]["facets"]["errorMessage"]["message"]
     notifier.close()
     context.close()
+
+
+def test_a_target_failing_for_days_waits_ten_minutes_between_tries(
+        tmp_path: Path, receiver: Receiver) -> None:
+    notify = "    notify:\n      - webhook: " + receiver.url + "/shop\n"
+    context = shop_with_notify(tmp_path / "model", notify)
+    clock = Clock()
+    notifier = Notifier(context, now=clock)
+    (progress,) = notifier.run_once()
+    notifier.progress.save(replace(progress, failures=5_000))  # down for a long time
+    receiver.status = 500
+    run_all(context)
+    (failing,) = notifier.run_once()
+    assert failing.failures == 5_001 and failing.retry_at == clock.at + timedelta(minutes=10)
+    notifier.close()
+    context.close()

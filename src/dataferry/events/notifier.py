@@ -101,7 +101,7 @@ class Notifier:
                                    last_error=None)
             else:
                 failures = progress.failures + 1
-                wait = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
+                wait = min(FIRST_RETRY * 2 ** min(failures - 1, 16), LAST_RETRY)
                 progress = replace(progress, position=wanted[sent].seq - 1,
                                    sent=progress.sent + sent, failures=failures,
                                    retry_at=self.now() + wait, last_error=error)
@@ -120,6 +120,7 @@ class Notifier:
                 first_seen = self._gaps.setdefault((target.key, expected), self.monotonic())
                 if self.monotonic() - first_seen < self.patience:
                     break
+                del self._gaps[(target.key, expected)]  # given up: a rollback
             out.append(event)
             expected = event.seq + 1
         return out
