@@ -6,12 +6,14 @@ import os
 import socket
 import subprocess
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from dataferry.cli.main import invoke
+from dataferry.metadata import Metadata, open_metadata
 
 SERVICES = {
     "postgres": 5432,
@@ -95,3 +97,28 @@ def git(root: Path, *args: str) -> str:
     done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, env=env,
                           check=True)
     return done.stdout
+
+
+class FakeClock:
+    """A clock that stands still until a test moves it: leases expire without sleeping."""
+
+    def __init__(self, start: datetime = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)) -> None:
+        self.at = start
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[Metadata]:
+    """An open, migrated metadata database at the ``url`` its test folder provides."""
+    with open_metadata(url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from dataferry.metadata import Lease, Leases, Metadata
-from tests.metadata.conftest import FakeClock
+from tests.conftest import FakeClock
 from tests.metadata.racer import race_for_leases
 
 ROUNDS = 50

@@ -17,7 +17,7 @@ from dataferry.metadata import (
     VersionRef,
 )
 from dataferry.metadata.outbox import add_event
-from tests.metadata.conftest import FakeClock
+from tests.conftest import FakeClock
 
 MOMENT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

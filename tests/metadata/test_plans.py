@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from dataferry.metadata import Metadata, PlanHistory
-from tests.metadata.conftest import FakeClock
+from tests.conftest import FakeClock
 
 PLAN = {
     "jobs": [

@@ -19,7 +19,7 @@ from dataferry.metadata import (
     VersionRef,
     worker_name,
 )
-from tests.metadata.conftest import FakeClock
+from tests.conftest import FakeClock
 
 
 def test_a_run_round_trips_with_utc_times_and_versions(db: Metadata, clock: FakeClock) -> None:

@@ -19,14 +19,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dataferry.engine.context import RunContext
-from dataferry.metadata import Metadata, open_metadata
 from dataferry.model.load import load_model
 from dataferry.server.app import create_app
 from dataferry.server.auth import Auth, AuthSettings
 from tests.broker.small_model import make_shop
-from tests.conftest import require_service
+from tests.conftest import FakeClock, require_service
 from tests.connectors.pg_helpers import temporary_database as postgres_database
-from tests.metadata.conftest import FakeClock
 
 BACKENDS = ["sqlite", "postgres"]
 PASSWORD = "tangerine ferry lighthouse"
@@ -86,17 +84,6 @@ def use_metadata(root: Path, url: str | None) -> Path:
         text = ferry_yaml.read_text(encoding="utf-8").rstrip("\n")
         ferry_yaml.write_text(f"{text}\nmetadata: {url}\n", encoding="utf-8")
     return root
-
-
-@pytest.fixture
-def db(url: str) -> Iterator[Metadata]:
-    with open_metadata(url) as opened:
-        yield opened
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from dataferry.metadata import AuditLog, LoginFailures, Metadata, TokenStore, Us
 from dataferry.server.auth import Auth
 from dataferry.server.auth.totp import code_at
 from dataferry.server.errors import Conflict, RateLimited
-from tests.metadata.conftest import FakeClock
+from tests.conftest import FakeClock
 from tests.server.conftest import FAST, PASSWORD
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from dataferry.server.auth import Auth
 from dataferry.server.auth.totp import code_at
-from tests.metadata.conftest import FakeClock
+from tests.conftest import FakeClock
 from tests.server.conftest import PASSWORD, add_user, bearer
 
 GENERIC = {"error": {"code": "unauthorized",

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dataferry.server.auth import Auth
-from tests.metadata.conftest import FakeClock
+from tests.conftest import FakeClock
 from tests.server.conftest import PASSWORD, add_user, bearer
 
 
