@@ -65,7 +65,6 @@ class _Listing:
 
     summaries: list[DatasetSummary]
     texts: list[str]
-    teams: list[str]
 
 
 _LISTINGS: weakref.WeakKeyDictionary[ModelIndex, _Listing] = weakref.WeakKeyDictionary()
@@ -74,7 +73,7 @@ _LISTINGS: weakref.WeakKeyDictionary[ModelIndex, _Listing] = weakref.WeakKeyDict
 def _listing(index: ModelIndex) -> _Listing:
     listed = _LISTINGS.get(index)
     if listed is None:
-        listed = _Listing([], [], [])
+        listed = _Listing([], [])
         for ref in sorted(index.datasets):
             entry = index.datasets[ref]
             spec = entry.spec
@@ -83,7 +82,6 @@ def _listing(index: ModelIndex) -> _Listing:
                 "transformer" if entry.is_transformer else "source",
                 list(index.ecosystem.teams[entry.team].owners), None, None, None))
             listed.texts.append("\n".join([ref, spec.description or "", *spec.columns]).lower())
-            listed.teams.append(entry.team)
         _LISTINGS[index] = listed
     return listed
 
@@ -154,7 +152,7 @@ def list_datasets(index: ModelIndex, store: Store, search: str | None = None,
     # and building no objects for the rows that match but are not on the page keeps it so.
     hits: Sequence[int] = range(len(listed.texts))
     if team is not None:
-        hits = [i for i in hits if listed.teams[i] == team]
+        hits = [i for i in hits if listed.summaries[i].team == team]
     texts = listed.texts
     for word in (search or "").lower().split():
         hits = [i for i in hits if word in texts[i]]
