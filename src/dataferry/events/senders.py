@@ -67,11 +67,20 @@ async def _publish(server: str, subject: str,
     from nats.errors import Error as NatsError
     from nats.js.errors import NoStreamResponseError
 
+    failures: list[Exception] = []
+
+    async def quiet(error: Exception) -> None:
+        """nats-py would log each failed attempt with a traceback; the caller reports it."""
+        failures.append(error)
+
     try:
         connection = await nats.connect(server, connect_timeout=TIMEOUT_SECONDS,
-                                        allow_reconnect=False)
+                                        allow_reconnect=False, max_reconnect_attempts=1,
+                                        reconnect_time_wait=0.5,
+                                        error_cb=quiet)
     except (TimeoutError, OSError, NatsError) as error:
-        return 0, f"cannot reach NATS at {server}: {error or type(error).__name__}"
+        cause = failures[-1] if failures else error  # why the last attempt failed
+        return 0, f"cannot reach NATS at {server}: {cause or type(cause).__name__}"
     done = 0
     try:
         stream = connection.jetstream(timeout=TIMEOUT_SECONDS)
