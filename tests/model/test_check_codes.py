@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dataferry.model.check import check_model
+from tests.conftest import ECOSYSTEM
 
 CRM = """\
 team: crm
@@ -200,6 +201,34 @@ def test_plaintext_secret(model: Callable[..., Path], old: str, new: str) -> Non
     code, file, line, column, message = only(root, "plaintext-secret")
     assert "hunter2" not in message and "s3cret" not in message
     assert line in (7, 8)
+
+
+@pytest.mark.parametrize(("notify", "where"), [
+    ("      - webhook: https://hook:s3cret@hooks.example/crm\n", "webhook"),
+    ("      - {webhook: https://hooks.example/crm, secret: s3cret-s3cret}\n", "secret"),
+    ("      - {nats: sales.datasets, server: 'nats://app:s3cret@nats.example:4222'}\n",
+     "NATS server"),
+])
+def test_plaintext_secret_in_a_notify_target(model: Callable[..., Path], notify: str,
+                                             where: str) -> None:
+    sales = SALES + "    notify:\n" + notify
+    root = model({"teams/crm/crm.yaml": CRM, "teams/sales/sales.yaml": sales})
+    code, file, line, _, message = only(root, "plaintext-secret")
+    assert file == "teams/sales/sales.yaml" and line == 11
+    assert where in message and "s3cret" not in message
+
+
+@pytest.mark.parametrize("setting", [
+    "openlineage: {url: 'http://ol:s3cret@marquez:5000'}",
+    "openlineage: {url: 'http://marquez:5000', api_key: s3cret-key}",
+])
+def test_plaintext_secret_in_openlineage(model: Callable[..., Path], setting: str) -> None:
+    root = model({"teams/crm/crm.yaml": CRM}, ecosystem=ECOSYSTEM + setting + "\n")
+    code, file, _, _, message = only(root, "plaintext-secret")
+    assert file == "ferry.yaml" and "openlineage" in message and "s3cret" not in message
+    fine = model({"teams/crm/crm.yaml": CRM}, ecosystem=ECOSYSTEM + (
+        "openlineage: {url: 'http://marquez:5000', api_key: '${env:OL_KEY}'}\n"))
+    assert "plaintext-secret" not in codes(fine)
 
 
 def test_policy_violation_across_zones(model: Callable[..., Path]) -> None:

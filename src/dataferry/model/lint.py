@@ -29,6 +29,7 @@ from dataferry.model.spec import (
     RangeCheck,
     Transformer,
     UniqueCheck,
+    WebhookNotify,
 )
 from dataferry.model.types import TypeParseError, parse_type
 
@@ -152,13 +153,15 @@ class Linter:
                 path,
             )
 
-    def dsn(self, dsn: str, what: str, path: Path) -> None:
+    def dsn(self, dsn: str, what: str, path: Path,
+            instead: str = "give password: ${env:NAME}") -> None:
+        """A password written into a URL (``scheme://user:password@host``) is a literal
+        secret too; ``instead`` says where it belongs."""
         match = _DSN_PASSWORD.match(dsn)
         if match and not SECRET_REF.match(match.group(1)):
             self.report.add(
                 "plaintext-secret",
-                f"{what}'s dsn contains a password; remove it from the URL and give "
-                "password: ${env:NAME}",
+                f"{what} contains a password; remove it from the URL and {instead}",
                 path,
             )
 
@@ -166,6 +169,11 @@ class Linter:
 
     def check_ecosystem(self) -> None:
         eco = self.eco
+        if eco.openlineage is not None:
+            self.secret(eco.openlineage.api_key, "openlineage api_key",
+                        ("openlineage", "api_key"))
+            self.dsn(eco.openlineage.url, "openlineage url", ("openlineage", "url"),
+                     "give api_key: ${env:NAME}")
         self.check_platform(eco.defaults.platform, ("defaults", "platform"))
         for name, zone in eco.zones.items():
             for index, platform in enumerate(zone.platforms or []):
@@ -282,7 +290,7 @@ class Linter:
         self.check_network(getattr(source, "network", None), (*path, "network"))
         if isinstance(source, PostgresSource | MysqlSource):
             self.secret(source.password, f"{what} password", (*path, "password"))
-            self.dsn(source.dsn, what, (*path, "dsn"))
+            self.dsn(source.dsn, f"{what}'s dsn", (*path, "dsn"))
         if isinstance(source, HttpSource):
             self.secret(source.token, f"{what} token", (*path, "token"))
             for header, value in source.headers.items():
@@ -313,10 +321,16 @@ class Linter:
         self.check_platform(consumer.platform, (*path, "platform"))
         if isinstance(sink, PostgresSink | MysqlSink):
             self.secret(sink.password, f"{what} sink password", (*path, "sink", "password"))
-            self.dsn(sink.dsn, what, (*path, "sink", "dsn"))
+            self.dsn(sink.dsn, f"{what}'s dsn", (*path, "sink", "dsn"))
         for index, target in enumerate(consumer.notify):
-            self.secret(getattr(target, "secret", None), f"{what} webhook secret",
-                        (*path, "notify", index, "secret"))
+            notify: Path = (*path, "notify", index)
+            if isinstance(target, WebhookNotify):
+                self.secret(target.secret, f"{what} webhook secret", (*notify, "secret"))
+                self.dsn(target.webhook, f"{what}'s webhook", (*notify, "webhook"),
+                         "sign requests with secret: ${env:NAME} instead")
+            else:
+                self.dsn(target.server, f"{what}'s NATS server", (*notify, "server"),
+                         "keep credentials out of the model")
         tables: dict[str, int] = {}
         for index, need in enumerate(consumer.datasets):
             at: Path = (*path, "datasets", index)
