@@ -9,6 +9,7 @@ import hmac
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -365,5 +366,24 @@ def test_a_target_failing_for_days_waits_ten_minutes_between_tries(
     run_all(context)
     (failing,) = notifier.run_once()
     assert failing.failures == 5_001 and failing.retry_at == clock.at + timedelta(minutes=10)
+    notifier.close()
+    context.close()
+
+
+def test_an_unreachable_nats_server_is_a_quick_clear_error(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    notify = "    notify:\n      - {nats: shop.events, server: 'nats://127.0.0.1:1'}\n"
+    context = shop_with_notify(tmp_path / "model", notify)
+    notifier = Notifier(context)
+    notifier.run_once()
+    run_all(context)
+    started = time.monotonic()
+    (progress,) = notifier.run_once()
+    assert time.monotonic() - started < 5
+    assert progress.failures == 1 and progress.position == 0
+    error = progress.last_error or ""
+    assert error.startswith("cannot reach NATS at nats://127.0.0.1:1: ")
+    assert "Connect call failed" in error  # the cause, not just "no servers available"
+    assert "Traceback" not in capfd.readouterr().err
     notifier.close()
     context.close()

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from dataferry.broker.graph import build_graph, select
 from dataferry.broker.runner import run_jobs
 from dataferry.engine.context import RunContext
+from dataferry.server import events_api
 from tests.server.conftest import add_user, bearer
 
 
@@ -56,3 +58,18 @@ def test_runs_and_versions_stream_as_cloudevents(client: TestClient, context: Ru
     assert {e["subject"] for _, e in later} >= {"deliver:shop.mirror:orders",
                                                 "transform:shop.totals"}
     assert all(e["type"] != "io.dataferry.run.failed" for _, e in later)
+
+
+def test_a_last_event_id_this_stream_never_sent_starts_from_now(
+        client: TestClient, context: RunContext, auth: Any, login: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events_api, "POLL_SECONDS", 0.05)
+    add_user(auth, "ana", "member")
+    token = login("ana").json()["access_token"]
+    graph = build_graph(context.index)
+    run_jobs(context, select(graph, context.index, ["shop.orders"], downstream=False))
+    for bad in ("run-1", "abc", "-3", "1.5", "9" * 40, ""):
+        answer = client.get("/api/v1/events", headers={**bearer(token), "Last-Event-ID": bad},
+                            params={"timeout": 0.3})
+        assert answer.status_code == 200, bad
+        assert events_of(answer.text) == [], bad  # not a replay of the history, not an error
