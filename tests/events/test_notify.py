@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -18,14 +19,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dataferry.broker.graph import build_graph, select
 from dataferry.broker.runner import run_jobs
 from dataferry.engine.context import RunContext
 from dataferry.events.notifier import Notifier
+from dataferry.events.senders import SendError, post_webhook
 from dataferry.metadata import Event, NotifyProgress, Progress, open_metadata
 from dataferry.model.load import load_model
+from dataferry.secrets import Secret
 from tests.broker.small_model import TEAM, make_shop
 from tests.conftest import require_service, write_files
 from tests.connectors.pg_helpers import temporary_database
@@ -387,3 +391,13 @@ def test_an_unreachable_nats_server_is_a_quick_clear_error(
     assert "Traceback" not in capfd.readouterr().err
     notifier.close()
     context.close()
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("hooks.example/crm", "missing an 'http://' or 'https://' protocol"),
+    ("ftp://hooks.example/crm", "unsupported protocol"),
+    ("http://127.0.0.1:9/crm", "ConnectError"),
+])
+def test_a_bad_webhook_url_is_an_error_that_says_why(url: str, says: str) -> None:
+    with httpx.Client() as client, pytest.raises(SendError, match=re.escape(says)):
+        post_webhook(client, url, b"{}", Secret("hook-secret-1", "${env:X}"))
