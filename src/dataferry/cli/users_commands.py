@@ -139,6 +139,15 @@ def users_disable(name: str = typer.Argument(..., help="The user to disable."),
     typer.echo(f"disabled {name.lower()}; revoked {revoked} token(s)")
 
 
+@users_app.command("enable")
+def users_enable(name: str = typer.Argument(..., help="The user to enable again."),
+                 model: ModelOption = None) -> None:
+    """Let a disabled user log in again (its old tokens stay revoked)."""
+    with _auth(model) as (auth, _):
+        user = auth.accounts.enable(name, actor=actor())
+    typer.echo(f"enabled {user.username}: it can log in again (earlier tokens stay revoked)")
+
+
 @users_app.command("reset-password")
 def users_reset_password(name: str = typer.Argument(..., help="Whose password."),
                          password_stdin: bool = PasswordStdin,

@@ -8,6 +8,8 @@ once against PostgreSQL, an advisory lock makes them take turns.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import time
 import zlib
@@ -22,6 +24,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dataferry.errors import MetadataError, TransientError
+
+log = logging.getLogger("dataferry.metadata")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_FILE = "ferry.db"
@@ -177,7 +181,7 @@ def _sqlite_engine(url: URL) -> Engine:
     database = url.database
     if _is_file(database):
         assert database is not None
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(database))
     engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_SECONDS})
 
     @event.listens_for(engine, "connect")
@@ -205,6 +209,31 @@ def _sqlite_engine(url: URL) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Make the SQLite file readable by its owner only (0600), before SQLite opens it.
+
+    It holds password hashes, token hashes, encrypted TOTP seeds and the audit log. SQLite
+    gives its ``-wal`` and ``-shm`` files the database file's mode, so they follow. A new
+    directory for it is 0700; a file found with wider permissions is narrowed, with a
+    warning, since a server that starts is better than one that refuses over a mode.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("the metadata database %s was readable by others (mode %o): "
+                    "narrowing it to 0600", path, mode)
+        for file in (path, path.with_name(path.name + "-wal"),
+                     path.with_name(path.name + "-shm")):
+            if file.exists():
+                os.chmod(file, 0o600)
 
 
 def _enable_wal(cursor: sqlite3.Cursor) -> None:

@@ -26,6 +26,10 @@ Role = Literal["admin", "member", "viewer"]
 ROLES: tuple[str, ...] = get_args(Role)
 
 
+class LastAdminError(MetadataError):
+    """Disabling this user would leave no enabled admin."""
+
+
 @dataclass(frozen=True)
 class User:
     """A user account; ``password_hash`` and the encrypted seed never leave the server."""
@@ -101,9 +105,21 @@ class UserStore:
                             .values(password_hash=password_hash))
 
     def disable(self, user_id: int) -> int:
-        """Disable a user and revoke all its live tokens at once; returns how many."""
+        """Disable a user and revoke all its live tokens at once; returns how many.
+
+        Refuses (``LastAdminError``) to disable the last enabled admin: then nobody could
+        manage users through the server. The enabled admins are locked first (``FOR
+        UPDATE``; SQLite's write transactions are serial anyway), so two admins disabling
+        each other at once cannot both succeed.
+        """
         now = self.now()
         with self.db.sessions.begin() as session:
+            admins = set(session.scalars(
+                select(UserRow.id).where(UserRow.role == "admin", UserRow.disabled.is_(False))
+                .with_for_update()).all())
+            if admins == {user_id}:
+                raise LastAdminError("the last enabled admin cannot be disabled: make "
+                                     "another user an admin first")
             session.execute(update(UserRow).where(UserRow.id == user_id).values(disabled=True))
             done = session.connection().execute(
                 update(TokenRow)
@@ -111,6 +127,15 @@ class UserStore:
                        TokenRow.expires_at > now)
                 .values(revoked_at=now))
             return done.rowcount
+
+    def enable(self, user_id: int) -> bool:
+        """Let a disabled user log in again; False if it was not disabled. The tokens
+        revoked when it was disabled stay revoked."""
+        with self.db.sessions.begin() as session:
+            done = session.connection().execute(
+                update(UserRow).where(UserRow.id == user_id, UserRow.disabled.is_(True))
+                .values(disabled=False))
+            return done.rowcount == 1
 
     def set_totp(self, user_id: int, secret_encrypted: str, code_hashes: Iterable[str], *,
                  confirmed: bool) -> None:

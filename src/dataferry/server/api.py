@@ -25,11 +25,11 @@ from dataferry.server.auth.dependency import (
     client_ip,
     get_auth,
 )
-from dataferry.server.errors import BadRequest, Forbidden, NotFound, RecordId, storable
+from dataferry.server.errors import MAX_ID, BadRequest, Forbidden, NotFound, RecordId, storable
 from dataferry.server.principal import Principal
 
 router = APIRouter()
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 

@@ -17,11 +17,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dataferry import __version__
 from dataferry.engine.context import RunContext
 from dataferry.metadata import Clock, utcnow
 from dataferry.server import ui
+from dataferry.server.api_docs import install_api_docs
 from dataferry.server.auth import Auth, AuthSettings
 from dataferry.server.errors import install_error_handlers
 
@@ -52,16 +55,40 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     tuning and tests (token lifetimes, rate limits, a fake clock).
     """
     app = FastAPI(title="dataferry", version=__version__, lifespan=_lifespan(scheduler),
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+                  openapi_url="/openapi.json", docs_url=None, redoc_url=None)
     app.state.context = context
     app.state.auth = Auth.for_context(context, settings, now)
     install_error_handlers(app)
+    app.add_middleware(NoStoreForApi, prefix=API_PREFIX + "/")
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(ui.router)  # the web UI: /login, /, /datasets/..., /runs, /admin/...
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     ui.install_error_pages(app, API_PREFIX)  # HTML error pages for UI routes; API stays JSON
+    install_api_docs(app)  # /docs: Swagger UI from this server, not a CDN
     return app
+
+
+class NoStoreForApi:
+    """Marks every API answer ``Cache-Control: no-store``: rows, runs, tokens and who the
+    caller is are per user, and must stay in no browser's or proxy's cache. Pure ASGI (a
+    ``BaseHTTPMiddleware`` would wrap every body, the event stream's too)."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
 
 
 def _lifespan(with_scheduler: bool

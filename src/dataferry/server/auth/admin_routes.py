@@ -98,9 +98,18 @@ def add_user(body: NewUser, request: Request, principal: AdminPrincipal,
 @router.post("/users/{name}/disable", response_model=UserOut, tags=["users"])
 def disable_user(name: str, request: Request, principal: AdminPrincipal,
                  auth: AuthDep) -> UserOut:
-    """Disable a user and revoke all its tokens at once."""
+    """Disable a user and revoke all its tokens at once; 409 for the last enabled admin."""
     auth.accounts.disable(name, actor=principal.username, client_ip=client_ip(request))
     return UserOut.of(auth.accounts.get(name))
+
+
+@router.post("/users/{name}/enable", response_model=UserOut, tags=["users"])
+def enable_user(name: str, request: Request, principal: AdminPrincipal,
+                auth: AuthDep) -> UserOut:
+    """Let a disabled user log in again; the tokens revoked when it was disabled stay
+    revoked. 409 if it is not disabled."""
+    return UserOut.of(auth.accounts.enable(name, actor=principal.username,
+                                           client_ip=client_ip(request)))
 
 
 @router.get("/tokens", response_model=list[TokenOut], tags=["tokens"])

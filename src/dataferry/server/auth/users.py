@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from dataferry.metadata import ROLES, AuditLog, User, UserStore
+from dataferry.metadata.users import LastAdminError
 from dataferry.server.auth import totp
 from dataferry.server.auth.passwords import Passwords, check_policy
 from dataferry.server.auth.ratelimit import RateLimiter
@@ -102,12 +103,28 @@ class Accounts:
                           client_ip=client_ip)
 
     def disable(self, username: str, *, actor: str, client_ip: str | None = None) -> int:
-        """Disable the user and revoke its tokens; returns how many tokens were revoked."""
+        """Disable the user and revoke its tokens; returns how many tokens were revoked.
+        ``Conflict`` for the last enabled admin (nobody could manage users after it)."""
         user = self.get(username)
-        revoked = self.users.disable(user.id)
+        try:
+            revoked = self.users.disable(user.id)
+        except LastAdminError:
+            self.audit.record(actor, "user.disable", f"user:{user.username}", "denied",
+                              client_ip=client_ip, detail={"reason": "last admin"})
+            raise Conflict(f"{user.username} is the last enabled admin and cannot be "
+                           "disabled: make another user an admin first") from None
         self.audit.record(actor, "user.disable", f"user:{user.username}", "success",
                           client_ip=client_ip, detail={"tokens_revoked": revoked})
         return revoked
+
+    def enable(self, username: str, *, actor: str, client_ip: str | None = None) -> User:
+        """Let a disabled user log in again (with new tokens: the old ones stay revoked)."""
+        user = self.get(username)
+        if not self.users.enable(user.id):
+            raise Conflict(f"{user.username} is not disabled")
+        self.audit.record(actor, "user.enable", f"user:{user.username}", "success",
+                          client_ip=client_ip)
+        return self.get(username)
 
     def enroll_totp(self, username: str, *, actor: str, confirmed: bool = False,
                     client_ip: str | None = None) -> TotpEnrollment:

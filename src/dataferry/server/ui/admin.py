@@ -1,4 +1,4 @@
-"""Admin pages: users (list, add, disable), tokens (list, revoke), notify targets.
+"""Admin pages: users (list, add, disable, enable), tokens (list, revoke), notify targets.
 
 They call the same services as ``/api/v1/users`` and ``/api/v1/tokens`` (``Accounts``,
 ``Tokens``), so the password policy, the checks and the audit entries are the ones the
@@ -27,11 +27,13 @@ TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # an SQL INTEGER: larger one
 
 @router.get("/users", response_class=HTMLResponse)
 def users_page(request: Request, principal: AdminPage, added: Name = None,
-               disabled: Name = None) -> HTMLResponse:
+               disabled: Name = None, enabled: Name = None) -> HTMLResponse:
     users = get_auth(request).users
     notice = (f"Added user {added}." if added and users.get(added) else
               f"Disabled user {disabled} and revoked its tokens."
-              if disabled and users.get(disabled) else None)
+              if disabled and users.get(disabled) else
+              f"Enabled user {enabled}: it can log in again." if enabled and users.get(enabled)
+              else None)
     return _users(request, notice=notice)
 
 
@@ -81,6 +83,15 @@ def disable_user(request: Request, principal: AdminPage, form: CheckedForm,
     auth.accounts.disable(user.username, actor=principal.username,
                           client_ip=client_ip(request))
     return redirect(f"/admin/users?disabled={user.username}")
+
+
+@router.post("/users/{name}/enable")
+def enable_user(request: Request, principal: AdminPage, form: CheckedForm,
+                name: str) -> RedirectResponse:
+    """Let a disabled user log in again (its old tokens stay revoked)."""
+    user = get_auth(request).accounts.enable(name, actor=principal.username,
+                                             client_ip=client_ip(request))
+    return redirect(f"/admin/users?enabled={user.username}")
 
 
 @router.get("/tokens", response_class=HTMLResponse)
