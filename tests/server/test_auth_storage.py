@@ -10,8 +10,9 @@ import pytest
 
 from dataferry.metadata import AuditLog, LoginFailures, Metadata, TokenStore, UserStore
 from dataferry.server.auth import Auth
+from dataferry.server.auth.ratelimit import LimitReached
 from dataferry.server.auth.totp import code_at
-from dataferry.server.errors import Conflict, RateLimited
+from dataferry.server.errors import Conflict
 from tests.conftest import FakeClock
 from tests.server.conftest import FAST, PASSWORD
 
@@ -73,30 +74,35 @@ def test_tokens_live_until_expiry_revocation_or_a_disabled_user(db: Metadata,
     assert tokens.find_live("c" * 64) is None and tokens.get(third.id).revoked_at == clock()  # type: ignore[union-attr]
 
 
-def test_failures_count_per_account_and_ip_in_a_window(db: Metadata, clock: FakeClock) -> None:
+def test_attempts_count_per_account_and_ip_in_a_window(db: Metadata, clock: FakeClock) -> None:
     failures = LoginFailures(db, clock)
     for _ in range(3):
         failures.record("ana", "1.1.1.1")
         clock.advance(60)
     failures.record("bob", "1.1.1.1")
+    failures.forget(failures.record("ana", "1.1.1.1"))  # refused or succeeded: not counted
+    failures.record("ana", "2.2.2.2")
     window = timedelta(minutes=15)
-    assert failures.for_account("ana", window).count == 3
-    assert failures.for_ip("1.1.1.1", window).count == 4
-    failures.forget_account("ana")
-    assert failures.for_account("ana", window).count == 0
-    assert failures.for_ip("1.1.1.1", window).count == 4  # the IP's count stays
+    counts = failures.counts("ana", "1.1.1.1", window)
+    assert (counts.pair.count, counts.ip.count, counts.account.count) == (3, 4, 4)
+    assert counts.pair.oldest == clock() - timedelta(minutes=3)
+    failures.forget_pair("ana", "1.1.1.1")  # ana logged in from 1.1.1.1
+    counts = failures.counts("ana", "1.1.1.1", window)
+    # The IP's count stays, and so do ana's failures from elsewhere.
+    assert (counts.pair.count, counts.ip.count, counts.account.count) == (0, 4, 1)
     clock.advance(15 * 60)
-    assert failures.for_ip("1.1.1.1", window).count == 0
+    assert failures.counts("ana", "1.1.1.1", window).ip.count == 0
 
 
 def test_the_rate_limiter_says_when_to_retry(service: Auth, clock: FakeClock) -> None:
     for _ in range(10):
-        service.limiter.failed("ana", "2.2.2.2")
+        service.limiter.begin("ana", "2.2.2.2").failed()
     clock.advance(100)
-    with pytest.raises(RateLimited) as caught:
-        service.limiter.check("ana", "3.3.3.3")
-    assert caught.value.retry_after == 800
-    service.limiter.check("bob", "2.2.2.2")  # 10 < 50 for the IP
+    with pytest.raises(LimitReached) as caught:
+        service.limiter.begin("ana", "2.2.2.2")
+    assert caught.value.retry_after == 800 and caught.value.limit == "account+ip"
+    service.limiter.begin("ana", "3.3.3.3").abandoned()  # the account from elsewhere
+    service.limiter.begin("bob", "2.2.2.2").abandoned()  # 10 < 50 for the IP
 
 
 def test_the_audit_log_keeps_order_and_filters_by_time(db: Metadata, clock: FakeClock) -> None:

@@ -124,6 +124,20 @@ def test_serve_explains_how_to_create_the_first_admin(ferry: Callable[..., Any],
     assert "ferry users add NAME --role admin" in result.err
     assert (started["host"], started["port"]) == ("127.0.0.1", port)
     assert "/api/v1/auth/login" in started["app"].openapi()["paths"]
+    assert started["proxy_headers"] is False  # no X-Forwarded-For believed by default
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--forwarded-allow-ips", "127.0.0.1,proxy.local"], "'proxy.local' is not an IP address"),
+    (["--max-body-size", "1MB"], "--max-body-size: '1MB' is not a size"),
+    (["--max-body-size", "0"], "--max-body-size: '0' is not a size"),
+])
+def test_serve_checks_its_limits_flags_in_one_line(ferry: Callable[..., Any], model_root: Path,
+                                                   args: list[str], message: str) -> None:
+    result = ferry("serve", "--port", str(_free_port()), "--no-scheduler",
+                   "--model", model_root, *args)
+    assert result.code == 2 and message in result.err, result
+    assert result.err.count("\n") == 1
 
 
 def test_serve_on_a_port_in_use_says_so_in_one_line(ferry: Callable[..., Any],

@@ -307,6 +307,14 @@ def serve(
                                       help="Serve only; run no jobs (another process does)."),
     require_totp: bool = typer.Option(False, "--require-totp",
                                       help="Every user must have TOTP set up to log in."),
+    forwarded_allow_ips: str = typer.Option(
+        "", "--forwarded-allow-ips", metavar="IPS",
+        help="Reverse proxies (comma-separated addresses or networks, '*' for any) whose "
+             "X-Forwarded-For/-Proto the server believes. Default: none, the caller's "
+             "own address counts."),
+    max_body_size: str = typer.Option(
+        "1MiB", "--max-body-size", metavar="SIZE",
+        help="Largest request body accepted (bytes, or with KiB, MiB); larger get 413."),
     model: ModelOption = None,
 ) -> None:
     """Run the server: REST API under /api/v1 and, unless --no-scheduler, the scheduler."""
@@ -319,12 +327,15 @@ def serve(
     from dataferry.server.app import create_app
     from dataferry.server.auth import AuthSettings
 
+    proxies = _trusted_proxies(forwarded_allow_ips)
+    body_limit = _size(max_body_size)
     _check_port_free(host, port)
     context = _context(model)
     assert isinstance(context, RunContext)
     try:
         app = create_app(context, scheduler=not no_scheduler,
-                         settings=AuthSettings(require_totp=require_totp))
+                         settings=AuthSettings(require_totp=require_totp),
+                         max_body_size=body_limit)
         if app.state.auth.users.count() == 0:
             typer.echo("no users yet: nobody can log in until you create the first admin with\n"
                        "  ferry users add NAME --role admin --email you@example.com", err=True)
@@ -336,10 +347,44 @@ def serve(
         # with 10,000 datasets, each one a stalled request; bench/server_load.py).
         gc.collect()
         gc.freeze()
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (or whatever
+        # FORWARDED_ALLOW_IPS says): any local caller could forge its address for the
+        # audit log and the per-IP login limits.
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=bool(proxies),
+                    forwarded_allow_ips=proxies or None)
     finally:
         gc.unfreeze()  # let shutdown free them: extension modules report what it cannot
         context.close()
+
+
+def _trusted_proxies(listed: str) -> list[str]:
+    """``--forwarded-allow-ips``: the addresses and networks it names (checked now)."""
+    import ipaddress
+
+    proxies = [entry.strip() for entry in listed.split(",") if entry.strip()]
+    for entry in proxies:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise UsageError(f"--forwarded-allow-ips: {entry!r} is not an IP address or "
+                             "network; list your reverse proxies' addresses, e.g. "
+                             "127.0.0.1,10.0.0.0/8") from None
+    return proxies
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?\Z")
+_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def _size(text: str) -> int:
+    """``--max-body-size``: ``1048576``, ``512KiB``, ``1MiB`` -> bytes."""
+    found = _SIZE.match(text.strip())
+    if found is None or int(found[1]) == 0:
+        raise UsageError(f"--max-body-size: {text!r} is not a size; write bytes or a number "
+                         "with KiB, MiB or GiB, e.g. 1MiB")
+    return int(found[1]) * _UNITS[found[2]]
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -26,6 +26,7 @@ from dataferry.metadata import Clock, utcnow
 from dataferry.server import ui
 from dataferry.server.api_docs import install_api_docs
 from dataferry.server.auth import Auth, AuthSettings
+from dataferry.server.body_limit import DEFAULT_MAX_BODY_SIZE, BodySizeLimit
 from dataferry.server.errors import install_error_handlers
 
 API_PREFIX = "/api/v1"
@@ -47,15 +48,18 @@ def api_routers() -> list[APIRouter]:
 
 
 def create_app(context: RunContext, *, scheduler: bool = False,
-               settings: AuthSettings | None = None, now: Clock = utcnow) -> FastAPI:
+               settings: AuthSettings | None = None, now: Clock = utcnow,
+               max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> FastAPI:
     """The dataferry server for one model: REST API (and, with ``scheduler``, the broker).
 
     Opens (and migrates) the model's metadata DB now, so a bad ``metadata:`` setting
     fails at start-up rather than on the first request. ``settings`` and ``now`` are for
-    tuning and tests (token lifetimes, rate limits, a fake clock).
+    tuning and tests (token lifetimes, rate limits, a fake clock). Request bodies over
+    ``max_body_size`` bytes get 413 before anything reads them.
     """
     app = FastAPI(title="dataferry", version=__version__, lifespan=_lifespan(scheduler),
                   openapi_url="/openapi.json", docs_url=None, redoc_url=None)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_size)
     app.state.context = context
     app.state.auth = Auth.for_context(context, settings, now)
     install_error_handlers(app)

@@ -74,9 +74,9 @@ class Conflict(ApiError):
 class RateLimited(ApiError, AuthError):
     status, code = 429, "rate_limited"
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed attempts; try again in {retry_after} seconds",
-                         headers={"Retry-After": str(retry_after)})
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message or f"too many failed attempts; try again in {retry_after} "
+                         "seconds", headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
 
 

@@ -39,7 +39,10 @@ AuthDependency = Annotated[Auth, Depends(auth_dependency)]
 
 
 def client_ip(request: Request) -> str:
-    """The caller's address as the server sees it (uvicorn applies trusted proxy headers)."""
+    """The caller's address: the peer of the connection, or the address a trusted reverse
+    proxy forwarded (uvicorn applies ``X-Forwarded-For`` only from the proxies listed in
+    ``ferry serve --forwarded-allow-ips``; by default from none). Rate limits and the
+    audit log key off it, so it must not be something a caller can simply claim."""
     return request.client.host if request.client else "unknown"
 
 

@@ -149,14 +149,15 @@ class Accounts:
             raise BadRequest("there is no TOTP enrollment to confirm: POST /api/v1/me/totp first")
         if user.totp_enabled:
             raise Conflict("TOTP is already enabled for this account")
-        self.limiter.check(user.username, client_ip)
+        attempt = self.limiter.begin(user.username, client_ip)
         secret = self.seeds.decrypt(user.totp_secret_encrypted, user.username)
         step = totp.matching_step(secret, code, self.users.now())
         if step is None or not self.users.accept_totp_step(user.id, step, confirm=True):
-            self.limiter.failed(user.username, client_ip)
+            attempt.failed()
             self.audit.record(user.username, "user.totp_confirm", f"user:{user.username}",
                               "failure", client_ip=client_ip)
             raise BadRequest("that code is not valid: enter the current code from your app")
+        attempt.abandoned()  # a right code is not a failure; it clears no password failures
         self.audit.record(user.username, "user.totp_confirm", f"user:{user.username}",
                           "success", client_ip=client_ip)
 

@@ -23,6 +23,7 @@ from dataferry.server.auth.dependency import (
     set_session_cookie,
 )
 from dataferry.server.auth.login import GENERIC_FAILURE
+from dataferry.server.auth.passwords import PasswordCheckBusy
 from dataferry.server.errors import Forbidden, RateLimited, Unauthorized
 from dataferry.server.ui import admin, pages, runs
 from dataferry.server.ui.web import (
@@ -80,6 +81,11 @@ def login(request: Request, form: Form, auth: AuthDep) -> Response:
     try:
         issued = auth.login.login(username, form.one("password")[:1024],
                                   form.one("totp").strip()[:64] or None, client_ip(request))
+    except PasswordCheckBusy as error:  # nothing was checked or counted: just wait
+        return _login_form(request, target, username=username, status=429,
+                           headers={"Retry-After": str(error.retry_after)},
+                           error="The server is busy checking other logins: try again in "
+                                 "a moment.")
     except RateLimited as error:
         wait = minutes(error.retry_after)
         return _login_form(request, target, username=username, status=429,
