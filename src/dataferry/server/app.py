@@ -22,7 +22,7 @@ from dataferry import __version__
 from dataferry.engine.context import RunContext
 from dataferry.metadata import Clock, utcnow
 from dataferry.server import ui
-from dataferry.server.auth import Auth, AuthSettings
+from dataferry.server.auth import Auth, AuthSettings, scopes
 from dataferry.server.errors import install_error_handlers
 
 API_PREFIX = "/api/v1"
@@ -58,6 +58,7 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     install_error_handlers(app)
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
+    scopes.declare_in_openapi(app)  # each operation's x-ferry-scope, from its dependencies
     app.include_router(ui.router)  # the web UI: /login, /, /datasets/..., /runs, /admin/...
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     ui.install_error_pages(app, API_PREFIX)  # HTML error pages for UI routes; API stays JSON
