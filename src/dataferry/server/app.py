@@ -56,9 +56,8 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     app.state.context = context
     app.state.auth = Auth.for_context(context, settings, now)
     install_error_handlers(app)
-    for router in api_routers():
-        app.include_router(router, prefix=API_PREFIX)
-    scopes.declare_in_openapi(app)  # each operation's x-ferry-scope, from its dependencies
+    for router in api_routers():  # each operation's x-ferry-scope, from its dependencies
+        app.include_router(scopes.declare_in_openapi(router), prefix=API_PREFIX)
     app.include_router(ui.router)  # the web UI: /login, /, /datasets/..., /runs, /admin/...
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     ui.install_error_pages(app, API_PREFIX)  # HTML error pages for UI routes; API stays JSON

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
 from dataferry.server.errors import BadRequest, Forbidden
@@ -96,10 +96,12 @@ def _declared(dependencies: list[Any]) -> Iterator[str]:
         yield from _declared(dependant.dependencies)
 
 
-def declare_in_openapi(app: FastAPI) -> None:
-    """Put each route's scope into its OpenAPI operation as ``x-ferry-scope``."""
-    for route in app.routes:
+def declare_in_openapi(router: APIRouter) -> APIRouter:
+    """``router``, each route's scope put into its OpenAPI operation as ``x-ferry-scope``
+    (call it before ``include_router``: the app keeps the routes it includes as they are)."""
+    for route in router.routes:
         if isinstance(route, APIRoute):
             scope = route_scope(route)
             if scope is not None:
                 route.openapi_extra = {**(route.openapi_extra or {}), OPENAPI_KEY: scope}
+    return router
