@@ -12,7 +12,7 @@ metadata DB plus every team whose ``owners:`` in the model name the user's e-mai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, cast
 
 from fastapi import Depends, Request, Response
@@ -110,12 +110,12 @@ def current_principal(request: Request, auth: AuthDependency) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def scoped(scope: str) -> Callable[..., Principal]:
+def scoped(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the current principal, if its token has ``scope`` (else 403 naming
     it). The route's OpenAPI operation says so (``scopes.declare_in_openapi``)."""
     assert scope in scopes.SCOPES or scope == scopes.SESSION, scope
 
-    def dependency(principal: CurrentPrincipal) -> Principal:
+    async def dependency(principal: CurrentPrincipal) -> Principal:  # no I/O: no thread hop
         scopes.require_scope(principal, scope)
         return principal
 
