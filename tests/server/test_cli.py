@@ -96,6 +96,10 @@ def test_tokens_create_list_revoke_and_the_audit_log(ferry: Callable[..., Any],
     bad = ferry("tokens", "create", "--user", "ci", "--name", "x", "--expires", "soon",
                 "--model", model_root)
     assert bad.code == 2 and "not a duration" in bad.err
+    unknown = ferry("tokens", "create", "--user", "ci", "--name", "x", "--scope", "runs:trigger",
+                    "--model", model_root)
+    assert unknown.code == 1 and "'runs:trigger' is not a scope" in unknown.err
+    assert "read, run, tokens, admin" in unknown.err
     audit = json.loads(ferry("audit", "--json", "--model", model_root).out)
     assert [e["action"] for e in audit] == ["user.add", "token.create", "token.revoke"]
     assert set(audit[0]) == {"id", "at", "actor", "action", "object", "outcome", "client_ip",

@@ -44,14 +44,15 @@ def test_every_failure_looks_the_same(auth: Auth, login: Callable[..., Any]) -> 
 
 
 def _enroll(client: TestClient, token: str, clock: FakeClock) -> tuple[str, list[str]]:
-    started = client.post("/api/v1/me/totp", headers=bearer(token))
+    started = client.post("/api/v1/me/totp", headers=bearer(token), json={"password": PASSWORD})
     assert started.status_code == 201, started.text
     secret, codes = started.json()["secret"], started.json()["recovery_codes"]
     assert f"secret={secret}" in started.json()["otpauth_uri"]
-    wrong = client.post("/api/v1/me/totp/confirm", headers=bearer(token), json={"code": "000000"})
+    wrong = client.post("/api/v1/me/totp/confirm", headers=bearer(token),
+                        json={"code": "000000", "password": PASSWORD})
     assert wrong.status_code == 400
     done = client.post("/api/v1/me/totp/confirm", headers=bearer(token),
-                       json={"code": code_at(secret, clock())})
+                       json={"code": code_at(secret, clock()), "password": PASSWORD})
     assert done.status_code == 204, done.text
     return secret, codes
 
@@ -60,10 +61,11 @@ def test_totp_is_required_once_confirmed_and_a_code_works_once(
         auth: Auth, client: TestClient, login: Callable[..., Any], clock: FakeClock) -> None:
     add_user(auth, "ana")
     token = login("ana").json()["access_token"]
-    started = client.post("/api/v1/me/totp", headers=bearer(token)).json()
+    started = client.post("/api/v1/me/totp", headers=bearer(token),
+                          json={"password": PASSWORD}).json()
     assert login("ana").status_code == 200  # not confirmed yet: password alone still works
     client.post("/api/v1/me/totp/confirm", headers=bearer(token),
-                json={"code": code_at(started["secret"], clock())})
+                json={"code": code_at(started["secret"], clock()), "password": PASSWORD})
     secret = started["secret"]
     clock.advance(60)
     assert login("ana").json() == GENERIC  # no code
@@ -136,8 +138,10 @@ def test_login_sets_a_safe_session_cookie_that_authenticates(
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("ferry_session=fy_")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
-    assert client.get("/api/v1/me").status_code == 200  # the cookie alone
-    assert client.post("/api/v1/auth/logout").status_code == 204
+    assert client.get("/api/v1/me").status_code == 200  # the cookie alone, for a GET
+    assert client.post("/api/v1/auth/logout").status_code == 401  # not for a POST (CSRF)
+    assert client.post("/api/v1/auth/logout",
+                       headers=bearer(response.json()["access_token"])).status_code == 204
     client.cookies.clear()
     client.cookies.set("ferry_session", response.json()["access_token"])
     assert client.get("/api/v1/me").status_code == 401

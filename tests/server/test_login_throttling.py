@@ -189,9 +189,10 @@ def test_totp_confirmation_is_counted_like_a_login(
         auth: Auth, client: TestClient, login: Callable[..., Any]) -> None:
     add_user(auth, "ana")
     token = login("ana").json()["access_token"]
-    assert client.post("/api/v1/me/totp", headers=bearer(token)).status_code == 201
+    assert client.post("/api/v1/me/totp", headers=bearer(token),
+                       json={"password": PASSWORD}).status_code == 201
     for _ in range(10):
         assert client.post("/api/v1/me/totp/confirm", headers=bearer(token),
-                           json={"code": "000000"}).status_code == 400
+                           json={"code": "000000", "password": PASSWORD}).status_code == 400
     assert client.post("/api/v1/me/totp/confirm", headers=bearer(token),
-                       json={"code": "000000"}).status_code == 429
+                       json={"code": "000000", "password": PASSWORD}).status_code == 429

@@ -50,11 +50,11 @@ def test_api_tokens_are_created_used_listed_and_revoked(auth: Auth, client: Test
     admin = bearer(_token(login, "root"))
     made = client.post("/api/v1/tokens", headers=admin,
                        json={"name": "nightly", "user": "ci", "expires_in_days": 7,
-                             "scopes": ["read"]})
+                             "scopes": ["read", "tokens"]})
     assert made.status_code == 201, made.text
     secret, token_id = made.json()["token"], made.json()["id"]
     me = client.get("/api/v1/me", headers=bearer(secret)).json()
-    assert me["username"] == "ci" and me["scopes"] == ["read"]
+    assert me["username"] == "ci" and me["scopes"] == ["read", "tokens"]
     listed = client.get("/api/v1/tokens", headers=admin).json()
     assert {t["id"] for t in listed} >= {token_id}
     assert all("token" not in t for t in listed)

@@ -196,8 +196,8 @@ def tokens_create(
     expires: str = typer.Option("30d", "--expires", metavar="DURATION",
                                 help="Lifetime, e.g. 12h, 30d, 2w (at most 366d)."),
     scope: list[str] = typer.Option([], "--scope", metavar="S",
-                                    help="Limit the token to a scope (repeatable; default: all "
-                                         "the user's rights)."),
+                                    help="Limit the token to a scope (repeatable): read, run, "
+                                         "tokens or admin; default: all the user's rights."),
     model: ModelOption = None,
     json_out: JsonOption = False,
 ) -> None:

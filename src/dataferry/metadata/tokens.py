@@ -108,6 +108,17 @@ class TokenStore:
                 .values(revoked_at=self.now()))
             return done.rowcount == 1
 
+    def revoke_others(self, user_id: int, keep: int | None) -> int:
+        """Revoke every live token of the user but ``keep`` (after a password change);
+        returns how many."""
+        now = self.now()
+        query = update(TokenRow).where(TokenRow.user_id == user_id,
+                                       TokenRow.revoked_at.is_(None), TokenRow.expires_at > now)
+        if keep is not None:
+            query = query.where(TokenRow.id != keep)
+        with self.db.sessions.begin() as session:
+            return session.connection().execute(query.values(revoked_at=now)).rowcount
+
     @staticmethod
     def _query() -> Select[TokenRow, str]:
         return select(TokenRow, UserRow.username).join(UserRow, UserRow.id == TokenRow.user_id)

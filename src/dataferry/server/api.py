@@ -6,6 +6,9 @@ runs) is visible to everyone logged in: it is a catalog. Rows follow ``authz``: 
 a principal who may not see them, and only the received columns and rows, masked as the
 model says. Reading rows and triggering runs are audited. Lists are paginated:
 ``{"items", "total", "offset", "limit"}``.
+
+Each route also needs its scope (``auth.scopes``): ``read`` for the GETs, ``run`` to
+start a run, ``admin`` for ``/notify``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataferry.engine.context import RunContext
 from dataferry.server import authz, catalog
 from dataferry.server.auth.dependency import (
     AdminPrincipal,
-    CurrentPrincipal,
+    ReadPrincipal,
+    RunPrincipal,
     client_ip,
     get_auth,
 )
@@ -48,7 +52,7 @@ def _known(context: RunContext, ref: str) -> None:
 
 
 @router.get("/teams")
-def list_teams(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
+def list_teams(request: Request, _: ReadPrincipal) -> dict[str, Any]:
     """The teams of the model: zone, owners, their datasets and consumers."""
     teams = team_summaries(_context(request))
     return _page(teams, len(teams), 0, len(teams))
@@ -72,7 +76,7 @@ def team_summaries(context: RunContext) -> list[dict[str, Any]]:
 
 
 @router.get("/datasets")
-def list_datasets(request: Request, _: CurrentPrincipal, search: str | None = None,
+def list_datasets(request: Request, _: ReadPrincipal, search: str | None = None,
                   team: str | None = None, offset: Offset = 0,
                   limit: Limit = 50) -> dict[str, Any]:
     """Datasets, searched by ref, description and column names (every word must match)."""
@@ -83,7 +87,7 @@ def list_datasets(request: Request, _: CurrentPrincipal, search: str | None = No
 
 
 @router.get("/datasets/{ref}")
-def get_dataset(request: Request, principal: CurrentPrincipal, ref: str) -> dict[str, Any]:
+def get_dataset(request: Request, principal: ReadPrincipal, ref: str) -> dict[str, Any]:
     """Schema, owner, classification, consumers, latest version and freshness."""
     context = _context(request)
     detail = catalog.dataset_detail(context.index, context.store, context.metadata, ref)
@@ -95,7 +99,7 @@ def get_dataset(request: Request, principal: CurrentPrincipal, ref: str) -> dict
 
 
 @router.get("/datasets/{ref}/versions")
-def list_versions(request: Request, _: CurrentPrincipal, ref: str, offset: Offset = 0,
+def list_versions(request: Request, _: ReadPrincipal, ref: str, offset: Offset = 0,
                   limit: Limit = 50) -> dict[str, Any]:
     context = _context(request)
     _known(context, ref)
@@ -104,14 +108,14 @@ def list_versions(request: Request, _: CurrentPrincipal, ref: str, offset: Offse
 
 
 @router.get("/datasets/{ref}/versions/{number}/rows")
-def version_rows(request: Request, principal: CurrentPrincipal, ref: str, number: int,
+def version_rows(request: Request, principal: ReadPrincipal, ref: str, number: int,
                  offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
     """Rows of a version as the caller may see them (columns, filter, mask)."""
     return _rows(request, principal, ref, number, offset, limit)
 
 
 @router.get("/datasets/{ref}/rows")
-def latest_rows(request: Request, principal: CurrentPrincipal, ref: str,
+def latest_rows(request: Request, principal: ReadPrincipal, ref: str,
                 offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
     """Rows of the latest version as the caller may see them."""
     return _rows(request, principal, ref, None, offset, limit)
@@ -140,7 +144,7 @@ def _rows(request: Request, principal: Principal, ref: str, number: int | None, 
 
 
 @router.get("/datasets/{ref}/lineage")
-def get_lineage(request: Request, _: CurrentPrincipal, ref: str,
+def get_lineage(request: Request, _: ReadPrincipal, ref: str,
                 depth: Annotated[int | None, Query(ge=1, le=50)] = None) -> dict[str, Any]:
     """Upstream and downstream of a dataset: nodes and edges."""
     graph = catalog.lineage(_context(request).index, ref, depth)
@@ -150,7 +154,7 @@ def get_lineage(request: Request, _: CurrentPrincipal, ref: str,
 
 
 @router.get("/consumers")
-def list_consumers(request: Request, _: CurrentPrincipal, offset: Offset = 0,
+def list_consumers(request: Request, _: ReadPrincipal, offset: Offset = 0,
                    limit: Limit = 100) -> dict[str, Any]:
     index = _context(request).index
     items = [{"ref": ref, "team": team, "sink": consumer.sink.kind,
@@ -173,7 +177,7 @@ def run_json(run: Any) -> dict[str, Any]:
 
 
 @router.get("/runs")
-def list_runs(request: Request, _: CurrentPrincipal, offset: Offset = 0, limit: Limit = 50,
+def list_runs(request: Request, _: ReadPrincipal, offset: Offset = 0, limit: Limit = 50,
               failed: bool = False, job: str | None = None) -> dict[str, Any]:
     """The run history, newest first."""
     runs = _context(request).runs
@@ -186,7 +190,7 @@ def list_runs(request: Request, _: CurrentPrincipal, offset: Offset = 0, limit: 
 
 
 @router.get("/runs/{run_id}")
-def get_run(request: Request, _: CurrentPrincipal, run_id: RecordId) -> dict[str, Any]:
+def get_run(request: Request, _: ReadPrincipal, run_id: RecordId) -> dict[str, Any]:
     """One run with its log lines."""
     detail = _context(request).runs.get_run(run_id)
     if detail is None:
@@ -201,7 +205,7 @@ class RunRequest(BaseModel):
 
 
 @router.post("/runs", status_code=202)
-def trigger_run(request: Request, principal: CurrentPrincipal,
+def trigger_run(request: Request, principal: RunPrincipal,
                 body: RunRequest) -> dict[str, Any]:
     """Run a job now (members of the owning team and admins); its run appears in /runs."""
     job = start_job(request, principal, body.job, full=body.full)
@@ -234,7 +238,7 @@ def start_job(request: Request, principal: Principal, job_id: str, *,
 
 
 @router.get("/plan")
-def get_plan(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
+def get_plan(request: Request, _: ReadPrincipal) -> dict[str, Any]:
     """The model's plan (CLI.md's shape) with its changes since the applied one."""
     from dataferry.broker.plan import plan_against_applied
 

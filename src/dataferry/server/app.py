@@ -25,7 +25,7 @@ from dataferry.engine.context import RunContext
 from dataferry.metadata import Clock, utcnow
 from dataferry.server import ui
 from dataferry.server.api_docs import install_api_docs
-from dataferry.server.auth import Auth, AuthSettings
+from dataferry.server.auth import Auth, AuthSettings, scopes
 from dataferry.server.body_limit import DEFAULT_MAX_BODY_SIZE, BodySizeLimit
 from dataferry.server.errors import install_error_handlers
 
@@ -64,8 +64,8 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     app.state.auth = Auth.for_context(context, settings, now)
     install_error_handlers(app)
     app.add_middleware(NoStoreForApi, prefix=API_PREFIX + "/")
-    for router in api_routers():
-        app.include_router(router, prefix=API_PREFIX)
+    for router in api_routers():  # each operation's x-ferry-scope, from its dependencies
+        app.include_router(scopes.declare_in_openapi(router), prefix=API_PREFIX)
     app.include_router(ui.router)  # the web UI: /login, /, /datasets/..., /runs, /admin/...
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     ui.install_error_pages(app, API_PREFIX)  # HTML error pages for UI routes; API stays JSON

@@ -15,7 +15,11 @@ with ``Last-Event-ID`` continues where it stopped (at least once: CloudEvent ids
 stable, for de-duplicating). Events carry catalog metadata only (names, counts, hashes,
 error texts, which never hold secrets), which every logged-in user may see. The stream
 polls the outbox; ``timeout`` ends it (for scripts and tests), otherwise it runs until
-the client goes away.
+the client goes away or its token expires.
+
+A stream outlives the check made when it opened, so it checks its token again every
+``RECHECK_SECONDS`` and ends when the token was revoked or expired or its user
+disabled: revoking a token or disabling a user cuts off what they were watching too.
 """
 
 from __future__ import annotations
@@ -32,17 +36,24 @@ from fastapi.responses import StreamingResponse
 from dataferry.engine.context import RunContext
 from dataferry.events import event_json
 from dataferry.metadata import EventCursor, Outbox
-from dataferry.server.auth.dependency import CurrentPrincipal
+from dataferry.server.auth.dependency import (
+    AuthDependency,
+    ReadPrincipal,
+    authenticate,
+    presented_token,
+)
 from dataferry.server.errors import MAX_ID
 
 router = APIRouter()
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+RECHECK_SECONDS = 15.0
+"""How often an open stream checks that its token is still live and its user enabled."""
 _SEQ = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() takes "²" too
 
 
 @router.get("/events", response_class=StreamingResponse)
-async def events(request: Request, _: CurrentPrincipal,
+async def events(request: Request, principal: ReadPrincipal, auth: AuthDependency,
                  last_event_id: Annotated[str | None, Header()] = None,
                  since_start: Annotated[bool, Query(
                      description="Replay every recorded event first")] = False,
@@ -56,14 +67,27 @@ async def events(request: Request, _: CurrentPrincipal,
     else:  # no id, or one this stream never sent: from now on (or all, since_start)
         start = 0 if since_start else await asyncio.to_thread(outbox.last_seq)
     cursor = EventCursor(outbox, start)
+    secret = presented_token(request)
+    token = (None if principal.token_id is None else
+             await asyncio.to_thread(auth.tokens.store.get, principal.token_id))
+    lifetime = 0.0 if token is None else (token.expires_at - auth.now()).total_seconds()
+    wanted = lifetime if timeout is None else min(timeout, lifetime)
+
+    async def still_allowed() -> bool:
+        return await asyncio.to_thread(authenticate, auth, secret, context.index) is not None
 
     async def stream() -> AsyncIterator[bytes]:
-        deadline = time.monotonic() + timeout if timeout is not None else None
-        quiet_since = time.monotonic()
+        deadline = time.monotonic() + wanted  # the timeout, or the token's expiry
+        quiet_since = recheck_at = time.monotonic()
         yield b"retry: 2000\n\n"
-        while deadline is None or time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             if await request.is_disconnected():
                 return
+            if time.monotonic() - recheck_at >= RECHECK_SECONDS:
+                if not await still_allowed():
+                    yield b": closed: the token was revoked or expired, or its user disabled\n\n"
+                    return
+                recheck_at = time.monotonic()
             for event in await asyncio.to_thread(cursor.poll):
                 yield _frame(str(event.seq), event_json(event))
                 quiet_since = time.monotonic()

@@ -15,7 +15,9 @@ class Principal:
     ``teams`` are the teams the user is a member of: those the metadata DB lists for the
     user, plus every team whose ``owners:`` in the model name the user's e-mail address
     (a team's owners are its members). ``scopes`` are an API token's scopes; None for a
-    login session (all the user's rights).
+    login session or an API token made without scopes (all the user's rights).
+    ``login_session`` says the token came from a login (an access token): only such a
+    principal may enroll TOTP or change the password (``auth.scopes``).
     """
 
     user_id: int
@@ -25,6 +27,7 @@ class Principal:
     email: str | None = None
     token_id: int | None = None
     scopes: frozenset[str] | None = None
+    login_session: bool = False
 
     @property
     def is_admin(self) -> bool:

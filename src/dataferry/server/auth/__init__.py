@@ -7,7 +7,9 @@
     users       the user service: add, password, disable, TOTP enrollment; audited
     login       the login flow that ties the above together
     service     ``Auth``: all of it wired to one metadata DB and clock
-    dependency  FastAPI dependencies: ``current_principal``, ``require_admin``
+    scopes      the token scopes (read, run, tokens, admin) and the login-session-only routes
+    reauth      the current password as fresh proof, for TOTP enrollment and password changes
+    dependency  FastAPI dependencies: ``current_principal``, ``scoped``, ``require_admin``
     routes      /auth, /me, /users and /tokens under /api/v1
 
 Storage is in ``dataferry.metadata`` (users, tokens, audit, attempts); what a principal

@@ -1,4 +1,10 @@
-"""``/api/v1/users`` (admins) and ``/api/v1/tokens`` (admins: all; others: their own)."""
+"""``/api/v1/users`` (admins) and ``/api/v1/tokens`` (admins: all; others: their own).
+
+The token routes need the ``tokens`` scope; another user's tokens also need the admin
+role and the ``admin`` scope. A token never makes a token that can do more than itself:
+an API token's new token has a subset of its scopes and expires no later than it does
+(a login session may create any scopes, up to the configured longest lifetime).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,17 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataferry.metadata import Token, User
+from dataferry.server.auth import scopes
 from dataferry.server.auth.dependency import (
     AdminPrincipal,
     AuthDependency,
-    CurrentPrincipal,
+    TokensPrincipal,
     client_ip,
 )
+from dataferry.server.auth.service import Auth
+from dataferry.server.auth.users import normalize_username
 from dataferry.server.errors import Forbidden, NotFound, RecordId
+from dataferry.server.principal import Principal
 
 router = APIRouter()
 AuthDep = AuthDependency
@@ -72,7 +82,9 @@ class NewToken(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     user: str | None = Field(None, description="Whose token (admins only); default yourself.")
     expires_in_days: int = Field(30, ge=1, le=366)
-    scopes: list[str] | None = Field(None, max_length=50)
+    scopes: list[str] | None = Field(
+        None, max_length=50,
+        description="Any of read, run, tokens, admin; none: all the user's rights.")
 
 
 class CreatedToken(TokenOut):
@@ -113,36 +125,65 @@ def enable_user(name: str, request: Request, principal: AdminPrincipal,
 
 
 @router.get("/tokens", response_model=list[TokenOut], tags=["tokens"])
-def list_tokens(principal: CurrentPrincipal, auth: AuthDep) -> list[TokenOut]:
-    """Live tokens: every user's for an admin, one's own otherwise."""
-    owner = None if principal.is_admin else principal.user_id
+def list_tokens(principal: TokensPrincipal, auth: AuthDep) -> list[TokenOut]:
+    """Live tokens: every user's for an admin (with the ``admin`` scope), one's own
+    otherwise."""
+    owner = None if _may_manage_others(principal) else principal.user_id
     return [TokenOut.of(token) for token in auth.tokens.store.list(owner)]
 
 
 @router.post("/tokens", response_model=CreatedToken, status_code=201, tags=["tokens"])
-def create_token(body: NewToken, request: Request, principal: CurrentPrincipal,
+def create_token(body: NewToken, request: Request, principal: TokensPrincipal,
                  auth: AuthDep) -> CreatedToken:
     """An API token for CI or automation, printed once."""
     username = body.user or principal.username
-    if username != principal.username and not principal.is_admin:
-        raise Forbidden("only an admin may create tokens for another user")
-    if principal.scopes is not None:
-        wider = set(body.scopes or ["(all rights)"]) - principal.scopes
-        if wider:
-            raise Forbidden("a scoped token cannot create a token with more scopes: "
-                            f"{', '.join(sorted(wider))}")
+    if normalize_username(username) != principal.username:
+        _check_manages_others(principal, "create tokens for another user")
+    wanted = scopes.check_scopes(body.scopes)
+    expires_in = timedelta(days=body.expires_in_days)
+    if not principal.login_session:
+        _check_not_wider(auth, principal, wanted, expires_in)
     issued = auth.tokens.create_api(auth.accounts.get(username), body.name,
-                                    expires_in=timedelta(days=body.expires_in_days),
-                                    scopes=body.scopes, actor=principal.username,
-                                    client_ip=client_ip(request))
+                                    expires_in=expires_in, scopes=wanted,
+                                    actor=principal.username, client_ip=client_ip(request))
     return CreatedToken(**TokenOut.of(issued.record).model_dump(), token=issued.secret)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
-def revoke_token(token_id: RecordId, request: Request, principal: CurrentPrincipal,
+def revoke_token(token_id: RecordId, request: Request, principal: TokensPrincipal,
                  auth: AuthDep) -> Response:
     token = auth.tokens.store.get(token_id)
     if token is None or (token.user_id != principal.user_id and not principal.is_admin):
         raise NotFound(f"there is no live token {token_id}")
+    if token.user_id != principal.user_id:
+        _check_manages_others(principal, "revoke another user's token")
     auth.tokens.revoke(token_id, actor=principal.username, client_ip=client_ip(request))
     return Response(status_code=204)
+
+
+def _may_manage_others(principal: Principal) -> bool:
+    return principal.is_admin and scopes.has_scope(principal, scopes.ADMIN)
+
+
+def _check_manages_others(principal: Principal, what: str) -> None:
+    if not principal.is_admin:
+        raise Forbidden(f"only an admin may {what}")
+    scopes.require_scope(principal, scopes.ADMIN)
+
+
+def _check_not_wider(auth: Auth, principal: Principal, wanted: list[str] | None,
+                     expires_in: timedelta) -> None:
+    """An API token may make a token only with its own scopes or fewer, expiring no later."""
+    if principal.scopes is not None:
+        wider = set(scopes.SCOPES if wanted is None else wanted) - principal.scopes
+        if wider:
+            raise Forbidden("a token cannot create a token with more scopes than its own "
+                            f"({', '.join(sorted(principal.scopes)) or 'none'}); this one "
+                            f"would add {', '.join(sorted(wider))}")
+    own = None if principal.token_id is None else auth.tokens.store.get(principal.token_id)
+    if own is None or auth.now() + expires_in > own.expires_at:
+        left = 0 if own is None else (own.expires_at - auth.now()).days
+        room = (f"ask for expires_in_days {left} or less" if left >= 1 else
+                "it expires in less than a day")
+        raise Forbidden(f"a token cannot create a token that outlives it: {room}, or use a "
+                        "login session")

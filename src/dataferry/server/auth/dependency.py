@@ -1,25 +1,32 @@
-"""FastAPI dependencies: who is calling (``current_principal``) and may they (``require_admin``).
+"""FastAPI dependencies: who is calling (``current_principal``), with which scope
+(``scoped``, ``ReadPrincipal``...), and are they an admin (``require_admin``).
 
-A request authenticates with ``Authorization: Bearer <token>`` (API clients, CI) or the
-``ferry_session`` cookie (the web UI; HttpOnly, SameSite=Lax, Secure over https) holding
-an access token. Anything else gets 401. The principal's teams are the user's teams in
-the metadata DB plus every team whose ``owners:`` in the model name the user's e-mail.
+A request authenticates with ``Authorization: Bearer <token>`` (API clients, CI) or, for
+safe methods only (GET, HEAD, OPTIONS), the ``ferry_session`` cookie (the web UI's login
+session; HttpOnly, SameSite=Lax, Secure over https). A POST, PUT, PATCH or DELETE
+authenticated by the cookie alone would be a request any page the user visits on a
+same-site origin can send (CSRF): those need the header, which browsers never add on
+their own. Anything else gets 401. The principal's teams are the user's teams in the
+metadata DB plus every team whose ``owners:`` in the model name the user's e-mail.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, cast
 
 from fastapi import Depends, Request, Response
 
 from dataferry.metadata import Token, User
 from dataferry.model.graph import ModelIndex
+from dataferry.server.auth import scopes
 from dataferry.server.auth.service import Auth
 from dataferry.server.errors import Forbidden, Unauthorized
 from dataferry.server.principal import Principal, Role
 
 SESSION_COOKIE = "ferry_session"
-ADMIN_SCOPE = "admin"
+COOKIE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""The methods the session cookie authenticates on ``/api/v1``: those that change nothing."""
 
 
 def get_auth(request: Request) -> Auth:
@@ -47,10 +54,13 @@ def client_ip(request: Request) -> str:
 
 
 def presented_token(request: Request) -> str | None:
+    """The bearer token of the request; the session cookie's only for a safe method."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    if request.method not in COOKIE_METHODS:
+        return None
     return request.cookies.get(SESSION_COOKIE)
 
 
@@ -71,7 +81,8 @@ def principal_of(user: User, token: Token, index: ModelIndex) -> Principal:
         user_id=user.id, username=user.username, role=role,
         teams=frozenset(set(user.teams) | model_teams(index, user.email)),
         email=user.email, token_id=token.id,
-        scopes=None if token.scopes is None else frozenset(token.scopes))
+        scopes=None if token.scopes is None else frozenset(token.scopes),
+        login_session=token.kind == "access")
 
 
 def authenticate(auth: Auth, secret: str | None, index: ModelIndex) -> Principal | None:
@@ -89,24 +100,49 @@ def current_principal(request: Request, auth: AuthDependency) -> Principal:
     secret = presented_token(request)
     principal = authenticate(auth, secret, request.app.state.context.index)
     if principal is None:
-        raise Unauthorized("log in first: send 'Authorization: Bearer <token>' (the token "
-                           "may have expired or been revoked)" if secret else
-                           "log in first: send 'Authorization: Bearer <token>'")
+        if secret:
+            raise Unauthorized("log in first: send 'Authorization: Bearer <token>' (the "
+                               "token may have expired or been revoked)")
+        if request.method not in COOKIE_METHODS and SESSION_COOKIE in request.cookies:
+            raise Unauthorized(f"{request.method} needs 'Authorization: Bearer <token>': "
+                               "the session cookie is accepted only for GET (against CSRF)")
+        raise Unauthorized("log in first: send 'Authorization: Bearer <token>'")
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+def scoped(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the current principal, if its token has ``scope`` (else 403 naming
+    it). The route's OpenAPI operation says so (``scopes.declare_in_openapi``)."""
+    assert scope in scopes.SCOPES or scope == scopes.SESSION, scope
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:  # no I/O: no thread hop
+        scopes.require_scope(principal, scope)
+        return principal
+
+    dependency.__name__ = f"require_{scope}_scope"
+    setattr(dependency, scopes.MARK, scope)
+    return dependency
+
+
+ReadPrincipal = Annotated[Principal, Depends(scoped(scopes.READ))]
+RunPrincipal = Annotated[Principal, Depends(scoped(scopes.RUN))]
+TokensPrincipal = Annotated[Principal, Depends(scoped(scopes.TOKENS))]
+SessionPrincipal = Annotated[Principal, Depends(scoped(scopes.SESSION))]
+"""A login session (never an API token): for TOTP enrollment and password changes."""
+
+
 def require_admin(principal: CurrentPrincipal) -> Principal:
-    """The principal, if an admin (and, for an API token with scopes, one with ``admin``)."""
+    """The principal, if an admin whose token has the ``admin`` scope."""
     if not principal.is_admin:
         raise Forbidden("only an admin may do this")
-    if principal.scopes is not None and ADMIN_SCOPE not in principal.scopes:
-        raise Forbidden("this token lacks the 'admin' scope")
+    scopes.require_scope(principal, scopes.ADMIN)
     return principal
 
 
+setattr(require_admin, scopes.MARK, scopes.ADMIN)
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 
 

@@ -3,7 +3,8 @@
 A token is ``fy_`` plus 32 random bytes (256 bits, URL-safe base64): opaque, so it
 carries nothing to forge or decode, and only its SHA-256 is stored (a fast hash is
 enough for a secret with that much entropy). Access tokens live 12 hours by default;
-API tokens need an expiry (30 days by default) and may be limited to scopes. Each can be
+API tokens need an expiry (30 days by default) and may be limited to scopes (``scopes``:
+none given means all the user's rights but those of a login session). Each can be
 revoked on its own; disabling a user revokes them all (``UserStore.disable``).
 """
 
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from dataferry.metadata import AuditLog, Token, TokenStore, User
+from dataferry.server.auth.scopes import check_scopes
 from dataferry.server.auth.settings import AuthSettings
 from dataferry.server.errors import UNSTORABLE, BadRequest, NotFound
 
 PREFIX = "fy_"
-SCOPE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}\Z")
 _SHAPE = re.compile(r"fy_[A-Za-z0-9_-]{43}\Z")
 
 
@@ -71,11 +72,7 @@ class Tokens:
         if ttl <= timedelta(0) or ttl > self.settings.api_token_max_ttl:
             raise BadRequest(f"a token must expire within {self.settings.api_token_max_ttl.days} "
                              "days (e.g. 30d)")
-        scope_list = None if scopes is None else sorted(set(scopes))
-        bad = [s for s in scope_list or [] if not SCOPE.match(s)]
-        if bad:
-            raise BadRequest(f"{bad[0]!r} is not a scope: use lowercase words such as 'read' or "
-                             "'runs:trigger'")
+        scope_list = check_scopes(scopes)
         if user.disabled:
             raise BadRequest(f"user {user.username} is disabled")
         secret = new_secret()

@@ -5,7 +5,9 @@ Why each piece is the way it is:
 - **Sessions** are the ``ferry_session`` cookie the login sets (an access token; HttpOnly,
   SameSite=Lax). Pages read only the cookie, never an ``Authorization`` header: a
   browser never sends one on its own, and CSRF protection is about what it does send.
-  A page without a valid session redirects to ``/login?next=<where you were>``.
+  Only a login session counts: an API token put into the cookie is no session (it would
+  carry none of its scopes' limits into the pages). A page without a valid session
+  redirects to ``/login?next=<where you were>``.
 - **CSRF**: every POST form carries ``csrf`` = HMAC-SHA256 keyed by the session's secret
   token. It is tied to the session and needs no server state; another site can neither
   read the cookie (HttpOnly) nor the page, so it cannot compute or copy it. The login
@@ -44,7 +46,6 @@ from starlette.templating import Jinja2Templates
 
 from dataferry.engine.context import RunContext
 from dataferry.server.auth.dependency import (
-    ADMIN_SCOPE,
     SESSION_COOKIE,
     AuthDependency,
     authenticate,
@@ -106,10 +107,11 @@ def csrf_token(session_secret: str) -> str:
 
 
 def page_principal(request: Request, auth: AuthDependency) -> Principal:
-    """The logged-in user of a page request, from the session cookie; else LoginRequired."""
+    """The logged-in user of a page request, from the session cookie holding a login
+    session's token (not an API token); else LoginRequired."""
     secret = request.cookies.get(SESSION_COOKIE)
     principal = authenticate(auth, secret, context_of(request).index)
-    if secret is None or principal is None:
+    if secret is None or principal is None or not principal.login_session:
         raise LoginRequired()
     request.state.principal = principal
     request.state.session_secret = secret
@@ -120,9 +122,8 @@ PagePrincipal = Annotated[Principal, Depends(page_principal)]
 
 
 def page_admin(principal: PagePrincipal) -> Principal:
-    """The principal if an admin (a scoped token also needs the ``admin`` scope)."""
-    if not principal.is_admin or (principal.scopes is not None
-                                  and ADMIN_SCOPE not in principal.scopes):
+    """The principal if an admin (a page session is a login session: all its rights)."""
+    if not principal.is_admin:
         raise PageError(403, "Only admins may see this page.")
     return principal
 
