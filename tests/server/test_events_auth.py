@@ -1,10 +1,9 @@
 """An open ``/events`` stream ends when its token is revoked or expires or its user is
-disabled: a real uvicorn on loopback, a real streaming client, the re-check interval
-lowered from 15 s to a fraction of a second."""
+disabled, and one user cannot hold more than a few open: a real uvicorn on loopback, real
+streaming clients, the re-check interval lowered from 15 s to a fraction of a second."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +11,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 
 from dataferry.engine.context import RunContext
 from dataferry.server import events_api
@@ -20,6 +18,7 @@ from dataferry.server.app import create_app
 from dataferry.server.auth import Auth
 from tests.conftest import FakeClock
 from tests.server.conftest import FAST, add_user, bearer
+from tests.server.live import uvicorn_in_thread
 
 RECHECK = 0.3
 
@@ -29,24 +28,8 @@ def base_url(context: RunContext, clock: FakeClock,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(events_api, "RECHECK_SECONDS", RECHECK, raising=False)
     monkeypatch.setattr(events_api, "POLL_SECONDS", 0.05)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(context, settings=FAST, now=clock),
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]},
-                              name="events-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
+    with uvicorn_in_thread(create_app(context, settings=FAST, now=clock)) as url:
+        yield url
 
 
 def _stream_seconds(base_url: str, token: str, cut_off: threading.Event | None = None,
@@ -106,3 +89,41 @@ def test_a_live_token_keeps_its_stream_until_the_timeout(auth: Auth, base_url: s
     issued = auth.tokens.create_api(auth.accounts.get("ana"), "watcher", actor="t")
     lasted = _stream_seconds(base_url, issued.secret, timeout=1.5)  # five re-checks
     assert 1.4 < lasted < 3.5
+
+
+def test_one_user_cannot_hold_more_than_a_few_streams_open(
+        auth: Auth, base_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each stream polls through the thread pool: a loop of reconnects by one user must
+    not take it from everyone else."""
+    monkeypatch.setattr(events_api, "STREAMS_PER_USER", 3)
+    add_user(auth, "ana")
+    add_user(auth, "bob")
+    ana = auth.tokens.create_api(auth.accounts.get("ana"), "w", actor="t").secret
+    bob = auth.tokens.create_api(auth.accounts.get("bob"), "w", actor="t").secret
+    url = f"{base_url}/api/v1/events"
+    with httpx.Client(timeout=10) as client:
+        opened = [client.stream("GET", url, headers=bearer(ana), params={"timeout": 20})
+                  for _ in range(3)]
+        responses = [stream.__enter__() for stream in opened]
+        # Keep each line iterator: one dropped closes its response, and so the stream.
+        lines = [response.iter_lines() for response in responses]
+        try:
+            for response, line in zip(responses, lines, strict=True):
+                assert response.status_code == 200
+                assert next(line).startswith("retry:")  # the stream is open and counted
+            refused = client.get(url, headers=bearer(ana), params={"timeout": 1})
+            assert refused.status_code == 429 and "Retry-After" in refused.headers
+            assert "3 event streams open" in refused.json()["error"]["message"]
+            with client.stream("GET", url, headers=bearer(bob),
+                               params={"timeout": 0.2}) as other:
+                assert other.status_code == 200  # another user is not affected
+        finally:
+            for stream in opened:
+                stream.__exit__(None, None, None)
+    deadline = time.monotonic() + 5
+    while True:  # the server notices the closed connections on its next poll
+        with httpx.stream("GET", url, headers=bearer(ana), params={"timeout": 0.2}) as again:
+            if again.status_code == 200 or time.monotonic() > deadline:
+                break
+        time.sleep(0.1)
+    assert again.status_code == 200

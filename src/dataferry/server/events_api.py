@@ -20,6 +20,8 @@ the client goes away or its token expires.
 A stream outlives the check made when it opened, so it checks its token again every
 ``RECHECK_SECONDS`` and ends when the token was revoked or expired or its user
 disabled: revoking a token or disabling a user cuts off what they were watching too.
+Each open stream polls through the thread pool, so one user may hold at most
+``STREAMS_PER_USER`` at once (429 beyond), and the process ``STREAMS_PER_PROCESS``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -42,13 +45,18 @@ from dataferry.server.auth.dependency import (
     authenticate,
     presented_token,
 )
-from dataferry.server.errors import MAX_ID
+from dataferry.server.errors import MAX_ID, RateLimited
 
 router = APIRouter()
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 RECHECK_SECONDS = 15.0
 """How often an open stream checks that its token is still live and its user enabled."""
+STREAMS_PER_USER = 10
+"""Open streams one user may hold in one server process; more get 429. Each stream polls
+the outbox through the thread pool, so without a bound one user's loop of reconnects
+would take the pool (40 threads) from everyone else."""
+STREAMS_PER_PROCESS = 200
 _SEQ = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() takes "²" too
 
 
@@ -67,6 +75,8 @@ async def events(request: Request, principal: ReadPrincipal, auth: AuthDependenc
     else:  # no id, or one this stream never sent: from now on (or all, since_start)
         start = 0 if since_start else await asyncio.to_thread(outbox.last_seq)
     cursor = EventCursor(outbox, start)
+    open_streams = _open_streams(request)
+    _refuse_beyond_limits(open_streams, principal.user_id)
     secret = presented_token(request)
     token = (None if principal.token_id is None else
              await asyncio.to_thread(auth.tokens.store.get, principal.token_id))
@@ -77,6 +87,14 @@ async def events(request: Request, principal: ReadPrincipal, auth: AuthDependenc
         return await asyncio.to_thread(authenticate, auth, secret, context.index) is not None
 
     async def stream() -> AsyncIterator[bytes]:
+        open_streams[principal.user_id] += 1
+        try:
+            async for frame in frames():
+                yield frame
+        finally:
+            open_streams[principal.user_id] -= 1
+
+    async def frames() -> AsyncIterator[bytes]:
         deadline = time.monotonic() + wanted  # the timeout, or the token's expiry
         quiet_since = recheck_at = time.monotonic()
         yield b"retry: 2000\n\n"
@@ -98,6 +116,25 @@ async def events(request: Request, principal: ReadPrincipal, auth: AuthDependenc
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _open_streams(request: Request) -> Counter[int]:
+    """Open streams per user id in this app (only the event loop's thread touches it)."""
+    state = request.app.state
+    if not hasattr(state, "event_streams"):
+        state.event_streams = Counter()
+    streams: Counter[int] = state.event_streams
+    return streams
+
+
+def _refuse_beyond_limits(open_streams: Counter[int], user_id: int) -> None:
+    if open_streams[user_id] >= STREAMS_PER_USER:
+        raise RateLimited(5, f"you have {open_streams[user_id]} event streams open already "
+                             f"(at most {STREAMS_PER_USER}): close one, or reconnect with "
+                             "Last-Event-ID after it ended")
+    if open_streams.total() >= STREAMS_PER_PROCESS:
+        raise RateLimited(5, f"the server has {STREAMS_PER_PROCESS} event streams open; "
+                             "try again shortly")
 
 
 def _frame(event_id: str, data: bytes) -> bytes:
