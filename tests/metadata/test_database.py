@@ -22,8 +22,9 @@ from tests.metadata.racer import open_at_once
 
 TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
           "recovery_codes", "tokens", "audit", "login_failures", "events", "notify_progress",
+          "run_errors",
           "alembic_version"}
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _revision(url: str) -> str | None:

@@ -273,7 +273,8 @@ def _match(dataset: str, name: str, live: dict[str, TypeInfo]) -> str:
     if len(folded) == 1:
         return folded[0]
     raise SourceError(f"{dataset}: the source has no column {name!r} (it has "
-                      f"{', '.join(live) or 'no columns'}); update the model or the source")
+                      f"{', '.join(live) or 'no columns'}); update the model or the source",
+                      public=True)
 
 
 def _apply(plan: ColumnPlan, column: pa.Array) -> pa.Array:
