@@ -11,7 +11,7 @@ A model whose runs fail with row values in their errors, run through the real ru
 
 Then every place a run is shown is read as vic (a viewer, whose e-mail is even an owner's)
 and zed (a member of no team): ``GET /runs``, ``/runs/{id}``, the run pages, the event
-stream and a real webhook receiver. None of the values or keys may appear. erin (team
+stream, a real webhook receiver and OpenLineage. None of the values or keys may appear. erin (team
 marketing, whose consumer receives customers with ``email`` masked) sees the examples
 with ``email`` as the deliveries' keyed hash, and the sink error's detail; alice (shop's
 owner) and the admin see the raw example. Every test runs on SQLite and PostgreSQL.
@@ -116,7 +116,8 @@ JOBS = ["ingest:shop.customers", "ingest:shop.payments", "ingest:shop.people",
 
 
 def make_model(root: Path, sink_dsn: str, hook: str) -> Path:
-    write_files(root, {"ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+    write_files(root, {"ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n"
+                                     f"openlineage: {{url: '{hook}'}}\n",
                        "teams/shop/shop.yaml": SHOP,
                        "teams/marketing/marketing.yaml": MARKETING.format(dsn=sink_dsn,
                                                                           hook=hook)})
@@ -262,10 +263,15 @@ def test_no_value_reaches_the_event_stream(world: World, user: str) -> None:
     assert not leaked(body)
 
 
-def test_no_value_reaches_the_consumers_webhook(world: World) -> None:
+def test_no_value_reaches_the_consumers_webhook_or_openlineage(world: World) -> None:
     events = world.receiver.events("/crm")
     subjects = {event["subject"] for event in events if event["type"].endswith("run.failed")}
     assert subjects == {"ingest:shop.customers", "deliver:marketing.crm:people"}
+    lineage = world.receiver.events("/api/v1/lineage")
+    failed = [event for event in lineage if event["eventType"] == "FAIL"]
+    assert {event["job"]["name"] for event in failed} == {
+        "ingest:shop.customers", "deliver:marketing.crm:people"}
+    assert all(event["run"]["facets"]["errorMessage"]["message"] for event in failed)
     assert not leaked(repr(world.receiver.received))
 
 
