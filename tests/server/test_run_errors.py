@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ USERS = {
     "admin": {"role": "admin"},
     "alice": {"role": "member", "email": "alice@acme.example"},
     "erin": {"role": "member", "email": "erin@acme.example"},
+    "dana": {"role": "member", "email": "dana@acme.example"},
+    "ada": {"role": "member", "email": "ada@acme.example"},
     "zed": {"role": "member", "email": "zed@elsewhere.example"},
     "vic": {"role": "viewer", "email": "alice@acme.example"},
 }
@@ -95,6 +98,11 @@ sources:
         columns:
           id: {type: int64, nullable: false}
           amount: {type: int64}
+transformers:
+  numbers:
+    inputs: [shop.people]
+    sql: select cast(name as integer) as n from people where id > 1
+    columns: {n: int64}
 """
 
 MARKETING = """\
@@ -111,14 +119,40 @@ consumers:
       - webhook: {hook}/crm
 """
 
+RESEARCH = """\
+team: research
+zone: eu
+owners: [dana@acme.example]
+consumers:
+  lab:
+    sink: {kind: duckdb, path: out/lab.duckdb}
+    datasets:
+      - {ref: shop.customers, where: "id > 0"}
+"""
+
+ADS = """\
+team: ads
+zone: eu
+owners: [ada@acme.example]
+consumers:
+  banner:
+    sink: {kind: duckdb, path: out/banner.duckdb}
+    datasets:
+      - {ref: shop.customers, columns: [id, name]}
+"""
+
 JOBS = ["ingest:shop.customers", "ingest:shop.payments", "ingest:shop.people",
-        "deliver:marketing.crm:people"]
+        "deliver:marketing.crm:people", "transform:shop.numbers"]
+FAILED = ["ingest:shop.customers", "ingest:shop.payments", "deliver:marketing.crm:people",
+          "transform:shop.numbers"]
 
 
 def make_model(root: Path, sink_dsn: str, hook: str) -> Path:
     write_files(root, {"ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n"
                                      f"openlineage: {{url: '{hook}'}}\n",
                        "teams/shop/shop.yaml": SHOP,
+                       "teams/research/research.yaml": RESEARCH,
+                       "teams/ads/ads.yaml": ADS,
                        "teams/marketing/marketing.yaml": MARKETING.format(dsn=sink_dsn,
                                                                           hook=hook)})
     with sqlite3.connect(root / "shop.db") as db:
@@ -179,7 +213,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, module_postgres: str | None
         context = RunContext.from_loaded(load_model(root))
         graph = build_graph(context.index, everything=True)
         results = run_jobs(context, [graph.jobs[job] for job in JOBS], attempts=1)
-        assert [r.status for r in results] == ["failed", "failed", "succeeded", "failed"]
+        assert [r.status for r in results] == ["failed", "failed", "succeeded", "failed",
+                                               "failed"]
         notifier = Notifier(context, patience=0)
         notifier.run_once()  # a new target starts after the events there are: none yet
         for job in ("ingest:shop.customers", "deliver:marketing.crm:people"):
@@ -215,6 +250,8 @@ def test_the_runs_failed_with_row_values_in_their_detail(world: World) -> None:
     assert BAD_AMOUNT in payments.json()["detail"]
     sink = world.get("admin", f"/api/v1/runs/{world.run_of('deliver:marketing.crm:people')['id']}")
     assert "Failing row contains" in sink.json()["detail"] and NAME in sink.json()["detail"]
+    cast = world.get("admin", f"/api/v1/runs/{world.run_of('transform:shop.numbers')['id']}")
+    assert NAME in cast.json()["detail"]  # DuckDB quotes the value it could not convert
 
 
 def test_the_public_error_names_what_failed_without_values(world: World) -> None:
@@ -226,13 +263,15 @@ def test_the_public_error_names_what_failed_without_values(world: World) -> None
     sink = world.run_of("deliver:marketing.crm:people")["error"]
     assert "check violation (SQLSTATE 23514, constraint people_name_rule" in sink
     assert not leaked(sink)
+    transform = world.run_of("transform:shop.numbers")["error"]
+    assert transform == "shop.numbers: the transformer's SQL failed (ConversionException)"
 
 
 @pytest.mark.parametrize("user", OUTSIDERS)
 def test_no_value_reaches_those_without_rows_through_the_api(world: World, user: str) -> None:
     listed = world.get(user, "/api/v1/runs", limit=100)
     assert listed.json()["items"] and not leaked(listed.text)
-    for job in ("ingest:shop.customers", "ingest:shop.payments", "deliver:marketing.crm:people"):
+    for job in FAILED:
         run = world.get(user, f"/api/v1/runs/{world.run_of(job)['id']}")
         assert not leaked(run.text), (job, leaked(run.text))
         body = run.json()
@@ -249,7 +288,7 @@ def test_no_value_reaches_those_without_rows_through_the_api(world: World, user:
 def test_no_value_reaches_those_without_rows_through_the_pages(world: World, user: str) -> None:
     listed = world.page(user, "/runs")
     assert "ingest:shop.customers" in listed and not leaked(listed)
-    for job in ("ingest:shop.customers", "ingest:shop.payments", "deliver:marketing.crm:people"):
+    for job in FAILED:
         page = world.page(user, f"/runs/{world.run_of(job)['id']}")
         assert "More detail exists" in page and not leaked(page), (job, leaked(page))
 
@@ -258,8 +297,7 @@ def test_no_value_reaches_those_without_rows_through_the_pages(world: World, use
 def test_no_value_reaches_the_event_stream(world: World, user: str) -> None:
     body = world.get(user, "/api/v1/events", since_start=True, timeout=1.0).text
     failed = [event for _, event in events_of(body) if event["type"].endswith("run.failed")]
-    assert {event["subject"] for event in failed} >= {
-        "ingest:shop.customers", "ingest:shop.payments", "deliver:marketing.crm:people"}
+    assert {event["subject"] for event in failed} >= set(FAILED)
     assert not leaked(body)
 
 
@@ -288,6 +326,30 @@ def test_a_consumer_sees_the_examples_as_its_delivery_shows_the_rows(world: Worl
     assert EMAIL not in run.text
     page = world.page("erin", f"/runs/{world.run_of('ingest:shop.customers')['id']}")
     assert hashed in page and EMAIL not in page
+
+
+def test_a_grant_shows_its_own_columns_only_and_nothing_under_a_filter(world: World) -> None:
+    path = f"/api/v1/runs/{world.run_of('ingest:shop.customers')['id']}"
+    [narrow] = world.get("ada", path).json()["checks"]
+    assert narrow["examples"] == [{"id": CUSTOMER_ID}]  # its consumer gets no email
+    filtered = world.get("dana", path)
+    [check] = filtered.json()["checks"]
+    assert check["examples"] is None and "where" in check["examples_note"]
+    for user in ("ada", "dana"):
+        assert EMAIL not in world.get(user, path).text
+        assert EMAIL not in world.page(user, path.removeprefix("/api/v1"))
+
+
+def test_the_operator_on_the_host_sees_the_detail(world: World,
+                                                  ferry: Callable[..., Any]) -> None:
+    run_id = world.run_of("ingest:shop.customers")["id"]
+    shown = ferry("runs", str(run_id), "--model", world.context.root, "--json")
+    assert shown.code == 0, shown
+    run = json.loads(shown.out)
+    assert EMAIL in run["detail"] and run["checks"][0]["examples"] == [
+        {"id": CUSTOMER_ID, "email": EMAIL}]
+    listed = ferry("runs", "--model", world.context.root, "--json")
+    assert not leaked(listed.out)  # the list shows the public summaries
 
 
 def test_the_consumer_team_sees_its_delivery_error_in_full(world: World) -> None:
