@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pymysql
 import pytest
 
 from dataferry.broker.failure import describe_failure
+from dataferry.connectors.duckdb.source import duckdb_error
+from dataferry.connectors.mysql.connection import classify as mysql_classify
+from dataferry.connectors.sqlite.source import sqlite_error
 from dataferry.errors import SinkError, SourceError
-from dataferry.model.spec import AcceptedValuesCheck, Column, NotNullCheck, UniqueCheck
+from dataferry.model.spec import (
+    AcceptedValuesCheck,
+    Column,
+    MysqlSink,
+    NotNullCheck,
+    UniqueCheck,
+)
 from dataferry.store.conform import Conformer, SchemaError
 from dataferry.store.quality import QualityError, enforce_checks
 
@@ -84,3 +96,24 @@ def test_a_value_that_does_not_fit_its_type_is_named_in_the_detail_only() -> Non
     assert SECRET in str(raised.value) and "99321" in str(raised.value)
     assert SECRET not in failure.public and "99321" not in failure.public
     assert failure.public.startswith("shop.pay: column 'amount' at row 1: a value is not")
+
+
+def test_database_errors_say_their_code_not_the_row() -> None:
+    """The sinks' and sources' driver errors: SQLite, DuckDB and MariaDB quote rows too."""
+    sqlite = sqlite3.connect(":memory:")
+    sqlite.execute("create table t (id integer primary key, email text unique)")
+    sqlite.execute("insert into t values (1, ?)", (SECRET,))
+    with pytest.raises(sqlite3.IntegrityError) as raised:
+        sqlite.execute("insert into t values (2, ?)", (SECRET,))
+    found = sqlite_error(raised.value, "sink crm.app", SinkError)
+    assert found.public == "sink crm.app: SQLITE_CONSTRAINT_UNIQUE"
+    duck = duckdb.connect()
+    with pytest.raises(duckdb.Error) as failed:
+        duck.execute(f"select cast('{SECRET}' as integer)")
+    assert duckdb_error(failed.value, "sink crm.lake", SinkError).public == (
+        "sink crm.lake: ConversionException")
+    spec = MysqlSink(kind="mysql", dsn="mysql://app@127.0.0.1:3306/crm")
+    duplicate = pymysql.err.IntegrityError(1062, f"Duplicate entry '{SECRET}' for key 'email'")
+    mysql = mysql_classify(duplicate, spec, "sink crm.app", None, "delivering into")
+    assert SECRET in str(mysql) and mysql.public is not None and SECRET not in mysql.public
+    assert mysql.public.endswith("IntegrityError (error 1062)")

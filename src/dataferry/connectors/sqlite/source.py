@@ -209,7 +209,9 @@ def _stream(con: sqlite3.Connection, sql: str, params: list[Any], schema: pa.Sch
                 try:
                     arrays.append(to_arrow(list(columns[index]), field.type, nested[index]))
                 except UnfitValue as error:
-                    raise SourceError(f"{where}: column {field.name!r}: {error}") from None
+                    raise SourceError(f"{where}: column {field.name!r}: {error}",
+                                      public=f"{where}: column {field.name!r}: a value does "
+                                             f"not fit its declared type") from None
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
     except sqlite3.Error as error:
         raise sqlite_error(error, where) from None
