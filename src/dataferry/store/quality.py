@@ -31,9 +31,9 @@ A failure names the dataset, the check and column, how many rows fail and up to 
 offending rows by their primary key (or, without a key, by their 1-based row number in the
 version, counting through its files in order). Those examples hold row values, so each
 failure also has a ``public`` text without them (dataset, check, column, counts), which
-is what a run's public error says; the examples stay with the run's detail. A check that cannot run (its column is not
-in the data, a bound does not fit the column's type) fails too: nothing unchecked is
-published.
+is what a run's public error says; the examples stay with the run's detail. A check that
+cannot run (its column is not in the data, a bound does not fit the column's type) fails
+too: nothing unchecked is published.
 """
 
 from __future__ import annotations
