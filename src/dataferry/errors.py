@@ -13,6 +13,13 @@
 
 Every error is either *transient* (worth retrying with backoff: network, lock timeouts)
 or *terminal* (bad credentials, schema mismatch: fail fast). ``transient`` says which.
+
+Every error also says whether its message may hold *row values* (a failing check's example
+rows, a value that does not fit its type, a database's ``Failing row contains (...)``).
+``public`` is the error's text without any row value or key, set where the message is
+built from the model and metadata only (``public=True``) or given as a text of its own;
+None means the message may hold values. The run history shows ``public`` to everyone
+who may see the run and the full message only to those who may read the rows.
 """
 
 from __future__ import annotations
@@ -23,6 +30,15 @@ class FerryError(Exception):
 
     transient: bool = False
     exit_code: int = 1
+    public: str | None = None
+    """The message without row values or keys (None: it may hold some); see the module."""
+
+    def __init__(self, *args: object, public: str | bool | None = None) -> None:
+        super().__init__(*args)
+        if public is True:
+            self.public = str(self)
+        elif isinstance(public, str):
+            self.public = public
 
 
 class UsageError(FerryError):

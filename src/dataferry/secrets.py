@@ -50,13 +50,14 @@ def resolve(reference: str | None, what: str) -> Secret | None:
         value = os.environ.get(name)
         if value is None:
             raise SecretError(f"{what}: environment variable {name} is not set (the model "
-                              f"says {reference}); set it where the job runs")
+                              f"says {reference}); set it where the job runs", public=True)
         return Secret(value, reference)
     path = Path(name).expanduser()
     try:
         return Secret(path.read_text(encoding="utf-8").rstrip("\n"), reference)
     except OSError as exc:
-        raise SecretError(f"{what}: cannot read secret file {path} ({exc.strerror})") from None
+        raise SecretError(f"{what}: cannot read secret file {path} ({exc.strerror})",
+                          public=True) from None
 
 
 def redact(text: str, *secrets: Secret | None) -> str:

@@ -13,7 +13,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from dataferry.errors import TransientError
-from dataferry.metadata import MetadataError, RunHistory, metadata_url, open_metadata
+from dataferry.metadata import (
+    ErrorDetail,
+    MetadataError,
+    Outbox,
+    RunHistory,
+    metadata_url,
+    open_metadata,
+)
 from dataferry.metadata.database import alembic_config
 from dataferry.metadata.schema import Base
 from tests.conftest import require_service
@@ -22,8 +29,9 @@ from tests.metadata.racer import open_at_once
 
 TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
           "recovery_codes", "tokens", "audit", "login_failures", "events", "notify_progress",
+          "run_errors",
           "alembic_version"}
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _revision(url: str) -> str | None:
@@ -127,3 +135,33 @@ def test_two_processes_opening_a_fresh_postgres_database_at_once() -> None:
 
 def test_two_processes_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
     _open_twice_at_once(f"sqlite:///{tmp_path / 'ferry.db'}")
+
+
+def test_failures_recorded_before_0006_move_to_the_detail(url: str) -> None:
+    """Old run errors, log lines and run.failed events quoted rows as they were: the
+    upgrade keeps those texts for the owners and shows everyone else a summary."""
+    leak = "Failing row contains (5, mallory@secret.example)"
+    with open_metadata(url) as db:
+        runs = RunHistory(db)
+        failed = runs.start_run("deliver:crm.app:people", "deliver", "manual", 1, "h:1", 60)
+        runs.log(failed, "error", f"attempt 1 failed: {leak}")
+        runs.finish_run(failed, "failed", error=leak)
+        skipped = runs.start_run("transform:shop.totals", "transform", "manual", 1, "h:1", 60)
+        runs.finish_run(skipped, "skipped", error="ingest:shop.orders did not succeed")
+        with db.engine.begin() as connection:  # as 0005 left them: one text, no detail
+            command.downgrade(alembic_config(connection), "0005")
+            assert leak in connection.execute(text("select error from runs")).scalars().all()
+    with open_metadata(url) as db:
+        runs = RunHistory(db)
+        old = runs.get_run(failed)
+        assert old is not None and old.error is not None and leak not in old.error
+        assert old.error.startswith("deliver:crm.app:people: failed; its error was recorded")
+        assert [line.message for line in old.log] == [
+            "error: failed; its error was recorded before dataferry kept row values out of "
+            "run errors: the detail is shown to the owning team and admins"]
+        assert old.log[0].detail == f"attempt 1 failed: {leak}" and old.has_detail
+        assert runs.error_detail(failed) == ErrorDetail(leak, ())
+        kept = runs.get_run(skipped)
+        assert kept is not None and kept.error == "ingest:shop.orders did not succeed"
+        events = Outbox(db).after(0)
+        assert events and all(leak not in str(event.data) for event in events)

@@ -8,7 +8,12 @@ jitter; terminal ones fail at once with the message the connector gave.
 Every attempt is recorded in the run history of the metadata DB (``ferry runs``): each
 retry is its own run (attempt 1, 2, 3), and a skipped job gets a run too, so the history
 says why it did not run. Messages recorded are the ``FerryError`` texts, which never
-hold secrets.
+hold secrets. They may hold row values (a failed check's examples, a value that does not
+fit its type, a database's ``Failing row contains (...)``), so a failure is recorded
+twice (``broker.failure``): the run's ``error`` and log lines get its public summary,
+which every user and every event reads, and the full text and check examples are kept
+apart for those who may read the rows. Warnings (undeclared columns, drift) name
+columns and types only, so they are public.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, cast
 
+from dataferry.broker.failure import RunFailure, describe_failure
 from dataferry.broker.graph import Job
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
@@ -54,6 +59,9 @@ class JobResult:
     run_id: int | None = None
     """The run history row of the last attempt."""
     attempts: int = 0
+    failure: RunFailure | None = None
+    """How a failed attempt is recorded: ``message`` is its full text (for the operator
+    who ran ``ferry run``), ``failure.public`` what the run history shows everyone."""
 
 
 def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
@@ -220,13 +228,12 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
                 result = run_job(context, job, task.advance if task is not None else None, full)
         except FerryError as exc:
             retry = exc.transient and attempt < attempts
-            result = JobResult(job, "failed", message=str(exc))
+            failure = describe_failure(job.id, exc)
+            result = JobResult(job, "failed", message=str(exc), failure=failure)
         except Exception as exc:  # a bug: say where, do not stop the other jobs
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            result = JobResult(
-                job, "failed",
-                message=f"internal error {type(exc).__name__}: {exc} "
-                        f"({where.filename}:{where.lineno}); rerun with --debug")
+            failure = describe_failure(job.id, exc)
+            result = JobResult(job, "failed", message=failure.detail or failure.public,
+                               failure=failure)
         except BaseException:  # Ctrl-C: the run ended, say so rather than leave it running
             runs.log(run_id, "error", "interrupted")
             runs.finish_run(run_id, "failed", error="interrupted")
@@ -259,8 +266,12 @@ def _record_end(runs: RunHistory, run_id: int, result: JobResult, *, retry: bool
     its events, in the same transaction)."""
     for warning in result.warnings:
         runs.log(run_id, "warning", warning)
+    failure = None
     if result.status == "failed":
-        runs.log(run_id, "error", f"attempt {result.attempts} failed: {result.message}")
+        failure = result.failure or RunFailure(f"{result.job.id} failed", result.message)
+        attempt = f"attempt {result.attempts} failed: "
+        runs.log(run_id, "error", attempt + failure.public,
+                 detail=None if failure.detail is None else attempt + failure.detail)
         if result.attempts > 1 and not retry:
             runs.log(run_id, "info", f"gave up after {result.attempts} attempts")
     else:
@@ -268,7 +279,9 @@ def _record_end(runs: RunHistory, run_id: int, result: JobResult, *, retry: bool
     runs.finish_run(run_id, cast(Any, result.status), rows_in=result.rows_in,
                     rows_out=result.rows_out, versions_read=result.versions_read,
                     versions_written=result.versions_written,
-                    error=result.message if result.status == "failed" else None,
+                    error=failure.public if failure is not None else None,
+                    error_detail=failure.detail if failure is not None else None,
+                    checks=[c.to_json() for c in failure.checks] if failure else (),
                     published=published)
 
 

@@ -1,4 +1,9 @@
-"""``ferry runs``: the run history the runner records in the metadata DB, newest first."""
+"""``ferry runs``: the run history the runner records in the metadata DB, newest first.
+
+The list shows each run's public error summary; ``ferry runs ID`` also shows the detail
+(the full error text, log lines in full, failed checks' example rows), which may hold row
+values: it is for the operator on the host, who holds the store and the metadata DB.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
 from dataferry.errors import FerryError, UsageError
 
 if TYPE_CHECKING:
-    from dataferry.metadata import RunDetail, RunHistory
+    from dataferry.metadata import ErrorDetail, RunDetail, RunHistory
     from dataferry.metadata.runs import Run
 
 STATUS_COLORS = {"succeeded": "green", "failed": "red", "skipped": "yellow",
@@ -43,7 +48,8 @@ def runs(
         return
     try:
         if run_id is not None:
-            _print_detail(_detail(history, run_id), json_out)
+            found = _detail(history, run_id)
+            _print_detail(found, history.error_detail(run_id), json_out)
         else:
             _print_runs(history.list_runs(limit=limit, failed_only=failed, job_id=job),
                         json_out)
@@ -125,10 +131,13 @@ def _print_runs(found: list[Run], json_out: bool) -> None:
     _console().print(table)
 
 
-def _print_detail(run: RunDetail, json_out: bool) -> None:
+def _print_detail(run: RunDetail, recorded: ErrorDetail | None, json_out: bool) -> None:
+    """The run in full: on the host, its detail too (see the module)."""
+    detail = recorded.detail if recorded is not None else None
+    checks = list(recorded.checks) if recorded is not None else []
     if json_out:
-        print_json({**run_json(run), "log": [
-            {"at": _iso(line.at), "level": line.level, "message": line.message}
+        print_json({**run_json(run), "detail": detail, "checks": checks, "log": [
+            {"at": _iso(line.at), "level": line.level, "message": line.detail or line.message}
             for line in run.log]})
         return
     console = _console()
@@ -150,9 +159,17 @@ def _print_detail(run: RunDetail, json_out: bool) -> None:
         console.print(f"  {name:<9}{value}", highlight=False)
     if run.error:
         console.print(f"  {'error':<9}[red]{_escape(run.error)}[/red]", highlight=False)
+    if detail:
+        console.print(f"  {'detail':<9}{_escape(detail)}", highlight=False)
+    for check in checks:
+        console.print(f"  {'check':<9}{_escape(str(check.get('summary') or ''))}",
+                      highlight=False)
+        for example in check.get("examples") or []:
+            shown = ", ".join(f"{k}={v}" for k, v in example.items())
+            console.print(f"  {'':<9}  e.g. {_escape(shown)}", highlight=False)
     console.print("log:" if run.log else "log: (empty)")
     for line in run.log:
-        console.print(f"  {_when(line.at)} {line.level:<7} {_escape(line.message)}",
+        console.print(f"  {_when(line.at)} {line.level:<7} {_escape(line.detail or line.message)}",
                       highlight=False)
 
 

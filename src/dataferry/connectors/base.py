@@ -137,7 +137,7 @@ def check_versions(applied: int | None, delivery: Delivery, where: str) -> bool:
         raise SinkError(
             f"{where} has version {applied} of {delivery.dataset}, but the {delivery.mode} "
             f"delivery of version {delivery.version} is a change set from version "
-            f"{delivery.previous}; deliver again from the version the table has")
+            f"{delivery.previous}; deliver again from the version the table has", public=True)
     return True
 
 

@@ -90,5 +90,5 @@ def check_drift(ref: str, spec: SourceDataset, live: list[SourceColumn]) -> list
     problems, warnings = compare(ref, spec, live)
     if problems:
         raise SourceError(f"{ref}: the source's schema changed: " + "; ".join(problems)
-                          + "; update the model or the source, then run again")
+                          + "; update the model or the source, then run again", public=True)
     return warnings

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -52,13 +53,16 @@ def mask_key(home: Path) -> bytes:
     return path.read_bytes()
 
 
+def mask_value(key: bytes, value: Any) -> str | None:
+    """One value as a ``mask:`` column delivers it: the keyed hash of its text (None stays
+    None). The API shows masked values, e.g. a failed check's examples, with this too."""
+    return None if value is None else hmac.new(key, str(value).encode(),
+                                               hashlib.sha256).hexdigest()
+
+
 def _masker(key: bytes) -> Callable[[pa.Array], pa.Array]:
     def mask(array: pa.Array) -> pa.Array:
-        return pa.array(
-            [None if v is None else hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest()
-             for v in array.to_pylist()],
-            pa.string(),
-        )
+        return pa.array([mask_value(key, v) for v in array.to_pylist()], pa.string())
 
     return mask
 
@@ -92,10 +96,11 @@ def deliver(context: RunContext, consumer_ref: str, index: int,
             # The version the sink has is gone (gc): only a full refresh is exact.
             raise SinkError(
                 f"{consumer_ref}: table {table} has version {previous} of {need.ref}, which "
-                "the store no longer keeps (gc); drop the table to reload it in full")
+                "the store no longer keeps (gc); drop the table to reload it in full",
+                public=True)
         if mode in ("merge", "history") and not all(k in names for k in key):
             raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
-                            f"key columns {key} among the delivered columns")
+                            f"key columns {key} among the delivered columns", public=True)
         schema = store_schema([(n, declared[n]["type"], declared[n]["nullable"]) for n in names])
         if mode == "replace":
             rows = version_rows(dataset, latest, names, need.where, schema)

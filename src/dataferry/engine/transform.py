@@ -25,6 +25,7 @@ from dataferry.errors import FerryError, StoreError
 from dataferry.store.dataset import declared_types
 from dataferry.store.duck import spilling
 from dataferry.store.publish import Published, publish
+from dataferry.store.quality import QualityError
 from dataferry.store.storage import decode_batch
 from dataferry.store.verify import verify_for_reading
 
@@ -83,14 +84,21 @@ def transform(context: RunContext, ref: str,
                                                                        spec.sql_file or "")
                 data = db.sql(sql).to_arrow_reader(65_536)
         except duckdb.Error as exc:
-            raise TransformError(f"{ref}: the transformer's SQL failed: {exc}") from None
+            # DuckDB's text may quote a value of the inputs (a failed cast): the public
+            # text names the kind of error only.
+            raise TransformError(f"{ref}: the transformer's SQL failed: {exc}",
+                                 public=f"{ref}: the transformer's SQL failed "
+                                        f"({type(exc).__name__})") from None
         data = _counted(data, on_rows)
         try:
             published = publish(context.store.dataset(ref), spec, data,
                                 keys=context.store.keys, lineage=lineage)
+        except QualityError:
+            raise  # it names the dataset and check, and carries its examples
         except StoreError as exc:
-            raise StoreError(f"{exc} (the output of transformer {ref} does not match its "
-                             "declared columns)") from None
+            suffix = f" (the output of transformer {ref} does not match its declared columns)"
+            raise StoreError(f"{exc}{suffix}", public=None if exc.public is None
+                             else exc.public + suffix) from None
     return TransformResult(ref, published)
 
 
@@ -105,7 +113,8 @@ def _read_sql(context: RunContext, team: str, name: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TransformError(f"cannot read sql_file {path}: {exc.strerror}") from None
+        raise TransformError(f"cannot read sql_file {path}: {exc.strerror}",
+                             public=True) from None
 
 
 def _run_python(context: RunContext, team: str, target: str, tables: list[pa.Table]) -> pa.Table:
@@ -117,12 +126,14 @@ def _run_python(context: RunContext, team: str, target: str, tables: list[pa.Tab
         result = getattr(module, function)(*tables)
     except Exception as exc:  # user code may raise anything
         raise TransformError(f"python transformer {target} failed: "
-                             f"{type(exc).__name__}: {exc}") from None
+                             f"{type(exc).__name__}: {exc}",
+                             public=f"python transformer {target} failed: "
+                                    f"{type(exc).__name__}") from None
     finally:
         sys.path.remove(folder)
     if not isinstance(result, pa.Table | pa.RecordBatch):
         raise TransformError(f"python transformer {target} returned {type(result).__name__}, "
-                             "not an Arrow table")
+                             "not an Arrow table", public=True)
     return result if isinstance(result, pa.Table) else pa.Table.from_batches([result])
 
 

@@ -25,6 +25,7 @@ from dataferry.metadata.outbox import Event, EventCursor, Outbox, PublishedVersi
 from dataferry.metadata.plans import AppliedPlan, PlanHistory
 from dataferry.metadata.runs import (
     CONSUMED,
+    ErrorDetail,
     LatestRuns,
     LogLine,
     Run,
@@ -40,6 +41,7 @@ __all__ = [
     "CONSUMED",
     "AppliedPlan",
     "Clock",
+    "ErrorDetail",
     "Event",
     "EventCursor",
     "LatestRuns",

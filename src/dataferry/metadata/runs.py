@@ -6,6 +6,12 @@ that died without saying so (SIGKILL, OOM killer, power loss). Any scheduler can
 those with ``expired_runs`` and claim each one once with ``mark_abandoned``.
 
 Everything returned is a frozen dataclass: callers never hold an ORM session.
+
+A failed run's ``error`` and every log line's ``message`` are *public*: every logged-in
+user, the event stream and webhooks read them, so they never hold row values or keys.
+What may hold them (an error's full text, a failed check's example rows) is recorded
+apart (``run_errors``, a log line's ``detail``) and read with ``error_detail`` by those
+who may read the job's rows.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from dataferry.metadata.outbox import (
     PublishedVersion,
     add_event,
 )
-from dataferry.metadata.schema import RunLogRow, RunRow
+from dataferry.metadata.schema import RunErrorRow, RunLogRow, RunRow
 
 JobKind = Literal["ingest", "transform", "deliver"]
 Trigger = Literal["manual", "schedule", "freshness", "on_change", "retry"]
@@ -53,9 +59,23 @@ class VersionRef:
 
 @dataclass(frozen=True)
 class LogLine:
+    """One log line: ``message`` is public; ``detail`` (if any) the same line in full,
+    which may hold row values, for those who may read the job's rows only."""
+
     at: datetime
     level: str
     message: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """What a failed run recorded apart from its public ``error``: the full text (None:
+    the public one says it all) and its failed checks as JSON objects (``dataset``,
+    ``check``, ``column``, ``failing_rows``, ``summary``, ``examples``)."""
+
+    detail: str | None
+    checks: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,8 @@ class RunDetail(Run):
     """A run with its log lines, oldest first (``ferry runs ID``, ``GET /runs/{id}``)."""
 
     log: tuple[LogLine, ...]
+    has_detail: bool = False
+    """Whether the run recorded more than its public texts (see ``error_detail``)."""
 
 
 def worker_name() -> str:
@@ -124,13 +146,15 @@ class RunHistory:
             session.flush()
             return row.id
 
-    def log(self, run_id: int, level: Level, message: str) -> None:
-        """Append a line to a run's log."""
+    def log(self, run_id: int, level: Level, message: str, detail: str | None = None) -> None:
+        """Append a line to a run's log: ``message`` for everyone who may see the run (no
+        row values), ``detail`` the full line for those who may read its rows."""
         _check(level, Level, "log level")
         try:
             with self.db.sessions.begin() as session:
                 session.add(RunLogRow(run_id=run_id, at=self.now(), level=level,
-                                      message=message))
+                                      message=message,
+                                      detail=None if detail == message else detail))
         except IntegrityError as error:
             raise MetadataError(f"cannot log to run {run_id}: there is no such run") from error
 
@@ -138,9 +162,14 @@ class RunHistory:
                    versions_read: Iterable[VersionRef] = (),
                    versions_written: Iterable[VersionRef] = (),
                    error: str | None = None,
-                   published: Collection[PublishedVersion] = ()) -> bool:
+                   published: Collection[PublishedVersion] = (),
+                   error_detail: str | None = None,
+                   checks: Iterable[dict[str, Any]] = ()) -> bool:
         """Record how a running run ended, with its events (``outbox``: the run's, and
         one for each of the ``published`` versions); False if it was no longer running.
+
+        ``error`` is the public summary of a failure (events carry it: no row values);
+        ``error_detail`` and ``checks`` are kept apart for ``error_detail``.
 
         That happens when another scheduler already declared it abandoned because its
         heartbeat stopped (and may have started a retry): the first verdict stands, and
@@ -159,6 +188,10 @@ class RunHistory:
             )
             if done.rowcount != 1:
                 return False
+            checked = list(checks)
+            if (error_detail is not None and error_detail != error) or checked:
+                session.add(RunErrorRow(run_id=run_id, detail=error_detail,
+                                        checks=checked or None))
             row = session.get(RunRow, run_id)
             assert row is not None
             add_run_events(session, row, published)
@@ -274,8 +307,20 @@ class RunHistory:
             lines = session.scalars(
                 select(RunLogRow).where(RunLogRow.run_id == run_id).order_by(RunLogRow.id)
             ).all()
-            log = tuple(LogLine(line.at, line.level, line.message) for line in lines)
-            return RunDetail(**vars(_run(row)), log=log)
+            log = tuple(LogLine(line.at, line.level, line.message, line.detail)
+                        for line in lines)
+            recorded = session.get(RunErrorRow, run_id) is not None
+            return RunDetail(**vars(_run(row)), log=log,
+                             has_detail=recorded or any(line.detail for line in log))
+
+    def error_detail(self, run_id: int) -> ErrorDetail | None:
+        """The detail a failed run recorded apart from its public ``error`` (None: none).
+        It may hold row values: show it only to those who may read the job's rows."""
+        with self.db.reads.begin() as session:
+            found = session.get(RunErrorRow, run_id)
+            if found is None:
+                return None
+            return ErrorDetail(found.detail, tuple(found.checks or ()))
 
 
 def add_run_events(session: Session, run: RunRow,

@@ -94,6 +94,7 @@ class RunRow(Base):
     # JSON lists of {"ref": "shop.orders", "version": 7}
     versions_read: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     versions_written: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The public summary of a failure: no row values or keys (its detail: RunErrorRow).
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str] = mapped_column(String(300))  # host:pid of the process running it
     # Extended by heartbeats while running; a running run past it was killed (SIGKILL, OOM).
@@ -109,7 +110,24 @@ class RunLogRow(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     level: Mapped[str] = mapped_column(String(16))
+    # What everyone who may see the run reads: never a row value or key.
     message: Mapped[str] = mapped_column(Text)
+    # The same line in full when it may hold row values (an error's message): only for
+    # those who may read the job's rows (server.authz.can_see_run_detail).
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class RunErrorRow(Base):
+    """The detail of a failed run, kept apart from ``runs.error`` (its public summary):
+    the full error text, which may hold row values, and the failed checks' examples."""
+
+    __tablename__ = "run_errors"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    # [{"dataset", "check", "column", "failing_rows", "summary", "examples": [{...}]}]
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class LeaseRow(Base):

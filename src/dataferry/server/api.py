@@ -2,7 +2,9 @@
 consumers, runs and the plan.
 
 Every route needs a logged-in principal. Metadata (names, schemas, owners, lineage,
-runs) is visible to everyone logged in: it is a catalog. Rows follow ``authz``: 403 for
+runs) is visible to everyone logged in: it is a catalog. A run's ``error`` and log lines
+are its public summary (no row values); its detail and failed checks' examples follow
+``runs_view``. Rows follow ``authz``: 403 for
 a principal who may not see them, and only the received columns and rows, masked as the
 model says. Reading rows and triggering runs are audited. Lists are paginated:
 ``{"items", "total", "offset", "limit"}``.
@@ -166,6 +168,7 @@ def list_consumers(request: Request, _: ReadPrincipal, offset: Offset = 0,
 
 
 def run_json(run: Any) -> dict[str, Any]:
+    """A run as every logged-in user sees it: ``error`` is its public summary."""
     return {"id": run.id, "job": run.job_id, "kind": run.job_kind, "trigger": run.trigger,
             "status": run.status, "attempt": run.attempt,
             "started_at": run.started_at.isoformat(),
@@ -190,13 +193,19 @@ def list_runs(request: Request, _: ReadPrincipal, offset: Offset = 0, limit: Lim
 
 
 @router.get("/runs/{run_id}")
-def get_run(request: Request, _: ReadPrincipal, run_id: RecordId) -> dict[str, Any]:
-    """One run with its log lines."""
-    detail = _context(request).runs.get_run(run_id)
+def get_run(request: Request, principal: ReadPrincipal, run_id: RecordId) -> dict[str, Any]:
+    """One run with its log lines; its error detail and failed checks' examples as far
+    as the caller may read the rows (``runs_view``)."""
+    from dataferry.server.runs_view import run_view
+
+    context = _context(request)
+    detail = context.runs.get_run(run_id)
     if detail is None:
         raise NotFound(f"no run {run_id}")
-    return {**run_json(detail), "log": [{"at": line.at.isoformat(), "level": line.level,
-                                         "message": line.message} for line in detail.log]}
+    view = run_view(context, principal, detail)
+    return {**run_json(detail), "detail": view.detail, "detail_hidden": view.detail_hidden,
+            "checks": [check.to_json() for check in view.checks],
+            "log": [asdict(line) for line in view.log]}
 
 
 class RunRequest(BaseModel):

@@ -11,6 +11,11 @@ The rules, in the order they are checked:
   and grants nothing (the rule names consumers only). Viewers never see rows.
 - **Triggering a job**: an admin, or a member of the team that owns the job (the
   dataset's team for ``ingest:``/``transform:``, the consumer's team for ``deliver:``).
+- **A run's error detail** (the full error text, which may quote rows): an admin, or a
+  member of the team that owns the job; for a delivery also the team that owns the
+  dataset delivered. Everyone else reads the run's public summary only. A failed
+  check's example rows follow the **rows** rule: shown as the caller's grant shows
+  rows (its columns, masked), not at all under a grant with a ``where`` filter.
 
 Every function here fails closed: an unknown dataset, consumer or job, or a need the
 dataset's ``allowed_consumers`` does not approve, yields None/False, never an
@@ -142,3 +147,32 @@ def can_trigger(index: ModelIndex, principal: Principal, job: Job | str) -> bool
     if principal.is_admin:
         return True
     return principal.role == "member" and team in principal.teams
+
+
+def can_see_run_detail(index: ModelIndex, principal: Principal, job_id: str) -> bool:
+    """Whether ``principal`` may read the detail of a run of ``job_id`` (its full error
+    text and log lines, which may quote rows): those with unrestricted rows of what the
+    job handled. Admins; members of the job's team (``job_team``); for
+    ``deliver:<consumer>:<table>`` also members of the delivered dataset's team (the
+    sink held only what that consumer receives). False for a job the model lacks, but
+    for admins, who may read every row anyway.
+    """
+    if principal.is_admin:
+        return True
+    if principal.role != "member":
+        return False
+    team = job_team(index, job_id)
+    if team is None:
+        return False
+    if team in principal.teams:
+        return True
+    kind, _, rest = job_id.partition(":")
+    if kind != "deliver":
+        return False
+    consumer_ref, _, table = rest.partition(":")
+    _, _, consumer = index.consumers[consumer_ref]
+    for need in consumer.datasets:
+        entry = index.datasets.get(need.ref)
+        if (need.table or need.ref.partition(".")[2]) == table and entry is not None:
+            return entry.team in principal.teams
+    return False

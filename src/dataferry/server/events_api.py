@@ -13,7 +13,8 @@ is written with the change it announces, whichever process made it:
 Each SSE frame's ``id`` is the event's place in the outbox, so a client that reconnects
 with ``Last-Event-ID`` continues where it stopped (at least once: CloudEvent ids are
 stable, for de-duplicating). Events carry catalog metadata only (names, counts, hashes,
-error texts, which never hold secrets), which every logged-in user may see. The stream
+a run's public error summary, which holds neither secrets nor row values), which every
+logged-in user may see. The stream
 polls the outbox; ``timeout`` ends it (for scripts and tests), otherwise it runs until
 the client goes away or its token expires.
 

@@ -81,14 +81,17 @@ class SchemaError(StoreError):
 
     ``key`` holds the primary-key values of the offending row, ``{"row": index}`` when the
     dataset has no primary key, or ``{}`` when no single row is at fault (a missing column).
+    The message names the value and the key; ``public`` says the same without them.
     """
 
-    def __init__(self, dataset: str, column: str, key: dict[str, Any], message: str) -> None:
-        super().__init__(message)
+    def __init__(self, dataset: str, column: str, key: dict[str, Any], message: str,
+                 public: str | None = None) -> None:
+        super().__init__(message, public=message if public is None and not key else public)
         self.dataset, self.column, self.key, self.message = dataset, column, key, message
 
-    def __reduce__(self) -> tuple[type[SchemaError], tuple[str, str, dict[str, Any], str]]:
-        return type(self), (self.dataset, self.column, self.key, self.message)
+    def __reduce__(self) -> tuple[type[SchemaError],
+                                  tuple[str, str, dict[str, Any], str, str | None]]:
+        return type(self), (self.dataset, self.column, self.key, self.message, self.public)
 
 
 def declared_schema(columns: Mapping[str, Column]) -> pa.Schema:
@@ -218,10 +221,14 @@ class Conformer:
             hidden = self.columns[name].pii
             value = "value <hidden: pii column> " if hidden else f"value {_show(rejected.value)} "
         field = f" (field {name}{rejected.path})" if rejected.path else ""
-        message = (f"{self.dataset}: column {name!r}{field}{where}: {value}{rejected.problem} "
-                   f"(source type {rejected.source}, declared {rejected.declared}); "
-                   f"{rejected.hint}")
-        return SchemaError(self.dataset, name, key, message)
+        problem = (f"{rejected.problem} (source type {rejected.source}, declared "
+                   f"{rejected.declared}); {rejected.hint}")
+        message = f"{self.dataset}: column {name!r}{field}{where}: {value}{problem}"
+        # The problems are written by this module from types, never from the value.
+        at = f" at row {first_row + rejected.index}" if rejected.index is not None else ""
+        subject = "" if rejected.problem.startswith("the ") else "a value "
+        public = f"{self.dataset}: column {name!r}{field}{at}: {subject}{problem}"
+        return SchemaError(self.dataset, name, key, message, public)
 
 
 # --- rejections ----------------------------------------------------------------------

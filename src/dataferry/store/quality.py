@@ -29,9 +29,11 @@ What each check means (the model's ``checks:``):
 
 A failure names the dataset, the check and column, how many rows fail and up to three
 offending rows by their primary key (or, without a key, by their 1-based row number in the
-version, counting through its files in order). A check that cannot run (its column is not
-in the data, a bound does not fit the column's type) fails too: nothing unchecked is
-published.
+version, counting through its files in order). Those examples hold row values, so each
+failure also has a ``public`` text without them (dataset, check, column, counts), which
+is what a run's public error says; the examples stay with the run's detail. A check that
+cannot run (its column is not in the data, a bound does not fit the column's type) fails
+too: nothing unchecked is published.
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ class CheckFailure:
 
     ``failing_rows`` counts the offending rows; for ``unique`` it counts the duplicated
     keys, and for the table-wide ``row_count`` and ``freshness`` (and a check that could
-    not run) it is 0. ``examples`` are JSON-friendly.
+    not run) it is 0. ``examples`` are JSON-friendly. ``message`` may hold row values (the
+    examples, the newest value); ``public`` never does: it is built from the dataset,
+    the check, its column and counts only.
     """
 
     check: str
@@ -91,6 +95,8 @@ class CheckFailure:
     message: str
     failing_rows: int
     examples: list[dict[str, Any]]
+    public: str = ""
+    dataset: str = ""
 
 
 class QualityError(StoreError):
@@ -98,7 +104,9 @@ class QualityError(StoreError):
 
     def __init__(self, failures: Sequence[CheckFailure]) -> None:
         self.failures = list(failures)
-        super().__init__("\n".join(f.message for f in self.failures))
+        super().__init__("\n".join(f.message for f in self.failures),
+                         public="\n".join(f.public or f"check {f.check} failed"
+                                          for f in self.failures))
 
 
 def run_checks(
@@ -231,7 +239,10 @@ class _Version:
                 self.total = int(counted.fetchone()[0])  # type: ignore[index]
             except duckdb.Error as error:
                 raise StoreError(f"{dataset}: cannot read the version's Parquet files to run "
-                                 f"its quality checks: {error}") from error
+                                 f"its quality checks: {error}",
+                                 public=f"{dataset}: cannot read the version's Parquet files "
+                                        f"to run its quality checks ({type(error).__name__})"
+                                 ) from error
         resolved = [self.find(k) for k in primary_key]
         # Without every key column in the data, rows are named by number instead.
         self.key = [k for k in resolved if k is not None] if all(resolved) else []
@@ -311,9 +322,13 @@ class _Version:
         return json_value(value)
 
     def failure(self, kind: str, column: str | None, label: str, text: str, failing: int,
-                examples: list[dict[str, Any]] | None = None) -> CheckFailure:
+                examples: list[dict[str, Any]] | None = None, *,
+                public: str | None = None) -> CheckFailure:
+        """A failure; ``public`` (default: the failing row count) is its value-free text."""
         message = f"{self.dataset}: check {label} failed: {text}"
-        return CheckFailure(kind, column, message, failing, examples or [])
+        summary = f"{self.dataset}: check {label} failed: {public or _rows(failing)}"
+        return CheckFailure(kind, column, message, failing, examples or [], summary,
+                            self.dataset)
 
     # --- checks ----------------------------------------------------------------------
 
@@ -337,9 +352,15 @@ class _Version:
             reason = str(error).splitlines()[0]
             message = (f"{self.dataset}: check {label} cannot run: {reason}; fix the check "
                        "in the model or the data")
-            return [CheckFailure(kind, columns[0] if len(columns) == 1 else None, message, 0, [])]
+            # A conversion error can quote a value of the data: the public text does not.
+            public = (f"{self.dataset}: check {label} cannot run ({type(error).__name__}); "
+                      "fix the check in the model or the data")
+            return [CheckFailure(kind, columns[0] if len(columns) == 1 else None, message, 0,
+                                 [], public, self.dataset)]
         except duckdb.Error as error:
-            raise StoreError(f"{self.dataset}: check {label} could not run: {error}") from error
+            raise StoreError(f"{self.dataset}: check {label} could not run: {error}",
+                             public=f"{self.dataset}: check {label} could not run "
+                                    f"({type(error).__name__})") from error
 
     def not_null(self, check: NotNullCheck) -> list[CheckFailure]:
         if not self.files:
@@ -364,7 +385,8 @@ class _Version:
                     "not_null", column, _label("not_null", [column]),
                     f"{count} of {_rows(self.total)} {_have(count)} no {name}"
                     f"{_examples_text(examples)}; fill in {name} at the source, or remove it "
-                    "from not_null if it may be empty", count, examples))
+                    "from not_null if it may be empty", count, examples,
+                    public=f"{count} of {_rows(self.total)} {_have(count)} no {name}"))
         return failures
 
     def unique(self, check: UniqueCheck, label: str) -> list[CheckFailure]:
@@ -388,7 +410,7 @@ class _Version:
         return [self.failure(
             "unique", check.unique[0] if len(names) == 1 else None, label,
             f"{groups} {noun} ({_rows(int(rows))}){_examples_text(examples)}; fix the source "
-            f"data or {fix}", groups, examples)]
+            f"data or {fix}", groups, examples, public=f"{groups} {noun} ({_rows(int(rows))})")]
 
     def accepted_values(self, check: AcceptedValuesCheck, label: str) -> list[CheckFailure]:
         spec = check.accepted_values
@@ -418,7 +440,9 @@ class _Version:
             "accepted_values", spec.column, label,
             f"{count} of {_rows(self.total)} {_have(count)} {name} not in [{shown}{more}]"
             f"{_examples_text(examples)}; fix the source data or add the values to "
-            "accepted_values", count, examples)]
+            "accepted_values", count, examples,
+            public=f"{count} of {_rows(self.total)} {_have(count)} {name} not in the "
+                   "accepted values")]
 
     def range(self, check: RangeCheck, label: str) -> list[CheckFailure]:
         spec = check.range
@@ -453,7 +477,7 @@ class _Version:
             "range", spec.column, label,
             f"{count} of {_rows(self.total)} {_have(count)} {name} {where}"
             f"{_examples_text(examples)}; fix the source data or widen the range",
-            count, examples)]
+            count, examples, public=f"{count} of {_rows(self.total)} {_have(count)} {name} {where}")]
 
     def row_count(self, check: RowCountCheck, label: str) -> list[CheckFailure]:
         spec, total = check.row_count, self.total
@@ -465,7 +489,7 @@ class _Version:
                     "the source for duplicated or unexpected rows, or raise row_count max")
         else:
             return []
-        return [self.failure("row_count", None, label, text, 0)]
+        return [self.failure("row_count", None, label, text, 0, public=text.partition(";")[0])]
 
     def freshness(self, check: FreshnessCheck, label: str, now: datetime) -> list[CheckFailure]:
         spec = check.freshness
@@ -474,7 +498,7 @@ class _Version:
         if not self.files or not self.total:
             return [self.failure("freshness", spec.column, label,
                                  f"the version has no rows, so nothing is newer than "
-                                 f"{spec.max_age}; {hint}", 0)]
+                                 f"{spec.max_age}; {hint}", 0, public="the version has no rows")]
         name = self.column(spec.column)
         kind = self.types[name]
         if not _is_time(kind):
@@ -488,7 +512,8 @@ class _Version:
         if not present:
             return [self.failure("freshness", spec.column, label,
                                  f"{name} is empty in all {_rows(self.total)}, so nothing is "
-                                 f"newer than {spec.max_age}; {hint}", 0)]
+                                 f"newer than {spec.max_age}; {hint}", 0,
+                                 public=f"{name} is empty in all {_rows(self.total)}")]
         newest = _EPOCH + timedelta(microseconds=int(newest_us))
         shown = newest.date().isoformat() if kind == "DATE" else newest.isoformat()
         if kind == "DATE":
@@ -499,7 +524,8 @@ class _Version:
         return [self.failure(
             "freshness", spec.column, label,
             f"the newest {name} is {shown}, {_age(age)} old at {now.astimezone(UTC).isoformat()}"
-            f", more than max_age {spec.max_age}; {hint}", 0)]
+            f", more than max_age {spec.max_age}; {hint}", 0,
+            public=f"the newest {name} is more than max_age {spec.max_age} old")]
 
 
 def _describe(check: AnyCheck) -> tuple[str, list[str]]:

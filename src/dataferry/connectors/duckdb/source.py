@@ -29,9 +29,11 @@ from dataferry.model.types import DataType, TypeParseError, parse_type
 def duckdb_error(error: Exception, what: str, kind: type[FerryError] = SourceError) -> FerryError:
     """A ``TransientError`` when the file is locked by another process, else ``kind``."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    code = type(error).__name__  # DuckDB's text may quote a value: the public text does not
     if "lock" in text.lower() or "conflict" in text.lower():
-        return TransientError(f"{what}: the database is in use ({text}); will retry")
-    return kind(f"{what}: {text}")
+        return TransientError(f"{what}: the database is in use ({text}); will retry",
+                              public=f"{what}: the database is in use ({code}); will retry")
+    return kind(f"{what}: {text}", public=f"{what}: {code}")
 
 
 def quote_table(name: str) -> str:
@@ -51,7 +53,8 @@ class DuckdbSource(SourceConnector):
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if not self.path.is_file():
-            raise SourceError(f"source {self.name}: DuckDB file {self.path} does not exist")
+            raise SourceError(f"source {self.name}: DuckDB file {self.path} does not exist",
+                              public=True)
         try:
             con = duckdb.connect(str(self.path), read_only=True)
             con.execute("set enable_progress_bar = false")

@@ -99,7 +99,7 @@ class FilesSource(SourceConnector):
         CSV, and for JSON Lines what the first records hold. No file matching is an error."""
         files = self._files(dataset, spec)
         if not files:
-            raise SourceError(self._no_files(dataset, spec))
+            raise SourceError(self._no_files(dataset, spec), public=True)
         declared = {name: parse_type(column.type) for name, column in spec.columns.items()}
         found: dict[str, list[SourceColumn]] = {}
         for file in files:
@@ -131,7 +131,7 @@ class FilesSource(SourceConnector):
         files = self._files(dataset, spec)
         incremental = spec.capture == "incremental"
         if not files and not incremental:
-            raise SourceError(self._no_files(dataset, spec))
+            raise SourceError(self._no_files(dataset, spec), public=True)
         seen: dict[str, list[Any]] = {}
         if incremental:
             before = (request.state or {}).get("files") or {}
@@ -196,7 +196,8 @@ class FilesSource(SourceConnector):
                 (first, a), (second, b) = next(
                     (x, y) for x in found for y in found if x[0] != y[0])
                 raise SourceError(f"{wanted.dataset}: column {name!r} is {first} in {a.path} "
-                                  f"but {second} in {b.path}; make the files agree")
+                                  f"but {second} in {b.path}; make the files agree",
+                                  public=True)
             fields.append(pa.field(name, common))
         return pa.schema(fields)
 

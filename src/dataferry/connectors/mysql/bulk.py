@@ -133,4 +133,6 @@ def _raise_warnings(cursor: pymysql.cursors.Cursor, label: str) -> None:
     found = [f"{level}: {message}" for level, _, message in cursor.fetchall() if level != "Note"]
     if found:
         raise SinkError(f"{label}: the load failed: " + "; ".join(found)
-                        + " (nothing of this delivery was applied)")
+                        + " (nothing of this delivery was applied)",
+                        public=f"{label}: the load failed with {len(found)} warning(s) "
+                               "(nothing of this delivery was applied)")

@@ -148,9 +148,12 @@ def classify(exc: BaseException, spec: Spec, what: str, secret: Secret | None,
     detail = redact(" ".join(text.split()), secret, dsn_secret)
     number = f" (error {code})" if code else ""
     message = f"{what}: {doing} MariaDB/MySQL at {shown}: {detail}{number}"
+    # The server's text may quote a row ("Duplicate entry '5' for key ..."): the public
+    # text names the error number and class only.
+    public = f"{what}: {doing} MariaDB/MySQL at {shown}: {type(exc).__name__}{number}"
     if code in _TRANSIENT_CODES or isinstance(exc, ConnectionError | TimeoutError):
-        return TransientError(message + "; retried later")
-    return error_class(spec)(message)
+        return TransientError(message + "; retried later", public=public + "; retried later")
+    return error_class(spec)(message, public=public)
 
 
 def _code_and_text(exc: BaseException) -> tuple[int | None, str]:

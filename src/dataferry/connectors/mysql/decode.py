@@ -69,7 +69,10 @@ def _times(values: Sequence[Any], column: ResultColumn, where: str) -> pa.Array:
                 f"{where}: column {column.name!r} (time) holds {value!r}, which is not a time "
                 "of day (00:00:00..23:59:59.999999); MariaDB TIME used as a duration cannot "
                 "be read as a time: select it as TIME_TO_SEC(...) or CAST(... AS CHAR) in a "
-                "query: dataset")
+                "query: dataset",
+                public=f"{where}: column {column.name!r} (time) holds a value that is not a "
+                       "time of day; select it as TIME_TO_SEC(...) or CAST(... AS CHAR) in a "
+                       "query: dataset")
         hours, minutes, seconds = (int(p) for p in parts)
         micros.append(hours * _MICROS["h"] + minutes * _MICROS["m"] + seconds * _MICROS["s"]
                       + int((fraction + "000000")[:6]))

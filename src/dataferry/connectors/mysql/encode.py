@@ -69,7 +69,8 @@ def render(column: pa.Array | pa.ChunkedArray, t: DataType, where: str) -> pa.Ar
         finite = pc.is_finite(column)
         if pc.any(pc.invert(finite)).as_py():
             raise SinkError(f"{where} holds NaN or an infinity, which MariaDB cannot store; "
-                            "filter those rows (where:) or map them to NULL upstream")
+                            "filter those rows (where:) or map them to NULL upstream",
+                            public=True)
         return column.cast(pa.float64()).cast(pa.string())
     if pa.types.is_timestamp(kind):
         return column.cast(pa.timestamp("us")).cast(pa.string())
@@ -94,7 +95,7 @@ def _json(column: pa.Array, where: str) -> pa.Array:
                 allow_nan=False))
         except ValueError:
             raise SinkError(f"{where} holds NaN or an infinity inside a nested value, which "
-                            "JSON cannot represent") from None
+                            "JSON cannot represent", public=True) from None
     return pa.array(texts, pa.string())
 
 

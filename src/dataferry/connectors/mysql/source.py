@@ -169,7 +169,7 @@ class MysqlSource(SourceConnector):
         live = _find(fields, cursor)
         if live is None:
             raise SourceError(f"{request.dataset}: cursor column {cursor!r} is not in the "
-                              f"source ({', '.join(f.name for f in fields)})")
+                              f"source ({', '.join(f.name for f in fields)})", public=True)
         # With arguments PyMySQL %-formats the text: a query's own % must be doubled.
         sql = sql.replace("%", "%%")
         return f"{sql} WHERE {ident(live.name)} >= %s", (_since(request.since),)

@@ -107,7 +107,9 @@ class ParquetSink(SinkConnector):
                 writer.close()
             except (pa.ArrowException, OSError, duckdb.Error) as error:
                 writer.abort()
-                raise SinkError(f"{where}: {str(error).splitlines()[0]}") from None
+                raise SinkError(f"{where}: {str(error).splitlines()[0]}",
+                                public=f"{where}: writing failed ({type(error).__name__})"
+                                ) from None
             except BaseException:
                 writer.abort()
                 raise

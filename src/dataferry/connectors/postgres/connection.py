@@ -133,11 +133,45 @@ def classify(exc: BaseException, spec: Spec, what: str, secret: Secret | None,
     message = f"{what}: {doing} PostgreSQL at {describe(spec)}: {text}"
     connection_failure = not state and isinstance(
         exc, psycopg.OperationalError | adbc_driver_manager.OperationalError)
+    # The server's text may quote rows ("Failing row contains (...)", "Key (id)=(5)"); the
+    # public text says what failed from the SQLSTATE and the names the server reports.
+    # A failure to connect happens before any row is sent: its text is the public one.
+    public = message if connection_failure else \
+        f"{what}: {doing} PostgreSQL at {describe(spec)}: {condition(exc)}"
     if _TRANSIENT_STATES.match(state) or (
         connection_failure and not _TERMINAL_TEXT.search(text)
     ):
-        return TransientError(message + " (retried later)")
-    return _error_class(spec)(message)
+        return TransientError(message + " (retried later)", public=public + " (retried later)")
+    return _error_class(spec)(message, public=public)
+
+
+def condition(exc: BaseException) -> str:
+    """A driver error as ``check violation (SQLSTATE 23514, constraint t_email_check, table
+    t)``: its condition and the names the server reports, never a value of a row."""
+    state = getattr(exc, "sqlstate", None) or ""
+    names: dict[str, str] = {}
+    diag = getattr(exc, "diag", None)  # psycopg
+    adbc_details = {_text(field): _text(value)  # ADBC: (b"PG_DIAG_TABLE_NAME", b"t"), ...
+                    for field, value in getattr(exc, "details", None) or []}
+    for label in _DIAG_NAMES:
+        found = getattr(diag, f"{label}_name", None) if diag is not None else None
+        found = found or adbc_details.get(f"PG_DIAG_{label.upper()}_NAME")
+        if found:
+            names[label] = str(found)
+    try:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", " ", psycopg.errors.lookup(state).__name__).lower()
+    except KeyError:
+        kind = type(exc).__name__
+    parts = [f"SQLSTATE {state}"] if state else []
+    parts += [f"{label} {name}" for label, name in names.items()]
+    return f"{kind} ({', '.join(parts)})" if parts else kind
+
+
+_DIAG_NAMES = ("constraint", "table", "column")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def ident(name: str) -> str:

@@ -119,7 +119,8 @@ class PostgresSink(SinkConnector):
                 since = f"version {d.previous}" if d.previous is not None else "the start"
                 raise SinkError(
                     f"{d.consumer}: table {self.schema}.{d.table} has {has} of {d.dataset}, "
-                    f"but the delivery holds the changes since {since}; run it again")
+                    f"but the delivery holds the changes since {since}; run it again",
+                    public=True)
             rows = _APPLY[d.mode](self, session, d)
             tables.record_load(session, self.schema, d.dataset, d.table, d.version, d.mode,
                                rows)
@@ -259,7 +260,10 @@ class PostgresSink(SinkConnector):
                     arrays.append(encode(batch.column(name)))
                 except EncodeError as exc:
                     raise SinkError(f"{d.consumer}: table {self.schema}.{d.table}: column "
-                                    f"{name} {exc}") from None
+                                    f"{name} {exc}",
+                                    public=f"{d.consumer}: table {self.schema}.{d.table}: "
+                                           f"column {name}: a value cannot be encoded"
+                                    ) from None
             if version_column:
                 arrays.append(stamp(batch.column(VERSION_COLUMN)) if stamped
                               else pa.array([d.version] * batch.num_rows, pa.int64()))

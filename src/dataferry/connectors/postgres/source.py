@@ -186,7 +186,10 @@ class PostgresSource(SourceConnector):
                         arrays.append(_apply(plan, column))
                     except BadValue as exc:
                         raise SourceError(f"{request.dataset}: column {plan.field.name} "
-                                          f"{exc}") from None
+                                          f"{exc}",
+                                          public=f"{request.dataset}: column "
+                                                 f"{plan.field.name}: a value does not fit "
+                                                 "its declared type") from None
                 for extra, index in enumerate(dims, start=len(plans)):
                     deepest = pc.max(batch.column(extra)).as_py()
                     if deepest is not None and deepest > 1:
@@ -273,7 +276,8 @@ def _match(dataset: str, name: str, live: dict[str, TypeInfo]) -> str:
     if len(folded) == 1:
         return folded[0]
     raise SourceError(f"{dataset}: the source has no column {name!r} (it has "
-                      f"{', '.join(live) or 'no columns'}); update the model or the source")
+                      f"{', '.join(live) or 'no columns'}); update the model or the source",
+                      public=True)
 
 
 def _apply(plan: ColumnPlan, column: pa.Array) -> pa.Array:

@@ -140,7 +140,7 @@ def ensure(session: Session, schema: str, name: str, columns: list[Column],
                 raise SinkError(
                     f"{target.where}: the delivery has a new column {column} ({t}) that is "
                     "not nullable, but the table's rows have no value for it; declare it "
-                    "nullable, or drop the table so the next delivery reloads it")
+                    "nullable, or drop the table so the next delivery reloads it", public=True)
             session.run(f"alter table {table} add column {ident(column)} {native_type(t)}")
             target.columns[column] = native_type(t)
             continue
@@ -151,7 +151,7 @@ def ensure(session: Session, schema: str, name: str, columns: list[Column],
                 raise SinkError(
                     f"{target.where}: column {actual} is {native}, which cannot hold the "
                     f"declared {t}; change the column, or drop the table so the next "
-                    "delivery recreates it")
+                    "delivery recreates it", public=True)
             session.run(f"alter table {table} alter column {ident(actual)} type {wider} "
                         f"using {ident(actual)}::{wider}")
             target.columns[actual] = wider
@@ -162,7 +162,8 @@ def ensure(session: Session, schema: str, name: str, columns: list[Column],
         if target.find(column) is None:
             if column in key:
                 raise SinkError(f"{target.where} has no column {column}: it was not made by "
-                                "a history delivery; drop it or deliver to another table")
+                                "a history delivery; drop it or deliver to another table",
+                                public=True)
             session.run(f"alter table {table} add column {ident(column)} {native}")
             target.columns[column] = native
     if key:
@@ -171,7 +172,7 @@ def ensure(session: Session, schema: str, name: str, columns: list[Column],
             raise SinkError(
                 f"{target.where} has no primary key or unique index on "
                 f"({', '.join(sorted(wanted))}), which the delivery needs to find rows by key;"
-                " add one, or drop the table so the next delivery creates it")
+                " add one, or drop the table so the next delivery creates it", public=True)
     return target
 
 

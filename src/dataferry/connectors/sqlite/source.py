@@ -51,11 +51,17 @@ def quote_table(name: str) -> str:
 
 def sqlite_error(error: sqlite3.Error, what: str,
                  kind: type[FerryError] = SourceError) -> FerryError:
-    """A ``TransientError`` for locks and busy files, else a terminal error of ``kind``."""
+    """A ``TransientError`` for locks and busy files, else a terminal error of ``kind``.
+
+    SQLite's text may quote a value (a constraint, a failed conversion): the public text
+    names the error code only (``SQLITE_CONSTRAINT_CHECK``).
+    """
     text = str(error)
+    code = getattr(error, "sqlite_errorname", None) or type(error).__name__
     if "locked" in text or "busy" in text:
-        return TransientError(f"{what}: the database is locked ({text}); will retry")
-    return kind(f"{what}: {text}")
+        return TransientError(f"{what}: the database is locked ({text}); will retry",
+                              public=f"{what}: the database is locked ({code}); will retry")
+    return kind(f"{what}: {text}", public=f"{what}: {code}")
 
 
 class SqliteSource(SourceConnector):
@@ -70,7 +76,8 @@ class SqliteSource(SourceConnector):
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.is_file():
-            raise SourceError(f"source {self.name}: SQLite file {self.path} does not exist")
+            raise SourceError(f"source {self.name}: SQLite file {self.path} does not exist",
+                              public=True)
         try:
             con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_SECONDS,
                                   isolation_level=None, check_same_thread=False)
@@ -101,7 +108,7 @@ class SqliteSource(SourceConnector):
             rows = con.execute(pragma).fetchall()
             if not rows:
                 raise SourceError(f"source {self.name}: dataset {dataset}: table {table!r} "
-                                  f"does not exist in {self.path}")
+                                  f"does not exist in {self.path}", public=True)
         return [(row[1], row[2] or "", not row[3]) for row in rows]
 
     def _describe(self, con: sqlite3.Connection, dataset: str,
@@ -202,7 +209,9 @@ def _stream(con: sqlite3.Connection, sql: str, params: list[Any], schema: pa.Sch
                 try:
                     arrays.append(to_arrow(list(columns[index]), field.type, nested[index]))
                 except UnfitValue as error:
-                    raise SourceError(f"{where}: column {field.name!r}: {error}") from None
+                    raise SourceError(f"{where}: column {field.name!r}: {error}",
+                                      public=f"{where}: column {field.name!r}: a value does "
+                                             f"not fit its declared type") from None
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
     except sqlite3.Error as error:
         raise sqlite_error(error, where) from None

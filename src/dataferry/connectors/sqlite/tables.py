@@ -152,4 +152,6 @@ def ensure_unique_key(con: sqlite3.Connection, table: str, primary_key: list[str
         con.execute(f"CREATE UNIQUE INDEX {quote(name)} ON {quote(table)} ({keys})")
     except sqlite3.IntegrityError as error:
         raise SinkError(f"table {table!r} has rows with the same primary key "
-                        f"({', '.join(primary_key)}): {error}; merge needs unique keys") from None
+                        f"({', '.join(primary_key)}): {error}; merge needs unique keys",
+                        public=f"table {table!r} has rows with the same primary key "
+                               f"({', '.join(primary_key)}); merge needs unique keys") from None

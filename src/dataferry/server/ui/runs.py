@@ -5,6 +5,10 @@ and background thread as ``POST /api/v1/runs`` — so the button cannot do anyth
 API would refuse. The job's run row appears a moment after the thread starts; the form
 waits briefly for it so the browser lands on the new run's page, where the status
 refreshes itself until the run ends.
+
+A run's error and log are shown as ``runs_view`` lets the caller see them, as the API
+does: the public summary for everyone, the detail and check examples as far as the
+caller may read the rows.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from dataferry.server import authz
 from dataferry.server.api import start_job
+from dataferry.server.runs_view import HIDDEN, run_view
 from dataferry.server.ui.pages import Offset, pager
 from dataferry.server.ui.web import (
     CheckedForm,
@@ -59,7 +64,8 @@ def run_page(request: Request, principal: PagePrincipal, run_id: RunId) -> HTMLR
     if run is None:
         raise PageError(404, f"There is no run {run_id}.")
     return render(request, "run.html", {
-        "run": run, "active": run.status in ACTIVE,
+        "run": run, "view": run_view(context, principal, run), "hidden_note": HIDDEN,
+        "active": run.status in ACTIVE,
         "can_retry": run.status not in ACTIVE
         and authz.can_trigger(context.index, principal, run.job_id)}, section="runs")
 
