@@ -26,6 +26,8 @@ from dataferry.model.spec import (
 from dataferry.store.conform import Conformer, SchemaError
 from dataferry.store.quality import QualityError, enforce_checks
 
+pytestmark = pytest.mark.security
+
 SECRET = "leaky-value-5521"
 
 

@@ -28,6 +28,8 @@ from dataferry.server.app import create_app
 from dataferry.server.auth import Auth
 from tests.server.conftest import FAST, use_metadata
 
+pytestmark = pytest.mark.security
+
 PASSWORD = "quartz harbor wind 2026"
 
 USERS = {

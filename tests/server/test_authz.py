@@ -19,6 +19,8 @@ from dataferry.server.authz import (
 from dataferry.server.principal import Principal, Role
 from tests.conftest import write_files
 
+pytestmark = pytest.mark.security
+
 
 def person(role: Role = "member", *teams: str) -> Principal:
     return Principal(user_id=1, username="someone", role=role, teams=frozenset(teams))

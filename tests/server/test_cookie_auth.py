@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from dataferry.server.auth import Auth
 from tests.server.conftest import PASSWORD, add_user, bearer
 
+pytestmark = pytest.mark.security
+
 
 def _cookie_session(client: TestClient, name: str) -> str:
     """Log in as a browser would: the cookie is kept, and the token returned."""

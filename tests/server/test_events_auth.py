@@ -20,6 +20,8 @@ from tests.conftest import FakeClock
 from tests.server.conftest import FAST, add_user, bearer
 from tests.server.live import uvicorn_in_thread
 
+pytestmark = pytest.mark.security
+
 RECHECK = 0.3
 
 

@@ -31,6 +31,8 @@ from dataferry.server.app import create_app
 from dataferry.server.auth import Auth, AuthSettings
 from tests.server.conftest import PASSWORD
 
+pytestmark = pytest.mark.security
+
 # Generous limits: a fuzzer that fails logins must not lock the accounts it uses.
 SETTINGS = AuthSettings(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1,
                         account_failures=100_000, ip_failures=100_000)

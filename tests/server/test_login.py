@@ -7,12 +7,15 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from dataferry.server.auth import Auth
 from dataferry.server.auth.totp import code_at
 from tests.conftest import FakeClock
 from tests.server.conftest import PASSWORD, add_user, bearer
+
+pytestmark = pytest.mark.security
 
 GENERIC = {"error": {"code": "unauthorized",
                      "message": "invalid username, password or TOTP code"}}

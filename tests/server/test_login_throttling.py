@@ -27,6 +27,8 @@ from tests.conftest import FakeClock
 from tests.server.conftest import PASSWORD, add_user, bearer
 from tests.server.live import uvicorn_in_thread
 
+pytestmark = pytest.mark.security
+
 # Costly enough that 30 checks take a while (as the real default does), small enough in
 # memory that a burst does not crowd the machine.
 SLOW = AuthSettings(argon2_time_cost=3, argon2_memory_kib=32768, argon2_parallelism=1)

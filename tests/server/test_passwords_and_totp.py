@@ -26,6 +26,8 @@ from dataferry.server.auth.totp import (
 )
 from tests.server.conftest import FAST
 
+pytestmark = pytest.mark.security
+
 
 @pytest.mark.parametrize(("password", "words"), [
     ("a" * 11, "at least 12"),

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from dataferry.server.auth import Auth
 from dataferry.server.auth.totp import code_at
 from tests.conftest import FakeClock
 from tests.server.conftest import PASSWORD, add_user, bearer
+
+pytestmark = pytest.mark.security
 
 NEW_PASSWORD = "copper kettle evening tide"
 

@@ -47,6 +47,8 @@ from tests.server.conftest import FAST, empty_postgres, use_metadata
 from tests.server.test_events import events_of
 from tests.server.test_ui import ui_login
 
+pytestmark = pytest.mark.security
+
 PASSWORD = "quartz harbor wind 2026"
 EMAIL = "mallory.leak@secret.example"
 CUSTOMER_ID = 7730419

@@ -19,6 +19,8 @@ from dataferry.server.auth import Auth
 from tests.conftest import FakeClock
 from tests.server.conftest import add_user, bearer
 
+pytestmark = pytest.mark.security
+
 SCOPES = ("read", "run", "tokens", "admin")  # docs/api.md's vocabulary, spelled out
 SESSION = "session"  # what only a login session may do
 OPENAPI_KEY = "x-ferry-scope"

@@ -25,6 +25,8 @@ from tests.conftest import write_files
 from tests.connectors.pg_helpers import temporary_database
 from tests.server.conftest import FAST
 
+pytestmark = pytest.mark.security
+
 PG_PASSWORD = "pg-Pa55word-never-shown"
 HOOK_SECRET = "hook-S3cret-never-shown"
 USER_PASSWORD = "quartz harbor wind 2026"

@@ -22,6 +22,8 @@ from dataferry.server.auth import Auth
 from tests.server.conftest import PASSWORD, add_user
 from tests.server.live import Served, ferry_serve
 
+pytestmark = pytest.mark.security
+
 BODY_BYTES = 20 * 1024 * 1024
 GROWTH_KIB = 8 * 1024
 """How much the server's memory may grow while refusing two 20 MiB bodies."""
