@@ -345,11 +345,15 @@ def draw_source(draw: Draw, world: World, team: str, dataset_names: list[str]) -
 
 def draw_transformer(draw: Draw, world: World, team: str, name: str) -> Raw:
     zone = world.zone_of[team]
-    # Inputs from the team's own zone only (a transformer gets every column, unmasked) and
-    # only datasets that exist already, so there are no cycles.
+    # Inputs from the team's own zone only (cross-zone inputs need masks the policy decides:
+    # test_transformer_policy.py) and only datasets that exist already, so there are no cycles.
     candidates = [ref for ref in world.datasets if world.zone_of[ref.partition(".")[0]] == zone]
     raw = draw_dataset_common(draw, world, team)
     raw["inputs"] = subset(draw, candidates, min_size=1)
+    masked = {ref: subset(draw, list(world.datasets[ref]["columns"]), min_size=1)
+              for ref in subset(draw, raw["inputs"])}
+    if masked:
+        raw["mask"] = masked
     body = draw(st.sampled_from(["sql", "sql_file", "python"]))
     if body == "sql":
         raw["sql"] = draw(texts)
