@@ -379,23 +379,25 @@ def draw_need(draw: Draw, world: World, team: str, ref: str, table: str | None) 
     if draw(st.booleans()):
         delivered = subset(draw, list(columns))
         raw["columns"] = delivered
-    if delivered and draw(st.booleans()):
-        column = draw(st.sampled_from(delivered))
+    owner = ref.partition(".")[0]
+    home, away = world.zone_of[owner], world.zone_of[team]
+    required = []  # what the producer's zone does not export: only masked, never filtered
+    if home != away:
+        zone = world.eco.zones[home]
+        for name, column in columns.items():
+            level = column.get("classification") or dataset.get("classification", "internal")
+            if level not in zone.export_classifications or (
+                    column.get("pii") and not zone.export_pii):
+                required.append(name)
+    filterable = [c for c in delivered if c not in required]
+    if filterable and draw(st.booleans()):
+        column = draw(st.sampled_from(filterable))
         raw["where"] = draw(st.sampled_from([f'"{column}" IS NOT NULL',
                                              f'"{column}" = \'x: #y\'', "1 = 1"]))
     if table is not None:
         raw["table"] = table
-    owner = ref.partition(".")[0]
-    home, away = world.zone_of[owner], world.zone_of[team]
     mask = subset(draw, delivered)
-    if home != away:  # mask what the producer's zone does not export
-        zone = world.eco.zones[home]
-        for name in delivered:
-            column = columns[name]
-            level = column.get("classification") or dataset.get("classification", "internal")
-            if (level not in zone.export_classifications
-                    or (column.get("pii") and not zone.export_pii)) and name not in mask:
-                mask.append(name)
+    mask += [c for c in delivered if c in required and c not in mask]
     if mask:
         raw["mask"] = mask
     world.receivers.setdefault(ref, set()).add(team)

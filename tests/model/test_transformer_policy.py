@@ -170,3 +170,36 @@ team.transformer("contacts", inputs=["crm.customers"], sql="select id, email fro
 """
     root = model({"teams/crm/crm.yaml": CRM, "teams/sales/model.py": dsl})
     assert findings(root) == []
+
+
+CONSUMER = """\
+team: sales
+zone: us
+owners: [sam@acme.example]
+consumers:
+  wh:
+    sink: {kind: duckdb, path: wh.duckdb}
+    datasets:
+      - ref: crm.customers
+        columns: [id, email]
+        mask: [email]
+        where: "email < 'm'"
+"""
+
+
+@pytest.mark.parametrize("need", [
+    CONSUMER,
+    CONSUMER.replace("        columns: [id, email]\n        mask: [email]\n",
+                     "        columns: [id]\n"),
+])
+def test_a_consumer_filter_on_a_column_it_may_get_only_masked(
+        model: Callable[..., Path], need: str) -> None:
+    """The same hole for consumers: ``where`` runs on the raw values, so which rows arrive
+    would reveal a masked (or left out) column, one comparison at a time."""
+    root = model({"teams/crm/crm.yaml": CRM, "teams/sales/sales.yaml": need})
+    [(code, file, line, _, message)] = findings(root)
+    where_line = next(n for n, text in enumerate(need.splitlines(), 1) if "where:" in text)
+    assert (code, file, line) == ("policy-violation", "teams/sales/sales.yaml", where_line)
+    assert "filters crm.customers on column 'email'" in message
+    fine = model({"teams/sales/sales.yaml": need.replace("email < 'm'", "id > 10")})
+    assert findings(fine) == []

@@ -6,6 +6,7 @@ from pathlib import Path as FsPath
 
 from dataferry.model.findings import Path, Report
 from dataferry.model.graph import DatasetEntry, ModelIndex, Receipt
+from dataferry.model.lint import where_columns
 from dataferry.model.reads import ColumnsRead, columns_read, transformer_sql
 from dataferry.model.spec import Ecosystem, Transformer
 
@@ -92,6 +93,19 @@ def _check_need_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt,
                 f"{required[column]} (mask it, leave it out with columns:, or change the "
                 "zone's policy)",
                 receipt.path,
+            )
+    where = receipt.need.where if receipt.need is not None else None
+    filtered = where_columns(where) if where is not None else ()
+    for column in filtered if isinstance(filtered, tuple) else ():
+        if column in required:
+            # A filter runs on the raw values: which rows arrive would tell them (a
+            # binary search with 'email < ...'), masked or left out or not.
+            report.add(
+                "policy-violation",
+                f"{receipt.label} (zone {away}) filters {receipt.ref} on column {column!r} "
+                f"(where: {where}), {required[column]}; a filter on a column it may "
+                "receive only masked reveals its values: filter on other columns",
+                (*receipt.path[:-1], "where"),
             )
 
 
