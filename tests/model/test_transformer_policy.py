@@ -110,6 +110,16 @@ def test_reads_that_count_as_reading_the_column(model: Callable[..., Path], sql:
     assert "'email'" in found[0][4]
 
 
+@pytest.mark.parametrize("sql", ["select id, Email from customers",
+                                 'select id, "EMAIL" from CUSTOMERS'])
+def test_column_names_match_as_duckdb_matches_them(model: Callable[..., Path], sql: str) -> None:
+    """DuckDB identifiers are case-insensitive, quoted or not: so is the check."""
+    crm = CRM.replace("          email:", "          Email:")
+    root = model({"teams/crm/crm.yaml": crm, "teams/sales/sales.yaml": sales(f"'{sql}'")})
+    [(code, _, _, _, message)] = findings(root)
+    assert code == "policy-violation" and "'Email'" in message
+
+
 def test_sql_file_is_read_from_the_team_folder(model: Callable[..., Path]) -> None:
     text = SALES.replace("    sql: {sql}\n", "    sql_file: contacts.sql\n").format()
     leak = model({"teams/crm/crm.yaml": CRM, "teams/sales/sales.yaml": text,

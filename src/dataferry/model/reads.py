@@ -64,9 +64,14 @@ def columns_read(transformer: Transformer, inputs: dict[str, DatasetCommon],
     resolved = _resolve(sql, schema)
     if isinstance(resolved, str):
         return ColumnsRead(every, resolved)
-    by_view = dict(resolved)
-    return ColumnsRead({ref: frozenset(by_view.get(views[ref], ())) for ref in inputs
-                        if ref in views})
+    # DuckDB's identifiers are case-insensitive (quoted or not) and sqlglot normalizes
+    # them to lower case: match the declared names the same way.
+    by_view = {view.lower(): {c.lower() for c in columns} for view, columns in resolved}
+    return ColumnsRead({
+        ref: frozenset(c for c in spec.columns
+                       if c.lower() in by_view.get(views[ref].lower(), set()))
+        for ref, spec in inputs.items() if ref in views
+    })
 
 
 def transformer_sql(transformer: Transformer, team_folder: Path) -> str | None:
