@@ -100,6 +100,11 @@ def test_no_finding_in_the_same_zone(model: Callable[..., Path]) -> None:
     "select to_json(c) as j from customers c",
     "select columns('e.*') from customers",
     "select id from customers; select email from customers",  # DuckDB runs both
+    "select #2 from customers",  # DuckDB: the second column
+    "unpivot customers on email, country into name k value v",
+    "select id, v from customers unpivot (v for k in (email, country))",
+    "summarize customers",  # min, max, ... of every column
+    "select x.e from query('select email as e from customers') x",
     "select id, email from nowhere",
     "select ((( from customers",
 ])

@@ -6,10 +6,11 @@ which columns a SQL transformer reads, its query is parsed and qualified with sq
 against the inputs' declared columns, and every column reference (select list, join,
 filter, grouping, ordering, window) is traced to the input it comes from. Whatever cannot
 be traced counts as reading *every* column of every input: a parse or resolution error,
-a ``*`` left unexpanded, ``COLUMNS(...)``, or a reference to a whole row (``select c from
-customers c`` gives DuckDB a struct of every column). A Python transformer reads every
-column of its inputs. Over-counting is the safe error: the author declares a mask or
-narrows the query; under-counting would let a value through.
+a statement that is not a query (``SUMMARIZE``), a ``*`` left unexpanded, ``COLUMNS(...)``,
+``PIVOT``/``UNPIVOT``, a column by position (``#2``), or a reference to a whole row
+(``select c from customers c`` gives DuckDB a struct of every column). A Python
+transformer reads every column of its inputs. Over-counting is the safe error: the
+author declares a mask or narrows the query; under-counting would let a value through.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def _resolve(sql: str, schema: _Schema) -> tuple[tuple[str, frozenset[str]], ...
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
         if len(statements) != 1:  # DuckDB runs them all and returns the last one's rows
             return f"its SQL is {len(statements)} statements, not one query"
+        if not isinstance(statements[0], exp.Query):  # SUMMARIZE, PIVOT statement, ...
+            return f"its SQL is a {statements[0].key.upper()} statement, not a query"
         tree = qualify(statements[0], schema=tables, dialect="duckdb",
                        validate_qualify_columns=True)
         scopes = traverse_scope(tree)
@@ -111,6 +114,9 @@ def _resolve(sql: str, schema: _Schema) -> tuple[tuple[str, frozenset[str]], ...
         return f"its SQL could not be resolved ({first})"
     if tree.find(exp.Columns) is not None:
         return "its SQL uses COLUMNS(...)"
+    opaque = tree.find(exp.Pivot, exp.PositionalColumn, exp.Placeholder)
+    if opaque is not None:  # columns named by position or by a PIVOT's values
+        return f"its SQL uses {opaque.sql(dialect='duckdb')}"
     whole_row = tree.find(exp.TableColumn)
     if whole_row is not None:
         return f"its SQL reads the whole row {whole_row.sql(dialect='duckdb')}"
