@@ -3,6 +3,8 @@ clear errors when the output disagrees with the declared columns."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import sqlite3
 from collections.abc import Callable
@@ -13,6 +15,8 @@ from typing import Any
 import pytest
 
 from dataferry.engine.context import RunContext
+from dataferry.engine.deliver import mask_key
+from dataferry.engine.transform import TransformError, transform
 from dataferry.model.load import load_model
 from tests.conftest import write_files
 
@@ -179,3 +183,124 @@ def test_a_failing_check_blocks_the_version_and_consumers_keep_the_last_good_one
     with sqlite3.connect(root / "out" / "books.db") as db:
         assert db.execute("select count(*), max(id) from orders").fetchall() == [(20, 20)]
     db.close()
+
+
+# --- governance at run time: a transformer of another zone gets masked columns -------------
+
+ZONES = """\
+ecosystem: acme
+zones:
+  eu: {export_classifications: [public, internal]}
+  us: {}
+"""
+
+CRM = """\
+team: crm
+zone: eu
+owners: [alice@acme.example]
+sources:
+  db:
+    kind: sqlite
+    path: crm.db
+    datasets:
+      customers:
+        table: customers
+        primary_key: [id]
+        columns:
+          id: {type: int64, nullable: false}
+          email: {type: string, classification: restricted, pii: true}
+          country: {type: string(2)}
+"""
+
+SALES = """\
+team: sales
+zone: us
+owners: [sam@acme.example]
+transformers:
+  contacts:
+    inputs: [crm.customers]
+    mask: {crm.customers: [email]}
+    sql: select id, email from customers
+    columns: {id: int64, email: string}
+  scored:
+    inputs: [crm.customers]
+    mask: {crm.customers: [email]}
+    python: contacts:emails
+    columns: {id: int64, email: string}
+"""
+
+EMAILS = """\
+import pyarrow as pa
+
+
+def emails(customers: pa.Table) -> pa.Table:
+    return customers.select(["id", "email"])
+"""
+
+ADDRESSES = ["ada@example.org", "bob@example.org"]
+
+
+@pytest.fixture
+def zones(tmp_path: Path) -> Path:
+    """crm (zone eu) owns customers with a restricted pii email; sales (zone us) reads it."""
+    root = write_files(tmp_path / "zones", {
+        "ferry.yaml": ZONES, "teams/crm/crm.yaml": CRM, "teams/sales/sales.yaml": SALES,
+        "teams/sales/contacts.py": EMAILS,
+    })
+    with sqlite3.connect(root / "crm.db") as db:
+        db.execute("create table customers (id integer primary key, email text, country text)")
+        db.executemany("insert into customers values (?, ?, 'DE')", enumerate(ADDRESSES, 1))
+    db.close()
+    return root
+
+
+def keyed_hash(root: Path, value: str) -> str:
+    key = mask_key(root / ".ferry")
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def test_a_declared_mask_hands_the_transformer_the_keyed_hash(
+        zones: Path, ferry: Callable[..., Any]) -> None:
+    done = ferry("run", "sales.contacts", "sales.scored", "--model", zones)
+    assert done.code == 0, done
+    for ref in ("sales.contacts", "sales.scored"):
+        emails = {r["id"]: r["email"] for r in rows(zones, ref)}
+        assert emails == {1: keyed_hash(zones, ADDRESSES[0]), 2: keyed_hash(zones, ADDRESSES[1])}
+
+
+@pytest.mark.parametrize("transformer", ["sales.contacts", "sales.scored"])
+def test_the_engine_masks_what_the_zone_rule_requires_even_undeclared(
+        zones: Path, ferry: Callable[..., Any], transformer: str) -> None:
+    """``ferry check`` refuses the model without the mask; the engine masks regardless
+    (a model applied without the check, an old server): no raw email reaches the output."""
+    assert ferry("run", "crm.customers", "--model", zones).code == 0
+    sales = zones / "teams" / "sales" / "sales.yaml"
+    sales.write_text(sales.read_text().replace("    mask: {crm.customers: [email]}\n", ""))
+    result = transform(RunContext.from_loaded(load_model(zones)), transformer)
+    assert result.published is not None
+    emails = [r["email"] for r in rows(zones, transformer)]
+    assert sorted(emails) == sorted(keyed_hash(zones, a) for a in ADDRESSES)
+    assert not set(emails) & set(ADDRESSES)
+
+
+def test_transformer_sql_cannot_read_the_store_around_its_inputs(
+        zones: Path, ferry: Callable[..., Any]) -> None:
+    assert ferry("run", "crm.customers", "--model", zones).code == 0
+    store = zones / ".ferry" / "store" / "crm" / "customers"
+    sales = zones / "teams" / "sales" / "sales.yaml"
+    sales.write_text(sales.read_text().replace(
+        "sql: select id, email from customers",
+        f"sql: select id, email from read_parquet('{store}/*.parquet')"))
+    with pytest.raises(TransformError, match="file system operations are disabled"):
+        transform(RunContext.from_loaded(load_model(zones)), "sales.contacts")
+    assert not (zones / ".ferry" / "store" / "sales" / "contacts").exists()
+
+
+def test_an_input_whose_owners_do_not_approve_the_team_is_refused(
+        zones: Path, ferry: Callable[..., Any]) -> None:
+    assert ferry("run", "crm.customers", "--model", zones).code == 0
+    crm = zones / "teams" / "crm" / "crm.yaml"
+    crm.write_text(crm.read_text().replace("primary_key: [id]",
+                                           "primary_key: [id]\n        allowed_consumers: []"))
+    with pytest.raises(TransformError, match=r"may not read crm\.customers.*allowed_consumers"):
+        transform(RunContext.from_loaded(load_model(zones)), "sales.contacts")

@@ -345,11 +345,15 @@ def draw_source(draw: Draw, world: World, team: str, dataset_names: list[str]) -
 
 def draw_transformer(draw: Draw, world: World, team: str, name: str) -> Raw:
     zone = world.zone_of[team]
-    # Inputs from the team's own zone only (a transformer gets every column, unmasked) and
-    # only datasets that exist already, so there are no cycles.
+    # Inputs from the team's own zone only (cross-zone inputs need masks the policy decides:
+    # test_transformer_policy.py) and only datasets that exist already, so there are no cycles.
     candidates = [ref for ref in world.datasets if world.zone_of[ref.partition(".")[0]] == zone]
     raw = draw_dataset_common(draw, world, team)
     raw["inputs"] = subset(draw, candidates, min_size=1)
+    masked = {ref: subset(draw, list(world.datasets[ref]["columns"]), min_size=1)
+              for ref in subset(draw, raw["inputs"])}
+    if masked:
+        raw["mask"] = masked
     body = draw(st.sampled_from(["sql", "sql_file", "python"]))
     if body == "sql":
         raw["sql"] = draw(texts)
@@ -375,23 +379,25 @@ def draw_need(draw: Draw, world: World, team: str, ref: str, table: str | None) 
     if draw(st.booleans()):
         delivered = subset(draw, list(columns))
         raw["columns"] = delivered
-    if delivered and draw(st.booleans()):
-        column = draw(st.sampled_from(delivered))
+    owner = ref.partition(".")[0]
+    home, away = world.zone_of[owner], world.zone_of[team]
+    required = []  # what the producer's zone does not export: only masked, never filtered
+    if home != away:
+        zone = world.eco.zones[home]
+        for name, column in columns.items():
+            level = column.get("classification") or dataset.get("classification", "internal")
+            if level not in zone.export_classifications or (
+                    column.get("pii") and not zone.export_pii):
+                required.append(name)
+    filterable = [c for c in delivered if c not in required]
+    if filterable and draw(st.booleans()):
+        column = draw(st.sampled_from(filterable))
         raw["where"] = draw(st.sampled_from([f'"{column}" IS NOT NULL',
                                              f'"{column}" = \'x: #y\'', "1 = 1"]))
     if table is not None:
         raw["table"] = table
-    owner = ref.partition(".")[0]
-    home, away = world.zone_of[owner], world.zone_of[team]
     mask = subset(draw, delivered)
-    if home != away:  # mask what the producer's zone does not export
-        zone = world.eco.zones[home]
-        for name in delivered:
-            column = columns[name]
-            level = column.get("classification") or dataset.get("classification", "internal")
-            if (level not in zone.export_classifications
-                    or (column.get("pii") and not zone.export_pii)) and name not in mask:
-                mask.append(name)
+    mask += [c for c in delivered if c in required and c not in mask]
     if mask:
         raw["mask"] = mask
     world.receivers.setdefault(ref, set()).add(team)

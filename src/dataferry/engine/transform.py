@@ -7,6 +7,15 @@ input, in the order of ``inputs:``, and return an Arrow table. The output is che
 against the declared columns and checks like any publication, and its manifest records
 which input versions it was computed from (lineage). Inputs are read only after their
 version verifies (signatures, chain, file hashes): a tampered input fails the transform.
+
+Governance holds here too, whether or not ``ferry check`` ran: an input of another team
+that does not approve the transformer's team (``allowed_consumers``) is refused, and the
+input columns the transformer's team may receive only masked (``policy.required_masks``),
+plus those its ``mask:`` declares, reach the SQL or Python as the keyed hash deliveries
+use. SQL runs with DuckDB's file system access off and its configuration locked, so a
+query cannot go around its inputs (``read_parquet`` on the store, ``ATTACH``, ``COPY``).
+Python transformers are code that runs with the broker's rights; what they get is masked,
+but they are trusted like any code the model's reviewers accept.
 """
 
 from __future__ import annotations
@@ -15,13 +24,18 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from dataferry.engine.context import RunContext
+from dataferry.engine.deliver import _masker, mask_key
 from dataferry.errors import FerryError, StoreError
+from dataferry.model.policy import approved, required_masks
+from dataferry.model.reads import view_names
+from dataferry.model.spec import Transformer
 from dataferry.store.dataset import declared_types
 from dataferry.store.duck import spilling
 from dataferry.store.publish import Published, publish
@@ -40,18 +54,10 @@ class TransformResult:
     published: Published | None  # None: its inputs have not changed since the last run
 
 
-def _view_names(inputs: list[str]) -> dict[str, str]:
-    names = [ref.partition(".")[2] for ref in inputs]
-    return {ref: (name if names.count(name) == 1 else ref.replace(".", "_"))
-            for ref, name in zip(inputs, names, strict=True)}
-
-
 def transform(context: RunContext, ref: str,
               on_rows: Callable[[int], None] | None = None) -> TransformResult:
     entry = context.index.datasets[ref]
     spec = entry.spec
-    from dataferry.model.spec import Transformer
-
     assert isinstance(spec, Transformer)
     current = [(r, context.store.dataset(r).resolve(None).number) for r in spec.inputs]
     output = context.store.dataset(ref)
@@ -60,10 +66,11 @@ def transform(context: RunContext, ref: str,
             == current:
         return TransformResult(ref, None)  # same inputs: the output would be the same
     lineage: list[dict[str, Any]] = []
-    views = _view_names(list(spec.inputs))
+    views = view_names(list(spec.inputs))
     with spilling("ferry-transform-", "1GB") as db:
         tables: list[pa.Table] = []
         for input_ref in spec.inputs:
+            masked = _input_mask(context, ref, input_ref)
             dataset = context.store.dataset(input_ref)
             version = dataset.resolve(None)
             verify_for_reading(dataset, version.number)  # never compute on altered data
@@ -71,6 +78,8 @@ def transform(context: RunContext, ref: str,
                             "manifest_hash": version.hash})
             decoded = _decoded(dataset.reader(version),
                                declared_types(version.manifest.schema))
+            if masked:
+                decoded = _masked(decoded, masked, context.store.home)
             if spec.python is not None:
                 tables.append(decoded.read_all())
             else:
@@ -82,6 +91,7 @@ def transform(context: RunContext, ref: str,
             else:
                 sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
                                                                        spec.sql_file or "")
+                _lock_down(db)
                 data = db.sql(sql).to_arrow_reader(65_536)
         except duckdb.Error as exc:
             # DuckDB's text may quote a value of the inputs (a failed cast): the public
@@ -100,6 +110,45 @@ def transform(context: RunContext, ref: str,
             raise StoreError(f"{exc}{suffix}", public=None if exc.public is None
                              else exc.public + suffix) from None
     return TransformResult(ref, published)
+
+
+def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
+    """The columns of ``input_ref`` transformer ``ref`` gets masked: what its team may
+    receive only masked (the zone rule ``ferry check`` reports), and what it declares.
+    Raises ``TransformError`` when the input's owners do not approve its team."""
+    team = context.index.datasets[ref].team
+    entry = context.index.datasets[input_ref]
+    if not approved(entry, team):
+        raise TransformError(
+            f"transformer {ref} may not read {input_ref}: its owners allow only "
+            f"{', '.join(entry.spec.allowed_consumers or []) or 'no other team'} "
+            f"(allowed_consumers); ask team {entry.team} to add {team}")
+    spec = context.index.datasets[ref].spec
+    declared = spec.mask.get(input_ref, []) if isinstance(spec, Transformer) else []
+    required = required_masks(context.ecosystem, entry, team)
+    return {c for c in [*declared, *required] if c in entry.spec.columns}
+
+
+def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.RecordBatchReader:
+    """``reader`` with the ``masked`` columns replaced by the keyed hash of deliveries."""
+    mask = _masker(mask_key(home))
+    schema = pa.schema([pa.field(f.name, pa.string(), f.nullable)
+                        if f.name in masked else f for f in reader.schema])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            arrays = [mask(column) if name in masked else column
+                      for name, column in zip(batch.schema.names, batch.columns, strict=True)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _lock_down(db: duckdb.DuckDBPyConnection) -> None:
+    """No file system access for the user's SQL, and no way to turn it back on: it sees
+    its (masked) inputs only. The spill directory keeps working."""
+    db.execute("set enable_external_access = false")
+    db.execute("set lock_configuration = true")
 
 
 def _decoded(reader: pa.RecordBatchReader, declared: dict[str, str]) -> pa.RecordBatchReader:

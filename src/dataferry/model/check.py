@@ -44,7 +44,7 @@ def lint_model(loaded: LoadedModel) -> None:
         return
     linter = Linter(loaded)
     linter.run()
-    check_policy(loaded.ecosystem, linter.index, loaded.report)
+    check_policy(loaded.ecosystem, linter.index, loaded.report, loaded.root)
 
 
 def check_model(

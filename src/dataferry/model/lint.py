@@ -301,6 +301,16 @@ class Linter:
         path: Path = ("teams", team_name, "transformers", name)
         for index, ref in enumerate(transformer.inputs):
             self.resolve(ref, (*path, "inputs", index))
+        for ref, columns in transformer.mask.items():
+            what = f"transformer {team_name}.{name} mask"
+            if ref not in transformer.inputs:
+                self.report.add("unknown-reference",
+                                f"{what}: {ref!r} is not one of its inputs"
+                                f"{suggest(ref, transformer.inputs)}", (*path, "mask", ref),
+                                key=True)
+            elif (entry := self.index.datasets.get(ref)) is not None:
+                self.check_columns(entry.spec.columns, columns, f"{what} {ref}",
+                                   (*path, "mask", ref))
         if transformer.python is not None and not _PYTHON_REF.match(transformer.python):
             self.report.add("invalid-field",
                             f"transformer {team_name}.{name}: python must be module:function, "

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path as FsPath
+
 from dataferry.model.findings import Path, Report
-from dataferry.model.graph import ModelIndex, Receipt
-from dataferry.model.spec import Ecosystem
+from dataferry.model.graph import DatasetEntry, ModelIndex, Receipt
+from dataferry.model.lint import where_columns
+from dataferry.model.reads import ColumnsRead, columns_read, transformer_sql
+from dataferry.model.spec import Ecosystem, Transformer
 
 
-def check_policy(eco: Ecosystem, index: ModelIndex, report: Report) -> None:
-    """Report ``policy-violation``, ``not-approved`` and ``deprecated-dataset`` findings."""
+def check_policy(eco: Ecosystem, index: ModelIndex, report: Report,
+                 root: FsPath | None = None) -> None:
+    """Report ``policy-violation``, ``not-approved`` and ``deprecated-dataset`` findings.
+
+    ``root`` is the model's directory, where a transformer's ``sql_file`` is read from
+    (without it, or when the file is missing, the transformer counts as reading every
+    column of its inputs).
+    """
     for receipt in index.receipts():
         entry = index.datasets.get(receipt.ref)
         if entry is None or receipt.team not in eco.teams:
             continue
-        allowed = entry.spec.allowed_consumers
-        if allowed is not None and receipt.team != entry.team and receipt.team not in allowed:
+        if not approved(entry, receipt.team):
+            allowed = entry.spec.allowed_consumers or []
             report.add(
                 "not-approved",
                 f"{receipt.label} receives {receipt.ref}, but its owners allow only "
@@ -27,39 +37,114 @@ def check_policy(eco: Ecosystem, index: ModelIndex, report: Report) -> None:
             why = f": {deprecated}" if isinstance(deprecated, str) else ""
             report.add("deprecated-dataset", f"{receipt.label} receives {receipt.ref}, which "
                        f"is deprecated{why}", receipt.path, severity="warning")
-        _check_zones(eco, index, receipt, report)
+        if receipt.need is not None:
+            _check_need_zones(eco, index, receipt, report)
+        else:
+            _check_input_zones(eco, index, receipt, report, root)
     _check_platforms(eco, index, report)
 
 
-def _check_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt, report: Report) -> None:
-    entry = index.datasets[receipt.ref]
+def approved(entry: DatasetEntry, team: str) -> bool:
+    """Whether team ``team`` may receive the dataset (its ``allowed_consumers``; the
+    owning team always may)."""
+    allowed = entry.spec.allowed_consumers
+    return allowed is None or team == entry.team or team in allowed
+
+
+def required_masks(eco: Ecosystem, entry: DatasetEntry, team: str) -> dict[str, str]:
+    """The columns of a dataset that team ``team`` may receive only masked, each with
+    why (the zone rule), for the finding to say.
+
+    A column crossing zones must have a classification the producing zone exports, and
+    a pii column needs a zone with ``export_pii``. Consumers' needs and transformers'
+    inputs are held to this one rule: the check reports what is not masked, and the
+    transform engine masks these columns whatever the model declares.
+    """
     home = eco.teams[entry.team].zone
-    away = eco.teams[receipt.team].zone
+    away = eco.teams[team].zone
     zone = eco.zones.get(home)
     if home == away or zone is None:
-        return
-    masked = set(receipt.need.mask) if receipt.need is not None else set()
-    for column in index.delivered_columns(receipt):
-        if column in masked:
-            continue
-        spec = entry.spec.columns[column]
+        return {}
+    exported = ", ".join(zone.export_classifications) or "nothing"
+    out: dict[str, str] = {}
+    for name, spec in entry.spec.columns.items():
         level = spec.classification or entry.spec.classification
         if level not in zone.export_classifications:
+            out[name] = (f"classified {level}; zone {home} exports only {exported} to "
+                         "other zones")
+        elif spec.pii and not zone.export_pii:
+            out[name] = f"pii; zone {home} does not export pii to other zones"
+    return out
+
+
+def _check_need_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt,
+                      report: Report) -> None:
+    entry = index.datasets[receipt.ref]
+    required = required_masks(eco, entry, receipt.team)
+    if not required:
+        return
+    away = eco.teams[receipt.team].zone
+    masked = set(receipt.need.mask) if receipt.need is not None else set()
+    for column in index.delivered_columns(receipt):
+        if column in required and column not in masked:
             report.add(
                 "policy-violation",
                 f"{receipt.label} (zone {away}) receives {receipt.ref} column {column!r}, "
-                f"classified {level}; zone {home} exports only "
-                f"{', '.join(zone.export_classifications) or 'nothing'} to other zones "
-                "(mask it, leave it out with columns:, or change the zone's policy)",
+                f"{required[column]} (mask it, leave it out with columns:, or change the "
+                "zone's policy)",
                 receipt.path,
             )
-        elif spec.pii and not zone.export_pii:
+    where = receipt.need.where if receipt.need is not None else None
+    filtered = where_columns(where) if where is not None else ()
+    for column in filtered if isinstance(filtered, tuple) else ():
+        if column in required:
+            # A filter runs on the raw values: which rows arrive would tell them (a
+            # binary search with 'email < ...'), masked or left out or not.
             report.add(
                 "policy-violation",
-                f"{receipt.label} (zone {away}) receives pii column {column!r} of "
-                f"{receipt.ref}; zone {home} does not export pii (mask it or leave it out)",
-                receipt.path,
+                f"{receipt.label} (zone {away}) filters {receipt.ref} on column {column!r} "
+                f"(where: {where}), {required[column]}; a filter on a column it may "
+                "receive only masked reveals its values: filter on other columns",
+                (*receipt.path[:-1], "where"),
             )
+
+
+def _check_input_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt, report: Report,
+                       root: FsPath | None) -> None:
+    """A transformer may read a column it would have to mask as a consumer only through
+    a declared ``mask:`` (the engine then hands it the keyed hash)."""
+    entry = index.datasets[receipt.ref]
+    required = required_masks(eco, entry, receipt.team)
+    if not required:
+        return
+    transformer = eco.teams[receipt.team].transformers[receipt.entity]
+    masked = set(transformer.mask.get(receipt.ref, []))
+    if not set(required) - masked:
+        return
+    read = _columns_read(index, receipt.team, transformer, root)
+    away = eco.teams[receipt.team].zone
+    why = f" ({read.why_all})" if read.why_all else ""
+    for column in sorted(read.of(receipt.ref) - masked, key=list(entry.spec.columns).index):
+        if column not in required:
+            continue
+        report.add(
+            "policy-violation",
+            f"{receipt.label} (zone {away}) reads column {column!r} of input {receipt.ref}"
+            f"{why}, {required[column]}; declare it masked on the transformer "
+            f"(mask: {{{receipt.ref}: [{column}]}}) to get a keyed hash instead, or stop "
+            "reading it",
+            receipt.path,
+        )
+
+
+def _columns_read(index: ModelIndex, team: str, transformer: Transformer,
+                  root: FsPath | None) -> ColumnsRead:
+    inputs = {ref: index.datasets[ref].spec for ref in transformer.inputs
+              if ref in index.datasets}
+    sql = transformer.sql
+    if sql is None and root is not None:
+        sql = transformer_sql(transformer, root / "teams" / team)
+    return columns_read(transformer, inputs, sql)
 
 
 def _check_platforms(eco: Ecosystem, index: ModelIndex, report: Report) -> None:

@@ -420,6 +420,11 @@ Source = Annotated[
 
 class Transformer(DatasetCommon):
     inputs: list[Ref] = Field(min_length=1)
+    mask: dict[Ref, list[ColumnName]] = Field(
+        default_factory=dict,
+        description="Input columns the transformer gets as a keyed hash, per input "
+        "reference (how a transformer in another zone may read restricted or pii columns)",
+    )
     sql: str | None = None
     sql_file: str | None = None
     python: str | None = Field(None, description="module:function, Arrow in, Arrow out")
