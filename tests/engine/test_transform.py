@@ -259,6 +259,7 @@ def keyed_hash(root: Path, value: str) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
+@pytest.mark.security
 def test_a_declared_mask_hands_the_transformer_the_keyed_hash(
         zones: Path, ferry: Callable[..., Any]) -> None:
     done = ferry("run", "sales.contacts", "sales.scored", "--model", zones)
@@ -268,6 +269,7 @@ def test_a_declared_mask_hands_the_transformer_the_keyed_hash(
         assert emails == {1: keyed_hash(zones, ADDRESSES[0]), 2: keyed_hash(zones, ADDRESSES[1])}
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("transformer", ["sales.contacts", "sales.scored"])
 def test_the_engine_masks_what_the_zone_rule_requires_even_undeclared(
         zones: Path, ferry: Callable[..., Any], transformer: str) -> None:
@@ -283,6 +285,24 @@ def test_the_engine_masks_what_the_zone_rule_requires_even_undeclared(
     assert not set(emails) & set(ADDRESSES)
 
 
+@pytest.mark.security
+def test_the_engine_masks_what_the_teams_own_consumers_receive_only_masked(
+        zones: Path, ferry: Callable[..., Any]) -> None:
+    """Same zone, so the zone rule allows the raw email; but the team's consumer receives
+    it masked, so its transformer gets the keyed hash too (the demo's marketing case)."""
+    assert ferry("run", "crm.customers", "--model", zones).code == 0
+    sales = zones / "teams" / "sales" / "sales.yaml"
+    sales.write_text(sales.read_text().replace("zone: us", "zone: eu")
+                     .replace("    mask: {crm.customers: [email]}\n", "")
+                     + "consumers:\n  crm_copy:\n    sink: {kind: sqlite, path: out.db}\n"
+                       "    datasets:\n      - ref: crm.customers\n        mask: [email]\n")
+    result = transform(RunContext.from_loaded(load_model(zones)), "sales.contacts")
+    assert result.published is not None
+    emails = [r["email"] for r in rows(zones, "sales.contacts")]
+    assert sorted(emails) == sorted(keyed_hash(zones, a) for a in ADDRESSES)
+
+
+@pytest.mark.security
 def test_transformer_sql_cannot_read_the_store_around_its_inputs(
         zones: Path, ferry: Callable[..., Any]) -> None:
     assert ferry("run", "crm.customers", "--model", zones).code == 0
@@ -296,6 +316,7 @@ def test_transformer_sql_cannot_read_the_store_around_its_inputs(
     assert not (zones / ".ferry" / "store" / "sales" / "contacts").exists()
 
 
+@pytest.mark.security
 def test_an_input_whose_owners_do_not_approve_the_team_is_refused(
         zones: Path, ferry: Callable[..., Any]) -> None:
     assert ferry("run", "crm.customers", "--model", zones).code == 0

@@ -447,6 +447,27 @@ def draw_consumer(draw: Draw, world: World, team: str) -> Raw:
     return raw
 
 
+def bind_transformers_to_consumer_masks(world: World, team: Raw) -> None:
+    """A column every consumer of the team receiving an input masks may reach the team's
+    transformers only masked (policy.transformer_masks): add it to their ``mask:``, as a
+    user fixing the finding would (the drawn SQL reads every column)."""
+    needs: dict[str, list[Raw]] = {}
+    for consumer in team.get("consumers", {}).values():
+        for need in consumer["datasets"]:
+            needs.setdefault(need["ref"], []).append(need)
+    for transformer in team.get("transformers", {}).values():
+        for ref in transformer["inputs"]:
+            masked: dict[str, bool] = {}  # column -> masked by every need delivering it
+            for need in needs.get(ref, []):
+                delivered = need["columns"] if "columns" in need else world.datasets[ref]["columns"]
+                for column in delivered:
+                    masked[column] = masked.get(column, True) and column in need.get("mask", [])
+            required = [column for column, always in masked.items() if always]
+            if required:
+                masks = transformer.setdefault("mask", {})
+                masks[ref] = list(dict.fromkeys([*masks.get(ref, []), *required]))
+
+
 @st.composite
 def ecosystems(draw: Draw) -> Ecosystem:
     """A random valid, lint-clean ecosystem."""
@@ -491,6 +512,8 @@ def ecosystems(draw: Draw) -> Ecosystem:
             }
             if consumers:
                 teams[name]["consumers"] = consumers
+    for name in team_names:
+        bind_transformers_to_consumer_masks(world, teams[name])
     for ref, dataset in world.datasets.items():
         if draw(st.booleans()):
             others = world.receivers.get(ref, set()) - {ref.partition(".")[0]}

@@ -14,6 +14,8 @@ import pytest
 
 from dataferry.model.check import check_model
 
+pytestmark = pytest.mark.security
+
 CRM = """\
 team: crm
 zone: eu
@@ -218,3 +220,54 @@ def test_a_consumer_filter_on_a_column_it_may_get_only_masked(
     assert "filters crm.customers on column 'email'" in message
     fine = model({"teams/sales/sales.yaml": need.replace("email < 'm'", "id > 10")})
     assert findings(fine) == []
+
+
+MARKETING = """\
+team: marketing
+zone: eu
+owners: [erin@acme.example]
+consumers:
+  segments:
+    sink: {{kind: sqlite, path: out.db}}
+    datasets:
+      - ref: crm.customers
+        columns: [id, email, country]
+        mask: [email]
+{more}transformers:
+  contacts:
+    inputs: [crm.customers]
+    sql: {sql}
+    columns: {{id: int64, email: string}}
+{mask}"""
+
+
+def marketing(sql: str, *, more: str = "", mask: str = "") -> str:
+    return MARKETING.format(sql=sql, more=more, mask=mask)
+
+
+def test_a_column_the_teams_consumers_receive_only_masked_binds_its_transformers(
+        model: Callable[..., Path]) -> None:
+    """The demo's case: marketing (same zone as crm) receives email masked, and must not
+    read it raw through a transformer either (its members would see it in the output)."""
+    root = model({"teams/crm/crm.yaml": CRM,
+                  "teams/marketing/m.yaml": marketing('"select id, email from customers"')})
+    [(code, file, line, _, message)] = findings(root)
+    assert (code, file) == ("policy-violation", "teams/marketing/m.yaml")
+    assert "transformer marketing.contacts" in message and "'email'" in message
+    assert "marketing.segments" in message and "only masked" in message
+    assert "mask: {crm.customers: [email]}" in message
+
+
+@pytest.mark.parametrize(("sql", "more", "mask"), [
+    ('"select id, country from customers"', "", ""),  # does not read it
+    ('"select id, email from customers"', "", "    mask: {crm.customers: [email]}\n"),
+    # another consumer of the team receives it raw: the team may see it raw already
+    ('"select id, email from customers"',
+     "  mailing:\n    sink: {kind: sqlite, path: mail.db}\n    datasets:\n"
+     "      - ref: crm.customers\n        table: recipients\n", ""),
+])
+def test_no_finding_when_the_team_may_see_the_column_raw_or_reads_it_masked(
+        model: Callable[..., Path], sql: str, more: str, mask: str) -> None:
+    root = model({"teams/crm/crm.yaml": CRM,
+                  "teams/marketing/m.yaml": marketing(sql, more=more, mask=mask)})
+    assert findings(root) == []

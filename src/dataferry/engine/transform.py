@@ -10,7 +10,8 @@ version verifies (signatures, chain, file hashes): a tampered input fails the tr
 
 Governance holds here too, whether or not ``ferry check`` ran: an input of another team
 that does not approve the transformer's team (``allowed_consumers``) is refused, and the
-input columns the transformer's team may receive only masked (``policy.required_masks``),
+input columns the transformer's team may receive only masked (``policy.transformer_masks``:
+the zone rule, and what its own consumers receive only masked),
 plus those its ``mask:`` declares, reach the SQL or Python as the keyed hash deliveries
 use. SQL runs with DuckDB's file system access off and its configuration locked, so a
 query cannot go around its inputs (``read_parquet`` on the store, ``ATTACH``, ``COPY``).
@@ -33,7 +34,7 @@ import pyarrow as pa
 from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import _masker, mask_key
 from dataferry.errors import FerryError, StoreError
-from dataferry.model.policy import approved, required_masks
+from dataferry.model.policy import approved, transformer_masks
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
 from dataferry.store.dataset import declared_types
@@ -114,7 +115,8 @@ def transform(context: RunContext, ref: str,
 
 def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
     """The columns of ``input_ref`` transformer ``ref`` gets masked: what its team may
-    receive only masked (the zone rule ``ferry check`` reports), and what it declares.
+    receive only masked (the zone rule, and its consumers' masks: what ``ferry check``
+    reports), and what it declares.
     Raises ``TransformError`` when the input's owners do not approve its team."""
     team = context.index.datasets[ref].team
     entry = context.index.datasets[input_ref]
@@ -125,7 +127,7 @@ def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
             f"(allowed_consumers); ask team {entry.team} to add {team}")
     spec = context.index.datasets[ref].spec
     declared = spec.mask.get(input_ref, []) if isinstance(spec, Transformer) else []
-    required = required_masks(context.ecosystem, entry, team)
+    required = transformer_masks(context.index, entry, team)
     return {c for c in [*declared, *required] if c in entry.spec.columns}
 
 

@@ -77,6 +77,36 @@ def required_masks(eco: Ecosystem, entry: DatasetEntry, team: str) -> dict[str, 
     return out
 
 
+def transformer_masks(index: ModelIndex, entry: DatasetEntry, team: str) -> dict[str, str]:
+    """The columns of a dataset that a transformer of team ``team`` may read only masked,
+    each with why: what ``required_masks`` says (the zone rule), and every column that the
+    team's own consumers of the dataset receive only masked.
+
+    A team's consumer needs are what it declared it may see of another team's dataset:
+    the server shows its members the rows as those needs deliver them. A transformer of
+    the team reading such a column raw would publish what none of its consumers receives
+    (and its members would read it raw in the transformer's output). A column some
+    consumer of the team receives unmasked is not held back; the owning team's own
+    transformers read everything.
+    """
+    out = required_masks(index.ecosystem, entry, team)
+    if team == entry.team:
+        return out
+    receiving: dict[str, list[tuple[str, bool]]] = {}
+    for receipt in index.receivers.get(entry.ref, []):
+        if receipt.team != team or receipt.need is None:
+            continue
+        masked = set(receipt.need.mask)
+        for column in index.delivered_columns(receipt):
+            receiving.setdefault(column, []).append((receipt.entity, column in masked))
+    for column, needs in receiving.items():
+        if column not in out and all(is_masked for _, is_masked in needs):
+            consumers = ", ".join(sorted({f"{team}.{name}" for name, _ in needs}))
+            out[column] = (f"which the team's consumers receive only masked ({consumers}); "
+                           "a transformer may not see more of it than they do")
+    return out
+
+
 def _check_need_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt,
                       report: Report) -> None:
     entry = index.datasets[receipt.ref]
@@ -111,10 +141,11 @@ def _check_need_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt,
 
 def _check_input_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt, report: Report,
                        root: FsPath | None) -> None:
-    """A transformer may read a column it would have to mask as a consumer only through
-    a declared ``mask:`` (the engine then hands it the keyed hash)."""
+    """A transformer may read a column it would have to mask as a consumer, or that its
+    team's consumers receive only masked, only through a declared ``mask:`` (the engine
+    then hands it the keyed hash)."""
     entry = index.datasets[receipt.ref]
-    required = required_masks(eco, entry, receipt.team)
+    required = transformer_masks(index, entry, receipt.team)
     if not required:
         return
     transformer = eco.teams[receipt.team].transformers[receipt.entity]
