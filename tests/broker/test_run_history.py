@@ -92,7 +92,7 @@ def test_a_retried_job_records_each_attempt(tmp_path: Path,
     def flaky(context: RunContext, job: Job, on_rows: Any, full: bool) -> JobResult:
         calls.append(job.id)
         if len(calls) == 1:
-            raise TransientError("source shop.db: connection refused (retried later)")
+            raise TransientError("source shop.db: connection refused")
         return real(context, job, on_rows, full)
 
     monkeypatch.setattr(runner, "run_job", flaky)
@@ -110,6 +110,32 @@ def test_a_retried_job_records_each_attempt(tmp_path: Path,
     assert retried is not None
     assert [line.level for line in retried.log] == ["error", "info"]
     assert "retrying in" in retried.log[1].message
+
+
+def test_a_transient_error_on_the_last_attempt_says_it_gave_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error cannot know it was the last try: the runner says so, instead of a
+    connector's 'will retry' after the last attempt."""
+    root = make_shop(tmp_path / "model")
+    context = RunContext.from_loaded(load_model(root))
+    jobs = select(build_graph(context.index), context.index, ["shop.orders"], downstream=False)
+
+    def down(context: RunContext, job: Job, on_rows: Any, full: bool) -> JobResult:
+        raise TransientError("source shop.db: the database is locked",
+                             public="source shop.db: the database is locked")
+
+    monkeypatch.setattr(runner, "run_job", down)
+    try:
+        [result] = run_jobs(context, jobs, sleep=lambda _: None, attempts=3)
+        [single] = run_jobs(context, jobs, sleep=lambda _: None, attempts=1)
+    finally:
+        context.close()
+    assert result.message.endswith("(a transient error; gave up after 3 attempts)")
+    assert single.message.endswith("(a transient error; run it again to retry)")
+    with history(root) as runs:
+        last = runs.get_run(result.run_id or 0)
+    assert last is not None and last.error is not None
+    assert last.error.endswith("gave up after 3 attempts)") and "will retry" not in last.error
 
 
 def test_a_long_job_keeps_its_run_alive(tmp_path: Path,

@@ -368,3 +368,28 @@ def test_large_tables_read_in_parallel_ranges_from_one_snapshot(
     assert "changed" not in table["v"].to_pylist()
     assert src._reading == set()  # every range's connection was closed
     assert plans and plans[0] is not None and len(plans[0][1].bounds) == 3  # type: ignore[index]
+
+
+def test_a_connection_killed_mid_read_is_transient(dsn: str,
+                                                    db: psycopg.Connection[Any]) -> None:
+    """pg_terminate_backend (a failover, a restart, an admin) in the middle of the COPY:
+    a TransientError the runner retries, in one line, not an internal OSError."""
+    db.execute("create table killed as select g as id, repeat(md5(g::text), 8) as h "
+               "from generate_series(1, 400000) g")
+    src = source(dsn)
+    spec = dataset({"id": "int64", "h": "string"}, table="killed")
+    result = src.read(ReadRequest("crm.killed", spec, ["id", "h"], batch_rows=1000))
+    batches = iter(result.reader)
+    next(batches)
+    [(killed,)] = db.execute(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+        "where datname = current_database() and pid <> pg_backend_pid() "
+        "and query ilike '%killed%'").fetchall()
+    assert killed >= 1
+    with pytest.raises(TransientError) as raised:
+        for _ in batches:
+            pass
+    src.close()
+    message = str(raised.value)
+    assert "crm.killed" in message and "connection" in message and "\n" not in message
+    assert raised.value.public is not None and "connection" in raised.value.public

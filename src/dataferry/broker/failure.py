@@ -96,8 +96,7 @@ def _generic(job_id: str, error: FerryError) -> str:
     state = _sqlstate(error)
     if state:
         names.append(f"SQLSTATE {state}")
-    retry = "; retried later" if error.transient else ""
-    return (f"{job_id}: {category} ({', '.join(names)}){retry}; the details may hold row "
+    return (f"{job_id}: {category} ({', '.join(names)}); the details may hold row "
             "values and are shown to the owning team and admins")
 
 

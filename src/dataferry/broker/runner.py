@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, cast
@@ -229,7 +229,14 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
         except FerryError as exc:
             retry = exc.transient and attempt < attempts
             failure = describe_failure(job.id, exc)
-            result = JobResult(job, "failed", message=str(exc), failure=failure)
+            message = str(exc)
+            if exc.transient and not retry:  # the error cannot know it was the last try
+                outcome = _gave_up(attempt)
+                message += outcome
+                failure = replace(failure, public=failure.public + outcome,
+                                  detail=None if failure.detail is None
+                                  else failure.detail + outcome)
+            result = JobResult(job, "failed", message=message, failure=failure)
         except Exception as exc:  # a bug: say where, do not stop the other jobs
             failure = describe_failure(job.id, exc)
             result = JobResult(job, "failed", message=failure.detail or failure.public,
@@ -248,6 +255,13 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
                                  f"(attempt {attempt + 1} of {attempts})")
         sleep(delay)
     raise AssertionError("unreachable: the last attempt never retries")
+
+
+def _gave_up(attempts: int) -> str:
+    """What a transient error's text gets when no retry follows it."""
+    if attempts == 1:
+        return " (a transient error; run it again to retry)"
+    return f" (a transient error; gave up after {attempts} attempts)"
 
 
 def _published(context: RunContext, written: list[VersionRef]) -> list[PublishedVersion]:

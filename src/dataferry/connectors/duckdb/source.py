@@ -31,8 +31,8 @@ def duckdb_error(error: Exception, what: str, kind: type[FerryError] = SourceErr
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     code = type(error).__name__  # DuckDB's text may quote a value: the public text does not
     if "lock" in text.lower() or "conflict" in text.lower():
-        return TransientError(f"{what}: the database is in use ({text}); will retry",
-                              public=f"{what}: the database is in use ({code}); will retry")
+        return TransientError(f"{what}: the database is in use ({text})",
+                              public=f"{what}: the database is in use ({code})")
     return kind(f"{what}: {text}", public=f"{what}: {code}")
 
 

@@ -87,7 +87,7 @@ class Fetcher:
                     wait = min(retry_after, self.max_retry_after)
         raise TransientError(self.safe(
             f"{self.name}: GET {self.show(url)} failed {len(self.delays) + 1} times; last: "
-            f"{problem}; it will be retried later"))
+            f"{problem}"))
 
     def _attempt(
         self, url: httpx.URL, headers: dict[str, str], stream: Callable[[httpx.Response], bool]

@@ -152,7 +152,7 @@ def classify(exc: BaseException, spec: Spec, what: str, secret: Secret | None,
     # text names the error number and class only.
     public = f"{what}: {doing} MariaDB/MySQL at {shown}: {type(exc).__name__}{number}"
     if code in _TRANSIENT_CODES or isinstance(exc, ConnectionError | TimeoutError):
-        return TransientError(message + "; retried later", public=public + "; retried later")
+        return TransientError(message, public=public)
     return error_class(spec)(message, public=public)
 
 

@@ -168,7 +168,7 @@ class MysqlSink(SinkConnector):
             row = cursor.fetchone()
         if row is None or row[0] != 1:
             raise TransientError(f"{self.what}: another delivery to {self.database}.{table} "
-                                 f"held its lock for {LOCK_SECONDS}s; retried later")
+                                 f"held its lock for {LOCK_SECONDS}s")
 
     def _unlock(self, table: str) -> None:
         with self._connect().cursor() as cursor:

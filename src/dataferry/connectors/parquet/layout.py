@@ -98,7 +98,7 @@ class Folder:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise TransientError(f"{self.root} is being written by another "
-                                             "delivery; will retry") from None
+                                             "delivery") from None
                     time.sleep(0.1)
             try:
                 yield

@@ -36,6 +36,15 @@ _TERMINAL_TEXT = re.compile(
 # SQLSTATEs worth a retry: connection exceptions, serialization failures and deadlocks,
 # lock timeouts, insufficient resources, operator intervention (shutdown, recovery).
 _TRANSIENT_STATES = re.compile(r"^(08|53|57P0|58|40001|40P01|55P03|55006)")
+# A connection lost in the middle of a streamed read: ADBC's Arrow stream reports it as an
+# OSError with libpq's text and no SQLSTATE (the server was restarted or failed over, an
+# admin ran pg_terminate_backend, the network dropped).
+_LOST_TEXT = re.compile(
+    r"terminating connection|server closed the connection|connection to (?:the )?server|"
+    r"could not receive data|no connection to the server|SSL SYSCALL|connection reset|"
+    r"broken pipe|the database system is (?:shutting down|in recovery mode)",
+    re.IGNORECASE,
+)
 
 
 def conninfo(spec: Spec, what: str) -> tuple[str, Secret | None]:
@@ -138,10 +147,14 @@ def classify(exc: BaseException, spec: Spec, what: str, secret: Secret | None,
     # A failure to connect happens before any row is sent: its text is the public one.
     public = message if connection_failure else \
         f"{what}: {doing} PostgreSQL at {describe(spec)}: {condition(exc)}"
+    if not state and isinstance(exc, OSError) and _LOST_TEXT.search(text):
+        # libpq's text names no row here; say it plainly and retry the whole read.
+        public = f"{what}: {doing} PostgreSQL at {describe(spec)}: the connection was lost"
+        return TransientError(f"{public} ({text})", public=public)
     if _TRANSIENT_STATES.match(state) or (
         connection_failure and not _TERMINAL_TEXT.search(text)
     ):
-        return TransientError(message + " (retried later)", public=public + " (retried later)")
+        return TransientError(message, public=public)
     return _error_class(spec)(message, public=public)
 
 

@@ -200,7 +200,7 @@ class PostgresSource(SourceConnector):
                 out = pa.RecordBatch.from_arrays(arrays, schema=schema)
                 for start in range(0, out.num_rows, request.batch_rows):
                     yield out.slice(start, request.batch_rows)
-        except adbc_driver_manager.Error as exc:
+        except (adbc_driver_manager.Error, OSError) as exc:  # OSError: the stream broke
             raise self.server.error(exc, f"reading {request.dataset} from") from None
         finally:
             cursor.close()

@@ -59,8 +59,8 @@ def sqlite_error(error: sqlite3.Error, what: str,
     text = str(error)
     code = getattr(error, "sqlite_errorname", None) or type(error).__name__
     if "locked" in text or "busy" in text:
-        return TransientError(f"{what}: the database is locked ({text}); will retry",
-                              public=f"{what}: the database is locked ({code}); will retry")
+        return TransientError(f"{what}: the database is locked ({text})",
+                              public=f"{what}: the database is locked ({code})")
     return kind(f"{what}: {text}", public=f"{what}: {code}")
 
 
