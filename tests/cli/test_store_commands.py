@@ -121,3 +121,31 @@ def test_gc_uses_the_models_retention(root: Path, ferry: Callable[..., object]) 
     assert [e["version"] for e in json.loads(ferry("log", "shop.orders", *m, "--json").out)] == [4, 3]
     assert ferry("verify", *m).code == 0
     assert "dropped versions 3..3" in ferry("gc", *m, "--keep", "1").out
+
+
+def test_show_and_export_times_python_cannot_hold(root: Path, ferry: Callable[..., object],
+                                                  tmp_path: Path) -> None:
+    """Year 12000 and 250 BC: ingest and delivery keep them; show and export did an
+    OverflowError. They come out as ISO text (a sign and more than four digits)."""
+    import pyarrow as pa
+
+    table = pa.table({
+        "id": pa.array([1, 2, 3], pa.int64()), "customer": ["far", "old", "now"],
+        "amount": pa.array(["1.00", "2.00", "3.00"]).cast(pa.decimal128(12, 2)),
+        "at": pa.array([315537897600000000, -70000000000000000, 1767225600000000],
+                       pa.timestamp("us", tz="UTC"))})
+    pq.write_table(table, tmp_path / "far.parquet")
+    m = ["--model", str(root)]
+    published = ferry("publish", "shop.orders", tmp_path / "far.parquet", *m)
+    assert published.code == 0, published
+    shown = ferry("show", "shop.orders", "--json", *m)
+    assert shown.code == 0, shown
+    at = {row["id"]: row["at"] for row in json.loads(shown.out)["rows"]}
+    assert at[1].startswith("11968-12-31T00:00:00") and at[2].startswith("-0249-10-15T19:33:20")
+    assert at[3] == "2026-01-01T00:00:00+00:00"  # in range: as before
+    assert ferry("show", "shop.orders", *m).code == 0
+    for name in ("out.jsonl", "out.csv", "out.parquet"):
+        exported = ferry("export", "shop.orders", tmp_path / name, *m)
+        assert exported.code == 0, exported
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(line["at"][:6] for line in lines) == ["-0249-", "11968-", "2026-0"]

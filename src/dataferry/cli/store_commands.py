@@ -215,6 +215,7 @@ def show(
     """Schema and first rows of a version (default: the latest)."""
     from dataferry.store.dataset import declared_types
     from dataferry.store.files import json_value
+    from dataferry.store.python_rows import python_rows
     from dataferry.store.storage import decode_batch
 
     ref, number = _split_version(target)
@@ -225,7 +226,7 @@ def show(
     rows: list[dict[str, Any]] = []
     if limit:
         for batch in dataset.reader(version, batch_size=max(limit, 1)):
-            for row in decode_batch(batch, declared).to_pylist():
+            for row in python_rows(decode_batch(batch, declared)):
                 rows.append({k: json_value(v) for k, v in row.items()})
                 if len(rows) >= limit:
                     break

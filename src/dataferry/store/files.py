@@ -16,6 +16,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from dataferry.errors import UsageError
+from dataferry.store.python_rows import python_rows
 
 FORMATS = (".parquet", ".csv", ".jsonl")
 BLOCK_SIZE = 16 << 20
@@ -101,7 +102,7 @@ def write_batches(
         else:
             with temp.open("w", encoding="utf-8") as handle:
                 for batch in batches:
-                    for row in batch.to_pylist():
+                    for row in python_rows(batch):
                         handle.write(json.dumps({k: json_value(v) for k, v in row.items()},
                                                 ensure_ascii=False) + "\n")
                     rows += batch.num_rows
