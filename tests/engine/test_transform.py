@@ -185,6 +185,21 @@ def test_a_failing_check_blocks_the_version_and_consumers_keep_the_last_good_one
     db.close()
 
 
+def test_an_error_while_the_sql_runs_is_the_transformers_error(
+        root: Path, ferry: Callable[..., Any]) -> None:
+    """DuckDB evaluates lazily: an overflow surfaces while the output is written, and was
+    'internal error'. It is the transformer's SQL failing, in one line."""
+    (root / "teams/shop/sql/big.sql").write_text(
+        "select 9223372036854625807 + g as id, 1.00 as amount from range(0, 300000) t(g)\n")
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    failed = ferry("run", "shop.big", "--model", root, "--json")
+    assert failed.code == 1
+    [run] = [r for r in json.loads(failed.out) if r["job"] == "transform:shop.big"]
+    assert run["status"] == "failed"
+    assert "the transformer's SQL failed" in run["message"] and "Overflow" in run["message"]
+    assert "internal error" not in run["message"]
+
+
 # --- governance at run time: a transformer of another zone gets masked columns -------------
 
 ZONES = """\

@@ -22,6 +22,7 @@ but they are trusted like any code the model's reviewers accept.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,13 +94,9 @@ def transform(context: RunContext, ref: str,
                 sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
                                                                        spec.sql_file or "")
                 _lock_down(db)
-                data = db.sql(sql).to_arrow_reader(65_536)
+                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(65_536))
         except duckdb.Error as exc:
-            # DuckDB's text may quote a value of the inputs (a failed cast): the public
-            # text names the kind of error only.
-            raise TransformError(f"{ref}: the transformer's SQL failed: {exc}",
-                                 public=f"{ref}: the transformer's SQL failed "
-                                        f"({type(exc).__name__})") from None
+            raise _sql_failed(ref, exc) from None
         data = _counted(data, on_rows)
         try:
             published = publish(context.store.dataset(ref), spec, data,
@@ -111,6 +108,31 @@ def transform(context: RunContext, ref: str,
             raise StoreError(f"{exc}{suffix}", public=None if exc.public is None
                              else exc.public + suffix) from None
     return TransformResult(ref, published)
+
+
+def _sql_failed(ref: str, exc: Exception) -> TransformError:
+    """A failure of the transformer's SQL. DuckDB's text may quote a value of the inputs
+    (a failed cast, an overflow): the public text names the kind of error only."""
+    kind = type(exc).__name__
+    if isinstance(exc, OSError):  # through Arrow's stream: DuckDB's class leads the text
+        head = str(exc).partition(" Error:")[0]
+        kind = f"{head} Error" if re.fullmatch(r"[A-Za-z ]{1,40}", head) else "an error"
+    return TransformError(f"{ref}: the transformer's SQL failed: {exc}",
+                          public=f"{ref}: the transformer's SQL failed ({kind})")
+
+
+def _sql_errors_named(ref: str, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """``reader`` whose failures name the transformer. DuckDB computes as the output is
+    read, so an overflow or a failed cast surfaces while the version is written, as a
+    ``duckdb.Error`` or Arrow's OSError, which would read as a bug in dataferry."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        except (duckdb.Error, OSError) as exc:
+            raise _sql_failed(ref, exc) from None
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
 def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
