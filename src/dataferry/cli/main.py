@@ -74,7 +74,28 @@ def invoke(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except Exception as exc:  # not ours to expect (a full disk, a bug): one line all the same
+        if debug:
+            raise
+        typer.echo(f"error: {unexpected(exc)}", err=True)
+        return 1
     return 0
+
+
+def unexpected(exc: Exception) -> str:
+    """One line for an error no part of dataferry turned into a ``FerryError``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where} (rerun with --debug for the traceback)"
+    text = " ".join(str(exc).split())
+    if any(full in text for full in ("database or disk is full", "No space left on device")):
+        return (f"no space left on the device ({type(exc).__name__}): make room where the "
+                "store or the metadata database lives and run again (rerun with --debug for "
+                "the traceback)")
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return (f"internal error {type(exc).__name__}: {text} (a bug, or a failure dataferry "
+            "does not know yet: rerun with --debug and report the traceback)")
 
 
 def run() -> None:

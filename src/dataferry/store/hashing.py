@@ -8,6 +8,7 @@ that list. Writing computes all of them in the same pass as the bytes are writte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable
@@ -105,9 +106,19 @@ class HashingWriter:
         self._file: IO[bytes] = path.open("xb")
         self._chunker = _Chunker(algorithm, chunk_size, new_hash(algorithm))
         self.closed = False
+        self.failed: OSError | None = None
 
     def write(self, data: bytes | memoryview) -> int:
-        self._file.write(data)
+        if self.failed is not None:
+            # The file is being abandoned (its writer raised the first error); Arrow's
+            # buffered stream still flushes into it when it is destroyed, and a second
+            # error there is printed as "Error ignored ... Traceback". Drop the bytes.
+            return len(data)
+        try:
+            self._file.write(data)
+        except OSError as error:
+            self.failed = error
+            raise
         self._chunker.update(data)
         return len(data)
 
@@ -115,7 +126,17 @@ class HashingWriter:
         return self._chunker.size
 
     def flush(self) -> None:
-        self._file.flush()
+        if self.failed is None:
+            self._file.flush()
+
+    def abandon(self) -> None:
+        """Close and delete the file after a failed write (it belongs to no version)."""
+        if self.failed is None:
+            self.failed = OSError("abandoned")
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self.closed = True
+        self.path.unlink(missing_ok=True)
 
     def writable(self) -> bool:
         return True

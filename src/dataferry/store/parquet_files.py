@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataferry.faults import crash_point
+from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, HashingWriter
 from dataferry.store.manifest import FileEntry
 
@@ -168,16 +169,27 @@ def write_files(
         if current.sink.tell() >= TARGET_FILE_BYTES:
             finish()
 
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        pending.append(batch)
-        pending_rows += batch.num_rows
-        pending_bytes += batch.nbytes
-        if on_rows is not None:
-            on_rows(batch.num_rows)
-        if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
-            flush()
-    flush()
-    finish()
+    try:
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            pending_bytes += batch.nbytes
+            if on_rows is not None:
+                on_rows(batch.num_rows)
+            if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
+                flush()
+        flush()
+        finish()
+    except BaseException as error:
+        # These files belong to no version yet: remove them now rather than leave them
+        # for gc (after a full disk, they would keep it full).
+        if current is not None:
+            current.sink.abandon()
+        for entry, _ in out:
+            (directory / entry.path).unlink(missing_ok=True)
+        if is_no_room(error):
+            raise no_room(directory) from None
+        raise
     return out

@@ -14,9 +14,10 @@ The steps, in an order that makes a crash at any point harmless (STORE.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from dataferry.model.spec import DatasetCommon
 from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
 from dataferry.store.manifest import (
@@ -118,9 +120,11 @@ def publish(
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
                              changed_by)
-        except Exception:
+        except Exception as error:
             if failures:  # deltalake wraps errors of the data it reads: give back the original
                 raise failures[0] from None
+            if is_no_room(error):  # the Delta log's commit, after the files were written
+                raise no_room(dataset.path) from None
             raise
         crash_point("after-commit")
         same_files = head is not None and mode == "replace" and sorted(
@@ -144,13 +148,23 @@ def publish(
         crash_point("before-manifest")
         state = cursor() if callable(cursor) else cursor
         manifest = _manifest(dataset, genesis, head, spec, written, mode, state, lineage)
-        for entry, digest in written.digests:
-            write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
-        raw = manifest.to_bytes()
-        write_atomic(dataset.manifest_path(manifest.version), raw)
-        crash_point("before-signature")
-        write_atomic(dataset.signature_path(manifest.version),
-                     Signature.create(key, raw).to_bytes())
+        try:
+            for entry, digest in written.digests:
+                write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
+            raw = manifest.to_bytes()
+            write_atomic(dataset.manifest_path(manifest.version), raw)
+            crash_point("before-signature")
+            write_atomic(dataset.signature_path(manifest.version),
+                         Signature.create(key, raw).to_bytes())
+        except OSError as error:
+            if not is_no_room(error):
+                raise
+            # Not published: undo the commit and free what this attempt took.
+            dataset.manifest_path(manifest.version).unlink(missing_ok=True)
+            _rollback(dataset, base_delta, written)
+            for entry, _ in written.digests:
+                (dataset.path / entry.path).unlink(missing_ok=True)
+            raise no_room(dataset.path) from None
     version = dataset.version(manifest.version)
     return Published(
         dataset.ref, manifest.version, manifest.rows, manifest.added_rows,
@@ -270,7 +284,8 @@ def _write(
         digests = merged.written
         crash_point("after-files")
         revised = merged.revised
-        delta_version, raw, log_actions = _commit_merge(dataset, reader.schema, merged)
+        with _files_removed_if_no_room(dataset, digests):
+            delta_version, raw, log_actions = _commit_merge(dataset, reader.schema, merged)
         metrics = {"added": merged.inserted + merged.updated, "removed": merged.updated}
     elif mode == "merge" or spec.partition_by:
         revised = []
@@ -288,12 +303,13 @@ def _write(
             for entry, _ in digests
         ]
         delta_mode = "overwrite" if mode == "replace" else "append"
-        if head is None and _delta_version(dataset) is None:
-            create_table_with_add_actions(str(dataset.path), schema,
-                                          [a for a in adds if isinstance(a, AddAction)],
-                                          mode="overwrite")
-        else:
-            DeltaTable(str(dataset.path)).create_write_transaction(adds, delta_mode, schema)
+        with _files_removed_if_no_room(dataset, digests):
+            if head is None and _delta_version(dataset) is None:
+                create_table_with_add_actions(str(dataset.path), schema,
+                                              [a for a in adds if isinstance(a, AddAction)],
+                                              mode="overwrite")
+            else:
+                DeltaTable(str(dataset.path)).create_write_transaction(adds, delta_mode, schema)
         delta_version, raw, log_actions = _latest_entry(dataset)
         added = sum(entry.rows for entry, _ in digests)
         metrics = {"added": added, "removed": previous_rows if mode == "replace" else 0}
@@ -305,6 +321,21 @@ def _write(
         active[entry.path] = entry
     return _Written(delta_version, raw, digests, revised, removed, sorted(
         active.values(), key=lambda f: f.path), metrics["added"], metrics["removed"])
+
+
+@contextlib.contextmanager
+def _files_removed_if_no_room(dataset: DatasetStore,
+                              digests: list[tuple[FileEntry, FileDigest]]) -> Iterator[None]:
+    """A Delta commit that fails for want of space was not made (its log entry could not
+    be written), so the files written for it belong to nothing: remove them now, or they
+    keep the disk full (gc would find them only later)."""
+    try:
+        yield
+    except BaseException as error:
+        if is_no_room(error):
+            for entry, _ in digests:
+                (dataset.path / entry.path).unlink(missing_ok=True)
+        raise
 
 
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
