@@ -393,3 +393,40 @@ def test_a_connection_killed_mid_read_is_transient(dsn: str,
     message = str(raised.value)
     assert "crm.killed" in message and "connection" in message and "\n" not in message
     assert raised.value.public is not None and "connection" in raised.value.public
+
+
+def test_a_transaction_open_longer_than_the_lag_is_not_missed(
+        dsn: str, db: psycopg.Connection[Any]) -> None:
+    """The row of a transaction that began before ``cursor - lag`` and commits after the
+    read: its updated_at is older than the next read's ``since``. The read that set the
+    cursor records when the oldest open transaction began, and the next read goes back
+    to it."""
+    import time as clock
+
+    db.execute("create table late (id int primary key, v text, "
+               "updated_at timestamptz not null default now())")
+    db.execute("insert into late (id, v) values (1, 'early')")
+    spec = dataset({"id": "int64", "v": "string", "updated_at": "timestamp_tz"},
+                   table="late", capture="incremental", cursor="updated_at",
+                   primary_key=["id"])
+    with psycopg.connect(dsn) as slow:  # a transaction: begun now, committed later
+        slow.execute("insert into late (id, v) values (2, 'late')")
+        clock.sleep(1.5)  # longer than the lag below
+        db.execute("insert into late (id, v) values (3, 'after')")
+        src = source(dsn)
+        first = src.read(ReadRequest("crm.late", spec, list(spec.columns),
+                                     since=datetime(2000, 1, 1, tzinfo=UTC)))
+        seen = first.reader.read_all()
+        state = first.state()
+        src.close()
+        assert sorted(seen["id"].to_pylist()) == [1, 3]
+        slow.commit()
+    cursor = max(seen["updated_at"].to_pylist())
+    lag = timedelta(seconds=0.5)
+    src = source(dsn)
+    second = src.read(ReadRequest("crm.late", spec, list(spec.columns), state=state,
+                                  since=cursor - lag))
+    ids = sorted(second.reader.read_all()["id"].to_pylist())
+    src.close()
+    assert 2 in ids  # the late commit arrives
+    assert state is not None and "pg_open_since" in state

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +95,19 @@ class PostgresSource(SourceConnector):
         exprs += [f"array_ndims({ident(source)})"
                   for p, source in zip(plans, sources, strict=True) if p.dims_check]
         query = f"select {', '.join(exprs)} from {_relation(request.dataset, spec)}"
+        # Taken before the read's own snapshot: a transaction that begins in between is
+        # younger than anything the read could leave behind.
+        open_since = self._oldest_open_transaction() if _tracks_late_commits(spec) else None
         if request.since is not None:
             if not spec.cursor:
                 raise SourceError(f"{request.dataset}: an incremental read needs cursor:")
             cursor = ident(_match(request.dataset, spec.cursor, live))
-            query += f" where {cursor} >= {literal(request.since)}"
+            query += f" where {cursor} >= {literal(_reach_back(request))}"
         schema = pa.schema([p.field for p in plans])
+        state = _LateCommits(open_since)
         parallel = self._parallel(request, live, query, plans, schema)
         if parallel is not None:
-            return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel))
+            return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel), state)
         connection, statement = self._open(autocommit=True)
         try:
             for setting in _SESSION:
@@ -114,7 +119,21 @@ class PostgresSource(SourceConnector):
             self._finish(connection)
             raise self.server.error(exc, f"reading {request.dataset} from") from None
         batches = self._batches(request, plans, stream, schema, (connection, statement))
-        return ReadResult(pa.RecordBatchReader.from_batches(schema, batches))
+        return ReadResult(pa.RecordBatchReader.from_batches(schema, batches), state)
+
+    def _oldest_open_transaction(self) -> datetime | None:
+        """When the oldest transaction open in the source's database began (None: none).
+
+        Its rows, once committed, carry a cursor no older than that (``now()`` in a
+        transaction is its start). Sessions of other roles show their ``xact_start`` only
+        to a role with ``pg_read_all_stats``; without it they cannot be seen (see
+        docs/connectors.md)."""
+        with self.server.connect(autocommit=True) as connection:
+            row = connection.execute(
+                "select min(xact_start) from pg_stat_activity "
+                "where datname = current_database() and pid <> pg_backend_pid() "
+                "and xact_start is not null").fetchone()
+        return None if row is None else row[0]
 
     def _parallel(self, request: ReadRequest, live: dict[str, TypeInfo], query: str,
                   plans: list[ColumnPlan], schema: pa.Schema) -> Iterator[pa.RecordBatch] | None:
@@ -254,6 +273,41 @@ class PostgresSource(SourceConnector):
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
+
+
+def _tracks_late_commits(spec: SourceDataset) -> bool:
+    return spec.capture == "incremental" and spec.cursor is not None
+
+
+class _LateCommits:
+    """The state an incremental read records: when the oldest transaction then open in
+    the database began (``pg_open_since``), so the next read reaches back to it."""
+
+    def __init__(self, open_since: datetime | None) -> None:
+        self.open_since = open_since
+
+    def __call__(self) -> dict[str, Any] | None:
+        if self.open_since is None:
+            return None
+        return {"pg_open_since": self.open_since.isoformat()}
+
+
+def _reach_back(request: ReadRequest) -> Any:
+    """``since``, moved back to when the oldest transaction open at the previous read
+    began: a row it commits later has a cursor from then, which ``last - lag`` can pass.
+    This re-reads a little more (rows are de-duplicated by key); it loses nothing."""
+    since = request.since
+    recorded = (request.state or {}).get("pg_open_since")
+    if not isinstance(since, datetime) or not isinstance(recorded, str):
+        return since
+    try:
+        open_since = datetime.fromisoformat(recorded)
+    except ValueError:
+        return since
+    if (since.tzinfo is None) != (open_since.tzinfo is None):
+        open_since = open_since.replace(tzinfo=None) if since.tzinfo is None else \
+            open_since.replace(tzinfo=UTC)
+    return min(since, open_since)
 
 
 def _relation(dataset: str, spec: SourceDataset) -> str:
