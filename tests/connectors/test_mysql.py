@@ -264,6 +264,36 @@ def test_incremental_reads_since_and_late_rows(database: str) -> None:
     assert read(src, query, since=datetime(2024, 6, 1, 12, 30)).column("id").to_pylist() == [2]
 
 
+def test_a_transaction_open_longer_than_the_lag_is_warned_about(database: str) -> None:
+    """MariaDB cannot find a late commit afterwards: the read says so while it can."""
+    import time as clock
+
+    run(database, "CREATE TABLE slow (id INT PRIMARY KEY, at DATETIME(6) NOT NULL)",
+        "INSERT INTO slow VALUES (1, NOW(6))")
+    spec = dataset({"id": "int64", "at": "timestamp"}, table="slow",
+                   capture="incremental", cursor="at")
+    request = ReadRequest("crm.slow", spec, ["id", "at"], since=datetime(2000, 1, 1),
+                          lag_seconds=1.0)
+    src = source(database)
+    try:
+        quiet = src.read(request)
+        quiet.reader.read_all()
+        assert quiet.warnings == []
+        with admin(database) as holder, holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("INSERT INTO slow VALUES (2, NOW(6))")
+            clock.sleep(2.2)
+            try:
+                warned = src.read(request)
+                warned.reader.read_all()
+            finally:
+                cursor.execute("COMMIT")
+    finally:
+        src.close()
+    [warning] = warned.warnings
+    assert "crm.slow" in warning and "longer than the lag" in warning and "lag:" in warning
+
+
 def test_reads_stream_in_bounded_batches(database: str) -> None:
     run(database, "CREATE TABLE many (id INT PRIMARY KEY, v VARCHAR(10))",
         "INSERT INTO many SELECT seq, CONCAT('v', seq) FROM seq_1_to_2500")

@@ -74,6 +74,9 @@ class ReadRequest:
     """Incremental with a cursor: read rows with ``cursor >= since`` (the runner already
     subtracted the lag); None = everything."""
     batch_rows: int = 65_536
+    lag_seconds: float | None = None
+    """Incremental with a cursor: the lag already taken off ``since`` (a source that cannot
+    see late commits warns about transactions open longer than this)."""
 
 
 @dataclass
@@ -83,6 +86,8 @@ class ReadResult:
     reader: pa.RecordBatchReader
     state: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
     """Called after the reader is exhausted: e.g. the files seen by a files source."""
+    warnings: list[str] = field(default_factory=list)
+    """What the run should say about this read (e.g. a transaction open past the lag)."""
 
 
 class SourceConnector(ABC):

@@ -109,8 +109,10 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
             dataset=ref, spec=spec, columns=list(spec.columns),
             state=previous if incremental else None,
             since=_since(previous, lag) if incremental and spec.cursor else None,
+            lag_seconds=duration_seconds(lag) if incremental and spec.cursor else None,
         )
         result = connector.read(request)
+        warnings.extend(result.warnings)
         tracker = _CursorTracker(result.reader, spec.cursor, on_rows)
         stream = tracker.stream()
         if incremental and head is not None:

@@ -85,7 +85,41 @@ class MysqlSource(SourceConnector):
             raise
         schema = pa.schema([pa.field(name, arrow_type(f)) for f, name in chosen])
         return ReadResult(pa.RecordBatchReader.from_batches(
-            schema, self._batches(connection, request, sql, args, chosen, schema)))
+            schema, self._batches(connection, request, sql, args, chosen, schema)),
+            warnings=self._late_commit_warnings(request))
+
+    def _late_commit_warnings(self, request: ReadRequest) -> list[str]:
+        """A warning when a transaction older than the lag was open during an incremental
+        read: a row it commits later with an older cursor is missed (MariaDB has no way
+        to find it afterwards). Needs the PROCESS privilege to see other sessions'
+        transactions (``information_schema.innodb_trx``); without it, says nothing."""
+        if request.since is None or request.lag_seconds is None:
+            return []
+        try:
+            connection = self._connect()
+        except SourceError:
+            return []
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET time_zone = 'SYSTEM'")  # innodb_trx keeps local times
+                cursor.execute("SELECT TIMESTAMPDIFF(SECOND, MIN(t.trx_started), NOW()) "
+                               "FROM information_schema.innodb_trx t "
+                               "JOIN information_schema.processlist p "
+                               "ON p.id = t.trx_mysql_thread_id "
+                               "WHERE t.trx_mysql_thread_id <> CONNECTION_ID() "
+                               "AND p.db = DATABASE()")
+                row = cursor.fetchone()
+        except pymysql.MySQLError:
+            return []
+        finally:
+            connection.close()
+        age = None if row is None or row[0] is None else int(row[0])  # raw: text
+        if age is None or age <= request.lag_seconds:
+            return []
+        return [f"{request.dataset}: a transaction open for {age} s (longer than the lag, "
+                f"{request.lag_seconds:g} s) was running during this read; rows it commits "
+                f"with an older {request.spec.cursor} will not be read. Raise lag: above "
+                "your longest write transaction, or run with --full to catch up"]
 
     def close(self) -> None:
         for connection in list(self._open):
