@@ -60,8 +60,8 @@ def test_versions_chain_and_are_signed(shop: StoreFixture) -> None:
 def test_a_failing_check_blocks_the_version(shop: StoreFixture) -> None:
     shop.publish("shop.orders", orders(range(1, 4)))
     with pytest.raises(QualityError) as info:
-        shop.publish("shop.orders", orders([8, 8, 9]), mode="append")
-    assert "unique" in str(info.value) and "8" in str(info.value)
+        shop.publish("shop.orders", orders([8, 9], amount="-2.00"), mode="append")
+    assert "range" in str(info.value) and "8" in str(info.value)
     dataset = shop.dataset("shop.orders")
     assert dataset.version_numbers() == [1]
     assert [r["id"] for r in rows(shop, "shop.orders")] == [1, 2, 3]

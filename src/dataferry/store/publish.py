@@ -45,6 +45,7 @@ from dataferry.store.manifest import (
 )
 from dataferry.store.merge import MergeResult, merge_files
 from dataferry.store.parquet_files import write_files
+from dataferry.store.primary_key import enforce_unique, with_keys_required
 from dataferry.store.quality import enforce_checks
 from dataferry.store.scan import file_scans
 from dataferry.store.storage import encode_reader
@@ -107,6 +108,7 @@ def publish(
         raise StoreError(f"{dataset.ref}: merge needs a primary key; declare primary_key in "
                          "the model or publish with --mode replace/append")
     key = keys.signing_key(dataset.team)
+    spec = with_keys_required(spec)
     conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
     conformed = conformer.conform_reader(_as_reader(data))
     failures: list[BaseException] = []
@@ -136,6 +138,9 @@ def publish(
                              head.hash, time.monotonic() - started, unchanged=True)
         files = file_scans(dataset.path, written.active)
         try:
+            if not _merged_by_key(spec, mode, head):  # a merge keeps keys unique itself
+                enforce_unique(dataset.ref, spec.primary_key, files,
+                               partitioned=bool(spec.partition_by), appended=mode == "append")
             enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,
                            partitioned=bool(spec.partition_by))
         except BaseException:
@@ -264,7 +269,7 @@ def _write(
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
     previous_rows = head.manifest.rows if head else 0
-    if mode == "merge" and head is not None and not spec.partition_by:
+    if head is not None and _merged_by_key(spec, mode, head):
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
                              cursor=changed_by, merge_on_read=spec.merge_on_read)
         digests = merged.written
@@ -305,6 +310,11 @@ def _write(
         active[entry.path] = entry
     return _Written(delta_version, raw, digests, revised, removed, sorted(
         active.values(), key=lambda f: f.path), metrics["added"], metrics["removed"])
+
+
+def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None) -> bool:
+    """Whether the store's own merge writes this version (see ``merge``)."""
+    return mode == "merge" and head is not None and not spec.partition_by
 
 
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
