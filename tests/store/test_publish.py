@@ -37,7 +37,7 @@ def test_replace_append_merge_and_time_travel(shop: StoreFixture) -> None:
                    4: Decimal("1.50"), 5: Decimal("1.50"), 9: Decimal("7.00")}
     assert [r["id"] for r in rows(shop, "shop.orders", 1)] == [1, 2, 3]
     assert len(rows(shop, "shop.orders", 2)) == 5
-    fourth = shop.publish("shop.orders", orders([7]))
+    fourth = shop.publish("shop.orders", orders([7]), max_delete_ratio=None)  # --allow-delete
     assert (fourth.rows, fourth.removed_rows) == (1, 6)
     assert [r["id"] for r in rows(shop, "shop.orders")] == [7]
     assert [r["id"] for r in rows(shop, "shop.orders", 1)] == [1, 2, 3]

@@ -32,6 +32,7 @@ from dataferry.model.spec import DatasetCommon
 from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.delete_limit import DEFAULT_MAX_DELETE_RATIO, check_delete_ratio
 from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
 from dataferry.store.manifest import (
@@ -97,11 +98,14 @@ def publish(
     lineage: Sequence[dict[str, Any]] = (),
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
+    max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
     ``changed_by``: a cursor column that changes whenever a row does (incremental
     captures), so a merge compares stored rows by key and that column alone.
+    ``max_delete_ratio``: the largest share of the previous version's rows a replace may
+    remove (None: any, as with ``--allow-delete``); see ``delete_limit``.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -138,6 +142,9 @@ def publish(
                              head.hash, time.monotonic() - started, unchanged=True)
         files = file_scans(dataset.path, written.active)
         try:
+            if mode == "replace" and head is not None:
+                check_delete_ratio(dataset.ref, head.manifest.rows,
+                                   sum(f.live_rows for f in written.active), max_delete_ratio)
             if not _merged_by_key(spec, mode, head):  # a merge keeps keys unique itself
                 enforce_unique(dataset.ref, spec.primary_key, files,
                                partitioned=bool(spec.partition_by), appended=mode == "append")
