@@ -353,3 +353,25 @@ def test_an_emptied_source_table_is_not_ingested(root: Path, ferry: Callable[...
     assert len(rows(root, "shop.orders")) == 20
     assert ferry("run", "shop.orders", "--allow-delete", "--model", root).code == 0
     assert rows(root, "shop.orders") == []
+
+
+@pytest.mark.parametrize(("sql", "error"), [
+    ("select customer as id, amount from orders",
+     "shop.keyed: primary key (id) is not unique: 3 keys appear in more than one row (20 rows)"),
+    ("select null::bigint as id, amount from orders",
+     "column 'id' at row 0: the value is null, but the column is part of the primary key"),
+])
+def test_a_transformer_output_keeps_its_key(root: Path, ferry: Callable[..., Any], sql: str,
+                                            error: str) -> None:
+    team = root / "teams" / "shop" / "shop.yaml"
+    team.write_text(team.read_text() + f"""\
+  keyed:
+    inputs: [shop.orders]
+    sql: {sql}
+    columns: {{id: int64, amount: decimal(12,2)}}
+    primary_key: [id]
+""")
+    failed = ferry("run", "shop.keyed", "--model", root)
+    assert failed.code == 1 and error in failed.err, failed
+    context = RunContext.from_loaded(load_model(root))
+    assert context.store.dataset("shop.keyed").version_numbers() == []
