@@ -149,3 +149,30 @@ def test_show_and_export_times_python_cannot_hold(root: Path, ferry: Callable[..
         assert exported.code == 0, exported
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert sorted(line["at"][:6] for line in lines) == ["-0249-", "11968-", "2026-0"]
+
+
+def test_a_header_only_csv_does_not_wipe_a_dataset(root: Path, ferry: Callable[..., object]) -> None:
+    m = ["--model", str(root)]
+    assert ferry("publish", "shop.orders", root / "v1.csv", *m).code == 0
+    empty = write_files(root, {"empty.csv": "id,customer,amount,at\n"}) / "empty.csv"
+    refused = ferry("publish", "shop.orders", empty, *m)
+    assert refused.code == 1 and refused.err.count("\n") == 1, refused
+    assert "would remove 2 of 2 rows (100%: 2 rows before, 0 after)" in refused.err
+    assert "max_delete_ratio of 0.5" in refused.err and "--allow-delete" in refused.err
+    assert [e["version"] for e in json.loads(ferry("log", "shop.orders", *m, "--json").out)] == [1]
+    allowed = ferry("publish", "shop.orders", empty, "--allow-delete", *m)
+    assert allowed.code == 0 and "version 2: 0 rows" in allowed.out
+
+
+def test_max_delete_ratio_is_set_in_the_model(root: Path, ferry: Callable[..., object]) -> None:
+    m = ["--model", str(root)]
+    one = write_files(root, {"one.csv": "id,customer,amount,at\n1,ann,10.50,\n"}) / "one.csv"
+    assert ferry("publish", "shop.orders", root / "v1.csv", *m).code == 0
+    (root / "ferry.yaml").write_text("ecosystem: acme\nzones: {eu: {}}\n"
+                                     "defaults: {max_delete_ratio: 0.25}\n")
+    refused = ferry("publish", "shop.orders", one, *m)
+    assert refused.code == 1 and "max_delete_ratio of 0.25" in refused.err
+    text = (root / "teams" / "shop" / "shop.yaml").read_text().replace(
+        "        table: orders\n", "        table: orders\n        max_delete_ratio: 0.5\n", 1)
+    (root / "teams" / "shop" / "shop.yaml").write_text(text)
+    assert ferry("publish", "shop.orders", one, *m).code == 0  # the dataset's own wins

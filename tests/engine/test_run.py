@@ -126,3 +126,28 @@ def test_schema_drift_is_found_before_anything_is_published(root: Path,
     out = ferry("run", "shop.orders", "--model", root)
     assert out.code == 1 and "'email' is missing at the source" in out.err
     assert not (root / ".ferry" / "store" / "shop" / "orders" / "_sig" / "m").exists()
+
+
+def test_an_incremental_window_with_a_duplicate_key_publishes_nothing(
+        root: Path, ferry: Callable[..., object]) -> None:
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    with duckdb.connect(str(root / "shop.duckdb")) as db:  # a source without a key constraint
+        db.execute("create table loose as select * from orders")
+        db.execute("drop table orders")
+        db.execute("alter table loose rename to orders")
+        db.execute("insert into orders values (7001, 1, 'a@x.org', now() - interval 1 second),"
+                   " (7001, 2, 'b@x.org', now())")  # the later by the cursor wins
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    log = json.loads(ferry("log", "shop.orders", "--model", root, "--json").out)
+    assert log[0]["version"] == 2
+    with duckdb.connect(str(root / "shop.duckdb")) as db:
+        db.execute("insert into orders values (7002, 1, 'a@x.org', timestamptz "
+                   "'2027-01-01 00:00:00+00'), (7002, 2, 'b@x.org', timestamptz "
+                   "'2027-01-01 00:00:00+00')")
+    failed = ferry("run", "shop.orders", "--model", root)
+    assert failed.code == 1
+    assert "shop.orders: primary key (id) is not unique" in failed.err
+    assert "e.g. id=7002; the data holds different rows with the same key and the same " \
+           "updated_at" in failed.err
+    log = json.loads(ferry("log", "shop.orders", "--model", root, "--json").out)
+    assert log[0]["version"] == 2  # nothing published, the cursor did not move

@@ -340,3 +340,53 @@ def test_an_input_whose_owners_do_not_approve_the_team_is_refused(
                                            "primary_key: [id]\n        allowed_consumers: []"))
     with pytest.raises(TransformError, match=r"may not read crm\.customers.*allowed_consumers"):
         transform(RunContext.from_loaded(load_model(zones)), "sales.contacts")
+
+
+def test_a_shrinking_output_is_refused_unless_allowed(root: Path, ferry: Callable[..., Any]) -> None:
+    assert ferry("run", "shop.big", "--model", root).code == 0  # 11 rows
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("update orders set amount = '1.00' where id > 12")
+    db.close()
+    refused = ferry("run", "shop.big", "--model", root, "--json")
+    assert refused.code == 1 and statuses(refused.out)["transform:shop.big"] == "failed"
+    message = {r["job"]: r["message"] for r in json.loads(refused.out)}["transform:shop.big"]
+    assert "shop.big: this version would remove 8 of 11 rows" in message
+    assert sorted(r["id"] for r in rows(root, "shop.big")) == list(range(10, 21))
+    # The snapshot ingest that read the change did publish; rerunning it is not needed.
+    allowed = ferry("run", "shop.big", "--allow-delete", "--model", root)
+    assert allowed.code == 0, allowed
+    assert sorted(r["id"] for r in rows(root, "shop.big")) == [10, 11, 12]
+
+
+def test_an_emptied_source_table_is_not_ingested(root: Path, ferry: Callable[..., Any]) -> None:
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("delete from orders")
+    db.close()
+    refused = ferry("run", "shop.orders", "--model", root)
+    assert refused.code == 1 and "would remove 20 of 20 rows" in refused.err + refused.out
+    assert len(rows(root, "shop.orders")) == 20
+    assert ferry("run", "shop.orders", "--allow-delete", "--model", root).code == 0
+    assert rows(root, "shop.orders") == []
+
+
+@pytest.mark.parametrize(("sql", "error"), [
+    ("select customer as id, amount from orders",
+     "shop.keyed: primary key (id) is not unique: 3 keys appear in more than one row (20 rows)"),
+    ("select null::bigint as id, amount from orders",
+     "column 'id' at row 0: the value is null, but the column is part of the primary key"),
+])
+def test_a_transformer_output_keeps_its_key(root: Path, ferry: Callable[..., Any], sql: str,
+                                            error: str) -> None:
+    team = root / "teams" / "shop" / "shop.yaml"
+    team.write_text(team.read_text() + f"""\
+  keyed:
+    inputs: [shop.orders]
+    sql: {sql}
+    columns: {{id: int64, amount: decimal(12,2)}}
+    primary_key: [id]
+""")
+    failed = ferry("run", "shop.keyed", "--model", root)
+    assert failed.code == 1 and error in failed.err, failed
+    context = RunContext.from_loaded(load_model(root))
+    assert context.store.dataset("shop.keyed").version_numbers() == []

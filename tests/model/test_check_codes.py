@@ -99,6 +99,17 @@ def test_wrong_value_type_and_bad_choice(model: Callable[..., Path]) -> None:
     assert "nullable" in messages
 
 
+def test_a_key_column_declared_nullable(model: Callable[..., Path]) -> None:
+    root = model({"teams/crm/crm.yaml": CRM.replace("id: {type: int64, nullable: false}",
+                                                    "id: {type: int64, nullable: true}")})
+    code, file, line, column, message = only(root, "invalid-field")
+    assert (file, line, column) == ("teams/crm/crm.yaml", 16, 39)
+    assert "crm.customers column id is part of the primary key" in message
+    assert "remove nullable: true" in message
+    left_out = CRM.replace("id: {type: int64, nullable: false}", "id: {type: int64}")
+    assert findings(model({"teams/crm/crm.yaml": left_out})) == []  # stored not null anyway
+
+
 def test_bad_name(model: Callable[..., Path]) -> None:
     root = model({"teams/crm/crm.yaml": CRM.replace("      customers:", "      Customers-2:")})
     found = [f for f in findings(root) if f[0] == "invalid-field"]

@@ -102,6 +102,16 @@ def test_nullable_to_not_null_is_breaking(repo: Callable[..., Path]) -> None:
     assert "not nullable" in result.findings[0].message
 
 
+def test_a_key_column_made_not_nullable_is_not_breaking(repo: Callable[..., Path]) -> None:
+    root = repo("int64")
+    loose = ORDERS.format(amount="int64").replace("id: {type: int64, nullable: false}",
+                                                  "id: {type: int64}")
+    write_files(root, {"teams/sales/sales.yaml": loose})
+    git(root, "commit", "-qam", "id left nullable by default")
+    write_files(root, {"teams/sales/sales.yaml": ORDERS.format(amount="int64")})
+    assert check_model(root, base="main").findings == []  # the store never held a null id
+
+
 def test_removing_a_received_column_is_breaking_but_not_an_unreceived_one(
     repo: Callable[..., Path],
 ) -> None:

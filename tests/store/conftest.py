@@ -68,9 +68,11 @@ class StoreFixture:
     def dataset(self, ref: str) -> DatasetStore:
         return self.store.dataset(ref)
 
-    def publish(self, ref: str, data: pa.Table, mode: str = "replace") -> Published:
+    def publish(self, ref: str, data: pa.Table, mode: str = "replace", *,
+                max_delete_ratio: float | None = 0.5) -> Published:
         return publish(self.dataset(ref), self.spec(ref), data, keys=self.store.keys,
-                       mode=mode)  # type: ignore[arg-type]
+                       mode=mode,  # type: ignore[arg-type]
+                       max_delete_ratio=max_delete_ratio)
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def test_replace_append_merge_and_time_travel(shop: StoreFixture) -> None:
                    4: Decimal("1.50"), 5: Decimal("1.50"), 9: Decimal("7.00")}
     assert [r["id"] for r in rows(shop, "shop.orders", 1)] == [1, 2, 3]
     assert len(rows(shop, "shop.orders", 2)) == 5
-    fourth = shop.publish("shop.orders", orders([7]))
+    fourth = shop.publish("shop.orders", orders([7]), max_delete_ratio=None)  # --allow-delete
     assert (fourth.rows, fourth.removed_rows) == (1, 6)
     assert [r["id"] for r in rows(shop, "shop.orders")] == [7]
     assert [r["id"] for r in rows(shop, "shop.orders", 1)] == [1, 2, 3]
@@ -60,8 +60,8 @@ def test_versions_chain_and_are_signed(shop: StoreFixture) -> None:
 def test_a_failing_check_blocks_the_version(shop: StoreFixture) -> None:
     shop.publish("shop.orders", orders(range(1, 4)))
     with pytest.raises(QualityError) as info:
-        shop.publish("shop.orders", orders([8, 8, 9]), mode="append")
-    assert "unique" in str(info.value) and "8" in str(info.value)
+        shop.publish("shop.orders", orders([8, 9], amount="-2.00"), mode="append")
+    assert "range" in str(info.value) and "8" in str(info.value)
     dataset = shop.dataset("shop.orders")
     assert dataset.version_numbers() == [1]
     assert [r["id"] for r in rows(shop, "shop.orders")] == [1, 2, 3]

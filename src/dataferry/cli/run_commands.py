@@ -44,6 +44,9 @@ def run(
     downstream: bool = typer.Option(False, "--downstream",
                                     help="Also run everything downstream of REF."),
     full: bool = typer.Option(False, "--full", help="Ignore cursors: read everything again."),
+    allow_delete: bool = typer.Option(
+        False, "--allow-delete", help="Let snapshots and transforms remove more of a "
+        "dataset's rows than its max_delete_ratio (default 0.5) allows."),
     attempts: int = AttemptsOption,
     model: ModelOption = None,
     json_out: JsonOption = False,
@@ -56,6 +59,7 @@ def run(
 
     context = _context(model)
     assert isinstance(context, RunContext)
+    context.allow_delete = allow_delete
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:

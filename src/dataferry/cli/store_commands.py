@@ -48,6 +48,7 @@ class _Context:
         if loaded.ecosystem is None:
             raise UsageError("ferry.yaml is not valid; run `ferry check` to see why")
         self.loaded = loaded
+        self.defaults = loaded.ecosystem.defaults
         self.index = ModelIndex(loaded.ecosystem)
         self.store = Store.for_model(loaded.root, loaded.ecosystem)
 
@@ -62,6 +63,12 @@ class _Context:
             hint = suggest(ref, self.index.datasets)
             raise UsageError(f"no dataset {ref!r} in the model{hint}")
         return entry
+
+    def max_delete_ratio(self, spec: Any) -> float:
+        """The dataset's ``max_delete_ratio``, else the model's default."""
+        if spec.max_delete_ratio is not None:
+            return float(spec.max_delete_ratio)
+        return self.defaults.max_delete_ratio
 
     def dataset(self, ref: str) -> Any:
         if "." not in ref:
@@ -92,6 +99,9 @@ def publish(
     ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),
     file: Path = typer.Argument(..., help="A .parquet, .csv or .jsonl file."),
     mode: str = typer.Option("replace", "--mode", help="replace | merge | append"),
+    allow_delete: bool = typer.Option(
+        False, "--allow-delete", help="Let a replace remove more of the dataset's rows than "
+        "its max_delete_ratio (default 0.5) allows."),
     model: ModelOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -110,6 +120,7 @@ def publish(
             context.store.dataset(ref), entry.spec, batches, keys=context.store.keys,
             mode=mode,  # type: ignore[arg-type]
             on_warning=warnings.append, on_rows=progress.advance,
+            max_delete_ratio=None if allow_delete else context.max_delete_ratio(entry.spec),
         )
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import LoadedModel
-from dataferry.model.spec import Ecosystem
+from dataferry.model.spec import DatasetCommon, Ecosystem
 from dataferry.store.store import Store
 
 if TYPE_CHECKING:
@@ -22,12 +22,22 @@ class RunContext:
     ecosystem: Ecosystem
     index: ModelIndex
     store: Store
+    allow_delete: bool = False
+    """``ferry run --allow-delete``: replaces may remove any share of a dataset's rows."""
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel) -> RunContext:
         assert loaded.ecosystem is not None
         return cls(loaded.root, loaded.ecosystem, ModelIndex(loaded.ecosystem),
                    Store.for_model(loaded.root, loaded.ecosystem))
+
+    def max_delete_ratio(self, spec: DatasetCommon) -> float | None:
+        """The share of ``spec``'s rows a replace may remove (None: any); see delete_limit."""
+        if self.allow_delete:
+            return None
+        if spec.max_delete_ratio is not None:
+            return spec.max_delete_ratio
+        return self.ecosystem.defaults.max_delete_ratio
 
     @property
     def metadata_url(self) -> str:

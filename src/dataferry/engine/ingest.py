@@ -143,7 +143,8 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
                             mode=mode,  # type: ignore[arg-type]
                             cursor=cursor, on_warning=warnings.append,
                             # the source moves the cursor whenever a row changes
-                            changed_by=spec.cursor if incremental else None)
+                            changed_by=spec.cursor if incremental else None,
+                            max_delete_ratio=context.max_delete_ratio(spec))
         return IngestResult(ref, tracker.rows, None if published.unchanged else published,
                             warnings)
     finally:

@@ -39,7 +39,9 @@ from dataferry.model.policy import approved, transformer_masks
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
 from dataferry.store.dataset import declared_types
+from dataferry.store.delete_limit import DeleteRefused
 from dataferry.store.duck import spilling
+from dataferry.store.primary_key import KeyViolation
 from dataferry.store.publish import Published, publish
 from dataferry.store.quality import QualityError
 from dataferry.store.storage import decode_batch
@@ -100,9 +102,10 @@ def transform(context: RunContext, ref: str,
         data = _counted(data, on_rows)
         try:
             published = publish(context.store.dataset(ref), spec, data,
-                                keys=context.store.keys, lineage=lineage)
-        except QualityError:
-            raise  # it names the dataset and check, and carries its examples
+                                keys=context.store.keys, lineage=lineage,
+                                max_delete_ratio=context.max_delete_ratio(spec))
+        except (QualityError, KeyViolation, DeleteRefused):
+            raise  # they name the dataset and what is wrong with the output
         except StoreError as exc:
             suffix = f" (the output of transformer {ref} does not match its declared columns)"
             raise StoreError(f"{exc}{suffix}", public=None if exc.public is None

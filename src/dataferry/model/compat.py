@@ -197,7 +197,8 @@ def _dataset_changes(
             change = describe_change(before, after)
             if change is not None:
                 yield (f"column {name!r}: {change}", (*at, "type"))
-        if column.nullable and not now.nullable:
+        # A key column was never nullable in the store: saying so changes nothing.
+        if column.nullable and not now.nullable and name not in new.spec.primary_key:
             yield (f"column {name!r} became not nullable (narrowing)", (*at, "nullable"))
     for name, column in new.spec.columns.items():
         if name not in old.spec.columns and not column.nullable and received:

@@ -208,6 +208,15 @@ class Linter:
                                 (*path, "columns", name, "type"))
         columns = spec.columns
         self.check_columns(columns, spec.primary_key, f"{ref} primary_key", (*path, "primary_key"))
+        for name in spec.primary_key:
+            key_column = columns.get(name)
+            # Only an explicit `nullable: true`: a key column is stored not nullable anyway.
+            if (key_column is not None and key_column.nullable
+                    and "nullable" in key_column.model_fields_set):
+                self.report.add("invalid-field",
+                                f"{ref} column {name} is part of the primary key, so it cannot "
+                                "be nullable; remove nullable: true (every row needs a key)",
+                                (*path, "columns", name, "nullable"))
         self.check_columns(columns, spec.partition_by, f"{ref} partition_by",
                            (*path, "partition_by"))
         self.check_platform(spec.platform, (*path, "platform"))

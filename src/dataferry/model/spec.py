@@ -173,6 +173,9 @@ class Defaults(Spec):
     lag: Duration = Field(
         "5m", description="How far back incremental ingests re-read before the last cursor."
     )
+    max_delete_ratio: float = Field(
+        0.5, ge=0, le=1, description="The largest share of a dataset's rows a replace may "
+        "remove without --allow-delete.")
 
 
 class OpenLineage(Spec):
@@ -319,6 +322,9 @@ class DatasetCommon(Spec):
     checks: list[Check] = Field(default_factory=list)
     version: int = Field(1, ge=1, description="Major version; raise it for a breaking change.")
     retention: int | None = Field(None, ge=1, description="Versions to keep (default: all).")
+    max_delete_ratio: float | None = Field(
+        None, ge=0, le=1, description="The largest share of its rows a replace may remove "
+        "without --allow-delete (default: defaults.max_delete_ratio).")
     partition_by: list[ColumnName] = Field(default_factory=list)
     merge_on_read: bool = Field(
         True, description="Merges mark replaced rows in deletion vectors instead of "

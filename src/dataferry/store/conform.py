@@ -195,14 +195,20 @@ class Conformer:
                     source, batch.schema.field(index), declared, target
                 )
                 if not target.nullable and array.null_count:
-                    raise _Rejected(_first(pc.is_null(array)), "the value is null, but the "
-                                    "column is not nullable", "fill it at the source, or "
-                                    "declare the column nullable: true",
+                    raise _Rejected(_first(pc.is_null(array)), *self._null_problem(name),
                                     _type_text(source.type), declared)
             except _Rejected as rejected:
                 raise self._error(name, rejected, arrays, first_row) from None
             arrays[name] = array
         return pa.RecordBatch.from_arrays([arrays[n] for n in self.columns], schema=self.schema)
+
+    def _null_problem(self, name: str) -> tuple[str, str]:
+        """What is wrong with a null in ``name``, and what to do."""
+        if name in self.primary_key:
+            return ("the value is null, but the column is part of the primary key",
+                    "every row needs a key: fill it at the source, or change the primary key")
+        return ("the value is null, but the column is not nullable",
+                "fill it at the source, or declare the column nullable: true")
 
     def _error(
         self, name: str, rejected: _Rejected, done: dict[str, pa.Array], first_row: int

@@ -39,6 +39,7 @@ from dataferry.store.duck import cast_batches, ident, spilling, text
 from dataferry.store.hashing import FileDigest
 from dataferry.store.manifest import FileEntry
 from dataferry.store.parquet_files import write_files
+from dataferry.store.primary_key import violation
 from dataferry.store.scan import FileScan, file_scans, relation
 
 REWRITE_FRACTION = 0.5
@@ -75,10 +76,13 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
         with spilling("ferry-merge-") as db:
             keys = ", ".join(ident(k) for k in key)
             cols = ", ".join(ident(c) for c in columns)
-            db.execute(f"""create temp table s as select {cols} from (
-                select *, row_number() over (partition by {keys} order by _rn desc) as _k
-                from (select *, row_number() over () as _rn
-                      from read_parquet({text(str(staging))}))) where _k = 1""")
+            latest = (f"{ident(cursor)} desc nulls last, " if cursor is not None
+                      and cursor in columns and cursor not in key else "")
+            db.execute(f"""create temp table staged as select *, row_number() over () as _rn
+                from read_parquet({text(str(staging))})""")
+            db.execute(f"""create temp table s as select {cols} from staged
+                qualify row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
+            incoming_duplicates(db, dataset.ref, key, columns, cursor if latest else None)
             compared = _compared(columns, key, cursor)
             current = relation(db, scans, positions=True)
             on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
@@ -115,6 +119,37 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
     return MergeResult(
         written, [by_path[scan.path][0] for scan in rewrite], revised,
         [by_path[path][0] for path in revise], int(inserted), int(updated))
+
+
+def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequence[str],
+                        columns: Sequence[str], cursor: str | None) -> None:
+    """Refuse two different rows with one key in the incoming rows (``staged``).
+
+    ``s`` holds one row per key: the latest by ``cursor`` (else the last read). A row
+    that shares its key with it is the same row read again (identical, or older by the
+    cursor: the lag re-reads rows) and is dropped; one that differs from it with the same
+    cursor value (or without a cursor) is a second row with that key at the source, and
+    which to keep cannot be known: ``KeyViolation``.
+    """
+    staged, kept = (int(db.execute(f"select count(*) from {t}").fetchall()[0][0])
+                    for t in ("staged", "s"))
+    if staged == kept:
+        return
+    on = " and ".join(f"t.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
+    same = f"t.{ident(cursor)} is not distinct from s.{ident(cursor)}" if cursor else "true"
+    differs = " or ".join(f"t.{ident(c)} is distinct from s.{ident(c)}"
+                          for c in columns if c not in key) or "false"
+    keys = ", ".join(f"s.{ident(k)}" for k in key)
+    example = "struct_pack(" + ", ".join(f"{ident(k)} := s.{ident(k)}::varchar"
+                                         for k in key) + ")"
+    groups, rows, found = db.execute(f"""select count(distinct ({keys})), count(*) + count(
+            distinct ({keys})), min({example}) from staged t join s on {on}
+            where {same} and ({differs})""").fetchall()[0]
+    if groups:
+        tie = f" and the same {cursor}" if cursor else ""
+        raise violation(dataset, key, int(groups), int(rows), dict(found or {}),
+                        f"the data holds different rows with the same key{tie}; fix the "
+                        "source data or the primary key")
 
 
 def _stage(reader: pa.RecordBatchReader, staging: Path,

@@ -33,6 +33,7 @@ from dataferry.model.spec import DatasetCommon
 from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.delete_limit import DEFAULT_MAX_DELETE_RATIO, check_delete_ratio
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
@@ -47,6 +48,7 @@ from dataferry.store.manifest import (
 )
 from dataferry.store.merge import MergeResult, merge_files
 from dataferry.store.parquet_files import write_files
+from dataferry.store.primary_key import enforce_unique, with_keys_required
 from dataferry.store.quality import enforce_checks
 from dataferry.store.scan import file_scans
 from dataferry.store.storage import encode_reader
@@ -98,17 +100,21 @@ def publish(
     lineage: Sequence[dict[str, Any]] = (),
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
+    max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
     ``changed_by``: a cursor column that changes whenever a row does (incremental
     captures), so a merge compares stored rows by key and that column alone.
+    ``max_delete_ratio``: the largest share of the previous version's rows a replace may
+    remove (None: any, as with ``--allow-delete``); see ``delete_limit``.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
         raise StoreError(f"{dataset.ref}: merge needs a primary key; declare primary_key in "
                          "the model or publish with --mode replace/append")
     key = keys.signing_key(dataset.team)
+    spec = with_keys_required(spec)
     conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
     conformed = conformer.conform_reader(_as_reader(data))
     failures: list[BaseException] = []
@@ -140,9 +146,20 @@ def publish(
                              head.hash, time.monotonic() - started, unchanged=True)
         files = file_scans(dataset.path, written.active)
         try:
+            if mode == "replace" and head is not None:
+                check_delete_ratio(dataset.ref, head.manifest.rows,
+                                   sum(f.live_rows for f in written.active), max_delete_ratio)
+            if not _merged_by_key(spec, mode, head):  # a merge keeps keys unique itself
+                enforce_unique(dataset.ref, spec.primary_key, files,
+                               partitioned=bool(spec.partition_by), appended=mode == "append")
             enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,
                            partitioned=bool(spec.partition_by))
-        except BaseException:
+        except Exception:
+            _rollback(dataset, base_delta, written)
+            for entry, _ in written.digests:  # refused: its new files belong to nothing
+                (dataset.path / entry.path).unlink(missing_ok=True)
+            raise
+        except BaseException:  # interrupted: recovery and gc deal with what is left
             _rollback(dataset, base_delta, written)
             raise
         crash_point("before-manifest")
@@ -278,7 +295,7 @@ def _write(
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
     previous_rows = head.manifest.rows if head else 0
-    if mode == "merge" and head is not None and not spec.partition_by:
+    if head is not None and _merged_by_key(spec, mode, head):
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
                              cursor=changed_by, merge_on_read=spec.merge_on_read)
         digests = merged.written
@@ -336,6 +353,11 @@ def _files_removed_if_no_room(dataset: DatasetStore,
             for entry, _ in digests:
                 (dataset.path / entry.path).unlink(missing_ok=True)
         raise
+
+
+def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None) -> bool:
+    """Whether the store's own merge writes this version (see ``merge``)."""
+    return mode == "merge" and head is not None and not spec.partition_by
 
 
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
