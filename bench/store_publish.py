@@ -57,7 +57,7 @@ PUBLISH = textwrap.dedent("""
     from pathlib import Path
     from dataferry.model.graph import ModelIndex
     from dataferry.model.load import load_model
-    from dataferry.store.files import read_batches
+    from dataferry.store.files import read_input
     from dataferry.store.publish import publish
     from dataferry.store.store import Store
 
@@ -66,8 +66,8 @@ PUBLISH = textwrap.dedent("""
     store = Store.for_model(root, loaded.ecosystem)
     spec = ModelIndex(loaded.ecosystem).datasets["bench.events"].spec
     started = time.perf_counter()
-    result = publish(store.dataset("bench.events"), spec, read_batches(root / "source.parquet"),
-                     keys=store.keys)
+    data = read_input(root / "source.parquet", "bench.events", spec.columns)
+    result = publish(store.dataset("bench.events"), spec, data, keys=store.keys)
     seconds = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux carries the parent's ru_maxrss over fork and exec.
     status = Path("/proc/self/status").read_text()

@@ -307,3 +307,34 @@ def test_large_csv_is_read_in_bounded_batches_and_memory(
     assert count == rows and biggest == 5000
     assert size > 20 << 20
     assert peak < 64 * formats.BLOCK_BYTES < size / 2, (peak, size)  # ~40 blocks
+
+
+# --- issue 12: broken files name their line; null_values is opt-in ---------------------
+
+
+def test_broken_csv_names_the_file_and_line(tmp_path: Path) -> None:
+    ds = dataset({"id": "int64", "note": "string"})
+    cases = {
+        "data/quote.csv": (b'id,note\n1,a\n2,"open\n3,c\n', "line 3: a quoted value starts here"),
+        "data/latin.csv": ("id,note\n1,Jos\u00e9\n".encode("latin-1"), "line 2: byte 0xe9"),
+        "data/count.csv": (b"id,note\n1,a\n2,b,c\n", "line 3: 3 fields, but the header has 2"),
+    }
+    for rel, (content, message) in cases.items():
+        write(tmp_path / rel.split("/")[1], {rel: content})
+        with pytest.raises(SourceError, match=message) as raised:
+            read(source(tmp_path / rel.split("/")[1]), ds)
+        assert rel.split("/")[1] in str(raised.value)
+
+
+def test_csv_texts_stay_text_unless_named_in_null_values(tmp_path: Path) -> None:
+    write(tmp_path, {"data/a.csv.gz": gzip.compress(b'id,note\n1,NULL\n2,NA\n3,-\n4,"-"\n5,\n')})
+    plain = dataset({"id": "int64", "note": "string"})
+    assert read(source(tmp_path), plain)[0].column("note").to_pylist() == [
+        "NULL", "NA", "-", "-", None]
+    marked = dataset({"id": "int64", "note": "string"}, null_values=["-", "NA"])
+    assert read(source(tmp_path), marked)[0].column("note").to_pylist() == [
+        "NULL", None, None, "-", None]  # a quoted "-" stays text
+    spec = FilesSpec.model_validate({"kind": "files", "path": "data/*", "null_values": ["NULL"]})
+    source_wide = FilesSource("sensors.files", spec, tmp_path)
+    assert read(source_wide, plain)[0].column("note").to_pylist() == [
+        None, "NA", "-", "-", None]

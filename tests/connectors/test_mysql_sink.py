@@ -219,7 +219,7 @@ TYPES: list[tuple[str, str, pa.DataType, Any, str]] = [
      "datetime(6)"),
     ("tz", "timestamp_tz", pa.timestamp("us", tz="UTC"),
      datetime(2024, 6, 1, 12, 0, 0, 1, tzinfo=UTC), "datetime(6)"),
-    ("u", "uuid", pa.string(), "123e4567-e89b-12d3-a456-426614174000", "uuid"),
+    ("u", "uuid", pa.string(), "123e4567-e89b-12d3-a456-426614174000", "char(36)"),
     ("js", "json", pa.string(), '{"a": [1, 2.5]}', "longtext"),
     ("li", "list<int32>", pa.list_(pa.int32()), [1, None, 3], "longtext"),
     ("mp", "map<string,decimal(5,2)>", pa.map_(pa.string(), pa.decimal128(5, 2)),
@@ -293,6 +293,45 @@ def test_tables_evolve_or_fail_clearly(schema: str) -> None:
                                    arrow={"string(20)": pa.string()})) == 0
     assert rows_of(f"SELECT IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
                    f"'{schema}' AND TABLE_NAME = 'customers' AND COLUMN_NAME = 'id'") == [("NO",)]
+
+
+# Any 128-bit value is a uuid to the model; MariaDB's UUID type refuses a version nibble
+# 8-f with a variant nibble 0-7 ("Incorrect uuid value"): issue 12, point 8.
+ANY_UUIDS = ["12345678-1234-8234-0234-123456789abc", "ffffffff-ffff-ffff-7fff-ffffffffffff",
+             "00000000-0000-0000-0000-000000000000", "123e4567-e89b-12d3-a456-426614174000"]
+UUID_COLUMNS = [("id", "uuid", False), ("ref", "uuid", True)]
+
+
+def uuid_rows(values: list[str]) -> list[dict[str, Any]]:
+    return [{"id": uuid.UUID(v).bytes, "ref": uuid.UUID(v).bytes, OP_COLUMN: "upsert"}
+            for v in values]
+
+
+def test_every_uuid_the_model_accepts_is_delivered(schema: str, path: bool) -> None:
+    target = sink(schema, path)
+    for mode, table in (("merge", "merged"), ("history", "kept")):
+        target.deliver(delivery(mode, uuid_rows(ANY_UUIDS), 1, None, columns=UUID_COLUMNS,
+                                table=table, arrow={"uuid": pa.binary(16)}))
+        assert rows_of(f"SELECT id, ref FROM {schema}.{table} ORDER BY id") == sorted(
+            (v, v) for v in ANY_UUIDS)
+    target.close()
+
+
+def test_an_existing_uuid_column_becomes_text_and_takes_any_uuid(schema: str) -> None:
+    """Tables made by earlier versions (MariaDB's UUID type) are changed on the next delivery."""
+    rows_of(f"CREATE DATABASE {schema}")
+    rows_of(f"CREATE TABLE {schema}.merged (id UUID NOT NULL PRIMARY KEY, ref UUID NULL)")
+    rows_of(f"INSERT INTO {schema}.merged VALUES ('{ANY_UUIDS[3]}', NULL)")
+    target = sink(schema)
+    target.deliver(delivery("merge", uuid_rows(ANY_UUIDS[:3]), 1, None, columns=UUID_COLUMNS,
+                            table="merged", arrow={"uuid": pa.binary(16)}))
+    assert rows_of(f"SELECT id, ref FROM {schema}.merged ORDER BY id") == sorted(
+        [(v, v) for v in ANY_UUIDS[:3]] + [(ANY_UUIDS[3], None)])
+    assert rows_of(f"SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
+                   f"WHERE TABLE_SCHEMA = '{schema}' AND TABLE_NAME = 'merged' "
+                   "ORDER BY ORDINAL_POSITION") == [("id", "char(36)", "NO"),
+                                                    ("ref", "char(36)", "YES")]
+    target.close()
 
 
 def test_values_mariadb_cannot_hold_fail_the_delivery(schema: str, path: bool) -> None:

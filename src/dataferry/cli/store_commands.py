@@ -102,26 +102,36 @@ def publish(
     allow_delete: bool = typer.Option(
         False, "--allow-delete", help="Let a replace remove more of the dataset's rows than "
         "its max_delete_ratio (default 0.5) allows."),
+    null_value: list[str] = typer.Option(
+        [], "--null-value", help="A CSV text to read as NULL (repeat for several); adds to "
+        "the dataset's null_values:"),
     model: ModelOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Publish a file as a new version of a declared dataset (checked and signed)."""
-    from dataferry.store.files import read_batches
+    from dataferry.connectors.files.source import null_values
+    from dataferry.store.conform import SchemaError
+    from dataferry.store.files import read_input
     from dataferry.store.publish import publish as publish_version
 
     if mode not in ("replace", "merge", "append"):
         raise UsageError(f"--mode must be replace, merge or append, not {mode!r}")
     context = _Context(model)
     entry = context.spec(ref)
-    batches = read_batches(file)
     warnings: list[str] = []
+    nulls = [*null_values(entry.source, entry.spec), *null_value]
+    batches = read_input(file, ref, entry.spec.columns, nulls, warnings.append)
     with Progress(f"publishing {ref}", unit="rows") as progress:
-        result = publish_version(
-            context.store.dataset(ref), entry.spec, batches, keys=context.store.keys,
-            mode=mode,  # type: ignore[arg-type]
-            on_warning=warnings.append, on_rows=progress.advance,
-            max_delete_ratio=None if allow_delete else context.max_delete_ratio(entry.spec),
-        )
+        try:
+            result = publish_version(
+                context.store.dataset(ref), entry.spec, batches, keys=context.store.keys,
+                mode=mode,  # type: ignore[arg-type]
+                on_warning=warnings.append, on_rows=progress.advance,
+                max_delete_ratio=None if allow_delete else context.max_delete_ratio(entry.spec),
+            )
+        except SchemaError as error:  # a value of the file: say which file
+            public = f"{file}: {error.public}" if error.public else None
+            raise StoreError(f"{file}: {error}", public=public) from None
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     if json_out:

@@ -270,7 +270,7 @@ class Linter:
                                     f"{ref}: {key}: applies only to an http source",
                                     (*path, key), key=True)
         if not isinstance(source, FilesSource):
-            for key in ("path", "format"):
+            for key in ("path", "format", "null_values"):
                 if getattr(dataset, key) is not None:
                     self.report.add("invalid-field",
                                     f"{ref}: {key}: applies only to a files source",

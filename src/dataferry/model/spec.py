@@ -347,6 +347,9 @@ class SourceDataset(DatasetCommon):
     query: str | None = None
     path: str | None = Field(None, description="files: a glob overriding the source's path")
     format: Literal["csv", "parquet", "jsonl"] | None = None
+    null_values: list[str] | None = Field(
+        None, description="files: unquoted CSV texts read as NULL (default: none, text stays "
+        "text)")
     endpoint: str | None = Field(None, description="http: path appended to the source url")
     records: str | None = Field(
         None, description="http: dotted path of the record list in the response"
@@ -390,6 +393,9 @@ class FilesSource(SourceBase):
     kind: Literal["files"]
     path: str = Field(description="A glob; the format comes from the extension or format:")
     format: Literal["csv", "parquet", "jsonl"] | None = None
+    null_values: list[str] = Field(
+        default_factory=list,
+        description="Unquoted CSV texts read as NULL (default: none, text stays text)")
 
 
 class HttpSource(SourceBase):

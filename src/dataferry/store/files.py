@@ -1,10 +1,14 @@
-"""Reading and writing .parquet / .csv / .jsonl files as streams of Arrow record batches."""
+"""Reading and writing .parquet / .csv / .jsonl files as streams of Arrow record batches.
+
+``ferry publish`` reads its file with the files source's reader (``read_input``), so
+values arrive exactly as a files source would read them: CSV values stay text, an
+unquoted empty field is NULL, and only the texts of ``null_values`` are read as NULL too.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -12,10 +16,24 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from dataferry.errors import UsageError
+from dataferry.connectors.files.formats import (
+    COMPRESSIONS,
+    EXTENSIONS,
+    DataFile,
+    Wanted,
+    csv_header,
+    data_file,
+    file_columns,
+    file_errors,
+    file_types,
+    read_file,
+)
+from dataferry.connectors.http.records import transport_schema
+from dataferry.errors import SourceError, UsageError
+from dataferry.model.spec import Column
+from dataferry.model.types import parse_type
 from dataferry.store.python_rows import python_rows
 
 FORMATS = (".parquet", ".csv", ".jsonl")
@@ -32,29 +50,55 @@ def file_format(path: Path) -> str:
     return suffix
 
 
-def read_batches(path: Path) -> pa.RecordBatchReader:
-    """Stream a file's rows (CSV columns arrive as strings: the declared types decide)."""
+def read_input(
+    path: Path, dataset: str, columns: dict[str, Column], null_values: Sequence[str] = (),
+    on_warning: Callable[[str], None] | None = None,
+) -> pa.RecordBatchReader:
+    """Stream the declared columns of a file to publish, read as the files source reads it.
+
+    Undeclared columns are not read (one warning each); a declared column the file lacks
+    is left out, for the conformer to report. Failures name the file, line and problem.
+    """
     if not path.is_file():
         raise UsageError(f"{path} does not exist")
-    kind = file_format(path)
-    if kind == ".parquet":
-        # No pre-buffering: it reads whole row groups ahead and triples peak memory.
-        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=8 << 20)
-        return pa.RecordBatchReader.from_batches(
-            parquet.schema_arrow, parquet.iter_batches(batch_size=65_536)
-        )
-    if kind == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
-        return pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=True,
-            ),
-        )
-    return pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_SIZE))
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes.pop()
+    if not suffixes or suffixes[-1] not in EXTENSIONS:
+        raise UsageError(f"{path}: unknown file type {''.join(path.suffixes) or '(none)'}; use "
+                         ".parquet, .csv, .tsv or .jsonl (.csv and .jsonl may be compressed: "
+                         ".gz, .bz2, .zst, .lz4)")
+    file = data_file(path, path.name, None)
+    if path.stat().st_size == 0:
+        raise SourceError(f"{dataset}: {path} is empty (0 bytes): nothing to publish; check "
+                          "the export that wrote it (a CSV needs at least its header line)")
+    wanted = Wanted(dataset, [(name, parse_type(c.type)) for name, c in columns.items()],
+                    null_values=tuple(null_values))
+    with file_errors(dataset, path):
+        schema = _input_schema(file, wanted)
+        if on_warning is not None:
+            found = [c.name for c in file_columns(file, {n: t for n, t in wanted.columns})]
+            for name in found:
+                if name not in columns:
+                    on_warning(f"{dataset}: column {name!r} is not declared; ignored — "
+                               "declare it in the model to keep it")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with file_errors(dataset, path):
+            for batch in read_file(file, wanted):
+                yield pa.RecordBatch.from_arrays(
+                    [batch.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _input_schema(file: DataFile, wanted: Wanted) -> pa.Schema:
+    """The columns ``read_file`` hands over for ``file``: the declared ones it has."""
+    if file.format == "jsonl":
+        return transport_schema(wanted.columns)
+    types = file_types(file, wanted)
+    present = csv_header(file) if file.format == "csv" else list(types)
+    return pa.schema([pa.field(n, types[n]) for n in wanted.names if n in present])
 
 
 def json_value(value: Any) -> Any:

@@ -11,6 +11,14 @@ handed over in the text transport types. A value that reader does not take (``1.
 an integer column, a number in a text column, any ``json`` or ``map`` column) makes the
 rest of the file go through the exact Python path (``dataferry.connectors.http.records``),
 continuing after the records already handed over.
+
+A file that cannot be read fails with one line naming the file, the line (or row) and the
+problem (``file_errors``): when Arrow's CSV reader refuses a file, or the file ends
+inside a quoted value (Arrow would take the rest of the file as that value), the file is
+scanned again in Python (``csv_problem``) to find the first line at fault.
+
+``ferry publish`` reads its input through ``read_file`` too, so a file publishes exactly
+as the files source reads it (``dataferry.store.files.read_input``).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import csv
 import io
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +48,7 @@ from dataferry.connectors.http.records import (
     transport_schema,
     transport_type,
 )
-from dataferry.errors import SourceError
+from dataferry.errors import FerryError, SourceError, TransientError
 from dataferry.model.types import DataType
 
 BLOCK_BYTES = 1 << 20
@@ -85,10 +94,29 @@ class Wanted:
     columns: list[tuple[str, DataType]]
     required: set[str] = field(default_factory=set)  # declared not nullable
     batch_rows: int = 65_536
+    null_values: tuple[str, ...] = ()
+    """Unquoted CSV texts read as NULL besides the empty field (the model's
+    ``null_values:``, ``ferry publish --null-value``); by default none: text stays text."""
 
     @property
     def names(self) -> list[str]:
         return [name for name, _ in self.columns]
+
+
+@contextmanager
+def file_errors(dataset: str, path: Path | str, what: str = "read") -> Iterator[None]:
+    """Turn a failure on one file into a ``SourceError`` (or ``TransientError``) naming it."""
+    try:
+        yield
+    except FerryError:
+        raise
+    except FileNotFoundError:
+        raise TransientError(f"{dataset}: {path} disappeared while it was {what}; run again "
+                             "(write files elsewhere and rename them into place)") from None
+    except (pa.ArrowException, OSError, ValueError, EOFError) as error:
+        message = " ".join(str(error).split())
+        message = message if len(message) <= 300 else message[:300] + "..."
+        raise SourceError(f"{dataset}: cannot read {path}: {message}") from None
 
 
 def _open(path: Path) -> pa.NativeFile:
@@ -133,9 +161,17 @@ def file_columns(file: DataFile, declared: Mapping[str, DataType]) -> list[Sourc
         return [SourceColumn(n, "text", pa.string()) for n in csv_header(file)]
     with _open(file.path) as stream:
         lines = (line for line in _lines(stream) if line.strip())
-        records = [r for r in map(loads, itertools.islice(lines, SAMPLE_LINES))
+        records = [r for r in map(_loads_or_none, itertools.islice(lines, SAMPLE_LINES))
                    if isinstance(r, dict)]
     return infer_columns(records, declared)
+
+
+def _loads_or_none(line: bytes) -> Any:
+    """A sampled record, None for a line that is not JSON (reading names it with its line)."""
+    try:
+        return loads(line)
+    except ValueError:
+        return None
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -162,20 +198,115 @@ def csv_header(file: DataFile) -> list[str]:
                 return rows[0] if rows else []
 
 
+class _QuoteCounter:
+    """A stream that counts the quote characters read through it: a file that ends inside
+    a quoted value has an odd count (doubled quotes inside values count two)."""
+
+    def __init__(self, stream: pa.NativeFile) -> None:
+        self.stream, self.quotes = stream, 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytes(self.stream.read(size if size >= 0 else None))
+        self.quotes += data.count(b'"')
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def csv_problem(file: DataFile) -> str | None:
+    """The first line of a CSV file that is not well formed, as ``line N: problem; what to
+    do``: bytes that are not UTF-8, a quote that is never closed, a wrong field count.
+    None when Python's reader finds nothing wrong."""
+    header: list[str] | None = None
+    record_line = 1
+
+    def decoded(stream: pa.NativeFile) -> Iterator[str]:
+        for number, line in enumerate(_lines(stream), 1):
+            try:
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise _Bad(number, f"byte 0x{line[error.start]:02x} at column "
+                           f"{error.start + 1} is not UTF-8; save the file as UTF-8 (the "
+                           "byte suggests Latin-1 or Windows-1252)") from None
+            yield text + "\n"
+
+    try:
+        with _open(file.path) as stream:
+            reader = csv.reader(decoded(stream), delimiter=file.delimiter, strict=True)
+            while True:
+                record_line = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return None
+                except csv.Error as error:
+                    problem = str(error)
+                    if "unexpected end of data" in problem or reader.line_num == 0:
+                        problem = "a quoted value starts here and is never closed"
+                    return (f"line {record_line}: {problem}; close the quote, or double "
+                            'quotes inside a quoted value ("")')
+                if header is None:
+                    header = row
+                elif row and row != [""] and len(row) != len(header):
+                    return (f"line {record_line}: {len(row)} fields, but the header has "
+                            f"{len(header)}; quote values that hold the delimiter "
+                            f"{file.delimiter!r}, or fix the line")
+    except _Bad as bad:
+        return f"line {bad.line}: {bad.problem}"
+
+
+class _Bad(Exception):
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line, self.problem = line, problem
+
+
 def _csv(file: DataFile, wanted: Wanted) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from _csv_arrow(file, wanted)
+    except pa.ArrowInvalid:
+        problem = csv_problem(file)
+        if problem is None:
+            raise
+        raise SourceError(f"{wanted.dataset}: {file.path} {problem}") from None
+
+
+def _csv_arrow(file: DataFile, wanted: Wanted) -> Iterator[pa.RecordBatch]:
     include = _require(wanted, file, csv_header(file))
-    with _open(file.path) as stream:
+    with _open(file.path) as raw:
+        stream = _QuoteCounter(raw)
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=file.delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(include, pa.string()), include_columns=include,
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
+                null_values=["", *wanted.null_values], strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
             ),
         )
+        pending = None  # the last batch waits until the quotes are counted to the end
         for batch in reader:
-            yield from _slices(batch, wanted.batch_rows)
+            if pending is not None:
+                yield from _slices(pending, wanted.batch_rows)
+            pending = batch
+        if stream.quotes % 2:
+            problem = csv_problem(file)
+            if problem is not None:
+                raise SourceError(f"{wanted.dataset}: {file.path} {problem}")
+        if pending is not None:
+            yield from _slices(pending, wanted.batch_rows)
 
 
 def _parquet(file: DataFile, wanted: Wanted) -> Iterator[pa.RecordBatch]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +48,18 @@ from dataferry.connectors.files.formats import (
     Wanted,
     data_file,
     file_columns,
+    file_errors,
     file_types,
     read_file,
 )
 from dataferry.connectors.files.types import common_type
 from dataferry.connectors.http.records import transport_type
-from dataferry.errors import FerryError, SourceError, TransientError
+from dataferry.errors import SourceError
 from dataferry.model.spec import FilesSource as FilesSpec
 from dataferry.model.spec import SourceDataset
 from dataferry.model.types import parse_type
 
-__all__ = ["FilesSource", "fingerprint"]
+__all__ = ["FilesSource", "fingerprint", "null_values"]
 
 _MAGIC = re.compile(r"[*?[]")
 
@@ -72,20 +72,13 @@ def fingerprint(path: Path) -> list[Any]:
     return [size, hasher.hexdigest()]
 
 
-@contextmanager
-def _errors(dataset: str, path: Path | str, what: str = "read") -> Iterator[None]:
-    """Turn a failure on one file into a ``SourceError`` (or ``TransientError``) naming it."""
-    try:
-        yield
-    except FerryError:
-        raise
-    except FileNotFoundError:
-        raise TransientError(f"{dataset}: {path} disappeared while it was {what}; run again "
-                             "(write files elsewhere and rename them into place)") from None
-    except (pa.ArrowException, OSError, ValueError) as error:
-        message = str(error).strip()
-        message = message if len(message) <= 500 else message[:500] + "..."
-        raise SourceError(f"{dataset}: cannot read {path}: {message}") from None
+def null_values(source: Any, dataset: Any) -> list[str]:
+    """The texts read as NULL in CSV: the dataset's ``null_values:`` if it has them, else
+    the files source's (none when either is not a files source)."""
+    own = getattr(dataset, "null_values", None)
+    if own is not None:
+        return list(own)
+    return list(source.null_values) if isinstance(source, FilesSpec) else []
 
 
 class FilesSource(SourceConnector):
@@ -103,7 +96,7 @@ class FilesSource(SourceConnector):
         declared = {name: parse_type(column.type) for name, column in spec.columns.items()}
         found: dict[str, list[SourceColumn]] = {}
         for file in files:
-            with _errors(dataset, file.path):
+            with file_errors(dataset, file.path):
                 for column in file_columns(file, declared):
                     found.setdefault(column.name, []).append(column)
         return [
@@ -127,6 +120,7 @@ class FilesSource(SourceConnector):
             [(name, parse_type(spec.columns[name].type)) for name in request.columns],
             {name for name in request.columns if not spec.columns[name].nullable},
             request.batch_rows,
+            tuple(null_values(self.spec, spec)),
         )
         files = self._files(dataset, spec)
         incremental = spec.capture == "incremental"
@@ -136,14 +130,14 @@ class FilesSource(SourceConnector):
         if incremental:
             before = (request.state or {}).get("files") or {}
             for file in files:
-                with _errors(dataset, file.path, "hashed"):
+                with file_errors(dataset, file.path, "hashed"):
                     seen[file.key] = fingerprint(file.path)
             files = [f for f in files if list(before.get(f.key) or ()) != seen[f.key]]
         schema = self._schema(wanted, files)
 
         def batches() -> Iterator[pa.RecordBatch]:
             for file in files:
-                with _errors(dataset, file.path):
+                with file_errors(dataset, file.path):
                     if not incremental:
                         seen[file.key] = fingerprint(file.path)
                     for batch in read_file(file, wanted):
@@ -170,7 +164,7 @@ class FilesSource(SourceConnector):
         for name in sorted(glob.glob(pattern, recursive=True)):
             path = Path(name)
             if path.is_file():
-                with _errors(dataset, path):
+                with file_errors(dataset, path):
                     files.append(data_file(path, path.relative_to(base).as_posix(), forced))
         return files
 
@@ -184,7 +178,7 @@ class FilesSource(SourceConnector):
         """One schema for every file: per column, a type that holds each file's values."""
         types: dict[str, list[tuple[pa.DataType, DataFile]]] = {}
         for file in files:
-            with _errors(wanted.dataset, file.path):
+            with file_errors(wanted.dataset, file.path):
                 for name, t in file_types(file, wanted).items():
                     types.setdefault(name, []).append((t, file))
         fields = []

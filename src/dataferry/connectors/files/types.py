@@ -4,6 +4,8 @@
   ``0012`` keeps its zeros and ``1e3`` is not turned into a float; conform converts the
   text to the declared type. An unquoted empty field is a missing value (null); a quoted
   empty field (``""``) is an empty string (the PostgreSQL ``COPY ... CSV`` convention).
+  Texts such as ``NULL``, ``NA`` or ``nan`` stay text unless the model's ``null_values:``
+  (or ``ferry publish --null-value``) names them; a quoted value is never NULL.
   CSV has no nested values: a declared list, map or struct column cannot be read from it.
 - Parquet: the file's own Arrow types (decimals, timestamps with their zone, nested
   lists/structs/maps...), only the declared columns are read.

@@ -195,11 +195,6 @@ class Server:
     local_infile: bool
     max_packet: int = 16 << 20
 
-    @property
-    def has_uuid_type(self) -> bool:
-        """MariaDB 10.7 added a native UUID type."""
-        return self.mariadb and self.version >= (10, 7, 0)
-
 
 def server_of(connection: pymysql.Connection) -> Server:
     """What the server is (``VERSION()``: the handshake says 5.5.5-.. for MariaDB)."""

@@ -58,7 +58,7 @@ def aux_name(table: str, tag: str) -> str:
 
 def column_sql(column: TargetColumn, server: Server, *, nullable: bool | None = None) -> str:
     """``name TYPE [collation] NULL|NOT NULL`` for CREATE TABLE and ALTER TABLE."""
-    native = native_type(column.type, key=column.key, uuid_type=server.has_uuid_type)
+    native = native_type(column.type, key=column.key)
     if column.key and native.startswith("VARCHAR"):
         # Keys compare exactly: no case folding, trailing spaces significant.
         native += " CHARACTER SET utf8mb4 COLLATE " + (
@@ -128,7 +128,7 @@ def plan_evolution(existing: dict[str, Existing], columns: list[TargetColumn], s
     """
     clauses = []
     for column in columns:
-        native = native_type(column.type, key=column.key, uuid_type=server.has_uuid_type)
+        native = native_type(column.type, key=column.key)
         found = existing.get(column.name.lower())
         if found is None:
             if not column.nullable:
@@ -139,8 +139,12 @@ def plan_evolution(existing: dict[str, Existing], columns: list[TargetColumn], s
             clauses.append(f"ADD COLUMN {column_sql(column, server)}")
             continue
         wanted, held = held_type(native), held_type(found.column_type, found.is_json)
-        widen = not _fits(wanted, held)
-        if widen and (held is None or wanted is None or not is_widening(held, wanted)):
+        # MariaDB's UUID type refuses some uuids the model accepts: it becomes CHAR(36)
+        # (lossless: every UUID value has its canonical text).
+        uuid_to_text = column.type == Primitive("uuid") and held == Primitive("uuid")
+        widen = uuid_to_text or not _fits(wanted, held)
+        if widen and not uuid_to_text and (
+                held is None or wanted is None or not is_widening(held, wanted)):
             reason = (describe_change(held, wanted) if held is not None and wanted is not None
                       else "no declared type maps to it")
             raise SinkError(

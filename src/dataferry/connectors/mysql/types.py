@@ -51,7 +51,13 @@ date / time                 DATE / TIME(6)
 timestamp                   DATETIME(6)
 timestamp_tz                DATETIME(6) holding UTC (MariaDB's TIMESTAMP ends in
                             2038; readers take the values as UTC)
-uuid                        UUID on MariaDB >= 10.7, else CHAR(36)
+uuid                        CHAR(36), the canonical lower-case text. Not
+                            MariaDB's UUID type: it refuses some 128-bit values
+                            the model's uuid accepts (10.11 refuses a version
+                            nibble 8-f with a variant nibble 0-7, e.g.
+                            12345678-1234-8234-0234-123456789abc). An existing
+                            UUID column is changed to CHAR(36) by the next
+                            delivery (``tables.plan_evolution``)
 json                        JSON (MariaDB: LONGTEXT checked by JSON_VALID)
 list, map, struct           JSON: lists as arrays, structs as objects, maps as
                             objects (keys as text); decimals, dates, times and
@@ -178,7 +184,7 @@ def stored_as_json(t: DataType) -> bool:
     return isinstance(t, ListType | MapType | Struct) or t == Primitive("json")
 
 
-def native_type(t: DataType, *, key: bool = False, uuid_type: bool = True) -> str:
+def native_type(t: DataType, *, key: bool = False) -> str:
     """The MariaDB column type a sink creates for declared type ``t`` (module doc).
 
     ``key``: the column is part of an index (primary key), so it needs a bounded length.
@@ -205,7 +211,7 @@ def native_type(t: DataType, *, key: bool = False, uuid_type: bool = True) -> st
         case Primitive("timestamp" | "timestamp_tz"):
             return "DATETIME(6)"
         case Primitive("uuid"):
-            return "UUID" if uuid_type else "CHAR(36)"
+            return "CHAR(36)"
         case Decimal(p, s):
             return f"DECIMAL({p},{s})" if p <= 65 and s <= 30 else f"VARCHAR({p + 3})"
         case String(n):
