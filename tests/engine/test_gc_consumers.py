@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import psycopg
+import pymysql
 import pytest
 
 from dataferry.broker.graph import build_graph
 from dataferry.broker.runner import run_jobs
 from dataferry.engine.context import RunContext
 from dataferry.model.load import load_model
-from tests.conftest import write_files
+from tests.conftest import require_service, write_files
 from tests.connectors.pg_helpers import temporary_database
 
 TEAM = """\
@@ -50,10 +52,15 @@ consumers:
     datasets:
       - {ref: shop.accounts, mode: merge}
       - {ref: shop.accounts, mode: history, table: accounts_history}
+  files:
+    sink: {kind: parquet, path: out/files}
+    datasets:
+      - {ref: shop.accounts, mode: merge}
+      - {ref: shop.accounts, mode: history, table: accounts_history}
 """
 
 Ferry = Callable[..., Any]
-SINKS = ("lite", "duck")
+SINKS = ("lite", "duck", "files")
 
 
 def make_model(directory: Path, consumers: str = "") -> Path:
@@ -86,6 +93,17 @@ def source_rows(root: Path) -> list[tuple[Any, ...]]:
 def sink_rows(root: Path, consumer: str, sql: str) -> list[tuple[Any, ...]]:
     if consumer == "lite":
         with sqlite3.connect(root / "out" / "lite.db") as db:
+            return list(db.execute(sql).fetchall())
+    if consumer == "files":  # the Parquet sink: the tables' files and its _ferry_loads.json
+        folder = root / "out" / "files"
+        loads = json.loads((folder / "_ferry_loads.json").read_text())
+        with duckdb.connect() as db:
+            for table in ("accounts", "accounts_history"):
+                db.execute(f"create view {table} as select * from "
+                           f"read_parquet('{folder / table}/*.parquet')")
+            db.execute("create table _ferry_loads (table_name varchar, version bigint)")
+            db.executemany("insert into _ferry_loads values (?, ?)",
+                           [(table, entry["version"]) for table, entry in loads.items()])
             return list(db.execute(sql).fetchall())
     with duckdb.connect(str(root / "out" / "duck.duckdb"), read_only=True) as db:
         return list(db.execute(sql).fetchall())
@@ -252,6 +270,47 @@ def test_postgres_merge_sink_keeps_its_version_and_reloads_after_force(
     assert pg_merged(dsn) == source_rows(root)
     with psycopg.connect(dsn) as db:
         assert db.execute("select version from wh._ferry_loads").fetchall() == [(5,)]
+
+
+@pytest.fixture
+def mysql_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    require_service("mariadb")
+    database = f"ferry_test_{uuid.uuid4().hex[:10]}"
+    consumer = ("  mart:\n    sink: {kind: mysql, dsn: 'mysql://root@127.0.0.1:3306/mysql', "
+                f"schema: {database}}}\n    datasets:\n      - {{ref: shop.accounts, mode: merge}}\n"
+                "      - {ref: shop.accounts, mode: history, table: accounts_history}\n")
+    try:
+        yield make_model(tmp_path / "model", consumer), database
+    finally:
+        mysql_rows(None, f"drop database if exists {database}")
+
+
+def mysql_rows(database: str | None, sql: str) -> list[tuple[Any, ...]]:
+    with pymysql.connect(host="127.0.0.1", user="root", password="", database=database,
+                         autocommit=True) as db, db.cursor() as cursor:
+        cursor.execute(sql)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def test_mysql_sink_reloads_after_force_and_keeps_its_history(
+        mysql_root: tuple[Path, str], ferry: Ferry) -> None:
+    root, database = mysql_root
+    lag_behind(ferry, root)
+    assert "dropped versions 1..2" in ferry("gc", "--keep", "1", "--force", "--model", root).out
+    results = {r["job"]: r for r in run(ferry, root, "shop.mart")}
+    assert {r["status"] for r in results.values()} == {"succeeded"}, results
+    assert "lacks the changes of version 2" in (
+        results["deliver:shop.mart:accounts_history"]["warnings"][0])
+    as_floats = [(int(i), float(b)) for i, b in mysql_rows(
+        database, "select id, balance from accounts order by id")]
+    assert as_floats == source_rows(root)
+    assert [(int(i), float(b)) for i, b in mysql_rows(
+        database, "select id, balance from accounts_history where valid_to is null "
+                  "order by id")] == source_rows(root)
+    assert mysql_rows(database, "select count(*) from accounts_history where id = 2 "
+                                "and valid_to is not null") == [(1,)]
+    assert mysql_rows(database, "select table_name, version from _ferry_loads "
+                                "order by 1") == [("accounts", 3), ("accounts_history", 3)]
 
 
 class _HeldProgress:
