@@ -89,11 +89,12 @@ def test_a_retried_job_records_each_attempt(tmp_path: Path,
     real = runner.run_job
     calls: list[str] = []
 
-    def flaky(context: RunContext, job: Job, on_rows: Any, full: bool) -> JobResult:
+    def flaky(context: RunContext, job: Job, on_rows: Any, full: bool,
+             run_id: int | None = None) -> JobResult:
         calls.append(job.id)
         if len(calls) == 1:
             raise TransientError("source shop.db: connection refused")
-        return real(context, job, on_rows, full)
+        return real(context, job, on_rows, full, run_id)
 
     monkeypatch.setattr(runner, "run_job", flaky)
     delays: list[float] = []
@@ -120,7 +121,8 @@ def test_a_transient_error_on_the_last_attempt_says_it_gave_up(
     context = RunContext.from_loaded(load_model(root))
     jobs = select(build_graph(context.index), context.index, ["shop.orders"], downstream=False)
 
-    def down(context: RunContext, job: Job, on_rows: Any, full: bool) -> JobResult:
+    def down(context: RunContext, job: Job, on_rows: Any, full: bool,
+             run_id: int | None = None) -> JobResult:
         raise TransientError("source shop.db: the database is locked",
                              public="source shop.db: the database is locked")
 
@@ -147,14 +149,15 @@ def test_a_long_job_keeps_its_run_alive(tmp_path: Path,
     real = runner.run_job
     seen: list[bool] = []
 
-    def slow(context: RunContext, job: Job, on_rows: Any, full: bool) -> JobResult:
+    def slow(context: RunContext, job: Job, on_rows: Any, full: bool,
+             run_id: int | None = None) -> JobResult:
         running = [r for r in context.runs.list_runs() if r.status == "running"]
         before = running[0].lease_expires_at
         time.sleep(0.3)
         after = context.runs.get_run(running[0].id)
         assert after is not None and before is not None and after.lease_expires_at is not None
         seen.append(after.lease_expires_at > before)
-        return real(context, job, on_rows, full)
+        return real(context, job, on_rows, full, run_id)
 
     monkeypatch.setattr(runner, "run_job", slow)
     monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.05)

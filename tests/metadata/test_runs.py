@@ -175,3 +175,33 @@ def test_latest_runs_follows_the_history_as_last_run_reads_it(db: Metadata,
             agrees(tracker)
     agrees(tracker)
     agrees(LatestRuns(runs, ("succeeded", "unchanged")))  # a new view reads it all at once
+
+
+def test_held_versions_are_last_deliveries_and_live_readers(db: Metadata,
+                                                            clock: FakeClock) -> None:
+    """What ``ferry gc`` keeps: each delivery's last successful version, and what running
+    runs with a live lease read; not a dead worker's reading, nor a failed delivery's."""
+    runs = RunHistory(db, now=clock)
+    job, other = "deliver:bi.wh:orders", "deliver:bi.old:orders"
+
+    def delivered(job_id: str, version: int, status: str = "succeeded") -> None:
+        run_id = runs.start_run(job_id, "deliver", "manual", 1, worker_name(), 60)
+        runs.finish_run(run_id, status, versions_read=[VersionRef("shop.orders", version)])
+
+    delivered(job, 3)
+    delivered(job, 5)
+    delivered(job, 6, "failed")  # its sink did not get 6: it still has 5
+    delivered(other, 2)
+    delivered(other, 9, "unchanged")
+    reading = runs.start_run(job, "deliver", "manual", 1, worker_name(), 60)
+    assert runs.record_reading(reading, [VersionRef("shop.orders", 4),
+                                         VersionRef("shop.orders", 7),
+                                         VersionRef("shop.customers", 1)])
+    held = [(h.version, h.job_id) for h in runs.held_versions("shop.orders")]
+    assert held == [(4, job), (5, job), (7, job), (9, other)]
+    assert "running" in runs.held_versions("shop.orders")[0].why
+    assert [h.version for h in runs.held_versions("shop.orders", jobs={job})] == [4, 5, 7]
+
+    clock.advance(61)  # the reader's lease ran out: its worker is gone
+    assert [h.version for h in runs.held_versions("shop.orders", jobs={job})] == [5]
+    assert not runs.record_reading(reading + 1, [])  # no such running run

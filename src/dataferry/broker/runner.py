@@ -65,13 +65,16 @@ class JobResult:
 
 
 def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
-            full: bool) -> JobResult:
-    """Run one job once; engine errors propagate (``run_jobs`` retries and records)."""
+            full: bool, run_id: int | None = None) -> JobResult:
+    """Run one job once; engine errors propagate (``run_jobs`` retries and records).
+
+    ``full`` re-reads the source in full (ingest) or reloads the sink (deliver). A
+    delivery records on its run ``run_id`` what it reads, so ``ferry gc`` keeps it."""
     if job.kind == "ingest":
         return _ingest(context, job, on_rows, full)
     if job.kind == "transform":
         return _transform(context, job, on_rows)
-    return _deliver(context, job, on_rows)
+    return _deliver(context, job, on_rows, full, run_id)
 
 
 def _ingest(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
@@ -125,21 +128,27 @@ def _version_rows(context: RunContext, version: VersionRef) -> int:
     return context.store.dataset(version.ref).version(version.version).manifest.rows
 
 
-def _deliver(context: RunContext, job: Job,
-             on_rows: Callable[[int], None] | None) -> JobResult:
+def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
+             full: bool, run_id: int | None) -> JobResult:
     from dataferry.engine.deliver import deliver
 
     assert job.consumer is not None and job.need is not None
     started = time.monotonic()
     counted = _RowCounter(on_rows)
-    delivered = deliver(context, job.consumer, job.need, on_rows=counted)
-    if delivered.rows == 0 and delivered.previous == delivered.version:
+
+    def pin(versions: list[VersionRef]) -> None:
+        if run_id is not None:
+            context.runs.record_reading(run_id, versions)
+
+    delivered = deliver(context, job.consumer, job.need, on_rows=counted, full=full, pin=pin)
+    if delivered.rows == 0 and delivered.previous == delivered.version and not full:
         return JobResult(job, "unchanged", 0, delivered.version, time.monotonic() - started,
                          f"already has version {delivered.version}",
                          versions_read=[VersionRef(delivered.ref, delivered.version)])
     return JobResult(job, "succeeded", delivered.rows, delivered.version,
                      time.monotonic() - started,
                      f"version {delivered.previous or 0} -> {delivered.version}",
+                     warnings=list(delivered.warnings),
                      rows_in=counted.rows, rows_out=delivered.rows,
                      versions_read=[VersionRef(delivered.ref, delivered.version)])
 
@@ -225,7 +234,8 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
         retry = False
         try:
             with _Heartbeat(runs, run_id):
-                result = run_job(context, job, task.advance if task is not None else None, full)
+                result = run_job(context, job, task.advance if task is not None else None, full,
+                                 run_id)
         except FerryError as exc:
             retry = exc.transient and attempt < attempts
             failure = describe_failure(job.id, exc)

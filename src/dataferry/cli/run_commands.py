@@ -43,7 +43,8 @@ def run(
                                           "(their deliveries); default everything."),
     downstream: bool = typer.Option(False, "--downstream",
                                     help="Also run everything downstream of REF."),
-    full: bool = typer.Option(False, "--full", help="Ignore cursors: read everything again."),
+    full: bool = typer.Option(False, "--full", help="Ignore cursors: read everything again; "
+                              "deliveries reload their sinks in full, _ferry_loads included."),
     allow_delete: bool = typer.Option(
         False, "--allow-delete", help="Let snapshots and transforms remove more of a "
         "dataset's rows than its max_delete_ratio (default 0.5) allows."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -380,26 +381,73 @@ def gc(
     refs: list[str] = typer.Argument(None, metavar="[REF]...", help="Default: every dataset."),
     keep: int | None = typer.Option(None, "--keep", min=1,
                                     help="Versions to keep (default: each dataset's retention:)."),
+    force: bool = typer.Option(False, "--force",
+                               help="Drop versions consumers still hold too; their next "
+                                    "delivery reloads them in full."),
     model: ModelOption = None, json_out: JsonOption = False,
 ) -> None:
-    """Drop versions beyond retention and files no kept version needs."""
+    """Drop versions beyond retention and files no kept version needs.
+
+    Versions a consumer's last delivery holds, or a running delivery reads (per the run
+    history), are kept unless --force.
+    """
     from dataferry.store.gc import collect
 
     context = _Context(model)
+    holds = _Holds(context)
     results = []
-    for ref in refs or context.store.refs():
-        retention = keep
-        if retention is None and context.index is not None and ref in context.index.datasets:
-            retention = context.index.datasets[ref].spec.retention
-        results.append(collect(context.dataset(ref), context.store.keys, retention))
+    try:
+        for ref in refs or context.store.refs():
+            retention = keep
+            if retention is None and context.index is not None and ref in context.index.datasets:
+                retention = context.index.datasets[ref].spec.retention
+            results.append(collect(context.dataset(ref), context.store.keys, retention,
+                                   holds=holds.of(ref), force=force))
+    finally:
+        holds.close()
     if json_out:
-        print_json([r.__dict__ for r in results])
+        print_json([{**r.__dict__, "kept": [h.__dict__ for h in r.kept],
+                     "forced": [h.__dict__ for h in r.forced]} for r in results])
         return
     for r in results:
         dropped = f"dropped versions {r.dropped_versions[0]}..{r.dropped_versions[-1]}, " if (
             r.dropped_versions) else ""
         typer.echo(f"{r.ref}: {dropped}deleted {len(r.deleted_files)} file(s), freed "
                    f"{_size(r.freed_bytes)}")
+        for h in r.kept:
+            typer.echo(f"  kept version {h.version}: {h.job_id} holds it ({h.why})")
+        for h in r.forced:
+            typer.echo(f"  dropped version {h.version} that {h.job_id} holds ({h.why}): its "
+                       "next delivery reloads it in full")
+
+
+class _Holds:
+    """What consumers hold, from the run history, opened only when gc would drop a version."""
+
+    def __init__(self, context: _Context) -> None:
+        self.context = context
+        self.run_context: Any = None
+
+    def of(self, ref: str) -> Callable[[], list[Any]] | None:
+        if self.context.index is None:
+            return None
+
+        def read() -> list[Any]:
+            from dataferry.broker.graph import build_graph
+            from dataferry.engine.context import RunContext
+
+            if self.run_context is None:
+                self.run_context = RunContext.from_loaded(self.context.loaded)
+            index = self.run_context.index
+            jobs = {j.id for j in build_graph(index).jobs.values() if j.kind == "deliver"}
+            held: list[Any] = self.run_context.runs.held_versions(ref, jobs)
+            return held
+
+        return read
+
+    def close(self) -> None:
+        if self.run_context is not None:
+            self.run_context.close()
 
 
 def keys(model: ModelOption = None, json_out: JsonOption = False) -> None:

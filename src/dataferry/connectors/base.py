@@ -129,13 +129,21 @@ class Delivery:
     """replace: every row of the version; merge and history: the change set since
     ``previous`` with ``_ferry_op``; append: the rows added since ``previous`` with
     ``_ferry_version``. Values are in the declared types' natural Arrow form."""
+    reload: bool = False
+    """Start the target over from this version, whatever it has (``ferry run --full``, or
+    its version is gone from the store): ``rows`` holds every row (``previous`` is None);
+    merge, append and replace targets are emptied first, a history target keeps its past
+    rows and closes its open ones at ``created_at``. ``_ferry_loads`` is overwritten."""
 
 
 def check_versions(applied: int | None, delivery: Delivery, where: str) -> bool:
     """Whether to apply ``delivery`` to a target that has ``applied`` (False: already has it).
 
-    A change set (merge, append, history) must start from the version the target has.
+    A change set (merge, append, history) must start from the version the target has;
+    a reload applies whatever the target has.
     """
+    if delivery.reload:
+        return True
     if applied is not None and applied == delivery.version:
         return False
     if delivery.mode != "replace" and applied != delivery.previous:

@@ -4,6 +4,12 @@ The sink says which version it has (``_ferry_loads``); the delivery sends what t
 into the latest: every row (``replace``), the change set by key (``merge``, ``history``),
 or the rows added (``append``), with the need's column subset, ``where`` filter and
 ``mask`` applied. The sink applies it in one transaction with its ``_ferry_loads`` row.
+
+A *reload* (``full``, or a sink whose version the store no longer keeps after ``ferry gc
+--force``) sends every row of the latest version and tells the sink to start over,
+``_ferry_loads`` included: merge and append targets are emptied first; a history target
+keeps its past, its open rows are closed at the new version's time. A delivery records
+the versions it reads (``pin``) under ``gc.reading`` so that gc keeps them while it runs.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN, Delivery
 from dataferry.connectors.registry import sink_class
 from dataferry.engine.context import RunContext
 from dataferry.errors import SinkError
+from dataferry.metadata.runs import VersionRef
 from dataferry.model.spec import Need
 from dataferry.model.types import DataType, parse_type
 from dataferry.store.changes import added_rows, change_set, version_rows
 from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.gc import reading
 from dataferry.store.storage import decode_batch, store_schema
 
 MASKED_TYPE = "string"
@@ -40,6 +48,7 @@ class DeliverResult:
     version: int
     previous: int | None
     rows: int  # 0 when the sink was already up to date
+    warnings: tuple[str, ...] = ()
 
 
 def mask_key(home: Path) -> bytes:
@@ -74,30 +83,37 @@ def _old_version(dataset: DatasetStore, previous: int | None) -> Version | None:
 
 
 def deliver(context: RunContext, consumer_ref: str, index: int,
-            on_rows: Callable[[int], None] | None = None) -> DeliverResult:
-    """Deliver the ``index``-th need of consumer ``consumer_ref``."""
+            on_rows: Callable[[int], None] | None = None, *, full: bool = False,
+            pin: Callable[[list[VersionRef]], object] | None = None) -> DeliverResult:
+    """Deliver the ``index``-th need of consumer ``consumer_ref``.
+
+    ``full`` reloads the sink whatever it has; ``pin`` records the versions the delivery
+    is about to read (the runner: on its running run) before it reads them.
+    """
     _, _, consumer = context.index.consumers[consumer_ref]
     need: Need = consumer.datasets[index]
     entry = context.index.datasets[need.ref]
     dataset = context.store.dataset(need.ref)
-    latest = dataset.resolve(None)
     table = need.table or entry.name
     sink = sink_class(consumer.sink.kind)(consumer_ref, consumer.sink, context.root)
     try:
         previous = sink.applied_version(need.ref, table)
-        if previous == latest.number:
+        with reading(dataset):  # gc cannot drop these between resolving and recording them
+            latest = dataset.resolve(None)
+            old = None if full else _old_version(dataset, previous)
+            if pin is not None:
+                pin([VersionRef(need.ref, n) for n in sorted({latest.number, *(
+                    [old.number] if old is not None else [])})])
+        if previous == latest.number and not full:
             return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, 0)
         declared = {c["name"]: c for c in latest.manifest.schema["columns"]}
         names = list(need.columns or declared)
         key = list(latest.manifest.schema.get("primary_key") or [])
         mode = need.mode
-        old = _old_version(dataset, previous)
-        if previous is not None and old is None and mode in ("merge", "history", "append"):
-            # The version the sink has is gone (gc): only a full refresh is exact.
-            raise SinkError(
-                f"{consumer_ref}: table {table} has version {previous} of {need.ref}, which "
-                "the store no longer keeps (gc); drop the table to reload it in full",
-                public=True)
+        gone = previous is not None and old is None and not full and mode != "replace"
+        reload = full or gone
+        warnings = [_gone_warning(consumer_ref, table, need.ref, mode, previous, latest.number)
+                    ] if gone and previous is not None else []
         if mode in ("merge", "history") and not all(k in names for k in key):
             raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
                             f"key columns {key} among the delivered columns", public=True)
@@ -119,14 +135,28 @@ def deliver(context: RunContext, consumer_ref: str, index: int,
         stream = _prepare(rows, types, masked, context.store.home, on_rows)
         delivery = Delivery(
             dataset=need.ref, consumer=consumer_ref, table=table, mode=mode, columns=columns,
-            primary_key=key, version=latest.number, previous=previous,
+            primary_key=key, version=latest.number, previous=None if reload else previous,
             created_at=datetime.fromisoformat(latest.manifest.created_at.replace("Z", "+00:00")),
-            rows=stream,
+            rows=stream, reload=reload,
         )
         written = sink.deliver(delivery)
-        return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, written)
+        return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, written,
+                             tuple(warnings))
     finally:
         sink.close()
+
+
+def _gone_warning(consumer: str, table: str, ref: str, mode: str, previous: int,
+                  latest: int) -> str:
+    """What a delivery says when the version its sink has is gone (``ferry gc --force``)."""
+    text = (f"{consumer}: table {table} had version {previous} of {ref}, which the store no "
+            f"longer keeps (ferry gc --force); reloaded it in full from version {latest}")
+    if mode == "history" and latest - previous > 1:
+        lost = (f"version {previous + 1}" if latest - previous == 2
+                else f"versions {previous + 1} to {latest - 1}")
+        text += (f"; the history lacks the changes of {lost}: those versions never reached "
+                 f"it, and rows open at version {previous} were closed at version {latest}")
+    return text
 
 
 def _prepare(rows: pa.RecordBatchReader, types: dict[str, str], masked: set[str],

@@ -58,6 +58,16 @@ class VersionRef:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A version gc must keep because a job holds it: ``why`` says which job and how
+    (its last delivery, or a run reading it now)."""
+
+    version: int
+    job_id: str
+    why: str
+
+
+@dataclass(frozen=True)
 class LogLine:
     """One log line: ``message`` is public; ``detail`` (if any) the same line in full,
     which may hold row values, for those who may read the job's rows only."""
@@ -196,6 +206,39 @@ class RunHistory:
             assert row is not None
             add_run_events(session, row, published)
             return True
+
+    def record_reading(self, run_id: int, versions: Iterable[VersionRef]) -> bool:
+        """Record, while a run still runs, the versions it is about to read, so that ``ferry
+        gc`` (``held_versions``) keeps them until it ends; False if it no longer runs."""
+        with self.db.sessions.begin() as session:
+            done = session.connection().execute(
+                update(RunRow).where(RunRow.id == run_id, RunRow.status == "running")
+                .values(versions_read=_to_json(versions)))
+            return done.rowcount == 1
+
+    def held_versions(self, ref: str, jobs: Collection[str] | None = None) -> list[Hold]:
+        """The versions of dataset ``ref`` that jobs still hold, from the run history alone
+        (no sink is contacted): what the last successful run of every delivery read (the
+        version its sink has), and what every run still running with a live lease reads
+        (``record_reading``). ``jobs``, if given, limits the deliveries to those job ids
+        (those of the consumers the model still declares)."""
+        now = self.now()
+        held: list[Hold] = []
+        newest = (select(func.max(RunRow.id)).where(RunRow.job_kind == "deliver",
+                                                     RunRow.status.in_(CONSUMED))
+                  .group_by(RunRow.job_id))
+        with self.db.reads.begin() as session:
+            last = session.scalars(select(RunRow).where(RunRow.id.in_(newest))).all()
+            running = session.scalars(select(RunRow).where(
+                RunRow.status == "running", RunRow.lease_expires_at > now)).all()
+            for row in last:
+                if jobs is None or row.job_id in jobs:
+                    held += [Hold(v.version, row.job_id, f"its last delivery (run {row.id})")
+                             for v in _from_json(row.versions_read) if v.ref == ref]
+            for row in running:
+                held += [Hold(v.version, row.job_id, f"run {row.id}, running, reads it")
+                         for v in _from_json(row.versions_read) if v.ref == ref]
+        return sorted(held, key=lambda h: (h.version, h.job_id))
 
     def heartbeat(self, run_id: int, lease_seconds: float) -> bool:
         """Extend a running run's lease; False means it was declared abandoned: stop."""

@@ -6,19 +6,38 @@ records the first kept version, the hash its ``prev`` must equal, the complete f
 of the version before it and the keys allowed at that point. ``verify`` starts the chain
 from the checkpoint. Then the old manifests, the data files no kept version needs, the
 chunk lists of deleted files, and the leftovers of interrupted publishes are removed.
+
+gc never drops a version a consumer still holds (``holds``): the version a delivery's
+sink has, which the next change set starts from, and the versions a running delivery
+reads. It learns them from the run history (``RunHistory.held_versions``), not from the
+sinks: the metadata can be read without connecting to every consumer, and a delivery
+records what its sink has when it succeeds. Kept versions stay a contiguous range (the
+hash chain runs through them), so the oldest held version is the first one kept.
+``force`` drops them anyway; the next delivery then reloads its sink in full.
+
+The race of a delivery that resolved the head but has not recorded it yet is closed by
+a lock: a delivery resolves and records what it reads under ``reading`` (shared), and gc
+reads the holds and deletes under the same lock, exclusive.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dataferry.errors import StoreError
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.keys import KeyStore, public_bytes
 from dataferry.store.manifest import Checkpoint, signed_checkpoint, utc_now, write_atomic
 from dataferry.store.publish import recover
+
+if TYPE_CHECKING:
+    from dataferry.metadata.runs import Hold
 
 
 @dataclass
@@ -27,20 +46,48 @@ class GcResult:
     dropped_versions: list[int] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
     freed_bytes: int = 0
+    kept: list[Hold] = field(default_factory=list)
+    """Holds that kept versions older than ``keep`` (without ``force``)."""
+    forced: list[Hold] = field(default_factory=list)
+    """Holds ``force`` ignored: those consumers' next delivery reloads in full."""
 
 
-def collect(dataset: DatasetStore, keys: KeyStore, keep: int | None) -> GcResult:
-    """Keep the newest ``keep`` versions (all when None) and delete what nothing needs."""
+@contextmanager
+def reading(dataset: DatasetStore, exclusive: bool = False) -> Iterator[None]:
+    """Held (shared) by a delivery while it resolves and records the versions it will
+    read; held exclusive by gc while it reads the holds and drops versions."""
+    dataset.sig.mkdir(parents=True, exist_ok=True)
+    with (dataset.sig / ".readers.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def collect(dataset: DatasetStore, keys: KeyStore, keep: int | None,
+            holds: Callable[[], list[Hold]] | None = None, force: bool = False) -> GcResult:
+    """Keep the newest ``keep`` versions (all when None) and every version ``holds`` names
+    (unless ``force``), and delete what nothing needs."""
     result = GcResult(dataset.ref)
     if keep is not None and keep < 1:
         raise StoreError("--keep must be at least 1: gc never drops the latest version")
-    with dataset.lock():
+    with dataset.lock(), reading(dataset, exclusive=True):
         recover(dataset, dataset.head())  # roll back commits of interrupted publishes first
         numbers = dataset.version_numbers()
+        first = numbers[0] if numbers else 0
         if keep is not None and len(numbers) > keep:
             first = numbers[-keep]
+            held = [h for h in (holds() if holds is not None else []) if h.version in numbers]
+            older = [h for h in held if h.version < first]
+            if force:
+                result.forced = older
+            elif older:
+                result.kept = older
+                first = min(h.version for h in older)
+        if numbers and first > numbers[0]:
             _write_checkpoint(dataset, keys, first)
-            for number in numbers[: -keep]:
+            for number in [n for n in numbers if n < first]:
                 dataset.manifest_path(number).unlink(missing_ok=True)
                 dataset.signature_path(number).unlink(missing_ok=True)
                 result.dropped_versions.append(number)

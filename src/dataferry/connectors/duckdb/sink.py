@@ -133,6 +133,8 @@ class DuckdbSink(SinkConnector):
             counted = file_form(delivery)
             con.register(view, counted.reader)
             load = _Load(con, self.target, delivery, view, json_ok)
+            if delivery.reload:
+                _start_over(load)
             _LOADERS[delivery.mode](load)
             self.target.record(con, delivery.dataset, delivery.table, delivery.version,
                                delivery.mode, counted.rows)
@@ -204,6 +206,17 @@ class _Load:
     def keys_match(self, left: str, right: str) -> str:
         return " AND ".join(f"{left}.{quote(k)} = {right}.{quote(k)}"
                             for k in self.delivery.primary_key)
+
+
+def _start_over(load: _Load) -> None:
+    """Before a reload (``Delivery.reload``): empty a merge or append target; close the
+    open rows of a history target (its past stays)."""
+    d, con = load.delivery, load.con
+    if d.mode in ("merge", "append") and load.target.exists(con, d.table):
+        run(con, f"DELETE FROM {load.table}")
+    elif d.mode == "history" and load.target.exists(con, d.table):
+        run(con, f"UPDATE {load.table} SET {quote(VALID_TO)} = CAST(? AS TIMESTAMPTZ) "
+            f"WHERE {quote(VALID_TO)} IS NULL", [d.created_at.isoformat(sep=" ")])
 
 
 def _replace(load: _Load) -> None:

@@ -200,6 +200,8 @@ class MysqlSink(SinkConnector):
             if _already(applied, delivery):
                 connection.rollback()
                 return 0
+            if delivery.reload:
+                self._start_over(delivery)
             written = loader.write(qualified(database, table), label,
                                    [Column(c.name, c.type) for c in columns], delivery.rows)
             return self._commit(delivery, written)
@@ -257,6 +259,8 @@ class MysqlSink(SinkConnector):
             if _already(self._locked_version(delivery), delivery):
                 connection.rollback()
                 return 0
+            if delivery.reload:
+                self._start_over(delivery)
             names = ", ".join(ident(c.name) for c in columns)
             join = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key)
             upserts = f"FROM {stage} WHERE {ident(OP_COLUMN)} = 'upsert'"
@@ -283,6 +287,18 @@ class MysqlSink(SinkConnector):
             with contextlib.suppress(pymysql.Error), connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS {stage}")  # else the next run does
 
+    def _start_over(self, delivery: Delivery) -> None:
+        """Before a reload (``Delivery.reload``), in its transaction (DML only, so InnoDB
+        rolls it back with the load): empty a merge or append target; close the open rows
+        of a history target (its past stays)."""
+        target = qualified(self.database, delivery.table)
+        with self._connect().cursor() as cursor:
+            if delivery.mode in ("merge", "append"):
+                cursor.execute(f"DELETE FROM {target}")
+            elif delivery.mode == "history":
+                cursor.execute(f"UPDATE {target} SET {ident(VALID_TO)} = %s "
+                               f"WHERE {ident(VALID_TO)} IS NULL", (_utc(delivery.created_at),))
+
     def _locked_version(self, delivery: Delivery) -> int | None:
         """The applied version, its ``_ferry_loads`` row locked until this transaction ends."""
         with self._connect().cursor() as cursor:
@@ -299,8 +315,9 @@ class MysqlSink(SinkConnector):
 
 
 def _already(applied: int | None, delivery: Delivery) -> bool:
-    """Whether the target already has this version (or, but for replace, a newer one)."""
-    if applied is None:
+    """Whether the target already has this version (or, but for replace, a newer one);
+    never for a reload, which applies whatever the target has."""
+    if applied is None or delivery.reload:
         return False
     return applied == delivery.version or (applied > delivery.version
                                            and delivery.mode != "replace")

@@ -47,8 +47,9 @@ def merged_sql(old: Sequence[Path], present: set[str], changes: Path, columns: S
 
 
 def history_sql(old: Sequence[Path], present: set[str], changes: Path, columns: Sequence[str],
-                key: Sequence[str]) -> str:
-    """Old rows, the current ones of changed keys closed at ``$at``; upserts opened at ``$at``."""
+                key: Sequence[str], close_all: bool = False) -> str:
+    """Old rows, the current ones of changed keys (every current one: ``close_all``, for
+    a reload) closed at ``$at``; upserts opened at ``$at``."""
     new_rows = (f"SELECT {', '.join(f'c.{quote(n)}' for n in columns)}, "
                 f"CAST($at AS TIMESTAMPTZ) AS {quote(VALID_FROM)}, "
                 f"CAST(NULL AS TIMESTAMPTZ) AS {quote(VALID_TO)} "
@@ -59,7 +60,7 @@ def history_sql(old: Sequence[Path], present: set[str], changes: Path, columns: 
     changed = (f"(SELECT DISTINCT {', '.join(quote(k) for k in key)}, true AS hit "
                f"FROM read_parquet({_files([changes])}))")
     return (f"SELECT {kept}, o.{quote(VALID_FROM)}, CASE WHEN o.{quote(VALID_TO)} IS NULL AND "
-            f"c.hit THEN CAST($at AS TIMESTAMPTZ) ELSE o.{quote(VALID_TO)} END AS {quote(VALID_TO)} "
+            f"{'true' if close_all else 'c.hit'} THEN CAST($at AS TIMESTAMPTZ) ELSE o.{quote(VALID_TO)} END AS {quote(VALID_TO)} "
             f"FROM read_parquet({_files(old)}, union_by_name = true) o LEFT JOIN {changed} c "
             f"ON {_keys(key, 'o', 'c')} UNION ALL BY NAME {new_rows}")
 

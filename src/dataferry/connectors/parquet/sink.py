@@ -130,6 +130,8 @@ class ParquetSink(SinkConnector):
                rows: pa.RecordBatchReader, writer: SnapshotWriter) -> None:
         mode = delivery.mode
         old_files = self.folder.files(old["snapshot"]) if old else []
+        if delivery.reload and mode in ("merge", "append"):
+            old_files = []  # a reload starts these over; a history keeps its past
         if mode == "replace":
             writer.write(rows)
         elif mode == "append":
@@ -147,8 +149,11 @@ class ParquetSink(SinkConnector):
                         staged.write_batch(batch)
                 present = set(pq.read_schema(old_files[0]).names) if old_files else set()
                 names = [n for n, _, _ in columns]
-                build = merged_sql if mode == "merge" else history_sql
-                sql = build(old_files, present, changes, names, delivery.primary_key)
+                if mode == "merge":
+                    sql = merged_sql(old_files, present, changes, names, delivery.primary_key)
+                else:
+                    sql = history_sql(old_files, present, changes, names, delivery.primary_key,
+                                      close_all=delivery.reload)
                 at = delivery.created_at
                 if at.tzinfo is None:
                     at = at.replace(tzinfo=UTC)

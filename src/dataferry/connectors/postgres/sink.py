@@ -111,10 +111,12 @@ class PostgresSink(SinkConnector):
             session.run("select pg_advisory_xact_lock(hashtextextended("
                         f"{literal(qualified(self.schema, d.table))}, 0))")
             applied = tables.applied_version(session, self.schema, d.dataset, d.table)
-            if applied is not None and applied >= d.version:
+            if applied is not None and applied >= d.version and not d.reload:
                 connection.rollback()
                 return 0
-            if d.mode != "replace" and applied != d.previous:
+            if d.reload:
+                self._start_over(session, d)
+            elif d.mode != "replace" and applied != d.previous:
                 has = f"version {applied}" if applied is not None else "no version"
                 since = f"version {d.previous}" if d.previous is not None else "the start"
                 raise SinkError(
@@ -151,6 +153,20 @@ class PostgresSink(SinkConnector):
                 connection.rollback()
 
     # --- modes -------------------------------------------------------------------------
+
+    def _start_over(self, session: Session, d: Delivery) -> None:
+        """Before a reload (``Delivery.reload``): empty a merge or append target (its
+        grants, views and indexes stay); close the open rows of a history target."""
+        target = tables.describe(session, self.schema, d.table)
+        if target is None:
+            return
+        table = qualified(self.schema, d.table)
+        if d.mode in ("merge", "append"):
+            session.run(f"delete from {table}")
+        elif d.mode == "history":
+            valid_to = ident(_actual(target, VALID_TO))
+            session.run(f"update {table} set {valid_to} = {literal(d.created_at)} "
+                        f"where {valid_to} is null")
 
     def _replace(self, session: Session, d: Delivery) -> int:
         columns = _declared(d)

@@ -107,6 +107,8 @@ class SqliteSink(SinkConnector):
                                   delivery, where):
                 con.execute("ROLLBACK")
                 return 0
+            if delivery.reload:
+                _start_over(con, delivery)
             rows = _LOADERS[delivery.mode](con, delivery)
             con.execute(LOADS_UPSERT, (delivery.dataset, delivery.table, delivery.version,
                                        delivery.mode, rows, utc_text(datetime.now(UTC))))
@@ -125,6 +127,18 @@ class SqliteSink(SinkConnector):
 def _rollback(con: sqlite3.Connection) -> None:
     if con.in_transaction:
         con.execute("ROLLBACK")
+
+
+def _start_over(con: sqlite3.Connection, delivery: Delivery) -> None:
+    """Before a reload (``Delivery.reload``): empty a merge or append target; close the
+    open rows of a history target (its past stays)."""
+    table = quote(delivery.table)
+    if delivery.mode in ("merge", "append"):
+        if _exists(con, delivery.table):
+            con.execute(f"DELETE FROM {table}")
+    elif delivery.mode == "history" and _exists(con, delivery.table):
+        con.execute(f"UPDATE {table} SET {quote(VALID_TO)} = ? WHERE {quote(VALID_TO)} IS NULL",
+                    (utc_text(delivery.created_at),))
 
 
 def _target_columns(delivery: Delivery) -> list[TargetColumn]:
