@@ -4,6 +4,13 @@ The sink says which version it has (``_ferry_loads``); the delivery sends what t
 into the latest: every row (``replace``), the change set by key (``merge``, ``history``),
 or the rows added (``append``), with the need's column subset, ``where`` filter and
 ``mask`` applied. The sink applies it in one transaction with its ``_ferry_loads`` row.
+
+A ``history`` sink more than one version behind catches up one version at a time: each
+kept version's change set, stamped with that version's own publication time, in its own
+transaction with its own ``_ferry_loads`` row. Jumping straight to the latest would lose
+every value that lived only in a version in between, and date its end wrongly. A delivery
+killed half way leaves the sink at the last version it committed; the next one goes on
+from there.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN, Delivery
+from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN, Delivery, SinkConnector
 from dataferry.connectors.registry import sink_class
 from dataferry.engine.context import RunContext
 from dataferry.errors import SinkError
+from dataferry.faults import crash_point
 from dataferry.model.spec import Need
 from dataferry.model.types import DataType, parse_type
 from dataferry.store.changes import added_rows, change_set, version_rows
@@ -101,32 +109,59 @@ def deliver(context: RunContext, consumer_ref: str, index: int,
         if mode in ("merge", "history") and not all(k in names for k in key):
             raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
                             f"key columns {key} among the delivered columns", public=True)
-        schema = store_schema([(n, declared[n]["type"], declared[n]["nullable"]) for n in names])
-        if mode == "replace":
-            rows = version_rows(dataset, latest, names, need.where, schema)
-        elif mode == "append":
-            schema = schema.append(pa.field(VERSION_COLUMN, pa.int64(), False))
-            rows = added_rows(dataset, old, latest, names, key, need.where, schema)
+        if mode == "history" and old is not None:
+            written = 0
+            for step in _versions_after(dataset, old, latest):
+                written += _send(context, sink, consumer_ref, need, table, dataset, old, step,
+                                 old.number, names, key, on_rows)
+                old = step
+                crash_point("history-version-applied")
         else:
-            schema = schema.append(pa.field(OP_COLUMN, pa.string(), False))
-            rows = change_set(dataset, old, latest, names, key, need.where, schema)
-        types = {n: declared[n]["type"] for n in names}
-        masked = set(need.mask)
-        columns: list[tuple[str, DataType, bool]] = [
-            (n, parse_type(MASKED_TYPE if n in masked else types[n]), declared[n]["nullable"])
-            for n in names
-        ]
-        stream = _prepare(rows, types, masked, context.store.home, on_rows)
-        delivery = Delivery(
-            dataset=need.ref, consumer=consumer_ref, table=table, mode=mode, columns=columns,
-            primary_key=key, version=latest.number, previous=previous,
-            created_at=datetime.fromisoformat(latest.manifest.created_at.replace("Z", "+00:00")),
-            rows=stream,
-        )
-        written = sink.deliver(delivery)
+            written = _send(context, sink, consumer_ref, need, table, dataset, old, latest,
+                            previous, names, key, on_rows)
         return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, written)
     finally:
         sink.close()
+
+
+def _versions_after(dataset: DatasetStore, old: Version, latest: Version) -> list[Version]:
+    """The kept versions after ``old`` up to ``latest``, oldest first: the steps of a history
+    delivery (a version gc removed is no step: its change comes with the next one)."""
+    return [dataset.version(n) for n in dataset.version_numbers()
+            if old.number < n < latest.number] + [latest]
+
+
+def _send(context: RunContext, sink: SinkConnector, consumer_ref: str, need: Need, table: str,
+          dataset: DatasetStore, old: Version | None, new: Version, previous: int | None,
+          names: list[str], key: list[str], on_rows: Callable[[int], None] | None) -> int:
+    """Have the sink turn ``old`` (None: nothing) into ``new`` in one transaction, stamped
+    with ``new``'s publication time; rows written."""
+    mode = need.mode
+    declared = {c["name"]: c for c in new.manifest.schema["columns"]}
+    names = [n for n in names if n in declared]  # an older version may lack a newer column
+    schema = store_schema([(n, declared[n]["type"], declared[n]["nullable"]) for n in names])
+    if mode == "replace":
+        rows = version_rows(dataset, new, names, need.where, schema)
+    elif mode == "append":
+        schema = schema.append(pa.field(VERSION_COLUMN, pa.int64(), False))
+        rows = added_rows(dataset, old, new, names, key, need.where, schema)
+    else:
+        schema = schema.append(pa.field(OP_COLUMN, pa.string(), False))
+        rows = change_set(dataset, old, new, names, key, need.where, schema)
+    types = {n: declared[n]["type"] for n in names}
+    masked = set(need.mask)
+    columns: list[tuple[str, DataType, bool]] = [
+        (n, parse_type(MASKED_TYPE if n in masked else types[n]), declared[n]["nullable"])
+        for n in names
+    ]
+    stream = _prepare(rows, types, masked, context.store.home, on_rows)
+    delivery = Delivery(
+        dataset=need.ref, consumer=consumer_ref, table=table, mode=mode, columns=columns,
+        primary_key=key, version=new.number, previous=previous,
+        created_at=datetime.fromisoformat(new.manifest.created_at.replace("Z", "+00:00")),
+        rows=stream,
+    )
+    return sink.deliver(delivery)
 
 
 def _prepare(rows: pa.RecordBatchReader, types: dict[str, str], masked: set[str],
