@@ -5,12 +5,13 @@ into the latest: every row (``replace``), the change set by key (``merge``, ``hi
 or the rows added (``append``), with the need's column subset, ``where`` filter and
 ``mask`` applied. The sink applies it in one transaction with its ``_ferry_loads`` row.
 
-A ``history`` sink more than one version behind catches up one version at a time: each
-kept version's change set, stamped with that version's own publication time, in its own
-transaction with its own ``_ferry_loads`` row. Jumping straight to the latest would lose
-every value that lived only in a version in between, and date its end wrongly. A delivery
-killed half way leaves the sink at the last version it committed; the next one goes on
-from there.
+A ``history`` or ``append`` sink more than one version behind catches up one version at a
+time: each kept version's change set (or added rows), stamped with that version's own
+publication time and number, in its own transaction with its own ``_ferry_loads`` row.
+Jumping straight to the latest would lose every value that lived only in a version in
+between, and date (or tag) the change wrongly. A delivery killed half way leaves the
+sink at the last version it committed; the next one goes on from there. ``replace`` and
+``merge`` hold only the latest state, so they jump straight to it.
 """
 
 from __future__ import annotations
@@ -109,13 +110,13 @@ def deliver(context: RunContext, consumer_ref: str, index: int,
         if mode in ("merge", "history") and not all(k in names for k in key):
             raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
                             f"key columns {key} among the delivered columns", public=True)
-        if mode == "history" and old is not None:
+        if mode in ("history", "append") and old is not None:
             written = 0
             for step in _versions_after(dataset, old, latest):
                 written += _send(context, sink, consumer_ref, need, table, dataset, old, step,
                                  old.number, names, key, on_rows)
                 old = step
-                crash_point("history-version-applied")
+                crash_point("catch-up-version-applied")
         else:
             written = _send(context, sink, consumer_ref, need, table, dataset, old, latest,
                             previous, names, key, on_rows)
@@ -126,7 +127,7 @@ def deliver(context: RunContext, consumer_ref: str, index: int,
 
 def _versions_after(dataset: DatasetStore, old: Version, latest: Version) -> list[Version]:
     """The kept versions after ``old`` up to ``latest``, oldest first: the steps of a history
-    delivery (a version gc removed is no step: its change comes with the next one)."""
+    or append delivery (a version gc removed is no step: its change comes with the next)."""
     return [dataset.version(n) for n in dataset.version_numbers()
             if old.number < n < latest.number] + [latest]
 

@@ -1,11 +1,11 @@
-"""A history (SCD2) sink that falls behind catches up version by version, on every sink kind.
+"""History and append sinks that fall behind catch up version by version, on every sink kind.
 
-Three versions are published while the sink is behind; one ``ferry run CONSUMER`` then
-brings it up to date. The value that existed only in the middle version must be in the
-history table, and every ``valid_from``/``valid_to`` must be the publication time of the
-version that made the change, as if each version had been delivered when it came out.
-PostgreSQL and MariaDB are the real servers on loopback; SQLite, DuckDB and Parquet are
-files.
+Versions are published while the sink is behind; one ``ferry run CONSUMER`` then brings
+it up to date. The value that existed only in a middle version must be in the history
+table, and every ``valid_from``/``valid_to`` must be the publication time of the version
+that made the change, as if each version had been delivered when it came out; the append
+log likewise gets each version's rows tagged with that version. PostgreSQL and MariaDB
+are the real servers on loopback; SQLite, DuckDB and Parquet are files.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ consumers:
     sink: {sink}
     datasets:
       - {{ref: shop.items, mode: history, table: items_history}}
+  journal:
+    sink: {sink}
+    datasets:
+      - {{ref: shop.items, mode: append, table: items_log}}
 """
 
 Row = tuple[int, str | None, datetime, datetime | None]
@@ -83,8 +87,9 @@ class Target:
         return sorted(((r[0], r[1], _utc(r[2]), _utc(r[3])) for r in rows),  # type: ignore[misc]
                       key=lambda r: (r[0], r[2]))
 
-    def loaded(self) -> int:
-        return int(self._read("select version from _ferry_loads")[0][0])
+    def loaded(self, table: str = "items_history") -> int:
+        return int(self._read("select version from _ferry_loads "
+                              f"where table_name = '{table}'")[0][0])
 
 
 def _duckdb_target(root: Path) -> Target:
@@ -105,18 +110,20 @@ def _parquet_target(root: Path) -> Target:
     def read(sql: str) -> list[tuple[Any, ...]]:
         with duckdb.connect() as db:
             db.execute("set TimeZone = 'UTC'")
-            folder = root / "out" / "lake" / "items_history"
-            db.execute(f"create view items_history as select * from "
-                       f"read_parquet('{folder}/*.parquet')")
+            for table in ("items_history", "items_log"):
+                folder = root / "out" / "lake" / table
+                if folder.exists():
+                    db.execute(f"create view {table} as select * from "
+                               f"read_parquet('{folder}/*.parquet')")
             if "_ferry_loads" in sql:  # the Parquet sink keeps its ledger in a JSON file
-                return [(_parquet_version(root),)]
+                return [(_parquet_version(root, sql.split("'")[1]),)]
             return db.execute(sql).fetchall()
     return Target("{kind: parquet, path: out/lake}", read)
 
 
-def _parquet_version(root: Path) -> int:
+def _parquet_version(root: Path, table: str) -> int:
     ledger = json.loads((root / "out" / "lake" / "_ferry_loads.json").read_text())
-    return int(ledger["items_history"]["version"])
+    return int(ledger[table]["version"])
 
 
 @pytest.fixture(params=["duckdb", "sqlite", "parquet", "postgres", "mysql"])
@@ -225,7 +232,7 @@ def test_a_catch_up_killed_between_versions_goes_on_where_it_stopped(
     _ok(ferry("run", "shop.items", "--model", root))
     t = _published(root, ferry)
 
-    env = {**os.environ, "FERRY_CRASH_AT": "history-version-applied"}
+    env = {**os.environ, "FERRY_CRASH_AT": "catch-up-version-applied"}
     killed = subprocess.run([sys.executable, "-m", "dataferry.cli", "run", "shop.archive",
                              "--model", str(root)], env=env, capture_output=True, text=True,
                             timeout=120)
@@ -241,3 +248,24 @@ def test_a_catch_up_killed_between_versions_goes_on_where_it_stopped(
         (3, "three", t[1], t[3]),
     ]
     assert sink.loaded() == 3
+
+
+def test_an_append_sink_behind_gets_each_versions_rows_with_their_version(
+        target: tuple[Path, Target], ferry: Callable[..., Result]) -> None:
+    """The append log has what it would have had delivered version by version: a row that
+    changed in two versions while the sink was behind is there twice, once per version."""
+    root, sink = target
+    _model(root, sink)
+    _ok(ferry("run", "shop.journal", "--model", root))
+    _source(root, "update items set name = 'one, briefly' where id = 1")
+    _ok(ferry("run", "shop.items", "--model", root))
+    _source(root, "update items set name = 'one at last' where id = 1",
+            "insert into items values (4, 'four')")
+    _ok(ferry("run", "shop.items", "--model", root))
+
+    _ok(ferry("run", "shop.journal", "--model", root))
+
+    log = sink.rows("select id, name, _ferry_version from items_log")
+    assert sorted(log) == [(1, "one", 1), (1, "one at last", 3), (1, "one, briefly", 2),
+                           (2, "two", 1), (3, "three", 1), (4, "four", 3)]
+    assert sink.loaded("items_log") == 3
