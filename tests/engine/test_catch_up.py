@@ -269,3 +269,31 @@ def test_an_append_sink_behind_gets_each_versions_rows_with_their_version(
     assert sorted(log) == [(1, "one", 1), (1, "one at last", 3), (1, "one, briefly", 2),
                            (2, "two", 1), (3, "three", 1), (4, "four", 3)]
     assert sink.loaded("items_log") == 3
+
+
+
+def test_a_column_added_while_behind_arrives_with_its_version(
+        target: tuple[Path, Target], ferry: Callable[..., Result]) -> None:
+    """Version 3 adds a column: the change set from version 2, whose files lack it, reads
+    it as null (this failed the ingest and the delivery with "Values list a does not have
+    a column named size")."""
+    root, sink = target
+    _model(root, sink)
+    _ok(ferry("run", "shop.archive", "--model", root))
+    _source(root, "update items set name = 'one, briefly' where id = 1")
+    _ok(ferry("run", "shop.items", "--model", root))
+    model = root / "teams" / "shop" / "shop.yaml"
+    model.write_text(model.read_text().replace(
+        "          name: {type: string}\n",
+        "          name: {type: string}\n          size: {type: int32}\n"))
+    _source(root, "alter table items add column size integer",
+            "update items set name = 'one at last', size = 7 where id = 1")
+    _ok(ferry("run", "shop.items", "--model", root))
+    t = _published(root, ferry)
+
+    _ok(ferry("run", "shop.archive", "--model", root))  # failed before: no "size" in v2
+
+    rows = sink.rows("select id, name, size from items_history where valid_to is null")
+    assert sorted(rows) == [(1, "one at last", 7), (2, "two", None), (3, "three", None)]
+    assert sink.history()[:3] == [(1, "one", t[1], t[2]), (1, "one, briefly", t[2], t[3]),
+                                  (1, "one at last", t[3], None)]
