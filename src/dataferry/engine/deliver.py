@@ -10,6 +10,14 @@ A *reload* (``full``, or a sink whose version the store no longer keeps after ``
 ``_ferry_loads`` included: merge and append targets are emptied first; a history target
 keeps its past, its open rows are closed at the new version's time. A delivery records
 the versions it reads (``pin``) under ``gc.reading`` so that gc keeps them while it runs.
+
+A ``history`` or ``append`` sink more than one version behind catches up one version at a
+time: each kept version's change set (or added rows), stamped with that version's own
+publication time and number, in its own transaction with its own ``_ferry_loads`` row.
+Jumping straight to the latest would lose every value that lived only in a version in
+between, and date (or tag) the change wrongly. A delivery killed half way leaves the
+sink at the last version it committed; the next one goes on from there. ``replace`` and
+``merge`` hold only the latest state, so they jump straight to it.
 """
 
 from __future__ import annotations
@@ -25,10 +33,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN, Delivery
+from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN, Delivery, SinkConnector
 from dataferry.connectors.registry import sink_class
 from dataferry.engine.context import RunContext
 from dataferry.errors import SinkError
+from dataferry.faults import crash_point
 from dataferry.metadata.runs import VersionRef
 from dataferry.model.spec import Need
 from dataferry.model.types import DataType, parse_type
@@ -117,29 +126,16 @@ def deliver(context: RunContext, consumer_ref: str, index: int,
         if mode in ("merge", "history") and not all(k in names for k in key):
             raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
                             f"key columns {key} among the delivered columns", public=True)
-        schema = store_schema([(n, declared[n]["type"], declared[n]["nullable"]) for n in names])
-        if mode == "replace":
-            rows = version_rows(dataset, latest, names, need.where, schema)
-        elif mode == "append":
-            schema = schema.append(pa.field(VERSION_COLUMN, pa.int64(), False))
-            rows = added_rows(dataset, old, latest, names, key, need.where, schema)
+        if mode in ("history", "append") and old is not None:
+            written = 0
+            for step in _versions_after(dataset, old, latest):
+                written += _send(context, sink, consumer_ref, need, table, dataset, old, step,
+                                 old.number, names, key, on_rows)
+                old = step
+                crash_point("catch-up-version-applied")
         else:
-            schema = schema.append(pa.field(OP_COLUMN, pa.string(), False))
-            rows = change_set(dataset, old, latest, names, key, need.where, schema)
-        types = {n: declared[n]["type"] for n in names}
-        masked = set(need.mask)
-        columns: list[tuple[str, DataType, bool]] = [
-            (n, parse_type(MASKED_TYPE if n in masked else types[n]), declared[n]["nullable"])
-            for n in names
-        ]
-        stream = _prepare(rows, types, masked, context.store.home, on_rows)
-        delivery = Delivery(
-            dataset=need.ref, consumer=consumer_ref, table=table, mode=mode, columns=columns,
-            primary_key=key, version=latest.number, previous=None if reload else previous,
-            created_at=datetime.fromisoformat(latest.manifest.created_at.replace("Z", "+00:00")),
-            rows=stream, reload=reload,
-        )
-        written = sink.deliver(delivery)
+            written = _send(context, sink, consumer_ref, need, table, dataset, old, latest,
+                            None if reload else previous, names, key, on_rows, reload=reload)
         return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, written,
                              tuple(warnings))
     finally:
@@ -157,6 +153,47 @@ def _gone_warning(consumer: str, table: str, ref: str, mode: str, previous: int,
         text += (f"; the history lacks the changes of {lost}: those versions never reached "
                  f"it, and rows open at version {previous} were closed at version {latest}")
     return text
+
+
+def _versions_after(dataset: DatasetStore, old: Version, latest: Version) -> list[Version]:
+    """The kept versions after ``old`` up to ``latest``, oldest first: the steps of a history
+    or append delivery (a version gc removed is no step: its change comes with the next)."""
+    return [dataset.version(n) for n in dataset.version_numbers()
+            if old.number < n < latest.number] + [latest]
+
+
+def _send(context: RunContext, sink: SinkConnector, consumer_ref: str, need: Need, table: str,
+          dataset: DatasetStore, old: Version | None, new: Version, previous: int | None,
+          names: list[str], key: list[str], on_rows: Callable[[int], None] | None, *,
+          reload: bool = False) -> int:
+    """Have the sink turn ``old`` (None: nothing) into ``new`` in one transaction, stamped
+    with ``new``'s publication time; rows written. ``reload``: the sink starts over."""
+    mode = need.mode
+    declared = {c["name"]: c for c in new.manifest.schema["columns"]}
+    names = [n for n in names if n in declared]  # an older version may lack a newer column
+    schema = store_schema([(n, declared[n]["type"], declared[n]["nullable"]) for n in names])
+    if mode == "replace":
+        rows = version_rows(dataset, new, names, need.where, schema)
+    elif mode == "append":
+        schema = schema.append(pa.field(VERSION_COLUMN, pa.int64(), False))
+        rows = added_rows(dataset, old, new, names, key, need.where, schema)
+    else:
+        schema = schema.append(pa.field(OP_COLUMN, pa.string(), False))
+        rows = change_set(dataset, old, new, names, key, need.where, schema)
+    types = {n: declared[n]["type"] for n in names}
+    masked = set(need.mask)
+    columns: list[tuple[str, DataType, bool]] = [
+        (n, parse_type(MASKED_TYPE if n in masked else types[n]), declared[n]["nullable"])
+        for n in names
+    ]
+    stream = _prepare(rows, types, masked, context.store.home, on_rows)
+    delivery = Delivery(
+        dataset=need.ref, consumer=consumer_ref, table=table, mode=mode, columns=columns,
+        primary_key=key, version=new.number, previous=previous,
+        created_at=datetime.fromisoformat(new.manifest.created_at.replace("Z", "+00:00")),
+        rows=stream, reload=reload,
+    )
+    return sink.deliver(delivery)
 
 
 def _prepare(rows: pa.RecordBatchReader, types: dict[str, str], masked: set[str],

@@ -50,11 +50,15 @@ def version_view(dataset: DatasetStore, version: Version | None, name: str,
 
 def _view(db: duckdb.DuckDBPyConnection, name: str, source: str | None,
           columns: Sequence[str]) -> None:
+    """View ``name`` over ``source`` with at least ``columns``: a column the files do not
+    hold (added to the dataset by a later version than wrote them) reads as null."""
     if source is None:
         empty = ", ".join(f"null as {ident(c)}" for c in columns)
         db.execute(f"create or replace view {name} as select {empty} where false")
-    else:
-        db.execute(f"create or replace view {name} as select * from {source}")
+        return
+    present = set(db.sql(f"select * from {source} limit 0").columns)
+    added = "".join(f", null as {ident(c)}" for c in columns if c not in present)
+    db.execute(f"create or replace view {name} as select *{added} from {source}")
 
 
 def _stream(db: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
