@@ -357,3 +357,39 @@ def test_gc_during_a_delivery_keeps_what_it_reads(root: Path, ferry: Ferry) -> N
     [after] = [r for r in run(ferry, root, "shop.lite") if r["job"].endswith(":accounts")]
     assert after["status"] == "succeeded" and not after["warnings"], after
     assert merged(root, "lite") == source_rows(root)
+
+
+RICH = """\
+transformers:
+  rich:
+    inputs: [shop.accounts]
+    sql: select id, balance from accounts where balance > 0
+    primary_key: [id]
+    columns: {id: int64, balance: decimal(12,2)}
+"""
+
+
+def test_gc_during_a_transform_keeps_the_inputs_it_reads(tmp_path: Path, ferry: Ferry) -> None:
+    root = make_model(tmp_path / "model", RICH)
+    run(ferry, root, "shop.accounts")  # version 1
+    context = RunContext.from_loaded(load_model(root))
+    job = build_graph(context.index).jobs["transform:shop.rich"]
+    held = _HeldProgress()
+    results: list[Any] = []
+    transform = threading.Thread(target=lambda: results.extend(
+        run_jobs(context, [job], progress=held)))
+    transform.start()
+    try:
+        assert held.reading.wait(60), "the transform never started writing"
+        new_version(ferry, root, "update accounts set balance = 1 where id = 5")  # version 2
+        gc = ferry("gc", "shop.accounts", "--keep", "1", "--model", root)
+        assert gc.code == 0, gc
+        assert "kept version 1: transform:shop.rich" in gc.out and "reads it" in gc.out
+        assert versions(ferry, root) == [1, 2]
+    finally:
+        held.go_on.set()
+        transform.join(60)
+        context.close()
+    assert [r.status for r in results] == ["succeeded"], results
+    log = json.loads(ferry("log", "shop.rich", "--model", root, "--json").out)
+    assert [entry["version"] for entry in log] == [1]

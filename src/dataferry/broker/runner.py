@@ -69,11 +69,12 @@ def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
     """Run one job once; engine errors propagate (``run_jobs`` retries and records).
 
     ``full`` re-reads the source in full (ingest) or reloads the sink (deliver). A
-    delivery records on its run ``run_id`` what it reads, so ``ferry gc`` keeps it."""
+    delivery or a transform records on its run ``run_id`` what it reads, so ``ferry gc``
+    keeps it."""
     if job.kind == "ingest":
         return _ingest(context, job, on_rows, full)
     if job.kind == "transform":
-        return _transform(context, job, on_rows)
+        return _transform(context, job, on_rows, run_id)
     return _deliver(context, job, on_rows, full, run_id)
 
 
@@ -94,12 +95,12 @@ def _ingest(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
                      versions_written=[VersionRef(job.dataset, published.version)])
 
 
-def _transform(context: RunContext, job: Job,
-               on_rows: Callable[[int], None] | None) -> JobResult:
+def _transform(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
+               run_id: int | None) -> JobResult:
     from dataferry.engine.transform import transform
 
     started = time.monotonic()
-    done = transform(context, job.dataset, on_rows=on_rows)
+    done = transform(context, job.dataset, on_rows=on_rows, pin=_pin(context, run_id))
     if done.published is None:
         head = context.store.dataset(job.dataset).head()
         read = _lineage(context, job.dataset, head.number) if head is not None else []
@@ -128,6 +129,16 @@ def _version_rows(context: RunContext, version: VersionRef) -> int:
     return context.store.dataset(version.ref).version(version.version).manifest.rows
 
 
+def _pin(context: RunContext, run_id: int | None) -> Callable[[list[VersionRef]], None]:
+    """Records on the running run the versions its job is about to read (gc keeps them)."""
+
+    def pin(versions: list[VersionRef]) -> None:
+        if run_id is not None:
+            context.runs.record_reading(run_id, versions)
+
+    return pin
+
+
 def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
              full: bool, run_id: int | None) -> JobResult:
     from dataferry.engine.deliver import deliver
@@ -135,12 +146,8 @@ def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | Non
     assert job.consumer is not None and job.need is not None
     started = time.monotonic()
     counted = _RowCounter(on_rows)
-
-    def pin(versions: list[VersionRef]) -> None:
-        if run_id is not None:
-            context.runs.record_reading(run_id, versions)
-
-    delivered = deliver(context, job.consumer, job.need, on_rows=counted, full=full, pin=pin)
+    delivered = deliver(context, job.consumer, job.need, on_rows=counted, full=full,
+                        pin=_pin(context, run_id))
     if delivered.rows == 0 and delivered.previous == delivered.version and not full:
         return JobResult(job, "unchanged", 0, delivered.version, time.monotonic() - started,
                          f"already has version {delivered.version}",

@@ -388,8 +388,8 @@ def gc(
 ) -> None:
     """Drop versions beyond retention and files no kept version needs.
 
-    Versions a consumer's last delivery holds, or a running delivery reads (per the run
-    history), are kept unless --force.
+    Versions a consumer's last delivery holds, or a running delivery or transform reads
+    (per the run history), are kept unless --force.
     """
     from dataferry.store.gc import collect
 

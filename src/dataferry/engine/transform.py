@@ -21,6 +21,7 @@ but they are trusted like any code the model's reviewers accept.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 import sys
@@ -35,12 +36,14 @@ import pyarrow as pa
 from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import _masker, mask_key
 from dataferry.errors import FerryError, StoreError
+from dataferry.metadata.runs import VersionRef
 from dataferry.model.policy import approved, transformer_masks
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
 from dataferry.store.dataset import declared_types
 from dataferry.store.delete_limit import DeleteRefused
 from dataferry.store.duck import spilling
+from dataferry.store.gc import reading
 from dataferry.store.primary_key import KeyViolation
 from dataferry.store.publish import Published, publish
 from dataferry.store.quality import QualityError
@@ -59,11 +62,18 @@ class TransformResult:
 
 
 def transform(context: RunContext, ref: str,
-              on_rows: Callable[[int], None] | None = None) -> TransformResult:
+              on_rows: Callable[[int], None] | None = None, *,
+              pin: Callable[[list[VersionRef]], object] | None = None) -> TransformResult:
+    """Compute transformer ``ref`` from the latest versions of its inputs and publish it.
+
+    ``pin`` records the input versions before they are read (the runner: on its running
+    run), so that ``ferry gc`` keeps them until the transform ends.
+    """
     entry = context.index.datasets[ref]
     spec = entry.spec
     assert isinstance(spec, Transformer)
-    current = [(r, context.store.dataset(r).resolve(None).number) for r in spec.inputs]
+    current = _resolve_inputs(context, list(spec.inputs), pin)
+    numbers = dict(current)
     output = context.store.dataset(ref)
     head = output.head() if output.exists() else None
     if head is not None and [(i.get("ref"), i.get("version")) for i in head.manifest.lineage] \
@@ -76,7 +86,7 @@ def transform(context: RunContext, ref: str,
         for input_ref in spec.inputs:
             masked = _input_mask(context, ref, input_ref)
             dataset = context.store.dataset(input_ref)
-            version = dataset.resolve(None)
+            version = dataset.version(numbers[input_ref])  # the one pinned, not a newer one
             verify_for_reading(dataset, version.number)  # never compute on altered data
             lineage.append({"ref": input_ref, "version": version.number,
                             "manifest_hash": version.hash})
@@ -111,6 +121,19 @@ def transform(context: RunContext, ref: str,
             raise StoreError(f"{exc}{suffix}", public=None if exc.public is None
                              else exc.public + suffix) from None
     return TransformResult(ref, published)
+
+
+def _resolve_inputs(context: RunContext, refs: list[str],
+                    pin: Callable[[list[VersionRef]], object] | None) -> list[tuple[str, int]]:
+    """The latest version of each input, recorded with ``pin`` while every input's readers'
+    lock is held, so that gc cannot drop one between resolving and recording it."""
+    with contextlib.ExitStack() as stack:
+        for input_ref in sorted(set(refs)):
+            stack.enter_context(reading(context.store.dataset(input_ref)))
+        current = [(r, context.store.dataset(r).resolve(None).number) for r in refs]
+        if pin is not None:
+            pin([VersionRef(r, n) for r, n in current])
+    return current
 
 
 def _sql_failed(ref: str, exc: Exception) -> TransformError:
