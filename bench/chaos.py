@@ -327,7 +327,8 @@ def chaos(cfg: Config) -> Summary:
             summary.kills += killed
             complete_run(root)
             problems: list[str] = []
-            if number % cfg.check_every == 0 or number == cfg.rounds:
+            checked = number % cfg.check_every == 0 or number == cfg.rounds
+            if checked:
                 problems = check_sinks(cfg, root, target, maria, source_rows(source))
                 code, err = ferry(root, "verify")
                 if code != 0:
@@ -337,7 +338,7 @@ def chaos(cfg: Config) -> Summary:
             summary.problems += problems
             cfg.out(f"round {number:>3}: {changed}; killed {where}; "
                     f"{time.perf_counter() - round_started:6.1f} s; "
-                    f"{'ok' if not problems else 'MISMATCH'}")
+                    f"{'MISMATCH' if problems else 'ok' if checked else 'not checked'}")
             for problem in problems:
                 cfg.out(f"  {problem}")
         if cfg.keep:
