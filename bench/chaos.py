@@ -1,8 +1,10 @@
 """The fault suite: SIGKILL `ferry run` at random, then prove no row was lost or doubled.
 
-Builds a keyed PostgreSQL source table of ``--rows`` rows (default 50,000) in a scratch
-database on 127.0.0.1:5432 and a model in a temporary folder with one incremental ingest
-(cursor ``updated_at``) and one consumer per sink kind:
+Builds two keyed PostgreSQL source tables in a scratch database on 127.0.0.1:5432:
+``events`` of ``--rows`` rows (default 50,000), captured incrementally (cursor
+``updated_at``), and ``accounts`` of a tenth as many, captured by snapshot, so that deletes
+are seen. The model, in a temporary folder, has one consumer per sink kind, each taking
+both datasets:
 
   pg     postgres merge, in its own scratch database
   maria  mysql (MariaDB at 127.0.0.1:3306, root) history, in its own scratch database
@@ -10,8 +12,9 @@ database on 127.0.0.1:5432 and a model in a temporary folder with one incrementa
   duck   duckdb replace
   lake   parquet append
 
-Each round changes the source at random (updates with a new ``updated_at``, inserts; no
-deletes, which incremental capture cannot see), starts ``ferry run`` and kills it: with
+Each round changes the source at random (events: updates with a new ``updated_at`` and
+inserts, no deletes, which incremental capture cannot see; accounts: updates, inserts and
+deletes), starts ``ferry run`` and kills it: with
 SIGKILL at a moment drawn uniformly from 0 to the length of an unkilled run (measured
 first), or at a named crash point (``FERRY_CRASH_AT``, see ``dataferry.faults``). Then it
 runs ``ferry run`` again, which must succeed, and compares every sink with the source by
@@ -19,7 +22,8 @@ row hash (after every ``--check-every`` rounds, and at the end):
 
   merge, replace  the multiset of (key, values) equals the source
   history         the open rows (valid_to NULL) equal the source; no key has two open rows
-  append          no (key, _ferry_version) twice, and each key's latest row equals the source
+  append          no (key, _ferry_version) twice, and each source key's latest row equals
+                  the source row (the log keeps deleted keys)
 
 and runs ``ferry verify``. One line per round, then a summary; exit 1 on any mismatch,
 printing the first differing keys. Only loopback connections; the scratch databases are
@@ -54,6 +58,8 @@ import psycopg
 
 PG = "postgresql://postgres@127.0.0.1:5432/{db}"
 MARIA = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+DATASETS = {"events": "incremental", "accounts": "snapshot"}
+"""The source tables and their capture; only a snapshot sees deletes, so only accounts has them."""
 SINKS = ("pg", "maria", "lite", "duck", "lake")
 CRASH_POINTS = ("write-file", "after-files", "before-manifest", "before-signature",
                 "after-commit", "catch-up-version-applied")
@@ -84,21 +90,34 @@ sources:
           amount: {{type: decimal(12,2)}}
           label: {{type: string}}
           updated_at: {{type: timestamp_tz, nullable: false}}
+      accounts:
+        table: public.accounts
+        capture: snapshot
+        primary_key: [id]
+        columns:
+          id: {{type: int64, nullable: false}}
+          amount: {{type: decimal(12,2)}}
+          label: {{type: string}}
 consumers:
 {consumers}"""
 
 CONSUMERS = {
     "pg": "  pg:\n    sink: {{kind: postgres, dsn: '{target}', schema: public}}\n"
-          "    datasets:\n      - {{ref: bench.events, mode: merge, table: events_merge}}\n",
+          "    datasets:\n      - {{ref: bench.events, mode: merge, table: events_merge}}\n"
+             "      - {{ref: bench.accounts, mode: merge, table: accounts_merge}}\n",
     "maria": "  maria:\n    sink: {{kind: mysql, dsn: 'mysql://root@127.0.0.1:3306/mysql', "
              "schema: {maria}}}\n"
-             "    datasets:\n      - {{ref: bench.events, mode: history, table: events_history}}\n",
+             "    datasets:\n      - {{ref: bench.events, mode: history, table: events_history}}\n"
+             "      - {{ref: bench.accounts, mode: history, table: accounts_history}}\n",
     "lite": "  lite:\n    sink: {{kind: sqlite, path: out/t.db}}\n"
-            "    datasets:\n      - {{ref: bench.events, mode: merge, table: events_merge}}\n",
+            "    datasets:\n      - {{ref: bench.events, mode: merge, table: events_merge}}\n"
+             "      - {{ref: bench.accounts, mode: merge, table: accounts_merge}}\n",
     "duck": "  duck:\n    sink: {{kind: duckdb, path: out/t.duckdb}}\n"
-            "    datasets:\n      - {{ref: bench.events, mode: replace, table: events_replace}}\n",
+            "    datasets:\n      - {{ref: bench.events, mode: replace, table: events_replace}}\n"
+             "      - {{ref: bench.accounts, mode: replace, table: accounts_replace}}\n",
     "lake": "  lake:\n    sink: {{kind: parquet, path: out/lake}}\n"
-            "    datasets:\n      - {{ref: bench.events, mode: append, table: events_log}}\n",
+            "    datasets:\n      - {{ref: bench.events, mode: append, table: events_log}}\n"
+             "      - {{ref: bench.accounts, mode: append, table: accounts_log}}\n",
 }
 
 
@@ -133,6 +152,9 @@ def build_source(dsn: str, rows: int) -> None:
                       from generate_series(1, {rows}) g""")
         c.execute("create index on events (updated_at)")
         c.execute("vacuum analyze events")
+        c.execute("create table accounts (id bigint primary key, amount numeric(12,2), label text)")
+        c.execute(f"""insert into accounts select g, g / 100.0, md5(g::text)
+                      from generate_series(1, {max(1, rows // 10)}) g""")
 
 
 def change_source(dsn: str, rng: random.Random) -> str:
@@ -146,12 +168,26 @@ def change_source(dsn: str, rng: random.Random) -> str:
                      updated_at = clock_timestamp() where id = any(%s)""", (ids,))
         c.execute(f"""insert into events select g, (g % 100000) / 100.0, md5(g::text),
                       clock_timestamp() from generate_series({top + 1}, {top + inserts}) g""")
-    return f"{len(ids)} updated, {inserts} inserted"
+        # accounts is captured by snapshot, which sees deletes too
+        keys = [int(r[0]) for r in c.execute("select id from accounts")]
+        top = max(keys, default=0)
+        gone = rng.sample(keys, min(len(keys) // 2, rng.randint(0, max(1, len(keys) // 100))))
+        touched = rng.sample(keys, min(len(keys), rng.randint(1, max(1, len(keys) // 50))))
+        added = rng.randint(0, max(1, len(keys) // 100))
+        c.execute("delete from accounts where id = any(%s)", (gone,))
+        c.execute("update accounts set amount = amount + 1, label = md5(label) "
+                  "where id = any(%s)", (touched,))
+        c.execute(f"""insert into accounts select g, g / 100.0, md5(g::text)
+                      from generate_series({top + 1}, {top + added}) g""")
+    return (f"events {len(ids)} updated, {inserts} inserted; accounts {len(touched)} updated, "
+            f"{added} inserted, {len(gone)} deleted")
 
 
-def source_rows(dsn: str) -> list[Row]:
+def source_rows(dsn: str) -> dict[str, list[Row]]:
+    """Each source table's rows."""
     with psycopg.connect(dsn) as c:
-        return [_row(r) for r in c.execute("select id, amount, label from events")]
+        return {table: [_row(r) for r in c.execute(f"select id, amount, label from {table}")]
+                for table in DATASETS}
 
 
 def _row(r: Any) -> Row:
@@ -191,38 +227,52 @@ def compare(name: str, expected: list[Row], got: list[Row]) -> list[str]:
             f"e.g. expected {sorted(missing)[:3]}, got {sorted(extra)[:3]}"]
 
 
-def check_sinks(cfg: Config, root: Path, target: str, maria: str, source: list[Row]) -> list[str]:
+def check_sinks(cfg: Config, root: Path, target: str, maria: str,
+                source: dict[str, list[Row]]) -> list[str]:
+    """Every sink's table of every dataset against the source rows: what does not match."""
     problems: list[str] = []
+    for dataset, rows in source.items():
+        problems += check_dataset(cfg, root, target, maria, dataset, rows)
+    return problems
+
+
+def check_dataset(cfg: Config, root: Path, target: str, maria: str, dataset: str,
+                  source: list[Row]) -> list[str]:
+    problems: list[str] = []
+    columns = "id, amount, label"
     if "pg" in cfg.sinks:
         with psycopg.connect(target) as c:
-            got = [_row(r) for r in c.execute("select id, amount, label from events_merge")]
-        problems += compare("pg merge", source, got)
+            got = [_row(r) for r in c.execute(f"select {columns} from {dataset}_merge")]
+        problems += compare(f"postgres merge {dataset}", source, got)
     if "lite" in cfg.sinks:
         with sqlite3.connect(root / "out" / "t.db") as con:
-            got = [_row(r) for r in con.execute("select id, amount, label from events_merge")]
-        problems += compare("sqlite merge", source, got)
+            got = [_row(r) for r in con.execute(f"select {columns} from {dataset}_merge")]
+        problems += compare(f"sqlite merge {dataset}", source, got)
     if "duck" in cfg.sinks:
         got = [_row(r) for r in _duckdb_query(root / "out" / "t.duckdb",
-                                              "select id, amount, label from events_replace")]
-        problems += compare("duckdb replace", source, got)
+                                              f"select {columns} from {dataset}_replace")]
+        problems += compare(f"duckdb replace {dataset}", source, got)
     if "lake" in cfg.sinks:
-        folder = root / "out" / "lake" / "events_log"
+        folder = root / "out" / "lake" / f"{dataset}_log"
         doubled = _parquet_query(folder, "select id, _ferry_version, count(*) from t "
                                          "group by all having count(*) > 1 limit 10")
         if doubled:
-            problems.append(f"parquet append: (key, _ferry_version) twice: {doubled}")
-        got = [_row(r) for r in _parquet_query(
-            folder, "select id, amount, label from t "
-                    "qualify row_number() over (partition by id order by _ferry_version desc) = 1")]
-        problems += compare("parquet append (latest per key)", source, got)
+            problems.append(f"parquet append {dataset}: (key, _ferry_version) twice: {doubled}")
+        latest = _parquet_query(folder, f"select {columns} from t qualify row_number() over "
+                                        "(partition by id order by _ferry_version desc) = 1")
+        # an append log keeps the rows of deleted keys: compare the keys the source has
+        keys = {r[0] for r in source}
+        got = [_row(r) for r in latest if int(r[0]) in keys]
+        problems += compare(f"parquet append {dataset} (latest row per key)", source, got)
     if "maria" in cfg.sinks:
-        twice = _maria_query(maria, "select id, count(*) from events_history where valid_to "
+        table = f"{dataset}_history"
+        twice = _maria_query(maria, f"select id, count(*) from {table} where valid_to "
                                     "is null group by id having count(*) > 1 limit 10")
         if twice:
-            problems.append(f"mysql history: keys with two open rows: {twice}")
+            problems.append(f"mysql history {dataset}: keys with two open rows: {twice}")
         got = [_row(r) for r in _maria_query(
-            maria, "select id, amount, label from events_history where valid_to is null")]
-        problems += compare("mysql history (open rows)", source, got)
+            maria, f"select {columns} from {table} where valid_to is null")]
+        problems += compare(f"mysql history {dataset} (open rows)", source, got)
     return problems
 
 
@@ -318,11 +368,12 @@ def chaos(cfg: Config) -> Summary:
             if rng.random() < CRASH_SHARE:
                 point = rng.choice(CRASH_POINTS)
                 code, _ = ferry(root, "run", env={"FERRY_CRASH_AT": point})
-                where = f"at {point}" if code == -signal.SIGKILL else f"{point} not reached"
+                where = f"at {point}" if code == -signal.SIGKILL else f"never ({point} not reached)"
             else:
                 moment = rng.uniform(0, typical)
                 code, _ = ferry(root, "run", kill_after=moment)
-                where = f"after {moment:.2f} s" if code == -signal.SIGKILL else "finished first"
+                where = (f"after {moment:.2f} s" if code == -signal.SIGKILL
+                         else f"never (finished before {moment:.2f} s)")
             killed = code == -signal.SIGKILL
             summary.kills += killed
             complete_run(root)
