@@ -376,11 +376,17 @@ def chaos(cfg: Config) -> Summary:
                          else f"never (finished before {moment:.2f} s)")
             killed = code == -signal.SIGKILL
             summary.kills += killed
-            complete_run(root)
             problems: list[str] = []
-            checked = number % cfg.check_every == 0 or number == cfg.rounds
+            try:
+                complete_run(root)
+            except RuntimeError as failed:  # the run after a kill must recover: a finding
+                problems.append(str(failed))
+            checked = not problems and (number % cfg.check_every == 0 or number == cfg.rounds)
             if checked:
-                problems = check_sinks(cfg, root, target, maria, source_rows(source))
+                try:
+                    problems += check_sinks(cfg, root, target, maria, source_rows(source))
+                except Exception as error:  # e.g. a sink table that is gone: a finding too
+                    problems.append(f"reading the sinks failed: {error!r}")
                 code, err = ferry(root, "verify")
                 if code != 0:
                     problems.append(f"ferry verify exited {code}: {err.strip()[-500:]}")
@@ -392,6 +398,8 @@ def chaos(cfg: Config) -> Summary:
                     f"{'MISMATCH' if problems else 'ok' if checked else 'not checked'}")
             for problem in problems:
                 cfg.out(f"  {problem}")
+            if problems:
+                break  # the next rounds would only repeat the first finding
         if cfg.keep:
             cfg.out(f"kept: model {root}, source {source}, target {target}, mysql {maria}")
     summary.seconds = time.perf_counter() - started
