@@ -84,3 +84,24 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(
     filler.unlink(missing_ok=True)
     shown = ferry("log", "shop.orders", "--json", *m)
     assert shown.code == 0
+
+
+def test_a_full_metadata_disk_is_one_line(small_disk: Path, tmp_path: Path,
+                                          ferry: Callable[..., Any]) -> None:
+    """The run history's database on a full disk: one line, no SQLAlchemy traceback."""
+    from tests.broker.small_model import make_shop
+
+    root = make_shop(tmp_path / "model")
+    ferry_yaml = root / "ferry.yaml"
+    ferry_yaml.write_text(ferry_yaml.read_text().rstrip("\n")
+                          + f"\nmetadata: sqlite:///{small_disk}/ferry.db\n")
+    assert ferry("run", "--model", str(root)).code == 0  # the history exists
+    for spare in (4096, 65536):  # the disk fills before the run opens it, or during it
+        filler = small_disk / "filler"
+        filler.unlink(missing_ok=True)
+        filler.write_bytes(b"\0" * (free_bytes(small_disk) - spare))
+        result = ferry("run", "--full", "--model", str(root))
+        assert result.code == 1
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.err, result.err
+        assert "metadata database" in lines[0] or "no space left" in lines[0], result.err
