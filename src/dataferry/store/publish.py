@@ -140,8 +140,7 @@ def publish(
                 written.added_rows or written.removed_rows))):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
             if same_files:  # byte-identical snapshot: its new copies are not needed
-                for entry, _ in written.digests:
-                    (dataset.path / entry.path).unlink(missing_ok=True)
+                _remove_files(dataset, written.digests)
             return Published(dataset.ref, head.number, head.manifest.rows, 0, 0, 0, 0,
                              head.hash, time.monotonic() - started, unchanged=True)
         files = file_scans(dataset.path, written.active)
@@ -156,8 +155,7 @@ def publish(
                            partitioned=bool(spec.partition_by))
         except Exception:
             _rollback(dataset, base_delta, written)
-            for entry, _ in written.digests:  # refused: its new files belong to nothing
-                (dataset.path / entry.path).unlink(missing_ok=True)
+            _remove_files(dataset, written.digests)  # refused: they belong to nothing
             raise
         except BaseException:  # interrupted: recovery and gc deal with what is left
             _rollback(dataset, base_delta, written)
@@ -179,8 +177,7 @@ def publish(
             # Not published: undo the commit and free what this attempt took.
             dataset.manifest_path(manifest.version).unlink(missing_ok=True)
             _rollback(dataset, base_delta, written)
-            for entry, _ in written.digests:
-                (dataset.path / entry.path).unlink(missing_ok=True)
+            _remove_files(dataset, written.digests)
             raise no_room(dataset.path) from None
     version = dataset.version(manifest.version)
     return Published(
@@ -340,6 +337,12 @@ def _write(
         active.values(), key=lambda f: f.path), metrics["added"], metrics["removed"])
 
 
+def _remove_files(dataset: DatasetStore, digests: list[tuple[FileEntry, FileDigest]]) -> None:
+    """Delete the data files an attempt wrote and no version references."""
+    for entry, _ in digests:
+        (dataset.path / entry.path).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _files_removed_if_no_room(dataset: DatasetStore,
                               digests: list[tuple[FileEntry, FileDigest]]) -> Iterator[None]:
@@ -350,8 +353,7 @@ def _files_removed_if_no_room(dataset: DatasetStore,
         yield
     except BaseException as error:
         if is_no_room(error):
-            for entry, _ in digests:
-                (dataset.path / entry.path).unlink(missing_ok=True)
+            _remove_files(dataset, digests)
         raise
 
 
