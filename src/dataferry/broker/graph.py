@@ -129,9 +129,10 @@ def select(graph: Graph, index: ModelIndex, refs: list[str], *, downstream: bool
                 graph.add(Job(job_id, "ingest", ref, trigger="manual"))
             wanted.append(job_id)
         else:
-            from dataferry.model.lint import suggest
+            from dataferry.model.findings import suggest_ref
 
-            hint = suggest(ref, [*index.datasets, *index.consumers])
+            hint = suggest_ref(ref, [*index.datasets, *index.consumers],
+                               "datasets and consumers")
             raise UsageError(f"{ref!r} is neither a dataset nor a consumer of the model{hint}")
     if downstream:
         wanted = sorted(graph.downstream(wanted))

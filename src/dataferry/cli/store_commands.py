@@ -54,14 +54,14 @@ class _Context:
         self.store = Store.for_model(loaded.root, loaded.ecosystem)
 
     def spec(self, ref: str) -> Any:
-        from dataferry.model.lint import suggest
+        from dataferry.model.findings import suggest_ref
 
         if self.index is None:
             raise UsageError("publishing needs the model (run it in the model directory or "
                              "pass --model)")
         entry = self.index.datasets.get(ref)
         if entry is None:
-            hint = suggest(ref, self.index.datasets)
+            hint = suggest_ref(ref, self.index.datasets)
             raise UsageError(f"no dataset {ref!r} in the model{hint}")
         return entry
 
@@ -76,11 +76,11 @@ class _Context:
             raise UsageError(f"{ref!r} is not a dataset reference (<team>.<dataset>)")
         dataset = self.store.dataset(ref)
         if not dataset.exists():
-            from dataferry.model.lint import suggest
+            from dataferry.model.findings import suggest_ref
 
             known = self.store.refs()
             if self.index is not None and ref not in self.index.datasets:
-                hint = suggest(ref, [*self.index.datasets, *known])
+                hint = suggest_ref(ref, [*self.index.datasets, *known])
                 raise UsageError(f"no dataset {ref!r} in the model or the store{hint}")
             raise StoreError(f"dataset {ref} has no versions in the store yet; run "
                              f"`ferry publish {ref} FILE` (or `ferry run`)")

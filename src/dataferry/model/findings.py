@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +56,67 @@ class Finding:
 
     def as_text(self) -> str:
         return f"{self.file}:{self.line}:{self.column}: {self.severity}[{self.code}]: {self.message}"
+
+
+SYNONYMS = {
+    "postgresql": "postgres", "pg": "postgres", "psql": "postgres", "mariadb": "mysql",
+    "sqlite3": "sqlite", "csv": "files", "parquet": "files", "jsonl": "files",
+    "https": "http", "upsert": "merge", "scd2": "history", "overwrite": "replace",
+    "full": "replace", "insert": "append",
+}
+"""Words users write for a choice of another name (a kind, a mode); used when the choice
+they stand for is one of the valid ones."""
+
+_LISTED = 20
+"""How many valid names a suggestion lists before it says how many more there are."""
+
+
+def close_match(word: str, choices: Iterable[str]) -> str | None:
+    """The valid choice ``word`` most likely meant (a synonym or a close spelling), or None."""
+    names = list(choices)
+    synonym = SYNONYMS.get(word.lower())
+    if synonym in names:
+        return synonym
+    folded = [name for name in names if name.lower() == word.lower()]
+    if folded:
+        return folded[0]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def suggest(word: str, choices: Iterable[str], what: str = "") -> str:
+    """What follows "unknown ... 'word'": ``; did you mean 'x'?`` for the choice it is
+    close to, else the valid names (``; the zones are: eu, us``, or ``; expected one of:
+    ...`` without ``what``), or an empty string when there are none."""
+    names = list(dict.fromkeys(choices))
+    close = close_match(word, names)
+    if close is not None:
+        return f"; did you mean {close!r}?"
+    if not names:
+        return ""
+    return f"; {what + ' are' if what else 'expected one of'}: {listing(names)}"
+
+
+def suggest_ref(ref: str, refs: Iterable[str], what: str = "datasets") -> str:
+    """``suggest`` for a ``<team>.<name>`` reference: the name is compared with the names
+    of the same team only (``sales.clients`` is not close to ``sales.orders`` for sharing
+    ``sales.``), and the listing is that team's ``what``."""
+    team, _, name = ref.partition(".")
+    every = sorted(set(refs))
+    known = [r for r in every if r.partition(".")[0] == team]
+    close = close_match(name, [r.partition(".")[2] for r in known])
+    if close is not None:
+        return f"; did you mean {f'{team}.{close}'!r}?"
+    if not known:  # a misspelt team: compare whole references
+        close = close_match(ref, every)
+        return f"; did you mean {close!r}?" if close else f"; team {team} has no {what}"
+    return f"; the {what} of team {team} are: {listing(known)}"
+
+
+def listing(names: list[str]) -> str:
+    """``a, b, c``; past twenty names, ``..., and 12 more``."""
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f", ... and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 
 
 Path = tuple[str | int, ...]
@@ -119,8 +182,10 @@ class Report:
         *,
         severity: Severity = "error",
         key: bool = False,
+        locator: Locator | None = None,
     ) -> None:
-        file, line, column = self.locator.locate(path, key=key)
+        """A finding at ``path``, found by ``locator`` (default: the report's own)."""
+        file, line, column = (locator or self.locator).locate(path, key=key)
         self.findings.append(Finding(file, line, column, severity, code, message))
 
     def add_at(

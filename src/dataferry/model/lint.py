@@ -6,13 +6,12 @@ against a git ref in ``compat``. Every check adds findings to the report; none r
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Iterable
 
 from dataferry.errors import ModelError
-from dataferry.model.findings import Path, Report
+from dataferry.model.findings import Path, Report, suggest, suggest_ref
 from dataferry.model.graph import DatasetEntry, ModelIndex
 from dataferry.model.load import LoadedModel
 from dataferry.model.spec import (
@@ -37,12 +36,6 @@ SECRET_REF = re.compile(r"\$\{(env|file):[^}]+\}\Z")
 _DSN_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]+)@", re.IGNORECASE)
 _SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "x-auth-token", "cookie")
 _PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*\Z")
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """``; did you mean 'x'?`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -113,24 +106,26 @@ class Linter:
         if entry is None and not self.is_known_invalid(ref):
             team = ref.partition(".")[0]
             if team not in self.eco.teams and f"{team}.*" not in self.loaded.invalid:
-                hint = suggest(team, self.eco.teams)
+                hint = suggest(team, self.eco.teams, "the teams")
                 self.report.add("unknown-reference", f"{ref!r}: no team named {team!r}{hint}",
                                 path)
             else:
-                hint = suggest(ref, self.index.datasets)
+                # Datasets left out as invalid still exist: list them too.
+                dropped = (r for r in self.loaded.invalid if not r.endswith(".*"))
+                hint = suggest_ref(ref, [*self.index.datasets, *dropped])
                 self.report.add("unknown-reference", f"unknown dataset {ref!r}{hint}", path)
         return entry
 
     def check_platform(self, name: str | None, path: Path) -> None:
         if name is not None and name not in self.eco.platforms:
             self.report.add("unknown-reference",
-                            f"unknown platform {name!r}{suggest(name, self.eco.platforms)}", path)
+                            f"unknown platform {name!r}{suggest(name, self.eco.platforms, 'the platforms')}", path)
 
     def check_network(self, network: str | None, path: Path) -> None:
         if network is not None and network not in self.index.networks:
             self.report.add(
                 "unknown-reference",
-                f"no platform runs in network {network!r}{suggest(network, self.index.networks)}"
+                f"no platform runs in network {network!r}{suggest(network, self.index.networks, 'the networks')}"
                 f" (add one in ferry.yaml: platforms: {{name: {{network: {network}}}}})",
                 path,
             )
@@ -141,7 +136,7 @@ class Linter:
         for index, column in enumerate(names):
             if column not in known:
                 self.report.add("unknown-reference",
-                                f"{where}: unknown column {column!r}{suggest(column, known)}",
+                                f"{where}: unknown column {column!r}{suggest(column, known, 'its columns')}",
                                 (*path, index))
 
     def secret(self, value: str | None, what: str, path: Path) -> None:
@@ -189,7 +184,7 @@ class Linter:
         if team.zone not in self.eco.zones:
             self.report.add(
                 "unknown-reference",
-                f"team {team_name}: unknown zone {team.zone!r}{suggest(team.zone, self.eco.zones)}",
+                f"team {team_name}: unknown zone {team.zone!r}{suggest(team.zone, self.eco.zones, 'the zones')}",
                 ("teams", team_name, "zone"),
             )
         for index, owner in enumerate(team.owners):
@@ -224,7 +219,7 @@ class Linter:
             if team not in self.eco.teams:
                 self.report.add("unknown-reference",
                                 f"{ref} allowed_consumers: unknown team {team!r}"
-                                f"{suggest(team, self.eco.teams)}",
+                                f"{suggest(team, self.eco.teams, 'the teams')}",
                                 (*path, "allowed_consumers", index))
         self.check_checks(entry)
         if not entry.is_transformer:
@@ -315,7 +310,7 @@ class Linter:
             if ref not in transformer.inputs:
                 self.report.add("unknown-reference",
                                 f"{what}: {ref!r} is not one of its inputs"
-                                f"{suggest(ref, transformer.inputs)}", (*path, "mask", ref),
+                                f"{suggest(ref, transformer.inputs, 'its inputs')}", (*path, "mask", ref),
                                 key=True)
             elif (entry := self.index.datasets.get(ref)) is not None:
                 self.check_columns(entry.spec.columns, columns, f"{what} {ref}",
@@ -378,7 +373,7 @@ class Linter:
                     "unknown-reference",
                     f"{what} {need.ref}: mask column {column!r} "
                     + ("is not among the delivered columns" if known else
-                       f"does not exist{suggest(column, spec.columns)}"),
+                       f"does not exist{suggest(column, spec.columns, 'its columns')}"),
                     (*at, "mask", index),
                 )
         if need.mode in ("merge", "history") and not spec.primary_key:
@@ -398,7 +393,7 @@ class Linter:
             if column not in columns:
                 self.report.add("unknown-reference",
                                 f"{what} {ref}: where uses unknown column {column!r}"
-                                f"{suggest(column, columns)}", at)
+                                f"{suggest(column, columns, 'its columns')}", at)
 
     def check_cycles(self) -> None:
         graph: dict[str, list[str]] = {}

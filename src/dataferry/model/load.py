@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
 from dataferry.errors import UsageError
-from dataferry.model.findings import Path, Report
-from dataferry.model.shape import shape
-from dataferry.model.spec import Ecosystem, EcosystemFile, Team, TeamFile
+from dataferry.model.findings import Locator, Path, Report
+from dataferry.model.shape import shape, valid_name
+from dataferry.model.spec import NAME_PATTERN, Ecosystem, EcosystemFile, Team, TeamFile
 from dataferry.model.yamlfile import Mapping, YamlProblem, parse_yaml
 
 SECTIONS = ("sources", "transformers", "consumers")
@@ -259,11 +260,15 @@ def _team_piece(rel: str, raw: Mapping, report: Report, loaded: LoadedModel) -> 
         report.add_at("invalid-field", f"team must be a name, got {team!r}", rel,
                       raw.value_marks.get("team", raw.mark))
         return None
-    if len(parts) < 3 or parts[0] != "teams" or parts[1] != team:
+    # An invalid name (``Marketing``) is reported with the valid one to use instead; its
+    # folder is checked against that one, so no folder that is itself invalid is suggested.
+    folder = team if re.fullmatch(NAME_PATTERN, team) else valid_name(team)
+    if len(parts) < 3 or parts[0] != "teams" or parts[1] != folder:
         report.add_at(
             "misplaced-definition",
-            f"team {team!r} is defined in {rel}; a team's files must be under teams/{team}/ "
-            "(so ownership can be checked per path)",
+            f"team {team!r} is defined in {rel}; a team's files must be under "
+            f"teams/{folder or '<team>'}/ (so ownership can be checked per path)"
+            + (f"; name the team {folder!r}" if folder and folder != team else ""),
             rel, raw.value_marks["team"],
         )
     where: Path = ("teams", team)
@@ -273,7 +278,9 @@ def _team_piece(rel: str, raw: Mapping, report: Report, loaded: LoadedModel) -> 
         if isinstance(entities, dict):
             for name in entities:
                 report.locator.register((*where, section, name), rel, raw, (section, name))
-    shaped = shape(TeamFile, raw, report, where, f"team {team}")
+    here = Locator()  # this file's positions: the team may have others
+    here.register(where, rel, raw)
+    shaped = shape(TeamFile, raw, report, where, f"team {team}", here)
     for cut in shaped.dropped:
         _mark_invalid(loaded, team, raw, cut)
     if shaped.value is None:

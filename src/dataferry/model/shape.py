@@ -7,16 +7,16 @@ problem at once and the whole-model checks still run on everything that is valid
 
 from __future__ import annotations
 
-import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from dataferry.model.findings import Path, Report
-from dataferry.model.spec import NAME_RULES
+from dataferry.model.findings import Locator, Path, Report, close_match, suggest
+from dataferry.model.spec import NAME_PATTERN, NAME_RULES
 
 SECRET_KEYS = frozenset({"password", "secret", "token", "dsn", "headers"})
 """Keys whose values a finding never quotes."""
@@ -46,10 +46,13 @@ def shape(
     report: Report,
     where: Path,
     what: str,
+    locator: Locator | None = None,
 ) -> Shaped:
     """Validate ``raw`` as ``cls``; report problems at ``where`` + their path; drop bad parts.
 
-    ``what`` names the file's object in messages (e.g. "team crm").
+    ``what`` names the file's object in messages (e.g. "team crm"); ``locator`` finds
+    positions (default: the report's, which knows one file per team: pass one for the
+    team's other files).
     """
     data: dict[str, Any] = dict(raw)
     dropped: list[Path] = []
@@ -64,7 +67,8 @@ def shape(
                     continue  # already reported: it was dropped for an earlier error
                 at_key = at_key or error["type"] == "extra_forbidden"
                 message = _message(cls, raw, path, error)
-                report.add("invalid-field", f"{what}: {message}", where + path, key=at_key)
+                report.add("invalid-field", f"{what}: {message}", where + path, key=at_key,
+                           locator=locator)
                 cuts.add(_cut(path))
             for cut in sorted(cuts, key=len):
                 if any(cut[: len(d)] == d for d in dropped):
@@ -137,9 +141,13 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
     name = ".".join(str(p) for p in path) or "file"
     field_name = str(path[-1]) if path else ""
     if kind == "extra_forbidden":
+        parent = ".".join(str(p) for p in path[:-1])
+        where = f"{parent}: " if parent else ""
         allowed = _fields_at(cls, raw, path[:-1])
-        hint = _suggest(field_name, allowed)
-        return f"unknown key {field_name!r}{hint}"
+        close = close_match(field_name, allowed)
+        hint = (f"; did you mean {close!r}?" if close else
+                misplaced_key(cls, raw, path) or suggest(field_name, allowed))
+        return f"{where}unknown key {field_name!r}{hint}"
     if kind == "missing":
         parent = ".".join(str(p) for p in path[:-1])
         return f"missing required key {field_name!r}" + (f" in {parent}" if parent else "")
@@ -147,15 +155,23 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
         expected = error.get("ctx", {}).get("expected", "")
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
         got = error.get("input")
-        hint = _suggest(str(got), choices) if isinstance(got, str) else ""
+        close = close_match(got, choices) if isinstance(got, str) else None
+        hint = f"; did you mean {close!r}?" if close else ""
         return f"{name}: {got!r} is not one of {', '.join(choices)}{hint}"
     if kind == "string_pattern_mismatch":
-        what, rule = NAME_RULES.get(error.get("ctx", {}).get("pattern", ""), ("", "?"))
-        what = f"{what} " if what else ""
-        return f"{error.get('input')!r} is not a valid {what}name ({rule})"
+        pattern = error.get("ctx", {}).get("pattern", "")
+        what, rule = NAME_RULES.get(pattern, ("", "?"))
+        got = error.get("input")
+        valid = valid_name(got, pattern) if isinstance(got, str) else None
+        hint = f"; did you mean {valid!r}?" if valid else ""
+        if valid and path == ("team",):
+            hint = f"; name it {valid!r}, in teams/{valid}/"
+        return f"{got!r} is not a valid {what + ' ' if what else ''}name ({rule}){hint}"
     if kind == "string_too_long" and path and isinstance(error.get("input"), str):
         return f"{name}: names may be at most 63 characters"
-    if kind in ("bad_kind", "bad_check", "bad_notify"):
+    if kind == "bad_kind":
+        return f"{name}: {_kind_message(error)}"
+    if kind in ("bad_check", "bad_notify"):
         return f"{name}: {error['msg']}"
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
@@ -166,27 +182,128 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
     return f"{name}: {error['msg']}{shown}"
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    if choices and len(choices) <= 20:
-        return f" (expected one of: {', '.join(sorted(choices))})"
+def valid_name(text: str, pattern: str = NAME_PATTERN) -> str | None:
+    """A valid name (``pattern`` is one of ``NAME_RULES``) close to ``text``: ``Marketing``
+    -> ``marketing``, ``DataScience`` -> ``data_science``, ``sales-eu`` -> ``sales_eu``;
+    None when nothing valid is left of it."""
+    column = "A-Z" in pattern
+    dash = "-" if r"_-" in pattern else ""
+    name = text if column else re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text).lower()
+    name = re.sub(rf"[^A-Za-z0-9_{dash}]+", "_", name).strip("_")
+    name = re.sub(r"^[^A-Za-z_]+" if column else r"^[^a-z]+", "", name)[:63]
+    return name if name != text and re.fullmatch(pattern, name) else None
+
+
+def _kind_message(error: Any) -> str:
+    """``kind 'postgresql' is not one of postgres, ...; did you mean 'postgres'?``"""
+    choices = str(error["msg"]).partition("one of: ")[2].split(", ")
+    given = error.get("input")
+    kind = given.get("kind") if isinstance(given, dict) else None
+    if kind is None:
+        return f"missing key 'kind' (one of: {', '.join(choices)})"
+    if not isinstance(kind, str):
+        return f"kind must be one of: {', '.join(choices)} (got {str(kind)[:60]!r})"
+    close = close_match(kind, choices)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"kind {kind[:60]!r} is not one of {', '.join(choices)}{hint}"
+
+
+def misplaced_key(cls: type[BaseModel], raw: Any, path: Path) -> str:
+    """For an unknown key that is a known one one level down or up (a column written at
+    the dataset's level, a dataset key inside a column): which level it belongs to, as a
+    hint about its indentation; an empty string when it is known nowhere near."""
+    key, parent = path[-1], path[:-1]
+    value = _node_at(raw, path)
+    model = _model_at(cls, raw, parent)
+    if model is None:
+        return ""
+    for name, info in model.model_fields.items():
+        child = _strip(info.annotation)
+        field = info.alias or name
+        if typing.get_origin(child) is dict and _is_entry(typing.get_args(child)[-1], value):
+            return (f"; it looks like {_a(_singular(field))} of {_describe(parent)}: is it "
+                    f"indented one level too little? (put it under {field}:)")
+        model_below = _pick(child, value) if typing.get_origin(child) is not dict else _pick(
+            (typing.get_args(child) or (Any, Any))[-1], None)
+        if _is_model(model_below) and key in _keys(model_below):
+            what = f"each {_singular(field)}" if typing.get_origin(child) is dict else field
+            return (f"; it is a key of {what} of {_describe(parent)}: is it indented one "
+                    "level too little?")
+    for cut in range(len(parent) - 1, -1, -1):
+        above = _model_at(cls, raw, parent[:cut])
+        if above is not None and key in _keys(above):
+            return f"; it is a key of {_describe(parent[:cut])}: is it indented too much?"
     return ""
+
+
+def _is_entry(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` (a mapping or a shorthand string) is a valid ``annotation``."""
+    if not (isinstance(value, str) or (isinstance(value, dict) and value)):
+        return False
+    if not _is_model(_pick(annotation, value)):
+        return False
+    try:
+        TypeAdapter(annotation).validate_python(value)
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if word.endswith("s") else word
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+def _describe(path: Path) -> str:
+    """``dataset orders`` for ``(..., "datasets", "orders")``; ``the file`` for ``()``."""
+    if not path:
+        return "the file's top level"
+    if len(path) >= 2 and isinstance(path[-2], str) and path[-2].endswith("s"):
+        return f"{_singular(path[-2])} {path[-1]}"
+    return ".".join(str(step) for step in path)
+
+
+def _node_at(raw: Any, path: Path) -> Any:
+    node = raw
+    for step in path:
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+        else:
+            return None
+    return node
 
 
 def _fields_at(cls: type[BaseModel], raw: Any, path: Path) -> list[str]:
     """The keys allowed at ``path`` (used to suggest the closest one to an unknown key)."""
+    model = _model_at(cls, raw, path)
+    return _keys(model) if model is not None else []
+
+
+def _model_at(cls: type[BaseModel], raw: Any, path: Path) -> type[BaseModel] | None:
+    """The model class of the mapping at ``path`` in ``raw`` (None if it is no model)."""
     annotation: Any = cls
     node = raw
     for step in path:
         annotation = _pick(annotation, node)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if _is_model(annotation):
             info = annotation.model_fields.get(str(step)) or next(
                 (f for f in annotation.model_fields.values() if f.alias == step), None
             )
             if info is None:
-                return []
+                return None
             annotation = info.annotation
         else:
             args = typing.get_args(_strip(annotation))
@@ -196,9 +313,7 @@ def _fields_at(cls: type[BaseModel], raw: Any, path: Path) -> list[str]:
             else None
         )
     annotation = _pick(annotation, node)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [info.alias or name for name, info in annotation.model_fields.items()]
-    return []
+    return annotation if _is_model(annotation) else None
 
 
 def _strip(annotation: Any) -> Any:

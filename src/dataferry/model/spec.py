@@ -38,6 +38,8 @@ _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+NAME_PATTERN = _NAME.pattern
+"""The pattern of team, dataset and other entity names."""
 NAME_RULES: dict[str, tuple[str, str]] = {
     _NAME.pattern: ("", "lower case letters, digits and _, starting with a letter"),
     _LABEL.pattern: ("zone/platform/network", "lower case letters, digits, _ and -"),
