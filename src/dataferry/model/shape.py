@@ -173,6 +173,11 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
         return f"{name}: {_kind_message(error)}"
     if kind in ("bad_check", "bad_notify"):
         return f"{name}: {error['msg']}"
+    if kind in ("model_type", "dict_type") and path and isinstance(path[-1], str):
+        # A dataset's key under its columns reads as a column that is no mapping.
+        hint = misplaced_key(cls, raw, path)
+        if hint:
+            return f"{name}: {error['msg']}{hint}"
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
     if kind.startswith("bad_") or kind in ("transformer_body", "empty_range"):
@@ -215,9 +220,7 @@ def misplaced_key(cls: type[BaseModel], raw: Any, path: Path) -> str:
     key, parent = path[-1], path[:-1]
     value = _node_at(raw, path)
     model = _model_at(cls, raw, parent)
-    if model is None:
-        return ""
-    for name, info in model.model_fields.items():
+    for name, info in model.model_fields.items() if model is not None else ():
         child = _strip(info.annotation)
         field = info.alias or name
         if typing.get_origin(child) is dict and _is_entry(typing.get_args(child)[-1], value):

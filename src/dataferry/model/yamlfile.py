@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from dataferry.model.yamlerrors import explain
+
 try:  # libyaml is nearly always there; the pure-Python parser is the fallback.
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover
@@ -281,9 +283,12 @@ def parse_yaml(data: bytes | str) -> Document:
         raise
     except yaml.MarkedYAMLError as exc:
         mark = _mark(exc.problem_mark) if exc.problem_mark is not None else None
-        problem = exc.problem or str(exc)
-        context = f"{exc.context}, " if exc.context else ""
-        message = f"invalid YAML: {context}{problem}{_hint(text, mark)}"
+        hint = _hint(text, mark)
+        if hint:
+            context = f"{exc.context}, " if exc.context else ""
+            message = f"invalid YAML: {context}{exc.problem or exc}{hint}"
+        else:
+            message = f"invalid YAML: {explain(exc, text)}"
         raise YamlProblem(message, lines.fix(mark) if lines and mark else mark) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"invalid YAML: {exc}") from None
