@@ -402,3 +402,19 @@ def test_a_failing_delivery_stream_rolls_back(dsn: str, db: psycopg.Connection[A
     assert target.deliver(delivery("merge", CHANGE, 2, 1, table=odd)) == 3
     assert rows_of(db, f"select id, name from {quoted} order by id") == [
         (1, "A"), (3, "c"), (4, "d")]
+
+
+def test_a_refused_row_is_one_sentence_with_its_sqlstate(dsn: str, db: psycopg.Connection[Any],
+                                                          schema: str) -> None:
+    """The server's reason, then its SQLSTATE once: no ". ." left by ADBC's trailer."""
+    target = sink(dsn, schema)
+    target.deliver(delivery("merge", upserts(V1), 1, None))
+    db.execute(f"alter table {schema}.customers add constraint positive check (amount > 0)")
+    refused = [{"id": 9, "name": "z", "amount": Decimal("-1.00"), OP_COLUMN: "upsert"}]
+    with pytest.raises(SinkError) as caught:
+        target.deliver(delivery("merge", refused, 2, 1))
+    message = str(caught.value)
+    assert ". ." not in message and "SQLSTATE: " not in message, message
+    assert message.count("23514") == 1, message
+    assert message.endswith('violates check constraint "positive" DETAIL: Failing row '
+                            "contains (9, z, -1.00). (SQLSTATE 23514)"), message

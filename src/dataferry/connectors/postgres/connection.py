@@ -138,7 +138,12 @@ def classify(exc: BaseException, spec: Spec, what: str, secret: Secret | None,
     text = re.sub(r"\s*Query was: .*", "", text, flags=re.DOTALL)
     text = re.sub(r"^Failed to (?:execute|prepare) [^:]*: (?:PGRES_\w+ )?(?:ERROR: +)?", "",
                   text)
+    # ADBC ends its text with "\n. SQLSTATE: 23514" (after the server's own final period):
+    # the state is said once, in parentheses.
+    text = re.sub(r"\s*\.?\s*SQLSTATE: \w+\s*$", "", text)
     text = redact(" ".join(text.split()), secret)
+    if state:
+        text = f"{text} (SQLSTATE {state})"
     message = f"{what}: {doing} PostgreSQL at {describe(spec)}: {text}"
     connection_failure = not state and isinstance(
         exc, psycopg.OperationalError | adbc_driver_manager.OperationalError)
