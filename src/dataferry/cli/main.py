@@ -8,10 +8,12 @@ import sys
 import typer
 
 from dataferry import __version__
+from dataferry.cli.helptext import FerryGroup
 from dataferry.errors import FerryError
 
 app = typer.Typer(
     name="ferry",
+    cls=FerryGroup,
     help="dataferry: declare data products as code, check them, move and verify the data.",
     no_args_is_help=True,
     add_completion=False,

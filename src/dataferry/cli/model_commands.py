@@ -107,7 +107,7 @@ def init(
     ),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory."),
 ) -> None:
-    """Scaffold a model repository (``--example``: a working example ecosystem)."""
+    """Scaffold a model repository (--example: a working example ecosystem)."""
     if directory is not None and model is not None and directory != model:
         raise UsageError("give the directory once: as DIR or as --model DIR")
     directory = directory or model or Path(".")
@@ -144,7 +144,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of the model's YAML files (for editors; see docs/editors.md).
 
-    The schema is the same for every model; ``--model`` is accepted and ignored.
+    The schema is the same for every model; --model is accepted and ignored.
     """
     from dataferry.model.jsonschema import model_json_schema
 
