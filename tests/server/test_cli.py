@@ -45,6 +45,23 @@ def test_users_add_list_disable(ferry: Callable[..., Any], stdin: Callable[[str]
     assert re.search(r"ana\s+viewer.*DISABLED", text)
 
 
+def test_users_list_has_a_header_and_the_teams_a_user_owns_by_email(
+        ferry: Callable[..., Any], stdin: Callable[[str], None], model_root: Path) -> None:
+    """alice@acme.example is an owner of team shop in the model: she is its member, and the
+    list says so (it showed "-" for her teams)."""
+    assert _add(ferry, stdin, model_root, "alice", "--role", "member",
+                "--email", "Alice@acme.example").code == 0
+    assert _add(ferry, stdin, model_root, "bob", "--role", "viewer").code == 0
+    lines = ferry("users", "list", "--model", model_root).out.splitlines()
+    assert lines[0].split() == ["user", "role", "teams", "e-mail", "totp", "status"]
+    assert re.fullmatch(r"alice\s+member\s+shop \(owner by e-mail\)\s+alice@acme.example"
+                        r"\s+-\s+enabled", lines[1].rstrip()), lines
+    assert re.fullmatch(r"bob\s+viewer\s+-\s+-\s+-\s+enabled", lines[2].rstrip()), lines
+    listed = json.loads(ferry("users", "list", "--json", "--model", model_root).out)
+    assert [(u["username"], u["teams"], u["email_teams"]) for u in listed] == [
+        ("alice", [], ["shop"]), ("bob", [], [])]
+
+
 @pytest.mark.parametrize(("args", "password", "message"), [
     (["--role", "boss"], PASSWORD, "not a role"),
     (["--role", "member", "--team", "nope"], PASSWORD, "no team 'nope'"),

@@ -38,3 +38,15 @@ def model_dir(option: Path | None) -> Path:
 def print_json(payload: Any) -> None:
     json.dump(payload, sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """``rows`` under a header row, in aligned columns (what every list command prints)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*headers, box=None, pad_edge=False, highlight=False)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # a cell's [brackets] are no markup
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
+from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json, print_table
 from dataferry.cli.progress import Progress
 from dataferry.errors import StoreError, UsageError
 from dataferry.store.store import Store
@@ -181,7 +181,7 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
     if json_out:
         print_json(rows)
         return
-    _table(["dataset", "version", "rows", "size", "updated", "owner"], [
+    print_table(["dataset", "version", "rows", "size", "updated", "owner"], [
         [r["ref"], _or_dash(r["version"]), _or_dash(r["rows"], "{:,}"),
          _size(r["bytes"]) if r["bytes"] is not None else "-",
          (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-"]
@@ -191,18 +191,6 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
 
 def _or_dash(value: Any, fmt: str = "{}") -> str:
     return "-" if value is None else fmt.format(value)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*headers, box=None, pad_edge=False, highlight=False)
-    for row in rows:
-        table.add_row(*row)
-    import sys
-
-    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def log(ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),
@@ -217,7 +205,7 @@ def log(ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),
     if json_out:
         print_json(entries)
         return
-    _table(["version", "created", "rows", "files", "added", "removed", "manifest", "signer"], [
+    print_table(["version", "created", "rows", "files", "added", "removed", "manifest", "signer"], [
         [str(e["version"]), e["created_at"][:19].replace("T", " "), f"{e['rows']:,}",
          str(e["files"]), f"+{e['added']:,}", f"-{e['removed']:,}", e["manifest_hash"][:16],
          e["signer"][:20]]
@@ -267,13 +255,13 @@ def show(
     typer.echo(f"{ref} version {version.number}: {version.manifest.rows:,} rows, created "
                f"{version.manifest.created_at}")
     key = set(payload["primary_key"])
-    _table(["column", "type", "nullable", "key"], [
+    print_table(["column", "type", "nullable", "key"], [
         [c["name"], c["type"], "yes" if c["nullable"] else "no", "*" if c["name"] in key else ""]
         for c in payload["schema"]
     ])
     if rows:
         names = [c["name"] for c in payload["schema"]]
-        _table(names, [[_cell(row.get(n)) for n in names] for row in rows])
+        print_table(names, [[_cell(row.get(n)) for n in names] for row in rows])
 
 
 def _cell(value: Any) -> str:
@@ -462,5 +450,5 @@ def keys(model: ModelOption = None, json_out: JsonOption = False) -> None:
         typer.echo(f"no keys yet in {context.store.keys.directory} (a team's key is made when "
                    "it first publishes)")
         return
-    _table(["team", "fingerprint", "public key"],
+    print_table(["team", "fingerprint", "public key"],
            [[k.team, k.fingerprint, k.public_key] for k in infos])

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from dataferry.cli.common import JsonOption, ModelOption, print_json
+from dataferry.cli.common import JsonOption, ModelOption, print_json, print_table
 from dataferry.errors import FerryError, UsageError
 
 if TYPE_CHECKING:
@@ -108,19 +108,29 @@ def users_add(
 
 @users_app.command("list")
 def users_list(model: ModelOption = None, json_out: JsonOption = False) -> None:
-    """List users: role, teams, e-mail, TOTP, disabled."""
-    with _auth(model) as (auth, _):
+    """List users: role, teams (also those whose owners list its e-mail), e-mail, TOTP."""
+    from dataferry.server.auth.dependency import model_teams
+
+    with _auth(model) as (auth, context):
         found = auth.accounts.list()
+        by_email = {u.username: sorted(model_teams(context.index, u.email) - set(u.teams))
+                    for u in found}
     if json_out:
-        print_json([_user_json(u) for u in found])
+        print_json([{**_user_json(u), "email_teams": by_email[u.username]} for u in found])
         return
     if not found:
         typer.echo("no users yet: add the first admin with "
                    "`ferry users add NAME --role admin`")
-    for user in found:
-        flags = [f for f, on in (("totp", user.totp_enabled), ("DISABLED", user.disabled)) if on]
-        typer.echo(f"{user.username:<20} {user.role:<7} {','.join(user.teams) or '-':<20} "
-                   f"{user.email or '-':<30} {' '.join(flags)}".rstrip())
+        return
+    print_table(["user", "role", "teams", "e-mail", "totp", "status"], [
+        [user.username, user.role,
+         ", ".join([*user.teams, *(f"{t} (owner by e-mail)" for t in by_email[user.username])])
+         or "-",
+         user.email or "-",
+         "on" if user.totp_enabled else ("required" if user.totp_required else "-"),
+         "DISABLED" if user.disabled else "enabled"]
+        for user in found
+    ])
 
 
 def _user_json(user: User) -> dict[str, Any]:
