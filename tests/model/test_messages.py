@@ -150,6 +150,38 @@ def test_a_dataset_section_indented_into_the_columns(ferry: Ferry, model: Model)
     assert line.endswith("; it is a key of dataset customers: is it indented too much?")
 
 
+def test_a_sink_key_written_at_the_consumers_level(ferry: Ferry, model: Model) -> None:
+    sales = SALES.replace("    sink: {kind: duckdb, path: wh.duckdb}\n",
+                          "    sink: {kind: duckdb}\n    path: wh.duckdb\n")
+    line = line_with(check(ferry, model({"teams/crm/crm.yaml": CRM,
+                                         "teams/sales/sales.yaml": sales})),
+                     "unknown key 'path'")
+    assert line == ("teams/sales/sales.yaml:7:5: error[invalid-field]: team sales: "
+                    "consumers.warehouse: unknown key 'path'; it is a key of sink of consumer "
+                    "warehouse: is it indented one level too little?")
+
+
+def test_a_dataset_key_written_among_the_datasets(ferry: Ferry, model: Model) -> None:
+    dedented = CRM.replace("        primary_key: [id]\n", "") + "      primary_key: [id]\n"
+    line = line_with(check(ferry, model({"teams/crm/crm.yaml": dedented})), "a mapping")
+    assert line == ("teams/crm/crm.yaml:22:20: error[invalid-field]: team crm: "
+                    "sources.crmdb.datasets.primary_key: not a dataset (that is a mapping); it "
+                    "is a key of each dataset of source crmdb: is it indented one level too "
+                    "little?")
+
+
+def test_a_sink_kind_and_a_missing_kind(ferry: Ferry, model: Model) -> None:
+    root = model({"teams/crm/crm.yaml": CRM.replace("    kind: postgres\n", ""),
+                  "teams/sales/sales.yaml": SALES.replace("kind: duckdb", "kind: mariadb")})
+    lines = check(ferry, root)
+    assert line_with(lines, "'kind'").endswith(
+        "sources.crmdb: missing key 'kind' (one of: postgres, mysql, sqlite, duckdb, files, "
+        "http)")
+    assert line_with(lines, "mariadb").endswith(
+        "consumers.warehouse.sink: kind 'mariadb' is not one of postgres, mysql, sqlite, "
+        "duckdb, parquet; did you mean 'mysql'?")
+
+
 def test_an_unknown_key_far_from_any_lists_the_keys(ferry: Ferry, model: Model) -> None:
     root = model({"teams/crm/crm.yaml": CRM.replace("team: crm\n", "team: crm\nfoo: 1\n")})
     line = line_with(check(ferry, root), "'foo'")
@@ -207,5 +239,4 @@ def test_any_broken_yaml_is_explained_without_failing(lines: list[str]) -> None:
     try:
         parse_yaml("\n".join(lines))
     except YamlProblem as problem:
-        assert problem.message.startswith(("invalid YAML: ", "the YAML", "unknown alias",
-                                           "unsupported YAML", "the file", "!!")), problem
+        assert problem.message and not problem.message.startswith("invalid YAML: (")

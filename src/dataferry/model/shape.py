@@ -176,8 +176,8 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
     if kind in ("model_type", "dict_type") and path and isinstance(path[-1], str):
         # A dataset's key under its columns reads as a column that is no mapping.
         hint = misplaced_key(cls, raw, path)
-        if hint:
-            return f"{name}: {error['msg']}{hint}"
+        if hint and len(path) >= 2:
+            return f"{name}: not {_a(_singular(str(path[-2])))} (that is a mapping){hint}"
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
     if kind.startswith("bad_") or kind in ("transformer_body", "empty_range"):
@@ -223,20 +223,40 @@ def misplaced_key(cls: type[BaseModel], raw: Any, path: Path) -> str:
     for name, info in model.model_fields.items() if model is not None else ():
         child = _strip(info.annotation)
         field = info.alias or name
-        if typing.get_origin(child) is dict and _is_entry(typing.get_args(child)[-1], value):
-            return (f"; it looks like {_a(_singular(field))} of {_describe(parent)}: is it "
-                    f"indented one level too little? (put it under {field}:)")
-        model_below = _pick(child, value) if typing.get_origin(child) is not dict else _pick(
-            (typing.get_args(child) or (Any, Any))[-1], None)
-        if _is_model(model_below) and key in _keys(model_below):
-            what = f"each {_singular(field)}" if typing.get_origin(child) is dict else field
-            return (f"; it is a key of {what} of {_describe(parent)}: is it indented one "
-                    "level too little?")
+        if typing.get_origin(child) is dict:
+            entry = typing.get_args(child)[-1]
+            if _is_entry(entry, value):
+                return (f"; it looks like {_a(_singular(field))} of {_describe(parent)}: is "
+                        f"it indented one level too little? (put it under {field}:)")
+            if any(key in _keys(m) for m in _models(entry)):
+                return (f"; it is a key of each {_singular(field)} of {_describe(parent)}: is "
+                        "it indented one level too little?")
+        else:
+            below = _pick(child, _node_at(raw, (*parent, field)))
+            if any(key in _keys(m) for m in _models(below)):
+                return (f"; it is a key of {field} of {_describe(parent)}: is it indented one "
+                        "level too little?")
+    if model is None and parent:  # an entry of a mapping of datasets, columns, ...
+        owner = _model_at(cls, raw, parent[:-1])
+        found = owner.model_fields.get(str(parent[-1])) if owner is not None else None
+        entries = _strip(found.annotation) if found is not None else None
+        if typing.get_origin(entries) is dict and any(
+                key in _keys(m) for m in _models(typing.get_args(entries)[-1])):
+            return (f"; it is a key of each {_singular(str(parent[-1]))} of "
+                    f"{_describe(parent[:-1])}: is it indented one level too little?")
     for cut in range(len(parent) - 1, -1, -1):
         above = _model_at(cls, raw, parent[:cut])
         if above is not None and key in _keys(above):
             return f"; it is a key of {_describe(parent[:cut])}: is it indented too much?"
     return ""
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The model classes ``annotation`` may be (one, or each of a union of models)."""
+    annotation = _strip(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) for m in _models(a)]
+    return [annotation] if _is_model(annotation) else []
 
 
 def _is_entry(annotation: Any, value: Any) -> bool:
