@@ -7,6 +7,7 @@ problem at once and the whole-model checks still run on everything that is valid
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -266,10 +267,15 @@ def _is_entry(annotation: Any, value: Any) -> bool:
     if not _is_model(_pick(annotation, value)):
         return False
     try:
-        TypeAdapter(annotation).validate_python(value)
+        _adapter(annotation).validate_python(value)
     except (ValidationError, ValueError, TypeError):
         return False
     return True
+
+
+@functools.lru_cache(maxsize=64)
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
 
 
 def _is_model(annotation: Any) -> bool:
