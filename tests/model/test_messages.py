@@ -90,7 +90,8 @@ sources:
       invoices: {table: invoices, columns: {id: int64}}
 """
     root = model({"teams/crm/crm.yaml": CRM,
-                  "teams/sales/sales.yaml": sales.replace("ref: crm.customers", "ref: sales.clients")})
+                  "teams/sales/sales.yaml": sales.replace("ref: crm.customers",
+                                                          "ref: sales.clients")})
     line = line_with(check(ferry, root), "unknown dataset")
     assert line == ("teams/sales/sales.yaml:8:14: error[unknown-reference]: unknown dataset "
                     "'sales.clients'; the datasets of team sales are: sales.invoices, "
@@ -105,7 +106,8 @@ def test_an_unknown_dataset_close_to_one_is_suggested(ferry: Ferry, model: Model
 
 
 def test_an_invalid_team_name_suggests_a_valid_one(ferry: Ferry, model: Model) -> None:
-    root = model({"teams/marketing/team.yaml": "team: Marketing\nzone: eu\nowners: [m@acme.example]\n"})
+    team = "team: Marketing\nzone: eu\nowners: [m@acme.example]\n"
+    root = model({"teams/marketing/team.yaml": team})
     lines = check(ferry, root)
     assert lines == ["teams/marketing/team.yaml:1:7: error[invalid-field]: team Marketing: "
                      "'Marketing' is not a valid name (lower case letters, digits and _, "
@@ -216,7 +218,8 @@ def test_a_finding_in_a_teams_second_file_points_into_it(ferry: Ferry, model: Mo
     ("team: crm\nzone: eu\n- a\n", (3, 1), "a list item ('- ...') where a key was expected"),
     ("team: crm\nowners:\n  - a\n  zone: eu\n", (4, 3),
      "this line is in a list but is no list item"),
-    ("team: crm\npath: \"C:\\data\"\n", (2, 10), "a backslash inside double quotes starts an escape"),
+    ("team: crm\npath: \"C:\\data\"\n", (2, 10),
+     "a backslash inside double quotes starts an escape"),
     ("team: 'crm' x\n", (1, 13), "text after the closing quote: quote the whole value"),
 ])
 def test_yaml_errors_are_said_in_plain_words(ferry: Ferry, model: Model, text: str,

@@ -114,7 +114,7 @@ def suggest_ref(ref: str, refs: Iterable[str], what: str = "datasets") -> str:
 
 
 def listing(names: list[str]) -> str:
-    """``a, b, c``; past twenty names, ``..., and 12 more``."""
+    """``a, b, c``; past twenty names, ``a, b, ..., t, ... and 12 more``."""
     shown = ", ".join(names[:_LISTED])
     return shown + (f", ... and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 

@@ -118,14 +118,15 @@ class Linter:
 
     def check_platform(self, name: str | None, path: Path) -> None:
         if name is not None and name not in self.eco.platforms:
-            self.report.add("unknown-reference",
-                            f"unknown platform {name!r}{suggest(name, self.eco.platforms, 'the platforms')}", path)
+            hint = suggest(name, self.eco.platforms, "the platforms")
+            self.report.add("unknown-reference", f"unknown platform {name!r}{hint}", path)
 
     def check_network(self, network: str | None, path: Path) -> None:
         if network is not None and network not in self.index.networks:
+            hint = suggest(network, self.index.networks, "the networks")
             self.report.add(
                 "unknown-reference",
-                f"no platform runs in network {network!r}{suggest(network, self.index.networks, 'the networks')}"
+                f"no platform runs in network {network!r}{hint}"
                 f" (add one in ferry.yaml: platforms: {{name: {{network: {network}}}}})",
                 path,
             )
@@ -135,8 +136,8 @@ class Linter:
         known = list(entry_columns)
         for index, column in enumerate(names):
             if column not in known:
-                self.report.add("unknown-reference",
-                                f"{where}: unknown column {column!r}{suggest(column, known, 'its columns')}",
+                hint = suggest(column, known, "its columns")
+                self.report.add("unknown-reference", f"{where}: unknown column {column!r}{hint}",
                                 (*path, index))
 
     def secret(self, value: str | None, what: str, path: Path) -> None:
@@ -182,9 +183,10 @@ class Linter:
     def check_team(self, team_name: str) -> None:
         team = self.eco.teams[team_name]
         if team.zone not in self.eco.zones:
+            hint = suggest(team.zone, self.eco.zones, "the zones")
             self.report.add(
                 "unknown-reference",
-                f"team {team_name}: unknown zone {team.zone!r}{suggest(team.zone, self.eco.zones, 'the zones')}",
+                f"team {team_name}: unknown zone {team.zone!r}{hint}",
                 ("teams", team_name, "zone"),
             )
         for index, owner in enumerate(team.owners):
@@ -310,8 +312,8 @@ class Linter:
             if ref not in transformer.inputs:
                 self.report.add("unknown-reference",
                                 f"{what}: {ref!r} is not one of its inputs"
-                                f"{suggest(ref, transformer.inputs, 'its inputs')}", (*path, "mask", ref),
-                                key=True)
+                                f"{suggest(ref, transformer.inputs, 'its inputs')}",
+                                (*path, "mask", ref), key=True)
             elif (entry := self.index.datasets.get(ref)) is not None:
                 self.check_columns(entry.spec.columns, columns, f"{what} {ref}",
                                    (*path, "mask", ref))
