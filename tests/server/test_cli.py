@@ -105,6 +105,11 @@ def test_tokens_create_list_revoke_and_the_audit_log(ferry: Callable[..., Any],
     assert secret.startswith("fy_") and "shown only now" in made.err
     listed = json.loads(ferry("tokens", "list", "--json", "--model", model_root).out)
     assert [(t["user"], t["name"], t["scopes"]) for t in listed] == [("ci", "nightly", ["read"])]
+    table = ferry("tokens", "list", "--model", model_root).out.splitlines()
+    assert table[0].split() == ["id", "user", "kind", "name", "expires", "last", "used",
+                                "scopes"]
+    assert re.match(rf"\s*{listed[0]['id']}\s+ci\s+api\s+nightly\s+\S+Z\s+never\s+read$",
+                    table[1].rstrip()), table
     assert secret not in json.dumps(listed)
     assert ferry("tokens", "revoke", str(listed[0]["id"]), "--model", model_root).code == 0
     again = ferry("tokens", "revoke", str(listed[0]["id"]), "--model", model_root)

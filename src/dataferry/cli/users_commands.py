@@ -240,11 +240,14 @@ def tokens_list(
         return
     if not found:
         typer.echo("no live tokens")
-    for token in found:
-        state = "revoked" if token.revoked_at else f"expires {_iso(token.expires_at)}"
-        typer.echo(f"{token.id:>5} {token.username:<16} {token.kind:<6} {token.name:<20} "
-                   f"{state}  last used {_iso(token.last_used_at) or 'never'}"
-                   + (f"  scopes {','.join(token.scopes)}" if token.scopes else ""))
+        return
+    print_table(["id", "user", "kind", "name", "expires", "last used", "scopes"], [
+        [str(token.id), token.username, token.kind, token.name,
+         "revoked" if token.revoked_at else _iso(token.expires_at) or "never",
+         _iso(token.last_used_at) or "never",
+         ",".join(token.scopes) if token.scopes is not None else "all"]
+        for token in found
+    ])
 
 
 def _token_json(token: Token) -> dict[str, Any]:
