@@ -3,8 +3,11 @@ and indexes.
 
 SQLite columns have only a declared type name (an *affinity*); discover maps the usual
 names to the model type they mean (``DATETIME`` -> timestamp, ``DECIMAL(10,2)`` ->
-decimal(10,2), ``BOOLEAN`` -> bool, ``JSON`` -> json...). The ingest then converts each
-value to that type and names the row of a value that does not fit.
+decimal(10,2), ``BOOLEAN`` -> bool, ``JSON`` -> json...). Many SQLite files keep dates,
+decimals and JSON in ``TEXT`` columns: for a text (or typeless) column, discover looks
+at its first ``SAMPLE_ROWS`` values and proposes timestamp_tz, timestamp, date, uuid,
+json or decimal when every one of them is such a text (``sample.py``). The ingest then
+converts each value to that type and names the row of a value that does not fit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataferry.connectors.base import SourceColumn
 from dataferry.connectors.sqlite.source import SqliteSource, quote, quote_table, sqlite_error
 from dataferry.connectors.sqlite.types import BLOB, INTEGER, REAL, TEXT, affinity
 from dataferry.discover import typemap
+from dataferry.discover.sample import SAMPLE_ROWS, text_type
 from dataferry.discover.live import LiveColumn, LiveTable
 from dataferry.errors import SourceError
 from dataferry.model.spec import SourceDataset
@@ -51,7 +55,8 @@ def tables(spec: SqliteSpec, only: list[str] | None) -> list[LiveTable]:
         result = []
         for name, view in names.items():
             live = source.columns(name, SourceDataset.model_construct(table=name, columns={}))
-            table = LiveTable(name, name, [_column(c) for c in live], view=view,
+            columns = [_refined(con, name, _column(c)) for c in live]
+            table = LiveTable(name, name, columns, view=view,
                               relation=quote_table(name), quote=quote)
             _keys(con, table)
             result.append(table)
@@ -76,6 +81,22 @@ def _keys(con: sqlite3.Connection, table: LiveTable) -> None:
         table.indexed.add(columns[0])
         if index[2] and index[3] != "pk" and set(columns) <= not_null:
             table.unique.append(columns)
+
+
+def _refined(con: sqlite3.Connection, table: str, column: LiveColumn) -> LiveColumn:
+    """A text column's type from its values (module docstring)."""
+    if column.type != "string" or affinity(column.source.native_type) not in (TEXT, ""):
+        return column
+    values = [row[0] for row in con.execute(
+        f"SELECT {quote(column.name)} FROM {quote_table(table)} "
+        f"WHERE {quote(column.name)} IS NOT NULL LIMIT {SAMPLE_ROWS}")]
+    if not values or not all(isinstance(v, str) for v in values):
+        return column
+    found = text_type(values)
+    if found is None:
+        return column
+    return typemap.declared(column.source, found, f"{column.source.native_type or 'untyped'}"
+                            f" column: every sampled value is {found} text")
 
 
 def _column(column: SourceColumn) -> LiveColumn:

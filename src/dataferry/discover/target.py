@@ -108,8 +108,9 @@ def _file_database(kind: str, given: str, model_root: Path, shown: str) -> Targe
     if not path.is_file():
         raise UsageError(f"{shown}: no such file")
     written = model_path(path, model_root)
-    spec: AnySource = (SqliteSource(kind="sqlite", path=str(path.absolute())) if kind == "sqlite"
-                       else DuckdbSource(kind="duckdb", path=str(path.absolute())))
+    absolute = os.path.abspath(path)
+    spec: AnySource = (SqliteSource(kind="sqlite", path=absolute) if kind == "sqlite"
+                       else DuckdbSource(kind="duckdb", path=absolute))
     return Target(kind, spec, {"path": written}, written, path.stem)
 
 
@@ -119,7 +120,7 @@ def _files(glob: str, model_root: Path) -> Target:
         raise UsageError(f"{glob} is a folder; give a glob of its files, e.g. "
                          f"'{path.as_posix().rstrip('/')}/*.parquet'")
     written = model_path(path, model_root)
-    spec = FilesSource(kind="files", path=str(path.absolute()))
+    spec = FilesSource(kind="files", path=os.path.abspath(path))
     parts = [p for p in path.parts if not _GLOB.search(p)]
     folder = path.parent.name if not _GLOB.search(path.parent.name) else ""
     database = folder or (parts[-1].split(".")[0] if parts else "") or "files"

@@ -105,7 +105,7 @@ def render(source: LiveSource, header: Header) -> str:
         return "\n".join(lines) + "\n"
     lines.append("    datasets:")
     taken: set[str] = set()
-    for table in source.tables:
+    for table in sorted(source.tables, key=lambda t: (name_of(t.name, "t"), t.name)):
         name = base = name_of(table.name, "t")
         n = 2
         while name in taken:
