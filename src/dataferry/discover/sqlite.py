@@ -20,8 +20,8 @@ from dataferry.connectors.base import SourceColumn
 from dataferry.connectors.sqlite.source import SqliteSource, quote, quote_table, sqlite_error
 from dataferry.connectors.sqlite.types import BLOB, INTEGER, REAL, TEXT, affinity
 from dataferry.discover import typemap
-from dataferry.discover.sample import SAMPLE_ROWS, text_type
 from dataferry.discover.live import LiveColumn, LiveTable
+from dataferry.discover.sample import SAMPLE_ROWS, text_type
 from dataferry.errors import SourceError
 from dataferry.model.spec import SourceDataset
 from dataferry.model.spec import SqliteSource as SqliteSpec
