@@ -19,7 +19,7 @@ from dataferry.discover.live import LiveColumn, LiveSource, LiveTable
 from dataferry.discover.target import name_of
 
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PLAIN = re.compile(r"^[A-Za-z_/.][A-Za-z0-9_./:@+=&?%-]*$")
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./:@+=&?%-]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 _CURSOR_WORDS = ("updated", "modified", "changed", "lastupdate", "updatetime", "modifytime",
                  "changetime", "mtime")
@@ -41,7 +41,13 @@ def scalar(text: str) -> str:
     string, else double-quoted."""
     if _PLAIN.match(text) and text.lower() not in _YAML_WORDS and ": " not in text:
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return "".join(c if c.isprintable() else _escape(c)
+                   for c in json.dumps(text, ensure_ascii=False))
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _flow(values: list[str] | tuple[str, ...]) -> str:
