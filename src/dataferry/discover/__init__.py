@@ -14,6 +14,7 @@ from pathlib import Path
 from dataferry.discover.live import LiveSource, LiveTable
 from dataferry.discover.target import Target, name_of, parse_target
 from dataferry.discover.teamfile import Header, render
+from dataferry.errors import SourceError
 from dataferry.model.spec import (
     DuckdbSource,
     FilesSource,
@@ -41,6 +42,10 @@ def discover(target: str, model_root: Path, *, schema: str | None = None,
     """Describe ``target`` (a DSN, a database file or a glob) as a team file."""
     found = parse_target(target, model_root)
     live = _tables(found, schema, tables)
+    if not live:
+        where = f" in schema {schema}" if schema else ""
+        raise SourceError(f"{found.described} has no tables or views{where}; give --schema "
+                          "to read another schema", public=True)
     team = team or name_of(schema if schema and schema not in ("public", "main")
                            else found.database, "team")
     source_name = name_of(found.database, "db")

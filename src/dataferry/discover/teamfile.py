@@ -106,10 +106,7 @@ def render(source: LiveSource, header: Header) -> str:
     ]
     lines += [f"    {key}: {value if key == 'password' else scalar(value)}"
               for key, value in source.keys.items()]
-    if not source.tables:
-        lines.append("    datasets: {}   # no tables found")
-        return "\n".join(lines) + "\n"
-    lines.append("    datasets:")
+    datasets: list[str] = []
     taken: set[str] = set()
     for table in sorted(source.tables, key=lambda t: (name_of(t.name, "t"), t.name)):
         name = base = name_of(table.name, "t")
@@ -118,15 +115,19 @@ def render(source: LiveSource, header: Header) -> str:
             name = f"{base[:60]}_{n}"
             n += 1
         taken.add(name)
-        lines += _dataset(name, table, source.kind)
-    return "\n".join(lines) + "\n"
+        datasets += _dataset(name, table)
+    written = any(not line.lstrip().startswith("#") for line in datasets)
+    lines.append("    datasets:" if written else "    datasets: {}")
+    return "\n".join(lines + datasets) + "\n"
 
 
-def _dataset(name: str, table: LiveTable, kind: str) -> list[str]:
+def _dataset(name: str, table: LiveTable) -> list[str]:
     pad = " " * 8
     names = column_names(table)
     columns = [c for c in table.columns if table.table is not None or names[c.name] == c.name]
     left_out = [c for c in table.columns if c not in columns]
+    if not columns:
+        return [f"      # {table.name!r} is left out: it has no column the model can declare"]
     lines = [f"      {name}:" + ("   # a view" if table.view else "")]
     renamed = table.table is not None and any(names[c.name] != c.name for c in columns)
     if renamed:
