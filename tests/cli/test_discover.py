@@ -8,6 +8,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dataferry.connectors.parquet.types import file_schema
+from dataferry.discover.sample import text_type
 from dataferry.discover.target import name_of
 from dataferry.discover.teamfile import scalar
+from dataferry.model.types import Primitive, parse_type
 from tests.conftest import Result, require_service
 from tests.connectors.pg_helpers import SECRET, free_port, temporary_database
 
@@ -179,6 +183,15 @@ def test_postgres_tables_schema_and_an_uncommented_cursor(pg: str, fresh: Path,
     ref = f"{document['team']}.customers"
     assert check_and_run(ferry, fresh, ref) == {ref: 2}
     ok(ferry("run", ref, "--model", fresh))
+
+
+def test_postgres_keyword_dsn_with_a_password(pg: str, ferry: Ferry) -> None:
+    database = pg.rsplit("/", 1)[1]
+    out = ok(ferry("discover", f"host=127.0.0.1 port=5432 user=postgres password={SECRET} "
+                               f"dbname={database}", "--tables", "events", "--owner", OWNER))
+    source = next(iter(yaml.safe_load(out.out)["sources"].values()))
+    assert SECRET not in out.out + out.err and "password=" not in source["dsn"]
+    assert source["password"].startswith("${env:") and "dbname=" + database in source["dsn"]
 
 
 def test_postgres_unknown_table_and_unreachable_server(pg: str, ferry: Ferry) -> None:
@@ -347,6 +360,29 @@ def test_parquet_glob(fresh: Path, ferry: Ferry) -> None:
         "sensor_readings.sensor_readings": 4}
 
 
+def test_parquet_written_by_a_parquet_sink_keeps_its_declared_types(
+        fresh: Path, ferry: Ferry) -> None:
+    """Files of another ecosystem's parquet sink name each column's type in its metadata."""
+    declared = [("id", "int64", False), ("ref", "uuid", True), ("doc", "json", True),
+                ("code", "string(3)", True), ("wide", "decimal(50,2)", True),
+                ("half", "float16", True), ("n", "uint64", True)]
+    columns = [(name, parse_type(t), nullable) for name, t, nullable in declared]
+    table = pa.Table.from_arrays([
+        pa.array([1, 2]), pa.array(["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", None]),
+        pa.array(['{"a": 1}', None]), pa.array(["NZD", "EUR"]),
+        pa.array(["123456789012345678901234567890123456789012.50", None]),
+        pa.array([0.5, None], pa.float32()), pa.array([2**64 - 1, 0], pa.uint64()),
+    ], schema=file_schema(columns))
+    (fresh / "in").mkdir()
+    pq.write_table(table, fresh / "in" / "part-1.parquet")
+    out = ok(ferry("discover", str(fresh / "in" / "*.parquet"), "--team", "peer",
+                   "--owner", OWNER, "--model", fresh))
+    (dataset,) = datasets(adopt(fresh, out.out)).values()
+    assert types(dataset) == {name: t for name, t, _ in declared}
+    assert dataset["columns"]["id"]["nullable"] is False
+    assert check_and_run(ferry, fresh, "peer.in") == {"peer.in": 2}
+
+
 def test_csv_glob_types_from_the_values(fresh: Path, ferry: Ferry,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A relative glob is relative to the current directory, as in the shell."""
@@ -374,6 +410,11 @@ def test_what_cannot_be_discovered(tmp_path: Path, ferry: Ferry) -> None:
     nothing = ferry("discover", str(tmp_path / "*.parquet"))
     assert nothing.code == 1 and "no file matches" in nothing.err
     assert ferry("discover", "x.db", "--team", "Not A Name").code == 2
+    with sqlite3.connect(tmp_path / "empty.db") as db:
+        db.execute("create table t (x int)")
+    assert ferry("discover", tmp_path / "empty.db", "--schema", "main").code == 2
+    empty = ferry("discover", tmp_path / "empty.db", "--tables", "")
+    assert empty.code == 1 and "has no tables" in empty.err
 
 
 # --- names and YAML --------------------------------------------------------------------
@@ -389,3 +430,25 @@ def test_made_names_are_model_names(text: str) -> None:
     name = name_of(text, "t")
     assert name[0].isalpha() and len(name) <= 63
     assert all(c.isascii() and (c.islower() or c.isdigit() or c == "_") for c in name)
+
+
+@given(st.lists(st.datetimes(timezones=st.none() | st.just(UTC)), min_size=1, max_size=20),
+       st.sampled_from(["T", " "]))
+def test_sampled_timestamps_are_found(moments: list[datetime], separator: str) -> None:
+    texts = [m.isoformat(sep=separator) for m in moments]
+    zoned = {m.tzinfo is not None for m in moments}
+    expected = None if zoned == {True, False} else Primitive(
+        "timestamp_tz" if True in zoned else "timestamp")
+    assert text_type(texts) == expected
+
+
+@given(st.lists(st.decimals(allow_nan=False, allow_infinity=False, places=3,
+                            min_value=-10**12, max_value=10**12), min_size=1, max_size=20))
+def test_sampled_decimals_fit_their_type(values: list[Any]) -> None:
+    texts = [f"{v:.3f}" for v in values]
+    found = text_type(texts)
+    assert found is not None
+    assert parse_type(f"decimal({found.precision},{found.scale})") == found  # type: ignore[attr-defined]
+    for text in texts:
+        whole = len(text.lstrip("-").split(".")[0].lstrip("0") or "0")
+        assert whole <= found.precision - found.scale  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from pathlib import Path
 from dataferry.discover.live import LiveSource, LiveTable
 from dataferry.discover.target import Target, name_of, parse_target
 from dataferry.discover.teamfile import Header, render
-from dataferry.errors import SourceError
+from dataferry.errors import SourceError, UsageError
 from dataferry.model.spec import (
     DuckdbSource,
     FilesSource,
@@ -41,6 +41,9 @@ def discover(target: str, model_root: Path, *, schema: str | None = None,
              zone: str = "main", owner: str = "owner@example.com") -> Discovery:
     """Describe ``target`` (a DSN, a database file or a glob) as a team file."""
     found = parse_target(target, model_root)
+    if schema is not None and found.kind in ("sqlite", "files"):
+        raise UsageError(f"--schema does not apply to {found.kind} targets (only to "
+                         "PostgreSQL, MySQL and DuckDB)")
     live = _tables(found, schema, tables)
     if not live:
         where = f" in schema {schema}" if schema else ""

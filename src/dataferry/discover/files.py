@@ -1,7 +1,8 @@
 """Discover files matched by a glob (CSV, Parquet, JSON Lines): their columns as
 ``FilesSource`` reads them, as one dataset.
 
-Parquet files carry their types. JSON Lines types come from the first records, as the
+Parquet files carry their types (and a file written by dataferry names each column's
+declared type in its field metadata: that type is taken). JSON Lines types come from the first records, as the
 files source samples them. CSV files hold text: discover reads the first block of each
 file and proposes int64, float64, bool, date or timestamp where every sampled value is
 one (a column with a leading zero, such as ``0012``, stays string: a number would lose
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from dataferry.connectors.base import SourceColumn
 from dataferry.connectors.files.formats import DataFile, file_errors
@@ -24,7 +26,13 @@ from dataferry.discover import typemap
 from dataferry.discover.live import LiveColumn, LiveTable
 from dataferry.model.spec import FilesSource as FilesSpec
 from dataferry.model.spec import SourceDataset
-from dataferry.model.types import Primitive
+from dataferry.model.types import (
+    METADATA_KEY,
+    DataType,
+    Primitive,
+    UnsupportedArrowTypeError,
+    from_arrow_field,
+)
 
 _SAMPLE_BYTES = 1 << 20
 _CSV_TYPES = {pa.int64(): "int64", pa.float64(): "float64", pa.bool_(): "bool",
@@ -39,11 +47,31 @@ def tables(spec: FilesSpec, name: str) -> list[LiveTable]:
     files = source._files(name, dataset)
     csv = [f for f in files if f.format == "csv"]
     guessed = _csv_guesses(name, csv) if csv and len(csv) == len(files) else {}
-    columns = [_column(c, guessed.get(c.name)) for c in live]
+    tagged = _tagged(name, files)
+    columns = [_column(c, guessed.get(c.name), tagged.get(c.name)) for c in live]
     return [LiveTable(name, None, columns)]
 
 
-def _column(column: SourceColumn, guess: str | None) -> LiveColumn:
+def _tagged(dataset: str, files: list[DataFile]) -> dict[str, DataType]:
+    """Parquet columns whose field metadata names their dataferry type (files written by
+    ``ferry export`` or a parquet sink), when every file agrees."""
+    found: dict[str, set[DataType]] = {}
+    for file in files:
+        if file.format != "parquet":
+            return {}
+        with file_errors(dataset, file.path):
+            for field in pq.read_schema(file.path):
+                if field.metadata and METADATA_KEY.encode() in field.metadata:
+                    try:
+                        found.setdefault(field.name, set()).add(from_arrow_field(field))
+                    except UnsupportedArrowTypeError:
+                        continue
+    return {name: next(iter(ts)) for name, ts in found.items() if len(ts) == 1}
+
+
+def _column(column: SourceColumn, guess: str | None, tagged: DataType | None) -> LiveColumn:
+    if tagged is not None:
+        return typemap.declared(column, tagged)
     if guess is not None:
         return typemap.declared(column, Primitive(guess))
     mapped = typemap.from_arrow(column)
