@@ -47,8 +47,9 @@ def discover(target: str, model_root: Path, *, schema: str | None = None,
     live = _tables(found, schema, tables)
     if not live:
         where = f" in schema {schema}" if schema else ""
-        raise SourceError(f"{found.described} has no tables or views{where}; give --schema "
-                          "to read another schema", public=True)
+        hint = "" if found.kind in ("sqlite", "files") else "; give --schema to read another"
+        raise SourceError(f"{found.described} has no tables or views{where}{hint}",
+                          public=True)
     team = team or name_of(schema if schema and schema not in ("public", "main")
                            else found.database, "team")
     source_name = name_of(found.database, "db")
@@ -59,7 +60,7 @@ def discover(target: str, model_root: Path, *, schema: str | None = None,
         keys["password"] = f"${{env:{variable}}}"
         notes.append(f"the password is not written into the team file: set {variable} to it "
                      "where ferry runs (the file says password: ${env:" + variable + "})")
-    source = LiveSource(found.kind, source_name, keys, live, found.described, team)
+    source = LiveSource(found.kind, source_name, keys, live, found.described)
     text = render(source, Header(team, zone, owner))
     return Discovery(text, team, len(live), notes)
 

@@ -54,5 +54,3 @@ class LiveSource:
     keys: dict[str, str]  # dsn/password/path..., as the team file writes them
     tables: list[LiveTable]
     described: str  # the target without a password, for the header comment
-    team: str  # the team name to suggest
-    notes: list[str] = field(default_factory=list)  # for stderr (e.g. the variable to set)
