@@ -112,6 +112,11 @@ insert into customers values
    null, null, null, null, null, null, null, null, now());
 insert into events values ('click', now(), '{}'), ('view', now(), null);
 insert into "Order Items" values (1, 'x', 2), (2, null, 5);
+create schema "Sales";
+create table "Sales"."Customers" ("Id" int primary key, "updatedAt" timestamp(0), "order" text,
+  prices numeric(5,2)[], codes varchar(3)[]);
+create index on "Sales"."Customers" ("updatedAt");
+insert into "Sales"."Customers" values (1, now(), 'x', '{1.50}', '{NZD}');
 """
 
 
@@ -191,6 +196,22 @@ def test_postgres_tables_schema_and_an_uncommented_cursor(pg: str, fresh: Path,
     ok(ferry("run", ref, "--model", fresh))
 
 
+def test_postgres_schema_and_names_that_need_quoting(pg: str, fresh: Path,
+                                                    ferry: Ferry) -> None:
+    out = ok(ferry("discover", pg, "--schema", "Sales", "--owner", OWNER, "--model", fresh,
+                   "--out", fresh / "teams" / "shop" / "shop.yaml"))
+    assert "belong in teams/sales/" in out.err  # the team is named after the schema
+    (fresh / "teams" / "shop").rename(fresh / "teams" / "sales")
+    text = (fresh / "teams" / "sales" / "shop.yaml").read_text()
+    assert "        table: '\"Sales\".\"Customers\"'\n" in text
+    assert "# cursor: updatedAt   (indexed timestamp;" in text
+    customers = datasets(yaml.safe_load(text))["customers"]
+    assert customers["primary_key"] == ["Id"]
+    assert types(customers) == {"Id": "int32", "updatedAt": "timestamp", "order": "string",
+                                "prices": "list<decimal(5,2)>", "codes": "list<string(3)>"}
+    assert check_and_run(ferry, fresh, "sales.customers") == {"sales.customers": 1}
+
+
 def test_postgres_keyword_dsn_with_a_password(pg: str, ferry: Ferry) -> None:
     database = pg.rsplit("/", 1)[1]
     out = ok(ferry("discover", f"host=127.0.0.1 port=5432 user=postgres password={SECRET} "
@@ -252,7 +273,7 @@ def test_mariadb_team_file_checks_and_ingests(mariadb: str, fresh: Path, ferry: 
         "note": "string", "modified_at": "timestamp_tz"}
     orders = block(out.out, "orders")
     assert "# cursor: modified_at   (indexed timestamp_tz" in orders
-    assert "values: [new, paid, \"it's\"]" in orders and "declare bool" in orders
+    assert "values: [new, paid, 'it''s']" in orders and "declare bool" in orders
     odd = found["odd_name"]
     assert "`a b` as `a_b`" in odd["query"] and list(odd["columns"]) == ["a_b", "c"]
     assert "# primary_key: [c]" not in block(out.out, "odd_name")  # c may be NULL
@@ -273,6 +294,8 @@ def test_sqlite_text_columns_get_the_type_of_their_values(tmp_path: Path, fresh:
               ratio real, flag boolean, price decimal(8,3), anything);
             create index customers_updated on customers (updated_at);
             create table log (line text);
+            create table "a.b" (id integer primary key, "x y" text);
+            insert into "a.b" values (7, 'q');
             insert into customers values
               (1, 'Ada', '12.50', '["a"]', '1990-01-01', '2024-01-01 10:00:00',
                '2024-01-01T10:00:00+00:00', '0012', 0.5, 1, '1.250', 'x'),
@@ -290,8 +313,9 @@ def test_sqlite_text_columns_get_the_type_of_their_values(tmp_path: Path, fresh:
         "ratio": "float64", "flag": "bool", "price": "decimal(8,3)", "anything": "string"}
     assert "# cursor: updated_at   (indexed timestamp_tz" in block(out.out, "customers")
     assert document["sources"]["shop_data"]["path"] == str(path)
-    rows = check_and_run(ferry, fresh, "shop_data.customers", "shop_data.log")
-    assert rows == {"shop_data.customers": 2, "shop_data.log": 1}
+    assert found["a_b"]["query"].strip() == 'select "id", "x y" as "x_y" from "a.b"'
+    rows = check_and_run(ferry, fresh, "shop_data.customers", "shop_data.log", "shop_data.a_b")
+    assert rows == {"shop_data.customers": 2, "shop_data.log": 1, "shop_data.a_b": 1}
 
 
 def test_sqlite_inside_the_model_is_written_relative(fresh: Path, ferry: Ferry) -> None:
@@ -334,6 +358,17 @@ def test_duckdb_team_file_checks_and_ingests(tmp_path: Path, fresh: Path, ferry:
     assert "# no primary key" in block(out.out, "bare")
     rows = check_and_run(ferry, fresh, "warehouse.facts", "warehouse.bare")
     assert rows == {"warehouse.facts": 1, "warehouse.bare": 2}
+    with duckdb.connect(str(path)) as db:
+        db.execute('create schema "Raw Data"; create table "Raw Data"."My.Table" ('
+                   '"Col A" int, "select" varchar, id int primary key); '
+                   'insert into "Raw Data"."My.Table" values (1, \'x\', 1)')
+    raw = ok(ferry("discover", path, "--schema", "Raw Data", "--owner", OWNER,
+                   "--model", fresh))
+    table = datasets(adopt(fresh, raw.out))["my_table"]
+    assert table["query"].strip() == ('select "Col A" as "Col_A", "select", "id" '
+                                      'from "Raw Data"."My.Table"')
+    assert list(table["columns"]) == ["Col_A", "select", "id"]
+    assert check_and_run(ferry, fresh, "raw_data.my_table") == {"raw_data.my_table": 1}
     shown = json.loads(ok(ferry("show", "warehouse.facts", "--json", "--model", fresh)).out)
     assert shown["rows"][0]["h"] == "170141183460469231731687303715884105727"
 

@@ -54,6 +54,10 @@ def discover(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(found.text, encoding="utf-8")
         typer.echo(f"wrote {out}: team {found.team}, {found.datasets} dataset(s)", err=True)
+        if out.parent.parent.name == "teams" and out.parent.name != found.team:
+            typer.echo(f"note: team {found.team}'s files belong in teams/{found.team}/ "
+                       "(ferry check reports misplaced-definition); move it, or give --team "
+                       f"{out.parent.name}", err=True)
     else:
         sys.stdout.write(found.text)
     for note in found.notes:

@@ -3,22 +3,19 @@ them, primary keys, unique constraints and indexes, ENUM values."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import duckdb
 
 from dataferry.connectors.base import SourceColumn
-from dataferry.connectors.duckdb.source import DuckdbSource, duckdb_error, quote_table
+from dataferry.connectors.duckdb.source import DuckdbSource, duckdb_error
 from dataferry.connectors.duckdb.types import quote
 from dataferry.discover import typemap
-from dataferry.discover.live import LiveColumn, LiveTable
+from dataferry.discover.live import LiveColumn, LiveTable, probe
 from dataferry.errors import SourceError
 from dataferry.model.spec import DuckdbSource as DuckdbSpec
-from dataferry.model.spec import SourceDataset
 from dataferry.model.types import Decimal, Primitive
 
-_PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
 _HUGE = ("HUGEINT", "UHUGEINT", "INT128", "UINT128")
 
 
@@ -53,13 +50,14 @@ def tables(spec: DuckdbSpec, schema: str | None, only: list[str] | None) -> list
         con.close()
     result = []
     for name, view in names.items():
+        # The source quotes each dot-separated part of table: itself.
         table = name if schema == "main" else f"{schema}.{name}"
-        if not all(_PLAIN.match(part) for part in table.split(".")):
-            table = quote_table(table) if "." not in name else f'{quote(schema)}.{quote(name)}'
-        live = source.columns(table, SourceDataset.model_construct(table=table, columns={}))
+        relation = f"{quote(schema)}.{quote(name)}"
+        query_only = "." in name or "." in schema
+        live = source.columns(table, probe(query=f"select * from {relation}") if query_only
+                              else probe(table=table))
         found = LiveTable(name, table, [_column(c) for c in live], view=view,
-                          relation=f"{quote(schema)}.{quote(name)}",
-                          quote=quote)
+                          relation=relation, quote=quote, query_only=query_only)
         not_null = {str(c) for t, kind, cs in constraints if t == name and kind == "NOT NULL"
                     for c in cs}
         for t, kind, columns in constraints:

@@ -23,9 +23,8 @@ from dataferry.connectors.files.formats import DataFile, file_errors
 from dataferry.connectors.files.source import FilesSource
 from dataferry.connectors.files.types import common_type
 from dataferry.discover import typemap
-from dataferry.discover.live import LiveColumn, LiveTable
+from dataferry.discover.live import LiveColumn, LiveTable, probe
 from dataferry.model.spec import FilesSource as FilesSpec
-from dataferry.model.spec import SourceDataset
 from dataferry.model.types import (
     METADATA_KEY,
     DataType,
@@ -42,7 +41,7 @@ _CSV_TYPES = {pa.int64(): "int64", pa.float64(): "float64", pa.bool_(): "bool",
 def tables(spec: FilesSpec, name: str) -> list[LiveTable]:
     """The files as one dataset named ``name``."""
     source = FilesSource("discover", spec, Path("."))
-    dataset = SourceDataset.model_construct(columns={})
+    dataset = probe()
     live = source.columns(name, dataset)
     files = source._files(name, dataset)
     csv = [f for f in files if f.format == "csv"]

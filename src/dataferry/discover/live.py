@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dataferry.connectors.base import SourceColumn
+from dataferry.model.spec import SourceDataset
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class LiveTable:
     quote: Callable[[str], str] | None = None
     """Quotes a column name in the source's SQL (for a ``query:`` that renames columns)."""
     relation: str = ""  # the table as SQL (for a ``query:``)
+    query_only: bool = False  # ``table:`` cannot name it (a dot in a name): use a query
 
 
 @dataclass
@@ -54,3 +56,8 @@ class LiveSource:
     keys: dict[str, str]  # dsn/password/path..., as the team file writes them
     tables: list[LiveTable]
     described: str  # the target without a password, for the header comment
+
+
+def probe(*, table: str | None = None, query: str | None = None) -> SourceDataset:
+    """A dataset spec with no declared columns, to ask a connector for its live columns."""
+    return SourceDataset.model_construct(table=table, query=query, columns={})

@@ -20,10 +20,9 @@ from dataferry.connectors.mysql.connection import (
 from dataferry.connectors.mysql.source import MysqlSource
 from dataferry.connectors.mysql.types import held_type
 from dataferry.discover import typemap
-from dataferry.discover.live import LiveColumn, LiveTable
+from dataferry.discover.live import LiveColumn, LiveTable, probe
 from dataferry.errors import SourceError, UsageError
 from dataferry.model.spec import MysqlSource as MysqlSpec
-from dataferry.model.spec import SourceDataset
 from dataferry.model.types import Primitive, String
 
 _WHAT = "ferry discover"
@@ -71,7 +70,7 @@ def _table(source: MysqlSource, database: str, name: str, view: bool,
            statistics: list[Any]) -> LiveTable:
     table = f"{database}.{name}" if "." not in name and "`" not in name else \
         qualified(database, name)
-    live = source.columns(table, SourceDataset.model_construct(table=table, columns={}))
+    live = source.columns(table, probe(table=table))
     found = LiveTable(name, table, [_column(c) for c in live], view=view,
                       relation=qualified(database, name),
                       quote=ident)

@@ -13,10 +13,9 @@ from dataferry.connectors.postgres.connection import Server, ident, qualified
 from dataferry.connectors.postgres.source import PostgresSource
 from dataferry.connectors.postgres.types import holds
 from dataferry.discover import typemap
-from dataferry.discover.live import LiveColumn, LiveTable
+from dataferry.discover.live import LiveColumn, LiveTable, probe
 from dataferry.errors import SourceError
 from dataferry.model.spec import PostgresSource as PostgresSpec
-from dataferry.model.spec import SourceDataset
 from dataferry.model.types import ListType, Primitive
 
 _RELATIONS = """
@@ -78,7 +77,7 @@ def _pick(relations: list[Any], only: list[str] | None,
 def _table(source: PostgresSource, schema: str, name: str, view: bool,
            indexes: list[Any], enums: dict[str, list[str]]) -> LiveTable:
     table = f"{_part(schema)}.{_part(name)}"
-    live = source.columns(table, SourceDataset.model_construct(table=table, columns={}))
+    live = source.columns(table, probe(table=table))
     columns = [_column(c, tuple(enums.get(c.name) or ())) for c in live]
     found = LiveTable(name, table, columns, view=view, relation=qualified(schema, name),
                       quote=ident)

@@ -17,13 +17,12 @@ import sqlite3
 from pathlib import Path
 
 from dataferry.connectors.base import SourceColumn
-from dataferry.connectors.sqlite.source import SqliteSource, quote, quote_table, sqlite_error
+from dataferry.connectors.sqlite.source import SqliteSource, quote, sqlite_error
 from dataferry.connectors.sqlite.types import BLOB, INTEGER, REAL, TEXT, affinity
 from dataferry.discover import typemap
-from dataferry.discover.live import LiveColumn, LiveTable
+from dataferry.discover.live import LiveColumn, LiveTable, probe
 from dataferry.discover.sample import SAMPLE_ROWS, text_type
 from dataferry.errors import SourceError
-from dataferry.model.spec import SourceDataset
 from dataferry.model.spec import SqliteSource as SqliteSpec
 from dataferry.model.types import Decimal, Primitive
 
@@ -54,10 +53,12 @@ def tables(spec: SqliteSpec, only: list[str] | None) -> list[LiveTable]:
             names = {t: names[t] for t in only}
         result = []
         for name, view in names.items():
-            live = source.columns(name, SourceDataset.model_construct(table=name, columns={}))
+            query_only = "." in name  # the source reads a dot as schema.table
+            live = source.columns(name, probe(query=f"SELECT * FROM {quote(name)}")
+                                  if query_only else probe(table=name))
             columns = [_refined(con, name, _column(c)) for c in live]
-            table = LiveTable(name, name, columns, view=view,
-                              relation=quote_table(name), quote=quote)
+            table = LiveTable(name, name, columns, view=view, query_only=query_only,
+                              relation=quote(name), quote=quote)
             _keys(con, table)
             result.append(table)
         return result
@@ -88,7 +89,7 @@ def _refined(con: sqlite3.Connection, table: str, column: LiveColumn) -> LiveCol
     if column.type != "string" or affinity(column.source.native_type) not in (TEXT, ""):
         return column
     values = [row[0] for row in con.execute(
-        f"SELECT {quote(column.name)} FROM {quote_table(table)} "
+        f"SELECT {quote(column.name)} FROM {quote(table)} "
         f"WHERE {quote(column.name)} IS NOT NULL LIMIT {SAMPLE_ROWS}")]
     if not values or not all(isinstance(v, str) for v in values):
         return column

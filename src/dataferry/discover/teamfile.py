@@ -41,6 +41,8 @@ def scalar(text: str) -> str:
     string, else double-quoted."""
     if _PLAIN.match(text) and text.lower() not in _YAML_WORDS and ": " not in text:
         return text
+    if text.isprintable() and text == text.strip() and text:
+        return "'" + text.replace("'", "''") + "'"
     return "".join(c if c.isprintable() else _escape(c)
                    for c in json.dumps(text, ensure_ascii=False))
 
@@ -129,16 +131,17 @@ def _dataset(name: str, table: LiveTable) -> list[str]:
     if not columns:
         return [f"      # {table.name!r} is left out: it has no column the model can declare"]
     lines = [f"      {name}:" + ("   # a view" if table.view else "")]
-    renamed = table.table is not None and any(names[c.name] != c.name for c in columns)
+    renamed = table.table is not None and (
+        table.query_only or any(names[c.name] != c.name for c in columns))
     if renamed:
         assert table.quote is not None
         quote = table.quote
         items = ", ".join(quote(c.name) if names[c.name] == c.name
                           else f"{quote(c.name)} as {quote(names[c.name])}" for c in columns)
-        lines += [f"{pad}# columns renamed to valid names: " + ", ".join(
-                      f"{c.name!r} -> {names[c.name]}" for c in columns
-                      if names[c.name] != c.name),
-                  f"{pad}query: |", f"{pad}  select {items} from {table.relation}"]
+        changed = [f"{c.name!r} -> {names[c.name]}" for c in columns if names[c.name] != c.name]
+        if changed:
+            lines.append(f"{pad}# columns renamed to valid names: " + ", ".join(changed))
+        lines += [f"{pad}query: |", f"{pad}  select {items} from {table.relation}"]
     elif table.table is not None:
         lines.append(f"{pad}table: {scalar(table.table)}")
     key = [names[k] for k in table.primary_key]
