@@ -123,57 +123,69 @@ def render(source: LiveSource, header: Header) -> str:
     return "\n".join(lines + datasets) + "\n"
 
 
+_PAD = " " * 8
+
+
 def _dataset(name: str, table: LiveTable) -> list[str]:
-    pad = " " * 8
+    """One dataset's lines: where it is read from, its key, a cursor, its columns."""
     names = column_names(table)
     columns = [c for c in table.columns if table.table is not None or names[c.name] == c.name]
-    left_out = [c for c in table.columns if c not in columns]
     if not columns:
         return [f"      # {table.name!r} is left out: it has no column the model can declare"]
     lines = [f"      {name}:" + ("   # a view" if table.view else "")]
-    renamed = table.table is not None and (
-        table.query_only or any(names[c.name] != c.name for c in columns))
-    if renamed:
-        assert table.quote is not None
-        quote = table.quote
-        items = ", ".join(quote(c.name) if names[c.name] == c.name
-                          else f"{quote(c.name)} as {quote(names[c.name])}" for c in columns)
-        changed = [f"{c.name!r} -> {names[c.name]}" for c in columns if names[c.name] != c.name]
-        if changed:
-            lines.append(f"{pad}# columns renamed to valid names: " + ", ".join(changed))
-        lines += [f"{pad}query: |", f"{pad}  select {items} from {table.relation}"]
-    elif table.table is not None:
-        lines.append(f"{pad}table: {scalar(table.table)}")
-    key = [names[k] for k in table.primary_key]
-    if key:
-        lines.append(f"{pad}primary_key: {_flow(key)}")
-    elif table.unique:
-        lines.append(f"{pad}# primary_key: {_flow([names[k] for k in table.unique[0]])}   "
-                     "(a unique index on not-null columns: uncomment if it identifies rows)")
-    else:
-        lines.append(f"{pad}# no primary key: add primary_key: [...] if some columns identify "
-                     "a row (merge and history deliveries, cdc and unique checks need one)")
-    if table.table is None:
-        lines.append(f"{pad}# capture: incremental   (uncomment to read only new or changed "
-                     "files)")
-    elif (cursor := cursor_of(table)) is not None:
-        lines += [f"{pad}# capture: incremental",
-                  f"{pad}# cursor: {names[cursor[0]]}   ({cursor[1]}; uncomment both for "
-                  "incremental capture)"]
-    lines.append(f"{pad}columns:")
-    width = max(len(scalar(names[c.name])) for c in columns) + 1 if columns else 0
-    for column in columns:
-        lines.append(_column(names[column.name], column, column.name in table.primary_key,
-                             width))
-    lines += [f"{pad}# column {c.name!r} ({c.source.native_type}) is left out: its name is "
-              "not a valid column name, and a files source cannot rename it" for c in left_out]
+    lines += _relation(table, columns, names)
+    lines += _key(table, names)
+    lines += _capture(table, names)
+    lines.append(f"{_PAD}columns:")
+    width = max(len(scalar(names[c.name])) for c in columns) + 1
+    lines += [_column(names[c.name], c, c.name in table.primary_key, width) for c in columns]
+    lines += [f"{_PAD}# column {c.name!r} ({c.source.native_type}) is left out: its name is "
+              "not a valid column name, and a files source cannot rename it"
+              for c in table.columns if c not in columns]
     enums = [c for c in columns if c.values]
     if enums:
-        lines.append(f"{pad}# checks:   (the enum values of today; uncomment to refuse "
+        lines.append(f"{_PAD}# checks:   (the enum values of today; uncomment to refuse "
                      "versions with others)")
-        lines += [f"{pad}#   - accepted_values: {{column: {names[c.name]}, "
+        lines += [f"{_PAD}#   - accepted_values: {{column: {names[c.name]}, "
                   f"values: {_flow(c.values)}}}" for c in enums]
     return lines
+
+
+def _relation(table: LiveTable, columns: list[LiveColumn], names: dict[str, str]) -> list[str]:
+    """``table:``, or a ``query:`` that renames columns (or names what table: cannot)."""
+    if table.table is None:  # files: the source's path
+        return []
+    changed = [c for c in columns if names[c.name] != c.name]
+    if not (changed or table.query_only):
+        return [f"{_PAD}table: {scalar(table.table)}"]
+    assert table.quote is not None
+    quote = table.quote
+    items = ", ".join(quote(c.name) if names[c.name] == c.name
+                      else f"{quote(c.name)} as {quote(names[c.name])}" for c in columns)
+    lines = [f"{_PAD}# columns renamed to valid names: "
+             + ", ".join(f"{c.name!r} -> {names[c.name]}" for c in changed)] if changed else []
+    return [*lines, f"{_PAD}query: |", f"{_PAD}  select {items} from {table.relation}"]
+
+
+def _key(table: LiveTable, names: dict[str, str]) -> list[str]:
+    if table.primary_key:
+        return [f"{_PAD}primary_key: {_flow([names[k] for k in table.primary_key])}"]
+    if table.unique:
+        return [f"{_PAD}# primary_key: {_flow([names[k] for k in table.unique[0]])}   "
+                "(a unique index on not-null columns: uncomment if it identifies rows)"]
+    return [f"{_PAD}# no primary key: add primary_key: [...] if some columns identify a row "
+            "(merge and history deliveries, cdc and unique checks need one)"]
+
+
+def _capture(table: LiveTable, names: dict[str, str]) -> list[str]:
+    if table.table is None:
+        return [f"{_PAD}# capture: incremental   (uncomment to read only new or changed files)"]
+    cursor = cursor_of(table)
+    if cursor is None:
+        return []
+    column, why = cursor
+    return [f"{_PAD}# capture: incremental",
+            f"{_PAD}# cursor: {names[column]}   ({why}; uncomment both for incremental capture)"]
 
 
 def _column(name: str, column: LiveColumn, key: bool, width: int) -> str:
