@@ -25,17 +25,18 @@ where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm', 'f') and not c.relisp
 order by c.relname
 """
 _INDEXES = """
-select i.indisprimary, i.indisunique and i.indpred is null,
+select i.indrelid::int8, i.indisprimary, i.indisunique and i.indpred is null,
        array_agg(a.attname::text order by k.ord), bool_and(a.attnotnull)
 from pg_index i cross join unnest(i.indkey) with ordinality as k(attnum, ord)
 join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-where i.indrelid = %s and i.indexprs is null
-group by i.indexrelid, i.indisprimary, i.indisunique, i.indpred is null
+where i.indrelid = any(%s::oid[]) and i.indexprs is null
+group by i.indrelid, i.indexrelid, i.indisprimary, i.indisunique, i.indpred is null
 """
 _ENUMS = """
-select a.attname::text, array_agg(e.enumlabel::text order by e.enumsortorder)
+select a.attrelid::int8, a.attname::text, array_agg(e.enumlabel::text order by e.enumsortorder)
 from pg_attribute a join pg_enum e on e.enumtypid = a.atttypid
-where a.attrelid = %s and a.attnum > 0 and not a.attisdropped group by a.attname
+where a.attrelid = any(%s::oid[]) and a.attnum > 0 and not a.attisdropped
+group by a.attrelid, a.attname
 """
 
 
@@ -50,12 +51,15 @@ def tables(spec: PostgresSpec, schema: str | None, only: list[str] | None) -> li
                 schema = str(row[0]) if row and row[0] else "public"
             relations = connection.execute(_RELATIONS, (schema,)).fetchall()
             found = _pick(relations, only, schema)
-            result = []
-            for oid, name, view in found:
-                indexes = connection.execute(_INDEXES, (oid,)).fetchall()
-                enums = dict(connection.execute(_ENUMS, (oid,)).fetchall())
-                result.append(_table(source, schema, str(name), bool(view), indexes, enums))
-            return result
+            oids = [oid for oid, _, _ in found]
+            indexes: dict[int, list[Any]] = {}
+            for oid, *index in connection.execute(_INDEXES, (oids,)):
+                indexes.setdefault(int(oid), []).append(index)
+            enums: dict[int, dict[str, list[str]]] = {}
+            for oid, column, values in connection.execute(_ENUMS, (oids,)):
+                enums.setdefault(int(oid), {})[str(column)] = list(values)
+            return [_table(source, schema, name, view, indexes.get(oid, []), enums.get(oid, {}))
+                    for oid, name, view in found]
     except psycopg.Error as exc:
         raise server.error(exc, "reading the catalog of") from None
     finally:
