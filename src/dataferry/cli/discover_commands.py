@@ -31,7 +31,7 @@ def discover(
     team: str | None = typer.Option(
         None, "--team", metavar="T", help="The team name (default: from the database name)."),
     zone: str | None = typer.Option(
-        None, "--zone", help="The team's zone (default: the model's first zone, else main)."),
+        None, "--zone", metavar="Z", help="The team's zone (default: the model's first zone, else main)."),
     owner: str | None = typer.Option(
         None, "--owner", metavar="EMAIL", help="The team's owner (default: git's user.email)."),
     out: Path | None = typer.Option(
