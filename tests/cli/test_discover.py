@@ -101,7 +101,8 @@ create table customers (
   small smallint, ratio real, amount double precision, photo bytea,
   created_at timestamptz, updated_at timestamptz not null);
 create index customers_updated on customers (updated_at);
-create table events (kind text, at timestamptz, payload jsonb);
+create table events (kind text, at timestamptz, payload jsonb, history jsonb[], fee money,
+  during int4range);
 create table "Order Items" ("Item ID" int not null primary key, "2nd note" text, qty int);
 create view active_customers as select id, email from customers where active;
 insert into customers values
@@ -110,7 +111,8 @@ insert into customers values
    '10.0.0.1', '1 day 2 hours', 3, 1.5, 2.25, '\\xdead', now(), now()),
   (2, 'b@example.com', null, null, null, null, null, null, null, null, null, null, null, null,
    null, null, null, null, null, null, null, null, now());
-insert into events values ('click', now(), '{}'), ('view', now(), null);
+insert into events values ('click', now(), '{}', array['{"a": 1}'::jsonb, '[2]'], 1.25,
+  '[1,5)'), ('view', now(), null, null, null, null);
 insert into "Order Items" values (1, 'x', 2), (2, null, 5);
 create schema "Sales";
 create table "Sales"."Customers" ("Id" int primary key, "updatedAt" timestamp(0), "order" text,
@@ -162,7 +164,11 @@ def test_postgres_team_file_checks_and_ingests(pg: str, fresh: Path, ferry: Ferr
     assert "# cursor: updated_at   (indexed timestamp_tz; uncomment" in text
     assert "#   - accepted_values: {column: mood, values: [sad, ok, happy]}" in text
     assert "score:" in text and "numeric without a precision" in text
+    assert types(found["events"]) == {"kind": "string", "at": "timestamp_tz", "payload": "json",
+                                      "history": "list<json>", "fee": "string",
+                                      "during": "string"}
     events = block(out.out, "events")
+    assert "during:" in events and "int4range is read as PostgreSQL's text of it" in events
     assert "# no primary key: add primary_key" in events
     assert "# cursor:" not in events
     items = found["order_items"]
@@ -384,6 +390,7 @@ def test_parquet_glob(fresh: Path, ferry: Ferry) -> None:
             "sensor": pa.array(["a", "b"]),
             "value": pa.array([1.5, 2.5]),
             "at": pa.array([1, 2], pa.timestamp("ms", tz="UTC")),
+            "seen": pa.array([1000, 2000], pa.timestamp("ns")),
             "tags": pa.array([["x"], []], pa.list_(pa.string())),
             "price": pa.array([1, 2], pa.decimal128(9, 2)),
         }), folder / f"day{day}.parquet")
@@ -395,7 +402,9 @@ def test_parquet_glob(fresh: Path, ferry: Ferry) -> None:
         "datasets": document["sources"]["sensor_readings"]["datasets"]}
     (dataset,) = datasets(document).values()
     assert types(dataset) == {"sensor": "string", "value": "float64", "at": "timestamp_tz",
-                              "tags": "list<string>", "price": "decimal(9,2)"}
+                              "seen": "timestamp", "tags": "list<string>",
+                              "price": "decimal(9,2)"}
+    assert "{type: timestamp}   # nanoseconds: dataferry keeps microseconds" in out.out
     assert "# capture: incremental   (uncomment to read only new or changed files)" in out.out
     assert check_and_run(ferry, fresh, "sensor_readings.sensor_readings") == {
         "sensor_readings.sensor_readings": 4}

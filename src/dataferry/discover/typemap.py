@@ -30,6 +30,10 @@ def from_arrow(column: SourceColumn) -> LiveColumn:
     except (UnsupportedArrowTypeError, ValueError):
         return LiveColumn(column, "string", f"{column.native_type} has no dataferry type: "
                                             "read as text")
+    arrow = column.arrow_type
+    if (pa.types.is_timestamp(arrow) or pa.types.is_time(arrow)) and arrow.unit == "ns":
+        return LiveColumn(column, format_type(t), "nanoseconds: dataferry keeps microseconds, "
+                                                  "so a finer value fails the ingest")
     return LiveColumn(column, format_type(t))
 
 
