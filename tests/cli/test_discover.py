@@ -453,6 +453,25 @@ def test_csv_glob_types_from_the_values(fresh: Path, ferry: Ferry,
         "ops.exports": 2}
 
 
+def test_json_lines_glob(fresh: Path, ferry: Ferry) -> None:
+    folder = fresh / "clicks"
+    folder.mkdir()
+    records = [{"id": 1, "url": "/a", "score": 0.5, "tags": ["x"], "where": {"lat": 1.5},
+                "headers": {"User-Agent": "curl"}},
+               {"id": 2, "url": "/b", "score": 1, "tags": [], "where": None, "headers": {}}]
+    for n, record in enumerate(records):
+        (folder / f"{n}.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    out = ok(ferry("discover", str(folder / "*.jsonl"), "--team", "web", "--owner", OWNER,
+                   "--model", fresh))
+    (dataset,) = datasets(adopt(fresh, out.out)).values()
+    assert types(dataset) == {"id": "int64", "url": "string", "score": "float64",
+                              "tags": "list<string>", "where": "struct<lat:float64>",
+                              "headers": "json"}
+    assert check_and_run(ferry, fresh, "web.clicks") == {"web.clicks": 2}
+    shown = json.loads(ok(ferry("show", "web.clicks", "--json", "--model", fresh)).out)
+    assert {r["id"]: r["headers"] for r in shown["rows"]}[1] == '{"User-Agent":"curl"}'
+
+
 def test_what_cannot_be_discovered(tmp_path: Path, ferry: Ferry) -> None:
     assert ferry("discover", "oracle://db/x").code == 2
     assert ferry("discover", tmp_path / "missing.db").code == 2

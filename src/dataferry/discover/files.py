@@ -73,6 +73,9 @@ def _column(column: SourceColumn, guess: str | None, tagged: DataType | None) ->
         return typemap.declared(column, tagged)
     if guess is not None:
         return typemap.declared(column, Primitive(guess))
+    kinds = {kind.strip() for kind in column.native_type.split("|")}
+    if "number" in kinds and kinds <= {"number", "integer", "null"}:  # JSON: 1 and 0.5
+        return typemap.declared(column, Primitive("float64"))
     mapped = typemap.from_arrow(column)
     nested = pa.types.is_struct(column.arrow_type) or pa.types.is_list(column.arrow_type)
     if mapped.note is not None and nested:
