@@ -336,6 +336,17 @@ def test_sqlite_inside_the_model_is_written_relative(fresh: Path, ferry: Ferry) 
     assert check_and_run(ferry, fresh, "app.t") == {"app.t": 1}
 
 
+def test_without_a_model_paths_are_absolute(tmp_path: Path, ferry: Ferry,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative to what? Without a model (no ferry.yaml here or above) the path is absolute."""
+    monkeypatch.chdir(tmp_path)
+    with sqlite3.connect("app.db") as db:
+        db.execute("create table t (id integer primary key)")
+    out = ok(ferry("discover", "app.db", "--owner", OWNER))
+    assert f"    path: {tmp_path / 'app.db'}\n" in out.out
+    assert "zone: main\n" in out.out
+
+
 def test_duckdb_team_file_checks_and_ingests(tmp_path: Path, fresh: Path, ferry: Ferry) -> None:
     path = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(path)) as db:

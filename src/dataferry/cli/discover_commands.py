@@ -64,8 +64,8 @@ def discover(
         typer.echo(f"note: {note}", err=True)
 
 
-def _model_root(option: Path | None) -> Path:
-    """The model directory paths are written relative to (the cwd when there is none)."""
+def _model_root(option: Path | None) -> Path | None:
+    """The model directory paths are written relative to (None when there is none)."""
     from dataferry.cli.common import model_dir
 
     if option is not None:
@@ -73,12 +73,14 @@ def _model_root(option: Path | None) -> Path:
     try:
         return model_dir(None)
     except UsageError:
-        return Path(".")
+        return None
 
 
-def _first_zone(root: Path) -> str:
+def _first_zone(root: Path | None) -> str:
     import yaml
 
+    if root is None:
+        return "main"
     try:
         document = yaml.safe_load((root / "ferry.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):

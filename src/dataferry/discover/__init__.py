@@ -36,10 +36,11 @@ class Discovery:
     notes: list[str] = field(default_factory=list)
 
 
-def discover(target: str, model_root: Path, *, schema: str | None = None,
+def discover(target: str, model_root: Path | None, *, schema: str | None = None,
              tables: list[str] | None = None, team: str | None = None,
              zone: str = "main", owner: str = "owner@example.com") -> Discovery:
-    """Describe ``target`` (a DSN, a database file or a glob) as a team file."""
+    """Describe ``target`` (a DSN, a database file or a glob) as a team file; file paths
+    are written relative to ``model_root`` when inside it, else absolute."""
     found = parse_target(target, model_root)
     if schema is not None and found.kind in ("sqlite", "files"):
         raise UsageError(f"--schema does not apply to {found.kind} targets (only to "

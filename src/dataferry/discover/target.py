@@ -53,7 +53,7 @@ def name_of(text: str, fallback: str) -> str:
     return name[:63].rstrip("_")
 
 
-def parse_target(text: str, model_root: Path) -> Target:
+def parse_target(text: str, model_root: Path | None) -> Target:
     """The target ``text`` names; raises ``UsageError`` when it names none."""
     scheme = text.partition("://")[0].lower() if "://" in text else ""
     if scheme in ("postgres", "postgresql") or (not scheme and "dbname=" in text):
@@ -94,16 +94,19 @@ def _database_kind(path: Path) -> str | None:
     return None
 
 
-def model_path(path: Path, model_root: Path) -> str:
-    """``path`` as a model file writes it: relative to the model directory when inside it."""
+def model_path(path: Path, model_root: Path | None) -> str:
+    """``path`` as a model file writes it: relative to the model directory when inside it,
+    else (or without a model) absolute."""
     absolute = Path(os.path.abspath(path.expanduser()))
+    if model_root is None:
+        return absolute.as_posix()
     try:
         return absolute.relative_to(os.path.abspath(model_root)).as_posix()
     except ValueError:
         return absolute.as_posix()
 
 
-def _file_database(kind: str, given: str, model_root: Path, shown: str) -> Target:
+def _file_database(kind: str, given: str, model_root: Path | None, shown: str) -> Target:
     path = Path(given).expanduser()
     if not path.is_file():
         raise UsageError(f"{shown}: no such file")
@@ -114,7 +117,7 @@ def _file_database(kind: str, given: str, model_root: Path, shown: str) -> Targe
     return Target(kind, spec, {"path": written}, written, path.stem)
 
 
-def _files(glob: str, model_root: Path) -> Target:
+def _files(glob: str, model_root: Path | None) -> Target:
     path = Path(glob).expanduser()
     if path.is_dir():
         raise UsageError(f"{glob} is a folder; give a glob of its files, e.g. "
