@@ -354,11 +354,12 @@ def test_duckdb_team_file_checks_and_ingests(tmp_path: Path, fresh: Path, ferry:
             create type mood as enum ('sad', 'happy');
             create table facts (id bigint primary key, u uuid, j json, h hugeint, m mood,
               l int[], s struct(a int, b varchar), mp map(varchar, int), d decimal(10,2),
-              ts timestamp, tz timestamptz, i interval, small utinyint, last_modified timestamp);
+              ts timestamp, tz timestamptz, i interval, small utinyint, last_modified timestamp,
+              odd struct("a b" int, c varchar));
             insert into facts values (1, gen_random_uuid(), '{"a": 1}',
               170141183460469231731687303715884105727, 'happy', [1, 2], {'a': 1, 'b': 'x'},
               map {'k': 1}, 12.5, '2024-01-01 10:00', '2024-01-01 10:00+00', interval 1 day,
-              200, '2024-01-01');
+              200, '2024-01-01', {'a b': 1, 'c': 'q'});
             create table bare (x integer, y varchar);
             insert into bare values (1, 'a'), (2, 'b');
         """)
@@ -368,7 +369,7 @@ def test_duckdb_team_file_checks_and_ingests(tmp_path: Path, fresh: Path, ferry:
         "id": "int64", "u": "uuid", "j": "json", "h": "decimal(39,0)", "m": "string",
         "l": "list<int32>", "s": "struct<a:int32, b:string>", "mp": "map<string,int32>",
         "d": "decimal(10,2)", "ts": "timestamp", "tz": "timestamp_tz", "i": "string",
-        "small": "uint8", "last_modified": "timestamp"}
+        "small": "uint8", "last_modified": "timestamp", "odd": "json"}
     facts = block(out.out, "facts")
     assert "# cursor: last_modified   (timestamp, not indexed" in facts
     assert "values: [sad, happy]" in facts
@@ -388,6 +389,7 @@ def test_duckdb_team_file_checks_and_ingests(tmp_path: Path, fresh: Path, ferry:
     assert check_and_run(ferry, fresh, "raw_data.my_table") == {"raw_data.my_table": 1}
     shown = json.loads(ok(ferry("show", "warehouse.facts", "--json", "--model", fresh)).out)
     assert shown["rows"][0]["h"] == "170141183460469231731687303715884105727"
+    assert json.loads(shown["rows"][0]["odd"]) == {"a b": 1, "c": "q"}
 
 
 # --- files -----------------------------------------------------------------------------

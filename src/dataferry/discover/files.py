@@ -76,14 +76,9 @@ def _column(column: SourceColumn, guess: str | None, tagged: DataType | None) ->
     kinds = {kind.strip() for kind in column.native_type.split("|")}
     if "number" in kinds and kinds <= {"number", "integer", "null"}:  # JSON: 1 and 0.5
         return typemap.declared(column, Primitive("float64"))
-    mapped = typemap.from_arrow(column)
-    nested = pa.types.is_struct(column.arrow_type) or pa.types.is_list(column.arrow_type)
-    if mapped.note is not None and nested:
-        return typemap.declared(column, Primitive("json"),
-                                "nested values whose field names are not column names")
     if pa.types.is_null(column.arrow_type):
         return typemap.as_text(column, "empty in every sampled row: read as text")
-    return mapped
+    return typemap.from_arrow(column)
 
 
 def _csv_guesses(dataset: str, files: list[DataFile]) -> dict[str, str]:

@@ -1,6 +1,8 @@
 """Declared types for live columns: each catalog module asks its connector's own mapping
 first (what a column of that native type holds exactly, the same rules the sinks use),
-then falls back to the Arrow type the source reads the column as (``from_arrow``).
+then falls back to the Arrow type the source reads the column as (``from_arrow``): nested
+values the model cannot declare (a struct field named ``a b``) become ``json``, other
+types without a dataferry type ``string`` (their text), each with a note.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def from_arrow(column: SourceColumn) -> LiveColumn:
     try:
         t = from_arrow_field(pa.field(column.name, column.arrow_type))
     except (UnsupportedArrowTypeError, ValueError):
+        if _nested(column.arrow_type):  # e.g. a struct field name a column cannot have
+            return LiveColumn(column, "json", "nested values with names the model cannot "
+                                              "declare: kept as JSON")
         return LiveColumn(column, "string", f"{column.native_type} has no dataferry type: "
                                             "read as text")
     arrow = column.arrow_type
@@ -35,6 +40,12 @@ def from_arrow(column: SourceColumn) -> LiveColumn:
         return LiveColumn(column, format_type(t), "nanoseconds: dataferry keeps microseconds, "
                                                   "so a finer value fails the ingest")
     return LiveColumn(column, format_type(t))
+
+
+def _nested(arrow: pa.DataType) -> bool:
+    types = pa.types
+    return bool(types.is_struct(arrow) or types.is_map(arrow) or types.is_list(arrow)
+                or types.is_large_list(arrow) or types.is_fixed_size_list(arrow))
 
 
 def declared(column: SourceColumn, t: DataType, note: str | None = None,
