@@ -94,6 +94,7 @@ def block(text: str, dataset: str) -> str:
 
 PG_DDL = """
 create type mood as enum ('sad', 'ok', 'happy');
+create type address as (street text, zip varchar(10));
 create table customers (
   id bigint primary key, email varchar(200) not null unique, name text, balance numeric(12,2),
   score numeric, tags text[], ints int[], profile jsonb, meta json, ext_id uuid, mood mood,
@@ -102,7 +103,7 @@ create table customers (
   created_at timestamptz, updated_at timestamptz not null);
 create index customers_updated on customers (updated_at);
 create table events (kind text, at timestamptz, payload jsonb, history jsonb[], fee money,
-  during int4range);
+  during int4range, place address);
 create table "Order Items" ("Item ID" int not null primary key, "2nd note" text, qty int);
 create view active_customers as select id, email from customers where active;
 insert into customers values
@@ -112,7 +113,7 @@ insert into customers values
   (2, 'b@example.com', null, null, null, null, null, null, null, null, null, null, null, null,
    null, null, null, null, null, null, null, null, now());
 insert into events values ('click', now(), '{}', array['{"a": 1}'::jsonb, '[2]'], 1.25,
-  '[1,5)'), ('view', now(), null, null, null, null);
+  '[1,5)', ('Main St', '0012')), ('view', now(), null, null, null, null, null);
 insert into "Order Items" values (1, 'x', 2), (2, null, 5);
 create schema "Sales";
 create table "Sales"."Customers" ("Id" int primary key, "updatedAt" timestamp(0), "order" text,
@@ -166,7 +167,7 @@ def test_postgres_team_file_checks_and_ingests(pg: str, fresh: Path, ferry: Ferr
     assert "score:" in text and "numeric without a precision" in text
     assert types(found["events"]) == {"kind": "string", "at": "timestamp_tz", "payload": "json",
                                       "history": "list<json>", "fee": "string",
-                                      "during": "string"}
+                                      "during": "string", "place": "json"}
     events = block(out.out, "events")
     assert "during:" in events and "int4range is read as PostgreSQL's text of it" in events
     assert "# no primary key: add primary_key" in events

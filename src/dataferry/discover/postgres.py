@@ -1,5 +1,6 @@
 """Discover a PostgreSQL schema: tables and views, their columns as ``PostgresSource``
-reads them, primary keys, unique and other indexes, enum values."""
+reads them, primary keys, unique and other indexes, enum values, composite columns
+(which the source reads as JSON objects)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ from pg_attribute a join pg_enum e on e.enumtypid = a.atttypid
 where a.attrelid = any(%s::oid[]) and a.attnum > 0 and not a.attisdropped
 group by a.attrelid, a.attname
 """
+_COMPOSITES = """
+select a.attrelid::int8, a.attname::text from pg_attribute a
+join pg_type t on t.oid = a.atttypid
+where a.attrelid = any(%s::oid[]) and a.attnum > 0 and not a.attisdropped and t.typtype = 'c'
+"""
 
 
 def tables(spec: PostgresSpec, schema: str | None, only: list[str] | None) -> list[LiveTable]:
@@ -58,7 +64,10 @@ def tables(spec: PostgresSpec, schema: str | None, only: list[str] | None) -> li
             enums: dict[int, dict[str, list[str]]] = {}
             for oid, column, values in connection.execute(_ENUMS, (oids,)):
                 enums.setdefault(int(oid), {})[str(column)] = list(values)
-            return [_table(source, schema, name, view, indexes.get(oid, []), enums.get(oid, {}))
+            composite = {(int(oid), str(column))
+                         for oid, column in connection.execute(_COMPOSITES, (oids,))}
+            return [_table(source, schema, name, view, indexes.get(oid, []), enums.get(oid, {}),
+                           {c for o, c in composite if o == oid})
                     for oid, name, view in found]
     except psycopg.Error as exc:
         raise server.error(exc, "reading the catalog of") from None
@@ -78,11 +87,13 @@ def _pick(relations: list[Any], only: list[str] | None,
     return [by_name[t] for t in only]
 
 
-def _table(source: PostgresSource, schema: str, name: str, view: bool,
-           indexes: list[Any], enums: dict[str, list[str]]) -> LiveTable:
+def _table(source: PostgresSource, schema: str, name: str, view: bool, indexes: list[Any],
+           enums: dict[str, list[str]], composite: set[str]) -> LiveTable:
     table = f"{_part(schema)}.{_part(name)}"
     live = source.columns(table, probe(table=table))
-    columns = [_column(c, tuple(enums.get(c.name) or ())) for c in live]
+    columns = [typemap.declared(c, Primitive("json"), f"composite type {c.native_type}: its "
+                                "fields as a JSON object") if c.name in composite
+               else _column(c, tuple(enums.get(c.name) or ())) for c in live]
     found = LiveTable(name, table, columns, view=view, relation=qualified(schema, name),
                       quote=ident)
     for primary, unique, names, not_null in indexes:
