@@ -298,16 +298,16 @@ def test_sqlite_text_columns_get_the_type_of_their_values(tmp_path: Path, fresh:
         db.executescript("""
             create table customers (id integer primary key, name text, balance text,
               tags text, born date, joined text, updated_at text not null, zip text,
-              ratio real, flag boolean, price decimal(8,3), anything);
+              ratio real, flag boolean, price decimal(8,3), anything, qty numeric, w);
             create index customers_updated on customers (updated_at);
             create table log (line text);
             create table "a.b" (id integer primary key, "x y" text);
             insert into "a.b" values (7, 'q');
             insert into customers values
               (1, 'Ada', '12.50', '["a"]', '1990-01-01', '2024-01-01 10:00:00',
-               '2024-01-01T10:00:00+00:00', '0012', 0.5, 1, '1.250', 'x'),
+               '2024-01-01T10:00:00+00:00', '0012', 0.5, 1, '1.250', 'x', 3, 1.5),
               (2, 'Bob', '0.5', '{"b": 1}', null, '2024-02-01 11:30:00',
-               '2024-02-01T11:00:00+00:00', '9999', null, 0, null, 5);
+               '2024-02-01T11:00:00+00:00', '9999', null, 0, null, 5, 4, 2);
             insert into log values ('started');
         """)
     out = ok(ferry("discover", path, "--owner", OWNER, "--model", fresh))
@@ -317,7 +317,8 @@ def test_sqlite_text_columns_get_the_type_of_their_values(tmp_path: Path, fresh:
     assert types(found["customers"]) == {
         "id": "int64", "name": "string", "balance": "decimal(18,2)", "tags": "json",
         "born": "date", "joined": "timestamp", "updated_at": "timestamp_tz", "zip": "string",
-        "ratio": "float64", "flag": "bool", "price": "decimal(8,3)", "anything": "string"}
+        "ratio": "float64", "flag": "bool", "price": "decimal(8,3)", "anything": "string",
+        "qty": "int64", "w": "float64"}
     assert "# cursor: updated_at   (indexed timestamp_tz" in block(out.out, "customers")
     assert document["sources"]["shop_data"]["path"] == str(path)
     assert found["a_b"]["query"].strip() == 'select "id", "x y" as "x_y" from "a.b"'

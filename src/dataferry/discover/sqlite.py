@@ -6,7 +6,8 @@ names to the model type they mean (``DATETIME`` -> timestamp, ``DECIMAL(10,2)`` 
 decimal(10,2), ``BOOLEAN`` -> bool, ``JSON`` -> json...). Many SQLite files keep dates,
 decimals and JSON in ``TEXT`` columns: for a text (or typeless) column, discover looks
 at its first ``SAMPLE_ROWS`` values and proposes timestamp_tz, timestamp, date, uuid,
-json or decimal when every one of them is such a text (``sample.py``). The ingest then
+json or decimal when every one of them is such a text (``sample.py``); for a NUMERIC
+or untyped column holding only numbers, int64 or float64. The ingest then
 converts each value to that type and names the row of a value that does not fit.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from dataferry.connectors.base import SourceColumn
 from dataferry.connectors.sqlite.source import SqliteSource, quote, sqlite_error
-from dataferry.connectors.sqlite.types import BLOB, INTEGER, REAL, TEXT, affinity
+from dataferry.connectors.sqlite.types import BLOB, INTEGER, NUMERIC, REAL, TEXT, affinity
 from dataferry.discover import typemap
 from dataferry.discover.live import LiveColumn, LiveTable, probe
 from dataferry.discover.sample import SAMPLE_ROWS, text_type
@@ -85,19 +86,26 @@ def _keys(con: sqlite3.Connection, table: LiveTable) -> None:
 
 
 def _refined(con: sqlite3.Connection, table: str, column: LiveColumn) -> LiveColumn:
-    """A text column's type from its values (module docstring)."""
-    if column.type != "string" or affinity(column.source.native_type) not in (TEXT, ""):
+    """A text, NUMERIC or untyped column's type from its values (module docstring)."""
+    kind = affinity(column.source.native_type)
+    if column.type != "string" or kind not in (TEXT, NUMERIC, ""):
         return column
     values = [row[0] for row in con.execute(
         f"SELECT {quote(column.name)} FROM {quote(table)} "
         f"WHERE {quote(column.name)} IS NOT NULL LIMIT {SAMPLE_ROWS}")]
+    what = column.source.native_type or "untyped"
+    if values and kind != TEXT and all(isinstance(v, int | float) for v in values):
+        integers = all(isinstance(v, int) for v in values)
+        return typemap.declared(column.source, Primitive("int64" if integers else "float64"),
+                                f"{what} column: every sampled value is "
+                                f"{'an integer' if integers else 'a number'}")
     if not values or not all(isinstance(v, str) for v in values):
         return column
-    found = text_type(values)
-    if found is None:
+    text = text_type(values)
+    if text is None:
         return column
-    return typemap.declared(column.source, found, f"{column.source.native_type or 'untyped'}"
-                            f" column: every sampled value is {found} text")
+    return typemap.declared(column.source, text, f"{what} column: every sampled value is "
+                                                 f"{text} text")
 
 
 def _column(column: SourceColumn) -> LiveColumn:
