@@ -322,6 +322,13 @@ def test_sqlite_text_columns_get_the_type_of_their_values(tmp_path: Path, fresh:
     assert "# cursor: updated_at   (indexed timestamp_tz" in block(out.out, "customers")
     assert document["sources"]["shop_data"]["path"] == str(path)
     assert found["a_b"]["query"].strip() == 'select "id", "x y" as "x_y" from "a.b"'
+    as_json = json.loads(ok(ferry("discover", path, "--owner", OWNER, "--model", fresh,
+                                  "--json")).out)
+    assert as_json["model"] == yaml.safe_load(as_json["file"])
+    assert as_json["model"]["sources"] == document["sources"]
+    assert as_json["suggested"] == {"customers": {
+        "cursor": "updated_at", "why": "indexed timestamp_tz"}}
+    assert ferry("discover", path, "--json", "--out", tmp_path / "x.yaml").code == 2
     rows = check_and_run(ferry, fresh, "shop_data.customers", "shop_data.log", "shop_data.a_b")
     assert rows == {"shop_data.customers": 2, "shop_data.log": 1, "shop_data.a_b": 1}
 

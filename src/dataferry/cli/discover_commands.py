@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from dataferry.cli.common import ModelOption
+from dataferry.cli.common import JsonOption, ModelOption, print_json
 from dataferry.errors import UsageError
 
 
@@ -37,6 +37,7 @@ def discover(
     out: Path | None = typer.Option(
         None, "--out", metavar="FILE", help="Write the team file here instead of stdout."),
     model: ModelOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Print a team file (a source, a dataset per table with mapped types, keys and a
     suggested cursor) from a live database or files."""
@@ -46,10 +47,15 @@ def discover(
     if team is not None and name_of(team, "team") != team:
         raise UsageError(f"--team {team!r} is not a team name (lower case letters, digits "
                          "and _, starting with a letter)")
+    if json_out and out is not None:
+        raise UsageError("give --json or --out, not both")
     root = _model_root(model)
     only = [t.strip() for t in tables.split(",") if t.strip()] if tables is not None else None
     found = run_discover(target, root, schema=schema, tables=only, team=team,
                          zone=zone or _first_zone(root), owner=owner or _git_email())
+    if json_out:
+        print_json(found.as_json())
+        return
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(found.text, encoding="utf-8")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dataferry.discover.live import LiveSource, LiveTable
 from dataferry.discover.target import Target, name_of, parse_target
-from dataferry.discover.teamfile import Header, render
+from dataferry.discover.teamfile import Header, render, suggestions
 from dataferry.errors import SourceError, UsageError
 from dataferry.model.spec import (
     DuckdbSource,
@@ -34,6 +34,15 @@ class Discovery:
     team: str
     datasets: int
     notes: list[str] = field(default_factory=list)
+    suggested: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Per dataset, what the file suggests in comments (``teamfile.suggestions``)."""
+
+    def as_json(self) -> dict[str, object]:
+        """``--json``: the team file as data (``model``), its text, the suggestions."""
+        import yaml
+
+        return {"team": self.team, "model": yaml.safe_load(self.text),
+                "suggested": self.suggested, "notes": self.notes, "file": self.text}
 
 
 def discover(target: str, model_root: Path | None, *, schema: str | None = None,
@@ -63,7 +72,7 @@ def discover(target: str, model_root: Path | None, *, schema: str | None = None,
                      "where ferry runs (the file says password: ${env:" + variable + "})")
     source = LiveSource(found.kind, source_name, keys, live, found.described)
     text = render(source, Header(team, zone, owner))
-    return Discovery(text, team, len(live), notes)
+    return Discovery(text, team, len(live), notes, suggestions(live))
 
 
 def _tables(found: Target, schema: str | None, only: list[str] | None) -> list[LiveTable]:

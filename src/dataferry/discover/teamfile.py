@@ -74,6 +74,40 @@ def column_names(table: LiveTable) -> dict[str, str]:
     return names
 
 
+def dataset_names(tables: list[LiveTable]) -> list[tuple[str, LiveTable]]:
+    """Each table with its dataset name (valid, unique), in name order."""
+    named = []
+    taken: set[str] = set()
+    for table in sorted(tables, key=lambda t: (name_of(t.name, "t"), t.name)):
+        name = base = name_of(table.name, "t")
+        n = 2
+        while name in taken:
+            name = f"{base[:60]}_{n}"
+            n += 1
+        taken.add(name)
+        named.append((name, table))
+    return named
+
+
+def suggestions(tables: list[LiveTable]) -> dict[str, dict[str, object]]:
+    """What the file suggests in comments, per dataset: ``cursor`` (and ``why``),
+    ``primary_key`` (a unique index), ``accepted_values`` (enum columns)."""
+    found: dict[str, dict[str, object]] = {}
+    for name, table in dataset_names(tables):
+        names = column_names(table)
+        hints: dict[str, object] = {}
+        if (cursor := cursor_of(table)) is not None and table.table is not None:
+            hints["cursor"], hints["why"] = names[cursor[0]], cursor[1]
+        if not table.primary_key and table.unique:
+            hints["primary_key"] = [names[k] for k in table.unique[0]]
+        enums = {names[c.name]: list(c.values) for c in table.columns if c.values}
+        if enums:
+            hints["accepted_values"] = enums
+        if hints:
+            found[name] = hints
+    return found
+
+
 def cursor_of(table: LiveTable) -> tuple[str, str] | None:
     """(source column, why) of the best cursor: named like ``updated_at``, a timestamp,
     date or integer, indexed if one is."""
@@ -109,14 +143,7 @@ def render(source: LiveSource, header: Header) -> str:
     lines += [f"    {key}: {value if key == 'password' else scalar(value)}"
               for key, value in source.keys.items()]
     datasets: list[str] = []
-    taken: set[str] = set()
-    for table in sorted(source.tables, key=lambda t: (name_of(t.name, "t"), t.name)):
-        name = base = name_of(table.name, "t")
-        n = 2
-        while name in taken:
-            name = f"{base[:60]}_{n}"
-            n += 1
-        taken.add(name)
+    for name, table in dataset_names(source.tables):
         datasets += _dataset(name, table)
     written = any(not line.lstrip().startswith("#") for line in datasets)
     lines.append("    datasets:" if written else "    datasets: {}")
