@@ -41,6 +41,7 @@ def main(
 
 def _register() -> None:
     from dataferry.cli import (
+        discover_commands,
         model_commands,
         plan_commands,
         run_commands,
@@ -50,6 +51,7 @@ def _register() -> None:
     )
 
     model_commands.register(app)
+    discover_commands.register(app)
     plan_commands.register(app)
     run_commands.register(app)
     runs_commands.register(app)
