@@ -101,6 +101,7 @@ def publish(
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
     max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
+    definition: dict[str, Any] | None = None,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -108,6 +109,9 @@ def publish(
     captures), so a merge compares stored rows by key and that column alone.
     ``max_delete_ratio``: the largest share of the previous version's rows a replace may
     remove (None: any, as with ``--allow-delete``); see ``delete_limit``.
+    ``definition``: a transformer's (``engine.definition``), recorded in the manifest; a
+    version is made even when the data is the same as the head's if the head was computed
+    by another definition, so that the store records which one computed it.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -136,7 +140,9 @@ def publish(
         same_files = head is not None and mode == "replace" and sorted(
             e.hash for e, _ in written.digests) == sorted(
             f.hash for f in dataset.active_files(head.number))
-        if head is not None and (same_files or (mode != "replace" and not (
+        redefined = definition is not None and head is not None and (
+            head.manifest.definition or {}).get("fingerprint") != definition.get("fingerprint")
+        if head is not None and not redefined and (same_files or (mode != "replace" and not (
                 written.added_rows or written.removed_rows))):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
             if same_files:  # byte-identical snapshot: its new copies are not needed
@@ -162,7 +168,8 @@ def publish(
             raise
         crash_point("before-manifest")
         state = cursor() if callable(cursor) else cursor
-        manifest = _manifest(dataset, genesis, head, spec, written, mode, state, lineage)
+        manifest = _manifest(dataset, genesis, head, spec, written, mode, state, lineage,
+                             definition)
         try:
             for entry, digest in written.digests:
                 write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
@@ -461,7 +468,7 @@ def _rollback(dataset: DatasetStore, base_delta: int | None, written: _Written) 
 def _manifest(
     dataset: DatasetStore, genesis: Genesis, head: Version | None, spec: DatasetCommon,
     written: _Written, mode: Mode, cursor: dict[str, Any] | None,
-    lineage: Sequence[dict[str, Any]],
+    lineage: Sequence[dict[str, Any]], definition: dict[str, Any] | None,
 ) -> Manifest:
     from dataferry.store.hashing import hash_bytes
 
@@ -484,4 +491,5 @@ def _manifest(
         mode=mode,
         cursor=cursor,
         lineage=tuple(lineage),
+        definition=definition,
     )
