@@ -21,7 +21,7 @@ from typing import Any
 
 from dataferry.broker.graph import Graph, build_graph
 from dataferry.engine.context import RunContext
-from dataferry.engine.definition import NOT_RECORDED, rebuild_reason, transformer_definition
+from dataferry.engine.definition import rebuild_reason, transformer_definition
 from dataferry.metadata import AppliedPlan, PlanHistory
 from dataferry.model.graph import ModelIndex
 from dataferry.model.spec import Transformer
@@ -108,4 +108,4 @@ def definition_state(context: RunContext, ref: str) -> tuple[str | None, str | N
                                                                   ref), spec)
     if reason is not None:
         return "changed", reason
-    return ("current" if head.manifest.definition is not None else NOT_RECORDED), None
+    return ("current" if head.manifest.definition is not None else "not recorded"), None

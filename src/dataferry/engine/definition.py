@@ -37,11 +37,10 @@ from dataferry.model.policy import transformer_masks
 from dataferry.model.spec import Transformer
 from dataferry.store.hashing import hash_bytes
 from dataferry.store.manifest import Manifest, canonical
+from dataferry.store.primary_key import with_keys_required
 
 ALGORITHM = "blake3"
 PARTS = ("body", "columns", "primary_key", "checks", "masks")
-NOT_RECORDED = "definition not recorded"
-"""What ``ferry plan`` says of a transformer whose latest version predates fingerprints."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,10 @@ def _body_change(before: str, now: str) -> str:
     return f"{names.get(now, now)} changed"
 
 
-def _schema_changes(schema: dict[str, Any], spec: Transformer) -> list[str]:
-    """How a version's recorded schema differs from the declared one, in words."""
+def _schema_changes(schema: dict[str, Any], model: Transformer) -> list[str]:
+    """How a version's recorded schema differs from the declared one, in words (key
+    columns are stored not nullable, whatever the model says)."""
+    spec = with_keys_required(model)
     stored = [(str(c["name"]), str(c["type"]), bool(c["nullable"]))
               for c in schema.get("columns", [])]
     declared = [(name, column.type, column.nullable) for name, column in spec.columns.items()]
