@@ -4,6 +4,9 @@ Generates the same model as ``bench/model_check.py`` (10,000 source datasets, 50
 transformers, 2,000 consumers with 6,000 needs over 100 teams) and prints:
 
   planning (job graph + platforms + plan document), the model already loaded   target < 2 s
+  the definition fingerprints of every transformer (what `ferry plan` adds for its
+  rebuild reasons, and what a scheduler computes once per transformer), as a share of
+  planning
   loading the model (for comparison: what `ferry plan` pays before planning)
   a scheduler tick over that plan once every job has run (what `ferry up` and `ferry
   serve` pay every few seconds, between the jobs: deciding what is due for every job)
@@ -60,8 +63,24 @@ def main() -> None:
              f"{kinds['transform']:,} transform + {kinds['deliver']:,} deliver)")
         line("loading the model", f"{loading:7.2f} s")
         line("planning: graph, platforms, plan document", f"{planning:7.2f} s (target < 2 s)")
+        fingerprint_all(index, root, planning)
         scheduler_tick(root)
     scheduler_overhead(args.jobs)
+
+
+def fingerprint_all(index: ModelIndex, root: Path, planning: float) -> None:
+    """The definition of every transformer, computed from the model (uncached)."""
+    from dataferry.engine.definition import transformer_definition
+    from dataferry.model.spec import Transformer
+
+    refs = [r for r, e in index.datasets.items() if isinstance(e.spec, Transformer)]
+    started = time.perf_counter()
+    for ref in refs:
+        transformer_definition(index, root, ref)
+    seconds = time.perf_counter() - started
+    line(f"definition fingerprints of {len(refs):,} transformers",
+         f"{seconds:7.2f} s ({seconds / planning:.2f} x planning, "
+         f"{seconds / max(len(refs), 1) * 1000:.2f} ms each)")
 
 
 SMALL = """\

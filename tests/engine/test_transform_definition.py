@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dataferry.engine.context import RunContext
 from dataferry.model.load import load_model
 from dataferry.model.spec import Transformer
+from dataferry.store.manifest import Manifest
 from dataferry.store.publish import publish
 from tests.engine.test_transform import root, rows
 
@@ -184,3 +187,30 @@ def test_a_version_from_before_fingerprints_is_kept_until_its_schema_differs(
     plan = json.loads(ferry("plan", "--model", root, "--json").out)
     revenue = next(j for j in plan["jobs"] if j["id"] == "transform:shop.revenue")
     assert revenue["definition"] == "current"
+
+
+def test_the_manifest_records_the_definition_and_the_store_verifies(
+        root: Path, ferry: Callable[..., Any]) -> None:
+    results(ferry, root, "shop.revenue")
+    log = json.loads(ferry("log", "shop.revenue", "--model", root, "--json").out)
+    definition = log[0]["definition"]
+    assert set(definition["parts"]) == {"body", "columns", "primary_key", "checks", "masks"}
+    assert definition["body"] == "sql" and len(definition["fingerprint"]) == 64
+    ingest = json.loads(ferry("log", "shop.orders", "--model", root, "--json").out)
+    assert ingest[0]["definition"] is None
+    raw = RunContext.from_loaded(load_model(root)).store.dataset("shop.orders") \
+        .manifest_path(1).read_bytes()
+    assert b'"definition"' not in raw  # other manifests stay as they were
+    assert ferry("verify", "--model", root).code == 0
+
+
+@given(st.none() | st.fixed_dictionaries({
+    "fingerprint": st.text(), "body": st.sampled_from(["sql", "python"]),
+    "parts": st.dictionaries(st.sampled_from(["body", "columns", "checks"]), st.text())}))
+def test_a_manifest_round_trips_with_or_without_a_definition(
+        definition: dict[str, Any] | None) -> None:
+    manifest = Manifest("t.d", "id", 1, "2026-01-01T00:00:00.000000Z", None, {}, {}, (), (),
+                        0, 0, 0, "root", definition=definition)
+    raw = manifest.to_bytes()
+    assert Manifest.from_bytes(raw) == manifest
+    assert (b'"definition"' in raw) is (definition is not None)

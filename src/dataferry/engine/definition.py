@@ -82,8 +82,8 @@ def transformer_definition(index: ModelIndex, root: Path, ref: str) -> Definitio
                     for name, column in spec.columns.items()],
         "primary_key": list(spec.primary_key),
         "checks": [check.model_dump(mode="json", exclude_none=True) for check in spec.checks],
-        "masks": {input_ref: sorted(masked_columns(index, ref, input_ref))
-                  for input_ref in spec.inputs if masked_columns(index, ref, input_ref)},
+        "masks": {input_ref: sorted(masked) for input_ref in spec.inputs
+                  if (masked := masked_columns(index, ref, input_ref))},
     }
     return Definition("python" if spec.python is not None else "sql",
                       {part: hash_bytes(ALGORITHM, canonical(values[part])) for part in PARTS})
