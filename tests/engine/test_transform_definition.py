@@ -5,6 +5,7 @@ re-runs a transform; ``ferry plan`` names what changed."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,20 @@ def test_a_sql_edit_that_changes_no_row_records_the_definition_once(
     assert versions(ferry, root, "shop.revenue") == [2, 1]  # same rows, the new definition
     assert statuses(results(ferry, root, "shop.revenue")) == {
         "transform:shop.revenue": "unchanged"}
+
+
+def test_new_inputs_that_change_no_row_are_recorded_once(
+        root: Path, ferry: Callable[..., Any]) -> None:
+    results(ferry, root, "shop.big")
+    with sqlite3.connect(root / "shop.db") as db:  # below big's threshold: same output
+        db.execute("insert into orders values (21, 0, '5.00')")
+    db.close()
+    found = results(ferry, root, "shop.big")
+    assert found["transform:shop.big"]["message"] == "version 2 (new input versions: shop.orders 2)"
+    log = json.loads(ferry("log", "shop.big", "--model", root, "--json").out)
+    assert [(e["version"], e["rows"]) for e in log] == [(2, 11), (1, 11)]
+    assert log[0]["lineage"][0]["version"] == 2  # what it was computed from
+    assert statuses(results(ferry, root, "shop.big")) == {"transform:shop.big": "unchanged"}
 
 
 def test_full_reruns_it_and_publishes_nothing_when_the_output_is_the_same(

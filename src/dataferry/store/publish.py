@@ -109,9 +109,10 @@ def publish(
     captures), so a merge compares stored rows by key and that column alone.
     ``max_delete_ratio``: the largest share of the previous version's rows a replace may
     remove (None: any, as with ``--allow-delete``); see ``delete_limit``.
-    ``definition``: a transformer's (``engine.definition``), recorded in the manifest; a
-    version is made even when the data is the same as the head's if the head was computed
-    by another definition, so that the store records which one computed it.
+    ``definition``: a transformer's (``engine.definition``), recorded in the manifest. A
+    transformer's version is made even when its data is the same as the head's if the
+    head was computed from other input versions or by another definition: the store then
+    says what the data was computed from, and the transform is not due again.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -140,9 +141,8 @@ def publish(
         same_files = head is not None and mode == "replace" and sorted(
             e.hash for e, _ in written.digests) == sorted(
             f.hash for f in dataset.active_files(head.number))
-        redefined = definition is not None and head is not None and (
-            head.manifest.definition or {}).get("fingerprint") != definition.get("fingerprint")
-        if head is not None and not redefined and (same_files or (mode != "replace" and not (
+        if head is not None and not _computed_otherwise(head, lineage, definition) and (
+                same_files or (mode != "replace" and not (
                 written.added_rows or written.removed_rows))):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
             if same_files:  # byte-identical snapshot: its new copies are not needed
@@ -192,6 +192,18 @@ def publish(
         manifest.removed_rows, len(written.digests), sum(e.size for e, _ in written.digests),
         version.hash, time.monotonic() - started,
     )
+
+
+def _computed_otherwise(head: Version, lineage: Sequence[dict[str, Any]],
+                        definition: dict[str, Any] | None) -> bool:
+    """Whether a transformer's ``head`` was computed from other input versions or by
+    another definition than the data being published (False for other datasets)."""
+    if definition is None:
+        return False
+    recorded = head.manifest
+    inputs = [(i.get("ref"), i.get("version")) for i in recorded.lineage]
+    return inputs != [(i.get("ref"), i.get("version")) for i in lineage] or (
+        recorded.definition or {}).get("fingerprint") != definition.get("fingerprint")
 
 
 def prefetch(reader: pa.RecordBatchReader, failures: list[BaseException] | None = None,
