@@ -183,6 +183,8 @@ class Scheduler:
         if job.trigger == "on_change":
             if self._inputs_changed(job, runs, heads):
                 return "on_change"
+            if any(self._head(ref, heads) is None for ref in self._input_refs(job)):
+                return None  # an input has nothing to read (yet)
             return "definition" if self.redefined(job, heads) is not None else None
         return None
 
