@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,6 +111,20 @@ def test_a_new_check_reruns_it(root: Path, ferry: Callable[..., Any]) -> None:
     found = results(ferry, root, "shop.revenue")
     assert found["transform:shop.revenue"]["status"] == "succeeded"
     assert "checks changed" in found["transform:shop.revenue"]["message"]
+
+
+@pytest.mark.parametrize(("addition", "reason"), [
+    ("    mask: {shop.orders: [customer]}\n", "masks changed"),
+    ("    primary_key: [id]\n", 'primary key changed: [] -> ["id"]'),
+])
+def test_a_new_mask_or_key_reruns_it(root: Path, ferry: Callable[..., Any], addition: str,
+                                     reason: str) -> None:
+    results(ferry, root, "shop.big")
+    edit(root / "teams/shop/shop.yaml", "    sql_file: sql/big.sql\n",
+         "    sql_file: sql/big.sql\n" + addition)
+    found = results(ferry, root, "shop.big")
+    assert found["transform:shop.big"]["message"] == f"version 2 ({reason})"
+    assert versions(ferry, root, "shop.big") == [2, 1]
 
 
 def test_a_new_description_does_not_rerun_it(root: Path, ferry: Callable[..., Any]) -> None:
