@@ -210,10 +210,11 @@ class Scheduler:
     def _definition(self, ref: str) -> Definition:
         """The transformer's definition now. The model is loaded once, its files may
         change: the definition is computed again when its body file's size or time does."""
-        spec = self.context.index.datasets[ref].spec
+        entry = self.context.index.datasets[ref]
+        spec = entry.spec
         assert isinstance(spec, Transformer)
-        stamp = _body_stamp(self.context.root / "teams" / self.context.index.datasets[ref].team,
-                            spec)
+        stamp = None if spec.sql is not None else _body_stamp(
+            self.context.root / "teams" / entry.team, spec)
         cached = self._definitions.get(ref)
         if cached is None or cached[0] != stamp:
             cached = (stamp, transformer_definition(self.context.index, self.context.root, ref))
