@@ -244,3 +244,17 @@ def test_a_manifest_round_trips_with_or_without_a_definition(
     raw = manifest.to_bytes()
     assert Manifest.from_bytes(raw) == manifest
     assert (b'"definition"' in raw) is (definition is not None)
+
+
+def test_plan_names_a_source_dataset_whose_schema_changed(
+        root: Path, ferry: Callable[..., Any]) -> None:
+    results(ferry, root, "shop.orders")
+    edit(root / "teams/shop/shop.yaml", "customer: {type: int64}", "customer: {type: int32}")
+    plan = json.loads(ferry("plan", "--model", root, "--json").out)
+    orders = next(j for j in plan["jobs"] if j["id"] == "ingest:shop.orders")
+    assert orders["rebuild"] == "columns changed: customer int64 -> int32"
+    assert "shop.orders  rebuild: columns changed: customer int64 -> int32 (its next ingest" \
+        in ferry("plan", "--model", root).out
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    plan = json.loads(ferry("plan", "--model", root, "--json").out)
+    assert {j["rebuild"] for j in plan["jobs"]} == {None}

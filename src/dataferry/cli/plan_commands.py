@@ -78,7 +78,12 @@ def _print_plan(document: dict[str, Any]) -> None:
     for job_id in changes["remove"]:
         console.print(f"- {job_id}  (removed: stops running; delivered data stays)")
     for job in document["jobs"]:
-        if job.get("rebuild"):
+        if job.get("rebuild") and job["kind"] == "ingest":
+            console.print(f"{job['dataset']}  rebuild: {job['rebuild']} (its next ingest "
+                          "publishes the declared schema; `ferry run "
+                          f"{job['dataset']} --full` re-reads an incremental one whole)",
+                          markup=False)
+        elif job.get("rebuild"):
             console.print(f"{job['dataset']}  rebuild: {job['rebuild']} (its next run "
                           "recomputes it)", markup=False)
         elif job.get("definition") == "not recorded":

@@ -34,7 +34,7 @@ from typing import Any
 
 from dataferry.model.graph import ModelIndex
 from dataferry.model.policy import transformer_masks
-from dataferry.model.spec import Transformer
+from dataferry.model.spec import DatasetCommon, Transformer
 from dataferry.store.hashing import hash_bytes
 from dataferry.store.manifest import Manifest, canonical
 from dataferry.store.primary_key import with_keys_required
@@ -124,7 +124,7 @@ def changes(manifest: Manifest, current: Definition, spec: Transformer) -> list[
     ``current`` (the model's), one phrase per part; [] when nothing that is known does.
 
     A version without a recorded definition is compared by its schema only."""
-    schema = _schema_changes(manifest.schema, spec)
+    schema = schema_changes(manifest.schema, spec)
     before = manifest.definition
     if before is None:
         return schema
@@ -152,9 +152,9 @@ def _body_change(before: str, now: str) -> str:
     return f"{names.get(now, now)} changed"
 
 
-def _schema_changes(schema: dict[str, Any], model: Transformer) -> list[str]:
+def schema_changes(schema: dict[str, Any], model: DatasetCommon) -> list[str]:
     """How a version's recorded schema differs from the declared one, in words (key
-    columns are stored not nullable, whatever the model says)."""
+    columns are stored not nullable, whatever the model says); [] when it does not."""
     spec = with_keys_required(model)
     stored = [(str(c["name"]), str(c["type"]), bool(c["nullable"]))
               for c in schema.get("columns", [])]
