@@ -6,6 +6,12 @@ the scheduler follows. The document is CLI.md's ``plan`` shape: ``jobs`` (``id``
 the platform was chosen and ``network``) and ``changes`` (``add``/``change``/``remove``
 job ids against the applied plan). Removing a job never touches data: a consumer that
 leaves the model keeps what was delivered into its sink.
+
+``plan_against_applied`` adds what the store says of each transform: ``definition``
+(``current``, ``changed``, ``not recorded``, or null before its first version) and
+``rebuild``, why its next run recomputes it although its inputs may not have changed
+("SQL changed"; ``engine.definition``); of each ingest, ``rebuild`` says how its latest
+version's schema differs from the declared one.
 """
 
 from __future__ import annotations
@@ -16,8 +22,14 @@ from typing import Any
 
 from dataferry.broker.graph import Graph, build_graph
 from dataferry.engine.context import RunContext
+from dataferry.engine.definition import (
+    rebuild_reason,
+    schema_changes,
+    transformer_definition,
+)
 from dataferry.metadata import AppliedPlan, PlanHistory
 from dataferry.model.graph import ModelIndex
+from dataferry.model.spec import Transformer
 from dataferry.store.hashing import hash_bytes
 from dataferry.store.store import Store
 
@@ -80,4 +92,39 @@ def plan_against_applied(context: RunContext) -> tuple[dict[str, Any], AppliedPl
     applied = PlanHistory(context.metadata).applied_plan()
     document = build_plan(context.index, context.store,
                           applied.plan["jobs"] if applied is not None else None)
+    for job in document["jobs"]:
+        state, reason = None, None
+        if job["kind"] == "transform":
+            state, reason = definition_state(context, job["dataset"])
+        elif job["kind"] == "ingest":
+            reason = schema_state(context, job["dataset"])
+        job["definition"], job["rebuild"] = state, reason
     return document, applied
+
+
+def schema_state(context: RunContext, ref: str) -> str | None:
+    """How the latest version of source dataset ``ref`` differs from its declared
+    columns and key ("columns changed: added region"), or None."""
+    dataset = context.store.dataset(ref)
+    head = dataset.head() if dataset.exists() else None
+    if head is None:
+        return None
+    return "; ".join(schema_changes(head.manifest.schema, context.index.datasets[ref].spec)) \
+        or None
+
+
+def definition_state(context: RunContext, ref: str) -> tuple[str | None, str | None]:
+    """(whether transformer ``ref``'s latest version was computed by its definition now:
+    ``current``, ``changed``, ``not recorded`` or None before its first version; why it
+    must be rebuilt, or None)."""
+    dataset = context.store.dataset(ref)
+    head = dataset.head() if dataset.exists() else None
+    if head is None:
+        return None, None
+    spec = context.index.datasets[ref].spec
+    assert isinstance(spec, Transformer)
+    reason = rebuild_reason(head.manifest, transformer_definition(context.index, context.root,
+                                                                  ref), spec)
+    if reason is not None:
+        return "changed", reason
+    return ("current" if head.manifest.definition is not None else "not recorded"), None

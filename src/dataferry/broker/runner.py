@@ -68,13 +68,14 @@ def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
             full: bool, run_id: int | None = None) -> JobResult:
     """Run one job once; engine errors propagate (``run_jobs`` retries and records).
 
-    ``full`` re-reads the source in full (ingest) or reloads the sink (deliver). A
+    ``full`` re-reads the source in full (ingest), recomputes a transform whose inputs
+    and definition have not changed, or reloads the sink (deliver). A
     delivery or a transform records on its run ``run_id`` what it reads, so ``ferry gc``
     keeps it."""
     if job.kind == "ingest":
         return _ingest(context, job, on_rows, full)
     if job.kind == "transform":
-        return _transform(context, job, on_rows, run_id)
+        return _transform(context, job, on_rows, run_id, full)
     return _deliver(context, job, on_rows, full, run_id)
 
 
@@ -96,22 +97,28 @@ def _ingest(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
 
 
 def _transform(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
-               run_id: int | None) -> JobResult:
+               run_id: int | None, full: bool) -> JobResult:
     from dataferry.engine.transform import transform
 
     started = time.monotonic()
-    done = transform(context, job.dataset, on_rows=on_rows, pin=_pin(context, run_id))
-    if done.published is None:
+    done = transform(context, job.dataset, on_rows=on_rows, pin=_pin(context, run_id),
+                     full=full)
+    published = done.published
+    if published is None or published.unchanged:
         head = context.store.dataset(job.dataset).head()
         read = _lineage(context, job.dataset, head.number) if head is not None else []
-        return JobResult(job, "unchanged", 0, None, time.monotonic() - started,
-                         "its inputs have not changed", versions_read=read)
-    read = _lineage(context, job.dataset, done.published.version)
-    return JobResult(job, "succeeded", done.published.rows, done.published.version,
-                     time.monotonic() - started, f"version {done.published.version}",
+        message = ("its inputs and definition have not changed" if published is None else
+                   f"ran ({done.reason}): the output is the same as version "
+                   f"{published.version}, nothing published")
+        return JobResult(job, "unchanged", 0, None, time.monotonic() - started, message,
+                         versions_read=read)
+    read = _lineage(context, job.dataset, published.version)
+    return JobResult(job, "succeeded", published.rows, published.version,
+                     time.monotonic() - started,
+                     f"version {published.version} ({done.reason})",
                      rows_in=sum(_version_rows(context, v) for v in read),
-                     rows_out=done.published.rows, versions_read=read,
-                     versions_written=[VersionRef(job.dataset, done.published.version)])
+                     rows_out=published.rows, versions_read=read,
+                     versions_written=[VersionRef(job.dataset, published.version)])
 
 
 def _lineage(context: RunContext, ref: str, version: int) -> list[VersionRef]:

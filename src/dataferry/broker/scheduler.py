@@ -12,6 +12,8 @@ asks, for every job of the plan, whether it is due:
   deliveries;
 - **on_change** (transformers, deliveries): an input has a newer version than the one the
   job last read (the transform's output lineage, the delivery's last recorded version);
+- **definition** (``on_change`` transformers): the transformer's latest version was
+  computed by another definition (SQL, columns, key, checks, masks: ``engine.definition``);
 - **retry**: a run whose lease expired (its process was killed) is marked abandoned,
   once, by whichever scheduler sees it first, and its job runs again.
 
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from croniter import croniter
@@ -47,6 +50,12 @@ from croniter import croniter
 from dataferry.broker.graph import Graph, Job, build_graph
 from dataferry.broker.runner import ATTEMPTS, JobResult, run_recorded
 from dataferry.engine.context import RunContext
+from dataferry.engine.definition import (
+    Definition,
+    module_file,
+    rebuild_reason,
+    transformer_definition,
+)
 from dataferry.events.notifier import Notifier
 from dataferry.metadata import (
     CONSUMED,
@@ -60,7 +69,7 @@ from dataferry.metadata import (
     utcnow,
     worker_name,
 )
-from dataferry.model.spec import duration_seconds
+from dataferry.model.spec import Transformer, duration_seconds
 
 MANUAL_TRIGGERS = ("freshness", "on_change", "manual")
 RETRY_FAILED_AFTER = timedelta(minutes=1)
@@ -138,6 +147,9 @@ class Scheduler:
         """Each notify target's last error (None: delivering), to report changes."""
         self._notify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-notify")
         self._lineages: dict[tuple[str, int], dict[str, int]] = {}
+        self._definitions: dict[str, tuple[tuple[int, int] | None, Definition]] = {}
+        self._reasons: dict[tuple[str, int, str], str | None] = {}
+        """(transformer, version, fingerprint now) -> ``redefined`` (versions never change)."""
 
     # --- deciding -------------------------------------------------------------------
 
@@ -169,8 +181,45 @@ class Scheduler:
             last = runs.last_counted(job.id)
             return "freshness" if last is None or at - last.started_at >= interval else None
         if job.trigger == "on_change":
-            return "on_change" if self._inputs_changed(job, runs, heads) else None
+            if self._inputs_changed(job, runs, heads):
+                return "on_change"
+            if any(self._head(ref, heads) is None for ref in self._input_refs(job)):
+                return None  # an input has nothing to read (yet)
+            return "definition" if self.redefined(job, heads) is not None else None
         return None
+
+    def redefined(self, job: Job, known: dict[str, int | None] | None = None) -> str | None:
+        """Why transform ``job`` is due although its inputs did not change: its latest
+        version was computed by another definition ("SQL changed"); None otherwise."""
+        if job.kind != "transform":
+            return None
+        output = self._head(job.dataset, known)
+        if output is None:
+            return None
+        current = self._definition(job.dataset)
+        key = (job.dataset, output, current.fingerprint)
+        if key not in self._reasons:
+            if len(self._reasons) > 100_000:
+                self._reasons.clear()
+            spec = self.context.index.datasets[job.dataset].spec
+            assert isinstance(spec, Transformer)
+            manifest = self.context.store.dataset(job.dataset).version(output).manifest
+            self._reasons[key] = rebuild_reason(manifest, current, spec)
+        return self._reasons[key]
+
+    def _definition(self, ref: str) -> Definition:
+        """The transformer's definition now. The model is loaded once, its files may
+        change: the definition is computed again when its body file's size or time does."""
+        entry = self.context.index.datasets[ref]
+        spec = entry.spec
+        assert isinstance(spec, Transformer)
+        stamp = None if spec.sql is not None else _body_stamp(
+            self.context.root / "teams" / entry.team, spec)
+        cached = self._definitions.get(ref)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, transformer_definition(self.context.index, self.context.root, ref))
+            self._definitions[ref] = cached
+        return cached[1]
 
     def _inputs_changed(self, job: Job, runs: _Runs,
                         known: dict[str, int | None] | None) -> bool:
@@ -391,6 +440,22 @@ def _follow_applied_plan(context: RunContext, graph: Graph) -> tuple[int | None,
         for job_id, job in graph.jobs.items() if job_id in planned
     }
     return applied.id, unapplied
+
+
+def _body_stamp(folder: Path, spec: Transformer) -> tuple[int, int] | None:
+    """The modification time and size of a transformer's ``sql_file`` or Python module
+    (None: inline SQL, or no file)."""
+    if spec.sql_file is not None:
+        path: Path | None = folder / spec.sql_file
+    elif spec.python is not None:
+        path = module_file(folder, spec.python.partition(":")[0])
+    else:
+        return None
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size) if stat is not None else None
 
 
 def _freshness_intervals(graph: Graph, deliveries: dict[str, tuple[timedelta, list[str]]]

@@ -51,8 +51,9 @@ def apply(
         typer.echo(f"nothing to apply: the applied plan is current "
                    f"({len(document['jobs'])} jobs)")
         return
-    number = PlanHistory(metadata).save_plan({"jobs": document["jobs"]},
-                                             plan_hash(document["jobs"]), by)
+    jobs = [{k: v for k, v in job.items() if k not in ("definition", "rebuild")}
+            for job in document["jobs"]]  # the store's state, not the plan's
+    number = PlanHistory(metadata).save_plan({"jobs": jobs}, plan_hash(jobs), by)
     typer.echo(f"applied plan {number}: {len(document['jobs'])} jobs "
                f"({len(changes['add'])} added, {len(changes['change'])} changed, "
                f"{len(changes['remove'])} removed)")
@@ -76,6 +77,18 @@ def _print_plan(document: dict[str, Any]) -> None:
     console.print(table)
     for job_id in changes["remove"]:
         console.print(f"- {job_id}  (removed: stops running; delivered data stays)")
+    for job in document["jobs"]:
+        if job.get("rebuild") and job["kind"] == "ingest":
+            console.print(f"{job['dataset']}  rebuild: {job['rebuild']} (its next ingest "
+                          "publishes the declared schema; `ferry run "
+                          f"{job['dataset']} --full` re-reads an incremental one whole)",
+                          markup=False)
+        elif job.get("rebuild"):
+            console.print(f"{job['dataset']}  rebuild: {job['rebuild']} (its next run "
+                          "recomputes it)", markup=False)
+        elif job.get("definition") == "not recorded":
+            console.print(f"{job['dataset']}  definition not recorded (its latest version "
+                          "predates fingerprints; its next version records it)")
     counts = {kind: len(ids) for kind, ids in changes.items()}
     kinds = {kind: sum(1 for j in document["jobs"] if j["kind"] == kind)
              for kind in ("ingest", "transform", "deliver")}

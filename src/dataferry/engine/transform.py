@@ -28,22 +28,30 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from dataferry.engine.context import RunContext
+from dataferry.engine.definition import (
+    Definition,
+    changes,
+    masked_columns,
+    transformer_definition,
+)
 from dataferry.engine.deliver import _masker, mask_key
 from dataferry.errors import FerryError, StoreError
 from dataferry.metadata.runs import VersionRef
-from dataferry.model.policy import approved, transformer_masks
+from dataferry.model.policy import approved
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
 from dataferry.store.dataset import declared_types
 from dataferry.store.delete_limit import DeleteRefused
 from dataferry.store.duck import spilling
 from dataferry.store.gc import reading
+from dataferry.store.manifest import Manifest
 from dataferry.store.primary_key import KeyViolation
 from dataferry.store.publish import Published, publish
 from dataferry.store.quality import QualityError
@@ -58,13 +66,21 @@ class TransformError(FerryError):
 @dataclass(frozen=True)
 class TransformResult:
     ref: str
-    published: Published | None  # None: its inputs have not changed since the last run
+    published: Published | None
+    """None: not run, its inputs and definition have not changed since its last version.
+    ``published.unchanged``: it ran, and its output is the same as that version's."""
+    reason: str = ""
+    """Why it ran: "first version", "new input versions: shop.orders 2", "SQL changed",
+    "--full"."""
 
 
 def transform(context: RunContext, ref: str,
               on_rows: Callable[[int], None] | None = None, *,
-              pin: Callable[[list[VersionRef]], object] | None = None) -> TransformResult:
-    """Compute transformer ``ref`` from the latest versions of its inputs and publish it.
+              pin: Callable[[list[VersionRef]], object] | None = None,
+              full: bool = False) -> TransformResult:
+    """Compute transformer ``ref`` from the latest versions of its inputs and publish it,
+    unless its inputs and its definition (``engine.definition``) are those its latest
+    version was computed from; ``full`` runs it regardless.
 
     ``pin`` records the input versions before they are read (the runner: on its running
     run), so that ``ferry gc`` keeps them until the transform ends.
@@ -76,9 +92,10 @@ def transform(context: RunContext, ref: str,
     numbers = dict(current)
     output = context.store.dataset(ref)
     head = output.head() if output.exists() else None
-    if head is not None and [(i.get("ref"), i.get("version")) for i in head.manifest.lineage] \
-            == current:
-        return TransformResult(ref, None)  # same inputs: the output would be the same
+    definition = transformer_definition(context.index, context.root, ref)
+    reason = _why(head.manifest if head is not None else None, current, definition, spec, full)
+    if reason is None:
+        return TransformResult(ref, None)  # same inputs, same definition: the same output
     lineage: list[dict[str, Any]] = []
     views = view_names(list(spec.inputs))
     with spilling("ferry-transform-", "1GB") as db:
@@ -113,14 +130,33 @@ def transform(context: RunContext, ref: str,
         try:
             published = publish(context.store.dataset(ref), spec, data,
                                 keys=context.store.keys, lineage=lineage,
-                                max_delete_ratio=context.max_delete_ratio(spec))
+                                max_delete_ratio=context.max_delete_ratio(spec),
+                                definition=definition.to_json())
         except (QualityError, KeyViolation, DeleteRefused):
             raise  # they name the dataset and what is wrong with the output
         except StoreError as exc:
             suffix = f" (the output of transformer {ref} does not match its declared columns)"
             raise StoreError(f"{exc}{suffix}", public=None if exc.public is None
                              else exc.public + suffix) from None
-    return TransformResult(ref, published)
+    return TransformResult(ref, published, reason)
+
+
+def _why(head: Manifest | None, current: list[tuple[str, int]], definition: Definition,
+         spec: Transformer, full: bool) -> str | None:
+    """Why the transform must run (None: it need not): what changed since its latest
+    version, or ``--full``."""
+    if head is None:
+        return "first version"
+    reasons = changes(head, definition, spec)
+    seen = [(i.get("ref"), i.get("version")) for i in head.lineage]
+    if seen != current:
+        before = dict(seen)
+        moved = [f"{r} {n}" for r, n in current if before.get(r) != n]
+        reasons.insert(0, "new input versions: " + ", ".join(moved) if moved
+                       else "inputs changed")
+    if reasons:
+        return "; ".join(reasons)
+    return "--full" if full else None
 
 
 def _resolve_inputs(context: RunContext, refs: list[str],
@@ -162,9 +198,7 @@ def _sql_errors_named(ref: str, reader: pa.RecordBatchReader) -> pa.RecordBatchR
 
 
 def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
-    """The columns of ``input_ref`` transformer ``ref`` gets masked: what its team may
-    receive only masked (the zone rule, and its consumers' masks: what ``ferry check``
-    reports), and what it declares.
+    """The columns of ``input_ref`` transformer ``ref`` gets masked (``masked_columns``).
     Raises ``TransformError`` when the input's owners do not approve its team."""
     team = context.index.datasets[ref].team
     entry = context.index.datasets[input_ref]
@@ -173,10 +207,7 @@ def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
             f"transformer {ref} may not read {input_ref}: its owners allow only "
             f"{', '.join(entry.spec.allowed_consumers or []) or 'no other team'} "
             f"(allowed_consumers); ask team {entry.team} to add {team}")
-    spec = context.index.datasets[ref].spec
-    declared = spec.mask.get(input_ref, []) if isinstance(spec, Transformer) else []
-    required = transformer_masks(context.index, entry, team)
-    return {c for c in [*declared, *required] if c in entry.spec.columns}
+    return masked_columns(context.index, ref, input_ref)
 
 
 def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.RecordBatchReader:
@@ -221,7 +252,7 @@ def _run_python(context: RunContext, team: str, target: str, tables: list[pa.Tab
     folder = str(context.root / "teams" / team)
     sys.path.insert(0, folder)
     try:
-        module = importlib.import_module(module_name)
+        module = _fresh_module(module_name)
         result = getattr(module, function)(*tables)
     except Exception as exc:  # user code may raise anything
         raise TransformError(f"python transformer {target} failed: "
@@ -234,6 +265,17 @@ def _run_python(context: RunContext, team: str, target: str, tables: list[pa.Tab
         raise TransformError(f"python transformer {target} returned {type(result).__name__}, "
                              "not an Arrow table", public=True)
     return result if isinstance(result, pa.Table) else pa.Table.from_batches([result])
+
+
+def _fresh_module(name: str) -> ModuleType:
+    """Module ``name`` as its file reads now: one imported by an earlier run of this
+    process (the scheduler, the server) is reloaded, so that an edited function runs as
+    edited, as the definition recorded with its output says."""
+    importlib.invalidate_caches()
+    module = sys.modules.get(name)
+    if module is None:
+        return importlib.import_module(name)
+    return importlib.reload(module)
 
 
 def _counted(data: pa.RecordBatchReader | pa.Table,

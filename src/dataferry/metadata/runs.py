@@ -40,7 +40,7 @@ from dataferry.metadata.outbox import (
 from dataferry.metadata.schema import RunErrorRow, RunLogRow, RunRow
 
 JobKind = Literal["ingest", "transform", "deliver"]
-Trigger = Literal["manual", "schedule", "freshness", "on_change", "retry"]
+Trigger = Literal["manual", "schedule", "freshness", "on_change", "definition", "retry"]
 Status = Literal["queued", "running", "succeeded", "unchanged", "failed", "skipped"]
 Level = Literal["debug", "info", "warning", "error"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "unchanged", "failed", "skipped"})

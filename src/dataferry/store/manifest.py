@@ -151,6 +151,9 @@ class Manifest:
     lineage: tuple[dict[str, Any], ...] = ()
     keys: tuple[str, ...] | None = None
     """When set: the public keys allowed to sign the *next* versions (key rotation)."""
+    definition: dict[str, Any] | None = None
+    """A transformer's output: the fingerprint of the definition that computed it
+    (``engine.definition``); absent from other manifests and older ones."""
     format: str = MANIFEST_FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -159,6 +162,8 @@ class Manifest:
         data["removed"] = list(self.removed)
         data["lineage"] = list(self.lineage)
         data["keys"] = list(self.keys) if self.keys is not None else None
+        if data["definition"] is None:  # manifests without one stay as they were
+            del data["definition"]
         return data
 
     def to_bytes(self) -> bytes:

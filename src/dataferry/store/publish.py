@@ -101,6 +101,7 @@ def publish(
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
     max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
+    definition: dict[str, Any] | None = None,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -108,6 +109,10 @@ def publish(
     captures), so a merge compares stored rows by key and that column alone.
     ``max_delete_ratio``: the largest share of the previous version's rows a replace may
     remove (None: any, as with ``--allow-delete``); see ``delete_limit``.
+    ``definition``: a transformer's (``engine.definition``), recorded in the manifest. A
+    transformer's version is made even when its data is the same as the head's if the
+    head was computed from other input versions or by another definition: the store then
+    says what the data was computed from, and the transform is not due again.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -136,7 +141,8 @@ def publish(
         same_files = head is not None and mode == "replace" and sorted(
             e.hash for e, _ in written.digests) == sorted(
             f.hash for f in dataset.active_files(head.number))
-        if head is not None and (same_files or (mode != "replace" and not (
+        if head is not None and not _computed_otherwise(head, lineage, definition) and (
+                same_files or (mode != "replace" and not (
                 written.added_rows or written.removed_rows))):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
             if same_files:  # byte-identical snapshot: its new copies are not needed
@@ -162,7 +168,8 @@ def publish(
             raise
         crash_point("before-manifest")
         state = cursor() if callable(cursor) else cursor
-        manifest = _manifest(dataset, genesis, head, spec, written, mode, state, lineage)
+        manifest = _manifest(dataset, genesis, head, spec, written, mode, state, lineage,
+                             definition)
         try:
             for entry, digest in written.digests:
                 write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
@@ -185,6 +192,18 @@ def publish(
         manifest.removed_rows, len(written.digests), sum(e.size for e, _ in written.digests),
         version.hash, time.monotonic() - started,
     )
+
+
+def _computed_otherwise(head: Version, lineage: Sequence[dict[str, Any]],
+                        definition: dict[str, Any] | None) -> bool:
+    """Whether a transformer's ``head`` was computed from other input versions or by
+    another definition than the data being published (False for other datasets)."""
+    if definition is None:
+        return False
+    recorded = head.manifest
+    inputs = [(i.get("ref"), i.get("version")) for i in recorded.lineage]
+    return inputs != [(i.get("ref"), i.get("version")) for i in lineage] or (
+        recorded.definition or {}).get("fingerprint") != definition.get("fingerprint")
 
 
 def prefetch(reader: pa.RecordBatchReader, failures: list[BaseException] | None = None,
@@ -461,7 +480,7 @@ def _rollback(dataset: DatasetStore, base_delta: int | None, written: _Written) 
 def _manifest(
     dataset: DatasetStore, genesis: Genesis, head: Version | None, spec: DatasetCommon,
     written: _Written, mode: Mode, cursor: dict[str, Any] | None,
-    lineage: Sequence[dict[str, Any]],
+    lineage: Sequence[dict[str, Any]], definition: dict[str, Any] | None,
 ) -> Manifest:
     from dataferry.store.hashing import hash_bytes
 
@@ -484,4 +503,5 @@ def _manifest(
         mode=mode,
         cursor=cursor,
         lineage=tuple(lineage),
+        definition=definition,
     )

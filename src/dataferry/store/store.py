@@ -64,4 +64,5 @@ def version_summary(dataset: DatasetStore, version: Version) -> dict[str, Any]:
         "bytes": sum(f.size for f in files),
         "lineage": list(manifest.lineage),
         "cursor": manifest.cursor,
+        "definition": manifest.definition,
     }
