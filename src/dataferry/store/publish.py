@@ -101,6 +101,7 @@ def publish(
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
     max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
+    unique_key: bool = False,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -108,6 +109,8 @@ def publish(
     captures), so a merge compares stored rows by key and that column alone.
     ``max_delete_ratio``: the largest share of the previous version's rows a replace may
     remove (None: any, as with ``--allow-delete``); see ``delete_limit``.
+    ``unique_key``: the caller guarantees ``data`` has no two rows with one key (a source
+    with a unique constraint on it); a replace then skips checking it again.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -148,7 +151,9 @@ def publish(
             if mode == "replace" and head is not None:
                 check_delete_ratio(dataset.ref, head.manifest.rows,
                                    sum(f.live_rows for f in written.active), max_delete_ratio)
-            if not _merged_by_key(spec, mode, head):  # a merge keeps keys unique itself
+            if not _merged_by_key(spec, mode, head) and not (unique_key and mode == "replace"):
+                # a merge keeps keys unique itself; a replace of rows the source keeps
+                # unique needs no second check
                 enforce_unique(dataset.ref, spec.primary_key, files,
                                partitioned=bool(spec.partition_by), appended=mode == "append")
             enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,

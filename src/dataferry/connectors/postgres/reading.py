@@ -38,6 +38,8 @@ _DIRECT: dict[int, pa.DataType] = {
     TIMESTAMPTZ: pa.timestamp("us", tz="UTC"), UUID: pa.binary(16),
 }
 UUID_TAG = {METADATA_KEY: "uuid"}
+JSON_TAG = {METADATA_KEY: "json"}
+"""json and jsonb values are valid JSON (PostgreSQL checked them): the tag tells conform."""
 
 # The smallest values PostgreSQL stores (4714-11-24 BC), in Arrow's units since 1970;
 # ADBC turns +-infinity (and timestamps past year 294246) into values below these.
@@ -138,7 +140,7 @@ def _scalar(oid: int, kind: str, typmod: int
     if oid == UUID:
         return None, pa.binary(16), _unwrap, UUID_TAG
     if oid in (JSON, JSONB):
-        return None, pa.string(), _unwrap, None
+        return None, pa.string(), _unwrap, JSON_TAG
     if oid in _DIRECT:
         return None, _DIRECT[oid], None, None
     if kind == "e":
@@ -186,3 +188,14 @@ left join pg_type b on b.oid = e.typbasetype
 order by x.i
 """
 """Type facts for (oid, typmod) pairs, in order: psycopg parameters, two arrays."""
+
+UNIQUE_INDEXES_QUERY = """
+select array_agg(a.attname::text)
+from pg_index i
+cross join lateral unnest(i.indkey::int2[]) as k(n)
+join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.n
+where i.indrelid = to_regclass(%s) and i.indisunique and i.indimmediate
+  and i.indpred is null and i.indexprs is null and i.indisvalid
+group by i.indexrelid
+"""
+"""The columns of each unique, immediate, whole-table index on plain columns of a table."""
