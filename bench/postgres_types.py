@@ -8,7 +8,8 @@ times (medians printed):
 
   baseline  COPY (select * from t) TO STDOUT (FORMAT binary), read into nothing by psycopg
   ferry     the whole ``ferry run --full bench.<table>`` as a subprocess, Python start-up
-            included, into a fresh store; its peak RSS from the kernel (wait4)
+            included, making a first version (the metadata database and keys exist from a
+            warm-up run); its peak RSS from the kernel (wait4)
 
     python bench/postgres_types.py [--rows N] [--repeat N] [--only json,uuid] [--keep]
 
