@@ -21,7 +21,7 @@ from dataferry.metadata import (
     metadata_url,
     open_metadata,
 )
-from dataferry.metadata.database import alembic_config
+from dataferry.metadata.database import alembic_config, head_revision
 from dataferry.metadata.schema import Base
 from tests.conftest import require_service
 from tests.connectors.pg_helpers import temporary_database as postgres_database
@@ -47,6 +47,20 @@ def test_open_creates_the_schema_and_a_second_open_changes_nothing(url: str) -> 
     with open_metadata(url) as again:
         assert RunHistory(again).get_run(run_id) is not None
         assert set(inspect(again.engine).get_table_names()) == TABLES
+
+
+def test_the_head_revision_is_read_without_alembic_as_alembic_reads_it() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_a_database_one_revision_behind_is_upgraded(url: str) -> None:
+    with open_metadata(url) as db, db.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0005")
+    assert _revision(url) == HEAD
+    with open_metadata(url) as db:
+        assert set(inspect(db.engine).get_table_names()) == TABLES
 
 
 def test_models_and_migrations_do_not_drift(url: str) -> None:

@@ -88,6 +88,10 @@ class ReadResult:
     """Called after the reader is exhausted: e.g. the files seen by a files source."""
     warnings: list[str] = field(default_factory=list)
     """What the run should say about this read (e.g. a transaction open past the lag)."""
+    unique_key: bool = False
+    """The source guarantees that no two rows read share the declared primary key (e.g. a
+    whole table read in one snapshot, with a unique constraint on those columns): a
+    replace version then skips the store's own uniqueness check (``enforce_unique``)."""
 
 
 class SourceConnector(ABC):

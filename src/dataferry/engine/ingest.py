@@ -144,7 +144,8 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
                             cursor=cursor, on_warning=warnings.append,
                             # the source moves the cursor whenever a row changes
                             changed_by=spec.cursor if incremental else None,
-                            max_delete_ratio=context.max_delete_ratio(spec))
+                            max_delete_ratio=context.max_delete_ratio(spec),
+                            unique_key=result.unique_key)
         return IngestResult(ref, tracker.rows, None if published.unchanged else published,
                             warnings)
     finally:

@@ -15,15 +15,17 @@ import time
 import zlib
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dataferry.errors import MetadataError, TransientError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger("dataferry.metadata")
 
@@ -142,6 +144,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     ``env.py`` runs the migrations on ``connection``; developers can also pass this config
     to ``alembic.command.revision`` to write a new migration.
     """
+    from alembic.config import Config  # only when migrating: importing it takes ~0.3 s
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -159,7 +163,23 @@ def upgrade(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _MIGRATION_LOCK})
+        if _revision(connection) == head_revision():
+            return  # current: no need to load Alembic and its migration scripts
+        from alembic import command
+
         command.upgrade(alembic_config(connection), "head")
+
+
+def head_revision() -> str:
+    """The newest migration's revision: its file name starts with it (``0006_...``)."""
+    return max(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def _revision(connection: Connection) -> str | None:
+    """The revision the database is at (None: not migrated yet)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _parse(url: str) -> URL:

@@ -102,6 +102,7 @@ def publish(
     on_rows: Callable[[int], None] | None = None,
     max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
     definition: dict[str, Any] | None = None,
+    unique_key: bool = False,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -113,6 +114,8 @@ def publish(
     transformer's version is made even when its data is the same as the head's if the
     head was computed from other input versions or by another definition: the store then
     says what the data was computed from, and the transform is not due again.
+    ``unique_key``: the caller guarantees ``data`` has no two rows with one key (a source
+    with a unique constraint on it); a replace then skips checking it again.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -154,7 +157,9 @@ def publish(
             if mode == "replace" and head is not None:
                 check_delete_ratio(dataset.ref, head.manifest.rows,
                                    sum(f.live_rows for f in written.active), max_delete_ratio)
-            if not _merged_by_key(spec, mode, head):  # a merge keeps keys unique itself
+            if not _merged_by_key(spec, mode, head) and not (unique_key and mode == "replace"):
+                # a merge keeps keys unique itself; a replace of rows the source keeps
+                # unique needs no second check
                 enforce_unique(dataset.ref, spec.primary_key, files,
                                partitioned=bool(spec.partition_by), appended=mode == "append")
             enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,

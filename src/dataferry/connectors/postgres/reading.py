@@ -6,7 +6,7 @@ a form that is not exact or not usable (numeric as opaque text, interval, time w
 zone, inet, ranges...) is cast in the SQL to something it decodes exactly. Its decoding
 wraps ``infinity`` dates and timestamps around silently, so those are checked here.
 
-A numeric with a precision is selected as ``::text`` and parsed into a decimal by Arrow:
+A numeric is selected as ``::text`` (and, with a precision, parsed into a decimal by Arrow):
 the server prints it about as fast as it sends it in binary, while ADBC's own decoding of
 binary numerics to text costs more than all the other columns together (at 1M rows of
 8 columns: 0.62 s against 0.43 s for the whole read).
@@ -38,6 +38,8 @@ _DIRECT: dict[int, pa.DataType] = {
     TIMESTAMPTZ: pa.timestamp("us", tz="UTC"), UUID: pa.binary(16),
 }
 UUID_TAG = {METADATA_KEY: "uuid"}
+JSON_TAG = {METADATA_KEY: "json"}
+"""json and jsonb values are valid JSON (PostgreSQL checked them): the tag tells conform."""
 
 # The smallest values PostgreSQL stores (4714-11-24 BC), in Arrow's units since 1970;
 # ADBC turns +-infinity (and timestamps past year 294246) into values below these.
@@ -97,6 +99,20 @@ def _decimal_fix(target: pa.DataType) -> Fix:
     return fix
 
 
+_SPECIAL_TEXT = pa.array(list(_SPECIAL_NUMERIC))
+_SPECIAL_SPELLED = pa.array(list(_SPECIAL_NUMERIC.values()))
+
+
+def _numeric_text(array: pa.Array) -> pa.Array:
+    """A numeric without a precision as PostgreSQL prints it, with the special values
+    spelled as ADBC spells them (``nan``, ``inf``, ``-inf``) as before."""
+    text = _unwrap(array)
+    special = pc.index_in(text, value_set=_SPECIAL_TEXT)
+    if special.null_count == len(special):
+        return text
+    return pc.coalesce(pc.take(_SPECIAL_SPELLED, special), text)
+
+
 def _range_fix(low: int | None, high: int | None, what: str, hint: str) -> Fix:
     def fix(array: pa.Array) -> pa.Array:
         if array.null_count == len(array):
@@ -138,7 +154,7 @@ def _scalar(oid: int, kind: str, typmod: int
     if oid == UUID:
         return None, pa.binary(16), _unwrap, UUID_TAG
     if oid in (JSON, JSONB):
-        return None, pa.string(), _unwrap, None
+        return None, pa.string(), _unwrap, JSON_TAG
     if oid in _DIRECT:
         return None, _DIRECT[oid], None, None
     if kind == "e":
@@ -150,7 +166,7 @@ def _scalar(oid: int, kind: str, typmod: int
             target = pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(
                 precision, scale)
             return "text", target, _decimal_fix(target), None
-        return None, pa.string(), _unwrap, None
+        return "text", pa.string(), _numeric_text, None
     if oid == MONEY:
         return "numeric", pa.string(), _unwrap, None
     if oid == OID:
@@ -186,3 +202,14 @@ left join pg_type b on b.oid = e.typbasetype
 order by x.i
 """
 """Type facts for (oid, typmod) pairs, in order: psycopg parameters, two arrays."""
+
+UNIQUE_INDEXES_QUERY = """
+select array_agg(a.attname::text)
+from pg_index i
+cross join lateral unnest(i.indkey::int2[]) as k(n)
+join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.n
+where i.indrelid = to_regclass(%s) and i.indisunique and i.indimmediate
+  and i.indpred is null and i.indexprs is null and i.indisvalid
+group by i.indexrelid
+"""
+"""The columns of each unique, immediate, whole-table index on plain columns of a table."""

@@ -35,6 +35,7 @@ from dataferry.connectors.postgres.connection import (
 )
 from dataferry.connectors.postgres.reading import (
     CATALOG_QUERY,
+    UNIQUE_INDEXES_QUERY,
     BadValue,
     ColumnPlan,
     TypeInfo,
@@ -105,9 +106,11 @@ class PostgresSource(SourceConnector):
             query += f" where {cursor} >= {literal(_reach_back(request))}"
         schema = pa.schema([p.field for p in plans])
         state = _LateCommits(open_since)
+        unique = request.since is None and self._unique_key(request, live)
         parallel = self._parallel(request, live, query, plans, schema)
         if parallel is not None:
-            return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel), state)
+            return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel), state,
+                              unique_key=unique)
         connection, statement = self._open(autocommit=True)
         try:
             for setting in _SESSION:
@@ -119,7 +122,30 @@ class PostgresSource(SourceConnector):
             self._finish(connection)
             raise self.server.error(exc, f"reading {request.dataset} from") from None
         batches = self._batches(request, plans, stream, schema, (connection, statement))
-        return ReadResult(pa.RecordBatchReader.from_batches(schema, batches), state)
+        return ReadResult(pa.RecordBatchReader.from_batches(schema, batches), state,
+                          unique_key=unique)
+
+    def _unique_key(self, request: ReadRequest, live: dict[str, TypeInfo]) -> bool:
+        """Whether the table has a unique constraint (or index) on some of the declared key
+        columns, none of them declared a float type: then no two rows of a whole read
+        share the key, also once conformed."""
+        spec = request.spec
+        if not spec.table or not spec.primary_key:
+            return False
+        # Conform may round a value into a float type (two distinct values into one).
+        if any("float" in spec.columns[k].type for k in spec.primary_key if k in spec.columns):
+            return False
+        key = [_match(request.dataset, k, live) for k in spec.primary_key]
+        assert self._catalog is not None  # opened by _live
+        try:
+            rows = self._catalog.execute(UNIQUE_INDEXES_QUERY,
+                                         (_relation(request.dataset, spec),)).fetchall()
+        except psycopg.Error:
+            return False  # then the store checks the key itself
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                self._catalog.rollback()
+        return any(set(columns) <= set(key) for (columns,) in rows)
 
     def _oldest_open_transaction(self) -> datetime | None:
         """When the oldest transaction open in the source's database began (None: none).

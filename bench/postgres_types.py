@@ -1,0 +1,184 @@
+"""PostgreSQL ingest of every common column type, against COPY (FORMAT binary).
+
+Builds, in a scratch database on 127.0.0.1:5432, one table ``t_<type>`` of ``id bigint
+primary key`` plus one column of each type below (``--rows``, default 2,000,000), one
+wide table of all of them, and a table of ``--big-rows`` (default 2,000) jsonb values of
+about 1 MiB each. For each table, interleaved in one pass and repeated ``--repeat``
+times (medians printed):
+
+  baseline  COPY (select * from t) TO STDOUT (FORMAT binary), read into nothing by psycopg
+  ferry     the whole ``ferry run --full bench.<table>`` as a subprocess, Python start-up
+            included, making a first version (the metadata database and keys exist from a
+            warm-up run); its peak RSS from the kernel (wait4)
+
+    python bench/postgres_types.py [--rows N] [--repeat N] [--only json,uuid] [--keep]
+
+Targets (issue 13): ingest <= 1.3x the COPY baseline, peak RSS < 600 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from postgres_flow import ADMIN, line
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One column type: its PostgreSQL type, declared type, and value from ``g``."""
+
+    name: str
+    native: str
+    declared: str
+    value: str  # SQL expression of the generate_series value g
+
+
+KINDS = [
+    Kind("json", "json", "json",
+         "json_build_object('id', g, 'name', md5(g::text), 'tags', json_build_array(g % 7, 'x'))"),
+    Kind("jsonb", "jsonb", "json",
+         "jsonb_build_object('id', g, 'name', md5(g::text), 'tags', jsonb_build_array(g % 7, 'x'))"),
+    Kind("uuid", "uuid", "uuid", "md5(g::text)::uuid"),
+    Kind("text_array", "text[]", "list<string>", "array[md5(g::text), (g % 100)::text]"),
+    Kind("int4_array", "int4[]", "list<int32>", "array[g::int4, (g % 1000)::int4, (g % 7)::int4]"),
+    Kind("numeric", "numeric", "string", "round(g::numeric / 7, 6)"),
+    Kind("numeric_12_2", "numeric(12,2)", "decimal(12,2)", "(g % 10000000) / 100.0"),
+    Kind("interval", "interval", "string",
+         "make_interval(days => (g % 400)::int, secs => (g % 86400)::float8)"),
+    Kind("bytea", "bytea", "binary", "decode(md5(g::text), 'hex')"),
+    Kind("inet", "inet", "string",
+         "('10.' || (g >> 16 & 255) || '.' || (g >> 8 & 255) || '.' || (g & 255))::inet"),
+    Kind("enum", "bench_mood", "string", "(array['sad', 'ok', 'happy'])[g % 3 + 1]::bench_mood"),
+    Kind("time", "time", "time", "time '00:00' + (g % 86400) * interval '1 second'"),
+    Kind("timestamp", "timestamp", "timestamp",
+         "timestamp '2020-01-01' + g * interval '1 second'"),
+    Kind("timestamptz", "timestamptz", "timestamp_tz",
+         "timestamptz '2020-01-01 00:00Z' + g * interval '1 second'"),
+    Kind("date", "date", "date", "date '2000-01-01' + (g % 10000)::int"),
+    Kind("smallint", "smallint", "int16", "(g % 32000)::smallint"),
+    Kind("real", "real", "float32", "(g / 3.0)::real"),
+    Kind("varchar", "varchar(40)", "string(40)", "md5(g::text)"),
+    Kind("bool", "bool", "bool", "g % 2 = 0"),
+]
+
+
+def model(db: str, tables: dict[str, list[Kind]]) -> str:
+    out = ["team: bench", "zone: main", "owners: [bench@example.com]", "sources:", "  pg:",
+           "    kind: postgres", f"    dsn: postgresql://postgres@127.0.0.1:5432/{db}",
+           "    datasets:"]
+    for table, kinds in tables.items():
+        out += [f"      {table}:", f"        table: public.{table}", "        primary_key: [id]",
+                "        columns:", "          id: {type: int64, nullable: false}"]
+        out += [f"          {k.name}: {{type: '{k.declared}'}}" for k in kinds]
+    return "\n".join(out) + "\n"
+
+
+def build(db: str, tables: dict[str, list[Kind]], rows: dict[str, int]) -> None:
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}", autocommit=True) as c:
+        c.execute("create type bench_mood as enum ('sad', 'ok', 'happy')")
+        for table, kinds in tables.items():
+            columns = "".join(f", {k.name} {k.native}" for k in kinds)
+            values = "".join(f", {k.value}" for k in kinds)
+            c.execute(f"create table {table} (id bigint primary key{columns})")
+            c.execute(f"insert into {table} select g{values} "
+                      f"from generate_series(1, {rows[table]}) g")
+            c.execute(f"vacuum analyze {table}")
+
+
+def big_json(db: str, rows: int) -> None:
+    """``t_big_jsonb``: ``rows`` jsonb documents of about 1 MiB each."""
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}", autocommit=True) as c:
+        c.execute("create table t_big_jsonb (id bigint primary key, doc jsonb)")
+        c.execute(f"""insert into t_big_jsonb select g, (select jsonb_agg(jsonb_build_object(
+                          'k', i, 'v', md5((g * 100000 + i)::text)))
+                      from generate_series(1, 17000) i)
+                      from generate_series(1, {rows}) g""")
+        c.execute("vacuum analyze t_big_jsonb")
+
+
+def copy_out(db: str, table: str) -> float:
+    started = time.perf_counter()
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}") as c, \
+            c.cursor().copy(f"copy (select * from {table}) to stdout (format binary)") as copy:
+        for _ in copy:
+            pass
+    return time.perf_counter() - started
+
+
+def ferry_run(root: Path, table: str) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of a whole ``ferry run --full``: a first version (the
+    metadata database and the keys stay from the warm-up run)."""
+    shutil.rmtree(root / ".ferry" / "store" / "bench" / table, ignore_errors=True)
+    ferry = Path(sys.executable).parent / "ferry"
+    started = time.perf_counter()
+    process = subprocess.Popen([str(ferry), "run", f"bench.{table}", "--full", "--model",
+                                str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"ferry run bench.{table} failed:\n{output.decode()}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--big-rows", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated table names (t_json, wide)")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    tables = {f"t_{k.name}": [k] for k in KINDS} | {"wide": KINDS}
+    rows = dict.fromkeys(tables, args.rows)
+    if args.only:
+        tables = {t: tables[t] for t in args.only.split(",") if t in tables}
+    db = f"ferry_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        c.execute(f"create database {db}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="ferry-pg-types-") as tmp:
+            root = Path(tmp)
+            (root / "teams" / "bench").mkdir(parents=True)
+            (root / "ferry.yaml").write_text("ecosystem: bench\nzones: {main: {}}\n")
+            build(db, tables, rows)
+            measured = dict(tables)
+            if args.big_rows and (not args.only or "t_big_jsonb" in args.only):
+                big_json(db, args.big_rows)
+                measured["t_big_jsonb"] = [Kind("doc", "jsonb", "json", "")]
+            (root / "teams" / "bench" / "bench.yaml").write_text(model(db, measured))
+            print(f"{args.rows:,} rows a table (t_big_jsonb: {args.big_rows:,} rows of about "
+                  f"1 MiB), medians of {args.repeat}, whole process, start-up included")
+            ferry_run(root, next(iter(measured)))  # warm-up: metadata database, keys, caches
+            line("table", "COPY binary   ferry run   ratio   peak RSS")
+            for table in measured:
+                copies, runs, peaks = [], [], []
+                for _ in range(args.repeat):  # interleaved: both see the same machine
+                    copies.append(copy_out(db, table))
+                    seconds, peak = ferry_run(root, table)
+                    runs.append(seconds)
+                    peaks.append(peak)
+                out, took = statistics.median(copies), statistics.median(runs)
+                line(table, f"{out:9.2f} s {took:9.2f} s {took / out:6.2f}x "
+                            f"{max(peaks):6.0f} MiB")
+    finally:
+        if not args.keep:
+            with psycopg.connect(ADMIN, autocommit=True) as c:
+                c.execute(f"drop database if exists {db} with (force)")
+
+
+if __name__ == "__main__":
+    main()
