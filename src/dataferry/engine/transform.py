@@ -37,7 +37,7 @@ from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import _masker, mask_key
 from dataferry.errors import FerryError, StoreError
 from dataferry.metadata.runs import VersionRef
-from dataferry.model.policy import approved, transformer_masks
+from dataferry.model.policy import approved, masked_input_columns
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
 from dataferry.store.dataset import declared_types
@@ -105,7 +105,7 @@ def transform(context: RunContext, ref: str,
             else:
                 sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
                                                                        spec.sql_file or "")
-                _lock_down(db)
+                lock_down(db)
                 data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(65_536))
         except duckdb.Error as exc:
             raise _sql_failed(ref, exc) from None
@@ -173,10 +173,7 @@ def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
             f"transformer {ref} may not read {input_ref}: its owners allow only "
             f"{', '.join(entry.spec.allowed_consumers or []) or 'no other team'} "
             f"(allowed_consumers); ask team {entry.team} to add {team}")
-    spec = context.index.datasets[ref].spec
-    declared = spec.mask.get(input_ref, []) if isinstance(spec, Transformer) else []
-    required = transformer_masks(context.index, entry, team)
-    return {c for c in [*declared, *required] if c in entry.spec.columns}
+    return masked_input_columns(context.index, ref, input_ref)
 
 
 def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.RecordBatchReader:
@@ -194,7 +191,7 @@ def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.Re
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _lock_down(db: duckdb.DuckDBPyConnection) -> None:
+def lock_down(db: duckdb.DuckDBPyConnection) -> None:
     """No file system access for the user's SQL, and no way to turn it back on: it sees
     its (masked) inputs only. The spill directory keeps working."""
     db.execute("set enable_external_access = false")

@@ -27,6 +27,7 @@ CODES = (
     "breaking-change",
     "unreachable",
     "schema-mismatch",
+    "sql-error",
 )
 """Every stable finding code (MODEL.md's table)."""
 
