@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from dataferry.engine.bind import lock_down
 from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import _masker, mask_key
 from dataferry.errors import FerryError, StoreError
@@ -189,13 +190,6 @@ def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.Re
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def lock_down(db: duckdb.DuckDBPyConnection) -> None:
-    """No file system access for the user's SQL, and no way to turn it back on: it sees
-    its (masked) inputs only. The spill directory keeps working."""
-    db.execute("set enable_external_access = false")
-    db.execute("set lock_configuration = true")
 
 
 def _decoded(reader: pa.RecordBatchReader, declared: dict[str, str]) -> pa.RecordBatchReader:

@@ -43,11 +43,9 @@ from dataferry.model.types import (
     Primitive,
     StructType,
     TypeParseError,
-    UnsupportedArrowTypeError,
     describe_change,
     family,
     format_type,
-    from_arrow_field,
     is_widening,
     parse_type,
 )
@@ -241,8 +239,8 @@ class _Checker:
             return  # an unknown-type finding says why
         at: Path = (*entry.path, "columns", column.name, "type")
         what = f"transformer {entry.ref} column {column.name!r}"
-        found = _found_type(column)
-        if isinstance(found, str):
+        found = column.type
+        if not column.supported:
             self.report.add("schema-mismatch", f"{what}: the query yields {column.duckdb_type}, "
                             f"which no dataferry type holds; cast it in the SQL (CAST(... AS "
                             f"{native_type(declared)}))", at)
@@ -265,21 +263,6 @@ class _Checker:
                             f" ({format_type(found)}), which the declared "
                             f"{format_type(declared)} cannot hold ({why}); cast it in the SQL "
                             f"({cast}) or declare {format_type(found)}", at)
-
-
-def _found_type(column: object) -> DataType | str | None:
-    """The dataferry type of a query column; None for NULL, a string when none holds it."""
-    from dataferry.engine.bind import OutputColumn
-
-    assert isinstance(column, OutputColumn)
-    if column.duckdb_type in ("UUID", "JSON"):  # Arrow gets them as text
-        return Primitive(column.duckdb_type.lower())
-    if pa.types.is_null(column.field.type):
-        return None
-    try:
-        return from_arrow_field(column.field)
-    except UnsupportedArrowTypeError:
-        return column.duckdb_type
 
 
 _EXACT_INT_BITS = {"float32": 24, "float64": 53}
