@@ -276,9 +276,6 @@ _TEXT_INTO = {("string", "json"), ("string", "uuid"), ("json", "string"), ("uuid
 def fits(found: DataType, declared: DataType) -> tuple[Severity, str] | None:
     """Whether a column of type ``found`` can be stored as ``declared``: None (every value
     fits), a warning (a narrowing: the run checks each value) or an error, with why."""
-    if is_widening(found, declared):
-        return None
-    old, new = family(found), family(declared)
     match found, declared:
         case ListType(a), ListType(b):
             return _nested("list item", fits(a, b))
@@ -292,6 +289,9 @@ def fits(found: DataType, declared: DataType) -> tuple[Severity, str] | None:
                 if (verdict := _nested(f"struct field {name!r}", fits(have[name], t))):
                     return verdict
             return None
+    if is_widening(found, declared):
+        return None
+    old, new = family(found), family(declared)
     why = describe_change(found, declared) or f"{found} -> {declared}"
     if (old, new) in _TEXT_INTO:
         return None
