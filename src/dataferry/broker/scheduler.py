@@ -111,6 +111,8 @@ class Scheduler:
         self.context = context
         self.graph: Graph = build_graph(context.index)
         self.applied, self.unapplied = _follow_applied_plan(context, self.graph)
+        self._next_context: RunContext | None = None
+        self._retired: list[Notifier] = []
         self.runs = RunHistory(context.metadata, now=now)
         context.runs.now = now  # the runs the runner records follow the same clock
         self.leases = Leases(context.metadata, now=now)
@@ -138,6 +140,26 @@ class Scheduler:
         """Each notify target's last error (None: delivering), to report changes."""
         self._notify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-notify")
         self._lineages: dict[tuple[str, int], dict[str, int]] = {}
+
+    def follow(self, context: RunContext) -> None:
+        """Use ``context`` (a reloaded model) from the next tick on; jobs running now
+        finish with the model they started with."""
+        self._next_context = context
+
+    def _switch_model(self) -> None:
+        """The graph, plan, freshness and notify targets of the model ``follow`` gave."""
+        context, self._next_context = self._next_context, None
+        if context is None:
+            return
+        self.context = context
+        self.graph = build_graph(context.index)
+        self.applied, self.unapplied = _follow_applied_plan(context, self.graph)
+        self.deliveries = _deliveries(context, self.graph)
+        self.intervals = _freshness_intervals(self.graph, self.deliveries)
+        self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
+        self.retries &= set(self.graph.jobs)
+        self._retired.append(self.notifier)  # a pass may be using it: closed at the end
+        self.notifier = Notifier(context, now=self.now, holder=self.holder)
 
     # --- deciding -------------------------------------------------------------------
 
@@ -217,6 +239,7 @@ class Scheduler:
 
     def tick(self) -> TickReport:
         """One pass: claim dead runs, start due jobs, update staleness."""
+        self._switch_model()
         report = TickReport()
         at = self.now()
         for run in self.runs.expired_runs(at):
@@ -327,7 +350,8 @@ class Scheduler:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         self._notify_pool.shutdown(wait=True)
-        self.notifier.close()
+        for notifier in (*self._retired, self.notifier):
+            notifier.close()
 
     # --- freshness ------------------------------------------------------------------
 
