@@ -97,7 +97,12 @@ class QueryBinder:
 
     def _bind_query(self, sql: str,
                     inputs: Mapping[str, pa.Schema]) -> list[OutputColumn] | BindFailure:
-        views = {name: self._table(schema) for name, schema in inputs.items()}
+        try:
+            views = {name: self._table(schema) for name, schema in inputs.items()}
+        except duckdb.Error as exc:  # e.g. decimal(p > 38): DuckDB reads none of its rows
+            detail = str(exc).split("\n", 1)[0].partition(": ")[2]
+            return BindFailure("other", f"DuckDB cannot read its inputs' columns ({detail}); "
+                               "a SQL transformer cannot read this input, a Python one can")
         db = self.db
         db.execute("begin")
         try:
@@ -126,8 +131,14 @@ class QueryBinder:
                     f"{quote(f.name)} {t}" for f, t in zip(schema, columns, strict=True)) + ")")
             else:
                 self.db.register("__ferry_new_input", schema.empty_table())
-                self.db.execute(f"create table {quote(name)} as select * from __ferry_new_input")
-                self.db.unregister("__ferry_new_input")
+                try:
+                    self.db.execute(f"create table {quote(name)} as "
+                                    "select * from __ferry_new_input")
+                except duckdb.Error:
+                    del self.tables[schema]
+                    raise
+                finally:
+                    self.db.unregister("__ferry_new_input")
         return name
 
 
