@@ -24,6 +24,7 @@ missing is skipped (those are reported elsewhere, or are no error in a static ch
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -49,6 +50,9 @@ from dataferry.model.types import (
     is_widening,
     parse_type,
 )
+
+if TYPE_CHECKING:  # duckdb is imported when there is SQL to bind
+    from dataferry.engine.bind import BindFailure, OutputColumn
 
 
 def check_transformer_sql(loaded: LoadedModel, index: ModelIndex) -> None:
@@ -103,15 +107,13 @@ class _Checker:
             out[view] = schema
         return out
 
-    def check(self, entry: DatasetEntry, sql: str, bound: object) -> None:
-        from dataferry.engine.bind import BindFailure
-
+    def check(self, entry: DatasetEntry, sql: str,
+              bound: list[OutputColumn] | BindFailure) -> None:
         place = self.place(entry, sql)
-        if isinstance(bound, BindFailure):
-            self.failure(entry, sql, place, bound)
-        else:
-            assert isinstance(bound, list)
+        if isinstance(bound, list):
             self.output(entry, sql, place, bound)
+        else:
+            self.failure(entry, sql, place, bound)
 
     # --- where -----------------------------------------------------------------------
 
@@ -144,10 +146,8 @@ class _Checker:
 
     # --- what -------------------------------------------------------------------------
 
-    def failure(self, entry: DatasetEntry, sql: str, place: SqlPlace, failure: object) -> None:
-        from dataferry.engine.bind import BindFailure
-
-        assert isinstance(failure, BindFailure)
+    def failure(self, entry: DatasetEntry, sql: str, place: SqlPlace,
+                failure: BindFailure) -> None:
         spec = entry.spec
         assert isinstance(spec, Transformer)
         what = f"transformer {entry.ref}"
@@ -192,10 +192,8 @@ class _Checker:
         listed = "; ".join(f"{view}: {', '.join(names)}" for view, names in columns.items())
         return f"unknown column {name!r}: none of the inputs has it ({listed})"
 
-    def output(self, entry: DatasetEntry, sql: str, place: SqlPlace, bound: list[object]) -> None:
-        from dataferry.engine.bind import OutputColumn
-
-        columns = [c for c in bound if isinstance(c, OutputColumn)]
+    def output(self, entry: DatasetEntry, sql: str, place: SqlPlace,
+               columns: list[OutputColumn]) -> None:
         what = f"transformer {entry.ref}"
         names = [c.name for c in columns]
         yields = ", ".join(names)
@@ -228,11 +226,9 @@ class _Checker:
             "(null::TYPE as name if unknown), or remove it from columns:",
             (*entry.path, "columns", name), key=True)
 
-    def types(self, entry: DatasetEntry, column: object) -> None:
+    def types(self, entry: DatasetEntry, column: OutputColumn) -> None:
         from dataferry.connectors.duckdb.types import native_type
-        from dataferry.engine.bind import OutputColumn
 
-        assert isinstance(column, OutputColumn)
         try:
             declared = parse_type(entry.spec.columns[column.name].type)
         except TypeParseError:
