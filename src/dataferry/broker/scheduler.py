@@ -255,7 +255,8 @@ class Scheduler:
                 continue
             trigger = self.due(job, at, self.latest, heads)
             if trigger is not None:
-                self.running[job.id] = self.pool.submit(self._work, job, trigger)
+                self.running[job.id] = self.pool.submit(self._work, job, trigger,
+                                                        self.context)
                 report.started.append((job.id, trigger))
                 if self.once is not None:
                     self.once.add(job.id)
@@ -294,15 +295,16 @@ class Scheduler:
                 del self.running[job_id]
                 future.result()  # a bug in the scheduler itself should not pass silently
 
-    def _work(self, job: Job, trigger: str) -> JobResult | None:
-        """Run ``job`` if its lease is ours and it is still due (checked in the DB)."""
+    def _work(self, job: Job, trigger: str, context: RunContext) -> JobResult | None:
+        """Run ``job`` of ``context``'s model if its lease is ours and it is still due
+        (checked in the DB)."""
         if not self.leases.acquire(job.id, self.holder, self.lease_seconds):
             return None  # another scheduler runs it now
         try:
             if trigger != "retry" and self.due(job, self.now()) is None:
                 return None  # it ran elsewhere meanwhile
             self.retries.discard(job.id)
-            result = run_recorded(self.context, job, trigger=trigger,  # type: ignore[arg-type]
+            result = run_recorded(context, job, trigger=trigger,  # type: ignore[arg-type]
                                   attempts=self.attempts)
             if self.on_result is not None:
                 self.on_result(result)
