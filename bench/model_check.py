@@ -4,6 +4,7 @@ Generates an ecosystem of 10,000 source datasets (10 columns each), 500 transfor
 2,000 consumers over 100 teams, then times, in this process:
   - load + check (`ferry check`), target < 3 s;
   - load + check + `--base` compatibility against the previous commit, target < 5 s;
+  - of the check, binding every transformer's SQL on DuckDB (its share of the check);
 and, as a baseline for the YAML part, `yaml.load(CSafeLoader)` of the same files.
 
     python bench/model_check.py [--teams 100] [--keep DIR]
@@ -20,6 +21,9 @@ from pathlib import Path
 import yaml
 
 from dataferry.model.check import check_model
+from dataferry.model.lint import Linter
+from dataferry.model.load import load_model
+from dataferry.model.sqlcheck import check_transformer_sql
 
 TYPES = ["int64", "string", "decimal(12,2)", "timestamp_tz", "bool", "float64", "date",
          "list<string>", "string(20)", "json"]
@@ -106,6 +110,12 @@ def main() -> None:
         took = timed("ferry check (load + every check)", check, 3.0)
         assert result is not None and result.ok, result.findings[:5]  # type: ignore[attr-defined]
         print(f"{'  ratio to the YAML baseline':<52} {took / base:7.2f} x")
+        loaded = load_model(root)
+        linter = Linter(loaded)
+        linter.run()
+        binding = timed("  of it: binding the 500 transformers' SQL",
+                        lambda: check_transformer_sql(loaded, linter.index))
+        print(f"{'  share of ferry check':<52} {binding / took:7.2f}")
         git(root, "init", "-q", "-b", "main")
         git(root, "add", "-A")
         git(root, "commit", "-qm", "base")

@@ -147,9 +147,18 @@ def test_an_altered_input_is_not_read(root: Path, ferry: Callable[..., Any]) -> 
 def test_output_that_disagrees_with_the_declared_columns_names_the_column(
         root: Path, ferry: Callable[..., Any]) -> None:
     model = root / "teams" / "shop" / "shop.yaml"
-    model.write_text(model.read_text().replace(
+    original = model.read_text()
+    # Text where a decimal is declared: ferry check finds it, so no run starts.
+    model.write_text(original.replace(
         "select id, amount from orders", "select id, 'lots' as amount from orders"
     ).replace("sql_file: sql/big.sql", "sql: select id, 'lots' as amount from orders"))
+    done = ferry("run", "shop.big", "--model", root)
+    assert done.code != 0
+    assert "schema-mismatch" in done.err and "'amount'" in done.err
+    # Values too large for the declared decimal(12,2): only the run can tell.
+    large = "select id, cast(amount * 1e12 as decimal(38,2)) as amount from orders"
+    model.write_text(original.replace("select id, amount from orders", large)
+                     .replace("sql_file: sql/big.sql", f"sql: {large}"))
     done = ferry("run", "shop.big", "--model", root)
     assert done.code == 1
     assert "transform:shop.big failed" in done.err

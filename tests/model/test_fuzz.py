@@ -107,7 +107,7 @@ transformers:
   customer_revenue:
     inputs: [crm.customers, crm.readings]
     sql: |
-      select c.id, c.country, sum(r.value) as revenue
+      select c.id, c.country, cast(sum(r.value) as decimal(18,2)) as revenue
       from customers c join readings r on true
       group by 1, 2
     primary_key: [id]

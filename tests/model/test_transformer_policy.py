@@ -7,6 +7,7 @@ and whatever cannot be resolved count as reading every column.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,7 +50,17 @@ Finding = tuple[str, str, int, int, str]
 
 
 def findings(root: Path) -> list[Finding]:
-    return [(f.code, f.file, f.line, f.column, f.message) for f in check_model(root).findings]
+    """The governance findings: the queries here read columns in every way, mostly not
+    producing the declared ones, which the SQL binding reports (test_check_sql.py)."""
+    return [(f.code, f.file, f.line, f.column, f.message) for f in check_model(root).findings
+            if not _from_binding(f.code, f.message)]
+
+
+def _from_binding(code: str, message: str) -> bool:
+    return code in ("schema-mismatch", "sql-error") or (
+        code in ("parse-error", "unknown-reference") and re.match(
+            r"transformer [\w.]+: (the SQL does not parse|unknown column|table '.*' is not "
+            "among)", message) is not None)
 
 
 def sales(sql: str, extra: str = "") -> str:

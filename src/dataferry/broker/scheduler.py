@@ -120,6 +120,8 @@ class Scheduler:
         self.context = context
         self.graph: Graph = build_graph(context.index)
         self.applied, self.unapplied = _follow_applied_plan(context, self.graph)
+        self._next_context: RunContext | None = None
+        self._retired: list[Notifier] = []
         self.runs = RunHistory(context.metadata, now=now)
         context.runs.now = now  # the runs the runner records follow the same clock
         self.leases = Leases(context.metadata, now=now)
@@ -150,6 +152,28 @@ class Scheduler:
         self._definitions: dict[str, tuple[tuple[int, int] | None, Definition]] = {}
         self._reasons: dict[tuple[str, int, str], str | None] = {}
         """(transformer, version, fingerprint now) -> ``redefined`` (versions never change)."""
+
+    def follow(self, context: RunContext) -> None:
+        """Use ``context`` (a reloaded model) from the next tick on; jobs running now
+        finish with the model they started with."""
+        self._next_context = context
+
+    def _switch_model(self) -> None:
+        """The graph, plan, freshness and notify targets of the model ``follow`` gave."""
+        context, self._next_context = self._next_context, None
+        if context is None:
+            return
+        self.context = context
+        self.graph = build_graph(context.index)
+        self.applied, self.unapplied = _follow_applied_plan(context, self.graph)
+        self.deliveries = _deliveries(context, self.graph)
+        self.intervals = _freshness_intervals(self.graph, self.deliveries)
+        self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
+        self.retries &= set(self.graph.jobs)
+        self._definitions.clear()  # inline SQL, columns and checks come from the model
+        self._reasons.clear()
+        self._retired.append(self.notifier)  # a pass may be using it: closed at the end
+        self.notifier = Notifier(context, now=self.now, holder=self.holder)
 
     # --- deciding -------------------------------------------------------------------
 
@@ -266,6 +290,7 @@ class Scheduler:
 
     def tick(self) -> TickReport:
         """One pass: claim dead runs, start due jobs, update staleness."""
+        self._switch_model()
         report = TickReport()
         at = self.now()
         for run in self.runs.expired_runs(at):
@@ -281,7 +306,8 @@ class Scheduler:
                 continue
             trigger = self.due(job, at, self.latest, heads)
             if trigger is not None:
-                self.running[job.id] = self.pool.submit(self._work, job, trigger)
+                self.running[job.id] = self.pool.submit(self._work, job, trigger,
+                                                        self.context)
                 report.started.append((job.id, trigger))
                 if self.once is not None:
                     self.once.add(job.id)
@@ -320,15 +346,16 @@ class Scheduler:
                 del self.running[job_id]
                 future.result()  # a bug in the scheduler itself should not pass silently
 
-    def _work(self, job: Job, trigger: str) -> JobResult | None:
-        """Run ``job`` if its lease is ours and it is still due (checked in the DB)."""
+    def _work(self, job: Job, trigger: str, context: RunContext) -> JobResult | None:
+        """Run ``job`` of ``context``'s model if its lease is ours and it is still due
+        (checked in the DB)."""
         if not self.leases.acquire(job.id, self.holder, self.lease_seconds):
             return None  # another scheduler runs it now
         try:
             if trigger != "retry" and self.due(job, self.now()) is None:
                 return None  # it ran elsewhere meanwhile
             self.retries.discard(job.id)
-            result = run_recorded(self.context, job, trigger=trigger,  # type: ignore[arg-type]
+            result = run_recorded(context, job, trigger=trigger,  # type: ignore[arg-type]
                                   attempts=self.attempts)
             if self.on_result is not None:
                 self.on_result(result)
@@ -376,7 +403,8 @@ class Scheduler:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         self._notify_pool.shutdown(wait=True)
-        self.notifier.close()
+        for notifier in (*self._retired, self.notifier):
+            notifier.close()
 
     # --- freshness ------------------------------------------------------------------
 

@@ -330,7 +330,10 @@ def serve(
         help="Largest request body accepted (bytes, or with KiB, MiB); larger get 413."),
     model: ModelOption = None,
 ) -> None:
-    """Run the server: REST API under /api/v1 and, unless --no-scheduler, the scheduler."""
+    """Run the server: REST API under /api/v1 and, unless --no-scheduler, the scheduler.
+
+    SIGHUP (or POST /api/v1/model/reload) loads and checks the model again and serves it;
+    a model with errors is refused and the running one stays."""
     import gc
 
     import uvicorn
@@ -339,6 +342,7 @@ def serve(
     from dataferry.engine.context import RunContext
     from dataferry.server.app import create_app
     from dataferry.server.auth import AuthSettings
+    from dataferry.server.model_reload import reload_on_sighup
 
     proxies = _trusted_proxies(forwarded_allow_ips)
     body_limit = _size(max_body_size)
@@ -349,6 +353,7 @@ def serve(
         app = create_app(context, scheduler=not no_scheduler,
                          settings=AuthSettings(require_totp=require_totp),
                          max_body_size=body_limit)
+        reload_on_sighup(app)  # `kill -HUP`: load, check and serve the changed model
         if app.state.auth.users.count() == 0:
             typer.echo("no users yet: nobody can log in until you create the first admin with\n"
                        "  ferry users add NAME --role admin --email you@example.com", err=True)

@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dataferry.errors import ModelError
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import LoadedModel
 from dataferry.model.spec import DatasetCommon, Ecosystem
@@ -30,6 +31,28 @@ class RunContext:
         assert loaded.ecosystem is not None
         return cls(loaded.root, loaded.ecosystem, ModelIndex(loaded.ecosystem),
                    Store.for_model(loaded.root, loaded.ecosystem))
+
+    def with_model(self, loaded: LoadedModel) -> RunContext:
+        """This context with a changed model (``ferry serve`` reloading it): the new
+        ecosystem and its index over the same store and the same opened metadata DB.
+
+        Raises ``ModelError`` when the change moves the home, the store or the metadata
+        DB: a running server cannot switch those (restart it).
+        """
+        assert loaded.ecosystem is not None
+        store = Store.for_model(loaded.root, loaded.ecosystem)
+        changed = RunContext(loaded.root, loaded.ecosystem, ModelIndex(loaded.ecosystem), store,
+                             self.allow_delete)
+        moved = [what for what, old, new in (
+            ("home", self.store.home, store.home), ("store", self.store.root, store.root),
+            ("metadata", self.metadata_url, changed.metadata_url)) if old != new]
+        if moved:
+            raise ModelError(f"the changed model moves {' and '.join(moved)}; a running server "
+                             "keeps its own: restart it to use the new one")
+        for opened in ("metadata", "runs"):  # shared, not opened again
+            if opened in self.__dict__:
+                changed.__dict__[opened] = self.__dict__[opened]
+        return changed
 
     def max_delete_ratio(self, spec: DatasetCommon) -> float | None:
         """The share of ``spec``'s rows a replace may remove (None: any); see delete_limit."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dataferry.model.graph import ModelIndex
-from dataferry.model.policy import transformer_masks
+from dataferry.model.policy import masked_input_columns
 from dataferry.model.spec import DatasetCommon, Transformer
 from dataferry.store.hashing import hash_bytes
 from dataferry.store.manifest import Manifest, canonical
@@ -83,22 +83,10 @@ def transformer_definition(index: ModelIndex, root: Path, ref: str) -> Definitio
         "primary_key": list(spec.primary_key),
         "checks": [check.model_dump(mode="json", exclude_none=True) for check in spec.checks],
         "masks": {input_ref: sorted(masked) for input_ref in spec.inputs
-                  if (masked := masked_columns(index, ref, input_ref))},
+                  if (masked := masked_input_columns(index, ref, input_ref))},
     }
     return Definition("python" if spec.python is not None else "sql",
                       {part: hash_bytes(ALGORITHM, canonical(values[part])) for part in PARTS})
-
-
-def masked_columns(index: ModelIndex, ref: str, input_ref: str) -> set[str]:
-    """The columns of ``input_ref`` transformer ``ref`` gets masked: what its team may
-    receive only masked (the zone rule, and its consumers' masks: what ``ferry check``
-    reports), and what its ``mask:`` declares."""
-    entry = index.datasets[ref]
-    source = index.datasets[input_ref]
-    spec = entry.spec
-    declared = spec.mask.get(input_ref, []) if isinstance(spec, Transformer) else []
-    required = transformer_masks(index, source, entry.team)
-    return {c for c in [*declared, *required] if c in source.spec.columns}
 
 
 def module_file(folder: Path, module: str) -> Path | None:

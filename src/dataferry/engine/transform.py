@@ -34,17 +34,17 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from dataferry.engine.bind import lock_down
 from dataferry.engine.context import RunContext
 from dataferry.engine.definition import (
     Definition,
     changes,
-    masked_columns,
     transformer_definition,
 )
 from dataferry.engine.deliver import _masker, mask_key
 from dataferry.errors import FerryError, StoreError
 from dataferry.metadata.runs import VersionRef
-from dataferry.model.policy import approved
+from dataferry.model.policy import approved, masked_input_columns
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
 from dataferry.store.dataset import declared_types
@@ -122,7 +122,7 @@ def transform(context: RunContext, ref: str,
             else:
                 sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
                                                                        spec.sql_file or "")
-                _lock_down(db)
+                lock_down(db)
                 data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(65_536))
         except duckdb.Error as exc:
             raise _sql_failed(ref, exc) from None
@@ -198,7 +198,7 @@ def _sql_errors_named(ref: str, reader: pa.RecordBatchReader) -> pa.RecordBatchR
 
 
 def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
-    """The columns of ``input_ref`` transformer ``ref`` gets masked (``masked_columns``).
+    """The columns of ``input_ref`` transformer ``ref`` gets masked (``policy.masked_input_columns``).
     Raises ``TransformError`` when the input's owners do not approve its team."""
     team = context.index.datasets[ref].team
     entry = context.index.datasets[input_ref]
@@ -207,7 +207,7 @@ def _input_mask(context: RunContext, ref: str, input_ref: str) -> set[str]:
             f"transformer {ref} may not read {input_ref}: its owners allow only "
             f"{', '.join(entry.spec.allowed_consumers or []) or 'no other team'} "
             f"(allowed_consumers); ask team {entry.team} to add {team}")
-    return masked_columns(context.index, ref, input_ref)
+    return masked_input_columns(context.index, ref, input_ref)
 
 
 def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.RecordBatchReader:
@@ -223,13 +223,6 @@ def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.Re
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def _lock_down(db: duckdb.DuckDBPyConnection) -> None:
-    """No file system access for the user's SQL, and no way to turn it back on: it sees
-    its (masked) inputs only. The spill directory keeps working."""
-    db.execute("set enable_external_access = false")
-    db.execute("set lock_configuration = true")
 
 
 def _decoded(reader: pa.RecordBatchReader, declared: dict[str, str]) -> pa.RecordBatchReader:

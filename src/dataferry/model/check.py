@@ -14,6 +14,7 @@ from dataferry.model.graph import ModelIndex
 from dataferry.model.lint import Linter
 from dataferry.model.load import LoadedModel, PieceCache, load_model
 from dataferry.model.policy import check_policy
+from dataferry.model.sqlcheck import check_transformer_sql
 
 
 @dataclass
@@ -39,12 +40,14 @@ class CheckResult:
 
 
 def lint_model(loaded: LoadedModel) -> None:
-    """Run the whole-model checks (references, policy, ...) on a loaded model."""
+    """Run the whole-model checks (references, policy, transformers' SQL bound against
+    their inputs, ...) on a loaded model."""
     if loaded.ecosystem is None:
         return
     linter = Linter(loaded)
     linter.run()
     check_policy(loaded.ecosystem, linter.index, loaded.report, loaded.root)
+    check_transformer_sql(loaded, linter.index)
 
 
 def check_model(

@@ -29,6 +29,7 @@ CODES = (
     "breaking-change",
     "unreachable",
     "schema-mismatch",
+    "sql-error",
 )
 """Every stable finding code (MODEL.md's table)."""
 

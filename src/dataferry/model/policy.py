@@ -107,6 +107,16 @@ def transformer_masks(index: ModelIndex, entry: DatasetEntry, team: str) -> dict
     return out
 
 
+def masked_input_columns(index: ModelIndex, ref: str, input_ref: str) -> set[str]:
+    """The columns of input ``input_ref`` that transformer ``ref`` gets masked: what its
+    team may receive only masked (``transformer_masks``) and what its ``mask:`` declares."""
+    entry = index.datasets[input_ref]
+    spec = index.datasets[ref].spec
+    declared = spec.mask.get(input_ref, []) if isinstance(spec, Transformer) else []
+    required = transformer_masks(index, entry, index.datasets[ref].team)
+    return {c for c in [*declared, *required] if c in entry.spec.columns}
+
+
 def _check_need_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt,
                       report: Report) -> None:
     entry = index.datasets[receipt.ref]

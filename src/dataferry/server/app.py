@@ -1,7 +1,8 @@
 """The application factory: ``create_app(context)`` is what ``ferry serve`` runs.
 
-The app keeps the model's ``RunContext`` (``app.state.context``) and the authentication
-services (``app.state.auth``). Every API route lives under ``/api/v1``; the routers are
+The app keeps the model's ``RunContext`` (``app.state.context``: every request reads it
+once, and a model reload swaps it, see ``model_reload``) and the authentication services
+(``app.state.auth``). Every API route lives under ``/api/v1``; the routers are
 listed in ``api_routers`` — add new ones there. OpenAPI is at ``/openapi.json``. The web
 UI (``dataferry.server.ui``) serves pages at ``/`` and its stylesheet under ``/static``.
 With ``scheduler=True`` the broker's scheduler runs in a background thread for the
@@ -36,7 +37,7 @@ log = logging.getLogger("dataferry.server")
 
 def api_routers() -> list[APIRouter]:
     """Every router mounted under ``/api/v1``, in order. Add the catalog routers here."""
-    from dataferry.server import api, events_api
+    from dataferry.server import api, events_api, model_reload
     from dataferry.server.auth import admin_routes, routes
 
     return [
@@ -44,6 +45,7 @@ def api_routers() -> list[APIRouter]:
         admin_routes.router,  # /users, /tokens
         api.router,  # /teams, /datasets, /consumers, /runs, /plan
         events_api.router,  # /events (Server-Sent Events of CloudEvents)
+        model_reload.router,  # /model/reload
     ]
 
 
@@ -100,7 +102,7 @@ def _lifespan(with_scheduler: bool
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        thread = _start_scheduler(app.state.context, stop) if with_scheduler else None
+        thread = _start_scheduler(app, stop) if with_scheduler else None
         try:
             yield
         finally:
@@ -112,10 +114,13 @@ def _lifespan(with_scheduler: bool
     return lifespan
 
 
-def _start_scheduler(context: RunContext, stop: threading.Event) -> threading.Thread:
+def _start_scheduler(app: FastAPI, stop: threading.Event) -> threading.Thread:
+    """The scheduler in a thread of its own, kept as ``app.state.scheduler`` (a model
+    reload hands it the new model)."""
     from dataferry.broker.scheduler import Scheduler
 
-    scheduler = Scheduler(context)
+    scheduler = Scheduler(app.state.context)
+    app.state.scheduler = scheduler
 
     def run() -> None:
         try:

@@ -84,8 +84,9 @@ async def events(request: Request, principal: ReadPrincipal, auth: AuthDependenc
     lifetime = 0.0 if token is None else (token.expires_at - auth.now()).total_seconds()
     wanted = lifetime if timeout is None else min(timeout, lifetime)
 
-    async def still_allowed() -> bool:
-        return await asyncio.to_thread(authenticate, auth, secret, context.index) is not None
+    async def still_allowed() -> bool:  # against the model served now (it may be reloaded)
+        index = request.app.state.context.index
+        return await asyncio.to_thread(authenticate, auth, secret, index) is not None
 
     async def stream() -> AsyncIterator[bytes]:
         open_streams[principal.user_id] += 1

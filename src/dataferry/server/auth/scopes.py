@@ -35,7 +35,8 @@ SCOPES: dict[str, str] = {
           "events, /me",
     RUN: "start runs (POST /runs)",
     TOKENS: "list, create and revoke the user's own tokens, log out",
-    ADMIN: "the admin routes (users, other users' tokens, notify), on top of the admin role",
+    ADMIN: "the admin routes (users, other users' tokens, notify, model reload), on top of "
+           "the admin role",
 }
 """The scopes an API token may be given, and what each allows."""
 SESSION = "session"

@@ -2,6 +2,6 @@
 select cast(ordered_at as date) as day,
        currency,
        count(*) as orders,
-       sum(amount) as revenue
+       cast(sum(amount) as decimal(18,2)) as revenue  -- decimal(38,2) otherwise
 from orders
 group by 1, 2
