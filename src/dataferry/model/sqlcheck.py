@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from dataferry.model.findings import Path, Report, Severity, suggest
+from dataferry.model.findings import Path, Report, Severity, close_match, suggest
 from dataferry.model.graph import DatasetEntry, ModelIndex
 from dataferry.model.load import LoadedModel
 from dataferry.model.policy import masked_input_columns
@@ -185,9 +185,9 @@ class _Checker:
         columns = {view: list(self.index.datasets[ref].spec.columns)
                    for ref, view in views.items()}
         every = [c for names in columns.values() for c in names]
-        hint = suggest(name, every)
-        if hint:
-            return f"unknown column {name!r}{hint}"
+        close = close_match(name, every)
+        if close is not None:
+            return f"unknown column {name!r}; did you mean {close!r}?"
         listed = "; ".join(f"{view}: {', '.join(names)}" for view, names in columns.items())
         return f"unknown column {name!r}: none of the inputs has it ({listed})"
 
