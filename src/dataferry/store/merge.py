@@ -16,8 +16,13 @@ small change set into a large table: 16 s for 10,000 changes into 1M rows). This
    (copy-on-write), so readers never skip more rows than they read; with deletion
    vectors off every touched file is rewritten.
 
+A *complete* merge (``complete=True``: a snapshot of a keyed dataset, or a ``--full``
+re-read) takes the incoming rows as the whole new table: stored rows whose key is not
+among them are deleted too (their positions join the deletion vectors), so the version
+is the keyed difference from the head. Its incoming keys must be unique, as a replace's.
+
 Nothing is committed here. Rows identical to the stored ones change nothing, so an
-incremental re-read of the lag window publishes no new version.
+incremental re-read of the lag window, or an unchanged snapshot, publishes no new version.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from dataferry.store.duck import cast_batches, ident, spilling, text
 from dataferry.store.hashing import FileDigest
 from dataferry.store.manifest import FileEntry
 from dataferry.store.parquet_files import write_files
-from dataferry.store.primary_key import violation
+from dataferry.store.primary_key import enforce_unique, violation
 from dataferry.store.scan import FileScan, file_scans, relation
 
 REWRITE_FRACTION = 0.5
@@ -58,31 +63,42 @@ class MergeResult:
     """The previous entries of ``revised`` files (with their old vectors, if any)."""
     inserted: int
     updated: int
+    deleted: int = 0
+    """Stored rows whose key the incoming rows lack (complete merges only)."""
 
 
 def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchReader,
                 key: list[str], algorithm: str,
                 on_rows: Callable[[int], None] | None = None, *,
-                cursor: str | None = None, merge_on_read: bool = True) -> MergeResult:
-    """Write the files of ``head`` merged with ``reader``'s rows; nothing is committed."""
+                cursor: str | None = None, merge_on_read: bool = True,
+                complete: bool = False) -> MergeResult:
+    """Write the files of ``head`` merged with ``reader``'s rows; nothing is committed.
+
+    ``complete``: ``reader`` holds the whole new table, so stored keys it lacks are deleted.
+    """
     columns = reader.schema.names
     entries = dataset.active_files(head.number)
     scans = file_scans(dataset.path, entries)
     by_path = {scan.path: (entry, scan) for entry, scan in zip(entries, scans, strict=True)}
     with tempfile.TemporaryDirectory(prefix="ferry-merge-") as work:
         staging = Path(work) / "staging.parquet"
-        if not _stage(reader, staging, on_rows):
+        if not _stage(reader, staging, on_rows) and not complete:
             return MergeResult([], [], [], [], 0, 0)
         with spilling("ferry-merge-") as db:
             keys = ", ".join(ident(k) for k in key)
             cols = ", ".join(ident(c) for c in columns)
-            latest = (f"{ident(cursor)} desc nulls last, " if cursor is not None
-                      and cursor in columns and cursor not in key else "")
-            db.execute(f"""create temp table staged as select *, row_number() over () as _rn
-                from read_parquet({text(str(staging))})""")
-            db.execute(f"""create temp table s as select {cols} from staged
-                qualify row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
-            incoming_duplicates(db, dataset.ref, key, columns, cursor if latest else None)
+            if complete:  # a whole table: one row per key, as in a replace
+                enforce_unique(dataset.ref, key, [FileScan(str(staging))])
+                db.execute(f"create temp view s as select {cols} "
+                           f"from read_parquet({text(str(staging))})")
+            else:
+                latest = (f"{ident(cursor)} desc nulls last, " if cursor is not None
+                          and cursor in columns and cursor not in key else "")
+                db.execute(f"""create temp table staged as select *, row_number() over ()
+                    as _rn from read_parquet({text(str(staging))})""")
+                db.execute(f"""create temp table s as select {cols} from staged qualify
+                    row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
+                incoming_duplicates(db, dataset.ref, key, columns, cursor if latest else None)
             compared = _compared(columns, key, cursor)
             current = relation(db, scans, positions=True)
             on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
@@ -97,17 +113,26 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                     select s.*, c.filename as _file, c.file_row_number as _pos
                     from s left join (select {wanted} from {current}) c on {on}
                     where c.filename is null or {differs}""")
+            located = ", ".join(["filename", "file_row_number", *map(ident, key)])
+            gone = (f"select c.filename as _file, c.file_row_number as _pos from (select "
+                    f"{located} from {current}) c anti join s on {on}"
+                    ) if complete and current is not None else None
+            db.execute("create temp table replaced as select _file, _pos from changed "
+                       "where _file is not null" + (f" union all {gone}" if gone else ""))
             inserted, updated = db.execute(
                 "select count(*) filter (where _file is null), "
                 "count(*) filter (where _file is not null) from changed").fetchall()[0]
-            if not inserted and not updated:
+            removed = int(db.execute("select count(*) from replaced").fetchall()[0][0]) - updated
+            if not inserted and not updated and not removed:
                 return MergeResult([], [], [], [], 0, 0)
             deleted = _replaced_positions(db)
             revise, rewrite = _plan(deleted, by_path, merge_on_read)
             schema = reader.schema
-            out = db.sql(f"select {cols} from changed").to_arrow_reader(65_536)
-            written = write_files(dataset.path, pa.RecordBatchReader.from_batches(
-                schema, cast_batches(out, schema)), algorithm, None)
+            written: list[tuple[FileEntry, FileDigest]] = []
+            if inserted or updated:
+                out = db.sql(f"select {cols} from changed").to_arrow_reader(65_536)
+                written += write_files(dataset.path, pa.RecordBatchReader.from_batches(
+                    schema, cast_batches(out, schema)), algorithm, None)
             if rewrite:
                 kept = relation(db, rewrite)
                 out = db.sql(f"select {cols} from {kept}").to_arrow_reader(65_536)
@@ -118,7 +143,7 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                for path in revise]
     return MergeResult(
         written, [by_path[scan.path][0] for scan in rewrite], revised,
-        [by_path[path][0] for path in revise], int(inserted), int(updated))
+        [by_path[path][0] for path in revise], int(inserted), int(updated), removed)
 
 
 def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequence[str],
@@ -174,8 +199,8 @@ def _compared(columns: Sequence[str], key: Sequence[str], cursor: str | None) ->
 def _replaced_positions(db: duckdb.DuckDBPyConnection) -> dict[str, BitMap]:
     """File -> positions of the stored rows that changed rows replace (streamed)."""
     out: dict[str, BitMap] = {}
-    batches = db.sql("select _file, _pos from changed where _file is not null "
-                     "order by _file, _pos").to_arrow_reader(1 << 20)
+    batches = db.sql("select _file, _pos from replaced order by _file, _pos"
+                     ).to_arrow_reader(1 << 20)
     for batch in batches:
         files = batch.column(0)
         positions = batch.column(1).to_numpy()

@@ -52,6 +52,7 @@ from dataferry.store.primary_key import enforce_unique, with_keys_required
 from dataferry.store.quality import enforce_checks
 from dataferry.store.scan import file_scans
 from dataferry.store.storage import encode_reader
+from dataferry.store.verify import verify_for_reading
 from dataferry.streams import read_ahead
 
 Mode = Literal["replace", "merge", "append"]
@@ -73,7 +74,8 @@ class Published:
     manifest_hash: str
     seconds: float
     unchanged: bool = False
-    """True when the data held nothing new (merge/append): no version was made."""
+    """True when the data held nothing new (merge, append, a replace by key, or the same
+    files again): no version was made."""
 
 
 def declared_columns(spec: DatasetCommon) -> dict[str, Any]:
@@ -101,6 +103,7 @@ def publish(
     on_warning: Callable[[str], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
     max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
+    by_key: bool = False,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -108,6 +111,10 @@ def publish(
     captures), so a merge compares stored rows by key and that column alone.
     ``max_delete_ratio``: the largest share of the previous version's rows a replace may
     remove (None: any, as with ``--allow-delete``); see ``delete_limit``.
+    ``by_key``: a replace (a snapshot read) of a dataset with a primary key publishes its
+    keyed difference from the head, stored merge-on-read like a merge: the rows that are
+    new or differ, and deletes of the keys it lacks; nothing different, no version (see
+    ``difference_by_key``).
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -123,9 +130,12 @@ def publish(
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
         base_delta = recover(dataset, head)
+        keyed = by_key and difference_by_key(spec, mode, head)
+        if keyed and head is not None:  # the difference is computed from the head's rows
+            verify_for_reading(dataset, head.number)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
-                             changed_by)
+                             changed_by, keyed)
         except Exception as error:
             if failures:  # deltalake wraps errors of the data it reads: give back the original
                 raise failures[0] from None
@@ -136,7 +146,7 @@ def publish(
         same_files = head is not None and mode == "replace" and sorted(
             e.hash for e, _ in written.digests) == sorted(
             f.hash for f in dataset.active_files(head.number))
-        if head is not None and (same_files or (mode != "replace" and not (
+        if head is not None and (same_files or ((mode != "replace" or keyed) and not (
                 written.added_rows or written.removed_rows))):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
             if same_files:  # byte-identical snapshot: its new copies are not needed
@@ -148,7 +158,7 @@ def publish(
             if mode == "replace" and head is not None:
                 check_delete_ratio(dataset.ref, head.manifest.rows,
                                    sum(f.live_rows for f in written.active), max_delete_ratio)
-            if not _merged_by_key(spec, mode, head):  # a merge keeps keys unique itself
+            if not _merged_by_key(spec, mode, head, keyed):  # a merge keeps keys unique
                 enforce_unique(dataset.ref, spec.primary_key, files,
                                partitioned=bool(spec.partition_by), appended=mode == "append")
             enforce_checks(dataset.ref, spec.checks, spec.primary_key, files,
@@ -288,19 +298,22 @@ def _write(
     algorithm: str,
     on_rows: Callable[[int], None] | None,
     changed_by: str | None = None,
+    keyed: bool = False,
 ) -> _Written:
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
     previous_rows = head.manifest.rows if head else 0
-    if head is not None and _merged_by_key(spec, mode, head):
+    if head is not None and _merged_by_key(spec, mode, head, keyed):
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
-                             cursor=changed_by, merge_on_read=spec.merge_on_read)
+                             cursor=changed_by, merge_on_read=spec.merge_on_read,
+                             complete=mode == "replace")
         digests = merged.written
         crash_point("after-files")
         revised = merged.revised
         with _files_removed_if_no_room(dataset, digests):
             delta_version, raw, log_actions = _commit_merge(dataset, reader.schema, merged)
-        metrics = {"added": merged.inserted + merged.updated, "removed": merged.updated}
+        metrics = {"added": merged.inserted + merged.updated,
+                   "removed": merged.updated + merged.deleted}
     elif mode == "merge" or spec.partition_by:
         revised = []
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
@@ -357,9 +370,23 @@ def _files_removed_if_no_room(dataset: DatasetStore,
         raise
 
 
-def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None) -> bool:
+def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None,
+                   keyed: bool = False) -> bool:
     """Whether the store's own merge writes this version (see ``merge``)."""
-    return mode == "merge" and head is not None and not spec.partition_by
+    return (mode == "merge" or keyed) and head is not None and not spec.partition_by
+
+
+def difference_by_key(spec: DatasetCommon, mode: Mode, head: Version | None) -> bool:
+    """Whether a replace can be published as its keyed difference from ``head``.
+
+    It needs a primary key, a head and an unpartitioned table, and the same declared
+    columns, types and key as the head's: when the schema changed, every row reads
+    differently anyway, and a plain replace writes it at less cost.
+    """
+    return (mode == "replace" and bool(spec.primary_key) and head is not None
+            and not spec.partition_by
+            and head.manifest.schema.get("columns") == declared_columns(spec)["columns"]
+            and list(head.manifest.schema.get("primary_key") or []) == list(spec.primary_key))
 
 
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
