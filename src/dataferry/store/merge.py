@@ -20,6 +20,10 @@ A *complete* merge (``complete=True``: a snapshot of a keyed dataset, or a ``--f
 re-read) takes the incoming rows as the whole new table: stored rows whose key is not
 among them are deleted too (their positions join the deletion vectors), so the version
 is the keyed difference from the head. Its incoming keys must be unique, as a replace's.
+The incoming rows go into a DuckDB table rather than a staging file (they are read twice:
+the key check and one full outer join with the stored rows). One that would replace or
+delete more than half of the stored rows writes the incoming rows anew instead and
+removes every stored file: a replace, with the difference's counts, costs less then.
 
 Nothing is committed here. Rows identical to the stored ones change nothing, so an
 incremental re-read of the lag window, or an unchanged snapshot, publishes no new version.
@@ -28,7 +32,7 @@ incremental re-read of the lag window, or an unchanged snapshot, publishes no ne
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,7 +48,7 @@ from dataferry.store.duck import cast_batches, ident, spilling, text
 from dataferry.store.hashing import FileDigest
 from dataferry.store.manifest import FileEntry
 from dataferry.store.parquet_files import write_files
-from dataferry.store.primary_key import enforce_unique, violation
+from dataferry.store.primary_key import unique_in, violation
 from dataferry.store.scan import FileScan, file_scans, relation
 
 REWRITE_FRACTION = 0.5
@@ -82,15 +86,17 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
     by_path = {scan.path: (entry, scan) for entry, scan in zip(entries, scans, strict=True)}
     with tempfile.TemporaryDirectory(prefix="ferry-merge-") as work:
         staging = Path(work) / "staging.parquet"
-        if not _stage(reader, staging, on_rows) and not complete:
+        if not complete and not _stage(reader, staging, on_rows):
             return MergeResult([], [], [], [], 0, 0)
         with spilling("ferry-merge-") as db:
             keys = ", ".join(ident(k) for k in key)
             cols = ", ".join(ident(c) for c in columns)
-            if complete:  # a whole table: one row per key, as in a replace
-                enforce_unique(dataset.ref, key, [FileScan(str(staging))])
-                db.execute(f"create temp view s as select {cols} "
-                           f"from read_parquet({text(str(staging))})")
+            current = relation(db, scans, positions=True)
+            on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
+            if complete:
+                _load(db, reader, on_rows)
+                unique_in(db, dataset.ref, key, "s")  # a whole table: one row per key
+                _difference(db, current, columns, key)
             else:
                 latest = (f"{ident(cursor)} desc nulls last, " if cursor is not None
                           and cursor in columns and cursor not in key else "")
@@ -99,35 +105,36 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                 db.execute(f"""create temp table s as select {cols} from staged qualify
                     row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
                 incoming_duplicates(db, dataset.ref, key, columns, cursor if latest else None)
-            compared = _compared(columns, key, cursor)
-            current = relation(db, scans, positions=True)
-            on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
-            differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
-                                  for c in compared if c not in key) or "false"
-            if current is None:
-                db.execute("create temp table changed as select *, null::varchar as _file, "
-                           "null::bigint as _pos from s")
-            else:
-                wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
-                db.execute(f"""create temp table changed as
-                    select s.*, c.filename as _file, c.file_row_number as _pos
-                    from s left join (select {wanted} from {current}) c on {on}
-                    where c.filename is null or {differs}""")
-            located = ", ".join(["filename", "file_row_number", *map(ident, key)])
-            gone = (f"select c.filename as _file, c.file_row_number as _pos from (select "
-                    f"{located} from {current}) c anti join s on {on}"
-                    ) if complete and current is not None else None
-            db.execute("create temp table replaced as select _file, _pos from changed "
-                       "where _file is not null" + (f" union all {gone}" if gone else ""))
+                compared = _compared(columns, key, cursor)
+                differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
+                                      for c in compared if c not in key) or "false"
+                if current is None:
+                    db.execute("create temp table changed as select *, null::varchar as _file,"
+                               " null::bigint as _pos from s")
+                else:
+                    wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
+                    db.execute(f"""create temp table changed as
+                        select s.*, c.filename as _file, c.file_row_number as _pos
+                        from s left join (select {wanted} from {current}) c on {on}
+                        where c.filename is null or {differs}""")
+                db.execute("create temp view replaced as select _file, _pos from changed "
+                           "where _file is not null")
             inserted, updated = db.execute(
                 "select count(*) filter (where _file is null), "
                 "count(*) filter (where _file is not null) from changed").fetchall()[0]
-            removed = int(db.execute("select count(*) from replaced").fetchall()[0][0]) - updated
-            if not inserted and not updated and not removed:
+            dropped = int(db.execute("select count(*) from replaced").fetchall()[0][0]) - updated
+            if not inserted and not updated and not dropped:
                 return MergeResult([], [], [], [], 0, 0)
+            schema = reader.schema
+            if complete and updated + dropped > head.manifest.rows * REWRITE_FRACTION:
+                # Most stored rows go: writing the snapshot anew costs less than marking them.
+                out = db.sql(f"select {cols} from s").to_arrow_reader(65_536)
+                anew = write_files(dataset.path, pa.RecordBatchReader.from_batches(
+                    schema, cast_batches(out, schema)), algorithm, None)
+                return MergeResult(anew, list(entries), [], [], int(inserted), int(updated),
+                                   dropped)
             deleted = _replaced_positions(db)
             revise, rewrite = _plan(deleted, by_path, merge_on_read)
-            schema = reader.schema
             written: list[tuple[FileEntry, FileDigest]] = []
             if inserted or updated:
                 out = db.sql(f"select {cols} from changed").to_arrow_reader(65_536)
@@ -143,7 +150,7 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                for path in revise]
     return MergeResult(
         written, [by_path[scan.path][0] for scan in rewrite], revised,
-        [by_path[path][0] for path in revise], int(inserted), int(updated), removed)
+        [by_path[path][0] for path in revise], int(inserted), int(updated), dropped)
 
 
 def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequence[str],
@@ -175,6 +182,45 @@ def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequen
         raise violation(dataset, key, int(groups), int(rows), dict(found or {}),
                         f"the data holds different rows with the same key{tie}; fix the "
                         "source data or the primary key")
+
+
+def _load(db: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader,
+          on_rows: Callable[[int], None] | None) -> None:
+    """The incoming rows as DuckDB table ``s`` (it spills to disk past its memory limit)."""
+    def counted() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            if on_rows is not None:
+                on_rows(batch.num_rows)
+            yield batch
+
+    db.register("_ferry_incoming", pa.RecordBatchReader.from_batches(reader.schema, counted()))
+    db.execute("create temp table s as select * from _ferry_incoming")
+    db.unregister("_ferry_incoming")
+
+
+def _difference(db: duckdb.DuckDBPyConnection, current: str | None, columns: Sequence[str],
+                key: Sequence[str]) -> None:
+    """Tables ``changed`` (rows of ``s`` new or different from the stored ones, with where
+    the stored row is: ``_file``, ``_pos``) and ``replaced`` (positions of the stored rows
+    that change or whose key ``s`` lacks), in one pass over the stored files."""
+    if current is None:
+        db.execute("create temp table changed as select *, null::varchar as _file, "
+                   "null::bigint as _pos from s")
+        db.execute("create temp view replaced as select _file, _pos from changed where false")
+        return
+    on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
+    differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
+                          for c in columns if c not in key) or "false"
+    wanted = ", ".join(["filename", "file_row_number", *map(ident, columns)])
+    first = ident(key[0])
+    db.execute(f"""create temp table delta as
+        select s.*, c.filename as _file, c.file_row_number as _pos, s.{first} is null as _gone
+        from s full outer join (select {wanted} from {current}) c on {on}
+        where c.filename is null or s.{first} is null or {differs}""")
+    db.execute("create temp view changed as select * exclude (_gone) from delta "
+               "where not _gone")
+    db.execute("create temp view replaced as select _file, _pos from delta "
+               "where _file is not null")
 
 
 def _stage(reader: pa.RecordBatchReader, staging: Path,

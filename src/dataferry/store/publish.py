@@ -30,6 +30,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from dataferry.errors import StoreError
 from dataferry.faults import crash_point
 from dataferry.model.spec import DatasetCommon
+from dataferry.model.types import DataType, ListType, MapType, StructType, parse_type
 from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
@@ -381,12 +382,24 @@ def difference_by_key(spec: DatasetCommon, mode: Mode, head: Version | None) -> 
 
     It needs a primary key, a head and an unpartitioned table, and the same declared
     columns, types and key as the head's: when the schema changed, every row reads
-    differently anyway, and a plain replace writes it at less cost.
+    differently anyway, and a plain replace writes it at less cost. Map columns are
+    compared by no one: DuckDB refuses a map with a repeated key, which the store keeps.
     """
     return (mode == "replace" and bool(spec.primary_key) and head is not None
             and not spec.partition_by
+            and not any(_holds_map(parse_type(c.type)) for c in spec.columns.values())
             and head.manifest.schema.get("columns") == declared_columns(spec)["columns"]
             and list(head.manifest.schema.get("primary_key") or []) == list(spec.primary_key))
+
+
+def _holds_map(declared: DataType) -> bool:
+    if isinstance(declared, MapType):
+        return True
+    if isinstance(declared, ListType):
+        return _holds_map(declared.item)
+    if isinstance(declared, StructType):
+        return any(_holds_map(t) for _, t in declared.fields)
+    return False
 
 
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
