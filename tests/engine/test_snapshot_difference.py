@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from dataferry.engine.context import RunContext
 from dataferry.engine.ingest import ingest
+from dataferry.metadata.outbox import Outbox
 from dataferry.model.load import load_model
 from dataferry.store.changes import change_set
 from dataferry.store.dataset import DatasetStore
@@ -208,6 +209,12 @@ def test_an_unchanged_snapshot_publishes_nothing(tmp_path: Path,
     dataset = context.store.dataset("shop.items")
     assert _files_added(dataset, 2) == 3
     assert dataset.version(2).manifest.mode == "replace"
+    # Its version.published event says what changed (counts only, never a key).
+    events = [e.data for e in Outbox(context.metadata).after(0)
+              if e.type == "io.dataferry.dataset.version.published"]
+    assert [(e["version"], e["rows"], e["added"], e["removed"]) for e in events] == [
+        (1, 2000, 2000, 0), (2, 2000, 3, 3)]
+    context.close()
     assert _stored(dataset) == {**{i: (f"n{i}", i) for i in range(4, 2001)},
                                 1: ("n1", 0), 2: ("n2", 0), 5000: ("new", 1)}
 
@@ -216,9 +223,14 @@ def test_a_full_reread_of_an_incremental_dataset_publishes_only_what_differs(
         tmp_path: Path, ferry: Callable[..., Result]) -> None:
     root = _model(tmp_path / "model")
     _ok(ferry("run", "shop.orders", "--model", root))
+    # As in the demo: an incremental merge, so the table is two files with a deletion
+    # vector, which a full re-read cannot reproduce byte for byte.
+    _source(root, "update orders set amount = 0, updated_at = '2026-02-01 00:00:00' "
+                  "where id = 3", "insert into orders values (1001, 1, '2026-02-01 00:00:00')")
+    _ok(ferry("run", "shop.orders", "--model", root))
     full = _ok(ferry("run", "shop.orders", "--full", "--model", root, "--json"))
     assert _statuses(full)["ingest:shop.orders"][0] == "unchanged"
-    assert [e["version"] for e in _log(root, ferry, "shop.orders")] == [1]
+    assert [e["version"] for e in _log(root, ferry, "shop.orders")] == [2, 1]
     # Changes an incremental read cannot see: an update that left the cursor alone, and a
     # delete. A full re-read finds them, and only them.
     _source(root, "update orders set amount = -1 where id = 7", "delete from orders where id = 8",
@@ -228,8 +240,8 @@ def test_a_full_reread_of_an_incremental_dataset_publishes_only_what_differs(
     _ok(ferry("run", "shop.orders", "--full", "--model", root))
     newest = _log(root, ferry, "shop.orders")[0]
     assert (newest["version"], newest["rows"], newest["added"], newest["removed"]) == (
-        2, 1000, 2, 2)
-    diff = json.loads(_ok(ferry("diff", "shop.orders", "1", "2", "--model", root, "--json")).out)
+        3, 1001, 2, 2)
+    diff = json.loads(_ok(ferry("diff", "shop.orders", "2", "3", "--model", root, "--json")).out)
     assert {(r["change"], r["key"]["id"]) for r in diff["rows"]} == {
         ("changed", 7), ("removed", 8), ("added", 2000)}
 
@@ -300,3 +312,41 @@ def test_deliveries_of_a_difference_move_only_the_changes(
     third = _statuses(_ok(ferry("run", "shop.warehouse", "--model", root, "--json")))
     assert third["ingest:shop.items"][0] == "unchanged"
     assert all(rows == 0 for job, (_, rows) in third.items() if job.startswith("deliver:"))
+
+
+def test_a_duplicate_key_in_a_later_snapshot_publishes_nothing(
+        tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    root = _model(tmp_path / "model")
+    with sqlite3.connect(root / "shop.db") as con:  # a source without the key's constraint
+        con.execute("drop table items")
+        con.execute("create table items (id integer, name text, qty integer)")
+    _source(root, rows={i: ("x", i) for i in range(1, 11)})
+    _ok(ferry("run", "shop.items", "--model", root))
+    _source(root, "insert into items values (4, 'again', 4)", "insert into items values (5, 'x', 5)")
+    failed = ferry("run", "shop.items", "--model", root)
+    assert failed.code == 1
+    assert ("shop.items: primary key (id) is not unique: 2 keys appear in more than one row "
+            "(4 rows), e.g. id=4") in failed.err
+    assert [e["version"] for e in _log(root, ferry, "shop.items")] == [1]
+
+
+@pytest.mark.parametrize("change", ["no key", "a new column"])
+def test_without_a_key_or_after_a_schema_change_a_snapshot_is_a_replace(
+        tmp_path: Path, ferry: Callable[..., Result], change: str) -> None:
+    root = _model(tmp_path / "model")
+    team = root / "teams" / "shop" / "shop.yaml"
+    if change == "no key":
+        team.write_text(team.read_text().replace("        primary_key: [id]\n        max_delete",
+                                                 "        max_delete"))
+    _source(root, rows={i: ("x", i) for i in range(1, 101)})
+    _ok(ferry("run", "shop.items", "--model", root))
+    _source(root, "update items set qty = 0 where id = 1")
+    if change == "a new column":
+        _source(root, "alter table items add column note text")
+        team.write_text(team.read_text().replace(
+            "          qty: {type: int64}\n", "          qty: {type: int64}\n"
+            "          note: {type: string}\n", 1))
+    _ok(ferry("run", "shop.items", "--model", root))
+    newest = _log(root, ferry, "shop.items")[0]
+    assert (newest["version"], newest["rows"], newest["added"], newest["removed"]) == (
+        2, 100, 100, 100)

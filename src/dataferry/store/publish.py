@@ -30,11 +30,11 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from dataferry.errors import StoreError
 from dataferry.faults import crash_point
 from dataferry.model.spec import DatasetCommon
-from dataferry.model.types import DataType, ListType, MapType, StructType, parse_type
 from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.delete_limit import DEFAULT_MAX_DELETE_RATIO, check_delete_ratio
+from dataferry.store.difference import difference_by_key
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
@@ -115,7 +115,7 @@ def publish(
     ``by_key``: a replace (a snapshot read) of a dataset with a primary key publishes its
     keyed difference from the head, stored merge-on-read like a merge: the rows that are
     new or differ, and deletes of the keys it lacks; nothing different, no version (see
-    ``difference_by_key``).
+    ``store.difference``).
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -131,7 +131,8 @@ def publish(
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
         base_delta = recover(dataset, head)
-        keyed = by_key and difference_by_key(spec, mode, head)
+        keyed = by_key and mode == "replace" and difference_by_key(
+            spec, head, declared_columns(spec))
         if keyed and head is not None:  # the difference is computed from the head's rows
             verify_for_reading(dataset, head.number)
         try:
@@ -375,31 +376,6 @@ def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None,
                    keyed: bool = False) -> bool:
     """Whether the store's own merge writes this version (see ``merge``)."""
     return (mode == "merge" or keyed) and head is not None and not spec.partition_by
-
-
-def difference_by_key(spec: DatasetCommon, mode: Mode, head: Version | None) -> bool:
-    """Whether a replace can be published as its keyed difference from ``head``.
-
-    It needs a primary key, a head and an unpartitioned table, and the same declared
-    columns, types and key as the head's: when the schema changed, every row reads
-    differently anyway, and a plain replace writes it at less cost. Map columns are
-    compared by no one: DuckDB refuses a map with a repeated key, which the store keeps.
-    """
-    return (mode == "replace" and bool(spec.primary_key) and head is not None
-            and not spec.partition_by
-            and not any(_holds_map(parse_type(c.type)) for c in spec.columns.values())
-            and head.manifest.schema.get("columns") == declared_columns(spec)["columns"]
-            and list(head.manifest.schema.get("primary_key") or []) == list(spec.primary_key))
-
-
-def _holds_map(declared: DataType) -> bool:
-    if isinstance(declared, MapType):
-        return True
-    if isinstance(declared, ListType):
-        return _holds_map(declared.item)
-    if isinstance(declared, StructType):
-        return any(_holds_map(t) for _, t in declared.fields)
-    return False
 
 
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
