@@ -89,36 +89,17 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
         if not complete and not _stage(reader, staging, on_rows):
             return MergeResult([], [], [], [], 0, 0)
         with spilling("ferry-merge-") as db:
-            keys = ", ".join(ident(k) for k in key)
             cols = ", ".join(ident(c) for c in columns)
             current = relation(db, scans, positions=True)
-            on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
             if complete:
                 _load(db, reader, on_rows)
                 unique_in(db, dataset.ref, key, "s")  # a whole table: one row per key
                 _difference(db, current, columns, key)
             else:
-                latest = (f"{ident(cursor)} desc nulls last, " if cursor is not None
-                          and cursor in columns and cursor not in key else "")
-                db.execute(f"""create temp table staged as select *, row_number() over ()
-                    as _rn from read_parquet({text(str(staging))})""")
-                db.execute(f"""create temp table s as select {cols} from staged qualify
-                    row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
-                incoming_duplicates(db, dataset.ref, key, columns, cursor if latest else None)
-                compared = _compared(columns, key, cursor)
-                differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
-                                      for c in compared if c not in key) or "false"
-                if current is None:
-                    db.execute("create temp table changed as select *, null::varchar as _file,"
-                               " null::bigint as _pos from s")
-                else:
-                    wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
-                    db.execute(f"""create temp table changed as
-                        select s.*, c.filename as _file, c.file_row_number as _pos
-                        from s left join (select {wanted} from {current}) c on {on}
-                        where c.filename is null or {differs}""")
-                db.execute("create temp view replaced as select _file, _pos from changed "
-                           "where _file is not null")
+                _latest_per_key(db, staging, columns, key, cursor)
+                incoming_duplicates(db, dataset.ref, key, columns,
+                                    cursor if _orders_by(cursor, columns, key) else None)
+                _changed(db, current, columns, key, cursor)
             inserted, updated = db.execute(
                 "select count(*) filter (where _file is null), "
                 "count(*) filter (where _file is not null) from changed").fetchall()[0]
@@ -184,6 +165,46 @@ def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequen
                         "source data or the primary key")
 
 
+def _orders_by(cursor: str | None, columns: Sequence[str], key: Sequence[str]) -> bool:
+    """Whether the cursor column tells which of two rows with one key is the latest."""
+    return cursor is not None and cursor in columns and cursor not in key
+
+
+def _latest_per_key(db: duckdb.DuckDBPyConnection, staging: Path, columns: Sequence[str],
+                    key: Sequence[str], cursor: str | None) -> None:
+    """Tables ``staged`` (the staging file's rows, numbered as read) and ``s`` (one row per
+    key: the latest by ``cursor``, else the last read)."""
+    keys = ", ".join(ident(k) for k in key)
+    cols = ", ".join(ident(c) for c in columns)
+    latest = (f"{ident(cursor)} desc nulls last, "
+              if cursor is not None and _orders_by(cursor, columns, key) else "")
+    db.execute(f"""create temp table staged as select *, row_number() over () as _rn
+        from read_parquet({text(str(staging))})""")
+    db.execute(f"""create temp table s as select {cols} from staged
+        qualify row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
+
+
+def _changed(db: duckdb.DuckDBPyConnection, current: str | None, columns: Sequence[str],
+             key: Sequence[str], cursor: str | None) -> None:
+    """Tables ``changed`` (rows of ``s`` new or different from the stored ones, with where
+    the stored row is: ``_file``, ``_pos``) and ``replaced`` (those stored positions)."""
+    compared = _compared(columns, key, cursor)
+    if current is None:
+        db.execute("create temp table changed as select *, null::varchar as _file, "
+                   "null::bigint as _pos from s")
+    else:
+        on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
+        differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
+                              for c in compared if c not in key) or "false"
+        wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
+        db.execute(f"""create temp table changed as
+            select s.*, c.filename as _file, c.file_row_number as _pos
+            from s left join (select {wanted} from {current}) c on {on}
+            where c.filename is null or {differs}""")
+    db.execute("create temp view replaced as select _file, _pos from changed "
+               "where _file is not null")
+
+
 def _load(db: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader,
           on_rows: Callable[[int], None] | None) -> None:
     """The incoming rows as DuckDB table ``s`` (it spills to disk past its memory limit)."""
@@ -237,7 +258,8 @@ def _stage(reader: pa.RecordBatchReader, staging: Path,
 
 def _compared(columns: Sequence[str], key: Sequence[str], cursor: str | None) -> list[str]:
     """The stored columns that tell whether an incoming row differs from the stored one."""
-    if cursor is not None and cursor in columns and cursor not in key:
+    if _orders_by(cursor, columns, key):
+        assert cursor is not None
         return [*key, cursor]
     return list(columns)
 
