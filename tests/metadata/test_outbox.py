@@ -28,7 +28,7 @@ def test_a_finished_run_and_its_versions_are_events_of_the_same_transaction(
     run_id = runs.start_run("ingest:shop.orders", "ingest", "schedule", 1, "h:1", 60)
     assert outbox.last_seq() == 0  # a started run is not news yet
     clock.advance(5)
-    published = PublishedVersion("shop.orders", 3, 1_000, "ab" * 32, MOMENT)
+    published = PublishedVersion("shop.orders", 3, 1_000, "ab" * 32, MOMENT, 3, 2)
     assert runs.finish_run(run_id, "succeeded", rows_in=1_000, rows_out=1_000,
                            versions_written=[VersionRef("shop.orders", 3)],
                            published=[published])
@@ -39,7 +39,7 @@ def test_a_finished_run_and_its_versions_are_events_of_the_same_transaction(
     assert (version_event.type, version_event.source, version_event.time) == (
         "io.dataferry.dataset.version.published", "/datasets/shop.orders", MOMENT)
     assert version_event.data == {"ref": "shop.orders", "version": 3, "rows": 1_000,
-                                  "manifest_hash": "ab" * 32}
+                                  "added": 3, "removed": 2, "manifest_hash": "ab" * 32}
     # A verdict that comes too late (the run was declared abandoned) announces nothing.
     assert not runs.finish_run(run_id, "failed", error="late")
     assert outbox.last_seq() == version_event.seq

@@ -293,8 +293,10 @@ def _published(context: RunContext, written: list[VersionRef]) -> list[Published
     out = []
     for ref in written:
         version = context.store.dataset(ref.ref).version(ref.version)
-        out.append(PublishedVersion(ref.ref, ref.version, version.manifest.rows, version.hash,
-                                    datetime.fromisoformat(version.manifest.created_at)))
+        manifest = version.manifest
+        out.append(PublishedVersion(ref.ref, ref.version, manifest.rows, version.hash,
+                                    datetime.fromisoformat(manifest.created_at),
+                                    manifest.added_rows, manifest.removed_rows))
     return out
 
 

@@ -1,6 +1,9 @@
 """Ingest: read a producer dataset from its source and publish it as a new signed version.
 
-``snapshot`` capture publishes the whole table (``replace``). ``incremental`` reads the
+``snapshot`` capture reads the whole table and publishes it as a ``replace``: with a
+primary key, as its keyed difference from the last version (the rows new or changed, and
+deletes of the keys gone: ``publish(by_key=True)``), so an unchanged snapshot publishes
+nothing; ``--full`` re-reads an incremental dataset the same way. ``incremental`` reads the
 rows whose cursor is at least the last published cursor minus the lag (default 5 min), so
 rows committed late with an old cursor value are not missed, and merges them by primary
 key (append without one); the new cursor is recorded in the version's manifest, so it
@@ -145,7 +148,9 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
                             # the source moves the cursor whenever a row changes
                             changed_by=spec.cursor if incremental else None,
                             max_delete_ratio=context.max_delete_ratio(spec),
-                            unique_key=result.unique_key)
+                            unique_key=result.unique_key,
+                            # a snapshot (or --full) of a keyed dataset: only what changed
+                            by_key=True)
         return IngestResult(ref, tracker.rows, None if published.unchanged else published,
                             warnings)
     finally:

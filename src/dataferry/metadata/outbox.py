@@ -52,6 +52,10 @@ class PublishedVersion:
     rows: int
     manifest_hash: str
     created_at: datetime
+    added: int = 0
+    """Rows the version added (new and changed ones, by primary key when it has one)."""
+    removed: int = 0
+    """Rows it removed (changed and deleted ones): changed rows count in both."""
 
 
 def add_event(session: Session, event_id: str, type_: str, source: str, subject: str | None,

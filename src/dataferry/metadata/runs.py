@@ -398,6 +398,7 @@ def add_run_events(session: Session, run: RunRow,
         add_event(session, f"version-{version.ref}-{version.version}", VERSION_PUBLISHED,
                   f"/datasets/{version.ref}", version.ref, version.created_at,
                   {"ref": version.ref, "version": version.version, "rows": version.rows,
+                   "added": version.added, "removed": version.removed,
                    "manifest_hash": version.manifest_hash})
 
 

@@ -16,14 +16,23 @@ small change set into a large table: 16 s for 10,000 changes into 1M rows). This
    (copy-on-write), so readers never skip more rows than they read; with deletion
    vectors off every touched file is rewritten.
 
+A *complete* merge (``complete=True``: a snapshot of a keyed dataset, or a ``--full``
+re-read) takes the incoming rows as the whole new table: stored rows whose key is not
+among them are deleted too (their positions join the deletion vectors), so the version
+is the keyed difference from the head. Its incoming keys must be unique, as a replace's.
+The incoming rows go into a DuckDB table rather than a staging file (they are read twice:
+the key check and one full outer join with the stored rows). One that would replace or
+delete more than half of the stored rows writes the incoming rows anew instead and
+removes every stored file: a replace, with the difference's counts, costs less then.
+
 Nothing is committed here. Rows identical to the stored ones change nothing, so an
-incremental re-read of the lag window publishes no new version.
+incremental re-read of the lag window, or an unchanged snapshot, publishes no new version.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,7 +48,7 @@ from dataferry.store.duck import cast_batches, ident, spilling, text
 from dataferry.store.hashing import FileDigest
 from dataferry.store.manifest import FileEntry
 from dataferry.store.parquet_files import write_files
-from dataferry.store.primary_key import violation
+from dataferry.store.primary_key import unique_in, violation
 from dataferry.store.scan import FileScan, file_scans, relation
 
 REWRITE_FRACTION = 0.5
@@ -58,56 +67,60 @@ class MergeResult:
     """The previous entries of ``revised`` files (with their old vectors, if any)."""
     inserted: int
     updated: int
+    deleted: int = 0
+    """Stored rows whose key the incoming rows lack (complete merges only)."""
 
 
 def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchReader,
                 key: list[str], algorithm: str,
                 on_rows: Callable[[int], None] | None = None, *,
-                cursor: str | None = None, merge_on_read: bool = True) -> MergeResult:
-    """Write the files of ``head`` merged with ``reader``'s rows; nothing is committed."""
+                cursor: str | None = None, merge_on_read: bool = True,
+                complete: bool = False) -> MergeResult:
+    """Write the files of ``head`` merged with ``reader``'s rows; nothing is committed.
+
+    ``complete``: ``reader`` holds the whole new table, so stored keys it lacks are deleted.
+    """
     columns = reader.schema.names
     entries = dataset.active_files(head.number)
     scans = file_scans(dataset.path, entries)
     by_path = {scan.path: (entry, scan) for entry, scan in zip(entries, scans, strict=True)}
     with tempfile.TemporaryDirectory(prefix="ferry-merge-") as work:
         staging = Path(work) / "staging.parquet"
-        if not _stage(reader, staging, on_rows):
+        if not complete and not _stage(reader, staging, on_rows):
             return MergeResult([], [], [], [], 0, 0)
         with spilling("ferry-merge-") as db:
-            keys = ", ".join(ident(k) for k in key)
             cols = ", ".join(ident(c) for c in columns)
-            latest = (f"{ident(cursor)} desc nulls last, " if cursor is not None
-                      and cursor in columns and cursor not in key else "")
-            db.execute(f"""create temp table staged as select *, row_number() over () as _rn
-                from read_parquet({text(str(staging))})""")
-            db.execute(f"""create temp table s as select {cols} from staged
-                qualify row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
-            incoming_duplicates(db, dataset.ref, key, columns, cursor if latest else None)
-            compared = _compared(columns, key, cursor)
             current = relation(db, scans, positions=True)
-            on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
-            differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
-                                  for c in compared if c not in key) or "false"
-            if current is None:
-                db.execute("create temp table changed as select *, null::varchar as _file, "
-                           "null::bigint as _pos from s")
+            if complete:
+                _load(db, reader, on_rows)
+                unique_in(db, dataset.ref, key, "s")  # a whole table: one row per key
+                _difference(db, current, columns, key)
             else:
-                wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
-                db.execute(f"""create temp table changed as
-                    select s.*, c.filename as _file, c.file_row_number as _pos
-                    from s left join (select {wanted} from {current}) c on {on}
-                    where c.filename is null or {differs}""")
+                _latest_per_key(db, staging, columns, key, cursor)
+                incoming_duplicates(db, dataset.ref, key, columns,
+                                    cursor if _orders_by(cursor, columns, key) else None)
+                _changed(db, current, columns, key, cursor)
             inserted, updated = db.execute(
                 "select count(*) filter (where _file is null), "
                 "count(*) filter (where _file is not null) from changed").fetchall()[0]
-            if not inserted and not updated:
+            dropped = int(db.execute("select count(*) from replaced").fetchall()[0][0]) - updated
+            if not inserted and not updated and not dropped:
                 return MergeResult([], [], [], [], 0, 0)
+            schema = reader.schema
+            if complete and updated + dropped > head.manifest.rows * REWRITE_FRACTION:
+                # Most stored rows go: writing the snapshot anew costs less than marking them.
+                out = db.sql(f"select {cols} from s").to_arrow_reader(65_536)
+                anew = write_files(dataset.path, pa.RecordBatchReader.from_batches(
+                    schema, cast_batches(out, schema)), algorithm, None)
+                return MergeResult(anew, list(entries), [], [], int(inserted), int(updated),
+                                   dropped)
             deleted = _replaced_positions(db)
             revise, rewrite = _plan(deleted, by_path, merge_on_read)
-            schema = reader.schema
-            out = db.sql(f"select {cols} from changed").to_arrow_reader(65_536)
-            written = write_files(dataset.path, pa.RecordBatchReader.from_batches(
-                schema, cast_batches(out, schema)), algorithm, None)
+            written: list[tuple[FileEntry, FileDigest]] = []
+            if inserted or updated:
+                out = db.sql(f"select {cols} from changed").to_arrow_reader(65_536)
+                written += write_files(dataset.path, pa.RecordBatchReader.from_batches(
+                    schema, cast_batches(out, schema)), algorithm, None)
             if rewrite:
                 kept = relation(db, rewrite)
                 out = db.sql(f"select {cols} from {kept}").to_arrow_reader(65_536)
@@ -118,7 +131,7 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                for path in revise]
     return MergeResult(
         written, [by_path[scan.path][0] for scan in rewrite], revised,
-        [by_path[path][0] for path in revise], int(inserted), int(updated))
+        [by_path[path][0] for path in revise], int(inserted), int(updated), dropped)
 
 
 def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequence[str],
@@ -152,6 +165,85 @@ def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequen
                         "source data or the primary key")
 
 
+def _orders_by(cursor: str | None, columns: Sequence[str], key: Sequence[str]) -> bool:
+    """Whether the cursor column tells which of two rows with one key is the latest."""
+    return cursor is not None and cursor in columns and cursor not in key
+
+
+def _latest_per_key(db: duckdb.DuckDBPyConnection, staging: Path, columns: Sequence[str],
+                    key: Sequence[str], cursor: str | None) -> None:
+    """Tables ``staged`` (the staging file's rows, numbered as read) and ``s`` (one row per
+    key: the latest by ``cursor``, else the last read)."""
+    keys = ", ".join(ident(k) for k in key)
+    cols = ", ".join(ident(c) for c in columns)
+    latest = (f"{ident(cursor)} desc nulls last, "
+              if cursor is not None and _orders_by(cursor, columns, key) else "")
+    db.execute(f"""create temp table staged as select *, row_number() over () as _rn
+        from read_parquet({text(str(staging))})""")
+    db.execute(f"""create temp table s as select {cols} from staged
+        qualify row_number() over (partition by {keys} order by {latest}_rn desc) = 1""")
+
+
+def _changed(db: duckdb.DuckDBPyConnection, current: str | None, columns: Sequence[str],
+             key: Sequence[str], cursor: str | None) -> None:
+    """Tables ``changed`` (rows of ``s`` new or different from the stored ones, with where
+    the stored row is: ``_file``, ``_pos``) and ``replaced`` (those stored positions)."""
+    compared = _compared(columns, key, cursor)
+    if current is None:
+        db.execute("create temp table changed as select *, null::varchar as _file, "
+                   "null::bigint as _pos from s")
+    else:
+        on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
+        differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
+                              for c in compared if c not in key) or "false"
+        wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
+        db.execute(f"""create temp table changed as
+            select s.*, c.filename as _file, c.file_row_number as _pos
+            from s left join (select {wanted} from {current}) c on {on}
+            where c.filename is null or {differs}""")
+    db.execute("create temp view replaced as select _file, _pos from changed "
+               "where _file is not null")
+
+
+def _load(db: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader,
+          on_rows: Callable[[int], None] | None) -> None:
+    """The incoming rows as DuckDB table ``s`` (it spills to disk past its memory limit)."""
+    def counted() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            if on_rows is not None:
+                on_rows(batch.num_rows)
+            yield batch
+
+    db.register("_ferry_incoming", pa.RecordBatchReader.from_batches(reader.schema, counted()))
+    db.execute("create temp table s as select * from _ferry_incoming")
+    db.unregister("_ferry_incoming")
+
+
+def _difference(db: duckdb.DuckDBPyConnection, current: str | None, columns: Sequence[str],
+                key: Sequence[str]) -> None:
+    """Tables ``changed`` (rows of ``s`` new or different from the stored ones, with where
+    the stored row is: ``_file``, ``_pos``) and ``replaced`` (positions of the stored rows
+    that change or whose key ``s`` lacks), in one pass over the stored files."""
+    if current is None:
+        db.execute("create temp table changed as select *, null::varchar as _file, "
+                   "null::bigint as _pos from s")
+        db.execute("create temp view replaced as select _file, _pos from changed where false")
+        return
+    on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
+    differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
+                          for c in columns if c not in key) or "false"
+    wanted = ", ".join(["filename", "file_row_number", *map(ident, columns)])
+    first = ident(key[0])
+    db.execute(f"""create temp table delta as
+        select s.*, c.filename as _file, c.file_row_number as _pos, s.{first} is null as _gone
+        from s full outer join (select {wanted} from {current}) c on {on}
+        where c.filename is null or s.{first} is null or {differs}""")
+    db.execute("create temp view changed as select * exclude (_gone) from delta "
+               "where not _gone")
+    db.execute("create temp view replaced as select _file, _pos from delta "
+               "where _file is not null")
+
+
 def _stage(reader: pa.RecordBatchReader, staging: Path,
            on_rows: Callable[[int], None] | None) -> int:
     rows = 0
@@ -166,7 +258,8 @@ def _stage(reader: pa.RecordBatchReader, staging: Path,
 
 def _compared(columns: Sequence[str], key: Sequence[str], cursor: str | None) -> list[str]:
     """The stored columns that tell whether an incoming row differs from the stored one."""
-    if cursor is not None and cursor in columns and cursor not in key:
+    if _orders_by(cursor, columns, key):
+        assert cursor is not None
         return [*key, cursor]
     return list(columns)
 
@@ -174,8 +267,8 @@ def _compared(columns: Sequence[str], key: Sequence[str], cursor: str | None) ->
 def _replaced_positions(db: duckdb.DuckDBPyConnection) -> dict[str, BitMap]:
     """File -> positions of the stored rows that changed rows replace (streamed)."""
     out: dict[str, BitMap] = {}
-    batches = db.sql("select _file, _pos from changed where _file is not null "
-                     "order by _file, _pos").to_arrow_reader(1 << 20)
+    batches = db.sql("select _file, _pos from replaced order by _file, _pos"
+                     ).to_arrow_reader(1 << 20)
     for batch in batches:
         files = batch.column(0)
         positions = batch.column(1).to_numpy()

@@ -72,23 +72,30 @@ def enforce_unique(dataset: str, key: Sequence[str], files: Sequence[FileScan], 
     with spilling("ferry-keys-") as db:
         source = relation(db, files, hive=partitioned)
         assert source is not None
-        keys = ", ".join(ident(k) for k in key)
-        example = "struct_pack(" + ", ".join(f"{ident(k)} := {ident(k)}::varchar"
-                                             for k in key) + ")"
-        try:
-            # The quick count first (2-3x faster than grouping); the details only on failure.
-            total, distinct = db.execute(
-                f"select count(*), count(distinct ({keys})) from {source}").fetchall()[0]
-            if total == distinct:
-                return
-            row = db.execute(
-                f"""select count(*), coalesce(sum(n), 0), min({example})
-                from (select {keys}, count(*) as n from {source} group by all
-                      having count(*) > 1)""").fetchone()
-        except duckdb.Error as error:
-            raise StoreError(f"{dataset}: cannot read the new version to check its primary "
-                             f"key: {error}", public=f"{dataset}: cannot read the new version "
-                             f"to check its primary key ({type(error).__name__})") from error
+        unique_in(db, dataset, key, source, appended=appended)
+
+
+def unique_in(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequence[str], source: str,
+              *, appended: bool = False) -> None:
+    """Raise ``KeyViolation`` if two rows of ``source`` (a table or subquery in ``db``)
+    share a key; see ``enforce_unique``."""
+    keys = ", ".join(ident(k) for k in key)
+    example = "struct_pack(" + ", ".join(f"{ident(k)} := {ident(k)}::varchar"
+                                         for k in key) + ")"
+    try:
+        # The quick count first (2-3x faster than grouping); the details only on failure.
+        total, distinct = db.execute(
+            f"select count(*), count(distinct ({keys})) from {source}").fetchall()[0]
+        if total == distinct:
+            return
+        row = db.execute(
+            f"""select count(*), coalesce(sum(n), 0), min({example})
+            from (select {keys}, count(*) as n from {source} group by all
+                  having count(*) > 1)""").fetchone()
+    except duckdb.Error as error:
+        raise StoreError(f"{dataset}: cannot read the new version to check its primary "
+                         f"key: {error}", public=f"{dataset}: cannot read the new version "
+                         f"to check its primary key ({type(error).__name__})") from error
     assert row is not None
     groups, rows, found = int(row[0]), int(row[1]), row[2]
     if not groups:

@@ -34,6 +34,7 @@ from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.delete_limit import DEFAULT_MAX_DELETE_RATIO, check_delete_ratio
+from dataferry.store.difference import difference_by_key
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
@@ -52,6 +53,7 @@ from dataferry.store.primary_key import enforce_unique, with_keys_required
 from dataferry.store.quality import enforce_checks
 from dataferry.store.scan import file_scans
 from dataferry.store.storage import encode_reader
+from dataferry.store.verify import verify_for_reading
 from dataferry.streams import read_ahead
 
 Mode = Literal["replace", "merge", "append"]
@@ -73,7 +75,8 @@ class Published:
     manifest_hash: str
     seconds: float
     unchanged: bool = False
-    """True when the data held nothing new (merge/append): no version was made."""
+    """True when the data held nothing new (merge, append, a replace by key, or the same
+    files again): no version was made."""
 
 
 def declared_columns(spec: DatasetCommon) -> dict[str, Any]:
@@ -103,6 +106,7 @@ def publish(
     max_delete_ratio: float | None = DEFAULT_MAX_DELETE_RATIO,
     definition: dict[str, Any] | None = None,
     unique_key: bool = False,
+    by_key: bool = False,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -116,6 +120,10 @@ def publish(
     says what the data was computed from, and the transform is not due again.
     ``unique_key``: the caller guarantees ``data`` has no two rows with one key (a source
     with a unique constraint on it); a replace then skips checking it again.
+    ``by_key``: a replace (a snapshot read) of a dataset with a primary key publishes its
+    keyed difference from the head, stored merge-on-read like a merge: the rows that are
+    new or differ, and deletes of the keys it lacks; nothing different, no version (see
+    ``store.difference``).
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -131,9 +139,13 @@ def publish(
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
         base_delta = recover(dataset, head)
+        keyed = by_key and mode == "replace" and difference_by_key(
+            spec, head, declared_columns(spec))
+        if keyed and head is not None:  # the difference is computed from the head's rows
+            verify_for_reading(dataset, head.number)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
-                             changed_by)
+                             changed_by, keyed)
         except Exception as error:
             if failures:  # deltalake wraps errors of the data it reads: give back the original
                 raise failures[0] from None
@@ -145,7 +157,7 @@ def publish(
             e.hash for e, _ in written.digests) == sorted(
             f.hash for f in dataset.active_files(head.number))
         if head is not None and not _computed_otherwise(head, lineage, definition) and (
-                same_files or (mode != "replace" and not (
+                same_files or ((mode != "replace" or keyed) and not (
                 written.added_rows or written.removed_rows))):
             _rollback(dataset, base_delta, written)  # nothing changed: no new version
             if same_files:  # byte-identical snapshot: its new copies are not needed
@@ -157,7 +169,8 @@ def publish(
             if mode == "replace" and head is not None:
                 check_delete_ratio(dataset.ref, head.manifest.rows,
                                    sum(f.live_rows for f in written.active), max_delete_ratio)
-            if not _merged_by_key(spec, mode, head) and not (unique_key and mode == "replace"):
+            if not _merged_by_key(spec, mode, head, keyed) and not (
+                    unique_key and mode == "replace"):
                 # a merge keeps keys unique itself; a replace of rows the source keeps
                 # unique needs no second check
                 enforce_unique(dataset.ref, spec.primary_key, files,
@@ -312,19 +325,22 @@ def _write(
     algorithm: str,
     on_rows: Callable[[int], None] | None,
     changed_by: str | None = None,
+    keyed: bool = False,
 ) -> _Written:
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
     previous_rows = head.manifest.rows if head else 0
-    if head is not None and _merged_by_key(spec, mode, head):
+    if head is not None and _merged_by_key(spec, mode, head, keyed):
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
-                             cursor=changed_by, merge_on_read=spec.merge_on_read)
+                             cursor=changed_by, merge_on_read=spec.merge_on_read,
+                             complete=mode == "replace")
         digests = merged.written
         crash_point("after-files")
         revised = merged.revised
         with _files_removed_if_no_room(dataset, digests):
             delta_version, raw, log_actions = _commit_merge(dataset, reader.schema, merged)
-        metrics = {"added": merged.inserted + merged.updated, "removed": merged.updated}
+        metrics = {"added": merged.inserted + merged.updated,
+                   "removed": merged.updated + merged.deleted}
     elif mode == "merge" or spec.partition_by:
         revised = []
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
@@ -381,9 +397,10 @@ def _files_removed_if_no_room(dataset: DatasetStore,
         raise
 
 
-def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None) -> bool:
+def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None,
+                   keyed: bool = False) -> bool:
     """Whether the store's own merge writes this version (see ``merge``)."""
-    return mode == "merge" and head is not None and not spec.partition_by
+    return (mode == "merge" or keyed) and head is not None and not spec.partition_by
 
 
 def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
