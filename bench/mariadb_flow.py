@@ -37,7 +37,7 @@ from pathlib import Path
 import pymysql
 
 sys.path.insert(0, str(Path(__file__).parent))
-from postgres_flow import line  # noqa: E402
+from postgres_flow import line
 
 MYSQL = ["mysql", "--host=127.0.0.1", "--port=3306", "--user=root"]
 FERRY = [sys.executable, "-m", "dataferry.cli"]

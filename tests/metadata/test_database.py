@@ -10,6 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from dataferry.errors import TransientError
@@ -21,7 +22,7 @@ from dataferry.metadata import (
     metadata_url,
     open_metadata,
 )
-from dataferry.metadata.database import alembic_config
+from dataferry.metadata.database import alembic_config, head_revision
 from dataferry.metadata.schema import Base
 from tests.conftest import require_service
 from tests.connectors.pg_helpers import temporary_database as postgres_database
@@ -47,6 +48,16 @@ def test_open_creates_the_schema_and_a_second_open_changes_nothing(url: str) -> 
     with open_metadata(url) as again:
         assert RunHistory(again).get_run(run_id) is not None
         assert set(inspect(again.engine).get_table_names()) == TABLES
+
+
+def test_the_quick_head_check_agrees_with_alembic(url: str) -> None:
+    """``upgrade`` skips Alembic when the database is at ``head_revision()``; that must be
+    the head Alembic itself finds, and a database one revision behind still upgrades."""
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == script.get_current_head()
+    with open_metadata(url) as db, db.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "-1")
+    assert _revision(url) == HEAD
 
 
 def test_models_and_migrations_do_not_drift(url: str) -> None:

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import time
 import zlib
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dataferry.errors import MetadataError, TransientError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger("dataferry.metadata")
 
@@ -142,6 +145,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     ``env.py`` runs the migrations on ``connection``; developers can also pass this config
     to ``alembic.command.revision`` to write a new migration.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -159,7 +164,35 @@ def upgrade(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _MIGRATION_LOCK})
+        head = head_revision()
+        if head is not None and _current_revision(connection) == head:
+            return  # the common case: no need to load Alembic and its migrations
+        from alembic import command
+
         command.upgrade(alembic_config(connection), "head")
+
+
+_REVISION = re.compile(r'^(down_)?revision: str(?: \| None)? = "(\w+)"', re.MULTILINE)
+
+
+def head_revision() -> str | None:
+    """The newest migration's revision, read from the files in ``migrations/versions``
+    (the one no other names as its ``down_revision``); None if that is not one."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for down, revision in _REVISION.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(revision)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _current_revision(connection: Connection) -> str | None:
+    """The revision the database is at (Alembic's ``alembic_version``), None if none."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    return str(rows[0][0]) if len(rows) == 1 else None
 
 
 def _parse(url: str) -> URL:

@@ -13,7 +13,7 @@ with vectorised Arrow casts (``decode.py``). Types map as in ``types.py``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ import pymysql
 import pymysql.cursors
 
 from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.mysql import arrow_stream
 from dataferry.connectors.mysql.connection import (
+    Dsn,
     classify,
     connect,
     ident,
@@ -34,7 +36,7 @@ from dataferry.connectors.mysql.connection import (
 )
 from dataferry.connectors.mysql.decode import decode_column
 from dataferry.connectors.mysql.types import FLOAT, ResultColumn, arrow_type, native_name
-from dataferry.errors import SourceError
+from dataferry.errors import FerryError, SourceError
 from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import MysqlSource as MysqlSourceSpec
 
@@ -79,14 +81,21 @@ class MysqlSource(SourceConnector):
             relation, _ = self._relation(request.dataset, request.spec)
             fields = self._describe(connection, request.dataset, relation)
             chosen = _choose(fields, request.columns)
-            sql, args = self._select(request, relation, fields, chosen)
+            schema = pa.schema([pa.field(name, arrow_type(f)) for f, name in chosen])
+            dsn = parse_dsn(self.mysql.dsn, self.what, SourceError)
+            if arrow_stream.supports(dsn, [f for f, _ in chosen]):
+                sql = self._select(request, relation, fields, chosen, connection,
+                                   arrow_stream.expression)
+                self._release(connection)
+                batches = self._native(request, dsn, sql, chosen, schema)
+            else:
+                sql = self._select(request, relation, fields, chosen, connection, _text)
+                batches = self._batches(connection, request, sql, chosen, schema)
         except BaseException:
             self._release(connection)
             raise
-        schema = pa.schema([pa.field(name, arrow_type(f)) for f, name in chosen])
-        return ReadResult(pa.RecordBatchReader.from_batches(
-            schema, self._batches(connection, request, sql, args, chosen, schema)),
-            warnings=self._late_commit_warnings(request))
+        return ReadResult(pa.RecordBatchReader.from_batches(schema, batches),
+                          warnings=self._late_commit_warnings(request))
 
     def _late_commit_warnings(self, request: ReadRequest) -> list[str]:
         """A warning when a transaction older than the lag was open during an incremental
@@ -187,34 +196,56 @@ class MysqlSource(SourceConnector):
         return columns
 
     def _select(self, request: ReadRequest, relation: str, fields: list[ResultColumn],
-                chosen: list[tuple[ResultColumn, str]]) -> tuple[str, tuple[Any, ...]]:
+                chosen: list[tuple[ResultColumn, str]], connection: pymysql.Connection,
+                expression: Callable[[ResultColumn], str]) -> str:
+        """The SELECT of the chosen columns (each read as ``expression`` says), with the
+        incremental bound as an escaped literal."""
         items = []
         for field, name in chosen:
-            expression = ident(field.name)
-            if field.type_code == FLOAT:  # the text protocol prints FLOAT with 6 digits
-                expression = f"CAST({expression} AS DOUBLE)"
-            if expression != ident(name):
-                expression += f" AS {ident(name)}"
-            items.append(expression)
+            item = expression(field)
+            if item != ident(name):
+                item += f" AS {ident(name)}"
+            items.append(item)
         sql = f"SELECT {', '.join(items)} FROM {relation}"
         cursor = request.spec.cursor
         if request.since is None or cursor is None:
-            return sql, ()
+            return sql
         live = _find(fields, cursor)
         if live is None:
             raise SourceError(f"{request.dataset}: cursor column {cursor!r} is not in the "
                               f"source ({', '.join(f.name for f in fields)})", public=True)
-        # With arguments PyMySQL %-formats the text: a query's own % must be doubled.
-        sql = sql.replace("%", "%%")
-        return f"{sql} WHERE {ident(live.name)} >= %s", (_since(request.since),)
+        return f"{sql} WHERE {ident(live.name)} >= {connection.escape(_since(request.since))}"
+
+    def _native(self, request: ReadRequest, dsn: Dsn, sql: str,
+                chosen: list[tuple[ResultColumn, str]], schema: pa.Schema
+                ) -> Iterator[pa.RecordBatch]:
+        """The rows read by ConnectorX (``arrow_stream.py``); a value it cannot convert is
+        found and named by reading the same statement with PyMySQL."""
+        secret = secret_of(self.mysql, self.what)
+        url = arrow_stream.url_of(dsn, secret.reveal() if secret is not None else None)
+        columns = [f for f, _ in chosen]
+        try:
+            yield from arrow_stream.stream(url, sql, ("SET time_zone = '+00:00'", *SESSION),
+                                           columns, schema, request.batch_rows,
+                                           request.dataset)
+        except arrow_stream.ConversionPanic as exc:
+            connection = self._connect()
+            self._open.append(connection)
+            for _ in self._batches(connection, request, sql, chosen, schema):
+                pass  # raises naming the column and value
+            raise SourceError(f"{request.dataset}: a value could not be read: {exc}") from None
+        except (FerryError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise self._fail(exc, f"reading {request.dataset} from") from None
 
     def _batches(self, connection: pymysql.Connection, request: ReadRequest, sql: str,
-                 args: tuple[Any, ...], chosen: list[tuple[ResultColumn, str]],
+                 chosen: list[tuple[ResultColumn, str]],
                  schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         types = [f.type for f in schema]
         try:
             cursor = connection.cursor(pymysql.cursors.SSCursor)
-            cursor.execute(sql, args or None)
+            cursor.execute(sql)
             while True:
                 rows = cursor.fetchmany(request.batch_rows)
                 if not rows:
@@ -228,6 +259,14 @@ class MysqlSource(SourceConnector):
             raise self._fail(exc, f"reading {request.dataset} from") from None
         finally:
             self._release(connection)
+
+
+def _text(field: ResultColumn) -> str:
+    """How the PyMySQL path reads a column: as it is, but FLOAT as DOUBLE (the text
+    protocol prints FLOAT with 6 digits only)."""
+    if field.type_code == FLOAT:
+        return f"CAST({ident(field.name)} AS DOUBLE)"
+    return ident(field.name)
 
 
 def _find(fields: list[ResultColumn], name: str) -> ResultColumn | None:

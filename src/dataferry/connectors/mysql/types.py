@@ -88,6 +88,7 @@ MAX_KEY_BYTES = 3072
 
 _INTEGERS = {TINY: ("tinyint", 8), SHORT: ("smallint", 16), INT24: ("mediumint", 32),
              LONG: ("int", 32), LONGLONG: ("bigint", 64)}
+INTEGERS = frozenset(_INTEGERS)
 _SIMPLE_ARROW = {
     FLOAT: pa.float32(), DOUBLE: pa.float64(), NULL: pa.null(), DATE: pa.date32(),
     NEWDATE: pa.date32(), TIME: pa.time64("us"), DATETIME: pa.timestamp("us"),
