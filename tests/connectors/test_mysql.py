@@ -303,6 +303,17 @@ def test_reads_stream_in_bounded_batches(database: str) -> None:
     assert [batch.num_rows for batch in result.reader] == [1000, 1000, 500]
 
 
+def test_wide_rows_come_in_batches_bounded_by_bytes(database: str) -> None:
+    """1 MB rows: a batch holds about 32 MiB, not the 65,536 rows a narrow table gets."""
+    run(database, "CREATE TABLE wide (id INT PRIMARY KEY, body LONGTEXT)",
+        "INSERT INTO wide SELECT seq, REPEAT(CHAR(64 + seq % 26), 1000000) "
+        "FROM seq_1_to_80", "ANALYZE TABLE wide")
+    spec = dataset({"id": "int64", "body": "string"}, table="wide")
+    result = source(database).read(ReadRequest("crm.wide", spec, ["id", "body"]))
+    sizes = [batch.num_rows for batch in result.reader]
+    assert sum(sizes) == 80 and max(sizes) <= 40
+
+
 def test_unreachable_server_is_transient_without_the_secret(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FERRY_TEST_MYSQL_PASSWORD", SECRET)

@@ -42,6 +42,10 @@ from dataferry.model.spec import MysqlSource as MysqlSourceSpec
 
 SESSION = ("SET SESSION net_write_timeout = 3600",)
 """A slow consumer (e.g. a large store write) must not make the server drop the stream."""
+BATCH_BYTES = 32 << 20
+VARIABLE_BYTES = 4096
+"""How much of a TEXT/BLOB/VARCHAR column's declared width a row is assumed to use when
+the table's average row length does not say more (``query:`` datasets)."""
 
 
 class MysqlSource(SourceConnector):
@@ -78,19 +82,20 @@ class MysqlSource(SourceConnector):
         connection = self._connect()
         self._open.append(connection)
         try:
-            relation, _ = self._relation(request.dataset, request.spec)
+            relation, table = self._relation(request.dataset, request.spec)
             fields = self._describe(connection, request.dataset, relation)
             chosen = _choose(fields, request.columns)
+            rows = batch_rows(connection, table, [f for f, _ in chosen], request.batch_rows)
             schema = pa.schema([pa.field(name, arrow_type(f)) for f, name in chosen])
             dsn = parse_dsn(self.mysql.dsn, self.what, SourceError)
             if arrow_stream.supports(dsn, [f for f, _ in chosen]):
                 sql = self._select(request, relation, fields, chosen, connection,
                                    arrow_stream.expression)
                 self._release(connection)
-                batches = self._native(request, dsn, sql, chosen, schema)
+                batches = self._native(request, dsn, sql, chosen, schema, rows)
             else:
                 sql = self._select(request, relation, fields, chosen, connection, _text)
-                batches = self._batches(connection, request, sql, chosen, schema)
+                batches = self._batches(connection, request, sql, chosen, schema, rows)
         except BaseException:
             self._release(connection)
             raise
@@ -217,7 +222,7 @@ class MysqlSource(SourceConnector):
         return f"{sql} WHERE {ident(live.name)} >= {connection.escape(_since(request.since))}"
 
     def _native(self, request: ReadRequest, dsn: Dsn, sql: str,
-                chosen: list[tuple[ResultColumn, str]], schema: pa.Schema
+                chosen: list[tuple[ResultColumn, str]], schema: pa.Schema, rows: int
                 ) -> Iterator[pa.RecordBatch]:
         """The rows read by ConnectorX (``arrow_stream.py``); a value it cannot convert is
         found and named by reading the same statement with PyMySQL."""
@@ -226,12 +231,12 @@ class MysqlSource(SourceConnector):
         columns = [f for f, _ in chosen]
         try:
             yield from arrow_stream.stream(url, sql, ("SET time_zone = '+00:00'", *SESSION),
-                                           columns, schema, request.batch_rows,
+                                           columns, schema, rows,
                                            request.dataset)
         except arrow_stream.ConversionPanic as exc:
             connection = self._connect()
             self._open.append(connection)
-            for _ in self._batches(connection, request, sql, chosen, schema):
+            for _ in self._batches(connection, request, sql, chosen, schema, rows):
                 pass  # raises naming the column and value
             raise SourceError(f"{request.dataset}: a value could not be read: {exc}") from None
         except (FerryError, GeneratorExit):
@@ -240,14 +245,14 @@ class MysqlSource(SourceConnector):
             raise self._fail(exc, f"reading {request.dataset} from") from None
 
     def _batches(self, connection: pymysql.Connection, request: ReadRequest, sql: str,
-                 chosen: list[tuple[ResultColumn, str]],
-                 schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+                 chosen: list[tuple[ResultColumn, str]], schema: pa.Schema,
+                 batch: int) -> Iterator[pa.RecordBatch]:
         types = [f.type for f in schema]
         try:
             cursor = connection.cursor(pymysql.cursors.SSCursor)
             cursor.execute(sql)
             while True:
-                rows = cursor.fetchmany(request.batch_rows)
+                rows = cursor.fetchmany(batch)
                 if not rows:
                     break
                 values = list(zip(*rows, strict=True))
@@ -267,6 +272,23 @@ def _text(field: ResultColumn) -> str:
     if field.type_code == FLOAT:
         return f"CAST({ident(field.name)} AS DOUBLE)"
     return ident(field.name)
+
+
+def batch_rows(connection: pymysql.Connection, table: tuple[str, str] | None,
+               columns: list[ResultColumn], most: int) -> int:
+    """Rows per batch so that a batch holds about ``BATCH_BYTES`` (memory stays bounded
+    whatever the row width): the row size is the larger of the table's average
+    (``AVG_ROW_LENGTH``, for table datasets) and the columns' declared widths, variable
+    ones counted up to ``VARIABLE_BYTES``; at most ``most``."""
+    width = sum(min(max(c.length, 1), VARIABLE_BYTES) for c in columns)
+    if table is not None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT AVG_ROW_LENGTH FROM information_schema.TABLES "
+                           "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", table)
+            found = cursor.fetchone()
+        if found is not None and found[0] is not None:
+            width = max(width, int(found[0]))
+    return max(1, min(most, BATCH_BYTES // max(width, 1)))
 
 
 def _find(fields: list[ResultColumn], name: str) -> ResultColumn | None:
