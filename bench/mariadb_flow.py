@@ -118,8 +118,8 @@ def build(db: str, rows: int, text: bool) -> None:
 
 
 def timed(command: list[str], *, stdout: int | None = subprocess.DEVNULL,
-          cwd: Path | None = None) -> tuple[float, float]:
-    """Seconds and peak RSS (MiB) of one whole child process."""
+          cwd: Path | None = None) -> tuple[float, float, float]:
+    """Seconds, CPU seconds (user + system) and peak RSS (MiB) of one whole child process."""
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd,
                              env=ENV)
@@ -129,14 +129,14 @@ def timed(command: list[str], *, stdout: int | None = subprocess.DEVNULL,
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{error}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def select_all(db: str) -> tuple[float, float]:
+def select_all(db: str) -> tuple[float, float, float]:
     return timed([*MYSQL, "--quick", "--batch", db, "-e", "select * from events"])
 
 
-def load_data(db: str, tsv: Path) -> tuple[float, float]:
+def load_data(db: str, tsv: Path) -> tuple[float, float, float]:
     with pymysql.connect(host="127.0.0.1", user="root", database=db, autocommit=True) as c, \
             c.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS load_target")
@@ -174,7 +174,7 @@ def main() -> None:
     with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as c, \
             c.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
-    samples: dict[str, list[tuple[float, float]]] = {}
+    samples: dict[str, list[tuple[float, float, float]]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="ferry-maria-bench-") as tmp:
             root = Path(tmp)
@@ -206,23 +206,26 @@ def main() -> None:
                     c.cursor() as cursor:
                 cursor.execute(f"DROP DATABASE IF EXISTS {db}")
                 cursor.execute(f"DROP DATABASE IF EXISTS {db}_wh")
-    median = {k: statistics.median(s for s, _ in v) for k, v in samples.items()}
-    peak = {k: max(r for _, r in v) for k, v in samples.items()}
-    line(f"medians of {args.rounds} interleaved rounds", "")
+    median = {k: statistics.median(s for s, _, _ in v) for k, v in samples.items()}
+    cpu = {k: statistics.median(c for _, c, _ in v) for k, v in samples.items()}
+    peak = {k: max(r for _, _, r in v) for k, v in samples.items()}
+    line(f"medians of {args.rounds} interleaved rounds (wall; CPU of the process)", "")
     line("baseline: mysql --quick --batch -e 'select * ...' > /dev/null",
-         f"{median['select']:7.2f} s")
+         f"{median['select']:7.2f} s (CPU {cpu['select']:.2f} s)")
     line("ingest: ferry run --full, whole process",
          f"{median['ingest']:7.2f} s = {median['ingest'] / median['select']:.2f}x "
-         "(target <= 1.5x)")
+         f"(target <= 1.5x; CPU {cpu['ingest']:.2f} s)")
     line("peak RSS of the ingesting process", f"{peak['ingest']:7.0f} MiB (target < 600 MiB)")
-    line("baseline: mysql -e 'LOAD DATA LOCAL INFILE' of the TSV", f"{median['load']:7.2f} s")
+    line("baseline: mysql -e 'LOAD DATA LOCAL INFILE' of the TSV",
+         f"{median['load']:7.2f} s (CPU {cpu['load']:.2f} s)")
     line("replace delivery, whole process",
          f"{median['replace']:7.2f} s = {median['replace'] / median['load']:.2f}x "
-         "(target <= 1.3x)")
+         f"(target <= 1.3x; CPU {cpu['replace']:.2f} s)")
     line("peak RSS of the delivering process", f"{peak['replace']:7.0f} MiB (target < 600 MiB)")
     line("fixed cost: ferry run of a 1-row SQLite dataset, whole process",
-         f"{median['tiny']:7.2f} s (target <= 0.5 s)")
-
+         f"{median['tiny']:7.2f} s (target <= 0.5 s; CPU {cpu['tiny']:.2f} s)")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} cores")
 
 if __name__ == "__main__":
     main()
