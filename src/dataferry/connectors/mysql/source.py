@@ -3,9 +3,10 @@
 A dataset is a ``table:`` (``database.table`` or a table of the dsn's database) or a
 ``query:``. The source first describes the relation (``SELECT .. LIMIT 0``: the server's
 result metadata gives each column's type, precision and flags, for tables and queries
-alike), then streams it with an unbuffered cursor (``SSCursor``: rows come off the socket
-as they are fetched, so memory holds one batch) and builds each batch column by column
-with vectorised Arrow casts (``decode.py``). Types map as in ``types.py``.
+alike), then streams it with ConnectorX straight into Arrow batches (``arrow_stream.py``),
+or, for what ConnectorX cannot read, with PyMySQL's unbuffered cursor (``SSCursor``),
+building each batch column by column with vectorised Arrow casts (``decode.py``). Batches
+hold about ``BATCH_BYTES`` whatever the row width. Types map as in ``types.py``.
 
 ``incremental`` capture reads ``WHERE cursor >= since``; the runner deduplicates by key.
 """
