@@ -13,8 +13,9 @@ runs, interleaved, ``--rounds`` (default 3) times, and prints the medians:
                                                                          target <= 1.3x
   fixed cost: ``ferry run`` of a 1-row SQLite dataset, whole process     target <= 0.5 s
 
-Each round starts from an empty store and an empty sink database, so every round does
-the same work. Peak RSS is the child process's own (``wait4``). Children run with
+Each round starts with no stored versions and an empty sink database (the metadata
+database and signing keys stay, as between runs), so every round does the same work. Peak
+RSS is the child process's own (``wait4``). Children run with
 bytecode caching on (``PYTHONDONTWRITEBYTECODE`` removed) after a warm-up run, as an
 installed package has its modules compiled.
 
@@ -146,8 +147,9 @@ def load_data(db: str, tsv: Path) -> tuple[float, float, float]:
 
 
 def reset(root: Path, db: str) -> None:
-    """An empty store and sink database: every round does the same work."""
-    shutil.rmtree(root / ".ferry", ignore_errors=True)
+    """No stored versions and an empty sink database: every round does the same work (the
+    metadata database and signing keys stay, as they do between runs)."""
+    shutil.rmtree(root / ".ferry" / "store", ignore_errors=True)
     with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as c, \
             c.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {db}_wh")
