@@ -365,3 +365,12 @@ def test_wrong_password_is_terminal_without_the_secret(
         assert SECRET not in str(caught.value)
     finally:
         run(database, f"DROP USER IF EXISTS '{user}'@'%'", f"DROP USER IF EXISTS '{user}'@'localhost'")
+
+
+def test_connectorx_errors_never_show_the_url_or_password() -> None:
+    from dataferry.connectors.mysql.arrow_stream import _scrub, url_of
+    from dataferry.connectors.mysql.connection import parse_dsn
+
+    url = url_of(parse_dsn(f"{SERVER}/crm", "source crm.db", SourceError), SECRET)
+    text = _scrub(f"cannot connect with {url}: password {SECRET} or {url.split('@')[0]}", url)
+    assert SECRET not in text and "s3cret-Value%21" not in text and "root" in text

@@ -20,8 +20,9 @@ say (``ssl_ca``) keep the whole read on PyMySQL (``supports``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import pyarrow as pa
 
@@ -53,6 +54,12 @@ _EXACT_DECIMAL = (28, 10)  # ConnectorX reads DECIMAL as rust_decimal into decim
 
 class ConversionPanic(Exception):
     """ConnectorX could not convert a value (its Rust code panicked)."""
+
+
+class ReadFailed(Exception):
+    """ConnectorX's error, its text without the URL or the password; ``args`` are
+    (server error number, text) when the text names one, as PyMySQL's errors have them,
+    so ``connection.classify`` can tell a lost connection from a bad query."""
 
 
 def supports(dsn: Dsn, columns: list[ResultColumn]) -> bool:
@@ -101,19 +108,37 @@ def stream(url: str, sql: str, session: tuple[str, ...], columns: list[ResultCol
            schema: pa.Schema, batch_rows: int, where: str) -> Iterator[pa.RecordBatch]:
     """The rows of ``sql`` (built with ``expression`` for ``columns``) as batches of
     ``schema``, at most ``batch_rows`` rows each. Raises ``ConversionPanic`` for a value
-    ConnectorX cannot convert; connection errors come as ConnectorX raises them."""
+    ConnectorX cannot convert and ``ReadFailed`` for its other errors."""
     import connectorx
 
     try:
         reader = connectorx.read_sql(url, sql, return_type="arrow_stream",
-                                     batch_size=batch_rows, pre_execution_query=list(session))
+                                     batch_size=batch_rows,
+                                     pre_execution_query=["SET NAMES utf8mb4", *session])
         for batch in reader:
             if batch.num_rows:
                 yield _conform(batch, columns, schema, where)
     except BaseException as exc:  # PanicException derives from BaseException
         if type(exc).__name__ == "PanicException":
             raise ConversionPanic(str(exc)) from None
+        if isinstance(exc, Exception):
+            text = _scrub(str(exc) or type(exc).__name__, url)
+            number = re.search(r"ERROR (\d+)", text)
+            if number is not None:
+                raise ReadFailed(int(number[1]), text) from None
+            if "timed out" in text:  # no connection in the pool's time: the server is away
+                raise TimeoutError(text) from None
+            raise ReadFailed(text) from None
         raise
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without ``url`` or its password, encoded or not."""
+    password = urlsplit(url).password
+    for secret in (url, password, unquote(password or "")):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _conform(batch: pa.RecordBatch, columns: list[ResultColumn], schema: pa.Schema,
