@@ -19,7 +19,7 @@ so a server cannot ask for a client file at any other time.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -34,6 +34,7 @@ from dataferry.errors import SinkError
 from dataferry.model.types import DataType
 
 STATEMENT_BYTES = 4 << 20
+PIECE_BYTES = 16 << 20
 _CSV = pcsv.WriteOptions(include_header=False, quoting_style="all_valid", null_string="NULL")
 
 
@@ -61,9 +62,9 @@ class Loader:
         ``label`` names it in errors); ``replace``: a later row replaces an earlier one with
         the same key. Returns the rows written; does not commit."""
         if self.load_data:
-            return self._load(table, label, columns, batches, replace)
+            return self._load(table, label, columns, _pieces(batches), replace)
         rows = 0
-        for batch in batches:
+        for batch in _pieces(batches):
             if batch.num_rows == 0:
                 continue
             self._insert(table, columns, _render(batch, columns, label), replace)
@@ -126,6 +127,17 @@ class Loader:
                 joined = pc.binary_join(pa.ListArray.from_arrays([0, len(chunk)], chunk), ",")
                 cursor.execute(head + joined[0].as_buffer().to_pybytes())
                 start, done = end, ends[end - 1]
+
+
+def _pieces(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches, those over ``PIECE_BYTES`` sliced: rendering makes a few copies of
+    each, so wide rows must not arrive all at once."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        rows = max(1, batch.num_rows * PIECE_BYTES // max(batch.nbytes, 1))
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
 
 
 def _render(batch: pa.RecordBatch, columns: Sequence[Column], label: str) -> list[pa.Array]:

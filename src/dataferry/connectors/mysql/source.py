@@ -43,7 +43,8 @@ from dataferry.model.spec import MysqlSource as MysqlSourceSpec
 
 SESSION = ("SET SESSION net_write_timeout = 3600",)
 """A slow consumer (e.g. a large store write) must not make the server drop the stream."""
-BATCH_BYTES = 32 << 20
+BATCH_BYTES = 16 << 20
+"""Wide rows: the ingest holds about seven batches at a time (1 MB rows: ~500 MiB peak)."""
 VARIABLE_BYTES = 4096
 """How much of a TEXT/BLOB/VARCHAR column's declared width a row is assumed to use when
 the table's average row length does not say more (``query:`` datasets)."""
