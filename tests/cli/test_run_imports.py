@@ -16,7 +16,8 @@ from pathlib import Path
 
 NOT_NEEDED = {"fastapi", "uvicorn", "starlette", "jinja2", "alembic", "mako", "httpx",
               "sqlglot", "pandas", "polars", "connectorx", "pymysql", "psycopg",
-              "dataferry.server", "dataferry.events.nats", "pyarrow.dataset"}
+              "dataferry.server", "dataferry.events.nats", "pyarrow.dataset",
+              "sqlalchemy.dialects.postgresql"}
 
 RUN = """
 import json, sys
