@@ -303,6 +303,28 @@ def test_reads_stream_in_bounded_batches(database: str) -> None:
     assert [batch.num_rows for batch in result.reader] == [1000, 1000, 500]
 
 
+def test_columns_connectorx_cannot_read_are_read_all_the_same(database: str) -> None:
+    """GEOMETRY has no ConnectorX type: the whole read goes through PyMySQL instead."""
+    run(database, "CREATE TABLE shapes (id INT PRIMARY KEY, p POINT, f FLOAT)",
+        "INSERT INTO shapes VALUES (1, POINT(1, 2), 1.5), (2, NULL, NULL)")
+    stored = run(database, "SELECT p FROM shapes WHERE id = 1")[0][0]
+    table = read(source(database), dataset({"id": "int64", "p": "binary", "f": "float32"},
+                                           table="shapes"))
+    assert table.to_pylist() == [{"id": 1, "p": stored, "f": 1.5},
+                                 {"id": 2, "p": None, "f": None}]
+
+
+def test_wide_rows_come_in_batches_bounded_by_bytes(database: str) -> None:
+    """1 MB rows: a batch holds about 32 MiB, not the 65,536 rows a narrow table gets."""
+    run(database, "CREATE TABLE wide (id INT PRIMARY KEY, body LONGTEXT)",
+        "INSERT INTO wide SELECT seq, REPEAT(CHAR(64 + seq % 26), 1000000) "
+        "FROM seq_1_to_80", "ANALYZE TABLE wide")
+    spec = dataset({"id": "int64", "body": "string"}, table="wide")
+    result = source(database).read(ReadRequest("crm.wide", spec, ["id", "body"]))
+    sizes = [batch.num_rows for batch in result.reader]
+    assert sum(sizes) == 80 and max(sizes) <= 40
+
+
 def test_unreachable_server_is_transient_without_the_secret(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FERRY_TEST_MYSQL_PASSWORD", SECRET)
@@ -343,3 +365,12 @@ def test_wrong_password_is_terminal_without_the_secret(
         assert SECRET not in str(caught.value)
     finally:
         run(database, f"DROP USER IF EXISTS '{user}'@'%'", f"DROP USER IF EXISTS '{user}'@'localhost'")
+
+
+def test_connectorx_errors_never_show_the_url_or_password() -> None:
+    from dataferry.connectors.mysql.arrow_stream import _scrub, url_of
+    from dataferry.connectors.mysql.connection import parse_dsn
+
+    url = url_of(parse_dsn(f"{SERVER}/crm", "source crm.db", SourceError), SECRET)
+    text = _scrub(f"cannot connect with {url}: password {SECRET} or {url.split('@')[0]}", url)
+    assert SECRET not in text and "s3cret-Value%21" not in text and "root" in text

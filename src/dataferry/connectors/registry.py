@@ -7,7 +7,6 @@ Third-party packages add connectors through the entry point groups
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
 from dataferry.errors import UsageError
@@ -37,6 +36,8 @@ def _load(target: str) -> Any:
 def _find(kind: str, built_in: dict[str, str], group: str) -> Any:
     if kind in built_in:
         return _load(built_in[kind])
+    from importlib.metadata import entry_points  # only for third-party kinds: it is slow
+
     for entry in entry_points(group=group):
         if entry.name == kind:
             return entry.load()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import time
 import zlib
@@ -144,7 +145,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     ``env.py`` runs the migrations on ``connection``; developers can also pass this config
     to ``alembic.command.revision`` to write a new migration.
     """
-    from alembic.config import Config  # only when migrating: importing it takes ~0.3 s
+    from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -163,23 +164,35 @@ def upgrade(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _MIGRATION_LOCK})
-        if _revision(connection) == head_revision():
-            return  # current: no need to load Alembic and its migration scripts
+        head = head_revision()
+        if head is not None and _current_revision(connection) == head:
+            return  # the common case: no need to load Alembic and its migrations
         from alembic import command
 
         command.upgrade(alembic_config(connection), "head")
 
 
-def head_revision() -> str:
-    """The newest migration's revision: its file name starts with it (``0006_...``)."""
-    return max(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+_REVISION = re.compile(r'^(down_)?revision: str(?: \| None)? = "(\w+)"', re.MULTILINE)
 
 
-def _revision(connection: Connection) -> str | None:
-    """The revision the database is at (None: not migrated yet)."""
+def head_revision() -> str | None:
+    """The newest migration's revision, read from the files in ``migrations/versions``
+    (the one no other names as its ``down_revision``); None if that is not one."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for down, revision in _REVISION.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(revision)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _current_revision(connection: Connection) -> str | None:
+    """The revision the database is at (Alembic's ``alembic_version``), None if none."""
     if not inspect(connection).has_table("alembic_version"):
         return None
-    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    return str(rows[0][0]) if len(rows) == 1 else None
 
 
 def _parse(url: str) -> URL:

@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from dataferry.errors import StoreError
 from dataferry.store.hashing import hash_bytes
@@ -26,6 +25,9 @@ from dataferry.store.manifest import (
     read_signed_checkpoint,
 )
 from dataferry.store.scan import FileScan, file_scans, read_rows
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 SIG = "_sig"
 
@@ -180,6 +182,8 @@ class DatasetStore:
                  batch_size: int = 65_536) -> pads.Scanner:
         """A streaming scan of a version's files, for versions without deletion vectors
         (partitioned ones included)."""
+        import pyarrow.dataset as pads  # here: a run that only publishes does not need it
+
         schema = self.arrow_schema(version)
         files = self.active_files(version.number)
         paths = [str(self.path / f.path) for f in files]

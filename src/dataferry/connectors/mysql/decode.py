@@ -29,15 +29,23 @@ def decode_column(values: Sequence[Any], column: ResultColumn, arrow: pa.DataTyp
     """
     if pa.types.is_null(arrow):
         return pa.nulls(len(values))
-    if pa.types.is_string(arrow):
-        return pa.array(values, pa.string())
     if pa.types.is_binary(arrow):
         return pa.array(values, pa.binary())
     if column.type_code == BIT:
-        return _bits(values, arrow)
+        return bits(values, arrow)
+    return decode_text(pa.array(values, pa.string()), column, arrow, where)
+
+
+def decode_text(text: pa.Array, column: ResultColumn, arrow: pa.DataType,
+                where: str) -> pa.Array:
+    """``decode_column`` for values that are already an Arrow string array (the server's
+    text of each value)."""
+    if pa.types.is_null(arrow):
+        return pa.nulls(len(text))
+    if pa.types.is_string(arrow):
+        return text
     if column.type_code == TIME:
-        return _times(values, column, where)
-    text = pa.array(values, pa.string())
+        return _times(text.to_pylist(), column, where)
     try:
         if column.type_code == FLOAT:  # read as CAST(.. AS DOUBLE): exact float32 values
             return text.cast(pa.float64()).cast(pa.float32())
@@ -45,10 +53,11 @@ def decode_column(values: Sequence[Any], column: ResultColumn, arrow: pa.DataTyp
             return text.cast(pa.timestamp("us")).cast(arrow)
         return text.cast(arrow)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise _bad_value(values, column, arrow, where) from None
+        raise _bad_value(text.to_pylist(), column, arrow, where) from None
 
 
-def _bits(values: Sequence[Any], arrow: pa.DataType) -> pa.Array:
+def bits(values: Sequence[Any], arrow: pa.DataType) -> pa.Array:
+    """BIT values (big-endian bytes) as bool (BIT(1)) or unsigned integers."""
     numbers = [None if v is None else int.from_bytes(v, "big") for v in values]
     if pa.types.is_boolean(arrow):
         return pa.array([None if n is None else n != 0 for n in numbers], pa.bool_())

@@ -3,9 +3,10 @@
 A dataset is a ``table:`` (``database.table`` or a table of the dsn's database) or a
 ``query:``. The source first describes the relation (``SELECT .. LIMIT 0``: the server's
 result metadata gives each column's type, precision and flags, for tables and queries
-alike), then streams it with an unbuffered cursor (``SSCursor``: rows come off the socket
-as they are fetched, so memory holds one batch) and builds each batch column by column
-with vectorised Arrow casts (``decode.py``). Types map as in ``types.py``.
+alike), then streams it with ConnectorX straight into Arrow batches (``arrow_stream.py``),
+or, for what ConnectorX cannot read, with PyMySQL's unbuffered cursor (``SSCursor``),
+building each batch column by column with vectorised Arrow casts (``decode.py``). Batches
+hold about ``BATCH_BYTES`` whatever the row width. Types map as in ``types.py``.
 
 ``incremental`` capture reads ``WHERE cursor >= since``; the runner deduplicates by key.
 """
@@ -13,7 +14,7 @@ with vectorised Arrow casts (``decode.py``). Types map as in ``types.py``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import pymysql
 import pymysql.cursors
 
 from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.mysql import arrow_stream
 from dataferry.connectors.mysql.connection import (
+    Dsn,
     classify,
     connect,
     ident,
@@ -34,12 +37,17 @@ from dataferry.connectors.mysql.connection import (
 )
 from dataferry.connectors.mysql.decode import decode_column
 from dataferry.connectors.mysql.types import FLOAT, ResultColumn, arrow_type, native_name
-from dataferry.errors import SourceError
+from dataferry.errors import FerryError, SourceError
 from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import MysqlSource as MysqlSourceSpec
 
 SESSION = ("SET SESSION net_write_timeout = 3600",)
 """A slow consumer (e.g. a large store write) must not make the server drop the stream."""
+BATCH_BYTES = 16 << 20
+"""Wide rows: the ingest holds about seven batches at a time (1 MB rows: ~500 MiB peak)."""
+VARIABLE_BYTES = 4096
+"""How much of a TEXT/BLOB/VARCHAR column's declared width a row is assumed to use when
+the table's average row length does not say more (``query:`` datasets)."""
 
 
 class MysqlSource(SourceConnector):
@@ -76,17 +84,25 @@ class MysqlSource(SourceConnector):
         connection = self._connect()
         self._open.append(connection)
         try:
-            relation, _ = self._relation(request.dataset, request.spec)
+            relation, table = self._relation(request.dataset, request.spec)
             fields = self._describe(connection, request.dataset, relation)
             chosen = _choose(fields, request.columns)
-            sql, args = self._select(request, relation, fields, chosen)
+            rows = batch_rows(connection, table, [f for f, _ in chosen], request.batch_rows)
+            schema = pa.schema([pa.field(name, arrow_type(f)) for f, name in chosen])
+            dsn = parse_dsn(self.mysql.dsn, self.what, SourceError)
+            if arrow_stream.supports(dsn, [f for f, _ in chosen]):
+                sql = self._select(request, relation, fields, chosen, connection,
+                                   arrow_stream.expression)
+                self._release(connection)
+                batches = self._native(request, dsn, sql, chosen, schema, rows)
+            else:
+                sql = self._select(request, relation, fields, chosen, connection, _text)
+                batches = self._batches(connection, request, sql, chosen, schema, rows)
         except BaseException:
             self._release(connection)
             raise
-        schema = pa.schema([pa.field(name, arrow_type(f)) for f, name in chosen])
-        return ReadResult(pa.RecordBatchReader.from_batches(
-            schema, self._batches(connection, request, sql, args, chosen, schema)),
-            warnings=self._late_commit_warnings(request))
+        return ReadResult(pa.RecordBatchReader.from_batches(schema, batches),
+                          warnings=self._late_commit_warnings(request))
 
     def _late_commit_warnings(self, request: ReadRequest) -> list[str]:
         """A warning when a transaction older than the lag was open during an incremental
@@ -187,36 +203,58 @@ class MysqlSource(SourceConnector):
         return columns
 
     def _select(self, request: ReadRequest, relation: str, fields: list[ResultColumn],
-                chosen: list[tuple[ResultColumn, str]]) -> tuple[str, tuple[Any, ...]]:
+                chosen: list[tuple[ResultColumn, str]], connection: pymysql.Connection,
+                expression: Callable[[ResultColumn], str]) -> str:
+        """The SELECT of the chosen columns (each read as ``expression`` says), with the
+        incremental bound as an escaped literal."""
         items = []
         for field, name in chosen:
-            expression = ident(field.name)
-            if field.type_code == FLOAT:  # the text protocol prints FLOAT with 6 digits
-                expression = f"CAST({expression} AS DOUBLE)"
-            if expression != ident(name):
-                expression += f" AS {ident(name)}"
-            items.append(expression)
+            item = expression(field)
+            if item != ident(name):
+                item += f" AS {ident(name)}"
+            items.append(item)
         sql = f"SELECT {', '.join(items)} FROM {relation}"
         cursor = request.spec.cursor
         if request.since is None or cursor is None:
-            return sql, ()
+            return sql
         live = _find(fields, cursor)
         if live is None:
             raise SourceError(f"{request.dataset}: cursor column {cursor!r} is not in the "
                               f"source ({', '.join(f.name for f in fields)})", public=True)
-        # With arguments PyMySQL %-formats the text: a query's own % must be doubled.
-        sql = sql.replace("%", "%%")
-        return f"{sql} WHERE {ident(live.name)} >= %s", (_since(request.since),)
+        return f"{sql} WHERE {ident(live.name)} >= {connection.escape(_since(request.since))}"
+
+    def _native(self, request: ReadRequest, dsn: Dsn, sql: str,
+                chosen: list[tuple[ResultColumn, str]], schema: pa.Schema, rows: int
+                ) -> Iterator[pa.RecordBatch]:
+        """The rows read by ConnectorX (``arrow_stream.py``); a value it cannot convert is
+        found and named by reading the same statement with PyMySQL."""
+        secret = secret_of(self.mysql, self.what)
+        url = arrow_stream.url_of(dsn, secret.reveal() if secret is not None else None)
+        columns = [f for f, _ in chosen]
+        try:
+            yield from arrow_stream.stream(url, sql, ("SET time_zone = '+00:00'", *SESSION),
+                                           columns, schema, rows,
+                                           request.dataset)
+        except arrow_stream.ConversionPanic as exc:
+            connection = self._connect()
+            self._open.append(connection)
+            for _ in self._batches(connection, request, sql, chosen, schema, rows):
+                pass  # raises naming the column and value
+            raise SourceError(f"{request.dataset}: a value could not be read: {exc}") from None
+        except (FerryError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise self._fail(exc, f"reading {request.dataset} from") from None
 
     def _batches(self, connection: pymysql.Connection, request: ReadRequest, sql: str,
-                 args: tuple[Any, ...], chosen: list[tuple[ResultColumn, str]],
-                 schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+                 chosen: list[tuple[ResultColumn, str]], schema: pa.Schema,
+                 batch: int) -> Iterator[pa.RecordBatch]:
         types = [f.type for f in schema]
         try:
             cursor = connection.cursor(pymysql.cursors.SSCursor)
-            cursor.execute(sql, args or None)
+            cursor.execute(sql)
             while True:
-                rows = cursor.fetchmany(request.batch_rows)
+                rows = cursor.fetchmany(batch)
                 if not rows:
                     break
                 values = list(zip(*rows, strict=True))
@@ -228,6 +266,31 @@ class MysqlSource(SourceConnector):
             raise self._fail(exc, f"reading {request.dataset} from") from None
         finally:
             self._release(connection)
+
+
+def _text(field: ResultColumn) -> str:
+    """How the PyMySQL path reads a column: as it is, but FLOAT as DOUBLE (the text
+    protocol prints FLOAT with 6 digits only)."""
+    if field.type_code == FLOAT:
+        return f"CAST({ident(field.name)} AS DOUBLE)"
+    return ident(field.name)
+
+
+def batch_rows(connection: pymysql.Connection, table: tuple[str, str] | None,
+               columns: list[ResultColumn], most: int) -> int:
+    """Rows per batch so that a batch holds about ``BATCH_BYTES`` (memory stays bounded
+    whatever the row width): the row size is the larger of the table's average
+    (``AVG_ROW_LENGTH``, for table datasets) and the columns' declared widths, variable
+    ones counted up to ``VARIABLE_BYTES``; at most ``most``."""
+    width = sum(min(max(c.length, 1), VARIABLE_BYTES) for c in columns)
+    if table is not None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT AVG_ROW_LENGTH FROM information_schema.TABLES "
+                           "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", table)
+            found = cursor.fetchone()
+        if found is not None and found[0] is not None:
+            width = max(width, int(found[0]))
+    return max(1, min(most, BATCH_BYTES // max(width, 1)))
 
 
 def _find(fields: list[ResultColumn], name: str) -> ResultColumn | None:

@@ -11,7 +11,8 @@ TINYINT/SMALLINT/MEDIUMINT/INT/BIGINT   int8/int16/int32/int32/int64; UNSIGNED: 
 BOOLEAN (= TINYINT(1))                  int8 (it can hold 2..127 too; a declared ``bool``
                                         accepts 0/1 and rejects other values by row)
 DECIMAL(p,s)                            decimal128(p,s) for p <= 38, else decimal256(p,s)
-FLOAT / DOUBLE                          float32 / float64 (FLOAT is read as
+FLOAT / DOUBLE                          float32 / float64 (exact over the binary
+                                        protocol; the PyMySQL path reads FLOAT as
                                         ``CAST(.. AS DOUBLE)``: the text protocol prints
                                         only 6 digits of it)
 BIT(1) / BIT(n)                         bool / uint64
@@ -88,6 +89,7 @@ MAX_KEY_BYTES = 3072
 
 _INTEGERS = {TINY: ("tinyint", 8), SHORT: ("smallint", 16), INT24: ("mediumint", 32),
              LONG: ("int", 32), LONGLONG: ("bigint", 64)}
+INTEGERS = frozenset(_INTEGERS)
 _SIMPLE_ARROW = {
     FLOAT: pa.float32(), DOUBLE: pa.float64(), NULL: pa.null(), DATE: pa.date32(),
     NEWDATE: pa.date32(), TIME: pa.time64("us"), DATETIME: pa.timestamp("us"),
