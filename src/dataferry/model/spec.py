@@ -482,10 +482,17 @@ class SqliteSink(SinkBase):
     path: str
 
 
+DUCKDB_STORAGE_VERSION = "v1.1.0"
+"""The storage format a new DuckDB sink file is written in unless its sink says otherwise:
+DuckDB 1.1 and every later release open it, and it holds every type the sink creates."""
+
+
 class DuckdbSink(SinkBase):
     kind: Literal["duckdb"]
     path: str
     schema_: str | None = Field(None, alias="schema")
+    storage_version: Annotated[str, StringConstraints(pattern=r"^(v\d+\.\d+\.\d+|latest)$")] = (
+        DUCKDB_STORAGE_VERSION)
 
 
 class ParquetSink(SinkBase):

@@ -1,7 +1,10 @@
 """Deliver dataset versions into a DuckDB database file (``kind: duckdb``, ``path:``, ``schema:``).
 
 The file (relative to the model directory; parent folders are created) is opened for the
-delivery and closed after it, so other processes can read it between deliveries. The
+delivery and closed after it, so other processes can read it between deliveries. A new
+file is written in the sink's ``storage_version:`` (default ``v1.1.0``: DuckDB 1.1 and
+every later release open it, whatever DuckDB dataferry runs on); an existing file keeps
+the storage version it was created with. The
 optional ``schema:`` is created. Each delivery is one transaction: the rows stream from
 the delivery's Arrow reader, registered on the connection, into ``INSERT .. SELECT`` /
 ``MERGE`` statements that cast each column to its DuckDB type (``types.py``), and the
@@ -91,11 +94,13 @@ class DuckdbSink(SinkConnector):
         assert isinstance(spec, DuckdbSinkSpec)
         self.path = (model_root / spec.path).resolve()
         self.target = Target(spec.schema_)
+        self.storage_version = spec.storage_version
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(self.path))
+            con = duckdb.connect(str(self.path), config={
+                "storage_compatibility_version": self.storage_version})
             con.execute("set enable_progress_bar = false")
             run(con, "SET TimeZone = 'UTC'")
             return con
