@@ -24,7 +24,8 @@ timestamp                   TIMESTAMP     ``YYYY-MM-DD HH:MM:SS.ffffff``
 timestamp_tz                TIMESTAMP     ``YYYY-MM-DD HH:MM:SS.ffffff+00:00`` (UTC)
 uuid                        UUID TEXT     the 36-character text (TEXT affinity)
 json                        JSON          the JSON text (a bare number is stored as
-                                          SQLite's number: NUMERIC affinity)
+                                          SQLite's number, NUMERIC affinity: rounded
+                                          beyond int64 or 15 significant digits)
 list, map, struct           TEXT          compact JSON: lists as arrays, maps and structs as
                                           objects (map keys as text), decimals, dates, times
                                           and timestamps as JSON strings, binary as base64,
