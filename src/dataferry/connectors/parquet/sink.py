@@ -100,7 +100,7 @@ class ParquetSink(SinkConnector):
                                 "remove the table folder to reload it as history")
             columns = _evolve(old, delivery, where)
             snapshot = folder.new_snapshot(table, delivery.version)
-            counted = file_form(delivery)
+            counted = file_form(delivery, parquet=True)
             writer = SnapshotWriter(snapshot, _schema(columns, delivery.mode), delivery.version)
             try:
                 self._write(delivery, old, columns, counted.reader, writer)

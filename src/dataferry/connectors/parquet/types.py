@@ -130,6 +130,19 @@ def sink_field(name: str, t: DataType, nullable: bool = True) -> pa.Field:
     return field
 
 
+def to_sink_form(array: pa.Array, t: DataType) -> pa.Array:
+    """Values of declared type ``t`` in any natural Arrow form -> ``sink_field``'s type (a
+    uuid's 16 bytes are kept as they are, not turned into text and back)."""
+    if t == Primitive("uuid"):
+        if isinstance(array, pa.ChunkedArray):
+            array = pa.concat_arrays(array.chunks) if array.num_chunks else pa.array([], array.type)
+        storage = array.storage if isinstance(array.type, pa.BaseExtensionType) else array
+        if storage.type == pa.binary(16):
+            return pa.ExtensionArray.from_storage(pa.uuid(), storage)
+    target = sink_field("v", t).type
+    return to_sink_array(to_file_array(array, t), target)
+
+
 def to_sink_array(array: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
     """Values in a ``file_type`` form (or as DuckDB hands them back) -> a ``sink_field`` type."""
     if isinstance(array, pa.ChunkedArray):
