@@ -205,3 +205,28 @@ def test_undeclared_columns_are_named_in_a_warning(root: Path, ferry: Ferry, tmp
     path.write_text("id,note,amount,secret_extra\n1,a,1,x\n")
     result = ferry("publish", "shop.notes", path, "--model", root)
     assert result.code == 0 and "column 'secret_extra' is not declared" in result.err
+
+
+def test_the_examples_own_jsonl_publishes_as_ferry_run_ingests_it(
+        ferry: Ferry, tmp_path: Path) -> None:
+    """Issue 14 point 8: `ferry publish shop.clicks data/clicks/<day>.jsonl` (dates in ISO
+    text, which Arrow's JSON reader would take for timestamps) gives the rows `ferry run
+    shop.clicks` gives for the same file: one reader, one conform path."""
+    from dataferry.model.scaffold import create_example
+
+    by_publish, by_run = tmp_path / "published", tmp_path / "ran"
+    for root in (by_publish, by_run):
+        create_example(root)
+    days = sorted((by_run / "data" / "clicks").glob("*.jsonl"))
+    for extra in days[1:]:
+        extra.unlink()
+    one_day = by_publish / "data" / "clicks" / days[0].name
+    result = ferry("publish", "shop.clicks", one_day, "--model", by_publish)
+    assert result.code == 0, result.err
+    assert ferry("run", "shop.clicks", "--model", by_run).code == 0
+
+    def rows(root: Path) -> list[dict[str, Any]]:
+        return sorted(published(ferry, root, "shop.clicks"), key=lambda r: r["event_id"])
+
+    assert rows(by_publish) == rows(by_run)
+    assert rows(by_publish)[0]["day"] == days[0].stem  # a date, not a timestamp

@@ -81,7 +81,8 @@ def test_every_type_round_trips_through_the_files(tmp_path: Path) -> None:
     declared = {n: t for n, t, _ in ALL_TYPES}
     for field in table.schema:  # every file field names its declared type
         assert from_arrow_field(field) == parse_type(declared[field.name])
-    assert table.schema.field("u").type == pa.string()
+    assert table.schema.field("u").type == pa.uuid()
+    assert table.schema.field("j").type == pa.json_(pa.string())
     assert table.schema.field("wide").type == pa.string()
     assert table.schema.field("tz").type == pa.timestamp("us", tz="UTC")
 

@@ -78,9 +78,10 @@ def test_every_type_round_trips_through_sink_and_source(tmp_path: Path) -> None:
         row = dict(zip([d[1] for d in con.execute("PRAGMA table_info(all_types)")],
                        con.execute("SELECT * FROM all_types WHERE id = 1").fetchone(), strict=True))
     # documented storage forms
-    assert row["dec"] == "12.50" and row["u64"] == "0" and row["b"] == 1
-    assert row["tz"] == "2024-01-01T01:02:03.000004+00:00"
-    assert row["ts"] == "2024-01-01T01:02:03.000004" and row["t"] == "23:59:59.999999"
+    assert row["dec"] == 12.5 and row["u64"] == "0" and row["b"] == 1
+    assert row["wide"] == "1234567890123456789012345678901234567890.0123456789"
+    assert row["tz"] == "2024-01-01 01:02:03.000004+00:00"
+    assert row["ts"] == "2024-01-01 01:02:03.000004" and row["t"] == "23:59:59.999999"
     assert row["ls"] == '["a","b"]' and row["m"] == '{"k":1,"l":null}'
     assert row["st"] == '{"a":1,"b":["1.25"],"c":"x"}' and row["u"] == ALL_TYPES[24][2][0]
 
@@ -211,8 +212,8 @@ def test_evolution_and_incompatible_tables(tmp_path: Path) -> None:
     sink.deliver(first("append"))
     with sqlite3.connect(db) as con:
         con.execute('CREATE INDEX by_name ON items (name)')
-    # version 2 adds a column and widens qty from int32 to decimal(12,2)
-    columns = [("id", "int64", False), ("name", "string", True), ("qty", "decimal(12,2)", True),
+    # version 2 adds a column and widens qty from int32 to decimal(20,2) (TEXT in SQLite)
+    columns = [("id", "int64", False), ("name", "string", True), ("qty", "decimal(20,2)", True),
                ("note", "string", True)]
     row_schema = schema(columns)
     batch = pa.RecordBatch.from_pylist(

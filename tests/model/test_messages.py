@@ -243,3 +243,12 @@ def test_any_broken_yaml_is_explained_without_failing(lines: list[str]) -> None:
         parse_yaml("\n".join(lines))
     except YamlProblem as problem:
         assert problem.message and not problem.message.startswith("invalid YAML: (")
+
+
+def test_a_duckdb_storage_version_says_what_it_takes(ferry: Ferry, model: Model) -> None:
+    sales = SALES.replace("sink: {kind: duckdb, path: wh.duckdb}",
+                          "sink: {kind: duckdb, path: wh.duckdb, storage_version: '1.0'}")
+    root = model({"teams/crm/crm.yaml": CRM, "teams/sales/sales.yaml": sales})
+    line = line_with(check(ferry, root), "storage_version")
+    assert line.endswith("storage_version: '1.0' is not a DuckDB release as vX.Y.Z "
+                         "(e.g. v1.1.0), or latest")

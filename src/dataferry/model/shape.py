@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dataferry.model.findings import Locator, Path, Report, close_match, suggest
-from dataferry.model.spec import NAME_PATTERN, NAME_RULES
+from dataferry.model.spec import NAME_PATTERN, NAME_RULES, VALUE_RULES
 
 SECRET_KEYS = frozenset({"password", "secret", "token", "dsn", "headers"})
 """Keys whose values a finding never quotes."""
@@ -161,8 +161,10 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
         return f"{name}: {got!r} is not one of {', '.join(choices)}{hint}"
     if kind == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
-        what, rule = NAME_RULES.get(pattern, ("", "?"))
         got = error.get("input")
+        if pattern in VALUE_RULES:
+            return f"{name}: {got!r} is not {VALUE_RULES[pattern]}"
+        what, rule = NAME_RULES.get(pattern, ("", "?"))
         valid = valid_name(got, pattern) if isinstance(got, str) else None
         hint = f"; did you mean {valid!r}?" if valid else ""
         if valid and path == ("team",):

@@ -482,10 +482,24 @@ class SqliteSink(SinkBase):
     path: str
 
 
+DUCKDB_STORAGE_VERSION = "v1.1.0"
+"""The storage format a new DuckDB sink file is written in unless its sink says otherwise:
+DuckDB 1.1 and every later release open it, and it holds every type the sink creates."""
+
+
+_STORAGE_VERSION = r"^(v\d+\.\d+\.\d+|latest)$"
+VALUE_RULES: dict[str, str] = {
+    _STORAGE_VERSION: "a DuckDB release as vX.Y.Z (e.g. v1.1.0), or latest",
+}
+"""What each pattern of a value that is no name allows, in words (for ``shape``)."""
+
+
 class DuckdbSink(SinkBase):
     kind: Literal["duckdb"]
     path: str
     schema_: str | None = Field(None, alias="schema")
+    storage_version: Annotated[str, StringConstraints(pattern=_STORAGE_VERSION)] = (
+        DUCKDB_STORAGE_VERSION)
 
 
 class ParquetSink(SinkBase):

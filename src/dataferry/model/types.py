@@ -508,6 +508,8 @@ def from_arrow_field(field: pa.Field) -> DataType:
 def _same_storage(a: pa.DataType, b: pa.DataType) -> bool:
     if pa.types.is_dictionary(b):
         b = b.value_type
+    if isinstance(b, pa.BaseExtensionType):  # e.g. arrow.uuid, arrow.json (parquet sink)
+        b = b.storage_type
     if pa.types.is_list(a) and pa.types.is_list(b):
         return _same_storage(a.value_type, b.value_type)
     if pa.types.is_map(a) and pa.types.is_map(b):

@@ -1,7 +1,10 @@
 """Deliver dataset versions into a DuckDB database file (``kind: duckdb``, ``path:``, ``schema:``).
 
 The file (relative to the model directory; parent folders are created) is opened for the
-delivery and closed after it, so other processes can read it between deliveries. The
+delivery and closed after it, so other processes can read it between deliveries. A new
+file is written in the sink's ``storage_version:`` (default ``v1.1.0``: DuckDB 1.1 and
+every later release open it, whatever DuckDB dataferry runs on); an existing file keeps
+the storage version it was created with. The
 optional ``schema:`` is created. Each delivery is one transaction: the rows stream from
 the delivery's Arrow reader, registered on the connection, into ``INSERT .. SELECT`` /
 ``MERGE`` statements that cast each column to its DuckDB type (``types.py``), and the
@@ -43,7 +46,12 @@ from dataferry.connectors.base import (
 from dataferry.connectors.duckdb.source import duckdb_error
 from dataferry.connectors.duckdb.tables import Target, TargetColumn, run
 from dataferry.connectors.duckdb.types import native_type, quote
-from dataferry.connectors.parquet.types import file_field, to_file_array
+from dataferry.connectors.parquet.types import (
+    file_field,
+    sink_field,
+    to_file_array,
+    to_sink_form,
+)
 from dataferry.errors import SinkError
 from dataferry.model.spec import DuckdbSink as DuckdbSinkSpec
 
@@ -56,12 +64,14 @@ class Counted:
     rows: int = 0
 
 
-def file_form(delivery: Delivery) -> Counted:
-    """Delivery batches with declared columns in their portable Arrow form, plus the
-    ``_ferry_op`` / ``_ferry_version`` columns when present."""
+def file_form(delivery: Delivery, parquet: bool = False) -> Counted:
+    """Delivery batches with declared columns in their portable Arrow form (``parquet``:
+    the parquet sink's form, uuid and json as extension types), plus the ``_ferry_op`` /
+    ``_ferry_version`` columns when present."""
     extras = [(n, t) for n, t in ((OP_COLUMN, pa.string()), (VERSION_COLUMN, pa.int64()))
               if n in delivery.rows.schema.names]
-    schema = pa.schema([file_field(n, t) for n, t, _ in delivery.columns]
+    field_of, convert = (sink_field, to_sink_form) if parquet else (file_field, to_file_array)
+    schema = pa.schema([field_of(n, t) for n, t, _ in delivery.columns]
                        + [pa.field(n, t) for n, t in extras])
     counted = Counted(pa.RecordBatchReader.from_batches(schema, iter(())))
 
@@ -72,7 +82,7 @@ def file_form(delivery: Delivery) -> Counted:
             for name, t, _ in delivery.columns:
                 if name not in names:
                     raise SinkError(f"delivery of {delivery.dataset} has no column {name!r}")
-                arrays.append(to_file_array(batch.column(names.index(name)), t))
+                arrays.append(convert(batch.column(names.index(name)), t))
             arrays += [batch.column(names.index(n)).cast(t) for n, t in extras]
             counted.rows += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -91,11 +101,13 @@ class DuckdbSink(SinkConnector):
         assert isinstance(spec, DuckdbSinkSpec)
         self.path = (model_root / spec.path).resolve()
         self.target = Target(spec.schema_)
+        self.storage_version = spec.storage_version
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(self.path))
+            con = duckdb.connect(str(self.path), config={
+                "storage_compatibility_version": self.storage_version})
             con.execute("set enable_progress_bar = false")
             run(con, "SET TimeZone = 'UTC'")
             return con

@@ -12,19 +12,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataferry.connectors.parquet.layout import fsync_path
+from dataferry.connectors.parquet.types import to_sink_array
 
 ROWS_PER_FILE = 1_000_000
 ROW_GROUP_ROWS = 128 * 1024
 
 
 def fit(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with ``schema``: columns by name, cast to the field types, missing ones null."""
+    """``batch`` with ``schema``: columns by name, cast to the field types (uuid and json
+    text to their extension types), missing ones null."""
     names = batch.schema.names
     arrays = []
     for field in schema:
         if field.name in names:
-            column = batch.column(names.index(field.name))
-            arrays.append(column if column.type == field.type else column.cast(field.type))
+            arrays.append(to_sink_array(batch.column(names.index(field.name)), field.type))
         else:
             arrays.append(pa.nulls(batch.num_rows, field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

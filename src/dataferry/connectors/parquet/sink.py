@@ -47,7 +47,7 @@ from dataferry.connectors.duckdb.sink import file_form
 from dataferry.connectors.parquet.files import SnapshotWriter
 from dataferry.connectors.parquet.layout import Folder
 from dataferry.connectors.parquet.rewrite import history_sql, merged_sql, stream
-from dataferry.connectors.parquet.types import file_field
+from dataferry.connectors.parquet.types import sink_field
 from dataferry.errors import SinkError, TransientError
 from dataferry.model.spec import ParquetSink as ParquetSinkSpec
 from dataferry.model.types import DataType, describe_change, format_type, parse_type
@@ -100,7 +100,7 @@ class ParquetSink(SinkConnector):
                                 "remove the table folder to reload it as history")
             columns = _evolve(old, delivery, where)
             snapshot = folder.new_snapshot(table, delivery.version)
-            counted = file_form(delivery)
+            counted = file_form(delivery, parquet=True)
             writer = SnapshotWriter(snapshot, _schema(columns, delivery.mode), delivery.version)
             try:
                 self._write(delivery, old, columns, counted.reader, writer)
@@ -136,7 +136,9 @@ class ParquetSink(SinkConnector):
             writer.write(rows)
         elif mode == "append":
             if old and old_files and old.get("mode") == "append" \
-                    and _stored_columns(old) == columns:
+                    and _stored_columns(old) == columns \
+                    and pq.read_schema(old_files[0]).remove_metadata() == \
+                    writer.schema.remove_metadata():  # (files before uuid/json extensions)
                 writer.link(old_files)
             elif old_files:
                 writer.write(_old_batches(old_files))
@@ -187,7 +189,7 @@ def _evolve(old: dict[str, Any] | None, delivery: Delivery, where: str) -> Colum
 
 
 def _schema(columns: Columns, mode: str) -> pa.Schema:
-    fields = [file_field(n, t, nullable) for n, t, nullable in columns]
+    fields = [sink_field(n, t, nullable) for n, t, nullable in columns]
     if mode == "append":
         fields.append(pa.field(VERSION_COLUMN, pa.int64()))
     if mode == "history":

@@ -19,19 +19,28 @@ date                        date32
 time                        time64[us]
 timestamp                   timestamp[us] (no zone)
 timestamp_tz                timestamp[us, UTC]
-uuid                        string, the 36-character text
-json                        string, the JSON text
+uuid                        string, the 36-character text (parquet sink: arrow.uuid)
+json                        string, the JSON text (parquet sink: arrow.json)
 list<T>, map<K,V>, struct   list, map and struct of the forms above
 ==========================  ===========================================================
 
 Each top-level field carries ``{"dataferry.type": <declared type>}`` in its metadata.
+
+The parquet sink's own files (``sink_field``) say more than this portable form: a
+top-level uuid column is Arrow's ``arrow.uuid`` extension (16 bytes, the Parquet UUID
+logical type) and a top-level json column ``arrow.json`` (the Parquet JSON logical type),
+so DuckDB reads them as UUID and JSON and pyarrow as those extension types. Inside lists,
+maps and structs they stay text.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import assert_never
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataferry.model.types import (
     METADATA_KEY,
@@ -108,3 +117,70 @@ def to_file_array(array: pa.Array, t: DataType) -> pa.Array:
 def file_schema(columns: list[tuple[str, DataType, bool]]) -> pa.Schema:
     """The schema of files holding these declared (name, type, nullable) columns."""
     return pa.schema([file_field(n, t, nullable) for n, t, nullable in columns])
+
+
+def sink_field(name: str, t: DataType, nullable: bool = True) -> pa.Field:
+    """The field of the parquet sink's files: ``file_field``, with uuid and json as the Arrow
+    extension types that carry the Parquet UUID and JSON logical types."""
+    field = file_field(name, t, nullable)
+    if t == Primitive("uuid"):
+        return field.with_type(pa.uuid())
+    if t == Primitive("json"):
+        return field.with_type(pa.json_(pa.string()))
+    return field
+
+
+def to_sink_form(array: pa.Array, t: DataType) -> pa.Array:
+    """Values of declared type ``t`` in any natural Arrow form -> ``sink_field``'s type (a
+    uuid's 16 bytes are kept as they are, not turned into text and back)."""
+    if t == Primitive("uuid"):
+        if isinstance(array, pa.ChunkedArray):
+            array = pa.concat_arrays(array.chunks) if array.num_chunks else pa.array([], array.type)
+        storage = array.storage if isinstance(array.type, pa.BaseExtensionType) else array
+        if storage.type == pa.binary(16):
+            return pa.ExtensionArray.from_storage(pa.uuid(), storage)
+    target = sink_field("v", t).type
+    return to_sink_array(to_file_array(array, t), target)
+
+
+def to_sink_array(array: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    """Values in a ``file_type`` form (or as DuckDB hands them back) -> a ``sink_field`` type."""
+    if isinstance(array, pa.ChunkedArray):
+        array = pa.concat_arrays(array.chunks) if array.num_chunks else pa.array([], array.type)
+    if array.type == target:
+        return array
+    if isinstance(target, pa.UuidType):
+        storage = array.storage if isinstance(array.type, pa.BaseExtensionType) else array
+        if not pa.types.is_fixed_size_binary(storage.type):
+            storage = _uuid_bytes(storage.cast(pa.string()))
+        return pa.ExtensionArray.from_storage(target, storage)
+    if isinstance(target, pa.JsonType):
+        storage = array.storage if isinstance(array.type, pa.BaseExtensionType) else array
+        return pa.ExtensionArray.from_storage(target, storage.cast(pa.string()))
+    return array.cast(target)
+
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _digit, _char in enumerate("0123456789abcdef"):
+    _HEX[ord(_char)] = _HEX[ord(_char.upper())] = _digit
+_UUID_DIGITS = [i for i in range(36) if i not in (8, 13, 18, 23)]
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def _uuid_bytes(text: pa.Array) -> pa.Array:
+    """Canonical uuid text (``8-4-4-4-12`` hex digits) -> fixed_size_binary(16), vectorized;
+    anything else goes through Python's ``uuid.UUID`` (which raises on a bad value)."""
+    filled = text.fill_null(_ZERO_UUID)
+    lengths = pc.utf8_length(filled)
+    if len(filled) and pc.all(pc.equal(lengths, 36)).as_py():
+        filled = filled.cast(pa.string())
+        start = int(np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset])
+        data = np.frombuffer(filled.buffers()[2], dtype=np.uint8)[start:start + 36 * len(filled)]
+        nibbles = _HEX[data.reshape(-1, 36)[:, _UUID_DIGITS]]
+        if not (nibbles == 255).any():
+            packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+            values = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(16), len(filled), [None, pa.py_buffer(packed.tobytes())])
+            return pc.if_else(text.is_null(), pa.nulls(len(text), pa.binary(16)), values)
+    return pa.array([None if v is None else uuid.UUID(v).bytes for v in text.to_pylist()],
+                    pa.binary(16))

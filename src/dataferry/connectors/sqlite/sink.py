@@ -49,8 +49,9 @@ from dataferry.connectors.sqlite.tables import (
     create_table,
     ensure_unique_key,
     evolve_table,
+    table_columns,
 )
-from dataferry.connectors.sqlite.types import native_type
+from dataferry.connectors.sqlite.types import TEXT, affinity, native_type
 from dataferry.connectors.sqlite.values import bind_values
 from dataferry.errors import SinkError
 from dataferry.model.spec import SqliteSink as SqliteSinkSpec
@@ -174,14 +175,23 @@ def _prepare(con: sqlite3.Connection, delivery: Delivery) -> list[TargetColumn]:
     return columns
 
 
-def _rows(batch: pa.RecordBatch, delivery: Delivery, extra: tuple[str, ...] = ()) -> list[list[Any]]:
+def _text_columns(con: sqlite3.Connection, table: str) -> frozenset[str]:
+    """Columns of an existing table declared with TEXT affinity: timestamps there keep the
+    ``T`` form an earlier dataferry wrote (``types.py``)."""
+    return frozenset(n for n, native, _, _ in table_columns(con, table)
+                     if affinity(native) == TEXT)
+
+
+def _rows(batch: pa.RecordBatch, delivery: Delivery, extra: tuple[str, ...] = (),
+          text_columns: frozenset[str] = frozenset()) -> list[list[Any]]:
     """Bind values per column: the declared columns, then ``extra`` (ours, passed through)."""
     names = batch.schema.names
     out = []
     for name, t, _ in delivery.columns:
         if name not in names:
             raise SinkError(f"delivery of {delivery.dataset} has no column {name!r}")
-        out.append(bind_values(batch.column(names.index(name)), t))
+        separator = "T" if name in text_columns else " "
+        out.append(bind_values(batch.column(names.index(name)), t, separator))
     for name in extra:
         out.append(batch.column(names.index(name)).to_pylist())
     return out
@@ -209,24 +219,25 @@ def _replace(con: sqlite3.Connection, delivery: Delivery) -> int:
 
 def _append(con: sqlite3.Connection, delivery: Delivery) -> int:
     _prepare(con, delivery)
+    text = _text_columns(con, delivery.table)
     sql = _insert_sql(delivery.table, [n for n, _, _ in delivery.columns] + [VERSION_COLUMN])
     count = 0
     for batch in delivery.rows:
         if VERSION_COLUMN in batch.schema.names:
-            values = _rows(batch, delivery, (VERSION_COLUMN,))
+            values = _rows(batch, delivery, (VERSION_COLUMN,), text)
         else:
-            values = [*_rows(batch, delivery), [delivery.version] * batch.num_rows]
+            values = [*_rows(batch, delivery, (), text), [delivery.version] * batch.num_rows]
         con.executemany(sql, zip(*values, strict=True))
         count += batch.num_rows
     return count
 
 
-def _split(batch: pa.RecordBatch, delivery: Delivery) -> tuple[list[tuple[Any, ...]],
-                                                                  list[tuple[Any, ...]]]:
+def _split(batch: pa.RecordBatch, delivery: Delivery, text_columns: frozenset[str]
+           ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """(upsert rows, delete keys) of a change-set batch, as bind tuples."""
     if OP_COLUMN not in batch.schema.names:
         raise SinkError(f"{delivery.mode} delivery of {delivery.dataset} has no {OP_COLUMN} column")
-    values = _rows(batch, delivery)
+    values = _rows(batch, delivery, (), text_columns)
     ops = batch.column(batch.schema.names.index(OP_COLUMN)).to_pylist()
     names = [n for n, _, _ in delivery.columns]
     key_index = [names.index(k) for k in delivery.primary_key]
@@ -243,6 +254,7 @@ def _key_match(delivery: Delivery) -> str:
 
 def _merge(con: sqlite3.Connection, delivery: Delivery) -> int:
     _prepare(con, delivery)
+    text = _text_columns(con, delivery.table)
     names = [n for n, _, _ in delivery.columns]
     updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names
                         if n not in delivery.primary_key)
@@ -252,7 +264,7 @@ def _merge(con: sqlite3.Connection, delivery: Delivery) -> int:
     delete = f"DELETE FROM {quote(delivery.table)} WHERE {_key_match(delivery)}"
     count = 0
     for batch in delivery.rows:
-        upserts, deletes = _split(batch, delivery)
+        upserts, deletes = _split(batch, delivery, text)
         con.executemany(upsert, upserts)
         con.executemany(delete, deletes)
         count += batch.num_rows
@@ -261,6 +273,7 @@ def _merge(con: sqlite3.Connection, delivery: Delivery) -> int:
 
 def _history(con: sqlite3.Connection, delivery: Delivery) -> int:
     _prepare(con, delivery)
+    text = _text_columns(con, delivery.table)
     names = [n for n, _, _ in delivery.columns]
     at = utc_text(delivery.created_at)
     close = (f"UPDATE {quote(delivery.table)} SET {quote(VALID_TO)} = ? "
@@ -269,7 +282,7 @@ def _history(con: sqlite3.Connection, delivery: Delivery) -> int:
     key_index = [names.index(k) for k in delivery.primary_key]
     count = 0
     for batch in delivery.rows:
-        upserts, deletes = _split(batch, delivery)
+        upserts, deletes = _split(batch, delivery, text)
         keys = [tuple(row[i] for i in key_index) for row in upserts] + deletes
         con.executemany(close, [(at, *key) for key in keys])
         con.executemany(insert, [(*row, at, None) for row in upserts])

@@ -70,12 +70,15 @@ def _fits(existing: str, column: TargetColumn) -> bool:
     have, need = affinity(existing), affinity(column.native)
     if have in (need, ""):
         return True
+    textual = ("date", "time", "timestamp", "timestamp_tz", "uuid")
+    if column.declared is not None and have == TEXT and need == NUMERIC:
+        # The TEXT columns an earlier dataferry declared for these keep the values exactly.
+        return family(column.declared) in (*textual, "json", "decimal")
     if need in (INTEGER, NUMERIC):  # integers and 0/1 survive INTEGER and NUMERIC affinity
         return have in (INTEGER, NUMERIC)
     if need == REAL:
         return have in (INTEGER, NUMERIC)
     # Text that never looks like a number keeps its form under NUMERIC affinity.
-    textual = ("date", "time", "timestamp", "timestamp_tz", "uuid")
     return need == TEXT and have == NUMERIC and column.declared is not None \
         and family(column.declared) in textual
 

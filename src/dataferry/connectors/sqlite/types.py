@@ -13,23 +13,36 @@ bool                        BOOLEAN       0 or 1 (NUMERIC affinity keeps integer
 int8..int64, uint8..uint32  INTEGER       the integer
 uint64                      TEXT          decimal digits (may exceed SQLite's int64)
 float*                      REAL          the float (SQLite stores NaN as NULL)
-decimal(p,s)                TEXT          the exact decimal text, e.g. ``12.50``
+decimal(p<=15,s)            DECIMAL(p,s)  the number (NUMERIC affinity: SQLite keeps 15
+                                          significant digits, so these are exact)
+decimal(p>15,s)             TEXT          the exact decimal text, e.g. ``12.50``
 string, string(n)           TEXT          the text
 binary                      BLOB          the bytes
-date                        TEXT          ``YYYY-MM-DD``
-time                        TEXT          ``HH:MM:SS.ffffff``
-timestamp                   TEXT          ``YYYY-MM-DDTHH:MM:SS.ffffff``
-timestamp_tz                TEXT          ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (UTC)
-uuid                        TEXT          the 36-character text
-json                        TEXT          the JSON text
+date                        DATE          ``YYYY-MM-DD``
+time                        TIME          ``HH:MM:SS.ffffff``
+timestamp                   TIMESTAMP     ``YYYY-MM-DD HH:MM:SS.ffffff``
+timestamp_tz                TIMESTAMP     ``YYYY-MM-DD HH:MM:SS.ffffff+00:00`` (UTC)
+uuid                        UUID TEXT     the 36-character text (TEXT affinity)
+json                        JSON          the JSON text (a bare number is stored as
+                                          SQLite's number, NUMERIC affinity: rounded
+                                          beyond int64 or 15 significant digits)
 list, map, struct           TEXT          compact JSON: lists as arrays, maps and structs as
                                           objects (map keys as text), decimals, dates, times
                                           and timestamps as JSON strings, binary as base64,
                                           NaN/infinities as the strings "NaN", "Infinity"
 ==========================  ============  =================================================
 
-TEXT for dates and timestamps keeps SQLite's date functions working (``julianday``,
-``datetime``) and sorts chronologically.
+The declared names are the ones SQLAlchemy's reflection and Python's
+``sqlite3.connect(..., detect_types=PARSE_DECLTYPES)`` know (``DATE`` and ``TIMESTAMP``
+convert to ``date`` / ``datetime``; a zoned timestamp becomes its naive UTC time there,
+an aware one in SQLAlchemy).
+They have NUMERIC affinity (``UUID TEXT``: TEXT), which keeps ISO text as text (it
+never looks like a number).
+The text sorts chronologically and SQLite's date functions read it (``julianday``,
+``datetime``). Timestamps are written with a space between date and time, the form
+Python's ``sqlite3`` and SQLAlchemy parse; a column an earlier dataferry declared
+``TEXT`` keeps its declaration and its ``YYYY-MM-DDTHH:MM:SS`` form, so a table made
+before keeps working (merges on a timestamp key included).
 
 The source reads (``read_type``) a column of INTEGER affinity as int64, REAL as float64,
 TEXT as string, a column declared BLOB as binary; JSON text in a column whose model type
@@ -58,6 +71,11 @@ from dataferry.model.types import (
 )
 
 INTEGER, REAL, TEXT, BLOB, NUMERIC = "INTEGER", "REAL", "TEXT", "BLOB", "NUMERIC"
+_DECLARED = {"date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP",
+             "timestamp_tz": "TIMESTAMP", "uuid": "UUID TEXT", "json": "JSON"}
+"""Model types held as text under a declared type that names them. ``UUID TEXT``: SQLAlchemy
+does not know ``UUID`` in SQLite and would read the column as NUMERIC (a decimal), and
+``PARSE_DECLTYPES`` looks converters up by the first word (``UUID``)."""
 
 
 def native_type(t: DataType) -> str:
@@ -73,6 +91,10 @@ def native_type(t: DataType) -> str:
             return REAL
         case Primitive("binary"):
             return BLOB
+        case Primitive(name) if name in _DECLARED:
+            return _DECLARED[name]
+        case Decimal(p, s) if p <= 15:
+            return f"DECIMAL({p},{s})"
         case Primitive() | Decimal() | String() | ListType() | MapType() | StructType():
             return TEXT
         case _:

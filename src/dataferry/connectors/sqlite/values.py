@@ -23,8 +23,9 @@ from dataferry.model.types import DataType, ListType, MapType, Primitive, Struct
 # --- sink: Arrow -> values to bind -----------------------------------------------------
 
 
-def bind_values(array: pa.Array, t: DataType) -> list[Any]:
-    """Python values to bind for a column of model type ``t`` (one per row, None for null)."""
+def bind_values(array: pa.Array, t: DataType, separator: str = " ") -> list[Any]:
+    """Python values to bind for a column of model type ``t`` (one per row, None for null);
+    ``separator`` goes between a timestamp's date and time."""
     array = to_file_array(array, t)
     kind = family(t)
     if kind in ("list", "map", "struct"):
@@ -36,16 +37,17 @@ def bind_values(array: pa.Array, t: DataType) -> list[Any]:
     if kind == "float":
         return array.cast(pa.float64()).to_pylist()  # type: ignore[no-any-return]
     if kind in ("timestamp", "timestamp_tz"):
-        return timestamp_text(array).to_pylist()  # type: ignore[no-any-return]
+        return timestamp_text(array, separator).to_pylist()  # type: ignore[no-any-return]
     return array.to_pylist()  # type: ignore[no-any-return]
 
 
-def timestamp_text(array: pa.Array) -> pa.Array:
-    """ISO 8601 text of timestamps: ``YYYY-MM-DDTHH:MM:SS.ffffff``, ``+00:00`` when zoned."""
+def timestamp_text(array: pa.Array, separator: str = "T") -> pa.Array:
+    """ISO 8601 text of timestamps: ``YYYY-MM-DDTHH:MM:SS.ffffff`` (or ``separator`` for
+    ``T``), ``+00:00`` when zoned."""
     zoned = array.type.tz is not None
     if zoned:
         array = array.cast(pa.timestamp("us", tz="UTC"))
-    text = pc.strftime(array.cast(pa.timestamp("us", tz=array.type.tz)), format="%Y-%m-%dT%H:%M:%S")
+    text = pc.strftime(array.cast(pa.timestamp("us", tz=array.type.tz)), format=f"%Y-%m-%d{separator}%H:%M:%S")
     return pc.binary_join_element_wise(text, "+00:00", "") if zoned else text
 
 
