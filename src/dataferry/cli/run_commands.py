@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
 from dataferry.errors import UsageError
+
+if TYPE_CHECKING:  # imported when a command runs, not for --help
+    from dataferry.broker.graph import Job
+    from dataferry.engine.context import RunContext
+    from dataferry.model.load import LoadedModel
 
 AttemptsOption = typer.Option(
     3, "--attempts", min=1, metavar="N",
@@ -23,18 +29,42 @@ def register(app: typer.Typer) -> None:
 
 
 def _context(model: Path | None) -> object:
+    """The run context of a model that passes ``ferry check``."""
     from dataferry.engine.context import RunContext
+
+    return RunContext.from_loaded(_checked_model(model, bind_sql=True))
+
+
+def _checked_model(model: Path | None, *, bind_sql: bool) -> LoadedModel:
+    """The model, loaded and checked (``bind_sql=False``: all but the binding of the
+    transformers' SQL, see ``_bind_transformers``); raises on the first error."""
     from dataferry.model.check import lint_model
     from dataferry.model.load import load_model
 
     loaded = load_model(model_dir(model))
-    lint_model(loaded)
+    lint_model(loaded, bind_sql=bind_sql)
+    _refuse_errors(loaded)
+    return loaded
+
+
+def _refuse_errors(loaded: LoadedModel) -> None:
     if loaded.ecosystem is None or not loaded.report.ok:
         errors = [f for f in loaded.report.sorted() if f.severity == "error"]
         first = errors[0].as_text() if errors else "ferry.yaml is not valid"
         raise UsageError(f"the model has {len(errors)} error(s) (first: {first}); run "
                          "`ferry check` and fix them before running")
-    return RunContext.from_loaded(loaded)
+
+
+def _bind_transformers(loaded: LoadedModel, context: RunContext, jobs: Sequence[Job]) -> None:
+    """Bind the SQL of the transformers among ``jobs`` as ``ferry check`` does. A run
+    leaves out the others': binding them all costs DuckDB's import and a second per
+    thousand transformers, for jobs it does not run (``ferry check`` binds them in CI)."""
+    from dataferry.model.sqlcheck import check_transformer_sql
+
+    refs = [job.dataset for job in jobs if job.kind == "transform"]
+    if refs:
+        check_transformer_sql(loaded, context.index, refs)
+        _refuse_errors(loaded)
 
 
 def run(
@@ -58,12 +88,13 @@ def run(
     from dataferry.cli.progress import JobProgress
     from dataferry.engine.context import RunContext
 
-    context = _context(model)
-    assert isinstance(context, RunContext)
+    loaded = _checked_model(model, bind_sql=False)
+    context = RunContext.from_loaded(loaded)
     context.allow_delete = allow_delete
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:
+        _bind_transformers(loaded, context, jobs)
         with JobProgress() as progress:
             results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual",
                                attempts=attempts)

@@ -39,15 +39,18 @@ class CheckResult:
         return sum(f.severity == "warning" for f in self.findings)
 
 
-def lint_model(loaded: LoadedModel) -> None:
+def lint_model(loaded: LoadedModel, *, bind_sql: bool = True) -> None:
     """Run the whole-model checks (references, policy, transformers' SQL bound against
-    their inputs, ...) on a loaded model."""
+    their inputs, ...) on a loaded model. ``bind_sql=False`` leaves out the binding (the
+    costliest check: DuckDB, a second a thousand transformers); ``ferry run`` binds only
+    the transformers it runs (``check_transformer_sql(..., refs=...)``)."""
     if loaded.ecosystem is None:
         return
     linter = Linter(loaded)
     linter.run()
     check_policy(loaded.ecosystem, linter.index, loaded.report, loaded.root)
-    check_transformer_sql(loaded, linter.index)
+    if bind_sql:
+        check_transformer_sql(loaded, linter.index)
 
 
 def check_model(
