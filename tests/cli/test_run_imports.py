@@ -5,8 +5,9 @@ interpreter, must not import the server, the migration tool (the schema is curre
 HTTP clients or SQL parsers it does not use, the SQL binding of transformers it does not
 run, or progress bars off a terminal.
 
-And the run's own check binds only the SQL of the transformers it runs: one that does not
-bind stops a run of it (with ``ferry check``'s finding), not a run of something else.
+And the run's own check parses and binds only the SQL of the consumers and transformers
+it runs (``where:``, the policy's filter and read-column rules, binding): one that fails
+stops a run of it (with ``ferry check``'s finding), not a run of something else.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ sources:
         primary_key: [id]
         columns:
           id: {type: int64, nullable: false}
+          secret: {type: string, classification: confidential}
 transformers:
   broken:
     inputs: [crm.tiny]
@@ -53,14 +55,30 @@ transformers:
     columns:
       id: {type: int64, nullable: false}
       nope: {type: int64}
+consumers:
+  report:
+    sink: {kind: duckdb, path: report.duckdb}
+    datasets:
+      - {ref: crm.tiny, where: "nope > 0"}
+"""
+
+OPS = """\
+team: ops
+zone: us
+owners: [ops@acme.example]
+consumers:
+  watch:
+    sink: {kind: duckdb, path: watch.duckdb}
+    datasets:
+      - {ref: crm.tiny, columns: [id], where: "secret > 'm'"}
 """
 
 
 def tiny_model(model: Callable[..., Path]) -> Path:
-    root = model({"teams/crm/crm.yaml": TEAM})
+    root = model({"teams/crm/crm.yaml": TEAM, "teams/ops/ops.yaml": OPS})
     with sqlite3.connect(root / "tiny.db") as lite:
-        lite.execute("CREATE TABLE tiny (id INTEGER PRIMARY KEY)")
-        lite.execute("INSERT INTO tiny VALUES (1)")
+        lite.execute("CREATE TABLE tiny (id INTEGER PRIMARY KEY, secret TEXT)")
+        lite.execute("INSERT INTO tiny VALUES (1, 'x')")
     return root
 
 
@@ -90,3 +108,16 @@ def test_a_run_binds_the_sql_of_the_transformers_it_runs(
         assert failed.code != 0
         assert "crm.broken" in failed.err and "nope" in failed.err
         assert "ferry check" in failed.err
+
+
+def test_a_run_checks_the_where_of_the_consumers_it_delivers_to(
+        model: Callable[..., Path], ferry: Callable[..., Result]) -> None:
+    root = tiny_model(model)
+    assert ferry("run", "crm.tiny", "--model", root).code == 0
+    unknown = ferry("run", "crm.report", "--model", root)
+    assert unknown.code != 0
+    assert "where uses unknown column 'nope'" in unknown.err
+    leaking = ferry("run", "ops.watch", "--model", root)
+    assert leaking.code != 0
+    assert "filters crm.tiny on column 'secret'" in leaking.err
+    assert not (root / "watch.duckdb").exists()

@@ -14,7 +14,6 @@ from dataferry.errors import UsageError
 
 if TYPE_CHECKING:  # imported when a command runs, not for --help
     from dataferry.broker.graph import Job
-    from dataferry.engine.context import RunContext
     from dataferry.model.load import LoadedModel
 
 AttemptsOption = typer.Option(
@@ -32,17 +31,17 @@ def _context(model: Path | None) -> object:
     """The run context of a model that passes ``ferry check``."""
     from dataferry.engine.context import RunContext
 
-    return RunContext.from_loaded(_checked_model(model, bind_sql=True))
+    return RunContext.from_loaded(_checked_model(model, sql=True))
 
 
-def _checked_model(model: Path | None, *, bind_sql: bool) -> LoadedModel:
-    """The model, loaded and checked (``bind_sql=False``: all but the binding of the
-    transformers' SQL, see ``_bind_transformers``); raises on the first error."""
+def _checked_model(model: Path | None, *, sql: bool) -> LoadedModel:
+    """The model, loaded and checked (``sql=False``: all but the checks that parse or
+    bind SQL, see ``_check_sql_of``); raises on the first error."""
     from dataferry.model.check import lint_model
     from dataferry.model.load import load_model
 
     loaded = load_model(model_dir(model))
-    lint_model(loaded, bind_sql=bind_sql)
+    lint_model(loaded, sql=sql)
     _refuse_errors(loaded)
     return loaded
 
@@ -55,15 +54,17 @@ def _refuse_errors(loaded: LoadedModel) -> None:
                          "`ferry check` and fix them before running")
 
 
-def _bind_transformers(loaded: LoadedModel, context: RunContext, jobs: Sequence[Job]) -> None:
-    """Bind the SQL of the transformers among ``jobs`` as ``ferry check`` does. A run
-    leaves out the others': binding them all costs DuckDB's import and a second per
-    thousand transformers, for jobs it does not run (``ferry check`` binds them in CI)."""
-    from dataferry.model.sqlcheck import check_transformer_sql
+def _check_sql_of(loaded: LoadedModel, jobs: Sequence[Job]) -> None:
+    """Check the SQL of the consumers and transformers among ``jobs`` as ``ferry check``
+    does (``where:``, the columns a transformer reads, binding its query). A run leaves
+    out the others': sqlglot's import, and a second per thousand transformers, for jobs
+    it does not run (``ferry check`` checks them all, in CI)."""
+    from dataferry.model.check import check_sql
 
-    refs = [job.dataset for job in jobs if job.kind == "transform"]
+    refs = {job.dataset for job in jobs if job.kind == "transform"}
+    refs |= {job.consumer for job in jobs if job.kind == "deliver" and job.consumer}
     if refs:
-        check_transformer_sql(loaded, context.index, refs)
+        check_sql(loaded, refs)
         _refuse_errors(loaded)
 
 
@@ -88,13 +89,13 @@ def run(
     from dataferry.cli.progress import JobProgress
     from dataferry.engine.context import RunContext
 
-    loaded = _checked_model(model, bind_sql=False)
+    loaded = _checked_model(model, sql=False)
     context = RunContext.from_loaded(loaded)
     context.allow_delete = allow_delete
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:
-        _bind_transformers(loaded, context, jobs)
+        _check_sql_of(loaded, jobs)
         with JobProgress() as progress:
             results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual",
                                attempts=attempts)
