@@ -2,7 +2,12 @@
 
 A behaviour check, not a timing: a run of a one-row SQLite ingest, in a fresh
 interpreter, must not import the server, the migration tool (the schema is current),
-HTTP clients or SQL parsers it does not use.
+HTTP clients or SQL parsers it does not use, the SQL binding of transformers it does not
+run, or progress bars off a terminal.
+
+And the run's own check parses and binds only the SQL of the consumers and transformers
+it runs (``where:``, the policy's filter and read-column rules, binding): one that fails
+stops a run of it (with ``ferry check``'s finding), not a run of something else.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.conftest import Result
+
 NOT_NEEDED = {"fastapi", "uvicorn", "starlette", "jinja2", "alembic", "mako", "httpx",
               "sqlglot", "pandas", "polars", "connectorx", "pymysql", "psycopg",
               "dataferry.server", "dataferry.events.nats", "pyarrow.dataset",
-              "sqlalchemy.dialects.postgresql"}
+              "sqlalchemy.dialects.postgresql", "dataferry.engine.bind", "rich.progress"}
 
 RUN = """
 import json, sys
@@ -40,7 +47,39 @@ sources:
         primary_key: [id]
         columns:
           id: {type: int64, nullable: false}
+          secret: {type: string, classification: confidential}
+transformers:
+  broken:
+    inputs: [crm.tiny]
+    sql: select id, nope from tiny
+    columns:
+      id: {type: int64, nullable: false}
+      nope: {type: int64}
+consumers:
+  report:
+    sink: {kind: duckdb, path: report.duckdb}
+    datasets:
+      - {ref: crm.tiny, where: "nope > 0"}
 """
+
+OPS = """\
+team: ops
+zone: us
+owners: [ops@acme.example]
+consumers:
+  watch:
+    sink: {kind: duckdb, path: watch.duckdb}
+    datasets:
+      - {ref: crm.tiny, columns: [id], where: "secret > 'm'"}
+"""
+
+
+def tiny_model(model: Callable[..., Path]) -> Path:
+    root = model({"teams/crm/crm.yaml": TEAM, "teams/ops/ops.yaml": OPS})
+    with sqlite3.connect(root / "tiny.db") as lite:
+        lite.execute("CREATE TABLE tiny (id INTEGER PRIMARY KEY, secret TEXT)")
+        lite.execute("INSERT INTO tiny VALUES (1, 'x')")
+    return root
 
 
 def run_in_fresh_process(*args: str) -> tuple[int, set[str]]:
@@ -51,13 +90,34 @@ def run_in_fresh_process(*args: str) -> tuple[int, set[str]]:
 
 
 def test_a_run_imports_only_what_its_jobs_need(model: Callable[..., Path]) -> None:
-    root = model({"teams/crm/crm.yaml": TEAM})
-    with sqlite3.connect(root / "tiny.db") as lite:
-        lite.execute("CREATE TABLE tiny (id INTEGER PRIMARY KEY)")
-        lite.execute("INSERT INTO tiny VALUES (1)")
+    root = tiny_model(model)
     for _ in range(2):  # the first creates the metadata database (migrations run then)
         code, modules = run_in_fresh_process("run", "crm.tiny", "--full", "--model", str(root))
         assert code == 0
     loaded = {name for name in NOT_NEEDED
               if name in modules or any(m.startswith(name + ".") for m in modules)}
     assert loaded == set()
+
+
+def test_a_run_binds_the_sql_of_the_transformers_it_runs(
+        model: Callable[..., Path], ferry: Callable[..., Result]) -> None:
+    root = tiny_model(model)
+    assert ferry("run", "crm.tiny", "--model", root).code == 0
+    for refs in (["crm.broken"], []):
+        failed = ferry("run", *refs, "--model", root)
+        assert failed.code != 0
+        assert "crm.broken" in failed.err and "nope" in failed.err
+        assert "ferry check" in failed.err
+
+
+def test_a_run_checks_the_where_of_the_consumers_it_delivers_to(
+        model: Callable[..., Path], ferry: Callable[..., Result]) -> None:
+    root = tiny_model(model)
+    assert ferry("run", "crm.tiny", "--model", root).code == 0
+    unknown = ferry("run", "crm.report", "--model", root)
+    assert unknown.code != 0
+    assert "where uses unknown column 'nope'" in unknown.err
+    leaking = ferry("run", "ops.watch", "--model", root)
+    assert leaking.code != 0
+    assert "filters crm.tiny on column 'secret'" in leaking.err
+    assert not (root / "watch.duckdb").exists()

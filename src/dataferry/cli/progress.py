@@ -1,35 +1,30 @@
-"""Progress bars for long work: shown on a terminal (stderr), silent otherwise."""
+"""Progress bars for long work: shown on a terminal (stderr), silent otherwise.
+
+Rich is imported only when a bar is shown: off a terminal (scheduled runs, CI, pipes) a
+``ferry run`` does not pay for ``rich.progress`` (a tenth of its start-up).
+"""
 
 from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichProgress
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import ProgressColumn, TaskID
 
 
-class _Rate(ProgressColumn):
-    """Items per second, e.g. ``12,345 rows/s``."""
+def _rate(unit: str) -> ProgressColumn:
+    """A column of items per second, e.g. ``12,345 rows/s``."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
 
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed or 0:,.0f} {unit}/s")
 
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:,.0f} {self.unit}/s")
+    return Rate()
 
 
 class Progress:
@@ -44,6 +39,16 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.enabled:
             from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             if self.unit == "bytes":
                 columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
@@ -52,7 +57,7 @@ class Progress:
                 count = MofNCompleteColumn() if self.total else TextColumn(
                     "{task.completed:,.0f} " + self.unit)
                 columns = [TextColumn("{task.description}"), BarColumn(), count,
-                           _Rate(self.unit), TaskProgressColumn(), TimeElapsedColumn()]
+                           _rate(self.unit), TaskProgressColumn(), TimeElapsedColumn()]
             self._bar = RichProgress(*columns, console=Console(stderr=True), transient=True)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total)
@@ -78,9 +83,11 @@ class JobProgress:
     def __enter__(self) -> JobProgress:
         if self.enabled:
             from rich.console import Console
+            from rich.progress import Progress as RichProgress
+            from rich.progress import TextColumn, TimeElapsedColumn
 
             self._bar = RichProgress(TextColumn("{task.description:<48}"),
-                                     TextColumn("{task.completed:>12,.0f} rows"), _Rate("rows"),
+                                     TextColumn("{task.completed:>12,.0f} rows"), _rate("rows"),
                                      TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
                                      console=Console(stderr=True))
             self._bar.start()

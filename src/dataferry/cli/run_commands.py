@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
 from dataferry.errors import UsageError
+
+if TYPE_CHECKING:  # imported when a command runs, not for --help
+    from dataferry.broker.graph import Job
+    from dataferry.model.load import LoadedModel
 
 AttemptsOption = typer.Option(
     3, "--attempts", min=1, metavar="N",
@@ -23,18 +28,44 @@ def register(app: typer.Typer) -> None:
 
 
 def _context(model: Path | None) -> object:
+    """The run context of a model that passes ``ferry check``."""
     from dataferry.engine.context import RunContext
+
+    return RunContext.from_loaded(_checked_model(model, sql=True))
+
+
+def _checked_model(model: Path | None, *, sql: bool) -> LoadedModel:
+    """The model, loaded and checked (``sql=False``: all but the checks that parse or
+    bind SQL, see ``_check_sql_of``); raises on the first error."""
     from dataferry.model.check import lint_model
     from dataferry.model.load import load_model
 
     loaded = load_model(model_dir(model))
-    lint_model(loaded)
+    lint_model(loaded, sql=sql)
+    _refuse_errors(loaded)
+    return loaded
+
+
+def _refuse_errors(loaded: LoadedModel) -> None:
     if loaded.ecosystem is None or not loaded.report.ok:
         errors = [f for f in loaded.report.sorted() if f.severity == "error"]
         first = errors[0].as_text() if errors else "ferry.yaml is not valid"
         raise UsageError(f"the model has {len(errors)} error(s) (first: {first}); run "
                          "`ferry check` and fix them before running")
-    return RunContext.from_loaded(loaded)
+
+
+def _check_sql_of(loaded: LoadedModel, jobs: Sequence[Job]) -> None:
+    """Check the SQL of the consumers and transformers among ``jobs`` as ``ferry check``
+    does (``where:``, the columns a transformer reads, binding its query). A run leaves
+    out the others': sqlglot's import, and a second per thousand transformers, for jobs
+    it does not run (``ferry check`` checks them all, in CI)."""
+    from dataferry.model.check import check_sql
+
+    refs = {job.dataset for job in jobs if job.kind == "transform"}
+    refs |= {job.consumer for job in jobs if job.kind == "deliver" and job.consumer}
+    if refs:
+        check_sql(loaded, refs)
+        _refuse_errors(loaded)
 
 
 def run(
@@ -58,12 +89,13 @@ def run(
     from dataferry.cli.progress import JobProgress
     from dataferry.engine.context import RunContext
 
-    context = _context(model)
-    assert isinstance(context, RunContext)
+    loaded = _checked_model(model, sql=False)
+    context = RunContext.from_loaded(loaded)
     context.allow_delete = allow_delete
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:
+        _check_sql_of(loaded, jobs)
         with JobProgress() as progress:
             results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual",
                                attempts=attempts)

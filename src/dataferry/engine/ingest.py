@@ -25,6 +25,7 @@ from dataferry.connectors.drift import check_drift
 from dataferry.connectors.registry import source_class
 from dataferry.engine.context import RunContext
 from dataferry.model.spec import duration_seconds
+from dataferry.startup_trace import first_source_read
 from dataferry.store.publish import Published, publish
 
 
@@ -103,6 +104,7 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
         f"{entry.team}.{entry.source_name}", entry.source, context.root)
     dataset = context.store.dataset(ref)
     try:
+        first_source_read()
         warnings = check_drift(ref, spec, connector.columns(ref, spec))
         head = None if full or not dataset.exists() else dataset.head()
         previous = head.manifest.cursor if head is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
@@ -13,7 +13,7 @@ from dataferry.model.findings import Finding
 from dataferry.model.graph import ModelIndex
 from dataferry.model.lint import Linter
 from dataferry.model.load import LoadedModel, PieceCache, load_model
-from dataferry.model.policy import check_policy
+from dataferry.model.policy import check_policy, check_policy_sql
 from dataferry.model.sqlcheck import check_transformer_sql
 
 
@@ -39,15 +39,35 @@ class CheckResult:
         return sum(f.severity == "warning" for f in self.findings)
 
 
-def lint_model(loaded: LoadedModel) -> None:
+def lint_model(loaded: LoadedModel, *, sql: bool = True) -> None:
     """Run the whole-model checks (references, policy, transformers' SQL bound against
-    their inputs, ...) on a loaded model."""
+    their inputs, ...) on a loaded model.
+
+    ``sql=False`` leaves out the checks that parse or bind SQL (consumers' ``where:``,
+    which columns transformers read, binding their queries on DuckDB): sqlglot's import
+    and a second per thousand transformers. ``ferry run`` runs them with ``check_sql``
+    for the consumers and transformers among its jobs only."""
     if loaded.ecosystem is None:
         return
-    linter = Linter(loaded)
+    linter = Linter(loaded, sql=sql)
     linter.run()
-    check_policy(loaded.ecosystem, linter.index, loaded.report, loaded.root)
-    check_transformer_sql(loaded, linter.index)
+    check_policy(loaded.ecosystem, linter.index, loaded.report, loaded.root, sql=sql)
+    if sql:
+        check_transformer_sql(loaded, linter.index)
+
+
+def check_sql(loaded: LoadedModel, refs: Collection[str]) -> None:
+    """The checks ``lint_model(sql=False)`` left out, for the consumers and transformers
+    ``refs`` ("team.name") only."""
+    if loaded.ecosystem is None or not refs:
+        return
+    linter = Linter(loaded)
+    for ref in refs:
+        if ref in linter.index.consumers:
+            linter.check_wheres(ref)
+    check_policy_sql(loaded.ecosystem, linter.index, loaded.report, loaded.root, refs)
+    check_transformer_sql(loaded, linter.index,
+                          [ref for ref in refs if ref in linter.index.datasets])
 
 
 def check_model(
@@ -87,4 +107,4 @@ def _without_gc() -> Iterator[None]:
             gc.enable()
 
 
-__all__ = ["CheckResult", "ModelIndex", "check_model", "lint_model"]
+__all__ = ["CheckResult", "ModelIndex", "check_model", "check_sql", "lint_model"]

@@ -73,8 +73,11 @@ def safe_where(where: str) -> str:
 class Linter:
     """Runs the whole-model checks of MODEL.md over a loaded model."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, *, sql: bool = True) -> None:
+        """``sql=False`` leaves out the checks that parse SQL (consumers' ``where:``);
+        ``check_wheres`` runs them for one consumer."""
         assert loaded.ecosystem is not None
+        self.sql = sql
         self.loaded = loaded
         self.eco = loaded.ecosystem
         self.report: Report = loaded.report
@@ -382,8 +385,20 @@ class Linter:
             self.report.add("missing-primary-key",
                             f"{what}: {need.mode} mode needs a primary key, but {need.ref} has "
                             "none (ask its owners to declare primary_key)", (*at, "mode"))
-        if need.where is not None:
+        if need.where is not None and self.sql:
             self.check_where(what, need.ref, need.where, list(spec.columns), (*at, "where"))
+
+    def check_wheres(self, consumer_ref: str) -> None:
+        """The ``where:`` of each need of consumer ``consumer_ref`` ("team.name")."""
+        team_name, _, name = consumer_ref.partition(".")
+        consumer = self.eco.teams[team_name].consumers[name]
+        for index, need in enumerate(consumer.datasets):
+            entry = self.index.datasets.get(need.ref)
+            if need.where is not None and entry is not None:
+                self.check_where(f"consumer {consumer_ref}", need.ref, need.where,
+                                 list(entry.spec.columns),
+                                 ("teams", team_name, "consumers", name, "datasets", index,
+                                  "where"))
 
     def check_where(self, what: str, ref: str, where: str, columns: list[str], at: Path) -> None:
         parsed = where_columns(where)

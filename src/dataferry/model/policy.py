@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path as FsPath
 
 from dataferry.model.findings import Path, Report
@@ -12,12 +13,14 @@ from dataferry.model.spec import Ecosystem, Transformer
 
 
 def check_policy(eco: Ecosystem, index: ModelIndex, report: Report,
-                 root: FsPath | None = None) -> None:
+                 root: FsPath | None = None, *, sql: bool = True) -> None:
     """Report ``policy-violation``, ``not-approved`` and ``deprecated-dataset`` findings.
 
     ``root`` is the model's directory, where a transformer's ``sql_file`` is read from
     (without it, or when the file is missing, the transformer counts as reading every
-    column of its inputs).
+    column of its inputs). ``sql=False`` leaves out the checks that parse SQL (what a
+    consumer's ``where:`` filters on, which columns a transformer reads);
+    ``check_policy_sql`` runs them for some consumers and transformers.
     """
     for receipt in index.receipts():
         entry = index.datasets.get(receipt.ref)
@@ -39,9 +42,26 @@ def check_policy(eco: Ecosystem, index: ModelIndex, report: Report,
                        f"is deprecated{why}", receipt.path, severity="warning")
         if receipt.need is not None:
             _check_need_zones(eco, index, receipt, report)
-        else:
+            if sql:
+                _check_need_where(eco, index, receipt, report)
+        elif sql:
             _check_input_zones(eco, index, receipt, report, root)
     _check_platforms(eco, index, report)
+
+
+def check_policy_sql(eco: Ecosystem, index: ModelIndex, report: Report, root: FsPath | None,
+                     refs: Collection[str]) -> None:
+    """The policy checks that ``check_policy(sql=False)`` left out, for the consumers and
+    transformers ``refs`` ("team.name") only."""
+    for receipt in index.receipts():
+        if f"{receipt.team}.{receipt.entity}" not in refs:
+            continue
+        if receipt.ref not in index.datasets or receipt.team not in eco.teams:
+            continue
+        if receipt.need is not None:
+            _check_need_where(eco, index, receipt, report)
+        else:
+            _check_input_zones(eco, index, receipt, report, root)
 
 
 def approved(entry: DatasetEntry, team: str) -> bool:
@@ -134,8 +154,19 @@ def _check_need_zones(eco: Ecosystem, index: ModelIndex, receipt: Receipt,
                 "zone's policy)",
                 receipt.path,
             )
+
+
+def _check_need_where(eco: Ecosystem, index: ModelIndex, receipt: Receipt,
+                      report: Report) -> None:
     where = receipt.need.where if receipt.need is not None else None
-    filtered = where_columns(where) if where is not None else ()
+    if where is None:
+        return
+    entry = index.datasets[receipt.ref]
+    required = required_masks(eco, entry, receipt.team)
+    if not required:
+        return
+    away = eco.teams[receipt.team].zone
+    filtered = where_columns(where)
     for column in filtered if isinstance(filtered, tuple) else ():
         if column in required:
             # A filter runs on the raw values: which rows arrive would tell them (a

@@ -24,6 +24,7 @@ missing is skipped (those are reported elsewhere, or are no error in a static ch
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -54,14 +55,18 @@ if TYPE_CHECKING:  # duckdb is imported when there is SQL to bind
     from dataferry.engine.bind import BindFailure, OutputColumn
 
 
-def check_transformer_sql(loaded: LoadedModel, index: ModelIndex) -> None:
-    """Bind every SQL transformer of ``index``; add what fails to ``loaded.report``."""
+def check_transformer_sql(loaded: LoadedModel, index: ModelIndex,
+                          refs: Collection[str] | None = None) -> None:
+    """Bind every SQL transformer of ``index`` (only those of ``refs`` when given); add
+    what fails to ``loaded.report``."""
     from dataferry.engine.bind import QueryBinder
 
     checker = _Checker(loaded, index)
     binder: QueryBinder | None = None
+    entries = index.datasets.values() if refs is None else [
+        index.datasets[ref] for ref in refs if ref in index.datasets]
     try:
-        for entry in index.datasets.values():
+        for entry in entries:
             if isinstance(entry.spec, Transformer) and entry.spec.python is None:
                 inputs = checker.inputs(entry)
                 sql = transformer_sql(entry.spec, loaded.root / "teams" / entry.team)
