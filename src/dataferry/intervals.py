@@ -1,0 +1,144 @@
+"""The ``interval`` type's values: ISO 8601 duration text and Arrow's month_day_nano.
+
+The store keeps an interval as ISO 8601 text (Parquet and Delta Lake have no interval
+type); sinks with a native interval (PostgreSQL, DuckDB) get Arrow month_day_nano arrays,
+which ADBC and DuckDB write as their INTERVAL. An interval is three separate parts, as in
+both databases: months, days and microseconds (a month is not a fixed number of days).
+
+The text accepted (``DURATION``) is what PostgreSQL prints with ``intervalstyle
+iso_8601``: ``P[nY][nM][nW][nD][T[nH][nM][n[.ffffff]S]]``, each part with its own
+optional minus sign (``P1Y2M-3DT4H5M6.5S``, ``PT-0.5S``), at least one part, seconds
+with at most 6 fractional digits. The time part (hours, minutes, seconds) is at most
+2562047:47:16.854775 either way, as Arrow's int64 nanoseconds hold (PostgreSQL allows 1000 times more). Years and months add up to the months (12 to a year),
+weeks and days to the days (7 to a week), hours, minutes and seconds to the microseconds.
+Everything here works on whole arrays (Arrow compute and numpy), never value by value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DURATION = (r"^P(?:(?P<y>-?\d+)Y)?(?:(?P<mo>-?\d+)M)?(?:(?P<w>-?\d+)W)?(?:(?P<d>-?\d+)D)?"
+            r"(?:T(?:(?P<h>-?\d+)H)?(?:(?P<mi>-?\d+)M)?"
+            r"(?:(?P<sign>-?)(?P<s>\d+)(?:\.(?P<f>\d{1,6}))?S)?)?$")
+HINT = ("write intervals as ISO 8601 durations, e.g. P1Y2M-3DT4H5M6.5S (PostgreSQL prints "
+        "them so with intervalstyle iso_8601)")
+_INT32 = 2**31 - 1
+_INT64 = 2**63 - 1
+_MICROS = {"h": 3_600_000_000, "mi": 60_000_000, "s": 1_000_000}
+_STORAGE = np.dtype([("months", "<i4"), ("days", "<i4"), ("nanos", "<i8")])
+
+
+class IntervalError(ValueError):
+    """The value at ``index`` is not an interval dataferry can keep (``problem`` says why)."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        self.index, self.problem = index, problem
+        super().__init__(f"row {index}: {problem}")
+
+
+def _first(mask: pa.Array) -> int | None:
+    index = pc.index(mask, True).as_py()
+    return None if index is None or index < 0 else int(index)
+
+
+def not_a_duration(text: pa.Array) -> int | None:
+    """The index of the first value of the string array ``text`` that is not ISO 8601
+    duration text as ``DURATION`` describes it, or None (nulls are fine)."""
+    bad = pc.or_(pc.invert(pc.match_substring_regex(text, DURATION)),
+                 pc.match_substring_regex(text, r"^P$|T$"))
+    return _first(pc.fill_null(bad, False))
+
+
+def to_month_day_nano(text: pa.Array) -> pa.Array:
+    """Parse ISO 8601 duration text into a month_day_nano array (nanoseconds are whole
+    microseconds). Raises ``IntervalError`` for text that is not a duration, or whose
+    months, days (int32) or microseconds (int64) overflow."""
+    text = pc.cast(text, pa.string())
+    index = not_a_duration(text)
+    if index is not None:
+        raise IntervalError(index, "is not an ISO 8601 duration")
+    parts = pc.extract_regex(pc.fill_null(text, "PT0S"), DURATION)
+
+    def number(name: str, kind: pa.DataType = pa.float64()) -> pa.Array:
+        digits = parts.field(name)
+        return pc.cast(pc.if_else(pc.equal(digits, ""), "0", digits), kind)
+
+    fraction = pc.utf8_rpad(parts.field("f"), width=6, padding="0")
+    sign = pc.if_else(pc.equal(parts.field("sign"), "-"), -1, 1)
+    # Range checks in float64 first, so an overflow names its row.
+    months = pc.add(pc.multiply(number("y"), 12), number("mo"))
+    days = pc.add(pc.multiply(number("w"), 7), number("d"))
+    micros = pc.add(pc.add(pc.multiply(number("h"), _MICROS["h"]),
+                           pc.multiply(number("mi"), _MICROS["mi"])),
+                    pc.multiply(pc.multiply(number("s"), _MICROS["s"]), sign))
+    for values, limit, problem in (
+        (months, _INT32, "has more months than an interval holds (2147483647)"),
+        (days, _INT32, "has more days than an interval holds (2147483647)"),
+        (micros, _INT64 / 1000, "has hours, minutes and seconds beyond 2562047:47:16.854775 "
+                                "(292 years) either way, the most Arrow's month_day_nano "
+                                "interval holds"),
+    ):
+        index = _first(pc.greater(pc.abs(values), limit))
+        if index is not None:
+            raise IntervalError(index, problem)
+    exact = pa.int64()
+    try:
+        months_exact = pc.add_checked(pc.multiply_checked(number("y", exact), 12),
+                                      number("mo", exact))
+        days_exact = pc.add_checked(pc.multiply_checked(number("w", exact), 7),
+                                    number("d", exact))
+        seconds = pc.add_checked(pc.multiply_checked(number("s", exact), _MICROS["s"]),
+                                 pc.cast(pc.if_else(pc.equal(fraction, "000000"), "0",
+                                                    fraction), exact))
+        micros_exact = pc.add_checked(
+            pc.add_checked(pc.multiply_checked(number("h", exact), _MICROS["h"]),
+                           pc.multiply_checked(number("mi", exact), _MICROS["mi"])),
+            pc.multiply_checked(seconds, pc.cast(sign, exact)))
+        nanos = pc.multiply_checked(micros_exact, 1000)
+    except pa.ArrowInvalid:  # within a hair of the limits: float64 rounded it inside
+        raise IntervalError(0, "has a part too large for an interval") from None
+    storage = np.empty(len(text), _STORAGE)
+    storage["months"] = months_exact.to_numpy(zero_copy_only=False)
+    storage["days"] = days_exact.to_numpy(zero_copy_only=False)
+    storage["nanos"] = nanos.to_numpy(zero_copy_only=False)
+    validity = pc.is_valid(text).buffers()[1] if text.null_count else None
+    return pa.Array.from_buffers(pa.month_day_nano_interval(), len(text),
+                                 [validity, pa.py_buffer(storage.tobytes())],
+                                 null_count=text.null_count)
+
+
+def to_duration_text(array: pa.Array) -> pa.Array:
+    """ISO 8601 text of a month_day_nano or duration array (``P14M-3DT14706.5S``).
+    Raises ``IntervalError`` for a value finer than a microsecond."""
+    count = len(array)
+    valid = pc.is_valid(array)
+    if pa.types.is_duration(array.type):
+        scale = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[array.type.unit]
+        ticks = pc.fill_null(array.cast(pa.int64()), 0).to_numpy()
+        nanos = ticks * scale  # durations in s and ms overflow int64 nanos only past 292 years
+        months = days = np.zeros(count, np.int64)
+    else:
+        raw = np.frombuffer(array.buffers()[1], _STORAGE, count, array.offset * 16)
+        months, days, nanos = (raw[name].astype(np.int64) for name in _STORAGE.names or ())
+    index = _first(pc.and_(valid, pa.array(nanos % 1000 != 0)))
+    if index is not None:
+        raise IntervalError(index, "is finer than a microsecond")
+    micros = nanos // 1000
+    whole, fraction = np.divmod(np.abs(micros), 1_000_000)
+    fraction_text = pc.utf8_rtrim(pc.utf8_lpad(pc.cast(pa.array(fraction), pa.string()),
+                                               width=6, padding="0"), characters="0")
+    seconds = pc.binary_join_element_wise(
+        pa.array(np.where(micros < 0, "-", "")), pc.cast(pa.array(whole), pa.string()),
+        pc.if_else(pa.array(fraction == 0), "", pc.binary_join_element_wise(
+            ".", fraction_text, "")), "S", "")
+    date_part = pc.binary_join_element_wise(
+        *(pc.if_else(pa.array(values == 0), "", pc.binary_join_element_wise(
+            pc.cast(pa.array(values), pa.string()), designator, ""))
+          for values, designator in ((months, "M"), (days, "D"))), "")
+    no_time = pc.and_(pa.array(micros == 0), pc.not_equal(date_part, ""))
+    time_part = pc.if_else(no_time, "", pc.binary_join_element_wise("T", seconds, ""))
+    text = pc.binary_join_element_wise("P", date_part, time_part, "")
+    return pc.if_else(valid, text, pa.scalar(None, pa.string()))
