@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataferry.model.types import DataType, ListType, MapType, Primitive, StructType, contains
+
 DURATION = (r"^P(?:(?P<y>-?\d+)Y)?(?:(?P<mo>-?\d+)M)?(?:(?P<w>-?\d+)W)?(?:(?P<d>-?\d+)D)?"
             r"(?:T(?:(?P<h>-?\d+)H)?(?:(?P<mi>-?\d+)M)?"
             r"(?:(?P<sign>-?)(?P<s>\d+)(?:\.(?P<f>\d{1,6}))?S)?)?$")
@@ -142,3 +144,24 @@ def to_duration_text(array: pa.Array) -> pa.Array:
     time_part = pc.if_else(no_time, "", pc.binary_join_element_wise("T", seconds, ""))
     text = pc.binary_join_element_wise("P", date_part, time_part, "")
     return pc.if_else(valid, text, pa.scalar(None, pa.string()))
+
+
+def native_intervals(array: pa.Array, t: DataType) -> pa.Array:
+    """``array`` (values of declared type ``t`` in their file form) with every interval in
+    it, also inside lists, maps and structs, as month_day_nano instead of text. Raises
+    ``IntervalError`` as ``to_month_day_nano``."""
+    if not contains(t, lambda leaf: leaf == Primitive("interval")):
+        return array
+    match t:
+        case ListType(item):
+            values = native_intervals(array.values, item)
+            return pa.ListArray.from_arrays(array.offsets, values, mask=array.is_null())
+        case MapType(key, value):
+            keys, items = native_intervals(array.keys, key), native_intervals(array.items, value)
+            return pa.MapArray.from_arrays(array.offsets, keys, items, mask=array.is_null())
+        case StructType(fields):
+            children = [native_intervals(child, f)
+                        for child, (_, f) in zip(array.flatten(), fields, strict=True)]
+            names = [name for name, _ in fields]
+            return pa.StructArray.from_arrays(children, names, mask=array.is_null())
+    return to_month_day_nano(array)

@@ -45,6 +45,7 @@ from dataferry.connectors.duckdb.tables import Target, TargetColumn, run
 from dataferry.connectors.duckdb.types import native_type, quote
 from dataferry.connectors.parquet.types import file_field, to_file_array
 from dataferry.errors import SinkError
+from dataferry.intervals import IntervalError, native_intervals
 from dataferry.model.spec import DuckdbSink as DuckdbSinkSpec
 
 
@@ -61,8 +62,11 @@ def file_form(delivery: Delivery) -> Counted:
     ``_ferry_op`` / ``_ferry_version`` columns when present."""
     extras = [(n, t) for n, t in ((OP_COLUMN, pa.string()), (VERSION_COLUMN, pa.int64()))
               if n in delivery.rows.schema.names]
-    schema = pa.schema([file_field(n, t) for n, t, _ in delivery.columns]
-                       + [pa.field(n, t) for n, t in extras])
+    fields = [file_field(n, t) for n, t, _ in delivery.columns]
+    # Intervals go in as Arrow intervals (DuckDB cannot cast ISO 8601 text to INTERVAL).
+    fields = [f.with_type(native_intervals(pa.array([], f.type), t).type)
+              for f, (_, t, _) in zip(fields, delivery.columns, strict=True)]
+    schema = pa.schema(fields + [pa.field(n, t) for n, t in extras])
     counted = Counted(pa.RecordBatchReader.from_batches(schema, iter(())))
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -72,7 +76,12 @@ def file_form(delivery: Delivery) -> Counted:
             for name, t, _ in delivery.columns:
                 if name not in names:
                     raise SinkError(f"delivery of {delivery.dataset} has no column {name!r}")
-                arrays.append(to_file_array(batch.column(names.index(name)), t))
+                array = to_file_array(batch.column(names.index(name)), t)
+                try:
+                    arrays.append(native_intervals(array, t))
+                except IntervalError as error:
+                    raise SinkError(f"delivery of {delivery.dataset}: column {name!r}: the "
+                                    f"value at row {error.index} {error.problem}") from None
             arrays += [batch.column(names.index(n)).cast(t) for n, t in extras]
             counted.rows += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
