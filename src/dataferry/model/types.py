@@ -483,7 +483,8 @@ def from_arrow_field(field: pa.Field) -> DataType:
     """Return the declared type of an Arrow field: ``from_arrow_field(to_arrow_field(n, t)) == t``.
 
     Fields without metadata (from other writers) map to the nearest type: large and view
-    strings to string, any timestamp unit to timestamp(_tz), dictionaries to their values,
+    strings to string, any timestamp unit to timestamp(_tz), month_day_nano intervals and
+    durations to interval, dictionaries to their values,
     unknown extension types to their storage type.
     Raises ``UnsupportedArrowTypeError`` for types with no equivalent, and for metadata
     that does not parse or does not match the stored Arrow type.
@@ -542,6 +543,8 @@ def _from_arrow_type(t: pa.DataType) -> DataType:
         return Primitive("timestamp_tz" if t.tz else "timestamp")
     if types.is_decimal(t):
         return Decimal(t.precision, t.scale)
+    if t == pa.month_day_nano_interval() or types.is_duration(t):
+        return Primitive("interval")  # conform writes them as ISO 8601 text
     if types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t):
         return ListType(from_arrow_field(t.value_field))
     if types.is_list_view(t) or types.is_large_list_view(t):

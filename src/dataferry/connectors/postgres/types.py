@@ -83,6 +83,7 @@ from dataferry.model.types import (
     Primitive,
     String,
     StructType,
+    family,
     is_widening,
 )
 
@@ -162,8 +163,7 @@ def writable(t: DataType, native: str) -> bool:
     if native in ("jsonb", "json"):
         return t == Primitive("json") or isinstance(t, ListType | MapType | StructType)
     if native == "numeric":
-        return isinstance(t, Decimal) or (isinstance(t, Primitive) and t.name.startswith(
-            ("int", "uint")))
+        return isinstance(t, Decimal) or family(t) == "integer"
     if native.endswith("[]") and isinstance(t, ListType):
         return writable(t.item, native[:-2])
     if native.startswith("interval"):

@@ -75,7 +75,7 @@ def _fits(existing: str, column: TargetColumn) -> bool:
     if need == REAL:
         return have in (INTEGER, NUMERIC)
     # Text that never looks like a number keeps its form under NUMERIC affinity.
-    textual = ("date", "time", "timestamp", "timestamp_tz", "uuid")
+    textual = ("date", "time", "timestamp", "timestamp_tz", "uuid", "interval")
     return need == TEXT and have == NUMERIC and column.declared is not None \
         and family(column.declared) in textual
 

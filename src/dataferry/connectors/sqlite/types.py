@@ -22,6 +22,7 @@ timestamp                   TEXT          ``YYYY-MM-DDTHH:MM:SS.ffffff``
 timestamp_tz                TEXT          ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (UTC)
 uuid                        TEXT          the 36-character text
 json                        TEXT          the JSON text
+interval                    TEXT          the ISO 8601 duration text (``P1Y2M-3DT4H5M6.5S``)
 list, map, struct           TEXT          compact JSON: lists as arrays, maps and structs as
                                           objects (map keys as text), decimals, dates, times
                                           and timestamps as JSON strings, binary as base64,
