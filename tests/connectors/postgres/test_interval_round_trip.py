@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataferry.connectors.base import Delivery
+from dataferry.connectors.base import OP_COLUMN, Delivery
 from dataferry.connectors.postgres.sink import PostgresSink
 from dataferry.errors import SinkError
 from dataferry.model.spec import Column, SourceDataset
@@ -95,3 +95,29 @@ def test_text_that_is_not_iso_8601_is_a_sink_error_naming_the_column(dsn: str) -
         pa.string()))})
     with pytest.raises(SinkError, match=r"column span has '1 day', which is not an ISO 8601"):
         _deliver(dsn, rows.to_reader(), _applied(dsn) + 1)
+
+
+@pytest.mark.parametrize(("existing", "after"), [("text", "text"), ("interval(0)", "interval")])
+def test_an_existing_text_column_keeps_the_text_and_a_rounding_one_is_widened(
+    dsn: str, existing: str, after: str,
+) -> None:
+    """Merge into an existing table: text (made when the column was declared string) holds
+    the ISO 8601 text; interval(0) would round the seconds, so it becomes interval."""
+    table = f"kept_{after}"
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("create schema if not exists old")
+        db.execute(f"create table old.{table} (id bigint primary key, span {existing})")
+    rows = pa.table({"id": [1], "span": ["PT0.5S"], OP_COLUMN: ["upsert"]})
+    sink = PostgresSink("bi.wh", SinkSpec(kind="postgres", dsn=dsn, schema="old"), Path("."))
+    try:
+        sink.deliver(Delivery(dataset="ops.kept", consumer="bi.wh", table=table, mode="merge",
+                              columns=COLUMNS[:2], primary_key=["id"], version=1, previous=None,
+                              created_at=datetime(2024, 6, 1, tzinfo=UTC),
+                              rows=rows.to_reader()))
+    finally:
+        sink.close()
+    with psycopg.connect(dsn, autocommit=True) as db:
+        assert rows_of(db, f"select format_type(atttypid, atttypmod), (select span::text from "
+                           f"old.{table}) from pg_attribute where attrelid = "
+                           f"'old.{table}'::regclass and attname = 'span'") == [
+            (after, "PT0.5S" if after == "text" else "00:00:00.5")]

@@ -67,7 +67,7 @@ map<K,V>, struct<...>           name); decimals, dates, times and timestamps as 
 =============================== ===============================================================
 
 An existing column may be wider than the declared type (bigint for int32, text for
-string(10), numeric for any integer or decimal, jsonb or json for json and nested types);
+string(10) or interval, numeric for any integer or decimal, jsonb or json for json and nested types);
 a narrower one is widened with ``ALTER COLUMN TYPE`` (``widened_type``).
 """
 
@@ -168,6 +168,8 @@ def writable(t: DataType, native: str) -> bool:
         return writable(t.item, native[:-2])
     if native.startswith("interval"):
         return False  # interval(3), interval year to month...: PostgreSQL rounds the value
+    if t == Primitive("interval") and native == "text":
+        return True  # its ISO 8601 text, e.g. a column made when it was declared string
     held = holds(native)
     return held is not None and is_widening(t, held)
 
