@@ -35,10 +35,10 @@ transformers:
     inputs: [ops.jobs]
     sql: |
       select id, span * 2 as doubled, span + interval 1 day as later,
-             extract(epoch from span) as seconds, steps
+             extract(epoch from span) as seconds, steps, span as text
       from jobs
     columns: {id: int64, doubled: interval, later: interval, seconds: float64,
-              steps: list<interval>}
+              steps: list<interval>, text: string}
     primary_key: [id]
 consumers:
   wh:
@@ -68,6 +68,7 @@ def test_intervals_reach_sql_as_interval_and_duckdb_as_a_native_column(
     by_id = {row["id"]: row for row in shown}
     assert by_id[1]["doubled"] == "P28M-6DT29413S"  # 2 x (14 months, -3 days, 14706.5 s)
     assert by_id[1]["later"] == "P14M-2DT14706.5S"
+    assert by_id[1]["text"] == "P14M-3DT14706.5S"  # an INTERVAL into string: its ISO text
     # DuckDB's epoch of 1 year 2 months: 365.25 + 2 x 30 days
     assert by_id[1]["seconds"] == (365.25 + 60 - 3) * 86400 + 14706.5
     assert by_id[2]["doubled"] == "PT-0.000002S"
