@@ -73,17 +73,17 @@ def to_month_day_nano(text: pa.Array) -> pa.Array:
     # Range checks in float64 first, so an overflow names its row.
     months = pc.add(pc.multiply(number("y"), 12), number("mo"))
     days = pc.add(pc.multiply(number("w"), 7), number("d"))
-    micros = pc.add(pc.add(pc.multiply(number("h"), _MICROS["h"]),
-                           pc.multiply(number("mi"), _MICROS["mi"])),
-                    pc.multiply(pc.multiply(number("s"), _MICROS["s"]), sign))
+    terms = [pc.multiply(number(name), factor) for name, factor in _MICROS.items()]
+    micros = pc.add(pc.add(terms[0], terms[1]), pc.multiply(terms[2], sign))
+    largest = pc.max_element_wise(*(pc.abs(term) for term in terms))  # 1e30H-6e31M is not 0
     for values, limit, problem in (
         (months, _INT32, "has more months than an interval holds (2147483647)"),
         (days, _INT32, "has more days than an interval holds (2147483647)"),
-        (micros, _INT64 / 1000, "has hours, minutes and seconds beyond 2562047:47:16.854775 "
+        (pc.max_element_wise(pc.abs(micros), largest), _INT64 / 1000, "has hours, minutes and seconds beyond 2562047:47:16.854775 "
                                 "(292 years) either way, the most Arrow's month_day_nano "
                                 "interval holds"),
     ):
-        index = _first(pc.greater(pc.abs(values), limit))
+        index = _first(pc.greater(pc.abs(values), limit))  # NaN: never (no such text)
         if index is not None:
             raise IntervalError(index, problem)
     exact = pa.int64()
@@ -93,8 +93,7 @@ def to_month_day_nano(text: pa.Array) -> pa.Array:
         days_exact = pc.add_checked(pc.multiply_checked(number("w", exact), 7),
                                     number("d", exact))
         seconds = pc.add_checked(pc.multiply_checked(number("s", exact), _MICROS["s"]),
-                                 pc.cast(pc.if_else(pc.equal(fraction, "000000"), "0",
-                                                    fraction), exact))
+                                 pc.cast(fraction, exact))
         micros_exact = pc.add_checked(
             pc.add_checked(pc.multiply_checked(number("h", exact), _MICROS["h"]),
                            pc.multiply_checked(number("mi", exact), _MICROS["mi"])),
