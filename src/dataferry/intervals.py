@@ -49,20 +49,89 @@ def _first(mask: pa.Array) -> int | None:
 def not_a_duration(text: pa.Array) -> int | None:
     """The index of the first value of the string array ``text`` that is not ISO 8601
     duration text as ``DURATION`` describes it, or None (nulls are fine)."""
-    bad = pc.or_(pc.invert(pc.match_substring_regex(text, DURATION)),
-                 pc.match_substring_regex(text, r"^P$|T$"))
+    empty = pc.or_(pc.equal(text, "P"), pc.ends_with(text, "T"))  # no part, or none after T
+    bad = pc.or_(pc.invert(pc.match_substring_regex(text, DURATION)), empty)
     return _first(pc.fill_null(bad, False))
 
 
 def to_month_day_nano(text: pa.Array) -> pa.Array:
     """Parse ISO 8601 duration text into a month_day_nano array (nanoseconds are whole
     microseconds). Raises ``IntervalError`` for text that is not a duration, or whose
-    months, days (int32) or microseconds (int64) overflow."""
+    months, days (int32) or time part (int64 nanoseconds) overflow."""
     text = pc.cast(text, pa.string())
     index = not_a_duration(text)
     if index is not None:
         raise IntervalError(index, "is not an ISO 8601 duration")
-    parts = pc.extract_regex(pc.fill_null(text, "PT0S"), DURATION)
+    filled = pc.fill_null(text, "PT0S")
+    months, days, micros = _small_parts(filled)
+    # Numbers of 7 digits or more may overflow: those rows (rare) are parsed with checks.
+    large = np.flatnonzero(pc.match_substring_regex(filled, r"\d{7}").to_numpy(
+        zero_copy_only=False))
+    if len(large):
+        try:
+            checked = _checked_parts(filled.take(pa.array(large)))
+        except IntervalError as error:
+            raise IntervalError(int(large[error.index]), error.problem) from None
+        for whole, part in zip((months, days, micros), checked, strict=True):
+            whole[large] = part
+    storage = np.empty(len(text), _STORAGE)
+    storage["months"], storage["days"], storage["nanos"] = months, days, micros * 1000
+    validity = pc.is_valid(text).buffers()[1] if text.null_count else None
+    return pa.Array.from_buffers(pa.month_day_nano_interval(), len(text),
+                                 [validity, pa.py_buffer(storage.tobytes())],
+                                 null_count=text.null_count)
+
+
+_POWERS = 10 ** np.arange(19, dtype=np.int64)
+_FACTORS = {ord("Y"): (0, 12), ord("W"): (1, 7), ord("D"): (1, 1), ord("H"): (2, 3_600_000_000),
+            ord("S"): (2, 1_000_000), ord("."): (2, 1_000_000)}
+
+
+def _small_parts(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(months, days, microseconds) of valid duration text without nulls, in numpy over the
+    text's bytes: each digit run is a number, the byte after it its designator, the byte
+    before it its sign ('-') or its role (after '.', a fraction of a second). Exact for
+    numbers of up to 6 digits (no sum can overflow then); longer ones are garbage here."""
+    count = len(text)
+    offsets = np.frombuffer(text.buffers()[1], np.int32, count + 1, 4 * text.offset)
+    raw = np.frombuffer(text.buffers()[2], np.uint8, offsets[-1] - offsets[0], offsets[0])
+    first = offsets[:-1] - offsets[0]  # where each value starts in ``raw``
+    digit = (raw >= ord("0")) & (raw <= ord("9"))
+    before = np.concatenate(([False], digit[:-1]))
+    after = np.concatenate((digit[1:], [False]))
+    starts, ends = np.flatnonzero(digit & ~before), np.flatnonzero(digit & ~after) + 1
+    row = np.searchsorted(offsets[1:] - offsets[0], starts, side="right")
+    length = ends - starts
+    value = np.zeros(len(starts), np.int64)
+    for place in range(6):  # the run's last 6 digits, one decimal place at a time
+        has = length > place
+        at = np.where(has, ends - 1 - place, 0)
+        value += np.where(has, raw[at].astype(np.int64) - ord("0"), 0) * _POWERS[place]
+    sign = np.where(raw[starts - 1] == ord("-"), -1, 1)
+    designator = raw[np.minimum(ends, len(raw) - 1)]
+    # A designator M is months before the T, minutes after it.
+    time_at = pc.find_substring(text, "T").to_numpy(zero_copy_only=False)[row]
+    in_time = (time_at >= 0) & (starts - first[row] > time_at)
+    fraction = raw[starts - 1] == ord(".")
+    parts = [np.zeros(count, np.int64) for _ in range(3)]
+    for code, (part, factor) in _FACTORS.items():
+        chosen = (designator == code) & ~fraction
+        np.add.at(parts[part], row[chosen], value[chosen] * sign[chosen] * factor)
+    chosen = (designator == ord("M")) & in_time
+    np.add.at(parts[2], row[chosen], value[chosen] * sign[chosen] * 60_000_000)
+    chosen = (designator == ord("M")) & ~in_time
+    np.add.at(parts[0], row[chosen], value[chosen] * sign[chosen])
+    # A fraction takes the sign of its seconds (the run before it: '-0.5' is negative).
+    seconds_sign = sign[np.flatnonzero(fraction) - 1]
+    micros = value[fraction] * _POWERS[np.maximum(6 - length[fraction], 0)]
+    np.add.at(parts[2], row[fraction], micros * seconds_sign)
+    return parts[0], parts[1], parts[2]
+
+
+def _checked_parts(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(months, days, microseconds) of valid duration text without nulls, with checked
+    arithmetic: ``IntervalError`` names the first value beyond an interval's range."""
+    parts = pc.extract_regex(text, DURATION)
 
     def number(name: str, kind: pa.DataType = pa.float64()) -> pa.Array:
         digits = parts.field(name)
@@ -79,11 +148,11 @@ def to_month_day_nano(text: pa.Array) -> pa.Array:
     for values, limit, problem in (
         (months, _INT32, "has more months than an interval holds (2147483647)"),
         (days, _INT32, "has more days than an interval holds (2147483647)"),
-        (pc.max_element_wise(pc.abs(micros), largest), _INT64 / 1000, "has hours, minutes and seconds beyond 2562047:47:16.854775 "
-                                "(292 years) either way, the most Arrow's month_day_nano "
-                                "interval holds"),
+        (pc.max_element_wise(pc.abs(micros), largest), _INT64 / 1000, "has hours, minutes "
+         "and seconds beyond 2562047:47:16.854775 (292 years) either way, the most Arrow's "
+         "month_day_nano interval holds"),
     ):
-        index = _first(pc.greater(pc.abs(values), limit))  # NaN: never (no such text)
+        index = _first(pc.greater(pc.abs(values), limit))
         if index is not None:
             raise IntervalError(index, problem)
     exact = pa.int64()
@@ -98,17 +167,12 @@ def to_month_day_nano(text: pa.Array) -> pa.Array:
             pc.add_checked(pc.multiply_checked(number("h", exact), _MICROS["h"]),
                            pc.multiply_checked(number("mi", exact), _MICROS["mi"])),
             pc.multiply_checked(seconds, pc.cast(sign, exact)))
-        nanos = pc.multiply_checked(micros_exact, 1000)
+        pc.multiply_checked(micros_exact, 1000)
     except pa.ArrowInvalid:  # within a hair of the limits: float64 rounded it inside
         raise IntervalError(0, "has a part too large for an interval") from None
-    storage = np.empty(len(text), _STORAGE)
-    storage["months"] = months_exact.to_numpy(zero_copy_only=False)
-    storage["days"] = days_exact.to_numpy(zero_copy_only=False)
-    storage["nanos"] = nanos.to_numpy(zero_copy_only=False)
-    validity = pc.is_valid(text).buffers()[1] if text.null_count else None
-    return pa.Array.from_buffers(pa.month_day_nano_interval(), len(text),
-                                 [validity, pa.py_buffer(storage.tobytes())],
-                                 null_count=text.null_count)
+    months_np, days_np, micros_np = (a.to_numpy(zero_copy_only=False).astype(np.int64)
+                                     for a in (months_exact, days_exact, micros_exact))
+    return months_np, days_np, micros_np
 
 
 def to_duration_text(array: pa.Array) -> pa.Array:
