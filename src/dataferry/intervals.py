@@ -54,26 +54,38 @@ def not_a_duration(text: pa.Array) -> int | None:
     return _first(pc.fill_null(bad, False))
 
 
-def to_month_day_nano(text: pa.Array) -> pa.Array:
-    """Parse ISO 8601 duration text into a month_day_nano array (nanoseconds are whole
-    microseconds). Raises ``IntervalError`` for text that is not a duration, or whose
-    months, days (int32) or time part (int64 nanoseconds) overflow."""
-    text = pc.cast(text, pa.string())
+def check_durations(text: pa.Array) -> None:
+    """Raise ``IntervalError`` for the first value of the string array ``text`` that is
+    not ISO 8601 duration text, or whose months, days (int32) or time part (int64
+    nanoseconds) overflow. Only values with a number of 7 digits or more can overflow;
+    just those are parsed."""
+    _large_parts(text)
+
+
+def _large_parts(text: pa.Array) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Check ``text`` (``check_durations``); return the rows with numbers of 7 digits or
+    more and their (months, days, microseconds), parsed with checked arithmetic."""
     index = not_a_duration(text)
     if index is not None:
         raise IntervalError(index, "is not an ISO 8601 duration")
-    filled = pc.fill_null(text, "PT0S")
-    months, days, micros = _small_parts(filled)
-    # Numbers of 7 digits or more may overflow: those rows (rare) are parsed with checks.
-    large = np.flatnonzero(pc.match_substring_regex(filled, r"\d{7}").to_numpy(
-        zero_copy_only=False))
-    if len(large):
-        try:
-            checked = _checked_parts(filled.take(pa.array(large)))
-        except IntervalError as error:
-            raise IntervalError(int(large[error.index]), error.problem) from None
-        for whole, part in zip((months, days, micros), checked, strict=True):
-            whole[large] = part
+    large = np.flatnonzero(pc.fill_null(pc.match_substring_regex(text, r"\d{7}"), False)
+                           .to_numpy(zero_copy_only=False))
+    if not len(large):
+        return large, ()
+    try:
+        return large, _checked_parts(text.take(pa.array(large)))
+    except IntervalError as error:
+        raise IntervalError(int(large[error.index]), error.problem) from None
+
+
+def to_month_day_nano(text: pa.Array) -> pa.Array:
+    """Parse ISO 8601 duration text into a month_day_nano array (nanoseconds are whole
+    microseconds). Raises ``IntervalError`` as ``check_durations``."""
+    text = pc.cast(text, pa.string())
+    large, checked = _large_parts(text)
+    months, days, micros = _small_parts(pc.fill_null(text, "PT0S"))
+    for whole, part in zip((months, days, micros), checked, strict=False):
+        whole[large] = part
     storage = np.empty(len(text), _STORAGE)
     storage["months"], storage["days"], storage["nanos"] = months, days, micros * 1000
     validity = pc.is_valid(text).buffers()[1] if text.null_count else None
@@ -102,11 +114,14 @@ def _small_parts(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     starts, ends = np.flatnonzero(digit & ~before), np.flatnonzero(digit & ~after) + 1
     row = np.searchsorted(offsets[1:] - offsets[0], starts, side="right")
     length = ends - starts
-    value = np.zeros(len(starts), np.int64)
-    for place in range(6):  # the run's last 6 digits, one decimal place at a time
-        has = length > place
-        at = np.where(has, ends - 1 - place, 0)
-        value += np.where(has, raw[at].astype(np.int64) - ord("0"), 0) * _POWERS[place]
+    value = (raw[ends - 1] - ord("0")).astype(np.int64)
+    longer = np.arange(len(starts))
+    for place in range(1, 6):  # the run's last 6 digits, one decimal place at a time
+        longer = longer[length[longer] > place]  # most numbers have 1 or 2 digits
+        if not len(longer):
+            break
+        digits = raw[ends[longer] - 1 - place].astype(np.int64) - ord("0")
+        value[longer] += digits * _POWERS[place]
     sign = np.where(raw[starts - 1] == ord("-"), -1, 1)
     designator = raw[np.minimum(ends, len(raw) - 1)]
     # A designator M is months before the T, minutes after it.
