@@ -56,6 +56,9 @@ KINDS = [
     Kind("numeric_12_2", "numeric(12,2)", "decimal(12,2)", "(g % 10000000) / 100.0"),
     Kind("interval", "interval", "string",
          "make_interval(days => (g % 400)::int, secs => (g % 86400)::float8)"),
+    Kind("interval_typed", "interval", "interval",  # checked ISO 8601 text in the store
+         "make_interval(months => (g % 30)::int, days => (g % 400)::int, "
+         "secs => (g % 86400)::float8 + (g % 1000) / 1000.0)"),
     Kind("bytea", "bytea", "binary", "decode(md5(g::text), 'hex')"),
     Kind("inet", "inet", "string",
          "('10.' || (g >> 16 & 255) || '.' || (g >> 8 & 255) || '.' || (g & 255))::inet"),

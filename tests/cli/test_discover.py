@@ -155,7 +155,7 @@ def test_postgres_team_file_checks_and_ingests(pg: str, fresh: Path, ferry: Ferr
         "id": "int64", "email": "string(200)", "name": "string", "balance": "decimal(12,2)",
         "score": "string", "tags": "list<string>", "ints": "list<int32>", "profile": "json",
         "meta": "json", "ext_id": "uuid", "mood": "string", "active": "bool", "born": "date",
-        "wakes": "time", "seen": "timestamp", "ip": "string", "span": "string",
+        "wakes": "time", "seen": "timestamp", "ip": "string", "span": "interval",
         "small": "int16", "ratio": "float32", "amount": "float64", "photo": "binary",
         "created_at": "timestamp_tz", "updated_at": "timestamp_tz"}
     assert customers["columns"]["id"]["nullable"] is False
@@ -377,7 +377,7 @@ def test_duckdb_team_file_checks_and_ingests(tmp_path: Path, fresh: Path, ferry:
     assert types(found["facts"]) == {
         "id": "int64", "u": "uuid", "j": "json", "h": "decimal(39,0)", "m": "string",
         "l": "list<int32>", "s": "struct<a:int32, b:string>", "mp": "map<string,int32>",
-        "d": "decimal(10,2)", "ts": "timestamp", "tz": "timestamp_tz", "i": "string",
+        "d": "decimal(10,2)", "ts": "timestamp", "tz": "timestamp_tz", "i": "interval",
         "small": "uint8", "last_modified": "timestamp", "odd": "json"}
     facts = block(out.out, "facts")
     assert "# cursor: last_modified   (timestamp, not indexed" in facts
@@ -399,6 +399,7 @@ def test_duckdb_team_file_checks_and_ingests(tmp_path: Path, fresh: Path, ferry:
     shown = json.loads(ok(ferry("show", "warehouse.facts", "--json", "--model", fresh)).out)
     assert shown["rows"][0]["h"] == "170141183460469231731687303715884105727"
     assert json.loads(shown["rows"][0]["odd"]) == {"a b": 1, "c": "q"}
+    assert shown["rows"][0]["i"] == "P1D"  # DuckDB's INTERVAL as ISO 8601 text
 
 
 # --- files -----------------------------------------------------------------------------

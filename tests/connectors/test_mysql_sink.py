@@ -453,3 +453,21 @@ def test_replace_killed_after_its_swap_is_finished_by_the_next_reader(schema: st
     assert loads(schema) == [("crm.customers", "customers", 2, "replace", 60_000)]
     assert tables(schema) == ["_ferry_loads", "customers"]
     assert child(schema, "replace", "go").stdout.strip() == "0"
+
+
+def test_an_interval_is_its_iso_8601_text_and_an_interval_key_works(schema: str) -> None:
+    """MariaDB has no interval type: the text, in LONGTEXT (VARCHAR for a key)."""
+    columns = [("id", "interval", False), ("span", "interval", True)]
+    rows = [{"id": "P1D", "span": "P1Y2M-3DT4H5M6.5S", OP_COLUMN: "upsert"},
+            {"id": "PT1S", "span": None, OP_COLUMN: "upsert"}]
+    target = sink(schema)
+    arrow = {"interval": pa.string()}
+    assert target.deliver(delivery("merge", rows, 1, None, columns=columns, arrow=arrow)) == 2
+    again = [{"id": "PT1S", "span": "PT-0.000001S", OP_COLUMN: "upsert"}]
+    assert target.deliver(delivery("merge", again, 2, 1, columns=columns, arrow=arrow)) == 1
+    assert rows_of(f"SELECT id, span FROM {schema}.customers ORDER BY 1") == [
+        ("P1D", "P1Y2M-3DT4H5M6.5S"), ("PT1S", "PT-0.000001S")]
+    assert rows_of(f"SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE "
+                   f"TABLE_SCHEMA = '{schema}' AND TABLE_NAME = 'customers' ORDER BY 1") == [
+        ("id", "varchar"), ("span", "longtext")]
+    target.close()

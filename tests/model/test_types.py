@@ -216,6 +216,7 @@ def test_error_messages_say_what_and_where(text: str, problem: str, column: int)
         ("bytea", "binary"),
         ("blob", "binary"),
         ("jsonb", "json"),
+        ("duration", "interval"),
         ("array<bigint>", "list<int64>"),
         ("array", "list<T>"),
         ("map<varchar(3), numeric(9,2)>", "map<string(3),decimal(9,2)>"),
@@ -312,6 +313,8 @@ def test_parquet_schema_round_trips(tmp_path_factory: pytest.TempPathFactory, ts
         ("string", pa.string(), False),
         ("string(2)", pa.string(), True),
         ("json", pa.string(), True),
+        ("interval", pa.string(), True),
+        ("list<interval>", pa.list_(pa.string()), True),
         ("uuid", pa.binary(16), True),
         ("binary", pa.binary(), False),
         ("date", pa.date32(), False),
@@ -360,6 +363,8 @@ def test_nested_fields_are_nullable_and_tagged() -> None:
         (pa.list_(pa.int8(), 3), "list<int8>"),
         (pa.uuid(), "uuid"),
         (pa.json_(), "json"),
+        (pa.duration("ms"), "interval"),
+        (pa.month_day_nano_interval(), "interval"),
     ],
 )
 def test_foreign_arrow_types_map_to_nearest(arrow_type: pa.DataType, text: str) -> None:
@@ -376,7 +381,6 @@ def test_dictionary_encoded_tagged_field_keeps_declared_type() -> None:
 @pytest.mark.parametrize(
     "field",
     [
-        pa.field("c", pa.duration("s")),
         pa.field("c", pa.null()),
         pa.field("c", pa.struct({"first name": pa.int8()})),
         pa.field("c", pa.decimal128(5, -2)),
@@ -414,6 +418,7 @@ def test_parquet_round_trip_keeps_declared_types_and_bits(tmp_path: Path) -> Non
         "at_tz": ("timestamp_tz", [dt.datetime(2038, 1, 19, 3, 14, 8, tzinfo=dt.UTC), None]),
         "id": ("uuid", [bytes(range(16)), None]),
         "doc": ("json", ['{"a": 1}', None]),
+        "span": ("interval", ["P1Y2M-3DT4H5M6.5S", None]),
         "tags": ("list<string(8)>", [["a", "b"], []]),
         "scores": ("map<string,bfloat16>", [[("x", 0x4000)], None]),
         "nested": ("struct<a:float8_e5m2, b:list<uuid>>", [{"a": 0x3C, "b": [bytes(16)]}, None]),

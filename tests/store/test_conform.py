@@ -143,6 +143,31 @@ def same(pairs: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[Any, Any]]:
     return pairs.map(lambda v: (v, v))
 
 
+@st.composite
+def iso_durations(draw: st.DrawFn) -> str:
+    """ISO 8601 duration text as PostgreSQL prints it: a sign on each part, seconds with
+    up to 6 fractional digits, every part optional (``PT0S`` when none)."""
+    def part(bound: int, designator: str) -> str:
+        value = draw(st.none() | st.integers(-bound, bound) | st.just(0))
+        return "" if value is None else f"{value}{designator}"
+    date = "".join(part(b, d) for b, d in ((10**5, "Y"), (1000, "M"), (1000, "W"),
+                                           (10**6, "D")))
+    time = "".join(part(b, d) for b, d in ((10**6, "H"), (10**5, "M")))
+    if draw(st.booleans()):
+        sign = draw(st.sampled_from(["", "-"]))
+        fraction = draw(st.none() | st.from_regex(r"[0-9]{1,6}", fullmatch=True))
+        time += f"{sign}{draw(st.integers(0, 10**6))}{'' if fraction is None else '.' + fraction}S"
+    text = "P" + date + ("T" + time if time else "")
+    return text if text != "P" else "PT0S"
+
+
+def duration_text(micros: int) -> str:
+    """The text conform writes for a duration of ``micros`` microseconds."""
+    whole, fraction = divmod(abs(micros), 10**6)
+    digits = f".{fraction:06d}".rstrip("0") if fraction else ""
+    return f"PT{'-' if micros < 0 else ''}{whole}{digits}S"
+
+
 def json_values() -> st.SearchStrategy[Any]:
     scalars = st.none() | st.booleans() | st.integers(-(10**20), 10**20) | TEXT | st.floats(
         allow_nan=False, allow_infinity=False)
@@ -155,7 +180,7 @@ def primitive_gen(draw: st.DrawFn, key: bool = False) -> Gen:
     names = [*sorted(INT_RANGES), "bool", "string", "date", "uuid"]
     if not key:
         names += ["float16", "bfloat16", "float8_e4m3", "float8_e5m2", "float32", "float64",
-                  "binary", "time", "timestamp", "timestamp_tz", "json"]
+                  "binary", "time", "timestamp", "timestamp_tz", "json", "interval"]
     kind = draw(st.sampled_from([*names, "decimal", "string(n)"]))
     if kind in INT_RANGES:
         low, high = INT_RANGES[kind]
@@ -250,6 +275,12 @@ def primitive_gen(draw: st.DrawFn, key: bool = False) -> Gen:
             return Gen(Primitive(kind), input_type, ids.map(lambda u: (u.bytes, str(u))))
         text = {"text": str, "TEXT": lambda u: str(u).upper(), "hex": lambda u: u.hex}[shape]
         return Gen(Primitive(kind), pa.string(), ids.map(lambda u: (text(u), str(u))))
+    if kind == "interval":
+        if draw(st.booleans()):
+            spans = st.integers(-(10**15), 10**15)
+            return Gen(Primitive(kind), pa.duration("us"), spans.map(
+                lambda n: (timedelta(microseconds=n), duration_text(n))))
+        return Gen(Primitive(kind), pa.string(), same(iso_durations()))
     assert kind == "json"
     texts = st.tuples(json_values(), st.booleans(), st.sampled_from([None, 2])).map(
         lambda t: json.dumps(t[0], ensure_ascii=t[1], indent=t[2]))
@@ -469,6 +500,12 @@ def rejected(type_text: str, values: list[Any], input_type: pa.DataType | None =
 
 
 ERRORS = [  # declared type, values (the bad one at id=7), input type, words of the message
+    ("interval", ["P1D", "1 day"], pa.string(), "value '1 day' is not an ISO 8601 duration"),
+    ("interval", ["PT1S", "PT0.0000001S"], pa.string(), "is not an ISO 8601 duration"),
+    ("interval", ["PT1S", "PT"], pa.string(), "value 'PT' is not an ISO 8601 duration"),
+    ("interval", ["P1D", "P2147483648M"], pa.string(), "has more months than an interval"),
+    ("interval", ["P1D", "PT2562048H"], pa.string(), "beyond 2562047:47:16.854775"),
+    ("interval", [0, 1], pa.duration("ns"), "is finer than a microsecond"),
     ("int8", [1, 300], pa.int64(), "value 300 is out of range for int8 (-128..127)"),
     ("uint32", [1, -1], pa.int64(), "value -1 is out of range for uint32"),
     ("int64", [1, 2**64 - 1], pa.uint64(), "out of range for int64"),

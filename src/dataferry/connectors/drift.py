@@ -50,6 +50,7 @@ def _compatible(declared: str, arrow: pa.DataType) -> bool:
             "time": lambda a: pa.types.is_time(a),
             "timestamp": lambda a: pa.types.is_timestamp(a) or pa.types.is_date(a),
             "timestamp_tz": lambda a: pa.types.is_timestamp(a) or pa.types.is_date(a),
+            "interval": lambda a: pa.types.is_interval(a) or pa.types.is_duration(a),
         }
         check = checks.get(t.name)
         return check(arrow) if check is not None else True

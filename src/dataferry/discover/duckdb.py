@@ -86,6 +86,8 @@ def _column(column: SourceColumn) -> LiveColumn:
         return typemap.declared(column, Primitive("uuid"))
     if native == "JSON":
         return typemap.declared(column, Primitive("json"))
+    if native == "INTERVAL":
+        return typemap.declared(column, Primitive("interval"))
     if native in _HUGE:
         return typemap.declared(column, Decimal(39, 0), f"{native}: 39 digits hold every value")
     mapped = typemap.from_arrow(column)

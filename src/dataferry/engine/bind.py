@@ -22,8 +22,17 @@ import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
 from dataferry.connectors.duckdb.types import quote
+from dataferry.intervals import native_intervals
 from dataferry.model.spec import Column
-from dataferry.model.types import DataType, Decimal, ListType, MapType, Primitive, StructType
+from dataferry.model.types import (
+    DataType,
+    Decimal,
+    ListType,
+    MapType,
+    Primitive,
+    StructType,
+    parse_type,
+)
 from dataferry.store.storage import decode_batch, store_schema
 
 FailureKind = Literal["syntax", "table", "column", "alias", "other"]
@@ -33,7 +42,7 @@ FailureKind = Literal["syntax", "table", "column", "alias", "other"]
 class OutputColumn:
     """One column the query yields: its name, DuckDB's type name and the dataferry type
     the run hands to the store (None for NULL, which fits any type, and when no dataferry
-    type holds it: ``supported`` is then False, e.g. INTERVAL)."""
+    type holds it: ``supported`` is then False, e.g. TIME WITH TIME ZONE)."""
 
     name: str
     duckdb_type: str
@@ -58,8 +67,23 @@ def input_schema(columns: Mapping[str, Column], masked: set[str]) -> pa.Schema:
     stored = store_schema(columns)
     declared = {name: column.type for name, column in columns.items()}
     decoded = decode_batch(pa.RecordBatch.from_pylist([], schema=stored), declared).schema
-    return pa.schema([pa.field(f.name, pa.string(), f.nullable) if f.name in masked else f
-                      for f in decoded])
+    schema = pa.schema([pa.field(f.name, pa.string(), f.nullable) if f.name in masked else f
+                        for f in decoded])
+    return sql_input(pa.RecordBatch.from_pylist([], schema=schema), declared, masked).schema
+
+
+def sql_input(batch: pa.RecordBatch, declared: Mapping[str, str], masked: set[str]
+              ) -> pa.RecordBatch:
+    """A decoded input batch as a SQL transformer sees it: interval columns (ISO 8601 text
+    in the store, also nested) as Arrow intervals, so they reach DuckDB as INTERVAL (it
+    cannot cast ISO 8601 text); masked columns stay the text of their hash."""
+    fields, arrays = list(batch.schema), list(batch.columns)
+    for index, field in enumerate(fields):
+        kind = declared.get(field.name)
+        if kind is not None and field.name not in masked and "interval" in kind:
+            arrays[index] = native_intervals(arrays[index], parse_type(kind))
+            fields[index] = field.with_type(arrays[index].type)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
 class QueryBinder:
@@ -192,6 +216,7 @@ _PRIMITIVES = {
     "blob": "binary", "date": "date", "time": "time", "timestamp": "timestamp",
     "timestamp_s": "timestamp", "timestamp_ms": "timestamp", "timestamp_ns": "timestamp",
     "timestamp with time zone": "timestamp_tz", "uuid": "uuid", "enum": "string",
+    "interval": "interval",
 }
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dataferry.engine.bind import lock_down
+from dataferry.engine.bind import lock_down, sql_input
 from dataferry.engine.context import RunContext
 from dataferry.engine.definition import (
     Definition,
@@ -114,7 +114,8 @@ def transform(context: RunContext, ref: str,
             if spec.python is not None:
                 tables.append(decoded.read_all())
             else:
-                db.register(views[input_ref], decoded)
+                db.register(views[input_ref], _sql_input(
+                    decoded, declared_types(version.manifest.schema), masked))
         try:
             if spec.python is not None:
                 result = _run_python(context, entry.team, spec.python, tables)
@@ -223,6 +224,15 @@ def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.Re
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _sql_input(reader: pa.RecordBatchReader, declared: dict[str, str], masked: set[str]
+               ) -> pa.RecordBatchReader:
+    """``reader``'s batches as the SQL sees them (``bind.sql_input``)."""
+    schema = sql_input(pa.RecordBatch.from_pylist([], schema=reader.schema), declared,
+                       masked).schema
+    return pa.RecordBatchReader.from_batches(
+        schema, (sql_input(b, declared, masked) for b in reader))
 
 
 def _decoded(reader: pa.RecordBatchReader, declared: dict[str, str]) -> pa.RecordBatchReader:

@@ -268,9 +268,10 @@ class _Checker:
 _EXACT_INT_BITS = {"float32": 24, "float64": 53}
 _INT_BITS = {f"{sign}int{b}": b - (sign == "") for b in (8, 16, 32, 64) for sign in ("", "u")}
 _TEXT_INTO = {("string", "json"), ("string", "uuid"), ("json", "string"), ("uuid", "string"),
-              ("timestamp", "timestamp_tz")}
-"""Text parsed into json/uuid (checked per value), their text, naive timestamps as UTC.
-(An input's uuid and json columns reach the SQL as text, so their text must pass.)"""
+              ("interval", "string"), ("timestamp", "timestamp_tz")}
+"""Text parsed into json/uuid (checked per value), their text (an INTERVAL's is ISO 8601),
+naive timestamps as UTC. (An input's uuid and json columns reach the SQL as text, so
+their text must pass.)"""
 
 
 def fits(found: DataType, declared: DataType) -> tuple[Severity, str] | None:

@@ -6,6 +6,9 @@ one space after each comma between struct fields: ``decimal(12,2)``, ``string(10
 
 ``float8_e4m3`` is OCP FP8 E4M3FN (finite, max 448, NaN) and ``float8_e5m2`` the
 IEEE-like E5M2; both, and ``bfloat16``, are stored as their raw bits in unsigned integers.
+``interval`` is a calendar duration (months, days and microseconds, as PostgreSQL's and
+DuckDB's INTERVAL), kept as ISO 8601 text (``P1Y2M-3DT4H5M6.5S``): Parquet and Delta Lake
+have no type for Arrow's month_day_nano intervals.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ _FAMILIES = (
     dict.fromkeys(_INT_RANGES, "integer")
     | dict.fromkeys(_FLOATS, "float")
     | {n: n for n in ("bool", "string", "binary", "date", "time", "timestamp", "timestamp_tz")}
-    | {"uuid": "uuid", "json": "json"}
+    | {"uuid": "uuid", "json": "json", "interval": "interval"}
 )
 PRIMITIVE_NAMES = frozenset(_FAMILIES)
 
@@ -163,7 +166,7 @@ _ALIASES = {
     **{"timestamptz": "timestamp_tz", "datetime": "timestamp", "timestamp_ntz": "timestamp"},
     **{"numeric": "decimal", "number": "decimal", "bytea": "binary", "blob": "binary"},
     **{"bytes": "binary", "varbinary": "binary", "jsonb": "json", "array": "list"},
-    **{"guid": "uuid", "uniqueidentifier": "uuid"},
+    **{"guid": "uuid", "uniqueidentifier": "uuid", "duration": "interval"},
 }
 _PHRASES = {
     "timestamp with time zone": "timestamp_tz",
@@ -372,7 +375,7 @@ _ARROW |= {"date": pa.date32(), "time": pa.time64("us")}
 _ARROW |= {"timestamp": pa.timestamp("us"), "timestamp_tz": pa.timestamp("us", tz="UTC")}
 # Arrow has no type of their own for these: the field metadata keeps the declared type.
 _TAGGED = {"bfloat16": pa.uint16(), "float8_e4m3": pa.uint8(), "float8_e5m2": pa.uint8()}
-_TAGGED |= {"uuid": pa.binary(16), "json": pa.string()}
+_TAGGED |= {"uuid": pa.binary(16), "json": pa.string(), "interval": pa.string()}
 
 
 class UnsupportedArrowTypeError(ValueError):
@@ -468,7 +471,7 @@ def to_arrow_field(name: str, t: DataType, nullable: bool = True) -> pa.Field:
     """Return an Arrow field for a column of type ``t``.
 
     When the Arrow type alone does not determine ``t`` (bfloat16, float8_*, uuid, json,
-    string(n), or anything containing them) the field's metadata holds
+    interval, string(n), or anything containing them) the field's metadata holds
     ``{"dataferry.type": format_type(t)}``, so ``from_arrow_field`` gives back ``t``
     exactly, also after a Parquet round trip.
     """
@@ -480,7 +483,8 @@ def from_arrow_field(field: pa.Field) -> DataType:
     """Return the declared type of an Arrow field: ``from_arrow_field(to_arrow_field(n, t)) == t``.
 
     Fields without metadata (from other writers) map to the nearest type: large and view
-    strings to string, any timestamp unit to timestamp(_tz), dictionaries to their values,
+    strings to string, any timestamp unit to timestamp(_tz), month_day_nano intervals and
+    durations to interval, dictionaries to their values,
     unknown extension types to their storage type.
     Raises ``UnsupportedArrowTypeError`` for types with no equivalent, and for metadata
     that does not parse or does not match the stored Arrow type.
@@ -541,6 +545,8 @@ def _from_arrow_type(t: pa.DataType) -> DataType:
         return Primitive("timestamp_tz" if t.tz else "timestamp")
     if types.is_decimal(t):
         return Decimal(t.precision, t.scale)
+    if t == pa.month_day_nano_interval() or types.is_duration(t):
+        return Primitive("interval")  # conform writes them as ISO 8601 text
     if types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t):
         return ListType(from_arrow_field(t.value_field))
     if types.is_list_view(t) or types.is_large_list_view(t):
@@ -568,7 +574,8 @@ def _int_digits(name: str) -> int:
 
 def family(t: DataType) -> str:
     """Return the type family: integer, float, decimal, string, list, map, struct, or the
-    primitive's own name (bool, binary, date, time, timestamp, timestamp_tz, uuid, json)."""
+    primitive's own name (bool, binary, date, time, timestamp, timestamp_tz, uuid, json,
+    interval)."""
     match t:
         case Primitive(name):
             return _FAMILIES[name]

@@ -53,6 +53,7 @@ from dataferry.connectors.parquet.types import (
     to_sink_form,
 )
 from dataferry.errors import SinkError
+from dataferry.intervals import IntervalError, native_intervals
 from dataferry.model.spec import DuckdbSink as DuckdbSinkSpec
 
 
@@ -71,8 +72,12 @@ def file_form(delivery: Delivery, parquet: bool = False) -> Counted:
     extras = [(n, t) for n, t in ((OP_COLUMN, pa.string()), (VERSION_COLUMN, pa.int64()))
               if n in delivery.rows.schema.names]
     field_of, convert = (sink_field, to_sink_form) if parquet else (file_field, to_file_array)
-    schema = pa.schema([field_of(n, t) for n, t, _ in delivery.columns]
-                       + [pa.field(n, t) for n, t in extras])
+    fields = [field_of(n, t) for n, t, _ in delivery.columns]
+    if not parquet:  # the parquet sink keeps intervals as their tagged ISO 8601 text
+        # Intervals go in as Arrow intervals (DuckDB cannot cast ISO 8601 text to INTERVAL).
+        fields = [f.with_type(native_intervals(pa.array([], f.type), t).type)
+                  for f, (_, t, _) in zip(fields, delivery.columns, strict=True)]
+    schema = pa.schema(fields + [pa.field(n, t) for n, t in extras])
     counted = Counted(pa.RecordBatchReader.from_batches(schema, iter(())))
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -82,7 +87,12 @@ def file_form(delivery: Delivery, parquet: bool = False) -> Counted:
             for name, t, _ in delivery.columns:
                 if name not in names:
                     raise SinkError(f"delivery of {delivery.dataset} has no column {name!r}")
-                arrays.append(convert(batch.column(names.index(name)), t))
+                array = convert(batch.column(names.index(name)), t)
+                try:
+                    arrays.append(array if parquet else native_intervals(array, t))
+                except IntervalError as error:
+                    raise SinkError(f"delivery of {delivery.dataset}: column {name!r}: the "
+                                    f"value at row {error.index} {error.problem}") from None
             arrays += [batch.column(names.index(n)).cast(t) for n, t in extras]
             counted.rows += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)

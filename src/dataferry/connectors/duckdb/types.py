@@ -19,6 +19,8 @@ timestamp, timestamp_tz     TIMESTAMP, TIMESTAMPTZ (instants; shown in the sessi
 uuid                        UUID
 json                        JSON (the json extension, built into the Python package);
                             VARCHAR if it cannot be loaded offline
+interval                    INTERVAL (the store's ISO 8601 text, handed over as Arrow
+                            month_day_nano: DuckDB does not parse ISO 8601 durations)
 list<T>                     T[]
 map<K,V>                    MAP(K, V)
 struct<a:T, ...>            STRUCT("a" T, ...)
@@ -28,7 +30,8 @@ The source hands DuckDB's own Arrow export over (it is exact: TIMESTAMPTZ as
 timestamp[us, UTC], UUID and JSON as text, ENUM as dictionary-encoded text, nested types
 as Arrow nested types), except for the types below, read as their exact text
 (``source_cast``): HUGEINT and UHUGEINT (DuckDB exports them as decimal128(38,0), which
-cannot hold all their values), INTERVAL, TIME WITH TIME ZONE, BIT, BIGNUM/VARINT, UNION
+cannot hold all their values), INTERVAL (unless declared ``interval``: then its Arrow
+month_day_nano export), TIME WITH TIME ZONE, BIT, BIGNUM/VARINT, UNION
 and anything nesting them. A VARCHAR or JSON column whose model type is a list, map or
 struct is parsed as JSON into that type.
 """
@@ -55,6 +58,7 @@ _PRIMITIVES = {
     "float8_e5m2": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE", "string": "VARCHAR",
     "binary": "BLOB", "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP",
     "timestamp_tz": "TIMESTAMPTZ", "uuid": "UUID", "json": "JSON",
+    "interval": "INTERVAL",
 }
 
 
@@ -95,6 +99,8 @@ def source_cast(native: str, declared: DataType | None) -> str | None:
     if isinstance(declared, ListType | MapType | StructType) and native.upper() in (
             "VARCHAR", "JSON"):
         return native_type(declared)
+    if declared == Primitive("interval") and native.upper() == "INTERVAL":
+        return None  # exported as month_day_nano, which conform writes as ISO 8601 text
     if _AS_TEXT.search(native.upper().replace('"', " ")):
         return "VARCHAR"
     return None

@@ -24,7 +24,15 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from dataferry.model.types import DataType, Decimal, ListType, MapType, Primitive, StructType
+from dataferry.model.types import (
+    DataType,
+    Decimal,
+    ListType,
+    MapType,
+    Primitive,
+    StructType,
+    family,
+)
 
 __all__ = ["common_type", "json_read_type"]
 
@@ -38,7 +46,7 @@ def json_read_type(t: DataType) -> pa.DataType | None:
             return pa.bool_()
         case Primitive("uint64"):
             return pa.uint64()
-        case Primitive(name) if name.startswith(("int", "uint")):
+        case Primitive() if family(t) == "integer":
             return pa.int64()
         case Primitive("float32"):
             return pa.float32()

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from dataferry.connectors.mysql.types import decimal_as_text, stored_as_json
 from dataferry.errors import SinkError
-from dataferry.model.types import DataType, Decimal, Primitive
+from dataferry.model.types import DataType, Decimal, Primitive, family
 
 
 class Form(Enum):
@@ -35,13 +35,13 @@ class Form(Enum):
     HEX = "hex"  # X'00ff' (in LOAD DATA: UNHEX(..))
 
 
-_NUMBERS = ("bool", "int", "uint", "float", "bfloat")
+_NUMBERS = ("bool", "integer", "float")  # families (an interval's name starts with "int")
 
 
 def form_of(t: DataType) -> Form:
     """Bare numbers for bool, integers and floats; hex for binary; quoted text otherwise
     (decimals too: a bare 1E-30 would be a DOUBLE literal)."""
-    if isinstance(t, Primitive) and t.name.startswith(_NUMBERS):
+    if isinstance(t, Primitive) and family(t) in _NUMBERS:
         return Form.NUMBER
     return Form.HEX if t == Primitive("binary") else Form.TEXT
 

@@ -113,7 +113,7 @@ def _fits(wanted: DataType | None, held: DataType | None) -> bool:
         return wanted == held
     if wanted == held or is_widening(wanted, held):
         return True
-    if wanted == Primitive("json"):  # JSON text in a plain text column
+    if wanted in (Primitive("json"), Primitive("interval")):  # JSON/ISO 8601 text as text
         return held == Primitive("string")
     if wanted == String(36) or wanted == Primitive("uuid"):  # a uuid as CHAR(36) or UUID
         return held == Primitive("uuid") or is_widening(String(36), held)

@@ -60,6 +60,9 @@ uuid                        CHAR(36), the canonical lower-case text. Not
                             UUID column is changed to CHAR(36) by the next
                             delivery (``tables.plan_evolution``)
 json                        JSON (MariaDB: LONGTEXT checked by JSON_VALID)
+interval                    LONGTEXT (key columns VARCHAR(768)), the ISO 8601
+                            duration text (``P1Y2M-3DT4H5M6.5S``): MariaDB has
+                            no interval column type
 list, map, struct           JSON: lists as arrays, structs as objects, maps as
                             objects (keys as text); decimals, dates, times and
                             timestamps as JSON strings, binary as base64 text
@@ -74,7 +77,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataferry.model.types import DataType, Decimal, ListType, MapType, Primitive, String
+from dataferry.model.types import (
+    DataType,
+    Decimal,
+    ListType,
+    MapType,
+    Primitive,
+    String,
+    family,
+)
 from dataferry.model.types import StructType as Struct
 
 # Protocol field types (include/mysql_com.h) and flags.
@@ -194,7 +205,7 @@ def native_type(t: DataType, *, key: bool = False) -> str:
     match t:
         case Primitive("bool"):
             return "BOOLEAN"
-        case Primitive(name) if name.startswith(("int", "uint")):
+        case Primitive(name) if family(t) == "integer":
             bits = int(name.lstrip("uint"))
             sql = {8: "TINYINT", 16: "SMALLINT", 32: "INT", 64: "BIGINT"}[bits]
             return sql + (" UNSIGNED" if name.startswith("u") else "")
@@ -202,7 +213,7 @@ def native_type(t: DataType, *, key: bool = False) -> str:
             return "FLOAT"
         case Primitive("float64"):
             return "DOUBLE"
-        case Primitive("string"):
+        case Primitive("string") | Primitive("interval"):  # an interval: its ISO 8601 text
             return f"VARCHAR({MAX_KEY_CHARS})" if key else "LONGTEXT"
         case Primitive("binary"):
             return f"VARBINARY({MAX_KEY_BYTES})" if key else "LONGBLOB"

@@ -21,6 +21,8 @@ timestamp                   timestamp[us] (no zone)
 timestamp_tz                timestamp[us, UTC]
 uuid                        string, the 36-character text (parquet sink: arrow.uuid)
 json                        string, the JSON text (parquet sink: arrow.json)
+interval                    string, the ISO 8601 duration text (``P1Y2M-3DT4H5M6.5S``):
+                            Parquet has no type for Arrow's month_day_nano intervals
 list<T>, map<K,V>, struct   list, map and struct of the forms above
 ==========================  ===========================================================
 

@@ -28,7 +28,7 @@ Fix = Callable[[pa.Array], pa.Array]
 # Type OIDs (stable across PostgreSQL versions).
 BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT4, TEXT, OID, JSON = 16, 17, 18, 19, 20, 21, 23, 25, 26, 114
 FLOAT4, FLOAT8, MONEY, BPCHAR, VARCHAR, DATE, TIME = 700, 701, 790, 1042, 1043, 1082, 1083
-TIMESTAMP, TIMESTAMPTZ, NUMERIC, UUID, JSONB = 1114, 1184, 1700, 2950, 3802
+TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB = 1114, 1184, 1186, 1700, 2950, 3802
 
 _DIRECT: dict[int, pa.DataType] = {
     BOOL: pa.bool_(), INT2: pa.int16(), INT4: pa.int32(), INT8: pa.int64(),
@@ -40,6 +40,8 @@ _DIRECT: dict[int, pa.DataType] = {
 UUID_TAG = {METADATA_KEY: "uuid"}
 JSON_TAG = {METADATA_KEY: "json"}
 """json and jsonb values are valid JSON (PostgreSQL checked them): the tag tells conform."""
+INTERVAL_TAG = {METADATA_KEY: "interval"}
+"""An interval as ISO 8601 text (the session sets intervalstyle iso_8601)."""
 
 # The smallest values PostgreSQL stores (4714-11-24 BC), in Arrow's units since 1970;
 # ADBC turns +-infinity (and timestamps past year 294246) into values below these.
@@ -157,6 +159,8 @@ def _scalar(oid: int, kind: str, typmod: int
         return None, pa.string(), _unwrap, JSON_TAG
     if oid in _DIRECT:
         return None, _DIRECT[oid], None, None
+    if oid == INTERVAL:
+        return "text", pa.string(), None, INTERVAL_TAG
     if kind == "e":
         return None, pa.string(), None, None
     if oid == NUMERIC:

@@ -23,8 +23,8 @@ timestamptz                         timestamp[us, UTC]
 json, jsonb                         string: the JSON text (jsonb as PostgreSQL prints it)
 uuid                                fixed_size_binary(16), field tagged ``dataferry.type:
                                     uuid`` (conform turns it into text for string columns)
-interval                            string in ISO 8601 (``P1Y2M3DT4H5M6.5S``): exact, and
-                                    Arrow's month_day_nano has no declared dataferry type
+interval                            string in ISO 8601 (``P1Y2M3DT4H5M6.5S``), field tagged
+                                    ``dataferry.type: interval`` (the store keeps that text)
 time with time zone                 string (``12:34:56+05:30``): no Arrow type keeps the offset
 oid                                 int64 (an oid is unsigned 32-bit)
 composite (row) types               string: the row as JSON text (declare ``json``)
@@ -56,6 +56,8 @@ binary                          bytea
 date, time                      date, time (microseconds)
 timestamp, timestamp_tz         timestamp, timestamptz
 uuid                            uuid
+interval                        interval (written from ISO 8601 text as months, days and
+                                microseconds, as PostgreSQL keeps them)
 json                            jsonb (the same JSON value; PostgreSQL normalises its text:
                                 spacing, key order, the last of duplicate keys)
 list<T>, T a scalar type        T[] (a PostgreSQL array of T's column type)
@@ -65,7 +67,7 @@ map<K,V>, struct<...>           name); decimals, dates, times and timestamps as 
 =============================== ===============================================================
 
 An existing column may be wider than the declared type (bigint for int32, text for
-string(10), numeric for any integer or decimal, jsonb or json for json and nested types);
+string(10) or interval, numeric for any integer or decimal, jsonb or json for json and nested types);
 a narrower one is widened with ``ALTER COLUMN TYPE`` (``widened_type``).
 """
 
@@ -81,6 +83,7 @@ from dataferry.model.types import (
     Primitive,
     String,
     StructType,
+    family,
     is_widening,
 )
 
@@ -94,7 +97,7 @@ _NATIVE = {
     "float8_e5m2": "real", "float32": "real", "float64": "double precision", "string": "text",
     "binary": "bytea", "date": "date", "time": "time without time zone",
     "timestamp": "timestamp without time zone", "timestamp_tz": "timestamp with time zone",
-    "uuid": "uuid", "json": JSON_NATIVE,
+    "uuid": "uuid", "json": JSON_NATIVE, "interval": "interval",
 }
 # What an existing column of each type holds exactly, as a declared type.
 _HOLDS: dict[str, DataType] = {
@@ -106,9 +109,12 @@ _HOLDS: dict[str, DataType] = {
     "time without time zone": Primitive("time"),
     "timestamp without time zone": Primitive("timestamp"),
     "timestamp with time zone": Primitive("timestamp_tz"), "uuid": Primitive("uuid"),
+    "interval": Primitive("interval"),
 }
 _NUMERIC = re.compile(r"numeric\((\d+),(-?\d+)\)")
 _VARCHAR = re.compile(r"character varying\((\d+)\)")
+# interval with fields or a precision (``interval year to month``, ``interval(3)``)
+_INTERVAL = re.compile(r"interval( [a-z ]+)?(\(\d\))?")
 
 
 def is_array_item(t: DataType) -> bool:
@@ -145,6 +151,8 @@ def holds(native: str) -> DataType | None:
         return Decimal(precision, scale) if 0 <= scale <= precision <= 76 else None
     if match := _VARCHAR.fullmatch(native):
         return String(int(match[1]))
+    if _INTERVAL.fullmatch(native):
+        return Primitive("interval")
     return None
 
 
@@ -155,10 +163,13 @@ def writable(t: DataType, native: str) -> bool:
     if native in ("jsonb", "json"):
         return t == Primitive("json") or isinstance(t, ListType | MapType | StructType)
     if native == "numeric":
-        return isinstance(t, Decimal) or (isinstance(t, Primitive) and t.name.startswith(
-            ("int", "uint")))
+        return isinstance(t, Decimal) or family(t) == "integer"
     if native.endswith("[]") and isinstance(t, ListType):
         return writable(t.item, native[:-2])
+    if native.startswith("interval"):
+        return False  # interval(3), interval year to month...: PostgreSQL rounds the value
+    if t == Primitive("interval") and native == "text":
+        return True  # its ISO 8601 text, e.g. a column made when it was declared string
     held = holds(native)
     return held is not None and is_widening(t, held)
 

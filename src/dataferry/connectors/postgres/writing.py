@@ -4,7 +4,8 @@ ADBC writes each Arrow type in one PostgreSQL binary format (int32 as ``integer`
 string as ``text``...), and binary COPY does not convert: an int32 array cannot go into a
 ``bigint`` column as it is. ``encoder(native)`` returns the conversion for a target column
 type: integer widths, uuid text to its 16 bytes, JSON text marked as JSON (ADBC then adds
-jsonb's version byte), nested values to JSON text, list items recursively.
+jsonb's version byte), ISO 8601 interval text to month_day_nano, nested values to JSON
+text, list items recursively.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataferry.intervals import IntervalError, to_month_day_nano
 from dataferry.model.types import DataType, ListType, MapType, Primitive, StructType
 
 Encode = Callable[[pa.Array], pa.Array]
@@ -103,6 +105,17 @@ def _uuid(array: pa.Array) -> pa.Array:
     return pc.if_else(pc.is_valid(text), packed, pa.scalar(None, pa.binary(16)))
 
 
+def _interval(array: pa.Array) -> pa.Array:
+    array = _plain(array)
+    if pa.types.is_interval(array.type):
+        return array
+    text = _cast_to(pa.string())(array)
+    try:
+        return to_month_day_nano(text)
+    except IntervalError as error:
+        raise EncodeError(f"has {text[error.index].as_py()!r}, which {error.problem}") from None
+
+
 def _first(mask: pa.Array) -> int | None:
     index = pc.index(mask, True).as_py()
     return None if index is None or index < 0 else int(index)
@@ -139,6 +152,8 @@ def encoder(native: str, declared: DataType | None = None) -> Encode:
         return _numeric
     if native == "uuid":
         return _uuid
+    if native == "interval":
+        return _interval
     if native == "jsonb":
         return _jsonb(declared)
     if native in ("json", "text") or native.startswith(("character", "varchar")):

@@ -70,7 +70,7 @@ def _fits(existing: str, column: TargetColumn) -> bool:
     have, need = affinity(existing), affinity(column.native)
     if have in (need, ""):
         return True
-    textual = ("date", "time", "timestamp", "timestamp_tz", "uuid")
+    textual = ("date", "time", "timestamp", "timestamp_tz", "uuid", "interval")
     if column.declared is not None and have == TEXT and need == NUMERIC:
         # The TEXT columns an earlier dataferry declared for these keep the values exactly.
         return family(column.declared) in (*textual, "json", "decimal")

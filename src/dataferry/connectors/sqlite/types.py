@@ -26,6 +26,7 @@ uuid                        UUID TEXT     the 36-character text (TEXT affinity)
 json                        JSON          the JSON text (a bare number is stored as
                                           SQLite's number, NUMERIC affinity: rounded
                                           beyond int64 or 15 significant digits)
+interval                    TEXT          the ISO 8601 duration text (``P1Y2M-3DT4H5M6.5S``)
 list, map, struct           TEXT          compact JSON: lists as arrays, maps and structs as
                                           objects (map keys as text), decimals, dates, times
                                           and timestamps as JSON strings, binary as base64,

@@ -18,7 +18,7 @@ types are read through their storage, an all-null column of any type is accepted
 - decimal(p,s): integers, decimals, floats (their shortest text must fit), numeric text;
 - bool: bool, text ``true``/``false``/``1``/``0`` (any case), integers that are 0 or 1;
 - string, string(n): text of any Arrow string type, UTF-8 binary, uuid (as its 36-char
-  text); ``string(n)`` counts Unicode code points, so a combining accent is one more;
+  text), Arrow intervals and durations (as ISO 8601 duration text); ``string(n)`` counts Unicode code points, so a combining accent is one more;
 - binary: any binary or string type; uuid: 16-byte binary, or text in the canonical
   8-4-4-4-12 form or as 32 hex digits (any case);
 - date: date32/date64 (whole days), ISO 8601 text ``YYYY-MM-DD``;
@@ -31,6 +31,9 @@ types are read through their storage, an all-null column of any type is accepted
   ``json`` is taken as checked by its producer: PostgreSQL's json and jsonb, the store's
   own files), or structs, lists and maps
   (written as compact JSON; decimals, dates and times become JSON strings);
+- interval: ISO 8601 duration text as PostgreSQL prints it (``P1Y2M-3DT4H5M6.5S``, a
+  sign on each part, seconds to the microsecond; stored as given), Arrow month_day_nano
+  intervals and durations (written as such text);
 - list<T>: list, large_list, fixed_size_list and list views; map<K,V>: maps, or lists of
   two-field structs (``key``/``value``); struct<...>: structs, fields matched by name
   (undeclared fields are dropped with a warning, missing ones are an error).
@@ -40,8 +43,8 @@ binary. Leading and trailing whitespace is ignored when text is parsed as anothe
 
 The package, by concern: ``conformer`` (the public class and its errors), ``converter``
 (one array, nested types), one module per family of declared types (``numbers``,
-``low_floats``, ``text``, ``temporal``, ``json_values``), ``kinds`` and ``rejections``
-(what every family shares) and ``friendly`` (``to_python_friendly``).
+``low_floats``, ``text``, ``temporal``, ``json_values``, ``interval_values``), ``kinds``
+and ``rejections`` (what every family shares) and ``friendly`` (``to_python_friendly``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from dataferry.model.types import (
     StructType,
     format_type,
 )
+from dataferry.store.conform.interval_values import _to_interval
 from dataferry.store.conform.json_values import _to_json
 from dataferry.store.conform.kinds import (
     _BYTES,
@@ -214,5 +215,5 @@ _PRIMITIVES: dict[str, _Convert] = {
     "low_float": _to_low_float, "decimal": _to_decimal, "bool": _to_bool,
     "string": _to_string, "binary": _to_binary, "date": _to_date, "time": _to_time,
     "timestamp": _to_timestamp, "timestamp_tz": _to_timestamp, "uuid": _to_uuid,
-    "json": _to_json,
+    "json": _to_json, "interval": _to_interval,
 }

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataferry.model.types import DataType, Primitive, String
+from dataferry.store.conform.interval_values import _to_interval
 from dataferry.store.conform.kinds import _BYTES, _TEXT
 from dataferry.store.conform.rejections import _cast, _first, _python, _reject
 
@@ -17,6 +18,10 @@ from dataferry.store.conform.rejections import _cast, _first, _python, _reject
 def _to_string(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -> Any:
     if kind == "fixed_size_binary" and tag == Primitive("uuid"):
         a = _uuid_text(a)
+    elif pa.types.is_interval(a.type) or pa.types.is_duration(a.type):
+        a = _to_interval(a, kind, declared, tag)
+        if a is None:
+            return None
     elif kind in _BYTES:
         a = _cast(a, pa.string(), declared, lambda v: "is not valid UTF-8 text",
                   "declare the column binary, or fix the encoding at the source")
