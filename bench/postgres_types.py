@@ -9,9 +9,14 @@ times (medians printed):
   baseline  COPY (select * from t) TO STDOUT (FORMAT binary), read into nothing by psycopg
   ferry     the whole ``ferry run --full bench.<table>`` as a subprocess, Python start-up
             included, making a first version (the metadata database and keys exist from a
-            warm-up run); its peak RSS from the kernel (wait4)
+            warm-up run); its CPU time (user + system) and peak RSS from the kernel (wait4)
 
-    python bench/postgres_types.py [--rows N] [--repeat N] [--only json,uuid] [--keep]
+    python bench/postgres_types.py [--rows N] [--repeat N] [--only wide,json,uuid] [--keep]
+
+``--only`` takes table names with or without their ``t_`` (``wide,text_array,t_json``).
+``--before SRC`` also times, interleaved in the same pass, ``ferry`` importing dataferry
+from another checkout's ``src`` (e.g. ``git archive main src | tar -x -C /tmp/main``), so a
+change is compared with the code before it under the same load.
 
 Targets (issue 13): ingest <= 1.3x the COPY baseline, peak RSS < 600 MiB.
 """
@@ -119,14 +124,17 @@ def copy_out(db: str, table: str) -> float:
     return time.perf_counter() - started
 
 
-def ferry_run(root: Path, table: str) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of a whole ``ferry run --full``: a first version (the
-    metadata database and the keys stay from the warm-up run)."""
+def ferry_run(root: Path, table: str, source: str | None = None
+              ) -> tuple[float, float, float]:
+    """(seconds, CPU seconds, peak RSS in MiB) of a whole ``ferry run --full``: a first
+    version (the metadata database and the keys stay from the warm-up run). ``source``:
+    a directory to import dataferry from instead of the installed one."""
     shutil.rmtree(root / ".ferry" / "store" / "bench" / table, ignore_errors=True)
     ferry = Path(sys.executable).parent / "ferry"
     started = time.perf_counter()
     process = subprocess.Popen([str(ferry), "run", f"bench.{table}", "--full", "--model",
-                                str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=os.environ | {"PYTHONPATH": source} if source else None)
     assert process.stdout is not None
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -134,7 +142,7 @@ def ferry_run(root: Path, table: str) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"ferry run bench.{table} failed:\n{output.decode()}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -144,11 +152,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated table names (t_json, wide)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--before", default="", help="a dataferry src directory to compare with")
     args = parser.parse_args()
     tables = {f"t_{k.name}": [k] for k in KINDS} | {"wide": KINDS}
     rows = dict.fromkeys(tables, args.rows)
     if args.only:
-        tables = {t: tables[t] for t in args.only.split(",") if t in tables}
+        wanted = [t if t in tables else f"t_{t}" for t in args.only.split(",")]
+        tables = {t: tables[t] for t in wanted if t in tables}
     db = f"ferry_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as c:
         c.execute(f"create database {db}")
@@ -159,24 +169,33 @@ def main() -> None:
             (root / "ferry.yaml").write_text("ecosystem: bench\nzones: {main: {}}\n")
             build(db, tables, rows)
             measured = dict(tables)
-            if args.big_rows and (not args.only or "t_big_jsonb" in args.only):
+            if args.big_rows and (not args.only or "big_jsonb" in args.only):
                 big_json(db, args.big_rows)
                 measured["t_big_jsonb"] = [Kind("doc", "jsonb", "json", "")]
             (root / "teams" / "bench" / "bench.yaml").write_text(model(db, measured))
             print(f"{args.rows:,} rows a table (t_big_jsonb: {args.big_rows:,} rows of about "
                   f"1 MiB), medians of {args.repeat}, whole process, start-up included")
             ferry_run(root, next(iter(measured)))  # warm-up: metadata database, keys, caches
-            line("table", "COPY binary   ferry run   ratio   peak RSS")
+            line("table", "COPY binary   ferry run   ratio   ferry CPU   peak RSS" + (
+                "   before: run   ratio     CPU" if args.before else ""))
             for table in measured:
-                copies, runs, peaks = [], [], []
-                for _ in range(args.repeat):  # interleaved: both see the same machine
+                copies, runs, cpus, peaks, befores = [], [], [], [], []
+                for _ in range(args.repeat):  # interleaved: all see the same machine
                     copies.append(copy_out(db, table))
-                    seconds, peak = ferry_run(root, table)
+                    seconds, cpu, peak = ferry_run(root, table)
                     runs.append(seconds)
+                    cpus.append(cpu)
                     peaks.append(peak)
+                    if args.before:
+                        befores.append(ferry_run(root, table, args.before))
                 out, took = statistics.median(copies), statistics.median(runs)
+                before = ""
+                if befores:
+                    was = statistics.median(b[0] for b in befores)
+                    before = (f" {was:9.2f} s {was / out:6.2f}x "
+                              f"{statistics.median(b[1] for b in befores):6.2f} s")
                 line(table, f"{out:9.2f} s {took:9.2f} s {took / out:6.2f}x "
-                            f"{max(peaks):6.0f} MiB")
+                            f"{statistics.median(cpus):9.2f} s {max(peaks):6.0f} MiB{before}")
     finally:
         if not args.keep:
             with psycopg.connect(ADMIN, autocommit=True) as c:

@@ -23,13 +23,33 @@ def _table() -> pa.Table:
         "label": pa.array([f"label {i}" for i in range(ROWS)]),
         "empty": pa.nulls(ROWS, pa.string()),
         "tags": pa.array([[f"t{i}"] for i in range(ROWS)], pa.list_(pa.string())),
+        "moods": pa.array([["sad", "ok", "happy"][i % 3:] for i in range(ROWS)],
+                          pa.list_(pa.string())),
+        "points": pa.array([{"x": i} for i in range(ROWS)], pa.struct([("x", pa.int64())])),
     })
 
 
-def test_dictionaries_only_for_repeating_columns_and_nested_leaves() -> None:
+def test_dictionaries_only_for_repeating_columns_and_list_values() -> None:
     table = _table()
     chosen = dictionary_columns(table.schema, table.to_batches()[0])
-    assert chosen == ["team", "empty", "tags.list.element"]
+    # the values of "tags" all differ; the leaves of structs are not sampled
+    assert chosen == ["team", "empty", "moods.list.element", "points.x"]
+
+
+def test_list_values_whose_dictionary_would_overflow_get_delta_encoding(tmp_path: Path) -> None:
+    """[n, n % 1000, n % 7] repeats within a sample, but a row group of them holds a
+    distinct value for each row: its dictionary would pass the page limit."""
+    rows = 300_000
+    n = pa.array(range(rows), pa.int32())
+    values = pa.array([[i, i % 1000, i % 7] for i in range(rows)], pa.list_(pa.int32()))
+    table = pa.table({"id": n, "values": values})
+    written = write_files(tmp_path, table.to_reader(max_chunksize=8192), "blake3", None)
+    parquet = pq.ParquetFile(tmp_path / written[0][0].path)
+    column = parquet.metadata.row_group(0).column(1)
+    assert column.path_in_schema == "values.list.element"
+    assert "RLE_DICTIONARY" not in column.encodings
+    assert "DELTA_BINARY_PACKED" in column.encodings
+    assert parquet.read().equals(table)
 
 
 def test_written_files_use_the_chosen_encodings_and_hash_their_bytes(
@@ -73,6 +93,8 @@ def test_delta_encoded_files_read_back_in_duckdb_polars_and_pyarrow(tmp_path: Pa
         "clock": pa.array([dt.time(i % 24, i % 60) for i in range(rows)], pa.time64("us")),
         "text": pa.array([f"näme {i} 🚢" if i % 11 else None for i in range(rows)]),
         "blob": pa.array([bytes([i % 256]) * (i % 5) for i in range(rows)], pa.binary()),
+        "names": pa.array([[f"n{i}", None] if i % 3 else None for i in range(rows)],
+                          pa.list_(pa.string())),
     })
     written = write_files(tmp_path, table.to_reader(), "blake3", None)
     path = tmp_path / written[0][0].path
@@ -81,12 +103,15 @@ def test_delta_encoded_files_read_back_in_duckdb_polars_and_pyarrow(tmp_path: Pa
                  for i in range(len(table.schema))}
     assert "DELTA_BINARY_PACKED" in encodings["id"] and "DELTA_BINARY_PACKED" in encodings["at"]
     assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["text"]
+    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["names.list.element"]
     assert pq.read_table(path).equals(table)
     assert pl.read_parquet(path).to_arrow().cast(table.schema).equals(table)
     with duckdb.connect() as db:
         back = db.execute(f"select count(*), sum(id), count(text), max(text), "
-                          f"sum(octet_length(blob)) from '{path}'").fetchall()[0]
+                          f"sum(octet_length(blob)), max(names[1]), count(names) "
+                          f"from '{path}'").fetchall()[0]
     expected = (rows, sum(range(rows)), sum(1 for i in range(rows) if i % 11),
                 max(f"näme {i} 🚢" for i in range(rows) if i % 11),
-                sum(i % 5 for i in range(rows)))
+                sum(i % 5 for i in range(rows)), max(f"n{i}" for i in range(rows) if i % 3),
+                sum(1 for i in range(rows) if i % 3))
     assert back == expected
