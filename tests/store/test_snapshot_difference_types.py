@@ -78,3 +78,25 @@ def test_the_difference_of_random_schemas_is_exact(data: st.DataObject) -> None:
         report = VerifyReport()
         verify_dataset(dataset, report)
         assert report.ok, report.problems
+
+
+def test_a_zero_that_changes_sign_is_a_change(tmp_path: Path) -> None:
+    """SQL's equality takes -0.0 for 0.0; the store keeps the sign, so the flip is a change
+    (in a float column and inside a list of floats)."""
+    columns = {"id": parse_type("int64"), "x": parse_type("float64"),
+               "xs": parse_type("list<float32>")}
+    spec = SourceDataset(columns=columns_of(columns, {"id": False, "x": True, "xs": True}),
+                         table="t", primary_key=["id"])
+    dataset = DatasetStore(tmp_path / "store", "lab.zeros")
+    keys = KeyStore(tmp_path / "home")
+
+    def table(zero: float) -> pa.Table:
+        return pa.table({"id": pa.array([1, 2], pa.int64()), "x": [zero, 1.5],
+                         "xs": pa.array([[1.0], [zero]], pa.list_(pa.float32()))})
+
+    publish(dataset, spec, table(0.0), keys=keys)
+    flipped = publish(dataset, spec, table(-0.0), keys=keys, by_key=True)
+    assert not flipped.unchanged and flipped.added_rows == 2
+    got = _read(dataset, ["x", "xs"])
+    assert str(got[1]["x"]) == "-0.0" and str(got[2]["xs"][0]) == "-0.0"
+    assert publish(dataset, spec, table(-0.0), keys=keys, by_key=True).unchanged

@@ -194,8 +194,7 @@ def _changed(db: duckdb.DuckDBPyConnection, current: str | None, columns: Sequen
                    "null::bigint as _pos from s")
     else:
         on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
-        differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
-                              for c in compared if c not in key) or "false"
+        differs = _differs(db, [c for c in compared if c not in key])
         wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
         db.execute(f"""create temp table changed as
             select s.*, c.filename as _file, c.file_row_number as _pos
@@ -230,8 +229,7 @@ def _difference(db: duckdb.DuckDBPyConnection, current: str | None, columns: Seq
         db.execute("create temp view replaced as select _file, _pos from changed where false")
         return
     on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
-    differs = " or ".join(f"c.{ident(c)} is distinct from s.{ident(c)}"
-                          for c in columns if c not in key) or "false"
+    differs = _differs(db, [c for c in columns if c not in key])
     wanted = ", ".join(["filename", "file_row_number", *map(ident, columns)])
     first = ident(key[0])
     db.execute(f"""create temp table delta as
@@ -254,6 +252,24 @@ def _stage(reader: pa.RecordBatchReader, staging: Path,
             if on_rows is not None:
                 on_rows(batch.num_rows)
     return rows
+
+
+def _differs(db: duckdb.DuckDBPyConnection, columns: Sequence[str]) -> str:
+    """SQL true where stored row ``c`` and incoming row ``s`` differ in one of ``columns``.
+
+    SQL's equality takes -0.0 for 0.0, so a float column also compares its sign, and a
+    nested column holding floats compares its text (which shows the sign)."""
+    types = dict(db.execute("select column_name, column_type from (describe s)").fetchall())
+    tests = []
+    for column in columns:
+        name, t = ident(column), str(types.get(column, "")).upper()
+        test = f"c.{name} is distinct from s.{name}"
+        if t in ("FLOAT", "DOUBLE", "REAL"):
+            test += f" or signbit(c.{name}) is distinct from signbit(s.{name})"
+        elif ("FLOAT" in t or "DOUBLE" in t) and any(n in t for n in ("[]", "STRUCT", "MAP")):
+            test += f" or c.{name}::varchar is distinct from s.{name}::varchar"
+        tests.append(test)
+    return " or ".join(f"({test})" for test in tests) or "false"
 
 
 def _compared(columns: Sequence[str], key: Sequence[str], cursor: str | None) -> list[str]:
