@@ -360,6 +360,8 @@ def draw_transformer(draw: Draw, world: World, team: str, name: str) -> Raw:
                        for ref in raw["inputs"]
                        for column in world.datasets[ref]["columns"].values()
                        for digits in re.findall(r"decimal\s*\(\s*(\d+)", str(column)))
+    # DuckDB's names ignore case: a query cannot yield both "true" and "True".
+    readable = readable and len({c.lower() for c in raw["columns"]}) == len(raw["columns"])
     body = draw(st.sampled_from(["sql", "sql_file", "python"] if readable else ["python"]))
     if body == "sql":
         # A query that binds (ferry check binds it) with every declared column: NULL fits
