@@ -40,7 +40,6 @@ from __future__ import annotations
 import uuid
 from typing import assert_never
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -58,6 +57,7 @@ from dataferry.model.types import (
     to_arrow_field,
 )
 from dataferry.store.conform import to_python_friendly
+from dataferry.uuids import CANONICAL, pack_uuid_text
 
 _LOW_FLOATS = ("float16", "bfloat16", "float8_e4m3", "float8_e5m2")
 
@@ -162,27 +162,10 @@ def to_sink_array(array: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.
     return array.cast(target)
 
 
-_HEX = np.full(256, 255, dtype=np.uint8)
-for _digit, _char in enumerate("0123456789abcdef"):
-    _HEX[ord(_char)] = _HEX[ord(_char.upper())] = _digit
-_UUID_DIGITS = [i for i in range(36) if i not in (8, 13, 18, 23)]
-_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
-
-
 def _uuid_bytes(text: pa.Array) -> pa.Array:
     """Canonical uuid text (``8-4-4-4-12`` hex digits) -> fixed_size_binary(16), vectorized;
     anything else goes through Python's ``uuid.UUID`` (which raises on a bad value)."""
-    filled = text.fill_null(_ZERO_UUID)
-    lengths = pc.utf8_length(filled)
-    if len(filled) and pc.all(pc.equal(lengths, 36)).as_py():
-        filled = filled.cast(pa.string())
-        start = int(np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset])
-        data = np.frombuffer(filled.buffers()[2], dtype=np.uint8)[start:start + 36 * len(filled)]
-        nibbles = _HEX[data.reshape(-1, 36)[:, _UUID_DIGITS]]
-        if not (nibbles == 255).any():
-            packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
-            values = pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(16), len(filled), [None, pa.py_buffer(packed.tobytes())])
-            return pc.if_else(text.is_null(), pa.nulls(len(text), pa.binary(16)), values)
+    if pc.all(pc.match_substring_regex(text, CANONICAL)).as_py() is not False:
+        return pack_uuid_text(text)
     return pa.array([None if v is None else uuid.UUID(v).bytes for v in text.to_pylist()],
                     pa.binary(16))

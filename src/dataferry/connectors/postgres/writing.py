@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import struct
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -24,6 +23,7 @@ import pyarrow.compute as pc
 
 from dataferry.intervals import IntervalError, to_month_day_nano
 from dataferry.model.types import DataType, ListType, MapType, Primitive, StructType
+from dataferry.uuids import CANONICAL, pack_uuid_text
 
 Encode = Callable[[pa.Array], pa.Array]
 
@@ -34,7 +34,6 @@ _SCALARS: dict[str, pa.DataType] = {
     "timestamp without time zone": pa.timestamp("us"),
     "timestamp with time zone": pa.timestamp("us", tz="UTC"),
 }
-_UUID_TEXT = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
 
 
 class EncodeError(ValueError):
@@ -94,15 +93,10 @@ def _uuid(array: pa.Array) -> pa.Array:
     if pa.types.is_fixed_size_binary(array.type) or pa.types.is_binary(array.type):
         return _cast_to(pa.binary(16))(array)
     text = _cast_to(pa.string())(array)
-    index = _first(pc.invert(pc.match_substring_regex(text, _UUID_TEXT)))
+    index = _first(pc.invert(pc.match_substring_regex(text, CANONICAL)))
     if index is not None:
         raise EncodeError(f"has {text[index].as_py()!r}, which is not a UUID")
-    digits = pc.fill_null(pc.replace_substring(text, "-", ""), "0" * 32)
-    _, offsets, data = digits.buffers()
-    start = struct.unpack_from("<i", offsets, 4 * digits.offset)[0]
-    raw = bytes.fromhex(data.to_pybytes()[start:start + 32 * len(digits)].decode("ascii"))
-    packed = pa.Array.from_buffers(pa.binary(16), len(digits), [None, pa.py_buffer(raw)])
-    return pc.if_else(pc.is_valid(text), packed, pa.scalar(None, pa.binary(16)))
+    return pack_uuid_text(text)
 
 
 def _interval(array: pa.Array) -> pa.Array:

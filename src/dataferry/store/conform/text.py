@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from dataferry.model.types import DataType, Primitive, String
 from dataferry.store.conform.interval_values import _to_interval
 from dataferry.store.conform.kinds import _BYTES, _TEXT
 from dataferry.store.conform.rejections import _cast, _first, _python, _reject
+from dataferry.uuids import pack_uuid_text
 
 
 def _to_string(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -> Any:
@@ -61,12 +61,7 @@ def _to_uuid(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -
     index = _first(pc.invert(pc.match_substring_regex(lower, _UUID_TEXT)))
     if index is not None:
         _reject(a, index, "is not a UUID", hint, declared)
-    digits = pc.fill_null(pc.replace_substring(lower, "-", ""), "0" * 32)
-    _, offsets, data = digits.buffers()
-    start = struct.unpack_from("<i", offsets, 4 * digits.offset)[0]
-    raw = bytes.fromhex(data.to_pybytes()[start:start + 32 * len(digits)].decode("ascii"))
-    packed = pa.Array.from_buffers(pa.binary(16), len(digits), [None, pa.py_buffer(raw)])
-    return pc.if_else(pc.is_valid(a), packed, pa.scalar(None, pa.binary(16)))
+    return pack_uuid_text(lower)
 
 
 def _uuid_text(array: pa.Array) -> pa.Array:
