@@ -75,10 +75,12 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                 key: list[str], algorithm: str,
                 on_rows: Callable[[int], None] | None = None, *,
                 cursor: str | None = None, merge_on_read: bool = True,
-                complete: bool = False) -> MergeResult:
+                complete: bool = False, unique: bool = False) -> MergeResult:
     """Write the files of ``head`` merged with ``reader``'s rows; nothing is committed.
 
     ``complete``: ``reader`` holds the whole new table, so stored keys it lacks are deleted.
+    ``unique``: the caller guarantees a complete ``reader`` has one row per key (a source
+    with a unique constraint on it), so it is not checked again.
     """
     columns = reader.schema.names
     entries = dataset.active_files(head.number)
@@ -93,7 +95,8 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
             current = relation(db, scans, positions=True)
             if complete:
                 _load(db, reader, on_rows)
-                unique_in(db, dataset.ref, key, "s")  # a whole table: one row per key
+                if not unique:
+                    unique_in(db, dataset.ref, key, "s")  # a whole table: one row per key
                 _difference(db, current, columns, key)
             else:
                 _latest_per_key(db, staging, columns, key, cursor)

@@ -119,7 +119,8 @@ def publish(
     head was computed from other input versions or by another definition: the store then
     says what the data was computed from, and the transform is not due again.
     ``unique_key``: the caller guarantees ``data`` has no two rows with one key (a source
-    with a unique constraint on it); a replace then skips checking it again.
+    with a unique constraint on it); a replace, or its keyed difference, then skips
+    checking it again.
     ``by_key``: a replace (a snapshot read) of a dataset with a primary key publishes its
     keyed difference from the head, stored merge-on-read like a merge: the rows that are
     new or differ, and deletes of the keys it lacks; nothing different, no version (see
@@ -145,7 +146,7 @@ def publish(
             verify_for_reading(dataset, head.number)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
-                             changed_by, keyed)
+                             changed_by, keyed, unique_key)
         except Exception as error:
             if failures:  # deltalake wraps errors of the data it reads: give back the original
                 raise failures[0] from None
@@ -326,6 +327,7 @@ def _write(
     on_rows: Callable[[int], None] | None,
     changed_by: str | None = None,
     keyed: bool = False,
+    unique_key: bool = False,
 ) -> _Written:
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
@@ -333,7 +335,7 @@ def _write(
     if head is not None and _merged_by_key(spec, mode, head, keyed):
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
                              cursor=changed_by, merge_on_read=spec.merge_on_read,
-                             complete=mode == "replace")
+                             complete=mode == "replace", unique=unique_key)
         digests = merged.written
         crash_point("after-files")
         revised = merged.revised
