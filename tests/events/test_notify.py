@@ -339,7 +339,8 @@ def test_openlineage_gets_every_run_with_its_inputs_and_outputs(
     transform = events["transform:shop.totals"]
     assert transform["eventType"] == "COMPLETE" and transform["producer"]
     assert transform["job"]["namespace"] == "acme"
-    assert [(d["namespace"], d["name"]) for d in transform["inputs"]] == [("acme", "shop.orders")]
+    assert [(d["namespace"], d["name"]) for d in transform["inputs"]] == [
+        ("dataferry://acme", "shop.orders")]
     assert [d["name"] for d in transform["outputs"]] == ["shop.totals"]
     assert transform["outputs"][0]["facets"]["version"]["datasetVersion"] == "1"
     assert uuid.UUID(transform["run"]["runId"]).version == 5

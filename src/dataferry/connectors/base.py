@@ -18,6 +18,11 @@ Errors: raise ``SourceError``/``SinkError`` (terminal: bad credentials, missing 
 type mismatch) or ``TransientError`` (connection refused, timeout, lock conflict: the
 runner retries with backoff). Messages name the dataset/table/column and never contain a
 secret (use ``dataferry.secrets.redact``).
+
+**Lineage names:** each connector says, from the model alone (no connection, no secret),
+how OpenLineage names what it reads or writes (``lineage_inputs``, ``lineage_output``):
+``postgres://host:port`` + ``database.schema.table`` and so on (docs/events.md#openlineage),
+so lineage runs from a source through the store to a sink.
 """
 
 from __future__ import annotations
@@ -49,6 +54,15 @@ VERSION_COLUMN = "_ferry_version"
 """In append deliveries: the dataset version a row was added in (kept in the target)."""
 VALID_FROM, VALID_TO = "valid_from", "valid_to"
 """History (SCD2) deliveries: the target keeps these two timestamp_tz columns."""
+
+
+@dataclass(frozen=True)
+class LineageName:
+    """A table or file as OpenLineage names it: ``namespace`` the system it lives in (a
+    server, a database file), ``name`` where in it. Never holds a user or a password."""
+
+    namespace: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,13 @@ class SourceConnector(ABC):
     @abstractmethod
     def read(self, request: ReadRequest) -> ReadResult:
         """Stream the dataset's rows (bounded memory)."""
+
+    @classmethod
+    def lineage_inputs(cls, spec: AnySource, dataset: str, dataset_spec: SourceDataset,
+                       model_root: Path) -> list[LineageName]:
+        """The tables or files ``dataset`` reads, as OpenLineage names them (a query's
+        tables); empty when unknown. From the model alone: no connection, no secret."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""
@@ -183,6 +204,12 @@ class SinkConnector(ABC):
     @abstractmethod
     def deliver(self, delivery: Delivery) -> int:
         """Apply the delivery in one transaction with its ``_ferry_loads`` row; rows written."""
+
+    @classmethod
+    def lineage_output(cls, spec: AnySink, table: str, model_root: Path) -> LineageName | None:
+        """The target ``table`` as OpenLineage names it (None: unknown). From the model
+        alone: no connection, no secret."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""

@@ -26,7 +26,7 @@ import httpx
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
 from dataferry.events.cloudevents import event_json
-from dataferry.events.lineage import openlineage_json
+from dataferry.events.lineage import LineageNames, openlineage_json
 from dataferry.events.routing import NotifyTarget, notify_targets
 from dataferry.events.senders import post_webhook, publish_nats
 from dataferry.metadata import (
@@ -36,6 +36,7 @@ from dataferry.metadata import (
     NotifyProgress,
     Outbox,
     Progress,
+    RunHistory,
     utcnow,
     worker_name,
 )
@@ -56,6 +57,8 @@ class Notifier:
                  ) -> None:
         self.targets = notify_targets(context.index)
         self.ecosystem = context.ecosystem.ecosystem
+        self.context = context
+        self.runs = RunHistory(context.metadata)
         self.outbox = Outbox(context.metadata)
         self.progress = NotifyProgress(context.metadata, now)
         self.leases = Leases(context.metadata, now=now)
@@ -136,20 +139,25 @@ class Notifier:
         try:
             if isinstance(spec, WebhookNotify):
                 secret = resolve(spec.secret, f"consumer {target.consumer}: webhook secret")
-                bodies = [event_json(event) for event in events]
+                bodies = [[event_json(event)] for event in events]
                 kind = "cloudevents"
             else:
                 secret = resolve(spec.api_key, "openlineage: api_key")
-                namespace = spec.namespace or self.ecosystem
-                bodies = [openlineage_json(event, namespace).encode() for event in events]
+                names = LineageNames(self.context.index, self.context.root,
+                                     spec.namespace or self.ecosystem)
+                started = self.runs.start_times([int(e.data["run"]) for e in events])
+                # An OpenLineage run event is a START and its end, sent (and resent) together.
+                bodies = [[body.encode() for body in openlineage_json(
+                    event, names, started.get(int(event.data["run"])))] for event in events]
                 kind = "openlineage"
         except FerryError as error:  # a secret not set, openlineage-python missing
             return 0, str(error)
         if self._http is None:
             self._http = httpx.Client()
-        for done, body in enumerate(bodies):
-            try:
-                post_webhook(self._http, target.address, body, secret, kind)
-            except Exception as error:
-                return done, str(error)
+        for done, sends in enumerate(bodies):
+            for body in sends:
+                try:
+                    post_webhook(self._http, target.address, body, secret, kind)
+                except Exception as error:
+                    return done, str(error)
         return len(events), None

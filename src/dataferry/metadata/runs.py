@@ -341,6 +341,14 @@ class RunHistory:
         with self.db.reads.begin() as session:
             return set(session.scalars(select(RunRow.id).where(RunRow.status == "running")))
 
+    def start_times(self, run_ids: Collection[int]) -> dict[int, datetime]:
+        """When each of these runs started (those that exist)."""
+        if not run_ids:
+            return {}
+        query = select(RunRow.id, RunRow.started_at).where(RunRow.id.in_(sorted(run_ids)))
+        with self.db.reads.begin() as session:
+            return {run_id: started for run_id, started in session.execute(query)}
+
     def get_run(self, run_id: int) -> RunDetail | None:
         """One run with its log lines, or None if there is no such run."""
         with self.db.reads.begin() as session:

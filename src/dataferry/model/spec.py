@@ -184,7 +184,7 @@ class OpenLineage(Spec):
     url: str = Field(description="Base URL of the OpenLineage HTTP endpoint (e.g. Marquez).")
     endpoint: str = Field("api/v1/lineage", description="Path under url that takes events.")
     api_key: Secret | None = None
-    namespace: str | None = Field(None, description="Job and dataset namespace.")
+    namespace: str | None = Field(None, description="Job namespace; store datasets are in dataferry://<namespace>.")
 
 
 def _implicit_local(platforms: dict[str, Platform]) -> dict[str, Platform]:

@@ -40,12 +40,14 @@ from dataferry.connectors.base import (
     VALID_TO,
     VERSION_COLUMN,
     Delivery,
+    LineageName,
     SinkConnector,
     check_versions,
 )
 from dataferry.connectors.duckdb.source import duckdb_error
 from dataferry.connectors.duckdb.tables import Target, TargetColumn, run
 from dataferry.connectors.duckdb.types import native_type, quote
+from dataferry.connectors.naming import local_path
 from dataferry.connectors.parquet.types import (
     file_field,
     sink_field,
@@ -105,6 +107,11 @@ class DuckdbSink(SinkConnector):
     """Writes deliveries into the tables of one DuckDB database file."""
 
     kind = "duckdb"
+
+    @classmethod
+    def lineage_output(cls, spec: Any, table: str, model_root: Path) -> LineageName | None:
+        return LineageName("duckdb://" + local_path(spec.path, model_root),
+                           f"{spec.schema_ or 'main'}.{table}")
 
     def __init__(self, consumer: str, spec: Any, model_root: Path) -> None:
         super().__init__(consumer, spec, model_root)

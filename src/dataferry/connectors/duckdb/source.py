@@ -18,8 +18,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.base import (
+    LineageName,
+    ReadRequest,
+    ReadResult,
+    SourceColumn,
+    SourceConnector,
+)
 from dataferry.connectors.duckdb.types import quote, source_cast
+from dataferry.connectors.naming import local_path, query_tables
 from dataferry.errors import FerryError, SourceError, TransientError
 from dataferry.model.spec import DuckdbSource as DuckdbSourceSpec
 from dataferry.model.spec import SourceDataset
@@ -45,6 +52,18 @@ class DuckdbSource(SourceConnector):
     """Reads the tables and queries of one DuckDB database file."""
 
     kind = "duckdb"
+
+    @classmethod
+    def lineage_inputs(cls, spec: Any, dataset: str, dataset_spec: SourceDataset,
+                       model_root: Path) -> list[LineageName]:
+        namespace = "duckdb://" + local_path(spec.path, model_root)
+        if dataset_spec.query and not dataset_spec.table:
+            tables = query_tables(dataset_spec.query, "duckdb")
+        else:
+            parts = ["", "", *(dataset_spec.table or dataset.rpartition(".")[2]).split(".", 2)]
+            tables = [(parts[-3], parts[-2], parts[-1])]
+        return [LineageName(namespace, ".".join(p for p in (catalog, schema or "main", table) if p))
+                for catalog, schema, table in tables]
 
     def __init__(self, name: str, spec: Any, model_root: Path) -> None:
         super().__init__(name, spec, model_root)

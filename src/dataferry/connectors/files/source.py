@@ -42,7 +42,13 @@ from typing import Any
 import blake3
 import pyarrow as pa
 
-from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.base import (
+    LineageName,
+    ReadRequest,
+    ReadResult,
+    SourceColumn,
+    SourceConnector,
+)
 from dataferry.connectors.files.formats import (
     DataFile,
     Wanted,
@@ -54,6 +60,7 @@ from dataferry.connectors.files.formats import (
 )
 from dataferry.connectors.files.types import common_type
 from dataferry.connectors.http.records import transport_type
+from dataferry.connectors.naming import local_path
 from dataferry.errors import SourceError
 from dataferry.model.spec import FilesSource as FilesSpec
 from dataferry.model.spec import SourceDataset
@@ -85,6 +92,11 @@ class FilesSource(SourceConnector):
     """Reads datasets from CSV, Parquet and JSON Lines files (module docstring)."""
 
     kind = "files"
+
+    @classmethod
+    def lineage_inputs(cls, spec: Any, dataset: str, dataset_spec: SourceDataset,
+                       model_root: Path) -> list[LineageName]:
+        return [LineageName("file", local_path(dataset_spec.path or spec.path, model_root))]
     spec: FilesSpec
 
     def columns(self, dataset: str, spec: SourceDataset) -> list[SourceColumn]:

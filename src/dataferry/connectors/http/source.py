@@ -30,13 +30,20 @@ import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import blake3
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.base import (
+    LineageName,
+    ReadRequest,
+    ReadResult,
+    SourceColumn,
+    SourceConnector,
+)
 from dataferry.connectors.http.client import Fetcher
 from dataferry.connectors.http.pages import Page, Record, fetch_page
 from dataferry.connectors.http.records import (
@@ -59,6 +66,19 @@ class HttpSource(SourceConnector):
     """Reads datasets from HTTP endpoints that return JSON records (module docstring)."""
 
     kind = "http"
+
+    @classmethod
+    def lineage_inputs(cls, spec: AnySource, dataset: str, dataset_spec: SourceDataset,
+                       model_root: Path) -> list[LineageName]:
+        assert isinstance(spec, HttpSpec)
+        url = urlsplit(spec.url)  # no user, password or query string: they may hold a key
+        if not url.hostname:
+            return []
+        port = f":{url.port}" if url.port else ""
+        path = url.path.rstrip("/")
+        if dataset_spec.endpoint:
+            path += "/" + dataset_spec.endpoint.split("?")[0].lstrip("/")
+        return [LineageName(f"{url.scheme}://{url.hostname}{port}", path or "/")]
     spec: HttpSpec
     timeout = httpx.Timeout(30.0, connect=10.0)
     retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)

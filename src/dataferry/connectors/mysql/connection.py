@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 import pymysql.converters
 
+from dataferry.connectors import naming
 from dataferry.errors import FerryError, SinkError, SourceError, TransientError
 from dataferry.model.spec import MysqlSink, MysqlSource
 from dataferry.secrets import Secret, redact, resolve
@@ -205,3 +206,13 @@ def server_of(connection: pymysql.Connection) -> Server:
     numbers = [int(n) for n in re.findall(r"\d+", info)[:3]] + [0, 0, 0]
     return Server((numbers[0], numbers[1], numbers[2]), "mariadb" in info.lower(),
                   local in ("1", "ON"), int(packet))
+
+
+def lineage_server(spec: Spec) -> tuple[str, str | None] | None:
+    """OpenLineage's ``mysql://host:port`` of ``spec``'s dsn and its database; None if it
+    does not parse. The user and the password stay out."""
+    try:
+        dsn = parse_dsn(spec.dsn, "dsn", FerryError)
+    except FerryError:
+        return None
+    return naming.server("mysql", dsn.host, dsn.port, DEFAULT_PORT), dsn.database

@@ -37,6 +37,7 @@ from dataferry.connectors.base import (
     VALID_TO,
     VERSION_COLUMN,
     Delivery,
+    LineageName,
     SinkConnector,
 )
 from dataferry.connectors.mysql.bulk import Column, Loader
@@ -45,6 +46,7 @@ from dataferry.connectors.mysql.connection import (
     classify,
     connect,
     ident,
+    lineage_server,
     parse_dsn,
     qualified,
     secret_of,
@@ -79,6 +81,16 @@ class MysqlSink(SinkConnector):
     """Writes deliveries into one ``kind: mysql`` sink (MariaDB or MySQL)."""
 
     kind = "mysql"
+
+    @classmethod
+    def lineage_output(cls, spec: AnySink, table: str, model_root: Path) -> LineageName | None:
+        assert isinstance(spec, MysqlSinkSpec)
+        found = lineage_server(spec)
+        if found is None:
+            return None
+        namespace, database = found
+        database = spec.schema_ or database
+        return LineageName(namespace, f"{database}.{table}" if database else table)
     load_data: bool | None = None
     """Use LOAD DATA LOCAL INFILE: None = when the server allows it; False = INSERTs."""
 

@@ -23,13 +23,20 @@ import pyarrow as pa
 import pymysql
 import pymysql.cursors
 
-from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.base import (
+    LineageName,
+    ReadRequest,
+    ReadResult,
+    SourceColumn,
+    SourceConnector,
+)
 from dataferry.connectors.mysql import arrow_stream
 from dataferry.connectors.mysql.connection import (
     Dsn,
     classify,
     connect,
     ident,
+    lineage_server,
     parse_dsn,
     qualified,
     secret_of,
@@ -37,6 +44,7 @@ from dataferry.connectors.mysql.connection import (
 )
 from dataferry.connectors.mysql.decode import decode_column
 from dataferry.connectors.mysql.types import FLOAT, ResultColumn, arrow_type, native_name
+from dataferry.connectors.naming import query_tables
 from dataferry.errors import FerryError, SourceError
 from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import MysqlSource as MysqlSourceSpec
@@ -54,6 +62,25 @@ class MysqlSource(SourceConnector):
     """Reads the datasets of one ``kind: mysql`` source (MariaDB or MySQL)."""
 
     kind = "mysql"
+
+    @classmethod
+    def lineage_inputs(cls, spec: AnySource, dataset: str, dataset_spec: SourceDataset,
+                       model_root: Path) -> list[LineageName]:
+        assert isinstance(spec, MysqlSourceSpec)
+        found = lineage_server(spec)
+        if found is None:
+            return []
+        namespace, database = found
+        if dataset_spec.table:
+            try:
+                written, table = split_table(dataset_spec.table)
+            except ValueError:
+                return []
+            tables = [(written or database or "", table)]
+        else:
+            tables = [(schema or database or "", table) for _, schema, table
+                      in query_tables(dataset_spec.query or "", "mysql")]
+        return [LineageName(namespace, f"{db}.{table}" if db else table) for db, table in tables]
 
     def __init__(self, name: str, spec: AnySource, model_root: Path) -> None:
         super().__init__(name, spec, model_root)

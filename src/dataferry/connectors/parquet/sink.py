@@ -40,10 +40,12 @@ from dataferry.connectors.base import (
     VALID_TO,
     VERSION_COLUMN,
     Delivery,
+    LineageName,
     SinkConnector,
     check_versions,
 )
 from dataferry.connectors.duckdb.sink import file_form
+from dataferry.connectors.naming import local_path
 from dataferry.connectors.parquet.files import SnapshotWriter
 from dataferry.connectors.parquet.layout import Folder
 from dataferry.connectors.parquet.rewrite import history_sql, merged_sql, stream
@@ -59,6 +61,10 @@ class ParquetSink(SinkConnector):
     """Writes deliveries as table folders of Parquet files under one folder."""
 
     kind = "parquet"
+
+    @classmethod
+    def lineage_output(cls, spec: Any, table: str, model_root: Path) -> LineageName | None:
+        return LineageName("file", f"{local_path(spec.path, model_root)}/{table}")
 
     def __init__(self, consumer: str, spec: Any, model_root: Path) -> None:
         super().__init__(consumer, spec, model_root)

@@ -16,6 +16,7 @@ import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 from psycopg import sql
 
+from dataferry.connectors import naming
 from dataferry.errors import FerryError, SinkError, SourceError, TransientError
 from dataferry.model.spec import PostgresSink, PostgresSource
 from dataferry.secrets import Secret, redact, resolve
@@ -219,3 +220,16 @@ def split_table(text: str) -> tuple[str | None, str]:
     if len(names) == 2:
         return names[0], names[1]
     raise ValueError(f"{text!r} is not a table name (write schema.table or table)")
+
+
+def lineage_server(spec: Spec) -> tuple[str, str] | None:
+    """OpenLineage's ``postgres://host:port`` of ``spec``'s dsn and its database (libpq's
+    defaults: port 5432, the user's name as the database); None if it does not parse.
+    The user and the password stay out."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(spec.dsn)
+    except psycopg.ProgrammingError:
+        return None
+    host = parts.get("host") or parts.get("hostaddr")
+    database = parts.get("dbname") or parts.get("user") or "postgres"
+    return naming.server("postgres", str(host or ""), parts.get("port"), 5432), str(database)

@@ -37,10 +37,17 @@ from dataferry.connectors.base import (
     VALID_TO,
     VERSION_COLUMN,
     Delivery,
+    LineageName,
     SinkConnector,
 )
 from dataferry.connectors.postgres import tables
-from dataferry.connectors.postgres.connection import Server, ident, literal, qualified
+from dataferry.connectors.postgres.connection import (
+    Server,
+    ident,
+    lineage_server,
+    literal,
+    qualified,
+)
 from dataferry.connectors.postgres.tables import Column, Extra, Session, Target
 from dataferry.connectors.postgres.types import native_type
 from dataferry.connectors.postgres.writing import Encode, EncodeError, encoder
@@ -61,6 +68,15 @@ class PostgresSink(SinkConnector):
     """Writes deliveries into tables of one schema (``schema:``, default ``public``)."""
 
     kind = "postgres"
+
+    @classmethod
+    def lineage_output(cls, spec: AnySink, table: str, model_root: Path) -> LineageName | None:
+        assert isinstance(spec, PostgresSinkSpec)
+        found = lineage_server(spec)
+        if found is None:
+            return None
+        namespace, database = found
+        return LineageName(namespace, f"{database}.{spec.schema_ or 'public'}.{table}")
 
     def __init__(self, consumer: str, spec: AnySink, model_root: Path) -> None:
         super().__init__(consumer, spec, model_root)

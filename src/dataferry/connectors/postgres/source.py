@@ -24,11 +24,19 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.base import (
+    LineageName,
+    ReadRequest,
+    ReadResult,
+    SourceColumn,
+    SourceConnector,
+)
+from dataferry.connectors.naming import query_tables
 from dataferry.connectors.postgres import ranges
 from dataferry.connectors.postgres.connection import (
     Server,
     ident,
+    lineage_server,
     literal,
     qualified,
     split_table,
@@ -63,6 +71,23 @@ class PostgresSource(SourceConnector):
     """Reads the datasets of one ``kind: postgres`` source (tables or queries)."""
 
     kind = "postgres"
+
+    @classmethod
+    def lineage_inputs(cls, spec: AnySource, dataset: str, dataset_spec: SourceDataset,
+                       model_root: Path) -> list[LineageName]:
+        assert isinstance(spec, PostgresSourceSpec)
+        found = lineage_server(spec)
+        if found is None:
+            return []
+        namespace, database = found
+        if dataset_spec.table:
+            try:
+                schema, table = split_table(dataset_spec.table)
+            except ValueError:
+                return []
+            return [LineageName(namespace, f"{database}.{schema or 'public'}.{table}")]
+        return [LineageName(namespace, f"{catalog or database}.{schema or 'public'}.{table}")
+                for catalog, schema, table in query_tables(dataset_spec.query or "", "postgres")]
 
     def __init__(self, name: str, spec: AnySource, model_root: Path) -> None:
         super().__init__(name, spec, model_root)

@@ -37,9 +37,11 @@ from dataferry.connectors.base import (
     VALID_TO,
     VERSION_COLUMN,
     Delivery,
+    LineageName,
     SinkConnector,
     check_versions,
 )
+from dataferry.connectors.naming import local_path
 from dataferry.connectors.sqlite.source import quote, sqlite_error
 from dataferry.connectors.sqlite.tables import (
     LOADS_DDL,
@@ -68,6 +70,10 @@ class SqliteSink(SinkConnector):
     """Writes deliveries into the tables of one SQLite database file."""
 
     kind = "sqlite"
+
+    @classmethod
+    def lineage_output(cls, spec: Any, table: str, model_root: Path) -> LineageName | None:
+        return LineageName("sqlite://" + local_path(spec.path, model_root), table)
 
     def __init__(self, consumer: str, spec: Any, model_root: Path) -> None:
         super().__init__(consumer, spec, model_root)

@@ -24,7 +24,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
+from dataferry.connectors.base import (
+    LineageName,
+    ReadRequest,
+    ReadResult,
+    SourceColumn,
+    SourceConnector,
+)
+from dataferry.connectors.naming import local_path, query_tables
 from dataferry.connectors.sqlite.types import INTEGER, REAL, affinity, is_nested, read_type
 from dataferry.connectors.sqlite.values import UnfitValue, to_arrow
 from dataferry.errors import FerryError, SourceError, TransientError
@@ -68,6 +75,15 @@ class SqliteSource(SourceConnector):
     """Reads the tables and queries of one SQLite database file."""
 
     kind = "sqlite"
+
+    @classmethod
+    def lineage_inputs(cls, spec: Any, dataset: str, dataset_spec: SourceDataset,
+                       model_root: Path) -> list[LineageName]:
+        namespace = "sqlite://" + local_path(spec.path, model_root)
+        if dataset_spec.query and not dataset_spec.table:
+            return [LineageName(namespace, table)
+                    for _, _, table in query_tables(dataset_spec.query, "sqlite")]
+        return [LineageName(namespace, dataset_spec.table or dataset.rpartition(".")[2])]
 
     def __init__(self, name: str, spec: Any, model_root: Path) -> None:
         super().__init__(name, spec, model_root)
