@@ -54,6 +54,7 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[str, dict[str, str], bytes]] = []
         self.status = 200
+        self.on_post: Callable[[], None] = lambda: None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +62,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if receiver.status == 200:
                     receiver.received.append((self.path, dict(self.headers), body))
+                receiver.on_post()
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -174,6 +176,31 @@ def test_a_webhook_gets_what_its_consumer_receives_signed_and_retried_until_it_a
     seqs = [e["id"] for e in receiver.events("/shop")]
     assert len(seqs) == len(set(seqs))  # each event once (here: no retry after a 2xx)
     notifier.close()
+    context.close()
+
+
+def test_a_stopped_notifier_ends_its_pass_at_the_next_event_and_loses_none(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """What ``ferry serve`` does on SIGTERM: the pass stops after the event being sent,
+    the target keeps its place without counting a failure, the next process sends the rest."""
+    context = shop_with_notify(tmp_path / "model",
+                               "    notify:\n      - webhook: " + receiver.url + "/shop\n")
+    notifier = Notifier(context)
+    notifier.run_once()
+    run_all(context)
+    receiver.on_post = notifier.stop  # the process is told to stop during the first send
+    (stopped,) = notifier.run_once()
+    assert len(receiver.events()) == 1 and stopped.sent == 1
+    assert stopped.failures == 0 and stopped.last_error is None and stopped.retry_at is None
+    assert notifier.run_once() == []  # stopped: later passes do nothing
+    notifier.close()
+    receiver.on_post = lambda: None
+    after = Notifier(context)
+    (done,) = after.run_once()
+    assert done.last_error is None and done.sent > 1
+    ids = [e["id"] for e in receiver.events()]
+    assert len(ids) == len(set(ids)) == done.sent  # each event once, none lost
+    after.close()
     context.close()
 
 

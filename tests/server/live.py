@@ -64,8 +64,9 @@ class Served:
 
 
 @contextmanager
-def ferry_serve(root: Path, *args: str) -> Iterator[Served]:
-    """``ferry serve --no-scheduler --model ROOT ARGS`` on a free port, until the block ends.
+def ferry_serve(root: Path, *args: str, scheduler: bool = False) -> Iterator[Served]:
+    """``ferry serve --no-scheduler --model ROOT ARGS`` on a free port, until the block ends
+    (``scheduler``: without ``--no-scheduler``).
 
     FORWARDED_ALLOW_IPS is removed from its environment: uvicorn would read it, and a
     test of the default must not depend on the machine it runs on.
@@ -78,8 +79,9 @@ def ferry_serve(root: Path, *args: str) -> Iterator[Served]:
     log = root.parent / f"serve-{port}.log"  # a file: a full pipe would stall the server
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(ferry), "serve", "--port", str(port), "--no-scheduler", "--model", str(root),
-             *args], env=env, stdout=output, stderr=subprocess.STDOUT)
+            [str(ferry), "serve", "--port", str(port),
+             *([] if scheduler else ["--no-scheduler"]), "--model", str(root), *args],
+            env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log)

@@ -143,7 +143,7 @@ def test_serve_explains_how_to_create_the_first_admin(ferry: Callable[..., Any],
     def fake_run(app: Any, **options: Any) -> None:
         started.update(options, app=app)
 
-    monkeypatch.setattr("uvicorn.run", fake_run)
+    monkeypatch.setattr("dataferry.server.app.run_server", fake_run)
     port = _free_port()
     result = ferry("serve", "--port", str(port), "--no-scheduler", "--model", model_root)
     assert result.code == 0, result

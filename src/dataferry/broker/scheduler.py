@@ -401,8 +401,12 @@ class Scheduler:
         self.close()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        """Stop sending events at once (what is left goes next time), then wait for the
+        running jobs."""
+        for notifier in (*self._retired, self.notifier):
+            notifier.stop()
         self._notify_pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True)
         for notifier in (*self._retired, self.notifier):
             notifier.close()
 

@@ -336,11 +336,9 @@ def serve(
     a model with errors is refused and the running one stays."""
     import gc
 
-    import uvicorn
-
     from dataferry.cli.run_commands import _context
     from dataferry.engine.context import RunContext
-    from dataferry.server.app import create_app
+    from dataferry.server.app import create_app, run_server
     from dataferry.server.auth import AuthSettings
     from dataferry.server.model_reload import reload_on_sighup
 
@@ -368,8 +366,8 @@ def serve(
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (or whatever
         # FORWARDED_ALLOW_IPS says): any local caller could forge its address for the
         # audit log and the per-IP login limits.
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=bool(proxies),
-                    forwarded_allow_ips=proxies or None)
+        run_server(app, host=host, port=port, log_level="info", proxy_headers=bool(proxies),
+                   forwarded_allow_ips=proxies or None)
     finally:
         gc.unfreeze()  # let shutdown free them: extension modules report what it cannot
         context.close()

@@ -7,6 +7,7 @@ database do not both send), reads the events after its place, sends those the co
 hears about (``routing``), and moves its place past what went. A target that fails keeps
 its place and waits before it tries again (5 s, doubling up to 10 minutes); the others
 go on. A new target starts with the events that come after it appears, not the history.
+``stop`` ends a pass at the next event (the server is stopping): the rest waits, in place.
 
 An event number missing below a later one is a transaction that has not committed yet
 (PostgreSQL hands out numbers at insert): a target does not move past it for
@@ -47,6 +48,7 @@ BATCH = 200
 FIRST_RETRY = timedelta(seconds=5)
 LAST_RETRY = timedelta(minutes=10)
 LEASE_SECONDS = 120.0
+STOPPED = "stopped: the process is shutting down"
 
 
 class Notifier:
@@ -69,13 +71,19 @@ class Notifier:
         self._gaps: dict[tuple[str, int], float] = {}  # (target, missing seq) -> first seen
         self._http: httpx.Client | None = None
         self._turn = threading.Lock()
+        self._stopping = threading.Event()
 
     def run_once(self) -> list[Progress]:
         """One pass over every target; what each target's progress is after it. Passes
         of one process take turns (a lease is per process, so it would let both in)."""
         with self._turn:
             return [found for target in self.targets
-                    if (found := self._serve(target)) is not None]
+                    if not self._stopping.is_set()
+                    and (found := self._serve(target)) is not None]
+
+    def stop(self) -> None:
+        """End the pass under way at the next event, and make later ones do nothing."""
+        self._stopping.set()
 
     def close(self) -> None:
         if self._http is not None:
@@ -98,7 +106,10 @@ class Notifier:
                 return progress
             wanted = [event for event in events if target.wants(event)]
             sent, error = self._send(target, wanted)
-            if error is None:
+            if error == STOPPED:  # not the target's fault: the rest goes next time
+                progress = replace(progress, position=wanted[sent].seq - 1,
+                                   sent=progress.sent + sent)
+            elif error is None:
                 progress = replace(progress, position=events[-1].seq,
                                    sent=progress.sent + sent, failures=0, retry_at=None,
                                    last_error=None)
@@ -155,6 +166,8 @@ class Notifier:
         if self._http is None:
             self._http = httpx.Client()
         for done, sends in enumerate(bodies):
+            if self._stopping.is_set():
+                return done, STOPPED
             for body in sends:
                 try:
                     post_webhook(self._http, target.address, body, secret, kind)

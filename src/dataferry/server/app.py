@@ -7,14 +7,22 @@ listed in ``api_routers`` — add new ones there. OpenAPI is at ``/openapi.json`
 UI (``dataferry.server.ui``) serves pages at ``/`` and its stylesheet under ``/static``.
 With ``scheduler=True`` the broker's scheduler runs in a background thread for the
 app's lifetime and is stopped (waiting for running jobs) at shutdown.
+
+Stopping (``serve``, on SIGTERM or SIGINT) begins before uvicorn waits for open
+connections (``app.state.shutdown``): event streams end and the scheduler and its
+notifier stop at once, so the server is gone in seconds however many clients listen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import FrameType
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +40,8 @@ from dataferry.server.errors import install_error_handlers
 
 API_PREFIX = "/api/v1"
 SCHEDULER_TICK_SECONDS = 5.0
+GRACE_SECONDS = 3
+"""How long a stopping server lets requests still open finish before it cancels them."""
 log = logging.getLogger("dataferry.server")
 
 
@@ -97,21 +107,61 @@ class NoStoreForApi:
         await self.app(scope, receive, send_no_store)
 
 
+class Shutdown:
+    """The app's stop, begun as soon as the server is asked to stop (``begin``), before
+    uvicorn waits for open connections: ``closing`` ends the event streams, ``stop`` the
+    scheduler's ticks and notify passes. Made in the lifespan, on the server's loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.closing = asyncio.Event()
+        self.stop = threading.Event()
+
+    def begin(self) -> None:
+        """Start stopping; safe from a signal handler or any thread, and more than once."""
+        self.stop.set()
+        self.loop.call_soon_threadsafe(self.closing.set)
+
+
 def _lifespan(with_scheduler: bool
               ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        thread = _start_scheduler(app, stop) if with_scheduler else None
+        shutdown = app.state.shutdown = Shutdown()
+        thread = _start_scheduler(app, shutdown.stop) if with_scheduler else None
         try:
             yield
         finally:
+            shutdown.begin()
             if thread is not None:
                 log.info("stopping the scheduler: waiting for running jobs")
-                stop.set()
-                thread.join()
+                await asyncio.to_thread(thread.join)
 
     return lifespan
+
+
+def run_server(app: FastAPI, **options: Any) -> None:
+    """Serve ``app`` with uvicorn (``options``: ``uvicorn.Config``'s) until SIGTERM or
+    SIGINT, then stop within seconds: the app's ``Shutdown`` begins at the signal,
+    requests still open after ``GRACE_SECONDS`` are cancelled, and the process returns
+    here (exit code 0) rather than being killed by the signal uvicorn raises again."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            shutdown: Shutdown | None = getattr(app.state, "shutdown", None)
+            if shutdown is not None:
+                shutdown.begin()
+
+    config = uvicorn.Config(app, timeout_graceful_shutdown=GRACE_SECONDS, **options)
+    # uvicorn puts back the handlers it found and raises the signal again: one that
+    # does nothing lets the caller clean up and exit normally.
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: None)
+    try:
+        Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _start_scheduler(app: FastAPI, stop: threading.Event) -> threading.Thread:

@@ -16,7 +16,7 @@ stable, for de-duplicating). Events carry catalog metadata only (names, counts, 
 a run's public error summary, which holds neither secrets nor row values), which every
 logged-in user may see. The stream
 polls the outbox; ``timeout`` ends it (for scripts and tests), otherwise it runs until
-the client goes away or its token expires.
+the client goes away, its token expires or the server stops (``Shutdown.closing``).
 
 A stream outlives the check made when it opened, so it checks its token again every
 ``RECHECK_SECONDS`` and ends when the token was revoked or expired or its user
@@ -28,6 +28,7 @@ Each open stream polls through the thread pool, so one user may hold at most
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import Counter
@@ -96,11 +97,17 @@ async def events(request: Request, principal: ReadPrincipal, auth: AuthDependenc
         finally:
             open_streams[principal.user_id] -= 1
 
+    shutdown = getattr(request.app.state, "shutdown", None)  # None: no lifespan (tests)
+    closing = asyncio.Event() if shutdown is None else shutdown.closing
+
     async def frames() -> AsyncIterator[bytes]:
         deadline = time.monotonic() + wanted  # the timeout, or the token's expiry
         quiet_since = recheck_at = time.monotonic()
         yield b"retry: 2000\n\n"
         while time.monotonic() < deadline:
+            if closing.is_set():
+                yield b": closed: the server is stopping; reconnect with Last-Event-ID\n\n"
+                return
             if await request.is_disconnected():
                 return
             if time.monotonic() - recheck_at >= RECHECK_SECONDS:
@@ -114,7 +121,8 @@ async def events(request: Request, principal: ReadPrincipal, auth: AuthDependenc
             if time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
                 yield b": keep-alive\n\n"
                 quiet_since = time.monotonic()
-            await asyncio.sleep(POLL_SECONDS)
+            with contextlib.suppress(TimeoutError):  # the poll interval, or the server stops
+                await asyncio.wait_for(closing.wait(), POLL_SECONDS)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
