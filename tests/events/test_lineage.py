@@ -131,7 +131,7 @@ sources:
     datasets:
       accounts: {table: crm.Accounts, columns: {id: int64}}
       joined:
-        query: "with a as (select * from accounts) select a.id from a join billing.invoices using (id)"
+        query: 'with a as (select * from Accounts) select a.id from a join billing."Invoices" using (id)'
         columns: {id: int64}
   my:
     kind: mysql
@@ -182,7 +182,7 @@ def test_each_connector_names_what_it_reads_and_writes_without_credentials(
     pg = "postgres://db.internal:6432"
     assert inputs("ingest:crm.accounts") == [LineageName(pg, "sales.crm.accounts")]
     assert inputs("ingest:crm.joined") == [LineageName(pg, "sales.public.accounts"),
-                                           LineageName(pg, "sales.billing.invoices")]
+                                           LineageName(pg, "sales.billing.Invoices")]
     assert inputs("ingest:crm.items") == [LineageName("mysql://mariadb.internal:3306",
                                                       "shop.items")]
     assert inputs("ingest:crm.other") == [LineageName("mysql://mariadb.internal:3306",

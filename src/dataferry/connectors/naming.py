@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlglot
-from sqlglot import exp
-
 
 def server(scheme: str, host: str | None, port: int | str | None, default_port: int) -> str:
     """``<scheme>://<host>:<port>``: the first host of a list, ``localhost`` for a local
@@ -31,13 +28,21 @@ def local_path(path: str, model_root: Path) -> str:
     return str(given if given.is_absolute() else (model_root / given).resolve())
 
 
-def query_tables(query: str, dialect: str) -> list[tuple[str, str, str]]:
+def query_tables(query: str, dialect: str, *, fold: bool = False
+                 ) -> list[tuple[str, str, str]]:
     """The tables a query reads, as (catalog, schema, table) ("" for a part not written):
-    its common table expressions are not tables; a query sqlglot cannot parse names none."""
+    its common table expressions are not tables; a query sqlglot cannot parse names none.
+    ``fold``: unquoted names in the dialect's case, as PostgreSQL folds them."""
+    import sqlglot  # here: connectors are imported by every run, this only by lineage
+    from sqlglot import exp
+    from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
     try:
         tree = sqlglot.parse_one(query, read=dialect)
     except sqlglot.errors.SqlglotError:
         return []
+    if fold:
+        tree = normalize_identifiers(tree, dialect=dialect)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     found = {(table.catalog, table.db, table.name) for table in tree.find_all(exp.Table)
              if table.name and not (not table.db and table.name in ctes)}

@@ -86,8 +86,9 @@ class PostgresSource(SourceConnector):
             except ValueError:
                 return []
             return [LineageName(namespace, f"{database}.{schema or 'public'}.{table}")]
+        tables = query_tables(dataset_spec.query or "", "postgres", fold=True)
         return [LineageName(namespace, f"{catalog or database}.{schema or 'public'}.{table}")
-                for catalog, schema, table in query_tables(dataset_spec.query or "", "postgres")]
+                for catalog, schema, table in tables]
 
     def __init__(self, name: str, spec: AnySource, model_root: Path) -> None:
         super().__init__(name, spec, model_root)
