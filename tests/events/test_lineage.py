@@ -139,6 +139,16 @@ sources:
     datasets:
       items: {table: items, columns: {id: int64}}
       other: {table: stock.levels, columns: {id: int64}}
+  duck:
+    kind: duckdb
+    path: warehouse.duckdb
+    datasets:
+      events: {table: raw.events, columns: {id: int64}}
+  lite:
+    kind: sqlite
+    path: app.db
+    datasets:
+      recent: {query: "select id from orders where id > 0", columns: {id: int64}}
   files:
     kind: files
     path: drops/*.csv
@@ -187,6 +197,9 @@ def test_each_connector_names_what_it_reads_and_writes_without_credentials(
                                                       "shop.items")]
     assert inputs("ingest:crm.other") == [LineageName("mysql://mariadb.internal:3306",
                                                       "stock.levels")]
+    assert inputs("ingest:crm.events") == [LineageName(f"duckdb://{root / 'warehouse.duckdb'}",
+                                                       "raw.events")]
+    assert inputs("ingest:crm.recent") == [LineageName(f"sqlite://{root / 'app.db'}", "orders")]
     assert inputs("ingest:crm.drops") == [LineageName("file", str(root / "drops" / "*.csv"))]
     assert inputs("ingest:crm.people") == [LineageName("https://api.example.com:8443",
                                                        "/v2/people")]

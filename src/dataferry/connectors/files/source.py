@@ -92,12 +92,12 @@ class FilesSource(SourceConnector):
     """Reads datasets from CSV, Parquet and JSON Lines files (module docstring)."""
 
     kind = "files"
+    spec: FilesSpec
 
     @classmethod
     def lineage_inputs(cls, spec: Any, dataset: str, dataset_spec: SourceDataset,
                        model_root: Path) -> list[LineageName]:
         return [LineageName("file", local_path(dataset_spec.path or spec.path, model_root))]
-    spec: FilesSpec
 
     def columns(self, dataset: str, spec: SourceDataset) -> list[SourceColumn]:
         """The union of the columns of every matching file: Parquet's own types, text for

@@ -66,6 +66,13 @@ class HttpSource(SourceConnector):
     """Reads datasets from HTTP endpoints that return JSON records (module docstring)."""
 
     kind = "http"
+    spec: HttpSpec
+    timeout = httpx.Timeout(30.0, connect=10.0)
+    retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)
+    """Seconds to wait before each retry of a transient failure (then TransientError)."""
+    max_retry_after = 60.0
+    sample_records = 100
+    """Records of the first page ``columns`` looks at."""
 
     @classmethod
     def lineage_inputs(cls, spec: AnySource, dataset: str, dataset_spec: SourceDataset,
@@ -79,13 +86,6 @@ class HttpSource(SourceConnector):
         if dataset_spec.endpoint:
             path += "/" + dataset_spec.endpoint.split("?")[0].lstrip("/")
         return [LineageName(f"{url.scheme}://{url.hostname}{port}", path or "/")]
-    spec: HttpSpec
-    timeout = httpx.Timeout(30.0, connect=10.0)
-    retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)
-    """Seconds to wait before each retry of a transient failure (then TransientError)."""
-    max_retry_after = 60.0
-    sample_records = 100
-    """Records of the first page ``columns`` looks at."""
 
     def __init__(self, name: str, spec: AnySource, model_root: Path) -> None:
         super().__init__(name, spec, model_root)

@@ -81,6 +81,8 @@ class MysqlSink(SinkConnector):
     """Writes deliveries into one ``kind: mysql`` sink (MariaDB or MySQL)."""
 
     kind = "mysql"
+    load_data: bool | None = None
+    """Use LOAD DATA LOCAL INFILE: None = when the server allows it; False = INSERTs."""
 
     @classmethod
     def lineage_output(cls, spec: AnySink, table: str, model_root: Path) -> LineageName | None:
@@ -91,8 +93,6 @@ class MysqlSink(SinkConnector):
         namespace, database = found
         database = spec.schema_ or database
         return LineageName(namespace, f"{database}.{table}" if database else table)
-    load_data: bool | None = None
-    """Use LOAD DATA LOCAL INFILE: None = when the server allows it; False = INSERTs."""
 
     def __init__(self, consumer: str, spec: AnySink, model_root: Path) -> None:
         super().__init__(consumer, spec, model_root)
