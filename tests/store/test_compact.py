@@ -1,0 +1,107 @@
+"""`ferry compact`: a table with deletion vectors, compacted, opens in every Delta reader."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaProtocolError
+
+from dataferry.store.changes import change_set
+from dataferry.store.compact import compact, data_version, same_rows
+from tests.store.conftest import StoreFixture, orders
+from tests.store.test_merge_on_read import delta_rows, store_rows, verified
+
+
+def merged_twice(shop: StoreFixture) -> str:
+    """Three versions: 1,000 rows, then two merges that leave deletion vectors."""
+    shop.publish("shop.orders", orders(range(1000)))
+    shop.publish("shop.orders", orders([*range(0, 1000, 50), 2000], amount="7.00"), mode="merge")
+    shop.publish("shop.orders", orders([*range(0, 1000, 75), 2001], amount="8.00"), mode="merge")
+    return str(shop.dataset("shop.orders").path)
+
+
+def test_a_compacted_table_opens_in_pyarrow_and_equals_ferry_show(
+        shop: StoreFixture, ferry: Callable[..., Any]) -> None:
+    path = merged_twice(shop)
+    with pytest.raises(DeltaProtocolError, match="deletionVectors"):
+        DeltaTable(path).to_pyarrow_table()
+    before = store_rows(shop)
+
+    done = ferry("compact", "shop.orders", "--model", shop.root, "--json")
+    assert done.code == 0, done
+    result = json.loads(done.out)
+    assert (result["version"], result["rows"], result["reader_version"]) == (4, 1002, 1)
+    assert result["rewritten_files"] == 2 and result["deleted_rows"] == 20 + 14
+
+    table = DeltaTable(path)
+    assert table.protocol().min_reader_version == 1
+    assert "deletionVectors" not in (table.protocol().writer_features or [])
+    pyarrow_rows = table.to_pyarrow_table().sort_by("id")
+    shown = json.loads(ferry("show", "shop.orders", "--model", shop.root, "--json",
+                             "--limit", "5000").out)
+    assert shown["version"] == 4 and shown["rows_total"] == 1002
+    assert pyarrow_rows.column("id").to_pylist() == sorted(r["id"] for r in shown["rows"])
+    by_id = {r["id"]: Decimal(r["amount"]) for r in shown["rows"]}
+    assert dict(zip(pyarrow_rows.column("id").to_pylist(),
+                    pyarrow_rows.column("amount").to_pylist(), strict=True)) == by_id == before
+    assert table.to_pyarrow_dataset().count_rows() == 1002
+
+    verify = ferry("verify", "shop.orders", "--model", shop.root, "--deep")
+    assert verify.code == 0, verify
+    diff = json.loads(ferry("diff", "shop.orders", "3", "4", "--model", shop.root, "--json").out)
+    assert (diff["added"], diff["removed"], diff["changed"]) == (0, 0, 0)
+    # Old versions still time-travel (through the readers that know deletion vectors).
+    assert delta_rows(shop, 2) == store_rows(shop, 3) == before
+    assert len(delta_rows(shop, 1)) == 1001
+    with pytest.raises(DeltaProtocolError):
+        DeltaTable(path, version=2).to_pyarrow_table()
+
+
+def test_compaction_is_no_data_change(shop: StoreFixture) -> None:
+    merged_twice(shop)
+    dataset = shop.dataset("shop.orders")
+    compact(dataset, shop.store.keys)
+    head = dataset.head()
+    assert head is not None
+    manifest = head.manifest
+    assert (manifest.mode, manifest.added_rows, manifest.removed_rows) == ("compact", 0, 0)
+    assert not any(f.deletion_vector for f in dataset.active_files(4))
+    _, actions = dataset.delta_entry(int(manifest.delta_commit["version"]))
+    files = [a.get("add") or a.get("remove") for a in actions if "add" in a or "remove" in a]
+    assert files and all(f["dataChange"] is False for f in files)
+    assert next(a["commitInfo"] for a in actions if "commitInfo" in a)["operation"] == "OPTIMIZE"
+    assert same_rows(dataset, 3, 4) and not same_rows(dataset, 2, 4)
+    assert data_version(dataset, 4) == 3 and data_version(dataset, 3) == 3
+    schema = pa.schema([("id", pa.int64()), ("amount", pa.decimal128(12, 2)),
+                        ("_ferry_op", pa.string())])
+    assert change_set(dataset, dataset.version(3), head, ["id", "amount"], ["id"], None,
+                      schema).read_all().num_rows == 0
+
+    again = compact(dataset, shop.store.keys)
+    assert again.unchanged and again.version == 4 and dataset.head_number() == 4
+
+    # A later merge writes deletion vectors again (and raises the protocol); compacting
+    # once more opens the table again.
+    shop.publish("shop.orders", orders([5, 6], amount="9.00"), mode="merge")
+    path = str(dataset.path)
+    assert DeltaTable(path).protocol().min_reader_version == 3
+    compact(dataset, shop.store.keys)
+    assert DeltaTable(path).to_pyarrow_table().num_rows == 1002 == len(store_rows(shop))
+    assert verified(shop).ok
+
+
+def test_a_table_without_deletion_vectors_is_left_alone(
+        shop: StoreFixture, ferry: Callable[..., Any]) -> None:
+    shop.publish("shop.orders", orders(range(10)))
+    done = ferry("compact", "shop.orders", "--model", shop.root)
+    assert done.code == 0, done
+    assert "nothing to compact" in done.out
+    assert shop.dataset("shop.orders").head_number() == 1
+    missing = ferry("compact", "shop.events", "--model", shop.root)
+    assert missing.code == 1 and "no versions" in missing.err
