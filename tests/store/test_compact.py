@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaProtocolError
 
 from dataferry.store.changes import change_set
-from dataferry.store.compact import compact, data_version, same_rows
+from dataferry.store.compact import compact
 from tests.store.conftest import StoreFixture, orders
 from tests.store.test_merge_on_read import delta_rows, store_rows, verified
 
@@ -76,8 +76,7 @@ def test_compaction_is_no_data_change(shop: StoreFixture) -> None:
     files = [a.get("add") or a.get("remove") for a in actions if "add" in a or "remove" in a]
     assert files and all(f["dataChange"] is False for f in files)
     assert next(a["commitInfo"] for a in actions if "commitInfo" in a)["operation"] == "OPTIMIZE"
-    assert same_rows(dataset, 3, 4) and not same_rows(dataset, 2, 4)
-    assert data_version(dataset, 4) == 3 and data_version(dataset, 3) == 3
+    assert dataset.same_rows(3, 4) and not dataset.same_rows(2, 4)
     schema = pa.schema([("id", pa.int64()), ("amount", pa.decimal128(12, 2)),
                         ("_ferry_op", pa.string())])
     assert change_set(dataset, dataset.version(3), head, ["id", "amount"], ["id"], None,
@@ -105,3 +104,58 @@ def test_a_table_without_deletion_vectors_is_left_alone(
     assert shop.dataset("shop.orders").head_number() == 1
     missing = ferry("compact", "shop.events", "--model", shop.root)
     assert missing.code == 1 and "no versions" in missing.err
+
+
+_READERS = """\
+import json, pathlib, sys
+import duckdb, duckdb_extension_delta
+from deltalake import DeltaTable
+extension = next(pathlib.Path(duckdb_extension_delta.__file__).parent.rglob("*.duckdb_extension"))
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute(f"load '{extension}'")
+seen = {"duckdb": con.execute("select id, amount::varchar from delta_scan(?) order by id",
+                              [sys.argv[1]]).fetchall()}
+try:
+    frame = DeltaTable(sys.argv[1]).to_pandas()
+    seen["pandas"] = sorted(zip(frame["id"].tolist(), frame["amount"].astype(str).tolist()))
+except Exception as error:
+    seen["pandas"] = type(error).__name__
+print(json.dumps(seen))
+"""
+DUCKDB_DELTA = "1.5.5"
+
+
+def test_outside_readers_before_and_after_compaction(shop: StoreFixture, tmp_path: Any) -> None:
+    """What docs/store.md's reader table says, for the readers installable here: DuckDB's
+    delta extension and pandas (through deltalake) in a venv of their own, Polars and
+    deltalake's QueryBuilder here."""
+    import deltalake
+    import polars as pl
+
+    from tests.outside_tools import run_tool, tool_venv
+
+    path = merged_twice(shop)
+    expected = sorted((i, str(a)) for i, a in store_rows(shop).items())
+    python = tool_venv(f"delta-readers-{DUCKDB_DELTA}-{deltalake.__version__}", [
+        f"duckdb=={DUCKDB_DELTA}", f"duckdb-extension-delta=={DUCKDB_DELTA}",
+        f"deltalake=={deltalake.__version__}", "pyarrow", "pandas"]) / "python"
+    script = tmp_path / "readers.py"
+    script.write_text(_READERS)
+
+    def polars_rows() -> list[tuple[int, str]]:
+        frame = pl.read_delta(path)
+        return sorted((i, str(a)) for i, a in zip(frame["id"], frame["amount"], strict=True))
+
+    def query_rows() -> list[tuple[int, str]]:
+        return sorted((i, str(a)) for i, a in delta_rows(shop).items())
+
+    def outside() -> dict[str, Any]:
+        seen = json.loads(run_tool(python, str(script), path))
+        return {name: [tuple(row) for row in rows] if isinstance(rows, list) else rows
+                for name, rows in seen.items()}
+
+    assert polars_rows() == query_rows() == expected  # they apply deletion vectors
+    assert outside() == {"duckdb": expected, "pandas": "DeltaProtocolError"}
+    compact(shop.dataset("shop.orders"), shop.store.keys)
+    assert polars_rows() == query_rows() == expected
+    assert outside() == {"duckdb": expected, "pandas": expected}

@@ -15,7 +15,7 @@ of every file with a deletion vector into new files (the merge's own copy-on-wri
   time-travel through the readers that know deletion vectors;
 - the manifest says ``mode: compact`` with no row added or removed, and keeps the head's
   cursor and lineage: for the scheduler, deliveries and transforms it is no new data
-  (``same_rows``).
+  (``DatasetStore.same_rows``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from deltalake import DeltaTable
 
 from dataferry.errors import StoreError
 from dataferry.store import delta_log
-from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.dataset import COMPACTED, DatasetStore, Version
 from dataferry.store.duck import spilling
 from dataferry.store.hashing import FileDigest, hash_bytes
 from dataferry.store.keys import KeyStore, public_bytes
@@ -46,8 +46,6 @@ from dataferry.store.publish import recover
 from dataferry.store.scan import file_scans
 from dataferry.store.verify import verify_for_reading
 
-MODE = "compact"
-"""The manifest ``mode`` of a compacted version."""
 _CONFIGURATION = "delta.enableDeletionVectors"
 
 
@@ -132,25 +130,6 @@ def _signing_key(dataset: DatasetStore, head: Version, keys: KeyStore) -> Ed2551
     return key
 
 
-def same_rows(dataset: DatasetStore, old: int, new: int) -> bool:
-    """Whether version ``new`` holds the rows of ``old`` because every version after
-    ``old`` up to ``new`` is a compaction (False when ``new`` is not after ``old``)."""
-    if new <= old:
-        return False
-    numbers = [n for n in dataset.version_numbers() if old < n <= new]
-    return bool(numbers) and all(dataset.version(n).manifest.mode == MODE for n in numbers)
-
-
-def data_version(dataset: DatasetStore, number: int) -> int:
-    """The oldest version whose rows version ``number`` holds: ``number`` itself, or the
-    version before a run of compactions that ends with it."""
-    while number > 1 and dataset.version(number).manifest.mode == MODE:
-        if number - 1 not in dataset.version_numbers():  # dropped by gc
-            break
-        number -= 1
-    return number
-
-
 def _protocol_without_vectors(table: DeltaTable) -> list[dict[str, Any]]:
     """The ``protocol`` and ``metaData`` actions that drop the ``deletionVectors``
     feature (nothing when the table does not have it)."""
@@ -203,6 +182,6 @@ def _manifest(dataset: DatasetStore, head: Version, written: list[tuple[FileEntr
         delta_commit={"version": delta_version, "hash": hash_bytes(algorithm, raw)},
         schema=head.manifest.schema, files=tuple(e for e, _ in written),
         removed=tuple(sorted(gone)), rows=rows, added_rows=0, removed_rows=0,
-        root=files_root(algorithm, active), mode=MODE, cursor=head.manifest.cursor,
+        root=files_root(algorithm, active), mode=COMPACTED, cursor=head.manifest.cursor,
         lineage=head.manifest.lineage, definition=head.manifest.definition,
     )
