@@ -159,3 +159,22 @@ def test_outside_readers_before_and_after_compaction(shop: StoreFixture, tmp_pat
     compact(shop.dataset("shop.orders"), shop.store.keys)
     assert polars_rows() == query_rows() == expected
     assert outside() == {"duckdb": expected, "pandas": expected}
+
+
+def test_freshness_looks_past_a_compaction(shop: StoreFixture) -> None:
+    from datetime import datetime, timedelta
+
+    from dataferry.server import catalog
+
+    merged_twice(shop)
+    dataset = shop.dataset("shop.orders")
+    merged = dataset.version(3)
+    compact(dataset, shop.store.keys)
+    head = dataset.head()
+    assert head is not None and dataset.rows_version(head).number == 3
+    later = datetime.fromisoformat(merged.manifest.created_at) + timedelta(days=2)
+    detail = catalog.dataset_detail(shop.index, shop.store, None, "shop.orders", now=later)
+    assert detail.latest is not None and detail.latest["version"] == 4
+    assert detail.freshness["data_as_of"] == datetime.fromisoformat(
+        merged.manifest.created_at).isoformat()
+    assert detail.freshness["status"] == "stale"  # the compaction made the data no newer

@@ -175,6 +175,14 @@ class DatasetStore:
         return bool(numbers) and all(
             self.version(n).manifest.mode == COMPACTED for n in numbers)
 
+    def rows_version(self, version: Version) -> Version:
+        """The version whose rows ``version`` holds: itself, or the (kept) version before
+        a run of compactions that ends with it. Its time is when the data last changed."""
+        numbers = [n for n in self.version_numbers() if n < version.number]
+        while version.manifest.mode == COMPACTED and numbers:
+            version = self.version(numbers.pop())
+        return version
+
     # --- reading data ----------------------------------------------------------------
 
     def resolve(self, number: int | None) -> Version:
