@@ -178,3 +178,26 @@ def test_freshness_looks_past_a_compaction(shop: StoreFixture) -> None:
     assert detail.freshness["data_as_of"] == datetime.fromisoformat(
         merged.manifest.created_at).isoformat()
     assert detail.freshness["status"] == "stale"  # the compaction made the data no newer
+
+
+def test_a_failed_compaction_publishes_nothing(shop: StoreFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataferry.store import compact as module
+
+    path = merged_twice(shop)
+    dataset = shop.dataset("shop.orders")
+    files = set(dataset.path.glob("*.parquet"))
+
+    def refuse(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module.Signature, "create", refuse)
+    with pytest.raises(Exception, match="no space left"):
+        compact(dataset, shop.store.keys)
+    monkeypatch.undo()
+    assert dataset.head_number() == 3 and set(dataset.path.glob("*.parquet")) == files
+    head = dataset.head()
+    assert head is not None
+    assert DeltaTable(path).version() == head.manifest.delta_commit["version"]
+    assert verified(shop).ok
+    assert compact(dataset, shop.store.keys).version == 4

@@ -30,6 +30,7 @@ from deltalake import DeltaTable
 from dataferry.errors import StoreError
 from dataferry.store import delta_log
 from dataferry.store.dataset import COMPACTED, DatasetStore, Version
+from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.duck import spilling
 from dataferry.store.hashing import FileDigest, hash_bytes
 from dataferry.store.keys import KeyStore, public_bytes
@@ -94,24 +95,28 @@ def compact(dataset: DatasetStore, keys: KeyStore) -> Compacted:
         genesis = dataset.genesis()
         key = _signing_key(dataset, head, keys)
         schema = dataset.arrow_schema(head)
-        with spilling("ferry-compact-") as db:
-            written = rewrite_files(db, dataset.path, file_scans(dataset.path, carrying),
-                                    schema, genesis.algorithm)
+        written: list[tuple[FileEntry, FileDigest]] = []
         try:
+            with spilling("ferry-compact-") as db:
+                written = rewrite_files(db, dataset.path, file_scans(dataset.path, carrying),
+                                        schema, genesis.algorithm)
             actions = _protocol_without_vectors(table) + _files_actions(carrying, written)
-            raw = delta_log.commit(dataset.path, table.version() + 1, "OPTIMIZE", actions)
-            manifest = _manifest(dataset, head, written, carrying, raw, table.version() + 1)
+            delta_version = table.version() + 1
+            raw = delta_log.commit(dataset.path, delta_version, "OPTIMIZE", actions)
+            manifest = _manifest(dataset, head, written, carrying, raw, delta_version)
             for entry, digest in written:
                 write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
             body = manifest.to_bytes()
             write_atomic(dataset.manifest_path(manifest.version), body)
             write_atomic(dataset.signature_path(manifest.version),
                          Signature.create(key, body).to_bytes())
-        except BaseException:
+        except BaseException as error:
             dataset.manifest_path(head.number + 1).unlink(missing_ok=True)
             recover(dataset, head)  # drops the commit no signed manifest covers
             for entry, _ in written:
                 (dataset.path / entry.path).unlink(missing_ok=True)
+            if is_no_room(error):
+                raise no_room(dataset.path) from None
             raise
     reader = DeltaTable(str(dataset.path)).protocol().min_reader_version
     return Compacted(
