@@ -201,3 +201,16 @@ def test_a_failed_compaction_publishes_nothing(shop: StoreFixture,
     assert DeltaTable(path).version() == head.manifest.delta_commit["version"]
     assert verified(shop).ok
     assert compact(dataset, shop.store.keys).version == 4
+
+
+def test_deltalake_writes_to_a_compacted_table(shop: StoreFixture) -> None:
+    """The lowered protocol is one deltalake's own writer accepts (a replace commits
+    through it), and the history stays readable."""
+    path = merged_twice(shop)
+    dataset = shop.dataset("shop.orders")
+    compact(dataset, shop.store.keys)
+    protocol = DeltaTable(path).protocol()
+    assert (protocol.min_reader_version, protocol.reader_features) == (1, None)
+    shop.publish("shop.orders", orders(range(600)), max_delete_ratio=None)
+    assert DeltaTable(path).to_pyarrow_table().num_rows == 600 == len(store_rows(shop))
+    assert len(store_rows(shop, 4)) == 1002 and verified(shop).ok
