@@ -214,3 +214,15 @@ def test_deltalake_writes_to_a_compacted_table(shop: StoreFixture) -> None:
     shop.publish("shop.orders", orders(range(600)), max_delete_ratio=None)
     assert DeltaTable(path).to_pyarrow_table().num_rows == 600 == len(store_rows(shop))
     assert len(store_rows(shop, 4)) == 1002 and verified(shop).ok
+
+
+def test_only_a_key_that_signs_the_dataset_compacts_it(shop: StoreFixture) -> None:
+    from dataferry.errors import StoreError
+
+    merged_twice(shop)
+    keys = shop.store.keys
+    (keys.directory / "shop.ed25519").unlink()
+    keys.signing_key("shop")  # another machine's key for the same team
+    with pytest.raises(StoreError, match="is not one that signs"):
+        compact(shop.dataset("shop.orders"), keys)
+    assert shop.dataset("shop.orders").head_number() == 3

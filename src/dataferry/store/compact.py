@@ -128,11 +128,21 @@ def compact(dataset: DatasetStore, keys: KeyStore) -> Compacted:
 def _signing_key(dataset: DatasetStore, head: Version, keys: KeyStore) -> Ed25519PrivateKey:
     """The team's key, if it may sign the dataset's next version (never a new one)."""
     key = keys.signing_key(dataset.team, create=False)
-    allowed = {*dataset.genesis().keys, *(head.manifest.keys or ()), head.signature.key}
-    if public_bytes(key).hex() not in allowed:
+    if public_bytes(key).hex() not in _allowed_keys(dataset, head):
         raise StoreError(f"the signing key of team {dataset.team} in {keys.directory} is not "
                          f"one that signs {dataset.ref}; compact it where it is published")
     return key
+
+
+def _allowed_keys(dataset: DatasetStore, head: Version) -> set[str]:
+    """The public keys that may sign the version after ``head``: those of the latest key
+    rotation (a manifest's ``keys``, or gc's checkpoint), else the genesis's."""
+    for number in reversed([n for n in dataset.version_numbers() if n <= head.number]):
+        rotated = dataset.version(number).manifest.keys
+        if rotated is not None:
+            return set(rotated)
+    checkpoint = dataset.checkpoint()
+    return set(checkpoint.keys if checkpoint is not None else dataset.genesis().keys)
 
 
 def _protocol_without_vectors(table: DeltaTable) -> list[dict[str, Any]]:
