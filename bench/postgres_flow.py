@@ -10,12 +10,18 @@ on 127.0.0.1:5432, then prints ratios against baselines run in this same script:
   incremental ingest after 1% of rows changed at random / the COPY TO      target <= 0.25x
   a run with nothing changed                                               target < 1 s
 
-    python bench/postgres_flow.py [--rows N] [--keep]
+With ``--merges N`` it compares instead ``merge_on_read: true`` with ``false`` (two stores
+fed from the same table): N incremental ingests after 1% random changes each (time, bytes
+written), then the cost of reading the table after them with dataferry and with outside
+readers, and of ``ferry compact`` for the merge-on-read store.
+
+    python bench/postgres_flow.py [--rows N] [--keep] [--merges N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +29,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -43,6 +50,7 @@ sources:
         capture: incremental
         cursor: updated_at
         primary_key: [id]
+        merge_on_read: {merge_on_read}
         columns:
           id: {{type: int64, nullable: false}}
           account: {{type: int32}}
@@ -143,6 +151,98 @@ def change_one_percent(db: str, rows: int) -> None:
                                    from generate_series(1, {rows // 100}))""")
 
 
+def store_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in (root / ".ferry" / "store").rglob("*") if p.is_file())
+
+
+def model_root(directory: Path, db: str, merge_on_read: bool = True) -> Path:
+    (directory / "teams" / "bench").mkdir(parents=True)
+    (directory / "ferry.yaml").write_text("ecosystem: bench\nzones: {main: {}}\n")
+    (directory / "teams" / "bench" / "bench.yaml").write_text(
+        MODEL.format(db=db, merge_on_read=str(merge_on_read).lower()))
+    return directory
+
+
+def timed(work: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def read_costs(root: Path) -> dict[str, str]:
+    """Seconds to read the whole table (row count and sum of a column) per reader."""
+    import polars as pl
+    from deltalake import DeltaTable, QueryBuilder
+
+    from dataferry.store.dataset import DatasetStore
+
+    dataset = DatasetStore(root / ".ferry" / "store", "bench.events")
+    path = str(dataset.path)
+
+    def ferry_scan() -> int:  # what ferry export, deliveries and transforms read
+        return sum(b.num_rows for b in dataset.reader(dataset.resolve(None), ["id", "amount"]))
+
+    def query() -> object:
+        return QueryBuilder().register("t", DeltaTable(path)).execute(
+            "select count(*), sum(amount) from t").read_all()
+
+    def polars() -> object:
+        return pl.scan_delta(path).select(pl.len(), pl.col("amount").sum()).collect()
+
+    def pyarrow() -> object:
+        return DeltaTable(path).to_pyarrow_table(columns=["id", "amount"]).num_rows
+
+    out = {}
+    for name, work in (("dataferry reader", ferry_scan), ("deltalake QueryBuilder", query),
+                       ("polars scan_delta", polars), ("deltalake to_pyarrow_table", pyarrow)):
+        try:
+            seconds = min(timed(work)[0] for _ in range(2))  # the first one warms caches
+            out[name] = f"{seconds:.2f} s"
+        except Exception as error:  # a reader that refuses the table
+            out[name] = f"refused ({type(error).__name__})"
+    return out
+
+
+def compare_merge_on_read(db: str, rows: int, merges: int, tmp: Path) -> None:
+    roots = {flag: model_root(tmp / f"mor-{flag}", db, flag) for flag in (True, False)}
+    for flag, root in roots.items():
+        seconds, _ = run(root, "ingest:bench.events")
+        line(f"merge_on_read: {str(flag).lower()}: first version", f"{seconds:7.2f} s, "
+             f"{store_bytes(root) / 2**20:.0f} MiB")
+    spent = {flag: 0.0 for flag in roots}
+    written = {flag: 0 for flag in roots}
+    for _ in range(merges):
+        change_one_percent(db, rows)
+        for flag, root in roots.items():
+            before = store_bytes(root)
+            seconds, _ = run(root, "ingest:bench.events")
+            spent[flag] += seconds
+            written[flag] += store_bytes(root) - before
+    for flag in roots:
+        line(f"merge_on_read: {str(flag).lower()}: {merges} incremental ingests (1% each)",
+             f"{spent[flag]:7.2f} s, {spent[flag] / merges:.2f} s and "
+             f"{written[flag] / merges / 2**20:.1f} MiB written each")
+    line("copy-on-write / merge-on-read, ingest time",
+         f"{spent[False] / spent[True]:7.2f}x")
+    line("copy-on-write / merge-on-read, bytes written",
+         f"{written[False] / max(written[True], 1):7.2f}x")
+    for flag, root in roots.items():
+        for reader, cost in read_costs(root).items():
+            line(f"merge_on_read: {str(flag).lower()}: read after {merges} merges, {reader}",
+                 cost)
+    root = roots[True]
+    done = subprocess.run([sys.executable, "-m", "dataferry.cli", "compact", "bench.events",
+                           "--model", str(root), "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stdout + done.stderr)
+    result = json.loads(done.stdout)
+    line("ferry compact of the merge-on-read store",
+         f"{result['seconds']:7.2f} s, {result['rewritten_files']} file(s), "
+         f"{result['bytes'] / 2**20:.1f} MiB written")
+    for reader, cost in read_costs(root).items():
+        line(f"merge_on_read: true, compacted: {reader}", cost)
+
+
 def line(label: str, value: str) -> None:
     print(f"{label:<64} {value}")
 
@@ -151,18 +251,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--merges", type=int, default=0,
+                        help="Compare merge_on_read true/false over this many merges instead.")
     args = parser.parse_args()
     db = f"ferry_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as c:
         c.execute(f"create database {db}")
     try:
         with tempfile.TemporaryDirectory(prefix="ferry-pg-bench-") as tmp:
-            root = Path(tmp)
-            (root / "teams" / "bench").mkdir(parents=True)
-            (root / "ferry.yaml").write_text("ecosystem: bench\nzones: {main: {}}\n")
-            (root / "teams" / "bench" / "bench.yaml").write_text(MODEL.format(db=db))
             build(db, args.rows)
             line("table", f"{args.rows:,} rows of 8 mixed-type columns")
+            if args.merges:
+                compare_merge_on_read(db, args.rows, args.merges, Path(tmp))
+                return
+            root = model_root(Path(tmp) / "model", db)
             out = copy_out(db)
             line("baseline: COPY TO STDOUT (FORMAT binary) -> nowhere", f"{out:7.2f} s")
             seconds, peak = run(root, "ingest:bench.events")

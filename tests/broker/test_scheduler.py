@@ -210,3 +210,37 @@ def test_the_scheduler_follows_the_applied_plan(shop: Path, ferry: Any) -> None:
     assert ferry("apply", "--model", shop).code == 0
     up = ferry("up", "--once", "--model", shop)
     assert "deliver:shop.second:orders: succeeded" in up.out
+
+
+def test_a_compacted_version_is_no_change_downstream(shop: Path, ferry: Any) -> None:
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    runner.run_until_idle()
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("update orders set amount = '99.00', "
+                   "updated_at = '2026-02-01T00:00:00+00:00' where id = 7")
+    clock.advance(hours=13)
+    runner.run_until_idle()  # version 2: a deletion vector, delivered
+    compacted = ferry("compact", "shop.orders", "--model", shop)
+    assert compacted.code == 0 and "into version 3" in compacted.out, compacted
+    before = len(ran(shop))
+    assert runner.tick().started == []  # same rows: the transform and delivery are not due
+    manual = ferry("run", "shop.mirror", "--model", shop)
+    assert manual.code == 0, manual
+    assert sorted(ran(shop)[before:]) == [  # upstream runs too: it finds nothing new
+        ("deliver:shop.mirror:orders", "manual", "unchanged"),
+        ("deliver:shop.mirror:totals", "manual", "unchanged"),
+        ("ingest:shop.orders", "manual", "unchanged"),
+        ("transform:shop.totals", "manual", "unchanged")]
+
+    with sqlite3.connect(shop / "shop.db") as db:  # the next change flows from version 2
+        db.execute("update orders set amount = '5.00', "
+                   "updated_at = '2026-03-01T00:00:00+00:00' where id = 8")
+    runner.close()
+    assert ferry("run", "shop.mirror", "--model", shop).code == 0
+    assert {(job, status) for job, _, status in ran(shop)[-4:]} == {
+        ("ingest:shop.orders", "succeeded"), ("transform:shop.totals", "succeeded"),
+        ("deliver:shop.mirror:orders", "succeeded"), ("deliver:shop.mirror:totals", "succeeded")}
+    assert mirror(shop, "select id, amount from orders where id in (7, 8) order by id") == [
+        (7, 99), (8, 5)]
+    assert mirror(shop, "select count(*) from orders") == [(50,)]

@@ -149,6 +149,7 @@ class Scheduler:
         """Each notify target's last error (None: delivering), to report changes."""
         self._notify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-notify")
         self._lineages: dict[tuple[str, int], dict[str, int]] = {}
+        self._compacted: dict[tuple[str, int, int], bool] = {}
         self._definitions: dict[str, tuple[tuple[int, int] | None, Definition]] = {}
         self._reasons: dict[tuple[str, int, str], str | None] = {}
         """(transformer, version, fingerprint now) -> ``redefined`` (versions never change)."""
@@ -263,7 +264,8 @@ class Scheduler:
             if last is None:
                 return True
             seen = {v.ref: v.version for v in last.versions_read}
-        return any(seen.get(ref) != head for ref, head in heads.items())
+        return any(seen.get(ref) != head and not self._same_rows(ref, seen.get(ref), head)
+                   for ref, head in heads.items())
 
     def _head(self, ref: str, known: dict[str, int | None] | None) -> int | None:
         if known is None:
@@ -271,6 +273,18 @@ class Scheduler:
         if ref not in known:
             known[ref] = self.context.store.dataset(ref).head_number()
         return known[ref]
+
+    def _same_rows(self, ref: str, seen: int | None, head: int) -> bool:
+        """Whether ``head`` of ``ref`` only compacts the version a job last read (``ferry
+        compact``: the same rows in other files), so the job has nothing new to read."""
+        if seen is None or seen >= head:
+            return False
+        key = (ref, seen, head)
+        if key not in self._compacted:
+            if len(self._compacted) > 100_000:
+                self._compacted.clear()
+            self._compacted[key] = self.context.store.dataset(ref).same_rows(seen, head)
+        return self._compacted[key]
 
     def _lineage(self, ref: str, number: int) -> dict[str, int]:
         """The input versions version ``number`` of ``ref`` was computed from (versions

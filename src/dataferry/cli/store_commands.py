@@ -1,4 +1,4 @@
-"""Store commands: publish, datasets, log, show, export, diff, verify, gc, keys."""
+"""Store commands: publish, datasets, log, show, export, diff, verify, gc, compact, keys."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
     app.command("diff")(diff)
     app.command("verify")(verify)
     app.command("gc")(gc)
+    app.command("compact")(compact)
     app.command("keys")(keys)
 
 
@@ -407,6 +408,33 @@ def gc(
         for h in r.forced:
             typer.echo(f"  dropped version {h.version} that {h.job_id} holds ({h.why}): its "
                        "next delivery reloads it in full")
+
+
+def compact(
+    ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),
+    model: ModelOption = None, store: StoreOption = None, json_out: JsonOption = False,
+) -> None:
+    """Rewrite the files that carry deletion vectors, so every Delta reader opens the table.
+
+    Publishes a new signed version with the same rows (no data change for deliveries)
+    and drops the table's deletionVectors feature.
+    """
+    from dataferry.store.compact import compact as compact_dataset
+
+    context = _Context(model, store)
+    result = compact_dataset(context.dataset(ref), context.store.keys)
+    if json_out:
+        print_json(result.as_json())
+        return
+    if result.unchanged:
+        typer.echo(f"{ref} version {result.version}: no file has a deletion vector; "
+                   "nothing to compact")
+        return
+    typer.echo(
+        f"compacted {ref} into version {result.version}: {result.rows:,} rows, rewrote "
+        f"{result.rewritten_files} file(s) with deletion vectors as {result.written_files} "
+        f"({_size(result.bytes)}, {result.deleted_rows:,} deleted rows dropped); Delta "
+        f"reader version {result.reader_version}, {result.seconds:.1f} s")
 
 
 class _Holds:

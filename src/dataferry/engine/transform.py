@@ -93,7 +93,8 @@ def transform(context: RunContext, ref: str,
     output = context.store.dataset(ref)
     head = output.head() if output.exists() else None
     definition = transformer_definition(context.index, context.root, ref)
-    reason = _why(head.manifest if head is not None else None, current, definition, spec, full)
+    reason = _why(head.manifest if head is not None else None, current, definition, spec, full,
+                  lambda r, old, new: context.store.dataset(r).same_rows(old, new))
     if reason is None:
         return TransformResult(ref, None)  # same inputs, same definition: the same output
     lineage: list[dict[str, Any]] = []
@@ -143,18 +144,22 @@ def transform(context: RunContext, ref: str,
 
 
 def _why(head: Manifest | None, current: list[tuple[str, int]], definition: Definition,
-         spec: Transformer, full: bool) -> str | None:
+         spec: Transformer, full: bool, same_rows: Callable[[str, int, int], bool]) -> str | None:
     """Why the transform must run (None: it need not): what changed since its latest
-    version, or ``--full``."""
+    version, or ``--full``. ``same_rows(ref, old, new)``: whether input version ``new``
+    only compacts ``old`` (``ferry compact``), which changes nothing to compute."""
     if head is None:
         return "first version"
     reasons = changes(head, definition, spec)
     seen = [(i.get("ref"), i.get("version")) for i in head.lineage]
     if seen != current:
         before = dict(seen)
-        moved = [f"{r} {n}" for r, n in current if before.get(r) != n]
-        reasons.insert(0, "new input versions: " + ", ".join(moved) if moved
-                       else "inputs changed")
+        moved = [f"{r} {n}" for r, n in current
+                 if (was := before.get(r)) != n and not (
+                     isinstance(was, int) and same_rows(r, was, n))]
+        if moved or [r for r, _ in seen] != [r for r, _ in current]:
+            reasons.insert(0, "new input versions: " + ", ".join(moved) if moved
+                           else "inputs changed")
     if reasons:
         return "; ".join(reasons)
     return "--full" if full else None

@@ -220,12 +220,15 @@ def dataset_detail(index: ModelIndex, store: Store, metadata: Metadata | None, r
     dataset = store.dataset(ref)
     numbers = dataset.version_numbers()
     latest = None
+    changed_at = None
     if numbers:
         head = dataset.version(numbers[-1])
         latest = {"version": head.number, "rows": head.manifest.rows,
                   "created_at": head.manifest.created_at, "manifest_hash": head.hash}
+        # a compaction (ferry compact) is no new data: freshness looks past it
+        changed_at = dataset.rows_version(head).manifest.created_at
     producer = f"{'transform' if entry.is_transformer else 'ingest'}:{ref}"
-    freshness = _freshness(consumers, latest, producer, metadata, default,
+    freshness = _freshness(consumers, changed_at, producer, metadata, default,
                            now or datetime.now(UTC))
     return DatasetDetail(
         ref, entry.team, entry.name, "transformer" if entry.is_transformer else "source",
@@ -235,17 +238,18 @@ def dataset_detail(index: ModelIndex, store: Store, metadata: Metadata | None, r
         sorted(transformers), len(numbers), latest, freshness)
 
 
-def _freshness(consumers: list[dict[str, Any]], latest: dict[str, Any] | None, producer: str,
+def _freshness(consumers: list[dict[str, Any]], changed_at: str | None, producer: str,
                metadata: Metadata | None, default: str, now: datetime) -> dict[str, Any]:
     """Fresh or stale, per consumer need and overall.
 
-    The data is current as of the later of the latest version's time and the producer's
+    The data is current as of the later of ``changed_at`` (the time of the latest version
+    that changed rows: a compaction does not) and the producer's
     last good run (an ingest that found nothing new publishes no version, yet confirms
     the data). A need is stale when the scheduler marked its delivery stale, or when
     that moment is older than the need's ``freshness``. Without consumers the
     ecosystem's default freshness is the yardstick.
     """
-    as_of = _parse(latest["created_at"]) if latest else None
+    as_of = _parse(changed_at) if changed_at else None
     marks = {}
     if metadata is not None:
         run = RunHistory(metadata).last_run(producer, CONSUMED)

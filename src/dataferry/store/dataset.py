@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
 SIG = "_sig"
+COMPACTED = "compact"
+"""The manifest ``mode`` of a version ``ferry compact`` made: the rows of the one before."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,23 @@ class DatasetStore:
             for entry in manifest.files:
                 files[entry.path] = entry
         return sorted(files.values(), key=lambda f: f.path)
+
+    def same_rows(self, old: int, new: int) -> bool:
+        """Whether version ``new`` holds the rows of ``old`` because every version after
+        ``old`` up to ``new`` is a compaction (False when ``new`` is not after ``old``)."""
+        if new <= old:
+            return False
+        numbers = [n for n in self.version_numbers() if old < n <= new]
+        return bool(numbers) and all(
+            self.version(n).manifest.mode == COMPACTED for n in numbers)
+
+    def rows_version(self, version: Version) -> Version:
+        """The version whose rows ``version`` holds: itself, or the (kept) version before
+        a run of compactions that ends with it. Its time is when the data last changed."""
+        numbers = [n for n in self.version_numbers() if n < version.number]
+        while version.manifest.mode == COMPACTED and numbers:
+            version = self.version(numbers.pop())
+        return version
 
     # --- reading data ----------------------------------------------------------------
 

@@ -125,16 +125,28 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                 written += write_files(dataset.path, pa.RecordBatchReader.from_batches(
                     schema, cast_batches(out, schema)), algorithm, None)
             if rewrite:
-                kept = relation(db, rewrite)
-                out = db.sql(f"select {cols} from {kept}").to_arrow_reader(65_536)
-                written += write_files(dataset.path, pa.RecordBatchReader.from_batches(
-                    schema, cast_batches(out, schema)), algorithm, None)
+                written += rewrite_files(db, dataset.path, rewrite, schema, algorithm)
     vectors = deletion_vectors.write_file(dataset.path, revise, algorithm) if revise else {}
     revised = [replace(by_path[path][0], deletion_vector=vectors[path].to_json())
                for path in revise]
     return MergeResult(
         written, [by_path[scan.path][0] for scan in rewrite], revised,
         [by_path[path][0] for path in revise], int(inserted), int(updated), dropped)
+
+
+def rewrite_files(db: duckdb.DuckDBPyConnection, directory: Path, scans: Sequence[FileScan],
+                  schema: pa.Schema, algorithm: str) -> list[tuple[FileEntry, FileDigest]]:
+    """Write the live rows of ``scans`` (their deleted rows left out) as new files of
+    ``schema`` (copy-on-write; ``compact`` uses it too). A column the files lack (added to
+    the dataset after they were written) is null."""
+    kept = relation(db, scans)
+    if kept is None:
+        return []
+    present = set(db.sql(f"select * from {kept} limit 0").columns)
+    cols = ", ".join(ident(c) if c in present else f"null as {ident(c)}" for c in schema.names)
+    out = db.sql(f"select {cols} from {kept}").to_arrow_reader(65_536)
+    return write_files(directory, pa.RecordBatchReader.from_batches(
+        schema, cast_batches(out, schema)), algorithm, None)
 
 
 def incoming_duplicates(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequence[str],
