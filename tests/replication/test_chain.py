@@ -1,0 +1,52 @@
+"""A chain of peers: origin (a model's ``ferry serve``) -> a clone served with
+``--anonymous`` -> a clone of that clone; every copy verifies and reads like the origin."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tests.replication.conftest import Origin, Ran, orders, serve_store
+
+
+def _rows(cli: Callable[..., Ran], store: Path, tmp_path: Path) -> list[dict[str, object]]:
+    out = tmp_path / f"export-{store.name}.parquet"
+    ran = cli("export", "shop.orders", out, "--store", store)
+    assert ran.code == 0, ran
+    return sorted(pq.read_table(out).to_pylist(), key=lambda row: int(row["id"]))
+
+
+def test_origin_to_clone_to_clone_of_the_clone_all_verify(
+        origin: Origin, cli: Callable[..., Ran], tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    dataset_id = origin.dataset.genesis().dataset_id
+    with origin.served() as hub:
+        cloned = cli("clone", f"{hub.url}/shop.orders", first, "--token", origin.tokens["olga"])
+        assert cloned.code == 0, cloned
+        assert f"dataset id {dataset_id} (trusted on first use" in cloned.out
+        assert "versions 1..2" in cloned.out
+        assert cli("verify", "--store", first).code == 0
+        logged = json.loads(cli("log", "shop.orders", "--store", first, "--json").out)
+        assert sorted(v["version"] for v in logged) == [1, 2]
+        with serve_store(first, "--anonymous") as middle:
+            again = cli("clone", f"{middle.url}/shop.orders", second, "--key", dataset_id,
+                        "--json")
+            assert again.code == 0, again
+            assert json.loads(again.out)["trust"] == "pinned"
+            # a merge (deletion vectors) and an append at the origin, then pull down the chain
+            origin.publish(orders(10, 20).set_column(2, "amount", [[-1.0] * 20]), "merge")
+            origin.publish(orders(4001, 50))
+            pulled = cli("pull", first, "--json", env={"FERRY_TOKEN": origin.tokens["olga"]})
+            assert pulled.code == 0, pulled
+            assert json.loads(pulled.out)[0]["versions"] == [3, 4]
+            assert json.loads(cli("pull", second, "--json").out)[0]["versions"] == [3, 4]
+    for store in (first, second):
+        verified = cli("verify", "--store", store)
+        assert verified.code == 0, verified
+    expected = sorted(origin.dataset.reader(origin.dataset.resolve(None)).read_all().to_pylist(),
+                      key=lambda row: int(row["id"]))
+    assert _rows(cli, second, tmp_path) == expected
+    assert len(expected) == 4050 and expected[9]["amount"] == -1.0
