@@ -164,13 +164,18 @@ async def head(request: Request, reader: ReaderDependency, ref: str,
     return {"dataset": ref, "version": number, "hash": version.hash}
 
 
-@router.api_route(PREFIX + "/files/{path:path}", methods=["GET", "HEAD"])
-def files(request: Request, reader: ReaderDependency, ref: str, path: str) -> Response:
+@router.get(PREFIX + "/files/{path:path}")
+def file(request: Request, reader: ReaderDependency, ref: str, path: str) -> Response:
     """A file of the dataset directory: data files, deletion vectors, Delta commits.
     Range requests get 206 (416 past the end); paths outside the dataset are refused."""
     dataset = reader.dataset(request, ref)
-    target = safe_path(dataset.path, path)
-    return FileResponse(target, media_type="application/octet-stream")
+    return FileResponse(safe_path(dataset.path, path), media_type="application/octet-stream")
+
+
+@router.head(PREFIX + "/files/{path:path}", include_in_schema=False)  # no body to walk
+def file_head(request: Request, reader: ReaderDependency, ref: str, path: str) -> Response:
+    """The headers ``GET files/<path>`` would send (its size, ``Accept-Ranges``)."""
+    return file(request, reader, ref, path)
 
 
 def safe_path(directory: Path, path: str) -> Path:
