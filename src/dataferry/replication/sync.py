@@ -83,9 +83,10 @@ def sync(peer: Peer, dataset: DatasetStore, *, pinned: str | None = None,
          up_to: int | None = None) -> SyncResult:
     """Bring ``dataset`` (a clone, or nothing yet) up to the peer's head (or ``up_to``)."""
     result = SyncResult(dataset.ref, peer.origin)
+    raw_genesis = peer.genesis()  # before the lock makes a directory: a refusal leaves none
     with dataset.lock():
         try:
-            _Sync(peer, dataset, result).run(pinned, up_to)
+            _Sync(peer, dataset, result).run(raw_genesis, pinned, up_to)
         finally:
             result.bytes_fetched = peer.bytes_fetched
     return result
@@ -107,9 +108,8 @@ class _Sync:
 
     # --- the chain -------------------------------------------------------------------
 
-    def run(self, pinned: str | None, up_to: int | None) -> None:
+    def run(self, raw_genesis: bytes, pinned: str | None, up_to: int | None) -> None:
         dataset, result = self.dataset, self.result
-        raw_genesis = self.peer.genesis()
         genesis = self.genesis(raw_genesis)
         result.dataset_id = dataset_id = genesis.dataset_id
         if dataset.exists():
