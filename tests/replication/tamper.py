@@ -21,6 +21,8 @@ class Proxy:
         self.upstream = upstream
         self.tamper: Tamper | None = None
         self.url = ""
+        self.requests: list[tuple[str, str | None]] = []
+        """(path, Range header) of every request passed on."""
 
 
 @contextmanager
@@ -31,10 +33,20 @@ def lying_peer(upstream: str) -> Iterator[Proxy]:
         def do_GET(self) -> None:
             headers = {k: v for k, v in self.headers.items()
                        if k.lower() in ("authorization", "range")}
+            proxy.requests.append((self.path, self.headers.get("range")))
             honest = httpx.get(proxy.upstream + self.path, headers=headers, timeout=30)
             body = honest.content
-            if proxy.tamper is not None and honest.status_code < 300:
-                body = proxy.tamper(self.path, body)
+            try:
+                if proxy.tamper is not None and honest.status_code < 300:
+                    body = proxy.tamper(self.path, body)
+            except Stall as stall:
+                self.send_response(honest.status_code)
+                self.send_header("content-length", str(stall.length))
+                self.end_headers()
+                self.wfile.write(stall.sent)
+                self.wfile.flush()
+                stall.release.wait(60)
+                return
             self.send_response(honest.status_code)
             for name in ("content-type", "content-range", "accept-ranges"):
                 if name in honest.headers:
@@ -78,3 +90,21 @@ def on_manifests(change: Callable[[dict[str, Any]], None]) -> Tamper:
         return json.dumps(page).encode()
 
     return tamper
+
+
+def stall_after_half(release: threading.Event) -> Tamper:
+    """A large data file's first half, then a stall until ``release`` (the body is cut
+    there): a download that a test kills midway."""
+
+    def tamper(path: str, body: bytes) -> bytes:
+        if "/files/" in path and path.endswith(".parquet") and len(body) > 4 << 20:
+            raise Stall(body[: len(body) // 2], len(body), release)
+        return body
+
+    return tamper
+
+
+class Stall(Exception):
+    def __init__(self, sent: bytes, length: int, release: threading.Event) -> None:
+        super().__init__("stall")
+        self.sent, self.length, self.release = sent, length, release
