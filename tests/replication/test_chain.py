@@ -50,3 +50,22 @@ def test_origin_to_clone_to_clone_of_the_clone_all_verify(
                       key=lambda row: int(row["id"]))
     assert _rows(cli, second, tmp_path) == expected
     assert len(expected) == 4050 and expected[9]["amount"] == -1.0
+
+
+def test_a_clone_of_a_store_whose_old_versions_gc_dropped_starts_at_its_checkpoint(
+        origin: Origin, cli: Callable[..., Ran], tmp_path: Path) -> None:
+    from dataferry.store.gc import collect
+
+    origin.publish(orders(4001, 10))
+    origin.publish(orders(10, 5).set_column(2, "amount", [[-2.0] * 5]), "merge")
+    collect(origin.dataset, origin.context.store.keys, keep=2)  # versions 3 and 4 stay
+    clone = tmp_path / "clone"
+    with serve_store(origin.context.store.root, "--anonymous") as peer:
+        cloned = cli("clone", f"{peer.url}/shop.orders", clone, "--json")
+    assert cloned.code == 0, cloned
+    assert json.loads(cloned.out)["versions"] == [3, 4]
+    verified = cli("verify", "--store", clone)
+    assert verified.code == 0, verified
+    expected = sorted(origin.dataset.reader(origin.dataset.resolve(None)).read_all().to_pylist(),
+                      key=lambda row: int(row["id"]))
+    assert _rows(cli, clone, tmp_path) == expected

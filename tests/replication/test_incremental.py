@@ -47,12 +47,14 @@ def test_a_pull_after_a_one_percent_append_or_merge_moves_a_few_percent(
         origin.publish(_noise(400_001, ROWS // 100, 2))  # a 1% append
         appended = json.loads(cli("pull", clone, "--json", env=token).out)[0]
         total = _bytes(origin)
+        print(f"1% append: {appended['bytes_fetched']:,} of {total:,} bytes")
         assert appended["files_fetched"] == 1 and appended["versions"] == [4]
         assert appended["bytes_fetched"] <= 0.02 * total, (appended, total)
         changed = random.Random(3).sample(range(100_001, 100_001 + ROWS), ROWS // 100)
         merge = _noise(0, len(changed), 4).set_column(0, "id", pa.array(changed, pa.int64()))
         origin.publish(merge, "merge")  # 1% of the rows, spread over the files
         merged = json.loads(cli("pull", clone, "--json", env=token).out)[0]
+        print(f"1% merge: {merged['bytes_fetched']:,} of {_bytes(origin):,} bytes")
         assert merged["versions"] == [5]
         assert merged["bytes_fetched"] <= 0.03 * _bytes(origin), (merged, _bytes(origin))
     assert cli("verify", "--store", clone).code == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -122,23 +123,32 @@ def manifests(request: Request, reader: ReaderDependency, ref: str,
             reader.username, "replication.fetch", f"dataset:{ref}", "success",
             client_ip=client_ip(request),
             detail={"from": start, "head": head, "access": request.state.clone_grant})
+    with_checkpoint = checkpoint.is_file() and first is not None and start <= first
     return {
         "dataset": ref,
         "head": head,
         "first": first,
-        "checkpoint": checkpoint.read_text(encoding="utf-8") if checkpoint.is_file() else None,
+        "checkpoint": checkpoint.read_text(encoding="utf-8") if with_checkpoint else None,
+        "checkpoint_chunks": _chunk_lists(dataset, (f.hash for f in cp.files))
+        if with_checkpoint and (cp := dataset.checkpoint()) is not None else {},
         "manifests": items,
         "more": len(wanted) > len(page),
     }
 
 
+def _chunk_lists(dataset: DatasetStore, hashes: Iterable[str]) -> dict[str, str]:
+    """file hash -> its chunk list, for the files that have one."""
+    lists = {}
+    for file_hash in hashes:
+        path = dataset.chunks_path(file_hash)
+        if path.is_file():
+            lists[file_hash] = path.read_text(encoding="ascii")
+    return lists
+
+
 def _manifest_item(dataset: DatasetStore, number: int) -> dict[str, Any]:
     version = dataset.version(number)
-    chunks = {}
-    for entry in version.manifest.files:
-        path = dataset.chunks_path(entry.hash)
-        if path.is_file():
-            chunks[entry.hash] = path.read_text(encoding="ascii")
+    chunks = _chunk_lists(dataset, (entry.hash for entry in version.manifest.files))
     return {"version": number, "manifest": version.raw.decode("utf-8"),
             "signature": dataset.signature_path(number).read_text(encoding="utf-8"),
             "chunks": chunks}

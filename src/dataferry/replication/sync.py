@@ -238,7 +238,13 @@ class _Sync:
         if checkpoint.dataset_id != genesis.dataset_id or checkpoint.first_version != page.get(
                 "first"):
             raise self.bad("serves a checkpoint of another dataset or another version")
-        removed = set(Manifest.from_bytes(str(items[0]["manifest"]).encode()).removed)
+        listed = page.get("checkpoint_chunks")
+        if isinstance(listed, dict) and isinstance(items[0].get("chunks"), dict):
+            items[0]["chunks"] = {**listed, **items[0]["chunks"]}
+        try:
+            removed = set(Manifest.from_bytes(str(items[0]["manifest"]).encode()).removed)
+        except (ValueError, KeyError, TypeError, StoreError) as exc:
+            raise self.bad(f"serves an unreadable manifest ({exc})") from None
         carried = [f for f in checkpoint.files if f.path not in removed]
         return raw, checkpoint.prev, set(checkpoint.keys), carried, checkpoint.first_version
 
