@@ -4,12 +4,15 @@ mode of ``ferry serve`` (``--store DIR --anonymous``). See docs/replication.md."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dataferry.cli.common import JsonOption, print_json
 from dataferry.errors import FerryError, UsageError
+
+if TYPE_CHECKING:
+    from dataferry.store.store import Store
 
 TokenOption = Annotated[
     str | None,
@@ -57,6 +60,9 @@ def pull(
     directory: Path = typer.Argument(Path("."), metavar="[DIR]",
                                      help="The store holding clones (default: here)."),
     token: TokenOption = None,
+    watch: bool = typer.Option(False, "--watch",
+                               help="Stay connected and apply each new version as it is "
+                                    "published (Ctrl-C stops)."),
     json_out: JsonOption = False,
 ) -> None:
     """Bring every cloned dataset in DIR up to its origin's head, verified."""
@@ -68,6 +74,9 @@ def pull(
     if not directory.is_dir():
         raise UsageError(f"store directory {directory} does not exist")
     store = Store(directory.resolve(), Path.home() / ".ferry")
+    if watch:
+        _watch(store, token, json_out)
+        return
     results: list[dict[str, object]] = []
     failed = 0
     for ref in store.refs():
@@ -96,6 +105,40 @@ def pull(
                 typer.echo(_summary(item))
     if failed:
         raise typer.Exit(1)
+
+
+def _watch(store: Store, token: str | None, json_out: bool) -> None:
+    """``pull --watch``: one line (or JSON object) per pull that brought versions, one
+    line on stderr per failure; runs until Ctrl-C or SIGTERM."""
+    import json
+    import signal
+    import threading
+
+    from dataferry.replication.sync import SyncResult
+    from dataferry.replication.watch import watch
+
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def applied(result: SyncResult) -> None:
+        with lock:
+            typer.echo(json.dumps(result.as_json()) if json_out else _summary(result.as_json()))
+
+    def failed(ref: str, message: str) -> None:
+        with lock:
+            typer.echo(f"error: {message}", err=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    followed = watch(store, token, applied, failed, stop)
+    if not followed:
+        raise UsageError(f"no clones in {store.root} to watch: `ferry clone URL "
+                         f"{store.root}` first")
+    typer.echo(f"watching {', '.join(followed)} (Ctrl-C stops)", err=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        stop.set()
 
 
 def _summary(item: dict[str, object]) -> str:

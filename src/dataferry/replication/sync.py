@@ -83,12 +83,13 @@ def sync(peer: Peer, dataset: DatasetStore, *, pinned: str | None = None,
          up_to: int | None = None) -> SyncResult:
     """Bring ``dataset`` (a clone, or nothing yet) up to the peer's head (or ``up_to``)."""
     result = SyncResult(dataset.ref, peer.origin)
+    received = peer.bytes_fetched
     raw_genesis = peer.genesis()  # before the lock makes a directory: a refusal leaves none
     with dataset.lock():
         try:
             _Sync(peer, dataset, result).run(raw_genesis, pinned, up_to)
         finally:
-            result.bytes_fetched = peer.bytes_fetched
+            result.bytes_fetched = peer.bytes_fetched - received
     return result
 
 
