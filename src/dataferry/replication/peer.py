@@ -8,6 +8,7 @@ reason; the token never appears in a message).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ class Peer:
                         fetched += len(block)
                         if have + fetched >= size:
                             break
+                    handle.flush()
+                    os.fsync(handle.fileno())  # on disk before a signature can name it
         except httpx.HTTPError as exc:
             raise PeerUnreachable(f"peer {self.name}: fetching {path} failed ({exc}); "
                                   "run the command again to go on where it stopped") from None
