@@ -46,6 +46,12 @@ def test_origin_to_clone_to_clone_of_the_clone_all_verify(
     for store in (first, second):
         verified = cli("verify", "--store", store)
         assert verified.code == 0, verified
+    listed = json.loads(cli("datasets", "--store", second, "--json").out)
+    assert [(d["ref"], d["version"]) for d in listed] == [("shop.orders", 4)], listed
+    changed = cli("diff", "shop.orders", "2", "3", "--store", second, "--json")
+    assert changed.code == 0 and '"changed": 20' in changed.out.replace("\n", ""), changed
+    old = cli("show", "shop.orders@1", "--store", second, "--json")
+    assert old.code == 0 and '"version": 1' in old.out, old
     expected = sorted(origin.dataset.reader(origin.dataset.resolve(None)).read_all().to_pylist(),
                       key=lambda row: int(row["id"]))
     assert _rows(cli, second, tmp_path) == expected

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dataferry import __version__
 from dataferry.replication.access import clone_grant
+from dataferry.replication.paths import plain_path
 from dataferry.server.auth import scopes
 from dataferry.server.auth.dependency import authenticate, client_ip, get_auth, presented_token
 from dataferry.server.errors import (
@@ -191,9 +192,7 @@ def file_head(request: Request, reader: ReaderDependency, ref: str, path: str) -
 def safe_path(directory: Path, path: str) -> Path:
     """``directory/path`` if it is a plain file inside ``directory``: no ``..``, no hidden
     parts (locks, staging), no link out (400 or 404 otherwise)."""
-    parts = path.split("/")
-    if any(part in ("", ".", "..") or part.startswith(".") or "\\" in part or "\x00" in part
-           for part in parts):
+    if not plain_path(path):
         raise BadRequest(f"file path {path!r} is refused: only plain paths inside the dataset "
                          "directory are served (no '..', no hidden files)")
     base = directory.resolve()

@@ -30,6 +30,7 @@ from typing import Any
 
 from dataferry.errors import StoreError, VerificationError
 from dataferry.replication.origin import Origin, write_origin
+from dataferry.replication.paths import plain_path
 from dataferry.replication.peer import Peer
 from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore, Version
@@ -88,6 +89,11 @@ def sync(peer: Peer, dataset: DatasetStore, *, pinned: str | None = None,
     with dataset.lock():
         try:
             _Sync(peer, dataset, result).run(raw_genesis, pinned, up_to)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # An answer of the wrong shape (checked fields are checked where they are read)
+            raise PeerError(f"peer {peer.origin} sent an answer of the wrong shape for "
+                            f"{dataset.ref} ({type(exc).__name__}: {exc}); pull from "
+                            "another peer") from None
         finally:
             result.bytes_fetched = peer.bytes_fetched - received
     return result
@@ -247,6 +253,9 @@ class _Sync:
         except (ValueError, KeyError, TypeError, StoreError) as exc:
             raise self.bad(f"serves an unreadable manifest ({exc})") from None
         carried = [f for f in checkpoint.files if f.path not in removed]
+        if not all(plain_path(f.path) and _is_hex(f.hash) and f.hash for f in carried):
+            raise self.bad("serves a checkpoint naming a file that is not a plain path "
+                           "inside the dataset")
         return raw, checkpoint.prev, set(checkpoint.keys), carried, checkpoint.first_version
 
     def check_manifest(self, item: dict[str, Any], expected: int, prev: str | None,
@@ -275,6 +284,13 @@ class _Sync:
         if manifest.prev != prev:
             raise self.bad(f"serves a version {expected} that does not follow version "
                            f"{expected - 1} (its prev is another manifest's hash): a fork")
+        for name in [*(f.path for f in manifest.files), *manifest.removed, *(
+                str(f.deletion_vector["file"]) for f in manifest.files if f.deletion_vector)]:
+            if not plain_path(name):
+                raise self.bad(f"serves a version {expected} naming the file {name!r}, which "
+                               "is not a plain path inside the dataset; nothing is written")
+        if not all(_is_hex(f.hash) and f.hash for f in manifest.files):
+            raise self.bad(f"serves a version {expected} with a file hash that is not hex")
         return manifest, raw, signature
 
     # --- one version's files ---------------------------------------------------------
