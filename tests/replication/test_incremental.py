@@ -93,3 +93,31 @@ def test_a_clone_killed_midway_goes_on_from_the_bytes_it_has(
     assert result["before"] == 2 and result["versions"] == [3]  # 1 and 2 were complete
     assert result["bytes_fetched"] < size - had + 64 * 1024, (result, had, size)
     assert cli("verify", "--store", clone).code == 0
+
+
+def test_a_changed_byte_costs_a_re_fetch_from_its_chunk_on_not_the_whole_file(
+        origin: Origin, cli: Callable[..., Ran], tmp_path: Path) -> None:
+    from tests.replication.tamper import on_data_files
+
+    origin.publish(_noise(100_001, ROWS, 1))
+    entry = origin.dataset.version(3).manifest.files[0]
+    assert entry.size > 3 * entry.chunk_size
+    bad = entry.chunk_size * 3 + 100  # in the fourth chunk
+
+    def flip(body: bytes) -> bytes:
+        if len(body) != entry.size:
+            return body
+        return body[:bad] + bytes([body[bad] ^ 1]) + body[bad + 1:]
+
+    clone = tmp_path / "clone"
+    env = {"FERRY_TOKEN": origin.tokens["olga"]}
+    with origin.served() as hub, lying_peer(hub.url) as peer:
+        peer.tamper = on_data_files(flip)
+        lied = cli("clone", f"{peer.url}/shop.orders", clone, env=env)
+        assert lied.code == 1 and "a changed byte" in lied.err, lied
+        peer.tamper = None
+        peer.requests.clear()
+        resumed = cli("clone", f"{peer.url}/shop.orders", clone, env=env)
+        assert resumed.code == 0, resumed
+    assert [r for p, r in peer.requests if entry.path in p] == [f"bytes={entry.chunk_size * 3}-"]
+    assert cli("verify", "--store", clone).code == 0

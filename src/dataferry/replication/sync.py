@@ -368,12 +368,28 @@ class _Sync:
                            f"{entry.size} bytes")
         digest = hash_file(part, self.dataset.algorithm, entry.chunk_size)
         if digest.hash != entry.hash or digest.chunks_bytes() != chunk_list:
-            part.unlink()
+            self.keep_good_chunks(part, digest.chunks, chunk_list, entry.chunk_size)
             raise self.bad(f"sent {entry.path} (version {number}) with bytes that do not match "
                            "its signed hash (a changed byte)")
         os.replace(part, staged)
         self.result.files_fetched += 1
         return staged
+
+    @staticmethod
+    def keep_good_chunks(part: Path, chunks: tuple[str, ...], chunk_list: bytes,
+                         chunk_size: int) -> None:
+        """Cut a download that failed its hash after its last chunk that matches the signed
+        chunk list: the next run fetches from there on (per-chunk resume)."""
+        listed = chunk_list.decode("ascii", errors="replace").split()
+        good = 0
+        while good < min(len(chunks), len(listed)) and chunks[good] == listed[good]:
+            good += 1
+        good = min(good, len(listed) - 1)  # the last chunk verifies only with the whole hash
+        if good <= 0:
+            part.unlink()
+            return
+        with part.open("r+b") as handle:
+            handle.truncate(good * chunk_size)
 
     def fetch_vectors(self, number: int, entries: Iterable[FileEntry]
                       ) -> list[tuple[Path, Path]]:
