@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 
 from tests.replication.conftest import Origin, Ran, orders, serve_store
@@ -36,6 +37,10 @@ def test_origin_to_clone_to_clone_of_the_clone_all_verify(
                         "--json")
             assert again.code == 0, again
             assert json.loads(again.out)["trust"] == "pinned"
+            # replication only: no API, no other dataset, nothing outside the store
+            for path in ("/api/v1/datasets", "/api/v1/replication/shop.nope/genesis",
+                         "/api/v1/replication/..%2fshop.orders/genesis"):
+                assert httpx.get(middle.url + path).status_code == 404, path
             # a merge (deletion vectors) and an append at the origin, then pull down the chain
             origin.publish(orders(10, 20).set_column(2, "amount", [[-1.0] * 20]), "merge")
             origin.publish(orders(4001, 50))

@@ -62,9 +62,12 @@ class Reader:
         """The dataset ``ref`` if this reader may clone it (else 403/404, audited for
         ``audited`` actions)."""
         if self.principal is None:  # an anonymous store: what it holds, to anyone
-            if ref not in self.store.refs():
+            team, dot, name = ref.partition(".")
+            dataset = self.store.dataset(ref)
+            if not (dot and plain_path(team) and plain_path(name) and "/" not in ref
+                    and dataset.exists()):
                 raise NotFound(f"this store holds no dataset {ref!r}")
-            return self.store.dataset(ref)
+            return dataset
         try:
             reason = clone_grant(request.app.state.context.index, self.principal, ref)
         except (Forbidden, NotFound):

@@ -106,6 +106,8 @@ class _Sync:
         self.result = result
         self.incoming = dataset.sig / INCOMING
         self.local: Version | None = None
+        self.held: set[tuple[str, str]] = set()
+        """(path, hash) of every file a verified version here lists."""
 
     def bad(self, text: str) -> PeerError:
         held = self.dataset.head_number() if self.dataset.exists() else None
@@ -131,6 +133,7 @@ class _Sync:
         else:
             result.trust = "pinned" if pinned is not None else "first use"
         local = self.local
+        self.held = self.held_files()
         result.before = result.head = local.number if local else None
         allowed = self.local_keys(genesis)
         prev = local.hash if local else None
@@ -303,7 +306,7 @@ class _Sync:
         self.incoming.mkdir(parents=True, exist_ok=True)
         moves: list[tuple[Path, Path]] = []
         chunk_lists: dict[str, bytes] = {}
-        held = self.held_files()
+        held = self.held
         chunks = item.get("chunks") or {}
         for entry in [*carried, *manifest.files]:
             listed = chunks.get(entry.hash)
@@ -332,6 +335,7 @@ class _Sync:
                 write_atomic(dataset.chunks_path(file_hash_), data)
         write_atomic(dataset.manifest_path(number), raw)
         write_atomic(dataset.signature_path(number), signature.to_bytes())
+        held |= {(f.path, f.hash) for f in [*carried, *manifest.files]}
 
     def held_files(self) -> set[tuple[str, str]]:
         """(path, hash) of every file a verified version here lists."""
