@@ -31,6 +31,9 @@ def test_who_may_clone_and_the_audit_log(origin: Origin, cli: Callable[..., Ran]
                                headers={"Authorization": f"Bearer {origin.tokens[user]}"})
             assert answer.status_code == 403 and reason in answer.json()["error"]["message"]
         assert httpx.get(f"{hub.url}{API}/genesis").status_code == 401
+        forged = cli("clone", f"{hub.url}/shop.orders", tmp_path / "nobody", "--token",
+                     "fy_" + "x" * 44)
+        assert forged.code == 1 and "the token is not valid" in forged.err, forged
         refused = cli("clone", f"{hub.url}/shop.orders", tmp_path / "bea",
                       "--token", origin.tokens["bea"])
         assert refused.code == 1 and refused.err.count("\n") == 1, refused

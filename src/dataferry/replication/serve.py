@@ -89,9 +89,12 @@ def replication_reader(request: Request) -> Reader:
     if anonymous is not None:
         return Reader(None, anonymous)
     context = request.app.state.context
-    principal = authenticate(get_auth(request), presented_token(request), context.index)
+    secret = presented_token(request)
+    principal = authenticate(get_auth(request), secret, context.index)
     if principal is None:
-        raise Unauthorized("replication needs a token: send 'Authorization: Bearer <token>' "
+        raise Unauthorized("the token is not valid (expired, revoked, or its user disabled): "
+                           "create another with `ferry tokens create`" if secret else
+                           "replication needs a token: send 'Authorization: Bearer <token>' "
                            "(ferry clone --token, or FERRY_TOKEN)")
     scopes.require_scope(principal, scopes.READ)
     return Reader(principal, context.store)
