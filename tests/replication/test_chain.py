@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
+from deltalake import DeltaTable, QueryBuilder
 
 from tests.replication.conftest import Origin, Ran, orders, serve_store
 
@@ -57,6 +58,11 @@ def test_origin_to_clone_to_clone_of_the_clone_all_verify(
     assert changed.code == 0 and '"changed": 20' in changed.out.replace("\n", ""), changed
     old = cli("show", "shop.orders@1", "--store", second, "--json")
     assert old.code == 0 and '"version": 1' in old.out, old
+    # and the clone of the clone is the same Delta table, deletion vectors and all
+    table = DeltaTable(second / "shop" / "orders")
+    assert table.version() == DeltaTable(origin.dataset.path).version()
+    counted = QueryBuilder().register("t", table).execute("select count(*) as n from t")
+    assert counted.read_all().column("n")[0].as_py() == 4050
     expected = sorted(origin.dataset.reader(origin.dataset.resolve(None)).read_all().to_pylist(),
                       key=lambda row: int(row["id"]))
     assert _rows(cli, second, tmp_path) == expected
