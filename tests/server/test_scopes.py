@@ -25,7 +25,7 @@ SCOPES = ("read", "run", "tokens", "admin")  # docs/api.md's vocabulary, spelled
 SESSION = "session"  # what only a login session may do
 OPENAPI_KEY = "x-ferry-scope"
 VALUES = {"ref": "shop.orders", "number": "1", "name": "nobody", "token_id": "999999",
-          "run_id": "1"}
+          "run_id": "1", "path": "_delta_log/00000000000000000000.json"}
 HARMLESS_BODIES = {  # what the walk sends when a route lets it through: changes nothing
     ("POST", "/api/v1/runs"): {"job": "ingest:nope"},
     ("POST", "/api/v1/tokens"): {"name": "walk", "expires_in_days": 1, "scopes": ["tokens"]},

@@ -51,6 +51,7 @@ def _register() -> None:
         discover_commands,
         model_commands,
         plan_commands,
+        replication_commands,
         run_commands,
         runs_commands,
         store_commands,
@@ -60,6 +61,7 @@ def _register() -> None:
     model_commands.register(app)
     discover_commands.register(app)
     plan_commands.register(app)
+    replication_commands.register(app)
     run_commands.register(app)
     runs_commands.register(app)
     store_commands.register(app)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -328,6 +329,11 @@ def serve(
     max_body_size: str = typer.Option(
         "1MiB", "--max-body-size", metavar="SIZE",
         help="Largest request body accepted (bytes, or with KiB, MiB); larger get 413."),
+    store: Path | None = typer.Option(
+        None, "--store", metavar="DIR",
+        help="Serve this store for replication only: no model, no users (needs --anonymous)."),
+    anonymous: bool = typer.Option(False, "--anonymous",
+                                   help="With --store: serve it to anyone, read-only."),
     model: ModelOption = None,
 ) -> None:
     """Run the server: REST API under /api/v1 and, unless --no-scheduler, the scheduler.
@@ -342,6 +348,14 @@ def serve(
     from dataferry.server.auth import AuthSettings
     from dataferry.server.model_reload import reload_on_sighup
 
+    if store is not None or anonymous:  # docs/replication.md
+        from dataferry.cli.replication_commands import serve_store
+
+        if store is None:
+            raise UsageError("--anonymous serves a store to anyone: give it with --store DIR")
+        _check_port_free(host, port)
+        serve_store(host, port, store, anonymous)
+        return
     proxies = _trusted_proxies(forwarded_allow_ips)
     body_limit = _size(max_body_size)
     _check_port_free(host, port)

@@ -47,6 +47,7 @@ log = logging.getLogger("dataferry.server")
 
 def api_routers() -> list[APIRouter]:
     """Every router mounted under ``/api/v1``, in order. Add the catalog routers here."""
+    from dataferry.replication import serve as replication
     from dataferry.server import api, events_api, model_reload
     from dataferry.server.auth import admin_routes, routes
 
@@ -56,6 +57,7 @@ def api_routers() -> list[APIRouter]:
         api.router,  # /teams, /datasets, /consumers, /runs, /plan
         events_api.router,  # /events (Server-Sent Events of CloudEvents)
         model_reload.router,  # /model/reload
+        replication.router,  # /replication/<ref>/... (docs/replication.md)
     ]
 
 
