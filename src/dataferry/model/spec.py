@@ -163,8 +163,8 @@ def _not_a_boolean_word(value: Any) -> Any:
     if not isinstance(value, str):
         raise _error("bool_type", "write true or false, or a message")
     if re.fullmatch(patterns.BOOLEAN_WORD, value):
-        raise _error("bool_type", f"{value!r} is no boolean in YAML 1.2; write true or false "
-                     "(unquoted), or a message saying what to use instead")
+        raise _error("bool_type", f"{value!r} is not a boolean (YAML 1.2 reads it as a text) "
+                     "nor a message; write true or false, or say what to use instead")
     return value
 
 
