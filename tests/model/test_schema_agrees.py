@@ -97,6 +97,64 @@ def plain(value: Any) -> Any:
     return value
 
 
+OPS = """\
+team: ops
+zone: us
+owners: [olga@acme.example]
+sources:
+  billing:
+    kind: mysql
+    dsn: mysql://reader@billing.internal:3306/billing
+    password: ${file:/run/secrets/billing}
+    datasets:
+      payments:
+        table: payments
+        capture: cdc
+        primary_key: [id]
+        version: 2
+        retention: 30
+        max_delete_ratio: 0.1
+        merge_on_read: false
+        platform: local
+        columns:
+          id: {type: uint64, nullable: false}
+          amount: {type: "decimal(18,2)"}
+          paid_on: {type: date}
+  stock:
+    kind: duckdb
+    path: data/stock.duckdb
+    datasets:
+      counts:
+        query: select sku, n from counts
+        schedule: "0 3 * * *"
+        partition_by: [sku]
+        columns: {sku: int64, n: int32}
+  drops:
+    kind: files
+    path: data/drops/*.csv
+    format: csv
+    null_values: ["", NA]
+    datasets:
+      drops:
+        capture: incremental
+        lag: 10m
+        columns: {at: timestamp, what: string}
+transformers:
+  paid:
+    inputs: [ops.payments]
+    sql: select id, amount from payments
+    trigger: "*/30 * * * *"
+    deprecated: true
+    columns: {id: {type: uint64}, amount: {type: "decimal(18,2)"}}
+consumers:
+  lake:
+    sink: {kind: duckdb, path: data/out/lake.duckdb, storage_version: v1.1.0}
+    datasets: [ops.paid, {ref: ops.counts, mode: append, freshness: 2h}]
+  files:
+    sink: {kind: parquet, path: data/out/files}
+    datasets: [ops.drops]
+"""
+BASE = {**BASE, "teams/ops/ops.yaml": OPS}
 BASE_DATA = {rel: plain(parse_yaml(text).value) for rel, text in BASE.items()}
 
 NEAR_MISSES: list[Any] = [
