@@ -277,6 +277,7 @@ def test_both_reject(mistake: str) -> None:
     old, new = REJECTED_BY_BOTH[mistake]
     assert CRM.count(old) == 1, old
     files = {**BASE, "teams/crm/crm.yaml": CRM.replace(old, new)}
+    assert schema_errors("teams/crm/crm.yaml", CRM) == []
     assert schema_errors("teams/crm/crm.yaml", files["teams/crm/crm.yaml"]) != []
     assert not check(files).ok
 
