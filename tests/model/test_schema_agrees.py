@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -208,8 +209,10 @@ def parent_of(data: Any, path: Path_) -> Any:
 def mutants(draw: st.DrawFn) -> dict[str, str]:
     """The base model's files with one to three near misses."""
     data = json.loads(json.dumps(BASE_DATA))  # a deep copy
+    changed: set[str] = set()
     for _ in range(draw(st.integers(1, 3))):
         rel = draw(st.sampled_from(sorted(data)))
+        changed.add(rel)
         path = draw(st.sampled_from(nodes(data[rel])[1:]))
         parent, last = parent_of(data[rel], path), path[-1]
         how = draw(st.sampled_from(["value", "value", "value", "rename", "drop", "add"]))
@@ -223,8 +226,17 @@ def mutants(draw: st.DrawFn) -> dict[str, str]:
             key = draw(st.sampled_from([*KEYS, str(last).upper(), f"{last}-x", f"{last}s"]))
             value = target.pop(last) if how == "rename" else draw(st.sampled_from(NEAR_MISSES))
             target[key] = value
-    return {rel: yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
-            for rel, value in data.items()}
+    flow = draw(st.sampled_from([False, None]))  # None: flow style for inner mappings
+    unquote = draw(st.booleans())  # {type: decimal(12,2)}, as ferry reads it whole
+    files = {}
+    for rel, value in data.items():
+        text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True,
+                              default_flow_style=flow) if rel in changed else BASE[rel]
+        files[rel] = _QUOTED_TYPE.sub(r"\1", text) if unquote else text
+    return files
+
+
+_QUOTED_TYPE = re.compile(r"'((?:decimal|map|list|struct)[(<][^'#\n]*[)>])'")
 
 
 @settings(max_examples=50, deadline=None,
@@ -332,3 +344,8 @@ def test_the_example_written_back_is_valid_under_the_schema(tmp_path: Path) -> N
     assert loaded.ecosystem is not None
     for rel, text in export_files(loaded.ecosystem).items():
         assert schema_errors(rel, text) == [], rel
+
+
+@pytest.mark.parametrize("kind", ["all", "ecosystem", "team"])
+def test_the_schemas_are_draft_2020_12(kind: str) -> None:
+    jsonschema.Draft202012Validator.check_schema(model_json_schema(kind))
