@@ -63,14 +63,18 @@ DATASET_REFERENCE = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
 PYTHON_FUNCTION = r"^[^:\s]+:[^:.\s]+$"
 """``module:function`` (roughly: ``ferry check`` also checks the identifiers)."""
 
-RELATIVE_PATH_OUTSIDE = r"^/|(?:^|/)\.\.(?:/|$)"
+END = r"(?![\s\S])"
+"""The end of the text in ECMA-262 and Python alike (Python's ``$`` also matches before a
+final newline): what a ``not`` pattern must use, or it refuses more than check does."""
+
+RELATIVE_PATH_OUTSIDE = rf"^/|(?:^|/)\.\.(?:/|{END})"
 """An absolute path or one climbing out with ``..`` (an ``sql_file`` must not be)."""
 
 EMAIL = r"@"
 """An owner's e-mail address (``ferry check`` asks for an @ only)."""
 
 BOOLEAN_WORD = "^(?:" + "|".join(
-    [any_case(w) for w in ("yes", "no", "on", "off", "true", "false", "y", "n")]) + ")$"
+    [any_case(w) for w in ("yes", "no", "on", "off", "true", "false", "y", "n")]) + ")" + END
 """Words YAML 1.1 read as booleans; as a text they are a mistake where a boolean may go."""
 
 SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "x-auth-token", "cookie")
