@@ -115,10 +115,13 @@ def _clean_path(raw: Any, loc: tuple[int | str, ...]) -> tuple[Path, bool]:
     path: list[str | int] = []
     node = raw
     at_key = False
-    for step in loc:
+    for index, step in enumerate(loc):
         if step == "[key]":
             at_key = True
             break
+        if (isinstance(node, dict) and step in node and loc[index + 1:index + 2] == (step,)
+                and isinstance(node[step], dict) and step not in node[step]):
+            continue  # the tag of a check ({range: {...}}) before the key of the same name
         if isinstance(node, list) and isinstance(step, int) and step < len(node):
             path.append(step)
             node = node[step]
@@ -185,7 +188,7 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
         return f"{name}: {_wrong_type(kind, error)}"
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
-    if kind.startswith("bad_") or kind in ("transformer_body", "empty_range"):
+    if kind.startswith("bad_") or kind in ("transformer_body", "empty_range", "value_type"):
         shown = ""
     if any(str(step) in SECRET_KEYS for step in path):
         shown = ""  # never echo what may be a secret
@@ -204,7 +207,7 @@ def _wrong_type(kind: str, error: Any) -> str:
     if isinstance(got, dict | list) or got is None:
         shown = "a mapping" if isinstance(got, dict) else "a list" if got is not None else "null"
     else:
-        shown = repr(got)[:60]
+        shown = str(got).lower() if isinstance(got, bool) else repr(got)[:60]
     quoted = isinstance(got, str)
     if kind == "bool_type":
         if quoted and got.strip().lower() in ("true", "false"):

@@ -270,8 +270,26 @@ def _column_shorthand(value: Any) -> Any:
 ColumnSpec = Annotated[
     Column, BeforeValidator(_column_shorthand, json_schema_input_type=Column | TypeText)
 ]
-Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
-Bound = StrictInt | StrictFloat | StrictStr
+
+
+def _one_of(types: tuple[type, ...], what: str) -> BeforeValidator:
+    """One finding for a value of none of a union's types (instead of one per type)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, types) and (bool in types or not isinstance(value, bool)):
+            return value
+        shown = "null" if value is None else "a mapping" if isinstance(value, dict) else (
+            "a list" if isinstance(value, list) else repr(value)[:60])
+        shown = str(value).lower() if isinstance(value, bool) else shown
+        raise _error("value_type", f"{shown} is not {what}")
+
+    return BeforeValidator(check)
+
+
+Scalar = Annotated[StrictStr | StrictInt | StrictFloat | StrictBool,
+                   _one_of((str, int, float, bool), "a text, a number, true or false")]
+Bound = Annotated[StrictInt | StrictFloat | StrictStr,
+                  _one_of((str, int, float), "a number or a text (e.g. a date)")]
 
 
 class NotNullCheck(Spec):
