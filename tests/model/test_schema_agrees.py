@@ -349,3 +349,13 @@ def test_the_example_written_back_is_valid_under_the_schema(tmp_path: Path) -> N
 @pytest.mark.parametrize("kind", ["all", "ecosystem", "team"])
 def test_the_schemas_are_draft_2020_12(kind: str) -> None:
     jsonschema.Draft202012Validator.check_schema(model_json_schema(kind))
+
+
+def test_a_check_value_of_no_allowed_type_is_one_finding() -> None:
+    text = CRM.replace("range: {column: balance, min: 0}", "range: {column: balance, min: true}")
+    errors = errors_of(check({**BASE, "teams/crm/crm.yaml": text}))
+    line = next(n for n, x in enumerate(text.splitlines(), 1) if "min: true" in x)
+    column = text.splitlines()[line - 1].index("true") + 1
+    assert errors == [f"teams/crm/crm.yaml:{line}:{column}: error[invalid-field]: team crm: "
+                      "sources.crmdb.datasets.customers.checks.3.range.min: true is not a "
+                      "number or a text (e.g. a date)"]
