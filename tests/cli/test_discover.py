@@ -27,6 +27,7 @@ from dataferry.discover.sample import text_type
 from dataferry.discover.target import name_of
 from dataferry.discover.teamfile import scalar
 from dataferry.model.types import Primitive, parse_type
+from dataferry.model.yamlfile import parse_yaml
 from tests.conftest import Result, require_service
 from tests.connectors.pg_helpers import SECRET, free_port, temporary_database
 
@@ -324,13 +325,31 @@ def test_sqlite_text_columns_get_the_type_of_their_values(tmp_path: Path, fresh:
     assert found["a_b"]["query"].strip() == 'select "id", "x y" as "x_y" from "a.b"'
     as_json = json.loads(ok(ferry("discover", path, "--owner", OWNER, "--model", fresh,
                                   "--json")).out)
-    assert as_json["model"] == yaml.safe_load(as_json["file"])
+    assert as_json["model"] == parse_yaml(as_json["file"]).value
     assert as_json["model"]["sources"] == document["sources"]
     assert as_json["suggested"] == {"customers": {
         "cursor": "updated_at", "why": "indexed timestamp_tz"}}
     assert ferry("discover", path, "--json", "--out", tmp_path / "x.yaml").code == 2
     rows = check_and_run(ferry, fresh, "shop_data.customers", "shop_data.log", "shop_data.a_b")
     assert rows == {"shop_data.customers": 2, "shop_data.log": 1, "shop_data.a_b": 1}
+
+
+def test_yaml_1_1_booleans_stay_words(tmp_path: Path, ferry: Ferry) -> None:
+    """A zone named no (Norway) and columns named yes/no/on are names, as ferry reads
+    YAML (1.2), in the team file and in --json, not the booleans YAML 1.1 makes of them."""
+    root = tmp_path / "model"
+    root.mkdir()
+    (root / "ferry.yaml").write_text("ecosystem: nordic\nzones:\n  no: {}\n", encoding="utf-8")
+    with sqlite3.connect(root / "votes.db") as db:
+        db.execute("create table votes (id integer primary key, yes integer, no integer, "
+                   "\"on\" text)")
+    out = json.loads(ok(ferry("discover", root / "votes.db", "--team", "votes", "--owner",
+                              OWNER, "--model", root, "--json")).out)
+    assert out["model"]["zone"] == "no"
+    columns = out["model"]["sources"]["votes"]["datasets"]["votes"]["columns"]
+    assert list(columns) == ["id", "yes", "no", "on"]
+    adopt(root, out["file"])
+    assert ok(ferry("check", "--model", root))
 
 
 def test_sqlite_inside_the_model_is_written_relative(fresh: Path, ferry: Ferry) -> None:

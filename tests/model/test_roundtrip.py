@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from dataferry.model.check import check_model
 from dataferry.model.export import export_files, export_stream, write_model
 from dataferry.model.load import load_model
+from dataferry.model.patterns import BOOLEAN_WORD
 from dataferry.model.spec import Ecosystem, EcosystemFile
 from dataferry.model.types import (
     PRIMITIVE_NAMES,
@@ -267,7 +268,8 @@ def draw_dataset_common(draw: Draw, world: World, team: str) -> Raw:
         raw["primary_key"] = key
     maybe(draw, raw, "classification", classifications)
     maybe(draw, raw, "status", st.sampled_from(["production", "development"]))
-    maybe(draw, raw, "deprecated", st.one_of(st.booleans(), texts))
+    maybe(draw, raw, "deprecated", st.one_of(  # "no" is a text, refused as a message
+        st.booleans(), texts.filter(lambda t: not re.fullmatch(BOOLEAN_WORD, t))))
     maybe(draw, raw, "version", st.integers(1, 99))
     maybe(draw, raw, "retention", st.integers(1, 1000))
     partition = subset(draw, names_)

@@ -83,13 +83,13 @@ def _model_root(option: Path | None) -> Path | None:
 
 
 def _first_zone(root: Path | None) -> str:
-    import yaml
+    from dataferry.model.yamlfile import YamlProblem, parse_yaml
 
     if root is None:
         return "main"
-    try:
-        document = yaml.safe_load((root / "ferry.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    try:  # YAML 1.2 as ferry reads it: a zone named no (Norway) stays "no"
+        document = parse_yaml((root / "ferry.yaml").read_bytes()).value
+    except (OSError, YamlProblem):
         return "main"
     zones = document.get("zones") if isinstance(document, dict) else None
     return str(next(iter(zones))) if isinstance(zones, dict) and zones else "main"

@@ -39,9 +39,10 @@ class Discovery:
 
     def as_json(self) -> dict[str, object]:
         """``--json``: the team file as data (``model``), its text, the suggestions."""
-        import yaml
+        from dataferry.model.yamlfile import parse_yaml
 
-        return {"team": self.team, "model": yaml.safe_load(self.text),
+        # YAML 1.2 as ferry reads it: a column or country "NO" stays a text.
+        return {"team": self.team, "model": parse_yaml(self.text).value,
                 "suggested": self.suggested, "notes": self.notes, "file": self.text}
 
 

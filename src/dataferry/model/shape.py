@@ -115,10 +115,13 @@ def _clean_path(raw: Any, loc: tuple[int | str, ...]) -> tuple[Path, bool]:
     path: list[str | int] = []
     node = raw
     at_key = False
-    for step in loc:
+    for index, step in enumerate(loc):
         if step == "[key]":
             at_key = True
             break
+        if (isinstance(node, dict) and step in node and loc[index + 1:index + 2] == (step,)
+                and isinstance(node[step], dict) and step not in node[step]):
+            continue  # the tag of a check ({range: {...}}) before the key of the same name
         if isinstance(node, list) and isinstance(step, int) and step < len(node):
             path.append(step)
             node = node[step]
@@ -181,13 +184,48 @@ def _message(cls: type[BaseModel], raw: Any, path: Path, error: Any) -> str:
         hint = misplaced_key(cls, raw, path)
         if hint and len(path) >= 2:
             return f"{name}: not {_a(_singular(str(path[-2])))} (that is a mapping){hint}"
+    if kind in _WRONG_TYPE and not any(str(step) in SECRET_KEYS for step in path):
+        return f"{name}: {_wrong_type(kind, error)}"
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:60]!r})"
-    if kind.startswith("bad_") or kind in ("transformer_body", "empty_range"):
+    if kind.startswith("bad_") or kind in ("transformer_body", "empty_range", "value_type"):
         shown = ""
     if any(str(step) in SECRET_KEYS for step in path):
         shown = ""  # never echo what may be a secret
     return f"{name}: {error['msg']}{shown}"
+
+
+_WRONG_TYPE = ("bool_type", "int_type", "float_type", "string_type")
+
+
+def _wrong_type(kind: str, error: Any) -> str:
+    """What a value of the wrong YAML type should look like (YAML 1.2 reads ``no``,
+    ``"false"`` and ``0`` as a text, a text and a number; none of them is a boolean)."""
+    got = error.get("input")
+    if not str(error["msg"]).startswith("Input should"):
+        return str(error["msg"])  # a custom error whose message says it all
+    if isinstance(got, dict | list) or got is None:
+        shown = "a mapping" if isinstance(got, dict) else "a list" if got is not None else "null"
+    else:
+        shown = str(got).lower() if isinstance(got, bool) else repr(got)[:60]
+    quoted = isinstance(got, str)
+    if kind == "bool_type":
+        if quoted and got.strip().lower() in ("true", "false"):
+            return f"{shown} is a quoted text, not a boolean; write true or false without quotes"
+        if quoted:
+            return f"{shown} is not a boolean (YAML 1.2 reads it as a text); write true or false"
+        return f"{shown} is not a boolean; write true or false"
+    if kind == "int_type":
+        if quoted:
+            return f"{shown} is a text, not a whole number; write the number without quotes"
+        return f"{shown} is not a whole number"
+    if kind == "float_type":
+        if quoted:
+            return f"{shown} is a text, not a number; write the number without quotes"
+        return f"{shown} is not a number"
+    if isinstance(got, bool | int | float):
+        return f"{shown} is not a text; put it in quotes if you mean the text"
+    return f"{shown} is not a text"
 
 
 def valid_name(text: str, pattern: str = NAME_PATTERN) -> str | None:

@@ -19,12 +19,18 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     Tag,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from dataferry.model import patterns
 from dataferry.model.types import TypeParseError, format_type, parse_type
 
 CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
@@ -33,8 +39,8 @@ CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _LABEL = re.compile(r"^[a-z][a-z0-9_-]*$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = re.compile(r"(?:(\d+)([smhdw]))+\Z")
-_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_DURATION = re.compile(r"(?:([0-9]+)([smhdw]))+\Z")
+_DURATION_PART = re.compile(r"([0-9]+)([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -70,7 +76,15 @@ def _check_ref(value: str) -> str:
     return value
 
 
-Ref = Annotated[str, AfterValidator(_check_ref)]
+def _pattern(pattern: str, description: str | None = None, **more: Any) -> WithJsonSchema:
+    """The JSON Schema of a string that ``ferry check`` validates in Python (``patterns``)."""
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern, **more}
+    if description:
+        schema["description"] = description
+    return WithJsonSchema(schema)
+
+
+Ref = Annotated[str, AfterValidator(_check_ref), _pattern(patterns.DATASET_REFERENCE)]
 
 
 def duration_seconds(text: str) -> int:
@@ -87,7 +101,10 @@ def _check_duration(value: str) -> str:
     return value
 
 
-Duration = Annotated[str, AfterValidator(_check_duration)]
+Duration = Annotated[
+    str, AfterValidator(_check_duration),
+    _pattern(patterns.DURATION, "A number and a unit (s, m, h, d, w), e.g. 30s, 15m, 1h30m, 2w"),
+]
 
 
 def _check_cron(value: str) -> str:
@@ -102,14 +119,15 @@ def _check_cron(value: str) -> str:
     return value
 
 
-Cron = Annotated[str, AfterValidator(_check_cron)]
+Cron = Annotated[str, AfterValidator(_check_cron), _pattern(patterns.CRON)]
 
 
 def _trigger(value: str) -> str:
     return value if value == "on_change" else _check_cron(value)
 
 
-Trigger = Annotated[str, AfterValidator(_trigger)]
+Trigger = Annotated[str, AfterValidator(_trigger), _pattern(
+    patterns.TRIGGER, "on_change, or a cron expression (minute hour day month weekday)")]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -121,14 +139,39 @@ def _normalize_type(value: str) -> str:
         return value
 
 
-TypeText = Annotated[str, AfterValidator(_normalize_type)]
+TypeText = Annotated[str, AfterValidator(_normalize_type), _pattern(
+    patterns.COLUMN_TYPE, "int64, string, string(40), decimal(12,2), list<T>, map<K,V>, "
+    "struct<name:T, ...>...")]
 
-Secret = Annotated[
-    str,
-    Field(
-        description="A reference ${env:NAME} or ${file:/path}; a literal value is an error "
-        "(plaintext-secret)",
-    ),
+Secret = Annotated[str, _pattern(
+    patterns.SECRET_REFERENCE,
+    "A reference ${env:NAME} or ${file:/path}; a literal value is an error (plaintext-secret)",
+)]
+
+Url = Annotated[str, WithJsonSchema({
+    "type": "string", "not": {"pattern": patterns.URL_WITH_PASSWORD},
+    "description": "No password in the URL (plaintext-secret): give it as a reference"})]
+"""A DSN or URL: a password written into it is a plaintext-secret (checked by lint)."""
+
+Email = Annotated[str, _pattern(patterns.EMAIL)]
+
+
+def _not_a_boolean_word(value: Any) -> Any:
+    """``deprecated: no`` is a text in YAML 1.2: refuse it rather than deprecate with "no"."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise _error("bool_type", "write true or false, or a message")
+    if re.fullmatch(patterns.BOOLEAN_WORD, value):
+        raise _error("bool_type", f"{value!r} is not a boolean (YAML 1.2 reads it as a text) "
+                     "nor a message; write true or false, or say what to use instead")
+    return value
+
+
+Deprecated = Annotated[
+    bool | str, BeforeValidator(_not_a_boolean_word),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {
+        "type": "string", "not": {"pattern": patterns.BOOLEAN_WORD}}]}),
 ]
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
@@ -149,7 +192,7 @@ class Zone(Spec):
         default_factory=lambda: list[Classification](["public", "internal"]),
         description="Classifications that may flow to consumers in other zones.",
     )
-    export_pii: bool = Field(
+    export_pii: StrictBool = Field(
         False, description="Whether pii columns may flow unmasked to other zones."
     )
     platforms: list[Label] | None = Field(
@@ -161,7 +204,7 @@ class Platform(Spec):
     engine: Literal["duckdb", "spark"] = "duckdb"
     description: str | None = None
     master: str | None = Field(None, description="Spark master URL, e.g. local[2]")
-    min_rows: int | None = Field(
+    min_rows: StrictInt | None = Field(
         None, ge=0, description="Jobs over data at least this large are planned here."
     )
     network: Label | None = Field(
@@ -175,13 +218,13 @@ class Defaults(Spec):
     lag: Duration = Field(
         "5m", description="How far back incremental ingests re-read before the last cursor."
     )
-    max_delete_ratio: float = Field(
+    max_delete_ratio: StrictFloat = Field(
         0.5, ge=0, le=1, description="The largest share of a dataset's rows a replace may "
         "remove without --allow-delete.")
 
 
 class OpenLineage(Spec):
-    url: str = Field(description="Base URL of the OpenLineage HTTP endpoint (e.g. Marquez).")
+    url: Url = Field(description="Base URL of the OpenLineage HTTP endpoint (e.g. Marquez).")
     endpoint: str = Field("api/v1/lineage", description="Path under url that takes events.")
     api_key: Secret | None = None
     namespace: str | None = Field(None, description="Job namespace; store datasets are in dataferry://<namespace>.")
@@ -213,9 +256,9 @@ class EcosystemFile(Spec):
 
 class Column(Spec):
     type: TypeText
-    nullable: bool = True
+    nullable: StrictBool = True
     classification: Classification | None = None
-    pii: bool = False
+    pii: StrictBool = False
     description: str | None = None
 
 
@@ -225,9 +268,28 @@ def _column_shorthand(value: Any) -> Any:
 
 
 ColumnSpec = Annotated[
-    Column, BeforeValidator(_column_shorthand, json_schema_input_type=Column | str)
+    Column, BeforeValidator(_column_shorthand, json_schema_input_type=Column | TypeText)
 ]
-Scalar = str | int | float | bool
+
+
+def _one_of(types: tuple[type, ...], what: str) -> BeforeValidator:
+    """One finding for a value of none of a union's types (instead of one per type)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, types) and (bool in types or not isinstance(value, bool)):
+            return value
+        shown = "null" if value is None else "a mapping" if isinstance(value, dict) else (
+            "a list" if isinstance(value, list) else repr(value)[:60])
+        shown = str(value).lower() if isinstance(value, bool) else shown
+        raise _error("value_type", f"{shown} is not {what}")
+
+    return BeforeValidator(check)
+
+
+Scalar = Annotated[StrictStr | StrictInt | StrictFloat | StrictBool,
+                   _one_of((str, int, float, bool), "a text, a number, true or false")]
+Bound = Annotated[StrictInt | StrictFloat | StrictStr,
+                  _one_of((str, int, float), "a number or a text (e.g. a date)")]
 
 
 class NotNullCheck(Spec):
@@ -249,8 +311,8 @@ class AcceptedValuesCheck(Spec):
 
 class Range(Spec):
     column: ColumnName
-    min: float | int | str | None = None
-    max: float | int | str | None = None
+    min: Bound | None = None
+    max: Bound | None = None
 
     @model_validator(mode="after")
     def _bounded(self) -> Range:
@@ -264,8 +326,8 @@ class RangeCheck(Spec):
 
 
 class RowCount(Spec):
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
+    min: StrictInt | None = Field(None, ge=0)
+    max: StrictInt | None = Field(None, ge=0)
 
 
 class RowCountCheck(Spec):
@@ -318,17 +380,17 @@ class DatasetCommon(Spec):
     primary_key: list[ColumnName] = Field(default_factory=list)
     classification: Classification = "internal"
     status: Literal["production", "development"] = "development"
-    deprecated: bool | str = False
+    deprecated: Deprecated = False
     allowed_consumers: list[Name] | None = None
     columns: dict[ColumnName, ColumnSpec] = Field(min_length=1)
     checks: list[Check] = Field(default_factory=list)
-    version: int = Field(1, ge=1, description="Major version; raise it for a breaking change.")
-    retention: int | None = Field(None, ge=1, description="Versions to keep (default: all).")
-    max_delete_ratio: float | None = Field(
+    version: StrictInt = Field(1, ge=1, description="Major version; raise it for a breaking change.")
+    retention: StrictInt | None = Field(None, ge=1, description="Versions to keep (default: all).")
+    max_delete_ratio: StrictFloat | None = Field(
         None, ge=0, le=1, description="The largest share of its rows a replace may remove "
         "without --allow-delete (default: defaults.max_delete_ratio).")
     partition_by: list[ColumnName] = Field(default_factory=list)
-    merge_on_read: bool = Field(
+    merge_on_read: StrictBool = Field(
         True, description="Merges mark replaced rows in deletion vectors instead of "
         "rewriting files (Delta reader version 3)")
     platform: Label | None = None
@@ -340,8 +402,8 @@ class Pagination(Spec):
     )
     page_param: str | None = Field(None, description="Query parameter holding the page number")
     size_param: str | None = None
-    size: int | None = Field(None, ge=1)
-    first_page: int = 1
+    size: StrictInt | None = Field(None, ge=1)
+    first_page: StrictInt = 1
 
 
 class SourceDataset(DatasetCommon):
@@ -371,13 +433,13 @@ class SourceBase(Spec):
 
 class PostgresSource(SourceBase):
     kind: Literal["postgres"]
-    dsn: str
+    dsn: Url
     password: Secret | None = None
 
 
 class MysqlSource(SourceBase):
     kind: Literal["mysql"]
-    dsn: str
+    dsn: Url
     password: Secret | None = None
 
 
@@ -403,7 +465,12 @@ class FilesSource(SourceBase):
 class HttpSource(SourceBase):
     kind: Literal["http"]
     url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Annotated[dict[str, str], WithJsonSchema({
+        "type": "object", "additionalProperties": {"type": "string"},
+        "patternProperties": {f"^{patterns.any_case(h)}$": {
+            "type": "string", "pattern": patterns.SECRET_REFERENCE}
+            for h in patterns.SECRET_HEADERS},
+    })] = Field(default_factory=dict)
     token: Secret | None = Field(None, description="Sent as Authorization: Bearer <token>")
 
 
@@ -440,8 +507,10 @@ class Transformer(DatasetCommon):
         "reference (how a transformer in another zone may read restricted or pii columns)",
     )
     sql: str | None = None
-    sql_file: str | None = None
-    python: str | None = Field(None, description="module:function, Arrow in, Arrow out")
+    sql_file: Annotated[str, WithJsonSchema({
+        "type": "string", "not": {"pattern": patterns.RELATIVE_PATH_OUTSIDE}})] | None = None
+    python: Annotated[str, _pattern(patterns.PYTHON_FUNCTION)] | None = Field(
+        None, description="module:function, Arrow in, Arrow out")
     trigger: Trigger = "on_change"
 
     @model_validator(mode="after")
@@ -465,14 +534,14 @@ class SinkBase(Spec):
 
 class PostgresSink(SinkBase):
     kind: Literal["postgres"]
-    dsn: str
+    dsn: Url
     password: Secret | None = None
     schema_: str | None = Field(None, alias="schema")
 
 
 class MysqlSink(SinkBase):
     kind: Literal["mysql"]
-    dsn: str
+    dsn: Url
     password: Secret | None = None
     schema_: str | None = Field(None, alias="schema")
 
@@ -539,13 +608,13 @@ class Need(Spec):
 
 
 class WebhookNotify(Spec):
-    webhook: str
+    webhook: Url
     secret: Secret | None = None
 
 
 class NatsNotify(Spec):
     nats: str = Field(description="JetStream subject")
-    server: str = Field("nats://127.0.0.1:4222", description="The NATS server, JetStream on.")
+    server: Url = Field("nats://127.0.0.1:4222", description="The NATS server, JetStream on.")
 
 
 def _notify_kind(value: Any) -> str | None:
@@ -575,7 +644,7 @@ class Consumer(Spec):
     description: str | None = None
     sink: Sink
     datasets: list[
-        Annotated[Need, BeforeValidator(_need_shorthand, json_schema_input_type=Need | str)]
+        Annotated[Need, BeforeValidator(_need_shorthand, json_schema_input_type=Need | Ref)]
     ] = Field(min_length=1)
     notify: list[Notify] = Field(default_factory=list)
     platform: Label | None = None
@@ -589,7 +658,7 @@ class TeamFile(Spec):
 
     team: Name
     zone: Label | None = None
-    owners: list[str] | None = Field(None, min_length=1)
+    owners: list[Email] | None = Field(None, min_length=1)
     description: str | None = None
     sources: dict[Name, Source] = Field(default_factory=dict)
     transformers: dict[Name, Transformer] = Field(default_factory=dict)
