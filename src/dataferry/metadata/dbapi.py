@@ -36,7 +36,7 @@ from dataferry.errors import MetadataError, TransientError
 SQLITE_BUSY_SECONDS = 30
 _POOL = 4
 """Idle connections kept for reuse (the scheduler's workers write from several threads)."""
-SUPPORTED = ("use sqlite:///path/to/ferry.db or postgresql://user@host/db")
+SUPPORTED = "use sqlite:///path/to/ferry.db or postgresql://user@host/db"
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,7 @@ class Database:
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._memory: sqlite3.Connection | None = None
+        self._closed = False
 
     @contextmanager
     def transaction(self, *, read_only: bool = False) -> Iterator[Transaction]:
@@ -200,7 +201,9 @@ class Database:
         return self._memory
 
     def close(self) -> None:
+        """Close the idle connections, and those in use when their transaction ends."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
@@ -220,7 +223,7 @@ class Database:
         if connection is self._memory:
             return
         with self._lock:
-            if healthy and len(self._idle) < _POOL:
+            if healthy and not self._closed and len(self._idle) < _POOL:
                 self._idle.append(connection)
                 return
         connection.close()
