@@ -2,8 +2,10 @@
 
 A behaviour check, not a timing: a run of a one-row SQLite ingest, in a fresh
 interpreter, must not import the server, the migration tool (the schema is current),
-HTTP clients or SQL parsers it does not use, the SQL binding of transformers it does not
-run, or progress bars off a terminal.
+SQLAlchemy (the run history goes through sqlite3), HTTP clients or SQL parsers it does
+not use, the SQL binding of transformers it does not run, or progress bars off a
+terminal; and before it first reads its source, nothing only the writing needs: DuckDB,
+deltalake, pyarrow.parquet, cryptography, the store's writer.
 
 And the run's own check parses and binds only the SQL of the consumers and transformers
 it runs (``where:``, the policy's filter and read-column rules, binding): one that fails
@@ -24,13 +26,21 @@ from tests.conftest import Result
 NOT_NEEDED = {"fastapi", "uvicorn", "starlette", "jinja2", "alembic", "mako", "httpx",
               "sqlglot", "pandas", "polars", "connectorx", "pymysql", "psycopg",
               "dataferry.server", "dataferry.events.nats", "pyarrow.dataset",
-              "sqlalchemy.dialects.postgresql", "dataferry.engine.bind", "rich.progress"}
+              "sqlalchemy", "dataferry.metadata.schema", "dataferry.engine.bind",
+              "rich.progress"}
+NOT_BEFORE_THE_READ = {"duckdb", "deltalake", "pyarrow.parquet", "cryptography",
+                       "dataferry.store.publish"}
 
 RUN = """
 import json, sys
+import dataferry.startup_trace as trace
+before_read = []
+def first_source_read():
+    before_read.append(sorted(sys.modules))
+trace.first_source_read = first_source_read  # ingest imports it when it first runs
 from dataferry.cli.main import invoke
 code = invoke(sys.argv[1:])
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+print(json.dumps({"code": code, "modules": sorted(sys.modules), "before_read": before_read}))
 """
 
 TEAM = """\
@@ -82,21 +92,29 @@ def tiny_model(model: Callable[..., Path]) -> Path:
     return root
 
 
-def run_in_fresh_process(*args: str) -> tuple[int, set[str]]:
+def run_in_fresh_process(*args: str) -> tuple[int, set[str], set[str]]:
+    """The exit code, the modules loaded by the end, and those loaded by the first read."""
     done = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True,
                           check=False, timeout=120)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["code"], set(result["modules"])
+    assert result["before_read"], "the run never read its source"
+    return result["code"], set(result["modules"]), set(result["before_read"][0])
+
+
+def _among(names: set[str], modules: set[str]) -> set[str]:
+    return {name for name in names
+            if name in modules or any(m.startswith(name + ".") for m in modules)}
 
 
 def test_a_run_imports_only_what_its_jobs_need(model: Callable[..., Path]) -> None:
     root = tiny_model(model)
     for _ in range(2):  # the first creates the metadata database (migrations run then)
-        code, modules = run_in_fresh_process("run", "crm.tiny", "--full", "--model", str(root))
+        code, modules, before_read = run_in_fresh_process("run", "crm.tiny", "--full",
+                                                          "--model", str(root))
         assert code == 0
-    loaded = {name for name in NOT_NEEDED
-              if name in modules or any(m.startswith(name + ".") for m in modules)}
-    assert loaded == set()
+    assert _among(NOT_NEEDED, modules) == set()
+    assert _among(NOT_BEFORE_THE_READ, before_read) == set()
+    assert _among(NOT_BEFORE_THE_READ, modules) == NOT_BEFORE_THE_READ  # then, it wrote
 
 
 def test_a_run_binds_the_sql_of_the_transformers_it_runs(

@@ -91,15 +91,11 @@ def test_an_abandoned_run_and_a_new_stale_mark_are_events(db: Metadata,
 def test_the_cursor_picks_up_an_event_that_commits_late(db: Metadata) -> None:
     outbox = Outbox(db)
     cursor = EventCursor(outbox, outbox.last_seq())
-    slow = db.sessions()
-    slow.begin()
-    add_event(slow, "slow", "t", "/s", None, MOMENT, {})
-    slow.flush()  # has its number now, not committed
-    with db.sessions.begin() as quick:
-        add_event(quick, "quick", "t", "/q", None, MOMENT, {})
-    assert [e.id for e in cursor.poll()] == ["quick"]
-    slow.commit()
-    slow.close()
+    with db.sql.transaction() as slow:
+        add_event(slow, "slow", "t", "/s", None, MOMENT, {})  # has its number, uncommitted
+        with db.sql.transaction() as quick:
+            add_event(quick, "quick", "t", "/q", None, MOMENT, {})
+        assert [e.id for e in cursor.poll()] == ["quick"]
     assert [e.id for e in cursor.poll()] == ["slow"]  # not skipped
     assert cursor.poll() == []
 
@@ -108,14 +104,11 @@ def test_a_gap_left_by_a_rollback_is_given_up_after_a_while(db: Metadata) -> Non
     outbox = Outbox(db)
     now = [0.0]
     cursor = EventCursor(outbox, outbox.last_seq(), patience=60, clock=lambda: now[0])
-    rolled = db.sessions()
-    rolled.begin()
-    add_event(rolled, "never", "t", "/n", None, MOMENT, {})
-    rolled.flush()
-    rolled.rollback()
-    rolled.close()
-    with db.sessions.begin() as session:
-        add_event(session, "after", "t", "/a", None, MOMENT, {})
+    with pytest.raises(KeyboardInterrupt), db.sql.transaction() as rolled:
+        add_event(rolled, "never", "t", "/n", None, MOMENT, {})
+        raise KeyboardInterrupt  # rolls back
+    with db.sql.transaction() as sql:
+        add_event(sql, "after", "t", "/a", None, MOMENT, {})
     assert [e.id for e in cursor.poll()] == ["after"]
     now[0] = 61
     assert cursor.poll() == [] and not cursor._gaps

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,7 +26,9 @@ from dataferry.connectors.registry import source_class
 from dataferry.engine.context import RunContext
 from dataferry.model.spec import duration_seconds
 from dataferry.startup_trace import first_source_read
-from dataferry.store.publish import Published, publish
+
+if TYPE_CHECKING:
+    from dataferry.store.publish import Published
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,10 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
                     state.update({"column": spec.cursor, "value": _to_state(value),
                                   "kind": kind})
             return state or None
+
+        # Here, after the first read: the writer loads deltalake, DuckDB (key checks),
+        # pyarrow.parquet and the signing keys, which the start of a run does not need.
+        from dataferry.store.publish import publish
 
         published = publish(dataset, spec, stream, keys=context.store.keys,
                             mode=mode,  # type: ignore[arg-type]

@@ -12,21 +12,25 @@ import logging
 import os
 import re
 import sqlite3
-import time
 import zlib
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
-
 from dataferry.errors import MetadataError, TransientError
+from dataferry.metadata.dbapi import (
+    SQLITE_BUSY_SECONDS,
+    SUPPORTED,
+    Database,
+    DatabaseUrl,
+    configure_sqlite,
+)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy loads when something uses the engine, not for a run
     from alembic.config import Config
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("dataferry.metadata")
 
@@ -34,38 +38,64 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_FILE = "ferry.db"
 # pg_advisory_xact_lock key: a fixed number, the same in every dataferry process.
 _MIGRATION_LOCK = zlib.crc32(b"dataferry.metadata.migrate")
-_SQLITE_BUSY_SECONDS = 30
 
 
 class Metadata:
-    """An open metadata database: the Engine and a sessionmaker bound to it.
+    """An open metadata database.
 
     Hand it to ``RunHistory``, ``Leases`` or ``PlanHistory``; ``close()`` (or a ``with``
-    block) returns its connections. ``sessions`` is for transactions that write,
-    ``reads`` for those that only read.
+    block) returns its connections. ``sql`` is the database through its driver (what a
+    run writes, ``dbapi``); ``engine`` the SQLAlchemy Engine, created on first use, with
+    ``sessions`` for transactions that write and ``reads`` for those that only read.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
-        # For transactions that only read: on SQLite they start with a plain BEGIN and so
-        # neither wait for nor hold up the writers (WAL).
-        self.reads: sessionmaker[Session] = sessionmaker(
-            engine.execution_options(dataferry_read_only=True), expire_on_commit=False
-        )
+    def __init__(self, url: DatabaseUrl) -> None:
+        self.sql = Database(url)
+        self._url = url
+
+    @cached_property
+    def engine(self) -> Engine:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import StaticPool
+
+        if self.dialect == "postgresql":
+            return create_engine(f"postgresql+psycopg://{self._url.text.split('://', 1)[1]}",
+                                 pool_pre_ping=True)
+        if self._url.is_file:
+            return _sqlite_engine(self._url.text, wal=True)
+        # In memory: one connection holds the database, shared with ``sql``.
+        return _sqlite_engine(self._url.text, wal=False, creator=self.sql.shared_connection,
+                              poolclass=StaticPool)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def reads(self) -> sessionmaker[Session]:
+        """For transactions that only read: on SQLite they start with a plain BEGIN and so
+        neither wait for nor hold up the writers (WAL)."""
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.engine.execution_options(dataferry_read_only=True),
+                            expire_on_commit=False)
 
     @property
     def url(self) -> str:
         """The database URL with any password masked: safe for logs and messages."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return self._url.masked()
 
     @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
-        return self.engine.dialect.name
+        return self._url.backend
 
     def close(self) -> None:
-        self.engine.dispose()
+        if "engine" in self.__dict__:
+            self.__dict__.pop("engine").dispose()
+        self.sql.close()
 
     def __enter__(self) -> Metadata:
         return self
@@ -89,19 +119,16 @@ def metadata_url(home: Path, configured: str | None, *, root: Path | None = None
     file wherever it is started.
     """
     if configured is None:
-        return URL.create("sqlite", database=str(home.resolve() / DEFAULT_FILE)).render_as_string(
-            hide_password=False
-        )
-    url = _parse(configured)
-    database = url.database
-    if url.get_backend_name() != "sqlite" or not _is_file(database):
+        return f"sqlite:///{home.resolve() / DEFAULT_FILE}"
+    url = DatabaseUrl.parse(configured)
+    if url.backend != "sqlite" or not url.is_file:
         return configured
-    assert database is not None
-    path = Path(database)
+    assert url.database is not None
+    path = Path(url.database)
     if path.is_absolute():
         return configured
     base = root if root is not None else home.parent
-    return url.set(database=str((base / path).resolve())).render_as_string(hide_password=False)
+    return url.with_database(str((base / path).resolve()))
 
 
 def open_metadata(url: str) -> Metadata:
@@ -111,32 +138,50 @@ def open_metadata(url: str) -> Metadata:
     Raises ``TransientError`` when the server cannot be reached (worth retrying) and
     ``MetadataError`` for a URL that cannot work.
     """
-    parsed = _parse(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise MetadataError(
-            f"metadata: {parsed.render_as_string(hide_password=True)} is not supported; "
-            "use sqlite:///path/to/ferry.db or postgresql://user@host/db"
-        )
-    if backend == "sqlite":
-        engine = _sqlite_engine(parsed)
-    else:
-        engine = create_engine(parsed, pool_pre_ping=True)
+    parsed = DatabaseUrl.parse(url)
+    if parsed.backend not in ("sqlite", "postgresql"):
+        raise MetadataError(f"metadata: {parsed.masked()} is not supported; {SUPPORTED}")
+    if parsed.is_file:
+        assert parsed.database is not None
+        _private_file(Path(parsed.database))
+    db = Metadata(parsed)
     try:
-        upgrade(engine)
-    except OperationalError as error:
-        engine.dispose()
-        shown = parsed.render_as_string(hide_password=True)
-        message = f"cannot open the metadata database {shown}: {error.orig}"
-        if backend == "postgresql":  # server down or restarting: worth retrying
+        if not _schema_is_current(db.sql):
+            upgrade(db.engine)
+    except BaseException as error:
+        db.close()
+        if isinstance(error, TransientError) or not _cannot_open(error):
+            raise
+        message = (f"cannot open the metadata database {parsed.masked()}: "
+                   f"{getattr(error, 'orig', None) or error}")
+        if db.dialect == "postgresql":  # server down or restarting: worth retrying
             raise TransientError(message) from error
         raise MetadataError(message) from error  # a file we may not create or open
-    except BaseException:
-        engine.dispose()
-        raise
-    return Metadata(engine)
+    return db
+
+
+def _cannot_open(error: BaseException) -> bool:
+    """sqlite3's, psycopg's or SQLAlchemy's ``OperationalError``: the file or the server
+    cannot be used."""
+    return isinstance(error, sqlite3.OperationalError) or (
+        type(error).__name__ == "OperationalError"
+        and type(error).__module__.split(".")[0] in ("psycopg", "sqlalchemy"))
+
+
+def _schema_is_current(sql: Database) -> bool:
+    """Whether the database is at the newest migration already (the common case: then
+    neither SQLAlchemy nor Alembic and its migrations need loading)."""
+    head = head_revision()
+    if head is None:
+        return False
+    exists = ("SELECT to_regclass('alembic_version') IS NOT NULL" if sql.postgres else
+              "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+              "AND name = 'alembic_version'")
+    with sql.transaction(read_only=True) as read:
+        if not read.execute(exists).fetchone()[0]:
+            return False
+        rows = read.execute("SELECT version_num FROM alembic_version").fetchall()
+    return len(rows) == 1 and str(rows[0][0]) == head
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -160,6 +205,8 @@ def upgrade(engine: Engine) -> None:
     transaction-scoped advisory lock, so a second process waits, then finds the schema
     current; on SQLite the ``BEGIN IMMEDIATE`` every transaction starts with does the same.
     """
+    from sqlalchemy import text
+
     with engine.connect() as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
@@ -189,53 +236,26 @@ def head_revision() -> str | None:
 
 def _current_revision(connection: Connection) -> str | None:
     """The revision the database is at (Alembic's ``alembic_version``), None if none."""
+    from sqlalchemy import inspect, text
+
     if not inspect(connection).has_table("alembic_version"):
         return None
     rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
     return str(rows[0][0]) if len(rows) == 1 else None
 
 
-def _parse(url: str) -> URL:
-    try:
-        return make_url(url)
-    except ArgumentError as error:
-        # The message would echo the URL, password included: name only the problem.
-        raise MetadataError(
-            "metadata: not a database URL; use sqlite:///path/to/ferry.db or "
-            "postgresql://user@host/db"
-        ) from error
+def _sqlite_engine(url: str, *, wal: bool, **options: object) -> Engine:
+    from sqlalchemy import create_engine, event
 
-
-def _is_file(database: str | None) -> bool:
-    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
-
-
-def _sqlite_engine(url: URL) -> Engine:
-    database = url.database
-    if _is_file(database):
-        assert database is not None
-        _private_file(Path(database))
-    engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_SECONDS})
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **options)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        # Take transactions over from the sqlite3 module (which would BEGIN lazily,
-        # before the first write) so "begin" below decides how they start.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_SECONDS * 1000}")
-        cursor.execute("PRAGMA foreign_keys = ON")  # off by default: no cascading deletes
-        if _is_file(database):
-            # Readers (the UI, `ferry runs`) and the scheduler's writes do not block each other.
-            _enable_wal(cursor)
-        cursor.close()
+        configure_sqlite(dbapi_connection, wal=wal)
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock up front, waiting up to busy_timeout for it. A
-        # deferred transaction that reads and then writes can instead fail at once with
-        # "database is locked" when another process wrote in between. Writing
-        # transactions are short, so serializing them costs nothing noticeable.
+        # As ``dbapi.Database.transaction`` does: IMMEDIATE when the transaction writes.
         if connection.get_execution_options().get("dataferry_read_only"):
             connection.exec_driver_sql("BEGIN")
         else:
@@ -267,21 +287,3 @@ def _private_file(path: Path) -> None:
                      path.with_name(path.name + "-shm")):
             if file.exists():
                 os.chmod(file, 0o600)
-
-
-def _enable_wal(cursor: sqlite3.Cursor) -> None:
-    """Switch the file to WAL (persistent: later connections find it done already).
-
-    The switch needs the file to itself, and SQLite reports "database is locked" at once
-    instead of waiting out busy_timeout when another process is using a file that is
-    not in WAL mode yet: that happens when two processes open a new database together.
-    """
-    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)

@@ -10,12 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
-
 from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata
 from dataferry.metadata.outbox import DATASET_STALE, add_event
-from dataferry.metadata.schema import StaleRow
 
 
 @dataclass(frozen=True)
@@ -40,15 +37,16 @@ class Staleness:
         A new mark puts an ``io.dataferry.dataset.stale`` event in the outbox, in the
         same transaction (source ``/datasets/<dataset>``).
         """
-        with self.db.sessions.begin() as session:
-            row = session.get(StaleRow, job_id)
-            if row is not None:
-                row.data_as_of, row.reason = data_as_of, reason
+        with self.db.sql.transaction() as sql:
+            if sql.execute("UPDATE stale SET data_as_of = :data_as_of, reason = :reason "
+                           "WHERE job_id = :job_id", data_as_of=sql.time(data_as_of),
+                           reason=reason, job_id=job_id).rowcount:
                 return False
             now = self.now()
-            session.add(StaleRow(job_id=job_id, since=now, data_as_of=data_as_of,
-                                 reason=reason))
-            add_event(session, f"stale-{job_id}-{now.isoformat()}", DATASET_STALE,
+            sql.execute("INSERT INTO stale (job_id, since, data_as_of, reason) "
+                        "VALUES (:job_id, :since, :data_as_of, :reason)", job_id=job_id,
+                        since=sql.time(now), data_as_of=sql.time(data_as_of), reason=reason)
+            add_event(sql, f"stale-{job_id}-{now.isoformat()}", DATASET_STALE,
                       f"/datasets/{dataset}" if dataset else f"/jobs/{job_id}", job_id, now,
                       {"job": job_id, "ref": dataset, "consumer": consumer,
                        "data_as_of": data_as_of.isoformat() if data_as_of else None,
@@ -57,11 +55,13 @@ class Staleness:
 
     def clear(self, job_id: str) -> bool:
         """Fresh again; True if it was marked."""
-        with self.db.sessions.begin() as session:
-            result = session.execute(delete(StaleRow).where(StaleRow.job_id == job_id))
-            return bool(getattr(result, "rowcount", 0))
+        with self.db.sql.transaction() as sql:
+            return bool(sql.execute("DELETE FROM stale WHERE job_id = :job_id",
+                                    job_id=job_id).rowcount)
 
     def stale(self) -> list[Stale]:
-        with self.db.reads.begin() as session:
-            rows = session.scalars(select(StaleRow).order_by(StaleRow.job_id)).all()
-            return [Stale(r.job_id, r.since, r.data_as_of, r.reason) for r in rows]
+        with self.db.sql.transaction(read_only=True) as sql:
+            rows = sql.execute("SELECT job_id, since, data_as_of, reason FROM stale "
+                               "ORDER BY job_id").fetchall()
+            return [Stale(job_id, sql.read_stamp(since), sql.read_time(data_as_of), reason)
+                    for job_id, since, data_as_of, reason in rows]

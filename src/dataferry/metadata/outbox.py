@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from dataferry.metadata.database import Metadata
-from dataferry.metadata.schema import EventRow
+from dataferry.metadata.dbapi import Transaction
 
 RUN_SUCCEEDED = "io.dataferry.run.succeeded"
 RUN_FAILED = "io.dataferry.run.failed"
@@ -58,11 +55,13 @@ class PublishedVersion:
     """Rows it removed (changed and deleted ones): changed rows count in both."""
 
 
-def add_event(session: Session, event_id: str, type_: str, source: str, subject: str | None,
+def add_event(sql: Transaction, event_id: str, type_: str, source: str, subject: str | None,
               at: datetime, data: dict[str, Any]) -> None:
     """Put an event in the outbox, in the caller's transaction."""
-    session.add(EventRow(event_id=event_id, type=type_, source=source, subject=subject,
-                         time=at, data=data))
+    sql.execute('INSERT INTO events (event_id, "type", "source", subject, "time", data) '
+                "VALUES (:event_id, :type, :source, :subject, :at, :data)",
+                event_id=event_id, type=type_, source=source, subject=subject,
+                at=sql.time(at), data=sql.json(data))
 
 
 class Outbox:
@@ -73,22 +72,26 @@ class Outbox:
 
     def after(self, seq: int, limit: int = 500) -> list[Event]:
         """Events after ``seq``, oldest first."""
-        query = select(EventRow).where(EventRow.seq > seq).order_by(EventRow.seq).limit(limit)
-        with self.db.reads.begin() as session:
-            return [_event(row) for row in session.scalars(query)]
+        return self._events("seq > :seq ORDER BY seq LIMIT :limit", seq=seq, limit=limit)
 
     def get(self, seqs: Collection[int]) -> list[Event]:
         """The events with these ``seq`` that exist (committed) now, oldest first."""
         if not seqs:
             return []
-        query = select(EventRow).where(EventRow.seq.in_(sorted(seqs))).order_by(EventRow.seq)
-        with self.db.reads.begin() as session:
-            return [_event(row) for row in session.scalars(query)]
+        named = {f"s{n}": seq for n, seq in enumerate(sorted(seqs))}
+        return self._events(f"seq IN ({', '.join(':' + k for k in named)}) ORDER BY seq",
+                            **named)
 
     def last_seq(self) -> int:
         """The newest event's ``seq`` (0: none yet)."""
-        with self.db.reads.begin() as session:
-            return int(session.scalar(select(func.max(EventRow.seq))) or 0)
+        with self.db.sql.transaction(read_only=True) as sql:
+            return int(sql.execute("SELECT max(seq) FROM events").fetchone()[0] or 0)
+
+    def _events(self, condition: str, **params: Any) -> list[Event]:
+        with self.db.sql.transaction(read_only=True) as sql:
+            rows = sql.execute('SELECT seq, event_id, "type", "source", subject, "time", data '
+                               f"FROM events WHERE {condition}", **params).fetchall()
+            return [_event(sql, row) for row in rows]
 
 
 class EventCursor:
@@ -128,6 +131,7 @@ class EventCursor:
         return late + fresh
 
 
-def _event(row: EventRow) -> Event:
-    return Event(row.seq, row.event_id, row.type, row.source, row.subject, row.time,
-                 dict(row.data))
+def _event(sql: Transaction, row: Any) -> Event:
+    seq, event_id, type_, source, subject, at, data = row
+    return Event(int(seq), event_id, type_, source, subject, sql.read_stamp(at),
+                 dict(sql.read_json(data)))

@@ -5,7 +5,7 @@ A run starts ``running`` with a lease on its own row that the worker extends wit
 that died without saying so (SIGKILL, OOM killer, power loss). Any scheduler can find
 those with ``expired_runs`` and claim each one once with ``mark_abandoned``.
 
-Everything returned is a frozen dataclass: callers never hold an ORM session.
+Everything returned is a frozen dataclass: callers never hold a connection.
 
 A failed run's ``error`` and every log line's ``message`` are *public*: every logged-in
 user, the event stream and webhooks read them, so they never hold row values or keys.
@@ -23,13 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from dataferry.errors import MetadataError
 from dataferry.metadata.clock import Clock, utcnow
 from dataferry.metadata.database import Metadata
+from dataferry.metadata.dbapi import Transaction, is_integrity_error
 from dataferry.metadata.outbox import (
     RUN_FAILED,
     RUN_SUCCEEDED,
@@ -37,7 +34,6 @@ from dataferry.metadata.outbox import (
     PublishedVersion,
     add_event,
 )
-from dataferry.metadata.schema import RunErrorRow, RunLogRow, RunRow
 
 JobKind = Literal["ingest", "transform", "deliver"]
 Trigger = Literal["manual", "schedule", "freshness", "on_change", "definition", "retry"]
@@ -131,7 +127,9 @@ def worker_name() -> str:
 class RunHistory:
     """Records runs in the metadata database and reads them back.
 
-    ``now`` is the clock for every timestamp and lease; tests pass a fake one.
+    ``now`` is the clock for every timestamp and lease; tests pass a fake one. Plain SQL
+    through the driver (``dbapi``): a run records itself before it reads its source,
+    and SQLAlchemy would double what a run costs before then.
     """
 
     def __init__(self, db: Metadata, now: Clock = utcnow) -> None:
@@ -147,25 +145,29 @@ class RunHistory:
         _check(kind, JobKind, "job kind")
         _check(trigger, Trigger, "trigger")
         now = self.now()
-        row = RunRow(job_id=job_id, job_kind=kind, trigger=trigger, status="running",
-                     attempt=attempt, started_at=now, ended_at=None, rows_in=0, rows_out=0,
-                     versions_read=[], versions_written=[], error=None, worker=worker,
-                     lease_expires_at=now + timedelta(seconds=lease_seconds))
-        with self.db.sessions.begin() as session:
-            session.add(row)
-            session.flush()
-            return row.id
+        with self.db.sql.transaction() as sql:
+            return int(sql.execute(
+                'INSERT INTO runs (job_id, job_kind, "trigger", status, attempt, started_at, '
+                "rows_in, rows_out, versions_read, versions_written, worker, lease_expires_at) "
+                "VALUES (:job_id, :kind, :trigger, 'running', :attempt, :now, 0, 0, :empty, "
+                ":empty, :worker, :expires) RETURNING id",
+                job_id=job_id, kind=kind, trigger=trigger, attempt=attempt, now=sql.time(now),
+                empty=sql.json([]), worker=worker,
+                expires=sql.time(now + timedelta(seconds=lease_seconds))).fetchone()[0])
 
     def log(self, run_id: int, level: Level, message: str, detail: str | None = None) -> None:
         """Append a line to a run's log: ``message`` for everyone who may see the run (no
         row values), ``detail`` the full line for those who may read its rows."""
         _check(level, Level, "log level")
         try:
-            with self.db.sessions.begin() as session:
-                session.add(RunLogRow(run_id=run_id, at=self.now(), level=level,
-                                      message=message,
-                                      detail=None if detail == message else detail))
-        except IntegrityError as error:
+            with self.db.sql.transaction() as sql:
+                sql.execute("INSERT INTO run_logs (run_id, at, level, message, detail) "
+                            "VALUES (:run_id, :at, :level, :message, :detail)",
+                            run_id=run_id, at=sql.time(self.now()), level=level,
+                            message=message, detail=None if detail == message else detail)
+        except Exception as error:
+            if not is_integrity_error(error):
+                raise
             raise MetadataError(f"cannot log to run {run_id}: there is no such run") from error
 
     def finish_run(self, run_id: int, status: Status, rows_in: int = 0, rows_out: int = 0,
@@ -187,34 +189,33 @@ class RunHistory:
         """
         if status not in FINISHED:
             raise ValueError(f"{status!r} is not a finished status: {', '.join(sorted(FINISHED))}")
-        with self.db.sessions.begin() as session:
-            done = session.connection().execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "running")
-                .values(status=status, ended_at=self.now(), rows_in=rows_in, rows_out=rows_out,
-                        versions_read=_to_json(versions_read),
-                        versions_written=_to_json(versions_written),
-                        error=error, lease_expires_at=None)
-            )
-            if done.rowcount != 1:
+        with self.db.sql.transaction() as sql:
+            found = sql.execute(
+                "UPDATE runs SET status = :status, ended_at = :now, rows_in = :rows_in, "
+                "rows_out = :rows_out, versions_read = :read, versions_written = :written, "
+                "error = :error, lease_expires_at = NULL "
+                f"WHERE id = :id AND status = 'running' RETURNING {_COLUMNS}",
+                status=status, now=sql.time(self.now()), rows_in=rows_in, rows_out=rows_out,
+                read=sql.json(_to_json(versions_read)),
+                written=sql.json(_to_json(versions_written)), error=error, id=run_id,
+            ).fetchone()
+            if found is None:
                 return False
             checked = list(checks)
             if (error_detail is not None and error_detail != error) or checked:
-                session.add(RunErrorRow(run_id=run_id, detail=error_detail,
-                                        checks=checked or None))
-            row = session.get(RunRow, run_id)
-            assert row is not None
-            add_run_events(session, row, published)
+                sql.execute("INSERT INTO run_errors (run_id, detail, checks) "
+                            "VALUES (:id, :detail, :checks)", id=run_id, detail=error_detail,
+                            checks=sql.json(checked or None))
+            add_run_events(sql, _run(sql, found), published)
             return True
 
     def record_reading(self, run_id: int, versions: Iterable[VersionRef]) -> bool:
         """Record, while a run still runs, the versions it is about to read, so that ``ferry
         gc`` (``held_versions``) keeps them until it ends; False if it no longer runs."""
-        with self.db.sessions.begin() as session:
-            done = session.connection().execute(
-                update(RunRow).where(RunRow.id == run_id, RunRow.status == "running")
-                .values(versions_read=_to_json(versions)))
-            return done.rowcount == 1
+        with self.db.sql.transaction() as sql:
+            return sql.execute(
+                "UPDATE runs SET versions_read = :read WHERE id = :id AND status = 'running'",
+                read=sql.json(_to_json(versions)), id=run_id).rowcount == 1
 
     def held_versions(self, ref: str, jobs: Collection[str] | None = None) -> list[Hold]:
         """The versions of dataset ``ref`` that jobs still hold, from the run history alone
@@ -222,44 +223,37 @@ class RunHistory:
         version its sink has), and what every run still running with a live lease reads
         (``record_reading``). ``jobs``, if given, limits the deliveries to those job ids
         (those of the consumers the model still declares)."""
-        now = self.now()
         held: list[Hold] = []
-        newest = (select(func.max(RunRow.id)).where(RunRow.job_kind == "deliver",
-                                                     RunRow.status.in_(CONSUMED))
-                  .group_by(RunRow.job_id))
-        with self.db.reads.begin() as session:
-            last = session.scalars(select(RunRow).where(RunRow.id.in_(newest))).all()
-            running = session.scalars(select(RunRow).where(
-                RunRow.status == "running", RunRow.lease_expires_at > now)).all()
-            for row in last:
-                if jobs is None or row.job_id in jobs:
-                    held += [Hold(v.version, row.job_id, f"its last delivery (run {row.id})")
-                             for v in _from_json(row.versions_read) if v.ref == ref]
-            for row in running:
-                held += [Hold(v.version, row.job_id, f"run {row.id}, running, reads it")
-                         for v in _from_json(row.versions_read) if v.ref == ref]
+        with self.db.sql.transaction(read_only=True) as sql:
+            last = _runs(sql, f"SELECT {_COLUMNS} FROM runs WHERE id IN (SELECT max(id) "
+                              "FROM runs WHERE job_kind = 'deliver' AND status IN "
+                              "('succeeded', 'unchanged') GROUP BY job_id)")
+            running = _runs(sql, f"SELECT {_COLUMNS} FROM runs WHERE status = 'running' "
+                                 "AND lease_expires_at > :now", now=sql.time(self.now()))
+        for run in last:
+            if jobs is None or run.job_id in jobs:
+                held += [Hold(v.version, run.job_id, f"its last delivery (run {run.id})")
+                         for v in run.versions_read if v.ref == ref]
+        for run in running:
+            held += [Hold(v.version, run.job_id, f"run {run.id}, running, reads it")
+                     for v in run.versions_read if v.ref == ref]
         return sorted(held, key=lambda h: (h.version, h.job_id))
 
     def heartbeat(self, run_id: int, lease_seconds: float) -> bool:
         """Extend a running run's lease; False means it was declared abandoned: stop."""
-        with self.db.sessions.begin() as session:
-            done = session.connection().execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "running")
-                .values(lease_expires_at=self.now() + timedelta(seconds=lease_seconds))
-            )
-            return done.rowcount == 1
+        with self.db.sql.transaction() as sql:
+            return sql.execute(
+                "UPDATE runs SET lease_expires_at = :expires "
+                "WHERE id = :id AND status = 'running'",
+                expires=sql.time(self.now() + timedelta(seconds=lease_seconds)),
+                id=run_id).rowcount == 1
 
     def expired_runs(self, now: datetime | None = None) -> list[Run]:
         """Runs still ``running`` whose lease expired by ``now``: their process is gone."""
         at = self.now() if now is None else now
-        with self.db.reads.begin() as session:
-            rows = session.scalars(
-                select(RunRow)
-                .where(RunRow.status == "running", RunRow.lease_expires_at <= at)
-                .order_by(RunRow.id)
-            ).all()
-            return [_run(row) for row in rows]
+        with self.db.sql.transaction(read_only=True) as sql:
+            return _runs(sql, f"SELECT {_COLUMNS} FROM runs WHERE status = 'running' "
+                              "AND lease_expires_at <= :at ORDER BY id", at=sql.time(at))
 
     def mark_abandoned(self, run_id: int) -> bool:
         """Fail a run whose lease expired; True for the one caller that did it.
@@ -268,78 +262,81 @@ class RunHistory:
         them win, so exactly one schedules the retry.
         """
         now = self.now()
-        with self.db.sessions.begin() as session:
-            row = session.get(RunRow, run_id)
-            if row is None or row.status != "running" or row.lease_expires_at is None:
+        with self.db.sql.transaction() as sql:
+            found = _runs(sql, f"SELECT {_COLUMNS} FROM runs WHERE id = :id", id=run_id)
+            if (not found or found[0].status != "running"
+                    or found[0].lease_expires_at is None):
                 return False
-            message = (f"abandoned: worker {row.worker} stopped heartbeating; its lease "
-                       f"expired at {row.lease_expires_at.isoformat()}")
-            done = session.connection().execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "running",
-                       RunRow.lease_expires_at <= now)
-                .values(status="failed", ended_at=now, error=message, lease_expires_at=None)
-            )
-            if done.rowcount != 1:
+            message = (f"abandoned: worker {found[0].worker} stopped heartbeating; its lease "
+                       f"expired at {found[0].lease_expires_at.isoformat()}")
+            row = sql.execute(
+                "UPDATE runs SET status = 'failed', ended_at = :now, error = :error, "
+                "lease_expires_at = NULL WHERE id = :id AND status = 'running' "
+                f"AND lease_expires_at <= :now RETURNING {_COLUMNS}",
+                now=sql.time(now), error=message, id=run_id).fetchone()
+            if row is None:
                 return False
-            session.add(RunLogRow(run_id=run_id, at=now, level="error", message=message))
-            session.refresh(row)
-            add_run_events(session, row)
+            sql.execute("INSERT INTO run_logs (run_id, at, level, message) "
+                        "VALUES (:id, :at, 'error', :message)",
+                        id=run_id, at=sql.time(now), message=message)
+            add_run_events(sql, _run(sql, row))
             return True
 
     def list_runs(self, limit: int = 50, offset: int = 0, failed_only: bool = False,
                   job_id: str | None = None) -> list[Run]:
         """Runs newest first (by start order), optionally only failed ones or one job's."""
-        query = select(RunRow).order_by(RunRow.id.desc()).limit(limit).offset(offset)
-        if failed_only:
-            query = query.where(RunRow.status == "failed")
+        where = ["status = 'failed'"] if failed_only else []
         if job_id is not None:
-            query = query.where(RunRow.job_id == job_id)
-        with self.db.reads.begin() as session:
-            return [_run(row) for row in session.scalars(query).all()]
+            where.append("job_id = :job_id")
+        with self.db.sql.transaction(read_only=True) as sql:
+            return _runs(sql, f"SELECT {_COLUMNS} FROM runs {_where(where)} "
+                              "ORDER BY id DESC LIMIT :limit OFFSET :offset",
+                         job_id=job_id, limit=limit, offset=offset)
 
     def ended_since(self, moment: datetime | None, limit: int = 100) -> list[Run]:
         """Runs that ended after ``moment`` (all ended runs when None), oldest end first:
         what an event stream has not sent yet."""
-        query = select(RunRow).where(RunRow.ended_at.is_not(None))
-        if moment is not None:
-            query = query.where(RunRow.ended_at > moment)
-        with self.db.reads.begin() as session:
-            rows = session.scalars(query.order_by(RunRow.ended_at, RunRow.id).limit(limit)).all()
-            return [_run(row) for row in rows]
+        where = ["ended_at IS NOT NULL"] + ([] if moment is None else ["ended_at > :moment"])
+        with self.db.sql.transaction(read_only=True) as sql:
+            return _runs(sql, f"SELECT {_COLUMNS} FROM runs {_where(where)} "
+                              "ORDER BY ended_at, id LIMIT :limit",
+                         moment=sql.time(moment), limit=limit)
 
     def last_run(self, job_id: str, statuses: Iterable[str] | None = None) -> Run | None:
         """The newest run of ``job_id`` (with one of ``statuses``, if given)."""
-        query = select(RunRow).where(RunRow.job_id == job_id)
+        where = ["job_id = :job_id"]
+        named: dict[str, Any] = {}
         if statuses is not None:
-            query = query.where(RunRow.status.in_(list(statuses)))
-        with self.db.reads.begin() as session:
-            row = session.scalars(query.order_by(RunRow.id.desc()).limit(1)).first()
-            return _run(row) if row is not None else None
+            where.append(_status_in(statuses, named))
+        with self.db.sql.transaction(read_only=True) as sql:
+            found = _runs(sql, f"SELECT {_COLUMNS} FROM runs {_where(where)} "
+                               "ORDER BY id DESC LIMIT 1", job_id=job_id, **named)
+            return found[0] if found else None
 
     def latest_runs(self, statuses: Iterable[str] | None = None) -> dict[str, Run]:
         """The newest run of every job (with one of ``statuses``, if given), by job id:
         ``last_run`` for all jobs in one query."""
-        newest = select(func.max(RunRow.id)).group_by(RunRow.job_id)
-        if statuses is not None:
-            newest = newest.where(RunRow.status.in_(list(statuses)))
-        with self.db.reads.begin() as session:
-            rows = session.scalars(select(RunRow).where(RunRow.id.in_(newest))).all()
-            return {row.job_id: _run(row) for row in rows}
+        named: dict[str, Any] = {}
+        where = [] if statuses is None else [_status_in(statuses, named)]
+        with self.db.sql.transaction(read_only=True) as sql:
+            rows = _runs(sql, f"SELECT {_COLUMNS} FROM runs WHERE id IN (SELECT max(id) "
+                              f"FROM runs {_where(where)} GROUP BY job_id)", **named)
+            return {run.job_id: run for run in rows}
 
     def changed_runs(self, after_id: int, running: Collection[int]) -> list[Run]:
         """Runs started after run ``after_id``, and the runs of ``running`` as they are
         now (a run's row changes only while it runs), by id."""
-        changed = RunRow.id > after_id
-        if running:
-            changed = or_(changed, RunRow.id.in_(sorted(running)))
-        with self.db.reads.begin() as session:
-            rows = session.scalars(select(RunRow).where(changed).order_by(RunRow.id)).all()
-            return [_run(row) for row in rows]
+        named = {f"r{n}": run_id for n, run_id in enumerate(sorted(running))}
+        changed = "id > :after" + (f" OR id IN ({', '.join(':' + k for k in named)})"
+                                   if named else "")
+        with self.db.sql.transaction(read_only=True) as sql:
+            return _runs(sql, f"SELECT {_COLUMNS} FROM runs WHERE {changed} ORDER BY id",
+                         after=after_id, **named)
 
     def running_ids(self) -> set[int]:
-        with self.db.reads.begin() as session:
-            return set(session.scalars(select(RunRow.id).where(RunRow.status == "running")))
+        with self.db.sql.transaction(read_only=True) as sql:
+            return {int(row[0]) for row in
+                    sql.execute("SELECT id FROM runs WHERE status = 'running'").fetchall()}
 
     def start_times(self, run_ids: Collection[int]) -> dict[int, datetime]:
         """When each of these runs started (those that exist)."""
@@ -351,30 +348,31 @@ class RunHistory:
 
     def get_run(self, run_id: int) -> RunDetail | None:
         """One run with its log lines, or None if there is no such run."""
-        with self.db.reads.begin() as session:
-            row = session.get(RunRow, run_id)
-            if row is None:
+        with self.db.sql.transaction(read_only=True) as sql:
+            found = _runs(sql, f"SELECT {_COLUMNS} FROM runs WHERE id = :id", id=run_id)
+            if not found:
                 return None
-            lines = session.scalars(
-                select(RunLogRow).where(RunLogRow.run_id == run_id).order_by(RunLogRow.id)
-            ).all()
-            log = tuple(LogLine(line.at, line.level, line.message, line.detail)
-                        for line in lines)
-            recorded = session.get(RunErrorRow, run_id) is not None
-            return RunDetail(**vars(_run(row)), log=log,
+            log = tuple(LogLine(sql.read_stamp(at), level, message, detail)
+                        for at, level, message, detail in sql.execute(
+                            "SELECT at, level, message, detail FROM run_logs "
+                            "WHERE run_id = :id ORDER BY id", id=run_id).fetchall())
+            recorded = sql.execute("SELECT 1 FROM run_errors WHERE run_id = :id",
+                                   id=run_id).fetchone() is not None
+            return RunDetail(**vars(found[0]), log=log,
                              has_detail=recorded or any(line.detail for line in log))
 
     def error_detail(self, run_id: int) -> ErrorDetail | None:
         """The detail a failed run recorded apart from its public ``error`` (None: none).
         It may hold row values: show it only to those who may read the job's rows."""
-        with self.db.reads.begin() as session:
-            found = session.get(RunErrorRow, run_id)
+        with self.db.sql.transaction(read_only=True) as sql:
+            found = sql.execute("SELECT detail, checks FROM run_errors WHERE run_id = :id",
+                                id=run_id).fetchone()
             if found is None:
                 return None
-            return ErrorDetail(found.detail, tuple(found.checks or ()))
+            return ErrorDetail(found[0], tuple(sql.read_json(found[1]) or ()))
 
 
-def add_run_events(session: Session, run: RunRow,
+def add_run_events(sql: Transaction, run: Run,
                    published: Collection[PublishedVersion] = ()) -> None:
     """The events of a finished run, in its transaction.
 
@@ -389,25 +387,58 @@ def add_run_events(session: Session, run: RunRow,
     """
     recovered = False
     if run.status in CONSUMED:
-        before = session.scalar(select(RunRow.status).where(
-            RunRow.job_id == run.job_id, RunRow.id < run.id).order_by(RunRow.id.desc())
-            .limit(1))
-        recovered = before in ("failed", "skipped")
+        before = sql.execute("SELECT status FROM runs WHERE job_id = :job_id AND id < :id "
+                             "ORDER BY id DESC LIMIT 1", job_id=run.job_id, id=run.id).fetchone()
+        recovered = before is not None and before[0] in ("failed", "skipped")
         if run.status == "unchanged" and not recovered:
             return
     at = run.ended_at or run.started_at
-    add_event(session, f"run-{run.id}", RUN_SUCCEEDED if run.status in CONSUMED else RUN_FAILED,
+    add_event(sql, f"run-{run.id}", RUN_SUCCEEDED if run.status in CONSUMED else RUN_FAILED,
               f"/runs/{run.id}", run.job_id, at,
               {"run": run.id, "job": run.job_id, "status": run.status, "attempt": run.attempt,
                "recovered": recovered, "rows_in": run.rows_in, "rows_out": run.rows_out,
-               "read": run.versions_read or [], "written": run.versions_written or [],
+               "read": _to_json(run.versions_read), "written": _to_json(run.versions_written),
                "error": run.error})
     for version in published:
-        add_event(session, f"version-{version.ref}-{version.version}", VERSION_PUBLISHED,
+        add_event(sql, f"version-{version.ref}-{version.version}", VERSION_PUBLISHED,
                   f"/datasets/{version.ref}", version.ref, version.created_at,
                   {"ref": version.ref, "version": version.version, "rows": version.rows,
                    "added": version.added, "removed": version.removed,
                    "manifest_hash": version.manifest_hash})
+
+
+_COLUMNS = ('id, job_id, job_kind, "trigger", status, attempt, started_at, ended_at, rows_in, '
+            "rows_out, versions_read, versions_written, error, worker, lease_expires_at")
+
+
+def _runs(sql: Transaction, query: str, **params: Any) -> list[Run]:
+    return [_run(sql, row) for row in sql.execute(query, **params).fetchall()]
+
+
+def _run(sql: Transaction, row: Any) -> Run:
+    (id_, job_id, job_kind, trigger, status, attempt, started_at, ended_at, rows_in, rows_out,
+     read, written, error, worker, lease_expires_at) = row
+    return Run(
+        id=int(id_), job_id=job_id, job_kind=job_kind, trigger=trigger, status=status,
+        attempt=int(attempt), started_at=sql.read_stamp(started_at), ended_at=sql.read_time(ended_at),
+        rows_in=int(rows_in), rows_out=int(rows_out),
+        versions_read=_from_json(sql.read_json(read)),
+        versions_written=_from_json(sql.read_json(written)), error=error, worker=worker,
+        lease_expires_at=sql.read_time(lease_expires_at),
+    )
+
+
+def _where(conditions: list[str]) -> str:
+    return ("WHERE " + " AND ".join(f"({c})" for c in conditions)) if conditions else ""
+
+
+def _status_in(statuses: Iterable[str], named: dict[str, Any]) -> str:
+    """``status IN (...)`` with one parameter per status (added to ``named``)."""
+    wanted = sorted(set(statuses))
+    if not wanted:
+        return "1 = 0"
+    named.update({f"s{n}": status for n, status in enumerate(wanted)})
+    return f"status IN ({', '.join(f':s{n}' for n in range(len(wanted)))})"
 
 
 def _check(value: str, allowed: Any, what: str) -> None:
@@ -422,17 +453,6 @@ def _to_json(versions: Iterable[VersionRef]) -> list[dict[str, Any]]:
 
 def _from_json(versions: list[dict[str, Any]] | None) -> tuple[VersionRef, ...]:
     return tuple(VersionRef(str(v["ref"]), int(v["version"])) for v in versions or [])
-
-
-def _run(row: RunRow) -> Run:
-    return Run(
-        id=row.id, job_id=row.job_id, job_kind=row.job_kind, trigger=row.trigger,
-        status=row.status, attempt=row.attempt, started_at=row.started_at,
-        ended_at=row.ended_at, rows_in=row.rows_in, rows_out=row.rows_out,
-        versions_read=_from_json(row.versions_read),
-        versions_written=_from_json(row.versions_written), error=row.error,
-        worker=row.worker, lease_expires_at=row.lease_expires_at,
-    )
 
 
 class LatestRuns:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +61,8 @@ def load_base(
         _git(top, "archive", "--format=tar", ref)
     )
     with tempfile.TemporaryDirectory(prefix="ferry-base-") as tmp:
+        import tarfile  # only when comparing with a git ref, not for a run
+
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
         base_root = FsPath(tmp) / prefix

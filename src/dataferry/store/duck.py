@@ -5,9 +5,12 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
+
+if TYPE_CHECKING:  # imported where used: a run reads its source before it needs DuckDB
+    import duckdb
 
 
 def ident(name: str) -> str:
@@ -28,6 +31,8 @@ def parquet_list(paths: Iterable[str]) -> str:
 @contextmanager
 def spilling(prefix: str, memory_limit: str = "512MB") -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB with a memory limit that spills to a temporary directory."""
+    import duckdb
+
     with tempfile.TemporaryDirectory(prefix=prefix) as spill:
         db = duckdb.connect()
         try:

@@ -13,12 +13,16 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from dataferry.errors import StoreError
+
+# cryptography loads where a key is used (signing, verifying): a run reads its source first.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 SIGNATURE_DOMAIN = b"dataferry signed manifest v1\x00"
 """Prefix of every signed message, so a signature can never be replayed as another kind."""
@@ -31,6 +35,9 @@ def fingerprint(public_key: bytes) -> str:
 
 
 def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -41,6 +48,9 @@ def sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
 
 def verify_signature(public_key_hex: str, message: bytes, signature: bytes) -> bool:
     """True iff ``signature`` is the holder of ``public_key_hex``'s over ``message``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
         key.verify(signature, SIGNATURE_DOMAIN + message)
@@ -68,6 +78,9 @@ class KeyStore:
 
     def signing_key(self, team: str, *, create: bool = True) -> Ed25519PrivateKey:
         """The team's private key; generated (0600) on first use when ``create``."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         path = self._path(team)
         if path.exists():
             return self._load(path, team)
@@ -95,6 +108,9 @@ class KeyStore:
         return key
 
     def _load(self, path: Path, team: str) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise StoreError(f"the signing key {path} is readable by others (mode {mode:o}); "

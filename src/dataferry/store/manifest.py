@@ -22,13 +22,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING, Any
 
 from dataferry.errors import StoreError
 from dataferry.store.hashing import hash_bytes, merkle_root
 from dataferry.store.keys import public_bytes, sign
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 GENESIS_FORMAT = "dataferry.genesis/1"
 MANIFEST_FORMAT = "dataferry.manifest/1"

@@ -12,15 +12,17 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyroaring import BitMap
 
 from dataferry.store import deletion_vectors
 from dataferry.store.duck import parquet_list
 from dataferry.store.manifest import FileEntry
+
+if TYPE_CHECKING:  # loaded where used: a run reads its source before it needs them
+    import duckdb
 
 _names = itertools.count()
 
@@ -99,6 +101,8 @@ def read_rows(scans: Sequence[FileScan], schema: pa.Schema, columns: Sequence[st
     """The live rows of unpartitioned files as Arrow batches of ``schema`` (bounded memory)."""
     wanted = list(columns) if columns is not None else schema.names
     out_schema = pa.schema([schema.field(name) for name in wanted])
+
+    import pyarrow.parquet as pq
 
     def batches() -> Iterator[pa.RecordBatch]:
         for scan in scans:
