@@ -342,9 +342,12 @@ class RunHistory:
         """When each of these runs started (those that exist)."""
         if not run_ids:
             return {}
-        query = select(RunRow.id, RunRow.started_at).where(RunRow.id.in_(sorted(run_ids)))
-        with self.db.reads.begin() as session:
-            return {run_id: started for run_id, started in session.execute(query)}
+        named = {f"r{n}": run_id for n, run_id in enumerate(sorted(run_ids))}
+        with self.db.sql.transaction(read_only=True) as sql:
+            rows = sql.execute("SELECT id, started_at FROM runs WHERE id IN ("
+                               + ", ".join(":" + key for key in named) + ")",
+                               **named).fetchall()
+            return {run_id: sql.read_stamp(started) for run_id, started in rows}
 
     def get_run(self, run_id: int) -> RunDetail | None:
         """One run with its log lines, or None if there is no such run."""
