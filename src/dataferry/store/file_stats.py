@@ -70,6 +70,8 @@ def _collect(field: pa.Field, path: str, leaves: dict[str, list[Any]],
              minimum: dict[str, Any], maximum: dict[str, Any], nulls: dict[str, Any]) -> None:
     """Put ``field``'s statistics (those of its children, for a struct) in the three maps."""
     kind = field.type
+    if pa.types.is_dictionary(kind):  # a dictionary-typed column holds its values' type
+        kind = kind.value_type
     if pa.types.is_struct(kind):
         inner: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
         for child in kind:
