@@ -63,9 +63,9 @@ def test_filtered_reads_skip_files_by_their_statistics(shop: StoreFixture) -> No
     assert len(list(fragments)) == 2
     stats = added_stats(dataset, 1)
     assert stats == [{"numRecords": 100,
-                      "minValues": {"id": 100, "customer": "c100",
+                      "minValues": {"id": 100, "customer": "c100", "amount": 1.5,
                                     "at": "2026-01-01T00:00:00.000Z"},
-                      "maxValues": {"id": 199, "customer": "c199",
+                      "maxValues": {"id": 199, "customer": "c199", "amount": 1.5,
                                     "at": "2026-01-01T00:00:00.000Z"},
                       "nullCount": {"id": 0, "customer": 0, "amount": 0, "at": 0}}]
     verified(dataset)
@@ -96,6 +96,7 @@ def test_a_merge_commit_says_what_it_did_and_keeps_files_skippable(shop: StoreFi
     assert new[0]["minValues"]["id"] == 5 and new[0]["maxValues"]["id"] == 500
     table = DeltaTable(str(dataset.path))
     assert scanned_files(table, "select * from t where id = 350") == 1  # the new file only
+    assert scanned_files(table, "select * from t where amount > 1.8") == 1
     rows = pa.table(QueryBuilder().register("t", table).execute(
         "select id, amount from t where id < 10 order by id").read_all()).to_pylist()
     assert [(r["id"], str(r["amount"])) for r in rows] == [

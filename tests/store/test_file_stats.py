@@ -35,21 +35,25 @@ def as_naive(text: str) -> dt.datetime:
                                                      dt.datetime(2200, 1, 1))),
                    min_size=1, max_size=30),
     texts=st.lists(st.one_of(st.none(), st.text(max_size=50)), min_size=1, max_size=30),
+    decimals=st.lists(st.one_of(st.none(), st.decimals(-10**13 + 1, 10**13 - 1, places=2)),
+                      min_size=1, max_size=30),
     group=st.integers(1, 8),
 )
 def test_bounds_hold_every_value(tmp_path_factory: Any, ints: list[int | None],
                                  times: list[dt.datetime | None], texts: list[str | None],
-                                 group: int) -> None:
-    rows = min(len(ints), len(times), len(texts))
-    ints, times, texts = ints[:rows], times[:rows], texts[:rows]
+                                 decimals: list[Decimal | None], group: int) -> None:
+    rows = min(len(ints), len(times), len(texts), len(decimals))
+    ints, times, texts, decimals = ints[:rows], times[:rows], texts[:rows], decimals[:rows]
     table = pa.table({"i": pa.array(ints, pa.int64()),
+                      "d": pa.array(decimals, pa.decimal128(15, 2)),
                       "t": pa.array(times, pa.timestamp("us")),
                       "z": pa.array([v.replace(tzinfo=dt.UTC) if v else None for v in times],
                                     pa.timestamp("us", "UTC")),
                       "s": pa.array(texts, pa.string())})
     stats = stats_of(tmp_path_factory.mktemp("stats"), table, row_group_size=group)
     assert stats["numRecords"] == rows
-    for name, values in (("i", ints), ("t", times), ("z", times), ("s", texts)):
+    for name, values in (("i", ints), ("t", times), ("z", times), ("s", texts),
+                         ("d", decimals)):
         present = [v for v in values if v is not None]
         assert stats["nullCount"][name] == rows - len(present)
         low, high = stats.get("minValues", {}).get(name), stats.get("maxValues", {}).get(name)
@@ -60,6 +64,11 @@ def test_bounds_hold_every_value(tmp_path_factory: Any, ints: list[int | None],
             assert low is not None and high is not None
             assert low.endswith("Z") == (name == "z")
             assert as_naive(low) <= min(present) and as_naive(high) >= max(present)  # type: ignore[type-var]
+        elif name == "d":  # a float outside the bound, the same at the column's scale
+            assert low is not None and high is not None
+            assert Decimal(low) <= min(present) and Decimal(high) >= max(present)  # type: ignore[type-var]
+            assert round(Decimal(low), 2) == min(present)  # type: ignore[type-var]
+            assert round(Decimal(high), 2) == max(present)  # type: ignore[type-var]
         elif name == "s":
             texts_present = [str(v) for v in present]
             assert low is not None and low <= min(texts_present)
@@ -85,11 +94,11 @@ def test_what_the_protocol_keeps_and_what_it_leaves_out(tmp_path: Path) -> None:
     })
     stats = stats_of(tmp_path, table)
     assert stats["minValues"] == {
-        "at": "2024-05-01T10:00:00.000", "day": "2024-05-01", "count": 7,
+        "at": "2024-05-01T10:00:00.000", "day": "2024-05-01", "amount": 1.25, "count": 7,
         "place": {"city": "Oslo", "zip": 150}, "long": "a" * STRING_PREFIX}
     # the maximum rounds up to the millisecond: 10:00:00.999001 is not below it
     assert stats["maxValues"] == {
-        "at": "2024-05-01T10:00:01.000", "day": "2024-05-03", "count": 9,
+        "at": "2024-05-01T10:00:01.000", "day": "2024-05-03", "amount": 3.5, "count": 9,
         "place": {"city": "Oslo", "zip": 150}}
     assert stats["nullCount"] == {
         "at": 0, "day": 0, "amount": 0, "count": 0, "ratio": 0, "flag": 0, "blob": 0,

@@ -10,14 +10,18 @@ nested under struct columns, none for lists, maps and binaries. Bounds only ever
   microsecond maximum is never cut below the real one;
 - strings longer than ``STRING_PREFIX`` characters keep a prefix as their minimum and no
   maximum (a cut maximum would be below the real one);
+- decimals with a scale are written as the nearest float outside the bound (a JSON
+  number), and get none past ``FLOAT_DIGITS`` digits;
 - floats get no bounds (Parquet's leave NaN out, but a query's ``x > 1e9`` matches NaN),
-  decimals with a scale none (JSON numbers would round them), booleans none (useless).
+  booleans none (useless).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 STRING_PREFIX = 32
+FLOAT_DIGITS = 15
+"""Decimal digits a float keeps exactly."""
 """Characters of a string kept as its bound (Spark's and delta-rs' default)."""
 _EPOCH = dt.datetime(1970, 1, 1)
 _PER_MS = {"milliseconds": 1, "microseconds": 1_000, "nanoseconds": 1_000_000}
@@ -106,7 +112,7 @@ def _bound(kind: pa.DataType, value: Any, *, low: bool) -> Any:
     if pa.types.is_integer(kind):
         return int(value)
     if pa.types.is_decimal(kind):
-        return int(value) if kind.scale == 0 else None
+        return _decimal(value, kind, low=low)
     if pa.types.is_date(kind):
         return value.isoformat() if isinstance(value, dt.date) else None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -115,6 +121,20 @@ def _bound(kind: pa.DataType, value: Any, *, low: bool) -> Any:
             return text
         return text[:STRING_PREFIX] if low else None
     return None
+
+
+def _decimal(value: Decimal, kind: pa.Decimal128Type, *, low: bool) -> int | float | None:
+    """A decimal bound as a JSON number: exact for integers; otherwise the nearest float
+    on the outer side of ``value``, which rounds back to it at the column's scale while
+    the column has at most ``FLOAT_DIGITS`` digits (JSON numbers are floats in Python)."""
+    if kind.scale == 0:
+        return int(value)
+    if kind.precision > FLOAT_DIGITS:
+        return None
+    bound = float(value)
+    if (Decimal(bound) > value) if low else (Decimal(bound) < value):
+        bound = math.nextafter(bound, -math.inf if low else math.inf)
+    return bound
 
 
 def _timestamp(statistics: list[Any], *, low: bool) -> str | None:
