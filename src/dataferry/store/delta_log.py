@@ -1,9 +1,12 @@
-"""Writing Delta commits for the store's own changes (merge-on-read, file revisions).
+"""Writing Delta commits for the store's own changes (merges, appends, replaces).
 
-deltalake writes the first commit of a table and the partitioned ones; commits that give
-a file a deletion vector are written here, since deltalake's transaction API cannot name
-one. A commit is a JSON-lines file ``_delta_log/<version>.json`` created exclusively (the
+deltalake writes the first commit of a table and the partitioned ones; the others are
+written here: deltalake's transaction API can name no deletion vector, and it commits a
+schema that needs a table feature (``timestamp_ntz``) without turning the feature on.
+A commit is a JSON-lines file ``_delta_log/<version>.json`` created exclusively (the
 dataset's writer lock is held as well), so two writers can never both take a version.
+It starts with a ``commitInfo`` shaped as Spark's and delta-rs', and its ``add`` actions
+carry per-column statistics (``file_stats``) readers skip files by.
 """
 
 from __future__ import annotations
@@ -138,8 +141,9 @@ def commit_info(operation: str, read_version: int, parameters: dict[str, Any] | 
         counted["executionTimeMs"] = int((time.monotonic() - started) * 1000)
     return {"commitInfo": {
         "timestamp": int(time.time() * 1000), "operation": operation,
-        "operationParameters": {k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-                                for k, v in (parameters or {}).items()},
+        "operationParameters": {
+            k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+            for k, v in (parameters or {}).items()},
         **({"readVersion": read_version} if read_version >= 0 else {}),
         "isolationLevel": "Serializable",
         # an append reads nothing of the table (Spark's meaning)
