@@ -25,8 +25,9 @@ from dataferry.store.verify import VerifyReport, verify_dataset
 from tests.store.conftest import StoreFixture, orders
 
 LEGACY = Path(__file__).parent / "data" / "legacy_timestamps"
-"""A store written before ``timestamp_ntz``: lab.events, one version, ``at`` a
-``timestamp`` kept as a UTC instant (reader 1 / writer 2)."""
+"""A store written before ``timestamp_ntz`` (by commit 4c27345's ``publish`` of
+``LEGACY_SPEC`` with rows 1-3): lab.events, one version, ``at`` a ``timestamp`` kept as
+a UTC instant (reader 1 / writer 2), with the test-only key that signed it."""
 
 
 def commit(dataset: DatasetStore, version: int) -> list[dict[str, Any]]:
