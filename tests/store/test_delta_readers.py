@@ -230,3 +230,18 @@ def test_an_older_dataset_keeps_its_timestamps_until_a_replace_rewrites_them(
     assert sorted((r["id"], r["at"].replace(tzinfo=None) if r["at"] else None)
                   for r in first) == [(1, TEN), (2, dt.datetime(2024, 5, 2, 11, 30)), (3, None)]
     verified(dataset)
+
+
+def test_a_first_version_with_a_timestamp_in_a_map_opens_in_delta_readers(
+        tmp_path: Path) -> None:
+    """deltalake's table creation does not turn timestampNtz on for a map's values."""
+    dataset = DatasetStore(tmp_path / "store", "lab.events")
+    spec = events_spec(seen=Column(type="map<int16,timestamp>"))
+    table = events([1]).append_column("seen", pa.array(
+        [[(3, TEN)]], pa.map_(pa.int16(), pa.timestamp("us"))))
+    publish(dataset, spec, table, keys=KeyStore(tmp_path / "home"))
+    info = commit(dataset, 0)[0]["commitInfo"]
+    assert (info["operation"], info["engineInfo"]) == ("WRITE", f"dataferry/{__version__}")
+    assert "timestampNtz" in (DeltaTable(str(dataset.path)).protocol().reader_features or [])
+    assert pl.read_delta(str(dataset.path))["seen"].to_list() == [{3: TEN}]
+    verified(dataset)

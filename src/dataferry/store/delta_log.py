@@ -1,7 +1,6 @@
 """Writing Delta commits for the store's own changes (merges, appends, replaces).
 
-deltalake writes the first commit of a table and the partitioned ones; the others are
-written here: deltalake's transaction API can name no deletion vector, and it commits a
+deltalake writes the commits of partitioned tables; the others are written here: deltalake's transaction API can name no deletion vector, and it commits a
 schema that needs a table feature (``timestamp_ntz``) without turning the feature on.
 A commit is a JSON-lines file ``_delta_log/<version>.json`` created exclusively (the
 dataset's writer lock is held as well), so two writers can never both take a version.
@@ -14,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,23 @@ def table_changes(table: DeltaTable, schema: pa.Schema, *,
     return actions
 
 
+def new_table(schema: pa.Schema, now_ms: int) -> list[dict[str, Any]]:
+    """The ``protocol`` and ``metaData`` actions that create a table of ``schema``: reader
+    1 / writer 2, or reader 3 / writer 7 with ``timestampNtz`` when it holds a timestamp
+    without a zone."""
+    features = [NTZ_FEATURE] if naive_timestamps(schema) else []
+    protocol: dict[str, Any] = {"minReaderVersion": 1, "minWriterVersion": 2}
+    if features:
+        protocol = {"minReaderVersion": 3, "minWriterVersion": 7,
+                    "readerFeatures": features, "writerFeatures": features}
+    return [{"protocol": protocol}, {"metaData": {
+        "id": str(uuid.uuid4()), "name": None, "description": None,
+        "format": {"provider": "parquet", "options": {}},
+        "schemaString": DeltaSchema.from_arrow(schema).to_json(),
+        "partitionColumns": [], "configuration": {}, "createdTime": now_ms,
+    }}]
+
+
 def naive_timestamps(schema: pa.Schema) -> bool:
     """Whether ``schema`` holds a timestamp without a zone (Delta's ``timestamp_ntz``),
     at any depth."""
@@ -165,6 +182,7 @@ def commit(path: Path, version: int, operation: str, actions: list[dict[str, Any
     info = commit_info(operation, version - 1, parameters, metrics, started)
     raw = "".join(json.dumps(a, separators=(",", ":")) + "\n" for a in [info, *actions]).encode()
     target = path / "_delta_log" / f"{version:020d}.json"
+    target.parent.mkdir(exist_ok=True)
     try:
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:

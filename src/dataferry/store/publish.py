@@ -24,13 +24,19 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
-from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from dataferry.errors import StoreError
 from dataferry.faults import crash_point
 from dataferry.model.spec import DatasetCommon
-from dataferry.model.types import Primitive, contains, parse_type
+from dataferry.model.types import (
+    DataType,
+    ListType,
+    MapType,
+    Primitive,
+    StructType,
+    contains,
+    parse_type,
+)
 from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
@@ -145,7 +151,8 @@ def publish(
         if keyed and head is not None:  # the difference is computed from the head's rows
             verify_for_reading(dataset, head.number)
         rewrite = mode == "replace" and not keyed and not spec.partition_by
-        utc = not rewrite and keeps_utc_timestamps(dataset, head)
+        utc = (not rewrite and keeps_utc_timestamps(dataset, head)) or (
+            bool(spec.partition_by) and head is None and _timestamp_in_map(spec))
         reader = prefetch(encode_reader(conformed, spec.columns, utc_timestamps=utc), failures)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
@@ -229,6 +236,23 @@ def keeps_utc_timestamps(dataset: DatasetStore, head: Version | None) -> bool:
     except Exception:  # no table to keep a form for
         return False
     return delta_log.NTZ_FEATURE not in (protocol.reader_features or [])
+
+
+def _timestamp_in_map(spec: DatasetCommon) -> bool:
+    """Whether a column is a map holding a ``timestamp``: deltalake (which writes
+    partitioned datasets) would not turn ``timestampNtz`` on for it, so such a dataset
+    keeps its timestamps as UTC instants, as older datasets do."""
+    def in_map(t: DataType, inside: bool = False) -> bool:
+        match t:
+            case MapType(key, value):
+                return in_map(key, True) or in_map(value, True)
+            case ListType(item):
+                return in_map(item, inside)
+            case StructType(fields):
+                return any(in_map(f, inside) for _, f in fields)
+        return inside and t == Primitive("timestamp")
+
+    return any(in_map(parse_type(c.type)) for c in spec.columns.values())
 
 
 def _computed_otherwise(head: Version, lineage: Sequence[dict[str, Any]],
@@ -363,7 +387,7 @@ def _write(
                 dataset, reader.schema, merged, spec.primary_key, mode == "replace", started)
         metrics = {"added": merged.inserted + merged.updated,
                    "removed": merged.updated + merged.deleted}
-    elif mode == "merge" or spec.partition_by:
+    elif spec.partition_by:
         revised = []
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
         delta_version, raw, log_actions = _latest_entry(dataset)
@@ -372,21 +396,11 @@ def _write(
         revised = []
         digests = write_files(dataset.path, reader, algorithm, on_rows)
         crash_point("after-files")
-        schema = DeltaSchema.from_arrow(reader.schema)
-        adds = [
-            AddAction(entry.path, entry.size, {}, int(time.time() * 1000), True,
-                      delta_log.stats_json(entry, dataset.path))
-            for entry, _ in digests
-        ]
         with _files_removed_if_no_room(dataset, digests):
-            if head is None and _delta_version(dataset) is None:
-                create_table_with_add_actions(str(dataset.path), schema, adds,
-                                              mode="overwrite")
-                delta_version, raw, log_actions = _latest_entry(dataset)
-            else:
-                delta_version, raw, log_actions = _commit_write(
-                    dataset, reader.schema, [e for e, _ in digests],
-                    list(previous.values()) if mode == "replace" else None, started)
+            delta_version, raw, log_actions = _commit_write(
+                dataset, reader.schema, [e for e, _ in digests],
+                list(previous.values()) if mode == "replace" else None, started,
+                first=head is None)
         added = sum(entry.rows for entry, _ in digests)
         metrics = {"added": added, "removed": previous_rows if mode == "replace" else 0}
     removed = [a["remove"]["path"] for a in log_actions if "remove" in a]
@@ -463,16 +477,21 @@ def _commit_merge(dataset: DatasetStore, schema: pa.Schema, merged: MergeResult,
 
 
 def _commit_write(dataset: DatasetStore, schema: pa.Schema, added: list[FileEntry],
-                  removed: list[FileEntry] | None,
-                  started: float) -> tuple[int, bytes, list[dict[str, Any]]]:
+                  removed: list[FileEntry] | None, started: float, *,
+                  first: bool) -> tuple[int, bytes, list[dict[str, Any]]]:
     """Commit written files (and, for a replace, ``removed``: every stored one) as the
-    next Delta version. Written here rather than by deltalake's transaction API, which
-    can commit a schema that needs a table feature without turning the feature on
-    (``timestamp_ntz`` columns added to an older table)."""
-    table = DeltaTable(str(dataset.path))
-    current = table.version()
+    next Delta version, or (``first``) as a new table. Written here rather than by
+    deltalake's transaction API, which can commit a schema that needs a table feature
+    without turning the feature on (``timestamp_ntz`` columns added to an older table,
+    or in a map)."""
     now = int(time.time() * 1000)
-    actions = delta_log.table_changes(table, schema, deletion_vectors=False)
+    if first:
+        current = -1
+        actions = delta_log.new_table(schema, now)
+    else:
+        table = DeltaTable(str(dataset.path))
+        current = table.version()
+        actions = delta_log.table_changes(table, schema, deletion_vectors=False)
     actions += [delta_log.remove_action(e, now) for e in removed or []]
     actions += [delta_log.add_action(e, now, directory=dataset.path) for e in added]
     metrics = {"numFiles": len(added), "numOutputRows": sum(e.rows for e in added),
