@@ -5,8 +5,9 @@ The steps, in an order that makes a crash at any point harmless (STORE.md):
 1. recover: Delta commits after the last signed manifest (a crash, a failed check) are
    rolled back, so they never leak into the new version;
 2. write the Parquet files (hashing them while they are written), or let deltalake write
-   them for a merge or a partitioned table and hash them afterwards;
-3. commit them to the Delta log;
+   them for a partitioned table and hash them afterwards;
+3. commit them to the Delta log (``delta_log``: with per-file statistics and a
+   ``commitInfo``; deltalake commits a partitioned table's);
 4. run the dataset's quality checks over the whole new version; on failure roll back;
 5. write the chunk lists, the manifest and, last, its signature: only now is the version
    published. Files of an unpublished attempt are removed by ``ferry gc``.
