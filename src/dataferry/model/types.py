@@ -427,22 +427,29 @@ _STORE_PRIMITIVES = {
     "uint64": pa.decimal128(20, 0),
     "float16": pa.float32(), "bfloat16": pa.float32(),
     "float8_e4m3": pa.float32(), "float8_e5m2": pa.float32(),
-    "uuid": pa.string(), "time": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"),
+    "uuid": pa.string(), "time": pa.string(),
 }
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+"""How datasets first published before ``timestamp_ntz`` keep ``timestamp`` (see
+``to_store_arrow``'s ``utc_timestamps``)."""
 
 
-def to_store_arrow(t: DataType) -> pa.DataType:
+def to_store_arrow(t: DataType, *, utc_timestamps: bool = False) -> pa.DataType:
     """The Arrow type the *store* keeps ``t`` in: only types Delta Lake readers accept.
 
-    Delta has no unsigned integers, low-precision floats, time of day, decimals over 38
-    digits or timestamps without a zone (at reader protocol 1), so those are kept in the
-    nearest exact type: uint8/16/32 in the next wider signed integer, uint64 in
-    decimal(20,0), float16/bfloat16/float8_* as float32 holding the exact value, time as
-    ``HH:MM:SS.ffffff`` text, decimal(p>38,s) as text, uuid as its 36-character text and
-    timestamp as a UTC timestamp of the same wall-clock value. The field metadata of
-    ``to_store_field`` names the declared type, so readers get back exactly what was written.
+    Delta has no unsigned integers, low-precision floats, time of day or decimals over 38
+    digits, so those are kept in the nearest exact type: uint8/16/32 in the next wider
+    signed integer, uint64 in decimal(20,0), float16/bfloat16/float8_* as float32 holding
+    the exact value, time as ``HH:MM:SS.ffffff`` text, decimal(p>38,s) as text and uuid
+    as its 36-character text. ``timestamp`` is a timestamp without a zone (Delta's
+    ``timestamp_ntz``); ``utc_timestamps``: as a UTC timestamp of the same wall-clock
+    value, as datasets first published before ``timestamp_ntz`` keep it. The field
+    metadata of ``to_store_field`` names the declared type, so readers get back exactly
+    what was written.
     """
     match t:
+        case Primitive("timestamp") if utc_timestamps:
+            return UTC_TIMESTAMP
         case Primitive(name):
             return _STORE_PRIMITIVES.get(name) or to_arrow(t)
         case Decimal(p, s):
@@ -450,18 +457,21 @@ def to_store_arrow(t: DataType) -> pa.DataType:
         case String():
             return pa.string()
         case ListType(item):
-            return pa.list_(to_store_field("item", item))
+            return pa.list_(to_store_field("item", item, utc_timestamps=utc_timestamps))
         case MapType(key, value):
-            return pa.map_(to_store_field("key", key, False), to_store_field("value", value))
+            return pa.map_(to_store_field("key", key, False, utc_timestamps=utc_timestamps),
+                           to_store_field("value", value, utc_timestamps=utc_timestamps))
         case StructType(fields):
-            return pa.struct([to_store_field(n, f) for n, f in fields])
+            return pa.struct([to_store_field(n, f, utc_timestamps=utc_timestamps)
+                              for n, f in fields])
         case _:
             assert_never(t)
 
 
-def to_store_field(name: str, t: DataType, nullable: bool = True) -> pa.Field:
+def to_store_field(name: str, t: DataType, nullable: bool = True, *,
+                   utc_timestamps: bool = False) -> pa.Field:
     """The store's field for a column of type ``t``, tagged with ``t`` when needed."""
-    store = to_store_arrow(t)
+    store = to_store_arrow(t, utc_timestamps=utc_timestamps)
     tagged = _needs_tag(t) or store != to_arrow(t)
     metadata = {METADATA_KEY: format_type(t)} if tagged else None
     return pa.field(name, store, nullable=nullable, metadata=metadata)
@@ -496,7 +506,8 @@ def from_arrow_field(field: pa.Field) -> DataType:
         except TypeParseError as error:
             raise UnsupportedArrowTypeError(f"field {field.name!r}: {error}") from None
         if not (_same_storage(to_arrow(declared), field.type)
-                or _same_storage(to_store_arrow(declared), field.type)):
+                or _same_storage(to_store_arrow(declared), field.type)
+                or _same_storage(to_store_arrow(declared, utc_timestamps=True), field.type)):
             raise UnsupportedArrowTypeError(
                 f"field {field.name!r} is declared {declared} but stored as {field.type}"
             )

@@ -5,8 +5,9 @@ The steps, in an order that makes a crash at any point harmless (STORE.md):
 1. recover: Delta commits after the last signed manifest (a crash, a failed check) are
    rolled back, so they never leak into the new version;
 2. write the Parquet files (hashing them while they are written), or let deltalake write
-   them for a merge or a partitioned table and hash them afterwards;
-3. commit them to the Delta log;
+   them for a partitioned table and hash them afterwards;
+3. commit them to the Delta log (``delta_log``: with per-file statistics and a
+   ``commitInfo``; deltalake commits a partitioned table's);
 4. run the dataset's quality checks over the whole new version; on failure roll back;
 5. write the chunk lists, the manifest and, last, its signature: only now is the version
    published. Files of an unpublished attempt are removed by ``ferry gc``.
@@ -24,12 +25,19 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
-from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from dataferry.errors import StoreError
 from dataferry.faults import crash_point
 from dataferry.model.spec import DatasetCommon
+from dataferry.model.types import (
+    DataType,
+    ListType,
+    MapType,
+    Primitive,
+    StructType,
+    contains,
+    parse_type,
+)
 from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
@@ -135,7 +143,6 @@ def publish(
     conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
     conformed = conformer.conform_reader(_as_reader(data))
     failures: list[BaseException] = []
-    reader = prefetch(encode_reader(conformed, spec.columns), failures)
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
@@ -144,6 +151,10 @@ def publish(
             spec, head, declared_columns(spec))
         if keyed and head is not None:  # the difference is computed from the head's rows
             verify_for_reading(dataset, head.number)
+        rewrite = mode == "replace" and not keyed and not spec.partition_by
+        utc = (not rewrite and keeps_utc_timestamps(dataset, head)) or (
+            bool(spec.partition_by) and head is None and _timestamp_in_map(spec))
+        reader = prefetch(encode_reader(conformed, spec.columns, utc_timestamps=utc), failures)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
                              changed_by, keyed, unique_key)
@@ -211,6 +222,38 @@ def publish(
         manifest.removed_rows, len(written.digests), sum(e.size for e, _ in written.digests),
         version.hash, time.monotonic() - started,
     )
+
+
+def keeps_utc_timestamps(dataset: DatasetStore, head: Version | None) -> bool:
+    """Whether ``dataset`` stores ``timestamp`` columns as UTC instants, as it did before
+    ``timestamp_ntz``: its head declares one and its Delta table lacks the
+    ``timestampNtz`` feature. It keeps doing so until a replace rewrites every file."""
+    if head is None or not any(
+            contains(parse_type(c["type"]), lambda leaf: leaf == Primitive("timestamp"))
+            for c in head.manifest.schema["columns"]):
+        return False
+    try:
+        protocol = DeltaTable(str(dataset.path)).protocol()
+    except Exception:  # no table to keep a form for
+        return False
+    return delta_log.NTZ_FEATURE not in (protocol.reader_features or [])
+
+
+def _timestamp_in_map(spec: DatasetCommon) -> bool:
+    """Whether a column is a map holding a ``timestamp``: deltalake (which writes
+    partitioned datasets) would not turn ``timestampNtz`` on for it, so such a dataset
+    keeps its timestamps as UTC instants, as older datasets do."""
+    def in_map(t: DataType, inside: bool = False) -> bool:
+        match t:
+            case MapType(key, value):
+                return in_map(key, True) or in_map(value, True)
+            case ListType(item):
+                return in_map(item, inside)
+            case StructType(fields):
+                return any(in_map(f, inside) for _, f in fields)
+        return inside and t == Primitive("timestamp")
+
+    return any(in_map(parse_type(c.type)) for c in spec.columns.values())
 
 
 def _computed_otherwise(head: Version, lineage: Sequence[dict[str, Any]],
@@ -329,6 +372,7 @@ def _write(
     keyed: bool = False,
     unique_key: bool = False,
 ) -> _Written:
+    started = time.monotonic()
     dataset.path.mkdir(parents=True, exist_ok=True)
     previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
     previous_rows = head.manifest.rows if head else 0
@@ -340,10 +384,11 @@ def _write(
         crash_point("after-files")
         revised = merged.revised
         with _files_removed_if_no_room(dataset, digests):
-            delta_version, raw, log_actions = _commit_merge(dataset, reader.schema, merged)
+            delta_version, raw, log_actions = _commit_merge(
+                dataset, reader.schema, merged, spec.primary_key, mode == "replace", started)
         metrics = {"added": merged.inserted + merged.updated,
                    "removed": merged.updated + merged.deleted}
-    elif mode == "merge" or spec.partition_by:
+    elif spec.partition_by:
         revised = []
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
         delta_version, raw, log_actions = _latest_entry(dataset)
@@ -352,21 +397,11 @@ def _write(
         revised = []
         digests = write_files(dataset.path, reader, algorithm, on_rows)
         crash_point("after-files")
-        schema = DeltaSchema.from_arrow(reader.schema)
-        adds: list[AddAction | RemoveAction] = [
-            AddAction(entry.path, entry.size, {}, int(time.time() * 1000), True,
-                      json.dumps({"numRecords": entry.rows}))
-            for entry, _ in digests
-        ]
-        delta_mode = "overwrite" if mode == "replace" else "append"
         with _files_removed_if_no_room(dataset, digests):
-            if head is None and _delta_version(dataset) is None:
-                create_table_with_add_actions(str(dataset.path), schema,
-                                              [a for a in adds if isinstance(a, AddAction)],
-                                              mode="overwrite")
-            else:
-                DeltaTable(str(dataset.path)).create_write_transaction(adds, delta_mode, schema)
-        delta_version, raw, log_actions = _latest_entry(dataset)
+            delta_version, raw, log_actions = _commit_write(
+                dataset, reader.schema, [e for e, _ in digests],
+                list(previous.values()) if mode == "replace" else None, started,
+                first=head is None)
         added = sum(entry.rows for entry, _ in digests)
         metrics = {"added": added, "removed": previous_rows if mode == "replace" else 0}
     removed = [a["remove"]["path"] for a in log_actions if "remove" in a]
@@ -405,9 +440,11 @@ def _merged_by_key(spec: DatasetCommon, mode: Mode, head: Version | None,
     return (mode == "merge" or keyed) and head is not None and not spec.partition_by
 
 
-def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
-                  merged: MergeResult) -> tuple[int, bytes, list[dict[str, Any]]]:
-    """Commit a merge's files and deletion vectors as the next Delta version."""
+def _commit_merge(dataset: DatasetStore, schema: pa.Schema, merged: MergeResult,
+                  key: Sequence[str], complete: bool,
+                  started: float) -> tuple[int, bytes, list[dict[str, Any]]]:
+    """Commit a merge's files and deletion vectors as the next Delta version, with a
+    ``commitInfo`` saying what the merge did as Spark's MERGE says it."""
     table = DeltaTable(str(dataset.path))
     current = table.version()
     added = [entry for entry, _ in merged.written] + merged.revised
@@ -417,8 +454,55 @@ def _commit_merge(dataset: DatasetStore, schema: pa.Schema,
     now = int(time.time() * 1000)
     actions = delta_log.table_changes(table, schema, deletion_vectors=bool(merged.revised))
     actions += [delta_log.remove_action(e, now) for e in merged.removed + merged.replaced]
-    actions += [delta_log.add_action(e, now) for e in added]
-    raw = delta_log.commit(dataset.path, current + 1, "MERGE", actions)
+    actions += [delta_log.add_action(e, now, directory=dataset.path) for e in added]
+    parameters: dict[str, Any] = {
+        "predicate": " AND ".join(f"t.{c} = s.{c}" for c in key),
+        "matchedPredicates": [{"actionType": "update"}],
+        "notMatchedPredicates": [{"actionType": "insert"}],
+    }
+    if complete:  # a snapshot: stored keys it lacks are deleted
+        parameters["notMatchedBySourcePredicates"] = [{"actionType": "delete"}]
+    output = sum(entry.rows for entry, _ in merged.written)
+    metrics = {
+        "numTargetRowsInserted": merged.inserted, "numTargetRowsUpdated": merged.updated,
+        "numTargetRowsDeleted": merged.deleted,
+        "numTargetRowsCopied": max(output - merged.inserted - merged.updated, 0),
+        "numOutputRows": output,
+        "numTargetFilesAdded": len(merged.written), "numTargetFilesRemoved": len(merged.removed),
+        "numTargetDeletionVectorsAdded": len(merged.revised),
+        "numTargetDeletionVectorsRemoved": sum(1 for e in merged.replaced if e.deletion_vector),
+    }
+    raw = delta_log.commit(dataset.path, current + 1, "MERGE", actions,
+                           parameters=parameters, metrics=metrics, started=started)
+    return current + 1, raw, actions
+
+
+def _commit_write(dataset: DatasetStore, schema: pa.Schema, added: list[FileEntry],
+                  removed: list[FileEntry] | None, started: float, *,
+                  first: bool) -> tuple[int, bytes, list[dict[str, Any]]]:
+    """Commit written files (and, for a replace, ``removed``: every stored one) as the
+    next Delta version, or (``first``) as a new table. Written here rather than by
+    deltalake's transaction API, which can commit a schema that needs a table feature
+    without turning the feature on (``timestamp_ntz`` columns added to an older table,
+    or in a map)."""
+    now = int(time.time() * 1000)
+    if first:
+        current = -1
+        actions = delta_log.new_table(schema, now)
+    else:
+        table = DeltaTable(str(dataset.path))
+        current = table.version()
+        actions = delta_log.table_changes(table, schema, deletion_vectors=False)
+    actions += [delta_log.remove_action(e, now) for e in removed or []]
+    actions += [delta_log.add_action(e, now, directory=dataset.path) for e in added]
+    metrics = {"numFiles": len(added), "numOutputRows": sum(e.rows for e in added),
+               "numOutputBytes": sum(e.size for e in added)}
+    if removed is not None:
+        metrics["numRemovedFiles"] = len(removed)
+    raw = delta_log.commit(dataset.path, current + 1, "WRITE", actions,
+                           parameters={"mode": "Append" if removed is None else "Overwrite",
+                                       "partitionBy": []},
+                           metrics=metrics, started=started)
     return current + 1, raw, actions
 
 

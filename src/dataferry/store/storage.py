@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from dataferry.model.spec import Column
 from dataferry.model.types import (
+    UTC_TIMESTAMP,
     DataType,
     Decimal,
     ListType,
@@ -34,27 +35,39 @@ _UNSIGNED = {"uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(),
 _LOW_FLOATS = ("float16", "bfloat16", "float8_e4m3", "float8_e5m2")
 
 
-def store_schema(columns: Mapping[str, Column] | Iterable[tuple[str, str, bool]]) -> pa.Schema:
-    """The schema of the store's files for declared columns (name -> Column, or triples)."""
+def store_schema(columns: Mapping[str, Column] | Iterable[tuple[str, str, bool]], *,
+                 utc_timestamps: bool = False) -> pa.Schema:
+    """The schema of the store's files for declared columns (name -> Column, or triples).
+
+    ``utc_timestamps``: ``timestamp`` as UTC instants, as datasets first published before
+    ``timestamp_ntz`` keep it (``types.to_store_arrow``). Readers can use the default
+    for those too: their values cast to the same wall-clock times.
+    """
     if isinstance(columns, Mapping):
         triples = [(n, c.type, c.nullable) for n, c in columns.items()]
     else:
         triples = list(columns)
-    return pa.schema([to_store_field(n, parse_type(t), nullable) for n, t, nullable in triples])
+    return pa.schema([to_store_field(n, parse_type(t), nullable, utc_timestamps=utc_timestamps)
+                      for n, t, nullable in triples])
 
 
-_RESTORED = {*_UNSIGNED, *_LOW_FLOATS, "uuid", "time", "timestamp"}
+_ENCODED = {*_UNSIGNED, *_LOW_FLOATS, "uuid", "time"}
+_RESTORED = {*_ENCODED, "timestamp"}
+"""Declared types stored in another type; ``timestamp`` only in datasets that keep it as
+UTC instants, but decoding it costs nothing where it is stored as it is declared."""
 
 
-def _stored_differently(leaf: DataType) -> bool:
+def _stored_differently(leaf: DataType, names: set[str]) -> bool:
     if isinstance(leaf, Primitive):
-        return leaf.name in _RESTORED
+        return leaf.name in names
     return isinstance(leaf, Decimal) and leaf.precision > 38
 
 
-def _changes(t: DataType) -> bool:
-    """Whether stored values of ``t`` differ in type from the conformed ones."""
-    return contains(t, _stored_differently)
+def _changes(t: DataType, *, encoding: bool = False, utc_timestamps: bool = False) -> bool:
+    """Whether stored values of ``t`` differ in type from the conformed ones (that
+    ``encoding`` changes them, with ``utc_timestamps`` or not)."""
+    names = _RESTORED if not encoding or utc_timestamps else _ENCODED
+    return contains(t, lambda leaf: _stored_differently(leaf, names))
 
 
 def _nulls(array: pa.Array) -> pa.Array | None:
@@ -84,9 +97,9 @@ def _rebuild(array: pa.Array, t: DataType, convert: Callable[[pa.Array, DataType
     return pa.StructArray.from_arrays(children, fields=fields, mask=_nulls(array))
 
 
-def encode_array(array: pa.Array, t: DataType) -> pa.Array:
+def encode_array(array: pa.Array, t: DataType, *, utc_timestamps: bool = False) -> pa.Array:
     """Conformed values of declared type ``t`` -> the store's form (``to_store_arrow``)."""
-    if not _changes(t):
+    if not _changes(t, encoding=True, utc_timestamps=utc_timestamps):
         return array
     match t:
         case Primitive(name) if name in _UNSIGNED:
@@ -99,10 +112,14 @@ def encode_array(array: pa.Array, t: DataType) -> pa.Array:
             # HH:MM:SS.ffffff, as strftime("%H:%M:%S") of a timestamp prints it, 5x faster
             return array.cast(pa.time64("us")).cast(pa.string())
         case Primitive("timestamp"):
-            return array.cast(pa.timestamp("us", tz="UTC"))
+            return array.cast(UTC_TIMESTAMP)
         case Decimal():
             return array.cast(pa.string())
-    return _rebuild(array, t, encode_array, to_store_arrow(t))
+
+    def encode(child: pa.Array, kind: DataType) -> pa.Array:
+        return encode_array(child, kind, utc_timestamps=utc_timestamps)
+
+    return _rebuild(array, t, encode, to_store_arrow(t, utc_timestamps=utc_timestamps))
 
 
 def decode_array(array: pa.Array, t: DataType) -> pa.Array:
@@ -135,17 +152,21 @@ def _batch(batch: pa.RecordBatch, types: list[DataType],
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def encode_reader(reader: pa.RecordBatchReader,
-                  columns: Mapping[str, Column]) -> pa.RecordBatchReader:
-    """Stream conformed batches in the store's form."""
+def encode_reader(reader: pa.RecordBatchReader, columns: Mapping[str, Column], *,
+                  utc_timestamps: bool = False) -> pa.RecordBatchReader:
+    """Stream conformed batches in the store's form (``utc_timestamps``: see
+    ``store_schema``)."""
     types = [parse_type(c.type) for c in columns.values()]
-    schema = store_schema(columns)
-    changes = any(_changes(t) for t in types)
+    schema = store_schema(columns, utc_timestamps=utc_timestamps)
+    changes = any(_changes(t, encoding=True, utc_timestamps=utc_timestamps) for t in types)
+
+    def encode(array: pa.Array, t: DataType) -> pa.Array:
+        return encode_array(array, t, utc_timestamps=utc_timestamps)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in reader:
             if changes:
-                yield _batch(batch, types, encode_array, schema)
+                yield _batch(batch, types, encode, schema)
             else:  # the same arrays; only the schema object is the store's
                 yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
 

@@ -1,0 +1,1 @@
+{"key":"2daac387f2b5a51d24bc25e2aeb44a20be5310a4c70ce19939ccf688d3ce0643","signature":"DQrjWHIHjmOEn/NJVt3vMmRASHSLJWwIDCswfpup16XUNo7yKIXBJeEaALC3x6w82kWLIYkVmmxeofJEh3gRCg=="}
