@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -100,9 +101,17 @@ def compact(dataset: DatasetStore, keys: KeyStore) -> Compacted:
             with spilling("ferry-compact-") as db:
                 written = rewrite_files(db, dataset.path, file_scans(dataset.path, carrying),
                                         schema, genesis.algorithm)
-            actions = _protocol_without_vectors(table) + _files_actions(carrying, written)
+            actions = (_protocol_without_vectors(table)
+                       + _files_actions(dataset.path, carrying, written))
             delta_version = table.version() + 1
-            raw = delta_log.commit(dataset.path, delta_version, "OPTIMIZE", actions)
+            raw = delta_log.commit(
+                dataset.path, delta_version, "OPTIMIZE", actions,
+                parameters={"predicate": [], "targetSize": "", "zOrderBy": []},
+                metrics={"numRemovedFiles": len(carrying), "numAddedFiles": len(written),
+                         "numDeletionVectorsRemoved": len(carrying),
+                         "numRemovedBytes": sum(f.size for f in carrying),
+                         "numAddedBytes": sum(e.size for e, _ in written)},
+                started=started)
             manifest = _manifest(dataset, head, written, carrying, raw, delta_version)
             for entry, digest in written:
                 write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
@@ -169,12 +178,13 @@ def _protocol_without_vectors(table: DeltaTable) -> list[dict[str, Any]]:
     }}]
 
 
-def _files_actions(removed: list[FileEntry],
+def _files_actions(directory: Path, removed: list[FileEntry],
                    written: list[tuple[FileEntry, FileDigest]]) -> list[dict[str, Any]]:
-    """``remove`` and ``add`` actions that change no data (``dataChange: false``)."""
+    """``remove`` and ``add`` actions that change no data (``dataChange: false``); the
+    new files' statistics carry their columns' bounds, as every file the store writes."""
     now = int(time.time() * 1000)
     actions = [delta_log.remove_action(e, now) for e in removed]
-    actions += [delta_log.add_action(e, now) for e, _ in written]
+    actions += [delta_log.add_action(e, now, directory=directory) for e, _ in written]
     for action in actions:
         next(iter(action.values()))["dataChange"] = False
     return actions
