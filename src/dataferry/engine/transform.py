@@ -47,6 +47,7 @@ from dataferry.metadata.runs import VersionRef
 from dataferry.model.policy import approved, masked_input_columns
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
+from dataferry.store.batching import row_width, rows_for
 from dataferry.store.dataset import declared_types
 from dataferry.store.delete_limit import DeleteRefused
 from dataferry.store.duck import spilling
@@ -98,7 +99,8 @@ def transform(context: RunContext, ref: str,
         return TransformResult(ref, None)  # same inputs, same definition: the same output
     lineage: list[dict[str, Any]] = []
     views = view_names(list(spec.inputs))
-    with spilling("ferry-transform-", "1GB") as db:
+    width = 0.0  # of an output row, about: the inputs' widest rows side by side
+    with spilling("ferry-transform-") as db:
         tables: list[pa.Table] = []
         for input_ref in spec.inputs:
             masked = _input_mask(context, ref, input_ref)
@@ -107,6 +109,7 @@ def transform(context: RunContext, ref: str,
             verify_for_reading(dataset, version.number)  # never compute on altered data
             lineage.append({"ref": input_ref, "version": version.number,
                             "manifest_hash": version.hash})
+            width += row_width(dataset.path, dataset.active_files(version.number))
             decoded = _decoded(dataset.reader(version),
                                declared_types(version.manifest.schema))
             if masked:
@@ -124,7 +127,7 @@ def transform(context: RunContext, ref: str,
                 sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
                                                                        spec.sql_file or "")
                 lock_down(db)
-                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(65_536))
+                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(rows_for(width)))
         except duckdb.Error as exc:
             raise _sql_failed(ref, exc) from None
         data = _counted(data, on_rows)

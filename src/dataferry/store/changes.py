@@ -1,7 +1,8 @@
 """The rows a sink needs to go from the version it has to a newer one.
 
-All computed by DuckDB over the versions' Parquet files, streamed as record batches, so
-memory stays bounded whatever the table size:
+All computed by DuckDB over the versions' Parquet files, streamed as record batches of
+about ``batching.BATCH_BYTES`` (rows per batch from the files' row widths), so memory stays
+bounded whatever the table size and row width:
 
 - ``version_rows``: every row of a version (for ``replace``);
 - ``change_set``: per primary key, ``upsert`` for rows added or changed since the old
@@ -24,12 +25,11 @@ import pyarrow as pa
 from pyroaring import BitMap
 
 from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
+from dataferry.store.batching import batch_rows
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.duck import cast_batches, ident, parquet_list, spilling
 from dataferry.store.manifest import FileEntry
 from dataferry.store.scan import FileScan, deleted_rows, file_scans, relation
-
-BATCH_ROWS = 65_536
 
 
 @contextmanager
@@ -61,9 +61,17 @@ def _view(db: duckdb.DuckDBPyConnection, name: str, source: str | None,
     db.execute(f"create or replace view {name} as select *{added} from {source}")
 
 
-def _stream(db: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
-    reader = db.sql(sql).to_arrow_reader(BATCH_ROWS)
+def _stream(db: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pa.RecordBatch]:
+    reader = db.sql(sql).to_arrow_reader(rows)
     yield from reader
+
+
+def _batch_rows(dataset: DatasetStore, versions: Sequence[Version | None],
+                columns: Sequence[str]) -> int:
+    """Rows per batch of ``columns`` read from ``versions``' files (``batching``)."""
+    files = {f.path: f for v in versions if v is not None
+             for f in dataset.active_files(v.number)}
+    return batch_rows(dataset.path, list(files.values()), columns)
 
 
 def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version | None,
@@ -76,6 +84,7 @@ def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version 
     """
 
     def batches() -> Iterator[pa.RecordBatch]:
+        rows = _batch_rows(dataset, [old, new], columns)
         with _duckdb() as db:
             all_columns = [c["name"] for c in new.manifest.schema["columns"]]
             if touched:
@@ -83,7 +92,7 @@ def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version 
             else:
                 version_view(dataset, old, "a", db, all_columns)
                 version_view(dataset, new, "b", db, all_columns)
-            yield from cast_batches(_stream(db, sql_builder), schema)
+            yield from cast_batches(_stream(db, sql_builder, rows), schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -147,7 +156,9 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
     """Rows to upsert or delete (``_ferry_op``) to turn ``old`` into ``new``, by ``key``.
 
     With a ``where``, a row that leaves the filtered set is a delete and one that enters
-    it an upsert, so the target always holds exactly the filtered rows.
+    it an upsert, so the target always holds exactly the filtered rows. ``a`` and ``b``
+    are not materialized (DuckDB would, as each is read twice): the delete branch reads
+    only their keys, and a materialized ``b`` of wide rows held every row in memory.
     """
     cols = ", ".join(ident(c) for c in columns)
     on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
@@ -158,7 +169,7 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
     null_row = ", ".join(f"null as {ident(c)}" for c in columns if c not in key)
     keys_a = ", ".join(f"a.{ident(k)}" for k in key)
     sql = f"""
-        with a as {filtered_a}, b as {filtered_b}
+        with a as not materialized {filtered_a}, b as not materialized {filtered_b}
         select {cols}, 'upsert' as {OP_COLUMN} from (
             select b.* from b left join a on {on}
             where a.{ident(key[0])} is null or {differs})
@@ -193,10 +204,11 @@ def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns
     def batches() -> Iterator[pa.RecordBatch]:
         if not paths:
             return
+        rows = batch_rows(dataset.path, added, columns)
         with _duckdb() as db:
             hive = ", hive_partitioning = true" if dataset.partition_columns(new) else ""
             sql = (f"select {cols}, {version}::bigint as {VERSION_COLUMN} from read_parquet("
                    f"{parquet_list(paths)}, union_by_name = true{hive}) where {_where(where)}")
-            yield from cast_batches(_stream(db, sql), schema)
+            yield from cast_batches(_stream(db, sql, rows), schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())

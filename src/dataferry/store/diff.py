@@ -46,7 +46,7 @@ def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) 
     new_cols = [c["name"] for c in new.manifest.schema["columns"]]
     common = [c for c in new_cols if c in old_cols and c not in key]
     result = Diff(dataset.ref, v1, v2)
-    with spilling("ferry-diff-", "1GB") as db:
+    with spilling("ferry-diff-") as db:
         # Only the rows of files that differ between the versions can differ.
         touched_views(dataset, old, new, db, [c for c in new_cols if c in old_cols])
         on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)

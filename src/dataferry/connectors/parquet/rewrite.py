@@ -16,8 +16,8 @@ import pyarrow as pa
 
 from dataferry.connectors.base import OP_COLUMN, VALID_FROM, VALID_TO
 from dataferry.connectors.duckdb.types import quote
+from dataferry.store.duck import MEMORY_LIMIT
 
-MEMORY_LIMIT = "1GB"
 BATCH_ROWS = 65_536
 
 
