@@ -25,6 +25,11 @@ BATCH_BYTES = 16 << 20
 """What a batch of stored rows may hold in memory, about."""
 MAX_BATCH_ROWS = 65_536
 SAMPLED_FILES = 32
+WIDE_ROW_BYTES = 64 << 10
+"""Rows this wide are not carried whole through a DuckDB join: it holds long strings in
+memory it cannot spill (a join of 800 rows of 1 MiB ran out of 256 MB), so comparisons
+use digests of the text columns (``changes.change_set``) or are not made
+(``difference.difference_by_key``)."""
 """Footers read at most: the files with the most bytes a row (by their stored size)."""
 
 

@@ -25,7 +25,8 @@ import pyarrow as pa
 from pyroaring import BitMap
 
 from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
-from dataferry.store.batching import batch_rows
+from dataferry.model.types import DataType, Primitive, String, parse_type
+from dataferry.store.batching import WIDE_ROW_BYTES, batch_rows, row_width, rows_for
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.duck import cast_batches, ident, parquet_list, spilling
 from dataferry.store.manifest import FileEntry
@@ -66,12 +67,12 @@ def _stream(db: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pa.R
     yield from reader
 
 
-def _batch_rows(dataset: DatasetStore, versions: Sequence[Version | None],
-                columns: Sequence[str]) -> int:
-    """Rows per batch of ``columns`` read from ``versions``' files (``batching``)."""
+def _row_width(dataset: DatasetStore, versions: Sequence[Version | None],
+               columns: Sequence[str]) -> float:
+    """The widest row of ``columns`` in ``versions``' files, about (``batching``)."""
     files = {f.path: f for v in versions if v is not None
              for f in dataset.active_files(v.number)}
-    return batch_rows(dataset.path, list(files.values()), columns)
+    return row_width(dataset.path, list(files.values()), columns)
 
 
 def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version | None,
@@ -84,7 +85,7 @@ def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version 
     """
 
     def batches() -> Iterator[pa.RecordBatch]:
-        rows = _batch_rows(dataset, [old, new], columns)
+        rows = rows_for(_row_width(dataset, [old, new], columns))
         with _duckdb() as db:
             all_columns = [c["name"] for c in new.manifest.schema["columns"]]
             if touched:
@@ -162,17 +163,14 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
     """
     cols = ", ".join(ident(c) for c in columns)
     on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
-    differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
-                          for c in columns if c not in key) or "false"
     filtered_a = f"(select * from a where {_where(where)})"
     filtered_b = f"(select * from b where {_where(where)})"
     null_row = ", ".join(f"null as {ident(c)}" for c in columns if c not in key)
     keys_a = ", ".join(f"a.{ident(k)}" for k in key)
     sql = f"""
         with a as not materialized {filtered_a}, b as not materialized {filtered_b}
-        select {cols}, 'upsert' as {OP_COLUMN} from (
-            select b.* from b left join a on {on}
-            where a.{ident(key[0])} is null or {differs})
+        select {cols}, 'upsert' as {OP_COLUMN} from ({_changed_rows(dataset, old, new,
+                                                                    columns, key)})
         union all
         select {", ".join(ident(c) if c in key else f"null as {ident(c)}" for c in columns)},
                'delete' as {OP_COLUMN} from (
@@ -180,6 +178,36 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
             left join b on {on} where b.{ident(key[0])} is null and a.{ident(key[0])} is not null
         )"""
     return _reader(sql, dataset, new, old, columns, schema, touched=True)
+
+
+def _changed_rows(dataset: DatasetStore, old: Version | None, new: Version,
+                  columns: Sequence[str], key: Sequence[str]) -> str:
+    """SQL of the rows of ``b`` that ``a`` lacks or holds otherwise, by ``key``.
+
+    Wide rows (``batching.WIDE_ROW_BYTES``) are compared by the MD5 of their text and
+    binary columns, and only the keys of the rows that differ are joined back to ``b``:
+    the join then holds digests, not the values (DuckDB cannot spill long strings).
+    """
+    on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
+    differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
+                          for c in columns if c not in key) or "false"
+    if _row_width(dataset, [old, new], columns) < WIDE_ROW_BYTES:
+        return f"select b.* from b left join a on {on} where a.{ident(key[0])} is null or {differs}"
+    types = {c["name"]: parse_type(c["type"]) for c in new.manifest.schema["columns"]}
+    compared = ", ".join(f"md5({ident(c)}) as {ident(c)}" if c not in key and _textual(types[c])
+                         else ident(c) for c in dict.fromkeys([*key, *columns]))
+    keys_b = ", ".join(f"b.{ident(k)}" for k in key)
+    changed = (f"select {keys_b} from (select {compared} from b) b "
+               f"left join (select {compared} from a) a on {on} "
+               f"where a.{ident(key[0])} is null or {differs}")
+    back = " and ".join(f"k.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
+    return f"select b.* from b semi join ({changed}) k on {back}"
+
+
+def _textual(declared: DataType) -> bool:
+    """Whether values of ``declared`` are text or bytes as stored (MD5 takes them)."""
+    return isinstance(declared, String) or (
+        isinstance(declared, Primitive) and declared.name in ("string", "json", "binary"))
 
 
 def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns: Sequence[str],

@@ -141,7 +141,7 @@ def publish(
         head = dataset.head()
         base_delta = recover(dataset, head)
         keyed = by_key and mode == "replace" and difference_by_key(
-            spec, head, declared_columns(spec))
+            dataset, spec, head, declared_columns(spec))
         if keyed and head is not None:  # the difference is computed from the head's rows
             verify_for_reading(dataset, head.number)
         try:
