@@ -11,9 +11,10 @@ size and row width. This bench builds, in scratch databases on 127.0.0.1 (Postgr
 then runs each path as its own process, one after the other, and prints the peak RSS the
 kernel reports for it (``os.wait4``'s ``ru_maxrss``) against 600 MiB, with the data size:
 the ingests (``ferry run --full``), a keyed snapshot difference (``ferry run`` after 1% of
-``narrow`` changed), deliveries (replace and merge into PostgreSQL, replace into MariaDB,
+``narrow`` changed; of ``big``, a replace), deliveries (replace and merge into PostgreSQL,
+the merge again after 1% of ``big`` changed, replace into MariaDB,
 SQLite, DuckDB and Parquet; each a process running that one job), a SQL transformer on
-DuckDB, ``ferry export`` and ``ferry show``.
+DuckDB (the job alone), ``ferry export`` and ``ferry show``.
 
     python bench/memory.py [--rows N] [--big-rows N] [--maria-rows N] [--only a,b] [--keep]
 
@@ -141,7 +142,7 @@ RUN_JOB = textwrap.dedent("""
     for r in run_jobs(context, jobs):
         assert r.status in ("succeeded", "unchanged"), (r.job.id, r.status, r.message)
 """)
-"""Runs one job (a delivery) alone, without the ingests ``ferry run CONSUMER`` adds."""
+"""Runs one job (a delivery, a transform) alone, without the ingests ``ferry run`` adds."""
 
 
 def build_postgres(db: str, rows: int, big_rows: int) -> None:
@@ -174,6 +175,13 @@ def change_narrow(db: str, rows: int) -> None:
     """1% of ``narrow``'s rows updated, spread out: the next snapshot is a keyed difference."""
     with psycopg.connect(f"{PG}/{db}", autocommit=True) as c:
         c.execute(f"update narrow set score = -score where id % 100 = 7 and id <= {rows}")
+
+
+def change_big(db: str) -> None:
+    """1% of ``big``'s documents changed: the next merge delivery compares wide rows."""
+    with psycopg.connect(f"{PG}/{db}", autocommit=True) as c:
+        c.execute("update big set doc = jsonb_set(doc, '{tags}', '[\"changed\"]') "
+                  "where id % 100 = 7")
 
 
 def measure(command: list[str], cwd: Path) -> tuple[float, float]:
@@ -237,6 +245,10 @@ def main() -> None:
              lambda: (change_narrow(db, args.rows), run("bench.narrow"))[1]),
             ("pg-replace-big", big, lambda: job("deliver:bench.pgsink:big_replace")),
             ("pg-merge-big", big, lambda: job("deliver:bench.pgsink:big_merge")),
+            ("snapshot-big", big + ", 1% changed",
+             lambda: (change_big(db), run("bench.big"))[1]),
+            ("pg-merge-big-changed", big + ", 1% changed",
+             lambda: job("deliver:bench.pgsink:big_merge")),
             ("pg-replace-narrow", narrow, lambda: job("deliver:bench.pgsink:narrow_replace")),
             ("pg-merge-narrow", narrow, lambda: job("deliver:bench.pgsink:narrow_merge")),
             ("maria-replace-wide", wide, lambda: job("deliver:bench.mariasink:wide_replace")),
@@ -247,8 +259,8 @@ def main() -> None:
             ("duckdb-replace-narrow", narrow, lambda: job("deliver:bench.duck:narrow_replace")),
             ("parquet-replace-big", big, lambda: job("deliver:bench.lake:big_replace")),
             ("parquet-replace-narrow", narrow, lambda: job("deliver:bench.lake:narrow_replace")),
-            ("transform-narrow", narrow, lambda: run("bench.per_account")),
-            ("transform-big", big, lambda: run("bench.big_copy")),
+            ("transform-narrow", narrow, lambda: job("transform:bench.per_account")),
+            ("transform-big", big, lambda: job("transform:bench.big_copy")),
             ("export-big-jsonl", big,
              lambda: [*FERRY, "export", "bench.big", str(root / "out" / "big.jsonl"), *model]),
             ("export-narrow-csv", narrow,

@@ -99,3 +99,9 @@ def test_change_sets_of_wide_rows(shop: StoreFixture) -> None:
     filtered = rows(change_set(dataset, one, three, COLUMNS, ["id"], "id > 2", schema(op)))
     assert [(r[OP_COLUMN], r["id"]) for r in filtered] == [
         ("delete", 4), ("upsert", 5), ("upsert", 6)]  # 3 (null) stays, as merges keep rows
+    from dataferry.store.diff import diff_versions
+
+    found = diff_versions(dataset, 1, 2)  # ferry diff compares them the same way
+    assert (found.added, found.removed, found.changed) == (1, 1, 1)
+    assert [(r["change"], r["key"]["id"]) for r in found.rows] == [
+        ("added", 6), ("changed", 2), ("removed", 4)]

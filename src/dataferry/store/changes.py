@@ -184,24 +184,36 @@ def _changed_rows(dataset: DatasetStore, old: Version | None, new: Version,
                   columns: Sequence[str], key: Sequence[str]) -> str:
     """SQL of the rows of ``b`` that ``a`` lacks or holds otherwise, by ``key``.
 
-    Wide rows (``batching.WIDE_ROW_BYTES``) are compared by the MD5 of their text and
-    binary columns, and only the keys of the rows that differ are joined back to ``b``:
-    the join then holds digests, not the values (DuckDB cannot spill long strings).
+    Wide rows are compared by digest (``compared``), and only the keys of the rows that
+    differ are joined back to ``b``: the join then holds digests, not the values.
     """
     on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
     differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
                           for c in columns if c not in key) or "false"
-    if _row_width(dataset, [old, new], columns) < WIDE_ROW_BYTES:
+    select = compared(dataset, [old, new], columns, key)
+    if select is None:
         return f"select b.* from b left join a on {on} where a.{ident(key[0])} is null or {differs}"
-    types = {c["name"]: parse_type(c["type"]) for c in new.manifest.schema["columns"]}
-    compared = ", ".join(f"md5({ident(c)}) as {ident(c)}" if c not in key and _textual(types[c])
-                         else ident(c) for c in dict.fromkeys([*key, *columns]))
     keys_b = ", ".join(f"b.{ident(k)}" for k in key)
-    changed = (f"select {keys_b} from (select {compared} from b) b "
-               f"left join (select {compared} from a) a on {on} "
+    changed = (f"select {keys_b} from (select {select} from b) b "
+               f"left join (select {select} from a) a on {on} "
                f"where a.{ident(key[0])} is null or {differs}")
     back = " and ".join(f"k.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
     return f"select b.* from b semi join ({changed}) k on {back}"
+
+
+def compared(dataset: DatasetStore, versions: Sequence[Version | None],
+             columns: Sequence[str], key: Sequence[str]) -> str | None:
+    """For rows of ``versions`` past ``batching.WIDE_ROW_BYTES``, the select list of
+    ``key`` and ``columns`` to compare rows by: text and binary columns as their MD5
+    (DuckDB holds long strings in a join in memory it cannot spill: 800 rows of 1 MiB ran
+    out of 256 MB). None for narrower rows, compared as they are."""
+    names = list(dict.fromkeys([*key, *columns]))
+    if _row_width(dataset, versions, names) < WIDE_ROW_BYTES:
+        return None
+    types = {c["name"]: parse_type(c["type"]) for v in versions if v is not None
+             for c in v.manifest.schema["columns"]}
+    return ", ".join(f"md5({ident(c)}) as {ident(c)}" if c not in key and _textual(types[c])
+                     else ident(c) for c in names)
 
 
 def _textual(declared: DataType) -> bool:
