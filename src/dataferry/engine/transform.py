@@ -47,7 +47,7 @@ from dataferry.metadata.runs import VersionRef
 from dataferry.model.policy import approved, masked_input_columns
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
-from dataferry.store.batching import row_width, rows_for
+from dataferry.store.batching import MAX_BATCH_ROWS, row_width, rows_for
 from dataferry.store.dataset import declared_types
 from dataferry.store.delete_limit import DeleteRefused
 from dataferry.store.duck import spilling
@@ -126,8 +126,11 @@ def transform(context: RunContext, ref: str,
             else:
                 sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
                                                                        spec.sql_file or "")
+                rows = rows_for(width)
+                if rows < MAX_BATCH_ROWS:  # wide rows: one thread's worth in memory at a time
+                    db.execute("set threads = 1")
                 lock_down(db)
-                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(rows_for(width)))
+                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(rows))
         except duckdb.Error as exc:
             raise _sql_failed(ref, exc) from None
         data = _counted(data, on_rows)

@@ -26,7 +26,13 @@ from pyroaring import BitMap
 
 from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
 from dataferry.model.types import DataType, Primitive, String, parse_type
-from dataferry.store.batching import WIDE_ROW_BYTES, batch_rows, row_width, rows_for
+from dataferry.store.batching import (
+    MAX_BATCH_ROWS,
+    WIDE_ROW_BYTES,
+    batch_rows,
+    row_width,
+    rows_for,
+)
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.duck import cast_batches, ident, parquet_list, spilling
 from dataferry.store.manifest import FileEntry
@@ -34,9 +40,14 @@ from dataferry.store.scan import FileScan, deleted_rows, file_scans, relation
 
 
 @contextmanager
-def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
+def _duckdb(rows: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A spilling DuckDB for batches of ``rows``; one thread when rows are wide (fewer than
+    ``MAX_BATCH_ROWS`` a batch): each thread reads a whole row group of up to 64 MiB, and
+    two of them of incompressible 1 MiB values ran out of the memory limit."""
     with spilling("ferry-changes-") as db:
         db.execute("set preserve_insertion_order = false")
+        if rows < MAX_BATCH_ROWS:
+            db.execute("set threads = 1")
         yield db
 
 
@@ -86,7 +97,7 @@ def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version 
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = rows_for(_row_width(dataset, [old, new], columns))
-        with _duckdb() as db:
+        with _duckdb(rows) as db:
             all_columns = [c["name"] for c in new.manifest.schema["columns"]]
             if touched:
                 touched_views(dataset, old, new, db, all_columns)
@@ -245,7 +256,7 @@ def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns
         if not paths:
             return
         rows = batch_rows(dataset.path, added, columns)
-        with _duckdb() as db:
+        with _duckdb(rows) as db:
             hive = ", hive_partitioning = true" if dataset.partition_columns(new) else ""
             sql = (f"select {cols}, {version}::bigint as {VERSION_COLUMN} from read_parquet("
                    f"{parquet_list(paths)}, union_by_name = true{hive}) where {_where(where)}")

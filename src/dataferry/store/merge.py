@@ -249,8 +249,8 @@ def _stage(reader: pa.RecordBatchReader, staging: Path,
            on_rows: Callable[[int], None] | None) -> int:
     rows = 0
     with pq.ParquetWriter(staging, reader.schema, compression="lz4") as writer:
-        for batch in reader:
-            writer.write_batch(batch)
+        for batch in reader:  # a row group each: the writer would buffer 1M rows, however wide
+            writer.write_table(pa.Table.from_batches([batch]))
             rows += batch.num_rows
             if on_rows is not None:
                 on_rows(batch.num_rows)

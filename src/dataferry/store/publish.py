@@ -34,7 +34,7 @@ from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.delete_limit import DEFAULT_MAX_DELETE_RATIO, check_delete_ratio
-from dataferry.store.difference import difference_by_key
+from dataferry.store.difference import difference_by_key, wide_rows
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
@@ -141,9 +141,10 @@ def publish(
         head = dataset.head()
         base_delta = recover(dataset, head)
         keyed = by_key and mode == "replace" and difference_by_key(
-            dataset, spec, head, declared_columns(spec))
+            spec, head, declared_columns(spec))
         if keyed and head is not None:  # the difference is computed from the head's rows
             verify_for_reading(dataset, head.number)
+            keyed = not wide_rows(dataset, head)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
                              changed_by, keyed, unique_key)
