@@ -159,7 +159,8 @@ class ParquetSink(SinkConnector):
                 at = delivery.created_at
                 if at.tzinfo is None:
                     at = at.replace(tzinfo=UTC)
-                writer.write(stream(sql, scratch, at.astimezone(UTC)))
+                writer.write(stream(sql, scratch, at.astimezone(UTC),
+                                    files=[*old_files, changes]))
 
 
 def _stored_columns(entry: dict[str, Any]) -> Columns:
