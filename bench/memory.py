@@ -263,6 +263,8 @@ def main() -> None:
             ("transform-big", big, lambda: job("transform:bench.big_copy")),
             ("export-big-jsonl", big,
              lambda: [*FERRY, "export", "bench.big", str(root / "out" / "big.jsonl"), *model]),
+            ("export-big-parquet", big, lambda: [*FERRY, "export", "bench.big",
+                                                 str(root / "out" / "big.parquet"), *model]),
             ("export-narrow-csv", narrow,
              lambda: [*FERRY, "export", "bench.narrow", str(root / "out" / "n.csv"), *model]),
             ("show-big", big, lambda: [*FERRY, "show", "bench.big", *model]),
