@@ -99,6 +99,9 @@ def test_change_sets_of_wide_rows(shop: StoreFixture) -> None:
     filtered = rows(change_set(dataset, one, three, COLUMNS, ["id"], "id > 2", schema(op)))
     assert [(r[OP_COLUMN], r["id"]) for r in filtered] == [
         ("delete", 4), ("upsert", 5), ("upsert", 6)]  # 3 (null) stays, as merges keep rows
+    tag = pa.field(VERSION_COLUMN, pa.int64(), False)
+    appended = rows(added_rows(dataset, one, two, COLUMNS, ["id"], None, schema(tag)))
+    assert [(r["id"], r[VERSION_COLUMN]) for r in appended] == [(2, 2), (6, 2)]
     from dataferry.store.diff import diff_versions
 
     found = diff_versions(dataset, 1, 2)  # ferry diff compares them the same way

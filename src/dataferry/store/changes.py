@@ -239,13 +239,10 @@ def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns
     cols = ", ".join(ident(c) for c in columns)
     version = int(new.number)
     if key:
-        on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
-        differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
-                              for c in columns if c not in key) or "false"
-        sql = (f"select {_select(columns, 'b')}, {version}::bigint as {VERSION_COLUMN} "
-               f"from (select * from b where {_where(where)}) b "
-               f"left join (select * from a where {_where(where)}) a on {on} "
-               f"where a.{ident(key[0])} is null or {differs}")
+        sql = (f"with a as not materialized (select * from a where {_where(where)}), "
+               f"b as not materialized (select * from b where {_where(where)}) "
+               f"select {_select(columns, 'c')}, {version}::bigint as {VERSION_COLUMN} "
+               f"from ({_changed_rows(dataset, old, new, columns, key)}) c")
         return _reader(sql, dataset, new, old, columns, schema, touched=True)
     # No key: the rows of the files the newer versions added (exact for append-only data).
     old_files = {f.path for f in dataset.active_files(old.number)} if old else set()
