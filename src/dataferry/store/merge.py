@@ -90,7 +90,9 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
         staging = Path(work) / "staging.parquet"
         if not complete and not _stage(reader, staging, on_rows):
             return MergeResult([], [], [], [], 0, 0)
-        with spilling("ferry-merge-") as db:
+        # Less than the default: the incoming rows, their source and the written files
+        # take their share beside it (10% of 8M rows changed: 602 MiB at 256 MB).
+        with spilling("ferry-merge-", "192MB") as db:
             cols = ", ".join(ident(c) for c in columns)
             current = relation(db, scans, positions=True)
             if complete:
