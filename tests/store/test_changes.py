@@ -67,3 +67,44 @@ def test_added_rows_with_and_without_a_key(shop: StoreFixture) -> None:
     keyless = added_rows(events, events.version(1), events.version(2), ["name", "value"], [],
                          None, event_schema).read_all()
     assert keyless.num_rows == 1 and keyless[VERSION_COLUMN].to_pylist() == [2]
+
+
+def test_change_sets_of_wide_rows(shop: StoreFixture) -> None:
+    """Rows past ``WIDE_ROW_BYTES`` are compared by digest: the same change set."""
+    from dataferry.store.batching import WIDE_ROW_BYTES, row_width
+
+    long = 2 * WIDE_ROW_BYTES
+
+    def wide(ids: list[int], changed: int | None = None) -> pa.Table:
+        table = orders(ids)
+        texts = [None if i == 3 else ("x" if i == changed else "y") * long + str(i)
+                 for i in ids]
+        return table.set_column(1, "customer", pa.array(texts, pa.string()))
+
+    shop.publish("shop.orders", wide([1, 2, 3, 4, 5]))
+    shop.publish("shop.orders", wide([1, 2, 3, 5, 6], changed=2))  # 4 gone, 6 new, 2 changed
+    shop.publish("shop.orders", wide([1, 2, 5, 6], changed=2).set_column(  # 5: short now
+        1, "customer", pa.array(["y" * long + "1", "x" * long + "2",
+                                 "z", "y" * long + "6"])), mode="merge")
+    dataset = shop.dataset("shop.orders")
+    one, two, three = (dataset.version(n) for n in (1, 2, 3))
+    assert row_width(dataset.path, dataset.active_files(3)) > WIDE_ROW_BYTES
+    op = pa.field(OP_COLUMN, pa.string(), False)
+    second = rows(change_set(dataset, one, two, COLUMNS, ["id"], None, schema(op)))
+    assert [(r[OP_COLUMN], r["id"]) for r in second] == [
+        ("delete", 4), ("upsert", 2), ("upsert", 6)]
+    assert second[1]["customer"] == "x" * long + "2"
+    third = rows(change_set(dataset, two, three, COLUMNS, ["id"], None, schema(op)))
+    assert [(r[OP_COLUMN], r["id"], r["customer"]) for r in third] == [("upsert", 5, "z")]
+    filtered = rows(change_set(dataset, one, three, COLUMNS, ["id"], "id > 2", schema(op)))
+    assert [(r[OP_COLUMN], r["id"]) for r in filtered] == [
+        ("delete", 4), ("upsert", 5), ("upsert", 6)]  # 3 (null) stays, as merges keep rows
+    tag = pa.field(VERSION_COLUMN, pa.int64(), False)
+    appended = rows(added_rows(dataset, one, two, COLUMNS, ["id"], None, schema(tag)))
+    assert [(r["id"], r[VERSION_COLUMN]) for r in appended] == [(2, 2), (6, 2)]
+    from dataferry.store.diff import diff_versions
+
+    found = diff_versions(dataset, 1, 2)  # ferry diff compares them the same way
+    assert (found.added, found.removed, found.changed) == (1, 1, 1)
+    assert [(r["change"], r["key"]["id"]) for r in found.rows] == [
+        ("added", 6), ("changed", 2), ("removed", 4)]

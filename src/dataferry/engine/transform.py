@@ -47,6 +47,7 @@ from dataferry.metadata.runs import VersionRef
 from dataferry.model.policy import approved, masked_input_columns
 from dataferry.model.reads import view_names
 from dataferry.model.spec import Transformer
+from dataferry.store.batching import MAX_BATCH_ROWS, row_width, rows_for
 from dataferry.store.dataset import declared_types
 from dataferry.store.delete_limit import DeleteRefused
 from dataferry.store.duck import spilling
@@ -99,7 +100,8 @@ def transform(context: RunContext, ref: str,
         return TransformResult(ref, None)  # same inputs, same definition: the same output
     lineage: list[dict[str, Any]] = []
     views = view_names(list(spec.inputs))
-    with spilling("ferry-transform-", "1GB") as db:
+    width = 0.0  # of an output row, about: the inputs' widest rows side by side
+    with spilling("ferry-transform-") as db:
         tables: list[pa.Table] = []
         for input_ref in spec.inputs:
             masked = _input_mask(context, ref, input_ref)
@@ -108,7 +110,9 @@ def transform(context: RunContext, ref: str,
             verify_for_reading(dataset, version.number)  # never compute on altered data
             lineage.append({"ref": input_ref, "version": version.number,
                             "manifest_hash": version.hash})
-            decoded = _decoded(dataset.reader(version),
+            input_width = row_width(dataset.path, dataset.active_files(version.number))
+            width += input_width
+            decoded = _decoded(dataset.reader(version, batch_size=_input_rows(input_width)),
                                declared_types(version.manifest.schema))
             if masked:
                 decoded = _masked(decoded, masked, context.store.home)
@@ -124,8 +128,15 @@ def transform(context: RunContext, ref: str,
             else:
                 sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
                                                                        spec.sql_file or "")
+                rows = rows_for(width)
+                if rows < MAX_BATCH_ROWS:
+                    # Wide rows: one thread's row group in memory at a time, and less room
+                    # for DuckDB beside the inputs' and the output's batches (2,000 rows of
+                    # 1 MiB through a select *: 633 MiB at 256 MB, 583 MiB at 128 MB).
+                    db.execute("set threads = 1")
+                    db.execute("set memory_limit = '128MB'")
                 lock_down(db)
-                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(65_536))
+                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(rows))
         except duckdb.Error as exc:
             raise _sql_failed(ref, exc) from None
         data = _counted(data, on_rows)
@@ -229,6 +240,13 @@ def _masked(reader: pa.RecordBatchReader, masked: set[str], home: Path) -> pa.Re
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _input_rows(width: float) -> int:
+    """Rows per input batch: a quarter of ``batching``'s for wide rows, as DuckDB reads a
+    registered stream up to 16 batches ahead (500 rows of 1 MiB peaked at 615 MiB)."""
+    rows = rows_for(width)
+    return rows if rows >= MAX_BATCH_ROWS else max(1, rows // 4)
 
 
 def _sql_input(reader: pa.RecordBatchReader, declared: dict[str, str], masked: set[str]

@@ -1,7 +1,8 @@
 """The rows a sink needs to go from the version it has to a newer one.
 
-All computed by DuckDB over the versions' Parquet files, streamed as record batches, so
-memory stays bounded whatever the table size:
+All computed by DuckDB over the versions' Parquet files, streamed as record batches of
+about ``batching.BATCH_BYTES`` (rows per batch from the files' row widths), so memory stays
+bounded whatever the table size and row width:
 
 - ``version_rows``: every row of a version (for ``replace``);
 - ``change_set``: per primary key, ``upsert`` for rows added or changed since the old
@@ -24,18 +25,29 @@ import pyarrow as pa
 from pyroaring import BitMap
 
 from dataferry.connectors.base import OP_COLUMN, VERSION_COLUMN
+from dataferry.model.types import DataType, Primitive, String, parse_type
+from dataferry.store.batching import (
+    MAX_BATCH_ROWS,
+    WIDE_ROW_BYTES,
+    batch_rows,
+    row_width,
+    rows_for,
+)
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.duck import cast_batches, ident, parquet_list, spilling
 from dataferry.store.manifest import FileEntry
 from dataferry.store.scan import FileScan, deleted_rows, file_scans, relation
 
-BATCH_ROWS = 65_536
-
 
 @contextmanager
-def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
+def _duckdb(rows: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A spilling DuckDB for batches of ``rows``; one thread when rows are wide (fewer than
+    ``MAX_BATCH_ROWS`` a batch): each thread reads a whole row group of up to 64 MiB, and
+    two of them of incompressible 1 MiB values ran out of the memory limit."""
     with spilling("ferry-changes-") as db:
         db.execute("set preserve_insertion_order = false")
+        if rows < MAX_BATCH_ROWS:
+            db.execute("set threads = 1")
         yield db
 
 
@@ -61,9 +73,17 @@ def _view(db: duckdb.DuckDBPyConnection, name: str, source: str | None,
     db.execute(f"create or replace view {name} as select *{added} from {source}")
 
 
-def _stream(db: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
-    reader = db.sql(sql).to_arrow_reader(BATCH_ROWS)
+def _stream(db: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pa.RecordBatch]:
+    reader = db.sql(sql).to_arrow_reader(rows)
     yield from reader
+
+
+def _row_width(dataset: DatasetStore, versions: Sequence[Version | None],
+               columns: Sequence[str]) -> float:
+    """The widest row of ``columns`` in ``versions``' files, about (``batching``)."""
+    files = {f.path: f for v in versions if v is not None
+             for f in dataset.active_files(v.number)}
+    return row_width(dataset.path, list(files.values()), columns)
 
 
 def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version | None,
@@ -76,14 +96,15 @@ def _reader(sql_builder: str, dataset: DatasetStore, new: Version, old: Version 
     """
 
     def batches() -> Iterator[pa.RecordBatch]:
-        with _duckdb() as db:
+        rows = rows_for(_row_width(dataset, [old, new], columns))
+        with _duckdb(rows) as db:
             all_columns = [c["name"] for c in new.manifest.schema["columns"]]
             if touched:
                 touched_views(dataset, old, new, db, all_columns)
             else:
                 version_view(dataset, old, "a", db, all_columns)
                 version_view(dataset, new, "b", db, all_columns)
-            yield from cast_batches(_stream(db, sql_builder), schema)
+            yield from cast_batches(_stream(db, sql_builder, rows), schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -147,21 +168,20 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
     """Rows to upsert or delete (``_ferry_op``) to turn ``old`` into ``new``, by ``key``.
 
     With a ``where``, a row that leaves the filtered set is a delete and one that enters
-    it an upsert, so the target always holds exactly the filtered rows.
+    it an upsert, so the target always holds exactly the filtered rows. ``a`` and ``b``
+    are not materialized (DuckDB would, as each is read twice): the delete branch reads
+    only their keys, and a materialized ``b`` of wide rows held every row in memory.
     """
     cols = ", ".join(ident(c) for c in columns)
     on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
-    differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
-                          for c in columns if c not in key) or "false"
     filtered_a = f"(select * from a where {_where(where)})"
     filtered_b = f"(select * from b where {_where(where)})"
     null_row = ", ".join(f"null as {ident(c)}" for c in columns if c not in key)
     keys_a = ", ".join(f"a.{ident(k)}" for k in key)
     sql = f"""
-        with a as {filtered_a}, b as {filtered_b}
-        select {cols}, 'upsert' as {OP_COLUMN} from (
-            select b.* from b left join a on {on}
-            where a.{ident(key[0])} is null or {differs})
+        with a as not materialized {filtered_a}, b as not materialized {filtered_b}
+        select {cols}, 'upsert' as {OP_COLUMN} from ({_changed_rows(dataset, old, new,
+                                                                    columns, key)})
         union all
         select {", ".join(ident(c) if c in key else f"null as {ident(c)}" for c in columns)},
                'delete' as {OP_COLUMN} from (
@@ -171,19 +191,58 @@ def change_set(dataset: DatasetStore, old: Version | None, new: Version, columns
     return _reader(sql, dataset, new, old, columns, schema, touched=True)
 
 
+def _changed_rows(dataset: DatasetStore, old: Version | None, new: Version,
+                  columns: Sequence[str], key: Sequence[str]) -> str:
+    """SQL of the rows of ``b`` that ``a`` lacks or holds otherwise, by ``key``.
+
+    Wide rows are compared by digest (``compared``), and only the keys of the rows that
+    differ are joined back to ``b``: the join then holds digests, not the values.
+    """
+    on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
+    differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
+                          for c in columns if c not in key) or "false"
+    select = compared(dataset, [old, new], columns, key)
+    if select is None:
+        return f"select b.* from b left join a on {on} where a.{ident(key[0])} is null or {differs}"
+    keys_b = ", ".join(f"b.{ident(k)}" for k in key)
+    changed = (f"select {keys_b} from (select {select} from b) b "
+               f"left join (select {select} from a) a on {on} "
+               f"where a.{ident(key[0])} is null or {differs}")
+    back = " and ".join(f"k.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
+    return f"select b.* from b semi join ({changed}) k on {back}"
+
+
+def compared(dataset: DatasetStore, versions: Sequence[Version | None],
+             columns: Sequence[str], key: Sequence[str]) -> str | None:
+    """For rows of ``versions`` past ``batching.WIDE_ROW_BYTES``, the select list of
+    ``key`` and ``columns`` to compare rows by: text and binary columns as their MD5
+    (DuckDB holds long strings in a join in memory it cannot spill: 800 rows of 1 MiB ran
+    out of 256 MB). None for narrower rows, compared as they are."""
+    names = list(dict.fromkeys([*key, *columns]))
+    if _row_width(dataset, versions, names) < WIDE_ROW_BYTES:
+        return None
+    types = {c["name"]: parse_type(c["type"]) for v in versions if v is not None
+             for c in v.manifest.schema["columns"]}
+    return ", ".join(f"md5({ident(c)}) as {ident(c)}" if c not in key and _textual(types[c])
+                     else ident(c) for c in names)
+
+
+def _textual(declared: DataType) -> bool:
+    """Whether values of ``declared`` are text or bytes as stored (MD5 takes them)."""
+    return isinstance(declared, String) or (
+        isinstance(declared, Primitive) and declared.name in ("string", "json", "binary"))
+
+
 def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns: Sequence[str],
                key: Sequence[str], where: str | None, schema: pa.Schema) -> pa.RecordBatchReader:
     """Rows of ``new`` that ``old`` did not have, tagged with ``_ferry_version`` = new."""
     cols = ", ".join(ident(c) for c in columns)
     version = int(new.number)
     if key:
-        on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
-        differs = " or ".join(f"a.{ident(c)} is distinct from b.{ident(c)}"
-                              for c in columns if c not in key) or "false"
-        sql = (f"select {_select(columns, 'b')}, {version}::bigint as {VERSION_COLUMN} "
-               f"from (select * from b where {_where(where)}) b "
-               f"left join (select * from a where {_where(where)}) a on {on} "
-               f"where a.{ident(key[0])} is null or {differs}")
+        sql = (f"with a as not materialized (select * from a where {_where(where)}), "
+               f"b as not materialized (select * from b where {_where(where)}) "
+               f"select {_select(columns, 'c')}, {version}::bigint as {VERSION_COLUMN} "
+               f"from ({_changed_rows(dataset, old, new, columns, key)}) c")
         return _reader(sql, dataset, new, old, columns, schema, touched=True)
     # No key: the rows of the files the newer versions added (exact for append-only data).
     old_files = {f.path for f in dataset.active_files(old.number)} if old else set()
@@ -193,10 +252,11 @@ def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns
     def batches() -> Iterator[pa.RecordBatch]:
         if not paths:
             return
-        with _duckdb() as db:
+        rows = batch_rows(dataset.path, added, columns)
+        with _duckdb(rows) as db:
             hive = ", hive_partitioning = true" if dataset.partition_columns(new) else ""
             sql = (f"select {cols}, {version}::bigint as {VERSION_COLUMN} from read_parquet("
                    f"{parquet_list(paths)}, union_by_name = true{hive}) where {_where(where)}")
-            yield from cast_batches(_stream(db, sql), schema)
+            yield from cast_batches(_stream(db, sql, rows), schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from dataferry.errors import StoreError
+from dataferry.store.batching import MAX_BATCH_ROWS, batch_rows
 from dataferry.store.hashing import hash_bytes
 from dataferry.store.manifest import (
     Checkpoint,
@@ -197,8 +198,8 @@ class DatasetStore:
     def arrow_schema(self, version: Version) -> pa.Schema:
         return schema_from_manifest(version.manifest.schema)
 
-    def _scanner(self, version: Version, columns: list[str] | None = None,
-                 batch_size: int = 65_536) -> pads.Scanner:
+    def _scanner(self, version: Version, columns: list[str] | None,
+                 batch_size: int) -> pads.Scanner:
         """A streaming scan of a version's files, for versions without deletion vectors
         (partitioned ones included)."""
         import pyarrow.dataset as pads  # here: a run that only publishes does not need it
@@ -214,13 +215,22 @@ class DatasetStore:
             partitioning = pads.partitioning(pa.schema(fields), flavor="hive")
         dataset = pads.dataset(paths, schema=schema, format="parquet",
                                partitioning=partitioning, partition_base_dir=str(self.path))
-        return dataset.scanner(columns=columns, batch_size=batch_size)
+        if batch_size >= MAX_BATCH_ROWS:
+            return dataset.scanner(columns=columns, batch_size=batch_size)
+        # Wide rows: pyarrow's read-ahead (16 batches, 4 files) would hold them by the GiB.
+        return dataset.scanner(columns=columns, batch_size=batch_size, batch_readahead=2,
+                               fragment_readahead=1)
 
     def reader(self, version: Version, columns: list[str] | None = None,
-               batch_size: int = 65_536) -> pa.RecordBatchReader:
-        """A version's live rows as a stream of record batches (bounded memory)."""
+               batch_size: int = MAX_BATCH_ROWS) -> pa.RecordBatchReader:
+        """A version's live rows as a stream of record batches (bounded memory): at most
+        ``batch_size`` rows and about ``batching.BATCH_BYTES`` a batch."""
         files = self.active_files(version.number)
-        if any(f.deletion_vector for f in files):
+        batch_size = min(batch_size, batch_rows(self.path, files, columns))
+        wide = batch_size < MAX_BATCH_ROWS and not any(f.partition_values for f in files)
+        # Wide rows are read file by file: pyarrow's dataset scanner held 570 MiB reading
+        # 64 MiB row groups of 1 MiB values 16 rows at a time, ``read_rows`` 390 MiB.
+        if wide or any(f.deletion_vector for f in files):
             return read_rows(file_scans(self.path, files), self.arrow_schema(version),
                              columns, batch_size)
         return self._scanner(version, columns, batch_size).to_reader()

@@ -1,7 +1,8 @@
 """``ferry diff REF V1 V2``: rows added, removed and changed between two versions, by key.
 
 DuckDB joins the two versions' Parquet files on the primary key, so tables larger than
-memory are compared with bounded memory (DuckDB spills to disk).
+memory are compared with bounded memory (DuckDB spills to disk; wide rows are compared by
+digest, ``changes.compared``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataferry.errors import StoreError
-from dataferry.store.changes import touched_views
+from dataferry.store.changes import compared, touched_views
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.duck import ident, spilling
 from dataferry.store.files import json_value
@@ -46,7 +47,7 @@ def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) 
     new_cols = [c["name"] for c in new.manifest.schema["columns"]]
     common = [c for c in new_cols if c in old_cols and c not in key]
     result = Diff(dataset.ref, v1, v2)
-    with spilling("ferry-diff-", "1GB") as db:
+    with spilling("ferry-diff-") as db:
         # Only the rows of files that differ between the versions can differ.
         touched_views(dataset, old, new, db, [c for c in new_cols if c in old_cols])
         on = " and ".join(f"a.{ident(k)} is not distinct from b.{ident(k)}" for k in key)
@@ -55,12 +56,15 @@ def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) 
         ) or "false"
         a_key = f"a.{ident(key[0])}"
         b_key = f"b.{ident(key[0])}"
+        select = compared(dataset, [old, new], common, key)  # wide rows: digests
+        a, b = ("a", "b") if select is None else (f"(select {select} from a) a",
+                                                  f"(select {select} from b) b")
         db.execute(
             f"""create temp table changes as
             select case when {a_key} is null and {b_key} is not null then 'added'
                         when {b_key} is null then 'removed' else 'changed' end as change,
                    {", ".join(f"coalesce(a.{ident(k)}, b.{ident(k)}) as {ident(k)}" for k in key)}
-            from a full outer join b on {on}
+            from {a} full outer join {b} on {on}
             where ({a_key} is null and {b_key} is not null) or {b_key} is null
                or ({a_key} is not null and ({differs}))"""
         )

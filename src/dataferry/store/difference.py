@@ -12,7 +12,8 @@ from typing import Any
 
 from dataferry.model.spec import DatasetCommon
 from dataferry.model.types import DataType, ListType, MapType, StructType, parse_type
-from dataferry.store.dataset import Version
+from dataferry.store.batching import WIDE_ROW_BYTES, row_width
+from dataferry.store.dataset import DatasetStore, Version
 
 
 def difference_by_key(spec: DatasetCommon, head: Version | None,
@@ -24,12 +25,20 @@ def difference_by_key(spec: DatasetCommon, head: Version | None,
     columns, types and key: after a schema change every row reads differently anyway,
     and a plain replace writes it at less cost. A dataset with a map column stays a
     replace: DuckDB, which compares the rows, refuses a map with a repeated key, and the
-    store keeps such maps.
+    store keeps such maps. So does one whose head's rows are wide (``wide_rows``, asked
+    once the head verifies).
     """
     return (bool(spec.primary_key) and head is not None and not spec.partition_by
             and not any(_holds_map(parse_type(c.type)) for c in spec.columns.values())
             and head.manifest.schema.get("columns") == declared["columns"]
             and list(head.manifest.schema.get("primary_key") or []) == list(spec.primary_key))
+
+
+def wide_rows(dataset: DatasetStore, head: Version) -> bool:
+    """Whether ``head``'s rows are too wide to compare by key (``batching.WIDE_ROW_BYTES``):
+    DuckDB would hold the joined rows' long strings in memory it cannot spill. It reads the
+    files' footers, so ask once the head has verified."""
+    return row_width(dataset.path, dataset.active_files(head.number)) >= WIDE_ROW_BYTES
 
 
 def _holds_map(declared: DataType) -> bool:

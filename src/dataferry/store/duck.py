@@ -28,8 +28,15 @@ def parquet_list(paths: Iterable[str]) -> str:
     return "[" + ", ".join(text(p) for p in paths) + "]"
 
 
+MEMORY_LIMIT = "256MB"
+"""DuckDB's share of a ferry process's memory (issue 13: the whole process stays under
+600 MiB): Python, pyarrow and the batches in flight take about 250 MiB beside it. Joins,
+sorts and tables past it spill to a temporary directory (``spilling``)."""
+
+
 @contextmanager
-def spilling(prefix: str, memory_limit: str = "512MB") -> Iterator[duckdb.DuckDBPyConnection]:
+def spilling(prefix: str, memory_limit: str = MEMORY_LIMIT
+             ) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB with a memory limit that spills to a temporary directory."""
     import duckdb
 

@@ -131,8 +131,8 @@ def write_batches(
     try:
         if kind == ".parquet":
             with pq.ParquetWriter(temp, schema, compression="zstd") as writer:
-                for batch in batches:
-                    writer.write_batch(batch)
+                for batch in batches:  # a row group each: the writer would buffer 1M rows
+                    writer.write_table(pa.Table.from_batches([batch]))
                     rows += batch.num_rows
                     if on_rows:
                         on_rows(batch.num_rows)

@@ -90,7 +90,9 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
         staging = Path(work) / "staging.parquet"
         if not complete and not _stage(reader, staging, on_rows):
             return MergeResult([], [], [], [], 0, 0)
-        with spilling("ferry-merge-") as db:
+        # Less than the default: the incoming rows, their source and the written files
+        # take their share beside it (10% of 8M rows changed: 602 MiB at 256 MB).
+        with spilling("ferry-merge-", "192MB") as db:
             cols = ", ".join(ident(c) for c in columns)
             current = relation(db, scans, positions=True)
             if complete:
@@ -261,8 +263,8 @@ def _stage(reader: pa.RecordBatchReader, staging: Path,
            on_rows: Callable[[int], None] | None) -> int:
     rows = 0
     with pq.ParquetWriter(staging, reader.schema, compression="lz4") as writer:
-        for batch in reader:
-            writer.write_batch(batch)
+        for batch in reader:  # a row group each: the writer would buffer 1M rows, however wide
+            writer.write_table(pa.Table.from_batches([batch]))
             rows += batch.num_rows
             if on_rows is not None:
                 on_rows(batch.num_rows)

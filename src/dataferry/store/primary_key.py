@@ -84,10 +84,13 @@ def unique_in(db: duckdb.DuckDBPyConnection, dataset: str, key: Sequence[str], s
                                          for k in key) + ")"
     try:
         # The quick count first (2-3x faster than grouping); the details only on failure.
-        total, distinct = db.execute(
-            f"select count(*), count(distinct ({keys})) from {source}").fetchall()[0]
-        if total == distinct:
-            return
+        try:
+            total, distinct = db.execute(
+                f"select count(*), count(distinct ({keys})) from {source}").fetchall()[0]
+            if total == distinct:
+                return
+        except duckdb.OutOfMemoryException:
+            pass  # count(distinct) cannot spill to disk; grouping (below) can
         row = db.execute(
             f"""select count(*), coalesce(sum(n), 0), min({example})
             from (select {keys}, count(*) as n from {source} group by all

@@ -42,7 +42,7 @@ from dataferry.store import delta_log
 from dataferry.store.conform import Conformer
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.delete_limit import DEFAULT_MAX_DELETE_RATIO, check_delete_ratio
-from dataferry.store.difference import difference_by_key
+from dataferry.store.difference import difference_by_key, wide_rows
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, hash_file
 from dataferry.store.keys import KeyStore, public_bytes
@@ -151,6 +151,7 @@ def publish(
             spec, head, declared_columns(spec))
         if keyed and head is not None:  # the difference is computed from the head's rows
             verify_for_reading(dataset, head.number)
+            keyed = not wide_rows(dataset, head)
         rewrite = mode == "replace" and not keyed and not spec.partition_by
         utc = (not rewrite and keeps_utc_timestamps(dataset, head)) or (
             bool(spec.partition_by) and head is None and _timestamp_in_map(spec))

@@ -61,14 +61,12 @@ from dataferry.model.spec import (
     UniqueCheck,
     duration_seconds,
 )
-from dataferry.store.duck import ident
+from dataferry.store.duck import MEMORY_LIMIT, ident
 from dataferry.store.files import json_value
 from dataferry.store.scan import FileScan, relation
 
 __all__ = ["MEMORY_LIMIT", "CheckFailure", "QualityError", "enforce_checks", "run_checks"]
 
-MEMORY_LIMIT = "512MB"
-"""DuckDB's memory limit when ``run_checks`` opens its own connection (it spills beyond)."""
 
 EXAMPLES = 3
 _ROW = "row"  # the example key when a dataset has no primary key

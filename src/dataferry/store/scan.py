@@ -108,7 +108,8 @@ def read_rows(scans: Sequence[FileScan], schema: pa.Schema, columns: Sequence[st
         for scan in scans:
             deleted = deletion_vectors.positions_array(scan.deleted) if scan.deleted else None
             start = 0
-            file = pq.ParquetFile(scan.path)
+            # Small batches are wide rows: read column chunks 1 MiB at a time, not whole.
+            file = pq.ParquetFile(scan.path, buffer_size=(1 << 20) if batch_size < 65_536 else 0)
             present = [name for name in wanted if name in file.schema_arrow.names]
             for batch in file.iter_batches(batch_size, columns=present):
                 rows = batch.num_rows

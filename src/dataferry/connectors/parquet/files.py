@@ -16,6 +16,8 @@ from dataferry.connectors.parquet.types import to_sink_array
 
 ROWS_PER_FILE = 1_000_000
 ROW_GROUP_ROWS = 128 * 1024
+ROW_GROUP_BYTES = 32 << 20
+"""A row group also ends once its rows hold this many bytes in memory (wide rows)."""
 
 
 def fit(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -40,6 +42,9 @@ class SnapshotWriter:
         self._paths: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
         self._file_rows = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
 
     def _open(self) -> pq.ParquetWriter:
         path = self.folder / f"part-v{self.version}-{len(self._paths):05d}.parquet"
@@ -53,16 +58,36 @@ class SnapshotWriter:
             batch = fit(batch, self.schema)
             offset = 0
             while offset < batch.num_rows:
-                if self._writer is None:
-                    self._writer = self._open()
-                take = min(batch.num_rows - offset, ROWS_PER_FILE - self._file_rows)
-                self._writer.write_batch(batch.slice(offset, take), row_group_size=ROW_GROUP_ROWS)
-                self._file_rows += take
-                self.rows += take
-                offset += take
+                room = ROWS_PER_FILE - self._file_rows - self._pending_rows
+                piece = batch.slice(offset, min(batch.num_rows - offset, room))
+                self._pending.append(piece)
+                self._pending_rows += piece.num_rows
+                self._pending_bytes += piece.nbytes
+                self.rows += piece.num_rows
+                offset += piece.num_rows
+                if (self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES
+                        or self._file_rows + self._pending_rows >= ROWS_PER_FILE):
+                    self._flush()
                 if self._file_rows >= ROWS_PER_FILE:
-                    self._writer.close()
-                    self._writer = None
+                    self._close_file()
+
+    def _flush(self) -> None:
+        """Write the pending rows as one row group. pyarrow's writer would hold a row group
+        of ROW_GROUP_ROWS rows however wide they are: wide rows end theirs by bytes."""
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._writer = self._open()
+        self._writer.write_table(pa.Table.from_batches(self._pending),
+                                 row_group_size=ROW_GROUP_ROWS)
+        self._file_rows += self._pending_rows
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+
+    def _close_file(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._file_rows = 0
 
     def link(self, files: Iterable[Path]) -> None:
         """Add existing files (of the same schema) by hard link, or copy where links fail."""
@@ -77,6 +102,7 @@ class SnapshotWriter:
 
     def abort(self) -> None:
         """Stop writing after a failure (the snapshot folder is collected later)."""
+        self._pending = []
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
@@ -85,11 +111,10 @@ class SnapshotWriter:
     def close(self) -> list[Path]:
         """Finish the files (an empty one if there are no rows, so readers see the schema)
         and flush them and the folder to disk."""
+        self._flush()
         if self._writer is None and not self._paths:
             self._writer = self._open()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_file()
         for path in self._paths:
             fsync_path(path)
         fsync_path(self.folder)

@@ -16,9 +16,8 @@ import pyarrow as pa
 
 from dataferry.connectors.base import OP_COLUMN, VALID_FROM, VALID_TO
 from dataferry.connectors.duckdb.types import quote
-
-MEMORY_LIMIT = "1GB"
-BATCH_ROWS = 65_536
+from dataferry.store.batching import MAX_BATCH_ROWS, row_bytes, rows_for
+from dataferry.store.duck import MEMORY_LIMIT
 
 
 def _files(paths: Sequence[Path]) -> str:
@@ -65,8 +64,11 @@ def history_sql(old: Sequence[Path], present: set[str], changes: Path, columns: 
             f"ON {_keys(key, 'o', 'c')} UNION ALL BY NAME {new_rows}")
 
 
-def stream(sql: str, spill: Path, at: datetime | None = None) -> Iterator[pa.RecordBatch]:
-    """Run ``sql`` in a fresh in-memory DuckDB and yield its rows (``$at`` bound if given)."""
+def stream(sql: str, spill: Path, at: datetime | None = None, *,
+           files: Sequence[Path] = ()) -> Iterator[pa.RecordBatch]:
+    """Run ``sql`` in a fresh in-memory DuckDB and yield its rows (``$at`` bound if given),
+    in batches of about ``batching.BATCH_BYTES`` of the widest rows of ``files``."""
+    rows = rows_for(max((row_bytes(f) for f in files), default=0.0))
     con = duckdb.connect()
     con.execute("set enable_progress_bar = false")
     try:
@@ -74,8 +76,10 @@ def stream(sql: str, spill: Path, at: datetime | None = None) -> Iterator[pa.Rec
                         "SET preserve_insertion_order = false",
                         "SET temp_directory = '" + str(spill).replace("'", "''") + "'"):
             con.execute(setting).fetchall()
+        if rows < MAX_BATCH_ROWS:  # wide rows: one 64 MiB row group in memory at a time
+            con.execute("SET threads = 1").fetchall()
         params = {"at": at.isoformat(sep=" ")} if at is not None and "$at" in sql else None
-        reader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+        reader = con.sql(sql, params=params).to_arrow_reader(rows)
         try:
             yield from reader
         finally:

@@ -153,8 +153,8 @@ class ParquetSink(SinkConnector):
             with self.folder.scratch() as scratch:
                 changes = scratch / "changes.parquet"
                 with pq.ParquetWriter(changes, rows.schema) as staged:
-                    for batch in rows:
-                        staged.write_batch(batch)
+                    for batch in rows:  # a row group each: the writer would buffer 1M rows
+                        staged.write_table(pa.Table.from_batches([batch]))
                 present = set(pq.read_schema(old_files[0]).names) if old_files else set()
                 names = [n for n, _, _ in columns]
                 if mode == "merge":
@@ -165,7 +165,8 @@ class ParquetSink(SinkConnector):
                 at = delivery.created_at
                 if at.tzinfo is None:
                     at = at.replace(tzinfo=UTC)
-                writer.write(stream(sql, scratch, at.astimezone(UTC)))
+                writer.write(stream(sql, scratch, at.astimezone(UTC),
+                                    files=[*old_files, changes]))
 
 
 def _stored_columns(entry: dict[str, Any]) -> Columns:
