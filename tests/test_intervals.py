@@ -3,6 +3,8 @@ parse agrees with the checked Arrow one, and text -> interval -> text -> interva
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from dataferry.intervals import (
     IntervalError,
     _checked_parts,
+    _long_numbers,
     check_durations,
     to_duration_text,
     to_month_day_nano,
@@ -53,4 +56,28 @@ def test_values_postgresql_prints() -> None:
 def test_bad_text_names_its_row(text: str, problem: str) -> None:
     with pytest.raises(IntervalError, match=problem) as caught:
         check_durations(pa.array(["P1D", None, text]))
+    assert caught.value.index == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(iso_durations() | st.none(), min_size=1, max_size=30),
+       cut=st.integers(0, 3))
+def test_long_numbers_are_found_as_a_regular_expression_finds_them(
+        texts: list[str | None], cut: int) -> None:
+    text = pa.array(texts, pa.string()).slice(min(cut, len(texts) - 1))
+    want = [i for i, t in enumerate(text.to_pylist())
+            if t is not None and re.search(r"\d{7}", t)]
+    assert _long_numbers(text).tolist() == want
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("P178956971Y", "has more months"),
+    ("PT2562048H", "beyond 2562047:47:16.854775"),
+])
+def test_printed_text_still_has_its_ranges_checked(text: str, problem: str) -> None:
+    """PostgreSQL's interval holds 1000 times more hours than Arrow's: its text is not
+    checked for its form again, but for what Arrow can hold."""
+    check_durations(pa.array(["P1D", None, "PT2562047H"]), printed=True)
+    with pytest.raises(IntervalError, match=problem) as caught:
+        check_durations(pa.array(["P1D", None, text]), printed=True)
     assert caught.value.index == 2

@@ -12,6 +12,12 @@ import sys
 _collecting = gc.isenabled()
 gc.disable()
 
+# Arrow's default allocator, mimalloc, gives freed pages back and faults fresh zeroed ones
+# in for the next batch: the wide table of bench/postgres_types.py spent ~0.3 s more CPU
+# (most of it in the kernel) and 40 MB more memory than with the C library's malloc. Read
+# by pyarrow when it loads; a value set by the user wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 import typer  # noqa: E402
 
 from dataferry import __version__  # noqa: E402

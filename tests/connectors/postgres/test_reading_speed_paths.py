@@ -78,6 +78,22 @@ def test_batches_stay_small_enough_to_start_writing_early(dsn: str) -> None:
     assert sum(sizes) == 100000 and len(sizes) > 1  # ~4 MB each, not one 16 MB batch
 
 
+def test_a_wide_result_comes_in_fewer_larger_batches(dsn: str) -> None:
+    """Conform and encode cost about the same per batch and column whatever its rows:
+    24 columns come in batches of up to 16 MB, not 4 MB (still more than one)."""
+    names = [f"c{i}" for i in range(24)]
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(f"create table many ({', '.join(f'{n} text' for n in names)})")
+        db.execute(f"insert into many select {', '.join('repeat(md5(g::text), 2)' for _ in names)} "
+                   "from generate_series(1, 30000) g")  # ~50 MB of Arrow data
+    src = PostgresSource("crm.db", SourceSpec(kind="postgres", dsn=dsn), Path("."))
+    spec = SourceDataset(table="many", columns={n: Column(type="string") for n in names})
+    sizes = [b.num_rows for b in src.read(ReadRequest("crm.t", spec, names,
+                                                      batch_rows=1 << 20)).reader]
+    src.close()
+    assert sum(sizes) == 30000 and 1 < len(sizes) <= 5  # 4 MB batches: 12 or more
+
+
 @pytest.mark.parametrize(("cores", "given", "expected"), [
     (2, None, 1), (1, None, 1), (4, None, 2), (16, None, 4), (2, "3", 3), (2, "x", 1),
     (8, "0", 4),

@@ -4,9 +4,9 @@ A dataset with ``table: schema.table`` is read as ``select <declared columns> fr
 schema.table``; one with ``query:`` as ``select <declared columns> from (<query>) q``.
 Incremental datasets add ``where <cursor> >= <since>`` (the value inlined as a literal so
 the rows still stream over COPY). Memory stays bounded: ADBC decodes COPY data in record
-batches of about ``BATCH_BYTES``, handed on as they arrive. Each read runs on its own connection in
-one statement, so it sees one consistent snapshot; sessions are read only, in UTC, with
-intervals printed in ISO 8601.
+batches of 4 to 16 MB (``batch_bytes``), handed on as they arrive. Each read runs on its own
+connection in one statement, so it sees one consistent snapshot; sessions are read only, in
+UTC, with intervals printed in ISO 8601.
 """
 
 from __future__ import annotations
@@ -54,10 +54,22 @@ from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import PostgresSource as PostgresSourceSpec
 
 BATCH_BYTES = 4 << 20
-"""ADBC's batch size hint. Its default, 16 MB, is ~150,000 rows of a narrow table: nothing
-reaches the store's writer for 0.1 s after the query starts, and the last batch leaves as
-much work after the read ends. At 4 MB the first batch comes after ~0.03 s and the
-throughput is the same (1M rows of 8 columns: 0.6 s at 16, 4 or 1 MB)."""
+"""ADBC's batch size hint for a narrow result. Its default, 16 MB, is ~150,000 rows of a
+narrow table: nothing reaches the store's writer for 0.1 s after the query starts, and the
+last batch leaves as much work after the read ends. At 4 MB the first batch comes after
+~0.03 s and the throughput is the same (1M rows of 8 columns: 0.6 s at 16, 4 or 1 MB)."""
+BATCH_BYTES_PER_COLUMN = 1 << 20
+MAX_BATCH_BYTES = 16 << 20
+"""A wider result gets larger batches, up to 16 MB: conforming and encoding cost about
+1 ms a batch for 20 columns whatever its rows (the wide table of
+``bench/postgres_types.py`` came in 4 MB batches of 7,700 rows: 0.2 s of conform per
+million rows at 4 MB, 0.1 s at 16 MB)."""
+
+
+def batch_bytes(columns: int) -> int:
+    """ADBC's batch size hint for a result of ``columns`` columns."""
+    return min(MAX_BATCH_BYTES, max(BATCH_BYTES, columns * BATCH_BYTES_PER_COLUMN))
+
 
 _SESSION = (
     "set default_transaction_read_only = on",
@@ -137,7 +149,7 @@ class PostgresSource(SourceConnector):
         if parallel is not None:
             return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel), state,
                               unique_key=unique)
-        connection, statement = self._open(autocommit=True)
+        connection, statement = self._open(len(exprs), autocommit=True)
         try:
             for setting in _SESSION:
                 statement.execute(setting)
@@ -214,7 +226,8 @@ class PostgresSource(SourceConnector):
 
         def stream(low: int, high: int) -> Callable[[], Iterator[pa.RecordBatch]]:
             def run() -> Iterator[pa.RecordBatch]:
-                connection, statement = self._open(autocommit=False)
+                connection, statement = self._open(len(plans) + sum(p.dims_check for p in plans),
+                                                 autocommit=False)
                 try:
                     statement.execute("set transaction isolation level repeatable read")
                     statement.execute(f"set transaction snapshot {literal(plan.snapshot)}")
@@ -233,14 +246,15 @@ class PostgresSource(SourceConnector):
 
         return ranges.merged([stream(low, high) for low, high in plan.bounds], started)
 
-    def _open(self, *, autocommit: bool) -> tuple[adbc.Connection, adbc.Cursor]:
-        """A reading connection (tracked for ``close``) and its cursor, with our batch size."""
+    def _open(self, columns: int, *, autocommit: bool) -> tuple[adbc.Connection, adbc.Cursor]:
+        """A reading connection (tracked for ``close``) and its cursor, with the batch size
+        for a result of ``columns`` columns."""
         connection = self.server.connect_adbc(autocommit=autocommit)
         self._reading.add(connection)
         statement = connection.cursor()
         with contextlib.suppress(adbc_driver_manager.Error):  # a driver without the option
             statement.adbc_statement.set_options(
-                **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
+                **{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes(columns))})
         return connection, statement
 
     def _batches(self, request: ReadRequest, plans: list[ColumnPlan],

@@ -16,7 +16,8 @@ from dataferry.store.conform.rejections import _reject
 def _to_interval(a: pa.Array, kind: str, declared: DataType, tag: DataType | None) -> Any:
     try:
         if kind in _TEXT:
-            check_durations(pc.cast(a, pa.string()))  # the form, and the range of each part
+            # The form (unless PostgreSQL printed it: tagged), and the range of each part.
+            check_durations(pc.cast(a, pa.string()), printed=tag == declared)
             return a
         if pa.types.is_interval(a.type) or pa.types.is_duration(a.type):
             return to_duration_text(a)

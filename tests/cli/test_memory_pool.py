@@ -1,0 +1,23 @@
+"""The ``ferry`` process allocates Arrow buffers with the C library's malloc unless the user
+chose a pool (mimalloc's page churn cost the wide PostgreSQL bench ~0.3 s of CPU)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+_POOL = ("import dataferry.cli.main, pyarrow; "
+         "print(pyarrow.default_memory_pool().backend_name)")
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_arrow_memory_pool_defaults_to_malloc(given: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if given is not None:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = given
+    out = subprocess.run([sys.executable, "-c", _POOL], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == expected
