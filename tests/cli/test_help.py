@@ -44,3 +44,21 @@ def test_a_flag_has_no_type_and_a_value_option_keeps_its_metavar(
     assert json_line.split("--json", 1)[1].split()[0] == "Print"
     [model_line] = [line for line in lines if "--model" in line]
     assert " DIR " in model_line
+
+
+def test_a_paragraph_of_help_flows_as_one(ferry: Callable[..., Result],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A docstring's line breaks are not kept inside a paragraph: rich wrapped each line
+    again, so ``ferry gc --help`` said "...or a running delivery or transform reads" and
+    "(per the run history), are kept" on lines of their own."""
+    monkeypatch.setenv("COLUMNS", "200")
+    result = ferry("gc", "--help")
+    assert "or transform reads (per the run history), are kept unless --force" in result.out
+
+
+def test_flowing_keeps_list_items_and_indented_lines() -> None:
+    from dataferry.cli.helptext import flowing
+
+    text = "One sentence\nwrapped.\n\n- an item\n- another\n  continued\n\nExample:\n    ferry x"
+    assert flowing(text) == ("One sentence wrapped.\n\n- an item\n- another\n  continued\n\n"
+                             "Example:\n    ferry x")

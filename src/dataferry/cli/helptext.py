@@ -4,6 +4,10 @@ Typer 0.2x writes each option's Python type next to it; for a flag that is ``<bo
 which reads as if the flag took a value (``--json <bool>``). ``FerryGroup``, the class of
 the ``ferry`` app, shows a flag as the flag alone, in its own help and in the help of
 every command below it, including commands registered later by any module.
+
+Typer's rich help also keeps a docstring's line breaks, and then wraps each line to the
+terminal again, so a paragraph came out broken in odd places. ``FerryGroup`` joins each
+paragraph's lines first; list items and indented lines keep their own line.
 """
 
 from __future__ import annotations
@@ -36,7 +40,24 @@ def plain_flags(params: Iterable[Any]) -> list[Any]:
     return params
 
 
+def flowing(text: str) -> str:
+    """``text`` with each paragraph's lines joined (a line that starts a list item, or is
+    indented, starts a new line)."""
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and line.strip() and not line.startswith((" ", "\t", "-", "*", "\b")):
+                lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
 def _plain_below(command: Any, ctx: Any) -> None:
     plain_flags(command.get_params(ctx))  # get_params also makes its --help option
+    if command.help:
+        command.help = flowing(command.help)
     for below in getattr(command, "commands", {}).values():
         _plain_below(below, ctx)
