@@ -17,7 +17,6 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dataferry.store.manifest import FileEntry
 
@@ -58,6 +57,8 @@ def row_width(directory: Path, files: Sequence[FileEntry],
 def row_bytes(path: Path, columns: Collection[str] | None = None) -> float:
     """The most bytes a row of ``columns`` takes uncompressed in any row group of the
     Parquet file at ``path`` (0 for a file without rows)."""
+    import pyarrow.parquet as pq  # not before a run's first read (tests/cli/test_run_imports)
+
     file = pq.ParquetFile(path)
     metadata = file.metadata
     leaves = [index for index, name in enumerate(_leaf_owners(file.schema_arrow))
