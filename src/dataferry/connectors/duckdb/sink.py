@@ -204,8 +204,8 @@ def _staged_replace(con: duckdb.DuckDBPyConnection, target: Target, delivery: De
                     where: str) -> int:
     """A replace in committed pieces (module doc): the staging table takes one delivery
     batch (~16 MiB, ``store/batching.py``) per transaction, each followed by a CHECKPOINT
-    so DuckDB writes it out and lets it go; one last transaction swaps the staging table
-    in and records the load. A crash before that leaves the target and ``_ferry_loads``
+    (``CHECKPOINT_REWRITE_BYTES``) so DuckDB writes it out and lets it go; one last
+    transaction swaps the staging table in and records the load. A crash before that leaves the target and ``_ferry_loads``
     as they were, plus a staging table the next replace drops."""
     json_ok = _has_json(con)
     if not _begin(con, target, delivery, where):
@@ -217,7 +217,9 @@ def _staged_replace(con: duckdb.DuckDBPyConnection, target: Target, delivery: De
     target.create(con, stage_name, load.columns())
     run(con, "COMMIT")
     counted = file_form(delivery)
+    row_bytes = 0.0
     for batch in counted.reader:
+        row_bytes = max(row_bytes, batch.nbytes / max(batch.num_rows, 1))
         view = f"_ferry_rows_{uuid.uuid4().hex}"
         con.register(view, pa.Table.from_batches([batch]))
         try:
@@ -227,7 +229,8 @@ def _staged_replace(con: duckdb.DuckDBPyConnection, target: Target, delivery: De
             run(con, "COMMIT")
         finally:
             con.unregister(view)
-        run(con, "CHECKPOINT")
+        if (counted.rows % ROW_GROUP_ROWS) * row_bytes <= CHECKPOINT_REWRITE_BYTES:
+            run(con, "CHECKPOINT")
         crash_point("duckdb-replace-piece")
     if not _begin(con, target, delivery, where):  # another process delivered meanwhile
         run(con, f"DROP TABLE IF EXISTS {stage}")
@@ -238,6 +241,16 @@ def _staged_replace(con: duckdb.DuckDBPyConnection, target: Target, delivery: De
                   counted.rows)
     run(con, "COMMIT")
     return counted.rows
+
+
+ROW_GROUP_ROWS = 122_880
+"""Rows in a DuckDB row group (its storage default)."""
+
+CHECKPOINT_REWRITE_BYTES = 64 << 20
+"""A CHECKPOINT rewrites the table's last, partly filled row group whole, every value of
+it held in memory at once: narrow rows cost a few MiB, 1 MiB rows up to the whole table
+(500 of them took 2.8 GiB). A piece is checkpointed only while that rewrite stays under
+this many bytes; past it DuckDB's own automatic checkpoint is left to run."""
 
 
 def stage_table(table: str) -> str:
