@@ -231,6 +231,8 @@ def _staged_replace(con: duckdb.DuckDBPyConnection, target: Target, delivery: De
             con.unregister(view)
         if (counted.rows % ROW_GROUP_ROWS) * row_bytes <= CHECKPOINT_REWRITE_BYTES:
             run(con, "CHECKPOINT")
+        else:  # no automatic checkpoint either: it would rewrite the row group again
+            run(con, "SET checkpoint_threshold = '1TB'")
         crash_point("duckdb-replace-piece")
     if not _begin(con, target, delivery, where):  # another process delivered meanwhile
         run(con, f"DROP TABLE IF EXISTS {stage}")
@@ -250,7 +252,9 @@ CHECKPOINT_REWRITE_BYTES = 64 << 20
 """A CHECKPOINT rewrites the table's last, partly filled row group whole, every value of
 it held in memory at once: narrow rows cost a few MiB, 1 MiB rows up to the whole table
 (500 of them took 2.8 GiB). A piece is checkpointed only while that rewrite stays under
-this many bytes; past it DuckDB's own automatic checkpoint is left to run."""
+this many bytes; past it the pieces are only committed (to the write-ahead log, no
+automatic checkpoint) and the file is checkpointed when the delivery closes it, which
+holds the rows written since the last checkpoint in memory, as one transaction did."""
 
 
 def stage_table(table: str) -> str:
