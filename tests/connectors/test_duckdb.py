@@ -19,12 +19,16 @@ from dataferry.model.spec import SourceDataset
 from dataferry.store.conform import Conformer
 from tests.connectors.embedded import (
     ALL_TYPES,
+    BIG_BATCHES,
+    BIG_ROWS,
     all_types_batch,
     all_types_delivery,
+    big_delivery,
     check_kill,
     conform_all,
     delivery,
     first,
+    kill_mid_delivery,
     make_sink,
     run_two_versions,
     schema,
@@ -55,9 +59,31 @@ def test_two_versions_in_every_mode(tmp_path: Path, mode: str) -> None:
     assert loads == [("shop.items", "items", 2, mode)]
 
 
-@pytest.mark.parametrize("mode", ["append", "merge"])
+@pytest.mark.parametrize("mode", ["append", "merge", "replace"])
 def test_killed_delivery_changes_nothing_and_reruns_once(tmp_path: Path, mode: str) -> None:
     check_kill(SPEC, tmp_path, mode, read_target(tmp_path))
+
+
+def test_replace_killed_between_committed_pieces_recovers_exactly(tmp_path: Path) -> None:
+    """A replace commits its staging table piece by piece; killed after the first piece,
+    the target and _ferry_loads are untouched, and the re-run neither duplicates nor
+    loses a row nor leaves the staging table behind."""
+    sink = make_sink(SPEC, tmp_path)
+    assert sink.deliver(first("replace")) == 3
+    before = sorted(read_target(tmp_path)("items"))
+    kill_mid_delivery(SPEC, tmp_path, "replace")
+    db = tmp_path / "out" / "target.duckdb"
+    assert _query(db, 'SELECT count(*) FROM reporting."items__ferry_new"') == [(BIG_ROWS,)]
+    assert sorted(read_target(tmp_path)("items")) == before
+    assert make_sink(SPEC, tmp_path).applied_version("shop.items", "items") == 1
+    assert make_sink(SPEC, tmp_path).deliver(big_delivery("replace")) == BIG_BATCHES * BIG_ROWS
+    assert _query(db, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM reporting.items"
+                  ) == [(BIG_BATCHES * BIG_ROWS, BIG_BATCHES * BIG_ROWS, 1000,
+                         1000 + BIG_BATCHES * BIG_ROWS - 1)]
+    assert _query(db, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'reporting' "
+                  "ORDER BY 1") == [("_ferry_loads",), ("items",)]
+    assert _query(db, "SELECT version, rows FROM reporting._ferry_loads") == [
+        (2, BIG_BATCHES * BIG_ROWS)]
 
 
 def _source(root: Path, path: str = "out/target.duckdb") -> DuckdbSource:

@@ -5,14 +5,20 @@ delivery and closed after it, so other processes can read it between deliveries.
 file is written in the sink's ``storage_version:`` (default ``v1.1.0``: DuckDB 1.1 and
 every later release open it, whatever DuckDB dataferry runs on); an existing file keeps
 the storage version it was created with. The
-optional ``schema:`` is created. Each delivery is one transaction: the rows stream from
-the delivery's Arrow reader, registered on the connection, into ``INSERT .. SELECT`` /
-``MERGE`` statements that cast each column to its DuckDB type (``types.py``), and the
-``_ferry_loads`` row is written in the same transaction. A process killed mid-load
-leaves the file as it was (DuckDB never makes an uncommitted transaction durable).
+optional ``schema:`` is created. The rows stream from the delivery's Arrow reader into
+``INSERT .. SELECT`` / ``MERGE`` statements that cast each column to its DuckDB type
+(``types.py``); the ``_ferry_loads`` row is written in the transaction that makes the
+rows visible. A process killed mid-load leaves the target and ``_ferry_loads`` as they
+were (DuckDB never makes an uncommitted transaction durable).
 
-- ``replace``: load ``_ferry_stage_<table>``, drop the target, rename the stage to it.
-- ``merge``: ``MERGE INTO`` the target on the primary key: deletes, updates, inserts.
+- ``replace``: the rows go into the staging table ``<table>__ferry_new`` in committed
+  pieces, one delivery batch each, with a ``CHECKPOINT`` after each (DuckDB keeps what a
+  transaction writes in memory until it commits and checkpoints, so one transaction
+  would hold the whole table); then one transaction drops the target, renames the
+  staging table to it (metadata only) and records the load. A crash between pieces
+  leaves a staging table that the next replace drops and fills again.
+- ``merge`` (one transaction, as ``append`` and ``history``): ``MERGE INTO`` the target
+  on the primary key: deletes, updates, inserts.
   (No PRIMARY KEY constraint is declared: DuckDB's index would slow bulk loads.)
 - ``append``: ``INSERT``, keeping ``_ferry_version``.
 - ``history``: the change set is staged in a table, current rows of changed keys get
@@ -55,6 +61,7 @@ from dataferry.connectors.parquet.types import (
     to_sink_form,
 )
 from dataferry.errors import SinkError
+from dataferry.faults import crash_point
 from dataferry.intervals import IntervalError, native_intervals
 from dataferry.model.spec import DuckdbSink as DuckdbSinkSpec
 
@@ -145,30 +152,14 @@ class DuckdbSink(SinkConnector):
             con.close()
 
     def deliver(self, delivery: Delivery) -> int:
-        """Apply the delivery and its ``_ferry_loads`` row in one transaction; rows delivered."""
+        """Apply the delivery and its ``_ferry_loads`` row (module doc); rows delivered."""
         self.check(delivery)
         where = f"sink {self.consumer}: table {delivery.table!r}"
         con = self._connect()
-        view = f"_ferry_rows_{uuid.uuid4().hex}"
         try:
-            json_ok = _has_json(con)
-            run(con, "BEGIN TRANSACTION")
-            self.target.create_schema(con)
-            self.target.create_loads(con)
-            applied = self.target.applied_version(con, delivery.dataset, delivery.table)
-            if not check_versions(applied, delivery, where):
-                run(con, "ROLLBACK")
-                return 0
-            counted = file_form(delivery)
-            con.register(view, counted.reader)
-            load = _Load(con, self.target, delivery, view, json_ok)
-            if delivery.reload:
-                _start_over(load)
-            _LOADERS[delivery.mode](load)
-            self.target.record(con, delivery.dataset, delivery.table, delivery.version,
-                               delivery.mode, counted.rows)
-            run(con, "COMMIT")
-            return counted.rows
+            if delivery.mode == "replace":
+                return _staged_replace(con, self.target, delivery, where)
+            return self._in_one_transaction(con, delivery, where)
         except duckdb.Error as error:
             _rollback(con)
             raise duckdb_error(error, where, SinkError) from None
@@ -177,6 +168,98 @@ class DuckdbSink(SinkConnector):
             raise
         finally:
             con.close()
+
+    def _in_one_transaction(self, con: duckdb.DuckDBPyConnection, delivery: Delivery,
+                            where: str) -> int:
+        view = f"_ferry_rows_{uuid.uuid4().hex}"
+        json_ok = _has_json(con)
+        if not _begin(con, self.target, delivery, where):
+            return 0
+        counted = file_form(delivery)
+        con.register(view, counted.reader)
+        load = _Load(con, self.target, delivery, view, json_ok)
+        if delivery.reload:
+            _start_over(load)
+        _LOADERS[delivery.mode](load)
+        self.target.record(con, delivery.dataset, delivery.table, delivery.version,
+                           delivery.mode, counted.rows)
+        run(con, "COMMIT")
+        return counted.rows
+
+
+def _begin(con: duckdb.DuckDBPyConnection, target: Target, delivery: Delivery,
+           where: str) -> bool:
+    """Open the transaction that records the delivery; False (rolled back): nothing to do."""
+    run(con, "BEGIN TRANSACTION")
+    target.create_schema(con)
+    target.create_loads(con)
+    applied = target.applied_version(con, delivery.dataset, delivery.table)
+    if not check_versions(applied, delivery, where):
+        run(con, "ROLLBACK")
+        return False
+    return True
+
+
+def _staged_replace(con: duckdb.DuckDBPyConnection, target: Target, delivery: Delivery,
+                    where: str) -> int:
+    """A replace in committed pieces (module doc): the staging table takes one delivery
+    batch (~16 MiB, ``store/batching.py``) per transaction, each followed by a CHECKPOINT
+    (``CHECKPOINT_REWRITE_BYTES``) so DuckDB writes it out and lets it go; one last
+    transaction swaps the staging table in and records the load. A crash before that leaves the target and ``_ferry_loads``
+    as they were, plus a staging table the next replace drops."""
+    json_ok = _has_json(con)
+    if not _begin(con, target, delivery, where):
+        return 0
+    stage_name = stage_table(delivery.table)
+    stage = target.name(stage_name)
+    load = _Load(con, target, delivery, "", json_ok)
+    run(con, f"DROP TABLE IF EXISTS {stage}")
+    target.create(con, stage_name, load.columns())
+    run(con, "COMMIT")
+    counted = file_form(delivery)
+    row_bytes = 0.0
+    for batch in counted.reader:
+        row_bytes = max(row_bytes, batch.nbytes / max(batch.num_rows, 1))
+        view = f"_ferry_rows_{uuid.uuid4().hex}"
+        con.register(view, pa.Table.from_batches([batch]))
+        try:
+            run(con, "BEGIN TRANSACTION")
+            run(con, f"INSERT INTO {stage} ({load.names()}) SELECT {load.casts()} "
+                f"FROM {view} src")
+            run(con, "COMMIT")
+        finally:
+            con.unregister(view)
+        if (counted.rows % ROW_GROUP_ROWS) * row_bytes <= CHECKPOINT_REWRITE_BYTES:
+            run(con, "CHECKPOINT")
+        else:  # no automatic checkpoint either: it would rewrite the row group again
+            run(con, "SET checkpoint_threshold = '1TB'")
+        crash_point("duckdb-replace-piece")
+    if not _begin(con, target, delivery, where):  # another process delivered meanwhile
+        run(con, f"DROP TABLE IF EXISTS {stage}")
+        return 0
+    run(con, f"DROP TABLE IF EXISTS {load.table}")
+    run(con, f"ALTER TABLE {stage} RENAME TO {quote(delivery.table)}")
+    target.record(con, delivery.dataset, delivery.table, delivery.version, delivery.mode,
+                  counted.rows)
+    run(con, "COMMIT")
+    return counted.rows
+
+
+ROW_GROUP_ROWS = 122_880
+"""Rows in a DuckDB row group (its storage default)."""
+
+CHECKPOINT_REWRITE_BYTES = 64 << 20
+"""A CHECKPOINT rewrites the table's last, partly filled row group whole, every value of
+it held in memory at once: narrow rows cost a few MiB, 1 MiB rows up to the whole table
+(500 of them took 2.8 GiB). A piece is checkpointed only while that rewrite stays under
+this many bytes; past it the pieces are only committed (to the write-ahead log, no
+automatic checkpoint) and the file is checkpointed when the delivery closes it, which
+holds the rows written since the last checkpoint in memory, as one transaction did."""
+
+
+def stage_table(table: str) -> str:
+    """The staging table a replace of ``table`` fills before swapping it in."""
+    return f"{table}__ferry_new"
 
 
 def _has_json(con: duckdb.DuckDBPyConnection) -> bool:
@@ -248,17 +331,6 @@ def _start_over(load: _Load) -> None:
             f"WHERE {quote(VALID_TO)} IS NULL", [d.created_at.isoformat(sep=" ")])
 
 
-def _replace(load: _Load) -> None:
-    d, con = load.delivery, load.con
-    stage_name = f"_ferry_stage_{d.table}"
-    stage = load.target.name(stage_name)
-    run(con, f"DROP TABLE IF EXISTS {stage}")
-    load.target.create(con, stage_name, load.columns())
-    run(con, f"INSERT INTO {stage} ({load.names()}) SELECT {load.casts()} FROM {load.view} src")
-    run(con, f"DROP TABLE IF EXISTS {load.table}")
-    run(con, f"ALTER TABLE {stage} RENAME TO {quote(d.table)}")
-
-
 def _append(load: _Load) -> None:
     load.prepare()
     d = load.delivery
@@ -306,5 +378,5 @@ def _history(load: _Load) -> None:
 
 
 _LOADERS: dict[str, Callable[[_Load], None]] = {
-    "replace": _replace, "merge": _merge, "append": _append, "history": _history,
+    "merge": _merge, "append": _append, "history": _history,
 }
