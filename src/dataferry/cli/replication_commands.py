@@ -34,7 +34,9 @@ def clone(
     key: str | None = typer.Option(None, "--key", metavar="DATASET_ID",
                                    help="The dataset id to trust (else: trust on first use)."),
     version: int | None = typer.Option(None, "--version", min=1, metavar="N",
-                                       help="Stop at version N."),
+                                       help="Hold version N only: every manifest up to N (verified), "
+                                       "but only the files version N reads; pull goes on "
+                                       "from N."),
     json_out: JsonOption = False,
 ) -> None:
     """Copy a dataset from a peer into store DIR, verifying every byte before it shows."""

@@ -352,6 +352,7 @@ def verify(
     if json_out:
         print_json({"ok": report.ok, "checked_files": report.checked_files,
                     "checked_versions": report.checked_versions,
+                    "not_held_files": report.not_held_files,
                     "problems": [p.as_json() for p in report.problems]})
     else:
         for problem in report.problems:
@@ -359,6 +360,9 @@ def verify(
         verdict = "ok" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
         typer.echo(f"{verdict}: {len(names)} dataset(s), {report.checked_versions} version(s), "
                    f"{report.checked_files} file(s), {_size(report.checked_bytes)} checked")
+        if report.not_held_files:
+            typer.echo(f"{report.not_held_files} file(s) of older versions not held here "
+                       "(a sparse clone: ferry clone --version)")
     raise typer.Exit(0 if report.ok else 1)
 
 

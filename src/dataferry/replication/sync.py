@@ -46,6 +46,7 @@ from dataferry.store.manifest import (
     read_signed_checkpoint,
     write_atomic,
 )
+from dataferry.store.sparse import sparse_from, write_sparse
 
 INCOMING = ".incoming"
 DELTA_COMMIT_LIMIT = 256 << 20
@@ -142,6 +143,9 @@ class _Sync:
         expected = local.number + 1 if local else 1
         first_page = True
         peer_head: int | None = None
+        sparse = sparse_from(dataset.sig) if dataset.exists() else None
+        active: dict[str, FileEntry] = (
+            {f.path: f for f in dataset.active_files(local.number)} if local else {})
         for page in self.peer.manifest_pages(local.number if local else 1):
             items = list(page.get("manifests") or [])
             if first_page:
@@ -153,6 +157,9 @@ class _Sync:
                 elif page.get("first") not in (None, 1):
                     checkpoint_raw, prev, allowed, carried, expected = self.checkpoint(
                         page, genesis, items)
+                    active = {f.path: f for f in carried}
+                if local is None and up_to is not None and isinstance(peer_head, int):
+                    sparse = min(up_to, peer_head)  # --version N: only N's files
             for item in items:
                 number = int(item.get("version", 0))
                 if up_to is not None and number > up_to:
@@ -165,7 +172,18 @@ class _Sync:
                 if checkpoint_raw is not None:
                     write_atomic(dataset.checkpoint_path, checkpoint_raw)
                     checkpoint_raw = None
-                self.apply(manifest, raw, signature, item, carried)
+                for path in manifest.removed:
+                    active.pop(path, None)
+                active.update((f.path, f) for f in [*carried, *manifest.files])
+                if sparse is not None and number < sparse:
+                    write_sparse(dataset.sig, sparse)  # before any version without files
+                    self.apply_chain(manifest, raw, signature, item, carried)
+                elif sparse is not None and number == sparse:
+                    listed = {f.path for f in manifest.files}
+                    self.apply(manifest, raw, signature, item,
+                               [f for f in active.values() if f.path not in listed])
+                else:
+                    self.apply(manifest, raw, signature, item, carried)
                 carried = []
                 prev = hash_bytes(genesis.algorithm, raw)
                 if manifest.keys is not None:
@@ -298,26 +316,51 @@ class _Sync:
 
     # --- one version's files ---------------------------------------------------------
 
+    def chunk_lists(self, number: int, entries: Iterable[FileEntry], item: dict[str, Any]
+                    ) -> dict[str, bytes]:
+        """The chunk list of each file (sent, or held here), checked against its signed
+        ``chunks_hash``."""
+        lists: dict[str, bytes] = {}
+        chunks = item.get("chunks") or {}
+        for entry in entries:
+            listed = chunks.get(entry.hash)
+            if not isinstance(listed, str):
+                local = self.dataset.chunks_path(entry.hash)
+                listed = local.read_text(encoding="ascii") if local.is_file() else ""
+            chunk_bytes = listed.encode("ascii", errors="replace")
+            if hash_bytes(self.dataset.algorithm, chunk_bytes) != entry.chunks_hash:
+                raise self.bad(f"serves a chunk list for {entry.path} (version {number}) that "
+                               "does not match its signed chunks_hash")
+            lists[entry.hash] = chunk_bytes
+        return lists
+
+    def apply_chain(self, manifest: Manifest, raw: bytes, signature: Signature,
+                    item: dict[str, Any], carried: list[FileEntry]) -> None:
+        """A version before a sparse clone's first: its signed manifest, chunk lists and
+        Delta commit (the chain and the Delta log stay whole), none of its files."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        lists = self.chunk_lists(manifest.version, [*carried, *manifest.files], item)
+        staged, target = self.fetch_delta_commit(manifest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+        fsync_dir(target.parent)
+        for file_hash_, data in lists.items():
+            if not self.dataset.chunks_path(file_hash_).is_file():
+                write_atomic(self.dataset.chunks_path(file_hash_), data)
+        write_atomic(self.dataset.manifest_path(manifest.version), raw)
+        write_atomic(self.dataset.signature_path(manifest.version), signature.to_bytes())
+
     def apply(self, manifest: Manifest, raw: bytes, signature: Signature, item: dict[str, Any],
               carried: list[FileEntry]) -> None:
         """Fetch and check every file the version needs, then make it visible."""
-        dataset, algorithm = self.dataset, self.dataset.algorithm
+        dataset = self.dataset
         number = manifest.version
         self.incoming.mkdir(parents=True, exist_ok=True)
         moves: list[tuple[Path, Path]] = []
-        chunk_lists: dict[str, bytes] = {}
         held = self.held
-        chunks = item.get("chunks") or {}
+        chunk_lists = self.chunk_lists(number, [*carried, *manifest.files], item)
         for entry in [*carried, *manifest.files]:
-            listed = chunks.get(entry.hash)
-            if not isinstance(listed, str):
-                local = dataset.chunks_path(entry.hash)
-                listed = local.read_text(encoding="ascii") if local.is_file() else ""
-            chunk_bytes = listed.encode("ascii", errors="replace")
-            if hash_bytes(algorithm, chunk_bytes) != entry.chunks_hash:
-                raise self.bad(f"serves a chunk list for {entry.path} (version {number}) that "
-                               "does not match its signed chunks_hash")
-            chunk_lists[entry.hash] = chunk_bytes
+            chunk_bytes = chunk_lists[entry.hash]
             if self.is_held(entry, held):
                 self.result.files_reused += 1
                 continue

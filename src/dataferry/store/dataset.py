@@ -26,6 +26,7 @@ from dataferry.store.manifest import (
     read_signed_checkpoint,
 )
 from dataferry.store.scan import FileScan, file_scans, read_rows
+from dataferry.store.sparse import lacks_version, sparse_from
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
@@ -193,6 +194,9 @@ class DatasetStore:
                 self.genesis()  # raises the "no versions yet" error
                 raise StoreError(f"dataset {self.ref} has no published version yet")
             return head
+        first = sparse_from(self.sig)
+        if first is not None and number < first:
+            raise lacks_version(self.ref, number, first)
         return self.version(number)
 
     def arrow_schema(self, version: Version) -> pa.Schema:

@@ -31,6 +31,7 @@ from dataferry.store.manifest import (
     files_root,
     read_signed_checkpoint,
 )
+from dataferry.store.sparse import sparse_from
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class VerifyReport:
     checked_files: int = 0
     checked_bytes: int = 0
     checked_versions: int = 0
+    not_held_files: int = 0
+    """Files of versions before a sparse clone's first (``ferry clone --version N``)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -96,6 +99,12 @@ def verify_dataset(
     expected = 1
     active: dict[str, FileEntry] = {}
     checked: set[tuple[str, str]] = set()
+    unheld: set[tuple[str, str]] = set()
+    try:
+        sparse = sparse_from(dataset.sig)
+    except StoreError as exc:
+        problem(None, "_sig/sparse.json", str(exc))
+        sparse = None
 
     def verify_entry(number: int, entry: FileEntry) -> None:
         """A file's bytes (once: a file relisted with a new vector is the same file) and
@@ -122,7 +131,9 @@ def verify_dataset(
             checkpoint.first_version in dataset.version_numbers()) else None
         still_used = set(active) - set(first.removed if first else ())
         for entry in checkpoint.files:  # files older versions added that are still data
-            if entry.path in still_used and files_of is None:
+            if sparse is not None:
+                unheld.add((entry.path, entry.hash))
+            elif entry.path in still_used and files_of is None:
                 verify_entry(checkpoint.first_version, entry)
     for number in dataset.version_numbers():
         if checkpoint is not None and number < checkpoint.first_version:
@@ -161,7 +172,9 @@ def verify_dataset(
             active.pop(path, None)
         for entry in manifest.files:
             active[entry.path] = entry
-            if files_of is None:
+            if sparse is not None and number < sparse:
+                unheld.add((entry.path, entry.hash))  # a sparse clone holds none of these
+            elif files_of is None and number != sparse:
                 verify_entry(number, entry)
         root = files_root(algorithm, active.values())
         if root != manifest.root:
@@ -169,9 +182,10 @@ def verify_dataset(
         _verify_delta(dataset, algorithm, number, manifest, problem)
         if manifest.keys is not None:
             allowed = set(manifest.keys)
-        if number == files_of:
+        if number == files_of or (files_of is None and number == sparse):
             for entry in active.values():
                 verify_entry(number, entry)
+    report.not_held_files += len(unheld - checked)
 
 
 def _signature(path: Any) -> Signature | None:
