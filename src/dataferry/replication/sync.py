@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from dataferry.errors import StoreError, VerificationError
+from dataferry.replication.columns import ChunkMismatch, fetch_columns
 from dataferry.replication.origin import Origin, write_origin
 from dataferry.replication.paths import plain_path
 from dataferry.replication.peer import Peer
@@ -46,7 +49,7 @@ from dataferry.store.manifest import (
     read_signed_checkpoint,
     write_atomic,
 )
-from dataferry.store.sparse import sparse_from, write_sparse
+from dataferry.store.sparse import Sparse, read_sparse, write_held, write_sparse
 
 INCOMING = ".incoming"
 DELTA_COMMIT_LIMIT = 256 << 20
@@ -82,14 +85,18 @@ class SyncResult:
 
 
 def sync(peer: Peer, dataset: DatasetStore, *, pinned: str | None = None,
-         up_to: int | None = None) -> SyncResult:
-    """Bring ``dataset`` (a clone, or nothing yet) up to the peer's head (or ``up_to``)."""
+         up_to: int | None = None, columns: list[str] | None = None) -> SyncResult:
+    """Bring ``dataset`` (a clone, or nothing yet) up to the peer's head (or ``up_to``).
+
+    A new clone with ``up_to`` holds only that version's files, with ``columns`` only
+    those columns' chunks (and the primary key's): a sparse clone (``store/sparse.py``).
+    """
     result = SyncResult(dataset.ref, peer.origin)
     received = peer.bytes_fetched
     raw_genesis = peer.genesis()  # before the lock makes a directory: a refusal leaves none
     with dataset.lock():
         try:
-            _Sync(peer, dataset, result).run(raw_genesis, pinned, up_to)
+            _Sync(peer, dataset, result).run(raw_genesis, pinned, up_to, columns)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             # An answer of the wrong shape (checked fields are checked where they are read)
             raise PeerError(f"peer {peer.origin} sent an answer of the wrong shape for "
@@ -109,6 +116,9 @@ class _Sync:
         self.local: Version | None = None
         self.held: set[tuple[str, str]] = set()
         """(path, hash) of every file a verified version here lists."""
+        self.sparse: Sparse | None = None
+        self.held_chunks: dict[str, list[int]] = {}
+        """Chunks fetched of each file of a column-sparse clone, not yet recorded."""
 
     def bad(self, text: str) -> PeerError:
         held = self.dataset.head_number() if self.dataset.exists() else None
@@ -118,7 +128,8 @@ class _Sync:
 
     # --- the chain -------------------------------------------------------------------
 
-    def run(self, raw_genesis: bytes, pinned: str | None, up_to: int | None) -> None:
+    def run(self, raw_genesis: bytes, pinned: str | None, up_to: int | None,
+            columns: list[str] | None) -> None:
         dataset, result = self.dataset, self.result
         genesis = self.genesis(raw_genesis)
         result.dataset_id = dataset_id = genesis.dataset_id
@@ -143,7 +154,8 @@ class _Sync:
         expected = local.number + 1 if local else 1
         first_page = True
         peer_head: int | None = None
-        sparse = sparse_from(dataset.sig) if dataset.exists() else None
+        self.sparse = read_sparse(dataset.sig) if dataset.exists() else None
+        sparse = self.sparse.version if self.sparse else None
         active: dict[str, FileEntry] = (
             {f.path: f for f in dataset.active_files(local.number)} if local else {})
         for page in self.peer.manifest_pages(local.number if local else 1):
@@ -160,6 +172,8 @@ class _Sync:
                     active = {f.path: f for f in carried}
                 if local is None and up_to is not None and isinstance(peer_head, int):
                     sparse = min(up_to, peer_head)  # --version N: only N's files
+                if local is None and (sparse is not None or columns is not None):
+                    self.sparse = Sparse(sparse, tuple(columns) if columns else None)
             for item in items:
                 number = int(item.get("version", 0))
                 if up_to is not None and number > up_to:
@@ -167,8 +181,12 @@ class _Sync:
                 manifest, raw, signature = self.check_manifest(item, expected, prev, allowed,
                                                                dataset_id)
                 if not dataset.exists():
+                    if self.sparse is not None and self.sparse.columns is not None:
+                        self.sparse = Sparse(sparse, held_columns(manifest, self.sparse.columns))
                     write_atomic(dataset.genesis_path, raw_genesis)
                     write_origin(dataset, Origin(self.peer.origin, dataset.ref, dataset_id))
+                    if self.sparse is not None:  # before any version it holds part of
+                        write_sparse(dataset.sig, self.sparse)
                 if checkpoint_raw is not None:
                     write_atomic(dataset.checkpoint_path, checkpoint_raw)
                     checkpoint_raw = None
@@ -176,7 +194,6 @@ class _Sync:
                     active.pop(path, None)
                 active.update((f.path, f) for f in [*carried, *manifest.files])
                 if sparse is not None and number < sparse:
-                    write_sparse(dataset.sig, sparse)  # before any version without files
                     self.apply_chain(manifest, raw, signature, item, carried)
                 elif sparse is not None and number == sparse:
                     listed = {f.path for f in manifest.files}
@@ -364,7 +381,10 @@ class _Sync:
             if self.is_held(entry, held):
                 self.result.files_reused += 1
                 continue
-            staged = self.fetch_file(number, entry, chunk_bytes)
+            if self.sparse is not None and self.sparse.columns is not None:
+                staged = self.fetch_columns(number, entry, chunk_bytes, self.sparse.columns)
+            else:
+                staged = self.fetch_file(number, entry, chunk_bytes)
             moves.append((staged, dataset.path / entry.path))
         moves += self.fetch_vectors(number, [*carried, *manifest.files])
         moves.append(self.fetch_delta_commit(manifest))
@@ -376,6 +396,9 @@ class _Sync:
         for file_hash_, data in chunk_lists.items():
             if not dataset.chunks_path(file_hash_).is_file():
                 write_atomic(dataset.chunks_path(file_hash_), data)
+        for file_hash_, numbers in self.held_chunks.items():
+            write_held(dataset.sig, file_hash_, numbers)
+        self.held_chunks.clear()
         write_atomic(dataset.manifest_path(number), raw)
         write_atomic(dataset.signature_path(number), signature.to_bytes())
         held |= {(f.path, f.hash) for f in [*carried, *manifest.files]}
@@ -419,6 +442,27 @@ class _Sync:
             raise self.bad(f"sent {entry.path} (version {number}) with bytes that do not match "
                            "its signed hash (a changed byte)")
         os.replace(part, staged)
+        self.result.files_fetched += 1
+        return staged
+
+    def fetch_columns(self, number: int, entry: FileEntry, chunk_list: bytes,
+                      columns: tuple[str, ...]) -> Path:
+        """Of a data file, only the chunks of its footer and of ``columns``' column
+        chunks, each checked against the signed chunk list, into a sparse file."""
+        staged = self.incoming / f"{entry.hash}.columns"
+        try:
+            held = fetch_columns(staged, entry.size, entry.chunk_size,
+                                 chunk_list.decode("ascii").split(), self.dataset.algorithm,
+                                 columns, lambda a, b: self.peer.read_range(entry.path, a, b))
+        except ChunkMismatch as exc:
+            staged.unlink(missing_ok=True)
+            raise self.bad(f"sent {entry.path} (version {number}) with a {exc} that does not "
+                           "match its signed chunk list (a changed byte)") from None
+        except (OSError, IndexError, pa.ArrowException) as exc:
+            staged.unlink(missing_ok=True)
+            raise self.bad(f"sent {entry.path} (version {number}) whose Parquet footer cannot "
+                           f"be read ({exc})") from None
+        self.held_chunks[entry.hash] = held
         self.result.files_fetched += 1
         return staged
 
@@ -488,6 +532,18 @@ class _Sync:
             raise self.bad(f"sent the Delta commit {name} of version {manifest.version} "
                            "changed: it does not match its signed hash")
         return staged, self.dataset.path / name
+
+
+def held_columns(manifest: Manifest, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns a ``--columns`` clone holds: those named and the primary key's (so a
+    row stays identifiable, and ``diff`` works), in the schema's order."""
+    names = [str(c["name"]) for c in manifest.schema.get("columns", [])]
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise StoreError(f"{manifest.dataset} has no column {', '.join(unknown)} (its columns: "
+                         f"{', '.join(names)}); nothing was cloned")
+    keep = {*wanted, *manifest.schema.get("primary_key", [])}
+    return tuple(n for n in names if n in keep)
 
 
 def _is_hex(text: str) -> bool:

@@ -31,7 +31,7 @@ from dataferry.store.manifest import (
     files_root,
     read_signed_checkpoint,
 )
-from dataferry.store.sparse import sparse_from
+from dataferry.store.sparse import read_held, sparse_from
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class VerifyReport:
     checked_versions: int = 0
     not_held_files: int = 0
     """Files of versions before a sparse clone's first (``ferry clone --version N``)."""
+    not_held_chunks: int = 0
+    """Chunks of files a column-sparse clone does not hold (``ferry clone --columns``)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -210,6 +212,14 @@ def _verify_file(
         problem(number, entry.path, f"file is {size} bytes, the manifest says {entry.size} "
                 f"({'truncated' if size < entry.size else 'grown'})")
         return
+    try:
+        held = read_held(dataset.sig, entry.hash)
+    except StoreError as exc:
+        problem(number, entry.path, str(exc))
+        return
+    if held is not None:
+        _verify_held(dataset, algorithm, number, entry, held, report, problem)
+        return
     if deep:
         digest = hash_file(path, algorithm)
         actual, chunks = digest.hash, list(digest.chunks)
@@ -231,6 +241,35 @@ def _verify_file(
         problem(number, entry.path, "chunk list does not match chunks_hash")
     elif chunks is not None and listed.decode().split() != chunks:
         problem(number, entry.path, "chunk hashes do not match the file's bytes")
+
+
+def _verify_held(
+    dataset: DatasetStore, algorithm: str, number: int, entry: FileEntry, held: list[int],
+    report: VerifyReport, problem: Callable[[int | None, str | None, str], None],
+) -> None:
+    """A file a column-sparse clone holds part of: each chunk it holds against the signed
+    chunk list (the whole file's hash needs every chunk)."""
+    try:
+        listed = dataset.chunks_path(entry.hash).read_bytes()
+    except OSError:
+        problem(number, entry.path, "chunk list is missing")
+        return
+    if hash_bytes(algorithm, listed) != entry.chunks_hash:
+        problem(number, entry.path, "chunk list does not match chunks_hash")
+        return
+    chunks = listed.decode("ascii", errors="replace").split()
+    bad = []
+    with (dataset.path / entry.path).open("rb") as handle:
+        for index in held:
+            handle.seek(index * entry.chunk_size)
+            data = handle.read(entry.chunk_size)
+            report.checked_bytes += len(data)
+            if index >= len(chunks) or hash_bytes(algorithm, data) != chunks[index]:
+                bad.append(index)
+    if bad:
+        problem(number, entry.path, f"held chunk(s) {', '.join(map(str, bad[:5]))} do not "
+                "match the signed chunk list (the file was changed)")
+    report.not_held_chunks += len(chunks) - len(set(held))
 
 
 def _verify_vector(

@@ -1,0 +1,89 @@
+"""``ferry clone --columns a,b``: of each file only the 1 MiB chunks of its footer and of
+those columns' column chunks (and the primary key's), each verified against the signed
+chunk list; the local file is a sparse file, and reading another column says it is not
+held. ``pull`` stays sparse."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.replication.conftest import Origin, Ran
+
+ROWS = 150_000
+
+
+def _wide(start: int, count: int, seed: int) -> pa.Table:
+    """Rows whose customer column does not compress: most of each file's bytes."""
+    generator = random.Random(seed)
+    ids = list(range(start, start + count))
+    return pa.table({"id": pa.array(ids, pa.int64()),
+                     "customer": [f"{generator.getrandbits(256):064x}" for _ in ids],
+                     "amount": [generator.random() for _ in ids]})
+
+
+def test_a_clone_of_some_columns_fetches_and_holds_only_their_chunks(
+        origin: Origin, cli: Callable[..., Ran], tmp_path: Path) -> None:
+    origin.publish(_wide(1, ROWS, 1), "replace")
+    full, sparse = tmp_path / "full", tmp_path / "sparse"
+    token = {"FERRY_TOKEN": origin.tokens["olga"]}
+    with origin.served() as hub:
+        whole = json.loads(cli("clone", f"{hub.url}/shop.orders", full, "--json",
+                               env=token).out)
+        unknown = cli("clone", f"{hub.url}/shop.orders", tmp_path / "nope", "--columns",
+                      "amount,colour", env=token)
+        assert unknown.code == 1 and "no column colour" in unknown.err, unknown
+        cloned = cli("clone", f"{hub.url}/shop.orders", sparse, "--columns", "amount",
+                     "--json", env=token)
+        assert cloned.code == 0, cloned
+        part = json.loads(cloned.out)
+        print(f"--columns amount: {part['bytes_fetched']:,} of {whole['bytes_fetched']:,} bytes")
+        assert part["bytes_fetched"] < 0.5 * whole["bytes_fetched"], (part, whole)
+        head = origin.dataset.head_number() or 0
+        files = origin.dataset.active_files(head)
+        big = max(files, key=lambda f: f.size)
+        held = sparse / "shop" / "orders" / big.path
+        assert held.stat().st_size == big.size
+        assert held.stat().st_blocks * 512 < big.size / 2  # holes where nothing was fetched
+        # the held columns read (id: the primary key comes along), others say they are not
+        out = tmp_path / "part.parquet"
+        assert cli("export", "shop.orders", out, "--store", sparse).code == 0
+        got = pq.read_table(out)
+        assert got.column_names == ["id", "amount"]
+        expected = origin.dataset.reader(origin.dataset.resolve(None),
+                                         ["id", "amount"]).read_all()
+        assert sorted(got.to_pylist(), key=lambda r: int(r["id"])) == sorted(
+            expected.to_pylist(), key=lambda r: int(r["id"]))
+        other = cli("show", "shop.orders", "--store", sparse, "--columns", "customer")
+        assert other.code == 1 and "not customer" in other.err and "--columns" in other.err
+        assert len(other.err.strip().splitlines()) == 1, other.err
+        shown = cli("show", "shop.orders", "--store", sparse, "--json")
+        assert shown.code == 0 and set(json.loads(shown.out)["rows"][0]) == {"id", "amount"}
+        verified = cli("verify", "--store", sparse, "--json")
+        assert verified.code == 0, verified
+        assert json.loads(verified.out)["not_held_chunks"] > 0
+        # a changed byte in a held chunk is caught
+        with held.open("r+b") as handle:
+            handle.seek(big.size - 9)
+            byte = handle.read(1)
+            handle.seek(big.size - 9)
+            handle.write(bytes([byte[0] ^ 1]))
+        caught = cli("verify", "--store", sparse)
+        assert caught.code == 1 and "do not match the signed chunk list" in caught.out, caught
+        with held.open("r+b") as handle:
+            handle.seek(big.size - 9)
+            handle.write(byte)
+        # a pull stays sparse, with the same columns
+        origin.publish(_wide(ROWS + 1, 20_000, 2))
+        pulled = cli("pull", sparse, "--json", env=token)
+        assert pulled.code == 0, pulled
+        assert json.loads(pulled.out)[0]["versions"] == [head + 1]
+    assert cli("verify", "--store", sparse).code == 0
+    assert cli("export", "shop.orders", out, "--store", sparse).code == 0
+    assert pq.read_table(out).num_rows == ROWS + 20_000
+    assert pq.read_table(out).column_names == ["id", "amount"]
