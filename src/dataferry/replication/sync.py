@@ -38,6 +38,7 @@ from dataferry.replication.peer import Peer
 from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.deletion_vectors import DeletionVector
+from dataferry.store.delta_filler import fill_log
 from dataferry.store.hashing import file_hash, hash_bytes, hash_file
 from dataferry.store.keys import fingerprint, verify_signature
 from dataferry.store.manifest import (
@@ -117,6 +118,8 @@ class _Sync:
         self.held: set[tuple[str, str]] = set()
         """(path, hash) of every file a verified version here lists."""
         self.sparse: Sparse | None = None
+        self.last_delta: int | None = None
+        """The Delta version of the last signed commit here (fillers go between)."""
         self.held_chunks: dict[str, list[int]] = {}
         """Chunks fetched of each file of a column-sparse clone, not yet recorded."""
 
@@ -146,6 +149,8 @@ class _Sync:
             result.trust = "pinned" if pinned is not None else "first use"
         local = self.local
         self.held = self.held_files()
+        if local is not None:
+            self.last_delta = int(local.manifest.delta_commit.get("version") or 0)
         result.before = result.head = local.number if local else None
         allowed = self.local_keys(genesis)
         prev = local.hash if local else None
@@ -358,6 +363,7 @@ class _Sync:
         self.incoming.mkdir(parents=True, exist_ok=True)
         lists = self.chunk_lists(manifest.version, [*carried, *manifest.files], item)
         staged, target = self.fetch_delta_commit(manifest)
+        self.fill_delta(manifest)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)
         fsync_dir(target.parent)
@@ -388,6 +394,7 @@ class _Sync:
             moves.append((staged, dataset.path / entry.path))
         moves += self.fetch_vectors(number, [*carried, *manifest.files])
         moves.append(self.fetch_delta_commit(manifest))
+        self.fill_delta(manifest)
         for staged, target in moves:  # nothing is visible until the signature exists
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, target)
@@ -402,6 +409,17 @@ class _Sync:
         write_atomic(dataset.manifest_path(number), raw)
         write_atomic(dataset.signature_path(number), signature.to_bytes())
         held |= {(f.path, f.hash) for f in [*carried, *manifest.files]}
+
+    def fill_delta(self, manifest: Manifest) -> None:
+        """Unsigned filler commits below the version's signed one, where the clone's log
+        would start late (a gc checkpoint) or have a gap (``store/delta_filler.py``)."""
+        delta_version = int(manifest.delta_commit.get("version") or 0)
+        start = self.last_delta + 1 if self.last_delta is not None else 0
+        if start < delta_version:
+            checkpoint = self.dataset.checkpoint()
+            fill_log(self.dataset.path, start, delta_version, manifest,
+                     checkpoint.files if checkpoint else None)
+        self.last_delta = delta_version
 
     def held_files(self) -> set[tuple[str, str]]:
         """(path, hash) of every file a verified version here lists."""

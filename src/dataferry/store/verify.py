@@ -22,6 +22,7 @@ from dataferry.errors import StoreError, VerificationError
 from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.deletion_vectors import DeletionVector
+from dataferry.store.delta_filler import BASE, GAP, filler_problem
 from dataferry.store.hashing import file_hash, hash_bytes, hash_file
 from dataferry.store.keys import fingerprint, verify_signature
 from dataferry.store.manifest import (
@@ -102,6 +103,7 @@ def verify_dataset(
     active: dict[str, FileEntry] = {}
     checked: set[tuple[str, str]] = set()
     unheld: set[tuple[str, str]] = set()
+    last_delta: int | None = None
     try:
         sparse = sparse_from(dataset.sig)
     except StoreError as exc:
@@ -182,6 +184,10 @@ def verify_dataset(
         if root != manifest.root:
             problem(number, manifest_file, "Merkle root does not match the version's files")
         _verify_delta(dataset, algorithm, number, manifest, problem)
+        delta_version = int(manifest.delta_commit.get("version") or 0)
+        _verify_fillers(dataset, number, last_delta, delta_version,
+                        checkpoint.files if checkpoint else None, problem)
+        last_delta = delta_version
         if manifest.keys is not None:
             allowed = set(manifest.keys)
         if number == files_of or (files_of is None and number == sparse):
@@ -318,6 +324,28 @@ def _verify_delta(
                 + (f": {', '.join(extra[:3])}" if extra else ""))
     if removed != set(manifest.removed):
         problem(number, log_file, "Delta commit removes other files than the manifest")
+
+
+def _verify_fillers(
+    dataset: DatasetStore, number: int, last: int | None, delta_version: int,
+    base: tuple[FileEntry, ...] | None,
+    problem: Callable[[int | None, str | None, str], None],
+) -> None:
+    """The Delta commits below a signed one that no signed version names: between two
+    signed ones only a clone's fillers may be; before the first, a commit that says it is
+    a filler must be one (others are a gc'd store's own older history)."""
+    for version in range(last + 1 if last is not None else 0, delta_version):
+        log_file = f"_delta_log/{version:020d}.json"
+        try:
+            raw = (dataset.path / log_file).read_bytes()
+        except OSError:
+            continue
+        if last is None and not any(f'"operation":"{name}"'.encode() in raw.split(b"\n")[0]
+                                    for name in (GAP, BASE)):
+            continue
+        found = filler_problem(raw, version, base)
+        if found is not None:
+            problem(number, log_file, found)
 
 
 def verify_for_reading(dataset: DatasetStore, number: int) -> None:
