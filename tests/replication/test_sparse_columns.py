@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.replication.conftest import Origin, Ran
+from tests.replication.tamper import flip_a_byte, lying_peer, on_data_files
 
 ROWS = 150_000
 
@@ -87,3 +88,25 @@ def test_a_clone_of_some_columns_fetches_and_holds_only_their_chunks(
     assert cli("export", "shop.orders", out, "--store", sparse).code == 0
     assert pq.read_table(out).num_rows == ROWS + 20_000
     assert pq.read_table(out).column_names == ["id", "amount"]
+
+
+def test_a_changed_byte_in_a_fetched_chunk_is_caught_and_the_honest_clone_then_works(
+        origin: Origin, cli: Callable[..., Ran], tmp_path: Path) -> None:
+    sparse = tmp_path / "sparse"
+    token = {"FERRY_TOKEN": origin.tokens["olga"]}
+    with origin.served() as hub, lying_peer(hub.url) as liar:
+        liar.tamper = on_data_files(flip_a_byte)
+        lied = cli("clone", f"{liar.url}/shop.orders", sparse, "--columns", "amount",
+                   env=token)
+        assert lied.code == 1, lied
+        assert "does not match its signed chunk list" in lied.err, lied.err
+        assert len(lied.err.strip().splitlines()) == 1 and "Traceback" not in lied.err
+        parquet = [r for p, r in liar.requests if p.endswith(".parquet")]
+        assert parquet and all(r and r.startswith("bytes=") for r in parquet), parquet
+        liar.tamper = None
+        again = cli("clone", f"{liar.url}/shop.orders", sparse, "--columns", "amount",
+                    env=token)
+        assert again.code == 0, again
+    assert cli("verify", "--store", sparse).code == 0
+    shown = json.loads(cli("show", "shop.orders", "--store", sparse, "--json").out)
+    assert set(shown["rows"][0]) == {"id", "amount"}
