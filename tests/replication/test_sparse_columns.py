@@ -84,6 +84,10 @@ def test_a_clone_of_some_columns_fetches_and_holds_only_their_chunks(
         pulled = cli("pull", sparse, "--json", env=token)
         assert pulled.code == 0, pulled
         assert json.loads(pulled.out)[0]["versions"] == [head + 1]
+        changed = cli("diff", "shop.orders", str(head), str(head + 1), "--store", sparse,
+                      "--json")
+        assert changed.code == 0, changed
+        assert json.loads(changed.out)["added"] == 20_000
     assert cli("verify", "--store", sparse).code == 0
     assert cli("export", "shop.orders", out, "--store", sparse).code == 0
     assert pq.read_table(out).num_rows == ROWS + 20_000

@@ -63,6 +63,8 @@ def test_a_clone_of_version_n_holds_only_the_files_n_reads(
         assert "Traceback" not in older.err and len(older.err.strip().splitlines()) == 1
         assert cli("export", "shop.orders@2", tmp_path / "x.parquet", "--store",
                    sparse).code == 1
+        diffed = cli("diff", "shop.orders", "2", "3", "--store", sparse)
+        assert diffed.code == 1 and "sparse clone" in diffed.err, diffed
         # pull goes on from version 3 as usual: version 4's deletion vector only
         pulled = cli("pull", sparse, "--json", env=token)
         assert pulled.code == 0, pulled
