@@ -114,3 +114,34 @@ def test_a_changed_byte_in_a_fetched_chunk_is_caught_and_the_honest_clone_then_w
     assert cli("verify", "--store", sparse).code == 0
     shown = json.loads(cli("show", "shop.orders", "--store", sparse, "--json").out)
     assert set(shown["rows"][0]) == {"id", "amount"}
+
+
+def test_a_rerun_after_a_bad_chunk_fetches_no_verified_chunk_again(
+        origin: Origin, cli: Callable[..., Ran], tmp_path: Path) -> None:
+    origin.publish(_wide(1, ROWS, 1), "replace")
+    sparse = tmp_path / "sparse"
+    token = {"FERRY_TOKEN": origin.tokens["olga"]}
+    with origin.served() as hub, lying_peer(hub.url) as liar:
+        lied: list[int] = []
+
+        def once_in_a_long_run(path: str, body: bytes) -> bytes:
+            if path.endswith(".parquet") and len(body) > 2 << 20 and not lied:
+                lied.append(len(liar.requests) - 1)
+                return flip_a_byte(body)
+            return body
+
+        liar.tamper = once_in_a_long_run
+        failed = cli("clone", f"{liar.url}/shop.orders", sparse, "--columns", "customer",
+                     env=token)
+        assert failed.code == 1 and "signed chunk list" in failed.err, failed.err
+        assert lied, "no run of chunks was long enough to lie in"
+        done = len(liar.requests)
+        verified = {r for i, (p, r) in enumerate(liar.requests)
+                    if p.endswith(".parquet") and i != lied[0]}
+        liar.tamper = None
+        again = cli("clone", f"{liar.url}/shop.orders", sparse, "--columns", "customer",
+                    env=token)
+        assert again.code == 0, again
+        second = {r for p, r in liar.requests[done:] if p.endswith(".parquet")}
+        assert second and not second & verified, (second, verified)
+    assert cli("verify", "--store", sparse).code == 0

@@ -4,10 +4,14 @@ The file is made a sparse file of its full size; the 1 MiB chunks that cover its
 (the last 8 bytes give the footer's length) are fetched first, then those that cover the
 column chunks of the wanted columns. Every chunk is fetched whole, by Range, and checked
 against the file's signed chunk list before it is written: a partial chunk could not be.
+The chunks verified so far are listed beside the file (``<file>.held``), so a re-run
+after an interruption or a lying peer fetches none of them again.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,6 +36,16 @@ class SparseFile:
         self.path, self.size, self.chunk_size = path, size, chunk_size
         self.chunks, self.algorithm, self.read = chunks, algorithm, read
         self.held: set[int] = set()
+        self.record = path.with_name(path.name + ".held")
+        """The chunks verified so far, kept for a re-run after an interruption."""
+        if path.is_file() and path.stat().st_size == size and self.record.is_file():
+            try:
+                self.held = {int(n) for n in json.loads(self.record.read_bytes())}
+            except (ValueError, TypeError):
+                self.held = set()
+        if not self.held:
+            with path.open("wb") as handle:
+                handle.truncate(size)  # a sparse file: holes read as zeros
 
     def chunk_range(self, first: int, end: int) -> range:
         """The chunk numbers covering bytes first..end (exclusive)."""
@@ -51,22 +65,25 @@ class SparseFile:
                 start = run[0] * self.chunk_size
                 end = min((run[-1] + 1) * self.chunk_size, self.size)
                 data = self.read(start, end)
-                for number in run:
-                    offset = number * self.chunk_size - start
-                    piece = data[offset: offset + self.chunk_size]
-                    if hash_bytes(self.algorithm, piece) != self.chunks[number]:
-                        raise ChunkMismatch(f"chunk {number}")
-                    handle.seek(number * self.chunk_size)
-                    handle.write(piece)
-                    self.held.add(number)
+                try:
+                    for number in run:
+                        offset = number * self.chunk_size - start
+                        piece = data[offset: offset + self.chunk_size]
+                        if hash_bytes(self.algorithm, piece) != self.chunks[number]:
+                            raise ChunkMismatch(f"chunk {number}")
+                        handle.seek(number * self.chunk_size)
+                        handle.write(piece)
+                        self.held.add(number)
+                finally:  # what verified stays, also when a later chunk did not
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    self.record.write_text(json.dumps(sorted(self.held)))
 
 
 def fetch_columns(path: Path, size: int, chunk_size: int, chunks: list[str], algorithm: str,
                   columns: Iterable[str], read: ReadRange) -> list[int]:
     """Fill ``path`` with the footer and ``columns``' column chunks; returns the chunk
     numbers held. Raises ``ChunkMismatch`` for a chunk that does not verify."""
-    with path.open("wb") as handle:
-        handle.truncate(size)  # a sparse file: holes read as zeros
     sparse = SparseFile(path, size, chunk_size, chunks, algorithm, read)
     sparse.fetch(sparse.chunk_range(size - 8, size))
     with path.open("rb") as handle:

@@ -472,12 +472,12 @@ class _Sync:
             held = fetch_columns(staged, entry.size, entry.chunk_size,
                                  chunk_list.decode("ascii").split(), self.dataset.algorithm,
                                  columns, lambda a, b: self.peer.read_range(entry.path, a, b))
-        except ChunkMismatch as exc:
-            staged.unlink(missing_ok=True)
+        except ChunkMismatch as exc:  # the chunks verified before it stay for a re-run
             raise self.bad(f"sent {entry.path} (version {number}) with a {exc} that does not "
                            "match its signed chunk list (a changed byte)") from None
         except (OSError, IndexError, pa.ArrowException) as exc:
             staged.unlink(missing_ok=True)
+            staged.with_name(staged.name + ".held").unlink(missing_ok=True)
             raise self.bad(f"sent {entry.path} (version {number}) whose Parquet footer cannot "
                            f"be read ({exc})") from None
         self.held_chunks[entry.hash] = held
