@@ -77,6 +77,16 @@ def test_a_clone_of_version_n_holds_only_the_files_n_reads(
         vectors = {str(f.deletion_vector["file"]) for f in active if f.deletion_vector}
         assert vectors and json.loads(at.out)["files_fetched"] == len(active) + len(vectors)
         assert not any((at4 / "shop" / "orders" / path).exists() for path in old)
+        # both at once: version 3's files, of them the chunks of amount and the key
+        both = tmp_path / "both"
+        assert cli("clone", f"{hub.url}/shop.orders", both, "--version", "3", "--columns",
+                   "amount", env=token).code == 0
+    mixed = cli("verify", "--store", both, "--json")
+    assert mixed.code == 0 and json.loads(mixed.out)["not_held_files"] == 2, mixed
+    out = tmp_path / "both.parquet"
+    assert cli("export", "shop.orders", out, "--store", both).code == 0
+    assert pq.read_table(out).column_names == ["id", "amount"]
+    assert sorted(pq.read_table(out).column("id").to_pylist()) == _origin_rows(origin, 3)
     for store in (sparse, at4):
         assert cli("verify", "--store", store).code == 0
         assert _rows(cli, store, tmp_path) == _origin_rows(origin)
