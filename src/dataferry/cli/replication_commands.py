@@ -34,7 +34,13 @@ def clone(
     key: str | None = typer.Option(None, "--key", metavar="DATASET_ID",
                                    help="The dataset id to trust (else: trust on first use)."),
     version: int | None = typer.Option(None, "--version", min=1, metavar="N",
-                                       help="Stop at version N."),
+                                       help="Hold version N only: every manifest up to N (verified), "
+                                       "but only the files version N reads; pull goes on "
+                                       "from N."),
+    columns: str | None = typer.Option(
+        None, "--columns", metavar="a,b",
+        help="Hold only these columns (and the primary key): Range reads of each file's "
+             "footer and column chunks, each chunk verified."),
     json_out: JsonOption = False,
 ) -> None:
     """Copy a dataset from a peer into store DIR, verifying every byte before it shows."""
@@ -46,7 +52,8 @@ def clone(
     directory.mkdir(parents=True, exist_ok=True)
     store = Store(directory.resolve(), Path.home() / ".ferry")
     with Peer(origin, ref, token) as peer:
-        result = sync(peer, store.dataset(ref), pinned=key, up_to=version)
+        wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        result = sync(peer, store.dataset(ref), pinned=key, up_to=version, columns=wanted)
     if json_out:
         print_json(result.as_json())
         return

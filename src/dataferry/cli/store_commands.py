@@ -221,6 +221,8 @@ def log(ref: str = typer.Argument(..., help="The dataset, <team>.<dataset>."),
 def show(
     target: str = typer.Argument(..., metavar="REF[@VERSION]", help="e.g. crm.customers@3"),
     limit: int = typer.Option(20, "--limit", min=0, help="How many rows to show."),
+    columns: str | None = typer.Option(None, "--columns", metavar="a,b",
+                                       help="Only these columns."),
     model: ModelOption = None, store: StoreOption = None, json_out: JsonOption = False,
 ) -> None:
     """Schema and first rows of a version (default: the latest)."""
@@ -236,7 +238,7 @@ def show(
     declared = declared_types(schema)
     rows: list[dict[str, Any]] = []
     if limit:
-        for batch in dataset.reader(version, batch_size=max(limit, 1)):
+        for batch in dataset.reader(version, _columns(columns), batch_size=max(limit, 1)):
             for row in python_rows(decode_batch(batch, declared)):
                 rows.append({k: json_value(v) for k, v in row.items()})
                 if len(rows) >= limit:
@@ -261,8 +263,13 @@ def show(
         for c in payload["schema"]
     ])
     if rows:
-        names = [c["name"] for c in payload["schema"]]
+        names = [c["name"] for c in payload["schema"] if c["name"] in rows[0]]
         print_table(names, [[_cell(row.get(n)) for n in names] for row in rows])
+
+
+def _columns(option: str | None) -> list[str] | None:
+    """``--columns a,b`` as a list (None: every column)."""
+    return [c.strip() for c in option.split(",") if c.strip()] if option else None
 
 
 def _cell(value: Any) -> str:
@@ -277,6 +284,8 @@ def _cell(value: Any) -> str:
 def export(
     target: str = typer.Argument(..., metavar="REF[@VERSION]"),
     file: Path = typer.Argument(..., help="Where to write: .parquet, .csv or .jsonl"),
+    columns: str | None = typer.Option(None, "--columns", metavar="a,b",
+                                       help="Only these columns."),
     model: ModelOption = None, store: StoreOption = None,
 ) -> None:
     """Write a version to a .parquet / .csv / .jsonl file."""
@@ -288,7 +297,7 @@ def export(
     ref, number = _split_version(target)
     dataset = _Context(model, store).dataset(ref)
     version = dataset.resolve(number)
-    reader = dataset.reader(version)
+    reader = dataset.reader(version, _columns(columns))
     declared = declared_types(version.manifest.schema)
     batches = (decode_batch(b, declared) for b in reader)
     first = next(batches, None)
@@ -352,6 +361,8 @@ def verify(
     if json_out:
         print_json({"ok": report.ok, "checked_files": report.checked_files,
                     "checked_versions": report.checked_versions,
+                    "not_held_files": report.not_held_files,
+                    "not_held_chunks": report.not_held_chunks,
                     "problems": [p.as_json() for p in report.problems]})
     else:
         for problem in report.problems:
@@ -359,6 +370,12 @@ def verify(
         verdict = "ok" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
         typer.echo(f"{verdict}: {len(names)} dataset(s), {report.checked_versions} version(s), "
                    f"{report.checked_files} file(s), {_size(report.checked_bytes)} checked")
+        if report.not_held_files:
+            typer.echo(f"{report.not_held_files} file(s) of older versions not held here "
+                       "(a sparse clone: ferry clone --version)")
+        if report.not_held_chunks:
+            typer.echo(f"{report.not_held_chunks} chunk(s) of other columns not held here "
+                       "(a sparse clone: ferry clone --columns)")
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -123,6 +123,15 @@ class Peer:
             self.bytes_fetched += fetched
         return fetched
 
+    def read_range(self, path: str, start: int, end: int) -> bytes:
+        """Bytes ``start``..``end`` (exclusive) of file ``path``, by one Range request."""
+        answer = self._get(f"/files/{quote(path)}",
+                           headers={"Range": f"bytes={start}-{end - 1}"})
+        if answer.status_code != 206 and len(answer.content) != end - start:
+            raise StoreError(f"peer {self.name} answered no byte range for {path}: it cannot "
+                             "serve a clone with --columns")
+        return answer.content[: end - start]
+
     def _get(self, path: str, **options: Any) -> httpx.Response:
         try:
             answer = self._client.get(path, **options)

@@ -28,13 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from dataferry.errors import StoreError, VerificationError
+from dataferry.replication.columns import ChunkMismatch, fetch_columns
 from dataferry.replication.origin import Origin, write_origin
 from dataferry.replication.paths import plain_path
 from dataferry.replication.peer import Peer
 from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.deletion_vectors import DeletionVector
+from dataferry.store.delta_filler import fill_log
 from dataferry.store.hashing import file_hash, hash_bytes, hash_file
 from dataferry.store.keys import fingerprint, verify_signature
 from dataferry.store.manifest import (
@@ -46,6 +50,7 @@ from dataferry.store.manifest import (
     read_signed_checkpoint,
     write_atomic,
 )
+from dataferry.store.sparse import Sparse, read_sparse, write_held, write_sparse
 
 INCOMING = ".incoming"
 DELTA_COMMIT_LIMIT = 256 << 20
@@ -81,14 +86,18 @@ class SyncResult:
 
 
 def sync(peer: Peer, dataset: DatasetStore, *, pinned: str | None = None,
-         up_to: int | None = None) -> SyncResult:
-    """Bring ``dataset`` (a clone, or nothing yet) up to the peer's head (or ``up_to``)."""
+         up_to: int | None = None, columns: list[str] | None = None) -> SyncResult:
+    """Bring ``dataset`` (a clone, or nothing yet) up to the peer's head (or ``up_to``).
+
+    A new clone with ``up_to`` holds only that version's files, with ``columns`` only
+    those columns' chunks (and the primary key's): a sparse clone (``store/sparse.py``).
+    """
     result = SyncResult(dataset.ref, peer.origin)
     received = peer.bytes_fetched
     raw_genesis = peer.genesis()  # before the lock makes a directory: a refusal leaves none
     with dataset.lock():
         try:
-            _Sync(peer, dataset, result).run(raw_genesis, pinned, up_to)
+            _Sync(peer, dataset, result).run(raw_genesis, pinned, up_to, columns)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             # An answer of the wrong shape (checked fields are checked where they are read)
             raise PeerError(f"peer {peer.origin} sent an answer of the wrong shape for "
@@ -108,6 +117,11 @@ class _Sync:
         self.local: Version | None = None
         self.held: set[tuple[str, str]] = set()
         """(path, hash) of every file a verified version here lists."""
+        self.sparse: Sparse | None = None
+        self.last_delta: int | None = None
+        """The Delta version of the last signed commit here (fillers go between)."""
+        self.held_chunks: dict[str, list[int]] = {}
+        """Chunks fetched of each file of a column-sparse clone, not yet recorded."""
 
     def bad(self, text: str) -> PeerError:
         held = self.dataset.head_number() if self.dataset.exists() else None
@@ -117,7 +131,8 @@ class _Sync:
 
     # --- the chain -------------------------------------------------------------------
 
-    def run(self, raw_genesis: bytes, pinned: str | None, up_to: int | None) -> None:
+    def run(self, raw_genesis: bytes, pinned: str | None, up_to: int | None,
+            columns: list[str] | None) -> None:
         dataset, result = self.dataset, self.result
         genesis = self.genesis(raw_genesis)
         result.dataset_id = dataset_id = genesis.dataset_id
@@ -134,6 +149,8 @@ class _Sync:
             result.trust = "pinned" if pinned is not None else "first use"
         local = self.local
         self.held = self.held_files()
+        if local is not None:
+            self.last_delta = int(local.manifest.delta_commit.get("version") or 0)
         result.before = result.head = local.number if local else None
         allowed = self.local_keys(genesis)
         prev = local.hash if local else None
@@ -142,6 +159,10 @@ class _Sync:
         expected = local.number + 1 if local else 1
         first_page = True
         peer_head: int | None = None
+        self.sparse = read_sparse(dataset.sig) if dataset.exists() else None
+        sparse = self.sparse.version if self.sparse else None
+        active: dict[str, FileEntry] = (
+            {f.path: f for f in dataset.active_files(local.number)} if local else {})
         for page in self.peer.manifest_pages(local.number if local else 1):
             items = list(page.get("manifests") or [])
             if first_page:
@@ -153,6 +174,11 @@ class _Sync:
                 elif page.get("first") not in (None, 1):
                     checkpoint_raw, prev, allowed, carried, expected = self.checkpoint(
                         page, genesis, items)
+                    active = {f.path: f for f in carried}
+                if local is None and up_to is not None and isinstance(peer_head, int):
+                    sparse = min(up_to, peer_head)  # --version N: only N's files
+                if local is None and (sparse is not None or columns is not None):
+                    self.sparse = Sparse(sparse, tuple(columns) if columns else None)
             for item in items:
                 number = int(item.get("version", 0))
                 if up_to is not None and number > up_to:
@@ -160,12 +186,26 @@ class _Sync:
                 manifest, raw, signature = self.check_manifest(item, expected, prev, allowed,
                                                                dataset_id)
                 if not dataset.exists():
+                    if self.sparse is not None and self.sparse.columns is not None:
+                        self.sparse = Sparse(sparse, held_columns(manifest, self.sparse.columns))
                     write_atomic(dataset.genesis_path, raw_genesis)
                     write_origin(dataset, Origin(self.peer.origin, dataset.ref, dataset_id))
+                    if self.sparse is not None:  # before any version it holds part of
+                        write_sparse(dataset.sig, self.sparse)
                 if checkpoint_raw is not None:
                     write_atomic(dataset.checkpoint_path, checkpoint_raw)
                     checkpoint_raw = None
-                self.apply(manifest, raw, signature, item, carried)
+                for path in manifest.removed:
+                    active.pop(path, None)
+                active.update((f.path, f) for f in [*carried, *manifest.files])
+                if sparse is not None and number < sparse:
+                    self.apply_chain(manifest, raw, signature, item, carried)
+                elif sparse is not None and number == sparse:
+                    listed = {f.path for f in manifest.files}
+                    self.apply(manifest, raw, signature, item,
+                               [f for f in active.values() if f.path not in listed])
+                else:
+                    self.apply(manifest, raw, signature, item, carried)
                 carried = []
                 prev = hash_bytes(genesis.algorithm, raw)
                 if manifest.keys is not None:
@@ -298,33 +338,63 @@ class _Sync:
 
     # --- one version's files ---------------------------------------------------------
 
+    def chunk_lists(self, number: int, entries: Iterable[FileEntry], item: dict[str, Any]
+                    ) -> dict[str, bytes]:
+        """The chunk list of each file (sent, or held here), checked against its signed
+        ``chunks_hash``."""
+        lists: dict[str, bytes] = {}
+        chunks = item.get("chunks") or {}
+        for entry in entries:
+            listed = chunks.get(entry.hash)
+            if not isinstance(listed, str):
+                local = self.dataset.chunks_path(entry.hash)
+                listed = local.read_text(encoding="ascii") if local.is_file() else ""
+            chunk_bytes = listed.encode("ascii", errors="replace")
+            if hash_bytes(self.dataset.algorithm, chunk_bytes) != entry.chunks_hash:
+                raise self.bad(f"serves a chunk list for {entry.path} (version {number}) that "
+                               "does not match its signed chunks_hash")
+            lists[entry.hash] = chunk_bytes
+        return lists
+
+    def apply_chain(self, manifest: Manifest, raw: bytes, signature: Signature,
+                    item: dict[str, Any], carried: list[FileEntry]) -> None:
+        """A version before a sparse clone's first: its signed manifest, chunk lists and
+        Delta commit (the chain and the Delta log stay whole), none of its files."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        lists = self.chunk_lists(manifest.version, [*carried, *manifest.files], item)
+        staged, target = self.fetch_delta_commit(manifest)
+        self.fill_delta(manifest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+        fsync_dir(target.parent)
+        for file_hash_, data in lists.items():
+            if not self.dataset.chunks_path(file_hash_).is_file():
+                write_atomic(self.dataset.chunks_path(file_hash_), data)
+        write_atomic(self.dataset.manifest_path(manifest.version), raw)
+        write_atomic(self.dataset.signature_path(manifest.version), signature.to_bytes())
+
     def apply(self, manifest: Manifest, raw: bytes, signature: Signature, item: dict[str, Any],
               carried: list[FileEntry]) -> None:
         """Fetch and check every file the version needs, then make it visible."""
-        dataset, algorithm = self.dataset, self.dataset.algorithm
+        dataset = self.dataset
         number = manifest.version
         self.incoming.mkdir(parents=True, exist_ok=True)
         moves: list[tuple[Path, Path]] = []
-        chunk_lists: dict[str, bytes] = {}
         held = self.held
-        chunks = item.get("chunks") or {}
+        chunk_lists = self.chunk_lists(number, [*carried, *manifest.files], item)
         for entry in [*carried, *manifest.files]:
-            listed = chunks.get(entry.hash)
-            if not isinstance(listed, str):
-                local = dataset.chunks_path(entry.hash)
-                listed = local.read_text(encoding="ascii") if local.is_file() else ""
-            chunk_bytes = listed.encode("ascii", errors="replace")
-            if hash_bytes(algorithm, chunk_bytes) != entry.chunks_hash:
-                raise self.bad(f"serves a chunk list for {entry.path} (version {number}) that "
-                               "does not match its signed chunks_hash")
-            chunk_lists[entry.hash] = chunk_bytes
+            chunk_bytes = chunk_lists[entry.hash]
             if self.is_held(entry, held):
                 self.result.files_reused += 1
                 continue
-            staged = self.fetch_file(number, entry, chunk_bytes)
+            if self.sparse is not None and self.sparse.columns is not None:
+                staged = self.fetch_columns(number, entry, chunk_bytes, self.sparse.columns)
+            else:
+                staged = self.fetch_file(number, entry, chunk_bytes)
             moves.append((staged, dataset.path / entry.path))
         moves += self.fetch_vectors(number, [*carried, *manifest.files])
         moves.append(self.fetch_delta_commit(manifest))
+        self.fill_delta(manifest)
         for staged, target in moves:  # nothing is visible until the signature exists
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, target)
@@ -333,9 +403,23 @@ class _Sync:
         for file_hash_, data in chunk_lists.items():
             if not dataset.chunks_path(file_hash_).is_file():
                 write_atomic(dataset.chunks_path(file_hash_), data)
+        for file_hash_, numbers in self.held_chunks.items():
+            write_held(dataset.sig, file_hash_, numbers)
+        self.held_chunks.clear()
         write_atomic(dataset.manifest_path(number), raw)
         write_atomic(dataset.signature_path(number), signature.to_bytes())
         held |= {(f.path, f.hash) for f in [*carried, *manifest.files]}
+
+    def fill_delta(self, manifest: Manifest) -> None:
+        """Unsigned filler commits below the version's signed one, where the clone's log
+        would start late (a gc checkpoint) or have a gap (``store/delta_filler.py``)."""
+        delta_version = int(manifest.delta_commit.get("version") or 0)
+        start = self.last_delta + 1 if self.last_delta is not None else 0
+        if start < delta_version:
+            checkpoint = self.dataset.checkpoint()
+            fill_log(self.dataset.path, start, delta_version, manifest,
+                     checkpoint.files if checkpoint else None)
+        self.last_delta = delta_version
 
     def held_files(self) -> set[tuple[str, str]]:
         """(path, hash) of every file a verified version here lists."""
@@ -376,6 +460,27 @@ class _Sync:
             raise self.bad(f"sent {entry.path} (version {number}) with bytes that do not match "
                            "its signed hash (a changed byte)")
         os.replace(part, staged)
+        self.result.files_fetched += 1
+        return staged
+
+    def fetch_columns(self, number: int, entry: FileEntry, chunk_list: bytes,
+                      columns: tuple[str, ...]) -> Path:
+        """Of a data file, only the chunks of its footer and of ``columns``' column
+        chunks, each checked against the signed chunk list, into a sparse file."""
+        staged = self.incoming / f"{entry.hash}.columns"
+        try:
+            held = fetch_columns(staged, entry.size, entry.chunk_size,
+                                 chunk_list.decode("ascii").split(), self.dataset.algorithm,
+                                 columns, lambda a, b: self.peer.read_range(entry.path, a, b))
+        except ChunkMismatch as exc:  # the chunks verified before it stay for a re-run
+            raise self.bad(f"sent {entry.path} (version {number}) with a {exc} that does not "
+                           "match its signed chunk list (a changed byte)") from None
+        except (OSError, IndexError, pa.ArrowException) as exc:
+            staged.unlink(missing_ok=True)
+            staged.with_name(staged.name + ".held").unlink(missing_ok=True)
+            raise self.bad(f"sent {entry.path} (version {number}) whose Parquet footer cannot "
+                           f"be read ({exc})") from None
+        self.held_chunks[entry.hash] = held
         self.result.files_fetched += 1
         return staged
 
@@ -445,6 +550,18 @@ class _Sync:
             raise self.bad(f"sent the Delta commit {name} of version {manifest.version} "
                            "changed: it does not match its signed hash")
         return staged, self.dataset.path / name
+
+
+def held_columns(manifest: Manifest, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns a ``--columns`` clone holds: those named and the primary key's (so a
+    row stays identifiable, and ``diff`` works), in the schema's order."""
+    names = [str(c["name"]) for c in manifest.schema.get("columns", [])]
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise StoreError(f"{manifest.dataset} has no column {', '.join(unknown)} (its columns: "
+                         f"{', '.join(names)}); nothing was cloned")
+    keep = {*wanted, *manifest.schema.get("primary_key", [])}
+    return tuple(n for n in names if n in keep)
 
 
 def _is_hex(text: str) -> bool:

@@ -26,6 +26,7 @@ from dataferry.store.manifest import (
     read_signed_checkpoint,
 )
 from dataferry.store.scan import FileScan, file_scans, read_rows
+from dataferry.store.sparse import lacks_columns, lacks_version, read_sparse, sparse_from
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
@@ -193,6 +194,9 @@ class DatasetStore:
                 self.genesis()  # raises the "no versions yet" error
                 raise StoreError(f"dataset {self.ref} has no published version yet")
             return head
+        first = sparse_from(self.sig)
+        if first is not None and number < first:
+            raise lacks_version(self.ref, number, first)
         return self.version(number)
 
     def arrow_schema(self, version: Version) -> pa.Schema:
@@ -225,6 +229,7 @@ class DatasetStore:
                batch_size: int = MAX_BATCH_ROWS) -> pa.RecordBatchReader:
         """A version's live rows as a stream of record batches (bounded memory): at most
         ``batch_size`` rows and about ``batching.BATCH_BYTES`` a batch."""
+        columns = self.held_columns(version, columns)
         files = self.active_files(version.number)
         batch_size = min(batch_size, batch_rows(self.path, files, columns))
         wide = batch_size < MAX_BATCH_ROWS and not any(f.partition_values for f in files)
@@ -234,6 +239,22 @@ class DatasetStore:
             return read_rows(file_scans(self.path, files), self.arrow_schema(version),
                              columns, batch_size)
         return self._scanner(version, columns, batch_size).to_reader()
+
+    def held_columns(self, version: Version, columns: list[str] | None) -> list[str] | None:
+        """``columns`` (None: every column), or, on a clone holding only some columns, the
+        ones it holds; raises naming a column asked for that it does not hold."""
+        sparse = read_sparse(self.sig)
+        if sparse is None or sparse.columns is None:
+            return columns
+        names = self.arrow_schema(version).names
+        held = [n for n in names if n in sparse.columns or any(
+            n in f.partition_values for f in self.active_files(version.number))]
+        if columns is None:
+            return held
+        missing = [c for c in columns if c not in held]
+        if missing:
+            raise lacks_columns(self.ref, missing, tuple(held))
+        return columns
 
     def scans(self, version: Version) -> list[FileScan]:
         """What to read for a version's rows: its files with their deletion vectors."""

@@ -35,7 +35,7 @@ class Diff:
 
 def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) -> Diff:
     """Compare versions ``v1`` and ``v2`` (either order) of a dataset with a primary key."""
-    old, new = dataset.version(v1), dataset.version(v2)
+    old, new = dataset.resolve(v1), dataset.resolve(v2)  # a sparse clone may lack one
     key = list(new.manifest.schema.get("primary_key") or [])
     if not key:
         raise StoreError(f"{dataset.ref} has no primary key, so rows cannot be matched "
@@ -45,6 +45,10 @@ def diff_versions(dataset: DatasetStore, v1: int, v2: int, *, limit: int = 100) 
                          f"{v2}, so rows cannot be matched")
     old_cols = [c["name"] for c in old.manifest.schema["columns"]]
     new_cols = [c["name"] for c in new.manifest.schema["columns"]]
+    held = dataset.held_columns(new, None)  # a clone of some columns compares those
+    if held is not None:
+        old_cols = [c for c in old_cols if c in held]
+        new_cols = [c for c in new_cols if c in held]
     common = [c for c in new_cols if c in old_cols and c not in key]
     result = Diff(dataset.ref, v1, v2)
     with spilling("ferry-diff-") as db:

@@ -22,6 +22,7 @@ from dataferry.errors import StoreError, VerificationError
 from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.deletion_vectors import DeletionVector
+from dataferry.store.delta_filler import BASE, GAP, filler_problem
 from dataferry.store.hashing import file_hash, hash_bytes, hash_file
 from dataferry.store.keys import fingerprint, verify_signature
 from dataferry.store.manifest import (
@@ -31,6 +32,7 @@ from dataferry.store.manifest import (
     files_root,
     read_signed_checkpoint,
 )
+from dataferry.store.sparse import read_held, sparse_from
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class VerifyReport:
     checked_files: int = 0
     checked_bytes: int = 0
     checked_versions: int = 0
+    not_held_files: int = 0
+    """Files of versions before a sparse clone's first (``ferry clone --version N``)."""
+    not_held_chunks: int = 0
+    """Chunks of files a column-sparse clone does not hold (``ferry clone --columns``)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -96,6 +102,13 @@ def verify_dataset(
     expected = 1
     active: dict[str, FileEntry] = {}
     checked: set[tuple[str, str]] = set()
+    unheld: set[tuple[str, str]] = set()
+    last_delta: int | None = None
+    try:
+        sparse = sparse_from(dataset.sig)
+    except StoreError as exc:
+        problem(None, "_sig/sparse.json", str(exc))
+        sparse = None
 
     def verify_entry(number: int, entry: FileEntry) -> None:
         """A file's bytes (once: a file relisted with a new vector is the same file) and
@@ -122,7 +135,9 @@ def verify_dataset(
             checkpoint.first_version in dataset.version_numbers()) else None
         still_used = set(active) - set(first.removed if first else ())
         for entry in checkpoint.files:  # files older versions added that are still data
-            if entry.path in still_used and files_of is None:
+            if sparse is not None:
+                unheld.add((entry.path, entry.hash))
+            elif entry.path in still_used and files_of is None:
                 verify_entry(checkpoint.first_version, entry)
     for number in dataset.version_numbers():
         if checkpoint is not None and number < checkpoint.first_version:
@@ -161,17 +176,24 @@ def verify_dataset(
             active.pop(path, None)
         for entry in manifest.files:
             active[entry.path] = entry
-            if files_of is None:
+            if sparse is not None and number < sparse:
+                unheld.add((entry.path, entry.hash))  # a sparse clone holds none of these
+            elif files_of is None and number != sparse:
                 verify_entry(number, entry)
         root = files_root(algorithm, active.values())
         if root != manifest.root:
             problem(number, manifest_file, "Merkle root does not match the version's files")
         _verify_delta(dataset, algorithm, number, manifest, problem)
+        delta_version = int(manifest.delta_commit.get("version") or 0)
+        _verify_fillers(dataset, number, last_delta, delta_version,
+                        checkpoint.files if checkpoint else None, problem)
+        last_delta = delta_version
         if manifest.keys is not None:
             allowed = set(manifest.keys)
-        if number == files_of:
+        if number == files_of or (files_of is None and number == sparse):
             for entry in active.values():
                 verify_entry(number, entry)
+    report.not_held_files += len(unheld - checked)
 
 
 def _signature(path: Any) -> Signature | None:
@@ -196,6 +218,14 @@ def _verify_file(
         problem(number, entry.path, f"file is {size} bytes, the manifest says {entry.size} "
                 f"({'truncated' if size < entry.size else 'grown'})")
         return
+    try:
+        held = read_held(dataset.sig, entry.hash)
+    except StoreError as exc:
+        problem(number, entry.path, str(exc))
+        return
+    if held is not None:
+        _verify_held(dataset, algorithm, number, entry, held, report, problem)
+        return
     if deep:
         digest = hash_file(path, algorithm)
         actual, chunks = digest.hash, list(digest.chunks)
@@ -217,6 +247,35 @@ def _verify_file(
         problem(number, entry.path, "chunk list does not match chunks_hash")
     elif chunks is not None and listed.decode().split() != chunks:
         problem(number, entry.path, "chunk hashes do not match the file's bytes")
+
+
+def _verify_held(
+    dataset: DatasetStore, algorithm: str, number: int, entry: FileEntry, held: list[int],
+    report: VerifyReport, problem: Callable[[int | None, str | None, str], None],
+) -> None:
+    """A file a column-sparse clone holds part of: each chunk it holds against the signed
+    chunk list (the whole file's hash needs every chunk)."""
+    try:
+        listed = dataset.chunks_path(entry.hash).read_bytes()
+    except OSError:
+        problem(number, entry.path, "chunk list is missing")
+        return
+    if hash_bytes(algorithm, listed) != entry.chunks_hash:
+        problem(number, entry.path, "chunk list does not match chunks_hash")
+        return
+    chunks = listed.decode("ascii", errors="replace").split()
+    bad = []
+    with (dataset.path / entry.path).open("rb") as handle:
+        for index in held:
+            handle.seek(index * entry.chunk_size)
+            data = handle.read(entry.chunk_size)
+            report.checked_bytes += len(data)
+            if index >= len(chunks) or hash_bytes(algorithm, data) != chunks[index]:
+                bad.append(index)
+    if bad:
+        problem(number, entry.path, f"held chunk(s) {', '.join(map(str, bad[:5]))} do not "
+                "match the signed chunk list (the file was changed)")
+    report.not_held_chunks += len(chunks) - len(set(held))
 
 
 def _verify_vector(
@@ -265,6 +324,28 @@ def _verify_delta(
                 + (f": {', '.join(extra[:3])}" if extra else ""))
     if removed != set(manifest.removed):
         problem(number, log_file, "Delta commit removes other files than the manifest")
+
+
+def _verify_fillers(
+    dataset: DatasetStore, number: int, last: int | None, delta_version: int,
+    base: tuple[FileEntry, ...] | None,
+    problem: Callable[[int | None, str | None, str], None],
+) -> None:
+    """The Delta commits below a signed one that no signed version names: between two
+    signed ones only a clone's fillers may be; before the first, a commit that says it is
+    a filler must be one (others are a gc'd store's own older history)."""
+    for version in range(last + 1 if last is not None else 0, delta_version):
+        log_file = f"_delta_log/{version:020d}.json"
+        try:
+            raw = (dataset.path / log_file).read_bytes()
+        except OSError:
+            continue
+        if last is None and not any(f'"operation":"{name}"'.encode() in raw.split(b"\n")[0]
+                                    for name in (GAP, BASE)):
+            continue
+        found = filler_problem(raw, version, base)
+        if found is not None:
+            problem(number, log_file, found)
 
 
 def verify_for_reading(dataset: DatasetStore, number: int) -> None:
