@@ -39,7 +39,7 @@ from dataferry.store import deletion_vectors
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.deletion_vectors import DeletionVector
 from dataferry.store.delta_filler import fill_log
-from dataferry.store.hashing import file_hash, hash_bytes, hash_file
+from dataferry.store.hashing import chunker, file_hash, hash_bytes, hash_file
 from dataferry.store.keys import fingerprint, verify_signature
 from dataferry.store.manifest import (
     FileEntry,
@@ -449,12 +449,15 @@ class _Sync:
         if staged.is_file():
             return staged
         part = self.incoming / f"{entry.hash}.part"
-        self.peer.download(entry.path, part, entry.size)
+        hasher = chunker(self.dataset.algorithm, entry.chunk_size)
+        self.peer.download(entry.path, part, entry.size, hasher)
         size = part.stat().st_size
         if size < entry.size:
             raise self.bad(f"sent {entry.path} (version {number}) truncated: {size} of "
                            f"{entry.size} bytes")
-        digest = hash_file(part, self.dataset.algorithm, entry.chunk_size)
+        # hashed as it was written; a download that found the file whole already was not
+        digest = (hasher.digest() if hasher.size == size
+                  else hash_file(part, self.dataset.algorithm, entry.chunk_size))
         if digest.hash != entry.hash or digest.chunks_bytes() != chunk_list:
             self.keep_good_chunks(part, digest.chunks, chunk_list, entry.chunk_size)
             raise self.bad(f"sent {entry.path} (version {number}) with bytes that do not match "

@@ -62,7 +62,9 @@ class FileDigest:
 
 
 @dataclass
-class _Chunker:
+class Chunker:
+    """A file's whole hash and its chunk hashes, fed its bytes in order (``chunker``)."""
+
     algorithm: str
     chunk_size: int
     whole: _Hash
@@ -104,7 +106,7 @@ class HashingWriter:
     def __init__(self, path: Path, algorithm: str, chunk_size: int = CHUNK_SIZE) -> None:
         self.path = path
         self._file: IO[bytes] = path.open("xb")
-        self._chunker = _Chunker(algorithm, chunk_size, new_hash(algorithm))
+        self._chunker = chunker(algorithm, chunk_size)
         self.closed = False
         self.failed: OSError | None = None
 
@@ -160,13 +162,18 @@ class HashingWriter:
         return self._chunker.digest()
 
 
+def chunker(algorithm: str, chunk_size: int = CHUNK_SIZE) -> Chunker:
+    """A ``Chunker`` to feed a file's bytes as they arrive (``digest()`` at the end)."""
+    return Chunker(algorithm, chunk_size, new_hash(algorithm))
+
+
 def hash_file(path: Path, algorithm: str, chunk_size: int = CHUNK_SIZE) -> FileDigest:
     """Hash a file's bytes and chunks in one streaming pass (bounded memory)."""
-    chunker = _Chunker(algorithm, chunk_size, new_hash(algorithm))
+    hasher = chunker(algorithm, chunk_size)
     with path.open("rb") as handle:
         while block := handle.read(_READ_SIZE):
-            chunker.update(block)
-    return chunker.digest()
+            hasher.update(block)
+    return hasher.digest()
 
 
 def file_hash(path: Path, algorithm: str) -> tuple[str, int]:
