@@ -60,6 +60,7 @@ def _register() -> None:
         replication_commands,
         run_commands,
         runs_commands,
+        share_commands,
         store_commands,
         users_commands,
     )
@@ -70,6 +71,7 @@ def _register() -> None:
     replication_commands.register(app)
     run_commands.register(app)
     runs_commands.register(app)
+    share_commands.register(app)
     store_commands.register(app)
     users_commands.register(app)
 
