@@ -1,0 +1,19 @@
+import json
+import sys
+
+import delta_sharing
+
+profile = sys.argv[1]
+share = sys.argv[2]
+client = delta_sharing.SharingClient(profile)
+out = {"tables": [f"{t.share}.{t.schema}.{t.name}" for t in client.list_all_tables()]}
+url = f"{profile}#{share}.shop.orders"
+def rows(df):
+    return sorted(json.loads(df.to_json(orient="records")), key=lambda r: r["id"])
+out["all"] = rows(delta_sharing.load_as_pandas(url))
+out["limit"] = len(delta_sharing.load_as_pandas(url, limit=10))
+out["v1"] = rows(delta_sharing.load_as_pandas(url, version=1))
+out["version"] = delta_sharing.get_table_version(url)
+m = delta_sharing.get_table_metadata(url)
+out["schema"] = json.loads(m.schema_string)
+print(json.dumps(out))

@@ -1,0 +1,49 @@
+"""Proof with the official ``delta-sharing`` client (in a venv of its own) against a real
+``ferry serve``: what a partner loads equals what the consumer's sink got."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from dataferry.cli.main import invoke
+from tests.outside_tools import run_tool, tool_venv
+from tests.server.live import ferry_serve
+from tests.sharing.partner_model import make_partner_model, sink_rows
+
+SCRIPT = Path(__file__).with_name("client_script.py")
+
+def _profile(root: Path, consumer: str, url: str) -> Path:
+    out = root.parent / f"{consumer}.share"
+    assert invoke(["share", "create", f"shop.{consumer}", "--endpoint", url, "--out", str(out),
+                   "--model", str(root)]) == 0
+    return out
+
+def test_the_delta_sharing_client_reads_what_the_sinks_got(tmp_path: Path) -> None:
+    python = tool_venv("delta-sharing", ["delta-sharing"]) / "python"
+    root = make_partner_model(tmp_path / "model")
+    with ferry_serve(root) as served:
+        profiles = {c: _profile(root, c, served.url) for c in ("mirror", "partner")}
+        for consumer, profile in profiles.items():
+            got = json.loads(run_tool(python, str(SCRIPT), str(profile), f"shop__{consumer}"))
+            assert got["tables"] == [f"shop__{consumer}.shop.orders"]
+            assert got["all"] == sink_rows(root, consumer), consumer
+            assert got["limit"] == 10
+            assert got["version"] == 2
+            assert len(got["v1"]) == (40 if consumer == "mirror" else 20)
+            names = [f["name"] for f in got["schema"]["fields"]]
+            assert names == (["id", "amount", "email", "country"] if consumer == "mirror"
+                             else ["id", "amount", "email"])
+        partner = json.loads(profiles["partner"].read_text())
+        assert all(len(r["email"]) == 64 for r in got["all"])  # masked, as in the sink
+        # the partner's token opens no other share; revoked, it opens nothing
+        other = subprocess.run([str(python), str(SCRIPT), str(profiles["partner"]),
+                                "shop__mirror"], capture_output=True, text=True, timeout=120)
+        assert other.returncode != 0 and "403" in other.stderr
+        assert invoke(["share", "revoke", "shop.partner", "--model", str(root)]) == 0
+        gone = subprocess.run([str(python), str(SCRIPT), str(profiles["partner"]),
+                               "shop__partner"], capture_output=True, text=True, timeout=120)
+        assert gone.returncode != 0 and "401" in gone.stderr
+        assert partner["bearerToken"] not in (root.parent / f"serve-{served.port}.log"
+                                              ).read_text()

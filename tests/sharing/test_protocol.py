@@ -1,0 +1,147 @@
+"""The Delta Sharing endpoints in process: who sees what, the error shape, pagination,
+versions, derived files and signed URLs (HEAD, Range, forged, expired)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from dataferry.cli.run_commands import _context
+from dataferry.engine.context import RunContext
+from dataferry.server.app import create_app
+from dataferry.sharing.tokens import ShareTokens
+from tests.conftest import FakeClock
+from tests.sharing.partner_model import make_partner_model, sink_rows
+
+BASE = "/delta-sharing"
+TABLE = BASE + "/shares/{share}/schemas/shop/tables/orders"
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_partner_model(tmp_path_factory.mktemp("sharing") / "model")
+
+
+@pytest.fixture
+def context(model_root: Path) -> Iterator[RunContext]:
+    context = _context(model_root)
+    assert isinstance(context, RunContext)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def client(context: RunContext, clock: FakeClock) -> Iterator[TestClient]:
+    with TestClient(create_app(context, now=clock)) as client:
+        yield client
+
+
+def _token(context: RunContext, clock: FakeClock, consumer: str) -> dict[str, str]:
+    issued = ShareTokens(context.metadata, clock).create(consumer, timedelta(days=1),
+                                                          actor="test")
+    return {"Authorization": f"Bearer {issued.secret}"}
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_token_sees_its_own_share_only(client: TestClient, context: RunContext,
+                                         clock: FakeClock) -> None:
+    mirror = _token(context, clock, "shop.mirror")
+    shares = client.get(BASE + "/shares", headers=mirror).json()
+    assert [s["name"] for s in shares["items"]] == ["shop__mirror"]
+    assert client.get(BASE + "/shares/shop__mirror/schemas", headers=mirror).json()[
+        "items"] == [{"name": "shop", "share": "shop__mirror"}]
+    other = client.get(BASE + "/shares/shop__partner/all-tables", headers=mirror)
+    assert other.status_code == 403 and other.json()["errorCode"] == "PERMISSION_DENIED"
+    query = client.post(TABLE.format(share="shop__partner") + "/query", json={},
+                        headers=mirror)
+    assert query.status_code == 403
+    missing = client.get(BASE + "/shares/nobody__here", headers=mirror)
+    assert missing.status_code == 404 and missing.json()["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
+    assert client.get(BASE + "/shares").status_code == 401
+    bad = client.get(BASE + "/shares", headers={"Authorization": "Bearer fy_nope"})
+    assert bad.status_code == 401 and set(bad.json()) == {"errorCode", "message"}
+    ShareTokens(context.metadata, clock).revoke("shop.mirror", actor="test")
+    assert client.get(BASE + "/shares", headers=mirror).status_code == 401
+
+
+def test_bad_input_gets_the_protocol_error_never_a_500(client: TestClient,
+                                                       context: RunContext,
+                                                       clock: FakeClock) -> None:
+    token = _token(context, clock, "shop.partner")
+    table = TABLE.format(share="shop__partner")
+    for params in ({"maxResults": "x"}, {"maxResults": "0"}, {"pageToken": "%%%"},
+                   {"pageToken": "OTk5"}):
+        answer = client.get(BASE + "/shares", params=params, headers=token)
+        assert answer.status_code == 400, params
+        assert answer.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    for body in (b"not json", b"[1]", b'{"version": "x"}', b'{"version": -1}',
+                 b'{"limitHint": true}'):
+        answer = client.post(table + "/query", content=body, headers=token)
+        assert answer.status_code == 400, body
+    assert client.post(table + "/query", json={"version": 99}, headers=token).status_code == 404
+    assert client.get(BASE + "/shares/shop__partner/schemas/shop/tables/nope/metadata",
+                      headers=token).status_code == 404
+
+
+def test_pagination_walks_every_item_once(client: TestClient, context: RunContext,
+                                          clock: FakeClock) -> None:
+    token = _token(context, clock, "shop.partner")
+    first = client.get(BASE + "/shares", params={"maxResults": 1}, headers=token).json()
+    assert len(first["items"]) == 1 and "nextPageToken" not in first
+
+
+def test_version_metadata_and_query_serve_the_consumers_rows(
+        client: TestClient, context: RunContext, clock: FakeClock, model_root: Path) -> None:
+    token = _token(context, clock, "shop.partner")
+    table = TABLE.format(share="shop__partner")
+    head = client.head(table + "/version", headers=token)
+    assert head.headers["Delta-Table-Version"] == "2"
+    meta = client.get(table + "/metadata", headers=token)
+    assert meta.headers["Delta-Table-Version"] == "2"
+    protocol, metadata = _lines(meta.text)
+    assert protocol == {"protocol": {"minReaderVersion": 1}}
+    fields = json.loads(metadata["metaData"]["schemaString"])["fields"]
+    assert [f["name"] for f in fields] == ["id", "amount", "email"]
+
+    answer = client.post(table + "/query", json={}, headers=token)
+    files = [line["file"] for line in _lines(answer.text)[2:]]
+    assert files and all(f["url"].startswith("http://testserver/delta-sharing/files/")
+                         for f in files)
+    path = files[0]["url"].removeprefix("http://testserver")
+    whole = client.get(path)  # no bearer token: the signed URL is the key
+    assert whole.status_code == 200 and int(whole.headers["content-length"]) == files[0]["size"]
+    local = model_root / "served.parquet"
+    local.write_bytes(whole.content)
+    rows = sorted(pq.read_table(local).to_pylist(), key=lambda r: r["id"])
+    assert [{**r, "amount": float(r["amount"])} for r in rows] == sink_rows(model_root,
+                                                                             "partner")
+    assert client.head(path).headers["content-length"] == str(files[0]["size"])
+    part = client.get(path, headers={"Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.content == b"PAR1"
+
+    forged = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
+    assert client.get(forged).status_code == 403
+    clock.advance(2 * 3600)
+    assert client.get(path).status_code == 403
+
+
+def test_every_query_is_audited(client: TestClient, context: RunContext,
+                                clock: FakeClock) -> None:
+    token = _token(context, clock, "shop.mirror")
+    client.post(TABLE.format(share="shop__mirror") + "/query", json={"version": 1},
+                headers=token)
+    from dataferry.metadata import AuditLog
+
+    entries = [e for e in AuditLog(context.metadata).entries()
+               if e.action == "share.query" and e.actor == "share:shop.mirror"]
+    assert entries and entries[-1].detail is not None and entries[-1].detail["version"] == 1
