@@ -145,3 +145,18 @@ def test_every_query_is_audited(client: TestClient, context: RunContext,
     entries = [e for e in AuditLog(context.metadata).entries()
                if e.action == "share.query" and e.actor == "share:shop.mirror"]
     assert entries and entries[-1].detail is not None and entries[-1].detail["version"] == 1
+
+
+def test_a_derived_file_changed_on_disk_is_derived_again(
+        client: TestClient, context: RunContext, clock: FakeClock, model_root: Path) -> None:
+    token = _token(context, clock, "shop.partner")
+    table = TABLE.format(share="shop__partner")
+    client.post(table + "/query", json={"version": 1}, headers=token)
+    cached = list((context.store.root / "_sharing_cache").rglob("000000000001/*.parquet"))
+    assert len(cached) == 1
+    cached[0].write_bytes(b"PAR1 not what was derived PAR1")
+    answer = client.post(table + "/query", json={"version": 1}, headers=token)
+    url = _lines(answer.text)[2]["file"]["url"].removeprefix("http://testserver")
+    local = model_root / "again.parquet"
+    local.write_bytes(client.get(url).content)
+    assert pq.read_table(local).num_rows == 20

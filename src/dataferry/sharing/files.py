@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,8 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
     folder = (context.store.root / CACHE / _need_hash(context, consumer, need) / need.ref
               / f"{version.number:012d}")
     data, done = folder / "part-00000.zstd.parquet", folder / "done.json"
-    if not _verified(data, done, version):
+    digest = _verified(data, done, version)
+    if digest is None:
         folder.mkdir(parents=True, exist_ok=True)
         declared = {c["name"]: c for c in version.manifest.schema["columns"]}
         names = [n for n in (need.columns or list(declared)) if n in declared]
@@ -91,30 +93,35 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
         rows = version_rows(dataset, version, names, need.where, schema)
         stream = _prepare(rows, {n: declared[n]["type"] for n in names}, set(need.mask),
                           context.store.home, None)
-        partial = folder / f".part-{os.getpid()}.tmp"
+        partial = folder / f".part-{uuid.uuid4().hex}.tmp"  # concurrent builders: one wins
         with pq.ParquetWriter(partial, stream.schema, compression="zstd") as writer:
             for batch in stream:
                 writer.write_batch(batch)
         os.replace(partial, data)
-        done.write_text(json.dumps({"version": version.number, "manifest": version.hash,
-                                    "sha256": _sha256(data)}))
+        digest = _sha256(data)
+        facts = folder / f".done-{uuid.uuid4().hex}.tmp"
+        facts.write_text(json.dumps({"version": version.number, "manifest": version.hash,
+                                     "sha256": digest}))
+        os.replace(facts, done)
     relative = str(data.relative_to(context.store.root))
     stats = json.dumps(file_stats(data, tight=True), separators=(",", ":"),
                        ensure_ascii=False)
     schema = pq.read_schema(data)
     return TableFiles(version, schema, [ServedFile(relative, data.stat().st_size, stats,
-                                                   _sha256(data))])
+                                                   digest)])
 
 
-def _verified(data: Path, done: Path, version: Version) -> bool:
-    """Whether the derived file is there, whole, and of this very version."""
+def _verified(data: Path, done: Path, version: Version) -> str | None:
+    """The derived file's SHA-256 if it is there, whole, and of this very version."""
     if not (data.is_file() and done.is_file()):
-        return False
+        return None
     try:
         facts: dict[str, Any] = json.loads(done.read_text())
     except (OSError, ValueError):
-        return False
-    return facts.get("manifest") == version.hash and facts.get("sha256") == _sha256(data)
+        return None
+    digest = _sha256(data)
+    return digest if (facts.get("manifest"), facts.get("sha256")) == (version.hash, digest) \
+        else None
 
 
 def _sha256(path: Path) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
@@ -255,8 +256,9 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
         raise _bad("timestamp queries are not supported yet: ask for a version")
     version = _whole(asked, "version")
     limit = _whole(asked, "limitHint")
-    files = _version(request, table, version if version is not None
-                     else _head_number(request, table))
+    # deriving a consumer's file reads the whole version: off the event loop
+    files = await run_in_threadpool(_version, request, table, version if version is not None
+                                    else _head_number(request, table))
     served = _limited(files.files, limit)
     _audit(request, consumer, "share.query", f"table:{table.ref}", "success",
            detail={"version": files.version.number, "files": len(served), "limit": limit})
