@@ -23,6 +23,7 @@ from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
 from dataferry.metadata import AuditLog, Clock
 from dataferry.sharing.files import ServedFile, TableFiles, table_files
+from dataferry.sharing.predicates import may_match, parse_hints
 from dataferry.sharing.signing import URL_TTL, sign, signing_key, verify
 from dataferry.sharing.tables import SharedTable, consumer_of, share_id, share_name, tables
 from dataferry.sharing.tokens import ShareTokens
@@ -259,9 +260,11 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
     # deriving a consumer's file reads the whole version: off the event loop
     files = await run_in_threadpool(_version, request, table, version if version is not None
                                     else _head_number(request, table))
-    served = _limited(files.files, limit)
+    hints = parse_hints(asked.get("jsonPredicateHints"))
+    served = _limited([f for f in files.files if may_match(hints, f.stats)], limit)
     _audit(request, consumer, "share.query", f"table:{table.ref}", "success",
-           detail={"version": files.version.number, "files": len(served), "limit": limit})
+           detail={"version": files.version.number, "files": len(served),
+                   "skipped": len(files.files) - len(served), "limit": limit})
     now = _clock(request)()
     expires = now + URL_TTL
     key = signing_key(_context(request).store.home)
