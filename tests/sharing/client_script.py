@@ -1,3 +1,4 @@
+"""Run by test_client.py in the delta-sharing client's own venv: PROFILE SHARE [TIMESTAMP]."""
 import json
 import sys
 
@@ -13,6 +14,8 @@ def rows(df):
 out["all"] = rows(delta_sharing.load_as_pandas(url))
 out["limit"] = len(delta_sharing.load_as_pandas(url, limit=10))
 out["v1"] = rows(delta_sharing.load_as_pandas(url, version=1))
+if len(sys.argv) > 3:
+    out["at_v1"] = rows(delta_sharing.load_as_pandas(url, timestamp=sys.argv[3]))
 out["version"] = delta_sharing.get_table_version(url)
 m = delta_sharing.get_table_metadata(url)
 out["schema"] = json.loads(m.schema_string)

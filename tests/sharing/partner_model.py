@@ -1,4 +1,5 @@
-"""A shop whose orders two consumers take: ``mirror`` whole, ``partner`` with ``columns``,
+"""A shop whose orders two consumers take: ``mirror`` whole (and a count by country),
+``partner`` with ``columns``,
 ``where`` and ``mask``; both deliver to SQLite sinks, so a test can compare what a share
 serves with what the sink got. Two versions: the second updates, deletes and adds."""
 
@@ -27,11 +28,17 @@ sources:
           amount: {type: decimal(12,2)}
           email: {type: string}
           country: {type: string}
+transformers:
+  by_country:
+    inputs: [shop.orders]
+    sql: select country, count(*) as orders from orders group by country
+    columns: {country: string, orders: int64}
 consumers:
   mirror:
     sink: {kind: sqlite, path: out/mirror.db}
     datasets:
       - {ref: shop.orders}
+      - {ref: shop.by_country}
   partner:
     sink: {kind: sqlite, path: out/partner.db}
     datasets:

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 from dataferry.cli.main import invoke
+from dataferry.cli.run_commands import _context
+from dataferry.engine.context import RunContext
 from tests.outside_tools import run_tool, tool_venv
 from tests.server.live import ferry_serve
 from tests.sharing.partner_model import make_partner_model, sink_rows
@@ -23,15 +25,22 @@ def _profile(root: Path, consumer: str, url: str) -> Path:
 def test_the_delta_sharing_client_reads_what_the_sinks_got(tmp_path: Path) -> None:
     python = tool_venv("delta-sharing", ["delta-sharing"]) / "python"
     root = make_partner_model(tmp_path / "model")
+    context = _context(root)
+    assert isinstance(context, RunContext)
+    first = context.store.dataset("shop.orders").version(1).manifest.created_at
+    context.close()
     with ferry_serve(root) as served:
         profiles = {c: _profile(root, c, served.url) for c in ("mirror", "partner")}
         for consumer, profile in profiles.items():
-            got = json.loads(run_tool(python, str(SCRIPT), str(profile), f"shop__{consumer}"))
-            assert got["tables"] == [f"shop__{consumer}.shop.orders"]
+            got = json.loads(run_tool(python, str(SCRIPT), str(profile), f"shop__{consumer}",
+                                      first))
+            assert got["tables"] == [f"shop__{consumer}.shop.{name}" for name in (
+                ["by_country", "orders"] if consumer == "mirror" else ["orders"])]
             assert got["all"] == sink_rows(root, consumer), consumer
             assert got["limit"] == 10
             assert got["version"] == 2
             assert len(got["v1"]) == (40 if consumer == "mirror" else 20)
+            assert got["at_v1"] == got["v1"]
             names = [f["name"] for f in got["schema"]["fields"]]
             assert names == (["id", "amount", "email", "country"] if consumer == "mirror"
                              else ["id", "amount", "email"])

@@ -95,9 +95,38 @@ def test_bad_input_gets_the_protocol_error_never_a_500(client: TestClient,
 
 def test_pagination_walks_every_item_once(client: TestClient, context: RunContext,
                                           clock: FakeClock) -> None:
+    token = _token(context, clock, "shop.mirror")
+    tables = BASE + "/shares/shop__mirror/all-tables"
+    first = client.get(tables, params={"maxResults": 1}, headers=token).json()
+    assert [t["name"] for t in first["items"]] == ["by_country"]
+    second = client.get(tables, params={"maxResults": 1, "pageToken": first["nextPageToken"]},
+                        headers=token).json()
+    assert [t["name"] for t in second["items"]] == ["orders"]
+    assert "nextPageToken" not in second
+    shares = client.get(BASE + "/shares", params={"maxResults": 1}, headers=token).json()
+    assert len(shares["items"]) == 1 and "nextPageToken" not in shares
+
+
+def test_timestamps_pick_the_version_current_then(client: TestClient, context: RunContext,
+                                                  clock: FakeClock) -> None:
     token = _token(context, clock, "shop.partner")
-    first = client.get(BASE + "/shares", params={"maxResults": 1}, headers=token).json()
-    assert len(first["items"]) == 1 and "nextPageToken" not in first
+    table = TABLE.format(share="shop__partner")
+    dataset = context.store.dataset("shop.orders")
+    first, second = (dataset.version(n).manifest.created_at for n in (1, 2))
+    for at, expected in ((first, "1"), (second, "2")):
+        answer = client.post(table + "/query", json={"timestamp": at}, headers=token)
+        assert answer.headers["Delta-Table-Version"] == expected
+    early = client.post(table + "/query", json={"timestamp": "2001-01-01T00:00:00Z"},
+                        headers=token)
+    assert early.status_code == 400 and "before the first kept version" in early.text
+    assert client.post(table + "/query", json={"timestamp": "soon"},
+                       headers=token).status_code == 400
+    starting = client.get(table + "/version", params={"startingTimestamp": first},
+                          headers=token)
+    assert starting.headers["Delta-Table-Version"] == "1"
+    late = client.get(table + "/version", params={"startingTimestamp": "2999-01-01T00:00:00Z"},
+                      headers=token)
+    assert late.status_code == 400
 
 
 def test_version_metadata_and_query_serve_the_consumers_rows(

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -202,10 +203,39 @@ def _head_number(request: Request, table: SharedTable) -> int:
                   methods=["GET", "HEAD"])
 def table_version(share: str, schema: str, name: str, request: Request) -> Response:
     _, table = _table(request, share, schema, name)
-    if request.query_params.get("startingTimestamp") is not None:
-        raise _bad("startingTimestamp is not supported yet: ask for the latest version")
-    return Response(headers={"Delta-Table-Version": str(_head_number(request, table)),
-                             **CAPABILITIES})
+    starting = request.query_params.get("startingTimestamp")
+    number = (_head_number(request, table) if starting is None
+              else _version_at(request, table, _instant(starting), starting=True))
+    return Response(headers={"Delta-Table-Version": str(number), **CAPABILITIES})
+
+
+def _instant(text: Any) -> datetime:
+    """An ISO 8601 timestamp of a request (no zone: UTC)."""
+    try:
+        moment = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _bad(f"timestamp {text!r} is not ISO 8601, e.g. 2026-12-01T00:00:00Z") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _version_at(request: Request, table: SharedTable, moment: datetime, *,
+                starting: bool = False) -> int:
+    """The version current at ``moment`` (``starting``: the first published at or after)."""
+    dataset = _context(request).store.dataset(table.ref)
+    numbers = dataset.version_numbers() if dataset.exists() else []
+    published = [(n, _instant(dataset.version(n).manifest.created_at)) for n in numbers]
+    if starting:
+        later = [n for n, at in published if at >= moment]
+        if not later:
+            raise _bad(f"no version of {table.schema}.{table.name} was published at or after "
+                       f"{moment.isoformat()}")
+        return later[0]
+    earlier = [n for n, at in published if at <= moment]
+    if not earlier:
+        first = published[0][1].isoformat() if published else "none yet"
+        raise _bad(f"{moment.isoformat()} is before the first kept version of "
+                   f"{table.schema}.{table.name} (published {first})")
+    return earlier[-1]
 
 
 def _protocol_and_metadata(table: SharedTable, files: TableFiles) -> list[dict[str, Any]]:
@@ -253,9 +283,11 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
         raise _bad("the query body is not JSON") from None
     if not isinstance(asked, dict):
         raise _bad("the query body must be a JSON object")
-    if asked.get("timestamp") is not None:
-        raise _bad("timestamp queries are not supported yet: ask for a version")
     version = _whole(asked, "version")
+    if asked.get("timestamp") is not None:
+        if version is not None:
+            raise _bad("give version or timestamp, not both")
+        version = _version_at(request, table, _instant(asked["timestamp"]))
     limit = _whole(asked, "limitHint")
     # deriving a consumer's file reads the whole version: off the event loop
     files = await run_in_threadpool(_version, request, table, version if version is not None
@@ -302,9 +334,7 @@ def _limited(files: list[ServedFile], limit: int | None) -> list[ServedFile]:
 
 
 def _millis(created_at: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp() * 1000)
+    return int(_instant(created_at).timestamp() * 1000)
 
 
 @router.api_route("/files/{token}", methods=["GET", "HEAD"])
