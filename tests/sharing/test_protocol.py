@@ -4,20 +4,24 @@ versions, derived files and signed URLs (HEAD, Range, forged, expired)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from dataferry.cli.main import invoke
 from dataferry.cli.run_commands import _context
 from dataferry.engine.context import RunContext
 from dataferry.server.app import create_app
+from dataferry.sharing.files import table_files
 from dataferry.sharing.tokens import ShareTokens
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, write_files
 from tests.sharing.partner_model import make_partner_model, sink_rows
 
 BASE = "/delta-sharing"
@@ -189,3 +193,65 @@ def test_a_derived_file_changed_on_disk_is_derived_again(
     local = model_root / "again.parquet"
     local.write_bytes(client.get(url).content)
     assert pq.read_table(local).num_rows == 20
+
+
+def test_a_whole_need_is_served_from_the_stored_files_when_they_hold_its_rows(
+        context: RunContext) -> None:
+    _, _, mirror = context.index.consumers["shop.mirror"]
+    _, _, partner = context.index.consumers["shop.partner"]
+    dataset = context.store.dataset("shop.orders")
+    first = table_files(context, "shop.mirror", mirror.datasets[0], dataset.version(1))
+    stored = {str(Path(p).relative_to(context.store.root)) for p in
+              dataset.file_paths(dataset.version(1))}
+    assert {f.relative for f in first.files} == stored
+    derived = table_files(context, "shop.partner", partner.datasets[0], dataset.version(1))
+    assert all(f.relative.startswith("_sharing_cache/") for f in derived.files)
+
+
+UNSIGNED = """\
+team: shop
+zone: eu
+owners: [alice@acme.example]
+sources:
+  db:
+    kind: sqlite
+    path: shop.db
+    datasets:
+      items:
+        table: items
+        primary_key: [id]
+        columns:
+          id: {type: int64, nullable: false}
+          code: {type: uint32}
+consumers:
+  whole:
+    sink: {kind: sqlite, path: out/whole.db}
+    datasets: [shop.items]
+"""
+
+
+def test_columns_stored_in_another_type_are_served_as_declared(
+        tmp_path: Path, clock: FakeClock) -> None:
+    root = write_files(tmp_path / "model", {"ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+                                            "teams/shop/shop.yaml": UNSIGNED})
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("create table items (id integer primary key, code integer)")
+        db.executemany("insert into items values (?, ?)", [(1, 4_000_000_000), (2, 7)])
+    db.close()
+    assert invoke(["run", "--model", str(root)]) == 0
+    context = _context(root)
+    assert isinstance(context, RunContext)
+    try:
+        with TestClient(create_app(context, now=clock)) as client:
+            token = _token(context, clock, "shop.whole")
+            answer = client.post(BASE + "/shares/shop__whole/schemas/shop/tables/items/query",
+                                 json={}, headers=token)
+            url = _lines(answer.text)[2]["file"]["url"].removeprefix("http://testserver")
+            local = tmp_path / "items.parquet"
+            local.write_bytes(client.get(url).content)
+    finally:
+        context.close()
+    table = pq.read_table(local)
+    assert table.schema.field("code").type == pa.uint32()
+    assert sorted(table.to_pylist(), key=lambda r: r["id"]) == [
+        {"id": 1, "code": 4_000_000_000}, {"id": 2, "code": 7}]

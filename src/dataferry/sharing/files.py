@@ -2,7 +2,8 @@
 consumer's sink gets.
 
 A need that takes the dataset whole (no ``columns``, ``where`` or ``mask``), at a version
-without deletion vectors or partitions, is served from the store's own Parquet files.
+without deletion vectors or partitions whose columns are stored in their declared types,
+is served from the store's own Parquet files.
 Otherwise the server derives one file for the consumer and version with the code a sink
 delivery uses (``changes.version_rows`` then ``deliver._prepare``: filter, columns,
 decoding, masking), under ``<store>/_sharing_cache/<need hash>/<dataset>/<version>/``,
@@ -26,10 +27,10 @@ from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import _prepare, mask_key
 from dataferry.model.spec import Need
 from dataferry.store.changes import version_rows
-from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.dataset import DatasetStore, Version, declared_types
 from dataferry.store.delta_log import stats_json
 from dataferry.store.file_stats import file_stats
-from dataferry.store.storage import store_schema
+from dataferry.store.storage import decode_batch, store_schema
 
 CACHE = "_sharing_cache"
 
@@ -61,12 +62,21 @@ def table_files(context: RunContext, consumer: str, need: Need, version: Version
                 ) -> TableFiles:
     dataset = context.store.dataset(need.ref)
     entries = dataset.active_files(version.number)
-    if whole(need) and not any(e.deletion_vector or e.partition_values for e in entries):
+    if whole(need) and not any(e.deletion_vector or e.partition_values for e in entries) \
+            and _stored_as_declared(dataset, version):
         base = dataset.path.relative_to(context.store.root)
         files = [ServedFile(str(base / e.path), e.size, stats_json(e, dataset.path), e.hash)
                  for e in entries]
         return TableFiles(version, dataset.arrow_schema(version), files)
     return _derived(context, consumer, need, dataset, version)
+
+
+def _stored_as_declared(dataset: DatasetStore, version: Version) -> bool:
+    """Whether the stored files hold every column in its declared type (unsigned integers,
+    uuid, time and wide decimals are stored in another type: those are derived)."""
+    schema = dataset.arrow_schema(version)
+    empty = pa.RecordBatch.from_pylist([], schema=schema)
+    return bool(decode_batch(empty, declared_types(version.manifest.schema)).schema == schema)
 
 
 def _need_hash(context: RunContext, consumer: str, need: Need) -> str:
