@@ -16,6 +16,10 @@ out["limit"] = len(delta_sharing.load_as_pandas(url, limit=10))
 out["v1"] = rows(delta_sharing.load_as_pandas(url, version=1))
 if len(sys.argv) > 3:
     out["at_v1"] = rows(delta_sharing.load_as_pandas(url, timestamp=sys.argv[3]))
+changes = delta_sharing.load_table_changes_as_pandas(url, starting_version=1, ending_version=2)
+out["changes"] = sorted(
+    (r for r in json.loads(changes.drop(columns=["_commit_timestamp"]).to_json(orient="records"))),
+    key=lambda r: (r["_commit_version"], r["id"], r["_change_type"]))
 out["version"] = delta_sharing.get_table_version(url)
 m = delta_sharing.get_table_metadata(url)
 out["schema"] = json.loads(m.schema_string)

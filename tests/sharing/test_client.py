@@ -41,6 +41,18 @@ def test_the_delta_sharing_client_reads_what_the_sinks_got(tmp_path: Path) -> No
             assert got["version"] == 2
             assert len(got["v1"]) == (40 if consumer == "mirror" else 20)
             assert got["at_v1"] == got["v1"]
+            inserted = [{k: r[k] for k in r if not k.startswith("_")}
+                        for r in got["changes"] if r["_commit_version"] == 1]
+            assert inserted == got["v1"]
+            assert {r["_change_type"] for r in got["changes"] if r["_commit_version"] == 1
+                    } == {"insert"}
+            assert [(r["id"], r["_change_type"], r["amount"]) for r in got["changes"]
+                    if r["_commit_version"] == 2] == [
+                (3, "update_postimage", 99.0), (3, "update_preimage", 4.5), (5, "delete", 7.5),
+                (41, "insert", 1.0)]
+            after = {r["id"]: r for r in got["all"]}
+            post = next(r for r in got["changes"] if r["_change_type"] == "update_postimage")
+            assert {k: post[k] for k in post if not k.startswith("_")} == after[3]
             names = [f["name"] for f in got["schema"]["fields"]]
             assert names == (["id", "amount", "email", "country"] if consumer == "mirror"
                              else ["id", "amount", "email"])

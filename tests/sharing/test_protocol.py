@@ -255,3 +255,18 @@ def test_columns_stored_in_another_type_are_served_as_declared(
     assert table.schema.field("code").type == pa.uint32()
     assert sorted(table.to_pylist(), key=lambda r: r["id"]) == [
         {"id": 1, "code": 4_000_000_000}, {"id": 2, "code": 7}]
+
+
+def test_a_change_feed_asks_for_versions_it_can_give(client: TestClient, context: RunContext,
+                                                     clock: FakeClock) -> None:
+    token = _token(context, clock, "shop.partner")
+    changes = TABLE.format(share="shop__partner") + "/changes"
+    for params in ({}, {"startingVersion": "x"}, {"startingVersion": "2", "endingVersion": "1"},
+                   {"startingVersion": "7"}, {"startingTimestamp": "yesterday"}):
+        answer = client.get(changes, params=params, headers=token)
+        assert answer.status_code == 400, params
+        assert answer.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    fine = client.get(changes, params={"startingVersion": "2"}, headers=token)
+    assert fine.status_code == 200
+    actions = _lines(fine.text)[2:]
+    assert [next(iter(a)) for a in actions] == ["cdf"]

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
 from dataferry.metadata import AuditLog, Clock
+from dataferry.sharing.changes import ChangesError, changes
 from dataferry.sharing.files import ServedFile, TableFiles, table_files
 from dataferry.sharing.predicates import may_match, parse_hints
 from dataferry.sharing.signing import URL_TTL, sign, signing_key, verify
@@ -309,6 +310,55 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
                   "expirationTimestamp": int(expires.timestamp() * 1000)}}
         for f in served]
     return _ndjson(lines, files.version.number)
+
+
+@router.get("/shares/{share}/schemas/{schema}/tables/{name}/changes")
+async def table_changes(share: str, schema: str, name: str, request: Request) -> Response:
+    _format(request)
+    consumer, table = _table(request, share, schema, name)
+    params = request.query_params
+    head = _head_number(request, table)
+    start = _param_version(params.get("startingVersion"), "startingVersion")
+    end = _param_version(params.get("endingVersion"), "endingVersion")
+    if start is None and params.get("startingTimestamp") is not None:
+        start = _version_at(request, table, _instant(params["startingTimestamp"]),
+                            starting=True)
+    if end is None and params.get("endingTimestamp") is not None:
+        end = _version_at(request, table, _instant(params["endingTimestamp"]))
+    if start is None:
+        raise _bad("give startingVersion or startingTimestamp")
+    end = head if end is None else end
+    if start > end:
+        raise _bad(f"startingVersion {start} is after endingVersion {end}")
+    context = _context(request)
+    try:
+        found = await run_in_threadpool(changes, context, consumer, table.need, start, end)
+        files = await run_in_threadpool(_version, request, table, end)
+    except ChangesError as error:
+        raise _bad(str(error)) from None
+    _audit(request, consumer, "share.changes", f"table:{table.ref}", "success",
+           detail={"from": start, "to": end, "files": sum(len(c.files) for c in found)})
+    expires = _clock(request)() + URL_TTL
+    key = signing_key(context.store.home)
+    base = str(request.base_url).rstrip("/") + PREFIX + "/files/"
+    lines = _protocol_and_metadata(table, files)
+    for change in found:
+        for f in change.files:
+            action: dict[str, Any] = {
+                "url": base + sign(key, f.relative, expires), "id": f.id,
+                "partitionValues": {}, "size": f.size, "version": change.version.number,
+                "timestamp": _millis(change.version.manifest.created_at),
+                "expirationTimestamp": int(expires.timestamp() * 1000)}
+            lines.append({change.kind: action})
+    return _ndjson(lines, end)
+
+
+def _param_version(text: str | None, field: str) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise _bad(f"{field} must be a whole number of 0 or more")
+    return int(text)
 
 
 def _whole(asked: dict[str, Any], field: str) -> int | None:
