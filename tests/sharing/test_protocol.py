@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,13 @@ from dataferry.server.app import create_app
 from dataferry.sharing.files import table_files
 from dataferry.sharing.tokens import ShareTokens
 from tests.conftest import FakeClock, write_files
+from tests.outside_tools import run_tool, tool_venv
+from tests.server.live import uvicorn_in_thread
 from tests.sharing.partner_model import make_partner_model, sink_rows
 
 BASE = "/delta-sharing"
 TABLE = BASE + "/shares/{share}/schemas/shop/tables/orders"
+SCRIPT = Path(__file__).with_name("client_script.py")
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +226,7 @@ sources:
         columns:
           id: {type: int64, nullable: false}
           code: {type: uint32}
+          at: {type: timestamp}
 consumers:
   whole:
     sink: {kind: sqlite, path: out/whole.db}
@@ -235,8 +239,9 @@ def test_columns_stored_in_another_type_are_served_as_declared(
     root = write_files(tmp_path / "model", {"ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
                                             "teams/shop/shop.yaml": UNSIGNED})
     with sqlite3.connect(root / "shop.db") as db:
-        db.execute("create table items (id integer primary key, code integer)")
-        db.executemany("insert into items values (?, ?)", [(1, 4_000_000_000), (2, 7)])
+        db.execute("create table items (id integer primary key, code integer, at text)")
+        db.executemany("insert into items values (?, ?, ?)", [
+            (1, 4_000_000_000, "2026-01-01 10:00:00"), (2, 7, None)])
     db.close()
     assert invoke(["run", "--model", str(root)]) == 0
     context = _context(root)
@@ -249,12 +254,26 @@ def test_columns_stored_in_another_type_are_served_as_declared(
             url = _lines(answer.text)[2]["file"]["url"].removeprefix("http://testserver")
             local = tmp_path / "items.parquet"
             local.write_bytes(client.get(url).content)
+            schema = json.loads(_lines(answer.text)[1]["metaData"]["schemaString"])
+        # the official client reads it too (it refuses timestamp_ntz in this format)
+        profile = tmp_path / "whole.share"
+        with uvicorn_in_thread(create_app(context, now=clock)) as base:
+            assert invoke(["share", "create", "shop.whole", "--endpoint", base, "--out",
+                           str(profile), "--model", str(root)]) == 0
+            python = tool_venv("delta-sharing", ["delta-sharing"]) / "python"
+            got = json.loads(run_tool(python, str(SCRIPT), str(profile),
+                                      "shop__whole.shop.items"))
     finally:
         context.close()
     table = pq.read_table(local)
     assert table.schema.field("code").type == pa.uint32()
     assert sorted(table.to_pylist(), key=lambda r: r["id"]) == [
-        {"id": 1, "code": 4_000_000_000}, {"id": 2, "code": 7}]
+        {"id": 1, "code": 4_000_000_000, "at": datetime(2026, 1, 1, 10)},
+        {"id": 2, "code": 7, "at": None}]
+    assert "timestamp_ntz" not in json.dumps(schema)
+    assert got["all"] == [{"id": 1, "code": 4_000_000_000,
+                           "at": int(datetime(2026, 1, 1, 10, tzinfo=UTC).timestamp())},
+                          {"id": 2, "code": 7, "at": None}]
 
 
 def test_a_change_feed_asks_for_versions_it_can_give(client: TestClient, context: RunContext,

@@ -242,13 +242,27 @@ def _version_at(request: Request, table: SharedTable, moment: datetime, *,
 def _protocol_and_metadata(table: SharedTable, files: TableFiles) -> list[dict[str, Any]]:
     from deltalake import Schema as DeltaSchema
 
-    schema = DeltaSchema.from_arrow(files.schema).to_json()
+    schema = json.dumps(_without_ntz(json.loads(DeltaSchema.from_arrow(files.schema).to_json())))
     return [{"protocol": {"minReaderVersion": 1}},
             {"metaData": {"id": table.id, "name": table.name, "format": {"provider": "parquet"},
                           "schemaString": schema, "partitionColumns": [], "configuration": {},
                           "version": files.version.number,
                           "size": sum(f.size for f in files.files),
                           "numFiles": len(files.files)}}]
+
+
+def _without_ntz(node: Any) -> Any:
+    """The schema with ``timestamp_ntz`` written as ``timestamp``: in the parquet response
+    format the protocol has no reader features, and clients refuse ``timestamp_ntz``
+    (the official Python client raises). The files keep their time-zone-less values, which
+    pandas reads as the same wall-clock times."""
+    if node == "timestamp_ntz":
+        return "timestamp"
+    if isinstance(node, dict):
+        return {key: _without_ntz(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_without_ntz(value) for value in node]
+    return node
 
 
 def _ndjson(lines: Iterable[dict[str, Any]], version: int) -> Response:
