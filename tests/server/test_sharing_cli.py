@@ -11,6 +11,7 @@ from typing import Any
 
 from dataferry.engine.context import RunContext
 from dataferry.sharing.tokens import ShareTokens
+from tests.conftest import FakeClock
 
 
 def test_create_writes_a_profile_whose_token_is_kept_hashed_and_revoke_ends_it(
@@ -60,3 +61,13 @@ def test_a_revoked_token_is_found_no_more(context: RunContext) -> None:
     assert tokens.find_live(issued.secret + "x") is None
     assert tokens.revoke("shop.mirror", actor="test") == 1
     assert tokens.find_live(issued.secret) is None
+
+
+def test_an_expired_token_is_found_no_more(context: RunContext, clock: FakeClock) -> None:
+    tokens = ShareTokens(context.metadata, clock)
+    issued = tokens.create("shop.mirror", timedelta(days=1), actor="test")
+    clock.advance(23 * 3600)
+    assert tokens.find_live(issued.secret) is not None
+    clock.advance(2 * 3600)
+    assert tokens.find_live(issued.secret) is None
+    assert tokens.list() == [] and len(tokens.list(include_dead=True)) == 1
