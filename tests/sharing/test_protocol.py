@@ -289,3 +289,10 @@ def test_a_change_feed_asks_for_versions_it_can_give(client: TestClient, context
     assert fine.status_code == 200
     actions = _lines(fine.text)[2:]
     assert [next(iter(a)) for a in actions] == ["cdf"]
+
+
+def test_a_file_url_that_is_not_ours_gets_403(client: TestClient) -> None:
+    for token in ("nothing", "a.b", "%C3%A9.%C3%A9", "x" * 500):
+        answer = client.get(BASE + "/files/" + token)
+        assert answer.status_code == 403, token
+        assert answer.json()["errorCode"] == "PERMISSION_DENIED"

@@ -53,8 +53,10 @@ def sign(key: bytes, relative: str, expires: datetime) -> str:
 def verify(key: bytes, token: str, now: datetime) -> str | None:
     """The path a token names, or None if it is forged, altered, malformed or expired."""
     payload, _, signature = token.partition(".")
+    if not token.isascii() or not signature:  # anything else is none of ours
+        return None
     expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
-    if not signature or not hmac.compare_digest(signature, expected):
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         return None
     try:
         facts = json.loads(_unb64(payload))
