@@ -296,3 +296,24 @@ def test_a_file_url_that_is_not_ours_gets_403(client: TestClient) -> None:
         answer = client.get(BASE + "/files/" + token)
         assert answer.status_code == 403, token
         assert answer.json()["errorCode"] == "PERMISSION_DENIED"
+
+
+def test_any_paging_parameters_get_200_or_400(client: TestClient, context: RunContext,
+                                              clock: FakeClock) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    token = _token(context, clock, "shop.mirror")
+    texts = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), max_size=30)
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(texts, texts)
+    def check(max_results: str, page_token: str) -> None:
+        answer = client.get(BASE + "/shares/shop__mirror/all-tables", headers=token,
+                            params={"maxResults": max_results, "pageToken": page_token})
+        assert answer.status_code in (200, 400), answer.text
+        if answer.status_code == 400:
+            assert answer.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+
+    check()
