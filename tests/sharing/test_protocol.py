@@ -317,3 +317,28 @@ def test_any_paging_parameters_get_200_or_400(client: TestClient, context: RunCo
             assert answer.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
 
     check()
+
+
+def test_any_query_body_gets_an_answer_never_a_500(client: TestClient, context: RunContext,
+                                                   clock: FakeClock) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    token = _token(context, clock, "shop.mirror")
+    values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) \
+        | st.lists(st.integers(), max_size=2)
+    bodies = st.fixed_dictionaries({}, optional={
+        "version": values, "timestamp": values, "limitHint": values,
+        "jsonPredicateHints": values, "predicateHints": values})
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(bodies)
+    def check(body: dict[str, object]) -> None:
+        answer = client.post(TABLE.format(share="shop__mirror") + "/query", headers=token,
+                             content=json.dumps(body).encode())
+        assert answer.status_code in (200, 400, 404), (body, answer.text)
+        if answer.status_code != 200:
+            assert set(answer.json()) == {"errorCode", "message"}
+
+    check()
