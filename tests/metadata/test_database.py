@@ -30,9 +30,9 @@ from tests.metadata.racer import open_at_once
 
 TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
           "recovery_codes", "tokens", "audit", "login_failures", "events", "notify_progress",
-          "run_errors",
+          "run_errors", "share_tokens",
           "alembic_version"}
-HEAD = "0006"
+HEAD = "0007"
 
 
 def _revision(url: str) -> str | None:

@@ -64,6 +64,7 @@ def _register() -> None:
         replication_commands,
         run_commands,
         runs_commands,
+        share_commands,
         store_commands,
         users_commands,
     )
@@ -74,6 +75,7 @@ def _register() -> None:
     replication_commands.register(app)
     run_commands.register(app)
     runs_commands.register(app)
+    share_commands.register(app)
     store_commands.register(app)
     users_commands.register(app)
 

@@ -291,3 +291,18 @@ class LoginFailureRow(Base):
 
 Index("ix_login_failures_account_at", LoginFailureRow.account, LoginFailureRow.at)
 Index("ix_login_failures_client_ip_at", LoginFailureRow.client_ip, LoginFailureRow.at)
+
+
+class ShareTokenRow(Base):
+    """A Delta Sharing bearer token of one consumer (``ferry share create``): only its hash."""
+
+    __tablename__ = "share_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(200), index=True)  # <team>.<consumer>
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    created_by: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

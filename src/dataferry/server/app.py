@@ -84,6 +84,9 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     ui.install_error_pages(app, API_PREFIX)  # HTML error pages for UI routes; API stays JSON
     install_api_docs(app)  # /docs: Swagger UI from this server, not a CDN
+    from dataferry.sharing import routes as sharing
+
+    sharing.install(app)  # /delta-sharing/...: the Delta Sharing protocol (docs/sharing.md)
     return app
 
 

@@ -1,4 +1,5 @@
-"""Admin pages: users (list, add, disable, enable), tokens (list, revoke), notify targets.
+"""Admin pages: users (list, add, disable, enable), tokens (list, revoke), Delta Sharing
+tokens (list, revoke), notify targets.
 
 They call the same services as ``/api/v1/users`` and ``/api/v1/tokens`` (``Accounts``,
 ``Tokens``), so the password policy, the checks and the audit entries are the ones the
@@ -112,6 +113,35 @@ def revoke_token(request: Request, principal: AdminPage, form: CheckedForm,
     get_auth(request).tokens.revoke(token_id, actor=principal.username,
                                     client_ip=client_ip(request))
     return redirect(f"/admin/tokens?revoked={token_id}")
+
+
+@router.get("/shares", response_class=HTMLResponse)
+def shares_page(request: Request, principal: AdminPage,
+                revoked: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
+    """Every live Delta Sharing token: whose consumer, who made it, when it ends."""
+    from dataferry.sharing.tables import share_name
+    from dataferry.sharing.tokens import ShareTokens
+
+    context = context_of(request)
+    tokens = ShareTokens(context.metadata, get_auth(request).now).list()
+    known = revoked if revoked in context.index.consumers else None
+    return render(request, "admin_shares.html", {
+        "tokens": tokens, "shares": {t.consumer: share_name(t.consumer) for t in tokens},
+        "notice": f"Revoked the share tokens of {known}." if known else None},
+        section="admin")
+
+
+@router.post("/shares/{consumer}/revoke")
+def revoke_share(request: Request, principal: AdminPage, form: CheckedForm,
+                 consumer: Annotated[str, Path(max_length=200)]) -> Response:
+    """Revoke every share token of a consumer (audited as the admin)."""
+    from dataferry.sharing.tokens import ShareTokens
+
+    context = context_of(request)
+    if ShareTokens(context.metadata, get_auth(request).now).revoke(
+            consumer, actor=principal.username) == 0:
+        raise PageError(404, f"Consumer {consumer} has no live share token.")
+    return redirect(f"/admin/shares?revoked={consumer}")
 
 
 @router.get("/notify", response_class=HTMLResponse)

@@ -1,0 +1,142 @@
+"""The files a share serves for one table version, exactly the rows and columns the
+consumer's sink gets.
+
+A need that takes the dataset whole (no ``columns``, ``where`` or ``mask``), at a version
+without deletion vectors or partitions whose columns are stored in their declared types,
+is served from the store's own Parquet files.
+Otherwise the server derives one file for the consumer and version with the code a sink
+delivery uses (``changes.version_rows`` then ``deliver._prepare``: filter, columns,
+decoding, masking), under ``<store>/_sharing_cache/<need hash>/<dataset>/<version>/``,
+with a ``done.json`` naming the version's manifest hash and the file's SHA-256: a file is
+served only while both still match (else it is derived again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from dataferry.engine.context import RunContext
+from dataferry.engine.deliver import _prepare, mask_key
+from dataferry.model.spec import Need
+from dataferry.store.changes import version_rows
+from dataferry.store.dataset import DatasetStore, Version, declared_types
+from dataferry.store.delta_log import stats_json
+from dataferry.store.file_stats import file_stats
+from dataferry.store.storage import decode_batch, store_schema
+
+CACHE = "_sharing_cache"
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """A file of a table version: its path under the store root and its add-action facts."""
+
+    relative: str
+    size: int
+    stats: str
+    id: str
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """What a query answers for one version: the schema of the files and the files."""
+
+    version: Version
+    schema: pa.Schema
+    files: list[ServedFile]
+
+
+def whole(need: Need) -> bool:
+    return need.columns is None and need.where is None and not need.mask
+
+
+def table_files(context: RunContext, consumer: str, need: Need, version: Version
+                ) -> TableFiles:
+    dataset = context.store.dataset(need.ref)
+    entries = dataset.active_files(version.number)
+    if whole(need) and not any(e.deletion_vector or e.partition_values for e in entries) \
+            and _stored_as_declared(dataset, version):
+        base = dataset.path.relative_to(context.store.root)
+        files = [ServedFile(str(base / e.path), e.size, stats_json(e, dataset.path), e.hash)
+                 for e in entries]
+        return TableFiles(version, dataset.arrow_schema(version), files)
+    return _derived(context, consumer, need, dataset, version)
+
+
+def _stored_as_declared(dataset: DatasetStore, version: Version) -> bool:
+    """Whether the stored files hold every column in its declared type (unsigned integers,
+    uuid, time and wide decimals are stored in another type: those are derived)."""
+    schema = dataset.arrow_schema(version)
+    empty = pa.RecordBatch.from_pylist([], schema=schema)
+    return bool(decode_batch(empty, declared_types(version.manifest.schema)).schema == schema)
+
+
+def _need_hash(context: RunContext, consumer: str, need: Need) -> str:
+    spec = {"consumer": consumer, "need": need.model_dump(mode="json"),
+            "mask": hashlib.sha256(mask_key(context.store.home)).hexdigest()
+            if need.mask else None}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetStore,
+             version: Version) -> TableFiles:
+    import pyarrow.parquet as pq
+
+    folder = (context.store.root / CACHE / _need_hash(context, consumer, need) / need.ref
+              / f"{version.number:012d}")
+    data, done = folder / "part-00000.zstd.parquet", folder / "done.json"
+    digest = _verified(data, done, version)
+    if digest is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        declared = {c["name"]: c for c in version.manifest.schema["columns"]}
+        names = [n for n in (need.columns or list(declared)) if n in declared]
+        schema = store_schema([(n, declared[n]["type"], declared[n]["nullable"])
+                               for n in names])
+        rows = version_rows(dataset, version, names, need.where, schema)
+        stream = _prepare(rows, {n: declared[n]["type"] for n in names}, set(need.mask),
+                          context.store.home, None)
+        partial = folder / f".part-{uuid.uuid4().hex}.tmp"  # concurrent builders: one wins
+        with pq.ParquetWriter(partial, stream.schema, compression="zstd") as writer:
+            for batch in stream:
+                writer.write_batch(batch)
+        os.replace(partial, data)
+        digest = _sha256(data)
+        facts = folder / f".done-{uuid.uuid4().hex}.tmp"
+        facts.write_text(json.dumps({"version": version.number, "manifest": version.hash,
+                                     "sha256": digest}))
+        os.replace(facts, done)
+    relative = str(data.relative_to(context.store.root))
+    stats = json.dumps(file_stats(data, tight=True), separators=(",", ":"),
+                       ensure_ascii=False)
+    schema = pq.read_schema(data)
+    return TableFiles(version, schema, [ServedFile(relative, data.stat().st_size, stats,
+                                                   digest)])
+
+
+def _verified(data: Path, done: Path, version: Version) -> str | None:
+    """The derived file's SHA-256 if it is there, whole, and of this very version."""
+    if not (data.is_file() and done.is_file()):
+        return None
+    try:
+        facts: dict[str, Any] = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return None
+    digest = _sha256(data)
+    return digest if (facts.get("manifest"), facts.get("sha256")) == (version.hash, digest) \
+        else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
