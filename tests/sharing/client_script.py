@@ -24,6 +24,9 @@ changes = delta_sharing.load_table_changes_as_pandas(url, starting_version=1,
 out["changes"] = sorted(
     (r for r in json.loads(changes.drop(columns=["_commit_timestamp"]).to_json(orient="records"))),
     key=lambda r: (r["_commit_version"], r["id"], r["_change_type"]))
+out["delta"] = rows(delta_sharing.load_as_pandas(url, use_delta_format=True))
+out["delta_v1"] = rows(delta_sharing.load_as_pandas(url, version=1, use_delta_format=True))
+out["delta_limit"] = len(delta_sharing.load_as_pandas(url, limit=10, use_delta_format=True))
 m = delta_sharing.get_table_metadata(url)
 out["schema"] = json.loads(m.schema_string)
 print(json.dumps(out))

@@ -37,6 +37,10 @@ def test_the_delta_sharing_client_reads_what_the_sinks_got(tmp_path: Path) -> No
             assert got["tables"] == [f"shop__{consumer}.shop.{name}" for name in (
                 ["by_country", "orders"] if consumer == "mirror" else ["orders"])]
             assert got["all"] == sink_rows(root, consumer), consumer
+            # responseformat=delta, read by the client's Delta kernel: the same rows
+            assert got["delta"] == got["all"], consumer
+            assert got["delta_v1"] == got["v1"]
+            assert got["delta_limit"] == 10
             assert got["limit"] == 10
             assert got["version"] == 2
             assert len(got["v1"]) == (40 if consumer == "mirror" else 20)

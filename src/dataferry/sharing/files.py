@@ -58,10 +58,15 @@ def whole(need: Need) -> bool:
     return need.columns is None and need.where is None and not need.mask
 
 
-def table_files(context: RunContext, consumer: str, need: Need, version: Version
-                ) -> TableFiles:
+def table_files(context: RunContext, consumer: str, need: Need, version: Version,
+                signed: bool = False) -> TableFiles:
+    """The files of ``version`` for the consumer; ``signed``: with unsigned integers widened
+    to signed types (Delta has none: Delta readers refuse them, see formats.py)."""
     dataset = context.store.dataset(need.ref)
     entries = dataset.active_files(version.number)
+    if signed and any(pa.types.is_unsigned_integer(f.type)
+                      for f in _declared_schema(dataset, version)):
+        return _derived(context, consumer, need, dataset, version, signed=True)
     if whole(need) and not any(e.deletion_vector or e.partition_values for e in entries) \
             and _stored_as_declared(dataset, version):
         base = dataset.path.relative_to(context.store.root)
@@ -74,9 +79,14 @@ def table_files(context: RunContext, consumer: str, need: Need, version: Version
 def _stored_as_declared(dataset: DatasetStore, version: Version) -> bool:
     """Whether the stored files hold every column in its declared type (unsigned integers,
     uuid, time and wide decimals are stored in another type: those are derived)."""
-    schema = dataset.arrow_schema(version)
-    empty = pa.RecordBatch.from_pylist([], schema=schema)
-    return bool(decode_batch(empty, declared_types(version.manifest.schema)).schema == schema)
+    return bool(_declared_schema(dataset, version) == dataset.arrow_schema(version))
+
+
+def _declared_schema(dataset: DatasetStore, version: Version) -> pa.Schema:
+    """The schema of the version's columns in their declared types."""
+    empty = pa.RecordBatch.from_pylist([], schema=dataset.arrow_schema(version))
+    schema: pa.Schema = decode_batch(empty, declared_types(version.manifest.schema)).schema
+    return schema
 
 
 def _need_hash(context: RunContext, consumer: str, need: Need) -> str:
@@ -87,11 +97,11 @@ def _need_hash(context: RunContext, consumer: str, need: Need) -> str:
 
 
 def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetStore,
-             version: Version) -> TableFiles:
+             version: Version, signed: bool = False) -> TableFiles:
     import pyarrow.parquet as pq
 
     folder = (context.store.root / CACHE / _need_hash(context, consumer, need) / need.ref
-              / f"{version.number:012d}")
+              / (f"{version.number:012d}" + ("-signed" if signed else "")))
     data, done = folder / "part-00000.zstd.parquet", folder / "done.json"
     digest = _verified(data, done, version)
     if digest is None:
@@ -103,10 +113,11 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
         rows = version_rows(dataset, version, names, need.where, schema)
         stream = _prepare(rows, {n: declared[n]["type"] for n in names}, set(need.mask),
                           context.store.home, None)
+        target = _signed_schema(stream.schema) if signed else stream.schema
         partial = folder / f".part-{uuid.uuid4().hex}.tmp"  # concurrent builders: one wins
-        with pq.ParquetWriter(partial, stream.schema, compression="zstd") as writer:
+        with pq.ParquetWriter(partial, target, compression="zstd") as writer:
             for batch in stream:
-                writer.write_batch(batch)
+                writer.write_batch(batch.cast(target) if signed else batch)
         os.replace(partial, data)
         digest = _sha256(data)
         facts = folder / f".done-{uuid.uuid4().hex}.tmp"
@@ -119,6 +130,17 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
     schema = pq.read_schema(data)
     return TableFiles(version, schema, [ServedFile(relative, data.stat().st_size, stats,
                                                    digest)])
+
+
+_WIDER = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(),
+          pa.uint64(): pa.decimal128(20, 0)}
+
+
+def _signed_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each unsigned integer column in the narrowest signed type holding
+    all its values (uint64: decimal(20, 0))."""
+    return pa.schema([field.with_type(_WIDER.get(field.type, field.type)) for field in schema],
+                     metadata=schema.metadata)
 
 
 def _verified(data: Path, done: Path, version: Version) -> str | None:

@@ -25,6 +25,14 @@ from dataferry.errors import FerryError
 from dataferry.metadata import AuditLog, Clock
 from dataferry.sharing.changes import ChangesError, changes
 from dataferry.sharing.files import ServedFile, TableFiles, table_files
+from dataferry.sharing.formats import (
+    DELTA,
+    Capabilities,
+    FormatError,
+    capabilities,
+    file_line,
+    head_lines,
+)
 from dataferry.sharing.predicates import may_match, parse_hints
 from dataferry.sharing.signing import URL_TTL, sign, signing_key, verify
 from dataferry.sharing.tables import SharedTable, consumer_of, share_id, share_name, tables
@@ -178,7 +186,8 @@ def _table(request: Request, share: str, schema: str, name: str) -> tuple[str, S
     raise _missing(f"table {schema}.{name} is not in share {share!r}")
 
 
-def _version(request: Request, table: SharedTable, number: int | None) -> TableFiles:
+def _version(request: Request, table: SharedTable, number: int | None,
+             asked: Capabilities | None = None) -> TableFiles:
     context = _context(request)
     dataset = context.store.dataset(table.ref)
     if number is not None and number not in dataset.version_numbers():
@@ -189,7 +198,8 @@ def _version(request: Request, table: SharedTable, number: int | None) -> TableF
     except FerryError as error:
         raise _missing(f"table {table.schema}.{table.name}: {error}") from None
     consumer = consumer_of(context, table.share) or ""
-    return table_files(context, consumer, table.need, version)
+    return table_files(context, consumer, table.need, version,
+                       signed=asked is not None and asked.format == DELTA)
 
 
 def _head_number(request: Request, table: SharedTable) -> int:
@@ -239,30 +249,9 @@ def _version_at(request: Request, table: SharedTable, moment: datetime, *,
     return earlier[-1]
 
 
-def _protocol_and_metadata(table: SharedTable, files: TableFiles) -> list[dict[str, Any]]:
-    from deltalake import Schema as DeltaSchema
-
-    schema = json.dumps(_without_ntz(json.loads(DeltaSchema.from_arrow(files.schema).to_json())))
-    return [{"protocol": {"minReaderVersion": 1}},
-            {"metaData": {"id": table.id, "name": table.name, "format": {"provider": "parquet"},
-                          "schemaString": schema, "partitionColumns": [], "configuration": {},
-                          "version": files.version.number,
-                          "size": sum(f.size for f in files.files),
-                          "numFiles": len(files.files)}}]
-
-
-def _without_ntz(node: Any) -> Any:
-    """The schema with ``timestamp_ntz`` written as ``timestamp``: in the parquet response
-    format the protocol has no reader features, and clients refuse ``timestamp_ntz``
-    (the official Python client raises). The files keep their time-zone-less values, which
-    pandas reads as the same wall-clock times."""
-    if node == "timestamp_ntz":
-        return "timestamp"
-    if isinstance(node, dict):
-        return {key: _without_ntz(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_without_ntz(value) for value in node]
-    return node
+def _head(table: SharedTable, files: TableFiles, asked: Capabilities) -> list[dict[str, Any]]:
+    return head_lines(table.id, table.name, files, asked,
+                      _millis(files.version.manifest.created_at))
 
 
 class _LargeChunks(FileResponse):
@@ -272,31 +261,30 @@ class _LargeChunks(FileResponse):
     chunk_size = 1024 * 1024
 
 
-def _ndjson(lines: Iterable[dict[str, Any]], version: int) -> Response:
+def _ndjson(lines: Iterable[dict[str, Any]], version: int, asked: Capabilities) -> Response:
     body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
     return Response(body, media_type=NDJSON,
-                    headers={"Delta-Table-Version": str(version), **CAPABILITIES})
+                    headers={"Delta-Table-Version": str(version), **asked.header})
 
 
-def _format(request: Request) -> None:
-    wanted = request.headers.get("delta-sharing-capabilities", "")
-    formats = [part.split("=", 1)[1] for part in wanted.split(";")
-               if part.strip().lower().startswith("responseformat=")]
-    if formats and "parquet" not in ",".join(formats).lower().split(","):
-        raise _bad("this server answers in responseformat=parquet only")
+def _format(request: Request) -> Capabilities:
+    try:
+        return capabilities(request.headers.get("delta-sharing-capabilities", ""))
+    except FormatError as error:
+        raise _bad(str(error)) from None
 
 
 @router.get("/shares/{share}/schemas/{schema}/tables/{name}/metadata")
 def table_metadata(share: str, schema: str, name: str, request: Request) -> Response:
-    _format(request)
+    asked = _format(request)
     _, table = _table(request, share, schema, name)
-    files = _version(request, table, _head_number(request, table))
-    return _ndjson(_protocol_and_metadata(table, files), files.version.number)
+    files = _version(request, table, _head_number(request, table), asked)
+    return _ndjson(_head(table, files, asked), files.version.number, asked)
 
 
 @router.post("/shares/{share}/schemas/{schema}/tables/{name}/query")
 async def query_table(share: str, schema: str, name: str, request: Request) -> Response:
-    _format(request)
+    wanted = _format(request)
     consumer, table = _table(request, share, schema, name)
     body = await request.body()
     try:
@@ -313,7 +301,7 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
     limit = _whole(asked, "limitHint")
     # deriving a consumer's file reads the whole version: off the event loop
     files = await run_in_threadpool(_version, request, table, version if version is not None
-                                    else _head_number(request, table))
+                                    else _head_number(request, table), wanted)
     hints = parse_hints(asked.get("jsonPredicateHints"))
     served = _limited([f for f in files.files if may_match(hints, f.stats)], limit)
     _audit(request, consumer, "share.query", f"table:{table.ref}", "success",
@@ -323,19 +311,17 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
     expires = now + URL_TTL
     key = signing_key(_context(request).store.home)
     base = str(request.base_url).rstrip("/") + PREFIX + "/files/"
-    lines = _protocol_and_metadata(table, files) + [
-        {"file": {"url": base + sign(key, f.relative, expires), "id": f.id,
-                  "partitionValues": {}, "size": f.size, "stats": f.stats,
-                  "version": files.version.number,
-                  "timestamp": _millis(files.version.manifest.created_at),
-                  "expirationTimestamp": int(expires.timestamp() * 1000)}}
+    stamp = _millis(files.version.manifest.created_at)
+    lines = _head(table, files, wanted) + [
+        file_line("file", f, base + sign(key, f.relative, expires), files.version.number,
+                  stamp, int(expires.timestamp() * 1000), wanted)
         for f in served]
-    return _ndjson(lines, files.version.number)
+    return _ndjson(lines, files.version.number, wanted)
 
 
 @router.get("/shares/{share}/schemas/{schema}/tables/{name}/changes")
 async def table_changes(share: str, schema: str, name: str, request: Request) -> Response:
-    _format(request)
+    asked = _format(request)
     consumer, table = _table(request, share, schema, name)
     params = request.query_params
     head = _head_number(request, table)
@@ -354,7 +340,7 @@ async def table_changes(share: str, schema: str, name: str, request: Request) ->
     context = _context(request)
     try:
         found = await run_in_threadpool(changes, context, consumer, table.need, start, end)
-        files = await run_in_threadpool(_version, request, table, end)
+        files = await run_in_threadpool(_version, request, table, end, asked)
     except ChangesError as error:
         raise _bad(str(error)) from None
     _audit(request, consumer, "share.changes", f"table:{table.ref}", "success",
@@ -362,16 +348,14 @@ async def table_changes(share: str, schema: str, name: str, request: Request) ->
     expires = _clock(request)() + URL_TTL
     key = signing_key(context.store.home)
     base = str(request.base_url).rstrip("/") + PREFIX + "/files/"
-    lines = _protocol_and_metadata(table, files)
+    lines = _head(table, files, asked)
     for change in found:
         for f in change.files:
-            action: dict[str, Any] = {
-                "url": base + sign(key, f.relative, expires), "id": f.id,
-                "partitionValues": {}, "size": f.size, "version": change.version.number,
-                "timestamp": _millis(change.version.manifest.created_at),
-                "expirationTimestamp": int(expires.timestamp() * 1000)}
-            lines.append({change.kind: action})
-    return _ndjson(lines, end)
+            lines.append(file_line(change.kind, f, base + sign(key, f.relative, expires),
+                                   change.version.number,
+                                   _millis(change.version.manifest.created_at),
+                                   int(expires.timestamp() * 1000), asked, stats=False))
+    return _ndjson(lines, end, asked)
 
 
 def _param_version(text: str | None, field: str) -> int | None:
