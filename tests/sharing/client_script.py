@@ -1,4 +1,5 @@
 """Run by test_client.py in the delta-sharing client's own venv: PROFILE SHARE [TIMESTAMP]."""
+import contextlib
 import json
 import sys
 
@@ -27,6 +28,13 @@ out["changes"] = sorted(
 out["delta"] = rows(delta_sharing.load_as_pandas(url, use_delta_format=True))
 out["delta_v1"] = rows(delta_sharing.load_as_pandas(url, version=1, use_delta_format=True))
 out["delta_limit"] = len(delta_sharing.load_as_pandas(url, limit=10, use_delta_format=True))
+with contextlib.redirect_stdout(sys.stderr):  # the client prints statistics
+    delta_changes = delta_sharing.load_table_changes_as_pandas(
+        url, starting_version=1, ending_version=out["version"], use_delta_format=True)
+out["delta_changes"] = sorted(
+    (r for r in json.loads(delta_changes.drop(columns=["_commit_timestamp"]).to_json(
+        orient="records"))),
+    key=lambda r: (r["_commit_version"], r["id"], r["_change_type"]))
 m = delta_sharing.get_table_metadata(url)
 out["schema"] = json.loads(m.schema_string)
 print(json.dumps(out))

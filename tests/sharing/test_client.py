@@ -41,6 +41,7 @@ def test_the_delta_sharing_client_reads_what_the_sinks_got(tmp_path: Path) -> No
             assert got["delta"] == got["all"], consumer
             assert got["delta_v1"] == got["v1"]
             assert got["delta_limit"] == 10
+            assert got["delta_changes"] == got["changes"]
             assert got["limit"] == 10
             assert got["version"] == 2
             assert len(got["v1"]) == (40 if consumer == "mirror" else 20)

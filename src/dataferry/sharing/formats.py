@@ -84,8 +84,10 @@ def _without_ntz(node: Any) -> Any:
 
 
 def head_lines(table_id: str, name: str, files: TableFiles, asked: Capabilities,
-               created: int) -> list[dict[str, Any]]:
-    """The ``protocol`` and ``metaData`` lines of a metadata, query or changes answer."""
+               created: int, changes_from: int | None = None) -> list[dict[str, Any]]:
+    """The ``protocol`` and ``metaData`` lines of a metadata, query or changes answer
+    (``changes_from``: a change feed's starting version; in delta format its metadata is
+    that version's, with the change data feed on, as Delta readers check both)."""
     schema = _schema_json(files)
     ntz = asked.format == DELTA and "timestampntz" in asked.reader_features \
         and _has_ntz(schema)
@@ -97,15 +99,20 @@ def head_lines(table_id: str, name: str, files: TableFiles, asked: Capabilities,
                 {"metaData": {"id": table_id, "name": name, "format": {"provider": "parquet"},
                               "schemaString": text, "partitionColumns": [],
                               "configuration": {}, **facts}}]
+    configuration = {}
     protocol: dict[str, Any] = {"minReaderVersion": 1, "minWriterVersion": 2}
+    if changes_from is not None:  # the change data feed needs writer version 4
+        facts["version"] = changes_from
+        configuration = {"delta.enableChangeDataFeed": "true"}
+        protocol["minWriterVersion"] = 4
     if ntz:
         protocol = {"minReaderVersion": 3, "minWriterVersion": 7,
                     "readerFeatures": ["timestampNtz"], "writerFeatures": ["timestampNtz"]}
     return [{"protocol": {"deltaProtocol": protocol}},
             {"metaData": {"deltaMetadata": {
                 "id": table_id, "name": name, "format": {"provider": "parquet", "options": {}},
-                "schemaString": text, "partitionColumns": [], "configuration": {},
-                "createdTime": created}, **facts}}]
+                "schemaString": text, "partitionColumns": [],
+                "configuration": configuration, "createdTime": created}, **facts}}]
 
 
 def file_line(kind: str, served: ServedFile, url: str, version: int, timestamp: int,

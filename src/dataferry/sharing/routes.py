@@ -249,9 +249,10 @@ def _version_at(request: Request, table: SharedTable, moment: datetime, *,
     return earlier[-1]
 
 
-def _head(table: SharedTable, files: TableFiles, asked: Capabilities) -> list[dict[str, Any]]:
+def _head(table: SharedTable, files: TableFiles, asked: Capabilities,
+          changes_from: int | None = None) -> list[dict[str, Any]]:
     return head_lines(table.id, table.name, files, asked,
-                      _millis(files.version.manifest.created_at))
+                      _millis(files.version.manifest.created_at), changes_from)
 
 
 class _LargeChunks(FileResponse):
@@ -348,7 +349,7 @@ async def table_changes(share: str, schema: str, name: str, request: Request) ->
     expires = _clock(request)() + URL_TTL
     key = signing_key(context.store.home)
     base = str(request.base_url).rstrip("/") + PREFIX + "/files/"
-    lines = _head(table, files, asked)
+    lines = _head(table, files, asked, changes_from=start)
     for change in found:
         for f in change.files:
             lines.append(file_line(change.kind, f, base + sign(key, f.relative, expires),
