@@ -25,7 +25,14 @@ from dataferry.connectors.base import OP_COLUMN
 from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import _prepare
 from dataferry.model.spec import Need
-from dataferry.sharing.files import CACHE, ServedFile, _need_hash, _sha256, table_files
+from dataferry.sharing.files import (
+    CACHE,
+    ServedFile,
+    _need_hash,
+    _sha256,
+    signed_schema,
+    table_files,
+)
 from dataferry.store.changes import change_set, version_rows
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.file_stats import file_stats
@@ -47,8 +54,9 @@ class VersionChange:
     files: list[ServedFile]
 
 
-def changes(context: RunContext, consumer: str, need: Need, start: int, end: int
-            ) -> list[VersionChange]:
+def changes(context: RunContext, consumer: str, need: Need, start: int, end: int,
+            signed: bool = False) -> list[VersionChange]:
+    """``signed``: unsigned integers widened for Delta readers (files.table_files)."""
     dataset = context.store.dataset(need.ref)
     kept = dataset.version_numbers()
     if start not in kept or end not in kept:
@@ -59,7 +67,8 @@ def changes(context: RunContext, consumer: str, need: Need, start: int, end: int
         version = dataset.version(number)
         if number == kept[0] and number == 1:
             found.append(VersionChange(version, "add",
-                                       table_files(context, consumer, need, version).files))
+                                       table_files(context, consumer, need, version,
+                                                   signed).files))
             continue
         if number - 1 not in kept:
             raise ChangesError(f"version {number - 1} of {need.ref} is no longer kept "
@@ -67,16 +76,16 @@ def changes(context: RunContext, consumer: str, need: Need, start: int, end: int
         if dataset.same_rows(number - 1, number):
             continue
         found.append(VersionChange(version, "cdf", [_derived(
-            context, consumer, need, dataset, dataset.version(number - 1), version)]))
+            context, consumer, need, dataset, dataset.version(number - 1), version, signed)]))
     return found
 
 
 def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetStore,
-             old: Version, new: Version) -> ServedFile:
+             old: Version, new: Version, signed: bool = False) -> ServedFile:
     import pyarrow.parquet as pq
 
     folder = (context.store.root / CACHE / _need_hash(context, consumer, need) / need.ref
-              / f"{new.number:012d}.cdf")
+              / (f"{new.number:012d}.cdf" + ("-signed" if signed else "")))
     data, done = folder / "part-00000.zstd.parquet", folder / "done.json"
     digest = _verified(data, done, old, new)
     if digest is None:
@@ -84,6 +93,8 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
         partial = folder / f".part-{uuid.uuid4().hex}.tmp"
         writer: pq.ParquetWriter | None = None
         for batch in _rows(context, need, dataset, old, new):
+            if signed:
+                batch = batch.cast(signed_schema(batch.schema))
             if writer is None:
                 writer = pq.ParquetWriter(partial, batch.schema, compression="zstd")
             writer.write_batch(batch)

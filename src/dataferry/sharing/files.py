@@ -113,7 +113,7 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
         rows = version_rows(dataset, version, names, need.where, schema)
         stream = _prepare(rows, {n: declared[n]["type"] for n in names}, set(need.mask),
                           context.store.home, None)
-        target = _signed_schema(stream.schema) if signed else stream.schema
+        target = signed_schema(stream.schema) if signed else stream.schema
         partial = folder / f".part-{uuid.uuid4().hex}.tmp"  # concurrent builders: one wins
         with pq.ParquetWriter(partial, target, compression="zstd") as writer:
             for batch in stream:
@@ -136,7 +136,7 @@ _WIDER = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64
           pa.uint64(): pa.decimal128(20, 0)}
 
 
-def _signed_schema(schema: pa.Schema) -> pa.Schema:
+def signed_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with each unsigned integer column in the narrowest signed type holding
     all its values (uint64: decimal(20, 0))."""
     return pa.schema([field.with_type(_WIDER.get(field.type, field.type)) for field in schema],

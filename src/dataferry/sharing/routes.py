@@ -340,7 +340,8 @@ async def table_changes(share: str, schema: str, name: str, request: Request) ->
         raise _bad(f"startingVersion {start} is after endingVersion {end}")
     context = _context(request)
     try:
-        found = await run_in_threadpool(changes, context, consumer, table.need, start, end)
+        found = await run_in_threadpool(changes, context, consumer, table.need, start, end,
+                                        asked.format == DELTA)
         files = await run_in_threadpool(_version, request, table, end, asked)
     except ChangesError as error:
         raise _bad(str(error)) from None
