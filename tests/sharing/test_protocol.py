@@ -255,6 +255,10 @@ def test_columns_stored_in_another_type_are_served_as_declared(
             local = tmp_path / "items.parquet"
             local.write_bytes(client.get(url).content)
             schema = json.loads(_lines(answer.text)[1]["metaData"]["schemaString"])
+            ntz = _lines(client.get(
+                BASE + "/shares/shop__whole/schemas/shop/tables/items/metadata",
+                headers={**token, "delta-sharing-capabilities":
+                         "responseformat=delta;readerfeatures=timestampntz"}).text)
         # the official client reads it too (it refuses timestamp_ntz in this format)
         profile = tmp_path / "whole.share"
         with uvicorn_in_thread(create_app(context, now=clock)) as base:
@@ -276,6 +280,10 @@ def test_columns_stored_in_another_type_are_served_as_declared(
                           {"id": 2, "code": 7, "at": None}]
     # in delta format too: uint32 widened to long, `at` announced as timestamp_ntz
     assert got["delta"] == got["all"]
+    assert ntz[0]["protocol"]["deltaProtocol"]["readerFeatures"] == ["timestampNtz"]
+    types = {f["name"]: f["type"] for f in json.loads(
+        ntz[1]["metaData"]["deltaMetadata"]["schemaString"])["fields"]}
+    assert types == {"id": "long", "code": "long", "at": "timestamp_ntz"}
 
 
 def test_a_change_feed_asks_for_versions_it_can_give(client: TestClient, context: RunContext,
@@ -344,3 +352,40 @@ def test_any_query_body_gets_an_answer_never_a_500(client: TestClient, context: 
             assert set(answer.json()) == {"errorCode", "message"}
 
     check()
+
+
+def test_the_delta_response_format_wraps_delta_actions(
+        client: TestClient, context: RunContext, clock: FakeClock) -> None:
+    token = _token(context, clock, "shop.partner")
+    table = TABLE.format(share="shop__partner")
+    delta = {**token, "delta-sharing-capabilities":
+             "responseformat=delta;readerfeatures=deletionvectors,timestampntz"}
+    meta = client.get(table + "/metadata", headers=delta)
+    assert meta.status_code == 200, meta.text
+    assert meta.headers["delta-sharing-capabilities"] == "responseformat=delta"
+    protocol, metadata = _lines(meta.text)
+    assert protocol == {"protocol": {"deltaProtocol": {"minReaderVersion": 1,
+                                                       "minWriterVersion": 2}}}
+    assert metadata["metaData"]["version"] == 2
+    assert metadata["metaData"]["deltaMetadata"]["format"] == {"provider": "parquet",
+                                                               "options": {}}
+    answer = client.post(table + "/query", json={"version": 1}, headers=delta)
+    plain = client.post(table + "/query", json={"version": 1}, headers=token)
+    files, parquet = _lines(answer.text)[2:], _lines(plain.text)[2:]
+    assert len(files) == len(parquet) >= 1
+    for line, same in zip(files, parquet, strict=True):
+        add = line["file"]["deltaSingleAction"]["add"]
+        assert add["path"].startswith("http://testserver/delta-sharing/files/")
+        assert add["size"] == same["file"]["size"] and add["dataChange"] is True
+        assert json.loads(add["stats"]) == json.loads(same["file"]["stats"])
+        assert line["file"]["version"] == 1
+        fetched = client.get(add["path"].removeprefix("http://testserver"))
+        assert fetched.status_code == 200 and len(fetched.content) == add["size"]
+    # parquet stays the answer when a client accepts both; an unknown format is a 400
+    both = client.get(table + "/metadata", headers={
+        **token, "delta-sharing-capabilities": "responseformat=delta,parquet"})
+    assert both.headers["delta-sharing-capabilities"] == "responseformat=parquet"
+    odd = client.get(table + "/metadata", headers={
+        **token, "delta-sharing-capabilities": "responseformat=iceberg"})
+    assert odd.status_code == 400 and odd.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    assert "responseformat=delta" in odd.json()["message"]
