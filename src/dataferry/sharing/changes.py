@@ -25,7 +25,7 @@ from dataferry.connectors.base import OP_COLUMN
 from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import _prepare
 from dataferry.model.spec import Need
-from dataferry.sharing.files import CACHE, ServedFile, _need_hash, _sha256, table_files
+from dataferry.sharing.files import CACHE, ServedFile, _sha256, need_hash, table_files
 from dataferry.store.changes import change_set, version_rows
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.file_stats import file_stats
@@ -75,7 +75,7 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
              old: Version, new: Version) -> ServedFile:
     import pyarrow.parquet as pq
 
-    folder = (context.store.root / CACHE / _need_hash(context, consumer, need) / need.ref
+    folder = (context.store.root / CACHE / need_hash(context.store, consumer, need) / need.ref
               / f"{new.number:012d}.cdf")
     data, done = folder / "part-00000.zstd.parquet", folder / "done.json"
     digest = _verified(data, done, old, new)
