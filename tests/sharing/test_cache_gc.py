@@ -68,20 +68,3 @@ def test_gc_removes_the_cache_of_dropped_versions_and_old_needs(
     changed = ferry("gc", "--model", root)
     assert "sharing cache: removed 1 entry" in changed.out, changed
     assert not cache.exists() or not any(cache.iterdir())
-
-
-def test_check_and_plan_know_a_share_consumer(tmp_path: Path,
-                                              ferry: Callable[..., Result]) -> None:
-    root = make_partner_model(tmp_path / "model")
-    team = root / "teams/shop/shop.yaml"
-    team.write_text(team.read_text() + SHARED)
-    connect = ferry("check", "--connect", "--model", root)
-    assert connect.code == 0, connect
-    assert "notebooks" not in connect.out + connect.err  # nothing to reach
-    plan = ferry("plan", "--model", root)
-    assert "shop.notebooks  served by Delta Sharing, no delivery job: shop.orders" in plan.out
-    assert "deliver:shop.notebooks" not in plan.out
-    team.write_text(team.read_text().replace("{kind: share}", "{kind: share, network: lan}"))
-    bad = ferry("check", "--model", root)
-    assert bad.code != 0
-    assert "a share sink has no network" in bad.out + bad.err
