@@ -23,7 +23,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> ModelIndex:
 def test_one_ingest_per_dataset_however_many_consumers(index: ModelIndex) -> None:
     graph = build_graph(index)
     kinds = [job.kind for job in graph.jobs.values()]
-    needs = sum(len(c.datasets) for _, _, c in index.consumers.values())
+    needs = sum(len(c.datasets) for _, _, c in index.consumers.values()
+                if c.sink.kind != "share")
     transformers = sum(1 for e in index.datasets.values() if e.is_transformer)
     assert kinds.count("deliver") == needs
     assert kinds.count("transform") == transformers
@@ -52,3 +53,14 @@ def test_jobs_in_a_private_network_go_to_its_platform(index: ModelIndex) -> None
     assert graph.jobs["ingest:finance.invoices"].platform == "hq-lan"
     assert "network hq-lan" in graph.jobs["ingest:finance.invoices"].why
     assert graph.jobs["ingest:shop.orders"].platform == "local"
+
+
+def test_a_share_consumer_gets_no_delivery_but_its_data_is_produced(index: ModelIndex) -> None:
+    graph = build_graph(index)
+    assert index.consumers["research.notebooks"][2].sink.kind == "share"
+    assert not [j for j in graph.jobs.values() if j.consumer == "research.notebooks"]
+    assert "transform:shop.daily_sales" in graph.jobs
+    # running the consumer brings what it reads up to date, and delivers nothing
+    ids = [j.id for j in select(graph, index, ["research.notebooks"], downstream=False)]
+    assert ids[-1] == "transform:shop.daily_sales"
+    assert all(not i.startswith("deliver:") for i in ids)

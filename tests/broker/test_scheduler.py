@@ -244,3 +244,31 @@ def test_a_compacted_version_is_no_change_downstream(shop: Path, ferry: Any) -> 
     assert mirror(shop, "select id, amount from orders where id in (7, 8) order by id") == [
         (7, 99), (8, 5)]
     assert mirror(shop, "select count(*) from orders") == [(50,)]
+
+
+SHARED = """\
+  notebooks:
+    sink: {kind: share}
+    datasets: [{ref: shop.totals, freshness: 2h}]
+"""
+
+
+def test_a_share_consumer_paces_the_ingest_and_is_never_a_stale_delivery(shop: Path) -> None:
+    model = shop / "teams" / "shop" / "shop.yaml"
+    model.write_text(model.read_text() + SHARED)
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    runner.run_until_idle()
+    assert {job for job, _, _ in ran(shop)} == set(JOBS)  # no delivery for the share
+    clock.advance(minutes=61)  # its 2h freshness: the ingest runs every hour, not 12h
+    runner.run_until_idle()
+    assert ran(shop)[-1] == ("ingest:shop.orders", "freshness", "unchanged")
+    shutil.move(shop / "shop.db", shop / "away.db")
+    clock.advance(hours=25)
+    runner.run_until_idle()
+    stale = {s.job_id for s in Staleness(runner.context.metadata).stale()}
+    assert stale == {"deliver:shop.mirror:orders", "deliver:shop.mirror:totals"}
+    announced = {e.subject for e in Outbox(runner.context.metadata).after(0)
+                 if e.type == "io.dataferry.dataset.stale"}
+    assert not any("notebooks" in subject for subject in announced)
+    runner.close()

@@ -181,7 +181,7 @@ def test_a_sink_kind_and_a_missing_kind(ferry: Ferry, model: Model) -> None:
         "http)")
     assert line_with(lines, "mariadb").endswith(
         "consumers.warehouse.sink: kind 'mariadb' is not one of postgres, mysql, sqlite, "
-        "duckdb, parquet; did you mean 'mysql'?")
+        "duckdb, parquet, share; did you mean 'mysql'?")
 
 
 def test_an_unknown_key_far_from_any_lists_the_keys(ferry: Ferry, model: Model) -> None:

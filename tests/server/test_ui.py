@@ -232,6 +232,15 @@ def test_every_page_renders_for_an_admin(site: Site) -> None:
         assert "Log out" in response.text
 
 
+def test_the_plan_page_lists_consumers_served_by_delta_sharing(site: Site) -> None:
+    page = site.as_user("admin").get("/plan").text
+    assert 'data-testid="shared"' in page
+    assert "<li>research.notebooks: shop.daily_sales</li>" in page
+    assert "deliver:research.notebooks" not in page
+    api = site.as_user("admin").get("/api/v1/plan").json()
+    assert {"consumer": "research.notebooks", "datasets": ["shop.daily_sales"]} in api["shared"]
+
+
 def test_admins_see_how_each_notify_target_is_doing(site: Site) -> None:
     page = site.as_user("admin").get("/admin/notify").text
     assert 'data-testid="notify"' in page

@@ -1,5 +1,8 @@
 """The job graph: one ingest per needed producer dataset, one job per transformer, one
-delivery per consumer need — P + T + C jobs, however many consumers share a dataset."""
+delivery per consumer need — P + T + C jobs, however many consumers share a dataset.
+
+A consumer whose sink is ``kind: share`` gets no delivery job: Delta Sharing serves it
+from the store, so its needs only make their producers run."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass, field
 from dataferry.broker.platforms import choose, dataset_rows
 from dataferry.errors import UsageError
 from dataferry.model.graph import ModelIndex
+from dataferry.model.spec import Consumer
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,11 @@ class Graph:
         return found
 
 
+def shared(consumer: Consumer) -> bool:
+    """Whether the consumer is served only by Delta Sharing (no delivery job)."""
+    return consumer.sink.kind == "share"
+
+
 def build_graph(index: ModelIndex, *, everything: bool = False,
                 sizes: Mapping[str, int] | None = None) -> Graph:
     """The graph of the model (``everything``: also ingests nobody needs). ``sizes``: rows
@@ -101,6 +110,8 @@ def build_graph(index: ModelIndex, *, everything: bool = False,
                       inputs=tuple(producer(r) for r in sources), platform=choice.platform,
                       why=choice.why, trigger=entry.spec.trigger))  # type: ignore[attr-defined]
     for consumer_ref, (team, _, consumer) in index.consumers.items():
+        if shared(consumer):
+            continue
         for position, need in enumerate(consumer.datasets):
             if need.ref not in index.datasets:
                 continue
@@ -120,7 +131,11 @@ def select(graph: Graph, index: ModelIndex, refs: list[str], *, downstream: bool
         return graph.order(sorted(graph.jobs))
     wanted: list[str] = []
     for ref in refs:
-        if ref in index.consumers:
+        if ref in index.consumers and shared(index.consumers[ref][2]):
+            # served by Delta Sharing: running it brings the data it reads up to date
+            wanted += [p for need in index.consumers[ref][2].datasets
+                       if (p := graph.producer(need.ref)) is not None]
+        elif ref in index.consumers:
             wanted += [j.id for j in graph.jobs.values() if j.consumer == ref]
         elif ref in index.datasets:
             entry = index.datasets[ref]

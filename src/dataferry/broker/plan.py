@@ -4,7 +4,8 @@
 the scheduler follows. The document is CLI.md's ``plan`` shape: ``jobs`` (``id``,
 ``kind``, ``dataset``, ``consumer``, ``platform``, ``inputs``, ``trigger``, plus ``why``
 the platform was chosen and ``network``) and ``changes`` (``add``/``change``/``remove``
-job ids against the applied plan). Removing a job never touches data: a consumer that
+job ids against the applied plan), and ``shared``: the consumers whose sink is
+``kind: share`` (``consumer``, ``datasets``), served by Delta Sharing with no job. Removing a job never touches data: a consumer that
 leaves the model keeps what was delivered into its sink.
 
 ``plan_against_applied`` adds what the store says of each transform: ``definition``
@@ -20,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dataferry.broker.graph import Graph, build_graph
+from dataferry.broker.graph import Graph, build_graph, shared
 from dataferry.engine.context import RunContext
 from dataferry.engine.definition import (
     rebuild_reason,
@@ -83,7 +84,14 @@ def build_plan(index: ModelIndex, store: Store,
                applied: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
     """The plan document of the model, with its changes against ``applied``."""
     jobs = plan_jobs(build_graph(index, sizes=dataset_sizes(store, index)))
-    return {"jobs": jobs, "changes": plan_changes(jobs, applied)}
+    return {"jobs": jobs, "changes": plan_changes(jobs, applied),
+            "shared": shared_consumers(index)}
+
+
+def shared_consumers(index: ModelIndex) -> list[dict[str, Any]]:
+    """The consumers served by Delta Sharing only (no delivery job) and what they read."""
+    return [{"consumer": ref, "datasets": [need.ref for need in consumer.datasets]}
+            for ref, (_, _, consumer) in sorted(index.consumers.items()) if shared(consumer)]
 
 
 def plan_against_applied(context: RunContext) -> tuple[dict[str, Any], AppliedPlan | None]:

@@ -47,7 +47,7 @@ from typing import Protocol
 
 from croniter import croniter
 
-from dataferry.broker.graph import Graph, Job, build_graph
+from dataferry.broker.graph import Graph, Job, build_graph, shared
 from dataferry.broker.runner import ATTEMPTS, JobResult, run_recorded
 from dataferry.engine.context import RunContext
 from dataferry.engine.definition import (
@@ -139,7 +139,8 @@ class Scheduler:
         """In a ``run_until_idle`` pass: the jobs it started already."""
         self._lock = threading.Lock()
         self.deliveries = _deliveries(context, self.graph)
-        self.intervals = _freshness_intervals(self.graph, self.deliveries)
+        self.intervals = _freshness_intervals(
+            self.graph, [*self.deliveries.values(), *_shared_needs(context, self.graph)])
         self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
         self.latest = LatestRuns(self.runs, CONSUMED)
         self.notifier = Notifier(context, now=now, holder=self.holder)
@@ -168,7 +169,8 @@ class Scheduler:
         self.graph = build_graph(context.index)
         self.applied, self.unapplied = _follow_applied_plan(context, self.graph)
         self.deliveries = _deliveries(context, self.graph)
-        self.intervals = _freshness_intervals(self.graph, self.deliveries)
+        self.intervals = _freshness_intervals(
+            self.graph, [*self.deliveries.values(), *_shared_needs(context, self.graph)])
         self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
         self.retries &= set(self.graph.jobs)
         self._definitions.clear()  # inline SQL, columns and checks come from the model
@@ -471,6 +473,23 @@ def _deliveries(context: RunContext, graph: Graph) -> dict[str, tuple[timedelta,
     return out
 
 
+def _shared_needs(context: RunContext, graph: Graph) -> list[tuple[timedelta, list[str]]]:
+    """(freshness, upstream ingest jobs) of each need of a ``kind: share`` consumer: it has
+    no delivery to wait for or mark stale, but its freshness still paces the ingests."""
+    default = context.ecosystem.defaults.freshness
+    out: list[tuple[timedelta, list[str]]] = []
+    for _, _, consumer in context.index.consumers.values():
+        if not shared(consumer):
+            continue
+        for need in consumer.datasets:
+            producer = graph.producer(need.ref)
+            if producer is None:
+                continue
+            limit = timedelta(seconds=duration_seconds(need.freshness or default))
+            out.append((limit, [u.id for u in graph.order([producer]) if u.kind == "ingest"]))
+    return out
+
+
 def _follow_applied_plan(context: RunContext, graph: Graph) -> tuple[int | None, list[str]]:
     """Keep only the jobs of the applied plan (``ferry apply``), with its triggers and
     platforms; returns the plan's id and the model's jobs it does not have yet. Without
@@ -504,11 +523,11 @@ def _body_stamp(folder: Path, spec: Transformer) -> tuple[int, int] | None:
     return (stat.st_mtime_ns, stat.st_size) if stat is not None else None
 
 
-def _freshness_intervals(graph: Graph, deliveries: dict[str, tuple[timedelta, list[str]]]
+def _freshness_intervals(graph: Graph, needs: list[tuple[timedelta, list[str]]]
                          ) -> dict[str, timedelta]:
     """Ingest job -> how often it runs: half the smallest freshness asked downstream."""
     out: dict[str, timedelta] = {}
-    for limit, ingests in deliveries.values():
+    for limit, ingests in needs:
         for ingest in ingests:
             if graph.jobs[ingest].trigger == "freshness":
                 out[ingest] = min(out.get(ingest, limit / 2), limit / 2)

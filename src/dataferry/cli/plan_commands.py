@@ -75,6 +75,9 @@ def _print_plan(document: dict[str, Any]) -> None:
                       job["why"])
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     console.print(table)
+    for share in document.get("shared", []):
+        console.print(f"{share['consumer']}  served by Delta Sharing, no delivery job: "
+                      f"{', '.join(share['datasets'])}", markup=False)
     for job_id in changes["remove"]:
         console.print(f"- {job_id}  (removed: stops running; delivered data stays)")
     for job in document["jobs"]:

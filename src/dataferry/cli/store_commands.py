@@ -395,8 +395,10 @@ def gc(
     """Drop versions beyond retention and files no kept version needs.
 
     Versions a consumer's last delivery holds, or a running delivery or transform reads
-    (per the run history), are kept unless --force.
+    (per the run history), are kept unless --force. Then the Delta Sharing cache loses
+    the files derived for dropped versions and for needs no longer in the model.
     """
+    from dataferry.sharing.cache_gc import sweep_cache
     from dataferry.store.gc import collect
 
     context = _Context(model)
@@ -411,6 +413,7 @@ def gc(
                                    holds=holds.of(ref), force=force))
     finally:
         holds.close()
+    cache = sweep_cache(context.store, context.index)
     if json_out:
         print_json([{**r.__dict__, "kept": [h.__dict__ for h in r.kept],
                      "forced": [h.__dict__ for h in r.forced]} for r in results])
@@ -425,6 +428,10 @@ def gc(
         for h in r.forced:
             typer.echo(f"  dropped version {h.version} that {h.job_id} holds ({h.why}): its "
                        "next delivery reloads it in full")
+    if cache.removed:
+        typer.echo(f"sharing cache: removed {len(cache.removed)} entr"
+                   f"{'y' if len(cache.removed) == 1 else 'ies'} of dropped versions or "
+                   f"old needs, freed {_size(cache.freed_bytes)}")
 
 
 def compact(

@@ -51,6 +51,8 @@ def check_connections(loaded: LoadedModel) -> None:
             report.add("schema-mismatch", warning, where, severity="warning")
     for consumer_ref, (team, name, consumer) in index.consumers.items():
         where = ("teams", team, "consumers", name, "sink")
+        if consumer.sink.kind == "share":
+            continue  # served from the store by Delta Sharing: nothing to reach
         if consumer.sink.network is not None:
             report.add("unreachable", f"consumer {consumer_ref}: not checked here: its sink is "
                        f"only reachable in network {consumer.sink.network}", where,

@@ -576,14 +576,28 @@ class ParquetSink(SinkBase):
     path: str
 
 
-SINK_KINDS = ("postgres", "mysql", "sqlite", "duckdb", "parquet")
+class ShareSink(SinkBase):
+    """No delivery: the consumer reads its needs over Delta Sharing (``ferry share``)."""
+
+    kind: Literal["share"]
+
+    @model_validator(mode="after")
+    def _no_network(self) -> ShareSink:
+        if self.network is not None:
+            raise _error("share_network", "a share sink has no network: Delta Sharing serves "
+                         "it from the store (remove network:)")
+        return self
+
+
+SINK_KINDS = ("postgres", "mysql", "sqlite", "duckdb", "parquet", "share")
 
 Sink = Annotated[
     Annotated[PostgresSink, Tag("postgres")]
     | Annotated[MysqlSink, Tag("mysql")]
     | Annotated[SqliteSink, Tag("sqlite")]
     | Annotated[DuckdbSink, Tag("duckdb")]
-    | Annotated[ParquetSink, Tag("parquet")],
+    | Annotated[ParquetSink, Tag("parquet")]
+    | Annotated[ShareSink, Tag("share")],
     Discriminator(
         _kind,
         custom_error_type="bad_kind",
@@ -683,7 +697,7 @@ class Ecosystem(EcosystemFile):
 
 
 AnySource = PostgresSource | MysqlSource | SqliteSource | DuckdbSource | FilesSource | HttpSource
-AnySink = PostgresSink | MysqlSink | SqliteSink | DuckdbSink | ParquetSink
+AnySink = PostgresSink | MysqlSink | SqliteSink | DuckdbSink | ParquetSink | ShareSink
 AnyCheck = (
     NotNullCheck | UniqueCheck | AcceptedValuesCheck | RangeCheck | RowCountCheck | FreshnessCheck
 )

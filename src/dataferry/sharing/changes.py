@@ -28,8 +28,8 @@ from dataferry.model.spec import Need
 from dataferry.sharing.files import (
     CACHE,
     ServedFile,
-    _need_hash,
     _sha256,
+    need_hash,
     signed_schema,
     table_files,
 )
@@ -84,7 +84,7 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
              old: Version, new: Version, signed: bool = False) -> ServedFile:
     import pyarrow.parquet as pq
 
-    folder = (context.store.root / CACHE / _need_hash(context, consumer, need) / need.ref
+    folder = (context.store.root / CACHE / need_hash(context.store, consumer, need) / need.ref
               / (f"{new.number:012d}.cdf" + ("-signed" if signed else "")))
     data, done = folder / "part-00000.zstd.parquet", folder / "done.json"
     digest = _verified(data, done, old, new)

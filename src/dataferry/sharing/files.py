@@ -31,6 +31,7 @@ from dataferry.store.dataset import DatasetStore, Version, declared_types
 from dataferry.store.delta_log import stats_json
 from dataferry.store.file_stats import file_stats
 from dataferry.store.storage import decode_batch, store_schema
+from dataferry.store.store import Store
 
 CACHE = "_sharing_cache"
 
@@ -89,9 +90,10 @@ def _declared_schema(dataset: DatasetStore, version: Version) -> pa.Schema:
     return schema
 
 
-def _need_hash(context: RunContext, consumer: str, need: Need) -> str:
+def need_hash(store: Store, consumer: str, need: Need) -> str:
+    """The cache folder of one consumer need: a changed need derives its files anew."""
     spec = {"consumer": consumer, "need": need.model_dump(mode="json"),
-            "mask": hashlib.sha256(mask_key(context.store.home)).hexdigest()
+            "mask": hashlib.sha256(mask_key(store.home)).hexdigest()
             if need.mask else None}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -100,7 +102,7 @@ def _derived(context: RunContext, consumer: str, need: Need, dataset: DatasetSto
              version: Version, signed: bool = False) -> TableFiles:
     import pyarrow.parquet as pq
 
-    folder = (context.store.root / CACHE / _need_hash(context, consumer, need) / need.ref
+    folder = (context.store.root / CACHE / need_hash(context.store, consumer, need) / need.ref
               / (f"{version.number:012d}" + ("-signed" if signed else "")))
     data, done = folder / "part-00000.zstd.parquet", folder / "done.json"
     digest = _verified(data, done, version)

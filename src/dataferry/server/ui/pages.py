@@ -141,5 +141,6 @@ def plan_page(request: Request, principal: PagePrincipal) -> HTMLResponse:
 
     document, applied = plan_against_applied(context_of(request))
     return render(request, "plan.html", {
-        "jobs": document["jobs"], "changes": document["changes"], "applied": applied},
+        "jobs": document["jobs"], "changes": document["changes"], "applied": applied,
+        "shared": document["shared"]},
         section="plan")
