@@ -9,6 +9,7 @@ files, which the spec does not name, are ``sqlite://<absolute path>`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -47,3 +48,18 @@ def query_tables(query: str, dialect: str, *, fold: bool = False
     found = {(table.catalog, table.db, table.name) for table in tree.find_all(exp.Table)
              if table.name and not (not table.db and table.name in ctes)}
     return sorted(found)
+
+
+def read_tables(table: str | None, query: str | None, dialect: str,
+                split: Callable[[str], tuple[str | None, str]], *, fold: bool = False
+                ) -> list[tuple[str, str, str]]:
+    """The tables a dataset reads, as (catalog, schema, table) ("" for a part not written):
+    its ``table:`` as ``split`` reads it (none when it does not parse), else the tables of
+    its ``query:`` (``query_tables``)."""
+    if table:
+        try:
+            schema, name = split(table)
+        except ValueError:
+            return []
+        return [("", schema or "", name)]
+    return query_tables(query or "", dialect, fold=fold)

@@ -44,7 +44,7 @@ from dataferry.connectors.mysql.connection import (
 )
 from dataferry.connectors.mysql.decode import decode_column
 from dataferry.connectors.mysql.types import FLOAT, ResultColumn, arrow_type, native_name
-from dataferry.connectors.naming import query_tables
+from dataferry.connectors.naming import read_tables
 from dataferry.errors import FerryError, SourceError
 from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import MysqlSource as MysqlSourceSpec
@@ -71,16 +71,9 @@ class MysqlSource(SourceConnector):
         if found is None:
             return []
         namespace, database = found
-        if dataset_spec.table:
-            try:
-                written, table = split_table(dataset_spec.table)
-            except ValueError:
-                return []
-            tables = [(written or database or "", table)]
-        else:
-            tables = [(schema or database or "", table) for _, schema, table
-                      in query_tables(dataset_spec.query or "", "mysql")]
-        return [LineageName(namespace, f"{db}.{table}" if db else table) for db, table in tables]
+        tables = read_tables(dataset_spec.table, dataset_spec.query, "mysql", split_table)
+        return [LineageName(namespace, f"{db}.{table}" if db else table)
+                for db, table in ((schema or database or "", table) for _, schema, table in tables)]
 
     def __init__(self, name: str, spec: AnySource, model_root: Path) -> None:
         super().__init__(name, spec, model_root)

@@ -31,7 +31,7 @@ from dataferry.connectors.base import (
     SourceColumn,
     SourceConnector,
 )
-from dataferry.connectors.naming import query_tables
+from dataferry.connectors.naming import read_tables
 from dataferry.connectors.postgres import ranges
 from dataferry.connectors.postgres.connection import (
     Server,
@@ -92,13 +92,8 @@ class PostgresSource(SourceConnector):
         if found is None:
             return []
         namespace, database = found
-        if dataset_spec.table:
-            try:
-                schema, table = split_table(dataset_spec.table)
-            except ValueError:
-                return []
-            return [LineageName(namespace, f"{database}.{schema or 'public'}.{table}")]
-        tables = query_tables(dataset_spec.query or "", "postgres", fold=True)
+        tables = read_tables(dataset_spec.table, dataset_spec.query, "postgres", split_table,
+                             fold=True)
         return [LineageName(namespace, f"{catalog or database}.{schema or 'public'}.{table}")
                 for catalog, schema, table in tables]
 
