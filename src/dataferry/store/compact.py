@@ -183,11 +183,9 @@ def _files_actions(directory: Path, removed: list[FileEntry],
     """``remove`` and ``add`` actions that change no data (``dataChange: false``); the
     new files' statistics carry their columns' bounds, as every file the store writes."""
     now = int(time.time() * 1000)
-    actions = [delta_log.remove_action(e, now) for e in removed]
-    actions += [delta_log.add_action(e, now, directory=directory) for e, _ in written]
-    for action in actions:
-        next(iter(action.values()))["dataChange"] = False
-    return actions
+    actions = [delta_log.remove_action(e, now, data_change=False) for e in removed]
+    return actions + [delta_log.add_action(e, now, directory=directory, data_change=False)
+                      for e, _ in written]
 
 
 def _manifest(dataset: DatasetStore, head: Version, written: list[tuple[FileEntry, FileDigest]],

@@ -61,9 +61,10 @@ def stats_json(entry: FileEntry, directory: Path | None) -> str:
     return json.dumps(stats, separators=(",", ":"), ensure_ascii=False)
 
 
-def remove_action(entry: FileEntry, now_ms: int) -> dict[str, Any]:
+def remove_action(entry: FileEntry, now_ms: int, *, data_change: bool = True
+                  ) -> dict[str, Any]:
     remove: dict[str, Any] = {
-        "path": entry.path, "deletionTimestamp": now_ms, "dataChange": True,
+        "path": entry.path, "deletionTimestamp": now_ms, "dataChange": data_change,
         "extendedFileMetadata": True, "partitionValues": dict(entry.partition_values),
         "size": entry.size,
     }
