@@ -144,7 +144,7 @@ def transform(context: RunContext, ref: str,
             published = publish(context.store.dataset(ref), spec, data,
                                 keys=context.store.keys, lineage=lineage,
                                 max_delete_ratio=context.max_delete_ratio(spec),
-                                definition=definition.to_json())
+                                definition=definition.to_json(), by_key=True)
         except (QualityError, KeyViolation, DeleteRefused):
             raise  # they name the dataset and what is wrong with the output
         except StoreError as exc:
