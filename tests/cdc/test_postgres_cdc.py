@@ -1,0 +1,219 @@
+"""``capture: cdc`` on PostgreSQL, end to end with ``ferry run``, against a server of the
+tests' own with ``wal_level=logical`` (``logical_server``): what the store holds after
+each run is compared with the source table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from dataferry.connectors.postgres.cdc import slot_name
+from dataferry.model.load import load_model
+from dataferry.store.store import Store
+from tests.cdc.logical_server import database, logical_server
+from tests.conftest import Result, write_files
+
+TEAM = """\
+team: shop
+zone: eu
+owners: [shop@acme.example]
+sources:
+  pg:
+    kind: postgres
+    dsn: {dsn}
+    datasets:
+      orders:
+        table: public.orders
+        capture: cdc
+        primary_key: [id]
+        columns:
+          id: {{type: int64, nullable: false}}
+          name: {{type: string}}
+          amount: {{type: decimal(12,2)}}
+          at: {{type: timestamp_tz}}
+          doc: {{type: json}}
+"""
+DDL = """create table orders (id bigint primary key, name text, amount numeric(12,2),
+    at timestamptz, doc jsonb, note text)"""
+COLUMNS = "id, name, amount, at, doc::text"
+SLOT = slot_name("shop.orders")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with logical_server() as url:
+        yield url
+
+
+@pytest.fixture
+def source(server: str) -> Iterator[str]:
+    with database(server) as dsn:
+        execute(dsn, DDL)
+        yield dsn
+
+
+def execute(dsn: str, *statements: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
+def fetch(dsn: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        return list(connection.execute(query).fetchall())
+
+
+def make_model(tmp_path: Path, dsn: str) -> Path:
+    return write_files(tmp_path / "model", {
+        "ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+        "teams/shop/shop.yaml": TEAM.format(dsn=dsn),
+    })
+
+
+def stored(root: Path) -> list[tuple[Any, ...]]:
+    """The head's rows, as the source query returns them (ordered by id)."""
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    dataset = Store.for_model(root, loaded.ecosystem).dataset("shop.orders")
+    head = dataset.head()
+    assert head is not None
+    rows = dataset.reader(head).read_all().to_pylist()
+    out = [(r["id"], r["name"], r["amount"], r["at"],
+            None if r["doc"] is None else json.dumps(json.loads(r["doc"]))) for r in rows]
+    return sorted(out, key=lambda r: r[0])
+
+
+def source_rows(dsn: str) -> list[tuple[Any, ...]]:
+    return [(*row[:4], None if row[4] is None else json.dumps(json.loads(row[4])))
+            for row in fetch(dsn, f"select {COLUMNS} from orders order by id")]
+
+
+def versions(root: Path) -> list[dict[str, Any]]:
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    dataset = Store.for_model(root, loaded.ecosystem).dataset("shop.orders")
+    return [{"version": v.number, "cursor": v.manifest.cursor, "added": v.manifest.added_rows,
+             "removed": v.manifest.removed_rows} for v in dataset.versions()]
+
+
+def slot(dsn: str) -> dict[str, Any]:
+    rows = fetch(dsn, "select confirmed_flush_lsn::text, restart_lsn::text, "
+                      f"pg_current_wal_lsn()::text from pg_replication_slots "
+                      f"where slot_name = '{SLOT}'")
+    if not rows:
+        return {}
+    return dict(zip(("confirmed", "restart", "current"), rows[0], strict=True))
+
+
+def lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def test_changes_become_one_keyed_version_per_run(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    execute(source, "insert into orders select i, 'n' || i, i * 1.5, "
+                    "'2026-01-01T00:00:00Z'::timestamptz + i * interval '1 hour', "
+                    "jsonb_build_object('i', i), repeat('x', 10) from generate_series(1, 5) i")
+    root = make_model(tmp_path, source)
+    first = ferry("run", "shop.orders", "--model", root)
+    assert first.code == 0, first
+    assert stored(root) == source_rows(source) and len(stored(root)) == 5
+    assert [v["cursor"]["slot"] for v in versions(root)] == [SLOT]
+
+    execute(source,
+            "insert into orders values (6, 'six', 6.00, now(), '[1, 2]', null)",
+            "update orders set name = 'two' where id = 2",
+            "delete from orders where id = 3",
+            "update orders set id = 40 where id = 4",  # a key change: delete 4, upsert 40
+            "begin; insert into orders values (7, 'rolled back', 1, now(), null, null); "
+            "rollback",
+            "update orders set amount = 10.01 where id = 5",
+            "update orders set amount = 10.02, doc = null where id = 5",  # twice: the last
+            "insert into orders values (8, 'gone', 1, now(), null, null)",
+            "delete from orders where id = 8",  # inserted and deleted in one run: nothing
+            "update orders set note = 'not declared' where id = 1")  # an undeclared column
+    second = ferry("run", "shop.orders", "--model", root)
+    assert second.code == 0, second
+    assert stored(root) == source_rows(source)
+    assert [r[0] for r in stored(root)] == [1, 2, 5, 6, 40]
+    head = versions(root)[-1]
+    assert head["version"] == 2 and lsn(head["cursor"]["lsn"]) > lsn(
+        versions(root)[0]["cursor"]["lsn"])
+    # upserts of 1 (unchanged declared columns: not counted), 2, 5, 6, 40; deletes of 3, 4
+    assert (head["added"], head["removed"]) == (4, 4)
+
+    third = ferry("run", "shop.orders", "--model", root)  # nothing changed: no version
+    assert third.code == 0 and len(versions(root)) == 2
+
+
+def test_a_transaction_open_across_a_run_lands_whole_in_the_next(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    with psycopg.connect(source) as open_transaction:
+        open_transaction.execute("insert into orders values (100, 'open', 1, now(), null, "
+                                 "null)")
+        execute(source, "insert into orders values (101, 'committed', 1, now(), null, null)")
+        assert ferry("run", "shop.orders", "--model", root).code == 0
+        assert [r[0] for r in stored(root)] == [101]
+        open_transaction.execute("insert into orders values (102, 'open too', 1, now(), "
+                                 "null, null)")
+        open_transaction.commit()
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    assert [r[0] for r in stored(root)] == [100, 101, 102]
+    assert stored(root) == source_rows(source)
+
+
+def test_a_run_leaves_no_older_wal_in_the_slot(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "insert into orders select i, 'n', 1, now(), null, repeat('x', 100) "
+                    "from generate_series(1, 2000) i")
+    after_changes = lsn(fetch(source, "select pg_current_wal_lsn()::text")[0][0])
+    execute(source, "checkpoint")  # logs the running transactions: a restart point
+    before = slot(source)
+    assert lsn(before["confirmed"]) < after_changes  # the changes wait in the slot
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    after = slot(source)
+    assert lsn(after["confirmed"]) >= after_changes
+    assert lsn(after["restart"]) >= after_changes  # no WAL older than the run is held
+    assert len(stored(root)) == 2000
+
+
+CRASH_POINTS = ["after-commit", "before-signature", "cdc-before-acknowledge"]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_sigkill_anywhere_loses_and_duplicates_nothing(
+        source: str, tmp_path: Path, ferry: Callable[..., Result], point: str) -> None:
+    execute(source, "insert into orders select i, 'n', 1, now(), null, null "
+                    "from generate_series(1, 50) i")
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "update orders set name = 'changed' where id <= 10",
+            "delete from orders where id between 40 and 45",
+            "insert into orders values (99, 'new', 1, now(), null, null)")
+    crashed = subprocess.run(
+        [sys.executable, "-m", "dataferry.cli", "run", "shop.orders", "--model", str(root)],
+        env={**os.environ, "FERRY_CRASH_AT": point}, capture_output=True, text=True,
+        timeout=300)
+    assert crashed.returncode == -9, crashed.stderr
+    execute(source, "insert into orders values (200, 'after the crash', 1, now(), null, "
+                    "null)")
+    again = ferry("run", "shop.orders", "--model", root)
+    assert again.code == 0, again
+    assert stored(root) == source_rows(source)
+    published = versions(root)
+    # the crashed run's version, if it was signed, is followed by one with row 200 only
+    assert len(published) == (3 if point == "cdc-before-acknowledge" else 2)
+    assert published[-1]["added"] == (1 if point == "cdc-before-acknowledge" else 12)
