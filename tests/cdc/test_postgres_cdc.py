@@ -217,3 +217,56 @@ def test_sigkill_anywhere_loses_and_duplicates_nothing(
     # the crashed run's version, if it was signed, is followed by one with row 200 only
     assert len(published) == (3 if point == "cdc-before-acknowledge" else 2)
     assert published[-1]["added"] == (1 if point == "cdc-before-acknowledge" else 12)
+
+
+def test_a_truncate_makes_the_run_a_snapshot_of_what_follows(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    execute(source, "insert into orders select i, 'n', 1, now(), null, null "
+                    "from generate_series(1, 10) i")
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "update orders set name = 'before' where id = 1", "truncate orders",
+            "insert into orders values (3, 'after', 2, now(), null, null)")
+    refused = ferry("run", "shop.orders", "--model", root)  # 10 rows to 1: the delete limit
+    assert refused.code != 0 and "max_delete_ratio" in refused.out + refused.err
+    assert len(stored(root)) == 10 and len(versions(root)) == 1
+    allowed = ferry("run", "shop.orders", "--model", root, "--allow-delete")
+    assert allowed.code == 0, allowed
+    assert stored(root) == source_rows(source) and [r[0] for r in stored(root)] == [3]
+
+
+def test_a_declared_column_dropped_while_changes_wait_stops_the_run(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "insert into orders values (1, 'one', 1, now(), null, null)",
+            "alter table orders drop column doc",
+            "insert into orders values (2, 'two', 1, now(), null)")
+    stopped = ferry("run", "shop.orders", "--model", root)
+    assert stopped.code != 0 and "doc" in stopped.out + stopped.err
+    assert len(versions(root)) == 1 and stored(root) == []
+
+
+def test_unchanged_toasted_values_need_replica_identity_full(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    big = "(select string_agg(md5(i::text), '') from generate_series(1, 400) i)"
+    execute(source, f"insert into orders values (1, {big}, 1, now(), null, null)")
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "update orders set amount = 2 where id = 1")
+    stopped = ferry("run", "shop.orders", "--model", root)
+    assert stopped.code != 0 and "REPLICA IDENTITY FULL" in stopped.out + stopped.err
+    execute(source, "alter table orders replica identity full")
+    assert ferry("run", "shop.orders", "--model", root, "--full").code == 0
+    execute(source, "update orders set amount = 3 where id = 1")
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    assert stored(root) == source_rows(source) and len(stored(root)[0][1]) == 12_800
+
+
+def test_a_table_without_a_primary_key_is_refused_before_publishing(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    execute(source, "alter table orders drop constraint orders_pkey")
+    root = make_model(tmp_path, source)
+    refused = ferry("run", "shop.orders", "--model", root)
+    assert refused.code != 0 and "no primary key" in refused.out + refused.err
+    assert fetch(source, "select count(*) from pg_publication")[0][0] == 0

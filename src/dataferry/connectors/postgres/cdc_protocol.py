@@ -140,7 +140,10 @@ class _Reader:
         end = self.data.find(b"\0", self.at)
         if end < 0:
             raise ProtocolError("a string lacks its terminating NUL")
-        out = self.data[self.at:end].decode("utf-8")
+        try:
+            out = self.data[self.at:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("a name is not UTF-8") from None
         self.at = end + 1
         return out
 
