@@ -270,3 +270,28 @@ def test_a_table_without_a_primary_key_is_refused_before_publishing(
     refused = ferry("run", "shop.orders", "--model", root)
     assert refused.code != 0 and "no primary key" in refused.out + refused.err
     assert fetch(source, "select count(*) from pg_publication")[0][0] == 0
+
+
+def publications(dsn: str) -> list[str]:
+    return [r[0] for r in fetch(dsn, "select pubname from pg_publication")]
+
+
+@pytest.mark.parametrize("change", ["capture: snapshot", "removed"])
+def test_ferry_apply_drops_the_slot_of_a_dataset_that_stopped_reading_changes(
+        source: str, tmp_path: Path, ferry: Callable[..., Result], change: str) -> None:
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    first = ferry("apply", "--model", root)
+    assert first.code == 0, first
+    assert slot(source) and publications(source) == [SLOT]  # still reading changes: kept
+    team = root / "teams/shop/shop.yaml"
+    if change == "removed":
+        team.write_text(TEAM.format(dsn=source).split("    datasets:")[0] +
+                        "    datasets: {}\n")
+    else:
+        team.write_text(TEAM.format(dsn=source).replace("capture: cdc", "capture: snapshot"))
+    applied = ferry("apply", "--model", root)
+    assert applied.code == 0, applied
+    assert f"dropped replication slot {SLOT}" in applied.out
+    assert slot(source) == {} and publications(source) == []
+    assert ferry("apply", "--model", root).code == 0  # nothing left to drop: no error

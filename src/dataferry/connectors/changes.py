@@ -103,6 +103,18 @@ class ChangeSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ReleasesChanges(Protocol):
+    """A change source that holds something on its server for each dataset (a replication
+    slot, a durable consumer): ``ferry apply`` releases it once the dataset stops reading
+    changes or is removed, so the server does not keep its log for nobody."""
+
+    def release_changes(self, datasets: list[str]) -> list[str]:
+        """Drop what the source holds for ``datasets`` (refs); what was dropped, for the
+        user (e.g. ``replication slot ferry_shop_orders``). None held: nothing to do."""
+        ...
+
+
 def reads_changes(kind: str, spec: SourceDataset) -> bool:
     """Whether the engine ingests this dataset through ``read_changes``."""
     return spec.capture == "cdc" or kind in STREAM_KINDS

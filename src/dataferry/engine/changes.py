@@ -21,7 +21,7 @@ import pyarrow as pa
 from dataferry.connectors.base import ReadRequest, SourceConnector
 from dataferry.connectors.changes import ChangeSet, ChangeSource, DeadLetter
 from dataferry.engine.context import RunContext
-from dataferry.errors import SourceError
+from dataferry.errors import FerryError, SourceError
 from dataferry.faults import crash_point
 from dataferry.model.spec import SourceDataset
 from dataferry.store.dataset import DatasetStore
@@ -90,6 +90,60 @@ def _publish(context: RunContext, dataset: DatasetStore, spec: SourceDataset,
                         unique_key=mode == "replace" and bool(spec.primary_key),
                         by_key=True, deleted_keys=deleted)
     return None if published.unchanged else published
+
+
+def release_unused(context: RunContext) -> list[str]:
+    """``ferry apply``: release what change sources hold for datasets that read changes
+    before (their head's position names a slot) and no longer do: removed from the model
+    (kept in the store; their team's sources are asked) or with another capture now. Lines for the user: what
+    was dropped, or why it could not be (a source that cannot be reached keeps its slot
+    until the next apply)."""
+    from dataferry.connectors.changes import ReleasesChanges, reads_changes
+    from dataferry.connectors.registry import source_class
+
+    index = context.index
+    wanted: dict[tuple[str, str], list[str]] = {}  # (team, source) -> datasets to release
+    removed = set(context.store.refs()) - set(index.datasets)
+    for ref in sorted(removed | set(index.datasets)):
+        entry = index.datasets.get(ref)
+        if entry is not None and (entry.source is None or reads_changes(
+                entry.source.kind, entry.spec)):  # type: ignore[arg-type]
+            continue
+        if not _read_changes_before(context.store.dataset(ref)):
+            continue
+        team = ref.partition(".")[0]
+        names = [entry.source_name] if entry is not None and entry.source_name else [
+            name for name in context.ecosystem.teams[team].sources] \
+            if team in context.ecosystem.teams else []
+        for name in names:
+            wanted.setdefault((team, str(name)), []).append(ref)
+    lines = []
+    for (team, name), refs in wanted.items():
+        spec = context.ecosystem.teams[team].sources[name]
+        try:
+            connector = source_class(spec.kind)(f"{team}.{name}", spec, context.root)
+        except FerryError as exc:
+            lines.append(f"source {team}.{name}: {exc}")
+            continue
+        try:
+            if isinstance(connector, ReleasesChanges):
+                lines += [f"dropped {what} ({', '.join(refs)} no longer reads changes)"
+                          for what in connector.release_changes(refs)]
+        except FerryError as exc:
+            lines.append(f"source {team}.{name}: could not release the change capture of "
+                         f"{', '.join(refs)} ({exc}); the next ferry apply tries again")
+        finally:
+            connector.close()
+    return lines
+
+
+def _read_changes_before(dataset: DatasetStore) -> bool:
+    """Whether ``dataset``'s head recorded a change log's position naming a slot."""
+    if not dataset.exists():
+        return False
+    head = dataset.head()
+    return head is not None and isinstance(head.manifest.cursor, dict) and \
+        "slot" in head.manifest.cursor
 
 
 def _keep_dead_letters(dataset: DatasetStore, version: int, letters: list[DeadLetter]) -> str:

@@ -214,12 +214,29 @@ def drop_slot(source: PostgresSource, slot: str) -> bool:
     return row is not None
 
 
-def drop_publication(source: PostgresSource, slot: str) -> None:
+def drop_publication(source: PostgresSource, slot: str) -> bool:
+    """Drop the publication named ``slot`` if it exists (True: it did)."""
     with source.server.connect(autocommit=True) as connection:
         try:
-            connection.execute(f"drop publication if exists {ident(slot)}")
+            found = connection.execute("select 1 from pg_publication where pubname = %s",
+                                       (slot,)).fetchone()
+            if found is not None:
+                connection.execute(f"drop publication {ident(slot)}")
         except psycopg.Error as exc:
             raise source.server.error(exc, f"dropping publication {slot} on") from None
+    return found is not None
+
+
+def release(source: PostgresSource, datasets: list[str]) -> list[str]:
+    """Drop the slots and publications of ``datasets`` that exist in the source's database."""
+    dropped = []
+    for dataset in datasets:
+        slot = slot_name(dataset)
+        if drop_slot(source, slot):
+            dropped.append(f"replication slot {slot}")
+        if drop_publication(source, slot):
+            dropped.append(f"publication {slot}")
+    return dropped
 
 
 @dataclass

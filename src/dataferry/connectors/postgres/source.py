@@ -130,6 +130,12 @@ class PostgresSource(SourceConnector):
 
         return read_changes(self, request)
 
+    def release_changes(self, datasets: list[str]) -> list[str]:
+        """Drop the replication slots and publications of ``datasets`` (``cdc``)."""
+        from dataferry.connectors.postgres.cdc import release
+
+        return release(self, datasets)
+
     def read_table(self, request: ReadRequest, snapshot: str | None = None) -> ReadResult:
         """``read``; with ``snapshot`` (an exported snapshot's name), the whole table as
         that snapshot sees it, in one stream (the snapshot is imported before this
