@@ -295,3 +295,34 @@ def test_ferry_apply_drops_the_slot_of_a_dataset_that_stopped_reading_changes(
     assert f"dropped replication slot {SLOT}" in applied.out
     assert slot(source) == {} and publications(source) == []
     assert ferry("apply", "--model", root).code == 0  # nothing left to drop: no error
+
+
+def test_check_connect_says_what_keeps_cdc_from_running(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    root = make_model(tmp_path, source)
+    ready = ferry("check", "--connect", "--model", root, "--json")
+    assert ready.code == 0 and {f["code"] for f in json.loads(ready.out)["findings"]} == {
+        "schema-mismatch"}, ready  # only the undeclared column "note"
+    execute(source, "create role reader login", "grant select on orders to reader",
+            "alter table orders drop constraint orders_pkey")
+    root = make_model(tmp_path / "reader", source.replace("postgres@", "reader@"))
+    check = ferry("check", "--connect", "--model", root, "--json")
+    findings = {(f["code"], f["severity"]): f["message"]
+                for f in json.loads(check.out)["findings"]}
+    assert check.code == 1, check
+    assert "lacks the REPLICATION attribute" in findings[("unreachable", "warning")]
+    assert "needs a primary key on table public.orders" in \
+        findings[("missing-primary-key", "error")]
+
+
+def test_check_connect_reports_a_server_without_logical_wal(
+        tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    from tests.connectors.pg_helpers import temporary_database
+
+    with temporary_database() as dsn:  # the shared server: wal_level replica
+        if fetch(dsn, "show wal_level")[0][0] == "logical":
+            pytest.skip("the shared server already has wal_level = logical")
+        execute(dsn, DDL)
+        check = ferry("check", "--connect", "--model", make_model(tmp_path, dsn), "--json")
+    messages = [f["message"] for f in json.loads(check.out)["findings"]]
+    assert any("wal_level is replica; set wal_level = logical" in m for m in messages), check

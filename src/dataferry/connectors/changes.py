@@ -103,6 +103,25 @@ class ChangeSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ChangeProblem:
+    """What keeps a dataset from reading changes (``ferry check --connect``)."""
+
+    code: str
+    """A finding code: ``missing-primary-key`` (the table has none), ``unreachable`` (the
+    server is not set up for it: no logical WAL, no replication rights)."""
+    message: str
+    severity: str = "warning"
+
+
+@runtime_checkable
+class ChecksChanges(Protocol):
+    """A change source that can tell, before a run, whether a dataset's changes can be read."""
+
+    def change_problems(self, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+        ...
+
+
 @runtime_checkable
 class ReleasesChanges(Protocol):
     """A change source that holds something on its server for each dataset (a replication

@@ -48,12 +48,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataferry.connectors.base import ReadRequest
-from dataferry.connectors.changes import ChangeSet
+from dataferry.connectors.changes import ChangeProblem, ChangeSet
 from dataferry.connectors.postgres import cdc_protocol as wire
 from dataferry.connectors.postgres.connection import ident, literal, qualified, split_table
 from dataferry.connectors.postgres.reading import ColumnPlan, plan_column
 from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
 from dataferry.errors import SourceError
+from dataferry.model.spec import SourceDataset
 
 SLOT_PREFIX = "ferry_"
 STAGE_ROWS = 20_000
@@ -116,6 +117,36 @@ def read_changes(source: PostgresSource, request: ReadRequest) -> ChangeSet:
                    "ferry?); reading a new snapshot of the table")
         return _snapshot(source, request, table, slot, [warning])
     return _snapshot(source, request, table, slot, [])
+
+
+def problems(source: PostgresSource, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+    """What keeps ``dataset`` from capturing cdc: the server's ``wal_level``, the role's
+    REPLICATION attribute, the table's primary key (or replica identity)."""
+    found: list[ChangeProblem] = []
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            row = connection.execute(
+                "select current_setting('wal_level'), current_user, (select rolreplication "
+                "or rolsuper from pg_roles where rolname = current_user)").fetchone()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"checking cdc for {dataset} on") from None
+    assert row is not None
+    level, user, replication = row
+    if level != "logical":
+        found.append(ChangeProblem("unreachable", (
+            f"{dataset}: cdc cannot run: the server's wal_level is {level}; set wal_level = "
+            "logical (postgresql.conf) and restart it")))
+    if not replication:
+        found.append(ChangeProblem("unreachable", (
+            f"{dataset}: cdc cannot run: role {user} lacks the REPLICATION attribute; "
+            f"ALTER ROLE {ident(str(user))} REPLICATION")))
+    if spec.table:
+        table = _describe(source, dataset, spec.table)
+        if table.identity == "n" or (table.identity == "d" and not table.key):
+            found.append(ChangeProblem("missing-primary-key", (
+                f"{dataset}: cdc needs a primary key on table {table.schema}.{table.name} "
+                "(or REPLICA IDENTITY FULL) to capture updates and deletes"), "error"))
+    return found
 
 
 def _describe(source: PostgresSource, dataset: str, table_text: str) -> _Table:

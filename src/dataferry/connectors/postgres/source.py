@@ -31,7 +31,7 @@ from dataferry.connectors.base import (
     SourceColumn,
     SourceConnector,
 )
-from dataferry.connectors.changes import ChangeSet
+from dataferry.connectors.changes import ChangeProblem, ChangeSet
 from dataferry.connectors.naming import read_tables
 from dataferry.connectors.postgres import ranges
 from dataferry.connectors.postgres.connection import (
@@ -129,6 +129,12 @@ class PostgresSource(SourceConnector):
         from dataferry.connectors.postgres.cdc import read_changes
 
         return read_changes(self, request)
+
+    def change_problems(self, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+        """What keeps ``dataset`` from capturing cdc (``ferry check --connect``)."""
+        from dataferry.connectors.postgres.cdc import problems
+
+        return problems(self, dataset, spec)
 
     def release_changes(self, datasets: list[str]) -> list[str]:
         """Drop the replication slots and publications of ``datasets`` (``cdc``)."""
