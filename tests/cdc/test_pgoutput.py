@@ -15,7 +15,7 @@ u64 = st.integers(0, 2**64 - 1)
 i64 = st.integers(-(2**63), 2**63 - 1)
 u32 = st.integers(0, 2**32 - 1)
 i32 = st.integers(-(2**31), 2**31 - 1)
-names = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
+names = st.text(st.characters(exclude_characters="\0", exclude_categories=["Cs"]),
                 max_size=20)
 values = st.one_of(st.none(), st.just(wire.UNCHANGED), st.binary(max_size=30))
 tuples = st.lists(values, max_size=6).map(tuple)
