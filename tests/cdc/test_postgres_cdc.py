@@ -326,3 +326,28 @@ def test_check_connect_reports_a_server_without_logical_wal(
         check = ferry("check", "--connect", "--model", make_model(tmp_path, dsn), "--json")
     messages = [f["message"] for f in json.loads(check.out)["findings"]]
     assert any("wal_level is replica; set wal_level = logical" in m for m in messages), check
+
+
+def test_lag_in_bytes_and_seconds_for_datasets_the_api_and_the_page(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    from dataferry.model.graph import ModelIndex
+    from dataferry.server.catalog import dataset_detail
+
+    root = make_model(tmp_path, source)
+    before = json.loads(ferry("datasets", "--model", root, "--json").out)
+    assert before[0]["lag"]["bytes"] is None  # no slot before the first run
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "insert into orders select i, repeat('x', 500), 1, now(), null, null "
+                    "from generate_series(1, 2000) i")
+    waiting = json.loads(ferry("datasets", "--model", root, "--json").out)[0]["lag"]
+    assert waiting["bytes"] > 1_000_000 and waiting["seconds"] >= 0 and waiting["read_at"]
+    table = ferry("datasets", "--model", root)
+    assert "lag" in table.out and "MiB" in table.out
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    detail = dataset_detail(ModelIndex(loaded.ecosystem),
+                            Store.for_model(root, loaded.ecosystem), None, "shop.orders",
+                            root=root)
+    assert detail is not None and detail.lag is not None
+    assert detail.lag["bytes"] < waiting["bytes"] // 10  # caught up

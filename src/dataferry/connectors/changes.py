@@ -123,6 +123,16 @@ class ChecksChanges(Protocol):
 
 
 @runtime_checkable
+class MeasuresLag(Protocol):
+    """A change source that can say how much of its log the store has not read yet."""
+
+    def change_lag_bytes(self, dataset: str) -> int | None:
+        """How many bytes of log the source holds for ``dataset`` past what was confirmed
+        (None: it holds no position for it)."""
+        ...
+
+
+@runtime_checkable
 class ReleasesChanges(Protocol):
     """A change source that holds something on its server for each dataset (a replication
     slot, a durable consumer): ``ferry apply`` releases it once the dataset stops reading

@@ -258,6 +258,19 @@ def drop_publication(source: PostgresSource, slot: str) -> bool:
     return found is not None
 
 
+def lag_bytes(source: PostgresSource, dataset: str) -> int | None:
+    """Bytes of WAL written since ``dataset``'s slot last confirmed a run (None: no slot)."""
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            row = connection.execute(
+                "select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 "
+                "from pg_replication_slots where slot_name = %s "
+                "and database = current_database()", (slot_name(dataset),)).fetchone()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"measuring the lag of {dataset} on") from None
+    return None if row is None or row[0] is None else max(int(row[0]), 0)
+
+
 def release(source: PostgresSource, datasets: list[str]) -> list[str]:
     """Drop the slots and publications of ``datasets`` that exist in the source's database."""
     dropped = []

@@ -136,6 +136,12 @@ class PostgresSource(SourceConnector):
 
         return problems(self, dataset, spec)
 
+    def change_lag_bytes(self, dataset: str) -> int | None:
+        """The WAL written since ``dataset``'s slot last confirmed (None: no slot)."""
+        from dataferry.connectors.postgres.cdc import lag_bytes
+
+        return lag_bytes(self, dataset)
+
     def release_changes(self, datasets: list[str]) -> list[str]:
         """Drop the replication slots and publications of ``datasets`` (``cdc``)."""
         from dataferry.connectors.postgres.cdc import release
