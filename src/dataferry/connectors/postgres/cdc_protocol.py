@@ -148,18 +148,36 @@ class _Reader:
         return out
 
     def tuple(self) -> Tuple:
-        values: list[Value] = []
-        for _ in range(self.int(">h")):
-            kind = self.take(1)
-            if kind == b"n":
-                values.append(None)
-            elif kind == b"u":
-                values.append(UNCHANGED)
-            elif kind in (b"t", b"b"):
-                values.append(self.take(self.int(">i")))
-            else:
-                raise ProtocolError(f"unknown tuple column kind {kind!r}")
+        """A TupleData (the hot path: every changed row; plain indexing, no helpers)."""
+        data, at, end = self.data, self.at, len(self.data)
+        try:
+            (count,) = _COUNT.unpack_from(data, at)
+            at += 2
+            values: list[Value] = []
+            for _ in range(count):
+                kind = data[at]
+                at += 1
+                if kind == 0x74 or kind == 0x62:  # t (text), b (binary)
+                    (size,) = _SIZE.unpack_from(data, at)
+                    at += 4
+                    if size < 0 or at + size > end:
+                        raise ProtocolError(f"a value of {size} bytes passes the message end")
+                    values.append(data[at:at + size])
+                    at += size
+                elif kind == 0x6E:  # n
+                    values.append(None)
+                elif kind == 0x75:  # u
+                    values.append(UNCHANGED)
+                else:
+                    raise ProtocolError(f"unknown tuple column kind {bytes([kind])!r}")
+        except (struct.error, IndexError):
+            raise ProtocolError(f"message ends after {end} bytes, inside a tuple") from None
+        self.at = at
         return tuple(values)
+
+
+_COUNT = struct.Struct(">h")
+_SIZE = struct.Struct(">i")
 
 
 def decode(data: bytes) -> Message | None:
