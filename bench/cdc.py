@@ -28,10 +28,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataferry.engine.context import RunContext  # noqa: E402
-from dataferry.engine.ingest import ingest  # noqa: E402
-from dataferry.model.load import load_model  # noqa: E402
-from tests.cdc.logical_server import database, logical_server  # noqa: E402
+from tests.cdc.logical_server import database, logical_server
+
+from dataferry.engine.context import RunContext
+from dataferry.engine.ingest import ingest
+from dataferry.model.load import load_model
 
 TEAM = """\
 team: bench
