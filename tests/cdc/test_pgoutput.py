@@ -78,3 +78,24 @@ def test_lsn_text_as_postgresql_prints_it() -> None:
     assert wire.format_lsn(0x16_B374D848) == "16/B374D848"
     with pytest.raises(ValueError, match="not an LSN"):
         wire.parse_lsn("12345")
+
+
+@given(messages)
+def test_the_row_fast_path_agrees_with_decode(message: wire.Message) -> None:
+    change = wire.row_change(wire.encode(message))
+    match message:
+        case wire.Insert(relation_id, new):
+            assert change == ("I", relation_id, None, None, new)
+        case wire.Update(relation_id, old, old_kind, new):
+            assert change == ("U", relation_id, old, old_kind if old is not None else None,
+                              new)
+        case wire.Delete(relation_id, old, old_kind):
+            assert change == ("D", relation_id, old, old_kind, None)
+        case _:
+            assert change is None
+
+
+@given(st.binary(max_size=40).map(lambda b: b"U" + b))
+def test_the_row_fast_path_fails_only_with_protocol_errors(data: bytes) -> None:
+    with contextlib.suppress(wire.ProtocolError):
+        wire.row_change(data)

@@ -96,8 +96,9 @@ def _publish(context: RunContext, dataset: DatasetStore, spec: SourceDataset,
                         mode=mode,  # type: ignore[arg-type]
                         cursor=dict(position), on_warning=warnings.append,
                         max_delete_ratio=context.max_delete_ratio(spec),
-                        unique_key=mode == "replace" and bool(spec.primary_key),
-                        by_key=True, deleted_keys=deleted)
+                        by_key=True, deleted_keys=deleted,
+                        # the log's upserts are changes: stored rows matched by key alone
+                        known_changes=mode == "merge")
     return None if published.unchanged else published
 
 

@@ -230,6 +230,38 @@ def decode(data: bytes) -> Message | None:
     raise ProtocolError(f"unknown pgoutput message {tag!r}")
 
 
+RowChange = tuple[str, int, Tuple | None, str | None, Tuple | None]
+"""(``I``/``U``/``D``, relation id, old tuple, old kind ``K``/``O``, new tuple)."""
+
+
+def row_change(data: bytes) -> RowChange | None:
+    """An Insert, Update or Delete as a plain tuple (None for other messages): the hot
+    path of a change read, without building a message object. Same checks as ``decode``."""
+    tag = data[:1]
+    if tag not in (b"I", b"U", b"D"):
+        return None
+    reader = _Reader(data)
+    reader.at = 1
+    relation_id = reader.int(">I")
+    kind = reader.take(1)
+    if tag == b"I":
+        if kind != b"N":
+            raise ProtocolError(f"insert: expected N, got {kind!r}")
+        return "I", relation_id, None, None, reader.tuple()
+    if kind not in (b"K", b"O", b"N") or (tag == b"D" and kind == b"N"):
+        raise ProtocolError(f"{'update' if tag == b'U' else 'delete'}: unexpected {kind!r}")
+    old: Tuple | None = None
+    old_kind: str | None = None
+    if kind != b"N":
+        old, old_kind = reader.tuple(), kind.decode()
+        if tag == b"D":
+            return "D", relation_id, old, old_kind, None
+        kind = reader.take(1)
+        if kind != b"N":
+            raise ProtocolError(f"update: expected N, got {kind!r}")
+    return "U", relation_id, old, old_kind, reader.tuple()
+
+
 def _expect(reader: _Reader, tag: bytes) -> None:
     got = reader.take(1)
     if got != tag:
