@@ -352,3 +352,28 @@ def test_lag_in_bytes_and_seconds_for_datasets_the_api_and_the_page(
                             root=root)
     assert detail is not None and detail.lag is not None
     assert detail.lag["bytes"] < waiting["bytes"] // 10  # caught up
+
+
+def test_ferry_up_reads_the_change_log_continuously(
+        source: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dataferry.broker.scheduler import Scheduler
+    from dataferry.engine.context import RunContext
+
+    root = make_model(tmp_path, source)
+    team = root / "teams/shop/shop.yaml"
+    team.write_text(team.read_text() + "consumers:\n  notebooks:\n    sink: {kind: share}\n"
+                    "    datasets: [{ref: shop.orders, freshness: 1h}]\n")
+    at = [datetime(2026, 12, 7, 6, 0, tzinfo=UTC)]
+    scheduler = Scheduler(RunContext.from_loaded(load_model(root)), workers=1,
+                          now=lambda: at[0])
+    try:
+        scheduler.run_until_idle()
+        assert versions(root) and stored(root) == []
+        execute(source, "insert into orders values (1, 'one', 1, now(), null, null)")
+        at[0] += timedelta(seconds=2)  # long before half the freshness (30 min)
+        scheduler.run_until_idle()
+    finally:
+        scheduler.close()
+    assert [r[0] for r in stored(root)] == [1]
