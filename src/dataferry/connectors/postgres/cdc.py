@@ -516,8 +516,13 @@ class _Changes:
                 from None
 
     def _select(self, plans: list[ColumnPlan], op: str) -> str:
-        exprs = ", ".join(f"{p.expr} as {ident(p.field.name)}" for p in plans)
-        return f"select {exprs} from _ferry_cdc_last where _ferry_op = {literal(op)}"
+        """The rows of ``op`` through ``plans``, with the array depth checks a table read
+        selects after them (see ``PostgresSource.read_table``)."""
+        exprs = [f"{p.expr} as {ident(p.field.name)}" for p in plans]
+        exprs += [f"array_ndims({ident(self.sources[self.plans.index(p)])})"
+                  for p in plans if p.dims_check]
+        return (f"select {', '.join(exprs)} from _ferry_cdc_last "
+                f"where _ferry_op = {literal(op)}")
 
     def _deleted_keys(self, connection: Any, work: Path) -> pa.RecordBatchReader | None:
         """The deleted keys, spilled to a Parquet file (the upserts stream afterwards on
