@@ -452,3 +452,50 @@ def test_every_type_reads_the_same_by_change_as_by_snapshot(
     changed, snapshot = rows(by_change), rows(by_snapshot)
     assert len(changed) == 3 and {r["k2"] for r in changed} >= {"renamed"}
     assert repr(changed) == repr(snapshot)  # repr: NaN and -0.0 compare by their text
+
+
+PARTED_TEAM = """\
+team: shop
+zone: eu
+owners: [shop@acme.example]
+sources:
+  pg:
+    kind: postgres
+    dsn: {dsn}
+    datasets:
+      parted:
+        table: parted
+        capture: cdc
+        primary_key: [id, region]
+        columns:
+          id: {{type: int64, nullable: false}}
+          region: {{type: string, nullable: false}}
+          amount: {{type: int32}}
+"""
+
+
+def test_a_partitioned_table_is_captured_under_its_own_name(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    execute(source, "create table parted (id bigint, region text, amount int, "
+                    "primary key (id, region)) partition by list (region)",
+            "create table parted_eu partition of parted for values in ('eu')",
+            "create table parted_us partition of parted for values in ('us')",
+            "insert into parted values (1, 'eu', 1), (2, 'us', 2)")
+    root = write_files(tmp_path / "model", {
+        "ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+        "teams/shop/shop.yaml": PARTED_TEAM.format(dsn=source)})
+    assert ferry("run", "shop.parted", "--model", root).code == 0
+    execute(source, "insert into parted values (3, 'eu', 3), (4, 'us', 4)",
+            "update parted set region = 'us' where id = 1",  # moves to the other partition
+            "update parted set amount = 20 where id = 2")
+    result = ferry("run", "shop.parted", "--model", root)
+    assert result.code == 0, result
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    dataset = Store.for_model(root, loaded.ecosystem).dataset("shop.parted")
+    head = dataset.head()
+    assert head is not None
+    rows = sorted((r["id"], r["region"], r["amount"])
+                  for r in dataset.reader(head).read_all().to_pylist())
+    assert rows == sorted(fetch(source, "select id, region, amount from parted")) == [
+        (1, "us", 1), (2, "us", 20), (3, "eu", 3), (4, "us", 4)]

@@ -201,6 +201,9 @@ def _ensure_publication(source: PostgresSource, dataset: str, table: _Table,
             verb = "alter publication {} set table {}" if exists else \
                 "create publication {} for table {}"
             connection.execute(verb.format(ident(slot), table.relation))
+            # a partitioned table's changes come under its own name, not its partitions'
+            connection.execute(f"alter publication {ident(slot)} "
+                               "set (publish_via_partition_root = true)")
         except psycopg.Error as exc:
             raise source.server.error(exc, f"creating publication {slot} for {dataset} on") \
                 from None
@@ -394,6 +397,7 @@ class _Changes:
 
     def _decode(self, messages: Iterator[bytes], staged: _Staged, cursor: Any) -> None:
         layouts: dict[int, list[tuple[int, int]]] = {}  # our relation -> (column, staged)
+        others: dict[int, str] = {}  # relations the publication should not have sent
         skip = False
         seq = 0
         for data in messages:
@@ -401,8 +405,14 @@ class _Changes:
             if change is not None:
                 tag, relation_id, old, old_kind, new = change
                 pairs = layouts.get(relation_id)
-                if skip or pairs is None:
+                if skip:
                     continue
+                if pairs is None:
+                    raise SourceError(
+                        f"{self.dataset}: publication {self.slot} sent changes of "
+                        f"{others.get(relation_id, 'an unknown table')}, not of "
+                        f"{self.table.schema}.{self.table.name}; run ferry run --full "
+                        "(it sets the publication to the table again)", public=True)
                 seq += 1
                 if tag == "D":
                     assert old is not None
@@ -433,6 +443,8 @@ class _Changes:
                     if (relation.namespace, relation.name) == (self.table.schema,
                                                                self.table.name):
                         layouts[relation.relation_id] = self._layout(relation)
+                    else:
+                        others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
                 case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
                     seq += 1
                     self.truncated_at = seq
