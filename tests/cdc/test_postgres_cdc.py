@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dataferry.connectors.postgres.cdc import slot_name
+from dataferry.connectors.postgres.cdc_slots import slot_name
 from dataferry.model.load import load_model
 from dataferry.store.store import Store
 from tests.cdc.logical_server import database, logical_server

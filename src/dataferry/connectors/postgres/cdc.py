@@ -33,8 +33,6 @@ stops the run before anything is published (added ones are ignored, as drift say
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -48,15 +46,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataferry.connectors.base import ReadRequest
-from dataferry.connectors.changes import ChangeProblem, ChangeSet
+from dataferry.connectors.changes import ChangeSet
 from dataferry.connectors.postgres import cdc_protocol as wire
-from dataferry.connectors.postgres.connection import ident, literal, qualified, split_table
+from dataferry.connectors.postgres.cdc_slots import (
+    Table,
+    describe,
+    drop_slot,
+    ensure_publication,
+    slot_exists,
+    slot_name,
+)
+from dataferry.connectors.postgres.connection import ident, literal
 from dataferry.connectors.postgres.reading import ColumnPlan, plan_column
 from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
 from dataferry.errors import SourceError
-from dataferry.model.spec import SourceDataset
 
-SLOT_PREFIX = "ferry_"
 STAGE_ROWS = 20_000
 """Decoded changes sent to the staging table at a time (the memory held here)."""
 FETCH_ROWS = 5_000
@@ -73,32 +77,6 @@ _READ_SESSION = ("set time zone 'UTC'", "set intervalstyle = 'iso_8601'",
 """The reading session's (a table read's, but writable: it stages into temporary tables)."""
 
 
-def slot_name(dataset: str) -> str:
-    """The slot (and publication) of ``dataset``: ``ferry_<team>_<dataset>``, lower case,
-    other characters as ``_``, within PostgreSQL's 63 bytes (a hash keeps long ones apart)."""
-    name = SLOT_PREFIX + re.sub(r"[^a-z0-9_]", "_", dataset.lower())
-    if len(name) > 63:
-        digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
-        name = f"{name[:54]}_{digest}"
-    return name
-
-
-@dataclass(frozen=True)
-class _Table:
-    schema: str
-    name: str
-    columns: dict[str, tuple[int, str]]
-    """Every live column: name -> (type oid, type as ``format_type`` writes it)."""
-    identity: str
-    """pg_class.relreplident: d default (the primary key), n nothing, f full, i index."""
-    key: list[str]
-    """The primary key's columns (empty: none)."""
-
-    @property
-    def relation(self) -> str:
-        return qualified(self.schema, self.name)
-
-
 def read_changes(source: PostgresSource, request: ReadRequest) -> ChangeSet:
     """See the module docstring."""
     spec = request.spec
@@ -108,10 +86,10 @@ def read_changes(source: PostgresSource, request: ReadRequest) -> ChangeSet:
     if not spec.primary_key:
         raise SourceError(f"{request.dataset}: cdc capture needs a primary_key", public=True)
     slot = slot_name(request.dataset)
-    table = _describe(source, request.dataset, spec.table)
+    table = describe(source, request.dataset, spec.table)
     state = request.state or {}
     if state.get("slot") == slot and isinstance(state.get("lsn"), str):
-        if _slot_exists(source, slot):
+        if slot_exists(source, slot):
             return _Changes(source, request, table, slot, wire.parse_lsn(state["lsn"])).read()
         warning = (f"{request.dataset}: replication slot {slot} is gone (dropped outside "
                    "ferry?); reading a new snapshot of the table")
@@ -119,100 +97,10 @@ def read_changes(source: PostgresSource, request: ReadRequest) -> ChangeSet:
     return _snapshot(source, request, table, slot, [])
 
 
-def problems(source: PostgresSource, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
-    """What keeps ``dataset`` from capturing cdc: the server's ``wal_level``, the role's
-    REPLICATION attribute, the table's primary key (or replica identity)."""
-    found: list[ChangeProblem] = []
-    with source.server.connect(autocommit=True) as connection:
-        try:
-            row = connection.execute(
-                "select current_setting('wal_level'), current_user, (select rolreplication "
-                "or rolsuper from pg_roles where rolname = current_user)").fetchone()
-        except psycopg.Error as exc:
-            raise source.server.error(exc, f"checking cdc for {dataset} on") from None
-    assert row is not None
-    level, user, replication = row
-    if level != "logical":
-        found.append(ChangeProblem("unreachable", (
-            f"{dataset}: cdc cannot run: the server's wal_level is {level}; set wal_level = "
-            "logical (postgresql.conf) and restart it")))
-    if not replication:
-        found.append(ChangeProblem("unreachable", (
-            f"{dataset}: cdc cannot run: role {user} lacks the REPLICATION attribute; "
-            f"ALTER ROLE {ident(str(user))} REPLICATION")))
-    if spec.table:
-        table = _describe(source, dataset, spec.table)
-        if table.identity == "n" or (table.identity == "d" and not table.key):
-            found.append(ChangeProblem("missing-primary-key", (
-                f"{dataset}: cdc needs a primary key on table {table.schema}.{table.name} "
-                "(or REPLICA IDENTITY FULL) to capture updates and deletes"), "error"))
-    return found
-
-
-def _describe(source: PostgresSource, dataset: str, table_text: str) -> _Table:
-    try:
-        schema, name = split_table(table_text)
-    except ValueError as exc:
-        raise SourceError(f"{dataset}: {exc}") from None
-    relation = qualified(schema, name) if schema else ident(name)
-    with source.server.connect(autocommit=True) as connection:
-        try:
-            found = connection.execute(
-                "select n.nspname, c.relname, c.relreplident::text from pg_class c "
-                "join pg_namespace n on n.oid = c.relnamespace where c.oid = %s::regclass",
-                (relation,)).fetchone()
-            assert found is not None
-            columns = connection.execute(
-                "select attname, atttypid::int8, format_type(atttypid, atttypmod) "
-                "from pg_attribute where attrelid = %s::regclass and attnum > 0 "
-                "and not attisdropped order by attnum", (relation,)).fetchall()
-            key = connection.execute(
-                "select a.attname from pg_index i join pg_attribute a on a.attrelid = "
-                "i.indrelid and a.attnum = any(i.indkey) where i.indrelid = %s::regclass "
-                "and i.indisprimary", (relation,)).fetchall()
-        except psycopg.Error as exc:
-            raise source.server.error(exc, f"describing {dataset} on") from None
-    return _Table(str(found[0]), str(found[1]), {str(n): (int(o), str(t)) for n, o, t in columns},
-                  str(found[2]), [str(k) for (k,) in key])
-
-
-def _slot_exists(source: PostgresSource, slot: str) -> bool:
-    with source.server.connect(autocommit=True) as connection:
-        row = connection.execute(
-            "select 1 from pg_replication_slots where slot_name = %s "
-            "and database = current_database()", (slot,)).fetchone()
-    return row is not None
-
-
-def _ensure_publication(source: PostgresSource, dataset: str, table: _Table,
-                        slot: str) -> None:
-    """The dataset's publication, publishing exactly its table (inserts, updates, deletes,
-    truncates). Refused for a table without a replica identity: its updates would fail
-    at the source once it is published."""
-    if table.identity == "n" or (table.identity == "d" and not table.key):
-        raise SourceError(
-            f"{dataset}: table {table.schema}.{table.name} has no primary key (nor a replica "
-            "identity), so its updates and deletes cannot be captured; add a primary key "
-            "or run ALTER TABLE ... REPLICA IDENTITY FULL", public=True)
-    with source.server.connect(autocommit=True) as connection:
-        try:
-            exists = connection.execute("select 1 from pg_publication where pubname = %s",
-                                        (slot,)).fetchone()
-            verb = "alter publication {} set table {}" if exists else \
-                "create publication {} for table {}"
-            connection.execute(verb.format(ident(slot), table.relation))
-            # a partitioned table's changes come under its own name, not its partitions'
-            connection.execute(f"alter publication {ident(slot)} "
-                               "set (publish_via_partition_root = true)")
-        except psycopg.Error as exc:
-            raise source.server.error(exc, f"creating publication {slot} for {dataset} on") \
-                from None
-
-
-def _snapshot(source: PostgresSource, request: ReadRequest, table: _Table, slot: str,
+def _snapshot(source: PostgresSource, request: ReadRequest, table: Table, slot: str,
               warnings: list[str]) -> ChangeSet:
     """A new slot and the table as its exported snapshot sees it."""
-    _ensure_publication(source, request.dataset, table, slot)
+    ensure_publication(source, request.dataset, table, slot)
     drop_slot(source, slot)  # a snapshot needs the slot's own: start it over
     replication = source.server.connect_replication()
     try:
@@ -234,56 +122,6 @@ def _snapshot(source: PostgresSource, request: ReadRequest, table: _Table, slot:
         replication.close()  # the read imported the snapshot: the export may end
     return ChangeSet(read.reader, None, {"slot": slot, "lsn": consistent},
                      warnings=warnings + read.warnings, snapshot=True)
-
-
-def drop_slot(source: PostgresSource, slot: str) -> bool:
-    """Drop ``slot`` if it exists (True: it did)."""
-    with source.server.connect(autocommit=True) as connection:
-        try:
-            row = connection.execute(
-                "select pg_drop_replication_slot(slot_name) from pg_replication_slots "
-                "where slot_name = %s and database = current_database()", (slot,)).fetchone()
-        except psycopg.Error as exc:
-            raise source.server.error(exc, f"dropping replication slot {slot} on") from None
-    return row is not None
-
-
-def drop_publication(source: PostgresSource, slot: str) -> bool:
-    """Drop the publication named ``slot`` if it exists (True: it did)."""
-    with source.server.connect(autocommit=True) as connection:
-        try:
-            found = connection.execute("select 1 from pg_publication where pubname = %s",
-                                       (slot,)).fetchone()
-            if found is not None:
-                connection.execute(f"drop publication {ident(slot)}")
-        except psycopg.Error as exc:
-            raise source.server.error(exc, f"dropping publication {slot} on") from None
-    return found is not None
-
-
-def lag_bytes(source: PostgresSource, dataset: str) -> int | None:
-    """Bytes of WAL written since ``dataset``'s slot last confirmed a run (None: no slot)."""
-    with source.server.connect(autocommit=True) as connection:
-        try:
-            row = connection.execute(
-                "select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 "
-                "from pg_replication_slots where slot_name = %s "
-                "and database = current_database()", (slot_name(dataset),)).fetchone()
-        except psycopg.Error as exc:
-            raise source.server.error(exc, f"measuring the lag of {dataset} on") from None
-    return None if row is None or row[0] is None else max(int(row[0]), 0)
-
-
-def release(source: PostgresSource, datasets: list[str]) -> list[str]:
-    """Drop the slots and publications of ``datasets`` that exist in the source's database."""
-    dropped = []
-    for dataset in datasets:
-        slot = slot_name(dataset)
-        if drop_slot(source, slot):
-            dropped.append(f"replication slot {slot}")
-        if drop_publication(source, slot):
-            dropped.append(f"publication {slot}")
-    return dropped
 
 
 @dataclass
@@ -315,7 +153,7 @@ class _Staged:
 class _Changes:
     """One run's read of the slot (see the module docstring)."""
 
-    def __init__(self, source: PostgresSource, request: ReadRequest, table: _Table, slot: str,
+    def __init__(self, source: PostgresSource, request: ReadRequest, table: Table, slot: str,
                  start: int) -> None:
         self.source, self.request, self.table, self.slot = source, request, table, slot
         self.start = start

@@ -132,19 +132,19 @@ class PostgresSource(SourceConnector):
 
     def change_problems(self, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
         """What keeps ``dataset`` from capturing cdc (``ferry check --connect``)."""
-        from dataferry.connectors.postgres.cdc import problems
+        from dataferry.connectors.postgres.cdc_slots import problems
 
         return problems(self, dataset, spec)
 
     def change_lag_bytes(self, dataset: str) -> int | None:
         """The WAL written since ``dataset``'s slot last confirmed (None: no slot)."""
-        from dataferry.connectors.postgres.cdc import lag_bytes
+        from dataferry.connectors.postgres.cdc_slots import lag_bytes
 
         return lag_bytes(self, dataset)
 
     def release_changes(self, datasets: list[str]) -> list[str]:
         """Drop the replication slots and publications of ``datasets`` (``cdc``)."""
-        from dataferry.connectors.postgres.cdc import release
+        from dataferry.connectors.postgres.cdc_slots import release
 
         return release(self, datasets)
 
