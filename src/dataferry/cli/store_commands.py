@@ -211,7 +211,7 @@ def _lag_text(lag: dict[str, Any] | None) -> str:
     if lag.get("error"):
         return "unknown (source unreachable)"
     if lag.get("bytes") is None:
-        return "no slot yet"
+        return "not read yet"
     seconds = lag.get("seconds")
     return f"{_size(lag['bytes'])}, {'-' if seconds is None else f'{seconds:,.0f}'} s"
 
