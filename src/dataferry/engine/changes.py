@@ -124,8 +124,8 @@ def change_lag(index: ModelIndex, store: Store, root: Path, ref: str) -> dict[st
                 connector, MeasuresLag) else None
         finally:
             connector.close()
-    except FerryError as exc:
-        lag["error"] = str(exc)
+    except FerryError as exc:  # the API shows it: its public text, never a row's values
+        lag["error"] = exc.public or f"cannot ask the source of {ref} ({type(exc).__name__})"
         return lag
     lag["bytes"] = behind
     if behind is not None and read_at is not None:
