@@ -499,3 +499,16 @@ def test_a_partitioned_table_is_captured_under_its_own_name(
                   for r in dataset.reader(head).read_all().to_pylist())
     assert rows == sorted(fetch(source, "select id, region, amount from parted")) == [
         (1, "us", 1), (2, "us", 20), (3, "eu", 3), (4, "us", 4)]
+
+
+def test_the_lag_of_an_unreachable_source_says_so_without_secrets(
+        tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    from tests.connectors.pg_helpers import free_port
+
+    root = make_model(tmp_path, f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/x")
+    listed = ferry("datasets", "--model", root, "--json")
+    assert listed.code == 0, listed
+    lag = json.loads(listed.out)[0]["lag"]
+    assert lag["bytes"] is None and "127.0.0.1" in lag["error"]
+    assert "hunter2" not in listed.out
+    assert "unknown (source unreachable)" in ferry("datasets", "--model", root).out
