@@ -212,7 +212,7 @@ def test_a_key_the_dataset_does_not_allow_publishes_nothing(shop: StoreFixture) 
     (keys.directory / "shop.ed25519").unlink()
     keys.signing_key("shop")  # another machine's key for the same team
     files_before = sorted(p.name for p in shop.dataset("shop.orders").path.rglob("*"))
-    with pytest.raises(StoreError, match="may not sign this dataset.*same team keys"):
+    with pytest.raises(StoreError, match=r"may not sign this dataset.*same team keys"):
         shop.publish("shop.orders", orders(range(6)))
     dataset = shop.dataset("shop.orders")
     assert dataset.head_number() == 1
