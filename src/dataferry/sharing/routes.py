@@ -35,8 +35,9 @@ from dataferry.sharing.formats import (
     file_line,
     head_lines,
 )
-from dataferry.sharing.predicates import may_match, parse_hints
+from dataferry.sharing.predicates import both, column_kinds, may_match, parse_hints
 from dataferry.sharing.signing import URL_TTL, sign, signing_key, verify
+from dataferry.sharing.sql_hints import sql_hints
 from dataferry.sharing.tables import SharedTable, consumer_of, share_id, share_name, tables
 from dataferry.sharing.tokens import ShareTokens
 
@@ -306,8 +307,10 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
     # deriving a consumer's file reads the whole version: off the event loop
     files = await run_in_threadpool(_version, request, table, version if version is not None
                                     else _head_number(request, table), wanted)
-    hints = parse_hints(asked.get("jsonPredicateHints"))
-    served = _limited([f for f in files.files if may_match(hints, f.stats)], limit)
+    kinds = column_kinds(files.schema)
+    hints = both(parse_hints(asked.get("jsonPredicateHints")),
+                 sql_hints(asked.get("predicateHints"), kinds))
+    served = _limited([f for f in files.files if may_match(hints, f.stats, kinds)], limit)
     _audit(request, consumer, "share.query", f"table:{table.ref}", "success",
            detail={"version": files.version.number, "files": len(served),
                    "skipped": len(files.files) - len(served), "limit": limit,
