@@ -147,7 +147,7 @@ def test_skipping_never_drops_a_file_that_holds_a_matching_row(
     with tempfile.TemporaryDirectory() as folder, duckdb.connect() as db:
         for number, content in enumerate(files):
             path = Path(folder) / f"part-{number}.parquet"
-            columns = list(zip(*content, strict=True)) if content else [[], [], [], []]
+            columns: list[Any] = list(zip(*content, strict=True)) if content else [[]] * 4
             pq.write_table(pa.table([pa.array(list(c), f.type) for c, f in
                                      zip(columns, SCHEMA, strict=True)], schema=SCHEMA), path)
             try:

@@ -35,6 +35,7 @@ from dataferry.sharing.formats import (
     file_line,
     head_lines,
 )
+from dataferry.sharing.openapi import sharing_openapi
 from dataferry.sharing.predicates import both, column_kinds, may_match, parse_hints
 from dataferry.sharing.signing import URL_TTL, sign, signing_key, verify
 from dataferry.sharing.sql_hints import sql_hints
@@ -145,6 +146,12 @@ def _page(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
 def _table_json(table: SharedTable) -> dict[str, Any]:
     return {"name": table.name, "schema": table.schema, "share": table.share,
             "shareId": share_id(table.share), "id": table.id}
+
+
+@router.get("/openapi.json")
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of these routes (no token needed: it says nothing shared)."""
+    return sharing_openapi()
 
 
 @router.get("/shares")
@@ -422,3 +429,8 @@ def get_file(token: str, request: Request) -> Response:
                         headers={"Cache-Control": "private, max-age=0"})
 
 
+@router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+def no_such_route(rest: str, request: Request) -> Response:
+    """Anything else under the prefix: the protocol's 404, not the framework's shape."""
+    raise _missing(f"{request.method} {PREFIX}/{rest} is not a Delta Sharing route "
+                   f"(see {PREFIX}/openapi.json)")
