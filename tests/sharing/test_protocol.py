@@ -92,7 +92,7 @@ def test_bad_input_gets_the_protocol_error_never_a_500(client: TestClient,
         assert answer.status_code == 400, params
         assert answer.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
     for body in (b"not json", b"[1]", b'{"version": "x"}', b'{"version": -1}',
-                 b'{"limitHint": true}'):
+                 b'{"limitHint": true}', b'{"startingVersion": 1}'):
         answer = client.post(table + "/query", content=body, headers=token)
         assert answer.status_code == 400, body
     assert client.post(table + "/query", json={"version": 99}, headers=token).status_code == 404

@@ -305,6 +305,9 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
         raise _bad("the query body is not JSON") from None
     if not isinstance(asked, dict):
         raise _bad("the query body must be a JSON object")
+    if asked.get("startingVersion") is not None:
+        raise _bad("a query from startingVersion (a streaming read) is not served here: "
+                   "read the change feed (.../changes?startingVersion=) instead")
     version = _whole(asked, "version")
     if asked.get("timestamp") is not None:
         if version is not None:
