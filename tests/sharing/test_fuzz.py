@@ -149,3 +149,26 @@ def test_no_server_error_and_the_error_shape_without_a_token(served: Sharing) ->
             assert response.status_code in (400, 401, 404), response.text
 
     _fuzz(_operations(served.server.url), call)
+
+
+def test_the_harness_refuses_an_error_of_another_shape() -> None:
+    """The check itself: a 4xx in the framework's shape ({"detail"}) fails it."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from fastapi.testclient import TestClient
+
+    from dataferry.sharing.openapi import sharing_openapi
+
+    app = FastAPI()
+
+    @app.get("/delta-sharing/shares")
+    def shares() -> JSONResponse:
+        return JSONResponse({"detail": "Not Found"}, status_code=400)
+
+    schema = schemathesis.openapi.from_dict(sharing_openapi())
+    operation = next(result.ok() for result in schema.get_all_operations()
+                     if result.ok().label == "GET /delta-sharing/shares")
+    answer = TestClient(app).get("/delta-sharing/shares")
+    with pytest.raises(BaseExceptionGroup) as caught:
+        operation.Case(query={}).validate_response(answer, checks=[the_protocol_error_shape])
+    assert any("the_protocol_error_shape" in str(e) for e in caught.value.exceptions)
