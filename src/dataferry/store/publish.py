@@ -60,6 +60,7 @@ from dataferry.store.parquet_files import write_files
 from dataferry.store.primary_key import enforce_unique, with_keys_required
 from dataferry.store.quality import enforce_checks
 from dataferry.store.scan import file_scans
+from dataferry.store.signers import require_signer
 from dataferry.store.storage import encode_reader
 from dataferry.store.verify import verify_for_reading
 from dataferry.streams import read_ahead
@@ -146,6 +147,7 @@ def publish(
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
+        require_signer(dataset, head, public_bytes(key).hex(), keys.directory)
         base_delta = recover(dataset, head)
         keyed = by_key and mode == "replace" and difference_by_key(
             spec, head, declared_columns(spec))
