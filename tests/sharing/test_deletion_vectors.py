@@ -6,28 +6,35 @@ rewritten out. (The official client reading them with its Delta kernel: test_cli
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from dataferry.cli.main import invoke
 from dataferry.cli.run_commands import _context
 from dataferry.engine.context import RunContext
+from dataferry.metadata import AuditLog
 from dataferry.server.app import create_app
 from dataferry.sharing.files import ServedFile, ServedVector
 from dataferry.sharing.routes import _limited
 from dataferry.sharing.tokens import ShareTokens
 from dataferry.store import deletion_vectors
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, write_files
+from tests.outside_tools import run_tool, tool_venv
+from tests.server.live import uvicorn_in_thread
 from tests.sharing.partner_model import make_partner_model, sink_rows
 
 MIRROR = "/delta-sharing/shares/shop__mirror/schemas/shop/tables/orders"
 PARTNER = "/delta-sharing/shares/shop__partner/schemas/shop/tables/orders"
 READS_VECTORS = "responseformat=delta;readerfeatures=deletionvectors,timestampntz"
+SCRIPT = Path(__file__).with_name("client_script.py")
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +173,69 @@ def test_a_limit_counts_the_live_rows_of_a_file_with_a_vector() -> None:
     assert old.live_rows == 38
     assert _limited([old, new], 39) == [old, new]  # 38 live rows are not 39
     assert _limited([old, new], 38) == [old]
+
+
+EVENTS = """\
+team: shop
+zone: eu
+owners: [alice@acme.example]
+sources:
+  db:
+    kind: sqlite
+    path: shop.db
+    datasets:
+      events:
+        table: events
+        primary_key: [id]
+        columns:
+          id: {type: int64, nullable: false}
+          at: {type: timestamp}
+          note: {type: string}
+consumers:
+  whole:
+    sink: {kind: sqlite, path: out/whole.db}
+    datasets: [shop.events]
+"""
+
+
+def test_vectors_and_timestamp_ntz_together_read_by_the_official_client(
+        tmp_path: Path, clock: FakeClock) -> None:
+    root = write_files(tmp_path / "model", {"ferry.yaml": "ecosystem: acme\nzones: {eu: {}}\n",
+                                            "teams/shop/shop.yaml": EVENTS})
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("create table events (id integer primary key, at text, note text)")
+        db.executemany("insert into events values (?, ?, ?)", [
+            (i, f"2026-01-{i:02d} 10:00:00", f"n{i}") for i in range(1, 21)])
+    db.close()
+    assert invoke(["run", "--model", str(root)]) == 0
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("update events set note = 'changed' where id = 4")
+        db.execute("delete from events where id = 9")
+    db.close()
+    assert invoke(["run", "--model", str(root)]) == 0
+    context = _context(root)
+    assert isinstance(context, RunContext)
+    try:
+        assert any(e.deletion_vector for e in
+                   context.store.dataset("shop.events").active_files(2))
+        profile = tmp_path / "whole.share"
+        with uvicorn_in_thread(create_app(context, now=clock)) as base:
+            headers = _headers(context, clock, "shop.whole", READS_VECTORS)
+            head = httpx.get(base + "/delta-sharing/shares/shop__whole/schemas/shop/tables/"
+                             "events/metadata", headers=headers).text
+            assert invoke(["share", "create", "shop.whole", "--endpoint", base, "--out",
+                           str(profile), "--model", str(root)]) == 0
+            python = tool_venv("delta-sharing", ["delta-sharing"]) / "python"
+            got = json.loads(run_tool(python, str(SCRIPT), str(profile),
+                                      "shop__whole.shop.events"))
+        passed = [e for e in AuditLog(context.metadata).entries()
+                  if e.action == "share.query" and e.detail
+                  and e.detail.get("deletion_vectors")]
+    finally:
+        context.close()
+    assert _lines(head)[0]["protocol"]["deltaProtocol"]["readerFeatures"] == [
+        "deletionVectors", "timestampNtz"]
+    assert passed  # the client's delta-format reads of version 2 got the vector
+    assert len(got["all"]) == 19 and got["delta"] == got["all"]
+    assert next(r for r in got["delta"] if r["id"] == 4)["note"] == "changed"
+    assert 9 not in {r["id"] for r in got["delta"]}
