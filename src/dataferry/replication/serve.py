@@ -45,6 +45,8 @@ PREFIX = "/replication/{ref}"
 MANIFESTS_PER_PAGE = 500
 LONGEST_WAIT = 60.0
 POLL_SECONDS = 0.2
+REMOTE_POLL_SECONDS = 2.0
+"""How often a long-poll on a store in a bucket lists it for new versions."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,11 @@ async def head(request: Request, reader: ReaderDependency, ref: str,
     a version past N, or after S seconds with the head as it is (long-poll)."""
     dataset = await run_in_threadpool(reader.dataset, request, ref)
     deadline = time.monotonic() + wait
+    pulled = time.monotonic()
     while True:
+        if dataset.remote is not None and time.monotonic() - pulled >= REMOTE_POLL_SECONDS:
+            await run_in_threadpool(dataset.remote.pull)  # versions other hubs published
+            pulled = time.monotonic()
         number = dataset.head_number()
         if after is None or (number is not None and number > after) or (
                 time.monotonic() >= deadline) or await request.is_disconnected():

@@ -77,7 +77,8 @@ class ObjectStore:
             except ImportError:
                 raise UsageError(f"store {self.location.url()}: an s3:// store needs boto3; "
                                  "pip install 'dataferry[s3]'") from None
-            config = Config(retries={"max_attempts": 5, "mode": "standard"},
+            config = Config(signature_version="s3v4",
+                            retries={"max_attempts": 5, "mode": "standard"},
                             request_checksum_calculation="when_required")
             self._client = boto3.client("s3", config=config)
         return self._client

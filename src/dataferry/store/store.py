@@ -59,6 +59,14 @@ class Store:
         remote.pull()
         return DatasetStore(self.root, ref, remote=remote)
 
+    def presigned(self, relative: str, seconds: int) -> str | None:
+        """A pre-signed GET URL of a dataset's file (``relative`` to ``root``) when the
+        store is in a bucket, valid ``seconds``; None for a local store, and for files
+        only the mirror has (names starting with ``_``: the sharing cache)."""
+        if self.objects is None or self.remote is None or relative.startswith("_"):
+            return None
+        return self.objects.presign(self.remote.key(relative), seconds)
+
     def refs(self) -> list[str]:
         """Every dataset that has a genesis in the store."""
         if self.objects is not None:
