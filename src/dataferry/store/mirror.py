@@ -196,6 +196,7 @@ class RemoteDataset:
     def commit(self, manifest: Manifest, raw: bytes, signature: bytes,
                chunk_lists: list[tuple[str, bytes]], algorithm: str) -> None:
         """Send a signed version up; raises if another writer committed it first."""
+        self.objects.require_conditional_puts()
         number = manifest.version
         index = self.index
         for entry in manifest.files:

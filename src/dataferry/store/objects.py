@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +68,7 @@ class ObjectStore:
     def __init__(self, location: Location, client: Any = None) -> None:
         self.location = location
         self._client = client
+        self._conditional_checked = False
 
     @property
     def client(self) -> Any:
@@ -200,13 +202,24 @@ class ObjectStore:
                 return None
             raise self._fail("write", key, error) from None
 
-    def copy(self, source_key: str, key: str) -> None:
+    def require_conditional_puts(self) -> None:
+        """Refuse to write to a store that ignores ``If-None-Match`` (once per process):
+        there two writers racing for one version could both "win" and fork the chain."""
+        if self._conditional_checked:
+            return
+        probe = self.location.key(f"_ferry/conditional-put-{uuid.uuid4().hex}")
         try:
-            self.client.copy_object(Bucket=self.location.bucket, Key=key,
-                                    CopySource={"Bucket": self.location.bucket,
-                                                "Key": source_key})
-        except Exception as error:
-            raise self._fail("copy to", key, error) from None
+            honoured = self.put(probe, b"1", if_absent=True) is not None and self.put(
+                probe, b"2", if_absent=True) is None
+        finally:
+            self.delete([probe])
+        if not honoured:
+            raise StoreError(f"store {self.location.url()}: this object store ignores "
+                             "conditional writes (If-None-Match: *), so two writers could "
+                             "both publish one version; dataferry does not write there. "
+                             "Use a store that has them (AWS S3, MinIO, R2) or a local "
+                             "store; nothing was published", public=True)
+        self._conditional_checked = True
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # S3's limit per request
