@@ -6,6 +6,7 @@ the same ferry.yaml and the same team key, sharing one bucket.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from dataferry.store.diff import diff_versions
 from dataferry.store.gc import collect
 from dataferry.store.store import Store
 from dataferry.store.verify import VerifyReport, verify_dataset
-from tests.conftest import write_files
+from tests.conftest import Result, write_files
 from tests.store.conftest import TEAM, StoreFixture, orders
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ferry-test", "AWS_SECRET_ACCESS_KEY": "ferry-secret",
@@ -322,3 +323,29 @@ def test_a_writer_killed_before_its_manifest_put_leaves_nothing_visible(
     one.publish("shop.orders", orders([20]), mode="append")  # the crashed machine goes on
     assert ids(two) == [0, 1, 2, 20]
     assert verified(two).ok, verified(two).problems
+
+
+def test_the_cli_on_a_bucket_store(tmp_path: Path, bucket: str, s3_server: S3Server,
+                                   ferry: Callable[..., Result]) -> None:
+    one = machine(tmp_path, "one", bucket)
+    model = str(one.root)
+    csv = tmp_path / "orders.csv"
+    csv.write_text("id,customer,amount,at\n1,a,1.50,2026-01-01T00:00:00Z\n"
+                   "2,b,2.50,2026-01-01T00:00:00Z\n")
+    assert ferry("publish", "shop.orders", csv, "--model", model).code == 0
+    csv.write_text("id,customer,amount,at\n2,b,9.00,2026-01-02T00:00:00Z\n")
+    merged = ferry("publish", "shop.orders", csv, "--mode", "merge", "--model", model)
+    assert merged.code == 0, merged
+    log = json.loads(ferry("log", "shop.orders", "--model", model, "--json").out)
+    assert [v["version"] for v in log] == [2, 1]
+    diff = ferry("diff", "shop.orders", "1", "2", "--model", model)
+    assert "0 added, 0 removed, 1 changed" in diff.out, diff
+    shown = ferry("show", "shop.orders@1", "--model", model)
+    assert shown.code == 0 and "2.50" in shown.out
+    assert ferry("verify", "--model", model).code == 0
+    gc = ferry("gc", "--keep", "1", "--model", model)
+    assert gc.code == 0 and "dropped versions 1..1" in gc.out, gc
+    assert "_sig/m/000000000001.json" not in keys_in(s3_server, bucket)
+    assert ferry("verify", "--model", model).code == 0
+    listed = ferry("datasets", "--model", model, "--json")
+    assert {d["ref"]: d["version"] for d in json.loads(listed.out)}["shop.orders"] == 2

@@ -33,6 +33,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,8 @@ from dataferry.store.objects import ObjectInfo, ObjectStore
 STAGED = "_sig/staged/"
 _MANIFEST = re.compile(r"_sig/m/(\d{12})\.json")
 _HISTORY = ("_sig/", "_delta_log/")
+TRANSFERS = 8
+"""Files downloaded or uploaded at once (boto3's pool has 10 connections)."""
 ORPHAN_GRACE = 3600.0
 """Seconds before gc deletes an object no version names: younger ones may belong to a
 publish still uploading on another machine."""
@@ -97,8 +100,11 @@ class RemoteDataset:
 
     def pull(self) -> None:
         """Bring the mirror in step with the bucket (what changed only)."""
-        listing = self.listing()
+        # The index as recorded before the listing: an entry a writer on this machine
+        # records after it (an upload) is not taken for an object the bucket lost.
+        self._index = None
         index = self.index
+        listing = self.listing()
         history = {rel: info for rel, info in listing.items()
                    if rel.startswith(_HISTORY) and not rel.startswith(STAGED)}
         for rel, info in history.items():
@@ -110,18 +116,26 @@ class RemoteDataset:
         for rel in [r for r in index if r not in listing]:
             (self.local / rel).unlink(missing_ok=True)  # gone from the bucket (gc)
             del index[rel]
-        for rel in self._referenced():
-            found = listing.get(rel)
-            if found is not None:
-                self._fetch(rel, found)
+        wanted = [(rel, listing[rel]) for rel in sorted(self._referenced()) if rel in listing]
+        def fetch(item: tuple[str, ObjectInfo]) -> str | None:
+            return self._fetch(item[0], item[1], record=False)
+
+        with ThreadPoolExecutor(TRANSFERS) as pool:  # data files: several at once
+            for (rel, _), etag in zip(wanted, pool.map(fetch, wanted), strict=True):
+                if etag is not None:
+                    index[rel] = etag
         self._save_index()
 
-    def _fetch(self, rel: str, info: ObjectInfo) -> None:
+    def _fetch(self, rel: str, info: ObjectInfo, record: bool = True) -> str | None:
+        """Download an object unless the mirror has it as the bucket does; returns the
+        ETag of what it downloaded (recorded in the index unless ``record`` is False)."""
         target = self.local / rel
         if self.index.get(rel) == info.etag and target.is_file():
-            return
+            return None
         self.objects.download(info.key, target)
-        self.index[rel] = info.etag
+        if record:
+            self.index[rel] = info.etag
+        return info.etag
 
     def _referenced(self) -> set[str]:
         """Every data file and deletion vector a kept version (or the checkpoint) names."""
@@ -199,18 +213,25 @@ class RemoteDataset:
         self.objects.require_conditional_puts()
         number = manifest.version
         index = self.index
+        uploads: dict[str, str | None] = {}  # path -> the hash it must have (None: a vector)
         for entry in manifest.files:
             if entry.path not in index:
-                local = self.local / entry.path
-                actual, _ = file_hash(local, algorithm)
-                if actual != entry.hash:
-                    raise StoreError(f"{self.ref} version {number}: {entry.path} changed "
-                                     "after it was hashed; nothing was published", public=True)
-                index[entry.path] = self.objects.upload(local, self.key(entry.path))
+                uploads[entry.path] = entry.hash
             vector = entry.deletion_vector
             if vector and str(vector["file"]) not in index:
-                rel = str(vector["file"])
-                index[rel] = self.objects.upload(self.local / rel, self.key(rel))
+                uploads[str(vector["file"])] = None
+
+        def upload(rel: str) -> tuple[str, str]:
+            local = self.local / rel
+            expected = uploads[rel]
+            if expected is not None and file_hash(local, algorithm)[0] != expected:
+                raise StoreError(f"{self.ref} version {number}: {rel} changed after it was "
+                                 "hashed; nothing was published", public=True)
+            return rel, self.objects.upload(local, self.key(rel))
+
+        with ThreadPoolExecutor(TRANSFERS) as pool:
+            for rel, etag in pool.map(upload, sorted(uploads)):
+                index[rel] = etag
         for file_hash_, data in chunk_lists:
             rel = f"_sig/c/{file_hash_}.chunks"
             index[rel] = self.objects.put(self.key(rel), data) or ""
@@ -221,16 +242,16 @@ class RemoteDataset:
         pause_point("before-manifest-put")
         crash_point("before-manifest-put")
         manifest_rel = f"_sig/m/{number:012d}.json"
-        etag = self.objects.put(self.key(manifest_rel), raw, if_absent=True, metadata={
+        committed = self.objects.put(self.key(manifest_rel), raw, if_absent=True, metadata={
             _SIGNATURE_META: base64.b64encode(signature).decode(), _STAGED_META: staged})
-        if etag is None:
+        if committed is None:
             self._save_index()  # what was uploaded stays known; gc removes it later
             lost = StoreError(f"{self.ref}: another writer published version {number} first "
                               f"({self.url(manifest_rel)}); nothing of this attempt was "
                               "published; run again to publish on top of it", public=True)
             lost.transient = True
             raise lost
-        index[manifest_rel] = etag
+        index[manifest_rel] = committed
         crash_point("after-manifest-put")
         for rel, data in ((delta_rel, delta_raw), (f"_sig/m/{number:012d}.sig", signature)):
             index[rel] = self.objects.put(self.key(rel), data, if_absent=True) or ""
