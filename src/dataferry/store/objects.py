@@ -82,7 +82,8 @@ class ObjectStore:
             config = Config(signature_version="s3v4",
                             retries={"max_attempts": 5, "mode": "standard"},
                             request_checksum_calculation="when_required")
-            self._client = boto3.client("s3", config=config)
+            # a session of its own: the credentials as the environment says now
+            self._client = boto3.session.Session().client("s3", config=config)
         return self._client
 
     def _fail(self, action: str, key: str, error: Exception) -> StoreError:
