@@ -23,6 +23,7 @@ import pytest
 
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import load_model
+from dataferry.store.compact import compact
 from dataferry.store.diff import diff_versions
 from dataferry.store.gc import collect
 from dataferry.store.store import Store
@@ -349,3 +350,21 @@ def test_the_cli_on_a_bucket_store(tmp_path: Path, bucket: str, s3_server: S3Ser
     assert ferry("verify", "--model", model).code == 0
     listed = ferry("datasets", "--model", model, "--json")
     assert {d["ref"]: d["version"] for d in json.loads(listed.out)}["shop.orders"] == 2
+
+
+def test_compact_in_a_bucket(tmp_path: Path, bucket: str, s3_server: S3Server) -> None:
+    one = machine(tmp_path, "one", bucket)
+    one.publish("shop.orders", orders(range(100)))
+    one.publish("shop.orders", orders([5, 50], amount="9.00"), mode="merge")
+    compacted = compact(one.dataset("shop.orders"), one.store.keys)
+    assert compacted.version == 3 and compacted.reader_version == 1  # no vector left
+    two = machine(tmp_path, "two", bucket)
+    dataset = two.dataset("shop.orders")
+    assert dataset.version(3).manifest.mode == "compact"
+    assert ids(two) == list(range(100)) and ids(two, 1) == list(range(100))
+    assert verified(two).ok, verified(two).problems
+    from deltalake import DeltaTable
+
+    table = DeltaTable(f"s3://{bucket}/lake/shop/orders", storage_options={
+        "AWS_ALLOW_HTTP": "true", "AWS_ENDPOINT_URL": s3_server.endpoint})
+    assert table.to_pyarrow_table().num_rows == 100  # a Delta reader, from the bucket
