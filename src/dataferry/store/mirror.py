@@ -34,6 +34,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,11 +183,18 @@ class RemoteDataset:
                                  f"{self.url(delta_rel)} and the staged copy is missing or "
                                  "altered; the version cannot be completed (ferry verify "
                                  "names it)", public=True)
-            self.objects.put(self.key(delta_rel), data, if_absent=True)
+            self._put_if_allowed(delta_rel, data)
             write_atomic(self.local / delta_rel, data)
         signature = base64.b64decode(metadata[_SIGNATURE_META])
-        self.objects.put(self.key(f"_sig/m/{number:012d}.sig"), signature, if_absent=True)
+        self._put_if_allowed(f"_sig/m/{number:012d}.sig", signature)
         write_atomic(self.local / f"_sig/m/{number:012d}.sig", signature)
+
+    def _put_if_allowed(self, rel: str, data: bytes) -> None:
+        """Finish a commit in the bucket too, when these credentials may write there (a
+        reader's may not: its mirror is completed all the same, and the next writer's
+        pull completes the bucket)."""
+        with suppress(StoreError):
+            self.objects.put(self.key(rel), data, if_absent=True)
 
     def _algorithm(self) -> str:
         return Genesis.from_bytes((self.local / "_sig" / "genesis.json").read_bytes()).algorithm
