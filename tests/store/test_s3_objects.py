@@ -9,8 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataferry.errors import StoreError, UsageError
+from dataferry.model.load import load_model
 from dataferry.store.objects import Location, ObjectStore
-from tests.store.conftest import orders
+from dataferry.store.store import Store
+from tests.conftest import write_files
+from tests.store.conftest import TEAM, orders
+from tests.store.test_full_disk import orders as big_orders
+from tests.store.test_full_disk import small_disk as small_disk  # a fixture
 from tests.store.test_s3_store import S3Server, machine, s3_server  # noqa: F401
 from tests.store.test_s3_store import bucket as bucket  # a fixture
 
@@ -56,3 +61,21 @@ def test_no_credentials_is_said_without_a_traceback(
     with pytest.raises(StoreError, match=r"NoCredentialsError; check the bucket, the "
                                          r"endpoint \(AWS_ENDPOINT_URL\) and the credentials"):
         ObjectStore(Location(bucket, "lake")).get("lake/x")
+
+
+def test_a_full_disk_under_the_mirror_is_one_line(
+        tmp_path: Path, bucket: str, small_disk: Path) -> None:
+    one = machine(tmp_path, "one", bucket)
+    for seed in (1, 2, 3):  # three versions of ~2.5 MiB of incompressible text each
+        one.publish("shop.orders", big_orders(seed), max_delete_ratio=None)
+    root = write_files(tmp_path / "two", {
+        "ferry.yaml": f"ecosystem: acme\nzones: {{eu: {{}}}}\nhome: {small_disk}\n"
+                      f"store: s3://{bucket}/lake\n",
+        "teams/shop/shop.yaml": TEAM})
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    with pytest.raises(StoreError) as raised:
+        Store.for_model(root, loaded.ecosystem).dataset("shop.orders")
+    assert "no space left on the device" in str(raised.value)
+    assert f"s3://{bucket}/lake/shop/orders/" in str(raised.value)
+    assert not [p for p in small_disk.rglob("*.download")]  # no partial file left

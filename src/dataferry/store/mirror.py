@@ -118,6 +118,7 @@ class RemoteDataset:
             (self.local / rel).unlink(missing_ok=True)  # gone from the bucket (gc)
             del index[rel]
         wanted = [(rel, listing[rel]) for rel in sorted(self._referenced()) if rel in listing]
+
         def fetch(item: tuple[str, ObjectInfo]) -> str | None:
             return self._fetch(item[0], item[1], record=False)
 

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dataferry.errors import StoreError, UsageError
+from dataferry.store.disk import is_no_room
 
 S3_SCHEME = "s3://"
 
@@ -159,6 +160,11 @@ class ObjectStore:
             os.replace(temp, target)
         except Exception as error:
             temp.unlink(missing_ok=True)
+            if is_no_room(error):
+                raise StoreError(f"cannot download {S3_SCHEME}{self.location.bucket}/{key} "
+                                 f"to {target.parent}: no space left on the device; make "
+                                 "room there (the mirror of an s3:// store lives under the "
+                                 "home: folder of ferry.yaml)", public=True) from None
             raise self._fail("download", key, error) from None
 
     def presign(self, key: str, seconds: int) -> str:
