@@ -48,15 +48,17 @@ class Store:
     def objects(self) -> ObjectStore | None:
         return ObjectStore(self.remote) if self.remote is not None else None
 
-    def dataset(self, ref: str) -> DatasetStore:
-        """A dataset; in a bucket, its mirror brought in step first."""
+    def dataset(self, ref: str, *, pull: bool = True) -> DatasetStore:
+        """A dataset; in a bucket, its mirror brought in step first (unless not ``pull``:
+        for reading a file that is in the mirror already, as files never change)."""
         if self.objects is None or self.remote is None:
             return DatasetStore(self.root, ref)
         team, _, name = ref.partition(".")
         index = self.home / "s3" / self.remote.bucket / "index" / self.remote.prefix / team
         remote = RemoteDataset(self.objects, ref, self.root / team / name,
                                index / f"{name}.json")
-        remote.pull()
+        if pull:
+            remote.pull()
         return DatasetStore(self.root, ref, remote=remote)
 
     def presigned(self, relative: str, seconds: int) -> str | None:
