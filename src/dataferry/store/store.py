@@ -11,7 +11,7 @@ from dataferry.model.spec import Ecosystem
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.keys import KeyStore
 from dataferry.store.mirror import RemoteDataset
-from dataferry.store.objects import S3_SCHEME, Location, ObjectStore
+from dataferry.store.objects import Location, ObjectStore
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,6 @@ class Store:
 def mirror_root(home: Path, location: Location) -> Path:
     """The local mirror of a store in a bucket (a cache: deleting it loses nothing)."""
     return home / "s3" / location.bucket / "store" / location.prefix
-
-
-def is_remote(store: str | None) -> bool:
-    return bool(store) and str(store).startswith(S3_SCHEME)
 
 
 def version_summary(dataset: DatasetStore, version: Version) -> dict[str, Any]:
