@@ -7,6 +7,8 @@ import io
 import json
 import shutil
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -72,10 +74,20 @@ def test_a_hub_on_a_bucket_serves_clones_and_what_other_hubs_publish(
         pulled = cli("pull", clone, "--json", env={"FERRY_TOKEN": token})
         assert pulled.code == 0, pulled
         assert json.loads(pulled.out)[0]["versions"] == [2]
+        # A long-poll of the head answers when another hub publishes, through the bucket.
+        later = threading.Timer(1.0, _publish, (other, 401, 10))
+        later.start()
+        started = time.monotonic()
+        head = httpx.get(f"{served.url}/api/v1/replication/shop.orders/head",
+                         params={"after": 2, "wait": 20}, timeout=30,
+                         headers={"Authorization": f"Bearer {token}"})
+        later.join()
+        assert head.status_code == 200 and head.json()["version"] == 3, head.text
+        assert time.monotonic() - started < 10
     verified = cli("verify", "--store", clone)
     assert verified.code == 0, verified
     copy = Store(clone.resolve(), tmp_path / "home").dataset("shop.orders")
-    assert copy.reader(copy.resolve(None)).read_all().num_rows == 400
+    assert copy.reader(copy.resolve(2)).read_all().num_rows == 400
 
 
 def test_delta_sharing_hands_out_presigned_bucket_urls_for_store_files(
