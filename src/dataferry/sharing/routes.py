@@ -331,10 +331,10 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
     base = str(request.base_url).rstrip("/") + PREFIX + "/files/"
     stamp = _millis(files.version.manifest.created_at)
     lines = _head(table, files, wanted) + [
-        file_line("file", f, base + sign(key, f.relative, expires), files.version.number,
-                  stamp, int(expires.timestamp() * 1000), wanted,
-                  vector_url=base + sign(key, f.deletion_vector.relative, expires)
-                  if f.deletion_vector else None)
+        file_line("file", f, _file_url(request, base, key, f.relative, expires),
+                  files.version.number, stamp, int(expires.timestamp() * 1000), wanted,
+                  vector_url=_file_url(request, base, key, f.deletion_vector.relative,
+                                       expires) if f.deletion_vector else None)
         for f in served]
     return _ndjson(lines, files.version.number, wanted)
 
@@ -376,7 +376,8 @@ async def table_changes(share: str, schema: str, name: str, request: Request) ->
     lines = _head(table, files, asked, changes_from=start)
     for change in found:
         for f in change.files:
-            lines.append(file_line(change.kind, f, base + sign(key, f.relative, expires),
+            lines.append(file_line(change.kind, f,
+                                   _file_url(request, base, key, f.relative, expires),
                                    change.version.number,
                                    _millis(change.version.manifest.created_at),
                                    int(expires.timestamp() * 1000), asked, stats=False))
@@ -415,6 +416,14 @@ def _limited(files: list[ServedFile], limit: int | None) -> list[ServedFile]:
 
 def _millis(created_at: str) -> int:
     return int(_instant(created_at).timestamp() * 1000)
+
+
+def _file_url(request: Request, base: str, key: bytes, relative: str,
+              expires: datetime) -> str:
+    """A file's URL for the client: pre-signed by the bucket when the store is in one
+    (the client reads the store's file from there), else this server's signed URL."""
+    presigned = _context(request).store.presigned(relative, int(URL_TTL.total_seconds()))
+    return presigned or base + sign(key, relative, expires)
 
 
 @router.api_route("/files/{token}", methods=["GET", "HEAD"])

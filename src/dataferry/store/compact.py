@@ -114,12 +114,14 @@ def compact(dataset: DatasetStore, keys: KeyStore) -> Compacted:
                          "numAddedBytes": sum(e.size for e, _ in written)},
                 started=started)
             manifest = _manifest(dataset, head, written, carrying, raw, delta_version)
-            for entry, digest in written:
-                write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
             body = manifest.to_bytes()
+            signature = Signature.create(key, body).to_bytes()
+            chunk_lists = [(entry.hash, digest.chunks_bytes()) for entry, digest in written]
+            dataset.commit_remote(manifest, body, signature, chunk_lists)
+            for file_hash_, chunks in chunk_lists:
+                write_atomic(dataset.chunks_path(file_hash_), chunks)
             write_atomic(dataset.manifest_path(manifest.version), body)
-            write_atomic(dataset.signature_path(manifest.version),
-                         Signature.create(key, body).to_bytes())
+            write_atomic(dataset.signature_path(manifest.version), signature)
         except BaseException as error:
             dataset.manifest_path(head.number + 1).unlink(missing_ok=True)
             recover(dataset, head)  # drops the commit no signed manifest covers
