@@ -33,9 +33,10 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from broker import scheduler_tick  # bench/ is not a package
 from model_check import generate
 from server_load import drive_in_a_process, free_port, percentile, prepare, start_server
+
+from broker import scheduler_tick  # bench/ is not a package
 
 PER_TEAM = 100
 TARGETS = {"check": 20.0, "plan": 10.0, "tick": 1.0, "p99": 100.0, "rss": 2048.0}
