@@ -3,7 +3,10 @@
 Every source dataset's live columns are compared with the declared ones (the same rules
 as an ingest, ``connectors.drift``): a missing column or an incompatible type is a
 ``schema-mismatch`` error; a source or sink that cannot be reached is an ``unreachable``
-warning (CI often cannot reach production, so it does not fail the check).
+warning (CI often cannot reach production, so it does not fail the check). A dataset whose
+``capture:`` cannot read the live source (``cdc`` on a server whose binlog or WAL is not
+set up for it, a missing replication grant) is an ``unreachable`` warning saying what to
+change; a captured table without a primary key is ``missing-primary-key``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def check_connections(loaded: LoadedModel) -> None:
                 f"{entry.team}.{entry.source_name}", entry.source, loaded.root)
             try:
                 columns = connector.columns(ref, entry.dataset)
+                captures = connector.capture_problems(ref, entry.dataset)
             finally:
                 connector.close()
         except FerryError as exc:
@@ -44,6 +48,11 @@ def check_connections(loaded: LoadedModel) -> None:
                 report.add("unreachable", f"{ref}: cannot reach its source: {exc}", where,
                            severity="warning")
             continue
+        for capture in captures:
+            if capture.missing_key:
+                report.add("missing-primary-key", capture.message, where)
+            else:
+                report.add("unreachable", capture.message, where, severity="warning")
         problems, warnings = compare(ref, entry.dataset, columns)
         for problem in problems:
             report.add("schema-mismatch", f"{ref}: {problem}", where)

@@ -9,6 +9,7 @@ building each batch column by column with vectorised Arrow casts (``decode.py``)
 hold about ``BATCH_BYTES`` whatever the row width. Types map as in ``types.py``.
 
 ``incremental`` capture reads ``WHERE cursor >= since``; the runner deduplicates by key.
+``cdc`` capture reads the row-based binlog (``read_changes``, ``cdc.py``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pymysql
 import pymysql.cursors
 
 from dataferry.connectors.base import (
+    CaptureFinding,
     LineageName,
     ReadRequest,
     ReadResult,
@@ -48,6 +50,9 @@ from dataferry.connectors.naming import read_tables
 from dataferry.errors import FerryError, SourceError
 from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import MysqlSource as MysqlSourceSpec
+
+if TYPE_CHECKING:
+    from dataferry.connectors.changes import ChangeSet
 
 SESSION = ("SET SESSION net_write_timeout = 3600",)
 """A slow consumer (e.g. a large store write) must not make the server drop the stream."""
@@ -123,6 +128,34 @@ class MysqlSource(SourceConnector):
             raise
         return ReadResult(pa.RecordBatchReader.from_batches(schema, batches),
                           warnings=self._late_commit_warnings(request))
+
+    def read_changes(self, request: ReadRequest) -> ChangeSet:
+        """``capture: cdc``: the changes since ``request.state`` from the row-based binlog
+        (``cdc.py``); without a state, a consistent snapshot and its binlog position."""
+        from dataferry.connectors.mysql.cdc import BinlogCapture
+
+        return BinlogCapture(self).read_changes(request)
+
+    def capture_problems(self, dataset: str, spec: SourceDataset) -> list[CaptureFinding]:
+        """Why ``capture: cdc`` cannot read this dataset (server settings, grants, a table
+        without a primary key: ``cdc_check.py``); empty for other captures."""
+        if spec.capture != "cdc":
+            return []
+        from dataferry.connectors.mysql.cdc_check import capture_problems
+
+        _, table = self._relation(dataset, spec)
+        if table is None:
+            return [CaptureFinding(f"{dataset}: cdc capture reads a table's changes: give "
+                                   "table: (a query: dataset cannot be captured)")]
+        connection = self._connect()
+        try:
+            found = capture_problems(connection, *table)
+        except pymysql.Error as exc:
+            raise self._fail(exc, f"cannot check cdc for {dataset} on") from None
+        finally:
+            connection.close()
+        return [CaptureFinding(f"{dataset}: cdc capture: {p.message}", p.missing_key)
+                for p in found]
 
     def _late_commit_warnings(self, request: ReadRequest) -> list[str]:
         """A warning when a transaction older than the lag was open during an incremental
