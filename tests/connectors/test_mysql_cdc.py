@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -405,3 +405,51 @@ def test_rows_are_arrow_batches(server: PrivateServer, database: str) -> None:
     found.close()
     assert sizes == [7, 7, 6]
     assert isinstance(found.upserts.schema, pa.Schema)
+
+
+TEAM = """\
+team: shop
+zone: eu
+owners: [shop@acme.example]
+sources:
+  maria:
+    kind: mysql
+    dsn: {dsn}
+    datasets:
+      items:
+        table: items
+        capture: cdc
+        primary_key: [id]
+        columns:
+          id: {{type: int64, nullable: false}}
+          name: {{type: string}}
+      loose:
+        table: loose
+        capture: cdc
+        primary_key: [id]
+        columns:
+          id: {{type: int64, nullable: false}}
+"""
+
+
+def test_check_connect_reports_what_cdc_needs(server: PrivateServer, database: str,
+                                              model: Callable[..., Path],
+                                              ferry: Callable[..., Any]) -> None:
+    server.execute(ITEMS_DDL, "CREATE TABLE loose (id BIGINT)", database=database)
+    root = model({"teams/shop/shop.yaml": TEAM.format(dsn=server.dsn(database))})
+    server.execute("SET GLOBAL binlog_format = 'STATEMENT'")
+    try:
+        check = ferry("check", "--connect", "--model", root, "--json")
+    finally:
+        server.execute("SET GLOBAL binlog_format = 'ROW'")
+    assert check.code == 1, check
+    findings = {(f["code"], f["severity"], f["message"]) for f in json.loads(check.out)["findings"]}
+    assert ("missing-primary-key", "error",
+            f"shop.loose: cdc capture: table {database}.loose has no primary key: binlog rows "
+            "of a table without one cannot be told apart; add a PRIMARY KEY on the declared "
+            "primary_key columns") in findings
+    assert any(code == "unreachable" and severity == "warning" and message.startswith(
+        "shop.items: cdc capture: binlog_format is STATEMENT; set binlog_format=ROW")
+        for code, severity, message in findings), findings
+    server.execute("ALTER TABLE loose ADD PRIMARY KEY (id)", database=database)
+    assert ferry("check", "--connect", "--model", root).code == 0
