@@ -178,16 +178,35 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
             "bytes": sum(f.size for f in files) if head else None,
             "updated_at": head.manifest.created_at if head else None,
             "owner": owners.get(ref),
+            "lag": _lag(head.manifest.cursor) if head else None,
         })
     if json_out:
         print_json(rows)
         return
-    print_table(["dataset", "version", "rows", "size", "updated", "owner"], [
+    with_lag = any(r["lag"] is not None for r in rows)
+    print_table(["dataset", "version", "rows", "size", "updated", "owner",
+                 *(["lag"] if with_lag else [])], [
         [r["ref"], _or_dash(r["version"]), _or_dash(r["rows"], "{:,}"),
          _size(r["bytes"]) if r["bytes"] is not None else "-",
-         (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-"]
+         (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-",
+         *([_lag_text(r["lag"])] if with_lag else [])]
         for r in rows
     ])
+
+
+def _lag(cursor: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How far behind its source's change log a CDC dataset's head was when it was read
+    (``lag_seconds``/``lag_bytes`` of the position in its manifest); None for others."""
+    if not cursor or ("lag_seconds" not in cursor and "lag_bytes" not in cursor):
+        return None
+    return {"seconds": cursor.get("lag_seconds"), "bytes": cursor.get("lag_bytes")}
+
+
+def _lag_text(lag: dict[str, Any] | None) -> str:
+    if lag is None:
+        return "-"
+    seconds = "?" if lag["seconds"] is None else f"{lag['seconds']:g} s"
+    return seconds if lag["bytes"] is None else f"{seconds} ({_size(lag['bytes'])})"
 
 
 def _or_dash(value: Any, fmt: str = "{}") -> str:
