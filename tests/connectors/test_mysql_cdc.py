@@ -453,3 +453,35 @@ def test_check_connect_reports_what_cdc_needs(server: PrivateServer, database: s
         for code, severity, message in findings), findings
     server.execute("ALTER TABLE loose ADD PRIMARY KEY (id)", database=database)
     assert ferry("check", "--connect", "--model", root).code == 0
+
+
+def test_a_server_whose_events_lack_column_metadata_is_refused(
+        server: PrivateServer, database: str) -> None:
+    server.execute(ITEMS_DDL, database=database)
+    src = source(server, database)
+    start, _, _ = changes(src, ITEMS, None)
+    server.execute("SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+    try:
+        with pytest.raises(SourceError, match="binlog_row_metadata is MINIMAL; set "
+                                              "binlog_row_metadata=FULL"):
+            changes(src, ITEMS, start.position)
+    finally:
+        server.execute("SET GLOBAL binlog_row_metadata = 'FULL'")
+
+
+def test_columns_added_or_dropped_between_reads_are_drift(
+        server: PrivateServer, database: str) -> None:
+    server.execute(ITEMS_DDL, "INSERT INTO items VALUES (1, 'a', 1)", database=database)
+    src = source(server, database)
+    start, _, _ = changes(src, ITEMS, None)
+    server.execute("INSERT INTO items VALUES (2, 'b', 2)",
+                   "ALTER TABLE items ADD COLUMN note VARCHAR(10) AFTER id",
+                   "INSERT INTO items VALUES (3, 'new', 'c', 3)",
+                   "UPDATE items SET qty = 10 WHERE id = 1", database=database)
+    found, rows, _ = changes(src, ITEMS, start.position)
+    assert rows == {1: {"id": 1, "name": "a", "qty": 10}, 2: {"id": 2, "name": "b", "qty": 2},
+                    3: {"id": 3, "name": "c", "qty": 3}}  # the new column: ignored until declared
+    server.execute("ALTER TABLE items DROP COLUMN qty", "INSERT INTO items VALUES (4, '', 'd')",
+                   database=database)
+    with pytest.raises(SourceError, match="'qty'"):
+        changes(src, ITEMS, found.position)

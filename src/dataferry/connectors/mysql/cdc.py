@@ -41,7 +41,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from dataferry.connectors.base import ReadRequest
 from dataferry.connectors.changes import ChangeSet
-from dataferry.connectors.mysql.cdc_check import binlog_files, purged_message
+from dataferry.connectors.mysql.cdc_check import binlog_files, purged_message, setting_problems
 from dataferry.connectors.mysql.cdc_fold import DELETE, UPSERT, ChangeFold
 from dataferry.connectors.mysql.cdc_values import normalize, to_arrow
 from dataferry.connectors.mysql.connection import parse_dsn, secret_of
@@ -128,6 +128,7 @@ class BinlogCapture:
         source._open.append(connection)
         try:
             table = self._table(connection, request)
+            _refuse_settings(connection, request.dataset)
             with connection.cursor() as cursor:
                 cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -170,6 +171,7 @@ class BinlogCapture:
         connection = source._connect()
         try:
             table = self._table(connection, request)
+            _refuse_settings(connection, request.dataset)
             files = binlog_files(connection)
             if start.file not in files:
                 raise SourceError(purged_message(request.dataset, start.file, files),
@@ -237,6 +239,15 @@ class BinlogCapture:
         except FerryError:
             fold.rollback()
             raise
+        except Exception as exc:  # the library's own errors (a malformed or unknown event)
+            fold.rollback()
+            raise SourceError(f"{request.dataset}: cannot decode the binlog after "
+                              f"{reached.file}:{reached.pos}: {type(exc).__name__}: {exc}; "
+                              "run `ferry run --full` to start over from a snapshot if "
+                              "it persists",
+                              public=f"{request.dataset}: cannot decode the binlog after "
+                                     f"{reached.file}:{reached.pos} ({type(exc).__name__})"
+                              ) from None
         finally:
             fold.rollback()  # a transaction whose end was not read: never split
             stream.close()
@@ -310,6 +321,13 @@ class BinlogCapture:
         fields = source._describe(connection, request.dataset, relation)
         chosen = _choose(fields, request.columns)
         live = {f.name.lower(): f.name for f, _ in chosen}
+        missing = [c for c in request.columns if c.lower() not in live]
+        if missing:  # as drift says it for every source, before anything is read
+            raise SourceError(
+                f"{request.dataset}: the source's schema changed: declared column(s) "
+                f"{', '.join(repr(c) for c in missing)} missing at the source "
+                f"({database}.{name}); update the model or the source, then run again",
+                public=True)
         key = []
         for column in request.spec.primary_key:
             if column.lower() not in live:
@@ -369,3 +387,11 @@ def _master_position(connection: pymysql.Connection) -> BinlogPosition:
         raise SourceError("the binlog is off on this server: cdc capture needs log_bin "
                           "(docs/connectors.md#mariadb-cdc)", public=True)
     return BinlogPosition(str(row[0]), int(row[1]))
+
+
+def _refuse_settings(connection: pymysql.Connection, dataset: str) -> None:
+    problems = setting_problems(connection)
+    if problems:
+        raise SourceError(f"{dataset}: cdc capture cannot read this server's binlog: "
+                          + "; ".join(problems) + " (docs/connectors.md#mariadb-cdc)",
+                          public=True)

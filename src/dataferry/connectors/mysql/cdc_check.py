@@ -31,16 +31,8 @@ NEEDED_SETTINGS = (
 def capture_problems(connection: pymysql.Connection, database: str,
                      table: str) -> list[CaptureFinding]:
     """Every reason the server or the table cannot be captured, each saying what to do."""
-    problems = []
+    problems = [CaptureFinding(message) for message in setting_problems(connection)]
     with connection.cursor() as cursor:
-        for name, wanted, message in NEEDED_SETTINGS:
-            cursor.execute(f"SELECT @@GLOBAL.{name}")
-            row = cursor.fetchone()
-            value = _setting(row[0] if row is not None else None)
-            if value != wanted:
-                problems.append(CaptureFinding(message.format(value=value or "unset")))
-            if name == "log_bin" and value != wanted:
-                break  # the other settings do not matter without a binlog
         cursor.execute("SHOW GRANTS")
         grants = " ".join(str(g) for (g,) in cursor.fetchall()).upper()
         missing = _missing_grants(grants)
@@ -58,6 +50,24 @@ def capture_problems(connection: pymysql.Connection, database: str,
                 f"table {database}.{table} has no primary key: binlog rows of a table without "
                 "one cannot be told apart; add a PRIMARY KEY on the declared primary_key "
                 "columns", missing_key=True))
+    return problems
+
+
+def setting_problems(connection: pymysql.Connection) -> list[str]:
+    """The server settings CDC needs that are not as it needs them, each saying what to do."""
+    problems = []
+    with connection.cursor() as cursor:
+        for name, wanted, message in NEEDED_SETTINGS:
+            try:
+                cursor.execute(f"SELECT @@GLOBAL.{name}")
+                row = cursor.fetchone()
+            except pymysql.Error:  # a server too old to have the setting
+                row = None
+            value = _setting(row[0] if row is not None else None)
+            if value != wanted:
+                problems.append(message.format(value=value or "unset"))
+                if name == "log_bin":
+                    break  # the other settings do not matter without a binlog
     return problems
 
 
