@@ -16,6 +16,7 @@ _OPS = st.lists(st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 5), st.just("")),
     st.tuples(st.just("commit"), st.just(0), st.just("")),
     st.tuples(st.just("rollback"), st.just(0), st.just("")),
+    st.tuples(st.just("flush"), st.just(0), st.just("")),  # a big transaction spills
 ), max_size=40)
 
 
@@ -32,6 +33,8 @@ def test_the_fold_keeps_each_keys_last_committed_change(ops: list[tuple[str, int
             elif op == "delete":
                 fold.delete((key,))
                 pending[key] = ("delete", (key,))
+            elif op == "flush":
+                fold._flush()
             elif op == "commit":
                 fold.commit()
                 committed.update(pending)

@@ -31,6 +31,8 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -49,6 +51,8 @@ from dataferry.connectors.mysql.types import ResultColumn, arrow_type
 from dataferry.errors import FerryError, SourceError
 
 _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+_PLAIN = frozenset({int, float, Decimal, datetime, date})
+"""Decoded values that are already as a snapshot reads them (``normalize`` skipped)."""
 _PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: the file is gone
 
 
@@ -254,40 +258,47 @@ class BinlogCapture:
         return reached, last_event
 
     def _apply(self, event: Any, table: Table, request: ReadRequest, fold: ChangeFold) -> int:
+        columns = {c.name: c for c in event.columns}
+        plan = [(field.name, name, columns.get(field.name), table.natives.get(field.name, ""))
+                for field, name in table.chosen]
         for row in event.rows:
             if isinstance(event, UpdateRowsEvent):
                 before = self._row(row["before_values"], row.get("before_none_sources", {}),
-                                   event, table, request)
+                                   plan, table, request)
                 after = self._row(row["after_values"], row.get("after_none_sources", {}),
-                                  event, table, request)
+                                  plan, table, request)
                 old_key, new_key = self._key(before, table), self._key(after, table)
                 if old_key != new_key:
                     fold.delete(old_key)
-                fold.upsert(new_key, tuple(after[f.name] for f, _ in table.chosen))
+                fold.upsert(new_key, tuple(after.values()))
                 continue
-            values = self._row(row["values"], row.get("none_sources", {}), event, table,
+            values = self._row(row["values"], row.get("none_sources", {}), plan, table,
                                request)
             if isinstance(event, DeleteRowsEvent):
                 fold.delete(self._key(values, table))
             else:
-                fold.upsert(self._key(values, table),
-                            tuple(values[f.name] for f, _ in table.chosen))
+                fold.upsert(self._key(values, table), tuple(values.values()))
         return len(event.rows)
 
-    def _row(self, values: dict[str, Any], none_sources: dict[str, str], event: Any,
-             table: Table, request: ReadRequest) -> dict[str, Any]:
-        columns = {c.name: c for c in event.columns}
+    @staticmethod
+    def _row(values: dict[str, Any], none_sources: dict[str, str],
+             plan: list[tuple[str, str, Any, str]], table: Table,
+             request: ReadRequest) -> dict[str, Any]:
+        """The declared columns of one row image (in ``table.chosen`` order), normalized."""
         found: dict[str, Any] = {}
-        for field, name in table.chosen:
-            if field.name not in values:
+        for live, declared, column, native in plan:
+            try:
+                value = values[live]
+            except KeyError:
                 raise SourceError(
                     f"{request.dataset}: the binlog's rows of {table.database}.{table.name} "
-                    f"have no column {field.name!r} (the table changed); update the model or "
-                    "the table, then run again (ferry run --full to start over)", public=True)
-            found[field.name] = normalize(
-                values[field.name], columns.get(field.name), none_sources.get(field.name),
-                table.natives.get(field.name, ""),
-                f"{request.dataset}: column {name!r}")
+                    f"have no column {live!r} (the table changed); update the model or the "
+                    "table, then run again (ferry run --full to start over)",
+                    public=True) from None
+            if value is None or type(value) not in _PLAIN:
+                value = normalize(value, column, none_sources.get(live), native,
+                                  request.dataset, declared)
+            found[live] = value
         return found
 
     @staticmethod

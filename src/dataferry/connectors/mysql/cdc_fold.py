@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 UPSERT, DELETE = 1, 0
+PENDING = 5_000
+"""Changes held in memory before they are written to the file (bounded memory)."""
 
 
 class ChangeFold:
@@ -31,6 +33,7 @@ class ChangeFold:
         self._db.execute("CREATE TABLE changes (key TEXT PRIMARY KEY, op INTEGER NOT NULL, "
                          "row BLOB NOT NULL)")
         self._open = False
+        self._pending: list[tuple[str, int, bytes]] = []
 
     def upsert(self, key: tuple[Any, ...], row: tuple[Any, ...]) -> None:
         """``key`` now has ``row`` (its last value so far)."""
@@ -42,17 +45,20 @@ class ChangeFold:
 
     def commit(self) -> None:
         """The binlog transaction whose events were folded since the last commit ended."""
+        self._flush()
         if self._open:
             self._db.execute("COMMIT")
             self._open = False
 
     def rollback(self) -> None:
         """Forget the events of a transaction whose end was not read."""
+        self._pending.clear()
         if self._open:
             self._db.execute("ROLLBACK")
             self._open = False
 
     def count(self, op: int) -> int:
+        """Committed changes of kind ``op`` (``UPSERT`` or ``DELETE``)."""
         row = self._db.execute("SELECT count(*) FROM changes WHERE op = ?", (op,)).fetchone()
         return int(row[0])
 
@@ -70,8 +76,17 @@ class ChangeFold:
         shutil.rmtree(self._directory, ignore_errors=True)
 
     def _write(self, key: tuple[Any, ...], op: int, row: tuple[Any, ...]) -> None:
+        self._pending.append((repr(key), op, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)))
+        if len(self._pending) >= PENDING:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending changes (in order: a later one of a key replaces an earlier)."""
+        if not self._pending:
+            return
         if not self._open:
             self._db.execute("BEGIN")
             self._open = True
-        self._db.execute("INSERT OR REPLACE INTO changes (key, op, row) VALUES (?, ?, ?)",
-                         (repr(key), op, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)))
+        self._db.executemany("INSERT OR REPLACE INTO changes (key, op, row) VALUES (?, ?, ?)",
+                             self._pending)
+        self._pending.clear()

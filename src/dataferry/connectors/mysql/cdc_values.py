@@ -27,21 +27,22 @@ _DAY = timedelta(days=1)
 
 
 def normalize(value: Any, column: Any, none_source: str | None, native_type: str,
-              where: str) -> Any:
+              dataset: str, name: str) -> Any:
     """One decoded binlog value in the form ``to_arrow`` takes.
 
     ``column`` is the library's column of the event's table map (its ``set_values``),
     ``none_source`` why the library gave None, ``native_type`` the table's
-    ``COLUMN_TYPE`` (``uuid``, ``set(...)``...); ``where`` names the dataset and column.
+    ``COLUMN_TYPE`` (``uuid``, ``set(...)``...); ``dataset`` and ``name`` (the declared
+    column) are named in errors.
     """
     if value is None:
         if none_source == "empty set":
             return ""
         if none_source in _OUT_OF_RANGE:
             raise SourceError(
-                f"{where} holds a zero or invalid date, which is not a valid date; MariaDB "
-                "zero dates have no date equivalent: fix the rows (the snapshot read refuses "
-                "them too)")
+                f"{dataset}: column {name!r} holds a zero or invalid date, which is not a "
+                "valid date; MariaDB zero dates have no date equivalent: fix the rows (the "
+                "snapshot read refuses them too)")
         return None
     if isinstance(value, set | frozenset):
         order = list(getattr(column, "set_values", None) or sorted(value))
