@@ -49,6 +49,7 @@ from dataferry.connectors.mysql.cdc_values import normalize, to_arrow
 from dataferry.connectors.mysql.connection import parse_dsn, secret_of
 from dataferry.connectors.mysql.types import ResultColumn, arrow_type
 from dataferry.errors import FerryError, SourceError
+from dataferry.faults import crash_point
 
 _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
 _PLAIN = frozenset({int, float, Decimal, datetime, date})
@@ -230,6 +231,7 @@ class BinlogCapture:
                     continue
                 # XID, COMMIT or a DDL statement: a transaction ended here.
                 fold.commit()
+                crash_point("mysql-cdc-mid-read")  # tests: a run killed while reading
                 reached = BinlogPosition(stream.log_file, stream.log_pos, gtid)
                 last_event = float(event.timestamp)
                 if reached.order() >= end.order():

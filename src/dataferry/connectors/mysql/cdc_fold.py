@@ -27,7 +27,9 @@ class ChangeFold:
 
     def __init__(self) -> None:
         self._directory = Path(tempfile.mkdtemp(prefix="ferry-binlog-"))
-        self._db = sqlite3.connect(self._directory / "changes.sqlite", isolation_level=None)
+        # The engine may drain the readers on another thread than the one that folded.
+        self._db = sqlite3.connect(self._directory / "changes.sqlite", isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = OFF")
         self._db.execute("PRAGMA synchronous = OFF")
         self._db.execute("CREATE TABLE changes (key TEXT PRIMARY KEY, op INTEGER NOT NULL, "
