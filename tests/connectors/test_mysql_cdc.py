@@ -248,6 +248,11 @@ def test_a_purged_position_says_a_full_snapshot_is_needed(
         time.sleep(0.2)
     with pytest.raises(SourceError, match=r"purged.*ferry run --full shop.items"):
         changes(src, ITEMS, start.position)
+    [problem] = src.capture_problems("shop.items", ITEMS, start.position)  # check --connect
+    assert problem.message.startswith(
+        f"shop.items: cdc capture: the binlog file {start.position['binlog_file']} holding "
+        "the position of the latest version was purged by the server")
+    assert "run `ferry run --full shop.items`" in problem.message
 
 
 def test_capture_problems_name_each_setting_grant_and_the_missing_key(

@@ -145,9 +145,12 @@ class SourceConnector(ABC):
         tables); empty when unknown. From the model alone: no connection, no secret."""
         return []
 
-    def capture_problems(self, dataset: str, spec: SourceDataset) -> list[CaptureFinding]:
+    def capture_problems(self, dataset: str, spec: SourceDataset,
+                         state: dict[str, Any] | None = None) -> list[CaptureFinding]:
         """Why ``spec.capture`` cannot read ``dataset`` from the live source (e.g. ``cdc``
-        on a server whose change log is off); empty when it can, or nothing is checked."""
+        on a server whose change log is off, or that no longer has the position ``state``,
+        the latest version's cursor state, recorded); empty when it can, or nothing is
+        checked."""
         return []
 
     def close(self) -> None:  # noqa: B027 - optional

@@ -11,6 +11,8 @@ change; a captured table without a primary key is ``missing-primary-key``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataferry.errors import FerryError, SourceError
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import LoadedModel
@@ -38,7 +40,8 @@ def check_connections(loaded: LoadedModel) -> None:
                 f"{entry.team}.{entry.source_name}", entry.source, loaded.root)
             try:
                 columns = connector.columns(ref, entry.dataset)
-                captures = connector.capture_problems(ref, entry.dataset)
+                captures = connector.capture_problems(ref, entry.dataset,
+                                                      _head_position(loaded, ref))
             finally:
                 connector.close()
         except FerryError as exc:
@@ -77,6 +80,20 @@ def check_connections(loaded: LoadedModel) -> None:
         except FerryError as exc:
             report.add("unreachable", f"consumer {consumer_ref}: cannot reach its sink: {exc}",
                        where, severity="warning")
+
+
+def _head_position(loaded: LoadedModel, ref: str) -> dict[str, Any] | None:
+    """The cursor state (a change log's position) of ``ref``'s latest version in the
+    model's store; None when there is none or the store cannot be read here."""
+    from dataferry.store.store import Store
+
+    assert loaded.ecosystem is not None
+    try:
+        dataset = Store.for_model(loaded.root, loaded.ecosystem).dataset(ref)
+        head = dataset.head() if dataset.exists() else None
+    except (FerryError, OSError, ValueError):
+        return None
+    return head.manifest.cursor if head is not None else None
 
 
 def _is_schema(error: Exception) -> bool:

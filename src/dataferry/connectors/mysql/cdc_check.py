@@ -11,6 +11,8 @@ the table. A recorded position in a binlog file the server has purged cannot be 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pymysql
 
 from dataferry.connectors.base import CaptureFinding
@@ -28,10 +30,21 @@ NEEDED_SETTINGS = (
 )
 
 
-def capture_problems(connection: pymysql.Connection, database: str,
-                     table: str) -> list[CaptureFinding]:
-    """Every reason the server or the table cannot be captured, each saying what to do."""
+def capture_problems(connection: pymysql.Connection, database: str, table: str, *,
+                     dataset: str, state: dict[str, Any] | None = None
+                     ) -> list[CaptureFinding]:
+    """Every reason the server or the table cannot be captured, each saying what to do;
+    ``state`` is the latest version's (its binlog file may have been purged since)."""
     problems = [CaptureFinding(message) for message in setting_problems(connection)]
+    file = state.get("binlog_file") if state else None
+    if isinstance(file, str):
+        try:
+            files = binlog_files(connection)
+        except pymysql.Error:  # no grant to list them: reported below
+            files = {file: 0}
+        if file not in files:
+            problems.append(CaptureFinding(purged_message(dataset, file, files,
+                                                        named=False)))
     with connection.cursor() as cursor:
         cursor.execute("SHOW GRANTS")
         grants = " ".join(str(g) for (g,) in cursor.fetchall()).upper()
@@ -96,10 +109,14 @@ def binlog_files(connection: pymysql.Connection) -> dict[str, int]:
         return {str(row[0]): int(row[1]) for row in cursor.fetchall()}
 
 
-def purged_message(dataset: str, file: str, files: dict[str, int] | list[str]) -> str:
+def purged_message(dataset: str, file: str, files: dict[str, int] | list[str], *,
+                   named: bool = True) -> str:
+    """What to do when ``file`` (the latest version's position) is gone; ``named``: the
+    message starts with ``dataset``."""
     kept = sorted(files)
     oldest = f" (its oldest binlog now is {kept[0]})" if kept else ""
-    return (f"{dataset}: the binlog file {file} holding the position of the last version "
+    return (f"{dataset + ': ' if named else ''}the binlog file {file} holding the position "
+            "of the latest version "
             f"was purged by the server{oldest}, so the changes since cannot be read; a full "
             f"re-snapshot is needed: run `ferry run --full {dataset}`, and keep binlogs "
             "longer than the time between runs (binlog_expire_logs_seconds)")

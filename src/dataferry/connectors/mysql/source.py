@@ -136,9 +136,11 @@ class MysqlSource(SourceConnector):
 
         return BinlogCapture(self).read_changes(request)
 
-    def capture_problems(self, dataset: str, spec: SourceDataset) -> list[CaptureFinding]:
+    def capture_problems(self, dataset: str, spec: SourceDataset,
+                         state: dict[str, Any] | None = None) -> list[CaptureFinding]:
         """Why ``capture: cdc`` cannot read this dataset (server settings, grants, a table
-        without a primary key: ``cdc_check.py``); empty for other captures."""
+        without a primary key, the latest version's binlog position purged:
+        ``cdc_check.py``); empty for other captures."""
         if spec.capture != "cdc":
             return []
         from dataferry.connectors.mysql.cdc_check import capture_problems
@@ -149,7 +151,7 @@ class MysqlSource(SourceConnector):
                                    "table: (a query: dataset cannot be captured)")]
         connection = self._connect()
         try:
-            found = capture_problems(connection, *table)
+            found = capture_problems(connection, *table, dataset=dataset, state=state)
         except pymysql.Error as exc:
             raise self._fail(exc, f"cannot check cdc for {dataset} on") from None
         finally:
