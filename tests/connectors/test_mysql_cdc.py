@@ -490,3 +490,31 @@ def test_columns_added_or_dropped_between_reads_are_drift(
                    database=database)
     with pytest.raises(SourceError, match="'qty'"):
         changes(src, ITEMS, found.position)
+
+
+def test_an_idle_tables_reads_move_on_past_binlog_without_its_events(
+        server: PrivateServer, database: str) -> None:
+    server.execute(ITEMS_DDL, "CREATE TABLE busy (id INT PRIMARY KEY AUTO_INCREMENT, v INT)",
+                   database=database)
+    src = source(server, database)
+    start, _, _ = changes(src, ITEMS, None)
+    server.execute(*["INSERT INTO busy (v) VALUES (1)"] * 5, "FLUSH BINARY LOGS",
+                   *["INSERT INTO busy (v) VALUES (2)"] * 5, database=database)
+    idle, rows, deleted = changes(src, ITEMS, start.position)  # nothing for items
+    assert rows == {} and deleted == []
+    assert idle.position["binlog_file"] != start.position["binlog_file"]
+    idle.acknowledge()  # no version published: the head keeps start.position
+    server.execute("INSERT INTO busy (v) VALUES (3)", database=database)
+    deadline = time.monotonic() + 30
+    while start.position["binlog_file"] in {r[0] for r in server.execute("SHOW BINARY LOGS")}:
+        assert time.monotonic() < deadline, "the server kept the old binlog"
+        server.execute(f"PURGE BINARY LOGS TO '{idle.position['binlog_file']}'")
+        time.sleep(0.2)
+    # The head's position is purged, but the binlog after it had nothing for the table.
+    assert src.capture_problems("shop.items", ITEMS, start.position) == []
+    server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
+    found, rows, _ = changes(src, ITEMS, start.position)
+    assert rows == {1: {"id": 1, "name": "a", "qty": 1}}
+    found.acknowledge()  # it had an event of the table: noted nothing
+    again, rows, _ = changes(src, ITEMS, idle.position)  # e.g. the version was lost
+    assert rows == {1: {"id": 1, "name": "a", "qty": 1}}

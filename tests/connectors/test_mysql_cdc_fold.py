@@ -3,6 +3,7 @@ transactions only) against a plain model, and the binlog position's state round 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from dataferry.connectors.mysql.cdc import BinlogPosition
 from dataferry.connectors.mysql.cdc_fold import DELETE, UPSERT, ChangeFold
+from dataferry.connectors.mysql.cdc_scans import IdleScans
 
 _OPS = st.lists(st.one_of(
     st.tuples(st.just("upsert"), st.integers(0, 5), st.text(max_size=3)),
@@ -67,3 +69,19 @@ def test_a_state_of_another_capture_is_no_position() -> None:
     assert BinlogPosition.of_state(None) is None
     assert BinlogPosition.of_state({"cursor": "2024-01-01"}) is None
     assert BinlogPosition.of_state({"binlog_file": "binlog.000001", "binlog_pos": "4"}) is None
+
+
+def test_idle_scans_follow_only_notes_of_their_server_and_table(tmp_path: Path) -> None:
+    scans = IdleScans("127.0.0.1:3306 1 db1", "shop.items", tmp_path)
+    p1, p2, p3 = (BinlogPosition("binlog.000001", 100), BinlogPosition("binlog.000002", 50),
+                  BinlogPosition("binlog.000003", 10, "0-1-9"))
+    assert scans.skip(p1) == p1
+    scans.note_empty(p1, p2)
+    scans.note_empty(p2, p3)
+    scans.note_empty(p3, p1)  # backwards: never noted
+    assert scans.skip(p1) == p3 and scans.skip(p2) == p3 and scans.skip(p3) == p3
+    assert IdleScans("127.0.0.1:3306 2 db1", "shop.items", tmp_path).skip(p1) == p1
+    assert IdleScans("127.0.0.1:3306 1 db1", "shop.other", tmp_path).skip(p1) == p1
+    for note in tmp_path.iterdir():
+        note.write_text("{not json")
+    assert scans.skip(p1) == p1  # an unreadable note: read from the position itself

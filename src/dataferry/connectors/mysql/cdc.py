@@ -45,6 +45,7 @@ from dataferry.connectors.base import ReadRequest
 from dataferry.connectors.changes import ChangeSet
 from dataferry.connectors.mysql.cdc_check import binlog_files, purged_message, setting_problems
 from dataferry.connectors.mysql.cdc_fold import DELETE, UPSERT, ChangeFold
+from dataferry.connectors.mysql.cdc_scans import IdleScans
 from dataferry.connectors.mysql.cdc_values import normalize, to_arrow
 from dataferry.connectors.mysql.connection import parse_dsn, secret_of
 from dataferry.connectors.mysql.types import ResultColumn, arrow_type
@@ -177,9 +178,11 @@ class BinlogCapture:
         try:
             table = self._table(connection, request)
             _refuse_settings(connection, request.dataset)
+            scans = idle_scans(connection, source, table.database, table.name)
+            resumed = scans.skip(start)
             files = binlog_files(connection)
-            if start.file not in files:
-                raise SourceError(purged_message(request.dataset, start.file, files),
+            if resumed.file not in files:
+                raise SourceError(purged_message(request.dataset, resumed.file, files),
                                   public=True)
             end = _master_position(connection)
         except pymysql.Error as exc:
@@ -188,7 +191,7 @@ class BinlogCapture:
             connection.close()
         fold = ChangeFold()
         try:
-            reached, last_event = self._fold(request, table, start, end, fold)
+            reached, last_event, events = self._fold(request, table, resumed, end, fold)
         except BaseException:
             fold.close()
             raise
@@ -199,16 +202,23 @@ class BinlogCapture:
         if fold.count(DELETE):
             deleted = pa.RecordBatchReader.from_batches(
                 table.key_schema, self._batches(fold, DELETE, table, request))
+
+        def acknowledge() -> None:
+            if events == 0:  # no event of the table from start to reached (cdc_scans.py)
+                scans.note_empty(start, reached)
+
         return ChangeSet(upserts=upserts, deleted_keys=deleted, position=reached.state(*lag),
-                         snapshot=False, close=fold.close)
+                         acknowledge=acknowledge, snapshot=False, close=fold.close)
 
     def _fold(self, request: ReadRequest, table: Table, start: BinlogPosition,
-              end: BinlogPosition, fold: ChangeFold) -> tuple[BinlogPosition, float | None]:
+              end: BinlogPosition, fold: ChangeFold
+              ) -> tuple[BinlogPosition, float | None, int]:
         """Fold the committed row events of ``table`` from ``start`` to (at least) ``end``;
-        the position after the last whole transaction read, and its event time."""
+        the position after the last whole transaction read, its event time and how many
+        row events of the table were read."""
         reached, last_event = start, None
         if start.order() >= end.order():
-            return reached, last_event
+            return reached, last_event, 0
         stream = BinLogStreamReader(
             connection_settings=self._settings(), server_id=random.randint(1 << 20, 1 << 31),
             resume_stream=True, log_file=start.file, log_pos=start.pos, blocking=False,
@@ -257,7 +267,7 @@ class BinlogCapture:
         finally:
             fold.rollback()  # a transaction whose end was not read: never split
             stream.close()
-        return reached, last_event
+        return reached, last_event, rows
 
     def _apply(self, event: Any, table: Table, request: ReadRequest, fold: ChangeFold) -> int:
         columns = {c.name: c for c in event.columns}
@@ -390,6 +400,18 @@ class BinlogCapture:
             return 0, 0.0
         seconds = None if last_event is None else round(max(time.time() - last_event, 0.0), 3)
         return behind, seconds
+
+
+def idle_scans(connection: pymysql.Connection, source: Any, database: str,
+               table: str) -> IdleScans:
+    """The notes of binlog ranges without events of ``database.table`` on this server."""
+    dsn = parse_dsn(source.mysql.dsn, source.what, SourceError)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@server_id, @@hostname")
+        row = cursor.fetchone()
+    identity = " ".join(str(v) for v in row) if row is not None else ""
+    where = dsn.options.get("unix_socket") or f"{dsn.host}:{dsn.port}"
+    return IdleScans(f"{where} {identity}", f"{database}.{table}")
 
 
 def _master_position(connection: pymysql.Connection) -> BinlogPosition:

@@ -143,6 +143,7 @@ class MysqlSource(SourceConnector):
         ``cdc_check.py``); empty for other captures."""
         if spec.capture != "cdc":
             return []
+        from dataferry.connectors.mysql.cdc import BinlogPosition, idle_scans
         from dataferry.connectors.mysql.cdc_check import capture_problems
 
         _, table = self._relation(dataset, spec)
@@ -151,6 +152,9 @@ class MysqlSource(SourceConnector):
                                    "table: (a query: dataset cannot be captured)")]
         connection = self._connect()
         try:
+            start = BinlogPosition.of_state(state)
+            if start is not None:  # as a read would resume (cdc_scans.py)
+                state = idle_scans(connection, self, *table).skip(start).state(None, None)
             found = capture_problems(connection, *table, dataset=dataset, state=state)
         except pymysql.Error as exc:
             raise self._fail(exc, f"cannot check cdc for {dataset} on") from None
