@@ -101,6 +101,7 @@ class Table:
     chosen: list[tuple[ResultColumn, str]]  # (live column, declared name)
     key: list[str]  # live names of the primary key columns
     natives: dict[str, str]  # live name -> COLUMN_TYPE (lower case)
+    batch: int = 65_536  # rows per batch of the change set
 
     @property
     def schema(self) -> pa.Schema:
@@ -173,12 +174,17 @@ class BinlogCapture:
     # --- later runs: the binlog after the recorded position ---------------------------
 
     def _changes(self, request: ReadRequest, start: BinlogPosition) -> ChangeSet:
+        from dataferry.connectors.mysql.source import batch_rows
+
         source = self.source
         connection = source._connect()
         try:
             table = self._table(connection, request)
             _refuse_settings(connection, request.dataset)
             scans = idle_scans(connection, source, table.database, table.name)
+            # Batches of about BATCH_BYTES whatever the row width, as a snapshot read has.
+            table.batch = batch_rows(connection, (table.database, table.name),
+                                     [f for f, _ in table.chosen], request.batch_rows)
             resumed = scans.skip(start)
             files = binlog_files(connection)
             if resumed.file not in files:
@@ -323,7 +329,7 @@ class BinlogCapture:
         fields = ([f for f, _ in table.chosen] if op == UPSERT
                   else [by_name[k] for k in table.key])
         schema = table.schema if op == UPSERT else table.key_schema
-        for rows in fold.rows(op, request.batch_rows):
+        for rows in fold.rows(op, table.batch):
             columns = list(zip(*rows, strict=True))
             arrays = [to_arrow(columns[i], field, schema.field(i).type, request.dataset)
                       for i, field in enumerate(fields)]
