@@ -47,7 +47,7 @@ from dataferry.connectors.mysql.cdc_check import binlog_files, purged_message, s
 from dataferry.connectors.mysql.cdc_fold import DELETE, UPSERT, ChangeFold
 from dataferry.connectors.mysql.cdc_scans import IdleScans
 from dataferry.connectors.mysql.cdc_values import normalize, to_arrow
-from dataferry.connectors.mysql.connection import parse_dsn, secret_of
+from dataferry.connectors.mysql.connection import parse_dsn, qualified, secret_of
 from dataferry.connectors.mysql.types import ResultColumn, arrow_type
 from dataferry.errors import FerryError, SourceError
 from dataferry.faults import crash_point
@@ -154,7 +154,7 @@ class BinlogCapture:
             gtid = str(found[0]) if found is not None and found[0] is not None else None
             position = BinlogPosition(file, pos, gtid)
             schema = table.schema
-            relation = f"`{table.database}`.`{table.name}`"
+            relation = qualified(table.database, table.name)
             full = replace(request, since=None)
             sql = source._select(full, relation, [f for f, _ in table.chosen], table.chosen,
                                  connection, _text)
