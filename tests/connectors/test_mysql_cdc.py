@@ -518,3 +518,25 @@ def test_an_idle_tables_reads_move_on_past_binlog_without_its_events(
     found.acknowledge()  # it had an event of the table: noted nothing
     again, rows, _ = changes(src, ITEMS, idle.position)  # e.g. the version was lost
     assert rows == {1: {"id": 1, "name": "a", "qty": 1}}
+
+
+def test_a_user_without_replication_grants_is_refused_before_the_snapshot(
+        server: PrivateServer, database: str) -> None:
+    server.execute(ITEMS_DDL, database=database)
+    user = f"u{uuid.uuid4().hex[:8]}"
+    server.execute(f"CREATE USER '{user}'@'%'", f"GRANT SELECT ON {database}.* TO '{user}'@'%'")
+    try:
+        with pytest.raises(SourceError, match=r"lacks REPLICATION SLAVE and REPLICATION "
+                                              r"CLIENT ON \*\.\*: GRANT"):
+            changes(source(server, database, user), ITEMS, None)
+        role = f"r{uuid.uuid4().hex[:8]}"
+        server.execute(f"CREATE ROLE {role}", f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* "
+                       f"TO {role}", f"GRANT {role} TO '{user}'@'%'",
+                       f"SET DEFAULT ROLE {role} FOR '{user}'@'%'")
+        first, _, _ = changes(source(server, database, user), ITEMS, None)  # through a role
+        server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
+        _, rows, _ = changes(source(server, database, user), ITEMS, first.position)
+        assert rows == {1: {"id": 1, "name": "a", "qty": 1}}
+        server.execute(f"DROP ROLE {role}")
+    finally:
+        server.execute(f"DROP USER '{user}'@'%'")

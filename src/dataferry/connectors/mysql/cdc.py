@@ -43,7 +43,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from dataferry.connectors.base import ReadRequest
 from dataferry.connectors.changes import ChangeSet
-from dataferry.connectors.mysql.cdc_check import binlog_files, purged_message, setting_problems
+from dataferry.connectors.mysql.cdc_check import binlog_files, purged_message, read_problems
 from dataferry.connectors.mysql.cdc_fold import DELETE, UPSERT, ChangeFold
 from dataferry.connectors.mysql.cdc_scans import IdleScans
 from dataferry.connectors.mysql.cdc_values import normalize, to_arrow
@@ -431,7 +431,7 @@ def _master_position(connection: pymysql.Connection) -> BinlogPosition:
 
 
 def _refuse_settings(connection: pymysql.Connection, dataset: str) -> None:
-    problems = setting_problems(connection)
+    problems = read_problems(connection)
     if problems:
         raise SourceError(f"{dataset}: cdc capture cannot read this server's binlog: "
                           + "; ".join(problems) + " (docs/connectors.md#mariadb-cdc)",

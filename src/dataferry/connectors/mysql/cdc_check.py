@@ -11,6 +11,7 @@ the table. A recorded position in a binlog file the server has purged cannot be 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pymysql
@@ -35,7 +36,7 @@ def capture_problems(connection: pymysql.Connection, database: str, table: str, 
                      ) -> list[CaptureFinding]:
     """Every reason the server or the table cannot be captured, each saying what to do;
     ``state`` is the latest version's (its binlog file may have been purged since)."""
-    problems = [CaptureFinding(message) for message in setting_problems(connection)]
+    problems = [CaptureFinding(message) for message in read_problems(connection)]
     file = state.get("binlog_file") if state else None
     if isinstance(file, str):
         try:
@@ -46,14 +47,6 @@ def capture_problems(connection: pymysql.Connection, database: str, table: str, 
             problems.append(CaptureFinding(purged_message(dataset, file, files,
                                                         named=False)))
     with connection.cursor() as cursor:
-        cursor.execute("SHOW GRANTS")
-        grants = " ".join(str(g) for (g,) in cursor.fetchall()).upper()
-        missing = _missing_grants(grants)
-        if missing:
-            problems.append(CaptureFinding(
-                f"the user lacks {' and '.join(missing)} ON *.*: GRANT "
-                f"{', '.join(missing)} ON *.* TO the source's user (reading the binlog needs "
-                "them)"))
         cursor.execute("SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE "
                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
                        "AND CONSTRAINT_NAME = 'PRIMARY'", (database, table))
@@ -64,6 +57,21 @@ def capture_problems(connection: pymysql.Connection, database: str, table: str, 
                 "one cannot be told apart; add a PRIMARY KEY on the declared primary_key "
                 "columns", missing_key=True))
     return problems
+
+
+def read_problems(connection: pymysql.Connection) -> list[str]:
+    """The server settings and grants CDC needs that are not as it needs them, each saying
+    what to do (checked before every read, so a snapshot is never taken for nothing)."""
+    problems = []
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW GRANTS")
+        grants = " ".join(str(g) for (g,) in cursor.fetchall()).upper()
+    missing = _missing_grants(grants)
+    if missing:
+        problems.append(f"the user lacks {' and '.join(missing)} ON *.*: GRANT "
+                        f"{', '.join(missing)} ON *.* TO the source's user (reading the "
+                        "binlog needs them)")
+    return setting_problems(connection) + problems
 
 
 def setting_problems(connection: pymysql.Connection) -> list[str]:
@@ -92,7 +100,9 @@ def _setting(value: object) -> str:
 
 
 def _missing_grants(grants: str) -> list[str]:
-    if "ALL PRIVILEGES ON *.*" in grants:
+    """The replication grants ``SHOW GRANTS`` lacks; none when a role is granted (its
+    privileges may be elsewhere: the read itself then says what is missing)."""
+    if "ALL PRIVILEGES ON *.*" in grants or re.search(r"GRANT `[^`]+` TO ", grants):
         return []
     missing = []
     if "REPLICATION SLAVE" not in grants:
