@@ -15,7 +15,7 @@ u64 = st.integers(0, 2**64 - 1)
 i64 = st.integers(-(2**63), 2**63 - 1)
 u32 = st.integers(0, 2**32 - 1)
 i32 = st.integers(-(2**31), 2**31 - 1)
-names = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
+names = st.text(st.characters(exclude_characters="\0", exclude_categories=["Cs"]),
                 max_size=20)
 values = st.one_of(st.none(), st.just(wire.UNCHANGED), st.binary(max_size=30))
 tuples = st.lists(values, max_size=6).map(tuple)
@@ -78,3 +78,24 @@ def test_lsn_text_as_postgresql_prints_it() -> None:
     assert wire.format_lsn(0x16_B374D848) == "16/B374D848"
     with pytest.raises(ValueError, match="not an LSN"):
         wire.parse_lsn("12345")
+
+
+@given(messages)
+def test_the_row_fast_path_agrees_with_decode(message: wire.Message) -> None:
+    change = wire.row_change(wire.encode(message))
+    match message:
+        case wire.Insert(relation_id, new):
+            assert change == ("I", relation_id, None, None, new)
+        case wire.Update(relation_id, old, old_kind, new):
+            assert change == ("U", relation_id, old, old_kind if old is not None else None,
+                              new)
+        case wire.Delete(relation_id, old, old_kind):
+            assert change == ("D", relation_id, old, old_kind, None)
+        case _:
+            assert change is None
+
+
+@given(st.binary(max_size=40).map(lambda b: b"U" + b))
+def test_the_row_fast_path_fails_only_with_protocol_errors(data: bytes) -> None:
+    with contextlib.suppress(wire.ProtocolError):
+        wire.row_change(data)

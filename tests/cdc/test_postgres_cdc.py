@@ -148,8 +148,9 @@ def test_changes_become_one_keyed_version_per_run(
     head = versions(root)[-1]
     assert head["version"] == 2 and lsn(head["cursor"]["lsn"]) > lsn(
         versions(root)[0]["cursor"]["lsn"])
-    # upserts of 1 (unchanged declared columns: not counted), 2, 5, 6, 40; deletes of 3, 4
-    assert (head["added"], head["removed"]) == (4, 4)
+    # upserts of 1 (its undeclared column changed: the log says it changed), 2, 5, 6, 40;
+    # deletes of 3, 4
+    assert (head["added"], head["removed"]) == (5, 5)
 
     third = ferry("run", "shop.orders", "--model", root)  # nothing changed: no version
     assert third.code == 0 and len(versions(root)) == 2
@@ -295,3 +296,84 @@ def test_ferry_apply_drops_the_slot_of_a_dataset_that_stopped_reading_changes(
     assert f"dropped replication slot {SLOT}" in applied.out
     assert slot(source) == {} and publications(source) == []
     assert ferry("apply", "--model", root).code == 0  # nothing left to drop: no error
+
+
+def test_check_connect_says_what_keeps_cdc_from_running(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    root = make_model(tmp_path, source)
+    ready = ferry("check", "--connect", "--model", root, "--json")
+    assert ready.code == 0 and {f["code"] for f in json.loads(ready.out)["findings"]} == {
+        "schema-mismatch"}, ready  # only the undeclared column "note"
+    execute(source, "create role reader login", "grant select on orders to reader",
+            "alter table orders drop constraint orders_pkey")
+    root = make_model(tmp_path / "reader", source.replace("postgres@", "reader@"))
+    check = ferry("check", "--connect", "--model", root, "--json")
+    findings = {(f["code"], f["severity"]): f["message"]
+                for f in json.loads(check.out)["findings"]}
+    assert check.code == 1, check
+    assert "lacks the REPLICATION attribute" in findings[("unreachable", "warning")]
+    assert "needs a primary key on table public.orders" in \
+        findings[("missing-primary-key", "error")]
+
+
+def test_check_connect_reports_a_server_without_logical_wal(
+        tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    from tests.connectors.pg_helpers import temporary_database
+
+    with temporary_database() as dsn:  # the shared server: wal_level replica
+        if fetch(dsn, "show wal_level")[0][0] == "logical":
+            pytest.skip("the shared server already has wal_level = logical")
+        execute(dsn, DDL)
+        check = ferry("check", "--connect", "--model", make_model(tmp_path, dsn), "--json")
+    messages = [f["message"] for f in json.loads(check.out)["findings"]]
+    assert any("wal_level is replica; set wal_level = logical" in m for m in messages), check
+
+
+def test_lag_in_bytes_and_seconds_for_datasets_the_api_and_the_page(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    from dataferry.model.graph import ModelIndex
+    from dataferry.server.catalog import dataset_detail
+
+    root = make_model(tmp_path, source)
+    before = json.loads(ferry("datasets", "--model", root, "--json").out)
+    assert before[0]["lag"]["bytes"] is None  # no slot before the first run
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "insert into orders select i, repeat('x', 500), 1, now(), null, null "
+                    "from generate_series(1, 2000) i")
+    waiting = json.loads(ferry("datasets", "--model", root, "--json").out)[0]["lag"]
+    assert waiting["bytes"] > 1_000_000 and waiting["seconds"] >= 0 and waiting["read_at"]
+    table = ferry("datasets", "--model", root)
+    assert "lag" in table.out and "MiB" in table.out
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    detail = dataset_detail(ModelIndex(loaded.ecosystem),
+                            Store.for_model(root, loaded.ecosystem), None, "shop.orders",
+                            root=root)
+    assert detail is not None and detail.lag is not None
+    assert detail.lag["bytes"] < waiting["bytes"] // 10  # caught up
+
+
+def test_ferry_up_reads_the_change_log_continuously(
+        source: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dataferry.broker.scheduler import Scheduler
+    from dataferry.engine.context import RunContext
+
+    root = make_model(tmp_path, source)
+    team = root / "teams/shop/shop.yaml"
+    team.write_text(team.read_text() + "consumers:\n  notebooks:\n    sink: {kind: share}\n"
+                    "    datasets: [{ref: shop.orders, freshness: 1h}]\n")
+    at = [datetime(2026, 12, 7, 6, 0, tzinfo=UTC)]
+    scheduler = Scheduler(RunContext.from_loaded(load_model(root)), workers=1,
+                          now=lambda: at[0])
+    try:
+        scheduler.run_until_idle()
+        assert versions(root) and stored(root) == []
+        execute(source, "insert into orders values (1, 'one', 1, now(), null, null)")
+        at[0] += timedelta(seconds=2)  # long before half the freshness (30 min)
+        scheduler.run_until_idle()
+    finally:
+        scheduler.close()
+    assert [r[0] for r in stored(root)] == [1]

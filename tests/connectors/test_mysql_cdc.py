@@ -248,26 +248,26 @@ def test_a_purged_position_says_a_full_snapshot_is_needed(
         time.sleep(0.2)
     with pytest.raises(SourceError, match=r"purged.*ferry run --full shop.items"):
         changes(src, ITEMS, start.position)
-    [problem] = src.capture_problems("shop.items", ITEMS, start.position)  # check --connect
+    [problem] = src.change_problems("shop.items", ITEMS, position=start.position)  # check --connect
     assert problem.message.startswith(
         f"shop.items: cdc capture: the binlog file {start.position['binlog_file']} holding "
         "the position of the latest version was purged by the server")
     assert "run `ferry run --full shop.items`" in problem.message
 
 
-def test_capture_problems_name_each_setting_grant_and_the_missing_key(
+def test_change_problems_name_each_setting_grant_and_the_missing_key(
         server: PrivateServer, database: str) -> None:
     server.execute(ITEMS_DDL, "CREATE TABLE nokey (id BIGINT, name VARCHAR(5))",
                    database=database)
     src = source(server, database)
-    assert src.capture_problems("shop.items", ITEMS) == []
+    assert src.change_problems("shop.items", ITEMS) == []
     user = f"u{uuid.uuid4().hex[:8]}"
     server.execute(f"CREATE USER '{user}'@'%'", f"GRANT SELECT ON {database}.* TO '{user}'@'%'")
     server.execute("SET GLOBAL binlog_row_image = 'MINIMAL'",
                    "SET GLOBAL binlog_format = 'MIXED'")
     try:
         limited = source(server, database, user)
-        problems = limited.capture_problems("shop.nokey", dataset(
+        problems = limited.change_problems("shop.nokey", dataset(
             {"id": "int64", "name": "string"}, ["id"], table="nokey"))
     finally:
         server.execute("SET GLOBAL binlog_row_image = 'FULL'", "SET GLOBAL binlog_format = 'ROW'",
@@ -276,9 +276,10 @@ def test_capture_problems_name_each_setting_grant_and_the_missing_key(
     assert "binlog_format is MIXED; set binlog_format=ROW" in text
     assert "binlog_row_image is MINIMAL" in text
     assert "REPLICATION SLAVE and REPLICATION CLIENT" in text
-    assert [p.missing_key for p in problems].count(True) == 1
+    assert [(p.code, p.severity) for p in problems].count(("missing-primary-key", "error")) == 1
+    assert {p.code for p in problems} == {"missing-primary-key", "unreachable"}
     assert "nokey has no primary key" in text
-    assert src.capture_problems("shop.items", dataset({"id": "int64"}, ["id"]).model_copy(
+    assert src.change_problems("shop.items", dataset({"id": "int64"}, ["id"]).model_copy(
         update={"capture": "snapshot"})) == []
 
 
@@ -511,7 +512,7 @@ def test_an_idle_tables_reads_move_on_past_binlog_without_its_events(
         server.execute(f"PURGE BINARY LOGS TO '{idle.position['binlog_file']}'")
         time.sleep(0.2)
     # The head's position is purged, but the binlog after it had nothing for the table.
-    assert src.capture_problems("shop.items", ITEMS, start.position) == []
+    assert src.change_problems("shop.items", ITEMS, position=start.position) == []
     server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
     found, rows, _ = changes(src, ITEMS, start.position)
     assert rows == {1: {"id": 1, "name": "a", "qty": 1}}

@@ -167,6 +167,7 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
             team = context.index.ecosystem.teams[entry.team]
             owners[ref] = team.owners[0] if team.owners else None
     rows: list[dict[str, Any]] = []
+    lags = _lags(context, refs)
     for ref in sorted(refs):
         dataset = context.store.dataset(ref)
         head = dataset.head() if dataset.exists() else None
@@ -178,35 +179,41 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
             "bytes": sum(f.size for f in files) if head else None,
             "updated_at": head.manifest.created_at if head else None,
             "owner": owners.get(ref),
-            "lag": _lag(head.manifest.cursor) if head else None,
+            **({"lag": lags[ref]} if ref in lags else {}),
         })
     if json_out:
         print_json(rows)
         return
-    with_lag = any(r["lag"] is not None for r in rows)
-    print_table(["dataset", "version", "rows", "size", "updated", "owner",
-                 *(["lag"] if with_lag else [])], [
+    print_table(["dataset", "version", "rows", "size", "updated", "owner"] +
+                (["lag"] if lags else []), [
         [r["ref"], _or_dash(r["version"]), _or_dash(r["rows"], "{:,}"),
          _size(r["bytes"]) if r["bytes"] is not None else "-",
-         (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-",
-         *([_lag_text(r["lag"])] if with_lag else [])]
+         (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-"] +
+        ([_lag_text(r.get("lag"))] if lags else [])
         for r in rows
     ])
 
 
-def _lag(cursor: dict[str, Any] | None) -> dict[str, Any] | None:
-    """How far behind its source's change log a CDC dataset's head was when it was read
-    (``lag_seconds``/``lag_bytes`` of the position in its manifest); None for others."""
-    if not cursor or ("lag_seconds" not in cursor and "lag_bytes" not in cursor):
-        return None
-    return {"seconds": cursor.get("lag_seconds"), "bytes": cursor.get("lag_bytes")}
+def _lags(context: _Context, refs: set[str]) -> dict[str, dict[str, Any]]:
+    """The lag of each dataset that reads a change log (asking its source)."""
+    if context.index is None:
+        return {}
+    from dataferry.engine.changes import change_lag
+
+    found = {ref: change_lag(context.index, context.store, context.loaded.root, ref)
+             for ref in sorted(refs)}
+    return {ref: lag for ref, lag in found.items() if lag is not None}
 
 
 def _lag_text(lag: dict[str, Any] | None) -> str:
     if lag is None:
         return "-"
-    seconds = "?" if lag["seconds"] is None else f"{lag['seconds']:g} s"
-    return seconds if lag["bytes"] is None else f"{seconds} ({_size(lag['bytes'])})"
+    if lag.get("error"):
+        return "unknown (source unreachable)"
+    if lag.get("bytes") is None:
+        return "no slot yet"
+    seconds = lag.get("seconds")
+    return f"{_size(lag['bytes'])}, {'-' if seconds is None else f'{seconds:,.0f}'} s"
 
 
 def _or_dash(value: Any, fmt: str = "{}") -> str:

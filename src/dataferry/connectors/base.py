@@ -108,18 +108,6 @@ class ReadResult:
     replace version then skips the store's own uniqueness check (``enforce_unique``)."""
 
 
-@dataclass(frozen=True)
-class CaptureFinding:
-    """Why a dataset's ``capture:`` cannot work against the live source (``ferry check
-    --connect``): a server setting, a missing grant, a table without a primary key. Says
-    what to do; never holds a secret."""
-
-    message: str
-    missing_key: bool = False
-    """The table has no primary key (reported as ``missing-primary-key``; the rest as
-    ``unreachable``: the source's change log cannot be read)."""
-
-
 class SourceConnector(ABC):
     """Reads datasets of one ``sources:`` entry of the model."""
 
@@ -143,14 +131,6 @@ class SourceConnector(ABC):
                        model_root: Path) -> list[LineageName]:
         """The tables or files ``dataset`` reads, as OpenLineage names them (a query's
         tables); empty when unknown. From the model alone: no connection, no secret."""
-        return []
-
-    def capture_problems(self, dataset: str, spec: SourceDataset,
-                         state: dict[str, Any] | None = None) -> list[CaptureFinding]:
-        """Why ``spec.capture`` cannot read ``dataset`` from the live source (e.g. ``cdc``
-        on a server whose change log is off, or that no longer has the position ``state``,
-        the latest version's cursor state, recorded); empty when it can, or nothing is
-        checked."""
         return []
 
     def close(self) -> None:  # noqa: B027 - optional

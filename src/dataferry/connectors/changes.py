@@ -103,6 +103,41 @@ class ChangeSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ChangeProblem:
+    """What keeps a dataset from reading changes (``ferry check --connect``)."""
+
+    code: str
+    """A finding code: ``missing-primary-key`` (the table has none), ``unreachable`` (the
+    server is not set up for it: no logical WAL, no replication rights)."""
+    message: str
+    severity: str = "warning"
+
+
+@runtime_checkable
+class ChecksChanges(Protocol):
+    """A change source that can tell, before a run, whether a dataset's changes can be read."""
+
+    def change_problems(self, dataset: str, spec: SourceDataset, *,
+                        position: dict[str, Any] | None = None) -> list[ChangeProblem]:
+        """``position``: the dataset's latest version's (its head's cursor state; None when
+        it has none), for a source whose server does not keep it (MariaDB: its binlog file
+        may have been purged since)."""
+        ...
+
+
+@runtime_checkable
+class MeasuresLag(Protocol):
+    """A change source that can say how much of its log the store has not read yet."""
+
+    def change_lag_bytes(self, dataset: str, *,
+                         position: dict[str, Any] | None = None) -> int | None:
+        """How many bytes of log the source holds for ``dataset`` past what was confirmed
+        (None: it holds no position for it). ``position``: the dataset's head's cursor
+        state, for a source whose server keeps no position (MariaDB's binlog)."""
+        ...
+
+
 @runtime_checkable
 class ReleasesChanges(Protocol):
     """A change source that holds something on its server for each dataset (a replication

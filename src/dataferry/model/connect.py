@@ -3,19 +3,20 @@
 Every source dataset's live columns are compared with the declared ones (the same rules
 as an ingest, ``connectors.drift``): a missing column or an incompatible type is a
 ``schema-mismatch`` error; a source or sink that cannot be reached is an ``unreachable``
-warning (CI often cannot reach production, so it does not fail the check). A dataset whose
-``capture:`` cannot read the live source (``cdc`` on a server whose binlog or WAL is not
-set up for it, a missing replication grant) is an ``unreachable`` warning saying what to
-change; a captured table without a primary key is ``missing-primary-key``.
+warning (CI often cannot reach production, so it does not fail the check).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataferry.errors import FerryError, SourceError
-from dataferry.model.graph import ModelIndex
+from dataferry.model.graph import DatasetEntry, ModelIndex
 from dataferry.model.load import LoadedModel
+
+if TYPE_CHECKING:
+    from dataferry.connectors.base import SourceConnector
+    from dataferry.connectors.changes import ChangeProblem
 
 
 def check_connections(loaded: LoadedModel) -> None:
@@ -40,8 +41,6 @@ def check_connections(loaded: LoadedModel) -> None:
                 f"{entry.team}.{entry.source_name}", entry.source, loaded.root)
             try:
                 columns = connector.columns(ref, entry.dataset)
-                captures = connector.capture_problems(ref, entry.dataset,
-                                                      _head_position(loaded, ref))
             finally:
                 connector.close()
         except FerryError as exc:
@@ -51,11 +50,9 @@ def check_connections(loaded: LoadedModel) -> None:
                 report.add("unreachable", f"{ref}: cannot reach its source: {exc}", where,
                            severity="warning")
             continue
-        for capture in captures:
-            if capture.missing_key:
-                report.add("missing-primary-key", capture.message, where)
-            else:
-                report.add("unreachable", capture.message, where, severity="warning")
+        for trouble in _change_problems(connector, ref, entry, loaded):
+            report.add(trouble.code, trouble.message, where,
+                       severity=trouble.severity)  # type: ignore[arg-type]
         problems, warnings = compare(ref, entry.dataset, columns)
         for problem in problems:
             report.add("schema-mismatch", f"{ref}: {problem}", where)
@@ -80,6 +77,24 @@ def check_connections(loaded: LoadedModel) -> None:
         except FerryError as exc:
             report.add("unreachable", f"consumer {consumer_ref}: cannot reach its sink: {exc}",
                        where, severity="warning")
+
+
+def _change_problems(connector: SourceConnector, ref: str, entry: DatasetEntry,
+                     loaded: LoadedModel) -> list[ChangeProblem]:
+    """What keeps a dataset that reads changes from doing so (none for other datasets)."""
+    from dataferry.connectors.changes import ChangeProblem, ChecksChanges, reads_changes
+
+    assert entry.source is not None
+    if not reads_changes(entry.source.kind, entry.dataset) or \
+            not isinstance(connector, ChecksChanges):
+        return []
+    try:
+        return connector.change_problems(ref, entry.dataset,
+                                         position=_head_position(loaded, ref))
+    except FerryError as exc:
+        return [ChangeProblem("unreachable", f"{ref}: cannot check its change capture: {exc}")]
+    finally:
+        connector.close()
 
 
 def _head_position(loaded: LoadedModel, ref: str) -> dict[str, Any] | None:

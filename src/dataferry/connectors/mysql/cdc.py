@@ -393,19 +393,28 @@ class BinlogCapture:
             return None, None
         try:
             with contextlib.closing(connection):
-                files = binlog_files(connection)
+                behind = _bytes_after(binlog_files(connection), reached)
         except pymysql.Error:
             return None, None
-        if reached.file not in files:
+        if behind is None:
             return None, None
-        names = sorted(files, key=_sequence)
-        behind = files[reached.file] - reached.pos + sum(
-            files[n] for n in names if _sequence(n) > _sequence(reached.file))
-        behind = max(behind, 0)
         if behind == 0:
             return 0, 0.0
         seconds = None if last_event is None else round(max(time.time() - last_event, 0.0), 3)
         return behind, seconds
+
+
+def binlog_behind(connection: pymysql.Connection, position: BinlogPosition) -> int | None:
+    """Binlog bytes the server has written after ``position``; None when its file is gone."""
+    return _bytes_after(binlog_files(connection), position)
+
+
+def _bytes_after(files: dict[str, int], position: BinlogPosition) -> int | None:
+    if position.file not in files:
+        return None
+    later = sum(size for name, size in files.items()
+                if _sequence(name) > _sequence(position.file))
+    return max(files[position.file] - position.pos + later, 0)
 
 
 def idle_scans(connection: pymysql.Connection, source: Any, database: str,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pymysql
 
-from dataferry.connectors.base import CaptureFinding
+from dataferry.connectors.changes import ChangeProblem
 
 NEEDED_SETTINGS = (
     ("log_bin", "ON", "the binlog is off: start MariaDB with log_bin (e.g. --log-bin=binlog "
@@ -31,31 +31,36 @@ NEEDED_SETTINGS = (
 )
 
 
-def capture_problems(connection: pymysql.Connection, database: str, table: str, *,
-                     dataset: str, state: dict[str, Any] | None = None
-                     ) -> list[CaptureFinding]:
-    """Every reason the server or the table cannot be captured, each saying what to do;
-    ``state`` is the latest version's (its binlog file may have been purged since)."""
-    problems = [CaptureFinding(message) for message in read_problems(connection)]
-    file = state.get("binlog_file") if state else None
+def change_problems(connection: pymysql.Connection, database: str, table: str, *,
+                    dataset: str, position: dict[str, Any] | None = None
+                    ) -> list[ChangeProblem]:
+    """Every reason the server or the table cannot be captured, each saying what to do
+    and naming ``dataset``; ``position`` is the latest version's (its binlog file may have
+    been purged since). A table without a primary key is ``missing-primary-key`` (an
+    error); the rest ``unreachable`` (warnings: the change log cannot be read)."""
+    where = f"{dataset}: cdc capture:"
+    problems = [ChangeProblem("unreachable", f"{where} {message}")
+                for message in read_problems(connection)]
+    file = position.get("binlog_file") if position else None
     if isinstance(file, str):
         try:
             files = binlog_files(connection)
-        except pymysql.Error:  # no grant to list them: reported below
+        except pymysql.Error:  # no grant to list them: reported above
             files = {file: 0}
         if file not in files:
-            problems.append(CaptureFinding(purged_message(dataset, file, files,
-                                                        named=False)))
+            problems.append(ChangeProblem(
+                "unreachable", f"{where} {purged_message(dataset, file, files, named=False)}"))
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE "
                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
                        "AND CONSTRAINT_NAME = 'PRIMARY'", (database, table))
         row = cursor.fetchone()
-        if row is None or int(row[0]) == 0:
-            problems.append(CaptureFinding(
-                f"table {database}.{table} has no primary key: binlog rows of a table without "
-                "one cannot be told apart; add a PRIMARY KEY on the declared primary_key "
-                "columns", missing_key=True))
+    if row is None or int(row[0]) == 0:
+        problems.append(ChangeProblem(
+            "missing-primary-key",
+            f"{where} table {database}.{table} has no primary key: binlog rows of a table "
+            "without one cannot be told apart; add a PRIMARY KEY on the declared "
+            "primary_key columns", severity="error"))
     return problems
 
 

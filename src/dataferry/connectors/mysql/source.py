@@ -25,13 +25,13 @@ import pymysql
 import pymysql.cursors
 
 from dataferry.connectors.base import (
-    CaptureFinding,
     LineageName,
     ReadRequest,
     ReadResult,
     SourceColumn,
     SourceConnector,
 )
+from dataferry.connectors.changes import ChangeProblem
 from dataferry.connectors.mysql import arrow_stream
 from dataferry.connectors.mysql.connection import (
     Dsn,
@@ -136,32 +136,50 @@ class MysqlSource(SourceConnector):
 
         return BinlogCapture(self).read_changes(request)
 
-    def capture_problems(self, dataset: str, spec: SourceDataset,
-                         state: dict[str, Any] | None = None) -> list[CaptureFinding]:
+    def change_problems(self, dataset: str, spec: SourceDataset, *,
+                        position: dict[str, Any] | None = None) -> list[ChangeProblem]:
         """Why ``capture: cdc`` cannot read this dataset (server settings, grants, a table
-        without a primary key, the latest version's binlog position purged:
+        without a primary key, the latest version's binlog ``position`` purged:
         ``cdc_check.py``); empty for other captures."""
         if spec.capture != "cdc":
             return []
         from dataferry.connectors.mysql.cdc import BinlogPosition, idle_scans
-        from dataferry.connectors.mysql.cdc_check import capture_problems
+        from dataferry.connectors.mysql.cdc_check import change_problems
 
         _, table = self._relation(dataset, spec)
         if table is None:
-            return [CaptureFinding(f"{dataset}: cdc capture reads a table's changes: give "
-                                   "table: (a query: dataset cannot be captured)")]
+            return [ChangeProblem("unreachable", f"{dataset}: cdc capture reads a table's "
+                                  "changes: give table: (a query: dataset cannot be captured)")]
         connection = self._connect()
         try:
-            start = BinlogPosition.of_state(state)
+            start = BinlogPosition.of_state(position)
             if start is not None:  # as a read would resume (cdc_scans.py)
-                state = idle_scans(connection, self, *table).skip(start).state(None, None)
-            found = capture_problems(connection, *table, dataset=dataset, state=state)
+                position = idle_scans(connection, self, *table).skip(start).state(None, None)
+            return change_problems(connection, *table, dataset=dataset, position=position)
         except pymysql.Error as exc:
             raise self._fail(exc, f"cannot check cdc for {dataset} on") from None
         finally:
             connection.close()
-        return [CaptureFinding(f"{dataset}: cdc capture: {p.message}", p.missing_key)
-                for p in found]
+
+    def change_lag_bytes(self, dataset: str, *,
+                         position: dict[str, Any] | None = None) -> int | None:
+        """Binlog bytes written after ``position`` (the head's; None: it has none)."""
+        from dataferry.connectors.mysql.cdc import BinlogPosition, binlog_behind, idle_scans
+
+        start = BinlogPosition.of_state(position)
+        spec = self.mysql.datasets.get(dataset.rpartition(".")[2])
+        if start is None or spec is None:
+            return None
+        connection = self._connect()
+        try:
+            _, table = self._relation(dataset, spec)
+            if table is not None:  # past what is known to hold none of it (cdc_scans.py)
+                start = idle_scans(connection, self, *table).skip(start)
+            return binlog_behind(connection, start)
+        except pymysql.Error as exc:
+            raise self._fail(exc, f"cannot measure the binlog lag of {dataset} on") from None
+        finally:
+            connection.close()
 
     def _late_commit_warnings(self, request: ReadRequest) -> list[str]:
         """A warning when a transaction older than the lag was open during an incremental

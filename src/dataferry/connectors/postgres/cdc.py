@@ -48,12 +48,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataferry.connectors.base import ReadRequest
-from dataferry.connectors.changes import ChangeSet
+from dataferry.connectors.changes import ChangeProblem, ChangeSet
 from dataferry.connectors.postgres import cdc_protocol as wire
 from dataferry.connectors.postgres.connection import ident, literal, qualified, split_table
 from dataferry.connectors.postgres.reading import ColumnPlan, plan_column
 from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
 from dataferry.errors import SourceError
+from dataferry.model.spec import SourceDataset
 
 SLOT_PREFIX = "ferry_"
 STAGE_ROWS = 20_000
@@ -116,6 +117,36 @@ def read_changes(source: PostgresSource, request: ReadRequest) -> ChangeSet:
                    "ferry?); reading a new snapshot of the table")
         return _snapshot(source, request, table, slot, [warning])
     return _snapshot(source, request, table, slot, [])
+
+
+def problems(source: PostgresSource, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+    """What keeps ``dataset`` from capturing cdc: the server's ``wal_level``, the role's
+    REPLICATION attribute, the table's primary key (or replica identity)."""
+    found: list[ChangeProblem] = []
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            row = connection.execute(
+                "select current_setting('wal_level'), current_user, (select rolreplication "
+                "or rolsuper from pg_roles where rolname = current_user)").fetchone()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"checking cdc for {dataset} on") from None
+    assert row is not None
+    level, user, replication = row
+    if level != "logical":
+        found.append(ChangeProblem("unreachable", (
+            f"{dataset}: cdc cannot run: the server's wal_level is {level}; set wal_level = "
+            "logical (postgresql.conf) and restart it")))
+    if not replication:
+        found.append(ChangeProblem("unreachable", (
+            f"{dataset}: cdc cannot run: role {user} lacks the REPLICATION attribute; "
+            f"ALTER ROLE {ident(str(user))} REPLICATION")))
+    if spec.table:
+        table = _describe(source, dataset, spec.table)
+        if table.identity == "n" or (table.identity == "d" and not table.key):
+            found.append(ChangeProblem("missing-primary-key", (
+                f"{dataset}: cdc needs a primary key on table {table.schema}.{table.name} "
+                "(or REPLICA IDENTITY FULL) to capture updates and deletes"), "error"))
+    return found
 
 
 def _describe(source: PostgresSource, dataset: str, table_text: str) -> _Table:
@@ -227,6 +258,19 @@ def drop_publication(source: PostgresSource, slot: str) -> bool:
     return found is not None
 
 
+def lag_bytes(source: PostgresSource, dataset: str) -> int | None:
+    """Bytes of WAL written since ``dataset``'s slot last confirmed a run (None: no slot)."""
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            row = connection.execute(
+                "select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 "
+                "from pg_replication_slots where slot_name = %s "
+                "and database = current_database()", (slot_name(dataset),)).fetchone()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"measuring the lag of {dataset} on") from None
+    return None if row is None or row[0] is None else max(int(row[0]), 0)
+
+
 def release(source: PostgresSource, datasets: list[str]) -> list[str]:
     """Drop the slots and publications of ``datasets`` that exist in the source's database."""
     dropped = []
@@ -244,20 +288,20 @@ class _Staged:
     """Decoded changes on their way to the staging table."""
 
     columns: list[str]  # the source columns staged (declared ones), in order
-    rows: list[list[str | None]] = field(default_factory=list)
+    rows: list[list[bytes | None]] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
     total: int = 0
 
-    def add(self, seq: int, op: str, values: list[str | None]) -> None:
+    def add(self, seq: int, op: str, values: list[bytes | None]) -> None:
         self.seqs.append(seq)
         self.ops.append(op)
         self.rows.append(values)
         self.total += 1
 
     def take(self) -> pa.Table:
-        arrays: dict[str, pa.Array] = {
-            f"c{i}": pa.array([row[i] for row in self.rows], pa.string())
+        arrays: dict[str, pa.Array] = {  # the server's UTF-8, checked by the cast
+            f"c{i}": pa.array([row[i] for row in self.rows], pa.binary()).cast(pa.string())
             for i in range(len(self.columns))}
         arrays["_ferry_seq"] = pa.array(self.seqs, pa.int64())
         arrays["_ferry_op"] = pa.array(self.ops, pa.string())
@@ -349,14 +393,38 @@ class _Changes:
         return upto
 
     def _decode(self, messages: Iterator[bytes], staged: _Staged, cursor: Any) -> None:
-        relations: dict[int, list[int | None]] = {}  # id -> staged index per relation column
-        identities: dict[int, str] = {}
-        ours: set[int] = set()
+        layouts: dict[int, list[tuple[int, int]]] = {}  # our relation -> (column, staged)
         skip = False
         seq = 0
         for data in messages:
-            message = wire.decode(data)
-            match message:
+            change = wire.row_change(data)  # the hot path: rows, without message objects
+            if change is not None:
+                tag, relation_id, old, old_kind, new = change
+                pairs = layouts.get(relation_id)
+                if skip or pairs is None:
+                    continue
+                seq += 1
+                if tag == "D":
+                    assert old is not None
+                    staged.add(seq, "D", self._values(old, pairs, key_only=True))
+                    continue
+                assert new is not None
+                if old is not None:  # an update with the old key (K) or row (O)
+                    if old_kind == "O":
+                        new = tuple(o if isinstance(n, wire.Unchanged) else n
+                                    for o, n in zip(old, new, strict=True))
+                    before = self._values(old, pairs, key_only=True)
+                    after = self._values(new, pairs)
+                    if self._key(before) != self._key(after):  # the key changed
+                        staged.add(seq, "D", before)
+                        seq += 1
+                    staged.add(seq, "U", after)
+                else:
+                    staged.add(seq, "U", self._values(new, pairs))
+                if len(staged.rows) >= STAGE_ROWS:
+                    self._ingest(cursor, staged)
+                continue
+            match wire.decode(data):
                 case wire.Begin(final_lsn=final_lsn):
                     skip = final_lsn < self.start  # the head has this transaction
                 case wire.Commit():
@@ -364,38 +432,14 @@ class _Changes:
                 case wire.Relation() as relation:
                     if (relation.namespace, relation.name) == (self.table.schema,
                                                                self.table.name):
-                        ours.add(relation.relation_id)
-                        relations[relation.relation_id] = self._layout(relation)
-                        identities[relation.relation_id] = relation.replica_identity
-                case wire.Insert(relation_id, new) if not skip and relation_id in ours:
-                    seq += 1
-                    staged.add(seq, "U", self._values(new, relations[relation_id]))
-                case wire.Update(relation_id, old, old_kind, new) if (
-                        not skip and relation_id in ours):
-                    seq += 1
-                    layout = relations[relation_id]
-                    if old is not None:
-                        new = tuple(o if isinstance(n, wire.Unchanged) and old_kind == "O"
-                                    else n for o, n in zip(old, new, strict=True))
-                        before = self._values(old, layout, key_only=True)
-                        after = self._values(new, layout)
-                        if self._key(before) != self._key(after):
-                            staged.add(seq, "D", before)
-                            seq += 1
-                    staged.add(seq, "U", self._values(new, layout))
-                case wire.Delete(relation_id, old) if not skip and relation_id in ours:
-                    seq += 1
-                    staged.add(seq, "D", self._values(old, relations[relation_id],
-                                                      key_only=True))
-                case wire.Truncate(relation_ids=ids) if not skip and ours & set(ids):
+                        layouts[relation.relation_id] = self._layout(relation)
+                case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
                     seq += 1
                     self.truncated_at = seq
-            if len(staged.rows) >= STAGE_ROWS:
-                self._ingest(cursor, staged)
 
-    def _layout(self, relation: wire.Relation) -> list[int | None]:
-        """Where each of the relation's columns goes among the staged ones (None: not
-        declared); a declared column missing or of another type stops the run."""
+    def _layout(self, relation: wire.Relation) -> list[tuple[int, int]]:
+        """(position in the relation's tuples, staged index) of each declared column; a
+        declared column missing or of another type stops the run."""
         names = [c.name for c in relation.columns]
         for source in self.sources:
             if source not in names:
@@ -417,26 +461,29 @@ class _Changes:
                 f"{self.dataset}: the table's replica identity ({', '.join(key) or 'none'}) "
                 f"does not hold the declared primary key ({', '.join(self.keys)}); declare the "
                 "table's primary key or set REPLICA IDENTITY FULL", public=True)
-        return [self.sources.index(n) if n in self.sources else None for n in names]
+        return [(names.index(source), index) for index, source in enumerate(self.sources)]
 
-    def _values(self, values: wire.Tuple, layout: list[int | None], *,
-                key_only: bool = False) -> list[str | None]:
-        out: list[str | None] = [None] * len(self.sources)
-        for index, value in zip(layout, values, strict=True):
-            if index is None:
-                continue
-            if isinstance(value, wire.Unchanged):
-                if key_only:
-                    continue
-                raise SourceError(
-                    f"{self.dataset}: an update left column {self.sources[index]} unchanged "
-                    "and PostgreSQL did not send its (TOASTed) value; run ALTER TABLE "
-                    f"{self.table.relation} REPLICA IDENTITY FULL so updates carry it, then "
-                    "ferry run --full", public=True)
-            out[index] = None if value is None else value.decode("utf-8")
+    def _values(self, values: wire.Tuple, pairs: list[tuple[int, int]], *,
+                key_only: bool = False) -> list[bytes | None]:
+        """The staged columns of a tuple (text bytes, None for NULL)."""
+        out: list[bytes | None] = [None] * len(self.sources)
+        try:
+            for position, index in pairs:
+                value = values[position]
+                if value.__class__ is bytes:
+                    out[index] = value
+                elif value is not None and not key_only:  # UNCHANGED: not sent
+                    raise SourceError(
+                        f"{self.dataset}: an update left column {self.sources[index]} "
+                        "unchanged and PostgreSQL did not send its (TOASTed) value; run "
+                        f"ALTER TABLE {self.table.relation} REPLICA IDENTITY FULL so updates "
+                        "carry it, then ferry run --full", public=True)
+        except IndexError:
+            raise SourceError(f"{self.dataset}: a change has fewer columns than its "
+                              "relation message says") from None
         return out
 
-    def _key(self, values: list[str | None]) -> tuple[str | None, ...]:
+    def _key(self, values: list[bytes | None]) -> tuple[bytes | None, ...]:
         return tuple(values[self.sources.index(k)] for k in self.keys)
 
     def _ingest(self, cursor: Any, staged: _Staged) -> None:

@@ -148,18 +148,36 @@ class _Reader:
         return out
 
     def tuple(self) -> Tuple:
-        values: list[Value] = []
-        for _ in range(self.int(">h")):
-            kind = self.take(1)
-            if kind == b"n":
-                values.append(None)
-            elif kind == b"u":
-                values.append(UNCHANGED)
-            elif kind in (b"t", b"b"):
-                values.append(self.take(self.int(">i")))
-            else:
-                raise ProtocolError(f"unknown tuple column kind {kind!r}")
+        """A TupleData (the hot path: every changed row; plain indexing, no helpers)."""
+        data, at, end = self.data, self.at, len(self.data)
+        try:
+            (count,) = _COUNT.unpack_from(data, at)
+            at += 2
+            values: list[Value] = []
+            for _ in range(count):
+                kind = data[at]
+                at += 1
+                if kind == 0x74 or kind == 0x62:  # t (text), b (binary)
+                    (size,) = _SIZE.unpack_from(data, at)
+                    at += 4
+                    if size < 0 or at + size > end:
+                        raise ProtocolError(f"a value of {size} bytes passes the message end")
+                    values.append(data[at:at + size])
+                    at += size
+                elif kind == 0x6E:  # n
+                    values.append(None)
+                elif kind == 0x75:  # u
+                    values.append(UNCHANGED)
+                else:
+                    raise ProtocolError(f"unknown tuple column kind {bytes([kind])!r}")
+        except (struct.error, IndexError):
+            raise ProtocolError(f"message ends after {end} bytes, inside a tuple") from None
+        self.at = at
         return tuple(values)
+
+
+_COUNT = struct.Struct(">h")
+_SIZE = struct.Struct(">i")
 
 
 def decode(data: bytes) -> Message | None:
@@ -210,6 +228,38 @@ def decode(data: bytes) -> Message | None:
         case b"M":
             return None
     raise ProtocolError(f"unknown pgoutput message {tag!r}")
+
+
+RowChange = tuple[str, int, Tuple | None, str | None, Tuple | None]
+"""(``I``/``U``/``D``, relation id, old tuple, old kind ``K``/``O``, new tuple)."""
+
+
+def row_change(data: bytes) -> RowChange | None:
+    """An Insert, Update or Delete as a plain tuple (None for other messages): the hot
+    path of a change read, without building a message object. Same checks as ``decode``."""
+    tag = data[:1]
+    if tag not in (b"I", b"U", b"D"):
+        return None
+    reader = _Reader(data)
+    reader.at = 1
+    relation_id = reader.int(">I")
+    kind = reader.take(1)
+    if tag == b"I":
+        if kind != b"N":
+            raise ProtocolError(f"insert: expected N, got {kind!r}")
+        return "I", relation_id, None, None, reader.tuple()
+    if kind not in (b"K", b"O", b"N") or (tag == b"D" and kind == b"N"):
+        raise ProtocolError(f"{'update' if tag == b'U' else 'delete'}: unexpected {kind!r}")
+    old: Tuple | None = None
+    old_kind: str | None = None
+    if kind != b"N":
+        old, old_kind = reader.tuple(), kind.decode()
+        if tag == b"D":
+            return "D", relation_id, old, old_kind, None
+        kind = reader.take(1)
+        if kind != b"N":
+            raise ProtocolError(f"update: expected N, got {kind!r}")
+    return "U", relation_id, old, old_kind, reader.tuple()
 
 
 def _expect(reader: _Reader, tag: bytes) -> None:

@@ -31,7 +31,7 @@ from dataferry.connectors.base import (
     SourceColumn,
     SourceConnector,
 )
-from dataferry.connectors.changes import ChangeSet
+from dataferry.connectors.changes import ChangeProblem, ChangeSet
 from dataferry.connectors.naming import read_tables
 from dataferry.connectors.postgres import ranges
 from dataferry.connectors.postgres.connection import (
@@ -129,6 +129,22 @@ class PostgresSource(SourceConnector):
         from dataferry.connectors.postgres.cdc import read_changes
 
         return read_changes(self, request)
+
+    def change_problems(self, dataset: str, spec: SourceDataset, *,
+                        position: dict[str, Any] | None = None) -> list[ChangeProblem]:
+        """What keeps ``dataset`` from capturing cdc (``ferry check --connect``; the slot
+        keeps the position, so ``position`` is not needed)."""
+        from dataferry.connectors.postgres.cdc import problems
+
+        return problems(self, dataset, spec)
+
+    def change_lag_bytes(self, dataset: str, *,
+                         position: dict[str, Any] | None = None) -> int | None:
+        """The WAL written since ``dataset``'s slot last confirmed (None: no slot; the slot
+        keeps the position, so ``position`` is not needed)."""
+        from dataferry.connectors.postgres.cdc import lag_bytes
+
+        return lag_bytes(self, dataset)
 
     def release_changes(self, datasets: list[str]) -> list[str]:
         """Drop the replication slots and publications of ``datasets`` (``cdc``)."""
