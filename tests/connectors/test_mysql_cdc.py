@@ -541,3 +541,19 @@ def test_a_user_without_replication_grants_is_refused_before_the_snapshot(
         server.execute(f"DROP ROLE {role}")
     finally:
         server.execute(f"DROP USER '{user}'@'%'")
+
+
+def test_a_server_without_the_binlog_is_refused_and_reported() -> None:
+    servers = start_private_server(options=())  # no --log-bin
+    plain = next(servers)
+    try:
+        plain.execute("CREATE DATABASE shop")
+        plain.execute(ITEMS_DDL, database="shop")
+        src = source(plain, "shop")
+        with pytest.raises(SourceError, match="the binlog is off: start MariaDB with log_bin"):
+            src.read_changes(ReadRequest("shop.items", ITEMS, list(ITEMS.columns)))
+        [problem] = src.change_problems("shop.items", ITEMS)
+        assert (problem.code, problem.severity) == ("unreachable", "warning")
+        assert problem.message.startswith("shop.items: cdc capture: the binlog is off")
+    finally:
+        servers.close()
