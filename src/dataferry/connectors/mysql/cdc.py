@@ -29,6 +29,7 @@ import contextlib
 import random
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -51,6 +52,11 @@ from dataferry.connectors.mysql.connection import parse_dsn, qualified, secret_o
 from dataferry.connectors.mysql.types import ResultColumn, arrow_type
 from dataferry.errors import FerryError, SourceError
 from dataferry.faults import crash_point
+
+# python-mysql-replication opens its control connection with PyMySQL's old argument
+# names ('db', 'passwd'); the warning says nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"'(db|passwd)' is deprecated",
+                        category=DeprecationWarning)
 
 _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
 _PLAIN = frozenset({int, float, Decimal, datetime, date})
