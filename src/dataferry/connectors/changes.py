@@ -118,7 +118,11 @@ class ChangeProblem:
 class ChecksChanges(Protocol):
     """A change source that can tell, before a run, whether a dataset's changes can be read."""
 
-    def change_problems(self, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+    def change_problems(self, dataset: str, spec: SourceDataset, *,
+                        position: dict[str, Any] | None = None) -> list[ChangeProblem]:
+        """``position``: the dataset's latest version's (its head's cursor state; None when
+        it has none), for a source whose server does not keep it (MariaDB: its binlog file
+        may have been purged since)."""
         ...
 
 
@@ -126,9 +130,11 @@ class ChecksChanges(Protocol):
 class MeasuresLag(Protocol):
     """A change source that can say how much of its log the store has not read yet."""
 
-    def change_lag_bytes(self, dataset: str) -> int | None:
+    def change_lag_bytes(self, dataset: str, *,
+                         position: dict[str, Any] | None = None) -> int | None:
         """How many bytes of log the source holds for ``dataset`` past what was confirmed
-        (None: it holds no position for it)."""
+        (None: it holds no position for it). ``position``: the dataset's head's cursor
+        state, for a source whose server keeps no position (MariaDB's binlog)."""
         ...
 
 

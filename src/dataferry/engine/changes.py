@@ -120,8 +120,8 @@ def change_lag(index: ModelIndex, store: Store, root: Path, ref: str) -> dict[st
         connector = source_class(entry.source.kind)(
             f"{entry.team}.{entry.source_name}", entry.source, root)
         try:
-            behind = connector.change_lag_bytes(ref) if isinstance(
-                connector, MeasuresLag) else None
+            behind = connector.change_lag_bytes(ref, position=_head_cursor(
+                store.dataset(ref))) if isinstance(connector, MeasuresLag) else None
         finally:
             connector.close()
     except FerryError as exc:  # the API shows it: its public text, never a row's values
@@ -132,6 +132,12 @@ def change_lag(index: ModelIndex, store: Store, root: Path, ref: str) -> dict[st
         since = (datetime.now(UTC) - datetime.fromisoformat(read_at)).total_seconds()
         lag["seconds"] = round(max(since, 0.0), 3) if behind else 0.0
     return lag
+
+
+def _head_cursor(dataset: DatasetStore) -> dict[str, Any] | None:
+    """The position the dataset's latest version recorded (None: no version)."""
+    head = dataset.head() if dataset.exists() else None
+    return head.manifest.cursor if head is not None else None
 
 
 def _last_read(dataset: DatasetStore) -> str | None:

@@ -8,7 +8,7 @@ warning (CI often cannot reach production, so it does not fail the check).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dataferry.errors import FerryError, SourceError
 from dataferry.model.graph import DatasetEntry, ModelIndex
@@ -50,7 +50,7 @@ def check_connections(loaded: LoadedModel) -> None:
                 report.add("unreachable", f"{ref}: cannot reach its source: {exc}", where,
                            severity="warning")
             continue
-        for trouble in _change_problems(connector, ref, entry):
+        for trouble in _change_problems(connector, ref, entry, loaded):
             report.add(trouble.code, trouble.message, where,
                        severity=trouble.severity)  # type: ignore[arg-type]
         problems, warnings = compare(ref, entry.dataset, columns)
@@ -79,8 +79,8 @@ def check_connections(loaded: LoadedModel) -> None:
                        where, severity="warning")
 
 
-def _change_problems(connector: SourceConnector, ref: str,
-                     entry: DatasetEntry) -> list[ChangeProblem]:
+def _change_problems(connector: SourceConnector, ref: str, entry: DatasetEntry,
+                     loaded: LoadedModel) -> list[ChangeProblem]:
     """What keeps a dataset that reads changes from doing so (none for other datasets)."""
     from dataferry.connectors.changes import ChangeProblem, ChecksChanges, reads_changes
 
@@ -89,11 +89,26 @@ def _change_problems(connector: SourceConnector, ref: str,
             not isinstance(connector, ChecksChanges):
         return []
     try:
-        return connector.change_problems(ref, entry.dataset)
+        return connector.change_problems(ref, entry.dataset,
+                                         position=_head_position(loaded, ref))
     except FerryError as exc:
         return [ChangeProblem("unreachable", f"{ref}: cannot check its change capture: {exc}")]
     finally:
         connector.close()
+
+
+def _head_position(loaded: LoadedModel, ref: str) -> dict[str, Any] | None:
+    """The cursor state (a change log's position) of ``ref``'s latest version in the
+    model's store; None when there is none or the store cannot be read here."""
+    from dataferry.store.store import Store
+
+    assert loaded.ecosystem is not None
+    try:
+        dataset = Store.for_model(loaded.root, loaded.ecosystem).dataset(ref)
+        head = dataset.head() if dataset.exists() else None
+    except (FerryError, OSError, ValueError):
+        return None
+    return head.manifest.cursor if head is not None else None
 
 
 def _is_schema(error: Exception) -> bool:

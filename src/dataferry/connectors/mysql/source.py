@@ -9,6 +9,7 @@ building each batch column by column with vectorised Arrow casts (``decode.py``)
 hold about ``BATCH_BYTES`` whatever the row width. Types map as in ``types.py``.
 
 ``incremental`` capture reads ``WHERE cursor >= since``; the runner deduplicates by key.
+``cdc`` capture reads the row-based binlog (``read_changes``, ``cdc.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pymysql
@@ -30,6 +31,7 @@ from dataferry.connectors.base import (
     SourceColumn,
     SourceConnector,
 )
+from dataferry.connectors.changes import ChangeProblem
 from dataferry.connectors.mysql import arrow_stream
 from dataferry.connectors.mysql.connection import (
     Dsn,
@@ -48,6 +50,9 @@ from dataferry.connectors.naming import read_tables
 from dataferry.errors import FerryError, SourceError
 from dataferry.model.spec import AnySource, SourceDataset
 from dataferry.model.spec import MysqlSource as MysqlSourceSpec
+
+if TYPE_CHECKING:
+    from dataferry.connectors.changes import ChangeSet
 
 SESSION = ("SET SESSION net_write_timeout = 3600",)
 """A slow consumer (e.g. a large store write) must not make the server drop the stream."""
@@ -123,6 +128,58 @@ class MysqlSource(SourceConnector):
             raise
         return ReadResult(pa.RecordBatchReader.from_batches(schema, batches),
                           warnings=self._late_commit_warnings(request))
+
+    def read_changes(self, request: ReadRequest) -> ChangeSet:
+        """``capture: cdc``: the changes since ``request.state`` from the row-based binlog
+        (``cdc.py``); without a state, a consistent snapshot and its binlog position."""
+        from dataferry.connectors.mysql.cdc import BinlogCapture
+
+        return BinlogCapture(self).read_changes(request)
+
+    def change_problems(self, dataset: str, spec: SourceDataset, *,
+                        position: dict[str, Any] | None = None) -> list[ChangeProblem]:
+        """Why ``capture: cdc`` cannot read this dataset (server settings, grants, a table
+        without a primary key, the latest version's binlog ``position`` purged:
+        ``cdc_check.py``); empty for other captures."""
+        if spec.capture != "cdc":
+            return []
+        from dataferry.connectors.mysql.cdc import BinlogPosition, idle_scans
+        from dataferry.connectors.mysql.cdc_check import change_problems
+
+        _, table = self._relation(dataset, spec)
+        if table is None:
+            return [ChangeProblem("unreachable", f"{dataset}: cdc capture reads a table's "
+                                  "changes: give table: (a query: dataset cannot be captured)")]
+        connection = self._connect()
+        try:
+            start = BinlogPosition.of_state(position)
+            if start is not None:  # as a read would resume (cdc_scans.py)
+                position = idle_scans(connection, self, *table).skip(start).state(None, None)
+            return change_problems(connection, *table, dataset=dataset, position=position)
+        except pymysql.Error as exc:
+            raise self._fail(exc, f"cannot check cdc for {dataset} on") from None
+        finally:
+            connection.close()
+
+    def change_lag_bytes(self, dataset: str, *,
+                         position: dict[str, Any] | None = None) -> int | None:
+        """Binlog bytes written after ``position`` (the head's; None: it has none)."""
+        from dataferry.connectors.mysql.cdc import BinlogPosition, binlog_behind, idle_scans
+
+        start = BinlogPosition.of_state(position)
+        spec = self.mysql.datasets.get(dataset.rpartition(".")[2])
+        if start is None or spec is None:
+            return None
+        connection = self._connect()
+        try:
+            _, table = self._relation(dataset, spec)
+            if table is not None:  # past what is known to hold none of it (cdc_scans.py)
+                start = idle_scans(connection, self, *table).skip(start)
+            return binlog_behind(connection, start)
+        except pymysql.Error as exc:
+            raise self._fail(exc, f"cannot measure the binlog lag of {dataset} on") from None
+        finally:
+            connection.close()
 
     def _late_commit_warnings(self, request: ReadRequest) -> list[str]:
         """A warning when a transaction older than the lag was open during an incremental

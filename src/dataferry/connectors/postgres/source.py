@@ -130,14 +130,18 @@ class PostgresSource(SourceConnector):
 
         return read_changes(self, request)
 
-    def change_problems(self, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
-        """What keeps ``dataset`` from capturing cdc (``ferry check --connect``)."""
+    def change_problems(self, dataset: str, spec: SourceDataset, *,
+                        position: dict[str, Any] | None = None) -> list[ChangeProblem]:
+        """What keeps ``dataset`` from capturing cdc (``ferry check --connect``; the slot
+        keeps the position, so ``position`` is not needed)."""
         from dataferry.connectors.postgres.cdc_slots import problems
 
         return problems(self, dataset, spec)
 
-    def change_lag_bytes(self, dataset: str) -> int | None:
-        """The WAL written since ``dataset``'s slot last confirmed (None: no slot)."""
+    def change_lag_bytes(self, dataset: str, *,
+                         position: dict[str, Any] | None = None) -> int | None:
+        """The WAL written since ``dataset``'s slot last confirmed (None: no slot; the slot
+        keeps the position, so ``position`` is not needed)."""
         from dataferry.connectors.postgres.cdc_slots import lag_bytes
 
         return lag_bytes(self, dataset)
