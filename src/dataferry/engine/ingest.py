@@ -8,6 +8,7 @@ rows whose cursor is at least the last published cursor minus the lag (default 5
 rows committed late with an old cursor value are not missed, and merges them by primary
 key (append without one); the new cursor is recorded in the version's manifest, so it
 moves only when the version is published. A run that finds nothing new publishes nothing.
+``cdc`` capture and stream sources read a log of changes instead (``engine.changes``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataferry.connectors.base import ReadRequest
+from dataferry.connectors.changes import reads_changes
 from dataferry.connectors.drift import check_drift
 from dataferry.connectors.registry import source_class
+from dataferry.engine.changes import publish_changes
 from dataferry.engine.context import RunContext
 from dataferry.model.spec import duration_seconds
 from dataferry.startup_trace import first_source_read
@@ -108,6 +111,10 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
     try:
         first_source_read()
         warnings = check_drift(ref, spec, connector.columns(ref, spec))
+        if reads_changes(entry.source.kind, spec):
+            rows, changed = publish_changes(context, ref, connector, spec, full=full,
+                                            warnings=warnings, on_rows=on_rows)
+            return IngestResult(ref, rows, changed, warnings)
         head = None if full or not dataset.exists() else dataset.head()
         previous = head.manifest.cursor if head is not None else None
         incremental = spec.capture == "incremental" and not full

@@ -115,6 +115,7 @@ def publish(
     definition: dict[str, Any] | None = None,
     unique_key: bool = False,
     by_key: bool = False,
+    deleted_keys: pa.RecordBatchReader | None = None,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -133,6 +134,9 @@ def publish(
     keyed difference from the head, stored merge-on-read like a merge: the rows that are
     new or differ, and deletes of the keys it lacks; nothing different, no version (see
     ``store.difference``).
+    ``deleted_keys``: a merge's keys to delete (the primary-key columns only: a change
+    log's deletes, ``connectors.changes``), unless ``data`` has a row with that key;
+    stored as deletion vectors, like the rows a merge replaces.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -142,6 +146,11 @@ def publish(
     spec = with_keys_required(spec)
     conformer = Conformer(dataset.ref, spec.columns, spec.primary_key, on_warning=on_warning)
     conformed = conformer.conform_reader(_as_reader(data))
+    if deleted_keys is not None and mode != "merge":
+        raise StoreError(f"{dataset.ref}: deleted keys go with a merge, not a {mode}")
+    if deleted_keys is not None and spec.partition_by:
+        raise StoreError(f"{dataset.ref}: a change log with deletes cannot be published to a "
+                         "partitioned dataset yet; remove partition_by or capture snapshots")
     failures: list[BaseException] = []
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
@@ -156,9 +165,11 @@ def publish(
         utc = (not rewrite and keeps_utc_timestamps(dataset, head)) or (
             bool(spec.partition_by) and head is None and _timestamp_in_map(spec))
         reader = prefetch(encode_reader(conformed, spec.columns, utc_timestamps=utc), failures)
+        deleted = None if deleted_keys is None else _stored_keys(
+            dataset.ref, spec, deleted_keys, utc, on_warning)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
-                             changed_by, keyed, unique_key)
+                             changed_by, keyed, unique_key, deleted)
         except Exception as error:
             if failures:  # deltalake wraps errors of the data it reads: give back the original
                 raise failures[0] from None
@@ -372,6 +383,7 @@ def _write(
     changed_by: str | None = None,
     keyed: bool = False,
     unique_key: bool = False,
+    deleted: pa.RecordBatchReader | None = None,
 ) -> _Written:
     started = time.monotonic()
     dataset.path.mkdir(parents=True, exist_ok=True)
@@ -380,7 +392,8 @@ def _write(
     if head is not None and _merged_by_key(spec, mode, head, keyed):
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
                              cursor=changed_by, merge_on_read=spec.merge_on_read,
-                             complete=mode == "replace", unique=unique_key)
+                             complete=mode == "replace", unique=unique_key,
+                             deleted=deleted)
         digests = merged.written
         crash_point("after-files")
         revised = merged.revised
@@ -413,6 +426,19 @@ def _write(
         active[entry.path] = entry
     return _Written(delta_version, raw, digests, revised, removed, sorted(
         active.values(), key=lambda f: f.path), metrics["added"], metrics["removed"])
+
+
+def _stored_keys(ref: str, spec: DatasetCommon, keys: pa.RecordBatchReader, utc: bool,
+                 on_warning: Callable[[str], None] | None) -> pa.RecordBatchReader:
+    """Deleted keys conformed to the declared key columns, in the store's form (so they
+    compare with the stored keys exactly as incoming rows do)."""
+    missing = [k for k in spec.primary_key if k not in keys.schema.names]
+    if missing:
+        raise StoreError(f"{ref}: the deleted keys lack the primary-key column(s) "
+                         f"{', '.join(missing)}")
+    columns = {k: spec.columns[k] for k in spec.primary_key}
+    conformer = Conformer(ref, columns, spec.primary_key, on_warning=on_warning)
+    return encode_reader(conformer.conform_reader(keys), columns, utc_timestamps=utc)
 
 
 def _remove_files(dataset: DatasetStore, digests: list[tuple[FileEntry, FileDigest]]) -> None:
@@ -463,6 +489,8 @@ def _commit_merge(dataset: DatasetStore, schema: pa.Schema, merged: MergeResult,
     }
     if complete:  # a snapshot: stored keys it lacks are deleted
         parameters["notMatchedBySourcePredicates"] = [{"actionType": "delete"}]
+    elif merged.deleted:  # a change log's deletes
+        parameters["matchedPredicates"].append({"actionType": "delete"})
     output = sum(entry.rows for entry, _ in merged.written)
     metrics = {
         "numTargetRowsInserted": merged.inserted, "numTargetRowsUpdated": merged.updated,
