@@ -78,6 +78,7 @@ class Session:
         self.messages: queue.Queue[Received] = queue.Queue()
         self._connack: queue.Queue[ReasonCode] = queue.Queue()
         self._suback: queue.Queue[list[ReasonCode]] = queue.Queue()
+        self._unsuback: queue.Queue[int] = queue.Queue()
         self._gone = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id,
                              protocol=mqtt.MQTTv5, manual_ack=True)
@@ -93,6 +94,7 @@ class Session:
                                   public=True) from None
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         self.client = client
@@ -111,6 +113,10 @@ class Session:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Any) -> None:
         self._suback.put(reasons)
+
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                        reasons: list[ReasonCode], properties: Any) -> None:
+        self._unsuback.put(mid)
 
     def _on_message(self, client: mqtt.Client, userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
@@ -184,9 +190,22 @@ class Session:
         return received
 
     def acknowledge(self, received: list[Received]) -> None:
-        """PUBACK each message: the broker then drops it from the session."""
+        """PUBACK each message: the broker then drops it from the session. Returns once
+        the broker has them (a disconnect right after could drop some still unsent)."""
         for message in received:
             self.client.ack(message.mid, 1)
+        # The broker answers in order: its UNSUBACK comes after it took every PUBACK.
+        _, mid = self.client.unsubscribe(f"$ferry/acknowledged/{self.options.client_id}")
+        deadline = time.monotonic() + self.options.timeout * 6
+        while time.monotonic() < deadline:
+            try:
+                if self._unsuback.get(timeout=max(0.0, deadline - time.monotonic())) == mid:
+                    return
+            except queue.Empty:
+                break
+        raise TransientError(f"{self.what}: the broker did not confirm the acknowledgement of "
+                             f"{len(received)} messages; they come again next run (merged by "
+                             "key, they change nothing twice)", public=True)
 
     def close(self) -> None:
         """Disconnect (after sending what is queued, acknowledgements included)."""

@@ -65,8 +65,9 @@ class MqttSource(SourceConnector):
                               f"{self.name}) topic:", public=True)
         return topic
 
-    def session(self, dataset: str, spec: SourceDataset) -> Session:
-        """The dataset's persistent session, connected (secrets resolved here)."""
+    def session(self, dataset: str, spec: SourceDataset, receive: int | None = None) -> Session:
+        """The dataset's persistent session, connected (secrets resolved here); ``receive``
+        caps the messages in flight (default: the batch's rows)."""
         ca_file = None
         if self.spec.ca_file is not None:
             ca_file = Path(self.spec.ca_file)
@@ -75,13 +76,13 @@ class MqttSource(SourceConnector):
             url=self.spec.url, client_id=f"{self.spec.client_id}-{dataset}",
             username=self.spec.username,
             password=resolve(self.spec.password, f"{self.name}: password"),
-            ca_file=ca_file, receive_maximum=batch_of(spec).rows)
+            ca_file=ca_file, receive_maximum=receive or batch_of(spec).rows)
         return Session(options, f"{dataset} (source {self.name})")
 
     def columns(self, dataset: str, spec: SourceDataset) -> list[SourceColumn]:
         """Connects and subscribes (creating the session, which from then on keeps what
         arrives), acknowledges nothing; the declared columns (payloads have no schema)."""
-        session = self.session(dataset, spec)
+        session = self.session(dataset, spec, receive=1)  # not the queue: a run reads it
         try:
             session.subscribe(self.topic(dataset, spec))
         finally:
