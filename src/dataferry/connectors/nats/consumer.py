@@ -77,15 +77,26 @@ class Durable:
         """Connect and find the stream (``stream:`` or the one holding the subject)."""
         options = self.options
         where = f"{self.what}: NATS server {self._show(options.url)}"
+        failures: list[Exception] = []
+
+        async def quiet(error: Exception) -> None:
+            """nats-py would log each failed attempt with a traceback; we report the last."""
+            failures.append(error)
+
         try:
             self.connection = await nats.connect(
                 options.url, user=options.username,
                 password=options.password.reveal() if options.password else None,
                 token=options.token.reveal() if options.token else None,
                 connect_timeout=options.timeout, allow_reconnect=False,
-                max_reconnect_attempts=0)
+                max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=quiet)
         except (TimeoutError, NoServersError, OSError) as exc:
-            raise TransientError(f"{where} cannot be reached ({self._show(str(exc))})",
+            cause = failures[-1] if failures else exc
+            if "authorization" in str(cause).lower():
+                raise SourceError(f"{where} refused the connection ({self._show(str(cause))});"
+                                  " check username, password or token", public=True) from None
+            raise TransientError(f"{where} cannot be reached "
+                                 f"({self._show(str(cause) or type(cause).__name__)})",
                                  public=True) from None
         except NatsError as exc:
             raise SourceError(f"{where} refused the connection ({self._show(str(exc))}); "
@@ -106,7 +117,8 @@ class Durable:
                                   "not exist on the server", public=True) from None
         return js
 
-    async def prepare(self, js: JetStreamContext, position: int | None) -> JetStreamContext.PullSubscription:
+    async def prepare(self, js: JetStreamContext,
+                      position: int | None) -> JetStreamContext.PullSubscription:
         """The consumer, created or re-created to start after ``position`` when needed."""
         options = self.options
         config = ConsumerConfig(
