@@ -10,6 +10,8 @@ asks, for every job of the plan, whether it is due:
   data no older than their ``freshness`` (default ``defaults.freshness``), so the ingest
   runs every half of the smallest of them, leaving the other half for transforms and
   deliveries;
+- **stream** (ingests of ``mqtt`` and ``nats`` sources, unless they have a ``schedule``):
+  every ``batch: seconds`` (default 10) after the last run started, whoever needs them;
 - **on_change** (transformers, deliveries): an input has a newer version than the one the
   job last read (the transform's output lineage, the delivery's last recorded version);
 - **definition** (``on_change`` transformers): the transformer's latest version was
@@ -69,9 +71,9 @@ from dataferry.metadata import (
     utcnow,
     worker_name,
 )
-from dataferry.model.spec import Transformer, duration_seconds
+from dataferry.model.spec import StreamBatch, Transformer, duration_seconds
 
-MANUAL_TRIGGERS = ("freshness", "on_change", "manual")
+MANUAL_TRIGGERS = ("freshness", "on_change", "manual", "stream")
 RETRY_FAILED_AFTER = timedelta(minutes=1)
 """A job whose last run failed (after its own retries) waits this long before the next."""
 
@@ -201,6 +203,9 @@ class Scheduler:
             base = latest.started_at if latest is not None else self.started_at
             upcoming: datetime = croniter(job.trigger, base).get_next(datetime)
             return "schedule" if upcoming <= at else None
+        if job.trigger == "stream":
+            every = timedelta(seconds=self._stream_seconds(job.dataset))
+            return "stream" if latest is None or at - latest.started_at >= every else None
         if job.trigger == "freshness":
             interval = self.intervals.get(job.id)
             if interval is None:
@@ -214,6 +219,12 @@ class Scheduler:
                 return None  # an input has nothing to read (yet)
             return "definition" if self.redefined(job, heads) is not None else None
         return None
+
+    def _stream_seconds(self, ref: str | None) -> int:
+        """How often a stream dataset's ingest runs: its ``batch: seconds``."""
+        entry = self.context.index.datasets.get(ref or "")
+        batch = entry.dataset.batch if entry is not None and not entry.is_transformer else None
+        return batch.seconds if batch is not None else StreamBatch().seconds
 
     def redefined(self, job: Job, known: dict[str, int | None] | None = None) -> str | None:
         """Why transform ``job`` is due although its inputs did not change: its latest

@@ -564,6 +564,8 @@ class NatsSource(SourceBase):
 
 
 SOURCE_KINDS = ("postgres", "mysql", "sqlite", "duckdb", "files", "http", "mqtt", "nats")
+STREAM_SOURCE_KINDS = ("mqtt", "nats")
+"""Sources read as a stream of messages: every run takes what arrived, one version."""
 
 
 def _kind(value: Any) -> str | None:
