@@ -46,18 +46,19 @@ def check_stream_dataset(report: Report, entry: DatasetEntry) -> None:
         return
     assert isinstance(source, MqttSource | NatsSource)
     name = "topic" if isinstance(source, MqttSource) else "subject"
+    a = "an" if kind == "mqtt" else "a"
     filter_text = getattr(dataset, name) or getattr(source, name)
     if filter_text is None:
-        report.add("invalid-field", f"{ref}: an {kind} dataset needs {name}: (or its source "
+        report.add("invalid-field", f"{ref}: {a} {kind} dataset needs {name}: (or its source "
                    f"one)", path)
     if not dataset.primary_key:
-        report.add("missing-primary-key", f"{ref}: an {kind} dataset needs a primary_key: a "
+        report.add("missing-primary-key", f"{ref}: {a} {kind} dataset needs a primary_key: a "
                    "run merges its messages by key, the last of a key wins", path)
     if "capture" in dataset.model_fields_set:
-        report.add("invalid-field", f"{ref}: capture: does not apply to an {kind} source "
+        report.add("invalid-field", f"{ref}: capture: does not apply to {a} {kind} source "
                    "(a stream is read as changes); remove it", (*path, "capture"), key=True)
     if dataset.cursor is not None:
-        report.add("invalid-field", f"{ref}: cursor: does not apply to an {kind} source; "
+        report.add("invalid-field", f"{ref}: cursor: does not apply to {a} {kind} source; "
                    "remove it", (*path, "cursor"), key=True)
     separator = "/" if kind == "mqtt" else "."
     for column, text in dataset.fields.items():
