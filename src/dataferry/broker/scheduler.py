@@ -11,7 +11,8 @@ asks, for every job of the plan, whether it is due:
   runs every half of the smallest of them, leaving the other half for transforms and
   deliveries;
 - **stream** (ingests of ``mqtt`` and ``nats`` sources, unless they have a ``schedule``):
-  every ``batch: seconds`` (default 10) after the last run started, whoever needs them;
+  every ``batch: seconds`` (default 10) after the last run started, whoever needs them
+  (their runs say ``schedule``);
 - **on_change** (transformers, deliveries): an input has a newer version than the one the
   job last read (the transform's output lineage, the delivery's last recorded version);
 - **definition** (``on_change`` transformers): the transformer's latest version was
@@ -205,7 +206,8 @@ class Scheduler:
             return "schedule" if upcoming <= at else None
         if job.trigger == "stream":
             every = timedelta(seconds=self._stream_seconds(job.dataset))
-            return "stream" if latest is None or at - latest.started_at >= every else None
+            # recorded as a schedule: runs keep the triggers the run history has always had
+            return "schedule" if latest is None or at - latest.started_at >= every else None
         if job.trigger == "freshness":
             interval = self.intervals.get(job.id)
             if interval is None:
