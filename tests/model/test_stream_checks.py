@@ -108,3 +108,20 @@ sources:
     assert sorted(m for _, _, m in found) == [
         "iot.t: fields: applies only to mqtt and nats sources",
         "iot.t: topic: applies only to an mqtt source"]
+
+
+def test_check_connect_reports_an_unreachable_broker(
+        model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.connectors.brokers import free_port
+
+    monkeypatch.setenv("LAB_MQTT", "secret-one")
+    monkeypatch.setenv("LAB_NATS", "secret-two")
+    team = (GOOD.replace("mqtts://broker.lab:8883", f"mqtt://127.0.0.1:{free_port()}")
+            .replace("nats://nats.lab:4222", f"nats://127.0.0.1:{free_port()}"))
+    result = check_model(model({"teams/iot/iot.yaml": team}), connect=True)
+    assert result.ok
+    found = sorted((f.code, f.severity, f.message.split(":")[0]) for f in result.findings)
+    assert found == [("unreachable", "warning", "iot.readings"),
+                     ("unreachable", "warning", "iot.runs")]
+    assert all("cannot be reached" in f.message and "secret" not in f.message
+               for f in result.findings)
