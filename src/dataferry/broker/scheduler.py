@@ -75,6 +75,10 @@ from dataferry.metadata import (
 from dataferry.model.spec import StreamBatch, Transformer, duration_seconds
 
 MANUAL_TRIGGERS = ("freshness", "on_change", "manual", "stream")
+CHANGES_EVERY = timedelta(seconds=1)
+"""An ingest that reads a change log runs again this soon after its last run started (at
+the next tick), whatever its consumers' freshness: its changes wait in the source's log
+(a replication slot holds WAL), so it reads them as they come (``ferry up``)."""
 RETRY_FAILED_AFTER = timedelta(minutes=1)
 """A job whose last run failed (after its own retries) waits this long before the next."""
 
@@ -212,6 +216,8 @@ class Scheduler:
             interval = self.intervals.get(job.id)
             if interval is None:
                 return None
+            if job.kind == "ingest" and self._reads_changes(job.dataset):
+                interval = min(interval, CHANGES_EVERY)  # a change log: read it continuously
             last = runs.last_counted(job.id)
             return "freshness" if last is None or at - last.started_at >= interval else None
         if job.trigger == "on_change":
@@ -227,6 +233,14 @@ class Scheduler:
         entry = self.context.index.datasets.get(ref or "")
         batch = entry.dataset.batch if entry is not None and not entry.is_transformer else None
         return batch.seconds if batch is not None else StreamBatch().seconds
+
+    def _reads_changes(self, ref: str) -> bool:
+        """Whether ingest ``ref`` reads a change log (``capture: cdc``, stream sources)."""
+        from dataferry.connectors.changes import reads_changes
+
+        entry = self.context.index.datasets.get(ref)
+        return entry is not None and entry.source is not None and reads_changes(
+            entry.source.kind, entry.dataset)
 
     def redefined(self, job: Job, known: dict[str, int | None] | None = None) -> str | None:
         """Why transform ``job`` is due although its inputs did not change: its latest

@@ -14,22 +14,22 @@ def register(app: typer.Typer) -> None:
     app.command("apply")(apply)
 
 
-def _planned(model: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """The run context, its metadata database and the plan against the applied one."""
+def _planned(model: Any) -> tuple[Any, dict[str, Any], Any]:
+    """The run context, the plan against the applied one, and the applied plan (or None)."""
     from dataferry.broker.plan import plan_against_applied
     from dataferry.cli.run_commands import _context
     from dataferry.engine.context import RunContext
 
     context = _context(model)
     assert isinstance(context, RunContext)
-    document, _ = plan_against_applied(context)
-    return context, context.metadata, document
+    document, applied = plan_against_applied(context)
+    return context, document, applied
 
 
 def plan(model: ModelOption = None, json_out: JsonOption = False) -> None:
     """The pipeline graph: every job, where it runs and why, and what changed since the
     last `ferry apply`."""
-    _, _, document = _planned(model)
+    _, document, _ = _planned(model)
     if json_out:
         print_json(document)
         return
@@ -43,9 +43,15 @@ def apply(
 ) -> None:
     """Record the plan as the one the scheduler follows (`ferry up`, `ferry serve`)."""
     from dataferry.broker.plan import plan_hash
+    from dataferry.engine.changes import release_unused
     from dataferry.metadata import PlanHistory
 
-    _, metadata, document = _planned(model)
+    context, document, _ = _planned(model)
+    metadata = context.metadata
+    # Before anything else: a dataset that stopped reading changes frees its slot even
+    # when the plan itself is unchanged.
+    for line in release_unused(context):
+        typer.echo(line)
     changes = document["changes"]
     if not any(changes.values()):
         typer.echo(f"nothing to apply: the applied plan is current "

@@ -167,6 +167,7 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
             team = context.index.ecosystem.teams[entry.team]
             owners[ref] = team.owners[0] if team.owners else None
     rows: list[dict[str, Any]] = []
+    lags = _lags(context, refs)
     for ref in sorted(refs):
         dataset = context.store.dataset(ref)
         head = dataset.head() if dataset.exists() else None
@@ -178,16 +179,41 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
             "bytes": sum(f.size for f in files) if head else None,
             "updated_at": head.manifest.created_at if head else None,
             "owner": owners.get(ref),
+            **({"lag": lags[ref]} if ref in lags else {}),
         })
     if json_out:
         print_json(rows)
         return
-    print_table(["dataset", "version", "rows", "size", "updated", "owner"], [
+    print_table(["dataset", "version", "rows", "size", "updated", "owner"] +
+                (["lag"] if lags else []), [
         [r["ref"], _or_dash(r["version"]), _or_dash(r["rows"], "{:,}"),
          _size(r["bytes"]) if r["bytes"] is not None else "-",
-         (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-"]
+         (r["updated_at"] or "-")[:19].replace("T", " "), r["owner"] or "-"] +
+        ([_lag_text(r.get("lag"))] if lags else [])
         for r in rows
     ])
+
+
+def _lags(context: _Context, refs: set[str]) -> dict[str, dict[str, Any]]:
+    """The lag of each dataset that reads a change log (asking its source)."""
+    if context.index is None:
+        return {}
+    from dataferry.engine.changes import change_lag
+
+    found = {ref: change_lag(context.index, context.store, context.loaded.root, ref)
+             for ref in sorted(refs)}
+    return {ref: lag for ref, lag in found.items() if lag is not None}
+
+
+def _lag_text(lag: dict[str, Any] | None) -> str:
+    if lag is None:
+        return "-"
+    if lag.get("error"):
+        return "unknown (source unreachable)"
+    if lag.get("bytes") is None:
+        return "no slot yet"
+    seconds = lag.get("seconds")
+    return f"{_size(lag['bytes'])}, {'-' if seconds is None else f'{seconds:,.0f}'} s"
 
 
 def _or_dash(value: Any, fmt: str = "{}") -> str:

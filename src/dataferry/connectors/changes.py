@@ -103,6 +103,47 @@ class ChangeSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ChangeProblem:
+    """What keeps a dataset from reading changes (``ferry check --connect``)."""
+
+    code: str
+    """A finding code: ``missing-primary-key`` (the table has none), ``unreachable`` (the
+    server is not set up for it: no logical WAL, no replication rights)."""
+    message: str
+    severity: str = "warning"
+
+
+@runtime_checkable
+class ChecksChanges(Protocol):
+    """A change source that can tell, before a run, whether a dataset's changes can be read."""
+
+    def change_problems(self, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+        ...
+
+
+@runtime_checkable
+class MeasuresLag(Protocol):
+    """A change source that can say how much of its log the store has not read yet."""
+
+    def change_lag_bytes(self, dataset: str) -> int | None:
+        """How many bytes of log the source holds for ``dataset`` past what was confirmed
+        (None: it holds no position for it)."""
+        ...
+
+
+@runtime_checkable
+class ReleasesChanges(Protocol):
+    """A change source that holds something on its server for each dataset (a replication
+    slot, a durable consumer): ``ferry apply`` releases it once the dataset stops reading
+    changes or is removed, so the server does not keep its log for nobody."""
+
+    def release_changes(self, datasets: list[str]) -> list[str]:
+        """Drop what the source holds for ``datasets`` (refs); what was dropped, for the
+        user (e.g. ``replication slot ferry_shop_orders``). None held: nothing to do."""
+        ...
+
+
 def reads_changes(kind: str, spec: SourceDataset) -> bool:
     """Whether the engine ingests this dataset through ``read_changes``."""
     return spec.capture == "cdc" or kind in STREAM_KINDS

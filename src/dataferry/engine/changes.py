@@ -11,6 +11,7 @@ letters) are written next to the version in ``_dead_letters/`` and counted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,15 +22,20 @@ import pyarrow as pa
 from dataferry.connectors.base import ReadRequest, SourceConnector
 from dataferry.connectors.changes import ChangeSet, ChangeSource, DeadLetter
 from dataferry.engine.context import RunContext
-from dataferry.errors import SourceError
+from dataferry.errors import FerryError, SourceError
 from dataferry.faults import crash_point
+from dataferry.model.graph import ModelIndex
 from dataferry.model.spec import SourceDataset
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.manifest import write_atomic
+from dataferry.store.store import Store
 
 if TYPE_CHECKING:
     from dataferry.store.publish import Published
 
+LAST_READ = "_changes_read.json"
+"""A dataset's record of its last acknowledged change read (position, time): lag shows
+the seconds since then."""
 DEAD_LETTERS = "_dead_letters"
 """The directory of a dataset holding its dead-letter files (``<version>-<time>.jsonl``)."""
 
@@ -73,6 +79,9 @@ def publish_changes(context: RunContext, ref: str, connector: SourceConnector,
                 head.number if head is not None else 0)
             warnings.append(_keep_dead_letters(dataset, version, changes.dead_letters))
         changes.acknowledge()
+        write_atomic(dataset.path / LAST_READ, json.dumps({
+            "position": changes.position, "read_at": datetime.now(UTC).isoformat()},
+            sort_keys=True, default=str).encode())
         return counted.rows, published
     finally:
         changes.close()
@@ -87,9 +96,105 @@ def _publish(context: RunContext, dataset: DatasetStore, spec: SourceDataset,
                         mode=mode,  # type: ignore[arg-type]
                         cursor=dict(position), on_warning=warnings.append,
                         max_delete_ratio=context.max_delete_ratio(spec),
-                        unique_key=mode == "replace" and bool(spec.primary_key),
-                        by_key=True, deleted_keys=deleted)
+                        by_key=True, deleted_keys=deleted,
+                        # the log's upserts are changes: stored rows matched by key alone
+                        known_changes=mode == "merge")
     return None if published.unchanged else published
+
+
+def change_lag(index: ModelIndex, store: Store, root: Path, ref: str) -> dict[str, Any] | None:
+    """How far dataset ``ref``, which reads changes, is behind its source (None for other
+    datasets): ``bytes`` of log the source holds past the last confirmed run, ``seconds``
+    since that run read the log (0 when nothing is pending), ``read_at``; ``error`` when
+    the source cannot be asked (then ``bytes`` and ``seconds`` are None)."""
+    from dataferry.connectors.changes import MeasuresLag, reads_changes
+    from dataferry.connectors.registry import source_class
+
+    entry = index.datasets.get(ref)
+    if entry is None or entry.source is None or entry.source_name is None or \
+            not reads_changes(entry.source.kind, entry.spec):  # type: ignore[arg-type]
+        return None
+    read_at = _last_read(store.dataset(ref))
+    lag: dict[str, Any] = {"bytes": None, "seconds": None, "read_at": read_at}
+    try:
+        connector = source_class(entry.source.kind)(
+            f"{entry.team}.{entry.source_name}", entry.source, root)
+        try:
+            behind = connector.change_lag_bytes(ref) if isinstance(
+                connector, MeasuresLag) else None
+        finally:
+            connector.close()
+    except FerryError as exc:
+        lag["error"] = str(exc)
+        return lag
+    lag["bytes"] = behind
+    if behind is not None and read_at is not None:
+        since = (datetime.now(UTC) - datetime.fromisoformat(read_at)).total_seconds()
+        lag["seconds"] = round(max(since, 0.0), 3) if behind else 0.0
+    return lag
+
+
+def _last_read(dataset: DatasetStore) -> str | None:
+    try:
+        recorded = json.loads((dataset.path / LAST_READ).read_text())
+    except (OSError, ValueError):
+        return None
+    read_at = recorded.get("read_at") if isinstance(recorded, dict) else None
+    return read_at if isinstance(read_at, str) else None
+
+
+def release_unused(context: RunContext) -> list[str]:
+    """``ferry apply``: release what change sources hold for datasets that read changes
+    before (their head's position names a slot) and no longer do: removed from the model
+    (kept in the store; their team's sources are asked) or with another capture now. Lines for the user: what
+    was dropped, or why it could not be (a source that cannot be reached keeps its slot
+    until the next apply)."""
+    from dataferry.connectors.changes import ReleasesChanges, reads_changes
+    from dataferry.connectors.registry import source_class
+
+    index = context.index
+    wanted: dict[tuple[str, str], list[str]] = {}  # (team, source) -> datasets to release
+    removed = set(context.store.refs()) - set(index.datasets)
+    for ref in sorted(removed | set(index.datasets)):
+        entry = index.datasets.get(ref)
+        if entry is not None and (entry.source is None or reads_changes(
+                entry.source.kind, entry.spec)):  # type: ignore[arg-type]
+            continue
+        if not _read_changes_before(context.store.dataset(ref)):
+            continue
+        team = ref.partition(".")[0]
+        names = [entry.source_name] if entry is not None and entry.source_name else [
+            name for name in context.ecosystem.teams[team].sources] \
+            if team in context.ecosystem.teams else []
+        for name in names:
+            wanted.setdefault((team, str(name)), []).append(ref)
+    lines = []
+    for (team, name), refs in wanted.items():
+        spec = context.ecosystem.teams[team].sources[name]
+        try:
+            connector = source_class(spec.kind)(f"{team}.{name}", spec, context.root)
+        except FerryError as exc:
+            lines.append(f"source {team}.{name}: {exc}")
+            continue
+        try:
+            if isinstance(connector, ReleasesChanges):
+                lines += [f"dropped {what} ({', '.join(refs)} no longer reads changes)"
+                          for what in connector.release_changes(refs)]
+        except FerryError as exc:
+            lines.append(f"source {team}.{name}: could not release the change capture of "
+                         f"{', '.join(refs)} ({exc}); the next ferry apply tries again")
+        finally:
+            connector.close()
+    return lines
+
+
+def _read_changes_before(dataset: DatasetStore) -> bool:
+    """Whether ``dataset``'s head recorded a change log's position naming a slot."""
+    if not dataset.exists():
+        return False
+    head = dataset.head()
+    return head is not None and isinstance(head.manifest.cursor, dict) and \
+        "slot" in head.manifest.cursor
 
 
 def _keep_dead_letters(dataset: DatasetStore, version: int, letters: list[DeadLetter]) -> str:

@@ -8,9 +8,15 @@ warning (CI often cannot reach production, so it does not fail the check).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataferry.errors import FerryError, SourceError
-from dataferry.model.graph import ModelIndex
+from dataferry.model.graph import DatasetEntry, ModelIndex
 from dataferry.model.load import LoadedModel
+
+if TYPE_CHECKING:
+    from dataferry.connectors.base import SourceConnector
+    from dataferry.connectors.changes import ChangeProblem
 
 
 def check_connections(loaded: LoadedModel) -> None:
@@ -44,6 +50,9 @@ def check_connections(loaded: LoadedModel) -> None:
                 report.add("unreachable", f"{ref}: cannot reach its source: {exc}", where,
                            severity="warning")
             continue
+        for trouble in _change_problems(connector, ref, entry):
+            report.add(trouble.code, trouble.message, where,
+                       severity=trouble.severity)  # type: ignore[arg-type]
         problems, warnings = compare(ref, entry.dataset, columns)
         for problem in problems:
             report.add("schema-mismatch", f"{ref}: {problem}", where)
@@ -68,6 +77,23 @@ def check_connections(loaded: LoadedModel) -> None:
         except FerryError as exc:
             report.add("unreachable", f"consumer {consumer_ref}: cannot reach its sink: {exc}",
                        where, severity="warning")
+
+
+def _change_problems(connector: SourceConnector, ref: str,
+                     entry: DatasetEntry) -> list[ChangeProblem]:
+    """What keeps a dataset that reads changes from doing so (none for other datasets)."""
+    from dataferry.connectors.changes import ChangeProblem, ChecksChanges, reads_changes
+
+    assert entry.source is not None
+    if not reads_changes(entry.source.kind, entry.dataset) or \
+            not isinstance(connector, ChecksChanges):
+        return []
+    try:
+        return connector.change_problems(ref, entry.dataset)
+    except FerryError as exc:
+        return [ChangeProblem("unreachable", f"{ref}: cannot check its change capture: {exc}")]
+    finally:
+        connector.close()
 
 
 def _is_schema(error: Exception) -> bool:

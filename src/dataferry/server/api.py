@@ -92,7 +92,8 @@ def list_datasets(request: Request, _: ReadPrincipal, search: str | None = None,
 def get_dataset(request: Request, principal: ReadPrincipal, ref: str) -> dict[str, Any]:
     """Schema, owner, classification, consumers, latest version and freshness."""
     context = _context(request)
-    detail = catalog.dataset_detail(context.index, context.store, context.metadata, ref)
+    detail = catalog.dataset_detail(context.index, context.store, context.metadata, ref,
+                                    root=context.root)
     if detail is None:
         raise NotFound(f"no dataset {ref!r} in the model")
     access = authz.row_access(context.index, principal, ref)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -187,14 +188,19 @@ class DatasetDetail:
     versions: int
     latest: dict[str, Any] | None  # version, rows, created_at, manifest_hash
     freshness: dict[str, Any]  # status fresh|stale|unknown, data_as_of, reasons, needs
+    lag: dict[str, Any] | None = None
+    """Datasets that read a change log: bytes and seconds behind the source
+    (``engine.changes.change_lag``); None for the others."""
 
 
 def dataset_detail(index: ModelIndex, store: Store, metadata: Metadata | None, ref: str,
-                   now: datetime | None = None) -> DatasetDetail | None:
+                   now: datetime | None = None, root: Path | None = None
+                   ) -> DatasetDetail | None:
     """Everything the dataset page shows, or None for a ref the model does not have.
 
     ``metadata`` (optional) adds the scheduler's stale marks and the producer's last good
-    run to the freshness status; ``now`` is for tests.
+    run to the freshness status; ``now`` is for tests. With the model's ``root``, a
+    dataset that reads a change log also gets its lag (asking its source).
     """
     entry = index.datasets.get(ref)
     if entry is None:
@@ -235,7 +241,14 @@ def dataset_detail(index: ModelIndex, store: Store, metadata: Metadata | None, r
         spec.description, spec.classification, spec.status, spec.deprecated,
         list(index.ecosystem.teams[entry.team].owners), list(spec.primary_key), columns,
         list(spec.inputs) if isinstance(spec, Transformer) else [], consumers,
-        sorted(transformers), len(numbers), latest, freshness)
+        sorted(transformers), len(numbers), latest, freshness,
+        _lag(index, store, root, ref) if root is not None else None)
+
+
+def _lag(index: ModelIndex, store: Store, root: Path, ref: str) -> dict[str, Any] | None:
+    from dataferry.engine.changes import change_lag
+
+    return change_lag(index, store, root, ref)
 
 
 def _freshness(consumers: list[dict[str, Any]], changed_at: str | None, producer: str,

@@ -80,11 +80,14 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                 on_rows: Callable[[int], None] | None = None, *,
                 cursor: str | None = None, merge_on_read: bool = True,
                 complete: bool = False, unique: bool = False,
-                deleted: pa.RecordBatchReader | None = None) -> MergeResult:
+                deleted: pa.RecordBatchReader | None = None,
+                known_changes: bool = False) -> MergeResult:
     """Write the files of ``head`` merged with ``reader``'s rows; nothing is committed.
 
     ``deleted``: keys (the key columns only, in the stored form) whose stored rows are
     deleted, unless ``reader`` has a row with that key (not with ``complete``).
+    ``known_changes``: every incoming row is a change (a change log says so), so stored
+    rows are matched by key alone and only the key columns of the stored files are read.
 
     ``complete``: ``reader`` holds the whole new table, so stored keys it lacks are deleted.
     ``unique``: the caller guarantees a complete ``reader`` has one row per key (a source
@@ -113,7 +116,7 @@ def merge_files(dataset: DatasetStore, head: Version, reader: pa.RecordBatchRead
                 _latest_per_key(db, staging, columns, key, cursor)
                 incoming_duplicates(db, dataset.ref, key, columns,
                                     cursor if _orders_by(cursor, columns, key) else None)
-                _changed(db, current, columns, key, cursor)
+                _changed(db, current, columns, key, cursor, known_changes)
                 if deleted is not None:
                     _deleted(db, current, deleted, key)
             inserted, updated = db.execute(
@@ -213,16 +216,17 @@ def _latest_per_key(db: duckdb.DuckDBPyConnection, staging: Path, columns: Seque
 
 
 def _changed(db: duckdb.DuckDBPyConnection, current: str | None, columns: Sequence[str],
-             key: Sequence[str], cursor: str | None) -> None:
+             key: Sequence[str], cursor: str | None, known_changes: bool = False) -> None:
     """Tables ``changed`` (rows of ``s`` new or different from the stored ones, with where
     the stored row is: ``_file``, ``_pos``) and ``replaced`` (those stored positions)."""
-    compared = _compared(columns, key, cursor)
+    compared = list(key) if known_changes else _compared(columns, key, cursor)
     if current is None:
         db.execute("create temp table changed as select *, null::varchar as _file, "
                    "null::bigint as _pos from s")
     else:
         on = " and ".join(f"c.{ident(k)} is not distinct from s.{ident(k)}" for k in key)
-        differs = _differs(db, [c for c in compared if c not in key])
+        differs = "true" if known_changes else _differs(db, [c for c in compared
+                                                            if c not in key])
         wanted = ", ".join(["filename", "file_row_number", *map(ident, compared)])
         db.execute(f"""create temp table changed as
             select s.*, c.filename as _file, c.file_row_number as _pos

@@ -116,6 +116,7 @@ def publish(
     unique_key: bool = False,
     by_key: bool = False,
     deleted_keys: pa.RecordBatchReader | None = None,
+    known_changes: bool = False,
 ) -> Published:
     """Write ``data`` as the next version of ``dataset`` and sign it; see the module doc.
 
@@ -137,6 +138,8 @@ def publish(
     ``deleted_keys``: a merge's keys to delete (the primary-key columns only: a change
     log's deletes, ``connectors.changes``), unless ``data`` has a row with that key;
     stored as deletion vectors, like the rows a merge replaces.
+    ``known_changes``: a merge's rows are all changes (a change log's upserts): stored rows
+    are matched by key alone, without reading their other columns.
     """
     started = time.monotonic()
     if mode == "merge" and not spec.primary_key:
@@ -169,7 +172,7 @@ def publish(
             dataset.ref, spec, deleted_keys, utc, on_warning)
         try:
             written = _write(dataset, spec, reader, mode, head, genesis.algorithm, on_rows,
-                             changed_by, keyed, unique_key, deleted)
+                             changed_by, keyed, unique_key, deleted, known_changes)
         except Exception as error:
             if failures:  # deltalake wraps errors of the data it reads: give back the original
                 raise failures[0] from None
@@ -384,6 +387,7 @@ def _write(
     keyed: bool = False,
     unique_key: bool = False,
     deleted: pa.RecordBatchReader | None = None,
+    known_changes: bool = False,
 ) -> _Written:
     started = time.monotonic()
     dataset.path.mkdir(parents=True, exist_ok=True)
@@ -393,7 +397,7 @@ def _write(
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
                              cursor=changed_by, merge_on_read=spec.merge_on_read,
                              complete=mode == "replace", unique=unique_key,
-                             deleted=deleted)
+                             deleted=deleted, known_changes=known_changes)
         digests = merged.written
         crash_point("after-files")
         revised = merged.revised

@@ -102,6 +102,14 @@ class Server:
         except psycopg.Error as exc:
             raise self.error(exc, "cannot connect to") from None
 
+    def connect_replication(self) -> psycopg.Connection[Any]:
+        """A logical replication connection (``replication=database``: the walsender's
+        commands, such as ``CREATE_REPLICATION_SLOT``, through ``pgconn.exec_``)."""
+        try:
+            return psycopg.connect(self._info, autocommit=True, replication="database")
+        except psycopg.Error as exc:
+            raise self.error(exc, "cannot open a replication connection to") from None
+
     def connect_adbc(self, *, autocommit: bool) -> adbc.Connection:
         """An ADBC connection (binary COPY both ways); errors as ``connect``."""
         try:

@@ -31,6 +31,7 @@ from dataferry.connectors.base import (
     SourceColumn,
     SourceConnector,
 )
+from dataferry.connectors.changes import ChangeProblem, ChangeSet
 from dataferry.connectors.naming import read_tables
 from dataferry.connectors.postgres import ranges
 from dataferry.connectors.postgres.connection import (
@@ -120,6 +121,37 @@ class PostgresSource(SourceConnector):
 
     def read(self, request: ReadRequest) -> ReadResult:
         """Stream the declared columns (``since``: only rows with ``cursor >= since``)."""
+        return self.read_table(request)
+
+    def read_changes(self, request: ReadRequest) -> ChangeSet:
+        """``capture: cdc``: the changes since ``request.state`` from the dataset's logical
+        replication slot, or a snapshot consistent with a new slot (``cdc``)."""
+        from dataferry.connectors.postgres.cdc import read_changes
+
+        return read_changes(self, request)
+
+    def change_problems(self, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+        """What keeps ``dataset`` from capturing cdc (``ferry check --connect``)."""
+        from dataferry.connectors.postgres.cdc import problems
+
+        return problems(self, dataset, spec)
+
+    def change_lag_bytes(self, dataset: str) -> int | None:
+        """The WAL written since ``dataset``'s slot last confirmed (None: no slot)."""
+        from dataferry.connectors.postgres.cdc import lag_bytes
+
+        return lag_bytes(self, dataset)
+
+    def release_changes(self, datasets: list[str]) -> list[str]:
+        """Drop the replication slots and publications of ``datasets`` (``cdc``)."""
+        from dataferry.connectors.postgres.cdc import release
+
+        return release(self, datasets)
+
+    def read_table(self, request: ReadRequest, snapshot: str | None = None) -> ReadResult:
+        """``read``; with ``snapshot`` (an exported snapshot's name), the whole table as
+        that snapshot sees it, in one stream (the snapshot is imported before this
+        returns, so its exporter may end then)."""
         spec = request.spec
         live = {name: info for name, info, _ in self._live(request.dataset, spec)}
         sources = [_match(request.dataset, name, live) for name in request.columns]
@@ -140,12 +172,15 @@ class PostgresSource(SourceConnector):
         schema = pa.schema([p.field for p in plans])
         state = _LateCommits(open_since)
         unique = request.since is None and self._unique_key(request, live)
-        parallel = self._parallel(request, live, query, plans, schema)
+        parallel = None if snapshot else self._parallel(request, live, query, plans, schema)
         if parallel is not None:
             return ReadResult(pa.RecordBatchReader.from_batches(schema, parallel), state,
                               unique_key=unique)
-        connection, statement = self._open(len(exprs), autocommit=True)
+        connection, statement = self._open(len(exprs), autocommit=snapshot is None)
         try:
+            if snapshot is not None:
+                statement.execute("set transaction isolation level repeatable read")
+                statement.execute(f"set transaction snapshot {literal(snapshot)}")
             for setting in _SESSION:
                 statement.execute(setting)
             statement.execute(query)

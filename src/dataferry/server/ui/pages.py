@@ -93,7 +93,8 @@ def producer_job(kind: str, ref: str) -> str:
 def dataset_page(request: Request, principal: PagePrincipal, ref: str) -> HTMLResponse:
     """Everything about one dataset, with sample rows only as its grant allows."""
     context = context_of(request)
-    detail = catalog.dataset_detail(context.index, context.store, context.metadata, ref)
+    detail = catalog.dataset_detail(context.index, context.store, context.metadata, ref,
+                                    root=context.root)
     if detail is None:
         raise PageError(404, f"The model has no dataset {ref!r}.")
     versions, version_count = catalog.versions(context.store, ref, 0, VERSIONS_SHOWN)

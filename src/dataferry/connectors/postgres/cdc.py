@@ -1,0 +1,570 @@
+"""``capture: cdc`` on a postgres source: the committed changes of a logical replication slot.
+
+Each dataset gets its own slot and publication, both named ``slot_name(dataset)``
+(``ferry_<team>_<dataset>``), with the built-in ``pgoutput`` plugin (no extension to
+install, unlike wal2json). The run's position (``{"slot": ..., "lsn": ...}``) is the
+version's cursor state in the signed manifest.
+
+- **First run** (no position, or ``ferry run --full``): the slot is (re)created over a
+  replication connection with ``SNAPSHOT 'export'``, and the table is read in one stream
+  under that exported snapshot: exactly the rows committed before the slot's consistent
+  point, which becomes the position. Published as a keyed replace.
+- **Later runs** take the server's flushed WAL position ``U`` first, then read the slot's
+  changes without consuming them (``pg_logical_slot_peek_binary_changes`` up to ``U``),
+  which holds every transaction whose commit record starts before ``U``, whole (logical
+  decoding emits a transaction at its commit, never rolled-back work). Transactions whose
+  commit lies before the head's position are skipped: the head has them (a crash between
+  publishing and confirming re-reads them). ``U`` is the new position.
+- The decoded rows (the values in their text form) are staged in a temporary table of
+  the reading session (bounded memory here: batches of ``STAGE_ROWS``), and PostgreSQL
+  itself casts them back to the columns' types and keeps the last change per key; the
+  result is read with the same column plans as a table read (binary COPY through ADBC), so
+  a value reads the same by snapshot or by change. Deleted keys are spilled to a local
+  Parquet file while the upserts stream.
+- Only after the version is published and signed does ``acknowledge`` advance the slot
+  (``pg_replication_slot_advance`` to ``U``), so the slot holds no WAL older than the run.
+
+An update that changes the key gives a delete of the old key and an upsert of the new
+one; a ``TRUNCATE`` makes the run a snapshot (the rows inserted after it are the whole
+table). A declared column dropped or retyped at the source while changes were pending
+stops the run before anything is published (added ones are ignored, as drift says).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_manager
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataferry.connectors.base import ReadRequest
+from dataferry.connectors.changes import ChangeProblem, ChangeSet
+from dataferry.connectors.postgres import cdc_protocol as wire
+from dataferry.connectors.postgres.connection import ident, literal, qualified, split_table
+from dataferry.connectors.postgres.reading import ColumnPlan, plan_column
+from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
+from dataferry.errors import SourceError
+from dataferry.model.spec import SourceDataset
+
+SLOT_PREFIX = "ferry_"
+STAGE_ROWS = 20_000
+"""Decoded changes sent to the staging table at a time (the memory held here)."""
+FETCH_ROWS = 5_000
+_TEXT_SESSION = (
+    "set time zone 'UTC'",
+    "set datestyle = 'ISO, YMD'",
+    "set intervalstyle = 'iso_8601'",
+    "set extra_float_digits = 3",
+    "set bytea_output = 'hex'",
+)
+"""Settings of the decoding session: the text each value is sent in, read back exactly."""
+_READ_SESSION = ("set time zone 'UTC'", "set intervalstyle = 'iso_8601'",
+                 "set extra_float_digits = 3")
+"""The reading session's (a table read's, but writable: it stages into temporary tables)."""
+
+
+def slot_name(dataset: str) -> str:
+    """The slot (and publication) of ``dataset``: ``ferry_<team>_<dataset>``, lower case,
+    other characters as ``_``, within PostgreSQL's 63 bytes (a hash keeps long ones apart)."""
+    name = SLOT_PREFIX + re.sub(r"[^a-z0-9_]", "_", dataset.lower())
+    if len(name) > 63:
+        digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
+        name = f"{name[:54]}_{digest}"
+    return name
+
+
+@dataclass(frozen=True)
+class _Table:
+    schema: str
+    name: str
+    columns: dict[str, tuple[int, str]]
+    """Every live column: name -> (type oid, type as ``format_type`` writes it)."""
+    identity: str
+    """pg_class.relreplident: d default (the primary key), n nothing, f full, i index."""
+    key: list[str]
+    """The primary key's columns (empty: none)."""
+
+    @property
+    def relation(self) -> str:
+        return qualified(self.schema, self.name)
+
+
+def read_changes(source: PostgresSource, request: ReadRequest) -> ChangeSet:
+    """See the module docstring."""
+    spec = request.spec
+    if not spec.table:
+        raise SourceError(f"{request.dataset}: cdc reads a table's changes; set table: "
+                          "(a query: cannot be captured)", public=True)
+    if not spec.primary_key:
+        raise SourceError(f"{request.dataset}: cdc capture needs a primary_key", public=True)
+    slot = slot_name(request.dataset)
+    table = _describe(source, request.dataset, spec.table)
+    state = request.state or {}
+    if state.get("slot") == slot and isinstance(state.get("lsn"), str):
+        if _slot_exists(source, slot):
+            return _Changes(source, request, table, slot, wire.parse_lsn(state["lsn"])).read()
+        warning = (f"{request.dataset}: replication slot {slot} is gone (dropped outside "
+                   "ferry?); reading a new snapshot of the table")
+        return _snapshot(source, request, table, slot, [warning])
+    return _snapshot(source, request, table, slot, [])
+
+
+def problems(source: PostgresSource, dataset: str, spec: SourceDataset) -> list[ChangeProblem]:
+    """What keeps ``dataset`` from capturing cdc: the server's ``wal_level``, the role's
+    REPLICATION attribute, the table's primary key (or replica identity)."""
+    found: list[ChangeProblem] = []
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            row = connection.execute(
+                "select current_setting('wal_level'), current_user, (select rolreplication "
+                "or rolsuper from pg_roles where rolname = current_user)").fetchone()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"checking cdc for {dataset} on") from None
+    assert row is not None
+    level, user, replication = row
+    if level != "logical":
+        found.append(ChangeProblem("unreachable", (
+            f"{dataset}: cdc cannot run: the server's wal_level is {level}; set wal_level = "
+            "logical (postgresql.conf) and restart it")))
+    if not replication:
+        found.append(ChangeProblem("unreachable", (
+            f"{dataset}: cdc cannot run: role {user} lacks the REPLICATION attribute; "
+            f"ALTER ROLE {ident(str(user))} REPLICATION")))
+    if spec.table:
+        table = _describe(source, dataset, spec.table)
+        if table.identity == "n" or (table.identity == "d" and not table.key):
+            found.append(ChangeProblem("missing-primary-key", (
+                f"{dataset}: cdc needs a primary key on table {table.schema}.{table.name} "
+                "(or REPLICA IDENTITY FULL) to capture updates and deletes"), "error"))
+    return found
+
+
+def _describe(source: PostgresSource, dataset: str, table_text: str) -> _Table:
+    try:
+        schema, name = split_table(table_text)
+    except ValueError as exc:
+        raise SourceError(f"{dataset}: {exc}") from None
+    relation = qualified(schema, name) if schema else ident(name)
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            found = connection.execute(
+                "select n.nspname, c.relname, c.relreplident::text from pg_class c "
+                "join pg_namespace n on n.oid = c.relnamespace where c.oid = %s::regclass",
+                (relation,)).fetchone()
+            assert found is not None
+            columns = connection.execute(
+                "select attname, atttypid::int8, format_type(atttypid, atttypmod) "
+                "from pg_attribute where attrelid = %s::regclass and attnum > 0 "
+                "and not attisdropped order by attnum", (relation,)).fetchall()
+            key = connection.execute(
+                "select a.attname from pg_index i join pg_attribute a on a.attrelid = "
+                "i.indrelid and a.attnum = any(i.indkey) where i.indrelid = %s::regclass "
+                "and i.indisprimary", (relation,)).fetchall()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"describing {dataset} on") from None
+    return _Table(str(found[0]), str(found[1]), {str(n): (int(o), str(t)) for n, o, t in columns},
+                  str(found[2]), [str(k) for (k,) in key])
+
+
+def _slot_exists(source: PostgresSource, slot: str) -> bool:
+    with source.server.connect(autocommit=True) as connection:
+        row = connection.execute(
+            "select 1 from pg_replication_slots where slot_name = %s "
+            "and database = current_database()", (slot,)).fetchone()
+    return row is not None
+
+
+def _ensure_publication(source: PostgresSource, dataset: str, table: _Table,
+                        slot: str) -> None:
+    """The dataset's publication, publishing exactly its table (inserts, updates, deletes,
+    truncates). Refused for a table without a replica identity: its updates would fail
+    at the source once it is published."""
+    if table.identity == "n" or (table.identity == "d" and not table.key):
+        raise SourceError(
+            f"{dataset}: table {table.schema}.{table.name} has no primary key (nor a replica "
+            "identity), so its updates and deletes cannot be captured; add a primary key "
+            "or run ALTER TABLE ... REPLICA IDENTITY FULL", public=True)
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            exists = connection.execute("select 1 from pg_publication where pubname = %s",
+                                        (slot,)).fetchone()
+            verb = "alter publication {} set table {}" if exists else \
+                "create publication {} for table {}"
+            connection.execute(verb.format(ident(slot), table.relation))
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"creating publication {slot} for {dataset} on") \
+                from None
+
+
+def _snapshot(source: PostgresSource, request: ReadRequest, table: _Table, slot: str,
+              warnings: list[str]) -> ChangeSet:
+    """A new slot and the table as its exported snapshot sees it."""
+    _ensure_publication(source, request.dataset, table, slot)
+    drop_slot(source, slot)  # a snapshot needs the slot's own: start it over
+    replication = source.server.connect_replication()
+    try:
+        result = replication.pgconn.exec_(
+            f"CREATE_REPLICATION_SLOT {ident(slot)} LOGICAL pgoutput "
+            "(SNAPSHOT 'export')".encode())
+        if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            message = (result.error_message or b"").decode("utf-8", "replace").strip()
+            raise SourceError(f"{request.dataset}: cannot create replication slot {slot} on "
+                              f"{source.server.what}: {message} (the role needs the "
+                              "REPLICATION attribute and wal_level must be logical)",
+                              public=True)
+        names = [result.fname(i) for i in range(result.nfields)]
+        row = {name: result.get_value(0, i) for i, name in enumerate(names)}
+        consistent = (row[b"consistent_point"] or b"").decode()
+        snapshot = (row[b"snapshot_name"] or b"").decode()
+        read = source.read_table(request, snapshot=snapshot)
+    finally:
+        replication.close()  # the read imported the snapshot: the export may end
+    return ChangeSet(read.reader, None, {"slot": slot, "lsn": consistent},
+                     warnings=warnings + read.warnings, snapshot=True)
+
+
+def drop_slot(source: PostgresSource, slot: str) -> bool:
+    """Drop ``slot`` if it exists (True: it did)."""
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            row = connection.execute(
+                "select pg_drop_replication_slot(slot_name) from pg_replication_slots "
+                "where slot_name = %s and database = current_database()", (slot,)).fetchone()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"dropping replication slot {slot} on") from None
+    return row is not None
+
+
+def drop_publication(source: PostgresSource, slot: str) -> bool:
+    """Drop the publication named ``slot`` if it exists (True: it did)."""
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            found = connection.execute("select 1 from pg_publication where pubname = %s",
+                                       (slot,)).fetchone()
+            if found is not None:
+                connection.execute(f"drop publication {ident(slot)}")
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"dropping publication {slot} on") from None
+    return found is not None
+
+
+def lag_bytes(source: PostgresSource, dataset: str) -> int | None:
+    """Bytes of WAL written since ``dataset``'s slot last confirmed a run (None: no slot)."""
+    with source.server.connect(autocommit=True) as connection:
+        try:
+            row = connection.execute(
+                "select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 "
+                "from pg_replication_slots where slot_name = %s "
+                "and database = current_database()", (slot_name(dataset),)).fetchone()
+        except psycopg.Error as exc:
+            raise source.server.error(exc, f"measuring the lag of {dataset} on") from None
+    return None if row is None or row[0] is None else max(int(row[0]), 0)
+
+
+def release(source: PostgresSource, datasets: list[str]) -> list[str]:
+    """Drop the slots and publications of ``datasets`` that exist in the source's database."""
+    dropped = []
+    for dataset in datasets:
+        slot = slot_name(dataset)
+        if drop_slot(source, slot):
+            dropped.append(f"replication slot {slot}")
+        if drop_publication(source, slot):
+            dropped.append(f"publication {slot}")
+    return dropped
+
+
+@dataclass
+class _Staged:
+    """Decoded changes on their way to the staging table."""
+
+    columns: list[str]  # the source columns staged (declared ones), in order
+    rows: list[list[bytes | None]] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    ops: list[str] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, seq: int, op: str, values: list[bytes | None]) -> None:
+        self.seqs.append(seq)
+        self.ops.append(op)
+        self.rows.append(values)
+        self.total += 1
+
+    def take(self) -> pa.Table:
+        arrays: dict[str, pa.Array] = {  # the server's UTF-8, checked by the cast
+            f"c{i}": pa.array([row[i] for row in self.rows], pa.binary()).cast(pa.string())
+            for i in range(len(self.columns))}
+        arrays["_ferry_seq"] = pa.array(self.seqs, pa.int64())
+        arrays["_ferry_op"] = pa.array(self.ops, pa.string())
+        self.rows, self.seqs, self.ops = [], [], []
+        return pa.table(arrays)
+
+
+class _Changes:
+    """One run's read of the slot (see the module docstring)."""
+
+    def __init__(self, source: PostgresSource, request: ReadRequest, table: _Table, slot: str,
+                 start: int) -> None:
+        self.source, self.request, self.table, self.slot = source, request, table, slot
+        self.start = start
+        self.dataset = request.dataset
+        self.live = {name: info for name, info, _ in source._live(self.dataset, request.spec)}
+        self.sources = [_match(self.dataset, name, self.live) for name in request.columns]
+        self.keys = [_match(self.dataset, k, self.live) for k in request.spec.primary_key]
+        missing = [k for k in self.keys if k not in self.sources]
+        if missing:
+            raise SourceError(f"{self.dataset}: the primary key column(s) "
+                              f"{', '.join(missing)} must be declared columns")
+        self.plans = [plan_column(name, src, self.live[src])
+                      for name, src in zip(request.columns, self.sources, strict=True)]
+        self.truncated_at = -1
+        self.transactions = 0
+
+    def read(self) -> ChangeSet:
+        staged = _Staged(list(self.sources))
+        work = Path(tempfile.mkdtemp(prefix="ferry-cdc-"))
+        connection, cursor = self.source._open(len(self.plans), autocommit=False)
+        try:
+            upto = self._stage(staged, connection, cursor)
+            position = {"slot": self.slot, "lsn": wire.format_lsn(upto)}
+            acknowledge = self._acknowledger(upto)
+            schema = pa.schema([p.field for p in self.plans])
+            if not staged.total and self.truncated_at < 0:
+                cursor.close()
+                self.source._finish(connection)
+                shutil.rmtree(work, ignore_errors=True)
+                return ChangeSet(schema.empty_table().to_reader(), None, position,
+                                 acknowledge)
+            self._keep_last(cursor)
+            snapshot = self.truncated_at >= 0
+            deleted = None if snapshot else self._deleted_keys(connection, work)
+            upserts = self._upserts(connection, cursor, schema)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                cursor.close()
+            self.source._finish(connection)
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        warnings = [f"{self.dataset}: a TRUNCATE of {self.table.schema}.{self.table.name} "
+                    "was read: this version is the table as it was after it"] if snapshot else []
+        return ChangeSet(upserts, deleted, position, acknowledge, warnings=warnings,
+                         snapshot=snapshot,
+                         close=lambda: shutil.rmtree(work, ignore_errors=True))
+
+    # -- reading the slot ------------------------------------------------------------
+
+    def _stage(self, staged: _Staged, connection: Any, cursor: Any) -> int:
+        """Decode the slot's changes into the staging table; the position read up to."""
+        for setting in _READ_SESSION:
+            self._run(cursor, setting)
+        cursor.execute("create temp table _ferry_cdc_stage (" + ", ".join(
+            f"c{i} text" for i in range(len(staged.columns))) +
+            ", _ferry_seq bigint, _ferry_op text) on commit drop")
+        with self.source.server.connect(autocommit=False) as peek:
+            try:
+                for setting in _TEXT_SESSION:
+                    peek.execute(setting)
+                row = peek.execute("select pg_current_wal_flush_lsn()::text").fetchone()
+                assert row is not None
+                upto = wire.parse_lsn(str(row[0]))
+                with peek.cursor(name="ferry_cdc_peek") as changes:
+                    changes.itersize = FETCH_ROWS
+                    changes.execute(
+                        "select data from pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, "
+                        "null, 'proto_version', '1', 'publication_names', %s)",
+                        (self.slot, wire.format_lsn(upto), self.slot))
+                    self._decode((bytes(data) for (data,) in changes), staged, cursor)
+                peek.rollback()
+            except psycopg.Error as exc:
+                raise self.source.server.error(
+                    exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") \
+                    from None
+        if staged.rows:
+            self._ingest(cursor, staged)
+        return upto
+
+    def _decode(self, messages: Iterator[bytes], staged: _Staged, cursor: Any) -> None:
+        layouts: dict[int, list[tuple[int, int]]] = {}  # our relation -> (column, staged)
+        skip = False
+        seq = 0
+        for data in messages:
+            change = wire.row_change(data)  # the hot path: rows, without message objects
+            if change is not None:
+                tag, relation_id, old, old_kind, new = change
+                pairs = layouts.get(relation_id)
+                if skip or pairs is None:
+                    continue
+                seq += 1
+                if tag == "D":
+                    assert old is not None
+                    staged.add(seq, "D", self._values(old, pairs, key_only=True))
+                    continue
+                assert new is not None
+                if old is not None:  # an update with the old key (K) or row (O)
+                    if old_kind == "O":
+                        new = tuple(o if isinstance(n, wire.Unchanged) else n
+                                    for o, n in zip(old, new, strict=True))
+                    before = self._values(old, pairs, key_only=True)
+                    after = self._values(new, pairs)
+                    if self._key(before) != self._key(after):  # the key changed
+                        staged.add(seq, "D", before)
+                        seq += 1
+                    staged.add(seq, "U", after)
+                else:
+                    staged.add(seq, "U", self._values(new, pairs))
+                if len(staged.rows) >= STAGE_ROWS:
+                    self._ingest(cursor, staged)
+                continue
+            match wire.decode(data):
+                case wire.Begin(final_lsn=final_lsn):
+                    skip = final_lsn < self.start  # the head has this transaction
+                case wire.Commit():
+                    self.transactions += 0 if skip else 1
+                case wire.Relation() as relation:
+                    if (relation.namespace, relation.name) == (self.table.schema,
+                                                               self.table.name):
+                        layouts[relation.relation_id] = self._layout(relation)
+                case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
+                    seq += 1
+                    self.truncated_at = seq
+
+    def _layout(self, relation: wire.Relation) -> list[tuple[int, int]]:
+        """(position in the relation's tuples, staged index) of each declared column; a
+        declared column missing or of another type stops the run."""
+        names = [c.name for c in relation.columns]
+        for source in self.sources:
+            if source not in names:
+                raise SourceError(
+                    f"{self.dataset}: column {source} was dropped from "
+                    f"{self.table.schema}.{self.table.name} while changes were pending; "
+                    "update the model (nothing was published)", public=True)
+        for column in relation.columns:
+            live = self.table.columns.get(column.name)
+            if column.name in self.sources and live is not None and live[0] != column.type_oid:
+                raise SourceError(
+                    f"{self.dataset}: column {column.name} changed type at the source "
+                    f"(now {live[1]}) while changes were pending; read it again with "
+                    "ferry run --full once the model matches (nothing was published)",
+                    public=True)
+        key = [c.name for c in relation.columns if c.flags & 1]
+        if relation.replica_identity != "f" and not set(self.keys) <= set(key):
+            raise SourceError(
+                f"{self.dataset}: the table's replica identity ({', '.join(key) or 'none'}) "
+                f"does not hold the declared primary key ({', '.join(self.keys)}); declare the "
+                "table's primary key or set REPLICA IDENTITY FULL", public=True)
+        return [(names.index(source), index) for index, source in enumerate(self.sources)]
+
+    def _values(self, values: wire.Tuple, pairs: list[tuple[int, int]], *,
+                key_only: bool = False) -> list[bytes | None]:
+        """The staged columns of a tuple (text bytes, None for NULL)."""
+        out: list[bytes | None] = [None] * len(self.sources)
+        try:
+            for position, index in pairs:
+                value = values[position]
+                if value.__class__ is bytes:
+                    out[index] = value
+                elif value is not None and not key_only:  # UNCHANGED: not sent
+                    raise SourceError(
+                        f"{self.dataset}: an update left column {self.sources[index]} "
+                        "unchanged and PostgreSQL did not send its (TOASTed) value; run "
+                        f"ALTER TABLE {self.table.relation} REPLICA IDENTITY FULL so updates "
+                        "carry it, then ferry run --full", public=True)
+        except IndexError:
+            raise SourceError(f"{self.dataset}: a change has fewer columns than its "
+                              "relation message says") from None
+        return out
+
+    def _key(self, values: list[bytes | None]) -> tuple[bytes | None, ...]:
+        return tuple(values[self.sources.index(k)] for k in self.keys)
+
+    def _ingest(self, cursor: Any, staged: _Staged) -> None:
+        try:
+            cursor.adbc_ingest("_ferry_cdc_stage", staged.take(), mode="append",
+                               temporary=True)
+        except adbc_driver_manager.Error as exc:
+            raise self.source.server.error(exc, f"staging the changes of {self.dataset} on") \
+                from None
+
+    # -- the result -------------------------------------------------------------------
+
+    def _keep_last(self, cursor: Any) -> None:
+        """Table ``_ferry_cdc_last``: per key, its last change, cast to the columns' types."""
+        index = {name: i for i, name in enumerate(self.sources)}
+        keys = ", ".join(f"c{index[k]}" for k in self.keys)
+        casts = ", ".join(f"c{i}::{self.table.columns[name][1]} as {ident(name)}"
+                          for i, name in enumerate(self.sources))
+        self._run(cursor, f"""create temp table _ferry_cdc_last on commit drop as
+            select _ferry_op, {casts} from (
+                select distinct on ({keys}) * from _ferry_cdc_stage
+                where _ferry_seq > {self.truncated_at}
+                order by {keys}, _ferry_seq desc) as last""")
+
+    def _run(self, cursor: Any, query: str) -> None:
+        try:
+            cursor.execute(query)
+        except adbc_driver_manager.Error as exc:
+            raise self.source.server.error(exc, f"reading the changes of {self.dataset} on") \
+                from None
+
+    def _select(self, plans: list[ColumnPlan], op: str) -> str:
+        exprs = ", ".join(f"{p.expr} as {ident(p.field.name)}" for p in plans)
+        return f"select {exprs} from _ferry_cdc_last where _ferry_op = {literal(op)}"
+
+    def _deleted_keys(self, connection: Any, work: Path) -> pa.RecordBatchReader | None:
+        """The deleted keys, spilled to a Parquet file (the upserts stream afterwards on
+        the same session); None when there are none."""
+        plans = [self.plans[self.sources.index(k)] for k in self.keys]
+        schema = pa.schema([p.field for p in plans])
+        path = work / "deleted.parquet"
+        rows = 0
+        cursor = connection.cursor()
+        try:
+            self._run(cursor, self._select(plans, "D"))
+            with pq.ParquetWriter(path, schema) as writer:
+                for batch in cursor.fetch_record_batch():
+                    arrays = [_apply(p, batch.column(i)) for i, p in enumerate(plans)]
+                    writer.write_table(pa.Table.from_batches(
+                        [pa.RecordBatch.from_arrays(arrays, schema=schema)]))
+                    rows += batch.num_rows
+        except adbc_driver_manager.Error as exc:
+            raise self.source.server.error(exc, f"reading the changes of {self.dataset} on") \
+                from None
+        finally:
+            cursor.close()
+        if not rows:
+            return None
+        return _parquet_reader(path)
+
+    def _upserts(self, connection: Any, cursor: Any, schema: pa.Schema) -> pa.RecordBatchReader:
+        self._run(cursor, self._select(self.plans, "U"))
+        stream = cursor.fetch_record_batch()
+        batches = self.source._batches(self.request, self.plans, stream, schema,
+                                       (connection, cursor))
+        return pa.RecordBatchReader.from_batches(schema, batches)
+
+    def _acknowledger(self, upto: int) -> Callable[[], None]:
+        def acknowledge() -> None:
+            """Confirm the run's position: the slot releases the WAL before it. A failure
+            loses nothing (the next run re-reads from the head's position and skips)."""
+            with contextlib.suppress(Exception), self.source.server.connect() as connection:
+                connection.execute(
+                    "select pg_replication_slot_advance(%s, %s::pg_lsn) from "
+                    "pg_replication_slots where slot_name = %s and confirmed_flush_lsn < "
+                    "%s::pg_lsn", (self.slot, wire.format_lsn(upto), self.slot,
+                                   wire.format_lsn(upto)))
+
+        return acknowledge
+
+
+def _parquet_reader(path: Path) -> pa.RecordBatchReader:
+    handle = pq.ParquetFile(path)
+    return pa.RecordBatchReader.from_batches(handle.schema_arrow, handle.iter_batches())
