@@ -161,3 +161,38 @@ def test_an_unreachable_server_is_transient(jetstream: JetStream) -> None:
     connector, request = source(jetstream, url=f"nats://127.0.0.1:{free_port()}")
     with pytest.raises(TransientError, match="cannot be reached"):
         connector.read_changes(request)
+
+
+def test_a_wrong_token_is_refused_without_showing_it(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import socket
+    import time
+
+    server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    port = free_port()
+    process = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port), "--auth",
+                                "tok-right-123", "-js", "-sd", str(tmp_path / "js")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "nats-server did not start"
+                time.sleep(0.05)
+        monkeypatch.setenv("LAB_NATS_TOKEN", "tok-wrong-456")
+        spec = NatsSpec.model_validate({
+            "kind": "nats", "url": f"nats://127.0.0.1:{port}", "subject": "lab.*",
+            "token": "${env:LAB_NATS_TOKEN}", "datasets": {"r": {
+                "primary_key": ["device"], "columns": COLUMNS}}})
+        connector = NatsSource("lab.bus", spec, Path("."))
+        with pytest.raises(SourceError) as refused:
+            connector.columns("lab.r", spec.datasets["r"])
+        assert "refused" in str(refused.value)
+        assert "tok-" not in str(refused.value)
+    finally:
+        process.terminate()
+        process.wait(10)

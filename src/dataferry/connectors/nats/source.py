@@ -116,7 +116,8 @@ class NatsSource(SourceConnector):
             position: int | None = state.get("stream_seq")
             if position is not None and state.get("stream") not in (None, durable.stream):
                 warnings.append(f"{dataset}: the last version read stream {state['stream']!r}, "
-                                f"now {durable.stream!r}: reading it from its start")
+                                f"now {durable.stream!r}: reading it where the dataset's "
+                                "consumer on it stands (a new one: from its start)")
                 position = None
             subscription = self._run(durable.prepare(js, position))
             fetched = self._run(durable.fetch(subscription, rows=batch.rows,
