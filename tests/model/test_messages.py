@@ -37,7 +37,7 @@ def test_a_dsn_scheme_as_the_kind_suggests_the_kind(ferry: Ferry, model: Model) 
     line = line_with(check(ferry, root), "kind")
     assert line.startswith("teams/crm/crm.yaml:6:5: error[invalid-field]: ")
     assert line.endswith("kind 'postgresql' is not one of postgres, mysql, sqlite, duckdb, "
-                         "files, http; did you mean 'postgres'?")
+                         "files, http, mqtt, nats; did you mean 'postgres'?")
 
 
 def test_a_mode_lists_the_allowed_modes_once(ferry: Ferry, model: Model) -> None:
@@ -178,7 +178,7 @@ def test_a_sink_kind_and_a_missing_kind(ferry: Ferry, model: Model) -> None:
     lines = check(ferry, root)
     assert line_with(lines, "'kind'").endswith(
         "sources.crmdb: missing key 'kind' (one of: postgres, mysql, sqlite, duckdb, files, "
-        "http)")
+        "http, mqtt, nats)")
     assert line_with(lines, "mariadb").endswith(
         "consumers.warehouse.sink: kind 'mariadb' is not one of postgres, mysql, sqlite, "
         "duckdb, parquet, share; did you mean 'mysql'?")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from dataferry.broker.platforms import choose, dataset_rows
 from dataferry.errors import UsageError
 from dataferry.model.graph import ModelIndex
-from dataferry.model.spec import Consumer
+from dataferry.model.spec import STREAM_SOURCE_KINDS, Consumer
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,16 @@ def build_graph(index: ModelIndex, *, everything: bool = False,
         if entry.is_transformer:
             continue
         spec = entry.dataset
-        if not (everything or ref in needed or spec.schedule):
+        # a stream is drained whoever needs it: its broker keeps messages only so long
+        stream = entry.source is not None and entry.source.kind in STREAM_SOURCE_KINDS
+        if not (everything or ref in needed or spec.schedule or stream):
             continue
         network = getattr(entry.source, "network", None)
         choice = choose(index, entry.team, explicit=spec.platform, network=network,
                         rows=dataset_rows(rows, [ref]))
         graph.add(Job(f"ingest:{ref}", "ingest", ref, platform=choice.platform,
-                      network=network, why=choice.why, trigger=spec.schedule or "freshness"))
+                      network=network, why=choice.why,
+                      trigger=spec.schedule or ("stream" if stream else "freshness")))
     for ref, entry in index.datasets.items():
         if not entry.is_transformer:
             continue

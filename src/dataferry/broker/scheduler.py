@@ -10,6 +10,9 @@ asks, for every job of the plan, whether it is due:
   data no older than their ``freshness`` (default ``defaults.freshness``), so the ingest
   runs every half of the smallest of them, leaving the other half for transforms and
   deliveries;
+- **stream** (ingests of ``mqtt`` and ``nats`` sources, unless they have a ``schedule``):
+  every ``batch: seconds`` (default 10) after the last run started, whoever needs them
+  (their runs say ``schedule``);
 - **on_change** (transformers, deliveries): an input has a newer version than the one the
   job last read (the transform's output lineage, the delivery's last recorded version);
 - **definition** (``on_change`` transformers): the transformer's latest version was
@@ -69,9 +72,9 @@ from dataferry.metadata import (
     utcnow,
     worker_name,
 )
-from dataferry.model.spec import Transformer, duration_seconds
+from dataferry.model.spec import StreamBatch, Transformer, duration_seconds
 
-MANUAL_TRIGGERS = ("freshness", "on_change", "manual")
+MANUAL_TRIGGERS = ("freshness", "on_change", "manual", "stream")
 CHANGES_EVERY = timedelta(seconds=1)
 """An ingest that reads a change log runs again this soon after its last run started (at
 the next tick), whatever its consumers' freshness: its changes wait in the source's log
@@ -205,6 +208,10 @@ class Scheduler:
             base = latest.started_at if latest is not None else self.started_at
             upcoming: datetime = croniter(job.trigger, base).get_next(datetime)
             return "schedule" if upcoming <= at else None
+        if job.trigger == "stream":
+            every = timedelta(seconds=self._stream_seconds(job.dataset))
+            # recorded as a schedule: runs keep the triggers the run history has always had
+            return "schedule" if latest is None or at - latest.started_at >= every else None
         if job.trigger == "freshness":
             interval = self.intervals.get(job.id)
             if interval is None:
@@ -220,6 +227,12 @@ class Scheduler:
                 return None  # an input has nothing to read (yet)
             return "definition" if self.redefined(job, heads) is not None else None
         return None
+
+    def _stream_seconds(self, ref: str | None) -> int:
+        """How often a stream dataset's ingest runs: its ``batch: seconds``."""
+        entry = self.context.index.datasets.get(ref or "")
+        batch = entry.dataset.batch if entry is not None and not entry.is_transformer else None
+        return batch.seconds if batch is not None else StreamBatch().seconds
 
     def _reads_changes(self, ref: str) -> bool:
         """Whether ingest ``ref`` reads a change log (``capture: cdc``, stream sources)."""

@@ -18,6 +18,8 @@ SOURCES = {
     "duckdb": "dataferry.connectors.duckdb.source:DuckdbSource",
     "files": "dataferry.connectors.files.source:FilesSource",
     "http": "dataferry.connectors.http.source:HttpSource",
+    "mqtt": "dataferry.connectors.mqtt.source:MqttSource",
+    "nats": "dataferry.connectors.nats.source:NatsSource",
 }
 SINKS = {
     "postgres": "dataferry.connectors.postgres.sink:PostgresSink",

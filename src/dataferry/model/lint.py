@@ -30,6 +30,7 @@ from dataferry.model.spec import (
     UniqueCheck,
     WebhookNotify,
 )
+from dataferry.model.streamcheck import check_stream_dataset, check_stream_source
 from dataferry.model.types import TypeParseError, parse_type
 
 SECRET_REF = re.compile(r"\$\{(env|file):[^}]+\}\Z")
@@ -275,6 +276,9 @@ class Linter:
                     self.report.add("invalid-field",
                                     f"{ref}: {key}: applies only to a files source",
                                     (*path, key), key=True)
+        check_stream_dataset(self.report, entry)
+        if source.kind in ("mqtt", "nats"):
+            return  # a stream has no capture or cursor (streamcheck says so)
         if dataset.capture == "incremental" and dataset.cursor is None and not isinstance(
             source, FilesSource
         ):
@@ -300,6 +304,7 @@ class Linter:
         if isinstance(source, PostgresSource | MysqlSource):
             self.secret(source.password, f"{what} password", (*path, "password"))
             self.dsn(source.dsn, f"{what}'s dsn", (*path, "dsn"))
+        check_stream_source(self.report, source, what, path, self.secret, self.dsn)
         if isinstance(source, HttpSource):
             self.secret(source.token, f"{what} token", (*path, "token"))
             for header, value in source.headers.items():

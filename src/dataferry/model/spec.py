@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dataferry.model import patterns
+from dataferry.model.streamnames import mqtt_filter_problem, nats_subject_problem, parse_field_path
 from dataferry.model.types import TypeParseError, format_type, parse_type
 
 CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
@@ -406,6 +407,50 @@ class Pagination(Spec):
     first_page: StrictInt = 1
 
 
+def _check_topic(value: str) -> str:
+    problem = mqtt_filter_problem(value)
+    if problem is not None:
+        raise _error("bad_topic", f"{value!r} is not an MQTT topic filter: {problem}")
+    return value
+
+
+def _check_subject(value: str) -> str:
+    problem = nats_subject_problem(value)
+    if problem is not None:
+        raise _error("bad_subject", f"{value!r} is not a NATS subject: {problem}")
+    return value
+
+
+def _check_field_path(value: str) -> str:
+    try:
+        parse_field_path(value)
+    except ValueError as exc:
+        raise _error("bad_field_path", str(exc)) from None
+    return value
+
+
+Topic = Annotated[str, AfterValidator(_check_topic), WithJsonSchema({
+    "type": "string", "minLength": 1,
+    "description": "An MQTT topic filter: levels split by /, + one level, # the rest"})]
+Subject = Annotated[str, AfterValidator(_check_subject), WithJsonSchema({
+    "type": "string", "minLength": 1,
+    "description": "A NATS subject: tokens split by ., * one token, > the rest"})]
+FieldPathText = Annotated[str, AfterValidator(_check_field_path), WithJsonSchema({
+    "type": "string", "pattern": r"^(payload(\..+)?|\$(topic|subject)(\[-?[0-9]+\])?)$",
+    "description": "payload.a.b (a member of the JSON payload), $topic or $topic[N]"})]
+
+
+class StreamBatch(Spec):
+    """How much of a stream one version takes (mqtt and nats sources)."""
+
+    seconds: StrictInt = Field(
+        10, ge=1, description="A run reads for at most this long; ferry up starts one this "
+        "often")
+    rows: StrictInt = Field(
+        10_000, ge=1, le=1_000_000, description="A run takes at most this many messages (the "
+        "rest wait for the next run; mqtt: at most 65535)")
+
+
 class SourceDataset(DatasetCommon):
     table: str | None = None
     query: str | None = None
@@ -419,6 +464,16 @@ class SourceDataset(DatasetCommon):
         None, description="http: dotted path of the record list in the response"
     )
     pagination: Pagination | None = None
+    topic: Topic | None = Field(None, description="mqtt: the topic filter (default: the "
+                                "source's topic)")
+    subject: Subject | None = Field(None, description="nats: the subject (default: the "
+                                    "source's subject)")
+    fields: dict[ColumnName, FieldPathText] = Field(
+        default_factory=dict, description="mqtt, nats: where a column's value comes from, "
+        "e.g. temp: payload.t.c or device: $topic[1] (default: the payload member named as "
+        "the column)")
+    batch: StreamBatch | None = Field(None, description="mqtt, nats: how much one version "
+                                      "takes (default seconds: 10, rows: 10000)")
     capture: Literal["snapshot", "incremental", "cdc"] = "snapshot"
     cursor: ColumnName | None = None
     lag: Duration | None = None
@@ -474,7 +529,43 @@ class HttpSource(SourceBase):
     token: Secret | None = Field(None, description="Sent as Authorization: Bearer <token>")
 
 
-SOURCE_KINDS = ("postgres", "mysql", "sqlite", "duckdb", "files", "http")
+class MqttSource(SourceBase):
+    """A broker's topics: each dataset keeps a persistent session (QoS 1) that holds what
+    arrives between runs."""
+
+    kind: Literal["mqtt"]
+    url: Url = Field(description="mqtt://host:port, or mqtts://host:port for TLS")
+    topic: Topic | None = Field(None, description="The topic filter of datasets that give none")
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: str | None = Field(None, description="mqtts: the CA certificate(s) (PEM) the "
+                                "broker's certificate is checked against (default: the "
+                                "system's); relative to the model directory")
+    client_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)] = (
+        Field("ferry", description="Prefix of each dataset's session: "
+              "<client_id>-<team>.<dataset>"))
+
+
+class NatsSource(SourceBase):
+    """JetStream subjects: each dataset reads through a durable pull consumer."""
+
+    kind: Literal["nats"]
+    url: Url = Field(description="nats://host:port (tls://host:port for TLS)")
+    subject: Subject | None = Field(None, description="The subject of datasets that give none")
+    stream: Annotated[str, StringConstraints(pattern=r"^[^.*>\s]+$")] | None = Field(
+        None, description="The JetStream stream holding the subjects (default: the stream "
+        "whose subjects take the dataset's subject)")
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    durable: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)] = (
+        Field("ferry", description="Prefix of each dataset's durable consumer: "
+              "<durable>_<team>_<dataset>"))
+
+
+SOURCE_KINDS = ("postgres", "mysql", "sqlite", "duckdb", "files", "http", "mqtt", "nats")
+STREAM_SOURCE_KINDS = ("mqtt", "nats")
+"""Sources read as a stream of messages: every run takes what arrived, one version."""
 
 
 def _kind(value: Any) -> str | None:
@@ -490,7 +581,9 @@ Source = Annotated[
     | Annotated[SqliteSource, Tag("sqlite")]
     | Annotated[DuckdbSource, Tag("duckdb")]
     | Annotated[FilesSource, Tag("files")]
-    | Annotated[HttpSource, Tag("http")],
+    | Annotated[HttpSource, Tag("http")]
+    | Annotated[MqttSource, Tag("mqtt")]
+    | Annotated[NatsSource, Tag("nats")],
     Discriminator(
         _kind,
         custom_error_type="bad_kind",
@@ -696,7 +789,8 @@ class Ecosystem(EcosystemFile):
     teams: dict[Name, Team] = Field(default_factory=dict)
 
 
-AnySource = PostgresSource | MysqlSource | SqliteSource | DuckdbSource | FilesSource | HttpSource
+AnySource = (PostgresSource | MysqlSource | SqliteSource | DuckdbSource | FilesSource | HttpSource
+             | MqttSource | NatsSource)
 AnySink = PostgresSink | MysqlSink | SqliteSink | DuckdbSink | ParquetSink | ShareSink
 AnyCheck = (
     NotNullCheck | UniqueCheck | AcceptedValuesCheck | RangeCheck | RowCountCheck | FreshnessCheck
