@@ -1,14 +1,29 @@
-"""Fixtures of the agent's tests: ``private_network``, a network namespace with a
-PostgreSQL only processes inside it reach (see tests/agent/netns.py)."""
+"""Fixtures of the agent tests: an empty metadata DB (SQLite) with a fake clock, and
+``private_network``, a network namespace with a PostgreSQL only processes inside it reach
+(see tests/agent/netns.py)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dataferry.metadata import Metadata, open_metadata
 from tests.agent.netns import NamespacesUnavailable, PrivateNetwork, open_private_network
+from tests.conftest import FakeClock
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Metadata]:
+    with open_metadata(f"sqlite:///{tmp_path / 'ferry.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture(scope="session")

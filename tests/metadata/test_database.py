@@ -32,7 +32,7 @@ TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
           "recovery_codes", "tokens", "audit", "login_failures", "events", "notify_progress",
           "run_errors", "share_tokens",
           "alembic_version"}
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _revision(url: str) -> str | None:

@@ -1,7 +1,9 @@
 """Running jobs now, in dependency order (``ferry run``), with retries for transient errors.
 
 A job whose dependency failed is skipped (and says why); a job for a platform in a
-private network waits for that network's agent and is skipped here. Transient errors
+private network is handed to an agent of that network and waited for
+(``dataferry.agent.dispatch``: "waiting for an agent of NETWORK"), then recorded here like
+any other. Transient errors
 (connection refused, timeouts, lock conflicts) are retried with exponential backoff and
 jitter; terminal ones fail at once with the message the connector gave.
 
@@ -65,13 +67,19 @@ class JobResult:
 
 
 def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
-            full: bool, run_id: int | None = None) -> JobResult:
+            full: bool, run_id: int | None = None,
+            agent_wait: float | None = None) -> JobResult:
     """Run one job once; engine errors propagate (``run_jobs`` retries and records).
 
     ``full`` re-reads the source in full (ingest), recomputes a transform whose inputs
     and definition have not changed, or reloads the sink (deliver). A
     delivery or a transform records on its run ``run_id`` what it reads, so ``ferry gc``
-    keeps it."""
+    keeps it. A job of a private network runs on an agent of it, which may take up to
+    ``agent_wait`` seconds to claim it."""
+    from dataferry.agent.dispatch import network_of
+
+    if network_of(context, job) is not None:
+        return _on_agent(context, job, on_rows, full, run_id, agent_wait)
     if job.kind == "ingest":
         return _ingest(context, job, on_rows, full)
     if job.kind == "transform":
@@ -84,7 +92,26 @@ def _ingest(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
     from dataferry.engine.ingest import ingest
 
     started = time.monotonic()
-    result = ingest(context, job.dataset, full=full, on_rows=on_rows)
+    return _ingested(job, ingest(context, job.dataset, full=full, on_rows=on_rows), started)
+
+
+def _on_agent(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
+              full: bool, run_id: int | None, agent_wait: float | None) -> JobResult:
+    from dataferry.agent.dispatch import WAIT_SECONDS, run_on_agent
+
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        if run_id is not None:
+            context.runs.log(run_id, "info", message)
+
+    result = run_on_agent(context, job, run_id=run_id, full=full, on_rows=on_rows,
+                          wait=WAIT_SECONDS if agent_wait is None else agent_wait, log=say)
+    return _ingested(job, result, started)
+
+
+def _ingested(job: Job, result: Any, started: float) -> JobResult:
+    """An ingest's ``JobResult`` from what ``engine.ingest`` returned."""
     if result.published is None:
         return JobResult(job, "unchanged", result.rows_read, None,
                          time.monotonic() - started, "nothing new", result.warnings,
@@ -189,21 +216,22 @@ def run_jobs(
     attempts: int = ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
     trigger: Trigger = "manual",
+    agent_wait: float | None = None,
 ) -> list[JobResult]:
     """Run ``jobs`` (already in dependency order), record each attempt, one result per job.
 
-    ``trigger`` is what the run history says started them (``manual`` for ``ferry run``).
+    ``trigger`` is what the run history says started them (``manual`` for ``ferry run``);
+    ``agent_wait`` how long a job of a private network waits for an agent to claim it.
     """
     results: dict[str, JobResult] = {}
-    remote = {p for p, spec in context.ecosystem.platforms.items() if spec.network}
     for job in jobs:
-        reason = _skip_reason(job, results, remote)
+        reason = _skip_reason(job, results)
         if reason is not None:
             results[job.id] = _record_skip(context.runs, job, trigger, reason)
             continue
         task = progress.start(job.id) if progress is not None else None
         results[job.id] = _run_attempts(context, job, task, full=full, attempts=attempts,
-                                        sleep=sleep, trigger=trigger)
+                                        sleep=sleep, trigger=trigger, agent_wait=agent_wait)
         if task is not None:
             task.finish(results[job.id].status)
     return [results[j.id] for j in jobs]
@@ -217,15 +245,12 @@ def run_recorded(context: RunContext, job: Job, *, trigger: Trigger,
                          trigger=trigger)
 
 
-def _skip_reason(job: Job, results: dict[str, JobResult], remote: set[str]) -> str | None:
+def _skip_reason(job: Job, results: dict[str, JobResult]) -> str | None:
     """Why ``job`` must not run here now, or None when it may."""
     failed = [d for d in job.inputs if d in results
               and results[d].status in ("failed", "skipped")]
     if failed:
         return f"{failed[0]} did not succeed"
-    if job.platform in remote:
-        return (f"runs on the agent of network {job.network or job.platform} "
-                "(ferry agent), not here")
     return None
 
 
@@ -239,7 +264,8 @@ def _record_skip(runs: RunHistory, job: Job, trigger: Trigger, reason: str) -> J
 
 
 def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attempts: int,
-                  sleep: Callable[[float], None], trigger: Trigger) -> JobResult:
+                  sleep: Callable[[float], None], trigger: Trigger,
+                  agent_wait: float | None = None) -> JobResult:
     """Run ``job`` until it ends or a non-transient error; each attempt is its own run."""
     runs = context.runs
     for attempt in range(1, attempts + 1):
@@ -249,7 +275,7 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
         try:
             with _Heartbeat(runs, run_id):
                 result = run_job(context, job, task.advance if task is not None else None, full,
-                                 run_id)
+                                 run_id, agent_wait)
         except FerryError as exc:
             retry = exc.transient and attempt < attempts
             failure = describe_failure(job.id, exc)

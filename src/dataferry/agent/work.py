@@ -1,0 +1,150 @@
+"""Running one job on the agent: resolve secrets here, read the source, upload, report.
+
+An ingest reads the source with the same connector as on the hub (its ``${env:...}`` and
+``${file:...}`` references resolved from this machine), writes the rows as Parquet files
+of at most ``FILE_ROWS`` rows in a scratch directory, uploads each (the hub hashes it as
+it arrives) and reports the files' hashes with the live columns and the source's state.
+A ``check`` job reads only the columns (``ferry check --connect``). While a job runs, a
+thread renews its lease; the lease lost (``LostJob``), the job is dropped unreported.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataferry.agent.client import HubClient, LostJob
+from dataferry.agent.wire import columns_to_json, request_of, source_of
+from dataferry.connectors.drift import check_drift
+from dataferry.connectors.registry import source_class
+from dataferry.errors import AuthError, FerryError
+
+FILE_ROWS = 1_000_000
+
+
+def run_job(client: HubClient, job: dict[str, Any], model_root: Path) -> str:
+    """Run ``job`` and report it; returns how it ended (``done``, ``failed``, ``lost``)."""
+    renewing = _LeaseRenewal(client, job)
+    renewing.start()
+    try:
+        try:
+            if job["kind"] == "ingest":
+                result = _ingest(client, job, model_root)
+            elif job["kind"] == "check":
+                result = _check(job, model_root)
+            else:
+                raise FerryError(f"this agent cannot run {job['kind']} jobs (upgrade it)",
+                                 public=True)
+        except (LostJob, AuthError):
+            raise
+        except FerryError as error:
+            client.report(job, ok=False, error=str(error), result={
+                "public": error.public, "transient": error.transient})
+            return "failed"
+        except Exception as error:  # a bug: say what, not the values it held
+            client.report(job, ok=False, error=f"the agent failed: {type(error).__name__}",
+                          result={"public": f"the agent failed: {type(error).__name__}"})
+            return "failed"
+        client.report(job, ok=True, result=result)
+        return "done"
+    except LostJob:
+        return "lost"
+    finally:
+        renewing.stop()
+
+
+def _connector(job: dict[str, Any], model_root: Path) -> Any:
+    payload = job["payload"]
+    source = source_of(payload)
+    return source_class(source.kind)(payload["source_name"], source, model_root)
+
+
+def _ingest(client: HubClient, job: dict[str, Any], model_root: Path) -> dict[str, Any]:
+    payload = job["payload"]
+    request = request_of(payload)
+    connector = _connector(job, model_root)
+    scratch = Path(tempfile.mkdtemp(prefix="ferry-agent-"))
+    try:
+        live = connector.columns(request.dataset, request.spec)
+        check_drift(request.dataset, request.spec, live)  # fail here, before reading
+        read = connector.read(request)
+        files, rows = [], 0
+        for path, count in _write_files(read.reader, scratch):
+            rows += count
+            sha256 = client.upload(job, path)
+            files.append({"name": path.name, "sha256": sha256, "rows": count})
+            client.log(job, f"read {rows} rows, uploaded {len(files)} file(s)")
+            path.unlink()
+        return {"files": files, "rows": rows, "columns": columns_to_json(live),
+                "schema": base64.b64encode(read.reader.schema.serialize().to_pybytes()).decode(),
+                "state": read.state(), "warnings": list(read.warnings),
+                "unique_key": read.unique_key}
+    finally:
+        connector.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_files(reader: pa.RecordBatchReader, scratch: Path) -> Any:
+    """Yield (path, rows) of Parquet files of at most ``FILE_ROWS`` rows (bounded memory)."""
+    number, writer, rows, path = 0, None, 0, scratch / "part-00000.parquet"
+    for batch in reader:
+        if writer is None:
+            path = scratch / f"part-{number:05d}.parquet"
+            writer, rows = pq.ParquetWriter(path, reader.schema), 0
+        writer.write_batch(batch)
+        rows += batch.num_rows
+        if rows >= FILE_ROWS:
+            writer.close()
+            yield path, rows
+            writer, number = None, number + 1
+    if writer is not None:
+        writer.close()
+        yield path, rows
+    elif number == 0:  # no rows at all: one empty file carries the schema
+        pq.write_table(reader.schema.empty_table(), path)
+        yield path, 0
+
+
+def _check(job: dict[str, Any], model_root: Path) -> dict[str, Any]:
+    payload = job["payload"]
+    request = request_of(payload)
+    connector = _connector(job, model_root)
+    try:
+        live = connector.columns(request.dataset, request.spec)
+        warnings = check_drift(request.dataset, request.spec, live)
+        return {"columns": columns_to_json(live), "warnings": warnings}
+    finally:
+        connector.close()
+
+
+class _LeaseRenewal:
+    """Renews the job's lease every third of it while the job runs."""
+
+    def __init__(self, client: HubClient, job: dict[str, Any]) -> None:
+        self.client, self.job = client, job
+        self.every = max(1.0, float(job.get("lease_seconds", 60)) / 3)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ferry-agent-lease", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.client.log(self.job, None)
+            except LostJob:
+                return
+            except FerryError:  # the hub is unreachable for a moment: try again
+                continue
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
