@@ -75,9 +75,8 @@ def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
     delivery or a transform records on its run ``run_id`` what it reads, so ``ferry gc``
     keeps it. A job of a private network runs on an agent of it, which may take up to
     ``context.agent_wait`` seconds to claim it."""
-    from dataferry.agent.dispatch import network_of
-
-    if network_of(context, job) is not None:
+    platform = context.ecosystem.platforms.get(job.platform)
+    if job.network or (platform is not None and platform.network):
         return _on_agent(context, job, on_rows, full, run_id)
     if job.kind == "ingest":
         return _ingest(context, job, on_rows, full)
@@ -106,6 +105,8 @@ def _on_agent(context: RunContext, job: Job, on_rows: Callable[[int], None] | No
 
     result = run_on_agent(context, job, run_id=run_id, full=full, on_rows=on_rows,
                           wait=context.agent_wait or WAIT_SECONDS, log=say)
+    if job.kind == "deliver":
+        return _delivered(job, result, full, started)
     return _ingested(job, result, started)
 
 
@@ -181,6 +182,12 @@ def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | Non
     counted = _RowCounter(on_rows)
     delivered = deliver(context, job.consumer, job.need, on_rows=counted, full=full,
                         pin=_pin(context, run_id))
+    return _delivered(job, delivered, full, started, counted.rows)
+
+
+def _delivered(job: Job, delivered: Any, full: bool, started: float,
+               rows_in: int | None = None) -> JobResult:
+    """A delivery's ``JobResult`` from what ``engine.deliver`` returned."""
     if delivered.rows == 0 and delivered.previous == delivered.version and not full:
         return JobResult(job, "unchanged", 0, delivered.version, time.monotonic() - started,
                          f"already has version {delivered.version}",
@@ -189,7 +196,8 @@ def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | Non
                      time.monotonic() - started,
                      f"version {delivered.previous or 0} -> {delivered.version}",
                      warnings=list(delivered.warnings),
-                     rows_in=counted.rows, rows_out=delivered.rows,
+                     rows_in=delivered.rows if rows_in is None else rows_in,
+                     rows_out=delivered.rows,
                      versions_read=[VersionRef(delivered.ref, delivered.version)])
 
 
