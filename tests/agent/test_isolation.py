@@ -81,8 +81,17 @@ def _files_holding(root: Path, secret: bytes) -> list[Path]:
 
 
 @pytest.fixture
-def hub_model(tmp_path: Path, erp: str) -> Iterator[tuple[Path, RunContext]]:
-    root = write_model(tmp_path / "model", erp)
+def branch(private_network: PrivateNetwork) -> str:
+    """A second database inside A, for a consumer whose sink is in the network."""
+    name = f"branch_{secrets.token_hex(4)}"
+    private_network.create_database(name)
+    return name
+
+
+@pytest.fixture
+def hub_model(tmp_path: Path, erp: str, branch: str,
+              private_network: PrivateNetwork) -> Iterator[tuple[Path, RunContext]]:
+    root = write_model(tmp_path / "model", erp, inside_sink=private_network.pg.dsn(branch))
     context = context_of(root)
     yield root, context
     context.close()
@@ -90,7 +99,8 @@ def hub_model(tmp_path: Path, erp: str) -> Iterator[tuple[Path, RunContext]]:
 
 def test_data_from_the_private_database_arrives_through_the_agent(
         private_network: PrivateNetwork, hub_model: tuple[Path, RunContext], tmp_path: Path,
-        ferry: Callable[..., Result], hub_logs: pytest.LogCaptureFixture) -> None:
+        branch: str, ferry: Callable[..., Result],
+        hub_logs: pytest.LogCaptureFixture) -> None:
     root, context = hub_model
     pg = private_network.pg
     assert not private_network.reachable_from_root(pg.host, pg.port)  # the hub cannot
@@ -98,17 +108,23 @@ def test_data_from_the_private_database_arrives_through_the_agent(
     with running_hub(context, host=private_network.hub_ip) as hub:
         agent = _agent_in(private_network, hub, home, _enroll(ferry, root))
         try:
-            ran = ferry("run", "crm.customers", "crm.mirror", "--model", root,
+            ran = ferry("run", "crm.customers", "crm.mirror", "crm.branch", "--model", root,
                         "--agent-wait", "60s", "--json")
             assert ran.code == 0, (ran, agent_log(home))
             assert {r["job"]: (r["status"], r["rows"]) for r in json.loads(ran.out)} == {
                 "ingest:crm.customers": ("succeeded", ROWS),
-                "deliver:crm.mirror:customers": ("succeeded", ROWS)}
+                "deliver:crm.mirror:customers": ("succeeded", ROWS),
+                "deliver:crm.branch:customers": ("succeeded", ROWS)}
             assert private_network.listening_sockets(agent.pid) == []  # it only dials out
             assert agent.poll() is None
         finally:
             stop(agent)
     assert _mirror(root) == [(ROWS, 1, ROWS)]
+    # the delivery into the second database inside A, applied there by the agent
+    assert private_network.psql(branch, "select count(*), min(id), max(id) from customers"
+                                ).strip() == f"{ROWS}|1|{ROWS}"
+    assert private_network.psql(branch, "select dataset, version from _ferry_loads"
+                                ).strip() == "crm.customers|1"
     head = context.store.dataset("crm.customers").head()
     assert head is not None and head.manifest.rows == ROWS
     assert ferry("verify", "--model", root).code == 0
@@ -119,9 +135,10 @@ def test_data_from_the_private_database_arrives_through_the_agent(
 
 
 def test_an_agent_killed_mid_job_inside_the_network_delivers_exactly_once(
-        private_network: PrivateNetwork, tmp_path: Path, erp: str,
+        private_network: PrivateNetwork, tmp_path: Path, erp: str, branch: str,
         ferry: Callable[..., Result]) -> None:
-    root = write_model(tmp_path / "model", erp, read="table: slow_customers")
+    root = write_model(tmp_path / "model", erp, read="table: slow_customers",
+                       inside_sink=private_network.pg.dsn(branch))
     context = context_of(root)
     home = tmp_path / "agent" / "home"
     try:
@@ -131,7 +148,7 @@ def test_an_agent_killed_mid_job_inside_the_network_delivers_exactly_once(
             with log.open("wb") as output:
                 run = subprocess.Popen(
                     [str(Path(sys.executable).parent / "ferry"), "run", "crm.customers",
-                     "crm.mirror", "--model", str(root), "--agent-wait", "90s"],
+                     "crm.mirror", "crm.branch", "--model", str(root), "--agent-wait", "90s"],
                     stdout=output, stderr=subprocess.STDOUT)
             queue = AgentJobs(context.metadata)
             try:
@@ -150,6 +167,10 @@ def test_an_agent_killed_mid_job_inside_the_network_delivers_exactly_once(
         assert _mirror(root) == [(ROWS, 1, ROWS)]
         with duckdb.connect(str(root / "out" / "mirror.duckdb"), read_only=True) as db:
             assert db.execute("select count(*) from _ferry_loads").fetchone() == (1,)
+        assert private_network.psql(branch, "select count(*), count(distinct id) from customers"
+                                    ).strip() == f"{ROWS}|{ROWS}"
+        assert private_network.psql(branch, "select dataset, version from _ferry_loads"
+                                    ).strip() == "crm.customers|1"
         runs = RunHistory(context.metadata)
         last = runs.last_run("ingest:crm.customers")
         assert last is not None and last.status == "succeeded"
