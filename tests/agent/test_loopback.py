@@ -290,3 +290,27 @@ def test_a_delivery_to_a_sink_in_the_network_is_applied_by_the_agent_once(
             assert _files_holding(root, SECRET.encode()) == []
         finally:
             context.close()
+
+
+def test_check_connect_asks_the_networks_agent(
+        ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path,
+        pg: str) -> None:
+    def findings() -> list[tuple[str, str, str]]:
+        checked = ferry("check", "--connect", "--json", "--model", root)
+        return [(f["code"], f["severity"], f["message"])
+                for f in json.loads(checked.out)["findings"] if "crm.customers" in f["message"]]
+
+    [(code, severity, message)] = findings()  # no agent yet: said, not failed
+    assert (code, severity) == ("unreachable", "warning") and "no agent is enrolled" in message
+    home = tmp_path / "agent" / "home"
+    with running_hub(context) as (host, port):
+        agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                            env={PASSWORD_VARIABLE: SECRET})
+        try:
+            assert findings() == []  # the agent reached it: the columns match
+            with psycopg.connect(pg, autocommit=True) as db:
+                db.execute("alter table customers drop column name cascade")
+            [(code, severity, message)] = findings()
+            assert (code, severity) == ("schema-mismatch", "error") and "name" in message
+        finally:
+            stop(agent)
