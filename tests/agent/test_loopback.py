@@ -314,3 +314,45 @@ def test_check_connect_asks_the_networks_agent(
             assert (code, severity) == ("schema-mismatch", "error") and "name" in message
         finally:
             stop(agent)
+
+
+def test_an_ingest_larger_than_the_servers_body_limit_is_uploaded(
+        ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path,
+        pg: str) -> None:
+    with psycopg.connect(pg, autocommit=True) as db:
+        db.execute("insert into customers select g, md5(g::text) || md5((g * 7)::text) "
+                   "from generate_series(4, 100003) g")
+    home = tmp_path / "agent" / "home"
+    with running_hub(context) as (host, port):
+        agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                            env={PASSWORD_VARIABLE: SECRET})
+        try:
+            ran = ferry("run", "crm.customers", "--model", root, "--agent-wait", "60s",
+                        "--json")
+            assert ran.code == 0, (ran, agent_log(home))
+        finally:
+            stop(agent)
+    head = context.store.dataset("crm.customers").head()
+    assert head is not None and head.manifest.rows == 100_003
+    assert "uploaded 1 file(s)" in " ".join(_log_of(RunHistory(context.metadata), json.loads(
+        ran.out)[0]["run"]))
+
+
+def test_files_roll_over_at_their_row_limit(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataferry.agent import work
+
+    monkeypatch.setattr(work, "FILE_ROWS", 10)
+    batches = [pa.record_batch({"id": list(range(i, i + 4))}) for i in range(0, 24, 4)]
+    reader = pa.RecordBatchReader.from_batches(batches[0].schema, iter(batches))
+    written = list(work._write_files(reader, tmp_path))
+    assert [rows for _, rows in written] == [12, 12]
+    assert [pq.read_table(path)["id"].to_pylist() for path, _ in written] == [
+        list(range(12)), list(range(12, 24))]
+    empty = pa.RecordBatchReader.from_batches(batches[0].schema, iter([]))
+    (tmp_path / "e").mkdir()
+    [(path, rows)] = list(work._write_files(empty, tmp_path / "e"))
+    assert rows == 0 and pq.read_table(path).num_rows == 0
