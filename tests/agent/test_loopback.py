@@ -356,3 +356,27 @@ def test_files_roll_over_at_their_row_limit(monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "e").mkdir()
     [(path, rows)] = list(work._write_files(empty, tmp_path / "e"))
     assert rows == 0 and pq.read_table(path).num_rows == 0
+
+
+def test_the_scheduler_of_ferry_serve_sends_network_jobs_to_the_agent(
+        ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path) -> None:
+    home = tmp_path / "agent" / "home"
+    token = _enroll(ferry, root)
+    with running_hub(context, scheduler=True) as (host, port):
+        agent = start_agent(f"http://{host}:{port}", home, token=token,
+                            env={PASSWORD_VARIABLE: SECRET})
+        try:
+            _wait(lambda: (root / "out" / "mirror.duckdb").exists()
+                  and _loaded(root), "the scheduler's ingest and delivery", seconds=120)
+        finally:
+            stop(agent)
+    assert _mirror_rows(root) == [(1, "ada"), (2, "grace"), (3, "edsger")]
+    run = RunHistory(context.metadata).last_run("ingest:crm.customers")
+    assert run is not None and (run.status, run.trigger) == ("succeeded", "freshness")
+
+
+def _loaded(root: Path) -> bool:
+    try:
+        return len(_mirror_rows(root)) == 3
+    except duckdb.Error:
+        return False
