@@ -211,3 +211,61 @@ def _wait(condition: Callable[[], bool], what: str, seconds: float = 60) -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+CUT = """\
+table inet ferry_cut {{
+  chain out {{
+    type filter hook output priority 0; policy accept;
+    ip daddr {hub} drop
+  }}
+}}
+"""
+
+
+def test_an_agent_cut_off_mid_job_loses_it_and_the_data_is_published_once(
+        private_network: PrivateNetwork, tmp_path: Path, erp: str,
+        ferry: Callable[..., Result]) -> None:
+    root = write_model(tmp_path / "model", erp, read="table: slow_customers")
+    context = context_of(root)
+    home = tmp_path / "agent" / "home"
+    try:
+        with running_hub(context, host=private_network.hub_ip, lease_seconds=3) as hub:
+            agent = _agent_in(private_network, hub, home, _enroll(ferry, root))
+            log = tmp_path / "run.log"
+            with log.open("wb") as output:
+                run = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "ferry"), "run", "crm.customers",
+                     "crm.mirror", "--model", str(root), "--agent-wait", "120s"],
+                    stdout=output, stderr=subprocess.STDOUT)
+            queue = AgentJobs(context.metadata)
+            try:
+                _wait(lambda: _state(queue) == "running", "the agent to take the job")
+                cut = subprocess.run(private_network.command(["nft", "-f", "-"]),
+                                     input=CUT.format(hub=private_network.hub_ip), text=True,
+                                     capture_output=True)
+                assert cut.returncode == 0, cut.stderr
+                _wait(lambda: (queue.get(1) or _Never).attempt == 1
+                      and _state(queue) == "queued", "the lease to run out", seconds=30)
+                time.sleep(8)  # the agent finishes its read and fails to reach the hub
+                mended = subprocess.run(private_network.command(
+                    ["nft", "delete", "table", "inet", "ferry_cut"]), capture_output=True)
+                assert mended.returncode == 0, mended.stderr
+                assert run.wait(timeout=180) == 0, (log.read_text(), agent_log(home))
+                assert agent.poll() is None  # the same agent: it dropped attempt 1, ran 2
+            finally:
+                subprocess.run(private_network.command(
+                    ["nft", "delete", "table", "inet", "ferry_cut"]), capture_output=True)
+                stop(agent)
+                stop(run)
+        job = queue.get(1)
+        assert job is not None and (job.state, job.attempt) == ("done", 2)
+        assert [v.number for v in context.store.dataset("crm.customers").versions()] == [1]
+        assert _mirror(root) == [(ROWS, 1, ROWS)]
+    finally:
+        context.close()
+
+
+class _Never:
+    state = "never"
+    attempt = 0
