@@ -244,6 +244,7 @@ def _log_of(runs: RunHistory, run_id: int) -> list[str]:
 
 class _Never:
     state = "never"
+    agent_id = None
 
 
 def _wait(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
@@ -380,3 +381,43 @@ def _loaded(root: Path) -> bool:
         return len(_mirror_rows(root)) == 3
     except duckdb.Error:
         return False
+
+
+def test_a_job_in_flight_on_a_revoked_agent_is_run_by_another(
+        ferry: Callable[..., Result], tmp_path: Path, pg: str) -> None:
+    root = write_model(tmp_path / "model", pg, read="table: slow_customers")
+    context = context_of(root)
+    first, second = tmp_path / "agent" / "first", tmp_path / "agent" / "second"
+    try:
+        with running_hub(context) as (host, port):
+            hub = f"http://{host}:{port}"
+            revoked = start_agent(hub, first, token=_enroll(ferry, root),
+                                  env={PASSWORD_VARIABLE: SECRET})
+            log = tmp_path / "run.log"
+            with log.open("wb") as output:
+                run = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "ferry"), "run", "crm.customers",
+                     "--model", str(root), "--agent-wait", "60s"],
+                    stdout=output, stderr=subprocess.STDOUT)
+            queue = AgentJobs(context.metadata)
+            other = None
+            try:
+                _wait(lambda: (queue.get(1) or _Never).state == "running",
+                      "the first agent to take the job")
+                holder = (queue.get(1) or _Never).agent_id
+                assert ferry("agents", "revoke", str(holder), "--model", root).code == 0
+                other = start_agent(hub, second, token=_enroll(ferry, root),
+                                    env={PASSWORD_VARIABLE: SECRET})
+                assert run.wait(timeout=120) == 0, (log.read_text(), agent_log(second))
+                assert revoked.wait(timeout=30) == 1  # refused at its next contact
+            finally:
+                stop(revoked)
+                stop(run)
+                if other is not None:
+                    stop(other)
+        job = queue.get(1)
+        assert job is not None and (job.state, job.attempt) == ("done", 2)
+        assert job.agent_id != holder
+        assert [v.number for v in context.store.dataset("crm.customers").versions()] == [1]
+    finally:
+        context.close()
