@@ -57,14 +57,18 @@ def team_yaml(t: int, teams: int, datasets: int, transformers: int, consumers: i
     return "\n".join(lines) + "\n"
 
 
-def generate(root: Path, teams: int) -> None:
-    per_team = 10_000 // teams
+def generate(root: Path, teams: int, datasets: int = 10_000, transformers: int = 500,
+             consumers: int = 2_000) -> None:
+    """The ecosystem: ``datasets`` source datasets, ``transformers`` and ``consumers``
+    (each with 3 needs) spread evenly over ``teams`` teams."""
+    per_team = datasets // teams
+    assert consumers // teams + 20 < per_team, "a consumer needs d<c> and d<c + 20>"
     (root / "ferry.yaml").write_text("ecosystem: big\nzones: {eu: {}}\nadmins: [a@acme.example]\n")
     for t in range(teams):
         folder = root / "teams" / f"t{t}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "team.yaml").write_text(
-            team_yaml(t, teams, per_team, 500 // teams, 2000 // teams))
+            team_yaml(t, teams, per_team, transformers // teams, consumers // teams))
 
 
 def git(root: Path, *args: str) -> None:

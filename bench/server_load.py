@@ -63,9 +63,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def prepare(root: Path, teams: int, published: int) -> tuple[str, list[str]]:
-    """Generate the model, publish ``published`` datasets; return an admin API token and
-    the refs that have a version."""
+def prepare(root: Path, teams: int, published: int, *, generated: bool = False
+            ) -> tuple[str, list[str]]:
+    """Generate the model (unless ``generated``: it is in ``root`` already), publish
+    ``published`` datasets; return an admin API token and the refs that have a version."""
     import pyarrow as pa
 
     from dataferry.engine.context import RunContext
@@ -74,7 +75,8 @@ def prepare(root: Path, teams: int, published: int) -> tuple[str, list[str]]:
     from dataferry.store.publish import publish
     from dataferry.store.storage import store_schema
 
-    generate(root, teams)
+    if not generated:
+        generate(root, teams)
     started = time.perf_counter()
     context = RunContext.from_loaded(load_model(root))
     print(f"model: {len(context.index.datasets):,} datasets, {len(context.index.consumers):,} "

@@ -6,6 +6,11 @@ A files source of ``--rows`` rows (id, value, label, at) is ingested and shared 
 consumer (the stored files are served as they are), and to a second consumer with a
 ``where`` and a ``mask`` (a file derived once, then cached; its first query is timed too).
 
+Then 1% of the rows change and a second version is published with deletion vectors: the
+whole consumer reads it with ``use_delta_format=True`` (stored files and vectors passed
+through, nothing derived) and in the parquet format (a file without the deleted rows,
+derived on the first query).
+
     python bench/sharing.py [--rows 5000000] [--repeat 3]           target <= 1.5x
 """
 
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +84,22 @@ for _ in range(repeat):
 print(json.dumps({"rows": rows, "first": first, "shared": min(shared), "disk": min(disk)}))
 """
 
+VECTORS = """\
+import json, sys, time
+import delta_sharing
+profile, table, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url = f"{profile}#{table}"
+out = {}
+for name, delta in (("delta", True), ("parquet", False)):
+    times = []
+    for _ in range(repeat + 1):
+        started = time.perf_counter()
+        rows = len(delta_sharing.load_as_pandas(url, use_delta_format=delta))
+        times.append(time.perf_counter() - started)
+    out[name] = {"rows": rows, "first": times[0], "best": min(times[1:])}
+print(json.dumps(out))
+"""
+
 
 def line(label: str, value: str) -> None:
     print(f"{label:<60} {value}")
@@ -107,6 +129,7 @@ def main() -> None:
         line("ferry run (ingest + two parquet deliveries)",
              f"{time.perf_counter() - started:.1f} s")
         loaded = load_model(root)
+        assert loaded.ecosystem is not None, "the bench model has a ferry.yaml"
         dataset = Store.for_model(root, loaded.ecosystem).dataset("bench.events")
         stored = dataset.file_paths(dataset.resolve(None))
         with ferry_serve(root) as served:
@@ -129,6 +152,26 @@ def main() -> None:
                      f"{got['disk']:.2f} s")
                 line(f"{consumer}: ratio share / disk (target <= 1.5x for whole)",
                      f"{got['shared'] / got['disk']:.2f}x")
+            changed = ids[ids % 100 == 7]  # 1% of the rows, spread over every file
+            source = pq.read_table(root / "source.parquet")
+            value = pc.if_else(pc.equal(pc.remainder(source["id"], 100), 7),
+                               pc.multiply(source["value"], -1.0), source["value"])
+            pq.write_table(source.set_column(1, "value", value), root / "source.parquet")
+            started = time.perf_counter()
+            subprocess.run([str(ferry), "run", "--model", str(root)], check=True,
+                           capture_output=True)
+            line(f"ferry run: {len(changed):,} rows changed (version 2, deletion vectors)",
+                 f"{time.perf_counter() - started:.1f} s")
+            done = subprocess.run(
+                [str(python), "-c", VECTORS, str(Path(tmp) / "whole.share"),
+                 "bench__whole.bench.events", str(args.repeat)],
+                check=True, capture_output=True, text=True)
+            got = json.loads(done.stdout)
+            for name, label in (("delta", "vectors passed through (responseformat=delta)"),
+                                ("parquet", "deleted rows rewritten out (parquet)")):
+                line(f"whole v2, {label}: first query", f"{got[name]['first']:.2f} s")
+                line(f"whole v2, {label}: best of {args.repeat}", f"{got[name]['best']:.2f} s")
+            assert got["delta"]["rows"] == got["parquet"]["rows"] == args.rows
 
 
 if __name__ == "__main__":

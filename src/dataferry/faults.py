@@ -15,3 +15,19 @@ def crash_point(name: str) -> None:
     """Kill this process (SIGKILL) here when ``FERRY_CRASH_AT`` names this point."""
     if os.environ.get("FERRY_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_point(name: str) -> None:
+    """Wait here when ``FERRY_PAUSE_AT`` names this point, until the file
+    ``FERRY_PAUSE_UNTIL`` exists (after creating ``<that file>.<pid>`` to say it waits):
+    how the tests line two writers up at the same step to race them."""
+    if os.environ.get("FERRY_PAUSE_AT") != name:
+        return
+    import time
+    from pathlib import Path
+
+    release = Path(os.environ["FERRY_PAUSE_UNTIL"])
+    Path(f"{release}.{os.getpid()}").touch()
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)

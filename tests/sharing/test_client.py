@@ -10,6 +10,7 @@ from pathlib import Path
 from dataferry.cli.main import invoke
 from dataferry.cli.run_commands import _context
 from dataferry.engine.context import RunContext
+from dataferry.metadata import AuditLog
 from tests.outside_tools import run_tool, tool_venv
 from tests.server.live import ferry_serve
 from tests.sharing.partner_model import make_partner_model, sink_rows
@@ -73,3 +74,14 @@ def test_the_delta_sharing_client_reads_what_the_sinks_got(tmp_path: Path) -> No
         assert gone.returncode != 0 and "401" in gone.stderr
         assert partner["bearerToken"] not in (root.parent / f"serve-{served.port}.log"
                                               ).read_text()
+    # the client declares deletionvectors: its Delta kernel read version 2 of the mirror's
+    # orders from the stored files and their vector (fetched by signed URL), and got the
+    # sink's rows (got["delta"] above); the partner's need is derived, without vectors
+    context = _context(root)
+    assert isinstance(context, RunContext)
+    try:
+        queries = [e for e in AuditLog(context.metadata).entries() if e.action == "share.query"]
+    finally:
+        context.close()
+    passed = {e.actor for e in queries if e.detail and e.detail.get("deletion_vectors")}
+    assert passed == {"share:shop.mirror"}

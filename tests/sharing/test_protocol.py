@@ -92,7 +92,7 @@ def test_bad_input_gets_the_protocol_error_never_a_500(client: TestClient,
         assert answer.status_code == 400, params
         assert answer.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
     for body in (b"not json", b"[1]", b'{"version": "x"}', b'{"version": -1}',
-                 b'{"limitHint": true}'):
+                 b'{"limitHint": true}', b'{"startingVersion": 1}'):
         answer = client.post(table + "/query", content=body, headers=token)
         assert answer.status_code == 400, body
     assert client.post(table + "/query", json={"version": 99}, headers=token).status_code == 404
@@ -389,3 +389,30 @@ def test_the_delta_response_format_wraps_delta_actions(
         **token, "delta-sharing-capabilities": "responseformat=iceberg"})
     assert odd.status_code == 400 and odd.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
     assert "responseformat=delta" in odd.json()["message"]
+
+
+def test_sql_predicate_hints_skip_the_files_their_statistics_rule_out(
+        client: TestClient, context: RunContext, clock: FakeClock) -> None:
+    token = _token(context, clock, "shop.mirror")
+    table = TABLE.format(share="shop__mirror")
+
+    def served(body: dict[str, Any]) -> int:
+        answer = client.post(table + "/query", json={"version": 1, **body}, headers=token)
+        assert answer.status_code == 200, answer.text
+        return len(_lines(answer.text)) - 2
+
+    assert served({}) == 1  # version 1: one stored file, ids 1 to 40, countries de and fr
+    assert served({"predicateHints": ["id > 40"]}) == 0
+    assert served({"predicateHints": ["id >= 40", "country = 'de'"]}) == 1
+    assert served({"predicateHints": ["country = 'zz' OR id < 1"]}) == 0
+    assert served({"predicateHints": ["amount > 1000"]}) == 1  # decimal: not understood
+    assert served({"predicateHints": ["id > 40 )("]}) == 1  # not SQL: kept
+    hint = json.dumps({"op": "equal", "children": [
+        {"op": "column", "name": "id", "valueType": "int"},
+        {"op": "literal", "value": "7", "valueType": "int"}]})
+    assert served({"jsonPredicateHints": hint, "predicateHints": ["id = 7"]}) == 1
+    assert served({"jsonPredicateHints": hint, "predicateHints": ["id > 40"]}) == 0
+    from dataferry.metadata import AuditLog
+
+    last = [e for e in AuditLog(context.metadata).entries() if e.action == "share.query"][-1]
+    assert last.detail is not None and last.detail["skipped"] == 1

@@ -202,3 +202,21 @@ def test_a_teams_first_key_made_by_many_threads_at_once_is_one_key(tmp_path: Pat
         made = list(pool.map(lambda _: public_bytes(keys.signing_key("shop")), range(32)))
     assert len(set(made)) == 1
     assert [p.name for p in (tmp_path / "keys").iterdir()] == ["shop.ed25519"]
+
+
+def test_a_key_the_dataset_does_not_allow_publishes_nothing(shop: StoreFixture) -> None:
+    """Two workers with different keys for one team: the second is refused before it
+    writes, instead of publishing a version that no `ferry verify` or clone accepts."""
+    shop.publish("shop.orders", orders(range(5)))
+    keys = shop.store.keys
+    (keys.directory / "shop.ed25519").unlink()
+    keys.signing_key("shop")  # another machine's key for the same team
+    files_before = sorted(p.name for p in shop.dataset("shop.orders").path.rglob("*"))
+    with pytest.raises(StoreError, match=r"may not sign this dataset.*same team keys"):
+        shop.publish("shop.orders", orders(range(6)))
+    dataset = shop.dataset("shop.orders")
+    assert dataset.head_number() == 1
+    assert sorted(p.name for p in dataset.path.rglob("*")) == files_before
+    report = VerifyReport()
+    verify_dataset(dataset, report, deep=True)
+    assert report.ok, report.problems

@@ -101,8 +101,9 @@ def run_demo(directory: Path | None, scale: int) -> int:
         f"duckdb {root / 'data/out/reporting.duckdb'} 'select * from orders limit 5'",
         f"sqlite3 {root / 'data/out/marketing.db'} 'select count(*) from customers'",
         f"ls {root / 'data/out/lake'}                       # the Parquet consumer",
-        f"ferry share create research.notebooks --endpoint http://127.0.0.1:8000 {m}"
-        "  # a Delta Sharing profile for the share consumer (then ferry serve)",
+        f"ferry share create research.notebooks --endpoint http://127.0.0.1:8400 "
+        f"--out notebooks.share {m}  # a Delta Sharing profile for the share consumer",
+        f"ferry serve {m}                         # serves it (docs/sharing.md)",
     ):
         _say(f"  {line}")
     return 0 if report.ok else 1

@@ -490,9 +490,17 @@ class _Holds:
             self.run_context.close()
 
 
-def keys(model: ModelOption = None, json_out: JsonOption = False) -> None:
+def keys(model: ModelOption = None, json_out: JsonOption = False,
+         generate: Annotated[bool, typer.Option(
+             "--generate", help="First make the missing key of every team in the model (to "
+             "share them with other workers before any of them publishes).")] = False,
+         ) -> None:
     """Show the teams' signing keys (public part and fingerprint; never the private key)."""
     context = _Context(model)
+    if generate:
+        assert context.index is not None
+        for team in sorted(context.index.ecosystem.teams):
+            context.store.keys.signing_key(team, create=True)
     infos = context.store.keys.keys()
     if json_out:
         print_json([{"team": k.team, "public_key": k.public_key, "fingerprint": k.fingerprint,

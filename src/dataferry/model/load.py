@@ -73,7 +73,7 @@ def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = 
         raise UsageError(f"{root} has no ferry.yaml; run `ferry init {root}` to create one")
     report = Report()
     loaded = LoadedModel(root, None, report)
-    eco_file = _load_ecosystem(root, report)
+    eco_file = deployment_settings(_load_ecosystem(root, report))
     skip = _skipped_dirs(root, eco_file)
     pieces: list[_TeamPiece] = []
     yaml_files, py_files = _discover(root, skip)
@@ -166,6 +166,20 @@ def _load_ecosystem(root: FsPath, report: Report) -> EcosystemFile | None:
         data = {k: v for k, v in data.items() if k != "ecosystem"}
         shaped = shape(EcosystemFile, {**data, "ecosystem": "invalid"}, Report(), (), "")
     return shaped.value  # type: ignore[return-value]
+
+
+DEPLOYMENT_VARIABLES = {"home": "FERRY_HOME", "store": "FERRY_STORE",
+                        "metadata": "FERRY_METADATA"}
+"""Environment variables that set ferry.yaml's ``home``, ``store`` and ``metadata`` for
+this machine: one model in git, deployed with its own directories and database."""
+
+
+def deployment_settings(eco: EcosystemFile | None) -> EcosystemFile | None:
+    """``eco`` with the settings that ``FERRY_HOME``, ``FERRY_STORE`` and
+    ``FERRY_METADATA`` give (non-empty) in place of ferry.yaml's."""
+    given = {name: os.environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items()
+             if os.environ.get(variable)}
+    return eco.model_copy(update=given) if eco is not None and given else eco
 
 
 def _skipped_dirs(root: FsPath, eco: EcosystemFile | None) -> set[FsPath]:

@@ -45,6 +45,8 @@ PREFIX = "/replication/{ref}"
 MANIFESTS_PER_PAGE = 500
 LONGEST_WAIT = 60.0
 POLL_SECONDS = 0.2
+REMOTE_POLL_SECONDS = 2.0
+"""How often a long-poll on a store in a bucket lists it for new versions."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,11 @@ class Reader:
     def username(self) -> str | None:
         return self.principal.username if self.principal is not None else None
 
-    def dataset(self, request: Request, ref: str, *, audited: str | None = None) -> DatasetStore:
+    def dataset(self, request: Request, ref: str, *, audited: str | None = None,
+                file: str | None = None) -> DatasetStore:
         """The dataset ``ref`` if this reader may clone it (else 403/404, audited for
-        ``audited`` actions)."""
+        ``audited`` actions). ``file``: a file of it to be read; on a store in a bucket,
+        its mirror is brought in step only when the file is not there yet."""
         if self.agent_network is not None:
             from dataferry.agent.access import agent_grant
 
@@ -86,7 +90,9 @@ class Reader:
                 get_auth(request).audit.record(self.principal.username, audited, f"dataset:{ref}",
                                                "denied", client_ip=client_ip(request))
             raise
-        dataset = self.store.dataset(ref)
+        dataset = self.store.dataset(ref, pull=False)
+        if dataset.remote is None or file is None or not (dataset.path / file).is_file():
+            dataset = self.store.dataset(ref)
         if not dataset.exists():
             raise NotFound(f"{ref} has no published version yet")
         request.state.clone_grant = reason
@@ -190,7 +196,11 @@ async def head(request: Request, reader: ReaderDependency, ref: str,
     a version past N, or after S seconds with the head as it is (long-poll)."""
     dataset = await run_in_threadpool(reader.dataset, request, ref)
     deadline = time.monotonic() + wait
+    pulled = time.monotonic()
     while True:
+        if dataset.remote is not None and time.monotonic() - pulled >= REMOTE_POLL_SECONDS:
+            await run_in_threadpool(dataset.remote.pull)  # versions other hubs published
+            pulled = time.monotonic()
         number = dataset.head_number()
         if after is None or (number is not None and number > after) or (
                 time.monotonic() >= deadline) or await request.is_disconnected():
@@ -206,7 +216,7 @@ async def head(request: Request, reader: ReaderDependency, ref: str,
 def file(request: Request, reader: ReaderDependency, ref: str, path: str) -> Response:
     """A file of the dataset directory: data files, deletion vectors, Delta commits.
     Range requests get 206 (416 past the end); paths outside the dataset are refused."""
-    dataset = reader.dataset(request, ref)
+    dataset = reader.dataset(request, ref, file=path)
     return FileResponse(safe_path(dataset.path, path), media_type="application/octet-stream")
 
 

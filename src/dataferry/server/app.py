@@ -82,6 +82,9 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     app.add_middleware(NoStoreForApi, prefix=API_PREFIX + "/")
     for router in api_routers():  # each operation's x-ferry-scope, from its dependencies
         app.include_router(scopes.declare_in_openapi(router), prefix=API_PREFIX)
+    from dataferry.server import health
+
+    app.include_router(health.router)  # /healthz, /readyz: probes for orchestrators
     app.include_router(ui.router)  # the web UI: /login, /, /datasets/..., /runs, /admin/...
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     ui.install_error_pages(app, API_PREFIX)  # HTML error pages for UI routes; API stays JSON

@@ -2,8 +2,9 @@
 consumer's sink gets.
 
 A need that takes the dataset whole (no ``columns``, ``where`` or ``mask``), at a version
-without deletion vectors or partitions whose columns are stored in their declared types,
-is served from the store's own Parquet files.
+without partitions whose columns are stored in their declared types, is served from the
+store's own Parquet files: with their deletion vectors to a Delta reader that declared
+it reads them (``deletion_vectors``), else only when the version has none.
 Otherwise the server derives one file for the consumer and version with the code a sink
 delivery uses (``changes.version_rows`` then ``deliver._prepare``: filter, columns,
 decoding, masking), under ``<store>/_sharing_cache/<need hash>/<dataset>/<version>/``,
@@ -28,6 +29,7 @@ from dataferry.engine.deliver import _prepare, mask_key
 from dataferry.model.spec import Need
 from dataferry.store.changes import version_rows
 from dataferry.store.dataset import DatasetStore, Version, declared_types
+from dataferry.store.deletion_vectors import DeletionVector
 from dataferry.store.delta_log import stats_json
 from dataferry.store.file_stats import file_stats
 from dataferry.store.storage import decode_batch, store_schema
@@ -37,13 +39,34 @@ CACHE = "_sharing_cache"
 
 
 @dataclass(frozen=True)
+class ServedVector:
+    """A stored file's deletion vector, passed through as it is: the file holding it (a
+    path under the store root), where it starts there and how many rows it deletes."""
+
+    relative: str
+    offset: int
+    size: int
+    cardinality: int
+    id: str
+
+
+@dataclass(frozen=True)
 class ServedFile:
-    """A file of a table version: its path under the store root and its add-action facts."""
+    """A file of a table version: its path under the store root and its add-action facts
+    (``deletion_vector``: the rows of it that are deleted, only ever for a Delta reader
+    declaring the ``deletionVectors`` feature)."""
 
     relative: str
     size: int
     stats: str
     id: str
+    deletion_vector: ServedVector | None = None
+
+    @property
+    def live_rows(self) -> int:
+        """Rows of the file in the version: its ``numRecords`` less the deleted ones."""
+        rows = int(json.loads(self.stats).get("numRecords", 0))
+        return rows - (self.deletion_vector.cardinality if self.deletion_vector else 0)
 
 
 @dataclass(frozen=True)
@@ -60,21 +83,34 @@ def whole(need: Need) -> bool:
 
 
 def table_files(context: RunContext, consumer: str, need: Need, version: Version,
-                signed: bool = False) -> TableFiles:
+                signed: bool = False, deletion_vectors: bool = False) -> TableFiles:
     """The files of ``version`` for the consumer; ``signed``: with unsigned integers widened
-    to signed types (Delta has none: Delta readers refuse them, see formats.py)."""
+    to signed types (Delta has none: Delta readers refuse them, see formats.py);
+    ``deletion_vectors``: the reader applies them, so stored files that have one are
+    served as they are, with it (else such a version is derived without deleted rows)."""
     dataset = context.store.dataset(need.ref)
     entries = dataset.active_files(version.number)
     if signed and any(pa.types.is_unsigned_integer(f.type)
                       for f in _declared_schema(dataset, version)):
         return _derived(context, consumer, need, dataset, version, signed=True)
-    if whole(need) and not any(e.deletion_vector or e.partition_values for e in entries) \
-            and _stored_as_declared(dataset, version):
+    stored = whole(need) and not any(e.partition_values for e in entries) \
+        and _stored_as_declared(dataset, version)
+    if stored and (deletion_vectors or not any(e.deletion_vector for e in entries)):
         base = dataset.path.relative_to(context.store.root)
-        files = [ServedFile(str(base / e.path), e.size, stats_json(e, dataset.path), e.hash)
+        files = [ServedFile(str(base / e.path), e.size, stats_json(e, dataset.path), e.hash,
+                            _vector(base, e.deletion_vector))
                  for e in entries]
         return TableFiles(version, dataset.arrow_schema(version), files)
     return _derived(context, consumer, need, dataset, version)
+
+
+def _vector(base: Path, raw: dict[str, Any] | None) -> ServedVector | None:
+    """A file entry's deletion vector as served (``base``: the dataset under the root)."""
+    if not raw:
+        return None
+    vector = DeletionVector.from_json(raw)
+    return ServedVector(str(base / vector.file), vector.offset, vector.size,
+                        vector.cardinality, vector.hash)
 
 
 def _stored_as_declared(dataset: DatasetStore, version: Version) -> bool:

@@ -4,8 +4,11 @@
 ``responseformat=parquet`` lines carry the protocol's own shapes; ``responseformat=delta``
 lines wrap Delta log actions (``deltaProtocol``, ``deltaMetadata``, ``deltaSingleAction``)
 that the client writes into a log of its own and reads with a Delta reader. The files are
-the same in both: a share never serves deletion vectors (deleted rows are rewritten out,
-see files.py), so no reader feature but ``timestampNtz`` is ever needed.
+the same in both, but for deletion vectors: a Delta reader declaring the
+``deletionvectors`` reader feature gets the stored files with their vectors (as signed
+URLs, storage type ``p``, as the reference server does) and the ``deletionVectors``
+feature in the protocol; every other client gets the deleted rows rewritten out
+(files.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from dataferry.sharing.files import ServedFile, TableFiles
 
 PARQUET, DELTA = "parquet", "delta"
+DELETION_VECTORS = "deletionvectors"
 
 
 class FormatError(ValueError):
@@ -33,6 +37,11 @@ class Capabilities:
     @property
     def header(self) -> dict[str, str]:
         return {"delta-sharing-capabilities": f"responseformat={self.format}"}
+
+    @property
+    def deletion_vectors(self) -> bool:
+        """Whether the client reads deletion vectors (a Delta reader declaring them)."""
+        return self.format == DELTA and DELETION_VECTORS in self.reader_features
 
 
 def capabilities(header: str) -> Capabilities:
@@ -105,9 +114,13 @@ def head_lines(table_id: str, name: str, files: TableFiles, asked: Capabilities,
         facts["version"] = changes_from
         configuration = {"delta.enableChangeDataFeed": "true"}
         protocol["minWriterVersion"] = 4
-    if ntz:
+    features = ["timestampNtz"] if ntz else []
+    if any(f.deletion_vector for f in files.files):
+        features.insert(0, "deletionVectors")
+        configuration["delta.enableDeletionVectors"] = "true"
+    if features:
         protocol = {"minReaderVersion": 3, "minWriterVersion": 7,
-                    "readerFeatures": ["timestampNtz"], "writerFeatures": ["timestampNtz"]}
+                    "readerFeatures": features, "writerFeatures": features}
     return [{"protocol": {"deltaProtocol": protocol}},
             {"metaData": {"deltaMetadata": {
                 "id": table_id, "name": name, "format": {"provider": "parquet", "options": {}},
@@ -116,9 +129,11 @@ def head_lines(table_id: str, name: str, files: TableFiles, asked: Capabilities,
 
 
 def file_line(kind: str, served: ServedFile, url: str, version: int, timestamp: int,
-              expires: int, asked: Capabilities, stats: bool = True) -> dict[str, Any]:
+              expires: int, asked: Capabilities, stats: bool = True,
+              vector_url: str | None = None) -> dict[str, Any]:
     """One file of an answer: ``kind`` is ``file`` for a query, ``add`` or ``cdf`` for a
-    change feed (in delta format: an ``add`` or ``cdc`` action inside a ``file`` line)."""
+    change feed (in delta format: an ``add`` or ``cdc`` action inside a ``file`` line);
+    ``vector_url``: the signed URL of the file's deletion vector, when it has one."""
     if asked.format == PARQUET:
         action: dict[str, Any] = {"url": url, "id": served.id, "partitionValues": {},
                                   "size": served.size}
@@ -126,15 +141,27 @@ def file_line(kind: str, served: ServedFile, url: str, version: int, timestamp: 
             action["stats"] = served.stats
         return {kind: {**action, "version": version, "timestamp": timestamp,
                        "expirationTimestamp": expires}}
-    # delta-kernel (the official clients' Delta reader) fetches an add's http(s) path only
-    # when its query looks pre-signed (X-Amz-Signature, Azure's sp, ...), else it looks
-    # for a local file of that path: the signature is repeated there; /files/ ignores it
-    signed = f"{url}?X-Amz-Signature={url.rsplit('.', 1)[-1]}"
-    delta: dict[str, Any] = {"path": signed, "partitionValues": {}, "size": served.size,
-                             "modificationTime": timestamp, "dataChange": True}
+    delta: dict[str, Any] = {"path": _presigned(url), "partitionValues": {},
+                             "size": served.size, "modificationTime": timestamp,
+                             "dataChange": True}
     if kind != "cdf" and stats:
         delta["stats"] = served.stats
-    return {"file": {"id": served.id,
-                     "deltaSingleAction": {"cdc" if kind == "cdf" else "add": delta},
+    line: dict[str, Any] = {"id": served.id}
+    vector = served.deletion_vector
+    if vector is not None and vector_url is not None:
+        # storage type p: an absolute path, here the signed URL (the reference server's way)
+        delta["deletionVector"] = {"storageType": "p", "pathOrInlineDv": _presigned(vector_url),
+                                   "offset": vector.offset, "sizeInBytes": vector.size,
+                                   "cardinality": vector.cardinality}
+        line["deletionVectorFileId"] = vector.id
+    return {"file": {**line, "deltaSingleAction": {"cdc" if kind == "cdf" else "add": delta},
                      "version": version, "timestamp": timestamp,
                      "expirationTimestamp": expires}}
+
+
+def _presigned(url: str) -> str:
+    """``url`` with its signature repeated as ``X-Amz-Signature``: delta-kernel (the
+    official clients' Delta reader) fetches an http(s) path only when its query looks
+    pre-signed (X-Amz-Signature, Azure's sp, ...), else it looks for a local file of that
+    path; /files/ ignores the query."""
+    return f"{url}?X-Amz-Signature={url.rsplit('.', 1)[-1]}"

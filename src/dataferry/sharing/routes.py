@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from dataferry.metadata import AuditLog, Clock
 from dataferry.sharing.changes import ChangesError, changes
 from dataferry.sharing.files import ServedFile, TableFiles, table_files
 from dataferry.sharing.formats import (
+    DELETION_VECTORS,
     DELTA,
     Capabilities,
     FormatError,
@@ -33,8 +35,10 @@ from dataferry.sharing.formats import (
     file_line,
     head_lines,
 )
-from dataferry.sharing.predicates import may_match, parse_hints
+from dataferry.sharing.openapi import sharing_openapi
+from dataferry.sharing.predicates import both, column_kinds, may_match, parse_hints
 from dataferry.sharing.signing import URL_TTL, sign, signing_key, verify
+from dataferry.sharing.sql_hints import sql_hints
 from dataferry.sharing.tables import SharedTable, consumer_of, share_id, share_name, tables
 from dataferry.sharing.tokens import ShareTokens
 
@@ -144,6 +148,12 @@ def _table_json(table: SharedTable) -> dict[str, Any]:
             "shareId": share_id(table.share), "id": table.id}
 
 
+@router.get("/openapi.json")
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of these routes (no token needed: it says nothing shared)."""
+    return sharing_openapi()
+
+
 @router.get("/shares")
 def list_shares(request: Request) -> dict[str, Any]:
     share = share_name(_consumer(request))
@@ -199,7 +209,8 @@ def _version(request: Request, table: SharedTable, number: int | None,
         raise _missing(f"table {table.schema}.{table.name}: {error}") from None
     consumer = consumer_of(context, table.share) or ""
     return table_files(context, consumer, table.need, version,
-                       signed=asked is not None and asked.format == DELTA)
+                       signed=asked is not None and asked.format == DELTA,
+                       deletion_vectors=asked is not None and asked.deletion_vectors)
 
 
 def _head_number(request: Request, table: SharedTable) -> int:
@@ -294,6 +305,9 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
         raise _bad("the query body is not JSON") from None
     if not isinstance(asked, dict):
         raise _bad("the query body must be a JSON object")
+    if asked.get("startingVersion") is not None:
+        raise _bad("a query from startingVersion (a streaming read) is not served here: "
+                   "read the change feed (.../changes?startingVersion=) instead")
     version = _whole(asked, "version")
     if asked.get("timestamp") is not None:
         if version is not None:
@@ -303,19 +317,24 @@ async def query_table(share: str, schema: str, name: str, request: Request) -> R
     # deriving a consumer's file reads the whole version: off the event loop
     files = await run_in_threadpool(_version, request, table, version if version is not None
                                     else _head_number(request, table), wanted)
-    hints = parse_hints(asked.get("jsonPredicateHints"))
-    served = _limited([f for f in files.files if may_match(hints, f.stats)], limit)
+    kinds = column_kinds(files.schema)
+    hints = both(parse_hints(asked.get("jsonPredicateHints")),
+                 sql_hints(asked.get("predicateHints"), kinds))
+    served = _limited([f for f in files.files if may_match(hints, f.stats, kinds)], limit)
     _audit(request, consumer, "share.query", f"table:{table.ref}", "success",
            detail={"version": files.version.number, "files": len(served),
-                   "skipped": len(files.files) - len(served), "limit": limit})
+                   "skipped": len(files.files) - len(served), "limit": limit,
+                   "deletion_vectors": sum(1 for f in served if f.deletion_vector)})
     now = _clock(request)()
     expires = now + URL_TTL
     key = signing_key(_context(request).store.home)
     base = str(request.base_url).rstrip("/") + PREFIX + "/files/"
     stamp = _millis(files.version.manifest.created_at)
     lines = _head(table, files, wanted) + [
-        file_line("file", f, base + sign(key, f.relative, expires), files.version.number,
-                  stamp, int(expires.timestamp() * 1000), wanted)
+        file_line("file", f, _file_url(request, base, key, f.relative, expires),
+                  files.version.number, stamp, int(expires.timestamp() * 1000), wanted,
+                  vector_url=_file_url(request, base, key, f.deletion_vector.relative,
+                                       expires) if f.deletion_vector else None)
         for f in served]
     return _ndjson(lines, files.version.number, wanted)
 
@@ -342,7 +361,11 @@ async def table_changes(share: str, schema: str, name: str, request: Request) ->
     try:
         found = await run_in_threadpool(changes, context, consumer, table.need, start, end,
                                         asked.format == DELTA)
-        files = await run_in_threadpool(_version, request, table, end, asked)
+        # the feed's files are derived ones, without vectors: so is its head (Delta
+        # readers refuse a change feed of a table whose metadata turns vectors on)
+        files = await run_in_threadpool(_version, request, table, end,
+                                        replace(asked, reader_features=asked.reader_features
+                                                - {DELETION_VECTORS}))
     except ChangesError as error:
         raise _bad(str(error)) from None
     _audit(request, consumer, "share.changes", f"table:{table.ref}", "success",
@@ -353,7 +376,8 @@ async def table_changes(share: str, schema: str, name: str, request: Request) ->
     lines = _head(table, files, asked, changes_from=start)
     for change in found:
         for f in change.files:
-            lines.append(file_line(change.kind, f, base + sign(key, f.relative, expires),
+            lines.append(file_line(change.kind, f,
+                                   _file_url(request, base, key, f.relative, expires),
                                    change.version.number,
                                    _millis(change.version.manifest.created_at),
                                    int(expires.timestamp() * 1000), asked, stats=False))
@@ -378,7 +402,7 @@ def _whole(asked: dict[str, Any], field: str) -> int | None:
 
 
 def _limited(files: list[ServedFile], limit: int | None) -> list[ServedFile]:
-    """Enough files for ``limit`` rows (by their ``numRecords``), or all of them."""
+    """Enough files for ``limit`` rows (by their live rows), or all of them."""
     if limit is None:
         return files
     chosen, rows = [], 0
@@ -386,12 +410,20 @@ def _limited(files: list[ServedFile], limit: int | None) -> list[ServedFile]:
         if rows >= limit:
             break
         chosen.append(entry)
-        rows += int(json.loads(entry.stats).get("numRecords", 0))
+        rows += entry.live_rows
     return chosen
 
 
 def _millis(created_at: str) -> int:
     return int(_instant(created_at).timestamp() * 1000)
+
+
+def _file_url(request: Request, base: str, key: bytes, relative: str,
+              expires: datetime) -> str:
+    """A file's URL for the client: pre-signed by the bucket when the store is in one
+    (the client reads the store's file from there), else this server's signed URL."""
+    presigned = _context(request).store.presigned(relative, int(URL_TTL.total_seconds()))
+    return presigned or base + sign(key, relative, expires)
 
 
 @router.api_route("/files/{token}", methods=["GET", "HEAD"])
@@ -409,3 +441,8 @@ def get_file(token: str, request: Request) -> Response:
                         headers={"Cache-Control": "private, max-age=0"})
 
 
+@router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+def no_such_route(rest: str, request: Request) -> Response:
+    """Anything else under the prefix: the protocol's 404, not the framework's shape."""
+    raise _missing(f"{request.method} {PREFIX}/{rest} is not a Delta Sharing route "
+                   f"(see {PREFIX}/openapi.json)")

@@ -46,6 +46,7 @@ from dataferry.store.manifest import (
 from dataferry.store.merge import rewrite_files
 from dataferry.store.publish import recover
 from dataferry.store.scan import file_scans
+from dataferry.store.signers import may_sign_next
 from dataferry.store.verify import verify_for_reading
 
 _CONFIGURATION = "delta.enableDeletionVectors"
@@ -113,12 +114,14 @@ def compact(dataset: DatasetStore, keys: KeyStore) -> Compacted:
                          "numAddedBytes": sum(e.size for e, _ in written)},
                 started=started)
             manifest = _manifest(dataset, head, written, carrying, raw, delta_version)
-            for entry, digest in written:
-                write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
             body = manifest.to_bytes()
+            signature = Signature.create(key, body).to_bytes()
+            chunk_lists = [(entry.hash, digest.chunks_bytes()) for entry, digest in written]
+            dataset.commit_remote(manifest, body, signature, chunk_lists)
+            for file_hash_, chunks in chunk_lists:
+                write_atomic(dataset.chunks_path(file_hash_), chunks)
             write_atomic(dataset.manifest_path(manifest.version), body)
-            write_atomic(dataset.signature_path(manifest.version),
-                         Signature.create(key, body).to_bytes())
+            write_atomic(dataset.signature_path(manifest.version), signature)
         except BaseException as error:
             dataset.manifest_path(head.number + 1).unlink(missing_ok=True)
             recover(dataset, head)  # drops the commit no signed manifest covers
@@ -137,21 +140,10 @@ def compact(dataset: DatasetStore, keys: KeyStore) -> Compacted:
 def _signing_key(dataset: DatasetStore, head: Version, keys: KeyStore) -> Ed25519PrivateKey:
     """The team's key, if it may sign the dataset's next version (never a new one)."""
     key = keys.signing_key(dataset.team, create=False)
-    if public_bytes(key).hex() not in _allowed_keys(dataset, head):
+    if not may_sign_next(dataset, head, public_bytes(key).hex()):
         raise StoreError(f"the signing key of team {dataset.team} in {keys.directory} is not "
                          f"one that signs {dataset.ref}; compact it where it is published")
     return key
-
-
-def _allowed_keys(dataset: DatasetStore, head: Version) -> set[str]:
-    """The public keys that may sign the version after ``head``: those of the latest key
-    rotation (a manifest's ``keys``, or gc's checkpoint), else the genesis's."""
-    for number in reversed([n for n in dataset.version_numbers() if n <= head.number]):
-        rotated = dataset.version(number).manifest.keys
-        if rotated is not None:
-            return set(rotated)
-    checkpoint = dataset.checkpoint()
-    return set(checkpoint.keys if checkpoint is not None else dataset.genesis().keys)
 
 
 def _protocol_without_vectors(table: DeltaTable) -> list[dict[str, Any]]:

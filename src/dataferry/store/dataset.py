@@ -31,6 +31,8 @@ from dataferry.store.sparse import lacks_columns, lacks_version, read_sparse, sp
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
+    from dataferry.store.mirror import RemoteDataset
+
 SIG = "_sig"
 COMPACTED = "compact"
 """The manifest ``mode`` of a version ``ferry compact`` made: the rows of the one before."""
@@ -51,8 +53,10 @@ class Version:
 class DatasetStore:
     """The directory ``<store>/<team>/<dataset>``: a Delta table plus its ``_sig`` history."""
 
-    def __init__(self, root: Path, ref: str) -> None:
+    def __init__(self, root: Path, ref: str, remote: RemoteDataset | None = None) -> None:
         self.ref = ref
+        self.remote = remote
+        """Set when the store is in a bucket: ``path`` is then the dataset's mirror."""
         team, _, name = ref.partition(".")
         self.team = team
         self.name = name
@@ -278,9 +282,24 @@ class DatasetStore:
         with (self.sig / ".lock").open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                if self.remote is not None:  # what other machines published, first
+                    self.remote.pull()
+                    self._genesis = None
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def where(self, relative: str) -> str:
+        """A file of the dataset as messages name it: its object in a bucket, else its
+        path relative to the dataset."""
+        return self.remote.url(relative) if self.remote is not None else relative
+
+    def commit_remote(self, manifest: Manifest, raw: bytes, signature: bytes,
+                      chunk_lists: list[tuple[str, bytes]]) -> None:
+        """In a bucket: send the signed version up (``mirror.RemoteDataset.commit``, whose
+        conditional put is the commit point), before it is written to the mirror."""
+        if self.remote is not None:
+            self.remote.commit(manifest, raw, signature, chunk_lists, self.algorithm)
 
     @cached_property
     def delta_log(self) -> Path:

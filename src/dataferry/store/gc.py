@@ -34,6 +34,7 @@ from dataferry.errors import StoreError
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.keys import KeyStore, public_bytes
 from dataferry.store.manifest import Checkpoint, signed_checkpoint, utc_now, write_atomic
+from dataferry.store.mirror import ORPHAN_GRACE
 from dataferry.store.publish import recover
 
 if TYPE_CHECKING:
@@ -66,9 +67,11 @@ def reading(dataset: DatasetStore, exclusive: bool = False) -> Iterator[None]:
 
 
 def collect(dataset: DatasetStore, keys: KeyStore, keep: int | None,
-            holds: Callable[[], list[Hold]] | None = None, force: bool = False) -> GcResult:
+            holds: Callable[[], list[Hold]] | None = None, force: bool = False,
+            orphan_grace: float = ORPHAN_GRACE) -> GcResult:
     """Keep the newest ``keep`` versions (all when None) and every version ``holds`` names
-    (unless ``force``), and delete what nothing needs."""
+    (unless ``force``), and delete what nothing needs. In a bucket, objects no version
+    names are deleted once ``orphan_grace`` seconds old (``mirror.RemoteDataset.collect``)."""
     result = GcResult(dataset.ref)
     if keep is not None and keep < 1:
         raise StoreError("--keep must be at least 1: gc never drops the latest version")
@@ -91,7 +94,10 @@ def collect(dataset: DatasetStore, keys: KeyStore, keep: int | None,
                 dataset.manifest_path(number).unlink(missing_ok=True)
                 dataset.signature_path(number).unlink(missing_ok=True)
                 result.dropped_versions.append(number)
-        _delete_unreferenced(dataset, result)
+        needed, hashes = _delete_unreferenced(dataset, result)
+        if dataset.remote is not None:
+            result.deleted_files += dataset.remote.collect(
+                result.dropped_versions, result.deleted_files, needed, hashes, orphan_grace)
     return result
 
 
@@ -126,7 +132,9 @@ def _write_checkpoint(dataset: DatasetStore, keys: KeyStore, first: int) -> None
     write_atomic(dataset.checkpoint_path, signed_checkpoint(checkpoint, key))
 
 
-def _delete_unreferenced(dataset: DatasetStore, result: GcResult) -> None:
+def _delete_unreferenced(dataset: DatasetStore,
+                         result: GcResult) -> tuple[set[str], set[str]]:
+    """Delete what no kept version reads; returns the paths and hashes they do read."""
     # Only files some kept version reads are needed; the checkpoint's list of older files
     # is there for folding the file lists, not because their bytes are still data.
     needed: set[str] = set()
@@ -155,6 +163,7 @@ def _delete_unreferenced(dataset: DatasetStore, result: GcResult) -> None:
         unsigned = path.suffix == ".json" and stem.isdigit() and int(stem) > head
         if unsigned or path.name.endswith(".tmp"):
             path.unlink()  # an interrupted publish's manifest or temp file
+    return needed, hashes
 
 
 def _data_files(root: Path) -> list[Path]:

@@ -60,6 +60,7 @@ from dataferry.store.parquet_files import write_files
 from dataferry.store.primary_key import enforce_unique, with_keys_required
 from dataferry.store.quality import enforce_checks
 from dataferry.store.scan import file_scans
+from dataferry.store.signers import require_signer
 from dataferry.store.storage import encode_reader
 from dataferry.store.verify import verify_for_reading
 from dataferry.streams import read_ahead
@@ -146,6 +147,7 @@ def publish(
     with dataset.lock():
         genesis = _ensure_genesis(dataset, public_bytes(key).hex())
         head = dataset.head()
+        require_signer(dataset, head, public_bytes(key).hex(), keys.directory)
         base_delta = recover(dataset, head)
         keyed = by_key and mode == "replace" and difference_by_key(
             spec, head, declared_columns(spec))
@@ -201,14 +203,21 @@ def publish(
         state = cursor() if callable(cursor) else cursor
         manifest = _manifest(dataset, genesis, head, spec, written, mode, state, lineage,
                              definition)
+        raw = manifest.to_bytes()
+        signature = Signature.create(key, raw).to_bytes()
+        chunk_lists = [(entry.hash, digest.chunks_bytes()) for entry, digest in written.digests]
         try:
-            for entry, digest in written.digests:
-                write_atomic(dataset.chunks_path(entry.hash), digest.chunks_bytes())
-            raw = manifest.to_bytes()
+            dataset.commit_remote(manifest, raw, signature, chunk_lists)
+        except Exception:
+            _rollback(dataset, base_delta, written)
+            _remove_files(dataset, written.digests)
+            raise
+        try:
+            for file_hash_, chunks in chunk_lists:
+                write_atomic(dataset.chunks_path(file_hash_), chunks)
             write_atomic(dataset.manifest_path(manifest.version), raw)
             crash_point("before-signature")
-            write_atomic(dataset.signature_path(manifest.version),
-                         Signature.create(key, raw).to_bytes())
+            write_atomic(dataset.signature_path(manifest.version), signature)
         except OSError as error:
             if not is_no_room(error):
                 raise
@@ -293,6 +302,8 @@ def _ensure_genesis(dataset: DatasetStore, public_key: str) -> Genesis:
         genesis = dataset.genesis()
         return genesis
     genesis = Genesis(dataset.ref, DEFAULT_ALGORITHM, (public_key,), utc_now())
+    if dataset.remote is not None:  # the first writer's genesis holds, this one's or not
+        return Genesis.from_bytes(dataset.remote.create_genesis(genesis.to_bytes()))
     write_atomic(dataset.genesis_path, genesis.to_bytes())
     return genesis
 

@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dataferry.errors import UsageError
 from dataferry.model.spec import Ecosystem
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.keys import KeyStore
+from dataferry.store.mirror import RemoteDataset
+from dataferry.store.objects import Location, ObjectStore
 
 
 @dataclass(frozen=True)
 class Store:
-    """Where datasets live (``root``) and where the signing keys live (``home``/keys)."""
+    """Where datasets live (``root``) and where the signing keys live (``home``/keys).
+
+    ``remote``: the store is in a bucket (``store: s3://bucket/prefix``) and ``root`` is
+    its local mirror under ``<home>/s3`` (``store.mirror``)."""
 
     root: Path
     home: Path
+    remote: Location | None = None
 
     @classmethod
     def for_model(cls, model_root: Path, ecosystem: Ecosystem) -> Store:
         home = (model_root / ecosystem.home).resolve()
         store = ecosystem.store
         if store is not None and "://" in store:
-            raise UsageError(f"store {store}: only local stores are supported in this version")
+            location = Location.parse(store)
+            return cls(mirror_root(home, location), home, location)
         root = (model_root / store).resolve() if store else home / "store"
         return cls(root, home)
 
@@ -32,17 +39,51 @@ class Store:
     def keys(self) -> KeyStore:
         return KeyStore(self.home)
 
-    def dataset(self, ref: str) -> DatasetStore:
-        return DatasetStore(self.root, ref)
+    @property
+    def location(self) -> str:
+        """Where the store is, as its owner wrote it: a folder or ``s3://bucket/prefix``."""
+        return self.remote.url() if self.remote is not None else str(self.root)
+
+    @cached_property
+    def objects(self) -> ObjectStore | None:
+        return ObjectStore(self.remote) if self.remote is not None else None
+
+    def dataset(self, ref: str, *, pull: bool = True) -> DatasetStore:
+        """A dataset; in a bucket, its mirror brought in step first (unless not ``pull``:
+        for reading a file that is in the mirror already, as files never change)."""
+        if self.objects is None or self.remote is None:
+            return DatasetStore(self.root, ref)
+        team, _, name = ref.partition(".")
+        index = self.home / "s3" / self.remote.bucket / "index" / self.remote.prefix / team
+        remote = RemoteDataset(self.objects, ref, self.root / team / name,
+                               index / f"{name}.json")
+        if pull:
+            remote.pull()
+        return DatasetStore(self.root, ref, remote=remote)
+
+    def presigned(self, relative: str, seconds: int) -> str | None:
+        """A pre-signed GET URL of a dataset's file (``relative`` to ``root``) when the
+        store is in a bucket, valid ``seconds``; None for a local store, and for files
+        only the mirror has (names starting with ``_``: the sharing cache)."""
+        if self.objects is None or self.remote is None or relative.startswith("_"):
+            return None
+        return self.objects.presign(self.remote.key(relative), seconds)
 
     def refs(self) -> list[str]:
         """Every dataset that has a genesis in the store."""
+        if self.objects is not None:
+            return sorted(f"{team}.{name}" for team, name in self.objects.datasets())
         if not self.root.is_dir():
             return []
         return sorted(
             f"{genesis.parent.parent.parent.name}.{genesis.parent.parent.name}"
             for genesis in self.root.glob("*/*/_sig/genesis.json")
         )
+
+
+def mirror_root(home: Path, location: Location) -> Path:
+    """The local mirror of a store in a bucket (a cache: deleting it loses nothing)."""
+    return home / "s3" / location.bucket / "store" / location.prefix
 
 
 def version_summary(dataset: DatasetStore, version: Version) -> dict[str, Any]:

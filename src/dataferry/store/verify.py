@@ -84,7 +84,7 @@ def verify_dataset(
     ref = dataset.ref
 
     def problem(version: int | None, file: str | None, text: str) -> None:
-        report.problems.append(Problem(ref, version, file, text))
+        report.problems.append(Problem(ref, version, file and dataset.where(file), text))
 
     try:
         genesis = dataset.genesis()

@@ -1,0 +1,124 @@
+"""dataferry at the size of a large company: how check, plan, a scheduler tick, the
+catalog API and the server's memory grow with the ecosystem (issue: 100,000 datasets and
+20,000 consumers: `ferry check` < 20 s, `ferry plan` < 10 s, a tick < 1 s, catalog
+search p99 < 100 ms at 100 requests/s, `ferry serve` < 2 GiB).
+
+For each size (default 1,000, 10,000 and 100,000 source datasets; a fifth as many
+consumers with 3 needs each, a twentieth as many SQL transformers; 100 datasets a team)
+it generates bench/model_check.py's ecosystem and measures:
+
+  ferry check     the whole command in its own process (start-up included)
+  ferry plan      the whole command in its own process (`--json`, the plan document)
+  tick            a scheduler tick over every job once each has run (empty jobs, as in
+                  bench/broker.py: the generated sources do not exist), nothing due
+  search p99      GET /api/v1/datasets?search=... at 100/s from a second process against
+                  `ferry serve --no-scheduler` (bench/server_load.py's open-loop driver)
+  serve RSS       the server's resident memory after that load
+
+Baseline, in the same pass: `yaml.load(CSafeLoader)` of every model file (what any tool
+reading the model pays), printed as the ratio of `ferry check` to it.
+
+    python bench/scale.py [--sizes 1000,10000,100000] [--seconds 20] [--no-tick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_check import generate
+from server_load import drive_in_a_process, free_port, percentile, prepare, start_server
+
+from broker import scheduler_tick  # bench/ is not a package
+
+PER_TEAM = 100
+TARGETS = {"check": 20.0, "plan": 10.0, "tick": 1.0, "p99": 100.0, "rss": 2048.0}
+WORDS = ["d1", "d42", "t7", "t42.d13", "c3", "c9 d5", "t99.", "nothing-matches", "id",
+         "t5.d99", "d7 c1", "t13.d", "c8"]
+
+
+def timed_command(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dataferry.cli", *args], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - started
+
+
+def yaml_baseline(root: Path) -> float:
+    started = time.perf_counter()
+    for path in root.rglob("*.yaml"):
+        yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)
+    return time.perf_counter() - started
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    return int(next(line for line in status.splitlines()
+                    if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def verdict(name: str, value: float) -> str:
+    return "ok" if value < TARGETS[name] else f"OVER {TARGETS[name]:g}"
+
+
+def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
+    teams = size // PER_TEAM
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix=f"ferry-scale-{size}-") as tmp:
+        root = Path(tmp) / "model"
+        root.mkdir()
+        generate(root, teams, datasets=size, transformers=size // 20, consumers=size // 5)
+        result["yaml"] = yaml_baseline(root)
+        result["check"] = timed_command("check", "--model", str(root), "--json")
+        result["plan"] = timed_command("plan", "--model", str(root), "--json")
+        if tick:
+            started = time.perf_counter()
+            result["tick"] = scheduler_tick(root)
+            result["tick_setup"] = time.perf_counter() - started
+        token, _ = prepare(root, teams, published=20, generated=True)
+        port = free_port()
+        server = start_server(root, port, Path(tmp) / "serve.log")
+        try:
+            paths = [f"/api/v1/datasets?search={w}" for w in WORDS]
+            load = drive_in_a_process(f"http://127.0.0.1:{port}", token, paths, 100.0,
+                                      seconds, 2.0)
+            result["p99"] = percentile(load["latencies"], 0.99)
+            result["p50"] = percentile(load["latencies"], 0.50)
+            result["bad"] = float(sum(1 for s in load["statuses"] if s != 200))
+            result["rss"] = rss_mib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--no-tick", action="store_true",
+                        help="skip the tick (it first runs every job once, empty)")
+    args = parser.parse_args()
+    print(f"{'datasets':>9} {'consumers':>9}  {'check s':>8} {'x yaml':>6}  {'plan s':>7}  "
+          f"{'tick s':>7}  {'search p50/p99 ms':>17}  {'serve MiB':>9}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        r = measure(size, args.seconds, not args.no_tick)
+        tick = f"{r['tick']:7.2f}" if "tick" in r else "      -"
+        print(f"{size:>9,} {size // 5:>9,}  {r['check']:8.2f} {r['check'] / r['yaml']:6.1f}  "
+              f"{r['plan']:7.2f}  {tick}  {r['p50']:8.1f}/{r['p99']:<8.1f}  {r['rss']:9.0f}"
+              + ("" if not r["bad"] else f"  ({r['bad']:.0f} non-200)"), flush=True)
+        if size >= 100_000:
+            checks = ["check", "plan", "p99", "rss"] + (["tick"] if "tick" in r else [])
+            print("  targets at 100,000: " + ", ".join(f"{n} {verdict(n, r[n])}"
+                                                       for n in checks))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""A dataset of an ``s3://`` store, kept in step with a local mirror.
+
+The store's code reads and writes local files (deltalake, DuckDB, pyarrow and the hashing
+all stream from them), so an S3 store works through a mirror of each dataset under
+``<home>/s3/<bucket>/<prefix>``: ``pull`` brings the bucket's changes down (the history
+in ``_sig`` and ``_delta_log``, then the data files the versions name, streamed to disk,
+never into memory); ``commit`` sends a new version up. The mirror is a cache: deleting it
+loses nothing.
+
+A version is committed by the conditional put of its manifest (``If-None-Match: *``):
+
+1. the data files and deletion vectors the version adds are uploaded (their hashes
+   checked against the manifest first; S3 checks each transfer's SHA-256), then the chunk
+   lists, and the version's Delta commit under ``_sig/staged/`` (not yet in the Delta log);
+2. the manifest is put only if no manifest of that version exists, with its signature
+   and the staged commit's key in the object's metadata. This is the commit point: of two
+   writers racing for one version exactly one wins; the other fails, nothing of it is
+   visible, and gc later deletes what it uploaded;
+3. the Delta commit is copied into ``_delta_log`` and the signature written beside the
+   manifest. A crash between 2 and 3 is finished by the next ``pull`` from the manifest's
+   metadata (the staged commit is checked against the manifest's hash first).
+
+Objects that arrive from the bucket are recorded with their ETag in an index beside the
+mirror, so a changed object (a tampered file) is downloaded again and ``ferry verify``
+sees the bucket's bytes, and one the bucket no longer has (gc on another machine) is
+removed from the mirror.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dataferry.errors import StoreError
+from dataferry.faults import crash_point, pause_point
+from dataferry.store.hashing import file_hash, hash_bytes
+from dataferry.store.manifest import Checkpoint, Genesis, Manifest, write_atomic
+from dataferry.store.objects import ObjectInfo, ObjectStore
+
+STAGED = "_sig/staged/"
+_MANIFEST = re.compile(r"_sig/m/(\d{12})\.json")
+_HISTORY = ("_sig/", "_delta_log/")
+TRANSFERS = 8
+"""Files downloaded or uploaded at once (boto3's pool has 10 connections)."""
+ORPHAN_GRACE = 3600.0
+"""Seconds before gc deletes an object no version names: younger ones may belong to a
+publish still uploading on another machine."""
+_SIGNATURE_META = "ferry-signature"
+_STAGED_META = "ferry-delta-staged"
+
+
+@dataclass
+class RemoteDataset:
+    """``<store>/<team>/<dataset>`` in a bucket, and its mirror at ``local``."""
+
+    objects: ObjectStore
+    ref: str
+    local: Path
+    index_path: Path
+
+    def __post_init__(self) -> None:
+        team, _, name = self.ref.partition(".")
+        self.relative = f"{team}/{name}"
+        self._index: dict[str, str] | None = None
+
+    def key(self, relative: str) -> str:
+        return self.objects.location.key(f"{self.relative}/{relative}")
+
+    def url(self, relative: str) -> str:
+        """The object's ``s3://`` address, to name it in messages."""
+        return self.objects.location.url(f"{self.relative}/{relative}")
+
+    # --- the index of what came from the bucket --------------------------------------
+
+    @property
+    def index(self) -> dict[str, str]:
+        if self._index is None:
+            try:
+                self._index = dict(json.loads(self.index_path.read_text()))
+            except (FileNotFoundError, ValueError):
+                self._index = {}
+        return self._index
+
+    def _save_index(self) -> None:
+        write_atomic(self.index_path, json.dumps(self.index, sort_keys=True).encode())
+
+    # --- down -------------------------------------------------------------------------
+
+    def listing(self) -> dict[str, ObjectInfo]:
+        """The dataset's objects in the bucket, by path relative to the dataset."""
+        prefix = self.objects.location.key(self.relative) + "/"
+        return {info.key[len(prefix):]: info for info in self.objects.under(self.relative + "/")}
+
+    def pull(self) -> None:
+        """Bring the mirror in step with the bucket (what changed only)."""
+        # The index as recorded before the listing: an entry a writer on this machine
+        # records after it (an upload) is not taken for an object the bucket lost.
+        self._index = None
+        index = self.index
+        listing = self.listing()
+        history = {rel: info for rel, info in listing.items()
+                   if rel.startswith(_HISTORY) and not rel.startswith(STAGED)}
+        for rel, info in history.items():
+            self._fetch(rel, info)
+        for rel in sorted(history):
+            match = _MANIFEST.fullmatch(rel)
+            if match and f"_sig/m/{match.group(1)}.sig" not in listing:
+                self._finish_commit(int(match.group(1)), listing)
+        for rel in [r for r in index if r not in listing]:
+            (self.local / rel).unlink(missing_ok=True)  # gone from the bucket (gc)
+            del index[rel]
+        wanted = [(rel, listing[rel]) for rel in sorted(self._referenced()) if rel in listing]
+
+        def fetch(item: tuple[str, ObjectInfo]) -> str | None:
+            return self._fetch(item[0], item[1], record=False)
+
+        with ThreadPoolExecutor(TRANSFERS) as pool:  # data files: several at once
+            for (rel, _), etag in zip(wanted, pool.map(fetch, wanted), strict=True):
+                if etag is not None:
+                    index[rel] = etag
+        self._save_index()
+
+    def _fetch(self, rel: str, info: ObjectInfo, record: bool = True) -> str | None:
+        """Download an object unless the mirror has it as the bucket does; returns the
+        ETag of what it downloaded (recorded in the index unless ``record`` is False)."""
+        target = self.local / rel
+        if self.index.get(rel) == info.etag and target.is_file():
+            return None
+        self.objects.download(info.key, target)
+        if record:
+            self.index[rel] = info.etag
+        return info.etag
+
+    def _referenced(self) -> set[str]:
+        """Every data file and deletion vector a kept version (or the checkpoint) names."""
+        names: set[str] = set()
+        manifests = self.local / "_sig" / "m"
+        sources: list[Iterable[object]] = []
+        for path in sorted(manifests.glob("*.json")) if manifests.is_dir() else ():
+            try:
+                sources.append(Manifest.from_bytes(path.read_bytes()).files)
+            except (ValueError, KeyError, TypeError):
+                continue  # verify names an unreadable manifest
+        checkpoint = self.local / "_sig" / "checkpoint.json"
+        if checkpoint.is_file():
+            try:
+                from dataferry.store.manifest import read_signed_checkpoint
+
+                found: Checkpoint = read_signed_checkpoint(checkpoint.read_bytes())[0]
+                sources.append(found.files)
+            except (ValueError, KeyError, TypeError):
+                pass
+        for files in sources:
+            for entry in files:
+                names.add(entry.path)  # type: ignore[attr-defined]
+                vector = entry.deletion_vector  # type: ignore[attr-defined]
+                if vector:
+                    names.add(str(vector["file"]))
+        return names
+
+    def _finish_commit(self, number: int, listing: dict[str, ObjectInfo]) -> None:
+        """Step 3 of a commit whose writer stopped after its manifest (module doc)."""
+        manifest_rel = f"_sig/m/{number:012d}.json"
+        metadata = self.objects.metadata(self.key(manifest_rel)) or {}
+        if _SIGNATURE_META not in metadata:
+            return  # not written by a commit: verify reports the unsigned manifest
+        raw = (self.local / manifest_rel).read_bytes()
+        manifest = Manifest.from_bytes(raw)
+        delta = manifest.delta_commit
+        delta_rel = f"_delta_log/{int(delta['version']):020d}.json"
+        if delta_rel not in listing:
+            staged = metadata.get(_STAGED_META, "")
+            data = self.objects.get(self.key(staged)) if staged else None
+            if data is None or hash_bytes(self._algorithm(), data) != delta["hash"]:
+                raise StoreError(f"{self.ref} version {number}: its Delta commit is not in "
+                                 f"{self.url(delta_rel)} and the staged copy is missing or "
+                                 "altered; the version cannot be completed (ferry verify "
+                                 "names it)", public=True)
+            self._put_if_allowed(delta_rel, data)
+            write_atomic(self.local / delta_rel, data)
+        signature = base64.b64decode(metadata[_SIGNATURE_META])
+        self._put_if_allowed(f"_sig/m/{number:012d}.sig", signature)
+        write_atomic(self.local / f"_sig/m/{number:012d}.sig", signature)
+
+    def _put_if_allowed(self, rel: str, data: bytes) -> None:
+        """Finish a commit in the bucket too, when these credentials may write there (a
+        reader's may not: its mirror is completed all the same, and the next writer's
+        pull completes the bucket)."""
+        with suppress(StoreError):
+            self.objects.put(self.key(rel), data, if_absent=True)
+
+    def _algorithm(self) -> str:
+        return Genesis.from_bytes((self.local / "_sig" / "genesis.json").read_bytes()).algorithm
+
+    # --- up ---------------------------------------------------------------------------
+
+    def create_genesis(self, data: bytes) -> bytes:
+        """Put the dataset's genesis unless another writer did first; the one that holds."""
+        rel = "_sig/genesis.json"
+        if self.objects.put(self.key(rel), data, if_absent=True) is None:
+            won = self.objects.get(self.key(rel))
+            if won is None:
+                raise StoreError(f"{self.ref}: {self.url(rel)} could not be written or "
+                                 "read; run again", public=True)
+            data = won
+        write_atomic(self.local / rel, data)
+        self.index[rel] = ""  # fetched again once: the index learns its ETag
+        self._save_index()
+        return data
+
+    def commit(self, manifest: Manifest, raw: bytes, signature: bytes,
+               chunk_lists: list[tuple[str, bytes]], algorithm: str) -> None:
+        """Send a signed version up; raises if another writer committed it first."""
+        self.objects.require_conditional_puts()
+        number = manifest.version
+        index = self.index
+        uploads: dict[str, str | None] = {}  # path -> the hash it must have (None: a vector)
+        for entry in manifest.files:
+            if entry.path not in index:
+                uploads[entry.path] = entry.hash
+            vector = entry.deletion_vector
+            if vector and str(vector["file"]) not in index:
+                uploads[str(vector["file"])] = None
+
+        def upload(rel: str) -> tuple[str, str]:
+            local = self.local / rel
+            expected = uploads[rel]
+            if expected is not None and file_hash(local, algorithm)[0] != expected:
+                raise StoreError(f"{self.ref} version {number}: {rel} changed after it was "
+                                 "hashed; nothing was published", public=True)
+            return rel, self.objects.upload(local, self.key(rel))
+
+        with ThreadPoolExecutor(TRANSFERS) as pool:
+            for rel, etag in pool.map(upload, sorted(uploads)):
+                index[rel] = etag
+        for file_hash_, data in chunk_lists:
+            rel = f"_sig/c/{file_hash_}.chunks"
+            index[rel] = self.objects.put(self.key(rel), data) or ""
+        delta_rel = f"_delta_log/{int(manifest.delta_commit['version']):020d}.json"
+        delta_raw = (self.local / delta_rel).read_bytes()
+        staged = f"{STAGED}{number:012d}-{uuid.uuid4().hex}.json"
+        self.objects.put(self.key(staged), delta_raw)
+        pause_point("before-manifest-put")
+        crash_point("before-manifest-put")
+        manifest_rel = f"_sig/m/{number:012d}.json"
+        committed = self.objects.put(self.key(manifest_rel), raw, if_absent=True, metadata={
+            _SIGNATURE_META: base64.b64encode(signature).decode(), _STAGED_META: staged})
+        if committed is None:
+            self._save_index()  # what was uploaded stays known; gc removes it later
+            lost = StoreError(f"{self.ref}: another writer published version {number} first "
+                              f"({self.url(manifest_rel)}); nothing of this attempt was "
+                              "published; run again to publish on top of it", public=True)
+            lost.transient = True
+            raise lost
+        index[manifest_rel] = committed
+        crash_point("after-manifest-put")
+        for rel, data in ((delta_rel, delta_raw), (f"_sig/m/{number:012d}.sig", signature)):
+            index[rel] = self.objects.put(self.key(rel), data, if_absent=True) or ""
+        self.objects.delete([self.key(staged)])
+        self._save_index()
+
+    def push_checkpoint(self, data: bytes) -> None:
+        rel = "_sig/checkpoint.json"
+        self.index[rel] = self.objects.put(self.key(rel), data) or ""
+        self._save_index()
+
+    def delete(self, relatives: Iterable[str]) -> None:
+        """Delete objects of the dataset (gc), and forget them in the index."""
+        rels = sorted(set(relatives))
+        self.objects.delete([self.key(rel) for rel in rels])
+        for rel in rels:
+            self.index.pop(rel, None)
+        self._save_index()
+
+    def collect(self, dropped: list[int], deleted: list[str], needed: set[str],
+                hashes: set[str], grace: float) -> list[str]:
+        """gc in the bucket, after gc in the mirror: the checkpoint first (the chain
+        restarts there), then the dropped versions' manifests and the files gc deleted,
+        then objects no kept version names (uploads of attempts that lost or crashed, and
+        their chunk lists and staged commits) once ``grace`` seconds old. Returns the
+        paths of those orphans."""
+        checkpoint = self.local / "_sig" / "checkpoint.json"
+        if dropped and checkpoint.is_file():
+            self.push_checkpoint(checkpoint.read_bytes())
+        listing = self.listing()
+        old = datetime.now(UTC) - timedelta(seconds=grace)
+        gone = {f"_sig/m/{n:012d}.{suffix}" for n in dropped for suffix in ("json", "sig")}
+        gone.update(deleted)
+        orphans: list[str] = []
+        for rel, info in listing.items():
+            if rel in gone or info.modified > old:
+                continue
+            if rel.startswith(STAGED):
+                orphans.append(rel)
+            elif rel.startswith("_sig/c/") and rel.endswith(".chunks"):
+                if rel[len("_sig/c/"):-len(".chunks")] not in hashes:
+                    orphans.append(rel)
+            elif not rel.startswith(_HISTORY) and rel not in needed and _is_data(rel):
+                orphans.append(rel)
+        self.delete([rel for rel in gone if rel in listing] + orphans)
+        for rel in orphans:
+            (self.local / rel).unlink(missing_ok=True)
+        return [rel for rel in orphans if not rel.startswith("_sig/")]
+
+
+def _is_data(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return name.endswith(".parquet") or (name.startswith("deletion_vector_")
+                                         and name.endswith(".bin"))
