@@ -24,4 +24,14 @@ if ! command -v chromium >/dev/null 2>&1; then
     || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
     || echo "could not install chromium: the browser tests will fail" >&2
 fi
+# The agent's isolation tests build network namespaces (ip, ss), a firewall in them (nft),
+# and run PostgreSQL inside as the postgres user (setpriv).
+for tool in ip:iproute2 ss:iproute2 nft:nftables setpriv:util-linux; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    echo "installing ${tool#*:} for the agent's isolation tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool#*:}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool#*:}" >/dev/null 2>&1; } \
+      || echo "could not install ${tool#*:}: the agent's isolation tests will fail" >&2
+  fi
+done
 exit 0

@@ -120,9 +120,11 @@ def test_every_route_as_a_user_of_an_unrelated_team(server: Any) -> None:
                "/api/v1/datasets/{ref}/rows", "/api/v1/datasets/{ref}/versions/{number}/rows",
                "/api/v1/runs", "/api/v1/replication/{ref}/genesis",
                "/api/v1/replication/{ref}/manifests", "/api/v1/replication/{ref}/head",
-               "/api/v1/replication/{ref}/files/{path}"}
+               "/api/v1/replication/{ref}/files/{path}", "/api/v1/agents",
+               "/api/v1/agents/enrollments", "/api/v1/agents/{agent_id}/revoke"}
     values = {"ref": "shop.customers", "number": "1", "name": "alice", "token_id": "1",
-              "run_id": "1", "path": "_sig/genesis.json"}
+              "run_id": "1", "path": "_sig/genesis.json", "agent_id": "1",
+              "agent_job_id": "1"}
     seen = 0
     for path, operations in client.get("/openapi.json").json()["paths"].items():
         if not path.startswith("/api/v1") or path.startswith("/api/v1/auth"):

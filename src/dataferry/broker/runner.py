@@ -1,7 +1,9 @@
 """Running jobs now, in dependency order (``ferry run``), with retries for transient errors.
 
 A job whose dependency failed is skipped (and says why); a job for a platform in a
-private network waits for that network's agent and is skipped here. Transient errors
+private network is handed to an agent of that network and waited for
+(``dataferry.agent.dispatch``: "waiting for an agent of NETWORK"), then recorded here like
+any other. Transient errors
 (connection refused, timeouts, lock conflicts) are retried with exponential backoff and
 jitter; terminal ones fail at once with the message the connector gave.
 
@@ -71,7 +73,11 @@ def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
     ``full`` re-reads the source in full (ingest), recomputes a transform whose inputs
     and definition have not changed, or reloads the sink (deliver). A
     delivery or a transform records on its run ``run_id`` what it reads, so ``ferry gc``
-    keeps it."""
+    keeps it. A job of a private network runs on an agent of it, which may take up to
+    ``context.agent_wait`` seconds to claim it."""
+    platform = context.ecosystem.platforms.get(job.platform)
+    if job.network or (platform is not None and platform.network):
+        return _on_agent(context, job, on_rows, full, run_id)
     if job.kind == "ingest":
         return _ingest(context, job, on_rows, full)
     if job.kind == "transform":
@@ -84,7 +90,28 @@ def _ingest(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
     from dataferry.engine.ingest import ingest
 
     started = time.monotonic()
-    result = ingest(context, job.dataset, full=full, on_rows=on_rows)
+    return _ingested(job, ingest(context, job.dataset, full=full, on_rows=on_rows), started)
+
+
+def _on_agent(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
+              full: bool, run_id: int | None) -> JobResult:
+    from dataferry.agent.dispatch import WAIT_SECONDS, run_on_agent
+
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        if run_id is not None:
+            context.runs.log(run_id, "info", message)
+
+    result = run_on_agent(context, job, run_id=run_id, full=full, on_rows=on_rows,
+                          wait=context.agent_wait or WAIT_SECONDS, log=say)
+    if job.kind == "deliver":
+        return _delivered(job, result, full, started)
+    return _ingested(job, result, started)
+
+
+def _ingested(job: Job, result: Any, started: float) -> JobResult:
+    """An ingest's ``JobResult`` from what ``engine.ingest`` returned."""
     if result.published is None:
         return JobResult(job, "unchanged", result.rows_read, None,
                          time.monotonic() - started, "nothing new", result.warnings,
@@ -155,6 +182,12 @@ def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | Non
     counted = _RowCounter(on_rows)
     delivered = deliver(context, job.consumer, job.need, on_rows=counted, full=full,
                         pin=_pin(context, run_id))
+    return _delivered(job, delivered, full, started, counted.rows)
+
+
+def _delivered(job: Job, delivered: Any, full: bool, started: float,
+               rows_in: int | None = None) -> JobResult:
+    """A delivery's ``JobResult`` from what ``engine.deliver`` returned."""
     if delivered.rows == 0 and delivered.previous == delivered.version and not full:
         return JobResult(job, "unchanged", 0, delivered.version, time.monotonic() - started,
                          f"already has version {delivered.version}",
@@ -163,7 +196,8 @@ def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | Non
                      time.monotonic() - started,
                      f"version {delivered.previous or 0} -> {delivered.version}",
                      warnings=list(delivered.warnings),
-                     rows_in=counted.rows, rows_out=delivered.rows,
+                     rows_in=delivered.rows if rows_in is None else rows_in,
+                     rows_out=delivered.rows,
                      versions_read=[VersionRef(delivered.ref, delivered.version)])
 
 
@@ -195,9 +229,8 @@ def run_jobs(
     ``trigger`` is what the run history says started them (``manual`` for ``ferry run``).
     """
     results: dict[str, JobResult] = {}
-    remote = {p for p, spec in context.ecosystem.platforms.items() if spec.network}
     for job in jobs:
-        reason = _skip_reason(job, results, remote)
+        reason = _skip_reason(job, results)
         if reason is not None:
             results[job.id] = _record_skip(context.runs, job, trigger, reason)
             continue
@@ -217,15 +250,12 @@ def run_recorded(context: RunContext, job: Job, *, trigger: Trigger,
                          trigger=trigger)
 
 
-def _skip_reason(job: Job, results: dict[str, JobResult], remote: set[str]) -> str | None:
+def _skip_reason(job: Job, results: dict[str, JobResult]) -> str | None:
     """Why ``job`` must not run here now, or None when it may."""
     failed = [d for d in job.inputs if d in results
               and results[d].status in ("failed", "skipped")]
     if failed:
         return f"{failed[0]} did not succeed"
-    if job.platform in remote:
-        return (f"runs on the agent of network {job.network or job.platform} "
-                "(ferry agent), not here")
     return None
 
 

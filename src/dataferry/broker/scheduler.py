@@ -20,6 +20,10 @@ asks, for every job of the plan, whether it is due:
 - **retry**: a run whose lease expired (its process was killed) is marked abandoned,
   once, by whichever scheduler sees it first, and its job runs again.
 
+A job of a private network is due by the same rules once an agent of the network is
+enrolled (``ferry agents enroll``); the worker then hands it to that agent and waits
+(``dataferry.agent.dispatch``).
+
 Due jobs go to a bounded pool of worker threads. Before running, a worker takes the job's
 lease in the metadata DB and asks again whether the job is due, against the database: so
 two schedulers sharing one database (two ``ferry up`` on one PostgreSQL) never run a job
@@ -148,7 +152,10 @@ class Scheduler:
         self.deliveries = _deliveries(context, self.graph)
         self.intervals = _freshness_intervals(
             self.graph, [*self.deliveries.values(), *_shared_needs(context, self.graph)])
-        self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
+        self.remote = {name: p.network for name, p in context.ecosystem.platforms.items()
+                       if p.network}
+        self.agent_networks: set[str] = set()
+        """Networks with an enrolled agent (read each tick): their jobs go to the agent."""
         self.latest = LatestRuns(self.runs, CONSUMED)
         self.notifier = Notifier(context, now=now, holder=self.holder)
         self._notifying: Future[list[Progress]] | None = None
@@ -178,7 +185,8 @@ class Scheduler:
         self.deliveries = _deliveries(context, self.graph)
         self.intervals = _freshness_intervals(
             self.graph, [*self.deliveries.values(), *_shared_needs(context, self.graph)])
-        self.remote = {name for name, p in context.ecosystem.platforms.items() if p.network}
+        self.remote = {name: p.network for name, p in context.ecosystem.platforms.items()
+                       if p.network}
         self.retries &= set(self.graph.jobs)
         self._definitions.clear()  # inline SQL, columns and checks come from the model
         self._reasons.clear()
@@ -198,8 +206,9 @@ class Scheduler:
         runs = runs or _AskTheDatabase(self.runs)
         if job.id in self.retries:
             return "retry"
-        if job.platform in self.remote:
-            return None  # the agent of its network runs it (ferry agent)
+        if job.platform in self.remote and (job.network or self.remote[job.platform]) \
+                not in self.agent_networks:
+            return None  # no agent of its network is enrolled: nothing could run it
         latest = runs.last(job.id)
         if latest is not None and latest.status == "failed" and latest.ended_at is not None \
                 and at - latest.ended_at < RETRY_FAILED_AFTER:
@@ -342,6 +351,10 @@ class Scheduler:
                 report.abandoned.append(run.job_id)
         self._reap()
         self.latest.refresh()
+        if self.remote:
+            from dataferry.agent.registry import Agents
+
+            self.agent_networks = Agents(self.context.metadata).networks()
         heads: dict[str, int | None] = {}
         for job in self.graph.order(sorted(self.graph.jobs)):
             if job.id in self.running or self._waits_for_inputs(job) or (

@@ -58,6 +58,7 @@ def main(
 
 def _register() -> None:
     from dataferry.cli import (
+        agent_commands,
         discover_commands,
         model_commands,
         plan_commands,
@@ -78,6 +79,7 @@ def _register() -> None:
     share_commands.register(app)
     store_commands.register(app)
     users_commands.register(app)
+    agent_commands.register(app)
 
 
 _register()

@@ -3,6 +3,7 @@ whole idea, offline)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,6 +81,10 @@ def run(
         False, "--allow-delete", help="Let snapshots and transforms remove more of a "
         "dataset's rows than its max_delete_ratio (default 0.5) allows."),
     attempts: int = AttemptsOption,
+    agent_wait: str = typer.Option(
+        "5m", "--agent-wait", metavar="DURATION",
+        help="How long a job of a private network waits for an agent of it to take it "
+             "(e.g. 30s, 5m) before it fails: waiting for an agent of NETWORK."),
     model: ModelOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -88,10 +93,14 @@ def run(
     from dataferry.broker.runner import run_jobs
     from dataferry.cli.progress import JobProgress
     from dataferry.engine.context import RunContext
+    from dataferry.model.spec import duration_seconds
 
+    if not re.fullmatch(r"(\d+[smhdw])+", agent_wait) or not duration_seconds(agent_wait):
+        raise UsageError(f"--agent-wait {agent_wait!r} is not a duration: write e.g. 30s or 5m")
     loaded = _checked_model(model, sql=False)
     context = RunContext.from_loaded(loaded)
     context.allow_delete = allow_delete
+    context.agent_wait = duration_seconds(agent_wait)
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataferry.connectors.base import ReadRequest
+from dataferry.connectors.base import ReadRequest, SourceConnector
 from dataferry.connectors.changes import reads_changes
 from dataferry.connectors.drift import check_drift
 from dataferry.connectors.registry import source_class
@@ -99,14 +99,37 @@ def _since(state: dict[str, Any] | None, lag: str) -> Any:
     return value
 
 
+def read_request(context: RunContext, ref: str, *, full: bool = False) -> ReadRequest:
+    """What an ingest of ``ref`` asks its source now: everything, or (incremental) the rows
+    after the cursor its head recorded. An agent is asked the same (``dataferry.agent.dispatch``)."""
+    spec = context.index.datasets[ref].dataset
+    dataset = context.store.dataset(ref)
+    head = None if full or not dataset.exists() else dataset.head()
+    previous = head.manifest.cursor if head is not None else None
+    incremental = spec.capture == "incremental" and not full
+    lag = spec.lag or context.ecosystem.defaults.lag
+    return ReadRequest(
+        dataset=ref, spec=spec, columns=list(spec.columns),
+        state=previous if incremental else None,
+        since=_since(previous, lag) if incremental and spec.cursor else None,
+        lag_seconds=duration_seconds(lag) if incremental and spec.cursor else None,
+    )
+
+
 def ingest(context: RunContext, ref: str, *, full: bool = False,
-           on_rows: Callable[[int], None] | None = None) -> IngestResult:
-    """Read ``ref`` from its source and publish it (see the module docstring)."""
+           on_rows: Callable[[int], None] | None = None,
+           connector: SourceConnector | None = None) -> IngestResult:
+    """Read ``ref`` from its source and publish it (see the module docstring).
+
+    ``connector`` replaces the source's own: a job of a private network reads the files
+    its agent uploaded (``dataferry.agent.dispatch``)."""
     entry = context.index.datasets[ref]
     spec = entry.dataset
     assert entry.source is not None and entry.source_name is not None
-    connector = source_class(entry.source.kind)(
-        f"{entry.team}.{entry.source_name}", entry.source, context.root)
+    if connector is None:
+        connector = source_class(entry.source.kind)(
+            f"{entry.team}.{entry.source_name}", entry.source, context.root)
+    assert connector is not None
     dataset = context.store.dataset(ref)
     try:
         first_source_read()
@@ -118,13 +141,7 @@ def ingest(context: RunContext, ref: str, *, full: bool = False,
         head = None if full or not dataset.exists() else dataset.head()
         previous = head.manifest.cursor if head is not None else None
         incremental = spec.capture == "incremental" and not full
-        lag = spec.lag or context.ecosystem.defaults.lag
-        request = ReadRequest(
-            dataset=ref, spec=spec, columns=list(spec.columns),
-            state=previous if incremental else None,
-            since=_since(previous, lag) if incremental and spec.cursor else None,
-            lag_seconds=duration_seconds(lag) if incremental and spec.cursor else None,
-        )
+        request = read_request(context, ref, full=full)
         result = connector.read(request)
         warnings.extend(result.warnings)
         tracker = _CursorTracker(result.reader, spec.cursor, on_rows)

@@ -306,3 +306,57 @@ class ShareTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AgentEnrollmentRow(Base):
+    """A one-time enrollment token of a private network (``ferry agents enroll``): its hash."""
+
+    __tablename__ = "agent_enrollments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    network: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    created_by: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class AgentRow(Base):
+    """An enrolled gateway agent: its Ed25519 public key and its credential's hash."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    network: Mapped[str] = mapped_column(String(100), index=True)
+    public_key: Mapped[str] = mapped_column(String(64), unique=True)  # raw Ed25519, hex
+    credential_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    hostname: Mapped[str] = mapped_column(String(300))
+    version: Mapped[str] = mapped_column(String(100))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AgentJobRow(Base):
+    """A job handed to the agents of a network: queued, leased by one agent, ended."""
+
+    __tablename__ = "agent_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(400))
+    network: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))  # ingest | deliver | check
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20))  # queued|running|done|failed|cancelled
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_agent_jobs_network_state", "network", "state"),)

@@ -47,6 +47,7 @@ log = logging.getLogger("dataferry.server")
 
 def api_routers() -> list[APIRouter]:
     """Every router mounted under ``/api/v1``, in order. Add the catalog routers here."""
+    from dataferry.agent import hub_api as agents
     from dataferry.replication import serve as replication
     from dataferry.server import api, events_api, model_reload
     from dataferry.server.auth import admin_routes, routes
@@ -58,6 +59,7 @@ def api_routers() -> list[APIRouter]:
         events_api.router,  # /events (Server-Sent Events of CloudEvents)
         model_reload.router,  # /model/reload
         replication.router,  # /replication/<ref>/... (docs/replication.md)
+        agents.router,  # /agents (admins), /agent/... (gateway agents, docs/agents.md)
     ]
 
 
