@@ -54,11 +54,28 @@ consumers:
 """
 
 
-def write_model(root: Path, dsn: str, *, read: str = "table: customers") -> Path:
+INSIDE_SINK = """\
+  branch:
+    sink:
+      kind: postgres
+      network: hq-lan
+      dsn: {dsn}
+      password: ${{env:AGENT_TEST_PG_PASSWORD}}
+    datasets:
+      - {{ref: crm.customers, mode: merge}}
+"""
+
+
+def write_model(root: Path, dsn: str, *, read: str = "table: customers",
+                inside_sink: str | None = None) -> Path:
     """A model whose ``crm.customers`` comes from PostgreSQL ``dsn`` in network hq-lan
-    (its password a reference only the agent can resolve) into a hub-side DuckDB."""
-    return write_files(root, {"ferry.yaml": ECOSYSTEM,
-                              "teams/crm/crm.yaml": TEAM.format(dsn=dsn, read=read)})
+    (its password a reference only the agent can resolve) into a hub-side DuckDB
+    (``crm.mirror``) and, with ``inside_sink``, into that PostgreSQL database in the
+    network too (``crm.branch``)."""
+    team = TEAM.format(dsn=dsn, read=read)
+    if inside_sink is not None:
+        team += INSIDE_SINK.format(dsn=inside_sink)
+    return write_files(root, {"ferry.yaml": ECOSYSTEM, "teams/crm/crm.yaml": team})
 
 
 def context_of(root: Path) -> RunContext:

@@ -3,9 +3,14 @@ that only processes in A reach (tests/agent/netns.py), the hub (``ferry serve``)
 root namespace on the address A sees it at, and ``ferry agent`` inside A, the only one
 that knows the database's password.
 
-Proves: data from A's database arrives in the hub's store and a hub-side sink; the agent
-listens on no port; the password is in no hub file or log; an agent killed mid-job and
-restarted publishes and delivers exactly once; a revoked agent stops and gets no work."""
+Proves: data from A's database arrives in the hub's store, a hub-side sink and a second
+database inside A (delivered by the agent); the agent listens on no port; the password is
+in no hub file or log; an agent killed mid-job and restarted publishes and delivers
+exactly once; a revoked agent stops and gets no work.
+
+The hub is a real ``ferry serve`` process (its output is one of the hub logs searched for
+the password), so a vanished agent's job waits out the server's 60 s lease; the loopback
+tests (test_loopback.py) shorten it."""
 
 from __future__ import annotations
 
@@ -58,6 +63,14 @@ consumers:
     sink: {{kind: duckdb, path: out/mirror.duckdb}}
     datasets:
       - {{ref: crm.customers, mode: append}}
+  branch:
+    sink:
+      kind: postgres
+      network: a
+      dsn: {branch}
+      password: ${{env:A_PG_PASSWORD}}
+    datasets:
+      - {{ref: crm.customers, mode: append}}
 """
 
 
@@ -66,10 +79,12 @@ class Hub:
     reaches; ``ferry`` commands run against it without the password in their environment,
     their output kept as the hub's logs."""
 
-    def __init__(self, network: PrivateNetwork, directory: Path, dsn: str, table: str) -> None:
+    def __init__(self, network: PrivateNetwork, directory: Path, dsn: str, table: str,
+                 branch: str) -> None:
         self.network, self.directory = network, directory
-        self.root = write_files(directory / "model", {
-            "ferry.yaml": ECOSYSTEM, "teams/crm/crm.yaml": TEAM.format(dsn=dsn, table=table)})
+        team = TEAM.format(dsn=dsn, table=table, branch=branch)
+        self.root = write_files(directory / "model", {"ferry.yaml": ECOSYSTEM,
+                                                      "teams/crm/crm.yaml": team})
         self.logs = directory / "logs"
         self.logs.mkdir()
         self.env = {k: v for k, v in os.environ.items() if k != VARIABLE}
@@ -146,12 +161,19 @@ class Hub:
         with duckdb.connect(str(self.root / "out" / "mirror.duckdb"), read_only=True) as db:
             return db.execute("select id, name from customers order by id").fetchall()
 
-    def run_log(self, job: str) -> list[str]:
-        """The log lines of ``job``'s last run (``ferry runs ID --json``)."""
+    def mirror_loads(self) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.root / "out" / "mirror.duckdb"), read_only=True) as db:
+            return db.execute("select dataset, version from _ferry_loads").fetchall()
+
+    def run_id(self, job: str) -> int:
         listed = self.ferry("runs", "--job", job, "--json")
         assert listed.returncode == 0, listed.stderr
-        run_id = json.loads(listed.stdout)[0]["id"]
-        shown = self.ferry("runs", str(run_id), "--json")
+        found: int = json.loads(listed.stdout)[0]["id"]
+        return found
+
+    def run_log(self, job: str) -> list[str]:
+        """The log lines of ``job``'s last run (``ferry runs ID --json``)."""
+        shown = self.ferry("runs", str(self.run_id(job)), "--json")
         assert shown.returncode == 0, shown.stderr
         return [line["message"] for line in json.loads(shown.stdout)["log"]]
 
@@ -190,13 +212,26 @@ def source_db(private_network: PrivateNetwork) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_hub(private_network: PrivateNetwork, source_db: str,
+def branch_db(private_network: PrivateNetwork) -> Iterator[str]:
+    """A second, empty database inside A: the sink ``crm.branch`` delivers into it."""
+    name = f"branch_{uuid.uuid4().hex[:8]}"
+    yield private_network.create_database(name)
+    private_network.psql("postgres", f"drop database if exists {name} with (force)")
+
+
+def branch_rows(network: PrivateNetwork, dsn: str, sql: str) -> list[str]:
+    """Rows of ``sql`` in the database ``dsn`` inside A, one ``a|b`` line each."""
+    return network.psql(dsn.rsplit("/", 1)[1], sql).split()
+
+
+@pytest.fixture
+def make_hub(private_network: PrivateNetwork, source_db: str, branch_db: str,
              tmp_path: Path) -> Iterator[Callable[[str], Hub]]:
     assert VARIABLE not in os.environ  # the hub side must not know the password
     hubs: list[Hub] = []
 
     def make(table: str = "customers") -> Hub:
-        hub = Hub(private_network, tmp_path / "hub", source_db, table)
+        hub = Hub(private_network, tmp_path / "hub", source_db, table, branch_db)
         hubs.append(hub)
         return hub
 
@@ -206,7 +241,8 @@ def make_hub(private_network: PrivateNetwork, source_db: str,
 
 
 def test_data_from_inside_a_arrives_and_the_password_stays_there(
-        private_network: PrivateNetwork, make_hub: Callable[[str], Hub], tmp_path: Path) -> None:
+        private_network: PrivateNetwork, make_hub: Callable[[str], Hub], branch_db: str,
+        tmp_path: Path) -> None:
     hub = make_hub("customers")
     pg = private_network.pg
     assert not private_network.reachable_from_root(pg.host, pg.port)  # the hub cannot
@@ -214,20 +250,30 @@ def test_data_from_inside_a_arrives_and_the_password_stays_there(
                                                  int(hub.url.rsplit(":", 1)[1]))
     home = tmp_path / "inside-a" / "agent"
     agent = hub.start_agent(home, hub.enroll())
-    ran = hub.ferry("run", "crm.customers", "crm.mirror", "--agent-wait", "90s", "--json")
+    ran = hub.ferry("run", "--agent-wait", "90s", "--json")
     assert ran.returncode == 0, (ran.stdout, ran.stderr, agent_log(home))
-    assert {r["job"]: r["status"] for r in json.loads(ran.stdout)} == {
-        "ingest:crm.customers": "succeeded", "deliver:crm.mirror:customers": "succeeded"}
+    assert {r["job"]: (r["status"], r["rows"]) for r in json.loads(ran.stdout)} == {
+        "ingest:crm.customers": ("succeeded", 3),
+        "deliver:crm.mirror:customers": ("succeeded", 3),
+        "deliver:crm.branch:customers": ("succeeded", 3)}
     assert agent.poll() is None
     assert private_network.listening_sockets(agent.pid) == []  # it dials out, never listens
     [listed] = hub.agents()
     assert listed["network"] == "a" and listed["last_seen"] is not None
-    assert hub.mirror_rows() == [(1, "ada"), (2, "grace"), (3, "edsger")]
+    # in the hub's store (signed there), its sink, and the second database inside A
     assert [v["rows"] for v in hub.versions()] == [3]
-    assert any("waiting for an agent of a" in line
-               for line in hub.run_log("ingest:crm.customers"))
     verified = hub.ferry("verify")
-    assert verified.returncode == 0, verified.stdout  # signed on the hub, as any version
+    assert verified.returncode == 0, verified.stdout
+    assert hub.mirror_rows() == [(1, "ada"), (2, "grace"), (3, "edsger")]
+    assert branch_rows(private_network, branch_db, "select id, name from customers order by id"
+                       ) == ["1|ada", "2|grace", "3|edsger"]
+    assert any("waiting for an agent of a" in line
+               for line in hub.run_log("deliver:crm.branch:customers"))
+    # a second run finds nothing new: nothing is published or sent twice
+    again = hub.ferry("run", "--agent-wait", "90s", "--json")
+    assert {r["job"]: r["status"] for r in json.loads(again.stdout)} == {
+        "ingest:crm.customers": "unchanged", "deliver:crm.mirror:customers": "unchanged",
+        "deliver:crm.branch:customers": "unchanged"}, again.stderr
     hub.close()  # the server's log is complete
     assert (hub.logs / "serve.log").stat().st_size > 0
     assert hub.hub_files_holding(pg.password) == []
@@ -235,25 +281,33 @@ def test_data_from_inside_a_arrives_and_the_password_stays_there(
 
 
 def test_an_agent_killed_mid_job_and_restarted_delivers_exactly_once(
-        private_network: PrivateNetwork, make_hub: Callable[[str], Hub], tmp_path: Path) -> None:
+        private_network: PrivateNetwork, make_hub: Callable[[str], Hub], branch_db: str,
+        tmp_path: Path) -> None:
     hub = make_hub("slow_customers")
     home = tmp_path / "inside-a" / "agent"
     agent = hub.start_agent(home, hub.enroll())
-    run, run_log = hub.ferry_in_background("run", "crm.customers", "crm.mirror", "--agent-wait", "180s")
+    run, run_log = hub.ferry_in_background("run", "--agent-wait", "180s")
     _wait(lambda: any(a["running_job"] for a in hub.agents()), "the agent to take the job",
           process=run)
     agent.send_signal(signal.SIGKILL)  # mid-job: reading the source takes 8 s
     agent.wait(10)
-    again = hub.start_agent(home)  # the same identity: no token
+    # the run says so once the agent's lease has run out (60 s on ferry serve) ...
+    _wait(lambda: any("left it (vanished or revoked)" in line
+                      for line in hub.run_log("ingest:crm.customers")),
+          "the run to give the job up", seconds=120, process=run)
+    again = hub.start_agent(home)  # ... and the same agent, restarted, needs no token
     assert run.wait(240) == 0, (run_log.read_text(), agent_log(home))
     assert again.poll() is None
-    assert [v["rows"] for v in hub.versions()] == [3]  # published once
-    assert hub.mirror_rows() == [(1, "ada"), (2, "grace"), (3, "edsger")]  # appended once
     lines = hub.run_log("ingest:crm.customers")
-    # the second attempt took it (the dispatcher logs "left it" only when it polls between
-    # the lease running out and the restarted agent taking the job again)
     assert any("took it (attempt 2)" in line for line in lines), lines
-    assert not any("took it (attempt 3)" in line for line in lines), lines
+    # published once, delivered once on the hub and once inside A
+    assert [v["rows"] for v in hub.versions()] == [3]
+    assert hub.mirror_rows() == [(1, "ada"), (2, "grace"), (3, "edsger")]
+    assert hub.mirror_loads() == [("crm.customers", 1)]
+    assert branch_rows(private_network, branch_db, "select id, name from customers order by id"
+                       ) == ["1|ada", "2|grace", "3|edsger"]
+    assert branch_rows(private_network, branch_db, "select dataset, version from _ferry_loads"
+                       ) == ["crm.customers|1"]
 
 
 def test_a_revoked_agent_stops_and_gets_no_work(

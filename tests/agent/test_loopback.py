@@ -251,3 +251,42 @@ def _wait(condition: Callable[[], bool], what: str, seconds: float = 60) -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+def test_a_delivery_to_a_sink_in_the_network_is_applied_by_the_agent_once(
+        ferry: Callable[..., Result], tmp_path: Path, pg: str) -> None:
+    with temporary_database() as branch:
+        root = write_model(tmp_path / "model", pg, inside_sink=branch)
+        context = context_of(root)
+        home = tmp_path / "agent" / "home"
+        try:
+            with running_hub(context) as (host, port):
+                agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                                    env={PASSWORD_VARIABLE: SECRET})
+                try:
+                    ran = ferry("run", "crm.branch", "--model", root, "--agent-wait", "60s",
+                                "--json")
+                    assert ran.code == 0, (ran, agent_log(home))
+                    assert {r["job"]: (r["status"], r["rows"]) for r in json.loads(ran.out)} == {
+                        "ingest:crm.customers": ("succeeded", 3),
+                        "deliver:crm.branch:customers": ("succeeded", 3)}
+                    again = ferry("run", "crm.branch", "--model", root, "--json")
+                    assert {r["job"]: r["status"] for r in json.loads(again.out)} == {
+                        "ingest:crm.customers": "unchanged",
+                        "deliver:crm.branch:customers": "unchanged"}
+                    with psycopg.connect(pg, autocommit=True) as db:
+                        db.execute("update customers set name = 'Ada' where id = 1")
+                    changed = ferry("run", "crm.branch", "--model", root, "--json")
+                    assert [r["rows"] for r in json.loads(changed.out)] == [1, 1], changed
+                finally:
+                    stop(agent)
+            with psycopg.connect(branch) as db:
+                assert db.execute("select id, name from customers order by id").fetchall() == [
+                    (1, "Ada"), (2, "grace"), (3, "edsger")]
+                assert db.execute("select dataset, version from _ferry_loads").fetchall() == [
+                    ("crm.customers", 2)]
+            # the agent's own clone verifies, and only it holds the dataset outside the hub
+            assert (home / "store").is_dir()
+            assert _files_holding(root, SECRET.encode()) == []
+        finally:
+            context.close()

@@ -30,7 +30,7 @@ from tests.metadata.racer import open_at_once
 
 TABLES = {"runs", "run_logs", "leases", "plans", "stale", "users", "user_teams",
           "recovery_codes", "tokens", "audit", "login_failures", "events", "notify_progress",
-          "run_errors", "share_tokens",
+          "run_errors", "share_tokens", "agent_enrollments", "agents", "agent_jobs",
           "alembic_version"}
 HEAD = "0008"
 

@@ -25,7 +25,8 @@ SCOPES = ("read", "run", "tokens", "admin")  # docs/api.md's vocabulary, spelled
 SESSION = "session"  # what only a login session may do
 OPENAPI_KEY = "x-ferry-scope"
 VALUES = {"ref": "shop.orders", "number": "1", "name": "nobody", "token_id": "999999",
-          "run_id": "1", "path": "_delta_log/00000000000000000000.json"}
+          "run_id": "1", "path": "_delta_log/00000000000000000000.json", "agent_id": "999999",
+          "agent_job_id": "999999"}
 HARMLESS_BODIES = {  # what the walk sends when a route lets it through: changes nothing
     ("POST", "/api/v1/runs"): {"job": "ingest:nope"},
     ("POST", "/api/v1/tokens"): {"name": "walk", "expires_in_days": 1, "scopes": ["tokens"]},
@@ -66,6 +67,13 @@ def test_every_route_declares_a_scope_and_refuses_tokens_without_it(
     for method, path, operation in _operations(client):
         if path == "/api/v1/auth/login":
             assert OPENAPI_KEY not in operation  # the one way in needs nothing
+            continue
+        if path.startswith("/api/v1/agent/"):  # gateway agents: an agent credential, no user's
+            assert OPENAPI_KEY not in operation
+            for token in (*tokens.values(), session):
+                refused = _call(client, method, path, token)
+                assert refused.status_code == (422 if path.endswith("/register") else 401), (
+                    method, path, refused.text)
             continue
         needed = operation.get(OPENAPI_KEY)
         assert needed in (*SCOPES, SESSION), f"{method} {path} declares no scope"

@@ -224,7 +224,7 @@ def test_every_page_renders_for_an_admin(site: Site) -> None:
     for path in ("/", "/?search=orders", "/?team=shop", "/teams", "/teams/shop",
                  "/datasets/shop.orders", "/datasets/shop.customers", "/runs",
                  "/runs?failed=1", "/runs?job=ingest:shop.orders", f"/runs/{run_id}", "/plan",
-                 "/admin/users", "/admin/tokens", "/admin/notify"):
+                 "/admin/users", "/admin/tokens", "/admin/notify", "/admin/agents"):
         response = client.get(path)
         assert response.status_code == 200, (path, response.text[:300])
         assert response.headers["content-type"].startswith("text/html")
@@ -260,7 +260,7 @@ def test_a_member_of_an_unrelated_team(site: Site) -> None:
     assert page.status_code == 200
     assert 'data-testid="no-rows"' in page.text and 'data-testid="sample"' not in page.text
     assert 'data-testid="run-job"' not in page.text
-    for path in ("/admin/users", "/admin/tokens", "/admin/notify"):
+    for path in ("/admin/users", "/admin/tokens", "/admin/notify", "/admin/agents"):
         denied = client.get(path)
         assert denied.status_code == 403 and denied.headers["content-type"].startswith(
             "text/html") and "Only admins" in denied.text

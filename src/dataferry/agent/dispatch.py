@@ -5,7 +5,8 @@ every job whose platform has a ``network``: the job is queued for that network's
 and the run says "waiting for an agent of NETWORK" until one claims it. Once the agent
 reports, an ingest's uploaded files are hashed again and published here, on the hub,
 through the same ``engine.ingest`` as any ingest (drift, cursor, keyed difference,
-signature): the signing keys never leave the hub. No agent claims it within ``wait``
+signature): the signing keys never leave the hub. A delivery to a sink in the network is
+applied by the agent from its own verified clone of the dataset (``work``). No agent claims it within ``wait``
 seconds: the job is withdrawn and fails with that reason. An agent that vanishes or is
 revoked mid-job loses its lease; the job goes back to the queue (``queue``) and the
 waiting goes on.
@@ -29,7 +30,10 @@ from dataferry.agent.wire import columns_from_json, ingest_payload
 from dataferry.broker.graph import Job
 from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, SourceConnector
 from dataferry.engine.context import RunContext
-from dataferry.errors import FerryError, SourceError, TransientError
+from dataferry.engine.deliver import DeliverResult
+from dataferry.engine.ingest import IngestResult
+from dataferry.errors import FerryError, SinkError, SourceError, TransientError
+from dataferry.metadata.runs import VersionRef
 from dataferry.model.spec import SourceDataset
 
 WAIT_SECONDS = 300.0
@@ -57,14 +61,17 @@ class AgentOutcome:
 
 def run_on_agent(context: RunContext, job: Job, *, run_id: int | None, full: bool,
                  on_rows: Callable[[int], None] | None, wait: float = WAIT_SECONDS,
-                 log: Callable[[str], None] | None = None) -> Any:
-    """Have an agent of the job's network run ``job``; returns what ``engine.ingest``
-    returns for an ingest. Raises ``AgentWaitError`` when no agent claims it in time."""
+                 log: Callable[[str], None] | None = None) -> IngestResult | DeliverResult:
+    """Have an agent of the job's network run ``job``; returns what ``engine.ingest`` or
+    ``engine.deliver`` return. Raises ``AgentWaitError`` when no agent claims it in time."""
     network = network_of(context, job)
     assert network is not None
+    if job.kind == "deliver":
+        return _deliver(context, job, network, run_id=run_id, full=full, wait=wait, log=log)
     if job.kind != "ingest":
         raise SourceError(f"{job.id}: a {job.kind} job in network {network} cannot run on an "
-                          "agent yet (only ingests do; see docs/agents.md)", public=True)
+                          "agent yet (ingests and deliveries do; see docs/agents.md)",
+                          public=True)
     from dataferry.engine.ingest import ingest, read_request
 
     entry = context.index.datasets[job.dataset]
@@ -82,6 +89,37 @@ def run_on_agent(context: RunContext, job: Job, *, run_id: int | None, full: boo
         return ingest(context, job.dataset, full=full, on_rows=on_rows, connector=uploaded)
     finally:
         uploads.discard(outcome.job.id)
+
+
+def _deliver(context: RunContext, job: Job, network: str, *, run_id: int | None, full: bool,
+             wait: float, log: Callable[[str], None] | None) -> DeliverResult:
+    """A delivery to a sink in ``network``: the agent clones the dataset from the hub
+    (replication, every byte verified against the dataset id sent here) and applies it
+    with the sink's own ``_ferry_loads`` ledger, exactly once."""
+    assert job.consumer is not None and job.need is not None
+    _, _, consumer = context.index.consumers[job.consumer]
+    need = consumer.datasets[job.need]
+    if need.mask:
+        raise SinkError(f"{job.id}: a need with mask: cannot be delivered through an agent "
+                        "yet (masks are keyed with the hub's key); deliver it unmasked or to a "
+                        "sink outside the network", public=True)
+    head = context.store.dataset(need.ref).head()
+    if head is None:
+        raise SinkError(f"{job.id}: {need.ref} has no published version yet", public=True)
+    if run_id is not None:  # gc keeps it while the agent clones it
+        context.runs.record_reading(run_id, [VersionRef(need.ref, head.number)])
+    payload = {"consumer": job.consumer,
+               "need": need.model_dump(mode="json", exclude_none=True, by_alias=True),
+               "sink": consumer.sink.model_dump(mode="json", exclude_none=True, by_alias=True),
+               "dataset": need.ref, "dataset_id": head.manifest.dataset_id,
+               "version": head.number, "full": full,
+               "table": need.table or context.index.datasets[need.ref].name}
+    outcome = wait_for_agent(context, job.id, network, "deliver", payload, run_id=run_id,
+                             wait=wait, log=log)
+    done = outcome.result
+    return DeliverResult(job.consumer, need.ref, str(done["table"]), int(done["version"]),
+                         None if done.get("previous") is None else int(done["previous"]),
+                         int(done["rows"]), tuple(str(w) for w in done.get("warnings", ())))
 
 
 def wait_for_agent(context: RunContext, job_id: str, network: str, kind: str,

@@ -63,7 +63,7 @@ def run_agent(hub: str, token: str | None, home: Path, *, model_root: Path | Non
                 continue
             say(f"running {job['job_id']} (attempt {job['attempt']})")
             try:
-                ended = run_job(client, job, model_root or Path.cwd())
+                ended = run_job(client, job, model_root or Path.cwd(), home)
             except TransientError as error:  # the hub went away mid-job: its lease will
                 say(f"{job['job_id']}: {error}; the hub will give it out again")
                 continue

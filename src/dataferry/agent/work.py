@@ -4,7 +4,10 @@ An ingest reads the source with the same connector as on the hub (its ``${env:..
 ``${file:...}`` references resolved from this machine), writes the rows as Parquet files
 of at most ``FILE_ROWS`` rows in a scratch directory, uploads each (the hub hashes it as
 it arrives) and reports the files' hashes with the live columns and the source's state.
-A ``check`` job reads only the columns (``ferry check --connect``). While a job runs, a
+A ``deliver`` job clones the dataset from the hub into the agent's own store (the
+replication protocol: every byte verified against the dataset id the hub sent) and
+applies it to the sink with its ``_ferry_loads`` ledger. A ``check`` job reads only the
+columns (``ferry check --connect``). While a job runs, a
 thread renews its lease; the lease lost (``LostJob``), the job is dropped unreported.
 """
 
@@ -29,7 +32,7 @@ from dataferry.errors import AuthError, FerryError
 FILE_ROWS = 1_000_000
 
 
-def run_job(client: HubClient, job: dict[str, Any], model_root: Path) -> str:
+def run_job(client: HubClient, job: dict[str, Any], model_root: Path, home: Path) -> str:
     """Run ``job`` and report it; returns how it ended (``done``, ``failed``, ``lost``)."""
     renewing = _LeaseRenewal(client, job)
     renewing.start()
@@ -37,6 +40,8 @@ def run_job(client: HubClient, job: dict[str, Any], model_root: Path) -> str:
         try:
             if job["kind"] == "ingest":
                 result = _ingest(client, job, model_root)
+            elif job["kind"] == "deliver":
+                result = _deliver(client, job, home, model_root)
             elif job["kind"] == "check":
                 result = _check(job, model_root)
             else:
@@ -148,3 +153,37 @@ class _LeaseRenewal:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _deliver(client: HubClient, job: dict[str, Any], home: Path,
+             model_root: Path) -> dict[str, Any]:
+    """Clone (or pull) the dataset from the hub into this agent's store, every byte
+    verified against the dataset id the hub sent, then apply it to the sink in the
+    network with the sink's own ``_ferry_loads`` ledger (exactly once, as on the hub)."""
+    from pydantic import TypeAdapter
+
+    from dataferry.connectors.registry import sink_class
+    from dataferry.engine.deliver import deliver_into
+    from dataferry.model.spec import Need, Sink
+    from dataferry.replication.peer import Peer
+    from dataferry.replication.sync import sync
+    from dataferry.store.store import Store
+
+    payload = job["payload"]
+    ref = str(payload["dataset"])
+    assert client.enrolled is not None
+    store = Store(home / "store", home)
+    with Peer(client.hub, ref, client.enrolled.credential) as peer:
+        synced = sync(peer, store.dataset(ref), pinned=str(payload["dataset_id"]))
+    client.log(job, f"{ref}: clone at version {synced.head} ({synced.files_fetched} file(s) "
+                    f"fetched, every byte verified)")
+    spec = TypeAdapter(Sink).validate_python(payload["sink"])
+    need = Need.model_validate(payload["need"])
+    sink = sink_class(spec.kind)(payload["consumer"], spec, model_root)
+    try:
+        done = deliver_into(sink, str(payload["consumer"]), need, store.dataset(ref),
+                            str(payload["table"]), home=home, full=bool(payload["full"]))
+    finally:
+        sink.close()
+    return {"table": done.table, "version": done.version, "previous": done.previous,
+            "rows": done.rows, "warnings": list(done.warnings)}

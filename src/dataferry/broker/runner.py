@@ -67,19 +67,17 @@ class JobResult:
 
 
 def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
-            full: bool, run_id: int | None = None,
-            agent_wait: float | None = None) -> JobResult:
+            full: bool, run_id: int | None = None) -> JobResult:
     """Run one job once; engine errors propagate (``run_jobs`` retries and records).
 
     ``full`` re-reads the source in full (ingest), recomputes a transform whose inputs
     and definition have not changed, or reloads the sink (deliver). A
     delivery or a transform records on its run ``run_id`` what it reads, so ``ferry gc``
     keeps it. A job of a private network runs on an agent of it, which may take up to
-    ``agent_wait`` seconds to claim it."""
-    from dataferry.agent.dispatch import network_of
-
-    if network_of(context, job) is not None:
-        return _on_agent(context, job, on_rows, full, run_id, agent_wait)
+    ``context.agent_wait`` seconds to claim it."""
+    platform = context.ecosystem.platforms.get(job.platform)
+    if job.network or (platform is not None and platform.network):
+        return _on_agent(context, job, on_rows, full, run_id)
     if job.kind == "ingest":
         return _ingest(context, job, on_rows, full)
     if job.kind == "transform":
@@ -96,7 +94,7 @@ def _ingest(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
 
 
 def _on_agent(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
-              full: bool, run_id: int | None, agent_wait: float | None) -> JobResult:
+              full: bool, run_id: int | None) -> JobResult:
     from dataferry.agent.dispatch import WAIT_SECONDS, run_on_agent
 
     started = time.monotonic()
@@ -106,7 +104,9 @@ def _on_agent(context: RunContext, job: Job, on_rows: Callable[[int], None] | No
             context.runs.log(run_id, "info", message)
 
     result = run_on_agent(context, job, run_id=run_id, full=full, on_rows=on_rows,
-                          wait=WAIT_SECONDS if agent_wait is None else agent_wait, log=say)
+                          wait=context.agent_wait or WAIT_SECONDS, log=say)
+    if job.kind == "deliver":
+        return _delivered(job, result, full, started)
     return _ingested(job, result, started)
 
 
@@ -182,6 +182,12 @@ def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | Non
     counted = _RowCounter(on_rows)
     delivered = deliver(context, job.consumer, job.need, on_rows=counted, full=full,
                         pin=_pin(context, run_id))
+    return _delivered(job, delivered, full, started, counted.rows)
+
+
+def _delivered(job: Job, delivered: Any, full: bool, started: float,
+               rows_in: int | None = None) -> JobResult:
+    """A delivery's ``JobResult`` from what ``engine.deliver`` returned."""
     if delivered.rows == 0 and delivered.previous == delivered.version and not full:
         return JobResult(job, "unchanged", 0, delivered.version, time.monotonic() - started,
                          f"already has version {delivered.version}",
@@ -190,7 +196,8 @@ def _deliver(context: RunContext, job: Job, on_rows: Callable[[int], None] | Non
                      time.monotonic() - started,
                      f"version {delivered.previous or 0} -> {delivered.version}",
                      warnings=list(delivered.warnings),
-                     rows_in=counted.rows, rows_out=delivered.rows,
+                     rows_in=delivered.rows if rows_in is None else rows_in,
+                     rows_out=delivered.rows,
                      versions_read=[VersionRef(delivered.ref, delivered.version)])
 
 
@@ -216,12 +223,10 @@ def run_jobs(
     attempts: int = ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
     trigger: Trigger = "manual",
-    agent_wait: float | None = None,
 ) -> list[JobResult]:
     """Run ``jobs`` (already in dependency order), record each attempt, one result per job.
 
-    ``trigger`` is what the run history says started them (``manual`` for ``ferry run``);
-    ``agent_wait`` how long a job of a private network waits for an agent to claim it.
+    ``trigger`` is what the run history says started them (``manual`` for ``ferry run``).
     """
     results: dict[str, JobResult] = {}
     for job in jobs:
@@ -231,7 +236,7 @@ def run_jobs(
             continue
         task = progress.start(job.id) if progress is not None else None
         results[job.id] = _run_attempts(context, job, task, full=full, attempts=attempts,
-                                        sleep=sleep, trigger=trigger, agent_wait=agent_wait)
+                                        sleep=sleep, trigger=trigger)
         if task is not None:
             task.finish(results[job.id].status)
     return [results[j.id] for j in jobs]
@@ -264,8 +269,7 @@ def _record_skip(runs: RunHistory, job: Job, trigger: Trigger, reason: str) -> J
 
 
 def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attempts: int,
-                  sleep: Callable[[float], None], trigger: Trigger,
-                  agent_wait: float | None = None) -> JobResult:
+                  sleep: Callable[[float], None], trigger: Trigger) -> JobResult:
     """Run ``job`` until it ends or a non-transient error; each attempt is its own run."""
     runs = context.runs
     for attempt in range(1, attempts + 1):
@@ -275,7 +279,7 @@ def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attem
         try:
             with _Heartbeat(runs, run_id):
                 result = run_job(context, job, task.advance if task is not None else None, full,
-                                 run_id, agent_wait)
+                                 run_id)
         except FerryError as exc:
             retry = exc.transient and attempt < attempts
             failure = describe_failure(job.id, exc)

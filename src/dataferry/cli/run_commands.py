@@ -100,13 +100,14 @@ def run(
     loaded = _checked_model(model, sql=False)
     context = RunContext.from_loaded(loaded)
     context.allow_delete = allow_delete
+    context.agent_wait = duration_seconds(agent_wait)
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:
         _check_sql_of(loaded, jobs)
         with JobProgress() as progress:
             results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual",
-                               attempts=attempts, agent_wait=duration_seconds(agent_wait))
+                               attempts=attempts)
     finally:
         context.close()
     failed = [r for r in results if r.status == "failed"]

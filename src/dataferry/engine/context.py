@@ -25,6 +25,9 @@ class RunContext:
     store: Store
     allow_delete: bool = False
     """``ferry run --allow-delete``: replaces may remove any share of a dataset's rows."""
+    agent_wait: float | None = None
+    """``ferry run --agent-wait``: how long a job of a private network waits for an agent
+    to take it (None: ``agent.dispatch.WAIT_SECONDS``)."""
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel) -> RunContext:

@@ -102,48 +102,56 @@ def deliver(context: RunContext, consumer_ref: str, index: int,
     _, _, consumer = context.index.consumers[consumer_ref]
     need: Need = consumer.datasets[index]
     entry = context.index.datasets[need.ref]
-    dataset = context.store.dataset(need.ref)
-    table = need.table or entry.name
     sink = sink_class(consumer.sink.kind)(consumer_ref, consumer.sink, context.root)
     try:
-        previous = sink.applied_version(need.ref, table)
-        with reading(dataset):  # gc cannot drop these between resolving and recording them
-            latest = dataset.resolve(None)
-            old = None if full else _old_version(dataset, previous)
-            if pin is not None:
-                pin([VersionRef(need.ref, n) for n in sorted({latest.number, *(
-                    [old.number] if old is not None else [])})])
-        if previous == latest.number and not full:
-            return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, 0)
-        if previous is not None and not full and dataset.same_rows(previous, latest.number):
-            # only compactions since (ferry compact): the sink holds these rows already,
-            # and the version it has stays the one the next change set starts from
-            return DeliverResult(consumer_ref, need.ref, table, previous, previous, 0)
-        declared = {c["name"]: c for c in latest.manifest.schema["columns"]}
-        names = list(need.columns or declared)
-        key = list(latest.manifest.schema.get("primary_key") or [])
-        mode = need.mode
-        gone = previous is not None and old is None and not full and mode != "replace"
-        reload = full or gone
-        warnings = [_gone_warning(consumer_ref, table, need.ref, mode, previous, latest.number)
-                    ] if gone and previous is not None else []
-        if mode in ("merge", "history") and not all(k in names for k in key):
-            raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
-                            f"key columns {key} among the delivered columns", public=True)
-        if mode in ("history", "append") and old is not None:
-            written = 0
-            for step in _versions_after(dataset, old, latest):
-                written += _send(context, sink, consumer_ref, need, table, dataset, old, step,
-                                 old.number, names, key, on_rows)
-                old = step
-                crash_point("catch-up-version-applied")
-        else:
-            written = _send(context, sink, consumer_ref, need, table, dataset, old, latest,
-                            None if reload else previous, names, key, on_rows, reload=reload)
-        return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, written,
-                             tuple(warnings))
+        return deliver_into(sink, consumer_ref, need, context.store.dataset(need.ref),
+                            need.table or entry.name, home=context.store.home,
+                            on_rows=on_rows, full=full, pin=pin)
     finally:
         sink.close()
+
+
+def deliver_into(sink: SinkConnector, consumer_ref: str, need: Need, dataset: DatasetStore,
+                 table: str, *, home: Path, on_rows: Callable[[int], None] | None = None,
+                 full: bool = False,
+                 pin: Callable[[list[VersionRef]], object] | None = None) -> DeliverResult:
+    """``deliver`` from any store holding ``dataset`` (the hub's, or an agent's verified
+    clone of it) into an opened ``sink``; ``home`` holds the ``mask:`` key."""
+    previous = sink.applied_version(need.ref, table)
+    with reading(dataset):  # gc cannot drop these between resolving and recording them
+        latest = dataset.resolve(None)
+        old = None if full else _old_version(dataset, previous)
+        if pin is not None:
+            pin([VersionRef(need.ref, n) for n in sorted({latest.number, *(
+                [old.number] if old is not None else [])})])
+    if previous == latest.number and not full:
+        return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, 0)
+    if previous is not None and not full and dataset.same_rows(previous, latest.number):
+        # only compactions since (ferry compact): the sink holds these rows already,
+        # and the version it has stays the one the next change set starts from
+        return DeliverResult(consumer_ref, need.ref, table, previous, previous, 0)
+    names = list(need.columns or [c["name"] for c in latest.manifest.schema["columns"]])
+    key = list(latest.manifest.schema.get("primary_key") or [])
+    mode = need.mode
+    gone = previous is not None and old is None and not full and mode != "replace"
+    reload = full or gone
+    warnings = [_gone_warning(consumer_ref, table, need.ref, mode, previous, latest.number)
+                ] if gone and previous is not None else []
+    if mode in ("merge", "history") and not all(k in names for k in key):
+        raise SinkError(f"{consumer_ref}: {mode} delivery of {need.ref} needs its primary "
+                        f"key columns {key} among the delivered columns", public=True)
+    if mode in ("history", "append") and old is not None:
+        written = 0
+        for step in _versions_after(dataset, old, latest):
+            written += _send(home, sink, consumer_ref, need, table, dataset, old, step,
+                             old.number, names, key, on_rows)
+            old = step
+            crash_point("catch-up-version-applied")
+    else:
+        written = _send(home, sink, consumer_ref, need, table, dataset, old, latest,
+                        None if reload else previous, names, key, on_rows, reload=reload)
+    return DeliverResult(consumer_ref, need.ref, table, latest.number, previous, written,
+                         tuple(warnings))
 
 
 def _gone_warning(consumer: str, table: str, ref: str, mode: str, previous: int,
@@ -166,7 +174,7 @@ def _versions_after(dataset: DatasetStore, old: Version, latest: Version) -> lis
             if old.number < n < latest.number] + [latest]
 
 
-def _send(context: RunContext, sink: SinkConnector, consumer_ref: str, need: Need, table: str,
+def _send(home: Path, sink: SinkConnector, consumer_ref: str, need: Need, table: str,
           dataset: DatasetStore, old: Version | None, new: Version, previous: int | None,
           names: list[str], key: list[str], on_rows: Callable[[int], None] | None, *,
           reload: bool = False) -> int:
@@ -190,7 +198,7 @@ def _send(context: RunContext, sink: SinkConnector, consumer_ref: str, need: Nee
         (n, parse_type(MASKED_TYPE if n in masked else types[n]), declared[n]["nullable"])
         for n in names
     ]
-    stream = _prepare(rows, types, masked, context.store.home, on_rows)
+    stream = _prepare(rows, types, masked, home, on_rows)
     delivery = Delivery(
         dataset=need.ref, consumer=consumer_ref, table=table, mode=mode, columns=columns,
         primary_key=key, version=new.number, previous=previous,

@@ -53,6 +53,9 @@ class Reader:
 
     principal: Principal | None
     store: Store
+    agent_network: str | None = None
+    """A gateway agent of this network (``dataferry.agent``): it may clone what the sinks
+    of its network need."""
 
     @property
     def username(self) -> str | None:
@@ -61,6 +64,14 @@ class Reader:
     def dataset(self, request: Request, ref: str, *, audited: str | None = None) -> DatasetStore:
         """The dataset ``ref`` if this reader may clone it (else 403/404, audited for
         ``audited`` actions)."""
+        if self.agent_network is not None:
+            from dataferry.agent.access import agent_grant
+
+            agent_grant(request.app.state.context.index, self.agent_network, ref)
+            dataset = self.store.dataset(ref)
+            if not dataset.exists():
+                raise NotFound(f"{ref} has no published version yet")
+            return dataset
         if self.principal is None:  # an anonymous store: what it holds, to anyone
             team, dot, name = ref.partition(".")
             dataset = self.store.dataset(ref)
@@ -84,12 +95,22 @@ class Reader:
 
 def replication_reader(request: Request) -> Reader:
     """The reader of a replication request: anyone on an anonymous store, else the
-    bearer token's user, if its token has the ``read`` scope (401/403 otherwise)."""
+    bearer token's user, if its token has the ``read`` scope, or a gateway agent
+    (401/403 otherwise)."""
     anonymous = getattr(request.app.state, "replication_store", None)
     if anonymous is not None:
         return Reader(None, anonymous)
     context = request.app.state.context
     secret = presented_token(request)
+    if secret is not None and secret.startswith("fa_"):  # a gateway agent's credential
+        from dataferry.agent.registry import Agents
+        from dataferry.errors import AuthError
+
+        try:
+            agent = Agents(context.metadata, get_auth(request).now).authenticate(secret)
+        except AuthError as error:
+            raise Unauthorized(str(error)) from None
+        return Reader(None, context.store, agent.network)
     principal = authenticate(get_auth(request), secret, context.index)
     if principal is None:
         raise Unauthorized("the token is not valid (expired, revoked, or its user disabled): "

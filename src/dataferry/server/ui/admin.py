@@ -1,5 +1,5 @@
 """Admin pages: users (list, add, disable, enable), tokens (list, revoke), Delta Sharing
-tokens (list, revoke), notify targets.
+tokens (list, revoke), gateway agents (list, enroll, revoke), notify targets.
 
 They call the same services as ``/api/v1/users`` and ``/api/v1/tokens`` (``Accounts``,
 ``Tokens``), so the password policy, the checks and the audit entries are the ones the
@@ -142,6 +142,57 @@ def revoke_share(request: Request, principal: AdminPage, form: CheckedForm,
             consumer, actor=principal.username) == 0:
         raise PageError(404, f"Consumer {consumer} has no live share token.")
     return redirect(f"/admin/shares?revoked={consumer}")
+
+
+@router.get("/agents", response_class=HTMLResponse)
+def agents_page(request: Request, principal: AdminPage,
+                revoked: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> HTMLResponse:
+    """Gateway agents: network, host, last contact, version, the job each runs."""
+    return _agents(request, notice=f"Revoked agent {revoked}." if revoked else None)
+
+
+def _agents(request: Request, *, notice: str | None = None, token: str | None = None,
+            network: str | None = None, error: str | None = None,
+            status: int = 200) -> HTMLResponse:
+    from dataferry.agent.queue import AgentJobs
+    from dataferry.agent.registry import Agents
+
+    context = context_of(request)
+    now = get_auth(request).now
+    queue = AgentJobs(context.metadata, now)
+    agents = [(a, queue.running_for(a.id)) for a in Agents(context.metadata, now).list()]
+    return render(request, "admin_agents.html", {
+        "agents": agents, "networks": sorted(context.index.networks), "notice": notice,
+        "token": token, "network": network, "error": error}, status=status, section="admin")
+
+
+@router.post("/agents/enroll", response_class=HTMLResponse)
+def enroll_agent(request: Request, principal: AdminPage, form: CheckedForm) -> HTMLResponse:
+    """A one-time enrollment token, shown on this answer only (not a redirect: reloading
+    the page must not make another one, and the token must not sit in a URL)."""
+    from dataferry.agent.registry import Agents
+
+    network = form.one("network").strip()
+    if network not in context_of(request).index.networks:
+        return _agents(request, error=f"No platform of the model runs in network {network!r}.",
+                       status=400)
+    made = Agents(context_of(request).metadata, get_auth(request).now).enroll(
+        network, actor=principal.username)
+    page = _agents(request, token=made.token, network=network)
+    page.headers["Cache-Control"] = "no-store"  # the token: in no cache, shown once
+    return page
+
+
+@router.post("/agents/{agent_id}/revoke")
+def revoke_agent(request: Request, principal: AdminPage, form: CheckedForm,
+                 agent_id: TokenId) -> Response:
+    """Revoke an agent (audited as the admin); its running job goes to another."""
+    from dataferry.agent.registry import Agents
+
+    if not Agents(context_of(request).metadata, get_auth(request).now).revoke(
+            agent_id, actor=principal.username, client_ip=client_ip(request)):
+        raise PageError(404, f"No live agent {agent_id}.")
+    return redirect(f"/admin/agents?revoked={agent_id}")
 
 
 @router.get("/notify", response_class=HTMLResponse)
