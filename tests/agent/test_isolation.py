@@ -197,16 +197,34 @@ def _wait(condition: Callable[[], bool], what: str, seconds: float = 60,
         time.sleep(0.2)
 
 
+def _wait_for(found: Callable[[], list[int]], what: str, seconds: float = 60,
+              process: subprocess.Popen[Any] | None = None) -> list[int]:
+    """``found()`` once it is not empty."""
+    result: list[int] = []
+
+    def met() -> bool:
+        result[:] = found()
+        return bool(result)
+
+    _wait(met, what, seconds, process)
+    return result
+
+
 @pytest.fixture
 def source_db(private_network: PrivateNetwork) -> Iterator[str]:
-    """A database inside A with ``customers`` (3 rows) and ``slow_customers`` (the same,
-    read in 8 s); yields its dsn (no password)."""
+    """A database inside A with ``customers`` (3 rows), ``slow_customers`` (the same, read
+    in 8 s) and ``held_customers`` (read in 30 s while table ``hold`` has a row); yields its
+    dsn (no password)."""
     name = f"crm_{uuid.uuid4().hex[:8]}"
     dsn = private_network.create_database(name)
     private_network.psql(name, "create table customers (id bigint primary key, name text); "
                          "insert into customers values (1, 'ada'), (2, 'grace'), (3, 'edsger'); "
                          "create view slow_customers as "
-                         "select c.* from customers c, pg_sleep(8)")
+                         "select c.* from customers c, pg_sleep(8); "
+                         "create table hold (on_purpose boolean); insert into hold values (true); "
+                         "create view held_customers as select c.* from customers c, "
+                         "(select pg_sleep(case when exists (select from hold) then 30 else 0 end)"
+                         ") s")
     yield dsn
     private_network.psql("postgres", f"drop database if exists {name} with (force)")
 
@@ -310,21 +328,33 @@ def test_an_agent_killed_mid_job_and_restarted_delivers_exactly_once(
                        ) == ["crm.customers|1"]
 
 
-def test_a_revoked_agent_stops_and_gets_no_work(
+def test_a_revoked_agent_stops_and_its_job_goes_to_another(
         private_network: PrivateNetwork, make_hub: Callable[[str], Hub], source_db: str,
-        tmp_path: Path) -> None:
-    hub = make_hub("customers")
-    home = tmp_path / "inside-a" / "agent"
-    agent = hub.start_agent(home, hub.enroll())
-    ran = hub.ferry("run", "crm.customers", "--agent-wait", "90s")
-    assert ran.returncode == 0, (ran.stderr, agent_log(home))
-    [listed] = hub.agents()
-    revoked = hub.ferry("agents", "revoke", str(listed["id"]))
+        branch_db: str, tmp_path: Path) -> None:
+    hub = make_hub("held_customers")  # read in 30 s: time to revoke its agent meanwhile
+    first_home, second_home = tmp_path / "inside-a" / "first", tmp_path / "inside-a" / "second"
+    first = hub.start_agent(first_home, hub.enroll())
+    run, run_log = hub.ferry_in_background("run", "crm.customers", "crm.mirror",
+                                           "--agent-wait", "120s")
+    running = _wait_for(lambda: [a["id"] for a in hub.agents() if a["running_job"]],
+                        "the agent to take the job", process=run)
+    revoked = hub.ferry("agents", "revoke", str(running[0]))
     assert revoked.returncode == 0, revoked.stderr
-    assert agent.wait(60) == 1, agent_log(home)  # refused at its next contact
-    assert "revoked" in agent_log(home)
-    again = hub.start_agent(home)
-    assert again.wait(60) == 1  # a restart is refused too
+    private_network.psql(source_db.rsplit("/", 1)[1], "delete from hold")  # reads are quick now
+    # its job went back to the queue: another agent of A takes it at once
+    second = hub.start_agent(second_home, hub.enroll())
+    assert run.wait(120) == 0, (run_log.read_text(), agent_log(second_home))
+    assert first.wait(60) == 1, agent_log(first_home)  # refused at its next contact
+    assert "revoked" in agent_log(first_home)
+    lines = hub.run_log("ingest:crm.customers")
+    assert any("took it (attempt 2)" in line for line in lines), lines
+    assert [v["rows"] for v in hub.versions()] == [3]  # once, by the second agent
+    assert hub.mirror_rows() == [(1, "ada"), (2, "grace"), (3, "edsger")]
+    # the revoked one stays refused; with the second revoked too, work waits
+    assert hub.start_agent(first_home).wait(60) == 1
+    [remaining] = hub.agents()
+    assert hub.ferry("agents", "revoke", str(remaining["id"])).returncode == 0
+    assert second.wait(60) == 1
     private_network.psql(source_db.rsplit("/", 1)[1],
                          "insert into customers values (4, 'barbara')")
     waited = hub.ferry("run", "crm.customers", "--agent-wait", "3s")
