@@ -84,9 +84,11 @@ def context_of(root: Path) -> RunContext:
 
 @contextmanager
 def running_hub(context: RunContext, *, host: str = "127.0.0.1",
-                lease_seconds: float | None = None) -> Iterator[tuple[str, int]]:
-    """The model's server (no scheduler) on a free port of ``host``; yields (host, port)."""
-    app = create_app(context)
+                lease_seconds: float | None = None,
+                scheduler: bool = False) -> Iterator[tuple[str, int]]:
+    """The model's server (``scheduler``: with the scheduler inside, as ``ferry serve``) on
+    a free port of ``host``; yields (host, port)."""
+    app = create_app(context, scheduler=scheduler)
     if lease_seconds is not None:
         app.state.agent_lease_seconds = lease_seconds
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

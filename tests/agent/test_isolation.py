@@ -81,8 +81,17 @@ def _files_holding(root: Path, secret: bytes) -> list[Path]:
 
 
 @pytest.fixture
-def hub_model(tmp_path: Path, erp: str) -> Iterator[tuple[Path, RunContext]]:
-    root = write_model(tmp_path / "model", erp)
+def branch(private_network: PrivateNetwork) -> str:
+    """A second database inside A, for a consumer whose sink is in the network."""
+    name = f"branch_{secrets.token_hex(4)}"
+    private_network.create_database(name)
+    return name
+
+
+@pytest.fixture
+def hub_model(tmp_path: Path, erp: str, branch: str,
+              private_network: PrivateNetwork) -> Iterator[tuple[Path, RunContext]]:
+    root = write_model(tmp_path / "model", erp, inside_sink=private_network.pg.dsn(branch))
     context = context_of(root)
     yield root, context
     context.close()
@@ -90,7 +99,8 @@ def hub_model(tmp_path: Path, erp: str) -> Iterator[tuple[Path, RunContext]]:
 
 def test_data_from_the_private_database_arrives_through_the_agent(
         private_network: PrivateNetwork, hub_model: tuple[Path, RunContext], tmp_path: Path,
-        ferry: Callable[..., Result], hub_logs: pytest.LogCaptureFixture) -> None:
+        branch: str, ferry: Callable[..., Result],
+        hub_logs: pytest.LogCaptureFixture) -> None:
     root, context = hub_model
     pg = private_network.pg
     assert not private_network.reachable_from_root(pg.host, pg.port)  # the hub cannot
@@ -98,17 +108,23 @@ def test_data_from_the_private_database_arrives_through_the_agent(
     with running_hub(context, host=private_network.hub_ip) as hub:
         agent = _agent_in(private_network, hub, home, _enroll(ferry, root))
         try:
-            ran = ferry("run", "crm.customers", "crm.mirror", "--model", root,
+            ran = ferry("run", "crm.customers", "crm.mirror", "crm.branch", "--model", root,
                         "--agent-wait", "60s", "--json")
             assert ran.code == 0, (ran, agent_log(home))
             assert {r["job"]: (r["status"], r["rows"]) for r in json.loads(ran.out)} == {
                 "ingest:crm.customers": ("succeeded", ROWS),
-                "deliver:crm.mirror:customers": ("succeeded", ROWS)}
+                "deliver:crm.mirror:customers": ("succeeded", ROWS),
+                "deliver:crm.branch:customers": ("succeeded", ROWS)}
             assert private_network.listening_sockets(agent.pid) == []  # it only dials out
             assert agent.poll() is None
         finally:
             stop(agent)
     assert _mirror(root) == [(ROWS, 1, ROWS)]
+    # the delivery into the second database inside A, applied there by the agent
+    assert private_network.psql(branch, "select count(*), min(id), max(id) from customers"
+                                ).strip() == f"{ROWS}|1|{ROWS}"
+    assert private_network.psql(branch, "select dataset, version from _ferry_loads"
+                                ).strip() == "crm.customers|1"
     head = context.store.dataset("crm.customers").head()
     assert head is not None and head.manifest.rows == ROWS
     assert ferry("verify", "--model", root).code == 0
@@ -119,9 +135,10 @@ def test_data_from_the_private_database_arrives_through_the_agent(
 
 
 def test_an_agent_killed_mid_job_inside_the_network_delivers_exactly_once(
-        private_network: PrivateNetwork, tmp_path: Path, erp: str,
+        private_network: PrivateNetwork, tmp_path: Path, erp: str, branch: str,
         ferry: Callable[..., Result]) -> None:
-    root = write_model(tmp_path / "model", erp, read="table: slow_customers")
+    root = write_model(tmp_path / "model", erp, read="table: slow_customers",
+                       inside_sink=private_network.pg.dsn(branch))
     context = context_of(root)
     home = tmp_path / "agent" / "home"
     try:
@@ -131,7 +148,7 @@ def test_an_agent_killed_mid_job_inside_the_network_delivers_exactly_once(
             with log.open("wb") as output:
                 run = subprocess.Popen(
                     [str(Path(sys.executable).parent / "ferry"), "run", "crm.customers",
-                     "crm.mirror", "--model", str(root), "--agent-wait", "90s"],
+                     "crm.mirror", "crm.branch", "--model", str(root), "--agent-wait", "90s"],
                     stdout=output, stderr=subprocess.STDOUT)
             queue = AgentJobs(context.metadata)
             try:
@@ -150,6 +167,10 @@ def test_an_agent_killed_mid_job_inside_the_network_delivers_exactly_once(
         assert _mirror(root) == [(ROWS, 1, ROWS)]
         with duckdb.connect(str(root / "out" / "mirror.duckdb"), read_only=True) as db:
             assert db.execute("select count(*) from _ferry_loads").fetchone() == (1,)
+        assert private_network.psql(branch, "select count(*), count(distinct id) from customers"
+                                    ).strip() == f"{ROWS}|{ROWS}"
+        assert private_network.psql(branch, "select dataset, version from _ferry_loads"
+                                    ).strip() == "crm.customers|1"
         runs = RunHistory(context.metadata)
         last = runs.last_run("ingest:crm.customers")
         assert last is not None and last.status == "succeeded"
@@ -190,3 +211,61 @@ def _wait(condition: Callable[[], bool], what: str, seconds: float = 60) -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+CUT = """\
+table inet ferry_cut {{
+  chain out {{
+    type filter hook output priority 0; policy accept;
+    ip daddr {hub} drop
+  }}
+}}
+"""
+
+
+def test_an_agent_cut_off_mid_job_loses_it_and_the_data_is_published_once(
+        private_network: PrivateNetwork, tmp_path: Path, erp: str,
+        ferry: Callable[..., Result]) -> None:
+    root = write_model(tmp_path / "model", erp, read="table: slow_customers")
+    context = context_of(root)
+    home = tmp_path / "agent" / "home"
+    try:
+        with running_hub(context, host=private_network.hub_ip, lease_seconds=3) as hub:
+            agent = _agent_in(private_network, hub, home, _enroll(ferry, root))
+            log = tmp_path / "run.log"
+            with log.open("wb") as output:
+                run = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "ferry"), "run", "crm.customers",
+                     "crm.mirror", "--model", str(root), "--agent-wait", "120s"],
+                    stdout=output, stderr=subprocess.STDOUT)
+            queue = AgentJobs(context.metadata)
+            try:
+                _wait(lambda: _state(queue) == "running", "the agent to take the job")
+                cut = subprocess.run(private_network.command(["nft", "-f", "-"]),
+                                     input=CUT.format(hub=private_network.hub_ip), text=True,
+                                     capture_output=True)
+                assert cut.returncode == 0, cut.stderr
+                _wait(lambda: (queue.get(1) or _Never).attempt == 1
+                      and _state(queue) == "queued", "the lease to run out", seconds=30)
+                time.sleep(8)  # the agent finishes its read and fails to reach the hub
+                mended = subprocess.run(private_network.command(
+                    ["nft", "delete", "table", "inet", "ferry_cut"]), capture_output=True)
+                assert mended.returncode == 0, mended.stderr
+                assert run.wait(timeout=180) == 0, (log.read_text(), agent_log(home))
+                assert agent.poll() is None  # the same agent: it dropped attempt 1, ran 2
+            finally:
+                subprocess.run(private_network.command(
+                    ["nft", "delete", "table", "inet", "ferry_cut"]), capture_output=True)
+                stop(agent)
+                stop(run)
+        job = queue.get(1)
+        assert job is not None and (job.state, job.attempt) == ("done", 2)
+        assert [v.number for v in context.store.dataset("crm.customers").versions()] == [1]
+        assert _mirror(root) == [(ROWS, 1, ROWS)]
+    finally:
+        context.close()
+
+
+class _Never:
+    state = "never"
+    attempt = 0

@@ -290,3 +290,93 @@ def test_a_delivery_to_a_sink_in_the_network_is_applied_by_the_agent_once(
             assert _files_holding(root, SECRET.encode()) == []
         finally:
             context.close()
+
+
+def test_check_connect_asks_the_networks_agent(
+        ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path,
+        pg: str) -> None:
+    def findings() -> list[tuple[str, str, str]]:
+        checked = ferry("check", "--connect", "--json", "--model", root)
+        return [(f["code"], f["severity"], f["message"])
+                for f in json.loads(checked.out)["findings"] if "crm.customers" in f["message"]]
+
+    [(code, severity, message)] = findings()  # no agent yet: said, not failed
+    assert (code, severity) == ("unreachable", "warning") and "no agent is enrolled" in message
+    home = tmp_path / "agent" / "home"
+    with running_hub(context) as (host, port):
+        agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                            env={PASSWORD_VARIABLE: SECRET})
+        try:
+            assert findings() == []  # the agent reached it: the columns match
+            with psycopg.connect(pg, autocommit=True) as db:
+                db.execute("alter table customers drop column name cascade")
+            [(code, severity, message)] = findings()
+            assert (code, severity) == ("schema-mismatch", "error") and "name" in message
+        finally:
+            stop(agent)
+
+
+def test_an_ingest_larger_than_the_servers_body_limit_is_uploaded(
+        ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path,
+        pg: str) -> None:
+    with psycopg.connect(pg, autocommit=True) as db:
+        db.execute("insert into customers select g, md5(g::text) || md5((g * 7)::text) "
+                   "from generate_series(4, 100003) g")
+    home = tmp_path / "agent" / "home"
+    with running_hub(context) as (host, port):
+        agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                            env={PASSWORD_VARIABLE: SECRET})
+        try:
+            ran = ferry("run", "crm.customers", "--model", root, "--agent-wait", "60s",
+                        "--json")
+            assert ran.code == 0, (ran, agent_log(home))
+        finally:
+            stop(agent)
+    head = context.store.dataset("crm.customers").head()
+    assert head is not None and head.manifest.rows == 100_003
+    assert "uploaded 1 file(s)" in " ".join(_log_of(RunHistory(context.metadata), json.loads(
+        ran.out)[0]["run"]))
+
+
+def test_files_roll_over_at_their_row_limit(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataferry.agent import work
+
+    monkeypatch.setattr(work, "FILE_ROWS", 10)
+    batches = [pa.record_batch({"id": list(range(i, i + 4))}) for i in range(0, 24, 4)]
+    reader = pa.RecordBatchReader.from_batches(batches[0].schema, iter(batches))
+    written = list(work._write_files(reader, tmp_path))
+    assert [rows for _, rows in written] == [12, 12]
+    assert [pq.read_table(path)["id"].to_pylist() for path, _ in written] == [
+        list(range(12)), list(range(12, 24))]
+    empty = pa.RecordBatchReader.from_batches(batches[0].schema, iter([]))
+    (tmp_path / "e").mkdir()
+    [(path, rows)] = list(work._write_files(empty, tmp_path / "e"))
+    assert rows == 0 and pq.read_table(path).num_rows == 0
+
+
+def test_the_scheduler_of_ferry_serve_sends_network_jobs_to_the_agent(
+        ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path) -> None:
+    home = tmp_path / "agent" / "home"
+    token = _enroll(ferry, root)
+    with running_hub(context, scheduler=True) as (host, port):
+        agent = start_agent(f"http://{host}:{port}", home, token=token,
+                            env={PASSWORD_VARIABLE: SECRET})
+        try:
+            _wait(lambda: (root / "out" / "mirror.duckdb").exists()
+                  and _loaded(root), "the scheduler's ingest and delivery", seconds=120)
+        finally:
+            stop(agent)
+    assert _mirror_rows(root) == [(1, "ada"), (2, "grace"), (3, "edsger")]
+    run = RunHistory(context.metadata).last_run("ingest:crm.customers")
+    assert run is not None and (run.status, run.trigger) == ("succeeded", "freshness")
+
+
+def _loaded(root: Path) -> bool:
+    try:
+        return len(_mirror_rows(root)) == 3
+    except duckdb.Error:
+        return False

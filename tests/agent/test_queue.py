@@ -44,3 +44,24 @@ def test_a_cancelled_job_is_offered_to_nobody(db: Metadata, clock: FakeClock) ->
     assert queue.cancel(job.id)
     assert queue.claim("hq-lan", 1) is None
     assert not queue.cancel(job.id)
+
+
+def test_a_job_whose_waiting_run_died_is_not_handed_out(db: Metadata, clock: FakeClock) -> None:
+    from dataferry.metadata import RunHistory
+
+    runs = RunHistory(db, now=clock)
+    queue = AgentJobs(db, clock)
+    alive = runs.start_run("ingest:crm.a", "ingest", "manual", 1, "hub:1", 300)
+    killed = runs.start_run("ingest:crm.b", "ingest", "manual", 1, "hub:2", 300)
+    ended = runs.start_run("ingest:crm.c", "ingest", "manual", 1, "hub:3", 300)
+    runs.finish_run(ended, "failed", error="interrupted")
+    first = queue.submit("ingest:crm.b", "hq-lan", "ingest", {}, run_id=killed)
+    second = queue.submit("ingest:crm.c", "hq-lan", "ingest", {}, run_id=ended)
+    third = queue.submit("ingest:crm.a", "hq-lan", "ingest", {}, run_id=alive)
+    clock.advance(200)
+    runs.heartbeat(alive, 300)  # its ferry run is alive and waiting; the other was killed
+    clock.advance(200)
+    claimed = queue.claim("hq-lan", 1)
+    assert claimed is not None and claimed.id == third.id
+    assert [(j.state, j.error) for j in (queue.get(first.id), queue.get(second.id)) if j] == [
+        ("cancelled", "its run on the hub ended before an agent took it")] * 2

@@ -26,7 +26,7 @@ from dataferry.agent.registry import Agent, Agents
 from dataferry.agent.uploads import Uploads
 from dataferry.agent.wire import signed_text
 from dataferry.engine.context import RunContext
-from dataferry.errors import AuthError
+from dataferry.errors import AuthError, UsageError, VerificationError
 from dataferry.metadata.runs import RunHistory
 from dataferry.server.auth.dependency import AdminPrincipal, client_ip
 from dataferry.server.errors import BadRequest, Conflict, NotFound, Unauthorized
@@ -262,12 +262,8 @@ async def upload(request: Request, agent: CurrentAgent, agent_job_id: AgentId, n
     try:
         uploads.path(agent_job_id, attempt, name)
         await uploads.receive(agent_job_id, attempt, name, x_ferry_sha256, request.stream())
-    except Exception as error:
-        from dataferry.errors import FerryError
-
-        if isinstance(error, FerryError):
-            raise BadRequest(str(error)) from None
-        raise
+    except (UsageError, VerificationError) as error:
+        raise BadRequest(str(error)) from None
 
 
 class Report(BaseModel):

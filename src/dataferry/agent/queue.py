@@ -7,7 +7,9 @@ lease that runs out (the agent was killed, its network cut) or an agent revoked 
 the job back in the queue with the next ``attempt``: the next agent of the network to
 poll gets it. Every call about a running job names its attempt, so an agent that comes
 back late cannot report, upload to or renew a job given to another since. The hub
-publishes only what the attempt that reported ``done`` uploaded, once.
+publishes only what the attempt that reported ``done`` uploaded, once. A queued job whose
+run on the hub has ended (the ``ferry run`` waiting for it was killed) is cancelled, not
+handed out.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy import select, update
 
 from dataferry.metadata import Metadata
 from dataferry.metadata.clock import Clock, utcnow
-from dataferry.metadata.schema import AgentJobRow
+from dataferry.metadata.schema import AgentJobRow, RunRow
 
 LEASE_SECONDS = 60.0
 """How long a claimed job stays an agent's without a word from it."""
@@ -90,11 +92,20 @@ class AgentJobs:
         while True:
             with self.db.reads.begin() as session:
                 found = session.execute(
-                    select(AgentJobRow.id, AgentJobRow.attempt)
+                    select(AgentJobRow.id, AgentJobRow.attempt, RunRow.status,
+                           RunRow.lease_expires_at)
+                    .outerjoin(RunRow, RunRow.id == AgentJobRow.run_id)
                     .where(AgentJobRow.network == network, AgentJobRow.state == "queued")
                     .order_by(AgentJobRow.id).limit(1)).first()
             if found is None:
                 return None
+            if found.status is not None and (found.status != "running" or (
+                    found.lease_expires_at is not None
+                    and found.lease_expires_at <= self.now())):
+                # nobody waits for it any more (the ferry run that queued it was killed):
+                # running it would upload what no one publishes
+                self.cancel(found.id, "its run on the hub ended before an agent took it")
+                continue
             with self.db.sessions.begin() as session:
                 won = session.connection().execute(
                     update(AgentJobRow).where(AgentJobRow.id == found.id,
@@ -133,14 +144,14 @@ class AgentJobs:
                         ended_at=self.now(), lease_expires_at=None)).rowcount
         return bool(done)
 
-    def cancel(self, agent_job_id: int) -> bool:
+    def cancel(self, agent_job_id: int, why: str = "the hub stopped waiting for it") -> bool:
         """Stop offering a job nobody has finished (the hub stopped waiting for it)."""
         with self.db.sessions.begin() as session:
             done = session.connection().execute(
                 update(AgentJobRow).where(AgentJobRow.id == agent_job_id,
                                           AgentJobRow.state.in_(("queued", "running")))
                 .values(state="cancelled", ended_at=self.now(), lease_expires_at=None,
-                        error="the hub stopped waiting for it")).rowcount
+                        error=why)).rowcount
         return bool(done)
 
     def running_for(self, agent_id: int) -> AgentJob | None:

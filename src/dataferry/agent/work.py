@@ -2,7 +2,7 @@
 
 An ingest reads the source with the same connector as on the hub (its ``${env:...}`` and
 ``${file:...}`` references resolved from this machine), writes the rows as Parquet files
-of at most ``FILE_ROWS`` rows in a scratch directory, uploads each (the hub hashes it as
+of at most ``FILE_ROWS`` rows (or ``FILE_BYTES``) in a scratch directory, uploads each (the hub hashes it as
 it arrives) and reports the files' hashes with the live columns and the source's state.
 A ``deliver`` job clones the dataset from the hub into the agent's own store (the
 replication protocol: every byte verified against the dataset id the hub sent) and
@@ -30,6 +30,9 @@ from dataferry.connectors.registry import source_class
 from dataferry.errors import AuthError, FerryError
 
 FILE_ROWS = 1_000_000
+FILE_BYTES = 64 * 1024 * 1024
+"""A file is closed at ``FILE_ROWS`` rows or about ``FILE_BYTES`` bytes, whichever first
+(the hub takes uploads up to 512 MiB: ``server.body_limit``)."""
 
 
 def run_job(client: HubClient, job: dict[str, Any], model_root: Path, home: Path) -> str:
@@ -97,7 +100,8 @@ def _ingest(client: HubClient, job: dict[str, Any], model_root: Path) -> dict[st
 
 
 def _write_files(reader: pa.RecordBatchReader, scratch: Path) -> Any:
-    """Yield (path, rows) of Parquet files of at most ``FILE_ROWS`` rows (bounded memory)."""
+    """Yield (path, rows) of Parquet files of at most ``FILE_ROWS`` rows or about
+    ``FILE_BYTES`` (each batch is a row group, written as it comes: bounded memory)."""
     number, writer, rows, path = 0, None, 0, scratch / "part-00000.parquet"
     for batch in reader:
         if writer is None:
@@ -105,7 +109,7 @@ def _write_files(reader: pa.RecordBatchReader, scratch: Path) -> Any:
             writer, rows = pq.ParquetWriter(path, reader.schema), 0
         writer.write_batch(batch)
         rows += batch.num_rows
-        if rows >= FILE_ROWS:
+        if rows >= FILE_ROWS or path.stat().st_size >= FILE_BYTES:
             writer.close()
             yield path, rows
             writer, number = None, number + 1
@@ -121,10 +125,8 @@ def _check(job: dict[str, Any], model_root: Path) -> dict[str, Any]:
     payload = job["payload"]
     request = request_of(payload)
     connector = _connector(job, model_root)
-    try:
-        live = connector.columns(request.dataset, request.spec)
-        warnings = check_drift(request.dataset, request.spec, live)
-        return {"columns": columns_to_json(live), "warnings": warnings}
+    try:  # the hub compares them with the model (``ferry check --connect``)
+        return {"columns": columns_to_json(connector.columns(request.dataset, request.spec))}
     finally:
         connector.close()
 

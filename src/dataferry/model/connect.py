@@ -3,32 +3,40 @@
 Every source dataset's live columns are compared with the declared ones (the same rules
 as an ingest, ``connectors.drift``): a missing column or an incompatible type is a
 ``schema-mismatch`` error; a source or sink that cannot be reached is an ``unreachable``
-warning (CI often cannot reach production, so it does not fail the check).
+warning (CI often cannot reach production, so it does not fail the check). A source in a
+private network is checked by an agent of that network when one is enrolled
+(``dataferry.agent.check``); otherwise it is reported as not checked.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from dataferry.errors import FerryError, SourceError
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import LoadedModel
 
+if TYPE_CHECKING:
+    from dataferry.connectors.base import SourceColumn
+    from dataferry.model.findings import Report
+    from dataferry.model.spec import SourceDataset
+
 
 def check_connections(loaded: LoadedModel) -> None:
     """Add ``unreachable`` and ``schema-mismatch`` findings to ``loaded.report``."""
-    from dataferry.connectors.drift import compare
     from dataferry.connectors.registry import sink_class, source_class
 
     assert loaded.ecosystem is not None
     index = ModelIndex(loaded.ecosystem)
     report = loaded.report
+    remote: list[str] = []
     for ref, entry in index.datasets.items():
         if entry.is_transformer or entry.source is None:
             continue
         where = (*entry.path,)
         network = getattr(entry.source, "network", None)
         if network is not None:
-            report.add("unreachable", f"{ref}: not checked here: its source is only reachable "
-                       f"in network {network} (its agent checks it)", where, severity="warning")
+            remote.append(ref)
             continue
         try:
             connector = source_class(entry.source.kind)(
@@ -44,11 +52,11 @@ def check_connections(loaded: LoadedModel) -> None:
                 report.add("unreachable", f"{ref}: cannot reach its source: {exc}", where,
                            severity="warning")
             continue
-        problems, warnings = compare(ref, entry.dataset, columns)
-        for problem in problems:
-            report.add("schema-mismatch", f"{ref}: {problem}", where)
-        for warning in warnings:
-            report.add("schema-mismatch", warning, where, severity="warning")
+        add_comparison(report, ref, entry.dataset, where, columns)
+    if remote:
+        from dataferry.agent.check import check_through_agents
+
+        check_through_agents(loaded, index, remote)
     for consumer_ref, (team, name, consumer) in index.consumers.items():
         where = ("teams", team, "consumers", name, "sink")
         if consumer.sink.kind == "share":
@@ -68,6 +76,23 @@ def check_connections(loaded: LoadedModel) -> None:
         except FerryError as exc:
             report.add("unreachable", f"consumer {consumer_ref}: cannot reach its sink: {exc}",
                        where, severity="warning")
+
+
+def add_comparison(report: Report, ref: str, spec: SourceDataset, where: tuple[Any, ...],
+                   columns: list[SourceColumn]) -> None:
+    """The ``schema-mismatch`` findings of ``ref``'s live ``columns`` against ``spec``."""
+    from dataferry.connectors.drift import compare
+
+    problems, warnings = compare(ref, spec, columns)
+    for problem in problems:
+        report.add("schema-mismatch", f"{ref}: {problem}", where)
+    for warning in warnings:
+        report.add("schema-mismatch", warning, where, severity="warning")
+
+
+def is_schema_error(error: FerryError) -> bool:
+    """Whether a source's error says its schema differs (else: it could not be reached)."""
+    return isinstance(error, SourceError) and not error.transient and _is_schema(error)
 
 
 def _is_schema(error: Exception) -> bool:

@@ -11,11 +11,16 @@ shape, and the server stops reading: uvicorn closes the connection rather than r
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 """1 MiB: far above any form or JSON body the server takes (``ferry serve --max-body-size``)."""
+UPLOAD_PATH = re.compile(r"^/api/v1/agent/jobs/\d+/files/[^/]+$")
+UPLOAD_MAX_BYTES = 512 * 1024 * 1024
+"""The one route that takes files: a gateway agent's uploads (authenticated before a byte
+is read; the agent writes files of at most 64 MiB, ``agent.work``)."""
 
 
 class BodyTooLarge(Exception):
@@ -33,9 +38,12 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = (max(self.max_bytes, UPLOAD_MAX_BYTES)
+                 if scope.get("method") == "PUT" and UPLOAD_PATH.match(str(scope["path"]))
+                 else self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared > limit:
+            await self._refuse(send, limit)
             return
         received = 0
         exceeded = False
@@ -46,7 +54,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
                     raise BodyTooLarge
             return message
@@ -64,13 +72,13 @@ class BodySizeLimit:
             if not exceeded:
                 raise
         if exceeded and not responded:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps({"error": {
             "code": "content_too_large",
             "message": f"the request body is larger than the server accepts "
-                       f"({self.max_bytes} bytes); send less"}}).encode()
+                       f"({limit} bytes); send less"}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
