@@ -6,7 +6,8 @@ that knows the database's password.
 Proves: data from A's database arrives in the hub's store, a hub-side sink and a second
 database inside A (delivered by the agent); the agent listens on no port; the password is
 in no hub file or log; an agent killed mid-job and restarted publishes and delivers
-exactly once; a revoked agent stops and gets no work.
+exactly once; a revoked agent stops, its job goes to another agent of A, and without one
+work waits; ``ferry check --connect`` sees the live columns inside A through the agent.
 
 Here the hub is a real ``ferry serve`` process, as an operator runs it: its output and
 that of every ``ferry`` command on the hub are the hub logs searched for the password, and
@@ -361,3 +362,25 @@ def test_a_revoked_agent_stops_and_its_job_goes_to_another(
     assert waited.returncode == 1
     assert "waiting for an agent of a" in waited.stderr
     assert [v["rows"] for v in hub.versions()] == [3]  # nothing new was published
+
+
+def test_check_connect_reads_the_live_columns_inside_a(
+        private_network: PrivateNetwork, make_hub: Callable[[str], Hub], source_db: str,
+        tmp_path: Path) -> None:
+    hub = make_hub("customers")
+
+    def findings() -> list[tuple[str, str, str]]:
+        checked = hub.ferry("check", "--connect", "--json")
+        return [(f["code"], f["severity"], f["message"])
+                for f in json.loads(checked.stdout)["findings"] if "crm.customers" in f["message"]]
+
+    [(code, severity, message)] = findings()  # the hub alone cannot look inside A
+    assert (code, severity) == ("unreachable", "warning") and "no agent is enrolled" in message
+    home = tmp_path / "inside-a" / "agent"
+    hub.start_agent(home, hub.enroll())
+    assert findings() == []  # reached from inside A: the columns match
+    private_network.psql(source_db.rsplit("/", 1)[1], "alter table customers drop column name cascade")
+    [(code, severity, message)] = findings()  # only the agent could have seen that
+    assert (code, severity) == ("schema-mismatch", "error") and "name" in message
+    hub.close()
+    assert hub.hub_files_holding(private_network.pg.password) == []
