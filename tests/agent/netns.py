@@ -389,17 +389,7 @@ class PrivateNetwork:
         (UDP) inside the namespace, from ``ss -ltnup``."""
         pids = {pid, *(_descendants(pid) if descendants else ())}
         done = _run(self.command(["ss", "-ltnupH"]))
-        found: list[Listening] = []
-        for line in done.stdout.splitlines():
-            words = line.split()
-            if len(words) < 5:
-                continue
-            address, _, port = words[4].rpartition(":")
-            for process, owner in _SS_PROCESS.findall(line):
-                if int(owner) in pids:
-                    found.append(Listening(words[0], address.strip("[]"), int(port) if port.isdigit() else 0,
-                                           int(owner), process))
-        return found
+        return [s for s in parse_listening(done.stdout) if s.pid in pids]
 
     def reachable_from_root(self, host: str, port: int, timeout: float = 2.0) -> bool:
         """Whether a TCP connection from the root namespace (this process) to host:port
@@ -454,6 +444,23 @@ class PrivateNetwork:
 
     def __repr__(self) -> str:
         return f"PrivateNetwork({self.name}, inside {getattr(self, 'inside_ip', '?')})"
+
+
+def parse_listening(ss_output: str) -> list[Listening]:
+    """The sockets in ``ss -ltnupH`` output, one per owning process: ``tcp LISTEN 0 128
+    [::ffff:10.0.0.2]%eth0:5432 [::]:* users:(("postgres",pid=7,fd=6))`` gives
+    ``Listening("tcp", "::ffff:10.0.0.2", 5432, 7, "postgres")``."""
+    found: list[Listening] = []
+    for line in ss_output.splitlines():
+        words = line.split()
+        if len(words) < 5:
+            continue
+        address, _, port = words[4].rpartition(":")
+        address = address.split("%", 1)[0].removeprefix("[").split("]", 1)[0]
+        for process, owner in _SS_PROCESS.findall(line):
+            found.append(Listening(words[0], address, int(port) if port.isdigit() else 0,
+                                   int(owner), process))
+    return found
 
 
 def _descendants(pid: int) -> set[int]:
