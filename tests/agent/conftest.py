@@ -1,4 +1,4 @@
-"""Fixtures of the agent tests: an empty metadata DB (SQLite) with a fake clock, and
+"""Fixtures of the agent tests: an empty metadata DB (SQLite, PostgreSQL) with a fake clock, and
 ``private_network``, a network namespace with a PostgreSQL only processes inside it reach
 (see tests/agent/netns.py)."""
 
@@ -15,9 +15,17 @@ from tests.agent.netns import NamespacesUnavailable, PrivateNetwork, open_privat
 from tests.conftest import FakeClock
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Metadata]:
-    with open_metadata(f"sqlite:///{tmp_path / 'ferry.db'}") as opened:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Metadata]:
+    """An empty metadata DB: SQLite, then PostgreSQL (the queue's conditional updates and
+    the registry's must hold on both)."""
+    if request.param == "sqlite":
+        with open_metadata(f"sqlite:///{tmp_path / 'ferry.db'}") as opened:
+            yield opened
+        return
+    from tests.connectors.pg_helpers import temporary_database
+
+    with temporary_database() as url, open_metadata(url) as opened:
         yield opened
 
 

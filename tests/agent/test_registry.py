@@ -37,8 +37,9 @@ def test_a_token_is_spent_once_for_a_credential_that_authenticates(
         agents.authenticate("fa_not-a-credential")
     actions = [e.action for e in AuditLog(db, clock).entries()]
     assert {"agent.enroll", "agent.register"} <= set(actions)
-    stored = (tmp_path / "ferry.db").read_bytes()
-    assert made.token.encode() not in stored and credential.secret.encode() not in stored
+    if db.dialect == "sqlite":  # only hashes are kept
+        stored = (tmp_path / "ferry.db").read_bytes()
+        assert made.token.encode() not in stored and credential.secret.encode() not in stored
 
 
 def test_a_token_expires_after_24_hours(db: Metadata, clock: FakeClock, tmp_path: Path) -> None:

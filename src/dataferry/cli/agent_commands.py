@@ -111,6 +111,11 @@ def agent(
 
     if not re.match(r"^https?://", hub):
         raise UsageError(f"--hub {hub!r}: give the hub's URL, e.g. https://ferry.example.com")
+    host = re.sub(r"^https?://([^/:]+).*$", r"\1", hub)
+    if hub.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: --hub {hub} is plain HTTP: the agent's credential and the data "
+                   "it uploads cross the network unencrypted; put TLS in front of the hub "
+                   "and use https://", err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         run_agent(hub, token, home.resolve(),
