@@ -145,6 +145,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _started(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot), or None if it is not running: a pid
+    the kernel reused for another process has another start."""
+    with contextlib.suppress(OSError, IndexError):
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text[text.rindex(")") + 2:].split()[19]
+    return None
+
+
+def _owner_alive(pid: int, serial: str) -> bool:
+    """Whether the process that built network ``<pid>-<serial>`` still runs (its start is
+    kept in the data directory's ``owner`` file)."""
+    if not _alive(pid):
+        return False
+    for directory in Path(tempfile.gettempdir()).glob(f"{DATA_PREFIX}{pid}-{serial}-*"):
+        with contextlib.suppress(OSError):
+            return (directory / "owner").read_text().strip() == _started(pid)
+    return True  # no record: assume it is (a leak at worst, never a live run's network)
+
+
 def _kill_namespace_processes(name: str) -> None:
     done = _run(["ip", "netns", "pids", name], check=False)
     for pid in (int(p) for p in done.stdout.split() if p.isdigit()):
@@ -166,7 +186,7 @@ def clean_stale() -> list[str]:
     for line in names:
         name = line.split(" ")[0]
         match = _NAMESPACE_NAME.match(name)
-        if match and not _alive(int(match[1])):
+        if match and not _owner_alive(int(match[1]), match[2]):
             _remove_namespace(name, f"{VETH_PREFIX}{match[1]}-{match[2]}")
             removed.append(name)
     links = _run(["ip", "-o", "link", "show"], check=False).stdout.split("\n")
@@ -174,12 +194,12 @@ def clean_stale() -> list[str]:
         parts = line.split(": ")
         veth = parts[1].split("@")[0] if len(parts) > 1 else ""
         match = _VETH_NAME.match(veth)
-        if match and not _alive(int(match[1])):
+        if match and not _owner_alive(int(match[1]), match[2]):
             _run(["ip", "link", "del", veth], check=False)
             removed.append(veth)
     for directory in Path(tempfile.gettempdir()).glob(f"{DATA_PREFIX}*"):
         match = _DATA_NAME.match(directory.name)
-        if match and not _alive(int(match[1])):
+        if match and not _owner_alive(int(match[1]), match[2]):
             _stop_postmaster(directory / "data")
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(str(directory))
@@ -252,6 +272,7 @@ class PrivateNetwork:
         self.name = f"{NAMESPACE_PREFIX}{os.getpid()}-{serial}"
         self.veth = f"{VETH_PREFIX}{os.getpid()}-{serial}"
         self.directory = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{os.getpid()}-{serial}-"))
+        (self.directory / "owner").write_text(f"{_started(os.getpid())}\n")
         self._postmaster: subprocess.Popen[bytes] | None = None
         self._children: list[subprocess.Popen[Any]] = []
         self._closed = False
@@ -389,17 +410,7 @@ class PrivateNetwork:
         (UDP) inside the namespace, from ``ss -ltnup``."""
         pids = {pid, *(_descendants(pid) if descendants else ())}
         done = _run(self.command(["ss", "-ltnupH"]))
-        found: list[Listening] = []
-        for line in done.stdout.splitlines():
-            words = line.split()
-            if len(words) < 5:
-                continue
-            address, _, port = words[4].rpartition(":")
-            for process, owner in _SS_PROCESS.findall(line):
-                if int(owner) in pids:
-                    found.append(Listening(words[0], address.strip("[]"), int(port) if port.isdigit() else 0,
-                                           int(owner), process))
-        return found
+        return [s for s in parse_listening(done.stdout) if s.pid in pids]
 
     def reachable_from_root(self, host: str, port: int, timeout: float = 2.0) -> bool:
         """Whether a TCP connection from the root namespace (this process) to host:port
@@ -454,6 +465,23 @@ class PrivateNetwork:
 
     def __repr__(self) -> str:
         return f"PrivateNetwork({self.name}, inside {getattr(self, 'inside_ip', '?')})"
+
+
+def parse_listening(ss_output: str) -> list[Listening]:
+    """The sockets in ``ss -ltnupH`` output, one per owning process: ``tcp LISTEN 0 128
+    [::ffff:10.0.0.2]%eth0:5432 [::]:* users:(("postgres",pid=7,fd=6))`` gives
+    ``Listening("tcp", "::ffff:10.0.0.2", 5432, 7, "postgres")``."""
+    found: list[Listening] = []
+    for line in ss_output.splitlines():
+        words = line.split()
+        if len(words) < 5:
+            continue
+        address, _, port = words[4].rpartition(":")
+        address = address.split("%", 1)[0].removeprefix("[").split("]", 1)[0]
+        for process, owner in _SS_PROCESS.findall(line):
+            found.append(Listening(words[0], address, int(port) if port.isdigit() else 0,
+                                   int(owner), process))
+    return found
 
 
 def _descendants(pid: int) -> set[int]:

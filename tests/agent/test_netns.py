@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.agent.netns import (
+    DATA_PREFIX,
     NAMESPACE_PREFIX,
     VETH_PREFIX,
     PrivateNetwork,
@@ -192,3 +194,11 @@ def test_leftovers_of_a_dead_run_are_cleaned() -> None:
     with open_private_network() as network:
         assert network.name not in clean_stale()
         assert network.name in namespaces()
+    # ... but not one whose pid the kernel gave to another process since (this one, here)
+    reused = f"{NAMESPACE_PREFIX}{os.getpid()}-99"
+    data = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{os.getpid()}-99-"))
+    (data / "owner").write_text("1\n")  # started a tick after boot: another process
+    subprocess.run(["ip", "netns", "add", reused], check=True)
+    removed = clean_stale()
+    assert reused in removed and str(data) in removed
+    assert reused not in namespaces() and not data.exists()
