@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FERRY = str(Path(sys.executable).parent / "ferry")
 KNOWN_ENV = {*DEPLOYMENT_VARIABLES.values(), "PGPASSWORD", "AWS_ACCESS_KEY_ID",
              "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION",
-             "MODEL_REPOSITORY", "MODEL_REVISION"}
+             "MODEL_REPOSITORY", "MODEL_REVISION", "FERRY_AGENT_TOKEN", "ERP_PASSWORD"}
 
 
 def ferry_command() -> Any:
@@ -98,7 +98,8 @@ def test_the_kubernetes_manifests_run_real_ferry_commands() -> None:
               for key in (d.get("data") or d.get("stringData") or {})}
     assert config <= KNOWN_ENV, config - KNOWN_ENV
     deployments = [d for d in documents if d["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} >= {"ferry-serve", "ferry-scheduler"}
+    assert {d["metadata"]["name"] for d in deployments} >= {
+        "ferry-serve", "ferry-scheduler", "ferry-agent"}
     refs = {d["metadata"]["name"] for d in documents if d["kind"] in ("ConfigMap", "Secret")}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
@@ -110,6 +111,8 @@ def test_the_kubernetes_manifests_run_real_ferry_commands() -> None:
                 name = next(iter(source.values()))["name"]
                 assert name in refs, f"{deployment['metadata']['name']}: no {name} defined"
             assert {m["name"] for m in container["volumeMounts"]} <= volumes
+            if container["args"][0] == "agent":  # it dials out and never listens
+                assert "ports" not in container and "livenessProbe" not in container
             for probe in ("livenessProbe", "readinessProbe"):
                 if probe in container:
                     assert container[probe]["httpGet"]["path"] in ("/healthz", "/readyz")
