@@ -24,4 +24,11 @@ if ! command -v chromium >/dev/null 2>&1; then
     || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
     || echo "could not install chromium: the browser tests will fail" >&2
 fi
+# A Java runtime for the Spark tests (pyspark starts a JVM; Spark 4 needs Java 17 or 21).
+if ! command -v java >/dev/null 2>&1; then
+  echo "installing Debian's Java 17 runtime for the Spark tests" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null 2>&1; } \
+    || echo "could not install a Java runtime: the Spark tests will fail" >&2
+fi
 exit 0
