@@ -176,3 +176,29 @@ def test_output_arrow_types_are_the_declared_ones(root: Path, ferry: Callable[..
     schema = dataset.arrow_schema(dataset.resolve(None))
     assert schema.field("total").type == pa.decimal128(18, 2)
     assert schema.field("orders").type == pa.int64()
+
+
+def test_a_second_spark_master_in_one_process_is_refused_with_what_to_do(spark: Any) -> None:
+    from dataferry.engine.spark_session import SparkUnavailable, spark_session
+    from dataferry.model.spec import Platform
+
+    with pytest.raises(SparkUnavailable, match="own `ferry run`"):
+        spark_session("cluster", Platform(engine="spark", master="spark://elsewhere:7077"))
+
+
+def test_without_pyspark_the_error_says_what_to_install(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['pyspark'] = None\n"
+        "from dataferry.engine.spark_session import SparkUnavailable, spark_session\n"
+        "from dataferry.model.spec import Platform\n"
+        "try:\n"
+        "    spark_session('spark', Platform(engine='spark'))\n"
+        "except SparkUnavailable as exc:\n"
+        "    print(exc.public)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert "pip install 'dataferry[spark]'" in done.stdout
+    assert "Java 17" in done.stdout
