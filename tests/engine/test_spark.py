@@ -76,6 +76,11 @@ transformers:
     sql: &contacts select id, email from customers
     columns: {id: int64, email: string}
     primary_key: [id]
+  nobody_spark:
+    platform: spark
+    inputs: [shop.customers]
+    sql: select id, name from customers where id < 0
+    columns: {id: int64, name: string}
   contacts_duckdb:
     inputs: [shop.customers]
     mask: {shop.customers: [email]}
@@ -202,3 +207,13 @@ def test_without_pyspark_the_error_says_what_to_install(tmp_path: Path) -> None:
                           check=True)
     assert "pip install 'dataferry[spark]'" in done.stdout
     assert "Java 17" in done.stdout
+
+
+def test_an_empty_output_is_an_empty_version(root: Path, ferry: Callable[..., Any],
+                                             spark: Any) -> None:
+    done = ferry("run", "shop.nobody_spark", "--model", root)
+    assert done.code == 0, done
+    assert rows(ferry, root, "shop.nobody_spark") == []
+    context = RunContext.from_loaded(load_model(root))
+    dataset = context.store.dataset("shop.nobody_spark")
+    assert dataset.resolve(None).manifest.schema["columns"][0]["name"] == "id"

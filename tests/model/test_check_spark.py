@@ -99,6 +99,7 @@ def test_a_python_transformer_placed_on_spark_is_refused_with_the_reason(
     index = ModelIndex(load_model(root).ecosystem)  # type: ignore[arg-type]
     graph = build_graph(index, sizes={"shop.orders": 5000})
     assert graph.jobs["transform:shop.t"].platform == "local"
+    assert "does not run on Spark" in graph.jobs["transform:shop.t"].why
 
 
 def test_a_sql_transformer_big_enough_is_planned_on_spark(model: Callable[..., Path]) -> None:

@@ -49,11 +49,18 @@ def choose(index: ModelIndex, team: str, *, explicit: str | None, network: str |
 def _by_size(index: ModelIndex, rows: int | None, spark: bool) -> Choice | None:
     if rows is None:
         return None
-    fitting = [(platform.min_rows, name) for name, platform in index.ecosystem.platforms.items()
+    platforms = index.ecosystem.platforms
+    reached = [(platform.min_rows, name) for name, platform in platforms.items()
                if platform.min_rows is not None and platform.network is None
-               and rows >= platform.min_rows and (spark or platform.engine != "spark")]
+               and rows >= platform.min_rows]
+    fitting = [(m, name) for m, name in reached if spark or platforms[name].engine != "spark"]
     if not fitting:
-        return None
+        if not reached:
+            return None
+        default = index.ecosystem.defaults.platform
+        _, name = max(reached)
+        return Choice(default, f"{rows:,} rows reach platform {name}'s min_rows, but a Python "
+                      f"transformer does not run on Spark: defaults.platform")
     min_rows, name = max(fitting)
     return Choice(name, f"{rows:,} rows reach platform {name}'s min_rows ({min_rows:,})")
 
