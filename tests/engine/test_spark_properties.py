@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,7 +22,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataferry.engine.bind import lock_down
 from dataferry.engine.spark_sql import NotCarried, to_spark
+from dataferry.store.duck import spilling
 from tests.engine.spark_support import spark
 
 __all__ = ["spark"]
@@ -67,10 +68,12 @@ def shop(draw: st.DrawFn) -> tuple[pa.Table, pa.Table]:
 
 
 def on_duckdb(sql: str, inputs: dict[str, pa.Table]) -> list[tuple[Any, ...]]:
-    with duckdb.connect() as db:
-        db.execute("set TimeZone = 'UTC'")
+    """As ``engine.transform`` runs it: its connection and lock-down, no time zone set
+    here (a DuckDB transform that grouped instants by local days would differ)."""
+    with spilling("ferry-test-") as db:
         for name, table in inputs.items():
             db.register(name, table)
+        lock_down(db)
         return [tuple(r.values()) for r in db.sql(sql).to_arrow_table().to_pylist()]
 
 
