@@ -24,11 +24,11 @@ def to_spark(sql: str) -> str | NotCarried:
     """``sql`` (DuckDB's dialect, one query) in Spark SQL, or why it cannot be carried."""
     import sqlglot
     from sqlglot import exp
-    from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
+    from sqlglot.errors import ErrorLevel, SqlglotError, UnsupportedError
 
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-    except ParseError as exc:
+    except SqlglotError as exc:  # its tokenizer's and parser's errors
         return NotCarried(f"sqlglot cannot parse it as DuckDB SQL: {_first_line(exc)}")
     if len(statements) != 1:
         return NotCarried(f"it has {len(statements)} statements; Spark runs one query")
@@ -47,6 +47,8 @@ def to_spark(sql: str) -> str | NotCarried:
         return tree.sql(dialect="spark", unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:
         return NotCarried(f"sqlglot cannot carry it to Spark: {_first_line(exc)}")
+    except SqlglotError as exc:
+        return NotCarried(f"sqlglot failed writing it for Spark: {_first_line(exc)}")
 
 
 def _duckdb_only(tree: object) -> str | None:
