@@ -34,4 +34,11 @@ for tool in ip:iproute2 ss:iproute2 nft:nftables setpriv:util-linux; do
       || echo "could not install ${tool#*:}: the agent's isolation tests will fail" >&2
   fi
 done
+# A Java runtime for the Spark tests (pyspark starts a JVM; Spark 4 needs Java 17 or 21).
+if ! command -v java >/dev/null 2>&1; then
+  echo "installing Debian's Java 17 runtime for the Spark tests" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null 2>&1; } \
+    || echo "could not install a Java runtime: the Spark tests will fail" >&2
+fi
 exit 0

@@ -27,7 +27,7 @@ NOT_NEEDED = {"fastapi", "uvicorn", "starlette", "jinja2", "alembic", "mako", "h
               "sqlglot", "pandas", "polars", "connectorx", "pymysql", "psycopg",
               "dataferry.server", "dataferry.events.nats", "pyarrow.dataset",
               "sqlalchemy", "dataferry.metadata.schema", "dataferry.engine.bind",
-              "rich.progress"}
+              "rich.progress", "pyspark", "py4j", "dataferry.engine.spark"}
 NOT_BEFORE_THE_READ = {"duckdb", "deltalake", "pyarrow.parquet", "cryptography",
                        "dataferry.store.publish"}
 

@@ -204,6 +204,21 @@ class World:
         zone = self.eco.zones[self.zone_of[team]]
         return list(zone.platforms) if zone.platforms is not None else list(self.eco.platforms)
 
+    def off_spark(self, draw: Draw, raw: Raw, team: str) -> None:
+        """A Python transformer runs on DuckDB (spark-unsupported otherwise): a platform
+        its zone allows with engine duckdb, set when its own or the default is Spark."""
+        platforms = self.eco.platforms
+        placed = raw.get("platform") or self.eco.defaults.platform
+        if platforms[placed].engine != "spark":
+            return
+        duckdb = [p for p in self.allowed_platforms(team)
+                  if platforms[p].engine == "duckdb" and platforms[p].network is None]
+        if duckdb:
+            raw["platform"] = draw(st.sampled_from(duckdb))
+        else:  # a zone that allows Spark only: a SQL file instead (unread, so unchecked)
+            del raw["python"]
+            raw["sql_file"] = "x.sql"
+
     def allowed_networks(self, team: str) -> list[str]:
         allowed = self.allowed_platforms(team)
         return [n for n, p in self.networks.items() if p in allowed]
@@ -375,6 +390,7 @@ def draw_transformer(draw: Draw, world: World, team: str, name: str) -> Raw:
         raw["sql_file"] = draw(st.sampled_from(["x.sql", "sql/ü nicode.sql", "a/b/c.sql"]))
     else:
         raw["python"] = draw(st.sampled_from(["mod:fn", "pkg.mod:transform", "_m._n:_f"]))
+        world.off_spark(draw, raw, team)
     maybe(draw, raw, "trigger", st.one_of(st.just("on_change"), crons))
     for ref in raw["inputs"]:
         world.receivers.setdefault(ref, set()).add(team)

@@ -108,7 +108,8 @@ def build_graph(index: ModelIndex, *, everything: bool = False,
             continue
         sources = [r for r in entry.spec.inputs if r in index.datasets]  # type: ignore[attr-defined]
         choice = choose(index, entry.team, explicit=entry.spec.platform, network=None,
-                        rows=dataset_rows(rows, sources))
+                        rows=dataset_rows(rows, sources),
+                        spark=entry.spec.python is None)  # type: ignore[attr-defined]
         graph.add(Job(f"transform:{ref}", "transform", ref,
                       inputs=tuple(producer(r) for r in sources), platform=choice.platform,
                       why=choice.why, trigger=entry.spec.trigger))  # type: ignore[attr-defined]

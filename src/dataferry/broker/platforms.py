@@ -7,7 +7,8 @@ In order (MODEL.md, SERVER.md):
    platform;
 3. data at least as large as a platform's ``min_rows`` (the rows of the dataset's latest
    version; for a transformer, of its inputs together): the platform with the largest
-   ``min_rows`` the data reaches (Spark, typically);
+   ``min_rows`` the data reaches (Spark, typically), but never a Spark platform for a
+   Python transformer (it gets whole tables; Spark would hand it partitions);
 4. ``defaults.platform``.
 
 The owning team's zone may restrict its jobs to some platforms (zone ``platforms:``):
@@ -31,8 +32,9 @@ class Choice:
 
 
 def choose(index: ModelIndex, team: str, *, explicit: str | None, network: str | None,
-           rows: int | None) -> Choice:
-    """The platform for a job of ``team`` (see the module docstring)."""
+           rows: int | None, spark: bool = True) -> Choice:
+    """The platform for a job of ``team`` (see the module docstring); ``spark=False``: the
+    job cannot run on Spark (a Python transformer), so size never sends it there."""
     eco = index.ecosystem
     if explicit:
         choice = Choice(explicit, f"platform {explicit} is set in the model")
@@ -40,18 +42,25 @@ def choose(index: ModelIndex, team: str, *, explicit: str | None, network: str |
         name = index.networks.get(network, network)
         choice = Choice(name, f"its source/sink is only reachable in network {network}")
     else:
-        choice = _by_size(index, rows) or Choice(eco.defaults.platform, "defaults.platform")
+        choice = _by_size(index, rows, spark) or Choice(eco.defaults.platform, "defaults.platform")
     return _within_zone(index, team, choice)
 
 
-def _by_size(index: ModelIndex, rows: int | None) -> Choice | None:
+def _by_size(index: ModelIndex, rows: int | None, spark: bool) -> Choice | None:
     if rows is None:
         return None
-    fitting = [(platform.min_rows, name) for name, platform in index.ecosystem.platforms.items()
+    platforms = index.ecosystem.platforms
+    reached = [(platform.min_rows, name) for name, platform in platforms.items()
                if platform.min_rows is not None and platform.network is None
                and rows >= platform.min_rows]
+    fitting = [(m, name) for m, name in reached if spark or platforms[name].engine != "spark"]
     if not fitting:
-        return None
+        if not reached:
+            return None
+        default = index.ecosystem.defaults.platform
+        _, name = max(reached)
+        return Choice(default, f"{rows:,} rows reach platform {name}'s min_rows, but a Python "
+                      f"transformer does not run on Spark: defaults.platform")
     min_rows, name = max(fitting)
     return Choice(name, f"{rows:,} rows reach platform {name}'s min_rows ({min_rows:,})")
 

@@ -125,11 +125,19 @@ def _ingested(job: Job, result: Any, started: float) -> JobResult:
 
 def _transform(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
                run_id: int | None, full: bool) -> JobResult:
-    from dataferry.engine.transform import transform
-
     started = time.monotonic()
-    done = transform(context, job.dataset, on_rows=on_rows, pin=_pin(context, run_id),
-                     full=full)
+    platform = context.ecosystem.platforms.get(job.platform)
+    if platform is not None and platform.engine == "spark":
+        # imported here: a run without Spark jobs never loads pyspark or sqlglot
+        from dataferry.engine.spark import transform_on_spark
+
+        done = transform_on_spark(context, job.dataset, job.platform, on_rows=on_rows,
+                                  pin=_pin(context, run_id), full=full)
+    else:
+        from dataferry.engine.transform import transform
+
+        done = transform(context, job.dataset, on_rows=on_rows, pin=_pin(context, run_id),
+                         full=full)
     published = done.published
     if published is None or published.unchanged:
         head = context.store.dataset(job.dataset).head()

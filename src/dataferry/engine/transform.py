@@ -102,6 +102,9 @@ def transform(context: RunContext, ref: str,
     views = view_names(list(spec.inputs))
     width = 0.0  # of an output row, about: the inputs' widest rows side by side
     with spilling("ferry-transform-") as db:
+        # Instants are grouped, cast and shown in UTC, whatever the host's zone, as on
+        # Spark (engine.spark_session): cast(ordered_at as date) is the UTC day.
+        db.execute("set TimeZone = 'UTC'")
         tables: list[pa.Table] = []
         for input_ref in spec.inputs:
             masked = _input_mask(context, ref, input_ref)

@@ -14,6 +14,7 @@ from dataferry.model.graph import ModelIndex
 from dataferry.model.lint import Linter
 from dataferry.model.load import LoadedModel, PieceCache, load_model
 from dataferry.model.policy import check_policy, check_policy_sql
+from dataferry.model.sparkcheck import check_spark
 from dataferry.model.sqlcheck import check_transformer_sql
 
 
@@ -54,6 +55,7 @@ def lint_model(loaded: LoadedModel, *, sql: bool = True) -> None:
     check_policy(loaded.ecosystem, linter.index, loaded.report, loaded.root, sql=sql)
     if sql:
         check_transformer_sql(loaded, linter.index)
+        check_spark(loaded, linter.index)
 
 
 def check_sql(loaded: LoadedModel, refs: Collection[str]) -> None:
@@ -66,8 +68,9 @@ def check_sql(loaded: LoadedModel, refs: Collection[str]) -> None:
         if ref in linter.index.consumers:
             linter.check_wheres(ref)
     check_policy_sql(loaded.ecosystem, linter.index, loaded.report, loaded.root, refs)
-    check_transformer_sql(loaded, linter.index,
-                          [ref for ref in refs if ref in linter.index.datasets])
+    transformers = [ref for ref in refs if ref in linter.index.datasets]
+    check_transformer_sql(loaded, linter.index, transformers)
+    check_spark(loaded, linter.index, transformers)
 
 
 def check_model(

@@ -30,6 +30,7 @@ CODES = (
     "unreachable",
     "schema-mismatch",
     "sql-error",
+    "spark-unsupported",
 )
 """Every stable finding code (MODEL.md's table)."""
 
