@@ -232,11 +232,26 @@ def mutants(draw: st.DrawFn) -> dict[str, str]:
     for rel, value in data.items():
         text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True,
                               default_flow_style=flow) if rel in changed else BASE[rel]
-        files[rel] = _QUOTED_TYPE.sub(r"\1", text) if unquote else text
+        files[rel] = unquote_types(text) if unquote else text
     return files
 
 
 _QUOTED_TYPE = re.compile(r"'((?:decimal|map|list|struct)[(<][^'#\n]*[)>])'")
+
+
+def unquote_types(text: str) -> str:
+    """``{type: decimal(12,2)}`` as people write it: type expressions unquoted where a
+    type goes (after ``type:``, or a column's shorthand in a ``columns: {...}`` line).
+    Elsewhere (``dsn: decimal(99, 2)`` in a flow mapping) plain YAML reads a comma as the
+    end of the value, and ferry's reading of it whole is not a promise: keep the quotes."""
+    def line(text: str) -> str:
+        def typed(match: re.Match[str]) -> str:
+            before = text[:match.start()]
+            return match.group(1) if before.endswith("type: ") or "columns: {" in before \
+                else match.group(0)
+        return _QUOTED_TYPE.sub(typed, text)
+
+    return "".join(line(part) for part in text.splitlines(keepends=True))
 
 
 @settings(max_examples=50, deadline=None,
