@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataferry.agent.queue import AgentJobs
 from dataferry.metadata import Metadata
 from tests.conftest import FakeClock
@@ -65,3 +67,26 @@ def test_a_job_whose_waiting_run_died_is_not_handed_out(db: Metadata, clock: Fak
     assert claimed is not None and claimed.id == third.id
     assert [(j.state, j.error) for j in (queue.get(first.id), queue.get(second.id)) if j] == [
         ("cancelled", "its run on the hub ended before an agent took it")] * 2
+
+
+def test_gc_sweeps_uploads_no_one_will_publish(db: Metadata, clock: FakeClock,
+                                                tmp_path: Path) -> None:
+    """A ``ferry run`` killed while its agent worked leaves the agent's uploads behind:
+    they go an hour after the job ended, never while it is queued or running."""
+    from dataferry.agent.uploads import Uploads
+
+    queue = AgentJobs(db, clock)
+    uploads = Uploads(tmp_path)
+    done = queue.submit("ingest:crm.a", "hq-lan", "ingest", {})
+    running = queue.submit("ingest:crm.b", "hq-lan", "ingest", {})
+    assert queue.claim("hq-lan", 1) is not None and queue.claim("hq-lan", 1) is not None
+    assert queue.finish(done.id, 1, 1, ok=True, result={})
+    for job_id in (done.id, running.id, 999):  # 999: a job the queue no longer has
+        path = uploads.path(job_id, 1, "part-00000.parquet")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x" * 10)
+    assert uploads.sweep(queue.ended_at, queue.now()) == (1, 10)  # only the unknown one
+    clock.advance(3601)
+    assert queue.ended_at(running.id) is None  # its lease ran out: queued again, not ended
+    assert uploads.sweep(queue.ended_at, queue.now()) == (1, 10)
+    assert sorted(p.name for p in uploads.root.iterdir()) == [str(running.id)]

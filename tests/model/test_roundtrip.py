@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -218,6 +218,22 @@ class World:
         else:  # a zone that allows Spark only: a SQL file instead (unread, so unchecked)
             del raw["python"]
             raw["sql_file"] = "x.sql"
+
+    def off_network(self, draw: Draw, raw: Raw, team: str) -> None:
+        """A Python or masked transformer does not run on a gateway agent
+        (agent-unsupported): a platform outside any network its zone allows, when its own
+        or the default is in one; a model where none is allowed is not drawn."""
+        platforms = self.eco.platforms
+        placed = raw.get("platform") or self.eco.defaults.platform
+        allowed = self.allowed_platforms(team)
+        if platforms[placed].network is None or placed not in allowed:
+            return
+        if "python" not in raw and not any(raw.get("mask", {}).values()):
+            return
+        outside = [p for p in allowed if platforms[p].network is None
+                   and ("python" not in raw or platforms[p].engine == "duckdb")]
+        assume(outside)
+        raw["platform"] = draw(st.sampled_from(outside))
 
     def allowed_networks(self, team: str) -> list[str]:
         allowed = self.allowed_platforms(team)
@@ -449,6 +465,7 @@ def draw_consumer(draw: Draw, world: World, team: str) -> Raw:
     world.placement(draw, sink, team, network=True)
     if "platform" in sink:
         raw["platform"] = sink.pop("platform")
+    sink_network = sink.pop("network", None)
     refs = draw(st.lists(st.sampled_from(sorted(world.datasets)), min_size=1, max_size=3))
     tables = draw(st.lists(texts.filter(bool), min_size=len(refs), max_size=len(refs), unique=True))
     used = {t for t in tables}
@@ -461,6 +478,8 @@ def draw_consumer(draw: Draw, world: World, team: str) -> Raw:
             needs.append(draw_need(draw, world, team, ref, None))
         else:
             needs.append(draw_need(draw, world, team, ref, table))
+    if sink_network is not None and not any(need.get("mask") for need in needs):
+        sink["network"] = sink_network  # masked needs are not delivered by an agent
     raw["sink"] = sink
     raw["datasets"] = needs
     notify = []
@@ -544,6 +563,8 @@ def ecosystems(draw: Draw) -> Ecosystem:
                 teams[name]["consumers"] = consumers
     for name in team_names:
         bind_transformers_to_consumer_masks(world, teams[name])
+        for transformer in teams[name].get("transformers", {}).values():
+            world.off_network(draw, transformer, name)
     for ref, dataset in world.datasets.items():
         if draw(st.booleans()):
             others = world.receivers.get(ref, set()) - {ref.partition(".")[0]}

@@ -1,13 +1,16 @@
 """What a gateway agent may clone from the hub (replication, ``/api/v1/replication``).
 
-An agent delivers to the sinks of its network, from its own verified clone of each
-dataset they need: so it may clone exactly the datasets some consumer whose sink is in
-its network needs, and nothing else.
+An agent delivers to the sinks of its network from its own verified clone of each
+dataset they need, and runs the SQL transformers placed on its network's platforms from
+clones of their inputs: so it may clone exactly the datasets some consumer whose sink is
+in its network needs, and the inputs of those transformers, and nothing else.
 """
 
 from __future__ import annotations
 
+from dataferry.model.agentcheck import transformers_in
 from dataferry.model.graph import ModelIndex
+from dataferry.model.spec import Transformer
 from dataferry.server.errors import Forbidden, NotFound
 
 
@@ -18,5 +21,10 @@ def agent_grant(index: ModelIndex, network: str, ref: str) -> str:
     for consumer_ref, (_, _, consumer) in sorted(index.consumers.items()):
         if consumer.sink.network == network and any(n.ref == ref for n in consumer.datasets):
             return f"consumer {consumer_ref} in network {network} needs it"
-    raise Forbidden(f"an agent of network {network} may clone only what the sinks of its "
-                    f"network need; no consumer there needs {ref}")
+    for transformer in transformers_in(index, network):
+        spec = index.datasets[transformer].spec
+        assert isinstance(spec, Transformer)
+        if ref in spec.inputs:
+            return f"transformer {transformer} runs in network {network} and reads it"
+    raise Forbidden(f"an agent of network {network} may clone only what the sinks and "
+                    f"transformers of its network read; none there reads {ref}")

@@ -32,9 +32,11 @@ from dataferry.connectors.base import ReadRequest, ReadResult, SourceColumn, Sou
 from dataferry.engine.context import RunContext
 from dataferry.engine.deliver import DeliverResult
 from dataferry.engine.ingest import IngestResult
+from dataferry.engine.transform import TransformResult
 from dataferry.errors import FerryError, SinkError, SourceError, TransientError
 from dataferry.metadata.runs import VersionRef
-from dataferry.model.spec import SourceDataset
+from dataferry.model.graph import ModelIndex
+from dataferry.model.spec import SourceDataset, Transformer
 
 WAIT_SECONDS = 300.0
 """How long a job waits for an agent of its network to claim it (``ferry run --agent-wait``)."""
@@ -61,17 +63,18 @@ class AgentOutcome:
 
 def run_on_agent(context: RunContext, job: Job, *, run_id: int | None, full: bool,
                  on_rows: Callable[[int], None] | None, wait: float = WAIT_SECONDS,
-                 log: Callable[[str], None] | None = None) -> IngestResult | DeliverResult:
-    """Have an agent of the job's network run ``job``; returns what ``engine.ingest`` or
-    ``engine.deliver`` return. Raises ``AgentWaitError`` when no agent claims it in time."""
+                 log: Callable[[str], None] | None = None
+                 ) -> IngestResult | DeliverResult | TransformResult:
+    """Have an agent of the job's network run ``job``; returns what ``engine.ingest``,
+    ``engine.deliver`` or ``engine.transform`` return. Raises ``AgentWaitError`` when no
+    agent claims it in time."""
     network = network_of(context, job)
     assert network is not None
     if job.kind == "deliver":
         return _deliver(context, job, network, run_id=run_id, full=full, wait=wait, log=log)
-    if job.kind != "ingest":
-        raise SourceError(f"{job.id}: a {job.kind} job in network {network} cannot run on an "
-                          "agent yet (ingests and deliveries do; see docs/agents.md)",
-                          public=True)
+    if job.kind == "transform":
+        return _transform(context, job, network, run_id=run_id, full=full, wait=wait, log=log,
+                          on_rows=on_rows)
     from dataferry.engine.ingest import ingest, read_request
 
     entry = context.index.datasets[job.dataset]
@@ -120,6 +123,87 @@ def _deliver(context: RunContext, job: Job, network: str, *, run_id: int | None,
     return DeliverResult(job.consumer, need.ref, str(done["table"]), int(done["version"]),
                          None if done.get("previous") is None else int(done["previous"]),
                          int(done["rows"]), tuple(str(w) for w in done.get("warnings", ())))
+
+
+def _transform(context: RunContext, job: Job, network: str, *, run_id: int | None, full: bool,
+               wait: float, log: Callable[[str], None] | None,
+               on_rows: Callable[[int], None] | None) -> TransformResult:
+    """A SQL transform on a platform in ``network``: the hub pins the input versions and
+    decides whether it is due, as ``engine.transform`` does; the agent clones each input at
+    its pinned version (replication, every byte verified), runs the SQL on DuckDB under the
+    same lock-down and uploads the output; the hub hashes the files again and publishes
+    them as the keyed difference, signed here, with the lineage and definition."""
+    from dataferry.engine.transform import (
+        TransformError,
+        _input_mask,
+        due_transform,
+        publish_output,
+        transformer_text,
+    )
+
+    ref = job.dataset
+    refused = agent_refusal(context.index, ref)
+    if refused is not None:
+        raise TransformError(f"{job.id}: {refused}", public=True)
+    pin = None if run_id is None else (
+        lambda read: context.runs.record_reading(run_id, read))  # gc keeps them meanwhile
+    due = due_transform(context, ref, pin, full)
+    if due.reason is None:
+        return TransformResult(ref, None)
+    inputs: list[dict[str, Any]] = []
+    lineage: list[dict[str, Any]] = []
+    for input_ref, number in due.inputs:
+        if _input_mask(context, ref, input_ref):  # approval checked here too
+            raise TransformError(f"{job.id}: {input_ref} reaches transformer {ref} masked, and "
+                                 "masks are keyed with the hub's key: run it on a platform "
+                                 "outside a network", public=True)
+        version = context.store.dataset(input_ref).version(number)
+        lineage.append({"ref": input_ref, "version": number, "manifest_hash": version.hash})
+        inputs.append({"ref": input_ref, "version": number,
+                       "dataset_id": version.manifest.dataset_id})
+    payload = {"dataset": ref, "sql": transformer_text(context, ref), "inputs": inputs,
+               "refs": list(due.spec.inputs)}
+    outcome = wait_for_agent(context, job.id, network, "transform", payload, run_id=run_id,
+                             wait=wait, log=log)
+    uploads = Uploads(context.store.home)
+    try:
+        paths = uploads.verified(outcome.job.id, outcome.job.attempt,
+                                 outcome.result.get("files", []))
+        data = uploaded_reader(str(outcome.result["schema"]), paths, on_rows=on_rows)
+        published = publish_output(context, ref, data, lineage, due.definition)
+    finally:
+        uploads.discard(outcome.job.id)
+    return TransformResult(ref, published, due.reason)
+
+
+def agent_refusal(index: ModelIndex, ref: str) -> str | None:
+    """Why transformer ``ref`` cannot run on a gateway agent (None: it can). Python code
+    is not sent into a private network: the agent runs only what it can bound (SQL under
+    DuckDB's lock-down). Masked inputs need the hub's mask key (``ferry check``:
+    ``agent-unsupported``, and the hub refuses them again at run time)."""
+    spec = index.datasets[ref].spec
+    assert isinstance(spec, Transformer)
+    if spec.python is not None:
+        return (f"transformer {ref} is Python ({spec.python}): Python transformers run on the "
+                "hub, never on a gateway agent (the agent runs only SQL, under DuckDB's "
+                "lock-down); set platform: to a platform outside a network")
+    return None
+
+
+def uploaded_reader(schema_text: str, paths: list[Any], *, batch_rows: int = 65_536,
+                    on_rows: Callable[[int], None] | None = None) -> pa.RecordBatchReader:
+    """The rows of files an agent uploaded (verified), batch by batch, in the Arrow schema
+    it reported (base64 IPC)."""
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(schema_text)))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for path in paths:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                if on_rows is not None:
+                    on_rows(batch.num_rows)
+                yield batch
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def wait_for_agent(context: RunContext, job_id: str, network: str, kind: str,
@@ -198,13 +282,8 @@ class UploadedSource(SourceConnector):
         return columns_from_json(str(self.result["columns"]))
 
     def read(self, request: ReadRequest) -> ReadResult:
-        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.result["schema"])))
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for path in self.paths:
-                yield from pq.ParquetFile(path).iter_batches(batch_size=request.batch_rows)
-
         state = self.result.get("state")
-        return ReadResult(pa.RecordBatchReader.from_batches(schema, batches()),
+        return ReadResult(uploaded_reader(str(self.result["schema"]), self.paths,
+                                          batch_rows=request.batch_rows),
                           state=lambda: state, warnings=list(self.result.get("warnings", [])),
                           unique_key=bool(self.result.get("unique_key")))

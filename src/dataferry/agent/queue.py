@@ -26,7 +26,7 @@ from dataferry.metadata.schema import AgentJobRow, RunRow
 
 LEASE_SECONDS = 60.0
 """How long a claimed job stays an agent's without a word from it."""
-AgentJobKind = Literal["ingest", "deliver", "check"]
+AgentJobKind = Literal["ingest", "deliver", "transform", "check"]
 ENDED = ("done", "failed", "cancelled")
 
 
@@ -153,6 +153,16 @@ class AgentJobs:
                 .values(state="cancelled", ended_at=self.now(), lease_expires_at=None,
                         error=why)).rowcount
         return bool(done)
+
+    def ended_at(self, agent_job_id: int) -> datetime | None:
+        """When the job ended; None while it is queued or running; the earliest time for a
+        job the queue does not have (``Uploads.sweep``)."""
+        job = self.get(agent_job_id)
+        if job is None:
+            return datetime.min.replace(tzinfo=self.now().tzinfo)
+        if job.state not in ENDED:
+            return None
+        return job.ended_at or job.created_at
 
     def running_for(self, agent_id: int) -> AgentJob | None:
         """The job ``agent_id`` runs now, if any (``ferry agents list``)."""

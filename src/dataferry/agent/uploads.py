@@ -4,7 +4,8 @@ Each lands in ``<home>/agent-uploads/<agent job>/<attempt>/<name>``, hashed (SHA
 it streams in; one whose bytes do not match the hash its agent announced is deleted and
 refused. Before publishing, ``verified`` hashes every file the report names again: what
 is published is exactly what the agent read, byte for byte. An attempt's files go with
-its job (``discard``) once published or given up.
+its job (``discard``) once published or given up; ``ferry gc`` removes those of jobs that
+ended an hour ago and were never published (their ``ferry run`` was killed meanwhile).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from dataferry.errors import UsageError, VerificationError
 
 FILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}\.parquet$")
 CHUNK = 1 << 20
+SWEEP_GRACE = timedelta(hours=1)
+"""How long after its job ended an attempt's uploads stay (``ferry gc``): the process that
+waits for the job may still be verifying and publishing them."""
 
 
 class Uploads:
@@ -72,6 +77,27 @@ class Uploads:
 
     def discard(self, agent_job_id: int) -> None:
         shutil.rmtree(self.root / str(agent_job_id), ignore_errors=True)
+
+    def sweep(self, ended_since: Callable[[int], datetime | None], now: datetime,
+              grace: timedelta = SWEEP_GRACE) -> tuple[int, int]:
+        """Remove the uploads of jobs that ended more than ``grace`` ago (or that the queue
+        no longer has) and so will never be published: a ``ferry run`` killed while its
+        agent worked leaves them behind. ``ended_since(id)``: when the job ended, ``None``
+        while it is queued or running, ``datetime.min`` (aware) for an unknown job.
+        Returns (jobs, bytes) removed."""
+        removed, freed = 0, 0
+        if not self.root.is_dir():
+            return 0, 0
+        for folder in sorted(self.root.iterdir()):
+            if not folder.name.isdigit():
+                continue
+            ended = ended_since(int(folder.name))
+            if ended is None or now - ended < grace:
+                continue
+            freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        return removed, freed
 
 
 def _sha256(path: Path) -> str:

@@ -6,7 +6,9 @@ of at most ``FILE_ROWS`` rows (or ``FILE_BYTES``) in a scratch directory, upload
 it arrives) and reports the files' hashes with the live columns and the source's state.
 A ``deliver`` job clones the dataset from the hub into the agent's own store (the
 replication protocol: every byte verified against the dataset id the hub sent) and
-applies it to the sink with its ``_ferry_loads`` ledger. A ``check`` job reads only the
+applies it to the sink with its ``_ferry_loads`` ledger. A ``transform`` job (SQL only)
+clones its inputs the same way, at the versions the hub pinned, runs the SQL on DuckDB
+and uploads the output like an ingest's files. A ``check`` job reads only the
 columns (``ferry check --connect``). While a job runs, a
 thread renews its lease; the lease lost (``LostJob``), the job is dropped unreported.
 """
@@ -18,7 +20,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +30,9 @@ from dataferry.agent.wire import columns_to_json, request_of, source_of
 from dataferry.connectors.drift import check_drift
 from dataferry.connectors.registry import source_class
 from dataferry.errors import AuthError, FerryError
+
+if TYPE_CHECKING:
+    from dataferry.store.store import Store
 
 FILE_ROWS = 1_000_000
 FILE_BYTES = 64 * 1024 * 1024
@@ -45,6 +50,8 @@ def run_job(client: HubClient, job: dict[str, Any], model_root: Path, home: Path
                 result = _ingest(client, job, model_root)
             elif job["kind"] == "deliver":
                 result = _deliver(client, job, home, model_root)
+            elif job["kind"] == "transform":
+                result = _transform(client, job, home)
             elif job["kind"] == "check":
                 result = _check(job, model_root)
             else:
@@ -83,13 +90,7 @@ def _ingest(client: HubClient, job: dict[str, Any], model_root: Path) -> dict[st
         live = connector.columns(request.dataset, request.spec)
         check_drift(request.dataset, request.spec, live)  # fail here, before reading
         read = connector.read(request)
-        files, rows = [], 0
-        for path, count in _write_files(read.reader, scratch):
-            rows += count
-            sha256 = client.upload(job, path)
-            files.append({"name": path.name, "sha256": sha256, "rows": count})
-            client.log(job, f"read {rows} rows, uploaded {len(files)} file(s)")
-            path.unlink()
+        files, rows = _upload(client, job, read.reader, scratch, "read")
         return {"files": files, "rows": rows, "columns": columns_to_json(live),
                 "schema": base64.b64encode(read.reader.schema.serialize().to_pybytes()).decode(),
                 "state": read.state(), "warnings": list(read.warnings),
@@ -97,6 +98,20 @@ def _ingest(client: HubClient, job: dict[str, Any], model_root: Path) -> dict[st
     finally:
         connector.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _upload(client: HubClient, job: dict[str, Any], reader: pa.RecordBatchReader,
+            scratch: Path, verb: str) -> tuple[list[dict[str, Any]], int]:
+    """Write ``reader`` as Parquet files in ``scratch`` and upload each as it is closed
+    (the hub hashes it as it arrives); returns the files' entries and the rows."""
+    files, rows = [], 0
+    for path, count in _write_files(reader, scratch):
+        rows += count
+        sha256 = client.upload(job, path)
+        files.append({"name": path.name, "sha256": sha256, "rows": count})
+        client.log(job, f"{verb} {rows} rows, uploaded {len(files)} file(s)")
+        path.unlink()
+    return files, rows
 
 
 def _write_files(reader: pa.RecordBatchReader, scratch: Path) -> Any:
@@ -123,12 +138,31 @@ def _write_files(reader: pa.RecordBatchReader, scratch: Path) -> Any:
 
 def _check(job: dict[str, Any], model_root: Path) -> dict[str, Any]:
     payload = job["payload"]
+    if "sink" in payload:
+        return _check_sink(payload, model_root)
     request = request_of(payload)
     connector = _connector(job, model_root)
     try:  # the hub compares them with the model (``ferry check --connect``)
         return {"columns": columns_to_json(connector.columns(request.dataset, request.spec))}
     finally:
         connector.close()
+
+
+def _check_sink(payload: dict[str, Any], model_root: Path) -> dict[str, Any]:
+    """Open the sink and read its ledger for each need, as ``ferry check --connect`` does
+    for a sink the hub reaches; its error (never a secret) says why it cannot."""
+    from pydantic import TypeAdapter
+
+    from dataferry.connectors.registry import sink_class
+    from dataferry.model.spec import Sink
+
+    spec = TypeAdapter(Sink).validate_python(payload["sink"])
+    sink = sink_class(spec.kind)(str(payload["consumer"]), spec, model_root)
+    try:
+        applied = {table: sink.applied_version(ref, table) for ref, table in payload["tables"]}
+    finally:
+        sink.close()
+    return {"applied": applied}
 
 
 class _LeaseRenewal:
@@ -167,18 +201,10 @@ def _deliver(client: HubClient, job: dict[str, Any], home: Path,
     from dataferry.connectors.registry import sink_class
     from dataferry.engine.deliver import deliver_into
     from dataferry.model.spec import Need, Sink
-    from dataferry.replication.peer import Peer
-    from dataferry.replication.sync import sync
-    from dataferry.store.store import Store
 
     payload = job["payload"]
     ref = str(payload["dataset"])
-    assert client.enrolled is not None
-    store = Store(home / "store", home)
-    with Peer(client.hub, ref, client.enrolled.credential) as peer:
-        synced = sync(peer, store.dataset(ref), pinned=str(payload["dataset_id"]))
-    client.log(job, f"{ref}: clone at version {synced.head} ({synced.files_fetched} file(s) "
-                    f"fetched, every byte verified)")
+    store = _clones(client, job, home, [ref], {ref: str(payload["dataset_id"])})
     spec = TypeAdapter(Sink).validate_python(payload["sink"])
     need = Need.model_validate(payload["need"])
     sink = sink_class(spec.kind)(payload["consumer"], spec, model_root)
@@ -189,3 +215,54 @@ def _deliver(client: HubClient, job: dict[str, Any], home: Path,
         sink.close()
     return {"table": done.table, "version": done.version, "previous": done.previous,
             "rows": done.rows, "warnings": list(done.warnings)}
+
+
+def _transform(client: HubClient, job: dict[str, Any], home: Path) -> dict[str, Any]:
+    """A SQL transform: clone each input at the version the hub pinned (every byte
+    verified against the dataset id it sent), run the SQL on DuckDB as the hub would
+    (``engine.transform.sql_output``: UTC, lock-down, spilling) and upload the output; the
+    hub publishes and signs it."""
+    from dataferry.engine.transform import SqlInput, _decoded, _input_rows, sql_output
+    from dataferry.store.batching import row_width
+    from dataferry.store.dataset import declared_types
+
+    payload = job["payload"]
+    store = _clones(client, job, home, [str(given["ref"]) for given in payload["inputs"]],
+                    {str(given["ref"]): str(given["dataset_id"]) for given in payload["inputs"]})
+    inputs, width = [], 0.0
+    for given in payload["inputs"]:
+        dataset = store.dataset(str(given["ref"]))
+        version = dataset.version(int(given["version"]))
+        input_width = row_width(dataset.path, dataset.active_files(version.number))
+        width += input_width
+        declared = declared_types(version.manifest.schema)
+        reader = dataset.reader(version, batch_size=_input_rows(input_width))
+        inputs.append(SqlInput(dataset.ref, _decoded(reader, declared), declared, set()))
+    scratch = Path(tempfile.mkdtemp(prefix="ferry-agent-"))
+    try:
+        with sql_output(str(payload["dataset"]), str(payload["sql"]),
+                        [str(r) for r in payload["refs"]], inputs, width) as data:
+            files, rows = _upload(client, job, data, scratch, "computed")
+            schema = data.schema
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"files": files, "rows": rows,
+            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode()}
+
+
+def _clones(client: HubClient, job: dict[str, Any], home: Path, refs: list[str],
+            ids: dict[str, str]) -> Store:
+    """The agent's store, with ``refs`` cloned (or pulled) from the hub, each verified
+    against the dataset id ``ids`` names."""
+    from dataferry.replication.peer import Peer
+    from dataferry.replication.sync import sync
+    from dataferry.store.store import Store
+
+    assert client.enrolled is not None
+    store = Store(home / "store", home)
+    for ref in refs:
+        with Peer(client.hub, ref, client.enrolled.credential) as peer:
+            synced = sync(peer, store.dataset(ref), pinned=ids[ref])
+        client.log(job, f"{ref}: clone at version {synced.head} ({synced.files_fetched} "
+                        "file(s) fetched, every byte verified)")
+    return store

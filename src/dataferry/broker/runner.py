@@ -107,6 +107,8 @@ def _on_agent(context: RunContext, job: Job, on_rows: Callable[[int], None] | No
                           wait=context.agent_wait or WAIT_SECONDS, log=say)
     if job.kind == "deliver":
         return _delivered(job, result, full, started)
+    if job.kind == "transform":
+        return _transformed(context, job, result, started)
     return _ingested(job, result, started)
 
 
@@ -138,6 +140,11 @@ def _transform(context: RunContext, job: Job, on_rows: Callable[[int], None] | N
 
         done = transform(context, job.dataset, on_rows=on_rows, pin=_pin(context, run_id),
                          full=full)
+    return _transformed(context, job, done, started)
+
+
+def _transformed(context: RunContext, job: Job, done: Any, started: float) -> JobResult:
+    """A transform's ``JobResult`` from what ``engine.transform`` returned."""
     published = done.published
     if published is None or published.unchanged:
         head = context.store.dataset(job.dataset).head()

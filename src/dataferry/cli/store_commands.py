@@ -437,6 +437,7 @@ def gc(
                 retention = context.index.datasets[ref].spec.retention
             results.append(collect(context.dataset(ref), context.store.keys, retention,
                                    holds=holds.of(ref), force=force))
+        uploads = _sweep_uploads(context, holds)
     finally:
         holds.close()
     cache = sweep_cache(context.store, context.index)
@@ -454,6 +455,9 @@ def gc(
         for h in r.forced:
             typer.echo(f"  dropped version {h.version} that {h.job_id} holds ({h.why}): its "
                        "next delivery reloads it in full")
+    if uploads[0]:
+        typer.echo(f"agent uploads: removed those of {uploads[0]} job(s) never published "
+                   f"(their ferry run was stopped), freed {_size(uploads[1])}")
     if cache.removed:
         typer.echo(f"sharing cache: removed {len(cache.removed)} entr"
                    f"{'y' if len(cache.removed) == 1 else 'ies'} of dropped versions or "
@@ -485,6 +489,22 @@ def compact(
         f"{result.rewritten_files} file(s) with deletion vectors as {result.written_files} "
         f"({_size(result.bytes)}, {result.deleted_rows:,} deleted rows dropped); Delta "
         f"reader version {result.reader_version}, {result.seconds:.1f} s")
+
+
+def _sweep_uploads(context: _Context, holds: _Holds) -> tuple[int, int]:
+    """Remove agent uploads that will never be published (``Uploads.sweep``)."""
+    from dataferry.agent.uploads import Uploads
+
+    uploads = Uploads(context.store.home)
+    if context.index is None or not uploads.root.is_dir():
+        return 0, 0
+    from dataferry.agent.queue import AgentJobs
+    from dataferry.engine.context import RunContext
+
+    if holds.run_context is None:
+        holds.run_context = RunContext.from_loaded(context.loaded)
+    queue = AgentJobs(holds.run_context.metadata)
+    return uploads.sweep(queue.ended_at, queue.now())
 
 
 class _Holds:

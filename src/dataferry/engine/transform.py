@@ -86,75 +86,134 @@ def transform(context: RunContext, ref: str,
     ``pin`` records the input versions before they are read (the runner: on its running
     run), so that ``ferry gc`` keeps them until the transform ends.
     """
-    entry = context.index.datasets[ref]
-    spec = entry.spec
+    due = due_transform(context, ref, pin, full)
+    if due.reason is None:
+        return TransformResult(ref, None)  # same inputs, same definition: the same output
+    spec = due.spec
+    lineage: list[dict[str, Any]] = []
+    width = 0.0  # of an output row, about: the inputs' widest rows side by side
+    inputs: list[SqlInput] = []
+    tables: list[pa.Table] = []
+    for input_ref, number in due.inputs:
+        masked = _input_mask(context, ref, input_ref)
+        dataset = context.store.dataset(input_ref)
+        version = dataset.version(number)  # the one pinned, not a newer one
+        verify_for_reading(dataset, version.number)  # never compute on altered data
+        lineage.append({"ref": input_ref, "version": version.number,
+                        "manifest_hash": version.hash})
+        input_width = row_width(dataset.path, dataset.active_files(version.number))
+        width += input_width
+        declared = declared_types(version.manifest.schema)
+        decoded = _decoded(dataset.reader(version, batch_size=_input_rows(input_width)),
+                           declared)
+        if masked:
+            decoded = _masked(decoded, masked, context.store.home)
+        if spec.python is not None:
+            tables.append(decoded.read_all())
+        else:
+            inputs.append(SqlInput(input_ref, decoded, declared, masked))
+    if spec.python is not None:
+        result = _run_python(context, context.index.datasets[ref].team, spec.python, tables)
+        published = publish_output(context, ref, _counted(result, on_rows), lineage,
+                                   due.definition)
+        return TransformResult(ref, published, due.reason)
+    with sql_output(ref, transformer_text(context, ref), list(spec.inputs), inputs,
+                    width) as data:
+        published = publish_output(context, ref, _counted(data, on_rows), lineage,
+                                   due.definition)
+    return TransformResult(ref, published, due.reason)
+
+
+@dataclass
+class DueTransform:
+    """What ``due_transform`` found: the inputs' versions (pinned), the definition, and why
+    the transform must run (None: it need not)."""
+
+    spec: Transformer
+    inputs: list[tuple[str, int]]
+    definition: Definition
+    reason: str | None
+
+
+def due_transform(context: RunContext, ref: str,
+                  pin: Callable[[list[VersionRef]], object] | None, full: bool) -> DueTransform:
+    """Resolve (and ``pin``) the latest versions of ``ref``'s inputs and say whether its
+    output must be computed again (``_why``)."""
+    spec = context.index.datasets[ref].spec
     assert isinstance(spec, Transformer)
     current = _resolve_inputs(context, list(spec.inputs), pin)
-    numbers = dict(current)
     output = context.store.dataset(ref)
     head = output.head() if output.exists() else None
     definition = transformer_definition(context.index, context.root, ref)
     reason = _why(head.manifest if head is not None else None, current, definition, spec, full,
                   lambda r, old, new: context.store.dataset(r).same_rows(old, new))
-    if reason is None:
-        return TransformResult(ref, None)  # same inputs, same definition: the same output
-    lineage: list[dict[str, Any]] = []
-    views = view_names(list(spec.inputs))
-    width = 0.0  # of an output row, about: the inputs' widest rows side by side
+    return DueTransform(spec, current, definition, reason)
+
+
+def transformer_text(context: RunContext, ref: str) -> str:
+    """The SQL of SQL transformer ``ref`` (its ``sql:``, or its ``sql_file`` read now)."""
+    entry = context.index.datasets[ref]
+    spec = entry.spec
+    assert isinstance(spec, Transformer)
+    return spec.sql if spec.sql is not None else _read_sql(context, entry.team,
+                                                           spec.sql_file or "")
+
+
+@dataclass
+class SqlInput:
+    """One input of a SQL transform: its decoded batches, declared types, masked columns."""
+
+    ref: str
+    reader: pa.RecordBatchReader
+    declared: dict[str, str]
+    masked: set[str]
+
+
+@contextlib.contextmanager
+def sql_output(ref: str, sql: str, refs: list[str], inputs: list[SqlInput],
+               width: float) -> Iterator[pa.RecordBatchReader]:
+    """The output of SQL transformer ``ref`` over ``inputs`` (each a view named as
+    ``view_names(refs)`` says), computed by DuckDB as it is read; on the hub and on a
+    gateway agent alike. ``width``: of an output row, about (batching)."""
+    views = view_names(refs)
     with spilling("ferry-transform-") as db:
         # Instants are grouped, cast and shown in UTC, whatever the host's zone, as on
         # Spark (engine.spark_session): cast(ordered_at as date) is the UTC day.
         db.execute("set TimeZone = 'UTC'")
-        tables: list[pa.Table] = []
-        for input_ref in spec.inputs:
-            masked = _input_mask(context, ref, input_ref)
-            dataset = context.store.dataset(input_ref)
-            version = dataset.version(numbers[input_ref])  # the one pinned, not a newer one
-            verify_for_reading(dataset, version.number)  # never compute on altered data
-            lineage.append({"ref": input_ref, "version": version.number,
-                            "manifest_hash": version.hash})
-            input_width = row_width(dataset.path, dataset.active_files(version.number))
-            width += input_width
-            decoded = _decoded(dataset.reader(version, batch_size=_input_rows(input_width)),
-                               declared_types(version.manifest.schema))
-            if masked:
-                decoded = _masked(decoded, masked, context.store.home)
-            if spec.python is not None:
-                tables.append(decoded.read_all())
-            else:
-                db.register(views[input_ref], _sql_input(
-                    decoded, declared_types(version.manifest.schema), masked))
+        for given in inputs:
+            db.register(views[given.ref], _sql_input(given.reader, given.declared,
+                                                     given.masked))
+        rows = rows_for(width)
+        if rows < MAX_BATCH_ROWS:
+            # Wide rows: one thread's row group in memory at a time, and less room
+            # for DuckDB beside the inputs' and the output's batches (2,000 rows of
+            # 1 MiB through a select *: 633 MiB at 256 MB, 583 MiB at 128 MB).
+            db.execute("set threads = 1")
+            db.execute("set memory_limit = '128MB'")
+        lock_down(db)
         try:
-            if spec.python is not None:
-                result = _run_python(context, entry.team, spec.python, tables)
-                data: pa.RecordBatchReader | pa.Table = result
-            else:
-                sql = spec.sql if spec.sql is not None else _read_sql(context, entry.team,
-                                                                       spec.sql_file or "")
-                rows = rows_for(width)
-                if rows < MAX_BATCH_ROWS:
-                    # Wide rows: one thread's row group in memory at a time, and less room
-                    # for DuckDB beside the inputs' and the output's batches (2,000 rows of
-                    # 1 MiB through a select *: 633 MiB at 256 MB, 583 MiB at 128 MB).
-                    db.execute("set threads = 1")
-                    db.execute("set memory_limit = '128MB'")
-                lock_down(db)
-                data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(rows))
+            data = _sql_errors_named(ref, db.sql(sql).to_arrow_reader(rows))
         except duckdb.Error as exc:
             raise _sql_failed(ref, exc) from None
-        data = _counted(data, on_rows)
-        try:
-            published = publish(context.store.dataset(ref), spec, data,
-                                keys=context.store.keys, lineage=lineage,
-                                max_delete_ratio=context.max_delete_ratio(spec),
-                                definition=definition.to_json(), by_key=True)
-        except (QualityError, KeyViolation, DeleteRefused):
-            raise  # they name the dataset and what is wrong with the output
-        except StoreError as exc:
-            suffix = f" (the output of transformer {ref} does not match its declared columns)"
-            raise StoreError(f"{exc}{suffix}", public=None if exc.public is None
-                             else exc.public + suffix) from None
-    return TransformResult(ref, published, reason)
+        yield data
+
+
+def publish_output(context: RunContext, ref: str, data: pa.RecordBatchReader,
+                   lineage: list[dict[str, Any]], definition: Definition) -> Published:
+    """Publish transformer ``ref``'s output ``data`` as its keyed difference, with the
+    input versions it was computed from and its definition (the checks gate it)."""
+    spec = context.index.datasets[ref].spec
+    assert isinstance(spec, Transformer)
+    try:
+        return publish(context.store.dataset(ref), spec, data, keys=context.store.keys,
+                       lineage=lineage, max_delete_ratio=context.max_delete_ratio(spec),
+                       definition=definition.to_json(), by_key=True)
+    except (QualityError, KeyViolation, DeleteRefused):
+        raise  # they name the dataset and what is wrong with the output
+    except StoreError as exc:
+        suffix = f" (the output of transformer {ref} does not match its declared columns)"
+        raise StoreError(f"{exc}{suffix}", public=None if exc.public is None
+                         else exc.public + suffix) from None
 
 
 def _why(head: Manifest | None, current: list[tuple[str, int]], definition: Definition,

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
+from dataferry.model.agentcheck import check_agents
 from dataferry.model.compat import compare, load_base
 from dataferry.model.findings import Finding
 from dataferry.model.graph import ModelIndex
@@ -53,6 +54,7 @@ def lint_model(loaded: LoadedModel, *, sql: bool = True) -> None:
     linter = Linter(loaded, sql=sql)
     linter.run()
     check_policy(loaded.ecosystem, linter.index, loaded.report, loaded.root, sql=sql)
+    check_agents(linter.index, loaded.report)
     if sql:
         check_transformer_sql(loaded, linter.index)
         check_spark(loaded, linter.index)

@@ -3,8 +3,8 @@
 Every source dataset's live columns are compared with the declared ones (the same rules
 as an ingest, ``connectors.drift``): a missing column or an incompatible type is a
 ``schema-mismatch`` error; a source or sink that cannot be reached is an ``unreachable``
-warning (CI often cannot reach production, so it does not fail the check). A source in a
-private network is checked by an agent of that network when one is enrolled
+warning (CI often cannot reach production, so it does not fail the check). A source or
+sink in a private network is checked by an agent of that network when one is enrolled
 (``dataferry.agent.check``); otherwise it is reported as not checked.
 """
 
@@ -61,14 +61,13 @@ def check_connections(loaded: LoadedModel) -> None:
         from dataferry.agent.check import check_through_agents
 
         check_through_agents(loaded, index, remote)
+    remote_sinks: list[str] = []
     for consumer_ref, (team, name, consumer) in index.consumers.items():
         where = ("teams", team, "consumers", name, "sink")
         if consumer.sink.kind == "share":
             continue  # served from the store by Delta Sharing: nothing to reach
         if consumer.sink.network is not None:
-            report.add("unreachable", f"consumer {consumer_ref}: not checked here: its sink is "
-                       f"only reachable in network {consumer.sink.network}", where,
-                       severity="warning")
+            remote_sinks.append(consumer_ref)
             continue
         try:
             sink = sink_class(consumer.sink.kind)(consumer_ref, consumer.sink, loaded.root)
@@ -80,6 +79,10 @@ def check_connections(loaded: LoadedModel) -> None:
         except FerryError as exc:
             report.add("unreachable", f"consumer {consumer_ref}: cannot reach its sink: {exc}",
                        where, severity="warning")
+    if remote_sinks:
+        from dataferry.agent.check import check_sinks_through_agents
+
+        check_sinks_through_agents(loaded, index, remote_sinks)
 
 
 def _change_problems(connector: SourceConnector, ref: str, entry: DatasetEntry,

@@ -31,6 +31,7 @@ CODES = (
     "schema-mismatch",
     "sql-error",
     "spark-unsupported",
+    "agent-unsupported",
 )
 """Every stable finding code (MODEL.md's table)."""
 

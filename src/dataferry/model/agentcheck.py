@@ -1,0 +1,81 @@
+"""``ferry check`` on jobs placed on a gateway agent: ``agent-unsupported``.
+
+A job whose platform is in a private network runs on an agent of that network
+(docs/agents.md). Some cannot, by design, and are errors now rather than failed runs:
+
+- a Python transformer on such a platform: the hub does not send code into a private
+  network (an agent runs only SQL, under DuckDB's lock-down, which it can bound);
+- a transformer on such a platform that gets an input column masked, and a consumer
+  whose sink is in a network and whose need has ``mask:``: masks are keyed hashes whose
+  key stays on the hub, and the values they hide must not reach the network unmasked.
+
+The planner places a transformer in a network only by name (``platform:``,
+``defaults.platform`` or a zone's fallback), never by size.
+"""
+
+from __future__ import annotations
+
+from dataferry.model.findings import Report
+from dataferry.model.graph import ModelIndex
+from dataferry.model.policy import masked_input_columns
+from dataferry.model.spec import Transformer
+
+CODE = "agent-unsupported"
+
+
+def check_agents(index: ModelIndex, report: Report) -> None:
+    """Add an ``agent-unsupported`` finding for each job a gateway agent cannot run."""
+    networks = {p.network for p in index.ecosystem.platforms.values() if p.network}
+    if not networks and not any(c.sink.network for _, _, c in index.consumers.values()):
+        return
+    for network in sorted(networks):
+        for ref in transformers_in(index, network):
+            entry = index.datasets[ref]
+            spec = entry.spec
+            assert isinstance(spec, Transformer)
+            if spec.python is not None:
+                report.add(CODE, f"transformer {ref} is Python ({spec.python}) and is placed on "
+                           f"a platform in network {network}: Python transformers run on the "
+                           "hub, never on a gateway agent (it runs only SQL, under DuckDB's "
+                           "lock-down); set platform: to a platform outside a network",
+                           (*entry.path, "platform"))
+                continue
+            for input_ref in spec.inputs:
+                if input_ref in index.datasets and masked_input_columns(index, ref, input_ref):
+                    report.add(CODE, f"transformer {ref} runs in network {network} and gets "
+                               f"columns of {input_ref} masked: masks are keyed with the hub's "
+                               "key, so it cannot run on a gateway agent; set platform: to a "
+                               "platform outside a network", (*entry.path, "platform"))
+                    break
+    for consumer_ref, (team, name, consumer) in sorted(index.consumers.items()):
+        sink_network = consumer.sink.network
+        if sink_network is None:
+            continue
+        for position, need in enumerate(consumer.datasets):
+            if need.mask:
+                report.add(CODE, f"consumer {consumer_ref}: its sink is in network {sink_network} "
+                           f"and its need of {need.ref} has mask: ({', '.join(need.mask)}); "
+                           "masks are keyed with the hub's key and the values they hide must "
+                           "not enter the network unmasked, so a gateway agent cannot deliver "
+                           "it: deliver it to a sink outside the network, or without mask:",
+                           ("teams", team, "consumers", name, "datasets", position, "mask"))
+
+
+def transformers_in(index: ModelIndex, network: str) -> list[str]:
+    """The transformers the planner places on a platform in ``network``: by ``platform:``
+    or ``defaults.platform``, where the team's zone allows it (otherwise the planner falls
+    back to a platform outside any network; ``broker.platforms``)."""
+    eco = index.ecosystem
+    found = []
+    for ref, entry in sorted(index.datasets.items()):
+        if not isinstance(entry.spec, Transformer):
+            continue
+        name = entry.spec.platform or eco.defaults.platform
+        platform = eco.platforms.get(name)
+        team = eco.teams.get(entry.team)
+        zone = eco.zones.get(team.zone) if team is not None else None
+        allowed = zone.platforms if zone is not None else None
+        if platform is not None and platform.network == network and (
+                allowed is None or name in allowed):
+            found.append(ref)
+    return found
