@@ -421,3 +421,51 @@ def test_a_job_in_flight_on_a_revoked_agent_is_run_by_another(
         assert [v.number for v in context.store.dataset("crm.customers").versions()] == [1]
     finally:
         context.close()
+
+
+def test_a_job_whose_ferry_run_was_killed_is_dropped_and_its_retry_publishes_once(
+        ferry: Callable[..., Result], tmp_path: Path, pg: str) -> None:
+    from datetime import timedelta
+
+    from dataferry.metadata.clock import utcnow
+
+    root = write_model(tmp_path / "model", pg, read="table: slow_customers")
+    context = context_of(root)
+    home = tmp_path / "agent" / "home"
+    uploads = context.store.home / "agent-uploads"
+    try:
+        with running_hub(context, lease_seconds=3) as (host, port):
+            agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                                env={PASSWORD_VARIABLE: SECRET})
+            queue = AgentJobs(context.metadata)
+            try:
+                with (tmp_path / "run.log").open("wb") as output:
+                    run = subprocess.Popen(
+                        [str(Path(sys.executable).parent / "ferry"), "run", "crm.customers",
+                         "--model", str(root), "--agent-wait", "60s"],
+                        stdout=output, stderr=subprocess.STDOUT)
+                _wait(lambda: (queue.get(1) or _Never).state == "running",
+                      "the agent to take the job")
+                run.send_signal(signal.SIGKILL)  # the process that would publish it is gone
+                run.wait(timeout=10)
+                killed = RunHistory(context.metadata).last_run("ingest:crm.customers")
+                assert killed is not None and killed.status == "running"
+                # a scheduler declares it abandoned once its lease (300 s) has run out
+                later = RunHistory(context.metadata, now=lambda: utcnow() + timedelta(hours=1))
+                assert later.mark_abandoned(killed.id)
+                _wait(lambda: (queue.get(1) or _Never).state == "cancelled",
+                      "the hub to take the job back from the agent")
+                _wait(lambda: "ingest:crm.customers: lost" in agent_log(home),
+                      "the agent to drop it")  # its read (6 s) ended; its upload refused
+                assert not (uploads / "1").exists()
+                assert not context.store.dataset("crm.customers").exists()  # nothing published
+                retried = ferry("run", "crm.customers", "--model", root, "--agent-wait", "60s")
+                assert retried.code == 0, (retried, agent_log(home))
+            finally:
+                stop(agent)
+        assert [v.number for v in context.store.dataset("crm.customers").versions()] == [1]
+        assert (queue.get(1) or _Never).state == "cancelled"
+        assert (queue.get(2) or _Never).state == "done"
+        assert not uploads.exists() or list(uploads.iterdir()) == []
+    finally:
+        context.close()

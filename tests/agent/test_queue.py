@@ -90,3 +90,29 @@ def test_gc_sweeps_uploads_no_one_will_publish(db: Metadata, clock: FakeClock,
     assert queue.ended_at(running.id) is None  # its lease ran out: queued again, not ended
     assert uploads.sweep(queue.ended_at, queue.now()) == (1, 10)
     assert sorted(p.name for p in uploads.root.iterdir()) == [str(running.id)]
+
+
+def test_a_running_job_whose_waiting_run_ended_is_taken_from_its_agent(
+        db: Metadata, clock: FakeClock) -> None:
+    from dataferry.metadata import RunHistory
+
+    runs = RunHistory(db, now=clock)
+    queue = AgentJobs(db, clock, lease_seconds=3600)  # the agents' leases hold throughout
+    killed = runs.start_run("ingest:crm.b", "ingest", "manual", 1, "hub:2", 300)
+    abandoned = runs.start_run("ingest:crm.c", "ingest", "manual", 1, "hub:3", 300)
+    first = queue.submit("ingest:crm.b", "hq-lan", "ingest", {}, run_id=killed)
+    second = queue.submit("ingest:crm.c", "hq-lan", "ingest", {}, run_id=abandoned)
+    assert queue.claim("hq-lan", 1) is not None and queue.claim("hq-lan", 2) is not None
+    assert queue.holds(first.id, 1, 1) is not None  # its run is alive: the agent keeps it
+    clock.advance(40)
+    runs.heartbeat(abandoned, 300)  # this ferry run lives on; the other was killed
+    assert queue.holds(second.id, 2, 1) is not None
+    clock.advance(290)  # the killed run's lease ran out
+    assert queue.holds(first.id, 1, 1) is None  # refused: nobody waits for it any more
+    assert runs.mark_abandoned(abandoned) is False  # still alive (lease renewed at 40 s)
+    clock.advance(100)
+    assert runs.mark_abandoned(abandoned)  # now a scheduler declared it abandoned
+    assert not queue.finish(second.id, 2, 1, ok=True, result={"files": []})
+    assert [(j.state, (j.error or "")[:37]) for j in (queue.get(first.id), queue.get(second.id))
+            if j] == [("cancelled", "its run on the hub ended while an age")] * 2
+    assert queue.ended_before("ingest:crm.b", first.id + 10) == [first.id]

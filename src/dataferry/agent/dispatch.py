@@ -221,6 +221,9 @@ def wait_for_agent(context: RunContext, job_id: str, network: str, kind: str,
                              f"enroll one (ferry agents enroll {network}) and run ferry agent "
                              "inside the network", public=True)
     queued = queue.submit(job_id, network, kind, payload, run_id)  # type: ignore[arg-type]
+    uploads = Uploads(context.store.home)
+    for earlier in queue.ended_before(job_id, queued.id):  # e.g. done for a run killed since
+        uploads.discard(earlier)
     say(f"waiting for an agent of {network}")
     state, attempt, since = "queued", 0, time.monotonic()
     try:
@@ -241,6 +244,8 @@ def wait_for_agent(context: RunContext, job_id: str, network: str, kind: str,
                     since = time.monotonic()
                 state, attempt = current.state, current.attempt
             if current.state == "done":
+                if kind != "deliver":  # the hub publishes what it uploaded: only if ours
+                    _still_ours(context, job_id, run_id)
                 return AgentOutcome(current, current.result or {})
             if current.state == "failed":
                 raise _agent_failure(job_id, network, current)
@@ -256,6 +261,17 @@ def wait_for_agent(context: RunContext, job_id: str, network: str, kind: str,
     except BaseException:
         queue.cancel(queued.id)  # Ctrl-C or a failure here: no agent should start it now
         raise
+
+
+def _still_ours(context: RunContext, job_id: str, run_id: int | None) -> None:
+    """Refuse to publish for a run a scheduler declared abandoned meanwhile (this process
+    stalled past its lease): that scheduler retries the job, which would publish it too."""
+    from dataferry.broker.runner import LEASE_SECONDS
+
+    if run_id is not None and not context.runs.heartbeat(run_id, LEASE_SECONDS):
+        raise AgentWaitError(f"{job_id}: this run was declared abandoned while its agent "
+                             "worked (it stalled past its lease); its retry runs the job, "
+                             "so nothing is published here", public=True)
 
 
 def _agent_failure(job_id: str, network: str, job: AgentJob) -> FerryError:

@@ -219,11 +219,20 @@ async def poll(request: Request, agent: CurrentAgent, body: Poll) -> PollAnswer:
 
 
 def _held(request: Request, agent: Agent, agent_job_id: int, attempt: int) -> AgentJob:
-    held = _queue(request).holds(agent_job_id, agent.id, attempt)
+    queue = _queue(request)
+    held = queue.holds(agent_job_id, agent.id, attempt)
     if held is None:
+        _drop_uploads(request, queue, agent_job_id)
         raise Conflict(f"agent job {agent_job_id} attempt {attempt} is no longer yours "
                        "(its lease ran out or the agent was revoked): drop it")
     return held
+
+
+def _drop_uploads(request: Request, queue: AgentJobs, agent_job_id: int) -> None:
+    """A job no one will publish (cancelled: its run on the hub ended) keeps no uploads."""
+    job = queue.get(agent_job_id)
+    if job is not None and job.state == "cancelled":
+        Uploads(_context(request).store.home).discard(agent_job_id)
 
 
 class LogLine(BaseModel):
@@ -287,7 +296,9 @@ def job_result(request: Request, agent: CurrentAgent, agent_job_id: AgentId,
             signed_text(agent_job_id, body.attempt, body.ok, body.result))
     except InvalidSignature:
         raise BadRequest("the report's signature does not match the agent's key") from None
-    if not _queue(request).finish(agent_job_id, agent.id, body.attempt, ok=body.ok,
-                                  result=body.result, error=body.error):
+    queue = _queue(request)
+    if not queue.finish(agent_job_id, agent.id, body.attempt, ok=body.ok, result=body.result,
+                        error=body.error):
+        _drop_uploads(request, queue, agent_job_id)
         raise Conflict(f"agent job {agent_job_id} attempt {body.attempt} is no longer yours: "
                        "its result is not taken")

@@ -7,9 +7,12 @@ lease that runs out (the agent was killed, its network cut) or an agent revoked 
 the job back in the queue with the next ``attempt``: the next agent of the network to
 poll gets it. Every call about a running job names its attempt, so an agent that comes
 back late cannot report, upload to or renew a job given to another since. The hub
-publishes only what the attempt that reported ``done`` uploaded, once. A queued job whose
-run on the hub has ended (the ``ferry run`` waiting for it was killed) is cancelled, not
-handed out.
+publishes only what the attempt that reported ``done`` uploaded, once. A job whose run on
+the hub has ended (the ``ferry run`` waiting for it was killed, or declared abandoned by a
+scheduler, which retries the job as a new run) is cancelled: not handed out while queued,
+and, while an agent runs it, refused at the agent's next contact (renewal, upload or
+report: 409, the agent drops it). Its uploads are deleted; nobody publishes them, and the
+retry reads the source again.
 """
 
 from __future__ import annotations
@@ -99,9 +102,8 @@ class AgentJobs:
                     .order_by(AgentJobRow.id).limit(1)).first()
             if found is None:
                 return None
-            if found.status is not None and (found.status != "running" or (
-                    found.lease_expires_at is not None
-                    and found.lease_expires_at <= self.now())):
+            if found.status is not None and _run_gone(found.status, found.lease_expires_at,
+                                                      self.now()):
                 # nobody waits for it any more (the ferry run that queued it was killed):
                 # running it would upload what no one publishes
                 self.cancel(found.id, "its run on the hub ended before an agent took it")
@@ -118,7 +120,10 @@ class AgentJobs:
                 return claimed
 
     def holds(self, agent_job_id: int, agent_id: int, attempt: int) -> AgentJob | None:
-        """The job if ``agent_id`` holds its lease for ``attempt`` (renewed); else None."""
+        """The job if ``agent_id`` holds its lease for ``attempt`` (renewed); else None.
+        A job whose run on the hub ended is cancelled here: its agent drops it."""
+        if self._orphaned(agent_job_id):
+            return None
         with self.db.sessions.begin() as session:
             done = session.connection().execute(
                 update(AgentJobRow).where(AgentJobRow.id == agent_job_id,
@@ -131,7 +136,10 @@ class AgentJobs:
 
     def finish(self, agent_job_id: int, agent_id: int, attempt: int, *, ok: bool,
                result: dict[str, Any] | None = None, error: str | None = None) -> bool:
-        """Record how the agent's attempt ended; False if it no longer holds the job."""
+        """Record how the agent's attempt ended; False if it no longer holds the job (or
+        its run on the hub ended: then nobody would publish it)."""
+        if self._orphaned(agent_job_id):
+            return False
         with self.db.sessions.begin() as session:
             done = session.connection().execute(
                 update(AgentJobRow).where(AgentJobRow.id == agent_job_id,
@@ -164,6 +172,30 @@ class AgentJobs:
             return None
         return job.ended_at or job.created_at
 
+    def _orphaned(self, agent_job_id: int) -> bool:
+        """Cancel a running job whose run on the hub has ended (or whose run's lease ran
+        out: the process waiting for it is gone); True when it is cancelled now."""
+        with self.db.reads.begin() as session:
+            found = session.execute(
+                select(AgentJobRow.state, RunRow.status, RunRow.lease_expires_at)
+                .join(RunRow, RunRow.id == AgentJobRow.run_id)
+                .where(AgentJobRow.id == agent_job_id)).first()
+        if found is None or found.state != "running" or not _run_gone(
+                found.status, found.lease_expires_at, self.now()):
+            return False
+        return self.cancel(agent_job_id, "its run on the hub ended while an agent ran it (the "
+                                         "process waiting for it was killed); its retry runs "
+                                         "it again")
+
+    def ended_before(self, job_id: str, agent_job_id: int) -> list[int]:
+        """Earlier agent jobs of ``job_id`` that no one runs or waits for any more (their
+        uploads can go)."""
+        with self.db.reads.begin() as session:
+            return [int(i) for i in session.execute(
+                select(AgentJobRow.id).where(AgentJobRow.job_id == job_id,
+                                             AgentJobRow.id < agent_job_id,
+                                             AgentJobRow.state.in_(ENDED))).scalars()]
+
     def running_for(self, agent_id: int) -> AgentJob | None:
         """The job ``agent_id`` runs now, if any (``ferry agents list``)."""
         with self.db.reads.begin() as session:
@@ -171,6 +203,12 @@ class AgentJobs:
                 AgentJobRow.agent_id == agent_id, AgentJobRow.state == "running")
                 .order_by(AgentJobRow.id.desc()).limit(1)).scalar_one_or_none()
             return None if row is None else _job(row)
+
+
+def _run_gone(status: str | None, lease_expires_at: datetime | None, now: datetime) -> bool:
+    """Whether the hub run waiting for an agent job is over (or its process is gone)."""
+    return status is not None and (status != "running" or (
+        lease_expires_at is not None and lease_expires_at <= now))
 
 
 def _job(row: AgentJobRow) -> AgentJob:
