@@ -366,21 +366,28 @@ def test_a_revoked_agent_stops_and_its_job_goes_to_another(
 
 def test_check_connect_reads_the_live_columns_inside_a(
         private_network: PrivateNetwork, make_hub: Callable[[str], Hub], source_db: str,
-        tmp_path: Path) -> None:
+        branch_db: str, tmp_path: Path) -> None:
     hub = make_hub("customers")
 
-    def findings() -> list[tuple[str, str, str]]:
+    def findings(about: str = "crm.customers") -> list[tuple[str, str, str]]:
         checked = hub.ferry("check", "--connect", "--json")
         return [(f["code"], f["severity"], f["message"])
-                for f in json.loads(checked.stdout)["findings"] if "crm.customers" in f["message"]]
+                for f in json.loads(checked.stdout)["findings"] if about in f["message"]]
 
     [(code, severity, message)] = findings()  # the hub alone cannot look inside A
+    assert (code, severity) == ("unreachable", "warning") and "no agent is enrolled" in message
+    [(code, severity, message)] = findings("crm.branch")  # nor at the sink inside A
     assert (code, severity) == ("unreachable", "warning") and "no agent is enrolled" in message
     home = tmp_path / "inside-a" / "agent"
     hub.start_agent(home, hub.enroll())
     assert findings() == []  # reached from inside A: the columns match
+    assert findings("crm.branch") == []  # and the sink inside A too
     private_network.psql(source_db.rsplit("/", 1)[1], "alter table customers drop column name cascade")
     [(code, severity, message)] = findings()  # only the agent could have seen that
     assert (code, severity) == ("schema-mismatch", "error") and "name" in message
+    private_network.psql("postgres", f"drop database {branch_db.rsplit('/', 1)[1]} with (force)")
+    [(code, severity, message)] = findings("crm.branch")  # the sink inside A is gone
+    assert (code, severity) == ("unreachable", "warning")
+    assert "the agent of a cannot reach its sink" in message
     hub.close()
     assert hub.hub_files_holding(private_network.pg.password) == []
