@@ -195,13 +195,34 @@ def test_check_refuses_what_an_agent_cannot_run(
     found = [(f["code"], f["file"], f["message"]) for f in json.loads(checked.out)["findings"]
              if f["code"] == "agent-unsupported"]
     messages = "\n".join(m for _, _, m in found)
-    assert len(found) == 3, found
+    assert len(found) == 2, found
     assert {file for _, file, _ in found} == {"teams/lab/lab.yaml"}
     assert "transformer lab.scored is Python (scoring:score)" in messages
     assert "transformer lab.hashed runs in network hq-lan and gets columns of crm.customers " \
            "masked" in messages
-    assert "consumer lab.branch: its sink is in network hq-lan and its need of crm.customers " \
-           "has mask: (name)" in messages
+    # a masked need to a sink in the network is delivered (derived on the hub)
+    assert "lab.branch" not in messages
+
+
+def test_an_agent_may_not_clone_what_it_only_gets_masked_or_never_runs(
+        tmp_path: Path) -> None:
+    """A masked need (derived on the hub), a transformer that gets the input masked and a
+    Python transformer (neither runs on an agent) grant no clone of the raw dataset."""
+    from dataferry.agent.access import agent_grant
+    from dataferry.model.graph import ModelIndex
+    from dataferry.model.load import load_model
+    from dataferry.server.errors import Forbidden
+
+    root = write_model(tmp_path / "model", "postgresql://reader@erp.internal/erp")
+    write_files(root, {"teams/lab/lab.yaml": PYTHON_TEAM,
+                       "teams/lab/scoring.py": "def score(t):\n    return t\n"})
+    index = ModelIndex(load_model(root).ecosystem)  # type: ignore[arg-type]
+    with pytest.raises(Forbidden):
+        agent_grant(index, "hq-lan", "crm.customers")
+    unmasked = PYTHON_TEAM.replace("mode: merge, mask: [name]}", "mode: merge}")
+    write_files(root, {"teams/lab/lab.yaml": unmasked})
+    index = ModelIndex(load_model(root).ecosystem)  # type: ignore[arg-type]
+    assert "consumer lab.branch" in agent_grant(index, "hq-lan", "crm.customers")
 
 
 def test_check_connect_asks_the_agent_about_a_sink_in_the_network(

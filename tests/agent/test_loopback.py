@@ -293,6 +293,68 @@ def test_a_delivery_to_a_sink_in_the_network_is_applied_by_the_agent_once(
             context.close()
 
 
+def test_a_masked_need_reaches_a_sink_in_the_network_derived_on_the_hub(
+        ferry: Callable[..., Result], tmp_path: Path, pg: str) -> None:
+    with temporary_database() as branch:
+        root = write_model(tmp_path / "model", pg, inside_sink=branch)
+        team = root / "teams" / "crm" / "crm.yaml"
+        team.write_text(team.read_text().replace(  # the same need, on the hub and inside
+            "{ref: crm.customers, mode: merge}",
+            "{ref: crm.customers, mode: merge, mask: [name]}"))
+        context = context_of(root)
+        home = tmp_path / "agent" / "home"
+
+        def branch_rows() -> list[tuple[Any, ...]]:
+            with psycopg.connect(branch) as db:
+                return db.execute("select id, name from customers order by id").fetchall()
+
+        try:
+            with running_hub(context) as (host, port):
+                agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                                    env={PASSWORD_VARIABLE: SECRET})
+                try:
+                    ran = ferry("run", "crm.mirror", "crm.branch", "--model", root,
+                                "--agent-wait", "60s", "--json")
+                    assert ran.code == 0, (ran, agent_log(home))
+                    assert {r["job"]: (r["status"], r["rows"]) for r in json.loads(ran.out)} == {
+                        "ingest:crm.customers": ("succeeded", 3),
+                        "deliver:crm.mirror:customers": ("succeeded", 3),
+                        "deliver:crm.branch:customers": ("succeeded", 3)}
+                    hub_side = _mirror_rows(root)
+                    assert branch_rows() == hub_side  # the same keyed hashes, byte for byte
+                    assert [n for _, n in hub_side] != ["ada", "grace", "edsger"]
+                    assert len({n for _, n in hub_side}) == 3
+                    with psycopg.connect(pg, autocommit=True) as db:
+                        db.execute("update customers set name = 'Ada' where id = 1")
+                        db.execute("delete from customers where id = 3")
+                    changed = ferry("run", "crm.mirror", "crm.branch", "--model", root, "--json")
+                    assert [r["rows"] for r in json.loads(changed.out)][1:] == [2, 2], changed
+                    assert branch_rows() == _mirror_rows(root) and len(branch_rows()) == 2
+                    assert branch_rows()[0][1] not in (hub_side[0][1], "Ada")
+                    again = ferry("run", "crm.branch", "--model", root, "--json")
+                    assert {r["job"]: r["status"] for r in json.loads(again.out)} == {
+                        "ingest:crm.customers": "unchanged",
+                        "deliver:crm.branch:customers": "unchanged"}
+                    # the agent may not clone what it only gets masked
+                    credential = json.loads((home / "credential.json").read_text())["credential"]
+                    refused = httpx.get(f"http://{host}:{port}/api/v1/replication/crm.customers"
+                                        "/head", headers={"Authorization": f"Bearer {credential}"})
+                    assert refused.status_code == 403, refused.text
+                finally:
+                    stop(agent)
+            with psycopg.connect(branch) as db:
+                assert db.execute("select dataset, version from _ferry_loads").fetchall() == [
+                    ("crm.customers", 2)]
+            # nothing unmasked, and no key, ever reached the agent's machine
+            for value in (b"grace", b"edsger", b"Ada"):
+                assert _files_holding(home.parent, value) == []
+            assert not (home / "store" / "crm").exists()
+            assert not (context.store.home / "agent-downloads").exists() or list(
+                (context.store.home / "agent-downloads").iterdir()) == []
+        finally:
+            context.close()
+
+
 def test_check_connect_asks_the_networks_agent(
         ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path,
         pg: str) -> None:

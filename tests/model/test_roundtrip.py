@@ -478,8 +478,8 @@ def draw_consumer(draw: Draw, world: World, team: str) -> Raw:
             needs.append(draw_need(draw, world, team, ref, None))
         else:
             needs.append(draw_need(draw, world, team, ref, table))
-    if sink_network is not None and not any(need.get("mask") for need in needs):
-        sink["network"] = sink_network  # masked needs are not delivered by an agent
+    if sink_network is not None:  # masked needs too: the hub derives them for the agent
+        sink["network"] = sink_network
     raw["sink"] = sink
     raw["datasets"] = needs
     notify = []

@@ -3,13 +3,16 @@
 An agent delivers to the sinks of its network from its own verified clone of each
 dataset they need, and runs the SQL transformers placed on its network's platforms from
 clones of their inputs: so it may clone exactly the datasets some consumer whose sink is
-in its network needs, and the inputs of those transformers, and nothing else.
+in its network needs without ``mask:`` (a masked need's rows are derived on the hub and the
+agent never holds the dataset: ``derived``), and the inputs of those transformers (SQL,
+inputs unmasked: an agent never runs the others, ``model.agentcheck``), and nothing else.
 """
 
 from __future__ import annotations
 
 from dataferry.model.agentcheck import transformers_in
 from dataferry.model.graph import ModelIndex
+from dataferry.model.policy import masked_input_columns
 from dataferry.model.spec import Transformer
 from dataferry.server.errors import Forbidden, NotFound
 
@@ -19,12 +22,14 @@ def agent_grant(index: ModelIndex, network: str, ref: str) -> str:
     if ref not in index.datasets:
         raise NotFound(f"no dataset {ref!r} in the model")
     for consumer_ref, (_, _, consumer) in sorted(index.consumers.items()):
-        if consumer.sink.network == network and any(n.ref == ref for n in consumer.datasets):
+        if consumer.sink.network == network and any(
+                n.ref == ref and not n.mask for n in consumer.datasets):
             return f"consumer {consumer_ref} in network {network} needs it"
     for transformer in transformers_in(index, network):
         spec = index.datasets[transformer].spec
         assert isinstance(spec, Transformer)
-        if ref in spec.inputs:
+        if ref in spec.inputs and spec.python is None and not masked_input_columns(
+                index, transformer, ref):  # what an agent never runs reads nothing there
             return f"transformer {transformer} runs in network {network} and reads it"
-    raise Forbidden(f"an agent of network {network} may clone only what the sinks and "
-                    f"transformers of its network read; none there reads {ref}")
+    raise Forbidden(f"an agent of network {network} may clone only what the sinks (unmasked) "
+                    f"and transformers of its network read; none there reads {ref}")

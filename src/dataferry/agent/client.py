@@ -11,17 +11,25 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
 from dataferry import __version__
 from dataferry.agent.identity import Enrolled, Identity
 from dataferry.agent.wire import signed_text
-from dataferry.errors import AuthError, FerryError, TransientError, UsageError
+from dataferry.errors import (
+    AuthError,
+    FerryError,
+    TransientError,
+    UsageError,
+    VerificationError,
+)
 
 API = "/api/v1"
 CHUNK = 1 << 20
+DERIVE_SECONDS = 3600.0
+"""How long the agent waits for the hub to derive a masked delivery's change set."""
 
 
 class LostJob(FerryError):
@@ -84,6 +92,39 @@ class HubClient:
                    headers={"X-Ferry-Sha256": sha256})
         return sha256
 
+    def derive(self, job: dict[str, Any], previous: int | None) -> dict[str, Any]:
+        """The steps of a masked delivery from ``previous``, computed by the hub (it may
+        take as long as the change set does: the lease is renewed meanwhile)."""
+        answer = self._call("POST", f"/agent/jobs/{job['id']}/derive",
+                            json={"attempt": job["attempt"], "previous": previous},
+                            read_timeout=DERIVE_SECONDS)
+        derived: dict[str, Any] = answer.json()
+        return derived
+
+    def download(self, job: dict[str, Any], name: str, target: Path, sha256: str) -> Path:
+        """Fetch one file the hub derived for the job into ``target``, hashed as it
+        arrives; ``VerificationError`` (file deleted) unless it hashes to ``sha256``."""
+        digest = hashlib.sha256()
+        assert self.enrolled is not None
+        headers = {"Authorization": f"Bearer {self.enrolled.credential}"}
+        try:
+            with self.http.stream("GET", f"/agent/jobs/{job['id']}/downloads/{name}",
+                                  params={"attempt": job["attempt"]}, headers=headers) as answer:
+                if answer.status_code >= 300:
+                    answer.read()
+                    _raise_for(answer, "GET", name)
+                with target.open("wb") as out:
+                    for chunk in answer.iter_bytes(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+        except httpx.TransportError as error:
+            raise TransientError(f"cannot reach the hub {self.hub}: {error}") from None
+        if digest.hexdigest() != sha256.lower():
+            target.unlink()
+            raise VerificationError(f"{name} from the hub hashes to {digest.hexdigest()}, not "
+                                    f"{sha256}; refused")
+        return target
+
     def report(self, job: dict[str, Any], *, ok: bool, result: dict[str, Any],
                error: str | None = None) -> None:
         signature = self.identity.sign(signed_text(job["id"], job["attempt"], ok, result))
@@ -106,14 +147,18 @@ class HubClient:
             raise TransientError(f"cannot reach the hub {self.hub}: {error}") from None
         if answer.status_code < 300:
             return answer
-        message = _message(answer)
-        if answer.status_code == 401:
-            raise AuthError(f"the hub refused this agent: {message}")
-        if answer.status_code == 409:
-            raise LostJob(message)
-        if answer.status_code >= 500 or answer.status_code == 429:
-            raise TransientError(f"the hub answered {answer.status_code}: {message}")
-        raise UsageError(f"the hub refused {method} {path}: {message}")
+        _raise_for(answer, method, path)
+
+
+def _raise_for(answer: httpx.Response, method: str, path: str) -> NoReturn:
+    message = _message(answer)
+    if answer.status_code == 401:
+        raise AuthError(f"the hub refused this agent: {message}")
+    if answer.status_code == 409:
+        raise LostJob(message)
+    if answer.status_code >= 500 or answer.status_code == 429:
+        raise TransientError(f"the hub answered {answer.status_code}: {message}")
+    raise UsageError(f"the hub refused {method} {path}: {message}")
 
 
 def _message(answer: httpx.Response) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataferry.agent.derived import Downloads
 from dataferry.agent.queue import AgentJob, AgentJobs
 from dataferry.agent.registry import Agents
 from dataferry.agent.uploads import Uploads
@@ -98,14 +99,12 @@ def _deliver(context: RunContext, job: Job, network: str, *, run_id: int | None,
              wait: float, log: Callable[[str], None] | None) -> DeliverResult:
     """A delivery to a sink in ``network``: the agent clones the dataset from the hub
     (replication, every byte verified against the dataset id sent here) and applies it
-    with the sink's own ``_ferry_loads`` ledger, exactly once."""
+    with the sink's own ``_ferry_loads`` ledger, exactly once. A need with ``mask:`` is
+    derived here instead (``derived``): the agent fetches its masked rows, never the
+    dataset, and the mask key never leaves the hub."""
     assert job.consumer is not None and job.need is not None
     _, _, consumer = context.index.consumers[job.consumer]
     need = consumer.datasets[job.need]
-    if need.mask:
-        raise SinkError(f"{job.id}: a need with mask: cannot be delivered through an agent "
-                        "yet (masks are keyed with the hub's key); deliver it unmasked or to a "
-                        "sink outside the network", public=True)
     head = context.store.dataset(need.ref).head()
     if head is None:
         raise SinkError(f"{job.id}: {need.ref} has no published version yet", public=True)
@@ -116,7 +115,9 @@ def _deliver(context: RunContext, job: Job, network: str, *, run_id: int | None,
                "sink": consumer.sink.model_dump(mode="json", exclude_none=True, by_alias=True),
                "dataset": need.ref, "dataset_id": head.manifest.dataset_id,
                "version": head.number, "full": full,
-               "table": need.table or context.index.datasets[need.ref].name}
+               "table": need.table or context.index.datasets[need.ref].name,
+               # masked: the hub derives the rows (its mask key), the agent clones nothing
+               "derived": bool(need.mask)}
     outcome = wait_for_agent(context, job.id, network, "deliver", payload, run_id=run_id,
                              wait=wait, log=log)
     done = outcome.result
@@ -261,6 +262,8 @@ def wait_for_agent(context: RunContext, job_id: str, network: str, kind: str,
     except BaseException:
         queue.cancel(queued.id)  # Ctrl-C or a failure here: no agent should start it now
         raise
+    finally:
+        Downloads(context.store.home).discard(queued.id)  # what the hub derived for it
 
 
 def _still_ours(context: RunContext, job_id: str, run_id: int | None) -> None:

@@ -18,9 +18,12 @@ from typing import Annotated, Any, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dataferry import __version__
+from dataferry.agent.derived import Downloads
+from dataferry.agent.derived import derive as derived_steps
 from dataferry.agent.queue import AgentJob, AgentJobs
 from dataferry.agent.registry import Agent, Agents
 from dataferry.agent.uploads import Uploads
@@ -233,6 +236,7 @@ def _drop_uploads(request: Request, queue: AgentJobs, agent_job_id: int) -> None
     job = queue.get(agent_job_id)
     if job is not None and job.state == "cancelled":
         Uploads(_context(request).store.home).discard(agent_job_id)
+        Downloads(_context(request).store.home).discard(agent_job_id)
 
 
 class LogLine(BaseModel):
@@ -273,6 +277,43 @@ async def upload(request: Request, agent: CurrentAgent, agent_job_id: AgentId, n
         await uploads.receive(agent_job_id, attempt, name, x_ferry_sha256, request.stream())
     except (UsageError, VerificationError) as error:
         raise BadRequest(str(error)) from None
+
+
+class DeriveAsk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(ge=1)
+    previous: int | None = Field(None, ge=0)
+
+
+@router.post("/agent/jobs/{agent_job_id}/derive")
+def derive(request: Request, agent: CurrentAgent, agent_job_id: AgentId,
+           body: DeriveAsk) -> dict[str, Any]:
+    """A masked delivery's steps from ``previous`` (the version the agent's sink has),
+    computed here with the hub's mask key (``derived``): file names, hashes and what
+    each ``Delivery`` says. Only for a ``deliver`` job the hub queued as derived."""
+    held = _held(request, agent, agent_job_id, body.attempt)
+    if held.kind != "deliver" or not held.payload.get("derived"):
+        raise BadRequest(f"agent job {agent_job_id} is not a derived delivery")
+    store = _context(request).store
+    folder = Downloads(store.home).folder(agent_job_id, body.attempt)
+    return derived_steps(store, held.payload, body.previous, folder)
+
+
+@router.get("/agent/jobs/{agent_job_id}/downloads/{name}")
+def download(request: Request, agent: CurrentAgent, agent_job_id: AgentId, name: str,
+             attempt: Annotated[int, Query(ge=1)]) -> FileResponse:
+    """One file ``derive`` wrote for the job (the agent checks it against the hash
+    ``derive`` gave); 409 unless the agent holds the job."""
+    _held(request, agent, agent_job_id, attempt)
+    try:
+        path = Downloads(_context(request).store.home).path(agent_job_id, attempt, name)
+    except UsageError as error:
+        raise BadRequest(str(error)) from None
+    if not path.is_file():
+        raise NotFound(f"agent job {agent_job_id} attempt {attempt} has no file {name}: "
+                       "ask derive first")
+    return FileResponse(path, media_type="application/vnd.apache.arrow.stream")
 
 
 class Report(BaseModel):

@@ -165,6 +165,41 @@ def _check_sink(payload: dict[str, Any], model_root: Path) -> dict[str, Any]:
     return {"applied": applied}
 
 
+def _deliver_derived(client: HubClient, job: dict[str, Any],
+                     model_root: Path) -> dict[str, Any]:
+    """A need with ``mask:``: the hub derives the masked rows from the version the sink
+    has (``agent.derived``); fetch each step's file, check its hash and apply it with the
+    sink's ledger, in order. The dataset itself, and the mask key, never come here."""
+    from pydantic import TypeAdapter
+
+    from dataferry.agent.derived import step_delivery
+    from dataferry.connectors.registry import sink_class
+    from dataferry.model.spec import Sink
+
+    payload = job["payload"]
+    consumer, ref, table = str(payload["consumer"]), str(payload["dataset"]), str(payload["table"])
+    spec = TypeAdapter(Sink).validate_python(payload["sink"])
+    sink = sink_class(spec.kind)(consumer, spec, model_root)
+    scratch = Path(tempfile.mkdtemp(prefix="ferry-agent-"))
+    try:
+        previous = sink.applied_version(ref, table)
+        derived = client.derive(job, previous)
+        client.log(job, f"{ref}: the hub derived {len(derived['steps'])} masked step(s) from "
+                        f"version {previous} to {derived['version']}")
+        rows = 0
+        for step in derived["steps"]:
+            path = client.download(job, str(step["name"]), scratch / str(step["name"]),
+                                   str(step["sha256"]))
+            with pa.OSFile(str(path), "rb") as source:
+                rows += sink.deliver(step_delivery(step, consumer, pa.ipc.open_stream(source)))
+            path.unlink()
+    finally:
+        sink.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"table": table, "version": derived["version"], "previous": derived["previous"],
+            "rows": rows, "warnings": list(derived["warnings"])}
+
+
 class _LeaseRenewal:
     """Renews the job's lease every third of it while the job runs."""
 
@@ -203,6 +238,8 @@ def _deliver(client: HubClient, job: dict[str, Any], home: Path,
     from dataferry.model.spec import Need, Sink
 
     payload = job["payload"]
+    if payload.get("derived"):
+        return _deliver_derived(client, job, model_root)
     ref = str(payload["dataset"])
     store = _clones(client, job, home, [ref], {ref: str(payload["dataset_id"])})
     spec = TypeAdapter(Sink).validate_python(payload["sink"])

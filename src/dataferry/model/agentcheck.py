@@ -5,9 +5,10 @@ A job whose platform is in a private network runs on an agent of that network
 
 - a Python transformer on such a platform: the hub does not send code into a private
   network (an agent runs only SQL, under DuckDB's lock-down, which it can bound);
-- a transformer on such a platform that gets an input column masked, and a consumer
-  whose sink is in a network and whose need has ``mask:``: masks are keyed hashes whose
-  key stays on the hub, and the values they hide must not reach the network unmasked.
+- a transformer on such a platform that gets an input column masked: masks are keyed
+  hashes whose key stays on the hub, and the values they hide must not reach the network
+  unmasked. (A need with ``mask:`` to a sink in a network is delivered: the hub derives
+  its masked rows and the agent only applies them, ``agent.derived``.)
 
 The planner places a transformer in a network only by name (``platform:``,
 ``defaults.platform`` or a zone's fallback), never by size.
@@ -26,8 +27,6 @@ CODE = "agent-unsupported"
 def check_agents(index: ModelIndex, report: Report) -> None:
     """Add an ``agent-unsupported`` finding for each job a gateway agent cannot run."""
     networks = {p.network for p in index.ecosystem.platforms.values() if p.network}
-    if not networks and not any(c.sink.network for _, _, c in index.consumers.values()):
-        return
     for network in sorted(networks):
         for ref in transformers_in(index, network):
             entry = index.datasets[ref]
@@ -47,18 +46,6 @@ def check_agents(index: ModelIndex, report: Report) -> None:
                                "key, so it cannot run on a gateway agent; set platform: to a "
                                "platform outside a network", (*entry.path, "platform"))
                     break
-    for consumer_ref, (team, name, consumer) in sorted(index.consumers.items()):
-        sink_network = consumer.sink.network
-        if sink_network is None:
-            continue
-        for position, need in enumerate(consumer.datasets):
-            if need.mask:
-                report.add(CODE, f"consumer {consumer_ref}: its sink is in network {sink_network} "
-                           f"and its need of {need.ref} has mask: ({', '.join(need.mask)}); "
-                           "masks are keyed with the hub's key and the values they hide must "
-                           "not enter the network unmasked, so a gateway agent cannot deliver "
-                           "it: deliver it to a sink outside the network, or without mask:",
-                           ("teams", team, "consumers", name, "datasets", position, "mask"))
 
 
 def transformers_in(index: ModelIndex, network: str) -> list[str]:
