@@ -355,6 +355,52 @@ def test_a_masked_need_reaches_a_sink_in_the_network_derived_on_the_hub(
             context.close()
 
 
+def test_a_masked_history_need_in_the_network_gets_each_version_as_its_own_step(
+        ferry: Callable[..., Result], tmp_path: Path, pg: str) -> None:
+    with temporary_database() as branch:
+        root = write_model(tmp_path / "model", pg, inside_sink=branch)
+        team = root / "teams" / "crm" / "crm.yaml"
+        team.write_text(team.read_text().replace(
+            "{ref: crm.customers, mode: merge}",
+            "{ref: crm.customers, mode: history, mask: [name]}"))
+        context = context_of(root)
+        home = tmp_path / "agent" / "home"
+        query = ("select id, name, valid_to is null from customers "
+                 "order by id, valid_from")
+        try:
+            with running_hub(context) as (host, port):
+                agent = start_agent(f"http://{host}:{port}", home, token=_enroll(ferry, root),
+                                    env={PASSWORD_VARIABLE: SECRET})
+                try:
+                    first = ferry("run", "crm.mirror", "crm.branch", "--model", root,
+                                  "--agent-wait", "60s")
+                    assert first.code == 0, (first, agent_log(home))
+                    for change in ("update customers set name = 'Ada' where id = 1",
+                                   "update customers set name = 'ADA' where id = 1"):
+                        with psycopg.connect(pg, autocommit=True) as db:
+                            db.execute(change)
+                        ingested = ferry("run", "crm.customers", "--model", root)
+                        assert ingested.code == 0, ingested
+                    ran = ferry("run", "crm.mirror", "crm.branch", "--model", root,
+                                "--agent-wait", "60s", "--json")
+                    assert ran.code == 0, (ran, agent_log(home))
+                finally:
+                    stop(agent)
+            with psycopg.connect(branch) as db:
+                inside = db.execute(query).fetchall()
+                loads = db.execute("select dataset, version from _ferry_loads").fetchall()
+            with duckdb.connect(str(root / "out" / "mirror.duckdb"), read_only=True) as db:
+                assert inside == db.execute(query).fetchall()  # the hub-side sink's history
+            assert [(i, current) for i, _, current in inside] == [
+                (1, False), (1, False), (1, True), (2, True), (3, True)]
+            assert len({name for i, name, _ in inside if i == 1}) == 3  # each version's hash
+            assert loads == [("crm.customers", 3)]
+            assert any("derived 2 masked step(s) from version 1 to 3" in line for line in _log_of(
+                RunHistory(context.metadata), json.loads(ran.out)[-1]["run"]))
+        finally:
+            context.close()
+
+
 def test_check_connect_asks_the_networks_agent(
         ferry: Callable[..., Result], root: Path, context: RunContext, tmp_path: Path,
         pg: str) -> None:

@@ -6,8 +6,9 @@ and the run says "waiting for an agent of NETWORK" until one claims it. Once the
 reports, an ingest's uploaded files are hashed again and published here, on the hub,
 through the same ``engine.ingest`` as any ingest (drift, cursor, keyed difference,
 signature): the signing keys never leave the hub. A delivery to a sink in the network is
-applied by the agent from its own verified clone of the dataset (``work``). No agent claims it within ``wait``
-seconds: the job is withdrawn and fails with that reason. An agent that vanishes or is
+applied by the agent from its own verified clone of the dataset (``work``), or, for a need
+with ``mask:``, from the masked rows the hub derives for it (``derived``). No agent claims
+it within ``wait`` seconds: the job is withdrawn and fails with that reason. An agent that vanishes or is
 revoked mid-job loses its lease; the job goes back to the queue (``queue``) and the
 waiting goes on.
 """
