@@ -531,10 +531,11 @@ def test_a_job_in_flight_on_a_revoked_agent_is_run_by_another(
         context.close()
 
 
-def test_a_job_whose_ferry_run_was_killed_is_dropped_and_its_retry_publishes_once(
+def test_a_job_whose_ferry_run_was_killed_is_dropped_and_ferry_up_publishes_it_once(
         ferry: Callable[..., Result], tmp_path: Path, pg: str) -> None:
     from datetime import timedelta
 
+    from dataferry.broker.scheduler import Scheduler
     from dataferry.metadata.clock import utcnow
 
     root = write_model(tmp_path / "model", pg, read="table: slow_customers")
@@ -558,22 +559,31 @@ def test_a_job_whose_ferry_run_was_killed_is_dropped_and_its_retry_publishes_onc
                 run.wait(timeout=10)
                 killed = RunHistory(context.metadata).last_run("ingest:crm.customers")
                 assert killed is not None and killed.status == "running"
-                # a scheduler declares it abandoned once its lease (300 s) has run out
-                later = RunHistory(context.metadata, now=lambda: utcnow() + timedelta(hours=1))
-                assert later.mark_abandoned(killed.id)
-                _wait(lambda: (queue.get(1) or _Never).state == "cancelled",
-                      "the hub to take the job back from the agent")
-                _wait(lambda: "ingest:crm.customers: lost" in agent_log(home),
-                      "the agent to drop it")  # its read (6 s) ended; its upload refused
-                assert not (uploads / "1").exists()
-                assert not context.store.dataset("crm.customers").exists()  # nothing published
-                retried = ferry("run", "crm.customers", "--model", root, "--agent-wait", "60s")
-                assert retried.code == 0, (retried, agent_log(home))
+                # ferry up, once the killed run's lease (300 s) has run out: its scheduler
+                # declares the run abandoned and runs the job again
+                scheduler = Scheduler(context_of(root), workers=1,
+                                      now=lambda: utcnow() + timedelta(hours=1))
+                try:
+                    scheduler.tick()
+                    _wait(lambda: (queue.get(1) or _Never).state == "cancelled",
+                          "the hub to take the job back from the agent")
+                    scheduler.wait()
+                    scheduler.run_until_idle()
+                finally:
+                    scheduler.close()
+                    scheduler.context.close()
             finally:
                 stop(agent)
+        assert "ingest:crm.customers: lost" in agent_log(home)  # its upload was refused
         assert [v.number for v in context.store.dataset("crm.customers").versions()] == [1]
         assert (queue.get(1) or _Never).state == "cancelled"
         assert (queue.get(2) or _Never).state == "done"
+        assert queue.get(3) is None  # one retry, published once
+        runs = RunHistory(context.metadata)
+        abandoned = runs.get_run(killed.id)
+        assert abandoned is not None and abandoned.status == "failed"
+        retry = runs.last_run("ingest:crm.customers")
+        assert retry is not None and (retry.status, retry.trigger) == ("succeeded", "retry")
         assert not uploads.exists() or list(uploads.iterdir()) == []
     finally:
         context.close()
