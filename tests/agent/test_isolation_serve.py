@@ -82,9 +82,11 @@ class Hub:
     their output kept as the hub's logs."""
 
     def __init__(self, network: PrivateNetwork, directory: Path, dsn: str, table: str,
-                 branch: str) -> None:
+                 branch: str, *, mask: bool = False) -> None:
         self.network, self.directory = network, directory
         team = TEAM.format(dsn=dsn, table=table, branch=branch)
+        if mask:  # both consumers get crm.customers with name masked
+            team = team.replace("mode: append}", "mode: append, mask: [name]}")
         self.root = write_files(directory / "model", {"ferry.yaml": ECOSYSTEM,
                                                       "teams/crm/crm.yaml": team})
         self.logs = directory / "logs"
@@ -244,12 +246,12 @@ def branch_rows(network: PrivateNetwork, dsn: str, sql: str) -> list[str]:
 
 @pytest.fixture
 def make_hub(private_network: PrivateNetwork, source_db: str, branch_db: str,
-             tmp_path: Path) -> Iterator[Callable[[str], Hub]]:
+             tmp_path: Path) -> Iterator[Callable[..., Hub]]:
     assert VARIABLE not in os.environ  # the hub side must not know the password
     hubs: list[Hub] = []
 
-    def make(table: str = "customers") -> Hub:
-        hub = Hub(private_network, tmp_path / "hub", source_db, table, branch_db)
+    def make(table: str = "customers", mask: bool = False) -> Hub:
+        hub = Hub(private_network, tmp_path / "hub", source_db, table, branch_db, mask=mask)
         hubs.append(hub)
         return hub
 
@@ -296,6 +298,30 @@ def test_data_from_inside_a_arrives_and_the_password_stays_there(
     assert (hub.logs / "serve.log").stat().st_size > 0
     assert hub.hub_files_holding(pg.password) == []
     assert pg.password not in agent_log(home)
+
+
+def test_a_masked_need_inside_a_gets_the_hubs_hashes_and_no_value_enters_a(
+        private_network: PrivateNetwork, make_hub: Callable[..., Hub], branch_db: str,
+        tmp_path: Path) -> None:
+    hub = make_hub("customers", mask=True)
+    home = tmp_path / "inside-a" / "agent"
+    hub.start_agent(home, hub.enroll())
+    ran = hub.ferry("run", "--agent-wait", "90s", "--json")
+    assert ran.returncode == 0, (ran.stdout, ran.stderr, agent_log(home))
+    assert {r["job"]: (r["status"], r["rows"]) for r in json.loads(ran.stdout)} == {
+        "ingest:crm.customers": ("succeeded", 3),
+        "deliver:crm.mirror:customers": ("succeeded", 3),
+        "deliver:crm.branch:customers": ("succeeded", 3)}
+    mirrored = hub.mirror_rows()
+    assert [name for _, name in mirrored] != ["ada", "grace", "edsger"]
+    assert branch_rows(private_network, branch_db, "select id, name from customers order by id"
+                       ) == [f"{i}|{name}" for i, name in mirrored]  # the hub's hashes
+    hub.close()
+    # the agent (all it wrote inside A) never held a value the masks hide, nor the key
+    key = (hub.root / ".ferry" / "keys" / "mask.key").read_bytes()
+    for secret in (b"grace", b"edsger", key, key.hex().encode()):
+        assert not [p for p in home.parent.rglob("*") if p.is_file()
+                    and secret in p.read_bytes()]
 
 
 def test_an_agent_killed_mid_job_and_restarted_delivers_exactly_once(
