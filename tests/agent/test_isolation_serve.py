@@ -217,16 +217,19 @@ def _wait_for(found: Callable[[], list[int]], what: str, seconds: float = 60,
 @pytest.fixture
 def source_db(private_network: PrivateNetwork) -> Iterator[str]:
     """A database inside A with ``customers`` (3 rows) and ``held_customers`` (the same,
-    read in 30 s while table ``hold`` has a row: a job to kill or revoke mid-way); yields its
-    dsn (no password)."""
+    read only once table ``hold`` is empty, or after 180 s: a job to kill or revoke
+    mid-way, however slow the machine); yields its dsn (no password)."""
     name = f"crm_{uuid.uuid4().hex[:8]}"
     dsn = private_network.create_database(name)
+    # A volatile function takes a new snapshot per statement: the loop sees the delete.
     private_network.psql(name, "create table customers (id bigint primary key, name text); "
                          "insert into customers values (1, 'ada'), (2, 'grace'), (3, 'edsger'); "
                          "create table hold (on_purpose boolean); insert into hold values (true); "
+                         "create function held() returns int language plpgsql volatile as $$ "
+                         "begin for i in 1..1800 loop exit when not exists (select from hold); "
+                         "perform pg_sleep(0.1); end loop; return 0; end $$; "
                          "create view held_customers as select c.* from customers c, "
-                         "(select pg_sleep(case when exists (select from hold) then 30 else 0 end)"
-                         ") s")
+                         "(select held()) s")
     yield dsn
     private_network.psql("postgres", f"drop database if exists {name} with (force)")
 

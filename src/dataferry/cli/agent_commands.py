@@ -117,6 +117,8 @@ def agent(
                    "it uploads cross the network unencrypted; put TLS in front of the hub "
                    "and use https://", err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for chatty in ("httpx", "httpcore"):  # a line per request: every poll, every renewal
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         run_agent(hub, token, home.resolve(),
                   say=lambda message: typer.echo(message, err=True))
