@@ -349,7 +349,10 @@ def test_three_schedulers_killed_at_random_run_each_job_once(
               f"{sum(1 for r in runs if abandoned(r))} abandoned; longest wait of a job "
               f"a killed scheduler held: {longest:.1f} s (lease {LEASE} s, tick {TICK} s); "
               f"settled {settling:.0f} s after the chaos; load {os.getloadavg()[0]:.1f}")
-        assert longest <= LEASE + 6 * TICK + 15, waits
+        # A lease, a tick, and room for a loaded machine: the other schedulers may be
+        # starting up themselves, or busy with other jobs (a killed one held them 300 to
+        # 600 s before leases were renewed and configurable).
+        assert longest <= LEASE + 30, waits
     except BaseException:
         print(f"FAILED with FERRY_CHAOS_SEED={seed}; kills (s, machine, pid): {kills}")
         print("\n".join(f"{r.id} {r.job_id} {r.trigger} a{r.attempt} {r.status} "

@@ -215,6 +215,31 @@ def test_a_retry_is_not_run_again_where_another_scheduler_ran_it(shop: Path) -> 
     two.close()
 
 
+def test_a_job_whose_run_is_alive_elsewhere_is_not_due(shop: Path) -> None:
+    """The run's row says a job is taken, even when the job's lease (taken a moment before
+    the run started) has just ended."""
+    clock = Clock()
+    first = scheduler(shop, clock)
+    first.run_until_idle()
+    first.close()
+    clock.advance(days=1)  # the ingest is due by freshness
+    runner = scheduler(shop, clock)
+    history = RunHistory(runner.context.metadata, now=clock)
+    history.start_run("ingest:shop.orders", "ingest", "freshness", 1, "elsewhere:1",
+                      lease_seconds=60)
+    job = runner.graph.jobs["ingest:shop.orders"]
+    assert runner.tick().started == []
+    assert runner._work(job, "freshness", runner.context) is None  # no job lease held
+    clock.advance(seconds=61)  # its process stopped heartbeating: found dead, retried
+    report = runner.tick()
+    assert report.abandoned == ["ingest:shop.orders"]
+    assert report.started == [("ingest:shop.orders", "retry")]
+    runner.wait()
+    runner.close()
+    assert ran(shop)[-2:] == [("ingest:shop.orders", "freshness", "failed"),
+                              ("ingest:shop.orders", "retry", "unchanged")]
+
+
 def test_a_running_job_keeps_its_lease(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run's heartbeat extends the job's lease too: a job longer than a lease is never
     taken by another scheduler while it runs."""

@@ -30,7 +30,10 @@ Due jobs go to a bounded pool of worker threads. Before running, a worker takes 
 lease in the metadata DB and asks again whether the job is due, against the database: so
 two schedulers sharing one database (two ``ferry up`` on one PostgreSQL) never run a job
 twice, and one that finished elsewhere meanwhile is not repeated (a retry neither: once
-any run followed the abandoned one, the ordinary rules decide). The run's heartbeat
+any run followed the abandoned one, the ordinary rules decide). A job whose newest run is
+still ``running`` with a live lease is not due at all: the run's row, not only the job's
+lease, says a job is taken (the job's lease is taken a moment before its run starts, so
+it may end a moment before the run's). The run's heartbeat
 extends the job's lease with the run's, so a job running longer than a lease keeps it,
 and a killed one is free again within one lease (``lease_seconds``, ``ferry up
 --lease``). A job is never queued twice in one scheduler either.
@@ -213,6 +216,9 @@ class Scheduler:
                 not in self.agent_networks:
             return None  # no agent of its network is enrolled: nothing could run it
         latest = runs.last(job.id)
+        if latest is not None and latest.status == "running" and \
+                latest.lease_expires_at is not None and latest.lease_expires_at > at:
+            return None  # it runs now, elsewhere (its job lease may end a moment earlier)
         if latest is not None and abandoned(latest):
             return "retry"  # its process died, and nothing ran it since
         if latest is not None and latest.status == "failed" and latest.ended_at is not None \
