@@ -240,6 +240,41 @@ def test_a_job_whose_run_is_alive_elsewhere_is_not_due(shop: Path) -> None:
                               ("ingest:shop.orders", "retry", "unchanged")]
 
 
+def test_a_job_that_cannot_be_decided_does_not_stop_the_scheduler(
+        shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that fails to answer about one dataset (in the chaos test: a version a
+    slow writer was completing) is reported, and the scheduler goes on."""
+    from dataferry.errors import StoreError
+    from dataferry.store.store import Store
+
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    runner.run_until_idle()
+    runner.close()
+    clock.advance(days=1)
+    runner = scheduler(shop, clock)
+    real = Store.dataset
+
+    def failing(store: Store, ref: str, **options: Any) -> Any:
+        if ref == "shop.totals":
+            raise StoreError("shop.totals version 1: cannot be read", public=True)
+        return real(store, ref, **options)
+
+    monkeypatch.setattr(Store, "dataset", failing)
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("update orders set amount = '7.00', "
+                   "updated_at = '2026-02-01T00:00:00+00:00' where id = 3")
+    report = runner.tick()
+    assert report.started == [("ingest:shop.orders", "freshness")]
+    runner.wait()
+    report = runner.tick()  # the transform's own output cannot be read: it is skipped
+    assert ("transform:shop.totals", "shop.totals version 1: cannot be read") in report.errors
+    assert ("deliver:shop.mirror:orders", "on_change") in report.started
+    runner.wait()
+    runner.close()
+    assert mirror(shop, "select amount from orders where id = 3")[0][0] == 7
+
+
 def test_a_running_job_keeps_its_lease(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run's heartbeat extends the job's lease too: a job longer than a lease is never
     taken by another scheduler while it runs."""

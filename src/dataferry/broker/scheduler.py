@@ -22,6 +22,10 @@ asks, for every job of the plan, whether it is due:
   one, the job is due again at once, for every scheduler (the run history says so, not
   the memory of the one that marked it, which may die too).
 
+A job that cannot be decided (its input's store fails to answer, a version cannot be
+read) is reported in the tick's ``errors`` and asked again at the next tick; the other
+jobs go on, and the scheduler keeps running.
+
 A job of a private network is due by the same rules once an agent of the network is
 enrolled (``ferry agents enroll``); the worker then hands it to that agent and waits
 (``dataferry.agent.dispatch``).
@@ -62,6 +66,7 @@ from typing import Protocol
 
 from croniter import croniter
 
+from dataferry.broker.failure import describe_failure
 from dataferry.broker.graph import Graph, Job, build_graph, shared
 from dataferry.broker.runner import ATTEMPTS, LEASE_SECONDS, JobResult, run_recorded
 from dataferry.engine.context import RunContext
@@ -71,6 +76,7 @@ from dataferry.engine.definition import (
     rebuild_reason,
     transformer_definition,
 )
+from dataferry.errors import FerryError
 from dataferry.events.notifier import Notifier
 from dataferry.metadata import (
     CONSUMED,
@@ -107,6 +113,9 @@ class TickReport:
     notify_failed: list[tuple[str, str]] = field(default_factory=list)
     """Notify targets that started failing (or failed otherwise than before), with why."""
     notify_recovered: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    """Jobs that could not be decided (the store or a database failed), with the public
+    summary of why; they are asked again at the next tick."""
 
 
 class _Runs(Protocol):
@@ -370,7 +379,11 @@ class Scheduler:
             if job.id in self.running or self._waits_for_inputs(job) or (
                     self.once is not None and job.id in self.once):
                 continue
-            trigger = self.due(job, at, self.latest, heads)
+            try:
+                trigger = self.due(job, at, self.latest, heads)
+            except FerryError as error:  # one dataset's trouble must not stop the others
+                report.errors.append((job.id, describe_failure(job.id, error).public))
+                continue
             if trigger is not None:
                 self.running[job.id] = self.pool.submit(self._work, job, trigger,
                                                         self.context)
@@ -420,7 +433,10 @@ class Scheduler:
         try:
             # What the tick read may be old: decide again against the database, under the
             # lease (a retry too: another scheduler may have retried it meanwhile).
-            checked = self.due(job, self.now())
+            try:
+                checked = self.due(job, self.now())
+            except FerryError:
+                return None  # the next tick asks again, and reports it
             if checked is None:
                 return None  # it ran elsewhere meanwhile
             result = run_recorded(context, job, trigger=checked,  # type: ignore[arg-type]

@@ -188,6 +188,8 @@ def up(
             say(f"notify {target}: FAILED ({error}); its events wait and are retried")
         for target in report.notify_recovered:
             say(f"notify {target}: delivering again")
+        for job_id, error in report.errors:
+            say(f"{job_id}: cannot tell whether it is due ({error}); asking again next tick")
 
     scheduler = Scheduler(context, workers=workers, attempts=attempts, lease_seconds=lease,
                           on_result=finished)
