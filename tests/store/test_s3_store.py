@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -335,6 +336,34 @@ def test_a_reader_racing_a_slow_writer_that_finishes_completes_the_version(
     remote._finish_commit(2, listing)
     assert ids(two) == [0, 1, 2, 10, 11, 12]
     assert verified(two).ok, verified(two).problems
+
+
+def test_threads_downloading_one_object_at_once_all_get_it(
+        tmp_path: Path, bucket: str, s3_server: S3Server) -> None:
+    """The worker threads of one ``ferry up`` pull one dataset's mirror at once (the chaos
+    test's transforms failed with "cannot download ...: FileNotFoundError")."""
+    one = machine(tmp_path, "one", bucket)
+    s3_server.client().put_object(Bucket=bucket, Key="lake/x.bin", Body=b"x" * 100_000)
+    objects = one.store.objects
+    assert objects is not None
+    target = tmp_path / "mirror" / "x.bin"
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        for _ in range(15):
+            try:
+                objects.download("lake/x.bin", target)
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert target.read_bytes() == b"x" * 100_000
+    assert [p.name for p in target.parent.iterdir()] == ["x.bin"]  # no temp file left
 
 
 def test_a_writer_killed_before_its_manifest_put_leaves_nothing_visible(
