@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,6 +170,137 @@ def test_a_killed_run_is_retried_without_duplicates(shop: Path) -> None:
     dataset = runner.context.store.dataset("shop.orders")
     assert dataset.version_numbers() == [1]
     assert mirror(shop, "select count(*), count(distinct id) from orders") == [(50, 50)]
+
+
+def _dead_run(runner: Scheduler, clock: Clock, job: str = "ingest:shop.orders") -> int:
+    """A run of ``job`` by a process that died, found dead (marked abandoned) by another
+    scheduler, which then died too (it never ran the retry)."""
+    history = RunHistory(runner.context.metadata, now=clock)
+    run_id = history.start_run(job, "ingest", "freshness", 1, "gone:1", lease_seconds=60)
+    clock.advance(minutes=2)
+    assert history.mark_abandoned(run_id)
+    return run_id
+
+
+def test_a_retry_survives_the_scheduler_that_found_the_dead_run(shop: Path) -> None:
+    clock = Clock()
+    first = scheduler(shop, clock)
+    first.run_until_idle()
+    first.close()
+    _dead_run(first, clock)
+    # A scheduler that did not mark it (fresh memory) retries it at once, rather than
+    # waiting the minute a failed job waits.
+    other = scheduler(shop, clock)
+    report = other.tick()
+    assert report.started == [("ingest:shop.orders", "retry")]
+    other.wait()
+    assert ran(shop)[-1] == ("ingest:shop.orders", "retry", "unchanged")
+    assert other.tick().started == []  # retried once: nothing is due any more
+    other.close()
+
+
+def test_a_retry_is_not_run_again_where_another_scheduler_ran_it(shop: Path) -> None:
+    clock = Clock()
+    one, two = scheduler(shop, clock), scheduler(shop, clock)
+    one.run_until_idle()
+    _dead_run(one, clock)
+    job = one.graph.jobs["ingest:shop.orders"]
+    assert one.due(job, clock()) == "retry"  # what one's tick decided...
+    assert two.tick().started == [("ingest:shop.orders", "retry")]
+    two.wait()  # ...but two ran it first
+    before = ran(shop)
+    assert one._work(job, "retry", one.context) is None  # re-checked under the lease
+    assert ran(shop) == before
+    one.close()
+    two.close()
+
+
+def test_a_job_whose_run_is_alive_elsewhere_is_not_due(shop: Path) -> None:
+    """The run's row says a job is taken, even when the job's lease (taken a moment before
+    the run started) has just ended."""
+    clock = Clock()
+    first = scheduler(shop, clock)
+    first.run_until_idle()
+    first.close()
+    clock.advance(days=1)  # the ingest is due by freshness
+    runner = scheduler(shop, clock)
+    history = RunHistory(runner.context.metadata, now=clock)
+    history.start_run("ingest:shop.orders", "ingest", "freshness", 1, "elsewhere:1",
+                      lease_seconds=60)
+    job = runner.graph.jobs["ingest:shop.orders"]
+    assert runner.tick().started == []
+    assert runner._work(job, "freshness", runner.context) is None  # no job lease held
+    clock.advance(seconds=61)  # its process stopped heartbeating: found dead, retried
+    report = runner.tick()
+    assert report.abandoned == ["ingest:shop.orders"]
+    assert report.started == [("ingest:shop.orders", "retry")]
+    runner.wait()
+    runner.close()
+    assert ran(shop)[-2:] == [("ingest:shop.orders", "freshness", "failed"),
+                              ("ingest:shop.orders", "retry", "unchanged")]
+
+
+def test_a_job_that_cannot_be_decided_does_not_stop_the_scheduler(
+        shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that fails to answer about one dataset (in the chaos test: a version a
+    slow writer was completing) is reported, and the scheduler goes on."""
+    from dataferry.errors import StoreError
+    from dataferry.store.store import Store
+
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    runner.run_until_idle()
+    runner.close()
+    clock.advance(days=1)
+    runner = scheduler(shop, clock)
+    real = Store.dataset
+
+    def failing(store: Store, ref: str, **options: Any) -> Any:
+        if ref == "shop.totals":
+            raise StoreError("shop.totals version 1: cannot be read", public=True)
+        return real(store, ref, **options)
+
+    monkeypatch.setattr(Store, "dataset", failing)
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("update orders set amount = '7.00', "
+                   "updated_at = '2026-02-01T00:00:00+00:00' where id = 3")
+    report = runner.tick()
+    assert report.started == [("ingest:shop.orders", "freshness")]
+    runner.wait()
+    report = runner.tick()  # the transform's own output cannot be read: it is skipped
+    assert ("transform:shop.totals", "shop.totals version 1: cannot be read") in report.errors
+    assert ("deliver:shop.mirror:orders", "on_change") in report.started
+    runner.wait()
+    runner.close()
+    assert mirror(shop, "select amount from orders where id = 3")[0][0] == 7
+
+
+def test_a_running_job_keeps_its_lease(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's heartbeat extends the job's lease too: a job longer than a lease is never
+    taken by another scheduler while it runs."""
+    from dataferry.broker import runner as runner_module
+    from dataferry.metadata import Leases
+
+    real = runner_module.run_job
+    seen: list[datetime] = []
+
+    def slow(context: RunContext, job: Any, *args: Any) -> Any:
+        for _ in range(4):
+            lease = Leases(context.metadata).current(job.id)
+            assert lease is not None
+            seen.append(lease.expires_at)
+            time.sleep(1.2)
+        return real(context, job, *args)
+
+    monkeypatch.setattr(runner_module, "run_job", slow)
+    runner = Scheduler(context_of(shop), workers=1, lease_seconds=5)
+    job = runner.graph.jobs["ingest:shop.orders"]
+    started = datetime.now(UTC)
+    result = runner._work(job, "freshness", runner.context)
+    runner.close()
+    assert result is not None and result.status == "succeeded"
+    assert seen[-1] > seen[0] and seen[-1] > started + timedelta(seconds=5), seen
+    assert Leases(runner.context.metadata).current(job.id) is None  # released at the end
 
 
 def test_two_schedulers_on_one_postgres_database_run_each_job_once(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -304,6 +305,65 @@ def test_a_writer_killed_after_its_manifest_put_is_completed_by_the_next_reader(
     assert ids(one) == [0, 1, 2, 10, 11, 12]
     one.publish("shop.orders", orders([20]), mode="append")
     assert ids(two) == [0, 1, 2, 10, 11, 12, 20]
+
+
+def test_a_reader_racing_a_slow_writer_that_finishes_completes_the_version(
+        tmp_path: Path, bucket: str, s3_server: S3Server) -> None:
+    """A reader lists the bucket between a writer's manifest put and its Delta commit; the
+    writer then finishes and deletes its staged copy before the reader fetches it. The
+    reader takes the commit from the Delta log (it raised "cannot be completed" before,
+    and that stopped a ``ferry up`` of the many-schedulers chaos test)."""
+    one = machine(tmp_path, "one", bucket)
+    one.publish("shop.orders", orders(range(3)))
+    results = _racers(tmp_path, s3_server, [one.root], {"FERRY_CRASH_AT": "after-manifest-put"},
+                      [10])
+    assert results[0].returncode == -9, results
+    two = machine(tmp_path, "two", bucket, keys_from=one.root)
+    remote = two.store.dataset("shop.orders", pull=False).remote
+    assert remote is not None
+    listing = remote.listing()  # what the reader saw: the manifest, no commit, no signature
+    assert "_sig/m/000000000002.sig" not in listing
+    [staged] = [rel for rel in listing if rel.startswith("_sig/staged/")]
+    client = s3_server.client()
+    body = client.get_object(Bucket=bucket, Key=f"lake/shop/orders/{staged}")["Body"].read()
+    # ...the writer finishes: its commit in the Delta log, its staged copy deleted.
+    client.put_object(Bucket=bucket, Key="lake/shop/orders/_delta_log/00000000000000000001.json",
+                      Body=body)
+    client.delete_object(Bucket=bucket, Key=f"lake/shop/orders/{staged}")
+    for rel, info in listing.items():
+        if rel.startswith(("_sig/", "_delta_log/")) and not rel.startswith("_sig/staged/"):
+            remote._fetch(rel, info)
+    remote._finish_commit(2, listing)
+    assert ids(two) == [0, 1, 2, 10, 11, 12]
+    assert verified(two).ok, verified(two).problems
+
+
+def test_threads_downloading_one_object_at_once_all_get_it(
+        tmp_path: Path, bucket: str, s3_server: S3Server) -> None:
+    """The worker threads of one ``ferry up`` pull one dataset's mirror at once (the chaos
+    test's transforms failed with "cannot download ...: FileNotFoundError")."""
+    one = machine(tmp_path, "one", bucket)
+    s3_server.client().put_object(Bucket=bucket, Key="lake/x.bin", Body=b"x" * 100_000)
+    objects = one.store.objects
+    assert objects is not None
+    target = tmp_path / "mirror" / "x.bin"
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        for _ in range(15):
+            try:
+                objects.download("lake/x.bin", target)
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert target.read_bytes() == b"x" * 100_000
+    assert [p.name for p in target.parent.iterdir()] == ["x.bin"]  # no temp file left
 
 
 def test_a_writer_killed_before_its_manifest_put_leaves_nothing_visible(

@@ -39,8 +39,10 @@ from dataferry.metadata.runs import JobKind, RunHistory, Trigger, VersionRef, wo
 ATTEMPTS = 3
 BACKOFF = 0.5
 LEASE_SECONDS = 300.0
-"""How long a run row stays ``running`` without a heartbeat before it counts as dead."""
+"""How long a run row stays ``running`` without a heartbeat before it counts as dead
+(``ferry up --lease``)."""
 HEARTBEAT_SECONDS = 60.0
+"""How often a running job extends its leases: this, or a fifth of the lease if shorter."""
 
 
 @dataclass
@@ -259,10 +261,14 @@ def run_jobs(
 
 def run_recorded(context: RunContext, job: Job, *, trigger: Trigger,
                  attempts: int = ATTEMPTS, sleep: Callable[[float], None] = time.sleep,
-                 full: bool = False) -> JobResult:
-    """Run one job now with its retries, each attempt recorded (the scheduler's entry)."""
+                 full: bool = False, lease_seconds: float = LEASE_SECONDS,
+                 keep: Callable[[], object] | None = None) -> JobResult:
+    """Run one job now with its retries, each attempt recorded (the scheduler's entry).
+
+    Each attempt's run row lives ``lease_seconds`` past its last heartbeat; ``keep`` is
+    called with every heartbeat too (the scheduler extends the job's lease with it)."""
     return _run_attempts(context, job, None, full=full, attempts=attempts, sleep=sleep,
-                         trigger=trigger)
+                         trigger=trigger, lease_seconds=lease_seconds, keep=keep)
 
 
 def _skip_reason(job: Job, results: dict[str, JobResult]) -> str | None:
@@ -284,15 +290,17 @@ def _record_skip(runs: RunHistory, job: Job, trigger: Trigger, reason: str) -> J
 
 
 def _run_attempts(context: RunContext, job: Job, task: Any, *, full: bool, attempts: int,
-                  sleep: Callable[[float], None], trigger: Trigger) -> JobResult:
+                  sleep: Callable[[float], None], trigger: Trigger,
+                  lease_seconds: float = LEASE_SECONDS,
+                  keep: Callable[[], object] | None = None) -> JobResult:
     """Run ``job`` until it ends or a non-transient error; each attempt is its own run."""
     runs = context.runs
     for attempt in range(1, attempts + 1):
         run_id = runs.start_run(job.id, cast(JobKind, job.kind), trigger, attempt,
-                                worker_name(), LEASE_SECONDS)
+                                worker_name(), lease_seconds)
         retry = False
         try:
-            with _Heartbeat(runs, run_id):
+            with _Heartbeat(runs, run_id, lease_seconds=lease_seconds, keep=keep):
                 result = run_job(context, job, task.advance if task is not None else None, full,
                                  run_id)
         except FerryError as exc:
@@ -374,12 +382,17 @@ class _Heartbeat:
     """Extends a running run's lease from a background thread while its job works.
 
     Without it a job longer than the lease would look abandoned to a scheduler sweeping
-    for dead workers, which would then retry it while it is still running.
+    for dead workers, which would then retry it while it is still running. ``keep`` is
+    called on every beat too: the scheduler extends the job's own lease with it, so no
+    other scheduler takes a job that is still running.
     """
 
-    def __init__(self, runs: RunHistory, run_id: int, every: float | None = None) -> None:
+    def __init__(self, runs: RunHistory, run_id: int, every: float | None = None, *,
+                 lease_seconds: float = LEASE_SECONDS,
+                 keep: Callable[[], object] | None = None) -> None:
         self.runs, self.run_id = runs, run_id
-        self.every = HEARTBEAT_SECONDS if every is None else every
+        self.lease_seconds, self.keep = lease_seconds, keep
+        self.every = min(HEARTBEAT_SECONDS, lease_seconds / 5) if every is None else every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}",
                                         daemon=True)
@@ -387,8 +400,10 @@ class _Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                if not self.runs.heartbeat(self.run_id, LEASE_SECONDS):
+                if not self.runs.heartbeat(self.run_id, self.lease_seconds):
                     return  # declared abandoned elsewhere: nothing left to extend
+                if self.keep is not None:
+                    self.keep()
             except Exception:  # a missed beat is not fatal: the lease has slack; try again
                 continue
 

@@ -18,7 +18,13 @@ asks, for every job of the plan, whether it is due:
 - **definition** (``on_change`` transformers): the transformer's latest version was
   computed by another definition (SQL, columns, key, checks, masks: ``engine.definition``);
 - **retry**: a run whose lease expired (its process was killed) is marked abandoned,
-  once, by whichever scheduler sees it first, and its job runs again.
+  once, by whichever scheduler sees it first; while a job's newest run is an abandoned
+  one, the job is due again at once, for every scheduler (the run history says so, not
+  the memory of the one that marked it, which may die too).
+
+A job that cannot be decided (its input's store fails to answer, a version cannot be
+read) is reported in the tick's ``errors`` and asked again at the next tick; the other
+jobs go on, and the scheduler keeps running.
 
 A job of a private network is due by the same rules once an agent of the network is
 enrolled (``ferry agents enroll``); the worker then hands it to that agent and waits
@@ -27,8 +33,14 @@ enrolled (``ferry agents enroll``); the worker then hands it to that agent and w
 Due jobs go to a bounded pool of worker threads. Before running, a worker takes the job's
 lease in the metadata DB and asks again whether the job is due, against the database: so
 two schedulers sharing one database (two ``ferry up`` on one PostgreSQL) never run a job
-twice, and one that finished elsewhere meanwhile is not repeated. A job is never queued
-twice in one scheduler either.
+twice, and one that finished elsewhere meanwhile is not repeated (a retry neither: once
+any run followed the abandoned one, the ordinary rules decide). A job whose newest run is
+still ``running`` with a live lease is not due at all: the run's row, not only the job's
+lease, says a job is taken (the job's lease is taken a moment before its run starts, so
+it may end a moment before the run's). The run's heartbeat
+extends the job's lease with the run's, so a job running longer than a lease keeps it,
+and a killed one is free again within one lease (``lease_seconds``, ``ferry up
+--lease``). A job is never queued twice in one scheduler either.
 
 Each tick also hands the new events of the outbox to the consumers' ``notify`` targets
 (``dataferry.events.notifier``), in a thread of their own, and reports targets that start
@@ -54,8 +66,9 @@ from typing import Protocol
 
 from croniter import croniter
 
+from dataferry.broker.failure import describe_failure
 from dataferry.broker.graph import Graph, Job, build_graph, shared
-from dataferry.broker.runner import ATTEMPTS, JobResult, run_recorded
+from dataferry.broker.runner import ATTEMPTS, LEASE_SECONDS, JobResult, run_recorded
 from dataferry.engine.context import RunContext
 from dataferry.engine.definition import (
     Definition,
@@ -63,6 +76,7 @@ from dataferry.engine.definition import (
     rebuild_reason,
     transformer_definition,
 )
+from dataferry.errors import FerryError
 from dataferry.events.notifier import Notifier
 from dataferry.metadata import (
     CONSUMED,
@@ -73,6 +87,7 @@ from dataferry.metadata import (
     Run,
     RunHistory,
     Staleness,
+    abandoned,
     utcnow,
     worker_name,
 )
@@ -98,6 +113,9 @@ class TickReport:
     notify_failed: list[tuple[str, str]] = field(default_factory=list)
     """Notify targets that started failing (or failed otherwise than before), with why."""
     notify_recovered: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    """Jobs that could not be decided (the store or a database failed), with the public
+    summary of why; they are asked again at the next tick."""
 
 
 class _Runs(Protocol):
@@ -124,7 +142,8 @@ class _AskTheDatabase:
 class Scheduler:
     """Runs the plan's jobs when they are due (see the module docstring)."""
 
-    def __init__(self, context: RunContext, *, workers: int = 4, lease_seconds: float = 600,
+    def __init__(self, context: RunContext, *, workers: int = 4,
+                 lease_seconds: float = LEASE_SECONDS,
                  attempts: int = ATTEMPTS, now: Callable[[], datetime] = utcnow,
                  holder: str | None = None,
                  on_result: Callable[[JobResult], None] | None = None) -> None:
@@ -145,7 +164,6 @@ class Scheduler:
         self.started_at = now()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferry-job")
         self.running: dict[str, Future[JobResult | None]] = {}
-        self.retries: set[str] = set()
         self.once: set[str] | None = None
         """In a ``run_until_idle`` pass: the jobs it started already."""
         self._lock = threading.Lock()
@@ -187,7 +205,6 @@ class Scheduler:
             self.graph, [*self.deliveries.values(), *_shared_needs(context, self.graph)])
         self.remote = {name: p.network for name, p in context.ecosystem.platforms.items()
                        if p.network}
-        self.retries &= set(self.graph.jobs)
         self._definitions.clear()  # inline SQL, columns and checks come from the model
         self._reasons.clear()
         self._retired.append(self.notifier)  # a pass may be using it: closed at the end
@@ -204,12 +221,15 @@ class Scheduler:
         heads read so far this tick: many jobs read the same inputs).
         """
         runs = runs or _AskTheDatabase(self.runs)
-        if job.id in self.retries:
-            return "retry"
         if job.platform in self.remote and (job.network or self.remote[job.platform]) \
                 not in self.agent_networks:
             return None  # no agent of its network is enrolled: nothing could run it
         latest = runs.last(job.id)
+        if latest is not None and latest.status == "running" and \
+                latest.lease_expires_at is not None and latest.lease_expires_at > at:
+            return None  # it runs now, elsewhere (its job lease may end a moment earlier)
+        if latest is not None and abandoned(latest):
+            return "retry"  # its process died, and nothing ran it since
         if latest is not None and latest.status == "failed" and latest.ended_at is not None \
                 and at - latest.ended_at < RETRY_FAILED_AFTER:
             return None  # it just failed: give the source or sink a moment
@@ -347,7 +367,6 @@ class Scheduler:
         at = self.now()
         for run in self.runs.expired_runs(at):
             if self.runs.mark_abandoned(run.id) and run.job_id in self.graph.jobs:
-                self.retries.add(run.job_id)
                 report.abandoned.append(run.job_id)
         self._reap()
         self.latest.refresh()
@@ -360,7 +379,11 @@ class Scheduler:
             if job.id in self.running or self._waits_for_inputs(job) or (
                     self.once is not None and job.id in self.once):
                 continue
-            trigger = self.due(job, at, self.latest, heads)
+            try:
+                trigger = self.due(job, at, self.latest, heads)
+            except FerryError as error:  # one dataset's trouble must not stop the others
+                report.errors.append((job.id, describe_failure(job.id, error).public))
+                continue
             if trigger is not None:
                 self.running[job.id] = self.pool.submit(self._work, job, trigger,
                                                         self.context)
@@ -408,11 +431,18 @@ class Scheduler:
         if not self.leases.acquire(job.id, self.holder, self.lease_seconds):
             return None  # another scheduler runs it now
         try:
-            if trigger != "retry" and self.due(job, self.now()) is None:
+            # What the tick read may be old: decide again against the database, under the
+            # lease (a retry too: another scheduler may have retried it meanwhile).
+            try:
+                checked = self.due(job, self.now())
+            except FerryError:
+                return None  # the next tick asks again, and reports it
+            if checked is None:
                 return None  # it ran elsewhere meanwhile
-            self.retries.discard(job.id)
-            result = run_recorded(context, job, trigger=trigger,  # type: ignore[arg-type]
-                                  attempts=self.attempts)
+            result = run_recorded(context, job, trigger=checked,  # type: ignore[arg-type]
+                                  attempts=self.attempts, lease_seconds=self.lease_seconds,
+                                  keep=lambda: self.leases.renew(job.id, self.holder,
+                                                                 self.lease_seconds))
             if self.on_result is not None:
                 self.on_result(result)
             return result

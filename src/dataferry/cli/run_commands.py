@@ -148,6 +148,10 @@ def up(
     tick: float = typer.Option(5.0, "--tick", min=0.1, metavar="SECONDS",
                                help="How often to look for due jobs."),
     attempts: int = AttemptsOption,
+    lease: float = typer.Option(
+        300.0, "--lease", min=5.0, metavar="SECONDS",
+        help="How long a job stays taken without a heartbeat: a scheduler killed while "
+             "running it frees it after this long."),
     once: bool = typer.Option(False, "--once", help="Run what is due (and what that makes "
                                                     "due) until nothing is, then exit."),
     model: ModelOption = None,
@@ -184,8 +188,11 @@ def up(
             say(f"notify {target}: FAILED ({error}); its events wait and are retried")
         for target in report.notify_recovered:
             say(f"notify {target}: delivering again")
+        for job_id, error in report.errors:
+            say(f"{job_id}: cannot tell whether it is due ({error}); asking again next tick")
 
-    scheduler = Scheduler(context, workers=workers, attempts=attempts, on_result=finished)
+    scheduler = Scheduler(context, workers=workers, attempts=attempts, lease_seconds=lease,
+                          on_result=finished)
     jobs = len(scheduler.graph.jobs)
     say(f"scheduler up: {jobs} jobs, {workers} workers, metadata {context.metadata_url}")
     if scheduler.applied is None:

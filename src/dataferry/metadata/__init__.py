@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         RunDetail,
         RunHistory,
         VersionRef,
+        abandoned,
         worker_name,
     )
     from dataferry.metadata.tokens import Token, TokenStore
@@ -56,7 +57,8 @@ _MODULES = {
     "dataferry.metadata.outbox": ["Event", "EventCursor", "Outbox", "PublishedVersion"],
     "dataferry.metadata.plans": ["AppliedPlan", "PlanHistory"],
     "dataferry.metadata.runs": ["CONSUMED", "ErrorDetail", "LatestRuns", "LogLine", "Run",
-                                "RunDetail", "RunHistory", "VersionRef", "worker_name"],
+                                "RunDetail", "RunHistory", "VersionRef", "abandoned",
+                                "worker_name"],
     "dataferry.metadata.tokens": ["Token", "TokenStore"],
     "dataferry.metadata.users": ["ROLES", "User", "UserStore"],
 }
@@ -95,6 +97,7 @@ __all__ = [
     "User",
     "UserStore",
     "VersionRef",
+    "abandoned",
     "metadata_url",
     "open_metadata",
     "utcnow",

@@ -41,6 +41,8 @@ Status = Literal["queued", "running", "succeeded", "unchanged", "failed", "skipp
 Level = Literal["debug", "info", "warning", "error"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "unchanged", "failed", "skipped"})
 CONSUMED = ("succeeded", "unchanged")
+ABANDONED = "abandoned: "
+"""How the error of a run whose process died begins (``mark_abandoned``)."""
 """Runs after which a job has seen its inputs and its data is current (a failed one has
 not): the scheduler, the catalog's freshness and the run events go by these."""
 
@@ -117,6 +119,11 @@ class RunDetail(Run):
     log: tuple[LogLine, ...]
     has_detail: bool = False
     """Whether the run recorded more than its public texts (see ``error_detail``)."""
+
+
+def abandoned(run: Run) -> bool:
+    """Whether ``run`` failed because its process died (its lease expired)."""
+    return run.status == "failed" and (run.error or "").startswith(ABANDONED)
 
 
 def worker_name() -> str:
@@ -267,7 +274,7 @@ class RunHistory:
             if (not found or found[0].status != "running"
                     or found[0].lease_expires_at is None):
                 return False
-            message = (f"abandoned: worker {found[0].worker} stopped heartbeating; its lease "
+            message = (f"{ABANDONED}worker {found[0].worker} stopped heartbeating; its lease "
                        f"expired at {found[0].lease_expires_at.isoformat()}")
             row = sql.execute(
                 "UPDATE runs SET status = 'failed', ended_at = :now, error = :error, "

@@ -18,7 +18,9 @@ A version is committed by the conditional put of its manifest (``If-None-Match: 
    visible, and gc later deletes what it uploaded;
 3. the Delta commit is copied into ``_delta_log`` and the signature written beside the
    manifest. A crash between 2 and 3 is finished by the next ``pull`` from the manifest's
-   metadata (the staged commit is checked against the manifest's hash first).
+   metadata (the staged commit is checked against the manifest's hash first). A writer
+   that is only slow finishes meanwhile and deletes the staged copy: the reader then takes
+   the commit it put in ``_delta_log``, checked the same way.
 
 Objects that arrive from the bucket are recorded with their ETag in an index beside the
 mirror, so a changed object (a tampered file) is downloaded again and ``ferry verify``
@@ -179,6 +181,10 @@ class RemoteDataset:
         if delta_rel not in listing:
             staged = metadata.get(_STAGED_META, "")
             data = self.objects.get(self.key(staged)) if staged else None
+            if data is None:
+                # Its writer may have finished since the listing: it puts the commit in
+                # the Delta log, then deletes the staged copy.
+                data = self.objects.get(self.key(delta_rel))
             if data is None or hash_bytes(self._algorithm(), data) != delta["hash"]:
                 raise StoreError(f"{self.ref} version {number}: its Delta commit is not in "
                                  f"{self.url(delta_rel)} and the staged copy is missing or "

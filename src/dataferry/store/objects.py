@@ -152,9 +152,13 @@ class ObjectStore:
             raise self._fail("read", key, error) from None
 
     def download(self, key: str, target: Path) -> None:
-        """Stream an object to ``target`` (through a temp name: never a partial file)."""
+        """Stream an object to ``target`` (through a temp name: never a partial file).
+
+        The temp name is this call's own: the worker threads of one ``ferry up`` may pull
+        one dataset's mirror at once, and with a name per process one moved the file the
+        other was about to move ("cannot download ...: FileNotFoundError")."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{os.getpid()}.download")
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.download")
         try:
             self.client.download_file(self.location.bucket, key, str(temp))
             os.replace(temp, target)
