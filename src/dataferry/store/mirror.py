@@ -205,6 +205,7 @@ class RemoteDataset:
     def create_genesis(self, data: bytes) -> bytes:
         """Put the dataset's genesis unless another writer did first; the one that holds."""
         rel = "_sig/genesis.json"
+        self.objects.require_conditional_puts()  # nothing at all goes where it is ignored
         if self.objects.put(self.key(rel), data, if_absent=True) is None:
             won = self.objects.get(self.key(rel))
             if won is None:
