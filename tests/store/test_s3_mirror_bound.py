@@ -17,6 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dataferry.engine.context import RunContext
 from dataferry.errors import StoreError, UsageError
@@ -272,3 +274,21 @@ def test_a_hub_with_a_tiny_mirror_serves_clones(
     assert sum(stat.st_size for _, stat, _ in store.cache.data_files()) <= BOUND
 
 
+
+
+@given(st.integers(0, 10**6), st.sampled_from(["", "b", "KB", "kib", "M", "MiB", "gb", "GiB",
+                                               "t", "TiB"]), st.sampled_from(["", " "]))
+def test_a_size_is_its_number_times_its_unit(number: int, unit: str, space: str) -> None:
+    factor = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "m": 1000**2, "mib": 1024**2,
+              "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tib": 1024**4}[unit.lower()]
+    assert parse_size(f"{number}{space}{unit}") == number * factor
+
+
+@given(st.text(max_size=20))
+def test_any_text_is_a_size_or_a_clear_error(text: str) -> None:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        assert "is not a size" in str(exc)
+    else:
+        assert size >= 0 and any(c.isdigit() for c in text)

@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,7 +32,6 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from dataferry.errors import UsageError
-from dataferry.store.manifest import write_atomic
 
 DEFAULT_MIRROR_SIZE = 20 * 1024**3
 """20 GiB: room for the working set of most ecosystems on a laptop or a small VM."""
@@ -75,10 +75,13 @@ _PROCESS = _Scope()
 _scope: ContextVar[_Scope] = ContextVar("dataferry_mirror_pins", default=_PROCESS)
 _live: set[_Scope] = {_PROCESS}
 _caches: dict[Path, MirrorCache] = {}
+_guard = threading.Lock()
+"""Scopes change in the threads of a server's requests."""
 
 
 def _pinned_here() -> set[str]:
-    return set().union(*(scope.paths for scope in list(_live)))
+    with _guard:
+        return set().union(*(scope.paths for scope in _live))
 
 
 @contextmanager
@@ -86,15 +89,17 @@ def pinning() -> Iterator[None]:
     """Pins made inside last until the block ends (a request of ``ferry serve``), instead
     of until the process ends."""
     scope = _Scope()
-    _live.add(scope)
+    with _guard:
+        _live.add(scope)
     token = _scope.set(scope)
     try:
         yield
     finally:
         _scope.reset(token)
-        _live.discard(scope)
-        if scope.paths:
-            for cache in list(_caches.values()):
+        with _guard:
+            _live.discard(scope)
+        for cache in list(_caches.values()):
+            if any(p.startswith(str(cache.root)) for p in scope.paths):
                 cache.write_pins()
 
 
@@ -132,10 +137,14 @@ class MirrorCache:
             self._write_pins(mine)
 
     def _write_pins(self, mine: list[str]) -> None:
-        if mine:
-            write_atomic(self._pin_file, json.dumps(mine).encode())
-        else:
+        """Replace this process's pin file (no fsync: after a crash no process holds
+        pins anyway)."""
+        if not mine:
             self._pin_file.unlink(missing_ok=True)
+            return
+        temp = self._pin_file.with_name(f".{self._pin_file.name}.tmp")
+        temp.write_text(json.dumps(mine))
+        os.replace(temp, self._pin_file)
 
     def pin(self, paths: Iterable[Path]) -> set[str]:
         """Pin files for the command in flight (the current ``pinning`` block, else the
@@ -144,9 +153,11 @@ class MirrorCache:
         downloaded."""
         scope = _scope.get()
         wanted = {str(p) for p in paths}
-        fresh = wanted - scope.paths
+        with _guard:
+            fresh = wanted - scope.paths
         unknown = wanted - _pinned_here()
-        scope.paths |= wanted
+        with _guard:
+            scope.paths |= wanted
         if unknown:
             with self._locked():
                 self._write_pins(sorted(p for p in _pinned_here()
@@ -155,7 +166,8 @@ class MirrorCache:
 
     def unpin(self, paths: Iterable[str]) -> None:
         """Release pins ``pin`` made (a file read and done with, as ``ferry verify``)."""
-        _scope.get().paths.difference_update(paths)
+        with _guard:
+            _scope.get().paths.difference_update(paths)
 
     @staticmethod
     def touch(path: Path) -> None:
