@@ -174,10 +174,13 @@ class RemoteDataset:
                     index[rel] = etag
             if todo:
                 self._save_index()
+        else:
+            todo = []
         if self.cache is not None:
             for rel in wanted:
                 self.cache.touch(self.local / rel)
-            self.cache.trim()
+            if todo:  # only downloads make the mirror grow past its bound
+                self.cache.trim()
         return fresh
 
     def release(self, pinned: set[str]) -> None:
@@ -326,6 +329,8 @@ class RemoteDataset:
             index[rel] = self.objects.put(self.key(rel), data, if_absent=True) or ""
         self.objects.delete([self.key(staged)])
         self._save_index()
+        if self.cache is not None:  # the version's files are in the bucket: evictable
+            self.cache.trim()
 
     def push_checkpoint(self, data: bytes) -> None:
         rel = "_sig/checkpoint.json"
