@@ -2,7 +2,11 @@
 
 Publishes ``--rows`` generated rows (replace, then a 1% merge) to a local store and to
 ``s3://<bucket>/bench``, then opens the bucket's dataset from a fresh mirror (a second
-machine) and reads and verifies it. Against moto's server by default (started on a free
+machine: the history only), reads it (fetching its files), reads it again (from the
+mirror) and verifies it; then reads it on a third machine whose mirror is bounded to
+1 MB (``mirror_size``), so every read downloads the files again (once another
+command has evicted them): the ratio of those
+reads to the second machine's second read is the cost of a mirror too small. Against moto's server by default (started on a free
 port: in-process Python, so its numbers are a floor for the protocol's overhead, not a
 measure of S3); set AWS_ENDPOINT_URL and the AWS credentials to measure a real store.
 
@@ -27,6 +31,7 @@ import pyarrow as pa
 
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import load_model
+from dataferry.store.mirror_cache import pinning
 from dataferry.store.publish import publish
 from dataferry.store.store import Store
 from dataferry.store.verify import VerifyReport, verify_dataset
@@ -83,10 +88,10 @@ def batches(rows: int, start: int = 0) -> Iterator[pa.RecordBatch]:
             [ids, ids.cast(pa.float64()), ids.cast(pa.string())], names=["id", "value", "name"])
 
 
-def model(root: Path, store: str | None) -> tuple[Store, ModelIndex]:
+def model(root: Path, store: str | None, extra: str = "") -> tuple[Store, ModelIndex]:
     (root / "teams" / "bench").mkdir(parents=True)
     (root / "ferry.yaml").write_text("ecosystem: bench\nzones: {main: {}}\n"
-                                     + (f"store: {store}\n" if store else ""))
+                                     + (f"store: {store}\n" if store else "") + extra)
     (root / "teams" / "bench" / "bench.yaml").write_text(TEAM)
     loaded = load_model(root)
     assert loaded.ecosystem is not None
@@ -136,15 +141,34 @@ def main() -> None:
         run(store, index, options.rows)
         other, _ = model(Path(temp) / "two", f"s3://{options.bucket}/bench")
         opened: list[object] = []
-        timed("open on a fresh mirror (download)", lambda: opened.append(
+        timed("open on a fresh mirror (history)", lambda: opened.append(
             other.dataset("bench.events")))
         timed("open again (nothing changed)", lambda: other.dataset("bench.events"))
+
+        def read(store: Store) -> None:
+            with pinning():  # one command
+                dataset = store.dataset("bench.events")
+                sum(b.num_rows for b in dataset.reader(dataset.resolve(None)))
+
+        timed("read every row (fetching files)", lambda: read(other))
+        warm = timed("read every row again (mirror)", lambda: read(other))
         dataset = other.dataset("bench.events")
-        timed("read every row", lambda: sum(
-            b.num_rows for b in dataset.reader(dataset.resolve(None))))
         report = VerifyReport()
         timed("verify", lambda: verify_dataset(dataset, report))
         assert report.ok, report.problems
+        small, _ = model(Path(temp) / "three", f"s3://{options.bucket}/bench",
+                         "mirror_size: 1MB\n")
+        assert small.cache is not None
+
+        def evicted_then_read() -> None:
+            assert small.cache is not None
+            small.cache.trim()  # as the next command's first download does
+            read(small)
+
+        cold = min(timed("read, 1 MB mirror (fetching)", evicted_then_read)
+                   for _ in range(2))
+        print(f"  a 1 MB mirror reads {cold / warm:.1f}x slower than a mirror that holds "
+              "the version (same process)")
 
 
 if __name__ == "__main__":

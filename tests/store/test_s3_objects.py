@@ -74,8 +74,10 @@ def test_a_full_disk_under_the_mirror_is_one_line(
         "teams/shop/shop.yaml": TEAM})
     loaded = load_model(root)
     assert loaded.ecosystem is not None
-    with pytest.raises(StoreError) as raised:
-        Store.for_model(root, loaded.ecosystem).dataset("shop.orders")
+    dataset = Store.for_model(root, loaded.ecosystem).dataset("shop.orders")  # history only
+    with pytest.raises(StoreError) as raised:  # the data files, fetched as they are read
+        for number in (1, 2, 3):
+            dataset.active_files(number)
     assert "no space left on the device" in str(raised.value)
     assert f"s3://{bucket}/lake/shop/orders/" in str(raised.value)
     assert not [p for p in small_disk.rglob("*.download")]  # no partial file left

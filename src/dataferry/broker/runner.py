@@ -35,6 +35,7 @@ from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
 from dataferry.metadata import PublishedVersion
 from dataferry.metadata.runs import JobKind, RunHistory, Trigger, VersionRef, worker_name
+from dataferry.store.mirror_cache import pinning
 
 ATTEMPTS = 3
 BACKOFF = 0.5
@@ -76,7 +77,15 @@ def run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None
     and definition have not changed, or reloads the sink (deliver). A
     delivery or a transform records on its run ``run_id`` what it reads, so ``ferry gc``
     keeps it. A job of a private network runs on an agent of it, which may take up to
-    ``context.agent_wait`` seconds to claim it."""
+    ``context.agent_wait`` seconds to claim it. The store files it reads stay pinned
+    in a bounded mirror until it ends (``mirror_cache.pinning``), not until the process
+    (a scheduler's) ends."""
+    with pinning():
+        return _run_job(context, job, on_rows, full, run_id)
+
+
+def _run_job(context: RunContext, job: Job, on_rows: Callable[[int], None] | None,
+             full: bool, run_id: int | None) -> JobResult:
     platform = context.ecosystem.platforms.get(job.platform)
     if job.network or (platform is not None and platform.network):
         return _on_agent(context, job, on_rows, full, run_id)

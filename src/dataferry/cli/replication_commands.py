@@ -158,21 +158,19 @@ def _summary(item: dict[str, object]) -> str:
             f"{item['bytes_fetched']:,} bytes received")
 
 
-def serve_store(host: str, port: int, store_dir: Path, anonymous: bool) -> None:
+def serve_store(host: str, port: int, store_dir: str, anonymous: bool) -> None:
     """``ferry serve --store DIR --anonymous``: the replication endpoints over a store,
     read-only, to anyone; without ``--anonymous`` it refuses to start."""
     import uvicorn
 
     from dataferry.replication.serve import anonymous_app
-    from dataferry.store.store import Store
+    from dataferry.store.store import store_at
 
     if not anonymous:
         raise UsageError("ferry serve --store serves a store without a model, so there are no "
                          "users to check a token against: add --anonymous to serve every "
                          "dataset in it to anyone (read-only, replication only)")
-    if not store_dir.is_dir():
-        raise UsageError(f"store directory {store_dir} does not exist")
-    store = Store(store_dir.resolve(), Path.home() / ".ferry")
-    typer.echo(f"serving {len(store.refs())} datasets of {store.root} to anyone, read-only "
+    store = store_at(store_dir)
+    typer.echo(f"serving {len(store.refs())} datasets of {store.location} to anyone, read-only "
                f"(replication only) on http://{host}:{port}", err=True)
     uvicorn.run(anonymous_app(store), host=host, port=port, log_level="warning")

@@ -11,12 +11,13 @@ import typer
 from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json, print_table
 from dataferry.cli.progress import Progress
 from dataferry.errors import StoreError, UsageError
-from dataferry.store.store import Store
+from dataferry.store.store import Store, store_at
 
 StoreOption = Annotated[
-    Path | None,
-    typer.Option("--store", metavar="DIR",
-                 help="Read this store directly (no model needed), e.g. a copied store."),
+    str | None,
+    typer.Option("--store", metavar="DIR|s3://BUCKET/PREFIX",
+                 help="Read this store directly (no model needed): a folder (a copied "
+                      "store, a clone) or a bucket (credentials from the AWS variables)."),
 ]
 
 
@@ -36,15 +37,13 @@ def register(app: typer.Typer) -> None:
 class _Context:
     """The model (when there is one) and the store of a command."""
 
-    def __init__(self, model: Path | None, store: Path | None = None) -> None:
+    def __init__(self, model: Path | None, store: str | None = None) -> None:
         from dataferry.model.graph import ModelIndex
         from dataferry.model.load import load_model
 
         self.index: ModelIndex | None = None
         if store is not None:
-            if not store.is_dir():
-                raise UsageError(f"store directory {store} does not exist")
-            self.store = Store(store.resolve(), Path.home() / ".ferry")
+            self.store = store_at(store)
             return
         loaded = load_model(model_dir(model))
         if loaded.ecosystem is None:
@@ -171,7 +170,7 @@ def datasets(model: ModelOption = None, store: StoreOption = None,
     for ref in sorted(refs):
         dataset = context.store.dataset(ref)
         head = dataset.head() if dataset.exists() else None
-        files = dataset.active_files(head.number) if head else []
+        files = dataset.active_files(head.number, fetch=False) if head else []
         rows.append({
             "ref": ref,
             "version": head.number if head else None,

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -329,9 +328,10 @@ def serve(
     max_body_size: str = typer.Option(
         "1MiB", "--max-body-size", metavar="SIZE",
         help="Largest request body accepted (bytes, or with KiB, MiB); larger get 413."),
-    store: Path | None = typer.Option(
-        None, "--store", metavar="DIR",
-        help="Serve this store for replication only: no model, no users (needs --anonymous)."),
+    store: str | None = typer.Option(
+        None, "--store", metavar="DIR|s3://BUCKET/PREFIX",
+        help="Serve this store (a folder or a bucket) for replication only: no model, no "
+             "users (needs --anonymous)."),
     anonymous: bool = typer.Option(False, "--anonymous",
                                    help="With --store: serve it to anyone, read-only."),
     model: ModelOption = None,

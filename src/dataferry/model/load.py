@@ -169,9 +169,10 @@ def _load_ecosystem(root: FsPath, report: Report) -> EcosystemFile | None:
 
 
 DEPLOYMENT_VARIABLES = {"home": "FERRY_HOME", "store": "FERRY_STORE",
-                        "metadata": "FERRY_METADATA"}
-"""Environment variables that set ferry.yaml's ``home``, ``store`` and ``metadata`` for
-this machine: one model in git, deployed with its own directories and database."""
+                        "metadata": "FERRY_METADATA", "mirror_size": "FERRY_MIRROR_SIZE"}
+"""Environment variables that set ferry.yaml's ``home``, ``store``, ``metadata`` and
+``mirror_size`` for this machine: one model in git, deployed with its own directories,
+database and disk."""
 
 
 def deployment_settings(eco: EcosystemFile | None) -> EcosystemFile | None:
@@ -179,6 +180,10 @@ def deployment_settings(eco: EcosystemFile | None) -> EcosystemFile | None:
     ``FERRY_METADATA`` give (non-empty) in place of ferry.yaml's."""
     given = {name: os.environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items()
              if os.environ.get(variable)}
+    if "mirror_size" in given:
+        from dataferry.store.mirror_cache import mirror_size
+
+        mirror_size(given["mirror_size"])  # a usage error naming the variable
     return eco.model_copy(update=given) if eco is not None and given else eco
 
 

@@ -123,6 +123,19 @@ def _check_cron(value: str) -> str:
 Cron = Annotated[str, AfterValidator(_check_cron), _pattern(patterns.CRON)]
 
 
+def _check_size(value: int | str) -> int | str:
+    from dataferry.store.mirror_cache import parse_size
+
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        raise _error("bad_size", str(exc)) from None
+    return value
+
+
+Size = Annotated[StrictInt | StrictStr, AfterValidator(_check_size)]
+
+
 def _trigger(value: str) -> str:
     return value if value == "on_change" else _check_cron(value)
 
@@ -242,6 +255,9 @@ class EcosystemFile(Spec):
     description: str | None = None
     home: str = Field(".ferry", description="Where the store, keys and metadata DB live.")
     store: str | None = Field(None, description="Local path or s3://bucket/prefix.")
+    mirror_size: Size | None = Field(
+        None, description="Most bytes of data files the local mirror of an s3:// store keeps "
+        "(e.g. 20GB; default 20 GiB).")
     metadata: str | None = Field(None, description="SQLAlchemy URL of the metadata DB.")
     zones: dict[Label, Zone] = Field(default_factory=dict)
     platforms: Annotated[dict[Label, Platform], AfterValidator(_implicit_local)] = Field(

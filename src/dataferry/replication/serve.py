@@ -36,6 +36,7 @@ from dataferry.server.errors import (
     Unauthorized,
     install_error_handlers,
 )
+from dataferry.server.mirror_pins import PinPerRequest
 from dataferry.server.principal import Principal
 from dataferry.store.dataset import DatasetStore
 from dataferry.store.store import Store
@@ -75,6 +76,7 @@ class Reader:
             dataset = self.store.dataset(ref)
             if not dataset.exists():
                 raise NotFound(f"{ref} has no published version yet")
+            _present(dataset, file)
             return dataset
         if self.principal is None:  # an anonymous store: what it holds, to anyone
             team, dot, name = ref.partition(".")
@@ -82,6 +84,7 @@ class Reader:
             if not (dot and plain_path(team) and plain_path(name) and "/" not in ref
                     and dataset.exists()):
                 raise NotFound(f"this store holds no dataset {ref!r}")
+            _present(dataset, file)
             return dataset
         try:
             reason = clone_grant(request.app.state.context.index, self.principal, ref)
@@ -93,10 +96,18 @@ class Reader:
         dataset = self.store.dataset(ref, pull=False)
         if dataset.remote is None or file is None or not (dataset.path / file).is_file():
             dataset = self.store.dataset(ref)
+        _present(dataset, file)
         if not dataset.exists():
             raise NotFound(f"{ref} has no published version yet")
         request.state.clone_grant = reason
         return dataset
+
+
+def _present(dataset: DatasetStore, file: str | None) -> None:
+    """In a bucket, a data file to be served: fetched if the mirror lacks it (checked
+    against its hash), pinned for the request either way."""
+    if dataset.remote is not None and file is not None:
+        dataset.remote.ensure_named(file)
 
 
 def replication_reader(request: Request) -> Reader:
@@ -247,6 +258,7 @@ def anonymous_app(store: Store) -> FastAPI:
     app = FastAPI(title="dataferry replication", version=__version__,
                   openapi_url="/openapi.json", docs_url=None, redoc_url=None)
     app.state.replication_store = store
+    app.add_middleware(PinPerRequest)
     install_error_handlers(app)
     app.include_router(router, prefix="/api/v1")
     return app

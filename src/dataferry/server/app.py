@@ -37,6 +37,7 @@ from dataferry.server.api_docs import install_api_docs
 from dataferry.server.auth import Auth, AuthSettings, scopes
 from dataferry.server.body_limit import DEFAULT_MAX_BODY_SIZE, BodySizeLimit
 from dataferry.server.errors import install_error_handlers
+from dataferry.server.mirror_pins import PinPerRequest
 
 API_PREFIX = "/api/v1"
 SCHEDULER_TICK_SECONDS = 5.0
@@ -76,6 +77,7 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     app = FastAPI(title="dataferry", version=__version__, lifespan=_lifespan(scheduler),
                   openapi_url="/openapi.json", docs_url=None, redoc_url=None)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_size)
+    app.add_middleware(PinPerRequest)
     app.state.context = context
     app.state.auth = Auth.for_context(context, settings, now)
     install_error_handlers(app)

@@ -118,8 +118,11 @@ def touched_views(dataset: DatasetStore, old: Version | None, new: Version,
     with ``b`` by primary key gives every change. After an incremental version this reads
     the new file and the rows its deletion vectors removed, not the whole table.
     """
-    before = {f.path: f for f in dataset.active_files(old.number)} if old else {}
-    after = {f.path: f for f in dataset.active_files(new.number)}
+    before = {f.path: f for f in dataset.active_files(old.number, fetch=False)} if old else {}
+    after = {f.path: f for f in dataset.active_files(new.number, fetch=False)}
+    if dataset.remote is not None:  # in a bucket: only the files that differ are read
+        dataset.remote.ensure([entry for side, other in ((before, after), (after, before))
+                               for path, entry in side.items() if other.get(path) != entry])
     gone: list[FileEntry] = []
     came: list[FileEntry] = []
     newly_deleted: list[FileScan] = []
@@ -245,8 +248,10 @@ def added_rows(dataset: DatasetStore, old: Version | None, new: Version, columns
                f"from ({_changed_rows(dataset, old, new, columns, key)}) c")
         return _reader(sql, dataset, new, old, columns, schema, touched=True)
     # No key: the rows of the files the newer versions added (exact for append-only data).
-    old_files = {f.path for f in dataset.active_files(old.number)} if old else set()
-    added = [f for f in dataset.active_files(new.number) if f.path not in old_files]
+    old_files = {f.path for f in dataset.active_files(old.number, fetch=False)} if old else set()
+    added = [f for f in dataset.active_files(new.number, fetch=False) if f.path not in old_files]
+    if dataset.remote is not None:
+        dataset.remote.ensure(added)
     paths = [str(dataset.path / f.path) for f in added]
 
     def batches() -> Iterator[pa.RecordBatch]:

@@ -185,7 +185,8 @@ def _manifest(dataset: DatasetStore, head: Version, written: list[tuple[FileEntr
     """The compacted version: the head's rows, cursor and lineage in new files."""
     algorithm = dataset.genesis().algorithm
     gone = {f.path for f in removed}
-    active = [f for f in dataset.active_files(head.number) if f.path not in gone]
+    active = [f for f in dataset.active_files(head.number, fetch=False)
+              if f.path not in gone]
     active = sorted([*active, *(e for e, _ in written)], key=lambda f: f.path)
     rows = sum(f.live_rows for f in active)
     if rows != head.manifest.rows:

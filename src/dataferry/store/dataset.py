@@ -151,8 +151,12 @@ class DatasetStore:
         for number in self.version_numbers():
             yield self.version(number)
 
-    def active_files(self, number: int) -> list[FileEntry]:
-        """Every data file of version ``number`` (folding adds/removes from the start)."""
+    def active_files(self, number: int, *, fetch: bool = True) -> list[FileEntry]:
+        """Every data file of version ``number`` (folding adds/removes from the start).
+
+        In a bucket the files are made present in the mirror and pinned for the command
+        in flight (``mirror.RemoteDataset.ensure``), unless not ``fetch``: for callers
+        that read only the entries (names, sizes, hashes), not the files."""
         checkpoint = self.checkpoint()
         files: dict[str, FileEntry] = {}
         start = 1
@@ -170,7 +174,23 @@ class DatasetStore:
                 files.pop(path, None)
             for entry in manifest.files:
                 files[entry.path] = entry
-        return sorted(files.values(), key=lambda f: f.path)
+        active = sorted(files.values(), key=lambda f: f.path)
+        if fetch and self.remote is not None:
+            self.remote.ensure(active)
+        return active
+
+    @contextmanager
+    def fetched(self, entries: list[FileEntry], *, check: bool = True) -> Iterator[None]:
+        """``entries``' files present (in a bucket: fetched and pinned) for the block only,
+        for reading many files one after another (``ferry verify``) in a bounded mirror."""
+        if self.remote is None:
+            yield
+            return
+        pinned = self.remote.ensure(entries, check=check)
+        try:
+            yield
+        finally:
+            self.remote.release(pinned)
 
     def same_rows(self, old: int, new: int) -> bool:
         """Whether version ``new`` holds the rows of ``old`` because every version after
@@ -252,7 +272,7 @@ class DatasetStore:
             return columns
         names = self.arrow_schema(version).names
         held = [n for n in names if n in sparse.columns or any(
-            n in f.partition_values for f in self.active_files(version.number))]
+            n in f.partition_values for f in self.active_files(version.number, fetch=False))]
         if columns is None:
             return held
         missing = [c for c in columns if c not in held]
@@ -266,7 +286,7 @@ class DatasetStore:
 
     def partition_columns(self, version: Version) -> list[str]:
         """Columns whose values live in the file paths (hive style) instead of the files."""
-        return sorted({name for f in self.active_files(version.number)
+        return sorted({name for f in self.active_files(version.number, fetch=False)
                        for name in f.partition_values})
 
     def file_paths(self, version: Version) -> list[str]:

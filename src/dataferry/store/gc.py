@@ -124,7 +124,7 @@ def _write_checkpoint(dataset: DatasetStore, keys: KeyStore, first: int) -> None
         dataset_id=genesis.dataset_id,
         first_version=first,
         prev=kept.manifest.prev,
-        files=tuple(dataset.active_files(first - 1)) if first > 1 else (),
+        files=tuple(dataset.active_files(first - 1, fetch=False)) if first > 1 else (),
         keys=tuple(allowed),
         created_at=utc_now(),
     )
@@ -141,7 +141,7 @@ def _delete_unreferenced(dataset: DatasetStore,
     hashes: set[str] = set()
     numbers = dataset.version_numbers()
     for number in numbers:
-        for entry in dataset.active_files(number):
+        for entry in dataset.active_files(number, fetch=False):
             needed.add(entry.path)
             hashes.add(entry.hash)
             if entry.deletion_vector:

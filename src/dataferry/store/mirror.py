@@ -2,10 +2,11 @@
 
 The store's code reads and writes local files (deltalake, DuckDB, pyarrow and the hashing
 all stream from them), so an S3 store works through a mirror of each dataset under
-``<home>/s3/<bucket>/<prefix>``: ``pull`` brings the bucket's changes down (the history
-in ``_sig`` and ``_delta_log``, then the data files the versions name, streamed to disk,
-never into memory); ``commit`` sends a new version up. The mirror is a cache: deleting it
-loses nothing.
+``<home>/s3/<bucket>/<prefix>``: ``pull`` brings the bucket's changes to the history
+down (``_sig`` and ``_delta_log``); ``ensure`` the data files a command reads, on demand
+(streamed to disk, never into memory, hashed against the manifest); ``commit`` sends a new
+version up. The mirror is a cache bounded in size (``mirror_cache``): deleting it loses
+nothing.
 
 A version is committed by the conditional put of its manifest (``If-None-Match: *``):
 
@@ -44,7 +45,8 @@ from pathlib import Path
 from dataferry.errors import StoreError
 from dataferry.faults import crash_point, pause_point
 from dataferry.store.hashing import file_hash, hash_bytes
-from dataferry.store.manifest import Checkpoint, Genesis, Manifest, write_atomic
+from dataferry.store.manifest import Checkpoint, FileEntry, Genesis, Manifest, write_atomic
+from dataferry.store.mirror_cache import MirrorCache
 from dataferry.store.objects import ObjectInfo, ObjectStore
 
 STAGED = "_sig/staged/"
@@ -68,10 +70,14 @@ class RemoteDataset:
     local: Path
     index_path: Path
 
+    cache: MirrorCache | None = None
+    """The mirror's size bound and pins (None: unbounded, nothing pinned)."""
+
     def __post_init__(self) -> None:
         team, _, name = self.ref.partition(".")
         self.relative = f"{team}/{name}"
         self._index: dict[str, str] | None = None
+        self._listing: dict[str, ObjectInfo] | None = None
 
     def key(self, relative: str) -> str:
         return self.objects.location.key(f"{self.relative}/{relative}")
@@ -119,16 +125,79 @@ class RemoteDataset:
         for rel in [r for r in index if r not in listing]:
             (self.local / rel).unlink(missing_ok=True)  # gone from the bucket (gc)
             del index[rel]
-        wanted = [(rel, listing[rel]) for rel in sorted(self._referenced()) if rel in listing]
-
-        def fetch(item: tuple[str, ObjectInfo]) -> str | None:
-            return self._fetch(item[0], item[1], record=False)
-
-        with ThreadPoolExecutor(TRANSFERS) as pool:  # data files: several at once
-            for (rel, _), etag in zip(wanted, pool.map(fetch, wanted), strict=True):
-                if etag is not None:
-                    index[rel] = etag
+        self._listing = listing
         self._save_index()
+
+    # --- data files, on demand --------------------------------------------------------
+
+    def ensure(self, entries: Iterable[FileEntry], *, check: bool = True) -> set[str]:
+        """Make the data files (and deletion vectors) of ``entries`` present in the
+        mirror as the bucket holds them, pinned for the command in flight
+        (``mirror_cache``); what is missing or changed in the bucket is downloaded, and
+        (``check``) hashed against its entry: a file whose bytes are not the ones signed
+        for is refused, naming the object. Returns the paths newly pinned (``release``)."""
+        wanted: dict[str, str | None] = {}
+        for entry in entries:
+            wanted[entry.path] = entry.hash
+            vector = entry.deletion_vector
+            if vector:
+                wanted.setdefault(str(vector["file"]), None)
+        if not wanted:
+            return set()
+        fresh = self.cache.pin(self.local / rel for rel in wanted) if self.cache else set()
+        index = self.index
+        stale = [rel for rel in sorted(wanted)
+                 if not (self.local / rel).is_file() or rel not in index
+                 or (self._listing is not None and rel in self._listing
+                     and self._listing[rel].etag != index[rel])]
+        if stale:
+            if self._listing is None or any(rel not in self._listing for rel in stale):
+                self._listing = self.listing()
+            listing = self._listing
+            todo = [rel for rel in stale if rel in listing
+                    and (index.get(rel) != listing[rel].etag
+                         or not (self.local / rel).is_file())]
+            algorithm = self._algorithm() if check and todo else ""
+
+            def fetch(rel: str) -> str:
+                target = self.local / rel
+                self.objects.download(listing[rel].key, target)
+                expected = wanted[rel]
+                if check and expected is not None and \
+                        file_hash(target, algorithm)[0] != expected:
+                    target.unlink(missing_ok=True)
+                    raise StoreError(f"{self.ref}: {self.url(rel)}: content does not match "
+                                     "its hash (the file was changed in the bucket); it is "
+                                     f"not read; run `ferry verify {self.ref}`", public=True)
+                return listing[rel].etag
+
+            with ThreadPoolExecutor(TRANSFERS) as pool:
+                for rel, etag in zip(todo, pool.map(fetch, todo), strict=True):
+                    index[rel] = etag
+            if todo:
+                self._save_index()
+        else:
+            todo = []
+        if self.cache is not None:
+            for rel in wanted:
+                self.cache.touch(self.local / rel)
+            if todo:  # only downloads make the mirror grow past its bound
+                self.cache.trim()
+        return fresh
+
+    def release(self, pinned: set[str]) -> None:
+        """Unpin what ``ensure`` newly pinned (done with it)."""
+        if self.cache is not None:
+            self.cache.unpin(pinned)
+
+    def ensure_named(self, rel: str) -> None:
+        """Make a file of the dataset present for serving it: a data file a kept version
+        names is fetched (``ensure``); anything else is history, in step after ``pull``."""
+        for entry in self._entries():
+            vector = entry.deletion_vector
+            if entry.path == rel or (vector and str(vector["file"]) == rel):
+                self.ensure([entry])
+                return
 
     def _fetch(self, rel: str, info: ObjectInfo, record: bool = True) -> str | None:
         """Download an object unless the mirror has it as the bucket does; returns the
@@ -141,14 +210,13 @@ class RemoteDataset:
             self.index[rel] = info.etag
         return info.etag
 
-    def _referenced(self) -> set[str]:
-        """Every data file and deletion vector a kept version (or the checkpoint) names."""
-        names: set[str] = set()
+    def _entries(self) -> list[FileEntry]:
+        """The file entries of every kept version and of the checkpoint."""
         manifests = self.local / "_sig" / "m"
-        sources: list[Iterable[object]] = []
+        entries: list[FileEntry] = []
         for path in sorted(manifests.glob("*.json")) if manifests.is_dir() else ():
             try:
-                sources.append(Manifest.from_bytes(path.read_bytes()).files)
+                entries.extend(Manifest.from_bytes(path.read_bytes()).files)
             except (ValueError, KeyError, TypeError):
                 continue  # verify names an unreadable manifest
         checkpoint = self.local / "_sig" / "checkpoint.json"
@@ -157,16 +225,10 @@ class RemoteDataset:
                 from dataferry.store.manifest import read_signed_checkpoint
 
                 found: Checkpoint = read_signed_checkpoint(checkpoint.read_bytes())[0]
-                sources.append(found.files)
+                entries.extend(found.files)
             except (ValueError, KeyError, TypeError):
                 pass
-        for files in sources:
-            for entry in files:
-                names.add(entry.path)  # type: ignore[attr-defined]
-                vector = entry.deletion_vector  # type: ignore[attr-defined]
-                if vector:
-                    names.add(str(vector["file"]))
-        return names
+        return entries
 
     def _finish_commit(self, number: int, listing: dict[str, ObjectInfo]) -> None:
         """Step 3 of a commit whose writer stopped after its manifest (module doc)."""
@@ -211,6 +273,7 @@ class RemoteDataset:
     def create_genesis(self, data: bytes) -> bytes:
         """Put the dataset's genesis unless another writer did first; the one that holds."""
         rel = "_sig/genesis.json"
+        self.objects.require_conditional_puts()  # nothing at all goes where it is ignored
         if self.objects.put(self.key(rel), data, if_absent=True) is None:
             won = self.objects.get(self.key(rel))
             if won is None:
@@ -272,6 +335,8 @@ class RemoteDataset:
             index[rel] = self.objects.put(self.key(rel), data, if_absent=True) or ""
         self.objects.delete([self.key(staged)])
         self._save_index()
+        if self.cache is not None:  # the version's files are in the bucket: evictable
+            self.cache.trim()
 
     def push_checkpoint(self, data: bytes) -> None:
         rel = "_sig/checkpoint.json"

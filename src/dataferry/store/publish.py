@@ -184,7 +184,7 @@ def publish(
         crash_point("after-commit")
         same_files = head is not None and mode == "replace" and sorted(
             e.hash for e, _ in written.digests) == sorted(
-            f.hash for f in dataset.active_files(head.number))
+            f.hash for f in dataset.active_files(head.number, fetch=False))
         if head is not None and not _computed_otherwise(head, lineage, definition) and (
                 same_files or ((mode != "replace" or keyed) and not (
                 written.added_rows or written.removed_rows))):
@@ -193,6 +193,8 @@ def publish(
                 _remove_files(dataset, written.digests)
             return Published(dataset.ref, head.number, head.manifest.rows, 0, 0, 0, 0,
                              head.hash, time.monotonic() - started, unchanged=True)
+        if dataset.remote is not None:  # the version's files kept from the one before
+            dataset.remote.ensure(written.active)
         files = file_scans(dataset.path, written.active)
         try:
             if mode == "replace" and head is not None:
@@ -402,7 +404,7 @@ def _write(
 ) -> _Written:
     started = time.monotonic()
     dataset.path.mkdir(parents=True, exist_ok=True)
-    previous = {f.path: f for f in dataset.active_files(head.number)} if head else {}
+    previous = {f.path: f for f in dataset.active_files(head.number, fetch=False)} if head else {}
     previous_rows = head.manifest.rows if head else 0
     if head is not None and _merged_by_key(spec, mode, head, keyed):
         merged = merge_files(dataset, head, reader, list(spec.primary_key), algorithm, on_rows,
@@ -419,6 +421,8 @@ def _write(
                    "removed": merged.updated + merged.deleted}
     elif spec.partition_by:
         revised = []
+        if head is not None:  # deltalake reads the table's files (counts, merges)
+            dataset.active_files(head.number)
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
         delta_version, raw, log_actions = _latest_entry(dataset)
         digests = _hash_added(dataset, log_actions, algorithm)

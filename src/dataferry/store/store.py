@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from dataferry.errors import UsageError
 from dataferry.model.spec import Ecosystem
 from dataferry.store.dataset import DatasetStore, Version
 from dataferry.store.keys import KeyStore
 from dataferry.store.mirror import RemoteDataset
+from dataferry.store.mirror_cache import DEFAULT_MIRROR_SIZE, MirrorCache, mirror_size
 from dataferry.store.objects import Location, ObjectStore
 
 
@@ -24,6 +27,8 @@ class Store:
     root: Path
     home: Path
     remote: Location | None = None
+    mirror_size: int = DEFAULT_MIRROR_SIZE
+    """The bound of the mirror's data files (``mirror_cache``; ``mirror_size:``)."""
 
     @classmethod
     def for_model(cls, model_root: Path, ecosystem: Ecosystem) -> Store:
@@ -31,7 +36,8 @@ class Store:
         store = ecosystem.store
         if store is not None and "://" in store:
             location = Location.parse(store)
-            return cls(mirror_root(home, location), home, location)
+            return cls(mirror_root(home, location), home, location,
+                       mirror_size(ecosystem.mirror_size))
         root = (model_root / store).resolve() if store else home / "store"
         return cls(root, home)
 
@@ -48,6 +54,15 @@ class Store:
     def objects(self) -> ObjectStore | None:
         return ObjectStore(self.remote) if self.remote is not None else None
 
+    @cached_property
+    def cache(self) -> MirrorCache | None:
+        """The size bound and pins of the mirror of a store in a bucket."""
+        if self.remote is None:
+            return None
+        base = self.home / "s3" / self.remote.bucket
+        return MirrorCache(self.root, base / "pins" / self.remote.prefix,
+                           base / "index" / self.remote.prefix, self.mirror_size)
+
     def dataset(self, ref: str, *, pull: bool = True) -> DatasetStore:
         """A dataset; in a bucket, its mirror brought in step first (unless not ``pull``:
         for reading a file that is in the mirror already, as files never change)."""
@@ -56,7 +71,7 @@ class Store:
         team, _, name = ref.partition(".")
         index = self.home / "s3" / self.remote.bucket / "index" / self.remote.prefix / team
         remote = RemoteDataset(self.objects, ref, self.root / team / name,
-                               index / f"{name}.json")
+                               index / f"{name}.json", self.cache)
         if pull:
             remote.pull()
         return DatasetStore(self.root, ref, remote=remote)
@@ -81,6 +96,22 @@ class Store:
         )
 
 
+def store_at(where: str, home: Path | None = None) -> Store:
+    """A store named on the command line (``--store``): a folder (it must exist), or
+    ``s3://bucket/prefix``, mirrored under ``home`` (``~/.ferry`` unless given) and
+    bounded by ``FERRY_MIRROR_SIZE``."""
+    home = home if home is not None else Path.home() / ".ferry"
+    if "://" in where:
+        location = Location.parse(where)
+        return Store(mirror_root(home, location), home, location,
+                     mirror_size(os.environ.get("FERRY_MIRROR_SIZE") or None))
+    path = Path(where)
+    if not path.is_dir():
+        raise UsageError(f"store directory {where} does not exist (a folder, or "
+                         "s3://bucket/prefix)")
+    return Store(path.resolve(), home)
+
+
 def mirror_root(home: Path, location: Location) -> Path:
     """The local mirror of a store in a bucket (a cache: deleting it loses nothing)."""
     return home / "s3" / location.bucket / "store" / location.prefix
@@ -91,7 +122,7 @@ def version_summary(dataset: DatasetStore, version: Version) -> dict[str, Any]:
     from dataferry.store.keys import fingerprint
 
     manifest = version.manifest
-    files = dataset.active_files(version.number)
+    files = dataset.active_files(version.number, fetch=False)
     return {
         "version": version.number,
         "created_at": manifest.created_at,

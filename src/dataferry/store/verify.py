@@ -112,12 +112,18 @@ def verify_dataset(
 
     def verify_entry(number: int, entry: FileEntry) -> None:
         """A file's bytes (once: a file relisted with a new vector is the same file) and
-        its deletion vector."""
-        if (entry.path, entry.hash) not in checked:
-            _verify_file(dataset, algorithm, number, entry, deep, report, problem, on_bytes)
-            checked.add((entry.path, entry.hash))
-        if entry.deletion_vector:
-            _verify_vector(dataset, algorithm, number, entry, problem)
+        its deletion vector. In a bucket, fetched as the bucket holds it (not checked on
+        the way: that is what this does) and released after, so a bounded mirror can
+        verify a store larger than itself."""
+        if (entry.path, entry.hash) in checked and not entry.deletion_vector:
+            return
+        with dataset.fetched([entry], check=False):
+            if (entry.path, entry.hash) not in checked:
+                _verify_file(dataset, algorithm, number, entry, deep, report, problem,
+                             on_bytes)
+                checked.add((entry.path, entry.hash))
+            if entry.deletion_vector:
+                _verify_vector(dataset, algorithm, number, entry, problem)
 
     if checkpoint is not None:
         _, body, signature = read_signed_checkpoint(dataset.checkpoint_path.read_bytes())
