@@ -89,6 +89,13 @@ def verdict(name: str, value: float) -> str:
     return "ok" if value < TARGETS[name] else f"OVER {TARGETS[name]:g}"
 
 
+def progress(size: int, what: str, wall: float, cpu: float) -> None:
+    """One figure as soon as it is measured (a large size takes long; a figure measured
+    is not lost if a later step fails)."""
+    print(f"  {size:,}: {what} {wall:.2f} s wall, {cpu:.2f} s CPU, load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+
+
 def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
     teams = size // PER_TEAM
     result: dict[str, float] = {}
@@ -99,7 +106,9 @@ def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
         result["yaml"] = yaml_baseline(root)
         result["check"], result["check_cpu"] = timed_command("check", "--model", str(root),
                                                              "--json")
+        progress(size, "check", result["check"], result["check_cpu"])
         result["plan"], result["plan_cpu"] = timed_command("plan", "--model", str(root), "--json")
+        progress(size, "plan", result["plan"], result["plan_cpu"])
         if tick:
             started = time.perf_counter()
             result["tick"] = scheduler_tick(root)
