@@ -16,7 +16,10 @@ it generates bench/model_check.py's ecosystem and measures:
   serve RSS       the server's resident memory after that load
 
 Baseline, in the same pass: `yaml.load(CSafeLoader)` of every model file (what any tool
-reading the model pays), printed as the ratio of `ferry check` to it.
+reading the model pays), printed as the ratio of `ferry check`'s CPU seconds to its own.
+Wall seconds are printed with the CPU seconds of each command (user + system, from the
+children's rusage): on a shared 2-core machine the wall seconds mostly say how long the
+command waited for a core, so compare the CPU seconds, and the load average printed.
 
     python bench/scale.py [--sizes 1000,10000,100000] [--seconds 20] [--no-tick]
 """
@@ -24,6 +27,8 @@ reading the model pays), printed as the ratio of `ferry check` to it.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,18 +49,27 @@ WORDS = ["d1", "d42", "t7", "t42.d13", "c3", "c9 d5", "t99.", "nothing-matches",
          "t5.d99", "d7 c1", "t13.d", "c8"]
 
 
-def timed_command(*args: str) -> float:
-    started = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_command(*args: str) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one ``ferry`` command. On a shared
+    machine the CPU seconds are the figure to compare: the wall ones include waiting for
+    a core."""
+    cpu, started = children_cpu(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "dataferry.cli", *args], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, children_cpu() - cpu
 
 
 def yaml_baseline(root: Path) -> float:
-    started = time.perf_counter()
+    """CPU seconds of ``yaml.load(CSafeLoader)`` of every model file, in this process."""
+    started = time.process_time()
     for path in root.rglob("*.yaml"):
         yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def rss_mib(pid: int) -> float:
@@ -64,8 +78,22 @@ def rss_mib(pid: int) -> float:
                     if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the server has used so far (start-up, model load and
+    the search load)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def verdict(name: str, value: float) -> str:
     return "ok" if value < TARGETS[name] else f"OVER {TARGETS[name]:g}"
+
+
+def progress(size: int, what: str, wall: float, cpu: float) -> None:
+    """One figure as soon as it is measured (a large size takes long; a figure measured
+    is not lost if a later step fails)."""
+    print(f"  {size:,}: {what} {wall:.2f} s wall, {cpu:.2f} s CPU, load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
 
 
 def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
@@ -76,8 +104,11 @@ def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
         root.mkdir()
         generate(root, teams, datasets=size, transformers=size // 20, consumers=size // 5)
         result["yaml"] = yaml_baseline(root)
-        result["check"] = timed_command("check", "--model", str(root), "--json")
-        result["plan"] = timed_command("plan", "--model", str(root), "--json")
+        result["check"], result["check_cpu"] = timed_command("check", "--model", str(root),
+                                                             "--json")
+        progress(size, "check", result["check"], result["check_cpu"])
+        result["plan"], result["plan_cpu"] = timed_command("plan", "--model", str(root), "--json")
+        progress(size, "plan", result["plan"], result["plan_cpu"])
         if tick:
             started = time.perf_counter()
             result["tick"] = scheduler_tick(root)
@@ -93,6 +124,7 @@ def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
             result["p50"] = percentile(load["latencies"], 0.50)
             result["bad"] = float(sum(1 for s in load["statuses"] if s != 200))
             result["rss"] = rss_mib(server.pid)
+            result["serve_cpu"] = server_cpu(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -106,13 +138,20 @@ def main() -> None:
     parser.add_argument("--no-tick", action="store_true",
                         help="skip the tick (it first runs every job once, empty)")
     args = parser.parse_args()
-    print(f"{'datasets':>9} {'consumers':>9}  {'check s':>8} {'x yaml':>6}  {'plan s':>7}  "
-          f"{'tick s':>7}  {'search p50/p99 ms':>17}  {'serve MiB':>9}")
+    print("wall seconds, and in () the CPU seconds (user + system) of the command: on a "
+          "shared machine compare those; load = 1-minute load average before/after a size")
+    print(f"{'datasets':>9} {'consumers':>9}  {'check s (cpu)':>14} {'x yaml':>6}  "
+          f"{'plan s (cpu)':>14}  {'tick s':>6}  {'search p50/p99 ms':>17}  {'serve MiB':>9}"
+          f"  {'load':>9}")
     for size in (int(s) for s in args.sizes.split(",")):
+        before = os.getloadavg()[0]
         r = measure(size, args.seconds, not args.no_tick)
-        tick = f"{r['tick']:7.2f}" if "tick" in r else "      -"
-        print(f"{size:>9,} {size // 5:>9,}  {r['check']:8.2f} {r['check'] / r['yaml']:6.1f}  "
-              f"{r['plan']:7.2f}  {tick}  {r['p50']:8.1f}/{r['p99']:<8.1f}  {r['rss']:9.0f}"
+        after = os.getloadavg()[0]
+        tick = f"{r['tick']:6.2f}" if "tick" in r else "     -"
+        print(f"{size:>9,} {size // 5:>9,}  {r['check']:6.2f} ({r['check_cpu']:5.2f}) "
+              f"{r['check_cpu'] / r['yaml']:6.1f}  {r['plan']:6.2f} ({r['plan_cpu']:5.2f})  "
+              f"{tick}  {r['p50']:8.1f}/{r['p99']:<8.1f}  {r['rss']:9.0f}  "
+              f"{before:4.1f}/{after:<4.1f}"
               + ("" if not r["bad"] else f"  ({r['bad']:.0f} non-200)"), flush=True)
         if size >= 100_000:
             checks = ["check", "plan", "p99", "rss"] + (["tick"] if "tick" in r else [])

@@ -18,7 +18,7 @@ version's schema differs from the declared one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 from dataferry.broker.graph import Graph, build_graph, shared
@@ -67,10 +67,15 @@ def plan_hash(jobs: Sequence[Mapping[str, Any]]) -> str:
     return hash_bytes("blake3", json.dumps(planned, sort_keys=True).encode())
 
 
-def dataset_sizes(store: Store, index: ModelIndex) -> dict[str, int]:
-    """Rows of the latest version of every dataset the store has (for ``min_rows``)."""
+def dataset_sizes(store: Store, index: ModelIndex,
+                  stored: Set[str] | None = None) -> dict[str, int]:
+    """Rows of the latest version of every dataset the store has (for ``min_rows``);
+    ``stored``: the refs the store has (``Store.refs()``), when known."""
     sizes: dict[str, int] = {}
+    stored = set(store.refs()) if stored is None else stored
     for ref in index.datasets:
+        if ref not in stored:
+            continue
         dataset = store.dataset(ref)
         if not dataset.exists():
             continue
@@ -81,9 +86,11 @@ def dataset_sizes(store: Store, index: ModelIndex) -> dict[str, int]:
 
 
 def build_plan(index: ModelIndex, store: Store,
-               applied: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
-    """The plan document of the model, with its changes against ``applied``."""
-    jobs = plan_jobs(build_graph(index, sizes=dataset_sizes(store, index)))
+               applied: Sequence[Mapping[str, Any]] | None,
+               stored: Set[str] | None = None) -> dict[str, Any]:
+    """The plan document of the model, with its changes against ``applied`` (``stored``:
+    the refs the store has, when known)."""
+    jobs = plan_jobs(build_graph(index, sizes=dataset_sizes(store, index, stored)))
     return {"jobs": jobs, "changes": plan_changes(jobs, applied),
             "shared": shared_consumers(index)}
 
@@ -98,11 +105,16 @@ def plan_against_applied(context: RunContext) -> tuple[dict[str, Any], AppliedPl
     """The model's plan document with its changes since the applied plan, and that plan
     (what ``ferry plan``, the API and the web UI show)."""
     applied = PlanHistory(context.metadata).applied_plan()
+    # One listing of the store instead of a look (or, in a bucket, a request) per
+    # dataset: most of a large model's datasets may have no version yet.
+    stored = set(context.store.refs())
     document = build_plan(context.index, context.store,
-                          applied.plan["jobs"] if applied is not None else None)
+                          applied.plan["jobs"] if applied is not None else None, stored)
     for job in document["jobs"]:
-        state, reason = None, None
-        if job["kind"] == "transform":
+        state, reason = None, None  # also when the store has no version to compare
+        if job["dataset"] not in stored:
+            pass
+        elif job["kind"] == "transform":
             state, reason = definition_state(context, job["dataset"])
         elif job["kind"] == "ingest":
             reason = schema_state(context, job["dataset"])

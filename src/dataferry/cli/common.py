@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +36,26 @@ def model_dir(option: Path | None) -> Path:
     if not (option / "ferry.yaml").is_file():
         raise UsageError(f"{option} has no ferry.yaml; run `ferry init {option}` to create a model")
     return option
+
+
+@contextlib.contextmanager
+def long_lived() -> Iterator[None]:
+    """Around loading and checking the model in a command: the cyclic garbage collector
+    pauses while it runs and what it made is then frozen out of the collector's reach.
+
+    A model makes millions of objects that live as long as the command and hold no
+    cycles. Otherwise, once collecting resumes, the next collections walk them all (the
+    youngest generation first, as they were never collected), and every later full one
+    walks them again: at 10,000 datasets about a second of ``ferry plan``'s CPU, most
+    of its planning. ``gc.freeze`` also keeps them out of the collection at exit."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 def print_json(payload: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
+from dataferry.cli.common import JsonOption, ModelOption, long_lived, model_dir, print_json
 from dataferry.errors import ModelError, UsageError
 
 
@@ -42,7 +42,8 @@ def check(
 
     if author is not None and base is None:
         raise UsageError("--author needs --base REF (the ref to compare with)")
-    result = check_model(model_dir(model), base=base, author=author, connect=connect)
+    with long_lived():
+        result = check_model(model_dir(model), base=base, author=author, connect=connect)
     if json_out:
         payload: dict[str, object] = {
             "ok": result.ok,

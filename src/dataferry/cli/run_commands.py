@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dataferry.cli.common import JsonOption, ModelOption, model_dir, print_json
+from dataferry.cli.common import JsonOption, ModelOption, long_lived, model_dir, print_json
 from dataferry.errors import UsageError
 
 if TYPE_CHECKING:  # imported when a command runs, not for --help
@@ -41,8 +41,9 @@ def _checked_model(model: Path | None, *, sql: bool) -> LoadedModel:
     from dataferry.model.check import lint_model
     from dataferry.model.load import load_model
 
-    loaded = load_model(model_dir(model))
-    lint_model(loaded, sql=sql)
+    with long_lived():
+        loaded = load_model(model_dir(model))
+        lint_model(loaded, sql=sql)
     _refuse_errors(loaded)
     return loaded
 
