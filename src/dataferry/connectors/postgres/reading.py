@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataferry.connectors.postgres import arrays
 from dataferry.connectors.postgres.connection import ident
 from dataferry.model.types import METADATA_KEY
 
@@ -141,6 +142,22 @@ def _list_fix(child: Fix | None, target: pa.DataType) -> Fix:
     return fix
 
 
+_SENT_ARRAYS = {INT2, INT4, INT8, FLOAT4, FLOAT8, TEXT, VARCHAR, BPCHAR}
+"""Element types of the arrays read as ``array_send(col)`` and decoded by ``arrays``."""
+
+
+def _sent_array_fix(item: pa.DataType) -> Fix:
+    def fix(array: pa.Array) -> pa.Array:
+        try:
+            return arrays.decode(_unwrap(array), item)
+        except arrays.Dimensions as exc:
+            raise BadValue(f"has a {exc.deepest}-dimensional array, which an Arrow list "
+                           "cannot hold; declare it json and read it with query: "
+                           "(to_jsonb(col))") from None
+
+    return fix
+
+
 def _scalar(oid: int, kind: str, typmod: int
             ) -> tuple[str | None, pa.DataType, Fix | None, dict[str, str] | None]:
     """(SQL cast or None, Arrow type, fix, field metadata) of one scalar type."""
@@ -181,6 +198,10 @@ def _scalar(oid: int, kind: str, typmod: int
 def plan_column(name: str, source: str, info: TypeInfo) -> ColumnPlan:
     """The plan that reads live column ``source`` (of type ``info``) as output ``name``."""
     column = ident(source)
+    if info.element in _SENT_ARRAYS and info.element_kind == "b":
+        item = _DIRECT[info.element]
+        return ColumnPlan(pa.field(name, pa.list_(item)), f"array_send({column})",
+                          _sent_array_fix(item), False)
     if info.element:
         cast, item, fix, metadata = _scalar(info.element, info.element_kind, info.typmod)
         if info.element_kind == "c":
