@@ -33,6 +33,7 @@ ELEMENTS: dict[str, tuple[str, st.SearchStrategy[Any]]] = {
     "float8[]": ("list<float64>", st.floats(allow_nan=False)),
     "text[]": ("list<string>", TEXT_VALUES),
     "varchar(20)[]": ("list<string>", TEXT_VALUES),
+    "char(5)[]": ("list<string>", TEXT_VALUES.map(lambda text: text[:5])),
 }
 
 
@@ -77,7 +78,8 @@ def test_every_array_comes_back_as_postgresql_holds_it(dsn: str, data: st.DataOb
                                list(enumerate(rows)))
         stored = [row[0] for row in db.execute("select a from arr order by id")]
     got = [row["a"] for row in _read(dsn, "arr", {"id": "int32", "a": declared})]
-    assert got == rows  # the drawn float4 values are exact float32 values
+    if native != "char(5)[]":  # char(n) pads: PostgreSQL holds the padded text
+        assert got == rows  # the drawn float4 values are exact float32 values
     if native != "float4[]":  # psycopg reads float4 from its shortest text, not exactly
         assert got == stored
 

@@ -6,6 +6,11 @@ a form that is not exact or not usable (numeric as opaque text, interval, time w
 zone, inet, ranges...) is cast in the SQL to something it decodes exactly. Its decoding
 wraps ``infinity`` dates and timestamps around silently, so those are checked here.
 
+An array of integers, floats or text is selected as ``array_send(col)`` and decoded by
+``arrays`` (numpy over the whole batch): ADBC's element-by-element decoding cost the client
+as much as the rest of the read, and the array's header says its dimensions, so no
+``array_ndims`` column is selected beside it. Arrays of other element types are ADBC's.
+
 A numeric is selected as ``::text`` (and, with a precision, parsed into a decimal by Arrow):
 the server prints it about as fast as it sends it in binary, while ADBC's own decoding of
 binary numerics to text costs more than all the other columns together (at 1M rows of
