@@ -6,6 +6,11 @@ a form that is not exact or not usable (numeric as opaque text, interval, time w
 zone, inet, ranges...) is cast in the SQL to something it decodes exactly. Its decoding
 wraps ``infinity`` dates and timestamps around silently, so those are checked here.
 
+An array of integers, floats or text is selected as ``array_send(col)`` and decoded by
+``arrays`` (numpy over the whole batch): ADBC's element-by-element decoding cost the client
+as much as the rest of the read, and the array's header says its dimensions, so no
+``array_ndims`` column is selected beside it. Arrays of other element types are ADBC's.
+
 A numeric is selected as ``::text`` (and, with a precision, parsed into a decimal by Arrow):
 the server prints it about as fast as it sends it in binary, while ADBC's own decoding of
 binary numerics to text costs more than all the other columns together (at 1M rows of
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataferry.connectors.postgres import arrays
 from dataferry.connectors.postgres.connection import ident
 from dataferry.model.types import METADATA_KEY
 
@@ -141,6 +147,22 @@ def _list_fix(child: Fix | None, target: pa.DataType) -> Fix:
     return fix
 
 
+_SENT_ARRAYS = {INT2, INT4, INT8, FLOAT4, FLOAT8, TEXT, VARCHAR, BPCHAR}
+"""Element types of the arrays read as ``array_send(col)`` and decoded by ``arrays``."""
+
+
+def _sent_array_fix(item: pa.DataType) -> Fix:
+    def fix(array: pa.Array) -> pa.Array:
+        try:
+            return arrays.decode(_unwrap(array), item)
+        except arrays.Dimensions as exc:
+            raise BadValue(f"has a {exc.deepest}-dimensional array, which an Arrow list "
+                           "cannot hold; declare it json and read it with query: "
+                           "(to_jsonb(col))") from None
+
+    return fix
+
+
 def _scalar(oid: int, kind: str, typmod: int
             ) -> tuple[str | None, pa.DataType, Fix | None, dict[str, str] | None]:
     """(SQL cast or None, Arrow type, fix, field metadata) of one scalar type."""
@@ -181,6 +203,10 @@ def _scalar(oid: int, kind: str, typmod: int
 def plan_column(name: str, source: str, info: TypeInfo) -> ColumnPlan:
     """The plan that reads live column ``source`` (of type ``info``) as output ``name``."""
     column = ident(source)
+    if info.element in _SENT_ARRAYS and info.element_kind == "b":
+        item = _DIRECT[info.element]
+        return ColumnPlan(pa.field(name, pa.list_(item)), f"array_send({column})",
+                          _sent_array_fix(item), False)
     if info.element:
         cast, item, fix, metadata = _scalar(info.element, info.element_kind, info.typmod)
         if info.element_kind == "c":
