@@ -56,6 +56,7 @@ from dataferry.connectors.postgres.cdc_slots import (
     slot_exists,
     slot_name,
 )
+from dataferry.connectors.postgres.cdc_stream import SlotStream
 from dataferry.connectors.postgres.connection import ident, literal
 from dataferry.connectors.postgres.reading import ColumnPlan, plan_column
 from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
@@ -169,11 +170,18 @@ class _Changes:
                       for name, src in zip(request.columns, self.sources, strict=True)]
         self.truncated_at = -1
         self.transactions = 0
+        self.stream: SlotStream | None = None
 
     def read(self) -> ChangeSet:
         staged = _Staged(list(self.sources))
         work = Path(tempfile.mkdtemp(prefix="ferry-cdc-"))
         connection, cursor = self.source._open(len(self.plans), autocommit=False)
+
+        def close() -> None:
+            if self.stream is not None:
+                self.stream.close()
+            shutil.rmtree(work, ignore_errors=True)
+
         try:
             upto = self._stage(staged, connection, cursor)
             position = {"slot": self.slot, "lsn": wire.format_lsn(upto)}
@@ -184,7 +192,7 @@ class _Changes:
                 self.source._finish(connection)
                 shutil.rmtree(work, ignore_errors=True)
                 return ChangeSet(schema.empty_table().to_reader(), None, position,
-                                 acknowledge)
+                                 acknowledge, close=close)
             self._keep_last(cursor)
             snapshot = self.truncated_at >= 0
             deleted = None if snapshot else self._deleted_keys(connection, work)
@@ -193,13 +201,12 @@ class _Changes:
             with contextlib.suppress(Exception):
                 cursor.close()
             self.source._finish(connection)
-            shutil.rmtree(work, ignore_errors=True)
+            close()
             raise
         warnings = [f"{self.dataset}: a TRUNCATE of {self.table.schema}.{self.table.name} "
                     "was read: this version is the table as it was after it"] if snapshot else []
         return ChangeSet(upserts, deleted, position, acknowledge, warnings=warnings,
-                         snapshot=snapshot,
-                         close=lambda: shutil.rmtree(work, ignore_errors=True))
+                         snapshot=snapshot, close=close)
 
     # -- reading the slot ------------------------------------------------------------
 
@@ -210,25 +217,17 @@ class _Changes:
         cursor.execute("create temp table _ferry_cdc_stage (" + ", ".join(
             f"c{i} text" for i in range(len(staged.columns))) +
             ", _ferry_seq bigint, _ferry_op text) on commit drop")
-        with self.source.server.connect(autocommit=False) as peek:
-            try:
-                for setting in _TEXT_SESSION:
-                    peek.execute(setting)
-                row = peek.execute("select pg_current_wal_flush_lsn()::text").fetchone()
-                assert row is not None
-                upto = wire.parse_lsn(str(row[0]))
-                with peek.cursor(name="ferry_cdc_peek") as changes:
-                    changes.itersize = FETCH_ROWS
-                    changes.execute(
-                        "select data from pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, "
-                        "null, 'proto_version', '1', 'publication_names', %s)",
-                        (self.slot, wire.format_lsn(upto), self.slot))
-                    self._decode((bytes(data) for (data,) in changes), staged, cursor)
-                peek.rollback()
-            except psycopg.Error as exc:
-                raise self.source.server.error(
-                    exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") \
-                    from None
+        stream = self.stream = SlotStream(self.source.server.connect_replication(), self.slot,
+                                          self.source.server.what)
+        try:
+            for setting in _TEXT_SESSION:
+                stream.setting(setting)
+            upto = stream.flushed()
+            stream.start(self.start, {"proto_version": "1", "publication_names": self.slot})
+            self._decode(stream.messages(upto), staged, cursor)
+        except psycopg.Error as exc:
+            raise self.source.server.error(
+                exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") from None
         if staged.rows:
             self._ingest(cursor, staged)
         return upto
@@ -408,8 +407,18 @@ class _Changes:
 
     def _acknowledger(self, upto: int) -> Callable[[], None]:
         def acknowledge() -> None:
-            """Confirm the run's position: the slot releases the WAL before it. A failure
-            loses nothing (the next run re-reads from the head's position and skips)."""
+            """Confirm the run's position on the stream that read it: the slot releases
+            the WAL before it. If the stream broke meanwhile (a publish longer than the
+            server's wal_sender_timeout), the slot is advanced instead, which decodes the
+            WAL again. A failure loses nothing (the next run re-reads from the head's
+            position and skips what the head has)."""
+            stream = self.stream
+            if stream is not None:
+                try:
+                    stream.confirm(upto)
+                    return
+                except Exception:  # the slot is advanced below instead
+                    stream.close()
             with contextlib.suppress(Exception), self.source.server.connect() as connection:
                 connection.execute(
                     "select pg_replication_slot_advance(%s, %s::pg_lsn) from "
