@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from dataferry.connectors.base import ReadRequest
 from dataferry.connectors.changes import ChangeSet
+from dataferry.connectors.postgres import cdc_binary as binary
 from dataferry.connectors.postgres import cdc_protocol as wire
 from dataferry.connectors.postgres.cdc_slots import (
     Table,
@@ -58,9 +59,10 @@ from dataferry.connectors.postgres.cdc_slots import (
 )
 from dataferry.connectors.postgres.cdc_stream import SlotStream
 from dataferry.connectors.postgres.connection import ident, literal
-from dataferry.connectors.postgres.reading import ColumnPlan, plan_column
+from dataferry.connectors.postgres.reading import BadValue, ColumnPlan, plan_column
 from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
 from dataferry.errors import SourceError
+from dataferry.faults import crash_point
 
 STAGE_ROWS = 20_000
 """Decoded changes sent to the staging table at a time (the memory held here)."""
@@ -127,9 +129,12 @@ def _snapshot(source: PostgresSource, request: ReadRequest, table: Table, slot: 
 
 @dataclass
 class _Staged:
-    """Decoded changes on their way to the staging table."""
+    """Decoded changes on their way to the staging table (text values) or, with
+    ``decoders`` (binary values), to a local Parquet file."""
 
     columns: list[str]  # the source columns staged (declared ones), in order
+    convert: Callable[[int, list[bytes | None]], pa.Array] | None = None
+    """Binary values: (column index, values) -> the column as a table read gives it."""
     rows: list[list[bytes | None]] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
@@ -142,9 +147,14 @@ class _Staged:
         self.total += 1
 
     def take(self) -> pa.Table:
-        arrays: dict[str, pa.Array] = {  # the server's UTF-8, checked by the cast
-            f"c{i}": pa.array([row[i] for row in self.rows], pa.binary()).cast(pa.string())
-            for i in range(len(self.columns))}
+        if self.convert is None:  # the server's UTF-8, checked by the cast
+            arrays: dict[str, pa.Array] = {
+                f"c{i}": pa.array([row[i] for row in self.rows], pa.binary()).cast(
+                    pa.string()) for i in range(len(self.columns))}
+        else:
+            convert = self.convert
+            arrays = {f"c{i}": convert(i, [row[i] for row in self.rows])
+                      for i in range(len(self.columns))}
         arrays["_ferry_seq"] = pa.array(self.seqs, pa.int64())
         arrays["_ferry_op"] = pa.array(self.ops, pa.string())
         self.rows, self.seqs, self.ops = [], [], []
@@ -171,11 +181,14 @@ class _Changes:
         self.truncated_at = -1
         self.transactions = 0
         self.stream: SlotStream | None = None
+        self.session: tuple[Any, Any] | None = None  # the staging (ADBC) connection, cursor
+        self.spill: pq.ParquetWriter | None = None
+        self.decoders: list[binary.Decoder] | None = None
+        self.work = Path()
 
     def read(self) -> ChangeSet:
-        staged = _Staged(list(self.sources))
         work = Path(tempfile.mkdtemp(prefix="ferry-cdc-"))
-        connection, cursor = self.source._open(len(self.plans), autocommit=False)
+        schema = pa.schema([p.field for p in self.plans])
 
         def close() -> None:
             if self.stream is not None:
@@ -183,24 +196,31 @@ class _Changes:
             shutil.rmtree(work, ignore_errors=True)
 
         try:
-            upto = self._stage(staged, connection, cursor)
+            self.stream = SlotStream(self.source.server.connect_replication(), self.slot,
+                                     self.source.server.what)
+            self.decoders = self._decoders()
+            staged = _Staged(list(self.sources),
+                             None if self.decoders is None else self._convert)
+            if self.decoders is None:
+                self.session = self.source._open(len(self.plans), autocommit=False)
+            upto = self._stage(staged, work)
             position = {"slot": self.slot, "lsn": wire.format_lsn(upto)}
             acknowledge = self._acknowledger(upto)
-            schema = pa.schema([p.field for p in self.plans])
-            if not staged.total and self.truncated_at < 0:
-                cursor.close()
-                self.source._finish(connection)
+            snapshot = self.truncated_at >= 0
+            if not staged.total and not snapshot:
+                self._end_session()
                 shutil.rmtree(work, ignore_errors=True)
                 return ChangeSet(schema.empty_table().to_reader(), None, position,
                                  acknowledge, close=close)
-            self._keep_last(cursor)
-            snapshot = self.truncated_at >= 0
-            deleted = None if snapshot else self._deleted_keys(connection, work)
-            upserts = self._upserts(connection, cursor, schema)
+            if self.session is None:
+                upserts, deleted = self._local_result(work, schema, snapshot)
+            else:
+                connection, cursor = self.session
+                self._keep_last(cursor)
+                deleted = None if snapshot else self._deleted_keys(connection, work)
+                upserts = self._upserts(connection, cursor, schema)
         except BaseException:
-            with contextlib.suppress(Exception):
-                cursor.close()
-            self.source._finish(connection)
+            self._end_session()
             close()
             raise
         warnings = [f"{self.dataset}: a TRUNCATE of {self.table.schema}.{self.table.name} "
@@ -208,31 +228,72 @@ class _Changes:
         return ChangeSet(upserts, deleted, position, acknowledge, warnings=warnings,
                          snapshot=snapshot, close=close)
 
+    def _end_session(self) -> None:
+        if self.spill is not None:
+            with contextlib.suppress(Exception):
+                self.spill.close()
+            self.spill = None
+        if self.session is not None:
+            connection, cursor = self.session
+            with contextlib.suppress(Exception):
+                cursor.close()
+            self.source._finish(connection)
+            self.session = None
+
+    def _decoders(self) -> list[binary.Decoder] | None:
+        """The binary decoders of the declared columns, when the server can send binary
+        values (14 and later) and every declared column has one (``cdc_binary``)."""
+        assert self.stream is not None
+        if self.stream.connection.info.server_version < 140000:
+            return None
+        found = [binary.decoder(src, self.live[src], plan)
+                 for src, plan in zip(self.sources, self.plans, strict=True)]
+        decoders = [d for d in found if d is not None]
+        return decoders if len(decoders) == len(found) else None
+
+    def _convert(self, index: int, values: list[bytes | None]) -> pa.Array:
+        """Column ``index``'s binary values as a table read gives them (its plan's check)."""
+        assert self.decoders is not None
+        plan = self.plans[index]
+        try:
+            return _apply(plan, self.decoders[index](values))
+        except BadValue as exc:
+            raise SourceError(f"{self.dataset}: column {plan.field.name} {exc}",
+                              public=f"{self.dataset}: column {plan.field.name}: a value "
+                                     "does not fit its declared type") from None
+
     # -- reading the slot ------------------------------------------------------------
 
-    def _stage(self, staged: _Staged, connection: Any, cursor: Any) -> int:
-        """Decode the slot's changes into the staging table; the position read up to."""
-        for setting in _READ_SESSION:
-            self._run(cursor, setting)
-        cursor.execute("create temp table _ferry_cdc_stage (" + ", ".join(
-            f"c{i} text" for i in range(len(staged.columns))) +
-            ", _ferry_seq bigint, _ferry_op text) on commit drop")
-        stream = self.stream = SlotStream(self.source.server.connect_replication(), self.slot,
-                                          self.source.server.what)
+    def _stage(self, staged: _Staged, work: Path) -> int:
+        """Decode the slot's changes into the staging table (or the local spill file); the
+        position read up to."""
+        if self.session is not None:
+            cursor = self.session[1]
+            for setting in _READ_SESSION:
+                self._run(cursor, setting)
+            cursor.execute("create temp table _ferry_cdc_stage (" + ", ".join(
+                f"c{i} text" for i in range(len(staged.columns))) +
+                ", _ferry_seq bigint, _ferry_op text) on commit drop")
+        self.work = work
+        stream = self.stream
+        assert stream is not None
+        options = {"proto_version": "1", "publication_names": self.slot}
+        if self.decoders is not None:
+            options["binary"] = "true"
         try:
             for setting in _TEXT_SESSION:
                 stream.setting(setting)
             upto = stream.flushed()
-            stream.start(self.start, {"proto_version": "1", "publication_names": self.slot})
-            self._decode(stream.messages(upto), staged, cursor)
+            stream.start(self.start, options)
+            self._decode(stream.messages(upto), staged)
         except psycopg.Error as exc:
             raise self.source.server.error(
                 exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") from None
         if staged.rows:
-            self._ingest(cursor, staged)
+            self._ingest(staged)
         return upto
 
-    def _decode(self, messages: Iterator[bytes], staged: _Staged, cursor: Any) -> None:
+    def _decode(self, messages: Iterator[bytes], staged: _Staged) -> None:
         layouts: dict[int, list[tuple[int, int]]] = {}  # our relation -> (column, staged)
         others: dict[int, str] = {}  # relations the publication should not have sent
         skip = False
@@ -269,7 +330,7 @@ class _Changes:
                 else:
                     staged.add(seq, "U", self._values(new, pairs))
                 if len(staged.rows) >= STAGE_ROWS:
-                    self._ingest(cursor, staged)
+                    self._ingest(staged)
                 continue
             match wire.decode(data):
                 case wire.Begin(final_lsn=final_lsn):
@@ -335,10 +396,17 @@ class _Changes:
     def _key(self, values: list[bytes | None]) -> tuple[bytes | None, ...]:
         return tuple(values[self.sources.index(k)] for k in self.keys)
 
-    def _ingest(self, cursor: Any, staged: _Staged) -> None:
+    def _ingest(self, staged: _Staged) -> None:
+        crash_point("cdc-streaming")  # the replication stream is open, the slot held
+        if self.session is None:  # binary values, decoded here: to the local spill file
+            batch = staged.take()
+            if self.spill is None:
+                self.spill = pq.ParquetWriter(self.work / "changes.parquet", batch.schema)
+            self.spill.write_table(batch)
+            return
         try:
-            cursor.adbc_ingest("_ferry_cdc_stage", staged.take(), mode="append",
-                               temporary=True)
+            self.session[1].adbc_ingest("_ferry_cdc_stage", staged.take(), mode="append",
+                                        temporary=True)
         except adbc_driver_manager.Error as exc:
             raise self.source.server.error(exc, f"staging the changes of {self.dataset} on") \
                 from None
@@ -356,6 +424,33 @@ class _Changes:
                 select distinct on ({keys}) * from _ferry_cdc_stage
                 where _ferry_seq > {self.truncated_at}
                 order by {keys}, _ferry_seq desc) as last""")
+
+    def _local_result(self, work: Path, schema: pa.Schema, snapshot: bool
+                      ) -> tuple[pa.RecordBatchReader, pa.RecordBatchReader | None]:
+        """Binary values, decoded here: per key, its last change (DuckDB over the spill
+        file, spilling itself past its memory limit), written to a Parquet file of upserts
+        and one of deleted keys before the version is published."""
+        from dataferry.store.duck import spilling, text
+
+        if self.spill is None:  # a TRUNCATE and nothing after it
+            return schema.empty_table().to_reader(), None
+        self.spill.close()
+        self.spill = None
+        index = {name: i for i, name in enumerate(self.sources)}
+        keys = [index[k] for k in self.keys]
+        key_schema = pa.schema([schema.field(i) for i in keys])
+        with spilling("ferry-cdc-") as db:
+            db.execute(f"""create temp table last as
+                select * from read_parquet({text(str(work / "changes.parquet"))})
+                where _ferry_seq > {self.truncated_at}
+                qualify row_number() over (partition by {", ".join(f"c{i}" for i in keys)}
+                                           order by _ferry_seq desc) = 1""")
+            upserts = _write(db, "select " + ", ".join(f"c{i}" for i in range(len(schema))) +
+                             " from last where _ferry_op = 'U'", schema, work / "upserts.parquet")
+            deleted = None if snapshot else _write(
+                db, "select " + ", ".join(f"c{i}" for i in keys) +
+                " from last where _ferry_op = 'D'", key_schema, work / "deleted.parquet")
+        return upserts or schema.empty_table().to_reader(), deleted
 
     def _run(self, cursor: Any, query: str) -> None:
         try:
@@ -427,6 +522,19 @@ class _Changes:
                                    wire.format_lsn(upto)))
 
         return acknowledge
+
+
+def _write(db: Any, query: str, schema: pa.Schema, path: Path) -> pa.RecordBatchReader | None:
+    """``query``'s rows with ``schema``'s exact types (DuckDB has no fixed-size binary, no
+    field metadata) in the Parquet file ``path``; a reader of it, None when it has none."""
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in db.sql(query).to_arrow_reader(65_536):
+            writer.write_batch(pa.RecordBatch.from_arrays(
+                [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
+                schema=schema))
+            rows += batch.num_rows
+    return _parquet_reader(path) if rows else None
 
 
 def _parquet_reader(path: Path) -> pa.RecordBatchReader:
