@@ -95,7 +95,7 @@ def test_the_row_fast_path_agrees_with_decode(message: wire.Message) -> None:
             assert change is None
 
 
-@given(st.binary(max_size=40).map(lambda b: b"U" + b))
+@given(st.tuples(st.sampled_from([b"U", b"I", b"D"]), st.binary(max_size=40)).map(b"".join))
 def test_the_row_fast_path_fails_only_with_protocol_errors(data: bytes) -> None:
     with contextlib.suppress(wire.ProtocolError):
         wire.row_change(data)

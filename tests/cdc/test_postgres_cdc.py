@@ -43,10 +43,12 @@ sources:
 """
 DDL = """create table orders (id bigint primary key, name text, amount {amount},
     at timestamptz, doc jsonb, note text)"""
-AMOUNT = {"text": ("numeric(12,2)", "decimal(12,2)"), "binary": ("float8", "float64")}
+AMOUNT = {"text": ("numeric(12,2)", "decimal(12,2)"), "binary": ("float8", "float64"),
+          "spilled": ("float8", "float64")}
 """The amount column per value path: a numeric makes the slot send text values that the
 server casts; with only plain types (float8) it sends binary values decoded here
-(``cdc_binary``). The values the tests write are exact in both."""
+(``cdc_binary``), kept in memory or (``spilled``: tiny batches and memory) spilled to a
+Parquet file for DuckDB. The values the tests write are exact in all."""
 COLUMNS = "id, name, amount, at, doc::text"
 SLOT = slot_name("shop.orders")
 
@@ -58,7 +60,13 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(params=sorted(AMOUNT))
-def source(server: str, request: pytest.FixtureRequest) -> Iterator[str]:
+def source(server: str, request: pytest.FixtureRequest,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "spilled":
+        from dataferry.connectors.postgres import cdc
+
+        monkeypatch.setattr(cdc, "STAGE_ROWS", 3)
+        monkeypatch.setattr(cdc, "KEEP_ROWS", 4)
     with database(server) as dsn:
         execute(dsn, DDL.format(amount=AMOUNT[request.param][0]))
         yield dsn

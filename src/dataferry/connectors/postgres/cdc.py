@@ -43,6 +43,7 @@ from typing import Any
 import adbc_driver_manager
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataferry.connectors.base import ReadRequest
@@ -66,6 +67,10 @@ from dataferry.faults import crash_point
 
 STAGE_ROWS = 20_000
 """Decoded changes sent to the staging table at a time (the memory held here)."""
+KEEP_ROWS = 250_000
+"""Binary values: up to this many decoded changes stay in memory as Arrow tables and the
+last change per key is found by pyarrow; past it they are spilled to a Parquet file and
+DuckDB finds them (spilling past its memory limit)."""
 FETCH_ROWS = 5_000
 _TEXT_SESSION = (
     "set time zone 'UTC'",
@@ -183,6 +188,8 @@ class _Changes:
         self.stream: SlotStream | None = None
         self.session: tuple[Any, Any] | None = None  # the staging (ADBC) connection, cursor
         self.spill: pq.ParquetWriter | None = None
+        self.kept: list[pa.Table] = []  # binary values, decoded, not spilled (yet)
+        self.kept_rows = 0
         self.decoders: list[binary.Decoder] | None = None
         self.work = Path()
 
@@ -294,41 +301,42 @@ class _Changes:
         return upto
 
     def _decode(self, messages: Iterator[bytes], staged: _Staged) -> None:
-        layouts: dict[int, list[tuple[int, int]]] = {}  # our relation -> (column, staged)
+        layouts: dict[int, list[int]] = {}  # our relation -> its position of each column
         others: dict[int, str] = {}  # relations the publication should not have sent
         skip = False
         seq = 0
+        values, add, row_change = self._values, staged.add, wire.row_change
+        keys = [self.sources.index(k) for k in self.keys]
         for data in messages:
-            change = wire.row_change(data)  # the hot path: rows, without message objects
+            change = row_change(data)  # the hot path: rows, without message objects
             if change is not None:
-                tag, relation_id, old, old_kind, new = change
-                pairs = layouts.get(relation_id)
                 if skip:
                     continue
-                if pairs is None:
+                _, relation_id, old, old_kind, new = change
+                positions = layouts.get(relation_id)
+                if positions is None:
                     raise SourceError(
                         f"{self.dataset}: publication {self.slot} sent changes of "
                         f"{others.get(relation_id, 'an unknown table')}, not of "
                         f"{self.table.schema}.{self.table.name}; run ferry run --full "
                         "(it sets the publication to the table again)", public=True)
                 seq += 1
-                if tag == "D":
-                    assert old is not None
-                    staged.add(seq, "D", self._values(old, pairs, key_only=True))
+                if old is None:  # an insert, or an update that kept the key
+                    assert new is not None
+                    add(seq, "U", values(new, positions))
+                elif new is None:  # a delete
+                    add(seq, "D", values(old, positions, key_only=True))
                     continue
-                assert new is not None
-                if old is not None:  # an update with the old key (K) or row (O)
+                else:  # an update with the old key (K) or row (O)
                     if old_kind == "O":
-                        new = tuple(o if isinstance(n, wire.Unchanged) else n
+                        new = tuple(o if n is wire.UNCHANGED else n
                                     for o, n in zip(old, new, strict=True))
-                    before = self._values(old, pairs, key_only=True)
-                    after = self._values(new, pairs)
-                    if self._key(before) != self._key(after):  # the key changed
-                        staged.add(seq, "D", before)
+                    before = values(old, positions, key_only=True)
+                    after = values(new, positions)
+                    if any(before[k] != after[k] for k in keys):  # the key changed
+                        add(seq, "D", before)
                         seq += 1
-                    staged.add(seq, "U", after)
-                else:
-                    staged.add(seq, "U", self._values(new, pairs))
+                    add(seq, "U", after)
                 if len(staged.rows) >= STAGE_ROWS:
                     self._ingest(staged)
                 continue
@@ -340,7 +348,8 @@ class _Changes:
                 case wire.Relation() as relation:
                     if (relation.namespace, relation.name) == (self.table.schema,
                                                                self.table.name):
-                        layouts[relation.relation_id] = self._layout(relation)
+                        layouts[relation.relation_id] = [
+                            position for position, _ in self._layout(relation)]
                     else:
                         others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
                 case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
@@ -373,35 +382,38 @@ class _Changes:
                 "table's primary key or set REPLICA IDENTITY FULL", public=True)
         return [(names.index(source), index) for index, source in enumerate(self.sources)]
 
-    def _values(self, values: wire.Tuple, pairs: list[tuple[int, int]], *,
+    def _values(self, values: wire.Tuple, positions: list[int], *,
                 key_only: bool = False) -> list[bytes | None]:
-        """The staged columns of a tuple (text bytes, None for NULL)."""
-        out: list[bytes | None] = [None] * len(self.sources)
+        """The staged columns of a tuple (the value's bytes, None for NULL)."""
         try:
-            for position, index in pairs:
-                value = values[position]
-                if value.__class__ is bytes:
-                    out[index] = value
-                elif value is not None and not key_only:  # UNCHANGED: not sent
-                    raise SourceError(
-                        f"{self.dataset}: an update left column {self.sources[index]} "
-                        "unchanged and PostgreSQL did not send its (TOASTed) value; run "
-                        f"ALTER TABLE {self.table.relation} REPLICA IDENTITY FULL so updates "
-                        "carry it, then ferry run --full", public=True)
+            out = [values[position] for position in positions]
         except IndexError:
             raise SourceError(f"{self.dataset}: a change has fewer columns than its "
                               "relation message says") from None
-        return out
-
-    def _key(self, values: list[bytes | None]) -> tuple[bytes | None, ...]:
-        return tuple(values[self.sources.index(k)] for k in self.keys)
+        if wire.UNCHANGED in out:  # by identity: C speed
+            if not key_only:
+                index = out.index(wire.UNCHANGED)
+                raise SourceError(
+                    f"{self.dataset}: an update left column {self.sources[index]} "
+                    "unchanged and PostgreSQL did not send its (TOASTed) value; run "
+                    f"ALTER TABLE {self.table.relation} REPLICA IDENTITY FULL so updates "
+                    "carry it, then ferry run --full", public=True)
+            out = [None if v is wire.UNCHANGED else v for v in out]
+        return out  # type: ignore[return-value]
 
     def _ingest(self, staged: _Staged) -> None:
         crash_point("cdc-streaming")  # the replication stream is open, the slot held
         if self.session is None:  # binary values, decoded here: to the local spill file
             batch = staged.take()
+            if self.spill is None and self.kept_rows + batch.num_rows <= KEEP_ROWS:
+                self.kept.append(batch)
+                self.kept_rows += batch.num_rows
+                return
             if self.spill is None:
                 self.spill = pq.ParquetWriter(self.work / "changes.parquet", batch.schema)
+                for kept in self.kept:
+                    self.spill.write_table(kept)
+                self.kept, self.kept_rows = [], 0
             self.spill.write_table(batch)
             return
         try:
@@ -432,13 +444,13 @@ class _Changes:
         and one of deleted keys before the version is published."""
         from dataferry.store.duck import spilling, text
 
-        if self.spill is None:  # a TRUNCATE and nothing after it
-            return schema.empty_table().to_reader(), None
-        self.spill.close()
-        self.spill = None
         index = {name: i for i, name in enumerate(self.sources)}
         keys = [index[k] for k in self.keys]
         key_schema = pa.schema([schema.field(i) for i in keys])
+        if self.spill is None:
+            return self._kept_result(schema, key_schema, keys, snapshot)
+        self.spill.close()
+        self.spill = None
         with spilling("ferry-cdc-") as db:
             db.execute(f"""create temp table last as
                 select * from read_parquet({text(str(work / "changes.parquet"))})
@@ -451,6 +463,30 @@ class _Changes:
                 db, "select " + ", ".join(f"c{i}" for i in keys) +
                 " from last where _ferry_op = 'D'", key_schema, work / "deleted.parquet")
         return upserts or schema.empty_table().to_reader(), deleted
+
+    def _kept_result(self, schema: pa.Schema, key_schema: pa.Schema, keys: list[int],
+                     snapshot: bool
+                     ) -> tuple[pa.RecordBatchReader, pa.RecordBatchReader | None]:
+        """``_local_result`` of the changes kept in memory (at most ``KEEP_ROWS``)."""
+        if not self.kept:  # a TRUNCATE and nothing after it
+            return schema.empty_table().to_reader(), None
+        changes = pa.concat_tables(self.kept)
+        self.kept = []
+        changes = changes.filter(pc.greater(changes["_ferry_seq"], self.truncated_at))
+        names = [f"c{i}" for i in keys]
+        last = changes.group_by(names, use_threads=False).aggregate(
+            [("_ferry_seq", "max")])["_ferry_seq_max"]
+        changes = changes.filter(pc.is_in(changes["_ferry_seq"], value_set=last))
+        upserts = changes.filter(pc.equal(changes["_ferry_op"], "U"))
+        upserts = pa.Table.from_arrays(
+            [upserts.column(i) for i in range(len(schema))], schema=schema)
+        deleted = None
+        if not snapshot:
+            gone = changes.filter(pc.equal(changes["_ferry_op"], "D"))
+            if gone.num_rows:
+                deleted = pa.Table.from_arrays([gone.column(i) for i in keys],
+                                               schema=key_schema).to_reader()
+        return upserts.to_reader(), deleted
 
     def _run(self, cursor: Any, query: str) -> None:
         try:

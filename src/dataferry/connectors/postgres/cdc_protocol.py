@@ -17,16 +17,11 @@ NULL = None
 
 
 class Unchanged:
-    """A TOASTed value an UPDATE did not change: the server does not send it."""
+    """A TOASTed value an UPDATE did not change: the server does not send it. One
+    instance, ``UNCHANGED``: it compares by identity (``UNCHANGED in values`` stays in C)."""
 
     def __repr__(self) -> str:
         return "UNCHANGED"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Unchanged)
-
-    def __hash__(self) -> int:
-        return 0
 
 
 UNCHANGED = Unchanged()
@@ -148,36 +143,46 @@ class _Reader:
         return out
 
     def tuple(self) -> Tuple:
-        """A TupleData (the hot path: every changed row; plain indexing, no helpers)."""
-        data, at, end = self.data, self.at, len(self.data)
-        try:
-            (count,) = _COUNT.unpack_from(data, at)
-            at += 2
-            values: list[Value] = []
-            for _ in range(count):
-                kind = data[at]
-                at += 1
-                if kind == 0x74 or kind == 0x62:  # t (text), b (binary)
-                    (size,) = _SIZE.unpack_from(data, at)
-                    at += 4
-                    if size < 0 or at + size > end:
-                        raise ProtocolError(f"a value of {size} bytes passes the message end")
-                    values.append(data[at:at + size])
-                    at += size
-                elif kind == 0x6E:  # n
-                    values.append(None)
-                elif kind == 0x75:  # u
-                    values.append(UNCHANGED)
-                else:
-                    raise ProtocolError(f"unknown tuple column kind {bytes([kind])!r}")
-        except (struct.error, IndexError):
-            raise ProtocolError(f"message ends after {end} bytes, inside a tuple") from None
-        self.at = at
-        return tuple(values)
+        values, self.at = tuple_at(self.data, self.at)
+        return values
+
 
 
 _COUNT = struct.Struct(">h")
 _SIZE = struct.Struct(">i")
+_RELATION = struct.Struct(">I")
+
+
+def tuple_at(data: bytes, at: int) -> tuple[Tuple, int]:
+    """The TupleData at ``at`` and the offset after it (the hot path: every changed row;
+    plain indexing, no helpers)."""
+    end = len(data)
+    values: list[Value] = []
+    append = values.append
+    try:
+        (count,) = _COUNT.unpack_from(data, at)
+        at += 2
+        for _ in range(count):
+            kind = data[at]
+            if kind == 0x74 or kind == 0x62:  # t (text), b (binary)
+                (size,) = _SIZE.unpack_from(data, at + 1)
+                at += 5
+                stop = at + size
+                if size < 0 or stop > end:
+                    raise ProtocolError(f"a value of {size} bytes passes the message end")
+                append(data[at:stop])
+                at = stop
+            elif kind == 0x6E:  # n
+                append(None)
+                at += 1
+            elif kind == 0x75:  # u
+                append(UNCHANGED)
+                at += 1
+            else:
+                raise ProtocolError(f"unknown tuple column kind {bytes([kind])!r}")
+    except (struct.error, IndexError):
+        raise ProtocolError(f"message ends after {end} bytes, inside a tuple") from None
+    return tuple(values), at
 
 
 def decode(data: bytes) -> Message | None:
@@ -237,29 +242,31 @@ RowChange = tuple[str, int, Tuple | None, str | None, Tuple | None]
 def row_change(data: bytes) -> RowChange | None:
     """An Insert, Update or Delete as a plain tuple (None for other messages): the hot
     path of a change read, without building a message object. Same checks as ``decode``."""
-    tag = data[:1]
-    if tag not in (b"I", b"U", b"D"):
+    tag = data[0] if data else 0
+    if tag != 0x55 and tag != 0x49 and tag != 0x44:  # U, I, D
         return None
-    reader = _Reader(data)
-    reader.at = 1
-    relation_id = reader.int(">I")
-    kind = reader.take(1)
-    if tag == b"I":
-        if kind != b"N":
-            raise ProtocolError(f"insert: expected N, got {kind!r}")
-        return "I", relation_id, None, None, reader.tuple()
-    if kind not in (b"K", b"O", b"N") or (tag == b"D" and kind == b"N"):
-        raise ProtocolError(f"{'update' if tag == b'U' else 'delete'}: unexpected {kind!r}")
-    old: Tuple | None = None
-    old_kind: str | None = None
-    if kind != b"N":
-        old, old_kind = reader.tuple(), kind.decode()
-        if tag == b"D":
-            return "D", relation_id, old, old_kind, None
-        kind = reader.take(1)
-        if kind != b"N":
-            raise ProtocolError(f"update: expected N, got {kind!r}")
-    return "U", relation_id, old, old_kind, reader.tuple()
+    if len(data) < 6:
+        raise ProtocolError(f"message ends after {len(data)} bytes, 6 expected")
+    (relation_id,) = _RELATION.unpack_from(data, 1)
+    kind = data[5]
+    if tag == 0x49:
+        if kind != 0x4E:
+            raise ProtocolError(f"insert: expected N, got {bytes([kind])!r}")
+        return "I", relation_id, None, None, tuple_at(data, 6)[0]
+    if kind == 0x4E:
+        if tag == 0x44:
+            raise ProtocolError("delete: unexpected b'N'")
+        return "U", relation_id, None, None, tuple_at(data, 6)[0]
+    if kind != 0x4B and kind != 0x4F:
+        raise ProtocolError(f"{'update' if tag == 0x55 else 'delete'}: unexpected "
+                            f"{bytes([kind])!r}")
+    old, at = tuple_at(data, 6)
+    old_kind = "K" if kind == 0x4B else "O"
+    if tag == 0x44:
+        return "D", relation_id, old, old_kind, None
+    if at >= len(data) or data[at] != 0x4E:
+        raise ProtocolError(f"update: expected N, got {data[at:at + 1]!r}")
+    return "U", relation_id, old, old_kind, tuple_at(data, at + 1)[0]
 
 
 def _expect(reader: _Reader, tag: bytes) -> None:
