@@ -659,3 +659,63 @@ def test_an_infinite_timestamp_stops_a_binary_change_read_as_it_stops_a_snapshot
     assert head is not None and head.number == 2
     assert [str(r["ts"]) for r in dataset.reader(head).read_all().to_pylist()] == [
         "2026-01-01 00:00:00"]
+
+
+def _read_changes(root: Path) -> Any:
+    """The connector's change read of shop.orders from its head's position (in process)."""
+    from dataferry.connectors.base import ReadRequest
+    from dataferry.connectors.registry import source_class
+
+    loaded = load_model(root)
+    assert loaded.ecosystem is not None
+    spec = loaded.ecosystem.teams["shop"].sources["pg"]
+    connector = source_class(spec.kind)("shop.pg", spec, root)
+    head = Store.for_model(root, loaded.ecosystem).dataset("shop.orders").head()
+    assert head is not None
+    dataset = spec.datasets["orders"]
+    return connector, connector.read_changes(ReadRequest(
+        dataset="shop.orders", spec=dataset, columns=list(dataset.columns),
+        state=head.manifest.cursor))
+
+
+def test_a_stream_broken_before_the_confirmation_advances_the_slot_anyway(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    """The walsender gone between the read and the confirmation (as after a publish longer
+    than wal_sender_timeout): the slot is advanced over an ordinary connection instead."""
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "insert into orders select i, 'n', 1, now(), null, null "
+                    "from generate_series(1, 100) i", "checkpoint")
+    connector, changes = _read_changes(root)
+    try:
+        assert changes.upserts.read_all().num_rows == 100
+        walsender = fetch(source, "select active_pid from pg_replication_slots "
+                                  f"where slot_name = '{SLOT}'")[0][0]
+        assert walsender is not None  # the stream holds the slot until it is confirmed
+        execute(source, f"select pg_terminate_backend({walsender})")
+        changes.acknowledge()
+    finally:
+        changes.close()
+        connector.close()
+    after = slot(source)
+    assert after["confirmed"] == changes.position["lsn"]
+    assert lsn(after["restart"]) > lsn(versions(root)[0]["cursor"]["lsn"])
+
+
+def test_a_read_that_is_never_confirmed_leaves_the_slot_where_it_was(
+        source: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
+    """Status updates while reading confirm nothing: only ``acknowledge`` moves the slot."""
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    before = slot(source)
+    execute(source, "insert into orders select i, 'n', 1, now(), null, null "
+                    "from generate_series(1, 100) i")
+    connector, changes = _read_changes(root)
+    try:
+        assert changes.upserts.read_all().num_rows == 100
+    finally:
+        changes.close()
+        connector.close()
+    assert slot(source)["confirmed"] == before["confirmed"]
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    assert len(stored(root)) == 100 and slot(source)["confirmed"] != before["confirmed"]
