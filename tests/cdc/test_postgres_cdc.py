@@ -66,7 +66,7 @@ def source(server: str, request: pytest.FixtureRequest,
         from dataferry.connectors.postgres import cdc
 
         monkeypatch.setattr(cdc, "STAGE_ROWS", 3)
-        monkeypatch.setattr(cdc, "KEEP_ROWS", 4)
+        monkeypatch.setattr(cdc, "KEEP_BYTES", 200)
     with database(server) as dsn:
         execute(dsn, DDL.format(amount=AMOUNT[request.param][0]))
         yield dsn

@@ -9,20 +9,28 @@ version's cursor state in the signed manifest.
   replication connection with ``SNAPSHOT 'export'``, and the table is read in one stream
   under that exported snapshot: exactly the rows committed before the slot's consistent
   point, which becomes the position. Published as a keyed replace.
-- **Later runs** take the server's flushed WAL position ``U`` first, then read the slot's
-  changes without consuming them (``pg_logical_slot_peek_binary_changes`` up to ``U``),
-  which holds every transaction whose commit record starts before ``U``, whole (logical
-  decoding emits a transaction at its commit, never rolled-back work). Transactions whose
-  commit lies before the head's position are skipped: the head has them (a crash between
-  publishing and confirming re-reads them). ``U`` is the new position.
-- The decoded rows (the values in their text form) are staged in a temporary table of
-  the reading session (bounded memory here: batches of ``STAGE_ROWS``), and PostgreSQL
+- **Later runs** open a replication connection, take the server's flushed WAL position
+  ``U`` (``IDENTIFY_SYSTEM``) and stream the slot from the head's position with
+  ``START_REPLICATION`` (``cdc_stream``): the walsender decodes the WAL once and sends
+  every transaction whose commit record starts before ``U``, whole (logical decoding
+  emits a transaction at its commit, never rolled-back work). Transactions whose commit
+  lies before the head's position are skipped (by the server, and here again): the head
+  has them (a crash between publishing and confirming re-reads them). ``U`` is the new
+  position.
+- **Values.** When every declared column has a binary decoder (``cdc_binary``: plain
+  types) and the server is 14 or later, pgoutput sends binary values, decoded here into
+  Arrow arrays checked like a table read's; the last change per key is kept by pyarrow
+  (up to ``KEEP_BYTES`` of changes in memory) or by DuckDB over a local Parquet spill file.
+  Otherwise the values come in their text form and are staged in a temporary table of a
+  reading session (bounded memory here: batches of ``STAGE_ROWS``), and PostgreSQL
   itself casts them back to the columns' types and keeps the last change per key; the
-  result is read with the same column plans as a table read (binary COPY through ADBC), so
-  a value reads the same by snapshot or by change. Deleted keys are spilled to a local
-  Parquet file while the upserts stream.
-- Only after the version is published and signed does ``acknowledge`` advance the slot
-  (``pg_replication_slot_advance`` to ``U``), so the slot holds no WAL older than the run.
+  result is read with the same column plans as a table read (binary COPY through ADBC).
+  Either way a value reads the same by snapshot or by change. Deleted keys are spilled
+  to a local Parquet file while the upserts stream.
+- Only after the version is published and signed does ``acknowledge`` confirm ``U`` on
+  the same stream (a status update: the slot's restart point moves without a second
+  decode), so the slot holds no WAL older than the run. A stream that broke meanwhile
+  (``wal_sender_timeout``) falls back to ``pg_replication_slot_advance``.
 
 An update that changes the key gives a delete of the old key and an upsert of the new
 one; a ``TRUNCATE`` makes the run a snapshot (the rows inserted after it are the whole
@@ -67,10 +75,10 @@ from dataferry.faults import crash_point
 
 STAGE_ROWS = 20_000
 """Decoded changes sent to the staging table at a time (the memory held here)."""
-KEEP_ROWS = 250_000
-"""Binary values: up to this many decoded changes stay in memory as Arrow tables and the
-last change per key is found by pyarrow; past it they are spilled to a Parquet file and
-DuckDB finds them (spilling past its memory limit)."""
+KEEP_BYTES = 64 << 20
+"""Binary values: up to this many bytes of decoded changes stay in memory as Arrow tables
+and the last change per key is found by pyarrow; past it they are spilled to a Parquet
+file and DuckDB finds them (spilling past its memory limit)."""
 FETCH_ROWS = 5_000
 _TEXT_SESSION = (
     "set time zone 'UTC'",
@@ -189,7 +197,7 @@ class _Changes:
         self.session: tuple[Any, Any] | None = None  # the staging (ADBC) connection, cursor
         self.spill: pq.ParquetWriter | None = None
         self.kept: list[pa.Table] = []  # binary values, decoded, not spilled (yet)
-        self.kept_rows = 0
+        self.kept_bytes = 0
         self.decoders: list[binary.Decoder] | None = None
         self.work = Path()
 
@@ -405,15 +413,15 @@ class _Changes:
         crash_point("cdc-streaming")  # the replication stream is open, the slot held
         if self.session is None:  # binary values, decoded here: to the local spill file
             batch = staged.take()
-            if self.spill is None and self.kept_rows + batch.num_rows <= KEEP_ROWS:
+            if self.spill is None and self.kept_bytes + batch.nbytes <= KEEP_BYTES:
                 self.kept.append(batch)
-                self.kept_rows += batch.num_rows
+                self.kept_bytes += batch.nbytes
                 return
             if self.spill is None:
                 self.spill = pq.ParquetWriter(self.work / "changes.parquet", batch.schema)
                 for kept in self.kept:
                     self.spill.write_table(kept)
-                self.kept, self.kept_rows = [], 0
+                self.kept, self.kept_bytes = [], 0
             self.spill.write_table(batch)
             return
         try:
@@ -467,7 +475,7 @@ class _Changes:
     def _kept_result(self, schema: pa.Schema, key_schema: pa.Schema, keys: list[int],
                      snapshot: bool
                      ) -> tuple[pa.RecordBatchReader, pa.RecordBatchReader | None]:
-        """``_local_result`` of the changes kept in memory (at most ``KEEP_ROWS``)."""
+        """``_local_result`` of the changes kept in memory (at most ``KEEP_BYTES``)."""
         if not self.kept:  # a TRUNCATE and nothing after it
             return schema.empty_table().to_reader(), None
         changes = pa.concat_tables(self.kept)
