@@ -27,10 +27,10 @@ version's cursor state in the signed manifest.
   result is read with the same column plans as a table read (binary COPY through ADBC).
   Either way a value reads the same by snapshot or by change. Deleted keys are spilled
   to a local Parquet file while the upserts stream.
-- Only after the version is published and signed does ``acknowledge`` confirm ``U`` on
-  the same stream (a status update: the slot's restart point moves without a second
-  decode), so the slot holds no WAL older than the run. A stream that broke meanwhile
-  (``wal_sender_timeout``) falls back to ``pg_replication_slot_advance``.
+- Only after the version is published and signed does ``acknowledge`` confirm ``U``
+  (a status update on a new stream: the slot's restart point moves without a second
+  decode), so the slot holds no WAL older than the run. If that fails, the slot is
+  advanced with ``pg_replication_slot_advance`` instead.
 
 An update that changes the key gives a delete of the old key and an upsert of the new
 one; a ``TRUNCATE`` makes the run a snapshot (the rows inserted after it are the whole
@@ -198,6 +198,7 @@ class _Changes:
         self.spill: pq.ParquetWriter | None = None
         self.kept: list[pa.Table] = []  # binary values, decoded, not spilled (yet)
         self.kept_bytes = 0
+        self.options: dict[str, str] = {}
         self.decoders: list[binary.Decoder] | None = None
         self.work = Path()
 
@@ -292,7 +293,7 @@ class _Changes:
         self.work = work
         stream = self.stream
         assert stream is not None
-        options = {"proto_version": "1", "publication_names": self.slot}
+        options = self.options = {"proto_version": "1", "publication_names": self.slot}
         if self.decoders is not None:
             options["binary"] = "true"
         try:
@@ -301,6 +302,7 @@ class _Changes:
             upto = stream.flushed()
             stream.start(self.start, options)
             self._decode(stream.messages(upto), staged)
+            stream.close()  # the stream ended: nothing waits on the server while publishing
         except psycopg.Error as exc:
             raise self.source.server.error(
                 exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") from None
@@ -546,18 +548,21 @@ class _Changes:
 
     def _acknowledger(self, upto: int) -> Callable[[], None]:
         def acknowledge() -> None:
-            """Confirm the run's position on the stream that read it: the slot releases
-            the WAL before it. If the stream broke meanwhile (a publish longer than the
-            server's wal_sender_timeout), the slot is advanced instead, which decodes the
-            WAL again. A failure loses nothing (the next run re-reads from the head's
-            position and skips what the head has)."""
-            stream = self.stream
-            if stream is not None:
+            """Confirm the run's position with a status update on a new stream: the slot
+            releases the WAL before it (``SlotStream.confirm``). If that fails, the slot
+            is advanced instead (``pg_replication_slot_advance``, which decodes the WAL
+            again). A failure of both loses nothing (the next run re-reads from the
+            head's position and skips what the head has)."""
+            try:
+                stream = SlotStream(self.source.server.connect_replication(), self.slot,
+                                    self.source.server.what)
                 try:
-                    stream.confirm(upto)
-                    return
-                except Exception:  # the slot is advanced below instead
+                    stream.confirm(upto, self.options)
+                finally:
                     stream.close()
+                return
+            except Exception:  # the slot is advanced below instead
+                pass
             with contextlib.suppress(Exception), self.source.server.connect() as connection:
                 connection.execute(
                     "select pg_replication_slot_advance(%s, %s::pg_lsn) from "

@@ -13,9 +13,12 @@ The walsender sends a keepalive when it has caught up and has not been told of o
 position; when it is idle without one, a status update asking for a reply makes it send
 one. Status updates while reading never confirm anything (flush position 0): the slot's
 ``confirmed_flush_lsn`` moves only with ``confirm``, after the run's version is
-published and signed. ``confirm`` sends the position as flushed, ends the COPY and waits
-for the server to end it too (so the walsender has applied it before the connection
-closes): the slot's restart point moves with it, without decoding the WAL a second time.
+published and signed. Once read, the stream is ended and the connection closed, so
+nothing waits on the server through the publish (a stream left unread would be cut by
+``wal_sender_timeout``). ``confirm``, on a new replication connection, starts a stream
+at the position, sends it as flushed, ends the stream and waits for the server to end it
+too (so the walsender has applied it before the connection closes): the slot's restart
+point moves with it, without decoding the WAL a second time.
 """
 
 from __future__ import annotations
@@ -85,10 +88,11 @@ class SlotStream:
                 raise self._error(result)
             time.sleep(0.1)  # a killed run's walsender has not noticed yet
         self.streaming = True
-        self.received = start
+        self.received = max(self.received, start)
 
     def messages(self, upto: int) -> Iterator[bytes]:
-        """The pgoutput messages of the transactions that commit before ``upto``."""
+        """The pgoutput messages of the transactions that commit before ``upto``; then the
+        stream is ended (``stop``)."""
         pgconn = self.pgconn
         while True:
             size, data = pgconn.get_copy_data(1)
@@ -97,13 +101,13 @@ class SlotStream:
                 if kind == 0x77:  # w: XLogData
                     payload = bytes(data[25:])
                     if payload[:1] == b"B" and _BEGIN_LSN.unpack_from(payload, 1)[0] >= upto:
-                        return  # the first transaction of the next run
+                        break  # the first transaction of the next run
                     yield payload
                 elif kind == 0x6B:  # k: keepalive
                     end, _, reply = _KEEPALIVE.unpack_from(data, 1)
                     self.received = max(self.received, end)
                     if end >= upto:
-                        return
+                        break
                     if reply:
                         self._status(reply=False)
                 continue
@@ -112,12 +116,16 @@ class SlotStream:
                     self._status(reply=True)
                 continue
             raise self._lost()
+        self.stop()
 
-    def confirm(self, lsn: int) -> None:
-        """Tell the walsender that everything before ``lsn`` is safely kept (the slot's
-        ``confirmed_flush_lsn``), end the COPY and wait until the server has ended it."""
-        self.received = max(self.received, lsn)
-        self.pgconn.put_copy_data(_STATUS.pack(b"r", lsn, lsn, lsn, _now(), False))
+    def stop(self, confirm: int = 0) -> None:
+        """End the stream (after a status update confirming ``confirm``; 0: nothing) and
+        wait until the server has ended it: the connection is idle again, which the
+        server does not time out (``wal_sender_timeout`` applies to a stream)."""
+        if confirm:
+            self.received = max(self.received, confirm)
+        self.pgconn.put_copy_data(_STATUS.pack(b"r", self.received, confirm, confirm, _now(),
+                                               False))
         self.pgconn.put_copy_end()
         self._flush()
         deadline = time.monotonic() + ACTIVE_SECONDS
@@ -134,6 +142,16 @@ class SlotStream:
         while (result := self.pgconn.get_result()) is not None:
             if result.status == pq.ExecStatus.FATAL_ERROR:
                 raise self._error(result)
+
+    def confirm(self, lsn: int, options: dict[str, str]) -> None:
+        """Tell the walsender that everything before ``lsn`` is safely kept (the slot's
+        ``confirmed_flush_lsn``): on a connection that has not streamed yet (a walsender
+        ends each later stream at once), a stream from ``lsn`` whose first message
+        confirms it, ended at once. The walsender applies it before decoding anything,
+        with the restart point the read's decoding found (the slot keeps it in shared
+        memory): the restart point moves too."""
+        self.start(lsn, options)
+        self.stop(confirm=lsn)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
