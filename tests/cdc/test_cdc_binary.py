@@ -9,6 +9,7 @@ import struct
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,8 +20,13 @@ from dataferry.connectors.postgres import reading as r
 EPOCH_2000 = datetime(2000, 1, 1)
 
 
-def _column(values: list[object], encode: object) -> list[bytes | None]:
-    return [None if v is None else encode(v) for v in values]  # type: ignore[operator]
+def _column(values: list[object], encode: object) -> pa.Array:
+    return pa.array([None if v is None else encode(v)  # type: ignore[operator]
+                     for v in values], pa.binary())
+
+
+def _binary(values: list[bytes | None]) -> pa.Array:
+    return pa.array(values, pa.binary())
 
 
 def _micros(value: datetime) -> int:
@@ -68,9 +74,9 @@ def test_send_formats_decode_to_the_values(oid: int, data: st.DataObject) -> Non
 
 
 def test_jsonb_loses_its_version_byte_and_refuses_another() -> None:
-    assert binary.DECODERS[r.JSONB]([b'\x01{"a": 1}', None]).to_pylist() == ['{"a": 1}', None]
+    assert binary.DECODERS[r.JSONB](_binary([b'\x01{"a": 1}', None])).to_pylist() == ['{"a": 1}', None]
     with pytest.raises(r.BadValue, match="binary version"):
-        binary.DECODERS[r.JSONB]([b'\x02{"a": 1}'])
+        binary.DECODERS[r.JSONB](_binary([b'\x02{"a": 1}']))
 
 
 @pytest.mark.parametrize(("oid", "raw"), [
@@ -79,7 +85,7 @@ def test_jsonb_loses_its_version_byte_and_refuses_another() -> None:
 ])
 def test_infinity_fails_the_table_reads_range_check(oid: int, raw: bytes) -> None:
     plan = r.plan_column("c", "c", r.TypeInfo(oid, -1, "", "b", 0, ""))
-    array = binary.DECODERS[oid]([raw, None])
+    array = binary.DECODERS[oid](_binary([raw, None]))
     assert plan.fix is not None
     with pytest.raises(r.BadValue, match="infinity"):
         plan.fix(array)
@@ -92,12 +98,28 @@ def test_the_earliest_date_and_time_postgresql_stores_still_fit() -> None:
                      (r.TIMESTAMP, struct.pack(">q", days * 86_400_000_000))):
         plan = r.plan_column("c", "c", r.TypeInfo(oid, -1, "", "b", 0, ""))
         assert plan.fix is not None
-        plan.fix(binary.DECODERS[oid]([raw]))
+        plan.fix(binary.DECODERS[oid](_binary([raw])))
 
 
 def test_a_value_of_the_wrong_width_is_refused() -> None:
     with pytest.raises(r.BadValue, match="not 8 bytes"):
-        binary.DECODERS[r.INT8]([struct.pack(">i", 1)])
+        binary.DECODERS[r.INT8](_binary([struct.pack(">i", 1)]))
+    with pytest.raises(r.BadValue, match="not 16 bytes"):
+        binary.DECODERS[r.UUID](_binary([b"short"]))
+
+
+@given(st.lists(st.none() | st.integers(-(2**63), 2**63 - 1), max_size=20),
+       st.integers(0, 5))
+def test_a_sliced_or_large_array_decodes_the_same(numbers: list[int | None],
+                                                  cut: int) -> None:
+    """Arrays as concatenation hands them over: an offset into shared buffers, or large
+    offsets (a batch past 2 GiB)."""
+    raw = pa.array([None, *[None if n is None else struct.pack(">q", n) for n in numbers]],
+                   pa.binary())
+    for values in (raw.slice(1), raw.cast(pa.large_binary()).slice(1)):
+        assert binary.DECODERS[r.INT8](values).to_pylist() == numbers
+    assert binary.DECODERS[r.INT8](raw.slice(min(cut, len(raw)))).to_pylist() == \
+        [None, *numbers][min(cut, len(raw)):]
 
 
 def test_only_plain_types_read_as_they_are_get_a_decoder() -> None:

@@ -143,14 +143,21 @@ def _snapshot(source: PostgresSource, request: ReadRequest, table: Table, slot: 
 @dataclass
 class _Staged:
     """Decoded changes on their way to the staging table (text values) or, with
-    ``decoders`` (binary values), to a local Parquet file."""
+    ``convert`` (binary values), to memory or a local Parquet file. Inserts and updates
+    that kept their key (most changes) wait as raw messages and are decoded together
+    (``wire.simple_rows``); the others are decoded one by one into ``rows``."""
 
     columns: list[str]  # the source columns staged (declared ones), in order
-    convert: Callable[[int, list[bytes | None]], pa.Array] | None = None
-    """Binary values: (column index, values) -> the column as a table read gives it."""
+    convert: Callable[[int, pa.Array], pa.Array] | None = None
+    """Binary values: (column index, its values as binary) -> the column as a table read
+    gives it."""
     rows: list[list[bytes | None]] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
+    simple: list[bytes] = field(default_factory=list)
+    simple_seqs: list[int] = field(default_factory=list)
+    chunks: list[tuple[list[pa.Array], list[int]]] = field(default_factory=list)
+    """Simple messages already decoded (with the relation layout of their time)."""
     total: int = 0
 
     def add(self, seq: int, op: str, values: list[bytes | None]) -> None:
@@ -159,19 +166,33 @@ class _Staged:
         self.rows.append(values)
         self.total += 1
 
+    def pending(self) -> int:
+        return len(self.rows) + len(self.simple) + sum(len(c[1]) for c in self.chunks)
+
     def take(self) -> pa.Table:
-        if self.convert is None:  # the server's UTF-8, checked by the cast
-            arrays: dict[str, pa.Array] = {
-                f"c{i}": pa.array([row[i] for row in self.rows], pa.binary()).cast(
-                    pa.string()) for i in range(len(self.columns))}
-        else:
-            convert = self.convert
-            arrays = {f"c{i}": convert(i, [row[i] for row in self.rows])
-                      for i in range(len(self.columns))}
-        arrays["_ferry_seq"] = pa.array(self.seqs, pa.int64())
-        arrays["_ferry_op"] = pa.array(self.ops, pa.string())
-        self.rows, self.seqs, self.ops = [], [], []
-        return pa.table(arrays)
+        assert not self.simple, "decode the simple messages first"
+        columns: list[list[pa.Array]] = [
+            [pa.array([row[i] for row in self.rows], pa.binary())]
+            for i in range(len(self.columns))]
+        seqs, ops = [self.seqs], [pa.array(self.ops, pa.string())]
+        for arrays, chunk_seqs in self.chunks:
+            for i, array in enumerate(arrays):
+                columns[i].append(array)
+            seqs.append(chunk_seqs)
+            ops.append(pa.array(["U"] * len(chunk_seqs), pa.string()))
+        convert = self.convert
+        table: dict[str, pa.Array] = {}
+        for i, parts in enumerate(columns):
+            if any(part.type != pa.binary() for part in parts):
+                parts = [part.cast(pa.large_binary()) for part in parts]
+            values = pa.concat_arrays(parts)
+            # text values: the server's UTF-8, checked by the cast
+            table[f"c{i}"] = values.cast(pa.string()) if convert is None else \
+                convert(i, values)
+        table["_ferry_seq"] = pa.array([s for part in seqs for s in part], pa.int64())
+        table["_ferry_op"] = pa.concat_arrays(ops)
+        self.rows, self.seqs, self.ops, self.chunks = [], [], [], []
+        return pa.table(table)
 
 
 class _Changes:
@@ -199,6 +220,7 @@ class _Changes:
         self.kept: list[pa.Table] = []  # binary values, decoded, not spilled (yet)
         self.kept_bytes = 0
         self.options: dict[str, str] = {}
+        self.layout: tuple[int, list[int]] = (0, [])  # our relation: columns, positions
         self.decoders: list[binary.Decoder] | None = None
         self.work = Path()
 
@@ -267,7 +289,7 @@ class _Changes:
         decoders = [d for d in found if d is not None]
         return decoders if len(decoders) == len(found) else None
 
-    def _convert(self, index: int, values: list[bytes | None]) -> pa.Array:
+    def _convert(self, index: int, values: pa.Array) -> pa.Array:
         """Column ``index``'s binary values as a table read gives them (its plan's check)."""
         assert self.decoders is not None
         plan = self.plans[index]
@@ -306,7 +328,7 @@ class _Changes:
         except psycopg.Error as exc:
             raise self.source.server.error(
                 exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") from None
-        if staged.rows:
+        if staged.pending():
             self._ingest(staged)
         return upto
 
@@ -316,9 +338,21 @@ class _Changes:
         skip = False
         seq = 0
         values, add, row_change = self._values, staged.add, wire.row_change
+        simple, simple_seqs = staged.simple, staged.simple_seqs
+        ours = b""  # our relation's id, as the messages carry it
         keys = [self.sources.index(k) for k in self.keys]
         for data in messages:
-            change = row_change(data)  # the hot path: rows, without message objects
+            tag = data[0]
+            if (tag == 0x49 or tag == 0x55) and data[5:6] == b"N" and data[1:5] == ours:
+                if skip:  # an insert or an update that kept the key: decoded in bulk
+                    continue
+                seq += 1
+                simple.append(data)
+                simple_seqs.append(seq)
+                if len(simple) >= STAGE_ROWS:
+                    self._ingest(staged)
+                continue
+            change = row_change(data)  # rows one by one, without message objects
             if change is not None:
                 if skip:
                     continue
@@ -347,7 +381,7 @@ class _Changes:
                         add(seq, "D", before)
                         seq += 1
                     add(seq, "U", after)
-                if len(staged.rows) >= STAGE_ROWS:
+                if staged.pending() >= STAGE_ROWS:
                     self._ingest(staged)
                 continue
             match wire.decode(data):
@@ -358,8 +392,11 @@ class _Changes:
                 case wire.Relation() as relation:
                     if (relation.namespace, relation.name) == (self.table.schema,
                                                                self.table.name):
+                        self._decode_simple(staged)  # with the layout they came with
                         layouts[relation.relation_id] = [
                             position for position, _ in self._layout(relation)]
+                        ours = relation.relation_id.to_bytes(4, "big")
+                        self.layout = (len(relation.columns), layouts[relation.relation_id])
                     else:
                         others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
                 case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
@@ -411,8 +448,31 @@ class _Changes:
             out = [None if v is wire.UNCHANGED else v for v in out]
         return out  # type: ignore[return-value]
 
+    def _decode_simple(self, staged: _Staged) -> None:
+        """The waiting inserts and key-keeping updates, decoded together."""
+        if not staged.simple:
+            return
+        count, positions = self.layout
+        try:
+            arrays, unchanged = wire.simple_rows(staged.simple, count, positions)
+        except wire.ProtocolError as exc:
+            raise SourceError(f"{self.dataset}: slot {self.slot} sent a change that cannot "
+                              f"be read: {exc}") from None
+        if any(unchanged):
+            column = self.sources[unchanged.index(True)]
+            raise SourceError(
+                f"{self.dataset}: an update left column {column} unchanged and PostgreSQL "
+                f"did not send its (TOASTed) value; run ALTER TABLE {self.table.relation} "
+                "REPLICA IDENTITY FULL so updates carry it, then ferry run --full",
+                public=True)
+        staged.chunks.append((arrays, staged.simple_seqs[:]))
+        staged.total += len(staged.simple)
+        staged.simple.clear()
+        staged.simple_seqs.clear()
+
     def _ingest(self, staged: _Staged) -> None:
         crash_point("cdc-streaming")  # the replication stream is open, the slot held
+        self._decode_simple(staged)
         if self.session is None:  # binary values, decoded here: to the local spill file
             batch = staged.take()
             if self.spill is None and self.kept_bytes + batch.nbytes <= KEEP_BYTES:

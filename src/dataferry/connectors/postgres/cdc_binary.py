@@ -12,7 +12,7 @@ declared column (numeric, interval, arrays...) is read in text and cast by the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -20,32 +20,40 @@ import pyarrow as pa
 from dataferry.connectors.postgres import reading as r
 from dataferry.connectors.postgres.connection import ident
 
-Values = Sequence[bytes | None]
-"""One column of decoded changes: each value's binary form, None for NULL."""
-Decoder = Callable[[Values], pa.Array]
+Decoder = Callable[[pa.Array], pa.Array]
+"""One column of decoded changes (each value's binary form in a binary array, NULL for
+NULL) -> the Arrow array a table read would give."""
 
 _DAYS_2000 = 10_957  # 2000-01-01 (PostgreSQL's epoch) in days since 1970-01-01
 _MICROS_2000 = _DAYS_2000 * 86_400_000_000
 
 
-def _fixed(values: Values, dtype: str, arrow: pa.DataType,
+def _fixed(values: pa.Array, dtype: str, arrow: pa.DataType,
            shift: Callable[[np.ndarray], np.ndarray] | None = None) -> pa.Array:
     """Fixed-width big-endian values (``dtype``, e.g. ``>i8``) as an Arrow array."""
     width = np.dtype(dtype).itemsize
-    present = [v for v in values if v is not None]
-    data = b"".join(present)
-    if len(data) != width * len(present):
+    count = len(values)
+    large = values.type == pa.large_binary()
+    buffers = values.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64 if large else np.int32)[
+        values.offset:values.offset + count + 1].astype(np.int64)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else \
+        np.zeros(0, dtype=np.uint8)
+    missing = values.is_null().to_numpy(zero_copy_only=False)
+    present = ~missing
+    starts = offsets[:-1][present]
+    if ((offsets[1:] - offsets[:-1])[present] != width).any():
         raise r.BadValue(f"has a binary value that is not {width} bytes long (a changed "
                          "type at the source? read it again with ferry run --full)")
-    numbers = np.frombuffer(data, dtype=dtype).astype(dtype[1:])
+    raw = data[(starts[:, None] + np.arange(width)).reshape(-1)]
+    numbers = raw.view(dtype).astype(dtype[1:])
     if shift is not None:
         numbers = shift(numbers)
-    if len(present) == len(values):
+    if not missing.any():
         return pa.array(numbers, type=arrow)
-    mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-    full = np.zeros(len(values), dtype=numbers.dtype)
-    full[~mask] = numbers
-    return pa.array(full, type=arrow, mask=mask)
+    full = np.zeros(count, dtype=numbers.dtype)
+    full[present] = numbers
+    return pa.array(full, type=arrow, mask=missing)
 
 
 def _infinite_below(epoch: int, bits: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -64,15 +72,24 @@ def _infinite_below(epoch: int, bits: int) -> Callable[[np.ndarray], np.ndarray]
     return shift
 
 
-def _text(values: Values) -> pa.Array:
-    return pa.array(values, pa.binary()).cast(pa.string())  # checks the UTF-8
+def _text(values: pa.Array) -> pa.Array:
+    return values.cast(pa.string())  # checks the UTF-8
 
 
-def _jsonb(values: Values) -> pa.Array:
+def _jsonb(values: pa.Array) -> pa.Array:
     """jsonb's binary form: a version byte (1) and the value's text."""
-    if any(v is not None and v[:1] != b"\x01" for v in values):
+    listed = values.to_pylist()
+    if any(v is not None and v[:1] != b"\x01" for v in listed):
         raise r.BadValue("has a jsonb value of an unknown binary version")
-    return _text([None if v is None else v[1:] for v in values])
+    return _text(pa.array([None if v is None else v[1:] for v in listed], pa.binary()))
+
+
+def _uuid(values: pa.Array) -> pa.Array:
+    try:
+        return values.cast(pa.binary(16))
+    except pa.ArrowInvalid:
+        raise r.BadValue("has a binary value that is not 16 bytes long (a changed type at "
+                         "the source? read it again with ferry run --full)") from None
 
 
 DECODERS: dict[int, Decoder] = {
@@ -89,8 +106,8 @@ DECODERS: dict[int, Decoder] = {
     r.TIMESTAMPTZ: lambda v: _fixed(v, ">i8", pa.timestamp("us", tz="UTC"),
                                     _infinite_below(_MICROS_2000, 64)),
     r.TEXT: _text, r.VARCHAR: _text, r.BPCHAR: _text, r.JSON: _text, r.JSONB: _jsonb,
-    r.BYTEA: lambda v: pa.array(v, pa.binary()),
-    r.UUID: lambda v: pa.array(v, pa.binary(16)),
+    r.BYTEA: lambda v: v.cast(pa.binary()),
+    r.UUID: _uuid,
 }
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
+
 NULL = None
 
 
@@ -334,3 +337,65 @@ def parse_lsn(text: str) -> int:
 
 def format_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
+                ) -> tuple[list[pa.Array], list[bool]]:
+    """Many Insert messages and Updates without an old tuple (``I``/``U``, ``N``, a
+    TupleData of ``count`` columns), decoded at once with numpy: for each position in
+    ``wanted``, its values as one binary array (NULL for ``n`` and ``u``) and whether a
+    ``u`` (unchanged TOASTed value) was among them. Same checks as ``row_change``; the
+    caller has checked each message's tag and relation."""
+    lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+    buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+    ends = np.cumsum(lengths)
+    pos = ends - lengths + 6
+    if (lengths < 8).any():
+        raise ProtocolError("a row message ends before its column count")
+    counts = (buf[pos].astype(np.int64) << 8) | buf[pos + 1]
+    if (counts != count).any():
+        raise ProtocolError(f"a row message has {int(counts[counts != count][0])} columns, "
+                            f"its relation {count}")
+    pos = pos + 2
+    found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    for column in range(count):
+        if (pos >= ends).any():
+            raise ProtocolError("a row message ends inside its tuple")
+        kind = buf[pos]
+        value = (kind == 0x62) | (kind == 0x74)  # b, t
+        null = kind == 0x6E
+        unchanged = kind == 0x75
+        if not (value | null | unchanged).all():
+            bad = int(kind[~(value | null | unchanged)][0])
+            raise ProtocolError(f"unknown tuple column kind {bytes([bad])!r}")
+        size = np.zeros(len(pos), dtype=np.int64)
+        if value.any():
+            at = pos[value]
+            if (at + 5 > ends[value]).any():
+                raise ProtocolError("a row message ends inside a value's length")
+            raw = np.stack([buf[at + i] for i in range(1, 5)]).astype(np.int64)
+            sizes = (raw[0] << 24) | (raw[1] << 16) | (raw[2] << 8) | raw[3]
+            sizes = np.where(sizes >= 1 << 31, sizes - (1 << 32), sizes)
+            if (sizes < 0).any() or (at + 5 + sizes > ends[value]).any():
+                raise ProtocolError("a value passes the end of its message")
+            size[value] = sizes
+        if column in wanted:
+            found[column] = (pos + 5, size, null | unchanged, unchanged)
+        pos = np.where(value, pos + 5 + size, pos + 1)
+    arrays, unchanged_any = [], []
+    for column in wanted:
+        starts, size, missing, unchanged = found[column]
+        offsets = np.zeros(len(size) + 1, dtype=np.int64)
+        np.cumsum(size, out=offsets[1:])
+        total = int(offsets[-1])
+        index = np.repeat(starts - offsets[:-1], size) + np.arange(total, dtype=np.int64)
+        data = buf[index]
+        validity = None if not missing.any() else \
+            pa.array(~missing, pa.bool_()).buffers()[1]
+        kind = pa.binary() if total < 1 << 31 else pa.large_binary()
+        width = np.int32 if kind == pa.binary() else np.int64
+        arrays.append(pa.Array.from_buffers(
+            kind, len(size), [validity, pa.py_buffer(offsets.astype(width)),
+                              pa.py_buffer(data)], null_count=int(missing.sum())))
+        unchanged_any.append(bool(unchanged.any()))
+    return arrays, unchanged_any
