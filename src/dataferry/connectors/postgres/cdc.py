@@ -339,11 +339,11 @@ class _Changes:
         seq = 0
         values, add, row_change = self._values, staged.add, wire.row_change
         simple, simple_seqs = staged.simple, staged.simple_seqs
-        ours = b""  # our relation's id, as the messages carry it
+        insert = update = b"-"  # how an insert or update of our relation starts
         keys = [self.sources.index(k) for k in self.keys]
         for data in messages:
-            tag = data[0]
-            if (tag == 0x49 or tag == 0x55) and data[5:6] == b"N" and data[1:5] == ours:
+            head = data[:6]
+            if head in (update, insert):
                 if skip:  # an insert or an update that kept the key: decoded in bulk
                     continue
                 seq += 1
@@ -396,6 +396,7 @@ class _Changes:
                         layouts[relation.relation_id] = [
                             position for position, _ in self._layout(relation)]
                         ours = relation.relation_id.to_bytes(4, "big")
+                        insert, update = b"I" + ours + b"N", b"U" + ours + b"N"
                         self.layout = (len(relation.columns), layouts[relation.relation_id])
                     else:
                         others[relation.relation_id] = f"{relation.namespace}.{relation.name}"

@@ -346,7 +346,7 @@ def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
     ``wanted``, its values as one binary array (NULL for ``n`` and ``u``) and whether a
     ``u`` (unchanged TOASTed value) was among them. Same checks as ``row_change``; the
     caller has checked each message's tag and relation."""
-    lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
     buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
     ends = np.cumsum(lengths)
     pos = ends - lengths + 6

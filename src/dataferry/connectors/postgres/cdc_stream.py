@@ -99,10 +99,10 @@ class SlotStream:
             if size > 0:
                 kind = data[0]
                 if kind == 0x77:  # w: XLogData
-                    payload = bytes(data[25:])
-                    if payload[:1] == b"B" and _BEGIN_LSN.unpack_from(payload, 1)[0] >= upto:
+                    if size > 25 and data[25] == 0x42 and \
+                            _BEGIN_LSN.unpack_from(data, 26)[0] >= upto:  # B: a Begin
                         break  # the first transaction of the next run
-                    yield payload
+                    yield bytes(data[25:])
                 elif kind == 0x6B:  # k: keepalive
                     end, _, reply = _KEEPALIVE.unpack_from(data, 1)
                     self.received = max(self.received, end)
