@@ -728,3 +728,46 @@ def test_a_read_that_is_never_confirmed_leaves_the_slot_where_it_was(
     assert slot(source)["confirmed"] == before["confirmed"]
     assert ferry("run", "shop.orders", "--model", root).code == 0
     assert len(stored(root)) == 100 and slot(source)["confirmed"] != before["confirmed"]
+
+
+def _hold_slot(dsn: str) -> psycopg.Connection[Any]:
+    """Another session streaming the dataset's slot (as a killed run's walsender that has
+    not noticed yet): the slot is active until this connection closes."""
+    holder = psycopg.connect(dsn, autocommit=True, replication="database")
+    result = holder.pgconn.exec_(
+        f"START_REPLICATION SLOT {SLOT} LOGICAL 0/0 (proto_version '1', "
+        f"publication_names '{SLOT}')".encode())
+    assert result.status == psycopg.pq.ExecStatus.COPY_BOTH
+    return holder
+
+
+def test_a_slot_still_held_by_another_session_is_waited_for(
+        source: str, tmp_path: Path, ferry: Callable[..., Result],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from dataferry.connectors.postgres import cdc_stream
+
+    root = make_model(tmp_path, source)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    execute(source, "insert into orders values (1, 'one', 1, now(), null, null)")
+    holder = _hold_slot(source)
+    release = threading.Timer(1.5, holder.close)
+    release.start()
+    try:
+        waited = ferry("run", "shop.orders", "--model", root)
+    finally:
+        release.join()
+    assert waited.code == 0, waited
+    assert [r[0] for r in stored(root)] == [1]
+
+    monkeypatch.setattr(cdc_stream, "ACTIVE_SECONDS", 0.5)
+    execute(source, "insert into orders values (2, 'two', 1, now(), null, null)")
+    holder = _hold_slot(source)
+    try:
+        busy = ferry("run", "shop.orders", "--model", root)
+    finally:
+        holder.close()
+    assert busy.code != 0 and "is active for PID" in busy.out + busy.err, busy
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    assert [r[0] for r in stored(root)] == [1, 2]
