@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -103,16 +104,19 @@ def _server_decode(dsn: str, binary: bool) -> float:
         return time.monotonic() - started
 
 
-def _ferry(*args: str) -> float:
-    """Seconds of a ``ferry`` process, its bytecode cached as an installed ferry's is (an
+def _ferry(*args: str) -> tuple[float, float]:
+    """Wall and CPU seconds of a ``ferry`` process, its bytecode cached as an installed ferry's is (an
     environment with PYTHONDONTWRITEBYTECODE would compile every module each time; the
     first of the rounds writes the cache)."""
     env = {key: value for key, value in os.environ.items()
            if key != "PYTHONDONTWRITEBYTECODE"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "dataferry.cli", *args], check=True,
                    capture_output=True, env={**env, "NO_COLOR": "1"})
-    return time.monotonic() - started
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -164,10 +168,11 @@ def main() -> None:
         for _ in range(args.rounds):
             _change(dsn, every)
             processes.append(_ferry("run", "bench.orders", "--model", str(root)))
-        process = min(processes)
-        startup = min(_ferry("--version") for _ in range(3))
-        print(f"ferry run process: {process:.2f} s (best of {args.rounds}); start-up alone "
-              f"(ferry --version): {startup:.2f} s")
+        process, process_cpu = min(processes)
+        startup, startup_cpu = min(_ferry("--version") for _ in range(3))
+        print(f"ferry run process: {process:.2f} s wall, {process_cpu:.2f} s CPU (best of "
+              f"{args.rounds}); start-up alone (ferry --version): {startup:.2f} s wall, "
+              f"{startup_cpu:.2f} s CPU")
         floor = min(floors)
         print(f"the server's decoding alone (pg_logical_slot_peek_binary_changes counted): "
               f"{floor:.2f} s (best of {args.rounds}), {floor / copy:.3f} of the COPY")
