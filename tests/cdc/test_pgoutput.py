@@ -106,7 +106,9 @@ def test_the_row_fast_path_fails_only_with_protocol_errors(data: bytes) -> None:
     st.lists(st.builds(wire.Insert, u32, st.lists(values, min_size=count, max_size=count)
                        .map(tuple)) | st.builds(wire.Update, u32, st.none(), st.none(),
                                                 st.lists(values, min_size=count,
-                                                         max_size=count).map(tuple)),
+                                                         max_size=count).map(tuple))
+             | st.builds(wire.Delete, u32, st.lists(values, min_size=count, max_size=count)
+                         .map(tuple), st.sampled_from("KO")),
              min_size=1, max_size=8),
     st.lists(st.integers(0, max(count - 1, 0)), max_size=count, unique=True)
     if count else st.just([]))))
@@ -119,8 +121,10 @@ def test_simple_rows_decode_as_row_change_does(case: tuple[int, list[wire.Messag
         expected = []
         for payload in payloads:
             change = wire.row_change(payload)
-            assert change is not None and change[4] is not None
-            expected.append(change[4][position])
+            assert change is not None
+            row = change[4] if change[4] is not None else change[2]  # a delete: its old
+            assert row is not None
+            expected.append(row[position])
         assert arrays[index].to_pylist() == [
             None if v is wire.UNCHANGED else v for v in expected]
         assert unchanged[index] == any(v is wire.UNCHANGED for v in expected)

@@ -156,8 +156,10 @@ class _Staged:
     ops: list[str] = field(default_factory=list)
     simple: list[bytes] = field(default_factory=list)
     simple_seqs: list[int] = field(default_factory=list)
-    chunks: list[tuple[list[pa.Array], list[int]]] = field(default_factory=list)
-    """Simple messages already decoded (with the relation layout of their time)."""
+    gone: list[bytes] = field(default_factory=list)  # deletes, likewise decoded together
+    gone_seqs: list[int] = field(default_factory=list)
+    chunks: list[tuple[list[pa.Array], list[int], str]] = field(default_factory=list)
+    """Messages decoded together (with the relation layout of their time), their op."""
     total: int = 0
 
     def add(self, seq: int, op: str, values: list[bytes | None]) -> None:
@@ -167,19 +169,20 @@ class _Staged:
         self.total += 1
 
     def pending(self) -> int:
-        return len(self.rows) + len(self.simple) + sum(len(c[1]) for c in self.chunks)
+        return len(self.rows) + len(self.simple) + len(self.gone) + sum(
+            len(c[1]) for c in self.chunks)
 
     def take(self) -> pa.Table:
-        assert not self.simple, "decode the simple messages first"
+        assert not self.simple and not self.gone, "decode the waiting messages first"
         columns: list[list[pa.Array]] = [
             [pa.array([row[i] for row in self.rows], pa.binary())]
             for i in range(len(self.columns))]
         seqs, ops = [self.seqs], [pa.array(self.ops, pa.string())]
-        for arrays, chunk_seqs in self.chunks:
+        for arrays, chunk_seqs, op in self.chunks:
             for i, array in enumerate(arrays):
                 columns[i].append(array)
             seqs.append(chunk_seqs)
-            ops.append(pa.array(["U"] * len(chunk_seqs), pa.string()))
+            ops.append(pa.array([op] * len(chunk_seqs), pa.string()))
         convert = self.convert
         table: dict[str, pa.Array] = {}
         for i, parts in enumerate(columns):
@@ -339,7 +342,9 @@ class _Changes:
         seq = 0
         values, add, row_change = self._values, staged.add, wire.row_change
         simple, simple_seqs = staged.simple, staged.simple_seqs
-        insert = update = b"-"  # how an insert or update of our relation starts
+        gone, gone_seqs = staged.gone, staged.gone_seqs
+        # how an insert, an update keeping the key or a delete of our relation starts
+        insert = update = delete_key = delete_row = b"-"
         keys = [self.sources.index(k) for k in self.keys]
         for data in messages:
             head = data[:6]
@@ -350,6 +355,15 @@ class _Changes:
                 simple.append(data)
                 simple_seqs.append(seq)
                 if len(simple) >= STAGE_ROWS:
+                    self._ingest(staged)
+                continue
+            if head in (delete_key, delete_row):
+                if skip:
+                    continue
+                seq += 1
+                gone.append(data)
+                gone_seqs.append(seq)
+                if len(gone) >= STAGE_ROWS:
                     self._ingest(staged)
                 continue
             change = row_change(data)  # rows one by one, without message objects
@@ -397,6 +411,7 @@ class _Changes:
                             position for position, _ in self._layout(relation)]
                         ours = relation.relation_id.to_bytes(4, "big")
                         insert, update = b"I" + ours + b"N", b"U" + ours + b"N"
+                        delete_key, delete_row = b"D" + ours + b"K", b"D" + ours + b"O"
                         self.layout = (len(relation.columns), layouts[relation.relation_id])
                     else:
                         others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
@@ -450,26 +465,28 @@ class _Changes:
         return out  # type: ignore[return-value]
 
     def _decode_simple(self, staged: _Staged) -> None:
-        """The waiting inserts and key-keeping updates, decoded together."""
-        if not staged.simple:
-            return
+        """The waiting inserts, key-keeping updates and deletes, decoded together."""
         count, positions = self.layout
-        try:
-            arrays, unchanged = wire.simple_rows(staged.simple, count, positions)
-        except wire.ProtocolError as exc:
-            raise SourceError(f"{self.dataset}: slot {self.slot} sent a change that cannot "
-                              f"be read: {exc}") from None
-        if any(unchanged):
-            column = self.sources[unchanged.index(True)]
-            raise SourceError(
-                f"{self.dataset}: an update left column {column} unchanged and PostgreSQL "
-                f"did not send its (TOASTed) value; run ALTER TABLE {self.table.relation} "
-                "REPLICA IDENTITY FULL so updates carry it, then ferry run --full",
-                public=True)
-        staged.chunks.append((arrays, staged.simple_seqs[:]))
-        staged.total += len(staged.simple)
-        staged.simple.clear()
-        staged.simple_seqs.clear()
+        for payloads, seqs, op in ((staged.simple, staged.simple_seqs, "U"),
+                                   (staged.gone, staged.gone_seqs, "D")):
+            if not payloads:
+                continue
+            try:
+                arrays, unchanged = wire.simple_rows(payloads, count, positions)
+            except wire.ProtocolError as exc:
+                raise SourceError(f"{self.dataset}: slot {self.slot} sent a change that "
+                                  f"cannot be read: {exc}") from None
+            if op == "U" and any(unchanged):  # a delete's old key: no other column needed
+                column = self.sources[unchanged.index(True)]
+                raise SourceError(
+                    f"{self.dataset}: an update left column {column} unchanged and "
+                    "PostgreSQL did not send its (TOASTed) value; run ALTER TABLE "
+                    f"{self.table.relation} REPLICA IDENTITY FULL so updates carry it, "
+                    "then ferry run --full", public=True)
+            staged.chunks.append((arrays, seqs[:], op))
+            staged.total += len(payloads)
+            payloads.clear()
+            seqs.clear()
 
     def _ingest(self, staged: _Staged) -> None:
         crash_point("cdc-streaming")  # the replication stream is open, the slot held

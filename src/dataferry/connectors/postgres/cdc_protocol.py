@@ -341,8 +341,9 @@ def format_lsn(value: int) -> str:
 
 def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
                 ) -> tuple[list[pa.Array], list[bool]]:
-    """Many Insert messages and Updates without an old tuple (``I``/``U``, ``N``, a
-    TupleData of ``count`` columns), decoded at once with numpy: for each position in
+    """Many Insert messages, Updates without an old tuple (``I``/``U``, ``N``) or Deletes
+    (``D``, ``K``/``O``): a TupleData of ``count`` columns after the same six bytes,
+    decoded at once with numpy: for each position in
     ``wanted``, its values as one binary array (NULL for ``n`` and ``u``) and whether a
     ``u`` (unchanged TOASTed value) was among them. Same checks as ``row_change``; the
     caller has checked each message's tag and relation."""
