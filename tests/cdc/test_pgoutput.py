@@ -95,7 +95,47 @@ def test_the_row_fast_path_agrees_with_decode(message: wire.Message) -> None:
             assert change is None
 
 
-@given(st.binary(max_size=40).map(lambda b: b"U" + b))
+@given(st.tuples(st.sampled_from([b"U", b"I", b"D"]), st.binary(max_size=40)).map(b"".join))
 def test_the_row_fast_path_fails_only_with_protocol_errors(data: bytes) -> None:
     with contextlib.suppress(wire.ProtocolError):
         wire.row_change(data)
+
+
+@given(st.integers(0, 5).flatmap(lambda count: st.tuples(
+    st.just(count),
+    st.lists(st.builds(wire.Insert, u32, st.lists(values, min_size=count, max_size=count)
+                       .map(tuple)) | st.builds(wire.Update, u32, st.none(), st.none(),
+                                                st.lists(values, min_size=count,
+                                                         max_size=count).map(tuple))
+             | st.builds(wire.Delete, u32, st.lists(values, min_size=count, max_size=count)
+                         .map(tuple), st.sampled_from("KO")),
+             min_size=1, max_size=8),
+    st.lists(st.integers(0, max(count - 1, 0)), max_size=count, unique=True)
+    if count else st.just([]))))
+def test_simple_rows_decode_as_row_change_does(case: tuple[int, list[wire.Message], list[int]]
+                                               ) -> None:
+    count, messages, wanted = case
+    payloads = [wire.encode(m) for m in messages]
+    arrays, unchanged = wire.simple_rows(payloads, count, wanted)
+    for index, position in enumerate(wanted):
+        expected = []
+        for payload in payloads:
+            change = wire.row_change(payload)
+            assert change is not None
+            row = change[4] if change[4] is not None else change[2]  # a delete: its old
+            assert row is not None
+            expected.append(row[position])
+        assert arrays[index].to_pylist() == [
+            None if v is wire.UNCHANGED else v for v in expected]
+        assert unchanged[index] == any(v is wire.UNCHANGED for v in expected)
+
+
+@given(st.lists(st.builds(wire.Insert, u32, tuples), min_size=1, max_size=4), st.data())
+def test_simple_rows_fail_only_with_protocol_errors(messages: list[wire.Message],
+                                                    data: st.DataObject) -> None:
+    payloads = [wire.encode(m) for m in messages]
+    cut = data.draw(st.integers(0, len(payloads) - 1))
+    payloads[cut] = payloads[cut][:data.draw(st.integers(0, len(payloads[cut])))]
+    count = data.draw(st.integers(0, 6))
+    with contextlib.suppress(wire.ProtocolError):
+        wire.simple_rows(payloads, count, list(range(count)))

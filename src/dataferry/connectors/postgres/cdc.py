@@ -9,20 +9,28 @@ version's cursor state in the signed manifest.
   replication connection with ``SNAPSHOT 'export'``, and the table is read in one stream
   under that exported snapshot: exactly the rows committed before the slot's consistent
   point, which becomes the position. Published as a keyed replace.
-- **Later runs** take the server's flushed WAL position ``U`` first, then read the slot's
-  changes without consuming them (``pg_logical_slot_peek_binary_changes`` up to ``U``),
-  which holds every transaction whose commit record starts before ``U``, whole (logical
-  decoding emits a transaction at its commit, never rolled-back work). Transactions whose
-  commit lies before the head's position are skipped: the head has them (a crash between
-  publishing and confirming re-reads them). ``U`` is the new position.
-- The decoded rows (the values in their text form) are staged in a temporary table of
-  the reading session (bounded memory here: batches of ``STAGE_ROWS``), and PostgreSQL
+- **Later runs** open a replication connection, take the server's flushed WAL position
+  ``U`` (``IDENTIFY_SYSTEM``) and stream the slot from the head's position with
+  ``START_REPLICATION`` (``cdc_stream``): the walsender decodes the WAL once and sends
+  every transaction whose commit record starts before ``U``, whole (logical decoding
+  emits a transaction at its commit, never rolled-back work). Transactions whose commit
+  lies before the head's position are skipped (by the server, and here again): the head
+  has them (a crash between publishing and confirming re-reads them). ``U`` is the new
+  position.
+- **Values.** When every declared column has a binary decoder (``cdc_binary``: plain
+  types) and the server is 14 or later, pgoutput sends binary values, decoded here into
+  Arrow arrays checked like a table read's; the last change per key is kept by pyarrow
+  (up to ``KEEP_BYTES`` of changes in memory) or by DuckDB over a local Parquet spill file.
+  Otherwise the values come in their text form and are staged in a temporary table of a
+  reading session (bounded memory here: batches of ``STAGE_ROWS``), and PostgreSQL
   itself casts them back to the columns' types and keeps the last change per key; the
-  result is read with the same column plans as a table read (binary COPY through ADBC), so
-  a value reads the same by snapshot or by change. Deleted keys are spilled to a local
-  Parquet file while the upserts stream.
-- Only after the version is published and signed does ``acknowledge`` advance the slot
-  (``pg_replication_slot_advance`` to ``U``), so the slot holds no WAL older than the run.
+  result is read with the same column plans as a table read (binary COPY through ADBC).
+  Either way a value reads the same by snapshot or by change. Deleted keys are spilled
+  to a local Parquet file while the upserts stream.
+- Only after the version is published and signed does ``acknowledge`` confirm ``U``
+  (a status update on a new stream: the slot's restart point moves without a second
+  decode), so the slot holds no WAL older than the run. If that fails, the slot is
+  advanced with ``pg_replication_slot_advance`` instead.
 
 An update that changes the key gives a delete of the old key and an upsert of the new
 one; a ``TRUNCATE`` makes the run a snapshot (the rows inserted after it are the whole
@@ -43,10 +51,12 @@ from typing import Any
 import adbc_driver_manager
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataferry.connectors.base import ReadRequest
 from dataferry.connectors.changes import ChangeSet
+from dataferry.connectors.postgres import cdc_binary as binary
 from dataferry.connectors.postgres import cdc_protocol as wire
 from dataferry.connectors.postgres.cdc_slots import (
     Table,
@@ -56,13 +66,19 @@ from dataferry.connectors.postgres.cdc_slots import (
     slot_exists,
     slot_name,
 )
+from dataferry.connectors.postgres.cdc_stream import SlotStream
 from dataferry.connectors.postgres.connection import ident, literal
-from dataferry.connectors.postgres.reading import ColumnPlan, plan_column
+from dataferry.connectors.postgres.reading import BadValue, ColumnPlan, plan_column
 from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
 from dataferry.errors import SourceError
+from dataferry.faults import crash_point
 
 STAGE_ROWS = 20_000
 """Decoded changes sent to the staging table at a time (the memory held here)."""
+KEEP_BYTES = 64 << 20
+"""Binary values: up to this many bytes of decoded changes stay in memory as Arrow tables
+and the last change per key is found by pyarrow; past it they are spilled to a Parquet
+file and DuckDB finds them (spilling past its memory limit)."""
 FETCH_ROWS = 5_000
 _TEXT_SESSION = (
     "set time zone 'UTC'",
@@ -126,12 +142,24 @@ def _snapshot(source: PostgresSource, request: ReadRequest, table: Table, slot: 
 
 @dataclass
 class _Staged:
-    """Decoded changes on their way to the staging table."""
+    """Decoded changes on their way to the staging table (text values) or, with
+    ``convert`` (binary values), to memory or a local Parquet file. Inserts and updates
+    that kept their key (most changes) wait as raw messages and are decoded together
+    (``wire.simple_rows``); the others are decoded one by one into ``rows``."""
 
     columns: list[str]  # the source columns staged (declared ones), in order
+    convert: Callable[[int, pa.Array], pa.Array] | None = None
+    """Binary values: (column index, its values as binary) -> the column as a table read
+    gives it."""
     rows: list[list[bytes | None]] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
+    simple: list[bytes] = field(default_factory=list)
+    simple_seqs: list[int] = field(default_factory=list)
+    gone: list[bytes] = field(default_factory=list)  # deletes, likewise decoded together
+    gone_seqs: list[int] = field(default_factory=list)
+    chunks: list[tuple[list[pa.Array], list[int], str]] = field(default_factory=list)
+    """Messages decoded together (with the relation layout of their time), their op."""
     total: int = 0
 
     def add(self, seq: int, op: str, values: list[bytes | None]) -> None:
@@ -140,14 +168,34 @@ class _Staged:
         self.rows.append(values)
         self.total += 1
 
+    def pending(self) -> int:
+        return len(self.rows) + len(self.simple) + len(self.gone) + sum(
+            len(c[1]) for c in self.chunks)
+
     def take(self) -> pa.Table:
-        arrays: dict[str, pa.Array] = {  # the server's UTF-8, checked by the cast
-            f"c{i}": pa.array([row[i] for row in self.rows], pa.binary()).cast(pa.string())
-            for i in range(len(self.columns))}
-        arrays["_ferry_seq"] = pa.array(self.seqs, pa.int64())
-        arrays["_ferry_op"] = pa.array(self.ops, pa.string())
-        self.rows, self.seqs, self.ops = [], [], []
-        return pa.table(arrays)
+        assert not self.simple and not self.gone, "decode the waiting messages first"
+        columns: list[list[pa.Array]] = [
+            [pa.array([row[i] for row in self.rows], pa.binary())]
+            for i in range(len(self.columns))]
+        seqs, ops = [self.seqs], [pa.array(self.ops, pa.string())]
+        for arrays, chunk_seqs, op in self.chunks:
+            for i, array in enumerate(arrays):
+                columns[i].append(array)
+            seqs.append(chunk_seqs)
+            ops.append(pa.array([op] * len(chunk_seqs), pa.string()))
+        convert = self.convert
+        table: dict[str, pa.Array] = {}
+        for i, parts in enumerate(columns):
+            if any(part.type != pa.binary() for part in parts):
+                parts = [part.cast(pa.large_binary()) for part in parts]
+            values = pa.concat_arrays(parts)
+            # text values: the server's UTF-8, checked by the cast
+            table[f"c{i}"] = values.cast(pa.string()) if convert is None else \
+                convert(i, values)
+        table["_ferry_seq"] = pa.array([s for part in seqs for s in part], pa.int64())
+        table["_ferry_op"] = pa.concat_arrays(ops)
+        self.rows, self.seqs, self.ops, self.chunks = [], [], [], []
+        return pa.table(table)
 
 
 class _Changes:
@@ -169,108 +217,186 @@ class _Changes:
                       for name, src in zip(request.columns, self.sources, strict=True)]
         self.truncated_at = -1
         self.transactions = 0
+        self.stream: SlotStream | None = None
+        self.session: tuple[Any, Any] | None = None  # the staging (ADBC) connection, cursor
+        self.spill: pq.ParquetWriter | None = None
+        self.kept: list[pa.Table] = []  # binary values, decoded, not spilled (yet)
+        self.kept_bytes = 0
+        self.options: dict[str, str] = {}
+        self.layout: tuple[int, list[int]] = (0, [])  # our relation: columns, positions
+        self.decoders: list[binary.Decoder] | None = None
+        self.work = Path()
 
     def read(self) -> ChangeSet:
-        staged = _Staged(list(self.sources))
         work = Path(tempfile.mkdtemp(prefix="ferry-cdc-"))
-        connection, cursor = self.source._open(len(self.plans), autocommit=False)
+        schema = pa.schema([p.field for p in self.plans])
+
+        def close() -> None:
+            if self.stream is not None:
+                self.stream.close()
+            shutil.rmtree(work, ignore_errors=True)
+
         try:
-            upto = self._stage(staged, connection, cursor)
+            self.stream = SlotStream(self.source.server.connect_replication(), self.slot,
+                                     self.source.server.what)
+            self.decoders = self._decoders()
+            staged = _Staged(list(self.sources),
+                             None if self.decoders is None else self._convert)
+            if self.decoders is None:
+                self.session = self.source._open(len(self.plans), autocommit=False)
+            upto = self._stage(staged, work)
             position = {"slot": self.slot, "lsn": wire.format_lsn(upto)}
             acknowledge = self._acknowledger(upto)
-            schema = pa.schema([p.field for p in self.plans])
-            if not staged.total and self.truncated_at < 0:
-                cursor.close()
-                self.source._finish(connection)
+            snapshot = self.truncated_at >= 0
+            if not staged.total and not snapshot:
+                self._end_session()
                 shutil.rmtree(work, ignore_errors=True)
                 return ChangeSet(schema.empty_table().to_reader(), None, position,
-                                 acknowledge)
-            self._keep_last(cursor)
-            snapshot = self.truncated_at >= 0
-            deleted = None if snapshot else self._deleted_keys(connection, work)
-            upserts = self._upserts(connection, cursor, schema)
+                                 acknowledge, close=close)
+            if self.session is None:
+                upserts, deleted = self._local_result(work, schema, snapshot)
+            else:
+                connection, cursor = self.session
+                self._keep_last(cursor)
+                deleted = None if snapshot else self._deleted_keys(connection, work)
+                upserts = self._upserts(connection, cursor, schema)
         except BaseException:
-            with contextlib.suppress(Exception):
-                cursor.close()
-            self.source._finish(connection)
-            shutil.rmtree(work, ignore_errors=True)
+            self._end_session()
+            close()
             raise
         warnings = [f"{self.dataset}: a TRUNCATE of {self.table.schema}.{self.table.name} "
                     "was read: this version is the table as it was after it"] if snapshot else []
         return ChangeSet(upserts, deleted, position, acknowledge, warnings=warnings,
-                         snapshot=snapshot,
-                         close=lambda: shutil.rmtree(work, ignore_errors=True))
+                         snapshot=snapshot, close=close)
+
+    def _end_session(self) -> None:
+        if self.spill is not None:
+            with contextlib.suppress(Exception):
+                self.spill.close()
+            self.spill = None
+        if self.session is not None:
+            connection, cursor = self.session
+            with contextlib.suppress(Exception):
+                cursor.close()
+            self.source._finish(connection)
+            self.session = None
+
+    def _decoders(self) -> list[binary.Decoder] | None:
+        """The binary decoders of the declared columns, when the server can send binary
+        values (14 and later) and every declared column has one (``cdc_binary``)."""
+        assert self.stream is not None
+        if self.stream.connection.info.server_version < 140000:
+            return None
+        found = [binary.decoder(src, self.live[src], plan)
+                 for src, plan in zip(self.sources, self.plans, strict=True)]
+        decoders = [d for d in found if d is not None]
+        return decoders if len(decoders) == len(found) else None
+
+    def _convert(self, index: int, values: pa.Array) -> pa.Array:
+        """Column ``index``'s binary values as a table read gives them (its plan's check)."""
+        assert self.decoders is not None
+        plan = self.plans[index]
+        try:
+            return _apply(plan, self.decoders[index](values))
+        except BadValue as exc:
+            raise SourceError(f"{self.dataset}: column {plan.field.name} {exc}",
+                              public=f"{self.dataset}: column {plan.field.name}: a value "
+                                     "does not fit its declared type") from None
 
     # -- reading the slot ------------------------------------------------------------
 
-    def _stage(self, staged: _Staged, connection: Any, cursor: Any) -> int:
-        """Decode the slot's changes into the staging table; the position read up to."""
-        for setting in _READ_SESSION:
-            self._run(cursor, setting)
-        cursor.execute("create temp table _ferry_cdc_stage (" + ", ".join(
-            f"c{i} text" for i in range(len(staged.columns))) +
-            ", _ferry_seq bigint, _ferry_op text) on commit drop")
-        with self.source.server.connect(autocommit=False) as peek:
-            try:
-                for setting in _TEXT_SESSION:
-                    peek.execute(setting)
-                row = peek.execute("select pg_current_wal_flush_lsn()::text").fetchone()
-                assert row is not None
-                upto = wire.parse_lsn(str(row[0]))
-                with peek.cursor(name="ferry_cdc_peek") as changes:
-                    changes.itersize = FETCH_ROWS
-                    changes.execute(
-                        "select data from pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, "
-                        "null, 'proto_version', '1', 'publication_names', %s)",
-                        (self.slot, wire.format_lsn(upto), self.slot))
-                    self._decode((bytes(data) for (data,) in changes), staged, cursor)
-                peek.rollback()
-            except psycopg.Error as exc:
-                raise self.source.server.error(
-                    exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") \
-                    from None
-        if staged.rows:
-            self._ingest(cursor, staged)
+    def _stage(self, staged: _Staged, work: Path) -> int:
+        """Decode the slot's changes into the staging table (or the local spill file); the
+        position read up to."""
+        if self.session is not None:
+            cursor = self.session[1]
+            for setting in _READ_SESSION:
+                self._run(cursor, setting)
+            cursor.execute("create temp table _ferry_cdc_stage (" + ", ".join(
+                f"c{i} text" for i in range(len(staged.columns))) +
+                ", _ferry_seq bigint, _ferry_op text) on commit drop")
+        self.work = work
+        stream = self.stream
+        assert stream is not None
+        options = self.options = {"proto_version": "1", "publication_names": self.slot}
+        if self.decoders is not None:
+            options["binary"] = "true"
+        try:
+            for setting in _TEXT_SESSION:
+                stream.setting(setting)
+            upto = stream.flushed()
+            stream.start(self.start, options)
+            self._decode(stream.messages(upto), staged)
+            stream.close()  # the stream ended: nothing waits on the server while publishing
+        except psycopg.Error as exc:
+            raise self.source.server.error(
+                exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") from None
+        if staged.pending():
+            self._ingest(staged)
         return upto
 
-    def _decode(self, messages: Iterator[bytes], staged: _Staged, cursor: Any) -> None:
-        layouts: dict[int, list[tuple[int, int]]] = {}  # our relation -> (column, staged)
+    def _decode(self, messages: Iterator[bytes], staged: _Staged) -> None:
+        layouts: dict[int, list[int]] = {}  # our relation -> its position of each column
         others: dict[int, str] = {}  # relations the publication should not have sent
         skip = False
         seq = 0
+        values, add, row_change = self._values, staged.add, wire.row_change
+        simple, simple_seqs = staged.simple, staged.simple_seqs
+        gone, gone_seqs = staged.gone, staged.gone_seqs
+        # how an insert, an update keeping the key or a delete of our relation starts
+        insert = update = delete_key = delete_row = b"-"
+        keys = [self.sources.index(k) for k in self.keys]
         for data in messages:
-            change = wire.row_change(data)  # the hot path: rows, without message objects
-            if change is not None:
-                tag, relation_id, old, old_kind, new = change
-                pairs = layouts.get(relation_id)
+            head = data[:6]
+            if head in (update, insert):
+                if skip:  # an insert or an update that kept the key: decoded in bulk
+                    continue
+                seq += 1
+                simple.append(data)
+                simple_seqs.append(seq)
+                if len(simple) >= STAGE_ROWS:
+                    self._ingest(staged)
+                continue
+            if head in (delete_key, delete_row):
                 if skip:
                     continue
-                if pairs is None:
+                seq += 1
+                gone.append(data)
+                gone_seqs.append(seq)
+                if len(gone) >= STAGE_ROWS:
+                    self._ingest(staged)
+                continue
+            change = row_change(data)  # rows one by one, without message objects
+            if change is not None:
+                if skip:
+                    continue
+                _, relation_id, old, old_kind, new = change
+                positions = layouts.get(relation_id)
+                if positions is None:
                     raise SourceError(
                         f"{self.dataset}: publication {self.slot} sent changes of "
                         f"{others.get(relation_id, 'an unknown table')}, not of "
                         f"{self.table.schema}.{self.table.name}; run ferry run --full "
                         "(it sets the publication to the table again)", public=True)
                 seq += 1
-                if tag == "D":
-                    assert old is not None
-                    staged.add(seq, "D", self._values(old, pairs, key_only=True))
+                if old is None:  # an insert, or an update that kept the key
+                    assert new is not None
+                    add(seq, "U", values(new, positions))
+                elif new is None:  # a delete
+                    add(seq, "D", values(old, positions, key_only=True))
                     continue
-                assert new is not None
-                if old is not None:  # an update with the old key (K) or row (O)
+                else:  # an update with the old key (K) or row (O)
                     if old_kind == "O":
-                        new = tuple(o if isinstance(n, wire.Unchanged) else n
+                        new = tuple(o if n is wire.UNCHANGED else n
                                     for o, n in zip(old, new, strict=True))
-                    before = self._values(old, pairs, key_only=True)
-                    after = self._values(new, pairs)
-                    if self._key(before) != self._key(after):  # the key changed
-                        staged.add(seq, "D", before)
+                    before = values(old, positions, key_only=True)
+                    after = values(new, positions)
+                    if any(before[k] != after[k] for k in keys):  # the key changed
+                        add(seq, "D", before)
                         seq += 1
-                    staged.add(seq, "U", after)
-                else:
-                    staged.add(seq, "U", self._values(new, pairs))
-                if len(staged.rows) >= STAGE_ROWS:
-                    self._ingest(cursor, staged)
+                    add(seq, "U", after)
+                if staged.pending() >= STAGE_ROWS:
+                    self._ingest(staged)
                 continue
             match wire.decode(data):
                 case wire.Begin(final_lsn=final_lsn):
@@ -280,7 +406,13 @@ class _Changes:
                 case wire.Relation() as relation:
                     if (relation.namespace, relation.name) == (self.table.schema,
                                                                self.table.name):
-                        layouts[relation.relation_id] = self._layout(relation)
+                        self._decode_simple(staged)  # with the layout they came with
+                        layouts[relation.relation_id] = [
+                            position for position, _ in self._layout(relation)]
+                        ours = relation.relation_id.to_bytes(4, "big")
+                        insert, update = b"I" + ours + b"N", b"U" + ours + b"N"
+                        delete_key, delete_row = b"D" + ours + b"K", b"D" + ours + b"O"
+                        self.layout = (len(relation.columns), layouts[relation.relation_id])
                     else:
                         others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
                 case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
@@ -313,33 +445,68 @@ class _Changes:
                 "table's primary key or set REPLICA IDENTITY FULL", public=True)
         return [(names.index(source), index) for index, source in enumerate(self.sources)]
 
-    def _values(self, values: wire.Tuple, pairs: list[tuple[int, int]], *,
+    def _values(self, values: wire.Tuple, positions: list[int], *,
                 key_only: bool = False) -> list[bytes | None]:
-        """The staged columns of a tuple (text bytes, None for NULL)."""
-        out: list[bytes | None] = [None] * len(self.sources)
+        """The staged columns of a tuple (the value's bytes, None for NULL)."""
         try:
-            for position, index in pairs:
-                value = values[position]
-                if value.__class__ is bytes:
-                    out[index] = value
-                elif value is not None and not key_only:  # UNCHANGED: not sent
-                    raise SourceError(
-                        f"{self.dataset}: an update left column {self.sources[index]} "
-                        "unchanged and PostgreSQL did not send its (TOASTed) value; run "
-                        f"ALTER TABLE {self.table.relation} REPLICA IDENTITY FULL so updates "
-                        "carry it, then ferry run --full", public=True)
+            out = [values[position] for position in positions]
         except IndexError:
             raise SourceError(f"{self.dataset}: a change has fewer columns than its "
                               "relation message says") from None
-        return out
+        if wire.UNCHANGED in out:  # by identity: C speed
+            if not key_only:
+                index = out.index(wire.UNCHANGED)
+                raise SourceError(
+                    f"{self.dataset}: an update left column {self.sources[index]} "
+                    "unchanged and PostgreSQL did not send its (TOASTed) value; run "
+                    f"ALTER TABLE {self.table.relation} REPLICA IDENTITY FULL so updates "
+                    "carry it, then ferry run --full", public=True)
+            out = [None if v is wire.UNCHANGED else v for v in out]
+        return out  # type: ignore[return-value]
 
-    def _key(self, values: list[bytes | None]) -> tuple[bytes | None, ...]:
-        return tuple(values[self.sources.index(k)] for k in self.keys)
+    def _decode_simple(self, staged: _Staged) -> None:
+        """The waiting inserts, key-keeping updates and deletes, decoded together."""
+        count, positions = self.layout
+        for payloads, seqs, op in ((staged.simple, staged.simple_seqs, "U"),
+                                   (staged.gone, staged.gone_seqs, "D")):
+            if not payloads:
+                continue
+            try:
+                arrays, unchanged = wire.simple_rows(payloads, count, positions)
+            except wire.ProtocolError as exc:
+                raise SourceError(f"{self.dataset}: slot {self.slot} sent a change that "
+                                  f"cannot be read: {exc}") from None
+            if op == "U" and any(unchanged):  # a delete's old key: no other column needed
+                column = self.sources[unchanged.index(True)]
+                raise SourceError(
+                    f"{self.dataset}: an update left column {column} unchanged and "
+                    "PostgreSQL did not send its (TOASTed) value; run ALTER TABLE "
+                    f"{self.table.relation} REPLICA IDENTITY FULL so updates carry it, "
+                    "then ferry run --full", public=True)
+            staged.chunks.append((arrays, seqs[:], op))
+            staged.total += len(payloads)
+            payloads.clear()
+            seqs.clear()
 
-    def _ingest(self, cursor: Any, staged: _Staged) -> None:
+    def _ingest(self, staged: _Staged) -> None:
+        crash_point("cdc-streaming")  # the replication stream is open, the slot held
+        self._decode_simple(staged)
+        if self.session is None:  # binary values, decoded here: to the local spill file
+            batch = staged.take()
+            if self.spill is None and self.kept_bytes + batch.nbytes <= KEEP_BYTES:
+                self.kept.append(batch)
+                self.kept_bytes += batch.nbytes
+                return
+            if self.spill is None:
+                self.spill = pq.ParquetWriter(self.work / "changes.parquet", batch.schema)
+                for kept in self.kept:
+                    self.spill.write_table(kept)
+                self.kept, self.kept_bytes = [], 0
+            self.spill.write_table(batch)
+            return
         try:
-            cursor.adbc_ingest("_ferry_cdc_stage", staged.take(), mode="append",
-                               temporary=True)
+            self.session[1].adbc_ingest("_ferry_cdc_stage", staged.take(), mode="append",
+                                        temporary=True)
         except adbc_driver_manager.Error as exc:
             raise self.source.server.error(exc, f"staging the changes of {self.dataset} on") \
                 from None
@@ -357,6 +524,57 @@ class _Changes:
                 select distinct on ({keys}) * from _ferry_cdc_stage
                 where _ferry_seq > {self.truncated_at}
                 order by {keys}, _ferry_seq desc) as last""")
+
+    def _local_result(self, work: Path, schema: pa.Schema, snapshot: bool
+                      ) -> tuple[pa.RecordBatchReader, pa.RecordBatchReader | None]:
+        """Binary values, decoded here: per key, its last change (DuckDB over the spill
+        file, spilling itself past its memory limit), written to a Parquet file of upserts
+        and one of deleted keys before the version is published."""
+        from dataferry.store.duck import spilling, text
+
+        index = {name: i for i, name in enumerate(self.sources)}
+        keys = [index[k] for k in self.keys]
+        key_schema = pa.schema([schema.field(i) for i in keys])
+        if self.spill is None:
+            return self._kept_result(schema, key_schema, keys, snapshot)
+        self.spill.close()
+        self.spill = None
+        with spilling("ferry-cdc-") as db:
+            db.execute(f"""create temp table last as
+                select * from read_parquet({text(str(work / "changes.parquet"))})
+                where _ferry_seq > {self.truncated_at}
+                qualify row_number() over (partition by {", ".join(f"c{i}" for i in keys)}
+                                           order by _ferry_seq desc) = 1""")
+            upserts = _write(db, "select " + ", ".join(f"c{i}" for i in range(len(schema))) +
+                             " from last where _ferry_op = 'U'", schema, work / "upserts.parquet")
+            deleted = None if snapshot else _write(
+                db, "select " + ", ".join(f"c{i}" for i in keys) +
+                " from last where _ferry_op = 'D'", key_schema, work / "deleted.parquet")
+        return upserts or schema.empty_table().to_reader(), deleted
+
+    def _kept_result(self, schema: pa.Schema, key_schema: pa.Schema, keys: list[int],
+                     snapshot: bool
+                     ) -> tuple[pa.RecordBatchReader, pa.RecordBatchReader | None]:
+        """``_local_result`` of the changes kept in memory (at most ``KEEP_BYTES``)."""
+        if not self.kept:  # a TRUNCATE and nothing after it
+            return schema.empty_table().to_reader(), None
+        changes = pa.concat_tables(self.kept)
+        self.kept = []
+        changes = changes.filter(pc.greater(changes["_ferry_seq"], self.truncated_at))
+        names = [f"c{i}" for i in keys]
+        last = changes.group_by(names, use_threads=False).aggregate(
+            [("_ferry_seq", "max")])["_ferry_seq_max"]
+        changes = changes.filter(pc.is_in(changes["_ferry_seq"], value_set=last))
+        upserts = changes.filter(pc.equal(changes["_ferry_op"], "U"))
+        upserts = pa.Table.from_arrays(
+            [upserts.column(i) for i in range(len(schema))], schema=schema)
+        deleted = None
+        if not snapshot:
+            gone = changes.filter(pc.equal(changes["_ferry_op"], "D"))
+            if gone.num_rows:
+                deleted = pa.Table.from_arrays([gone.column(i) for i in keys],
+                                               schema=key_schema).to_reader()
+        return upserts.to_reader(), deleted
 
     def _run(self, cursor: Any, query: str) -> None:
         try:
@@ -408,8 +626,21 @@ class _Changes:
 
     def _acknowledger(self, upto: int) -> Callable[[], None]:
         def acknowledge() -> None:
-            """Confirm the run's position: the slot releases the WAL before it. A failure
-            loses nothing (the next run re-reads from the head's position and skips)."""
+            """Confirm the run's position with a status update on a new stream: the slot
+            releases the WAL before it (``SlotStream.confirm``). If that fails, the slot
+            is advanced instead (``pg_replication_slot_advance``, which decodes the WAL
+            again). A failure of both loses nothing (the next run re-reads from the
+            head's position and skips what the head has)."""
+            try:
+                stream = SlotStream(self.source.server.connect_replication(), self.slot,
+                                    self.source.server.what)
+                try:
+                    stream.confirm(upto, self.options)
+                finally:
+                    stream.close()
+                return
+            except Exception:  # the slot is advanced below instead
+                pass
             with contextlib.suppress(Exception), self.source.server.connect() as connection:
                 connection.execute(
                     "select pg_replication_slot_advance(%s, %s::pg_lsn) from "
@@ -418,6 +649,19 @@ class _Changes:
                                    wire.format_lsn(upto)))
 
         return acknowledge
+
+
+def _write(db: Any, query: str, schema: pa.Schema, path: Path) -> pa.RecordBatchReader | None:
+    """``query``'s rows with ``schema``'s exact types (DuckDB has no fixed-size binary, no
+    field metadata) in the Parquet file ``path``; a reader of it, None when it has none."""
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in db.sql(query).to_arrow_reader(65_536):
+            writer.write_batch(pa.RecordBatch.from_arrays(
+                [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))],
+                schema=schema))
+            rows += batch.num_rows
+    return _parquet_reader(path) if rows else None
 
 
 def _parquet_reader(path: Path) -> pa.RecordBatchReader:

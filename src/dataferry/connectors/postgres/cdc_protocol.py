@@ -13,20 +13,18 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
+
 NULL = None
 
 
 class Unchanged:
-    """A TOASTed value an UPDATE did not change: the server does not send it."""
+    """A TOASTed value an UPDATE did not change: the server does not send it. One
+    instance, ``UNCHANGED``: it compares by identity (``UNCHANGED in values`` stays in C)."""
 
     def __repr__(self) -> str:
         return "UNCHANGED"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Unchanged)
-
-    def __hash__(self) -> int:
-        return 0
 
 
 UNCHANGED = Unchanged()
@@ -148,36 +146,46 @@ class _Reader:
         return out
 
     def tuple(self) -> Tuple:
-        """A TupleData (the hot path: every changed row; plain indexing, no helpers)."""
-        data, at, end = self.data, self.at, len(self.data)
-        try:
-            (count,) = _COUNT.unpack_from(data, at)
-            at += 2
-            values: list[Value] = []
-            for _ in range(count):
-                kind = data[at]
-                at += 1
-                if kind == 0x74 or kind == 0x62:  # t (text), b (binary)
-                    (size,) = _SIZE.unpack_from(data, at)
-                    at += 4
-                    if size < 0 or at + size > end:
-                        raise ProtocolError(f"a value of {size} bytes passes the message end")
-                    values.append(data[at:at + size])
-                    at += size
-                elif kind == 0x6E:  # n
-                    values.append(None)
-                elif kind == 0x75:  # u
-                    values.append(UNCHANGED)
-                else:
-                    raise ProtocolError(f"unknown tuple column kind {bytes([kind])!r}")
-        except (struct.error, IndexError):
-            raise ProtocolError(f"message ends after {end} bytes, inside a tuple") from None
-        self.at = at
-        return tuple(values)
+        values, self.at = tuple_at(self.data, self.at)
+        return values
+
 
 
 _COUNT = struct.Struct(">h")
 _SIZE = struct.Struct(">i")
+_RELATION = struct.Struct(">I")
+
+
+def tuple_at(data: bytes, at: int) -> tuple[Tuple, int]:
+    """The TupleData at ``at`` and the offset after it (the hot path: every changed row;
+    plain indexing, no helpers)."""
+    end = len(data)
+    values: list[Value] = []
+    append = values.append
+    try:
+        (count,) = _COUNT.unpack_from(data, at)
+        at += 2
+        for _ in range(count):
+            kind = data[at]
+            if kind == 0x74 or kind == 0x62:  # t (text), b (binary)
+                (size,) = _SIZE.unpack_from(data, at + 1)
+                at += 5
+                stop = at + size
+                if size < 0 or stop > end:
+                    raise ProtocolError(f"a value of {size} bytes passes the message end")
+                append(data[at:stop])
+                at = stop
+            elif kind == 0x6E:  # n
+                append(None)
+                at += 1
+            elif kind == 0x75:  # u
+                append(UNCHANGED)
+                at += 1
+            else:
+                raise ProtocolError(f"unknown tuple column kind {bytes([kind])!r}")
+    except (struct.error, IndexError):
+        raise ProtocolError(f"message ends after {end} bytes, inside a tuple") from None
+    return tuple(values), at
 
 
 def decode(data: bytes) -> Message | None:
@@ -237,29 +245,31 @@ RowChange = tuple[str, int, Tuple | None, str | None, Tuple | None]
 def row_change(data: bytes) -> RowChange | None:
     """An Insert, Update or Delete as a plain tuple (None for other messages): the hot
     path of a change read, without building a message object. Same checks as ``decode``."""
-    tag = data[:1]
-    if tag not in (b"I", b"U", b"D"):
+    tag = data[0] if data else 0
+    if tag != 0x55 and tag != 0x49 and tag != 0x44:  # U, I, D
         return None
-    reader = _Reader(data)
-    reader.at = 1
-    relation_id = reader.int(">I")
-    kind = reader.take(1)
-    if tag == b"I":
-        if kind != b"N":
-            raise ProtocolError(f"insert: expected N, got {kind!r}")
-        return "I", relation_id, None, None, reader.tuple()
-    if kind not in (b"K", b"O", b"N") or (tag == b"D" and kind == b"N"):
-        raise ProtocolError(f"{'update' if tag == b'U' else 'delete'}: unexpected {kind!r}")
-    old: Tuple | None = None
-    old_kind: str | None = None
-    if kind != b"N":
-        old, old_kind = reader.tuple(), kind.decode()
-        if tag == b"D":
-            return "D", relation_id, old, old_kind, None
-        kind = reader.take(1)
-        if kind != b"N":
-            raise ProtocolError(f"update: expected N, got {kind!r}")
-    return "U", relation_id, old, old_kind, reader.tuple()
+    if len(data) < 6:
+        raise ProtocolError(f"message ends after {len(data)} bytes, 6 expected")
+    (relation_id,) = _RELATION.unpack_from(data, 1)
+    kind = data[5]
+    if tag == 0x49:
+        if kind != 0x4E:
+            raise ProtocolError(f"insert: expected N, got {bytes([kind])!r}")
+        return "I", relation_id, None, None, tuple_at(data, 6)[0]
+    if kind == 0x4E:
+        if tag == 0x44:
+            raise ProtocolError("delete: unexpected b'N'")
+        return "U", relation_id, None, None, tuple_at(data, 6)[0]
+    if kind != 0x4B and kind != 0x4F:
+        raise ProtocolError(f"{'update' if tag == 0x55 else 'delete'}: unexpected "
+                            f"{bytes([kind])!r}")
+    old, at = tuple_at(data, 6)
+    old_kind = "K" if kind == 0x4B else "O"
+    if tag == 0x44:
+        return "D", relation_id, old, old_kind, None
+    if at >= len(data) or data[at] != 0x4E:
+        raise ProtocolError(f"update: expected N, got {data[at:at + 1]!r}")
+    return "U", relation_id, old, old_kind, tuple_at(data, at + 1)[0]
 
 
 def _expect(reader: _Reader, tag: bytes) -> None:
@@ -327,3 +337,66 @@ def parse_lsn(text: str) -> int:
 
 def format_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
+                ) -> tuple[list[pa.Array], list[bool]]:
+    """Many Insert messages, Updates without an old tuple (``I``/``U``, ``N``) or Deletes
+    (``D``, ``K``/``O``): a TupleData of ``count`` columns after the same six bytes,
+    decoded at once with numpy: for each position in
+    ``wanted``, its values as one binary array (NULL for ``n`` and ``u``) and whether a
+    ``u`` (unchanged TOASTed value) was among them. Same checks as ``row_change``; the
+    caller has checked each message's tag and relation."""
+    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+    buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+    ends = np.cumsum(lengths)
+    pos = ends - lengths + 6
+    if (lengths < 8).any():
+        raise ProtocolError("a row message ends before its column count")
+    counts = (buf[pos].astype(np.int64) << 8) | buf[pos + 1]
+    if (counts != count).any():
+        raise ProtocolError(f"a row message has {int(counts[counts != count][0])} columns, "
+                            f"its relation {count}")
+    pos = pos + 2
+    found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    for column in range(count):
+        if (pos >= ends).any():
+            raise ProtocolError("a row message ends inside its tuple")
+        kind = buf[pos]
+        value = (kind == 0x62) | (kind == 0x74)  # b, t
+        null = kind == 0x6E
+        unchanged = kind == 0x75
+        if not (value | null | unchanged).all():
+            bad = int(kind[~(value | null | unchanged)][0])
+            raise ProtocolError(f"unknown tuple column kind {bytes([bad])!r}")
+        size = np.zeros(len(pos), dtype=np.int64)
+        if value.any():
+            at = pos[value]
+            if (at + 5 > ends[value]).any():
+                raise ProtocolError("a row message ends inside a value's length")
+            raw = np.stack([buf[at + i] for i in range(1, 5)]).astype(np.int64)
+            sizes = (raw[0] << 24) | (raw[1] << 16) | (raw[2] << 8) | raw[3]
+            sizes = np.where(sizes >= 1 << 31, sizes - (1 << 32), sizes)
+            if (sizes < 0).any() or (at + 5 + sizes > ends[value]).any():
+                raise ProtocolError("a value passes the end of its message")
+            size[value] = sizes
+        if column in wanted:
+            found[column] = (pos + 5, size, null | unchanged, unchanged)
+        pos = np.where(value, pos + 5 + size, pos + 1)
+    arrays, unchanged_any = [], []
+    for column in wanted:
+        starts, size, missing, unchanged = found[column]
+        offsets = np.zeros(len(size) + 1, dtype=np.int64)
+        np.cumsum(size, out=offsets[1:])
+        total = int(offsets[-1])
+        index = np.repeat(starts - offsets[:-1], size) + np.arange(total, dtype=np.int64)
+        data = buf[index]
+        validity = None if not missing.any() else \
+            pa.array(~missing, pa.bool_()).buffers()[1]
+        kind = pa.binary() if total < 1 << 31 else pa.large_binary()
+        width = np.int32 if kind == pa.binary() else np.int64
+        arrays.append(pa.Array.from_buffers(
+            kind, len(size), [validity, pa.py_buffer(offsets.astype(width)),
+                              pa.py_buffer(data)], null_count=int(missing.sum())))
+        unchanged_any.append(bool(unchanged.any()))
+    return arrays, unchanged_any
