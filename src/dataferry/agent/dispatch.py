@@ -237,7 +237,9 @@ def wait_for_agent(context: RunContext, job_id: str, network: str, kind: str,
                 queue.requeue_expired(network)
                 continue
             if (current.state, current.attempt) != (state, attempt):
-                if current.state == "running":
+                if current.state == "running" or (
+                        current.state in ("done", "failed") and state != "running"):
+                    # a quick job may end between two looks: say who took it all the same
                     say(f"agent {current.agent_id} of {network} took it (attempt "
                         f"{current.attempt})")
                 elif current.state == "queued":
