@@ -10,9 +10,8 @@ inputs unmasked: an agent never runs the others, ``model.agentcheck``), and noth
 
 from __future__ import annotations
 
-from dataferry.model.agentcheck import transformers_in
+from dataferry.model.agentcheck import agent_refusal, transformers_in
 from dataferry.model.graph import ModelIndex
-from dataferry.model.policy import masked_input_columns
 from dataferry.model.spec import Transformer
 from dataferry.server.errors import Forbidden, NotFound
 
@@ -28,8 +27,7 @@ def agent_grant(index: ModelIndex, network: str, ref: str) -> str:
     for transformer in transformers_in(index, network):
         spec = index.datasets[transformer].spec
         assert isinstance(spec, Transformer)
-        if ref in spec.inputs and spec.python is None and not masked_input_columns(
-                index, transformer, ref):  # what an agent never runs reads nothing there
+        if ref in spec.inputs and agent_refusal(index, transformer, network) is None:
             return f"transformer {transformer} runs in network {network} and reads it"
     raise Forbidden(f"an agent of network {network} may clone only what the sinks (unmasked) "
                     f"and transformers of its network read; none there reads {ref}")

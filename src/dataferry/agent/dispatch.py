@@ -37,8 +37,8 @@ from dataferry.engine.ingest import IngestResult
 from dataferry.engine.transform import TransformResult
 from dataferry.errors import FerryError, SinkError, SourceError, TransientError
 from dataferry.metadata.runs import VersionRef
-from dataferry.model.graph import ModelIndex
-from dataferry.model.spec import SourceDataset, Transformer
+from dataferry.model.agentcheck import agent_refusal
+from dataferry.model.spec import SourceDataset
 
 WAIT_SECONDS = 300.0
 """How long a job waits for an agent of its network to claim it (``ferry run --agent-wait``)."""
@@ -144,7 +144,7 @@ def _transform(context: RunContext, job: Job, network: str, *, run_id: int | Non
     )
 
     ref = job.dataset
-    refused = agent_refusal(context.index, ref)
+    refused = agent_refusal(context.index, ref, network)
     if refused is not None:
         raise TransformError(f"{job.id}: {refused}", public=True)
     pin = None if run_id is None else (
@@ -155,10 +155,7 @@ def _transform(context: RunContext, job: Job, network: str, *, run_id: int | Non
     inputs: list[dict[str, Any]] = []
     lineage: list[dict[str, Any]] = []
     for input_ref, number in due.inputs:
-        if _input_mask(context, ref, input_ref):  # approval checked here too
-            raise TransformError(f"{job.id}: {input_ref} reaches transformer {ref} masked, and "
-                                 "masks are keyed with the hub's key: run it on a platform "
-                                 "outside a network", public=True)
+        _input_mask(context, ref, input_ref)  # refuses an input whose owners do not approve
         version = context.store.dataset(input_ref).version(number)
         lineage.append({"ref": input_ref, "version": number, "manifest_hash": version.hash})
         inputs.append({"ref": input_ref, "version": number,
@@ -176,20 +173,6 @@ def _transform(context: RunContext, job: Job, network: str, *, run_id: int | Non
     finally:
         uploads.discard(outcome.job.id)
     return TransformResult(ref, published, due.reason)
-
-
-def agent_refusal(index: ModelIndex, ref: str) -> str | None:
-    """Why transformer ``ref`` cannot run on a gateway agent (None: it can). Python code
-    is not sent into a private network: the agent runs only what it can bound (SQL under
-    DuckDB's lock-down). Masked inputs need the hub's mask key (``ferry check``:
-    ``agent-unsupported``, and the hub refuses them again at run time)."""
-    spec = index.datasets[ref].spec
-    assert isinstance(spec, Transformer)
-    if spec.python is not None:
-        return (f"transformer {ref} is Python ({spec.python}): Python transformers run on the "
-                "hub, never on a gateway agent (the agent runs only SQL, under DuckDB's "
-                "lock-down); set platform: to a platform outside a network")
-    return None
 
 
 def uploaded_reader(schema_text: str, paths: list[Any], *, batch_rows: int = 65_536,

@@ -29,23 +29,28 @@ def check_agents(index: ModelIndex, report: Report) -> None:
     networks = {p.network for p in index.ecosystem.platforms.values() if p.network}
     for network in sorted(networks):
         for ref in transformers_in(index, network):
-            entry = index.datasets[ref]
-            spec = entry.spec
-            assert isinstance(spec, Transformer)
-            if spec.python is not None:
-                report.add(CODE, f"transformer {ref} is Python ({spec.python}) and is placed on "
-                           f"a platform in network {network}: Python transformers run on the "
-                           "hub, never on a gateway agent (it runs only SQL, under DuckDB's "
-                           "lock-down); set platform: to a platform outside a network",
-                           (*entry.path, "platform"))
-                continue
-            for input_ref in spec.inputs:
-                if input_ref in index.datasets and masked_input_columns(index, ref, input_ref):
-                    report.add(CODE, f"transformer {ref} runs in network {network} and gets "
-                               f"columns of {input_ref} masked: masks are keyed with the hub's "
-                               "key, so it cannot run on a gateway agent; set platform: to a "
-                               "platform outside a network", (*entry.path, "platform"))
-                    break
+            refused = agent_refusal(index, ref, network)
+            if refused is not None:
+                report.add(CODE, refused, (*index.datasets[ref].path, "platform"))
+
+
+def agent_refusal(index: ModelIndex, ref: str, network: str) -> str | None:
+    """Why transformer ``ref`` cannot run on a gateway agent of ``network`` (None: it
+    can): the one rule behind this check, the hub's refusal at run time and what an agent
+    may clone."""
+    spec = index.datasets[ref].spec
+    assert isinstance(spec, Transformer)
+    if spec.python is not None:
+        return (f"transformer {ref} is Python ({spec.python}) and is placed on a platform in "
+                f"network {network}: Python transformers run on the hub, never on a gateway "
+                "agent (it runs only SQL, under DuckDB's lock-down); set platform: to a "
+                "platform outside a network")
+    for input_ref in spec.inputs:
+        if input_ref in index.datasets and masked_input_columns(index, ref, input_ref):
+            return (f"transformer {ref} runs in network {network} and gets columns of "
+                    f"{input_ref} masked: masks are keyed with the hub's key, so it cannot run "
+                    "on a gateway agent; set platform: to a platform outside a network")
+    return None
 
 
 def transformers_in(index: ModelIndex, network: str) -> list[str]:
