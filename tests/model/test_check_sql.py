@@ -229,6 +229,50 @@ def test_several_statements_leave_nothing_behind(model: Callable[..., Path]) -> 
         ("unknown-reference", True, True)
 
 
+
+def test_a_querys_own_with_hides_an_input_of_the_same_name(model: Callable[..., Path]) -> None:
+    """As at run time, a query's own ``WITH customers AS (...)`` is the table it reads, not
+    the input: here its country is a number, which the declared string(2) cannot hold."""
+    shop = SHOP.replace("    sql: |\n      select c.id,",
+                        "    sql: |\n      with customers as (select id, 42 as country from "
+                        "customers)\n      select c.id,")
+    severity, code, _, _, _, message = one(model({"teams/shop/shop.yaml": shop}))
+    assert (severity, code) == ("error", "schema-mismatch")
+    assert "column 'country': the query yields INTEGER (int32)" in message
+    # ... and one that reads the input under its own name and keeps its columns binds
+    shop = SHOP.replace("    sql: |\n      select c.id,",
+                        "    sql: |\n      WITH customers AS (SELECT * FROM customers "
+                        "WHERE id > 0)\n      select c.id,")
+    assert findings(model({"teams/shop/shop.yaml": shop})) == []
+
+
+def test_a_column_yielded_twice_is_reported_at_its_first_mention(
+        model: Callable[..., Path]) -> None:
+    root = model({"teams/shop/shop.yaml": SHOP.replace("select c.id, c.country,",
+                                                       "select c.id, c.country, count(*) as id,")})
+    severity, code, _, line, column, message = one(root)
+    assert (severity, code, line, column) == ("error", "schema-mismatch", 28, 16)
+    assert "the query yields column 'id' more than once" in message
+
+
+@pytest.mark.parametrize("end", [";", " ;  \n", "\n-- the revenue per customer", " -- done;",
+                                 "\n/* the end */"])
+def test_what_follows_the_query_changes_nothing(model: Callable[..., Path], end: str) -> None:
+    shop = SHOP.replace("      group by 1, 2\n", "      group by 1, 2" + end.replace(
+        "\n", "\n      ") + "\n")
+    assert findings(model({"teams/shop/shop.yaml": shop})) == []
+    broken = shop.replace("select c.id, c.country,", "select c.id, c.contry,")
+    _, code, _, line, column, message = one(model({"teams/shop/shop.yaml": broken}))
+    assert (code, line, column) == ("unknown-reference", 28, 22)
+
+
+def test_an_input_named_with_its_schema_binds_as_at_run_time(
+        model: Callable[..., Path]) -> None:
+    """A run registers each input as a temporary view: ``temp.orders`` names it too."""
+    root = model({"teams/shop/shop.yaml": SHOP.replace("join orders o", "join temp.orders o")})
+    assert findings(root) == []
+
+
 def test_json_output_keeps_its_shape(model: Callable[..., Path],
                                      ferry: Callable[..., Result]) -> None:
     root = model({"teams/shop/shop.yaml": SHOP.replace("select c.id, c.country,",

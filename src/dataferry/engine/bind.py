@@ -4,9 +4,9 @@
 query is bound by DuckDB against empty tables that have exactly the schema ``transform``
 registers for each input (the declared types as the store decodes them, masked columns
 as text), under the same names (``view_names``) and the same lock-down, on one in-memory
-connection for the whole model. Binding a query takes about a millisecond; a query of
-several statements (``create temp table ...; select ...``) runs them, on a connection
-of its own so nothing it creates is seen by the next transformer.
+connection for the whole model. A query of several statements (``create temp table ...;
+select ...``) runs them, on a connection of its own so nothing it creates is seen by the
+next transformer.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ from dataferry.model.types import (
 from dataferry.store.storage import decode_batch, store_schema
 
 FailureKind = Literal["syntax", "table", "column", "alias", "other"]
+
+_OWN_WITH = re.compile(r"\bwith\b", re.IGNORECASE)
+"""A query that may name tables of its own (a word ``with`` anywhere, in a string or a
+comment too: such a query is bound over views, which is never wrong)."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,24 @@ def sql_input(batch: pa.RecordBatch, declared: Mapping[str, str], masked: set[st
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def _without_trailing_semicolons(sql: str) -> str:
+    """``sql`` (one statement) without the semicolons that end it."""
+    query = sql.rstrip()
+    while query.endswith(";"):
+        query = query[:-1].rstrip()
+    return query
+
+
 class QueryBinder:
     """Binds queries over empty inputs on one locked-down in-memory DuckDB connection.
 
-    Each distinct input schema becomes one empty table, created once; a query's inputs
-    are views over those tables under the names the transform gives them, created in a
-    transaction that is rolled back after binding, so the next query sees none of them.
+    Each distinct input schema becomes one empty table, created once. A query is bound
+    as the run sees it (``bind_over_views``): its inputs are views over those tables
+    under the names the transform gives them, created in a transaction that is rolled
+    back after binding, so the next query sees none of them. Creating and dropping the
+    views is most of that (about 1 ms a query), so ``bind`` first tries the query under
+    a ``WITH`` that names the tables as its inputs (about 0.3 ms), when that cannot
+    differ from the views: see ``bind``.
     """
 
     def __init__(self) -> None:
@@ -102,7 +118,17 @@ class QueryBinder:
         self.db.close()
 
     def bind(self, sql: str, inputs: Mapping[str, pa.Schema]) -> list[OutputColumn] | BindFailure:
-        """The columns ``sql`` yields when ``inputs`` (view name -> schema) are its tables."""
+        """The columns ``sql`` yields when ``inputs`` (view name -> schema) are its tables.
+
+        The same answer as ``bind_over_views``. A query that binds as
+        ``WITH <input> AS (SELECT * FROM <its table>), ... (<query>)`` yields the columns
+        it yields over views of those names: views are seen wherever a ``WITH``'s names
+        are, the parentheses keep its column names (duplicates too), a comment after the query
+        ends before them (trailing semicolons are left out; anything else fails to parse). A query that
+        has a ``WITH`` of its own is not tried (DuckDB lets the outer ``WITH`` win a name
+        both give, where a query's own name hides a view's), and one that fails under the
+        ``WITH`` is bound again over views, so that its finding is the run's own.
+        """
         try:
             statements = self.db.extract_statements(sql)
         except duckdb.Error as exc:
@@ -110,17 +136,40 @@ class QueryBinder:
         if not statements:
             return BindFailure("syntax", "the SQL is empty: give a query (select ...)")
         if len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT:
-            return self._bind_query(sql, inputs)
+            if _OWN_WITH.search(sql) is None:
+                bound = self._bind_with(sql, inputs)
+                if bound is not None:
+                    return bound
+            return self.bind_over_views(sql, inputs)
         # Several statements run (DuckDB returns the last one's rows), on a connection of
         # their own, so that nothing they do outlives this query.
         own = QueryBinder()
         try:
-            return own._bind_query(sql, inputs)
+            return own.bind_over_views(sql, inputs)
         finally:
             own.close()
 
-    def _bind_query(self, sql: str,
-                    inputs: Mapping[str, pa.Schema]) -> list[OutputColumn] | BindFailure:
+    def _bind_with(self, sql: str,
+                   inputs: Mapping[str, pa.Schema]) -> list[OutputColumn] | None:
+        """The columns of ``sql`` under a ``WITH`` of its inputs; None when it does not
+        bind that way (or its inputs cannot be made: ``bind_over_views`` says why)."""
+        try:
+            tables = {name: self._table(schema) for name, schema in inputs.items()}
+            ctes = ", ".join(f"{quote(name)} AS (SELECT * FROM {quote(table)})"
+                             for name, table in tables.items())
+            query = _without_trailing_semicolons(sql)
+            relation = self.db.sql(f"WITH {ctes} (\n{query}\n)" if ctes else query)
+        except duckdb.Error:
+            return None
+        if relation is None:
+            return None
+        return [_output_column(name, t)
+                for name, t in zip(relation.columns, relation.types, strict=True)]
+
+    def bind_over_views(self, sql: str,
+                        inputs: Mapping[str, pa.Schema]) -> list[OutputColumn] | BindFailure:
+        """The columns of ``sql`` (a query, or statements ending with one) with its inputs
+        as views, as a run registers them: its columns or why it does not bind."""
         try:
             views = {name: self._table(schema) for name, schema in inputs.items()}
         except duckdb.Error as exc:  # e.g. decimal(p > 38): DuckDB reads none of its rows

@@ -24,7 +24,8 @@ missing is skipped (those are reported elsewhere, or are no error in a static ch
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection
+import functools
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -84,7 +85,8 @@ class _Checker:
         self.loaded = loaded
         self.index = index
         self.report: Report = loaded.report
-        self.schemas: dict[tuple[str, frozenset[str]], pa.Schema | None] = {}
+        self.schemas: dict[tuple[tuple[tuple[str, str, bool], ...], frozenset[str]],
+                           pa.Schema | None] = {}
         self.texts: dict[str, str | None] = {}
 
     def inputs(self, entry: DatasetEntry) -> dict[str, pa.Schema] | None:
@@ -98,11 +100,13 @@ class _Checker:
         out: dict[str, pa.Schema] = {}
         for ref, view in view_names(refs).items():
             masked = frozenset(masked_input_columns(self.index, entry.ref, ref))
-            key = (ref, masked)
+            columns = self.index.datasets[ref].spec.columns
+            # The schema follows from the columns' names, types and nullability: inputs
+            # laid out alike (a table per region, a copy per stage) share one.
+            key = (tuple((name, c.type, c.nullable) for name, c in columns.items()), masked)
             if key not in self.schemas:
                 try:
-                    self.schemas[key] = input_schema(self.index.datasets[ref].spec.columns,
-                                                     set(masked))
+                    self.schemas[key] = input_schema(columns, set(masked))
                 except (TypeParseError, ValueError, pa.ArrowException):
                     self.schemas[key] = None  # an unknown-type finding says why
             schema = self.schemas[key]
@@ -113,7 +117,9 @@ class _Checker:
 
     def check(self, entry: DatasetEntry, sql: str,
               bound: list[OutputColumn] | BindFailure) -> None:
-        place = self.place(entry, sql)
+        # Where the SQL is in the files is worked out for a finding only: most queries
+        # have none, and it reads the YAML file again.
+        place = functools.partial(self.place, entry, sql)
         if isinstance(bound, list):
             self.output(entry, sql, place, bound)
         else:
@@ -140,8 +146,9 @@ class _Checker:
                 self.texts[file] = None
         return self.texts[file]
 
-    def add(self, code: str, message: str, place: SqlPlace, sql: str, offset: int | None,
-            severity: Severity = "error") -> None:
+    def add(self, code: str, message: str, where: Callable[[], SqlPlace], sql: str,
+            offset: int | None, severity: Severity = "error") -> None:
+        place = where()
         line, column = place.position(offset)
         if len(place.segments) == 1 and not place.file.endswith((".yaml", ".yml", ".sql")) \
                 and offset is not None:
@@ -150,7 +157,7 @@ class _Checker:
 
     # --- what -------------------------------------------------------------------------
 
-    def failure(self, entry: DatasetEntry, sql: str, place: SqlPlace,
+    def failure(self, entry: DatasetEntry, sql: str, place: Callable[[], SqlPlace],
                 failure: BindFailure) -> None:
         spec = entry.spec
         assert isinstance(spec, Transformer)
@@ -196,7 +203,7 @@ class _Checker:
         listed = "; ".join(f"{view}: {', '.join(names)}" for view, names in columns.items())
         return f"unknown column {name!r}: none of the inputs has it ({listed})"
 
-    def output(self, entry: DatasetEntry, sql: str, place: SqlPlace,
+    def output(self, entry: DatasetEntry, sql: str, place: Callable[[], SqlPlace],
                columns: list[OutputColumn]) -> None:
         what = f"transformer {entry.ref}"
         names = [c.name for c in columns]
