@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataferry.model.yamlfile import Mapping, YamlProblem, parse_yaml, position
+from dataferry.model.yamlfile import Document, Mapping, YamlProblem, parse_yaml, position
+from dataferry.model.yamlvalues import parse_values
 
 
 def test_values_remember_where_they_are() -> None:
@@ -110,3 +113,51 @@ def test_strings_survive_a_dump(text: str) -> None:
     from dataferry.model.export import dump_yaml
 
     assert parse_yaml(dump_yaml({"k": text})).value == {"k": text}
+
+
+# --- without positions (yamlvalues): what a model is loaded with --------------------
+
+def outcome(parse: Callable[[bytes], Document], data: bytes) -> tuple[str, object]:
+    """The values (as plain Python) or the problem, message and position."""
+    try:
+        return ("values", parse(data).value)
+    except YamlProblem as problem:
+        return ("problem", (problem.message, problem.mark))
+
+
+ENTRIES = st.sampled_from([
+    "a: 1\n", "b: [x, 'y', \"z\"]\n", "c: {type: decimal(12,2), nullable: false}\n",
+    "d:\n  - e: NO\n    f: 0x1f\n", "g: &anchor {h: 1}\n", "i: *anchor\n", "j: {<<: {h: 2}}\n",
+    "a: again\n", "k: !!str 12\n", "l: |\n  text\n  more\n", "'<<': quoted\n", "q: ~\n",
+    "r: {s: {t: [u, {v: w}]}}\n", "x\u2028y: 1\n", "z: \xe9\n", "# a comment\n", "1: one\n",
+    "m: {n: 1, n: 2}\n", "? [m]\n: 1\n",
+])
+"""Top-level entries of a mapping: valid together, some only for ``parse_yaml``."""
+BROKEN = st.sampled_from(["---\n", "n: [1, 2\n", "o:\n\tp: 1\n", "- item\n", "  indented: 1\n"])
+
+
+@st.composite
+def yaml_files(draw: st.DrawFn) -> bytes:
+    pieces = draw(st.lists(ENTRIES, max_size=8))
+    if pieces and draw(st.integers(0, 4)) == 0:
+        pieces.insert(draw(st.integers(0, len(pieces))), draw(BROKEN))
+    return "".join(pieces).encode()
+
+
+@settings(max_examples=500, deadline=None)
+@given(yaml_files() | st.binary(max_size=100))
+def test_values_without_positions_are_the_same(data: bytes) -> None:
+    """The reader a model is loaded with gives what ``parse_yaml`` gives, values or the
+    same problem at the same place, for anything (it hands ``parse_yaml`` the files with
+    anchors, tags, merge keys, keys given twice and errors)."""
+    assert outcome(parse_values, data) == outcome(parse_yaml, data)
+
+
+def test_values_without_positions_are_plain() -> None:
+    doc = parse_values("a: 1\nb:\n  c: [x, y]\n  d: {e: decimal(12,2)}\n")
+    assert doc.value == {"a": 1, "b": {"c": ["x", "y"], "d": {"e": "decimal(12,2)"}}}
+    assert type(doc.value) is dict and type(doc.value["b"]["c"]) is list
+    # ... but a file with anchors (or merge keys, tags, keys twice) is read with them
+    doc = parse_values("a: &x {b: 1}\nc: *x\nc: 2\n")
+    assert isinstance(doc.value, Mapping)
+    assert [(d.key, d.first, d.again) for d in doc.duplicates] == [("c", (2, 1), (3, 1))]

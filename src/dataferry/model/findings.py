@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dataferry.model.yamlfile import Mapping, Mark, RawMark, Sequence, position
+from dataferry.model.yamlfile import (
+    Mapping,
+    Mark,
+    RawMark,
+    Sequence,
+    YamlProblem,
+    parse_yaml,
+    position,
+)
 
 Severity = Literal["error", "warning"]
 
@@ -133,13 +141,27 @@ class Locator:
     Each top-level object (the ecosystem, a team header, a source, a transformer, a
     consumer) registers the file and parsed node it came from; deeper paths are found by
     walking the positioned node. Positions are looked up only when a finding needs one.
+
+    A YAML file is read without positions (``yamlvalues``) and registered with its
+    content instead of a node: the first finding in it parses that content again with
+    positions, so a large model keeps no positioned copy of files without findings.
     """
 
     roots: dict[Path, tuple[str, Any, Path]] = field(default_factory=dict)
+    sources: dict[str, bytes] = field(default_factory=dict)
+    """The content of each file registered without a node, as it was loaded."""
+    parsed: dict[str, Any] = field(default_factory=dict)
+    """Those files parsed again with positions (the ones that have a finding)."""
 
     def register(self, path: Path, file: str, node: Any, inner: Path = ()) -> None:
-        """``path`` (and everything below it) was read from ``node``, at ``inner`` in it."""
+        """``path`` (and everything below it) was read from ``node``, at ``inner`` in it;
+        a ``node`` of None is the whole document of ``file``, whose content is in
+        ``sources``."""
         self.roots.setdefault(path, (file, node, inner))
+
+    def sharing(self) -> Locator:
+        """A locator of its own roots that finds files' positions as this one does."""
+        return Locator(sources=self.sources, parsed=self.parsed)
 
     def locate(self, path: Path, *, key: bool = False) -> tuple[str, int, int]:
         """(file, line, column) of ``path``; ``key=True`` points at a mapping key itself."""
@@ -147,12 +169,34 @@ class Locator:
             root = self.roots.get(path[:cut])
             if root is not None:
                 file, node, inner = root
+                if node is None:
+                    node = self.document(file)
                 line, column = _walk(node, inner + path[cut:], key)
                 return file, line, column
         return "ferry.yaml", 0, 0
 
+    def position_in(self, file: str, inner: Path = (), *, key: bool = False,
+                    node: Any = None) -> Mark:
+        """(line, column) of ``inner`` in ``node``, a positioned node of ``file``, or
+        (None) in the document of ``file`` (from ``sources``)."""
+        return _walk(self.document(file) if node is None else node, inner, key)
+
+    def document(self, file: str) -> Any:
+        """``file``'s content parsed with positions (once); None when it has none."""
+        if file not in self.parsed:
+            data = self.sources.get(file)
+            try:
+                self.parsed[file] = None if data is None else parse_yaml(data).value
+            except YamlProblem:  # not YAML: its finding says where, the rest is at 1:1
+                self.parsed[file] = None
+        return self.parsed[file]
+
     def file_of(self, path: Path) -> str:
-        return self.locate(path)[0]
+        for cut in range(len(path), -1, -1):
+            root = self.roots.get(path[:cut])
+            if root is not None:
+                return root[0]
+        return "ferry.yaml"
 
 
 def _walk(node: Any, rest: Path, key: bool) -> Mark:

@@ -16,10 +16,11 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from dataferry.errors import UsageError
-from dataferry.model.findings import Locator, Path, Report
+from dataferry.model.findings import Path, Report
 from dataferry.model.shape import shape, valid_name
 from dataferry.model.spec import NAME_PATTERN, Ecosystem, EcosystemFile, Team, TeamFile
-from dataferry.model.yamlfile import Mapping, YamlProblem, parse_yaml
+from dataferry.model.yamlfile import Mapping, YamlProblem
+from dataferry.model.yamlvalues import parse_values
 
 SECTIONS = ("sources", "transformers", "consumers")
 _SKIP_DIRS = {"node_modules", "__pycache__", "site-packages"}
@@ -54,11 +55,15 @@ PieceCache = dict[tuple[str, bytes], list["_TeamPiece"]]
 """Parsed team files by (path, content digest): ``--base`` reuses the unchanged ones."""
 
 
-def _digest(path: FsPath) -> bytes:
+def _digest(data: bytes | OSError) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest() if isinstance(data, bytes) else b""
+
+
+def _content(path: FsPath) -> bytes | OSError:
     try:
-        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
-    except OSError:
-        return b""
+        return path.read_bytes()
+    except OSError as exc:
+        return exc
 
 
 def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = None) -> LoadedModel:
@@ -78,12 +83,17 @@ def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = 
     pieces: list[_TeamPiece] = []
     yaml_files, py_files = _discover(root, skip)
     loaded.files = sorted(["ferry.yaml", *yaml_files, *py_files])
-    keys = {rel: (rel, _digest(root / rel)) for rel in (*yaml_files, *py_files)}
+    contents = {rel: _content(root / rel) for rel in yaml_files}
+    keys = {rel: (rel, _digest(contents[rel] if rel in contents else _content(root / rel)))
+            for rel in (*yaml_files, *py_files)}
     cached = {rel for rel, key in keys.items() if cache is not None and key in cache}
     fresh: dict[str, list[_TeamPiece]] = {}
     for rel in yaml_files:
+        data = contents.pop(rel)
+        if isinstance(data, bytes):
+            report.locator.sources[rel] = data  # a finding's position is found in it
         if rel not in cached:
-            piece = _load_team_file(root, rel, report, loaded)
+            piece = _load_team_file(rel, data, report, loaded)
             fresh[rel] = [piece] if piece is not None else []
     to_run = [rel for rel in py_files if rel not in cached]
     if python and to_run:
@@ -99,7 +109,7 @@ def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = 
         if rel in cached and cache is not None:
             file_pieces = cache[keys[rel]]
             for piece in file_pieces:
-                report.locator.register(("teams", piece.value.team), rel, piece.raw)
+                report.locator.register(("teams", piece.value.team), rel, piece.node)
         else:
             file_pieces = fresh.get(rel, [])
             if cache is not None and not any(f.file == rel for f in report.findings):
@@ -114,14 +124,14 @@ def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = 
     return loaded
 
 
-def _read(root: FsPath, rel: str, report: Report) -> Any:
-    try:
-        data = (root / rel).read_bytes()
-    except OSError as exc:
-        report.add_at("parse-error", f"cannot read the file: {exc.strerror}", rel, None)
+def _read(rel: str, data: bytes | OSError, report: Report) -> Any:
+    """The values of the file ``rel`` of content ``data`` (plain: ``Locator`` finds the
+    positions of its findings); None when it cannot be read."""
+    if isinstance(data, OSError):
+        report.add_at("parse-error", f"cannot read the file: {data.strerror}", rel, None)
         return None
     try:
-        document = parse_yaml(data)
+        document = parse_values(data)
     except YamlProblem as problem:
         report.add_at("parse-error", problem.message, rel, problem.mark)
         return None
@@ -140,14 +150,17 @@ def _read(root: FsPath, rel: str, report: Report) -> Any:
 
 
 def _load_ecosystem(root: FsPath, report: Report) -> EcosystemFile | None:
-    raw = _read(root, "ferry.yaml", report)
+    content = _content(root / "ferry.yaml")
+    if isinstance(content, bytes):
+        report.locator.sources["ferry.yaml"] = content
+    raw = _read("ferry.yaml", content, report)
     if raw is None:
-        raw = Mapping((1, 1))
+        raw = {}
     if not isinstance(raw, dict):
         report.add_at("invalid-field", "ferry.yaml must be a mapping (ecosystem: NAME, ...)",
-                      "ferry.yaml", getattr(raw, "mark", (1, 1)))
+                      "ferry.yaml", report.locator.position_in("ferry.yaml"))
         return None
-    report.locator.register((), "ferry.yaml", raw)
+    report.locator.register((), "ferry.yaml", _positioned(raw))
     for section in SECTIONS:
         if section in raw:
             report.add("misplaced-definition",
@@ -234,17 +247,26 @@ def is_dsl_file(path: FsPath) -> bool:
 @dataclass
 class _TeamPiece:
     file: str
-    raw: Mapping
+    node: Mapping | None
+    """The positioned values it was read from (a DSL file's); None: the file's content
+    is in the locator's sources."""
     value: TeamFile
     dropped: list[Path]
 
 
-def _load_team_file(root: FsPath, rel: str, report: Report, loaded: LoadedModel) -> _TeamPiece | None:
-    raw = _read(root, rel, report)
+def _positioned(raw: Any) -> Mapping | None:
+    """``raw`` when it knows its positions (a DSL file's values; a YAML file's with
+    anchors or merge keys), else None: the locator parses the file again for them."""
+    return raw if isinstance(raw, Mapping) else None
+
+
+def _load_team_file(rel: str, data: bytes | OSError, report: Report, loaded: LoadedModel
+                    ) -> _TeamPiece | None:
+    raw = _read(rel, data, report)
     parts = rel.split("/")
     # An empty (or comment-only) file is no error and hides nothing: references into its
     # team are still checked.
-    failed = not isinstance(raw, Mapping) if raw is not None else any(
+    failed = not isinstance(raw, dict) if raw is not None else any(
         f.file == rel and f.severity == "error" for f in report.findings
     )
     if failed and len(parts) >= 3 and parts[0] == "teams":
@@ -253,31 +275,38 @@ def _load_team_file(root: FsPath, rel: str, report: Report, loaded: LoadedModel)
         loaded.invalid.add(f"{parts[1]}.*")
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
+    where = report.locator.position_in
+    node = _positioned(raw)
+    if not isinstance(raw, dict):
         report.add_at("invalid-field", "a team file must be a mapping (team: NAME, zone: ..., "
-                      "sources: ...)", rel, getattr(raw, "mark", (1, 1)))
+                      "sources: ...)", rel, where(rel))
         return None
     if "ecosystem" in raw:
         report.add_at("misplaced-definition", "ecosystem settings belong in ferry.yaml at the "
-                      "model root", rel, raw.key_marks["ecosystem"])
+                      "model root", rel, where(rel, ("ecosystem",), key=True, node=node))
         return None
     if "team" not in raw:
         if any(s in raw for s in SECTIONS):
             report.add_at("invalid-field", "missing required key 'team' (the team that owns "
-                          "these definitions)", rel, raw.mark)
+                          "these definitions)", rel, where(rel, node=node))
         else:
             report.add_at("invalid-field", "not a model file (no team: key); ignored", rel,
-                          raw.mark, severity="warning")
+                          where(rel, node=node), severity="warning")
         return None
     return _team_piece(rel, raw, report, loaded)
 
 
-def _team_piece(rel: str, raw: Mapping, report: Report, loaded: LoadedModel) -> _TeamPiece | None:
+def _team_piece(rel: str, raw: dict[str, Any], report: Report, loaded: LoadedModel
+                ) -> _TeamPiece | None:
+    """Shape one team file's values (``raw``: a YAML file's, or a DSL file's team, which
+    knows its positions)."""
     team = raw.get("team")
     parts = rel.split("/")
+    node = _positioned(raw)
+    where = report.locator.position_in
     if not isinstance(team, str):
         report.add_at("invalid-field", f"team must be a name, got {team!r}", rel,
-                      raw.value_marks.get("team", raw.mark))
+                      where(rel, ("team",), node=node))
         return None
     # An invalid name (``Marketing``) is reported with the valid one to use instead; its
     # folder is checked against that one, so no folder that is itself invalid is suggested.
@@ -288,25 +317,25 @@ def _team_piece(rel: str, raw: Mapping, report: Report, loaded: LoadedModel) -> 
             f"team {team!r} is defined in {rel}; a team's files must be under "
             f"teams/{folder or '<team>'}/ (so ownership can be checked per path)"
             + (f"; name the team {folder!r}" if folder and folder != team else ""),
-            rel, raw.value_marks["team"],
+            rel, where(rel, ("team",), node=node),
         )
-    where: Path = ("teams", team)
-    report.locator.register(where, rel, raw)
+    at: Path = ("teams", team)
+    report.locator.register(at, rel, node)
     for section in SECTIONS:
         entities = raw.get(section)
         if isinstance(entities, dict):
             for name in entities:
-                report.locator.register((*where, section, name), rel, raw, (section, name))
-    here = Locator()  # this file's positions: the team may have others
-    here.register(where, rel, raw)
-    shaped = shape(TeamFile, raw, report, where, f"team {team}", here)
+                report.locator.register((*at, section, name), rel, node, (section, name))
+    here = report.locator.sharing()  # this file's positions: the team may have others
+    here.register(at, rel, node)
+    shaped = shape(TeamFile, raw, report, at, f"team {team}", here)
     for cut in shaped.dropped:
         _mark_invalid(loaded, team, raw, cut)
     if shaped.value is None:
         loaded.invalid.add(f"{team}.*")
         return None
     loaded.team_files.setdefault(team, []).append(rel)
-    return _TeamPiece(rel, raw, shaped.value, shaped.dropped)  # type: ignore[arg-type]
+    return _TeamPiece(rel, node, shaped.value, shaped.dropped)  # type: ignore[arg-type]
 
 
 def _mark_invalid(loaded: LoadedModel, team: str, raw: dict[str, Any], cut: Path) -> None:
@@ -349,17 +378,18 @@ def _merge_team(name: str, pieces: list[_TeamPiece], report: Report) -> Team | N
                     "invalid-field",
                     f"team {name}: {key} is {value!r} here but {header[key]!r} in "
                     f"{origin[key]}; give it once, or the same in every file",
-                    piece.file, piece.raw.value_marks.get(key),
+                    piece.file, report.locator.position_in(piece.file, (key,), node=piece.node),
                 )
                 continue
             if key not in header:
                 header[key] = value
                 origin[key] = piece.file
-                report.locator.register(("teams", name, key), piece.file, piece.raw, (key,))
+                report.locator.register(("teams", name, key), piece.file, piece.node, (key,))
     missing = [key for key in ("zone", "owners") if key not in header]
     for key in missing:
         report.add_at("invalid-field", f"team {name}: missing required key {key!r} (give it in "
-                      "one of the team's files)", pieces[0].file, pieces[0].raw.mark)
+                      "one of the team's files)", pieces[0].file,
+                      report.locator.position_in(pieces[0].file, node=pieces[0].node))
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     seen: dict[str, tuple[str, str]] = {}  # dataset-namespace name -> (what, file)
     for piece in pieces:
@@ -369,8 +399,9 @@ def _merge_team(name: str, pieces: list[_TeamPiece], report: Report) -> Team | N
                     first = report.locator.file_of(("teams", name, section, entity))
                     report.add_at("duplicate-name",
                                   f"team {name}: {section[:-1]} {entity!r} is also defined "
-                                  f"in {first}", piece.file,
-                                  piece.raw[section].key_marks.get(entity))
+                                  f"in {first}", piece.file, report.locator.position_in(
+                                      piece.file, (section, entity), key=True,
+                                      node=piece.node))
                     continue
                 sections[section][entity] = value
                 for dataset, what in _dataset_names(section, entity, value):

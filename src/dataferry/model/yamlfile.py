@@ -222,7 +222,7 @@ def _stand_in(text: str) -> str | None:
     return None  # pragma: no cover - the text holds every private-use character
 
 
-def _protect_type_commas(text: str) -> tuple[str, str | None]:
+def protect_type_commas(text: str) -> tuple[str, str | None]:
     """Keep ``{type: decimal(12,2)}`` and ``{id: map<string,int64>}`` whole in flow style.
 
     In a YAML flow mapping a comma ends the value, so MODEL.md's own examples would split
@@ -276,6 +276,19 @@ def _hint(text: str, mark: Mark | None) -> str:
     return ""
 
 
+def yaml_text(data: bytes | str) -> str:
+    """The text of a model file's content; ``YamlProblem`` when it is too large or not
+    UTF-8."""
+    if isinstance(data, str):
+        return data
+    if len(data) > MAX_FILE_BYTES:
+        raise YamlProblem(
+            f"the file is {len(data) / 2**20:.0f} MiB; model files may be at most "
+            f"{MAX_FILE_BYTES // 2**20} MiB (split it into several files)"
+        )
+    return _decode(data)
+
+
 def parse_yaml(data: bytes | str) -> Document:
     """Parse one YAML document (a file holds at most one) into positioned values.
 
@@ -283,15 +296,7 @@ def parse_yaml(data: bytes | str) -> Document:
     non-UTF-8 bytes, several documents, unsupported tags, alias bombs, huge files.
     An empty file gives ``Document(None)``.
     """
-    if isinstance(data, bytes):
-        if len(data) > MAX_FILE_BYTES:
-            raise YamlProblem(
-                f"the file is {len(data) / 2**20:.0f} MiB; model files may be at most "
-                f"{MAX_FILE_BYTES // 2**20} MiB (split it into several files)"
-            )
-        text = _decode(data)
-    else:
-        text = data
+    text = yaml_text(data)
     lines = _Lines(text) if any(c in text for c in _ODD_BREAKS) else None
     try:
         document = _Builder(text).build()
@@ -373,7 +378,7 @@ class _Builder:
     """
 
     def __init__(self, text: str) -> None:
-        text, self.stand_in = _protect_type_commas(text)
+        text, self.stand_in = protect_type_commas(text)
         self.parser = _Loader(text)
         self.anchors: dict[str, Any] = {}
         self.sizes: dict[int, int] = {}

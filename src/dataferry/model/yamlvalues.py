@@ -1,0 +1,146 @@
+"""Read a YAML model file into plain dicts and lists, without positions.
+
+Loading a model needs positions only for the findings, and few files have any. Keeping
+where every key and value stood (``yamlfile.parse_yaml``) is a third of the time of
+reading a large model, and most of the memory its parsed files take while it loads. So
+files are read here without them, and ``findings.Locator`` parses a file again, with
+positions, when a finding in it needs one.
+
+What this reader leaves to ``parse_yaml`` (it then returns ``parse_yaml``'s document, so
+the values and problems are always the same): anchors and aliases (counted against alias
+bombs), tags, merge keys, keys given twice (reported with both positions), keys that are
+collections, several documents, and everything that is not YAML it can read (its errors
+say where).
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import yaml
+
+from dataferry.model.yamlfile import (
+    Document,
+    YamlProblem,
+    parse_yaml,
+    protect_type_commas,
+    resolve_plain,
+    yaml_text,
+)
+
+try:  # libyaml is nearly always there; the pure-Python parser is the fallback.
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+
+class _Unusual(Exception):
+    """What ``parse_yaml`` reads, not this reader."""
+
+
+def parse_values(data: bytes | str) -> Document:
+    """``parse_yaml`` without positions: the same values (plain dicts and lists, or
+    ``parse_yaml``'s positioned ones for a file with anchors, tags, merge keys or keys
+    given twice) and the same ``YamlProblem`` for what is not readable YAML."""
+    text = yaml_text(data)
+    try:
+        return Document(_PlainBuilder(text).build())
+    except (_Unusual, YamlProblem, yaml.YAMLError, RecursionError):
+        return parse_yaml(text)
+
+
+_SCALAR = yaml.ScalarEvent
+_MAPPING_START = yaml.MappingStartEvent
+_MAPPING_END = yaml.MappingEndEvent
+_SEQUENCE_START = yaml.SequenceStartEvent
+_SEQUENCE_END = yaml.SequenceEndEvent
+
+
+class _PlainBuilder:
+    """``yamlfile._Builder`` without the marks: the hot path of loading a large model."""
+
+    def __init__(self, text: str) -> None:
+        protected, self.stand_in = protect_type_commas(text)
+        self.parser: Any = _Loader(protected)
+
+    def build(self) -> Any:
+        parser = self.parser
+        collecting = gc.isenabled()
+        gc.disable()  # the values hold no cycles: collecting while building only costs time
+        try:
+            parser.get_event()  # StreamStart
+            if isinstance(parser.get_event(), yaml.StreamEndEvent):
+                return None
+            value = self._node(parser.get_event())  # after DocumentStart
+            parser.get_event()  # DocumentEnd
+            if not isinstance(parser.get_event(), yaml.StreamEndEvent):
+                raise _Unusual("several documents")
+            return value
+        finally:
+            parser.dispose()
+            if collecting:
+                gc.enable()
+
+    def _scalar(self, event: Any) -> Any:
+        if event.tag or event.anchor:
+            raise _Unusual("a tag or an anchor")
+        text = event.value
+        if self.stand_in is not None and self.stand_in in text:
+            text = text.replace(self.stand_in, ",")
+        return resolve_plain(text) if event.implicit[0] else text
+
+    def _node(self, event: Any) -> Any:
+        kind = type(event)
+        if kind is _SCALAR:
+            return self._scalar(event)
+        if kind is _MAPPING_START:
+            return self._mapping(event)
+        if kind is _SEQUENCE_START:
+            return self._sequence(event)
+        raise _Unusual(kind.__name__)  # an alias
+
+    def _sequence(self, start: Any) -> list[Any]:
+        if start.tag or start.anchor:
+            raise _Unusual("a tag or an anchor")
+        items: list[Any] = []
+        get_event = self.parser.get_event
+        append = items.append
+        stand_in = self.stand_in
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is _SEQUENCE_END:
+                return items
+            if kind is _SCALAR and event.implicit[0] and not (event.tag or event.anchor):
+                text = event.value
+                if stand_in is not None and stand_in in text:
+                    text = text.replace(stand_in, ",")
+                append(resolve_plain(text))
+            else:
+                append(self._node(event))
+
+    def _mapping(self, start: Any) -> dict[Any, Any]:
+        if start.tag or start.anchor:
+            raise _Unusual("a tag or an anchor")
+        mapping: dict[Any, Any] = {}
+        get_event = self.parser.get_event
+        stand_in = self.stand_in
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is _MAPPING_END:
+                return mapping
+            if kind is not _SCALAR:
+                raise _Unusual("a key that is a collection, or an alias")
+            key = self._scalar(event)
+            if key == "<<" or key in mapping:
+                raise _Unusual("a merge key, or a key given twice")
+            event = get_event()
+            if type(event) is _SCALAR and event.implicit[0] and not (event.tag or event.anchor):
+                text = event.value
+                if stand_in is not None and stand_in in text:
+                    text = text.replace(stand_in, ",")
+                mapping[key] = resolve_plain(text)
+            else:
+                mapping[key] = self._node(event)
