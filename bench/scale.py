@@ -22,6 +22,7 @@ children's rusage): on a shared 2-core machine the wall seconds mostly say how l
 command waited for a core, so compare the CPU seconds, and the load average printed.
 
     python bench/scale.py [--sizes 1000,10000,100000] [--seconds 20] [--no-tick]
+                          [--only check,plan,tick,serve]
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def progress(size: int, what: str, wall: float, cpu: float) -> None:
           f"{os.getloadavg()[0]:.1f}", flush=True)
 
 
-def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
+PHASES = ("check", "plan", "tick", "serve")
+
+
+def measure(size: int, seconds: float, phases: set[str]) -> dict[str, float]:
     teams = size // PER_TEAM
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"ferry-scale-{size}-") as tmp:
@@ -104,31 +108,49 @@ def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
         root.mkdir()
         generate(root, teams, datasets=size, transformers=size // 20, consumers=size // 5)
         result["yaml"] = yaml_baseline(root)
-        result["check"], result["check_cpu"] = timed_command("check", "--model", str(root),
-                                                             "--json")
-        progress(size, "check", result["check"], result["check_cpu"])
-        result["plan"], result["plan_cpu"] = timed_command("plan", "--model", str(root), "--json")
-        progress(size, "plan", result["plan"], result["plan_cpu"])
-        if tick:
+        if "check" in phases:
+            result["check"], result["check_cpu"] = timed_command("check", "--model", str(root),
+                                                                 "--json")
+            progress(size, "check", result["check"], result["check_cpu"])
+        if "plan" in phases:
+            result["plan"], result["plan_cpu"] = timed_command("plan", "--model", str(root),
+                                                               "--json")
+            progress(size, "plan", result["plan"], result["plan_cpu"])
+        if "tick" in phases:
             started = time.perf_counter()
             result["tick"] = scheduler_tick(root)
             result["tick_setup"] = time.perf_counter() - started
-        token, _ = prepare(root, teams, published=20, generated=True)
-        port = free_port()
-        server = start_server(root, port, Path(tmp) / "serve.log")
-        try:
-            paths = [f"/api/v1/datasets?search={w}" for w in WORDS]
-            load = drive_in_a_process(f"http://127.0.0.1:{port}", token, paths, 100.0,
-                                      seconds, 2.0)
-            result["p99"] = percentile(load["latencies"], 0.99)
-            result["p50"] = percentile(load["latencies"], 0.50)
-            result["bad"] = float(sum(1 for s in load["statuses"] if s != 200))
-            result["rss"] = rss_mib(server.pid)
-            result["serve_cpu"] = server_cpu(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+        if "serve" in phases:
+            result.update(serve(root, teams, seconds, Path(tmp)))
+            print(f"  {size:,}: serve {result['rss']:.0f} MiB, search p99 {result['p99']:.1f} "
+                  f"ms, {result['serve_cpu']:.2f} s CPU so far, load average "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
     return result
+
+
+def serve(root: Path, teams: int, seconds: float, tmp: Path) -> dict[str, float]:
+    """Catalog search at 100/s against ``ferry serve``, then the server's memory."""
+    token, _ = prepare(root, teams, published=20, generated=True)
+    port = free_port()
+    server = start_server(root, port, tmp / "serve.log")
+    try:
+        paths = [f"/api/v1/datasets?search={w}" for w in WORDS]
+        load = drive_in_a_process(f"http://127.0.0.1:{port}", token, paths, 100.0,
+                                  seconds, 2.0)
+        return {"p99": percentile(load["latencies"], 0.99),
+                "p50": percentile(load["latencies"], 0.50),
+                "bad": float(sum(1 for s in load["statuses"] if s != 200)),
+                "rss": rss_mib(server.pid), "serve_cpu": server_cpu(server.pid)}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def cell(r: dict[str, float], name: str, width: int) -> str:
+    """``12.34 (11.90)``: a command's wall and CPU seconds; dashes when not measured."""
+    if name not in r:
+        return "-".rjust(width)
+    return f"{r[name]:6.2f} ({r[name + '_cpu']:5.2f})".rjust(width)
 
 
 def main() -> None:
@@ -137,7 +159,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-tick", action="store_true",
                         help="skip the tick (it first runs every job once, empty)")
+    parser.add_argument("--only", default=",".join(PHASES), metavar="PHASES",
+                        help="measure only these, comma-separated: " + ", ".join(PHASES))
     args = parser.parse_args()
+    phases = set(args.only.split(","))
+    if phases - set(PHASES):
+        parser.error(f"--only: no phase {', '.join(sorted(phases - set(PHASES)))}")
+    if args.no_tick:
+        phases.discard("tick")
     print("wall seconds, and in () the CPU seconds (user + system) of the command: on a "
           "shared machine compare those; load = 1-minute load average before/after a size")
     print(f"{'datasets':>9} {'consumers':>9}  {'check s (cpu)':>14} {'x yaml':>6}  "
@@ -145,19 +174,19 @@ def main() -> None:
           f"  {'load':>9}")
     for size in (int(s) for s in args.sizes.split(",")):
         before = os.getloadavg()[0]
-        r = measure(size, args.seconds, not args.no_tick)
+        r = measure(size, args.seconds, phases)
         after = os.getloadavg()[0]
         tick = f"{r['tick']:6.2f}" if "tick" in r else "     -"
-        print(f"{size:>9,} {size // 5:>9,}  {r['check']:6.2f} ({r['check_cpu']:5.2f}) "
-              f"{r['check_cpu'] / r['yaml']:6.1f}  {r['plan']:6.2f} ({r['plan_cpu']:5.2f})  "
-              f"{tick}  {r['p50']:8.1f}/{r['p99']:<8.1f}  {r['rss']:9.0f}  "
-              f"{before:4.1f}/{after:<4.1f}"
-              + ("" if not r["bad"] else f"  ({r['bad']:.0f} non-200)"), flush=True)
+        ratio = f"{r['check_cpu'] / r['yaml']:6.1f}" if "check" in r else "     -"
+        search = f"{r['p50']:8.1f}/{r['p99']:<8.1f}" if "p99" in r else f"{'-':>8}/{'-':<8}"
+        rss = f"{r['rss']:9.0f}" if "rss" in r else f"{'-':>9}"
+        print(f"{size:>9,} {size // 5:>9,}  {cell(r, 'check', 14)} {ratio}  "
+              f"{cell(r, 'plan', 14)}  {tick}  {search}  {rss}  {before:4.1f}/{after:<4.1f}"
+              + ("" if not r.get("bad") else f"  ({r['bad']:.0f} non-200)"), flush=True)
         if size >= 100_000:
-            checks = ["check", "plan", "p99", "rss"] + (["tick"] if "tick" in r else [])
+            checks = [n for n in ("check", "plan", "p99", "rss", "tick") if n in r]
             print("  targets at 100,000: " + ", ".join(f"{n} {verdict(n, r[n])}"
                                                        for n in checks))
-
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ from dataferry.model.findings import Path, Report
 from dataferry.model.shape import shape, valid_name
 from dataferry.model.spec import NAME_PATTERN, Ecosystem, EcosystemFile, Team, TeamFile
 from dataferry.model.yamlfile import Mapping, YamlProblem
-from dataferry.model.yamlvalues import parse_values
+from dataferry.model.yamlvalues import Strings, parse_values
 
 SECTIONS = ("sources", "transformers", "consumers")
 _SKIP_DIRS = {"node_modules", "__pycache__", "site-packages"}
@@ -88,12 +88,13 @@ def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = 
             for rel in (*yaml_files, *py_files)}
     cached = {rel for rel, key in keys.items() if cache is not None and key in cache}
     fresh: dict[str, list[_TeamPiece]] = {}
+    strings = Strings()
     for rel in yaml_files:
         data = contents.pop(rel)
         if isinstance(data, bytes):
             report.locator.sources[rel] = data  # a finding's position is found in it
         if rel not in cached:
-            piece = _load_team_file(rel, data, report, loaded)
+            piece = _load_team_file(rel, data, report, loaded, strings)
             fresh[rel] = [piece] if piece is not None else []
     to_run = [rel for rel in py_files if rel not in cached]
     if python and to_run:
@@ -124,14 +125,15 @@ def load_model(root: FsPath, *, python: bool = True, cache: PieceCache | None = 
     return loaded
 
 
-def _read(rel: str, data: bytes | OSError, report: Report) -> Any:
+def _read(rel: str, data: bytes | OSError, report: Report, strings: Strings | None = None
+          ) -> Any:
     """The values of the file ``rel`` of content ``data`` (plain: ``Locator`` finds the
     positions of its findings); None when it cannot be read."""
     if isinstance(data, OSError):
         report.add_at("parse-error", f"cannot read the file: {data.strerror}", rel, None)
         return None
     try:
-        document = parse_values(data)
+        document = parse_values(data, strings)
     except YamlProblem as problem:
         report.add_at("parse-error", problem.message, rel, problem.mark)
         return None
@@ -260,9 +262,9 @@ def _positioned(raw: Any) -> Mapping | None:
     return raw if isinstance(raw, Mapping) else None
 
 
-def _load_team_file(rel: str, data: bytes | OSError, report: Report, loaded: LoadedModel
-                    ) -> _TeamPiece | None:
-    raw = _read(rel, data, report)
+def _load_team_file(rel: str, data: bytes | OSError, report: Report, loaded: LoadedModel,
+                    strings: Strings) -> _TeamPiece | None:
+    raw = _read(rel, data, report, strings)
     parts = rel.split("/")
     # An empty (or comment-only) file is no error and hides nothing: references into its
     # team are still checked.

@@ -39,13 +39,15 @@ class _Unusual(Exception):
     """What ``parse_yaml`` reads, not this reader."""
 
 
-def parse_values(data: bytes | str) -> Document:
+def parse_values(data: bytes | str, strings: Strings | None = None) -> Document:
     """``parse_yaml`` without positions: the same values (plain dicts and lists, or
     ``parse_yaml``'s positioned ones for a file with anchors, tags, merge keys or keys
-    given twice) and the same ``YamlProblem`` for what is not readable YAML."""
+    given twice) and the same ``YamlProblem`` for what is not readable YAML.
+
+    ``strings`` (shared by the files of one model) makes equal scalars one object."""
     text = yaml_text(data)
     try:
-        return Document(_PlainBuilder(text).build())
+        return Document(_PlainBuilder(text, strings or Strings()).build())
     except (_Unusual, YamlProblem, yaml.YAMLError, RecursionError):
         return parse_yaml(text)
 
@@ -55,14 +57,32 @@ _MAPPING_START = yaml.MappingStartEvent
 _MAPPING_END = yaml.MappingEndEvent
 _SEQUENCE_START = yaml.SequenceStartEvent
 _SEQUENCE_END = yaml.SequenceEndEvent
+_ALIAS = yaml.AliasEvent
+
+
+_NOT_SEEN = object()
+
+
+class Strings:
+    """The scalars read so far: a text met again (``int64``, ``nullable``, a column name)
+    is resolved once and then shared, so a large model holds one object per distinct
+    text instead of one per occurrence. One per model load."""
+
+    def __init__(self) -> None:
+        self.plain: dict[str, Any] = {}
+        self.quoted: dict[str, str] = {}
 
 
 class _PlainBuilder:
-    """``yamlfile._Builder`` without the marks: the hot path of loading a large model."""
+    """``yamlfile._Builder`` without the marks: the hot path of loading a large model, so
+    scalars are read inline (each the same three steps: the comma stand-in, the cache,
+    ``resolve_plain``)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, strings: Strings) -> None:
         protected, self.stand_in = protect_type_commas(text)
         self.parser: Any = _Loader(protected)
+        self.plain = strings.plain
+        self.quoted = strings.quoted
 
     def build(self) -> Any:
         parser = self.parser
@@ -82,31 +102,31 @@ class _PlainBuilder:
             if collecting:
                 gc.enable()
 
-    def _scalar(self, event: Any) -> Any:
-        if event.tag or event.anchor:
-            raise _Unusual("a tag or an anchor")
-        text = event.value
-        if self.stand_in is not None and self.stand_in in text:
-            text = text.replace(self.stand_in, ",")
-        return resolve_plain(text) if event.implicit[0] else text
-
     def _node(self, event: Any) -> Any:
         kind = type(event)
+        if kind is _ALIAS or event.tag or event.anchor:
+            raise _Unusual("an alias, a tag or an anchor")
         if kind is _SCALAR:
-            return self._scalar(event)
+            text = event.value
+            if self.stand_in is not None and self.stand_in in text:
+                text = text.replace(self.stand_in, ",")
+            if not event.implicit[0]:
+                return self.quoted.setdefault(text, text)
+            value = self.plain.get(text, _NOT_SEEN)
+            if value is _NOT_SEEN:
+                value = self.plain[text] = resolve_plain(text)
+            return value
         if kind is _MAPPING_START:
-            return self._mapping(event)
+            return self._mapping()
         if kind is _SEQUENCE_START:
-            return self._sequence(event)
-        raise _Unusual(kind.__name__)  # an alias
+            return self._sequence()
+        raise _Unusual(kind.__name__)  # pragma: no cover - no other event starts a node
 
-    def _sequence(self, start: Any) -> list[Any]:
-        if start.tag or start.anchor:
-            raise _Unusual("a tag or an anchor")
+    def _sequence(self) -> list[Any]:
         items: list[Any] = []
         get_event = self.parser.get_event
         append = items.append
-        stand_in = self.stand_in
+        stand_in, plain = self.stand_in, self.plain
         while True:
             event = get_event()
             kind = type(event)
@@ -116,16 +136,17 @@ class _PlainBuilder:
                 text = event.value
                 if stand_in is not None and stand_in in text:
                     text = text.replace(stand_in, ",")
-                append(resolve_plain(text))
+                value = plain.get(text, _NOT_SEEN)
+                if value is _NOT_SEEN:
+                    value = plain[text] = resolve_plain(text)
+                append(value)
             else:
                 append(self._node(event))
 
-    def _mapping(self, start: Any) -> dict[Any, Any]:
-        if start.tag or start.anchor:
-            raise _Unusual("a tag or an anchor")
+    def _mapping(self) -> dict[Any, Any]:
         mapping: dict[Any, Any] = {}
         get_event = self.parser.get_event
-        stand_in = self.stand_in
+        stand_in, plain = self.stand_in, self.plain
         while True:
             event = get_event()
             kind = type(event)
@@ -133,7 +154,15 @@ class _PlainBuilder:
                 return mapping
             if kind is not _SCALAR:
                 raise _Unusual("a key that is a collection, or an alias")
-            key = self._scalar(event)
+            if event.implicit[0] and not (event.tag or event.anchor):
+                text = event.value
+                if stand_in is not None and stand_in in text:
+                    text = text.replace(stand_in, ",")
+                key = plain.get(text, _NOT_SEEN)
+                if key is _NOT_SEEN:
+                    key = plain[text] = resolve_plain(text)
+            else:
+                key = self._node(event)
             if key == "<<" or key in mapping:
                 raise _Unusual("a merge key, or a key given twice")
             event = get_event()
@@ -141,6 +170,9 @@ class _PlainBuilder:
                 text = event.value
                 if stand_in is not None and stand_in in text:
                     text = text.replace(stand_in, ",")
-                mapping[key] = resolve_plain(text)
+                value = plain.get(text, _NOT_SEEN)
+                if value is _NOT_SEEN:
+                    value = plain[text] = resolve_plain(text)
+                mapping[key] = value
             else:
                 mapping[key] = self._node(event)
