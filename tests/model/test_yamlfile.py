@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dataferry.model.yamlfile import Document, Mapping, YamlProblem, parse_yaml, position
@@ -161,3 +161,59 @@ def test_values_without_positions_are_plain() -> None:
     doc = parse_values("a: &x {b: 1}\nc: *x\nc: 2\n")
     assert isinstance(doc.value, Mapping)
     assert [(d.key, d.first, d.again) for d in doc.duplicates] == [("c", (2, 1), (3, 1))]
+
+
+def commas_in_types(text: str) -> list[int]:
+    """Reference: the commas inside a type expression's brackets closed on its line,
+    found by scanning each one's bracket depth character by character."""
+    import re
+
+    found: list[int] = []
+    for match in re.finditer(r"(?<![\w.])(?:decimal|map|struct|list)\s*[(<]", text):
+        depth, inside = 0, []
+        for index in range(match.end() - 1, len(text)):
+            char = text[index]
+            if char in "(<":
+                depth += 1
+            elif char in ")>":
+                depth -= 1
+                if depth == 0:
+                    found += inside
+                    break
+            elif char == "\n":
+                break
+            elif char == "," and depth > 0:
+                inside.append(index)
+    return sorted(set(found))
+
+
+TYPE_EXPRESSIONS = st.recursive(
+    st.sampled_from(["int64", "string", "decimal(12,2)", "decimal(12, 2)", "x"]),
+    lambda inner: st.one_of(
+        inner.map(lambda t: f"list<{t}>"),
+        st.tuples(inner, inner).map(lambda p: f"map<{p[0]},{p[1]}>"),
+        st.lists(inner, min_size=1, max_size=3).map(
+            lambda ts: "struct<" + ", ".join(f"f{i}: {t}" for i, t in enumerate(ts)) + ">")),
+    max_leaves=5)
+NOISE = st.sampled_from([",", " ", "(", ")", "<", ">", "\n", "{", "}", "xlist<", ".map(", "a:"])
+
+
+@st.composite
+def texts_with_types(draw: st.DrawFn) -> str:
+    """Type expressions among brackets, commas and line ends, some cut short."""
+    pieces = draw(st.lists(st.one_of(TYPE_EXPRESSIONS, NOISE), max_size=8))
+    text = "".join(pieces)
+    return text[:draw(st.integers(0, len(text)))] + draw(st.text(",)>x\n", max_size=3))
+
+
+@settings(max_examples=1000, deadline=None)
+@example("map<x>,)")
+@example("decimal(12,2),list<map<a,b>>, struct<a: decimal(1,0)")
+@given(texts_with_types())
+def test_type_commas_are_found_as_by_their_brackets(text: str) -> None:
+    from dataferry.model.yamlfile import protect_type_commas
+
+    protected, stand_in = protect_type_commas(text)
+    swapped = [i for i, (a, b) in enumerate(zip(text, protected, strict=True)) if a != b]
+    assert swapped == commas_in_types(text)
+    assert (stand_in is None) == (not swapped)

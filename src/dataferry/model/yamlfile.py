@@ -198,6 +198,8 @@ def _decode(data: bytes) -> str:
 
 _TYPE_START = re.compile(r"(?:decimal|map|struct|list)\s*[(<]")
 _NAME_CHAR = re.compile(r"[\w.]")
+_FLAT_TYPE = re.compile(r"[^()<>\n]*[)>]")
+"""The rest of a type expression that holds no brackets, up to its closing one."""
 
 
 def _type_starts(text: str) -> Iterator[re.Match[str]]:
@@ -236,6 +238,13 @@ def protect_type_commas(text: str) -> tuple[str, str | None]:
         return text, None
     commas: list[int] = []
     for match in _type_starts(text):
+        flat = _FLAT_TYPE.match(text, match.end())
+        if flat is not None:  # no bracket inside (decimal(12,2)): every comma is the type's
+            comma = text.find(",", match.end(), flat.end())
+            while comma != -1:
+                commas.append(comma)
+                comma = text.find(",", comma + 1, flat.end())
+            continue
         depth = 0
         inside: list[int] = []
         for index in range(match.end() - 1, len(text)):
