@@ -123,11 +123,12 @@ class QueryBinder:
         The same answer as ``bind_over_views``. A query that binds as
         ``WITH <input> AS (SELECT * FROM <its table>), ... (<query>)`` yields the columns
         it yields over views of those names: views are seen wherever a ``WITH``'s names
-        are, the parentheses keep its column names (duplicates too), a comment after the query
-        ends before them (trailing semicolons are left out; anything else fails to parse). A query that
-        has a ``WITH`` of its own is not tried (DuckDB lets the outer ``WITH`` win a name
-        both give, where a query's own name hides a view's), and one that fails under the
-        ``WITH`` is bound again over views, so that its finding is the run's own.
+        are, the parentheses keep its column names (duplicates too), and a comment after
+        the query ends before them (trailing semicolons are left out; anything else
+        fails to parse). A query that has a ``WITH`` of its own is not tried (DuckDB
+        lets the outer ``WITH`` win a name both give, where a query's own name hides a
+        view's), and one that fails under the ``WITH`` is bound again over views, so
+        that its finding is the run's own.
         """
         try:
             statements = self.db.extract_statements(sql)

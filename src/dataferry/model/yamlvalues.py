@@ -1,7 +1,7 @@
 """Read a YAML model file into plain dicts and lists, without positions.
 
 Loading a model needs positions only for the findings, and few files have any. Keeping
-where every key and value stood (``yamlfile.parse_yaml``) is a third of the time of
+where every key and value stood (``yamlfile.parse_yaml``) is about 30% of the time of
 reading a large model, and most of the memory its parsed files take while it loads. So
 files are read here without them, and ``findings.Locator`` parses a file again, with
 positions, when a finding in it needs one.
