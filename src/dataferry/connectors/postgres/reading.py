@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataferry.connectors.postgres import arrays
+from dataferry.connectors.postgres import arrays, interval_text
 from dataferry.connectors.postgres.connection import ident
 from dataferry.model.types import METADATA_KEY
 
@@ -70,6 +70,7 @@ class TypeInfo:
     kind: str  # pg_type.typtype: b base, e enum, c composite, d domain, r range...
     element: int  # the element type of an array type (its base type for a domain), else 0
     element_kind: str
+    server_version: int = 0  # the server's server_version_num (0: not known, take the newest)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,16 @@ def _sent_array_fix(item: pa.DataType) -> Fix:
     return fix
 
 
+def _interval_fix(server_version: int) -> Fix:
+    # PostgreSQL 17 has infinite intervals (their binary form: every part at its limit).
+    infinities = not server_version or server_version >= 170000
+
+    def fix(array: pa.Array) -> pa.Array:
+        return interval_text.to_iso_text(_unwrap(array), infinities=infinities)
+
+    return fix
+
+
 def _scalar(oid: int, kind: str, typmod: int
             ) -> tuple[str | None, pa.DataType, Fix | None, dict[str, str] | None]:
     """(SQL cast or None, Arrow type, fix, field metadata) of one scalar type."""
@@ -216,6 +227,10 @@ def plan_column(name: str, source: str, info: TypeInfo) -> ColumnPlan:
         return ColumnPlan(pa.field(name, target), expr, _list_fix(fix, target), True)
     if info.kind == "c":
         return ColumnPlan(pa.field(name, pa.string()), f"to_jsonb({column})::text", None, False)
+    if info.oid == INTERVAL:
+        return ColumnPlan(pa.field(name, pa.string(), metadata=INTERVAL_TAG),
+                          f"interval_send({column})", _interval_fix(info.server_version),
+                          False)
     cast, arrow, fix, metadata = _scalar(info.oid, info.kind, info.typmod)
     expr = f"{column}::{cast}" if cast else column
     return ColumnPlan(pa.field(name, arrow, metadata=metadata), expr, fix, False)
