@@ -2,14 +2,19 @@
 the check or conversion applied to each batch (the mapping is documented in ``types.py``).
 
 ADBC decodes binary COPY natively for the common types; everything it would hand over in
-a form that is not exact or not usable (numeric as opaque text, interval, time with time
-zone, inet, ranges...) is cast in the SQL to something it decodes exactly. Its decoding
+a form that is not exact or not usable (numeric as opaque text, time with time zone,
+inet, ranges...) is cast in the SQL to something it decodes exactly. Its decoding
 wraps ``infinity`` dates and timestamps around silently, so those are checked here.
 
 An array of integers, floats or text is selected as ``array_send(col)`` and decoded by
 ``arrays`` (numpy over the whole batch): ADBC's element-by-element decoding cost the client
 as much as the rest of the read, and the array's header says its dimensions, so no
 ``array_ndims`` column is selected beside it. Arrays of other element types are ADBC's.
+
+An interval is selected as ``interval_send(col)`` and printed by ``interval_text`` as
+PostgreSQL prints it with ``intervalstyle iso_8601`` (the text the store keeps): the
+server's own printing cost it twice the CPU of sending the value, and ADBC's
+month_day_nano decoding refuses a whole read for a time part past 2^63 nanoseconds.
 
 A numeric is selected as ``::text`` (and, with a precision, parsed into a decimal by Arrow):
 the server prints it about as fast as it sends it in binary, while ADBC's own decoding of
@@ -47,7 +52,7 @@ UUID_TAG = {METADATA_KEY: "uuid"}
 JSON_TAG = {METADATA_KEY: "json"}
 """json and jsonb values are valid JSON (PostgreSQL checked them): the tag tells conform."""
 INTERVAL_TAG = {METADATA_KEY: "interval"}
-"""An interval as ISO 8601 text (the session sets intervalstyle iso_8601)."""
+"""An interval as the ISO 8601 text PostgreSQL prints (``interval_text``)."""
 
 # The smallest values PostgreSQL stores (4714-11-24 BC), in Arrow's units since 1970;
 # ADBC turns +-infinity (and timestamps past year 294246) into values below these.
