@@ -34,6 +34,10 @@ messages = st.one_of(
                                          st.sampled_from("KO"), tuples)),
     st.builds(wire.Delete, u32, tuples, st.sampled_from("KO")),
     st.builds(wire.Truncate, st.integers(0, 3), st.lists(u32, max_size=4).map(tuple)),
+    st.builds(wire.StreamStart, u32, st.integers(0, 1)),
+    st.just(wire.StreamStop()),
+    st.builds(wire.StreamCommit, u32, st.integers(0, 127), u64, u64, i64),
+    st.builds(wire.StreamAbort, u32, u32),
 )
 
 
@@ -139,3 +143,12 @@ def test_simple_rows_fail_only_with_protocol_errors(messages: list[wire.Message]
     count = data.draw(st.integers(0, 6))
     with contextlib.suppress(wire.ProtocolError):
         wire.simple_rows(payloads, count, list(range(count)))
+
+
+@given(messages, u32)
+def test_a_message_inside_a_streamed_chunk_reads_as_outside_without_its_xid(
+        message: wire.Message, xid: int) -> None:
+    raw = wire.encode(message)
+    if raw[0] not in wire.IN_CHUNK:
+        return
+    assert wire.strip_xid(wire.with_xid(xid, raw)) == (xid, raw)
