@@ -165,11 +165,10 @@ class _Staged:
     xids: list[int] = field(default_factory=list)
     """Per change, the (sub)transaction of a streamed one that made it (0: not streamed)."""
     simple: list[bytes] = field(default_factory=list)
+    """All of one streamed transaction's chunks (their xid after the tag) or of none."""
     simple_seqs: list[int] = field(default_factory=list)
-    simple_xids: list[int] = field(default_factory=list)
     gone: list[bytes] = field(default_factory=list)  # deletes, likewise decoded together
     gone_seqs: list[int] = field(default_factory=list)
-    gone_xids: list[int] = field(default_factory=list)
     chunks: list[tuple[list[pa.Array], list[int], list[int], str]] = field(
         default_factory=list)
     """Messages decoded together (with the relation layout of their time): their seqs,
@@ -189,8 +188,7 @@ class _Staged:
         converted: kept aside as an error, see ``_Changes._ingest``)."""
         self.rows, self.seqs, self.ops, self.xids, self.chunks = [], [], [], [], []
         if waiting:
-            for waiting_list in (self.simple, self.simple_seqs, self.simple_xids, self.gone,
-                                 self.gone_seqs, self.gone_xids):
+            for waiting_list in (self.simple, self.simple_seqs, self.gone, self.gone_seqs):
                 waiting_list.clear()
 
     def pending(self) -> int:
@@ -376,16 +374,33 @@ class _Changes:
         skip = False
         seq = 0
         values, add, row_change = self._values, staged.add, wire.row_change
-        simple, simple_seqs, simple_xids = staged.simple, staged.simple_seqs, staged.simple_xids
-        gone, gone_seqs, gone_xids = staged.gone, staged.gone_seqs, staged.gone_xids
+        simple, simple_seqs = staged.simple, staged.simple_seqs
+        gone, gone_seqs = staged.gone, staged.gone_seqs
         # how an insert, an update keeping the key or a delete of our relation starts
         insert = update = delete_key = delete_row = b"-"
+        # the same in a streamed chunk, after the tag and the xid
+        chunk_new = chunk_key = chunk_row = b"-"
         keys = [self.sources.index(k) for k in self.keys]
         streamed = self.streamed
         top_of, in_chunk, strip = streamed.top_of, wire.IN_CHUNK, wire.strip_xid
         block = xid = 0  # the streamed chunk's transaction, the message's (sub)transaction
         for data in messages:
             if block and data[0] in in_chunk:
+                tag, rest = data[0], data[5:10]
+                if rest == chunk_new and (tag == 0x49 or tag == 0x55):  # I, U: in bulk
+                    seq += 1
+                    simple.append(data)
+                    simple_seqs.append(seq)
+                    if len(simple) >= STAGE_ROWS:
+                        self._ingest(staged)
+                    continue
+                if tag == 0x44 and rest in (chunk_key, chunk_row):  # D
+                    seq += 1
+                    gone.append(data)
+                    gone_seqs.append(seq)
+                    if len(gone) >= STAGE_ROWS:
+                        self._ingest(staged)
+                    continue
                 xid, data = strip(data)
                 top_of[xid] = block
             head = data[:6]
@@ -395,7 +410,6 @@ class _Changes:
                 seq += 1
                 simple.append(data)
                 simple_seqs.append(seq)
-                simple_xids.append(xid)
                 if len(simple) >= STAGE_ROWS:
                     self._ingest(staged)
                 continue
@@ -405,7 +419,6 @@ class _Changes:
                 seq += 1
                 gone.append(data)
                 gone_seqs.append(seq)
-                gone_xids.append(xid)
                 if len(gone) >= STAGE_ROWS:
                     self._ingest(staged)
                 continue
@@ -469,6 +482,7 @@ class _Changes:
                         ours = relation.relation_id.to_bytes(4, "big")
                         insert, update = b"I" + ours + b"N", b"U" + ours + b"N"
                         delete_key, delete_row = b"D" + ours + b"K", b"D" + ours + b"O"
+                        chunk_new, chunk_key, chunk_row = ours + b"N", ours + b"K", ours + b"O"
                         self.layout = (len(relation.columns), layouts[relation.relation_id])
                     else:
                         others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
@@ -533,13 +547,14 @@ class _Changes:
     def _decode_simple(self, staged: _Staged) -> None:
         """The waiting inserts, key-keeping updates and deletes, decoded together."""
         count, positions = self.layout
-        for payloads, seqs, xids, op in (
-                (staged.simple, staged.simple_seqs, staged.simple_xids, "U"),
-                (staged.gone, staged.gone_seqs, staged.gone_xids, "D")):
+        top = self.batch_top  # the messages are all of this streamed transaction or none
+        for payloads, seqs, op in ((staged.simple, staged.simple_seqs, "U"),
+                                   (staged.gone, staged.gone_seqs, "D")):
             if not payloads:
                 continue
             try:
-                arrays, unchanged = wire.simple_rows(payloads, count, positions)
+                arrays, unchanged = wire.simple_rows(payloads, count, positions,
+                                                     10 if top else 6)
             except wire.ProtocolError as exc:
                 raise SourceError(f"{self.dataset}: slot {self.slot} sent a change that "
                                   f"cannot be read: {exc}") from None
@@ -550,11 +565,13 @@ class _Changes:
                     "PostgreSQL did not send its (TOASTed) value; run ALTER TABLE "
                     f"{self.table.relation} REPLICA IDENTITY FULL so updates carry it, "
                     "then ferry run --full", public=True)
-            staged.chunks.append((arrays, seqs[:], xids[:], op))
+            xids = wire.chunk_xids(payloads) if top else [0] * len(payloads)
+            if top:
+                self.streamed.top_of.update(dict.fromkeys(xids, top))
+            staged.chunks.append((arrays, seqs[:], xids, op))
             staged.total += len(payloads)
             payloads.clear()
             seqs.clear()
-            xids.clear()
 
     def _ingest(self, staged: _Staged) -> None:
         crash_point("cdc-streaming")  # the replication stream is open, the slot held

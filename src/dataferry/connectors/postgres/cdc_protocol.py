@@ -409,19 +409,20 @@ def format_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
-def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
+def simple_rows(payloads: list[bytes], count: int, wanted: list[int], header: int = 6
                 ) -> tuple[list[pa.Array], list[bool]]:
     """Many Insert messages, Updates without an old tuple (``I``/``U``, ``N``) or Deletes
     (``D``, ``K``/``O``): a TupleData of ``count`` columns after the same six bytes,
     decoded at once with numpy: for each position in
     ``wanted``, its values as one binary array (NULL for ``n`` and ``u``) and whether a
     ``u`` (unchanged TOASTed value) was among them. Same checks as ``row_change``; the
-    caller has checked each message's tag and relation."""
+    caller has checked each message's tag and relation. ``header``: 10 for messages of a
+    streamed chunk (their xid after the tag, ``chunk_xids``)."""
     lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
     buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
     ends = np.cumsum(lengths)
-    pos = ends - lengths + 6
-    if (lengths < 8).any():
+    pos = ends - lengths + header
+    if (lengths < header + 2).any():
         raise ProtocolError("a row message ends before its column count")
     counts = (buf[pos].astype(np.int64) << 8) | buf[pos + 1]
     if (counts != count).any():
@@ -470,3 +471,10 @@ def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
                               pa.py_buffer(data)], null_count=int(missing.sum())))
         unchanged_any.append(bool(unchanged.any()))
     return arrays, unchanged_any
+
+
+def chunk_xids(payloads: list[bytes]) -> list[int]:
+    """The xid of each message of a streamed chunk (the four bytes after its tag), at
+    once; the caller has checked each message's length."""
+    heads = np.frombuffer(b"".join(p[1:5] for p in payloads), dtype=">u4")
+    return [int(x) for x in heads.tolist()]
