@@ -478,3 +478,41 @@ def chunk_xids(payloads: list[bytes]) -> list[int]:
     once; the caller has checked each message's length."""
     heads = np.frombuffer(b"".join(p[1:5] for p in payloads), dtype=">u4")
     return [int(x) for x in heads.tolist()]
+
+
+@dataclass(frozen=True)
+class RowKinds:
+    """Which messages of a list are an Insert, an Update without an old tuple or a Delete
+    of one relation (what ``simple_rows`` decodes), outside and inside a streamed chunk
+    (after the tag, the chunk's messages have their xid: the relation id is 4 bytes on)."""
+
+    upserts: np.ndarray
+    deletes: np.ndarray
+    upserts_in_chunk: np.ndarray
+    deletes_in_chunk: np.ndarray
+
+
+def row_kinds(payloads: list[bytes], relation_id: int) -> RowKinds:
+    """``RowKinds`` of ``payloads`` for ``relation_id``, at once with numpy (a message
+    too short for what it claims to be is left to ``simple_rows`` to refuse)."""
+    count = len(payloads)
+    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=count)
+    buf = np.frombuffer(b"".join(payloads) + bytes(10), dtype=np.uint8)
+    starts = np.cumsum(lengths) - lengths
+    tag = buf[starts]
+    relation = [buf[starts + k].astype(np.uint32) for k in range(1, 10)]
+
+    def ours(first: int) -> np.ndarray:
+        found = (relation[first] << 24) | (relation[first + 1] << 16) | \
+            (relation[first + 2] << 8) | relation[first + 3]
+        return np.asarray(found == relation_id)
+
+    out, inside = ours(0), ours(4)
+    kind_out, kind_in = relation[4], relation[8]
+    upsert_tag = (tag == 0x49) | (tag == 0x55)  # I, U
+    delete_tag = tag == 0x44  # D
+    return RowKinds(
+        upserts=upsert_tag & out & (kind_out == 0x4E),
+        deletes=delete_tag & out & ((kind_out == 0x4B) | (kind_out == 0x4F)),
+        upserts_in_chunk=upsert_tag & inside & (kind_in == 0x4E),
+        deletes_in_chunk=delete_tag & inside & ((kind_in == 0x4B) | (kind_in == 0x4F)))
