@@ -198,9 +198,11 @@ def empty(server: str) -> Iterator[str]:
 def test_sigkill_while_a_large_transaction_streams_loses_nothing(
         empty: str, tmp_path: Path, ferry: Callable[..., Result]) -> None:
     execute(empty, DDL.format(amount="float8"))
+    # The run in another process: the database's setting makes its walsender stream.
+    name = fetch(empty, "select current_database()")[0][0]
+    execute(empty, f"alter database {name} set logical_decoding_work_mem = '64kB'")
     root = make_model(tmp_path, empty)
     run(ferry, root)
-    # Past the default STREAM_MEMORY (1MB): the run in another process streams it too.
     with psycopg.connect(empty) as connection:
         connection.execute(insert(1, 12_000))
         connection.execute("update orders set name = 'changed' where id % 7 = 0")

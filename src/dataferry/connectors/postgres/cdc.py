@@ -46,7 +46,6 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +68,7 @@ from dataferry.connectors.postgres.cdc_slots import (
     slot_exists,
     slot_name,
 )
+from dataferry.connectors.postgres.cdc_staging import Bulk, Staged
 from dataferry.connectors.postgres.cdc_stream import SlotStream
 from dataferry.connectors.postgres.cdc_streamed import Streamed
 from dataferry.connectors.postgres.connection import ident, literal
@@ -87,10 +87,11 @@ FETCH_ROWS = 5_000
 STREAMING = True
 """Ask a server of version 14 or later to stream large transactions before their commit
 (pgoutput protocol version 2, ``streaming 'on'``; ``cdc_streamed``)."""
-STREAM_MEMORY = "1MB"
-"""The walsender's ``logical_decoding_work_mem`` for the read: a transaction whose decoded
-changes pass it is streamed in chunks of about this size (the server's default, 64MB,
-would send a 50,000-row transaction only at its commit)."""
+STREAM_MEMORY: str | None = None
+"""The walsender's ``logical_decoding_work_mem`` for the read (None: the server's own,
+64MB by default): a transaction whose decoded changes pass it is streamed in chunks of
+about this size. Lower values (1MB, 8MB) made the 50,000-change run of ``bench/cdc.py``
+no faster on a 2-core machine, often slower (docs/performance.md)."""
 _TEXT_SESSION = (
     "set time zone 'UTC'",
     "set datestyle = 'ISO, YMD'",
@@ -151,106 +152,6 @@ def _snapshot(source: PostgresSource, request: ReadRequest, table: Table, slot: 
                      warnings=warnings + read.warnings, snapshot=True)
 
 
-@dataclass
-class _Staged:
-    """Decoded changes on their way to the staging table (text values) or, with
-    ``convert`` (binary values), to memory or a local Parquet file. Inserts and updates
-    that kept their key (most changes) wait as raw messages and are decoded together
-    (``wire.simple_rows``); the others are decoded one by one into ``rows``."""
-
-    columns: list[str]  # the source columns staged (declared ones), in order
-    convert: Callable[[int, pa.Array], pa.Array] | None = None
-    """Binary values: (column index, its values as binary) -> the column as a table read
-    gives it."""
-    rows: list[list[bytes | None]] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)
-    ops: list[str] = field(default_factory=list)
-    xids: list[int] = field(default_factory=list)
-    """Per change, the (sub)transaction of a streamed one that made it (0: not streamed)."""
-    simple: list[bytes] = field(default_factory=list)
-    """All of one streamed transaction's chunks (their xid after the tag) or of none."""
-    simple_seqs: list[int] = field(default_factory=list)
-    gone: list[bytes] = field(default_factory=list)  # deletes, likewise decoded together
-    gone_seqs: list[int] = field(default_factory=list)
-    chunks: list[tuple[list[pa.Array], list[int], list[int], str]] = field(
-        default_factory=list)
-    """Messages decoded together (with the relation layout of their time): their seqs,
-    xids and op."""
-    total: int = 0
-
-    def add(self, seq: int, op: str, values: list[bytes | None], xid: int) -> None:
-        self.seqs.append(seq)
-        self.ops.append(op)
-        self.rows.append(values)
-        self.xids.append(xid)
-        self.total += 1
-
-    def clear(self, *, waiting: bool = False) -> None:
-        """Forget the decoded changes not taken yet, and with ``waiting`` the messages
-        waiting to be decoded (a streamed transaction's batch that could not be
-        converted: kept aside as an error, see ``_Changes._ingest``)."""
-        self.rows, self.seqs, self.ops, self.xids, self.chunks = [], [], [], [], []
-        if waiting:
-            for waiting_list in (self.simple, self.simple_seqs, self.gone, self.gone_seqs):
-                waiting_list.clear()
-
-    def pending(self) -> int:
-        return len(self.rows) + len(self.simple) + len(self.gone) + sum(
-            len(c[1]) for c in self.chunks)
-
-    def take(self) -> pa.Table:
-        assert not self.simple and not self.gone, "decode the waiting messages first"
-        columns: list[list[pa.Array]] = [
-            [pa.array([row[i] for row in self.rows], pa.binary())]
-            for i in range(len(self.columns))]
-        seqs, xids, ops = [self.seqs], [self.xids], [pa.array(self.ops, pa.string())]
-        for arrays, chunk_seqs, chunk_xids, op in self.chunks:
-            for i, array in enumerate(arrays):
-                columns[i].append(array)
-            seqs.append(chunk_seqs)
-            xids.append(chunk_xids)
-            ops.append(pa.array([op] * len(chunk_seqs), pa.string()))
-        convert = self.convert
-        table: dict[str, pa.Array] = {}
-        for i, parts in enumerate(columns):
-            if any(part.type != pa.binary() for part in parts):
-                parts = [part.cast(pa.large_binary()) for part in parts]
-            values = pa.concat_arrays(parts)
-            # text values: the server's UTF-8, checked by the cast
-            table[f"c{i}"] = values.cast(pa.string()) if convert is None else \
-                convert(i, values)
-        table["_ferry_seq"] = pa.array([s for part in seqs for s in part], pa.int64())
-        table["_ferry_op"] = pa.concat_arrays(ops)
-        table["_ferry_xid"] = pa.array([x for part in xids for x in part], pa.int64())
-        self.clear()
-        return pa.table(table)
-
-
-class _Bulk:
-    """Where, in a list of messages, runs of our relation's inserts, key-keeping updates
-    and deletes start and end (outside a streamed chunk and inside one)."""
-
-    def __init__(self, kinds: wire.RowKinds, count: int) -> None:
-        self.rows = kinds
-        self.count = count
-        self.stops: dict[bool, np.ndarray] = {}
-
-    def kinds(self, in_chunk: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(upserts, deletes) masks."""
-        if in_chunk:
-            return self.rows.upserts_in_chunk, self.rows.deletes_in_chunk
-        return self.rows.upserts, self.rows.deletes
-
-    def until(self, start: int, in_chunk: bool) -> int:
-        """The first message from ``start`` on that is not one of them."""
-        stops = self.stops.get(in_chunk)
-        if stops is None:
-            upserts, deletes = self.kinds(in_chunk)
-            stops = self.stops[in_chunk] = np.flatnonzero(~(upserts | deletes))
-        found = int(np.searchsorted(stops, start))
-        return int(stops[found]) if found < len(stops) else self.count
-
-
 class _Changes:
     """One run's read of the slot (see the module docstring)."""
 
@@ -295,7 +196,7 @@ class _Changes:
             self.stream = SlotStream(self.source.server.connect_replication(), self.slot,
                                      self.source.server.what)
             self.decoders = self._decoders()
-            staged = _Staged(list(self.sources),
+            staged = Staged(list(self.sources),
                              None if self.decoders is None else self._convert)
             if self.decoders is None:
                 self.session = self.source._open(len(self.plans), autocommit=False)
@@ -360,7 +261,7 @@ class _Changes:
 
     # -- reading the slot ------------------------------------------------------------
 
-    def _stage(self, staged: _Staged, work: Path) -> int:
+    def _stage(self, staged: Staged, work: Path) -> int:
         """Decode the slot's changes into the staging table (or the local spill file); the
         position read up to."""
         if self.session is not None:
@@ -382,7 +283,7 @@ class _Changes:
         try:
             for setting in _TEXT_SESSION:
                 stream.setting(setting)
-            if streaming:
+            if streaming and STREAM_MEMORY:
                 stream.setting(f"set logical_decoding_work_mem = '{STREAM_MEMORY}'")
             upto = stream.flushed()
             stream.start(self.start, options)
@@ -396,7 +297,7 @@ class _Changes:
         self.truncated_at = self.streamed.truncated_at()
         return upto
 
-    def _decode(self, batches: Iterator[list[bytes]], staged: _Staged) -> None:
+    def _decode(self, batches: Iterator[list[bytes]], staged: Staged) -> None:
         """Stage the changes of the messages, a list at a time: the inserts, key-keeping
         updates and deletes of our relation (nearly all of them) are found with numpy
         (``wire.row_kinds``) and left to be decoded together (``_decode_simple``); every
@@ -414,7 +315,7 @@ class _Changes:
         block = xid = 0  # the streamed chunk's transaction, the message's (sub)transaction
         for batch in batches:
             count = len(batch)
-            bulk = None if ours is None else _Bulk(wire.row_kinds(batch, ours), count)
+            bulk = None if ours is None else Bulk(wire.row_kinds(batch, ours), count)
             at = 0
             while at < count:
                 if bulk is not None:
@@ -487,7 +388,7 @@ class _Changes:
                             self.layout = (len(relation.columns),
                                            layouts[relation.relation_id])
                             ours = relation.relation_id
-                            bulk = _Bulk(wire.row_kinds(batch, ours), count)
+                            bulk = Bulk(wire.row_kinds(batch, ours), count)
                         else:
                             others[relation.relation_id] = \
                                 f"{relation.namespace}.{relation.name}"
@@ -496,8 +397,8 @@ class _Changes:
                         streamed.truncates.append((seq, xid))
             base += 2 * count
 
-    def _take_bulk(self, batch: list[bytes], start: int, stop: int, base: int, bulk: _Bulk,
-                   in_chunk: bool, staged: _Staged) -> None:
+    def _take_bulk(self, batch: list[bytes], start: int, stop: int, base: int, bulk: Bulk,
+                   in_chunk: bool, staged: Staged) -> None:
         """Messages ``start`` to ``stop`` of ``batch``, all of them inserts, key-keeping
         updates or deletes of our relation: left to be decoded together."""
         upserts, _ = bulk.kinds(in_chunk)
@@ -514,7 +415,7 @@ class _Changes:
         if len(staged.simple) >= STAGE_ROWS or len(staged.gone) >= STAGE_ROWS:
             self._ingest(staged)
 
-    def _batch_of(self, staged: _Staged, top: int) -> None:
+    def _batch_of(self, staged: Staged, top: int) -> None:
         """The staged changes are about to come from transaction ``top`` (0: transactions
         sent at their commit): a batch holds one streamed transaction's changes or none,
         so a value of an aborted one that does not fit never stops the run."""
@@ -568,7 +469,7 @@ class _Changes:
             out = [None if v is wire.UNCHANGED else v for v in out]
         return out  # type: ignore[return-value]
 
-    def _decode_simple(self, staged: _Staged) -> None:
+    def _decode_simple(self, staged: Staged) -> None:
         """The waiting inserts, key-keeping updates and deletes, decoded together."""
         count, positions = self.layout
         top = self.batch_top  # the messages are all of this streamed transaction or none
@@ -597,7 +498,7 @@ class _Changes:
             payloads.clear()
             seqs.clear()
 
-    def _ingest(self, staged: _Staged) -> None:
+    def _ingest(self, staged: Staged) -> None:
         crash_point("cdc-streaming")  # the replication stream is open, the slot held
         try:
             self._decode_simple(staged)
