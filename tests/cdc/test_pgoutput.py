@@ -170,34 +170,3 @@ def test_simple_rows_of_a_streamed_chunk_decode_as_outside_it(
     assert [a.to_pylist() for a in inside[0]] == [a.to_pylist() for a in outside[0]]
     assert inside[1] == outside[1]
     assert wire.chunk_xids(chunk) == xids
-
-
-small_tuples = st.lists(values, max_size=3).map(tuple)
-listed = st.one_of(
-    st.builds(wire.Insert, st.integers(1, 2), small_tuples),
-    st.builds(wire.Update, st.integers(1, 2), st.none(), st.none(), small_tuples),
-    st.builds(wire.Update, st.integers(1, 2), small_tuples, st.just("K"), small_tuples),
-    st.builds(wire.Delete, st.integers(1, 2), small_tuples, st.sampled_from("KO")),
-    st.builds(wire.Begin, u64, i64, u32),
-    st.just(wire.StreamStop()),
-    st.builds(wire.Truncate, st.integers(0, 3), st.lists(st.integers(1, 2), max_size=2)
-              .map(tuple)),
-)
-
-
-@given(st.lists(st.tuples(listed, st.none() | u32), max_size=12), st.integers(1, 2))
-def test_row_kinds_finds_what_row_change_reads_one_by_one(
-        messages: list[tuple[wire.Message, int | None]], relation_id: int) -> None:
-    payloads = [wire.encode(m) if xid is None or wire.encode(m)[0] not in wire.IN_CHUNK
-                else wire.with_xid(xid, wire.encode(m)) for m, xid in messages]
-    kinds = wire.row_kinds(payloads, relation_id)
-    for index, ((message, xid), payload) in enumerate(zip(messages, payloads, strict=True)):
-        chunked = xid is not None and payload[0] in wire.IN_CHUNK
-        plain = wire.strip_xid(payload)[1] if chunked else payload
-        change = wire.row_change(plain) if plain[:1] in (b"I", b"U", b"D") else None
-        ours = change is not None and change[1] == relation_id
-        upsert = ours and change is not None and change[2] is None and change[0] in "IU"
-        delete = ours and change is not None and change[0] == "D"
-        upserts = kinds.upserts_in_chunk if chunked else kinds.upserts
-        deletes = kinds.deletes_in_chunk if chunked else kinds.deletes
-        assert (bool(upserts[index]), bool(deletes[index])) == (upsert, delete), message

@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import adbc_driver_manager
-import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,7 +67,7 @@ from dataferry.connectors.postgres.cdc_slots import (
     slot_exists,
     slot_name,
 )
-from dataferry.connectors.postgres.cdc_staging import Bulk, Staged
+from dataferry.connectors.postgres.cdc_staging import Staged
 from dataferry.connectors.postgres.cdc_stream import SlotStream
 from dataferry.connectors.postgres.cdc_streamed import Streamed
 from dataferry.connectors.postgres.connection import ident, literal
@@ -297,123 +296,127 @@ class _Changes:
         self.truncated_at = self.streamed.truncated_at()
         return upto
 
-    def _decode(self, batches: Iterator[list[bytes]], staged: Staged) -> None:
-        """Stage the changes of the messages, a list at a time: the inserts, key-keeping
-        updates and deletes of our relation (nearly all of them) are found with numpy
-        (``wire.row_kinds``) and left to be decoded together (``_decode_simple``); every
-        other message is read here, one by one, in order."""
+    def _decode(self, messages: Iterator[bytes], staged: Staged) -> None:
         layouts: dict[int, list[int]] = {}  # our relation -> its position of each column
         others: dict[int, str] = {}  # relations the publication should not have sent
         skip = False
-        base = 0  # the seq of the list's first message (two a message: a key change
-        # is a delete and an upsert); a later change of a key has a higher seq
+        seq = 0
         values, add, row_change = self._values, staged.add, wire.row_change
-        ours: int | None = None  # our relation's id
+        simple, simple_seqs = staged.simple, staged.simple_seqs
+        gone, gone_seqs = staged.gone, staged.gone_seqs
+        # how an insert, an update keeping the key or a delete of our relation starts
+        insert = update = delete_key = delete_row = b"-"
+        # the same in a streamed chunk, after the tag and the xid
+        chunk_new = chunk_key = chunk_row = b"-"
         keys = [self.sources.index(k) for k in self.keys]
         streamed = self.streamed
         top_of, in_chunk, strip = streamed.top_of, wire.IN_CHUNK, wire.strip_xid
         block = xid = 0  # the streamed chunk's transaction, the message's (sub)transaction
-        for batch in batches:
-            count = len(batch)
-            bulk = None if ours is None else Bulk(wire.row_kinds(batch, ours), count)
-            at = 0
-            while at < count:
-                if bulk is not None:
-                    until = bulk.until(at, bool(block))
-                    if until > at:
-                        if not skip:
-                            self._take_bulk(batch, at, until, base, bulk, bool(block), staged)
-                        at = until
-                        continue
-                data = batch[at]
-                seq = base + 2 * at
-                at += 1
-                if block and data[0] in in_chunk:
-                    xid, data = strip(data)
-                    top_of[xid] = block
-                change = row_change(data)  # rows one by one, without message objects
-                if change is not None:
-                    if skip:
-                        continue
-                    _, relation_id, old, old_kind, new = change
-                    positions = layouts.get(relation_id)
-                    if positions is None:
-                        raise SourceError(
-                            f"{self.dataset}: publication {self.slot} sent changes of "
-                            f"{others.get(relation_id, 'an unknown table')}, not of "
-                            f"{self.table.schema}.{self.table.name}; run ferry run --full "
-                            "(it sets the publication to the table again)", public=True)
-                    if old is None:  # an insert, or an update that kept the key
-                        assert new is not None
-                        add(seq, "U", values(new, positions), xid)
-                    elif new is None:  # a delete
-                        add(seq, "D", values(old, positions, key_only=True), xid)
-                    else:  # an update with the old key (K) or row (O)
-                        if old_kind == "O":
-                            new = tuple(o if n is wire.UNCHANGED else n
-                                        for o, n in zip(old, new, strict=True))
-                        before = values(old, positions, key_only=True)
-                        after = values(new, positions)
-                        if any(before[k] != after[k] for k in keys):  # the key changed
-                            add(seq, "D", before, xid)
-                        add(seq + 1, "U", after, xid)
-                    if staged.pending() >= STAGE_ROWS:
+        for data in messages:
+            if block and data[0] in in_chunk:
+                tag, rest = data[0], data[5:10]
+                if rest == chunk_new and (tag == 0x49 or tag == 0x55):  # I, U: in bulk
+                    seq += 1
+                    simple.append(data)
+                    simple_seqs.append(seq)
+                    if len(simple) >= STAGE_ROWS:
                         self._ingest(staged)
                     continue
-                match wire.decode(data):
-                    case wire.Begin(final_lsn=final_lsn):
-                        skip = final_lsn < self.start  # the head has this transaction
-                        self._batch_of(staged, 0)
-                    case wire.Commit():
-                        self.transactions += 0 if skip else 1
-                    case wire.StreamStart(xid=top):
-                        block, skip = top, False
-                        self._batch_of(staged, top)
-                    case wire.StreamStop():
-                        block = xid = 0
-                    case wire.StreamCommit(xid=top, commit_lsn=commit_lsn):
-                        if commit_lsn >= self.start:  # else the head has it (not dropped)
-                            if self.batch_top == top and staged.pending():
-                                self._ingest(staged)  # a value that does not fit stops it
-                            streamed.commit(top)
-                            self.transactions += 1
-                    case wire.StreamAbort(xid=top, subxid=subxid):
-                        streamed.abort(top, subxid)
-                    case wire.Relation() as relation:
-                        if (relation.namespace, relation.name) == (self.table.schema,
-                                                                   self.table.name):
-                            self._decode_simple(staged)  # with the layout they came with
-                            layouts[relation.relation_id] = [
-                                position for position, _ in self._layout(relation)]
-                            self.layout = (len(relation.columns),
-                                           layouts[relation.relation_id])
-                            ours = relation.relation_id
-                            bulk = Bulk(wire.row_kinds(batch, ours), count)
-                        else:
-                            others[relation.relation_id] = \
-                                f"{relation.namespace}.{relation.name}"
-                    case wire.Truncate(relation_ids=ids) if not skip and \
-                            set(layouts) & set(ids):
-                        streamed.truncates.append((seq, xid))
-            base += 2 * count
-
-    def _take_bulk(self, batch: list[bytes], start: int, stop: int, base: int, bulk: Bulk,
-                   in_chunk: bool, staged: Staged) -> None:
-        """Messages ``start`` to ``stop`` of ``batch``, all of them inserts, key-keeping
-        updates or deletes of our relation: left to be decoded together."""
-        upserts, _ = bulk.kinds(in_chunk)
-        part = upserts[start:stop]
-        if part.all():
-            staged.simple.extend(batch[start:stop])
-            staged.simple_seqs.extend(range(base + 2 * start, base + 2 * stop, 2))
-        else:
-            for found, seqs, chosen in ((staged.simple, staged.simple_seqs, part),
-                                        (staged.gone, staged.gone_seqs, ~part)):
-                index = (np.flatnonzero(chosen) + start).tolist()
-                found.extend([batch[i] for i in index])
-                seqs.extend([base + 2 * i for i in index])
-        if len(staged.simple) >= STAGE_ROWS or len(staged.gone) >= STAGE_ROWS:
-            self._ingest(staged)
+                if tag == 0x44 and rest in (chunk_key, chunk_row):  # D
+                    seq += 1
+                    gone.append(data)
+                    gone_seqs.append(seq)
+                    if len(gone) >= STAGE_ROWS:
+                        self._ingest(staged)
+                    continue
+                xid, data = strip(data)
+                top_of[xid] = block
+            head = data[:6]
+            if head in (update, insert):
+                if skip:  # an insert or an update that kept the key: decoded in bulk
+                    continue
+                seq += 1
+                simple.append(data)
+                simple_seqs.append(seq)
+                if len(simple) >= STAGE_ROWS:
+                    self._ingest(staged)
+                continue
+            if head in (delete_key, delete_row):
+                if skip:
+                    continue
+                seq += 1
+                gone.append(data)
+                gone_seqs.append(seq)
+                if len(gone) >= STAGE_ROWS:
+                    self._ingest(staged)
+                continue
+            change = row_change(data)  # rows one by one, without message objects
+            if change is not None:
+                if skip:
+                    continue
+                _, relation_id, old, old_kind, new = change
+                positions = layouts.get(relation_id)
+                if positions is None:
+                    raise SourceError(
+                        f"{self.dataset}: publication {self.slot} sent changes of "
+                        f"{others.get(relation_id, 'an unknown table')}, not of "
+                        f"{self.table.schema}.{self.table.name}; run ferry run --full "
+                        "(it sets the publication to the table again)", public=True)
+                seq += 1
+                if old is None:  # an insert, or an update that kept the key
+                    assert new is not None
+                    add(seq, "U", values(new, positions), xid)
+                elif new is None:  # a delete
+                    add(seq, "D", values(old, positions, key_only=True), xid)
+                    continue
+                else:  # an update with the old key (K) or row (O)
+                    if old_kind == "O":
+                        new = tuple(o if n is wire.UNCHANGED else n
+                                    for o, n in zip(old, new, strict=True))
+                    before = values(old, positions, key_only=True)
+                    after = values(new, positions)
+                    if any(before[k] != after[k] for k in keys):  # the key changed
+                        add(seq, "D", before, xid)
+                        seq += 1
+                    add(seq, "U", after, xid)
+                if staged.pending() >= STAGE_ROWS:
+                    self._ingest(staged)
+                continue
+            match wire.decode(data):
+                case wire.Begin(final_lsn=final_lsn):
+                    skip = final_lsn < self.start  # the head has this transaction
+                    self._batch_of(staged, 0)
+                case wire.Commit():
+                    self.transactions += 0 if skip else 1
+                case wire.StreamStart(xid=top):
+                    block, skip = top, False
+                    self._batch_of(staged, top)
+                case wire.StreamStop():
+                    block = xid = 0
+                case wire.StreamCommit(xid=top, commit_lsn=commit_lsn):
+                    if commit_lsn >= self.start:  # else the head has it (not dropped)
+                        if self.batch_top == top and staged.pending():
+                            self._ingest(staged)  # a value that does not fit stops it now
+                        streamed.commit(top)
+                        self.transactions += 1
+                case wire.StreamAbort(xid=top, subxid=subxid):
+                    streamed.abort(top, subxid)
+                case wire.Relation() as relation:
+                    if (relation.namespace, relation.name) == (self.table.schema,
+                                                               self.table.name):
+                        self._decode_simple(staged)  # with the layout they came with
+                        layouts[relation.relation_id] = [
+                            position for position, _ in self._layout(relation)]
+                        ours = relation.relation_id.to_bytes(4, "big")
+                        insert, update = b"I" + ours + b"N", b"U" + ours + b"N"
+                        delete_key, delete_row = b"D" + ours + b"K", b"D" + ours + b"O"
+                        chunk_new, chunk_key, chunk_row = ours + b"N", ours + b"K", ours + b"O"
+                        self.layout = (len(relation.columns), layouts[relation.relation_id])
+                    else:
+                        others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
+                case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
+                    seq += 1
+                    streamed.truncates.append((seq, xid))
 
     def _batch_of(self, staged: Staged, top: int) -> None:
         """The staged changes are about to come from transaction ``top`` (0: transactions

@@ -1,17 +1,12 @@
 """What a change read holds between the slot's messages and its result
-(``connectors/postgres/cdc.py``): the changes decoded so far (``Staged``) and, in a list of
-messages, where the runs of the relation's row messages that are decoded together lie
-(``Bulk``)."""
+(``connectors/postgres/cdc.py``): the changes decoded so far (``Staged``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
-
-from dataferry.connectors.postgres import cdc_protocol as wire
 
 
 @dataclass
@@ -87,28 +82,3 @@ class Staged:
         table["_ferry_xid"] = pa.array([x for part in xids for x in part], pa.int64())
         self.clear()
         return pa.table(table)
-
-
-class Bulk:
-    """Where, in a list of messages, runs of our relation's inserts, key-keeping updates
-    and deletes start and end (outside a streamed chunk and inside one)."""
-
-    def __init__(self, kinds: wire.RowKinds, count: int) -> None:
-        self.rows = kinds
-        self.count = count
-        self.stops: dict[bool, np.ndarray] = {}
-
-    def kinds(self, in_chunk: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(upserts, deletes) masks."""
-        if in_chunk:
-            return self.rows.upserts_in_chunk, self.rows.deletes_in_chunk
-        return self.rows.upserts, self.rows.deletes
-
-    def until(self, start: int, in_chunk: bool) -> int:
-        """The first message from ``start`` on that is not one of them."""
-        stops = self.stops.get(in_chunk)
-        if stops is None:
-            upserts, deletes = self.kinds(in_chunk)
-            stops = self.stops[in_chunk] = np.flatnonzero(~(upserts | deletes))
-        found = int(np.searchsorted(stops, start))
-        return int(stops[found]) if found < len(stops) else self.count

@@ -37,8 +37,6 @@ from psycopg import pq
 from dataferry.connectors.postgres.cdc_protocol import format_lsn, parse_lsn
 from dataferry.errors import FerryError, SourceError, TransientError
 
-BATCH = 4096
-"""Messages handed over together at most (``SlotStream.messages``)."""
 IDLE_SECONDS = 0.5
 """Without a message for this long while reading, ask the walsender where it is."""
 ACTIVE_SECONDS = 30.0
@@ -93,28 +91,22 @@ class SlotStream:
         self.streaming = True
         self.received = max(self.received, start)
 
-    def messages(self, upto: int, batch: int = BATCH) -> Iterator[list[bytes]]:
-        """The pgoutput messages of the transactions that commit before ``upto``, in lists
-        of up to ``batch`` (what has arrived, without waiting for more: the caller
-        decodes them together); then the stream is ended (``stop``)."""
+    def messages(self, upto: int) -> Iterator[bytes]:
+        """The pgoutput messages of the transactions that commit before ``upto``; then the
+        stream is ended (``stop``)."""
         pgconn = self.pgconn
-        found: list[bytes] = []
-        add = found.append
         while True:
             size, data = pgconn.get_copy_data(1)
             if size > 0:
                 kind = data[0]
                 if kind == 0x77:  # w: XLogData
-                    tag = data[25] if size > 25 else 0
-                    if tag == 0x42 or tag == 0x63:  # B: a Begin, c: a Stream Commit
-                        at = 26 if tag == 0x42 else 31
-                        if size >= at + 8 and _BEGIN_LSN.unpack_from(data, at)[0] >= upto:
-                            break  # the first transaction of the next run
-                    add(bytes(data[25:]))
-                    if len(found) >= batch:
-                        yield found
-                        found = []
-                        add = found.append
+                    if size > 25 and data[25] == 0x42 and \
+                            _BEGIN_LSN.unpack_from(data, 26)[0] >= upto:  # B: a Begin
+                        break  # the first transaction of the next run
+                    if size > 38 and data[25] == 0x63 and \
+                            _BEGIN_LSN.unpack_from(data, 31)[0] >= upto:  # c: Stream Commit
+                        break  # a streamed transaction of the next run
+                    yield bytes(data[25:])
                 elif kind == 0x6B:  # k: keepalive
                     end, _, reply = _KEEPALIVE.unpack_from(data, 1)
                     self.received = max(self.received, end)
@@ -124,16 +116,10 @@ class SlotStream:
                         self._status(reply=False)
                 continue
             if size == 0:
-                if found:  # decode what came while more is on its way
-                    yield found
-                    found = []
-                    add = found.append
                 if not self._wait(IDLE_SECONDS):
                     self._status(reply=True)
                 continue
             raise self._lost()
-        if found:
-            yield found
         self.stop()
 
     def stop(self, confirm: int = 0) -> None:
