@@ -188,6 +188,25 @@ def test_a_held_transaction_whose_binlog_was_purged_says_what_to_do(
                in p.message for p in problems), problems
 
 
+def test_a_read_of_only_a_held_transactions_rollback_is_not_skipped_later(
+        server: PrivateServer, database: str) -> None:
+    server.execute(ITEMS_DDL, database=database)
+    src = source(server, database)
+    start, _, _ = changes(src, ITEMS, None)
+    prepare(server, database, "'rb'", "INSERT INTO items VALUES (1, 'rb', 1)")
+    server.execute("INSERT INTO items VALUES (2, 'plain', 2)", database=database)
+    first, _, _ = changes(src, ITEMS, start.position)
+    assert len(first.position["xa_prepared"]) == 1
+    server.execute("XA ROLLBACK 'rb'")
+    idle, rows, deleted = changes(src, ITEMS, first.position)
+    assert rows == {} and deleted == []  # no version: the head keeps first.position
+    idle.acknowledge()  # must not note the range as holding nothing of the table
+    server.execute("INSERT INTO items VALUES (3, 'plain', 3)", database=database)
+    later, rows, _ = changes(src, ITEMS, first.position)
+    assert rows == {3: {"id": 3, "name": "plain", "qty": 3}}
+    assert "xa_prepared" not in later.position
+
+
 # --- SIGKILL between runs ---------------------------------------------------------------
 
 _RUN = """

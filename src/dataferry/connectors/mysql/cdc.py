@@ -289,6 +289,7 @@ class BinlogCapture:
             only_schemas=[table.database], only_tables=[table.name], enable_logging=False)
         gtid = start.gtid
         held = {xa.xid: xa for xa in start.held}
+        folded: dict[str, str] = {}  # held XA prepared in this read -> its rows' fold group
         prepared: tuple[int, str] | None = None  # the XA PREPARE group being read: start, GTID
         prepared_rows = 0
         rows = 0
@@ -298,14 +299,15 @@ class BinlogCapture:
                     gtid = str(event.gtid)
                     prepared = ((event_start(event), gtid)
                                 if event.flags & XA_PREPARED_FLAG else None)
+                    fold.group = None if prepared is None else gtid  # held (cdc_xa.py)
                     prepared_rows = 0
                     continue
                 if isinstance(event, RotateEvent):
                     continue
                 if isinstance(event, _ROW_EVENTS):
                     if event.schema == table.database and event.table == table.name:
-                        if prepared is not None:  # held until its XA COMMIT (cdc_xa.py)
-                            prepared_rows += len(event.rows)
+                        if prepared is not None:
+                            prepared_rows += self._apply(event, table, request, fold)
                         else:
                             rows += self._apply(event, table, request, fold)
                     continue
@@ -316,15 +318,21 @@ class BinlogCapture:
                     decision = xa_decision(event.query)
                     if decision is not None and decision[0] in held:
                         decided = held.pop(decision[0])
-                        if decision[1]:
+                        group = folded.pop(decided.xid, None)
+                        if group is not None:  # prepared in this read: its rows are here
+                            (fold.publish_held if decision[1] else fold.drop_held)(group)
+                        elif decision[1]:  # prepared in an earlier read: read them again
                             rows += self._read_prepared(request, table, decided, fold)
+                        rows += 1  # a decision of the table's: never noted as idle
                 elif isinstance(event, XAPrepareEvent) and prepared is not None:
+                    fold.group = None
                     xa = PreparedXa(prepared_xid(event), stream.log_file, *prepared)
                     if event.one_phase:  # MySQL's XA COMMIT ONE PHASE: committed here
-                        rows += self._read_prepared(request, table, xa, fold)
+                        fold.publish_held(prepared[1])
                     elif prepared_rows:
                         held[xa.xid] = xa
-                        rows += prepared_rows  # events of the table: no idle note
+                        folded[xa.xid] = prepared[1]
+                    rows += prepared_rows  # events of the table: no idle note
                     prepared = None
                 # XID, COMMIT, XA PREPARE, XA COMMIT or a DDL statement: a group ended here.
                 fold.commit()
@@ -359,8 +367,8 @@ class BinlogCapture:
 
     def _read_prepared(self, request: ReadRequest, table: Table, xa: PreparedXa,
                        fold: ChangeFold) -> int:
-        """Fold the rows of a prepared XA transaction, read again where it was prepared,
-        now that its XA COMMIT was read."""
+        """Fold the rows of a prepared XA transaction of an earlier read, read again where
+        it was prepared, now that its XA COMMIT was read."""
         try:
             return read_prepared(self._settings(), xa, table.database, table.name,
                                  lambda event: self._apply(event, table, request,

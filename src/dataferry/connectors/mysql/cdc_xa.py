@@ -9,12 +9,13 @@ ordinary transaction (``BEGIN``, rows, ``XID``). python-mysql-replication reads 
 (``XAPrepareEvent`` carries the xid; the GTID event's ``flags`` the XA flag), it only does not
 tie a decision to the rows it decides.
 
-A read therefore skips the rows of a prepared transaction where they stand and notes where
-its group starts (``PreparedXa``); the note travels in the position the version records
-(``xa_prepared`` in the signed manifest), so a restart or a SIGKILL loses nothing, and the
-position may move past the group. When the ``XA COMMIT`` is read, the rows are read again
-from the binlog at the noted place and folded at the commit's place in the order of
-transactions; an ``XA ROLLBACK`` drops the note. The binlog is the durable copy of the
+A read therefore folds the rows of a prepared transaction aside (``ChangeFold.group``) and
+notes where its group starts (``PreparedXa``); the note travels in the position the
+version records (``xa_prepared`` in the signed manifest), so a restart or a SIGKILL loses
+nothing, and the position may move past the group. When the ``XA COMMIT`` is read, the
+rows take effect at the commit's place in the order of transactions: those folded aside
+in the same read, or, for a transaction prepared in an earlier read, the rows read again
+from the binlog at the noted place. An ``XA ROLLBACK`` drops them and the note. The binlog is the durable copy of the
 rows: a held transaction whose binlog file the server purged fails the read with what to
 do, as a purged position does.
 """
