@@ -196,7 +196,7 @@ class _Changes:
                                      self.source.server.what)
             self.decoders = self._decoders()
             staged = Staged(list(self.sources),
-                             None if self.decoders is None else self._convert)
+                            None if self.decoders is None else self._convert)
             if self.decoders is None:
                 self.session = self.source._open(len(self.plans), autocommit=False)
             upto = self._stage(staged, work)
