@@ -32,7 +32,7 @@ from dataferry.model.graph import ModelIndex
 from dataferry.model.spec import Transformer, duration_seconds
 from dataferry.server.authz import RowAccess
 from dataferry.server.catalog_search import SearchIndex
-from dataferry.store.dataset import DatasetStore, Version, declared_types
+from dataferry.store.dataset import SIG, DatasetStore, Version, declared_types
 from dataferry.store.duck import cast_batches, ident, spilling
 from dataferry.store.files import json_value
 from dataferry.store.manifest import Manifest
@@ -124,18 +124,25 @@ class _HeadCache:
         self._entries: dict[str, tuple[tuple[int, int], _Head | None]] = {}
         self._lock = threading.Lock()
 
-    def head(self, dataset: DatasetStore) -> _Head | None:
-        directory = dataset.sig / "m"
+    def head(self, store: Store, ref: str) -> _Head | None:
+        # A local store's directory is a string away; only a miss builds the dataset. In a
+        # bucket, building it is what brings its mirror in step, so it comes first.
+        dataset = None if store.remote is None else store.dataset(ref)
+        if dataset is None:
+            team, _, name = ref.partition(".")
+            key = os.path.join(store.root, team, name, SIG, "m")
+        else:
+            key = str(dataset.sig / "m")
         try:
-            stat = os.stat(directory)
+            stat = os.stat(key)
         except OSError:
             return None
-        stamp, key = (stat.st_ino, stat.st_mtime_ns), str(directory)
+        stamp = (stat.st_ino, stat.st_mtime_ns)
         with self._lock:
             hit = self._entries.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        head = _read_head(dataset)
+        head = _read_head(dataset or store.dataset(ref))
         if time.time_ns() - stat.st_mtime_ns > self._RACY_NS:
             with self._lock:
                 if len(self._entries) >= self._MAX:
@@ -172,7 +179,7 @@ def list_datasets(index: ModelIndex, store: Store, search: str | None = None,
     start = max(offset, 0)
     for i in hits[start:start + max(limit, 0)].tolist():
         summary = listed.summaries[i]
-        head = _HEADS.head(store.dataset(summary.ref))
+        head = _HEADS.head(store, summary.ref)
         page.append(summary if head is None else replace(
             summary, version=head[0], rows=head[1], updated_at=head[2]))
     return page, len(hits)
