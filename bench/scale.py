@@ -136,10 +136,10 @@ def measure(size: int, seconds: float, tick: bool, search_only: bool = False
             result["bad"] = float(sum(1 for s in load["statuses"] if s != 200))
             result["rss"] = rss_mib(server.pid)
             result["serve_cpu"] = server_cpu(server.pid)
-            progress(size, f"search p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
-                     f"{result['cpu_per_request']:.2f} ms of server CPU a request, serve "
-                     f"{result['rss_idle']:.0f} MiB before the load, {result['rss']:.0f} MiB "
-                     "after; server start-up and load", 0.0, result["serve_cpu"])
+            print(f"  {size:,}: search p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
+                  f"{result['cpu_per_request']:.2f} ms of server CPU a request; serve "
+                  f"{result['rss_idle']:.0f} MiB before the load, {result['rss']:.0f} MiB "
+                  f"after; load average {os.getloadavg()[0]:.1f}", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=60)

@@ -128,9 +128,9 @@ class _HeadCache:
         # A local store's directory is a string away; only a miss builds the dataset. In a
         # bucket, building it is what brings its mirror in step, so it comes first.
         dataset = None if store.remote is None else store.dataset(ref)
-        if dataset is None:
-            team, _, name = ref.partition(".")
-            key = os.path.join(store.root, team, name, SIG, "m")
+        if dataset is None:  # DatasetStore's layout: <root>/<team>/<name>/_sig/m
+            base = os.path.join(store.root, "")  # with one separator at the end
+            key = f"{base}{ref.replace('.', os.sep, 1)}{os.sep}{SIG}{os.sep}m"
         else:
             key = str(dataset.sig / "m")
         try:
