@@ -85,10 +85,14 @@ def test_long_words_are_checked_not_just_their_three_letter_pieces() -> None:
 
 
 def test_many_matching_tokens_are_gathered_in_one_pass() -> None:
-    texts = [f"team.d{i}\nid\nc{i % 7}" for i in range(500)]
-    index = SearchIndex(texts, ["team"] * 500)
-    for search in ("d1", "d12", "d1 c3", "team.d4", "c", "", "d1 nothing"):
-        assert index.find(search).tolist() == scan(texts, ["team"] * 500, search, None)
+    # tokens held by one dataset (refs), by a few (c0..c36) and by all (id)
+    texts = [f"t{i % 3}.d{i}\nid\nc{i % 37}" for i in range(2000)]
+    teams = [f"t{i % 3}" for i in range(2000)]
+    index = SearchIndex(texts, teams)
+    for search in ("d1", "d12", "d1 c3", "t1.d4", "c", "d", "i", "1", "c1 d1 id", "",
+                   "d1 nothing"):
+        for team in (None, "t1"):
+            assert index.find(search, team).tolist() == scan(texts, teams, search, team)
 
 
 # --- through the catalog: a model on disk, pages, teams -------------------------------

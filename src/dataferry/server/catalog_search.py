@@ -32,10 +32,14 @@ Positions = npt.NDArray[np.int32]
 """Ascending indexes into the list the index was built from."""
 _LOOPED = 16
 """Up to this many postings lists are gathered one by one; more, with one vectorized pass."""
+_SORTED_SHARE = 16
+"""Positions fewer than 1/16 of the catalog are sorted or binary-searched; more are
+marked in an array of flags the size of the catalog."""
 
 
 class _Postings:
-    """Sorted lists of integers by key, packed in one array (keys -> slices)."""
+    """Sorted lists of integers by key (0, 1, ...), packed in one array; no list is
+    empty (a token is in some dataset, a substring in some token)."""
 
     def __init__(self, lists: Sequence[list[int]]) -> None:
         lengths = np.fromiter((len(values) for values in lists), np.int64, len(lists))
@@ -44,9 +48,6 @@ class _Postings:
         self.values: Positions = np.fromiter(chain.from_iterable(lists), np.int32,
                                              int(self.offsets[-1]))
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
     def at(self, key: int) -> Positions:
         return self.values[self.offsets[key]:self.offsets[key + 1]]
 
@@ -54,17 +55,25 @@ class _Postings:
         """The values of every key in ``keys``, concatenated (not sorted, not unique)."""
         if len(keys) <= _LOOPED:
             return np.concatenate([self.values[:0], *(self.at(key) for key in keys.tolist())])
-        starts, ends = self.offsets[keys], self.offsets[keys + 1]
-        lengths = ends - starts
-        # value i of the result is values[starts[k] + (i - first[k])] for its key k
-        first = np.cumsum(lengths) - lengths
-        shift = np.repeat(starts - first, lengths)
-        gathered: Positions = self.values[np.arange(len(shift), dtype=np.int64) + shift]
+        starts = self.offsets[keys]
+        lengths = self.offsets[keys + 1] - starts
+        total = int(lengths.sum())
+        if total == len(keys):  # one value each, as for the tokens of refs
+            single: Positions = self.values[starts]
+            return single
+        # the indexes of the wanted values: +1 within a key's slice, a jump between two
+        steps = np.ones(total, np.int64)
+        firsts = np.cumsum(lengths[:-1])
+        steps[0] = starts[0]
+        steps[firsts] = starts[1:] - (starts[:-1] + lengths[:-1]) + 1
+        gathered: Positions = self.values[np.cumsum(steps)]
         return gathered
 
 
 def _member(values: Positions, sorted_pool: Positions) -> npt.NDArray[np.bool_]:
     """For each of ``values``, whether ``sorted_pool`` holds it."""
+    if not len(sorted_pool):
+        return np.zeros(len(values), np.bool_)
     found = np.searchsorted(sorted_pool, values)
     found[found == len(sorted_pool)] = 0
     return np.asarray(sorted_pool[found] == values)
@@ -104,23 +113,54 @@ class SearchIndex:
             team_lists.setdefault(team, []).append(position)
         self._teams = {team: np.array(found, np.int32) for team, found in team_lists.items()}
         self._none: Positions = np.zeros(0, np.int32)
+        self._everything: Positions = np.arange(self.size, dtype=np.int32)
+        for shared in (self._datasets.values, self._holders.values, self._none,
+                       self._everything, *self._teams.values()):
+            shared.flags.writeable = False  # handed out as they are
 
     def find(self, search: str | None, team: str | None = None) -> Positions:
         """The positions whose text holds every word of ``search`` (case-insensitively),
-        and whose team is ``team`` when given; ascending."""
-        words = dict.fromkeys((search or "").lower().split())  # a repeated word narrows nothing
-        if team is None and not words:
-            return np.arange(self.size, dtype=np.int32)
+        and whose team is ``team`` when given; ascending. Read-only: it may be a view of
+        the index itself."""
+        found: list[Positions] = []
+        for word in dict.fromkeys((search or "").lower().split()):  # repeats narrow nothing
+            found.append(self._datasets_holding(word))
+            if not len(found[-1]):
+                return found[-1]
+        if team is not None:
+            found.append(self._teams.get(team, self._none))
+        if not found:
+            return self._everything
+        found.sort(key=len)
+        chosen = found[0]
+        for other in found[1:]:
+            if not len(chosen):
+                break
+            chosen = self._intersect(chosen, other)
+        return chosen
+
+    def _datasets_holding(self, word: str) -> Positions:
+        """The positions of the datasets whose text holds ``word``, ascending."""
+        tokens = self._tokens_holding(word)
+        if not len(tokens):
+            return self._none
+        if len(tokens) == 1:
+            return self._datasets.at(int(tokens[0]))
+        gathered = self._datasets.gather(tokens)
+        if len(gathered) * _SORTED_SHARE < self.size:
+            gathered.sort()
+            return gathered[np.concatenate(([True], gathered[1:] != gathered[:-1]))]
         chosen = np.zeros(self.size, np.bool_)
-        if team is None:
-            chosen[:] = True
-        else:
-            chosen[self._teams.get(team, self._none)] = True
-        for word in words:
-            holding = np.zeros(self.size, np.bool_)
-            holding[self._datasets.gather(self._tokens_holding(word))] = True
-            np.logical_and(chosen, holding, out=chosen)
-        return np.flatnonzero(chosen).astype(np.int32, copy=False)
+        chosen[gathered] = True
+        return np.flatnonzero(chosen).astype(np.int32)
+
+    def _intersect(self, fewer: Positions, more: Positions) -> Positions:
+        """The positions in both (ascending arrays; ``fewer`` the shorter)."""
+        if len(fewer) * _SORTED_SHARE < len(more):  # a binary search each
+            return fewer[_member(fewer, more)]
+        holding = np.zeros(self.size, np.bool_)
+        holding[more] = True
+        return fewer[holding[fewer]]
 
     def _tokens_holding(self, word: str) -> Positions:
         """The ids of the tokens that ``word`` is a substring of, ascending."""
