@@ -60,21 +60,27 @@ def list_teams(request: Request, _: ReadPrincipal) -> dict[str, Any]:
     return _page(teams, len(teams), 0, len(teams))
 
 
-def team_summaries(context: RunContext) -> list[dict[str, Any]]:
+def team_summaries(context: RunContext, only: str | None = None) -> list[dict[str, Any]]:
+    """Every team (or ``only`` that one) with its datasets and consumers, in the model's
+    order. One pass over the datasets and the consumers: a pass per team took 15 s of
+    CPU at 1,000 teams and 105,000 datasets."""
     index = context.index
-    out = []
-    for name, team in sorted(index.ecosystem.teams.items()):
-        out.append({
-            "name": name, "zone": team.zone, "owners": list(team.owners),
-            "datasets": [{"ref": e.ref, "kind": "transformer" if e.is_transformer else "source",
-                          "description": e.spec.description}
-                         for e in index.datasets.values() if e.team == name],
-            "consumers": [{"ref": ref, "sink": consumer.sink.kind,
-                           "receives": [n.ref for n in consumer.datasets]}
-                          for ref, (owner, _, consumer) in index.consumers.items()
-                          if owner == name],
-        })
-    return out
+    datasets: dict[str, list[dict[str, Any]]] = {}
+    for e in index.datasets.values():
+        if only is None or e.team == only:
+            datasets.setdefault(e.team, []).append({
+                "ref": e.ref, "kind": "transformer" if e.is_transformer else "source",
+                "description": e.spec.description})
+    consumers: dict[str, list[dict[str, Any]]] = {}
+    for ref, (owner, _, consumer) in index.consumers.items():
+        if only is None or owner == only:
+            consumers.setdefault(owner, []).append({
+                "ref": ref, "sink": consumer.sink.kind,
+                "receives": [n.ref for n in consumer.datasets]})
+    return [{"name": name, "zone": team.zone, "owners": list(team.owners),
+             "datasets": datasets.get(name, []), "consumers": consumers.get(name, [])}
+            for name, team in sorted(index.ecosystem.teams.items())
+            if only is None or name == only]
 
 
 @router.get("/datasets")
