@@ -147,6 +147,8 @@ class SearchIndex:
         if len(tokens) == 1:
             return self._datasets.at(int(tokens[0]))
         gathered = self._datasets.gather(tokens)
+        if (gathered[1:] > gathered[:-1]).all():  # e.g. refs' tokens: ids in catalog order
+            return gathered
         if len(gathered) * _SORTED_SHARE < self.size:
             gathered.sort()
             return gathered[np.concatenate(([True], gathered[1:] != gathered[:-1]))]
