@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataferry.engine.context import RunContext
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import load_model
 from dataferry.server import catalog
+from dataferry.server.auth import Auth
 from dataferry.server.catalog_search import SearchIndex
+from dataferry.store.objects import Location
 from dataferry.store.store import Store
 from tests.conftest import write_files
+from tests.server.conftest import PASSWORD, bearer
 
 # Letters with tricky lower cases (final sigma, dotted capital I, sharp s, Kelvin sign),
 # separators, and characters str.split() does or does not treat as whitespace.
@@ -174,3 +180,25 @@ def test_prepare_builds_the_index_once(model: tuple[ModelIndex, Store]) -> None:
     built = catalog._listing(index)
     catalog.prepare(index)
     assert catalog._listing(index) is built
+
+
+# --- the API route: on the event loop when it can, in the thread pool otherwise ---------
+
+
+def test_the_route_lists_alike_whether_the_index_is_built_or_not(
+        client: TestClient, auth: Auth, context: RunContext) -> None:
+    auth.accounts.add("ana", "member", PASSWORD, actor="test")
+    headers = bearer(auth.tokens.create_api(auth.accounts.get("ana"), "t", actor="test",
+                                            expires_in=timedelta(days=1)).secret)
+    assert catalog.lists_in_memory(context.index, context.store)  # create_app built it
+    built = client.get("/api/v1/datasets", params={"search": "ORDER"}, headers=headers)
+    assert built.status_code == 200, built.text
+    assert [i["ref"] for i in built.json()["items"]] != []
+    fresh = context.with_model(load_model(context.root))  # as a reload would, unprepared
+    client.app.state.context = fresh  # type: ignore[attr-defined]
+    assert not catalog.lists_in_memory(fresh.index, fresh.store)
+    unbuilt = client.get("/api/v1/datasets", params={"search": "ORDER"}, headers=headers)
+    assert unbuilt.json() == built.json()
+    assert catalog.lists_in_memory(fresh.index, fresh.store)  # that request built it
+    in_a_bucket = Store(context.store.root, context.store.home, Location.parse("s3://b/p"))
+    assert not catalog.lists_in_memory(fresh.index, in_a_bucket)  # mirrors: network

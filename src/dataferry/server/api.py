@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from dataferry.engine.context import RunContext
 from dataferry.server import authz, catalog
@@ -84,13 +85,17 @@ def team_summaries(context: RunContext, only: str | None = None) -> list[dict[st
 
 
 @router.get("/datasets")
-def list_datasets(request: Request, _: ReadPrincipal, search: str | None = None,
-                  team: str | None = None, offset: Offset = 0,
-                  limit: Limit = 50) -> dict[str, Any]:
+async def list_datasets(request: Request, _: ReadPrincipal, search: str | None = None,
+                        team: str | None = None, offset: Offset = 0,
+                        limit: Limit = 50) -> dict[str, Any]:
     """Datasets, searched by ref, description and column names (every word must match)."""
     context = _context(request)
-    items, total = catalog.list_datasets(context.index, context.store, search, team,
-                                         offset, limit)
+    listing = (context.index, context.store, search, team, offset, limit)
+    if catalog.lists_in_memory(context.index, context.store):
+        # memory and a stat per row: on the loop, a hop to the thread pool cost more
+        items, total = catalog.list_datasets(*listing)
+    else:
+        items, total = await run_in_threadpool(catalog.list_datasets, *listing)
     return _page([vars(i) for i in items], total, offset, limit)  # flat: no deep copy
 
 

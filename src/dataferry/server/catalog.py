@@ -81,6 +81,14 @@ def prepare(index: ModelIndex) -> None:
     _listing(index)
 
 
+def lists_in_memory(index: ModelIndex, store: Store) -> bool:
+    """Whether ``list_datasets`` needs nothing but memory and a ``stat`` of a local
+    directory per listed dataset (a manifest's read when a head changed): the listing is
+    built and the store is a directory. In a bucket, listing brings each dataset's
+    mirror in step over the network; the first listing of a model builds its index."""
+    return store.remote is None and index in _LISTINGS
+
+
 def _listing(index: ModelIndex) -> _Listing:
     listed = _LISTINGS.get(index)
     if listed is not None:
