@@ -22,6 +22,10 @@ children's rusage): on a shared 2-core machine the wall seconds mostly say how l
 command waited for a core, so compare the CPU seconds, and the load average printed.
 
     python bench/scale.py [--sizes 1000,10000,100000] [--seconds 20] [--no-tick]
+                          [--search-only]
+
+``--search-only`` skips check, plan and the tick: the model is generated, served and
+searched (and the server's memory read) as in the full run.
 """
 
 from __future__ import annotations
@@ -96,20 +100,23 @@ def progress(size: int, what: str, wall: float, cpu: float) -> None:
           f"{os.getloadavg()[0]:.1f}", flush=True)
 
 
-def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
+def measure(size: int, seconds: float, tick: bool, search_only: bool = False
+            ) -> dict[str, float]:
     teams = size // PER_TEAM
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"ferry-scale-{size}-") as tmp:
         root = Path(tmp) / "model"
         root.mkdir()
         generate(root, teams, datasets=size, transformers=size // 20, consumers=size // 5)
-        result["yaml"] = yaml_baseline(root)
-        result["check"], result["check_cpu"] = timed_command("check", "--model", str(root),
-                                                             "--json")
-        progress(size, "check", result["check"], result["check_cpu"])
-        result["plan"], result["plan_cpu"] = timed_command("plan", "--model", str(root), "--json")
-        progress(size, "plan", result["plan"], result["plan_cpu"])
-        if tick:
+        if not search_only:
+            result["yaml"] = yaml_baseline(root)
+            result["check"], result["check_cpu"] = timed_command("check", "--model", str(root),
+                                                                 "--json")
+            progress(size, "check", result["check"], result["check_cpu"])
+            result["plan"], result["plan_cpu"] = timed_command("plan", "--model", str(root),
+                                                               "--json")
+            progress(size, "plan", result["plan"], result["plan_cpu"])
+        if tick and not search_only:
             started = time.perf_counter()
             result["tick"] = scheduler_tick(root)
             result["tick_setup"] = time.perf_counter() - started
@@ -118,13 +125,21 @@ def measure(size: int, seconds: float, tick: bool) -> dict[str, float]:
         server = start_server(root, port, Path(tmp) / "serve.log")
         try:
             paths = [f"/api/v1/datasets?search={w}" for w in WORDS]
+            result["rss_idle"] = rss_mib(server.pid)
+            idle_cpu = server_cpu(server.pid)
             load = drive_in_a_process(f"http://127.0.0.1:{port}", token, paths, 100.0,
                                       seconds, 2.0)
+            sent = len(load["latencies"]) + int(100.0 * 2.0)  # the warm-up's too
+            result["cpu_per_request"] = (server_cpu(server.pid) - idle_cpu) / sent * 1000
             result["p99"] = percentile(load["latencies"], 0.99)
             result["p50"] = percentile(load["latencies"], 0.50)
             result["bad"] = float(sum(1 for s in load["statuses"] if s != 200))
             result["rss"] = rss_mib(server.pid)
             result["serve_cpu"] = server_cpu(server.pid)
+            print(f"  {size:,}: search p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
+                  f"{result['cpu_per_request']:.2f} ms of server CPU a request; serve "
+                  f"{result['rss_idle']:.0f} MiB before the load, {result['rss']:.0f} MiB "
+                  f"after; load average {os.getloadavg()[0]:.1f}", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -137,6 +152,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-tick", action="store_true",
                         help="skip the tick (it first runs every job once, empty)")
+    parser.add_argument("--search-only", action="store_true",
+                        help="only serve and search the generated model (no check, plan, tick)")
     args = parser.parse_args()
     print("wall seconds, and in () the CPU seconds (user + system) of the command: on a "
           "shared machine compare those; load = 1-minute load average before/after a size")
@@ -145,16 +162,18 @@ def main() -> None:
           f"  {'load':>9}")
     for size in (int(s) for s in args.sizes.split(",")):
         before = os.getloadavg()[0]
-        r = measure(size, args.seconds, not args.no_tick)
+        r = measure(size, args.seconds, not args.no_tick, args.search_only)
         after = os.getloadavg()[0]
         tick = f"{r['tick']:6.2f}" if "tick" in r else "     -"
-        print(f"{size:>9,} {size // 5:>9,}  {r['check']:6.2f} ({r['check_cpu']:5.2f}) "
-              f"{r['check_cpu'] / r['yaml']:6.1f}  {r['plan']:6.2f} ({r['plan_cpu']:5.2f})  "
+        check = (f"{r['check']:6.2f} ({r['check_cpu']:5.2f}) {r['check_cpu'] / r['yaml']:6.1f}"
+                 if "check" in r else f"{'-':>14} {'-':>6}")
+        plan = f"{r['plan']:6.2f} ({r['plan_cpu']:5.2f})" if "plan" in r else f"{'-':>14}"
+        print(f"{size:>9,} {size // 5:>9,}  {check}  {plan}  "
               f"{tick}  {r['p50']:8.1f}/{r['p99']:<8.1f}  {r['rss']:9.0f}  "
               f"{before:4.1f}/{after:<4.1f}"
               + ("" if not r["bad"] else f"  ({r['bad']:.0f} non-200)"), flush=True)
         if size >= 100_000:
-            checks = ["check", "plan", "p99", "rss"] + (["tick"] if "tick" in r else [])
+            checks = [n for n in ("check", "plan", "p99", "rss", "tick") if n in r]
             print("  targets at 100,000: " + ", ".join(f"{n} {verdict(n, r[n])}"
                                                        for n in checks))
 
