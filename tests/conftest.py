@@ -50,6 +50,14 @@ admins: [admin@acme.example]
 """
 
 
+@pytest.fixture(autouse=True)
+def _private_model_cache(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's commands keep their checked models (``dataferry.model.cache``) in a
+    directory of their own, not in the user's ~/.cache."""
+    monkeypatch.setenv("FERRY_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+
+
 def write_files(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         path = root / rel
