@@ -190,8 +190,8 @@ class _Entry:
     def loaded(self, root: Path) -> LoadedModel:
         ecosystem = deployment_settings(self.ecosystem)
         assert ecosystem is None or isinstance(ecosystem, Ecosystem)
-        return LoadedModel(root, ecosystem, Report(findings=self.findings), self.invalid,
-                           self.files, self.team_files)
+        return LoadedModel(root, ecosystem, Report(findings=self.findings),
+                           invalid=self.invalid, files=self.files, team_files=self.team_files)
 
 
 class _Pickler(pickle.Pickler):
