@@ -148,7 +148,7 @@ def write_checked(key: ModelKey, loaded: LoadedModel) -> None:
             return
         data = io.BytesIO()
         data.write(FORMAT + key.digest)
-        _Pickler(data, protocol=pickle.HIGHEST_PROTOCOL).dump(entry)
+        _Pickler(data, pickle.HIGHEST_PROTOCOL).dump(entry)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".writing-")
         try:
             with os.fdopen(descriptor, "wb") as handle:
@@ -195,13 +195,24 @@ class _Entry:
 
 
 class _Pickler(pickle.Pickler):
-    """Pickles the model's pydantic objects as their fields (``_spec``), a fifth
-    faster both ways than pydantic's own ``__getstate__``/``__setstate__``."""
+    """Pickles the model's pydantic objects as their fields (``_spec``), and one set of
+    field names for all frozen objects that were given the same fields: a third faster to
+    read than pydantic's own ``__getstate__``/``__setstate__`` (a million columns at
+    100,000 datasets). Sharing is safe only where nothing adds to the set in place:
+    pydantic does on assignment, which a frozen model refuses first, and ``model_copy``
+    copies the set before adding the updated names."""
+
+    def __init__(self, file: BinaryIO, protocol: int) -> None:
+        super().__init__(file, protocol)
+        self.field_sets: dict[frozenset[str], set[str]] = {}
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseModel) and obj.__pydantic_extra__ is None \
                 and obj.__pydantic_private__ is None:
-            return _spec, (type(obj), obj.__dict__, obj.__pydantic_fields_set__)
+            fields_set = obj.__pydantic_fields_set__
+            if obj.model_config.get("frozen"):
+                fields_set = self.field_sets.setdefault(frozenset(fields_set), fields_set)
+            return _spec, (type(obj), obj.__dict__, fields_set)
         return NotImplemented
 
 
