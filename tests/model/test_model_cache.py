@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,24 @@ def test_an_error_is_reported_the_same_from_the_cache(shop: Path, ferry: Any,
     assert "the model has 1 error(s) (first: teams/shop/shop.yaml:17:" in from_cache.err
     assert "error[unknown-reference]" in from_cache.err
     assert from_cache.err == checked_again.err
+
+
+def test_a_run_is_not_stopped_by_sql_errors_of_jobs_it_does_not_run(shop: Path,
+                                                                      ferry: Any) -> None:
+    """`ferry run` checks the SQL of its own jobs only; a cached model whose error is in
+    another transformer's SQL must not stop it."""
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("create table orders (id integer primary key, amount text)")
+        db.execute("insert into orders values (1, '2.50')")
+    db.close()
+    (shop / "teams/shop/revenue.sql").write_text(REVENUE.replace("sum(amount)", "sum(amont)"))
+    assert ferry("check", "--model", shop).code == 1
+    kept = cached(shop)
+    assert kept is not None and not kept.report.ok
+    ran = ferry("run", "shop.orders", "--model", shop)
+    assert ran.code == 0, ran
+    refused = ferry("run", "shop.revenue", "--model", shop)
+    assert refused.code != 0 and "did you mean 'amount'?" in refused.err
 
 
 @pytest.mark.parametrize("change", ["team file", "sql_file", "new file", "python module",

@@ -41,7 +41,9 @@ def _checked_model(model: Path | None, *, sql: bool) -> tuple[LoadedModel, bool]
     model's cache has it wholly checked); raises on the first error.
 
     A model checked unchanged before comes from the cache (``model.cache``); one
-    checked here wholly (``sql``) is kept there."""
+    checked here wholly (``sql``) is kept there. Without ``sql``, only a cached model
+    without errors will do: one whose errors are in SQL of jobs not run here must not
+    stop the run."""
     from dataferry.model import cache
     from dataferry.model.check import lint_model
     from dataferry.model.load import load_model
@@ -50,7 +52,7 @@ def _checked_model(model: Path | None, *, sql: bool) -> tuple[LoadedModel, bool]
     with long_lived():
         key = cache.model_key(root) if cache.enabled() else None
         loaded = cache.read_checked(key) if key is not None else None
-        if loaded is not None:
+        if loaded is not None and (sql or loaded.report.ok):
             sql = True
         else:
             loaded = load_model(root)

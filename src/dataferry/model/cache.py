@@ -1,6 +1,6 @@
 """A cache of the checked model, so that ``ferry plan`` (``apply``, ``run``, ``up``,
 ``serve``, the user commands) does not parse and check again a model that was checked
-unchanged (at 100,000 datasets: ~25 s of loading and checking, against ~3 s to read the
+unchanged (at 100,000 datasets: ~30 s of loading and checking, against ~2 s to read the
 cache).
 
 **What is kept.** The typed model (``Ecosystem``), the findings, and what loading
