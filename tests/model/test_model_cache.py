@@ -184,6 +184,18 @@ def test_off_switch_and_a_cache_inside_the_model_are_never_used(
     assert cached(shop) is None
 
 
+def test_a_cache_that_cannot_be_written_is_no_error(shop: Path, ferry: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where the home directory should be")
+    monkeypatch.delenv("FERRY_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    assert ferry("check", "--model", shop).code == 0
+    planned = ferry("plan", "--model", shop, "--json")
+    assert planned.code == 0 and json.loads(planned.out)["jobs"]
+
+
 def test_an_entry_others_could_write_is_not_read(shop: Path) -> None:
     cache.write_checked(cache.model_key(shop), checked(shop))
     [entry] = entries()

@@ -310,7 +310,10 @@ def _entry_path(root: Path) -> Path | None:
     inside the model directory (a pull request could write it)."""
     if not enabled():
         return None
-    directory = cache_directory()
+    try:
+        directory = cache_directory()
+    except (RuntimeError, KeyError, OSError):  # no home directory (a container's odd user)
+        return None
     if directory == root or root in directory.parents:
         return None
     return directory / f"{blake3.blake3(os.fsencode(root)).hexdigest(length=16)}.checked"
