@@ -11,7 +11,10 @@ a float, a text, an int, a timestamptz), then:
   3. ``--rounds`` times: updates ``--changed`` of the rows (default 1%, every 100th id) in
      one transaction, times the server decoding them alone (the slot peeked and counted
      in SQL: the floor), then the next cdc run in this process (read the slot, stage,
-     publish one keyed version, confirm): wall and CPU seconds, best round;
+     publish one keyed version, confirm): wall and CPU seconds, best round; each round
+     runs it twice (the order alternating), with the transaction streamed while the
+     server decodes it (pgoutput ``streaming 'on'``, the default) and without (the
+     walsender sends it at its commit; ``cdc.STREAMING = False``);
   4. ``--rounds`` times the same through a whole ``ferry run`` process (start-up
      included), best round; and the start-up alone (``ferry --version``).
 
@@ -20,6 +23,7 @@ Prints each time and the ratios cdc run / full COPY (the issue asks <= 0.05 at 5
 cannot send in binary for this reader, so its text values are cast by the server.
 
     python bench/cdc.py [--rows 5000000] [--changed 0.01] [--rounds 3] [--value numeric]
+                        [--stream-memory server,1MB]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.cdc.logical_server import database, logical_server
 
+from dataferry.connectors.postgres import cdc
 from dataferry.engine.context import RunContext
 from dataferry.engine.ingest import ingest
 from dataferry.model.load import load_model
@@ -125,7 +130,12 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.01)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--value", choices=sorted(VALUE), default="float8")
+    parser.add_argument("--stream-memory", default="server",
+                        help="the walsender's logical_decoding_work_mem when streaming "
+                             "('server': its own setting); several, comma-separated, are "
+                             "each timed in every round")
     args = parser.parse_args()
+    default_memory = cdc.STREAM_MEMORY
     every = max(1, round(1 / args.changed))
     sql_type, model_type = VALUE[args.value]
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
@@ -151,19 +161,36 @@ def main() -> None:
               f"{first.rows_read:,} rows")
         copy, size = min(_copy_seconds(dsn) for _ in range(3))
         print(f"full COPY (FORMAT binary): {copy:.2f} s, {size / 2**20:,.0f} MiB (best of 3)")
-        runs, floors = [], []
-        for _ in range(args.rounds):
-            _change(dsn, every)
-            floors.append(_server_decode(dsn, binary=args.value == "float8"))
-            started, cpu = time.monotonic(), time.process_time()
-            second = ingest(_context(root), "bench.orders")
-            runs.append((time.monotonic() - started, time.process_time() - cpu))
-            assert second.published is not None and second.rows_read == args.rows // every
-        run, cpu = min(runs)
-        print(f"cdc run in this process: {run:.2f} s wall, {cpu:.2f} s CPU (best of "
-              f"{args.rounds}), {args.rows // every:,} rows changed, version "
-              f"{second.published.version} (+{second.published.added_rows:,} "
-              f"-{second.published.removed_rows:,})")
+        variants = ["not streamed", *(f"streamed, {memory}"
+                                      for memory in args.stream_memory.split(","))]
+        runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+        floors = []
+        for round_ in range(args.rounds):
+            shift = round_ % len(variants)  # each variant first in turn
+            for variant in variants[shift:] + variants[:shift]:
+                _change(dsn, every)
+                floors.append(_server_decode(dsn, binary=args.value == "float8"))
+                cdc.STREAMING = variant != "not streamed"
+                memory = variant.rpartition(", ")[2]
+                cdc.STREAM_MEMORY = memory if cdc.STREAMING and memory != "server" else \
+                    default_memory
+                started, cpu = time.monotonic(), time.process_time()
+                second = ingest(_context(root), "bench.orders")
+                runs[variant].append((time.monotonic() - started,
+                                      time.process_time() - cpu))
+                assert second.published is not None and \
+                    second.rows_read == args.rows // every
+                print(f"  round {round_ + 1}, {variant:16}: {runs[variant][-1][0]:.2f} s "
+                      f"wall, {runs[variant][-1][1]:.2f} s CPU, floor {floors[-1]:.2f} s, "
+                      f"load {os.getloadavg()[0]:.2f}")
+        cdc.STREAMING, cdc.STREAM_MEMORY = True, default_memory
+        for variant in variants:
+            wall, cpu = min(runs[variant])
+            median = sorted(w for w, _ in runs[variant])[len(runs[variant]) // 2]
+            print(f"cdc run in this process, {variant}: {wall:.2f} s wall (median "
+                  f"{median:.2f}), {cpu:.2f} s CPU (best of {args.rounds}), "
+                  f"{args.rows // every:,} rows changed, ratio {wall / copy:.3f}")
+        run = min(min(r) for r in runs.values())[0]
         processes = []
         for _ in range(args.rounds):
             _change(dsn, every)

@@ -9,7 +9,10 @@ times (medians printed):
   baseline  COPY (select * from t) TO STDOUT (FORMAT binary), read into nothing by psycopg
   ferry     the whole ``ferry run --full bench.<table>`` as a subprocess, Python start-up
             included, making a first version (the metadata database and keys exist from a
-            warm-up run); its CPU time (user + system) and peak RSS from the kernel (wait4)
+            warm-up run); its CPU time (user + system) and peak RSS from the kernel (wait4),
+            and the CPU its server backends used ("server CPU": every backend of the
+            scratch database while the run lasts, sampled from /proc every 20 ms, so a
+            backend's last few milliseconds may be missed; n/a where /proc cannot be read)
 
     python bench/postgres_types.py [--rows N] [--repeat N] [--only wide,json,uuid] [--keep]
 
@@ -30,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -124,25 +128,75 @@ def copy_out(db: str, table: str) -> float:
     return time.perf_counter() - started
 
 
-def ferry_run(root: Path, table: str, source: str | None = None
-              ) -> tuple[float, float, float]:
-    """(seconds, CPU seconds, peak RSS in MiB) of a whole ``ferry run --full``: a first
-    version (the metadata database and the keys stay from the warm-up run). ``source``:
-    a directory to import dataferry from instead of the installed one."""
+class ServerCPU:
+    """The CPU used by the backends of database ``db`` while it runs (a thread samples
+    ``/proc/<pid>/stat`` of each every ``interval`` seconds and keeps the largest)."""
+
+    def __init__(self, db: str, interval: float = 0.02) -> None:
+        self.db, self.interval = db, interval
+        self.seen: dict[int, float] = {}
+        self.readable = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ServerCPU:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float | None:
+        return sum(self.seen.values()) if self.readable else None
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        with psycopg.connect(ADMIN, autocommit=True) as c:
+            while not self._stop.is_set():
+                for (pid,) in c.execute("select pid from pg_stat_activity where datname = %s",
+                                        (self.db,)).fetchall():
+                    try:
+                        with open(f"/proc/{pid}/stat") as stat:
+                            fields = stat.read().rsplit(")", 1)[1].split()
+                    except FileNotFoundError:
+                        continue  # it has just ended
+                    except OSError:
+                        self.readable = False
+                        return
+                    used = (int(fields[11]) + int(fields[12])) / tick
+                    self.seen[pid] = max(self.seen.get(pid, 0.0), used)
+                self._stop.wait(self.interval)
+
+
+def ferry_run(root: Path, table: str, source: str | None = None, db: str = ""
+              ) -> tuple[float, float, float, float | None]:
+    """(seconds, CPU seconds, peak RSS in MiB, server CPU seconds or None) of a whole
+    ``ferry run --full``: a first version (the metadata database and the keys stay from
+    the warm-up run). ``source``: a directory to import dataferry from instead of the
+    installed one."""
     shutil.rmtree(root / ".ferry" / "store" / "bench" / table, ignore_errors=True)
     ferry = Path(sys.executable).parent / "ferry"
     started = time.perf_counter()
-    process = subprocess.Popen([str(ferry), "run", f"bench.{table}", "--full", "--model",
-                                str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env=os.environ | {"PYTHONPATH": source} if source else None)
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
+    with ServerCPU(db) as server:
+        process = subprocess.Popen([str(ferry), "run", f"bench.{table}", "--full", "--model",
+                                    str(root)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT,
+                                   env=os.environ | {"PYTHONPATH": source} if source else None)
+        assert process.stdout is not None
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"ferry run bench.{table} failed:\n{output.decode()}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, server.seconds
+
+
+def _server(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known):6.2f} s" if len(known) == len(values) else "   n/a  "
 
 
 def main() -> None:
@@ -175,27 +229,31 @@ def main() -> None:
             (root / "teams" / "bench" / "bench.yaml").write_text(model(db, measured))
             print(f"{args.rows:,} rows a table (t_big_jsonb: {args.big_rows:,} rows of about "
                   f"1 MiB), medians of {args.repeat}, whole process, start-up included")
-            ferry_run(root, next(iter(measured)))  # warm-up: metadata database, keys, caches
-            line("table", "COPY binary   ferry run   ratio   ferry CPU   peak RSS" + (
-                "   before: run   ratio     CPU" if args.before else ""))
+            ferry_run(root, next(iter(measured)), db=db)  # warm-up: metadata db, keys, caches
+            line("table", "COPY binary   ferry run   ratio   ferry CPU  server CPU  peak RSS"
+                 + ("   before: run   ratio     CPU  server" if args.before else ""))
             for table in measured:
-                copies, runs, cpus, peaks, befores = [], [], [], [], []
+                copies, runs, cpus, servers, peaks = [], [], [], [], []
+                befores: list[tuple[float, float, float, float | None]] = []
                 for _ in range(args.repeat):  # interleaved: all see the same machine
                     copies.append(copy_out(db, table))
-                    seconds, cpu, peak = ferry_run(root, table)
+                    seconds, cpu, peak, server = ferry_run(root, table, db=db)
                     runs.append(seconds)
                     cpus.append(cpu)
+                    servers.append(server)
                     peaks.append(peak)
                     if args.before:
-                        befores.append(ferry_run(root, table, args.before))
+                        befores.append(ferry_run(root, table, args.before, db=db))
                 out, took = statistics.median(copies), statistics.median(runs)
                 before = ""
                 if befores:
                     was = statistics.median(b[0] for b in befores)
                     before = (f" {was:9.2f} s {was / out:6.2f}x "
-                              f"{statistics.median(b[1] for b in befores):6.2f} s")
+                              f"{statistics.median(b[1] for b in befores):6.2f} s "
+                              f"{_server([b[3] for b in befores])}")
                 line(table, f"{out:9.2f} s {took:9.2f} s {took / out:6.2f}x "
-                            f"{statistics.median(cpus):9.2f} s {max(peaks):6.0f} MiB{before}")
+                            f"{statistics.median(cpus):9.2f} s {_server(servers)} "
+                            f"{max(peaks):6.0f} MiB{before}")
     finally:
         if not args.keep:
             with psycopg.connect(ADMIN, autocommit=True) as c:

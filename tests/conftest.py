@@ -50,6 +50,23 @@ admins: [admin@acme.example]
 """
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Commands keep their checked models (``dataferry.model.cache``) in the session's
+    temporary directory, not in the user's ~/.cache: also those that module- and
+    session-scoped fixtures run (servers, pipelines set up once)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FERRY_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _private_model_cache(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's commands keep their checked models in a directory of their own."""
+    monkeypatch.setenv("FERRY_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+
+
 def write_files(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         path = root / rel

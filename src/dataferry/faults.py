@@ -19,15 +19,18 @@ def crash_point(name: str) -> None:
 
 def pause_point(name: str) -> None:
     """Wait here when ``FERRY_PAUSE_AT`` names this point, until the file
-    ``FERRY_PAUSE_UNTIL`` exists (after creating ``<that file>.<pid>`` to say it waits):
-    how the tests line two writers up at the same step to race them."""
+    ``FERRY_PAUSE_UNTIL`` exists (after creating ``<that file>.<pid>`` to say it waits), or
+    ``<that file>.<pid>.go`` for this process alone: how the tests line two writers up at
+    the same step to race them, together or one after the other."""
     if os.environ.get("FERRY_PAUSE_AT") != name:
         return
     import time
     from pathlib import Path
 
     release = Path(os.environ["FERRY_PAUSE_UNTIL"])
-    Path(f"{release}.{os.getpid()}").touch()
+    waiting = Path(f"{release}.{os.getpid()}")
+    waiting.touch()
+    alone = Path(f"{waiting}.go")
     deadline = time.monotonic() + 60
-    while not release.exists() and time.monotonic() < deadline:
+    while not release.exists() and not alone.exists() and time.monotonic() < deadline:
         time.sleep(0.02)

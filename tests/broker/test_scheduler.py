@@ -404,3 +404,32 @@ def test_a_share_consumer_paces_the_ingest_and_is_never_a_stale_delivery(shop: P
                  if e.type == "io.dataferry.dataset.stale"}
     assert not any("notebooks" in subject for subject in announced)
     runner.close()
+
+
+def test_a_version_published_between_ticks_is_seen_by_the_next_tick(shop: Path,
+                                                                       ferry: Any) -> None:
+    """A tick lists the store's heads once: a version published by another process
+    (here `ferry run` of the ingest) after a tick must make its readers due at the next
+    one, and each job must be decided as asking the store about it alone would."""
+    clock = Clock()
+    runner = scheduler(shop, clock)
+    while runner.tick().started:  # ticks as `ferry up` makes them, until nothing is due
+        runner.wait()
+    assert {job for job, _, _ in ran(shop)} == set(JOBS)
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("update orders set amount = '42.00', "
+                   "updated_at = '2026-02-01T00:00:00+00:00' where id = 3")
+    assert ferry("run", "shop.orders", "--model", shop).code == 0  # version 2, elsewhere
+    at = clock()
+    alone = {job_id: runner.due(job, at) for job_id, job in runner.graph.jobs.items()}
+    assert alone == {"ingest:shop.orders": None, "transform:shop.totals": "on_change",
+                     "deliver:shop.mirror:orders": "on_change",
+                     "deliver:shop.mirror:totals": None}
+    started = runner.tick().started
+    assert sorted(started) == sorted((job, why) for job, why in alone.items() if why)
+    runner.wait()
+    assert runner.tick().started == [("deliver:shop.mirror:totals", "on_change")]
+    runner.wait()
+    assert runner.tick().started == []
+    runner.close()
+    assert mirror(shop, "select amount from orders where id = 3")[0][0] == 42

@@ -168,3 +168,44 @@ def test_sigkill_anywhere_loses_and_duplicates_nothing(
     # the crashed run's version, if it was signed, is followed by one with row 200 only
     assert len(published) == (3 if point == "cdc-before-acknowledge" else 2)
     assert published[-1]["added"] == (1 if point == "cdc-before-acknowledge" else 12)
+
+
+def _prepare(server: PrivateServer, database: str, xid: str, *statements: str) -> None:
+    """An XA transaction prepared and left undecided (its session ends)."""
+    with server.connect(database) as connection, connection.cursor() as cursor:
+        cursor.execute(f"XA START {xid}")
+        for statement in statements:
+            cursor.execute(statement)
+        cursor.execute(f"XA END {xid}")
+        cursor.execute(f"XA PREPARE {xid}")
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_xa_transactions_decided_runs_later_survive_a_sigkill_anywhere(
+        source: tuple[PrivateServer, str], tmp_path: Path, ferry: Callable[..., Result],
+        point: str) -> None:
+    server, database = source
+    server.execute("INSERT INTO orders VALUES (1, 'one', 1, '2026-01-01 00:00:00', NULL)",
+                   database=database)
+    root = make_model(tmp_path, server, database)
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    _prepare(server, database, "'keep'", "INSERT INTO orders VALUES (2, 'xa', 2, NOW(), NULL)",
+             "UPDATE orders SET name = 'by xa' WHERE id = 1")
+    _prepare(server, database, "'drop'", "INSERT INTO orders VALUES (3, 'never', 3, NOW(), "
+                                         "NULL)")
+    server.execute("INSERT INTO orders VALUES (4, 'plain', 4, NOW(), NULL)", database=database)
+    crashed = subprocess.run(
+        [sys.executable, "-m", "dataferry.cli", "run", "shop.orders", "--model", str(root)],
+        env={**os.environ, "FERRY_CRASH_AT": point}, capture_output=True, text=True,
+        timeout=300)
+    assert crashed.returncode == -9, crashed.stderr
+    run = ferry("run", "shop.orders", "--model", root)
+    assert run.code == 0, run
+    assert [r[0] for r in stored(root)] == [1, 4]  # the prepared rows are held
+    assert stored(root)[0][1] == "one"
+    assert len(versions(root)[-1]["cursor"]["xa_prepared"]) == 2  # in the signed manifest
+    server.execute("XA COMMIT 'keep'", "XA ROLLBACK 'drop'")
+    assert ferry("run", "shop.orders", "--model", root).code == 0
+    assert stored(root) == source_rows(server, database)
+    assert [r[0] for r in stored(root)] == [1, 2, 4]
+    assert "xa_prepared" not in versions(root)[-1]["cursor"]

@@ -34,6 +34,10 @@ messages = st.one_of(
                                          st.sampled_from("KO"), tuples)),
     st.builds(wire.Delete, u32, tuples, st.sampled_from("KO")),
     st.builds(wire.Truncate, st.integers(0, 3), st.lists(u32, max_size=4).map(tuple)),
+    st.builds(wire.StreamStart, u32, st.integers(0, 1)),
+    st.just(wire.StreamStop()),
+    st.builds(wire.StreamCommit, u32, st.integers(0, 127), u64, u64, i64),
+    st.builds(wire.StreamAbort, u32, u32),
 )
 
 
@@ -101,7 +105,7 @@ def test_the_row_fast_path_fails_only_with_protocol_errors(data: bytes) -> None:
         wire.row_change(data)
 
 
-@given(st.integers(0, 5).flatmap(lambda count: st.tuples(
+simple_cases = st.integers(0, 5).flatmap(lambda count: st.tuples(
     st.just(count),
     st.lists(st.builds(wire.Insert, u32, st.lists(values, min_size=count, max_size=count)
                        .map(tuple)) | st.builds(wire.Update, u32, st.none(), st.none(),
@@ -111,7 +115,11 @@ def test_the_row_fast_path_fails_only_with_protocol_errors(data: bytes) -> None:
                          .map(tuple), st.sampled_from("KO")),
              min_size=1, max_size=8),
     st.lists(st.integers(0, max(count - 1, 0)), max_size=count, unique=True)
-    if count else st.just([]))))
+    if count else st.just([])))
+"""(column count, row messages of that many columns, the positions wanted)."""
+
+
+@given(simple_cases)
 def test_simple_rows_decode_as_row_change_does(case: tuple[int, list[wire.Message], list[int]]
                                                ) -> None:
     count, messages, wanted = case
@@ -139,3 +147,26 @@ def test_simple_rows_fail_only_with_protocol_errors(messages: list[wire.Message]
     count = data.draw(st.integers(0, 6))
     with contextlib.suppress(wire.ProtocolError):
         wire.simple_rows(payloads, count, list(range(count)))
+
+
+@given(messages, u32)
+def test_a_message_inside_a_streamed_chunk_reads_as_outside_without_its_xid(
+        message: wire.Message, xid: int) -> None:
+    raw = wire.encode(message)
+    if raw[0] not in wire.IN_CHUNK:
+        return
+    assert wire.strip_xid(wire.with_xid(xid, raw)) == (xid, raw)
+
+
+@given(simple_cases, st.data())
+def test_simple_rows_of_a_streamed_chunk_decode_as_outside_it(
+        case: tuple[int, list[wire.Message], list[int]], data: st.DataObject) -> None:
+    count, messages, wanted = case
+    payloads = [wire.encode(m) for m in messages]
+    xids = data.draw(st.lists(u32, min_size=len(payloads), max_size=len(payloads)))
+    chunk = [wire.with_xid(xid, p) for xid, p in zip(xids, payloads, strict=True)]
+    outside = wire.simple_rows(payloads, count, wanted)
+    inside = wire.simple_rows(chunk, count, wanted, header=10)
+    assert [a.to_pylist() for a in inside[0]] == [a.to_pylist() for a in outside[0]]
+    assert inside[1] == outside[1]
+    assert wire.chunk_xids(chunk) == xids

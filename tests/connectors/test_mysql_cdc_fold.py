@@ -85,3 +85,45 @@ def test_idle_scans_follow_only_notes_of_their_server_and_table(tmp_path: Path) 
     for note in tmp_path.iterdir():
         note.write_text("{not json")
     assert scans.skip(p1) == p1  # an unreadable note: read from the position itself
+
+
+def test_held_changes_count_only_once_published_in_their_order() -> None:
+    fold = ChangeFold()
+    try:
+        fold.upsert((1,), (1, "plain"))
+        fold.group = "0-1-5"  # an XA PREPARE's rows
+        fold.upsert((1,), (1, "xa first"))
+        fold.upsert((1,), (1, "xa last"))
+        fold.delete((2,))
+        fold.group = "0-1-6"
+        fold.upsert((3,), (3, "rolled back"))
+        fold.group = None
+        fold.commit()
+        assert [r for b in fold.rows(UPSERT, 10) for r in b] == [(1, "plain")]
+        fold.upsert((4,), (4, "open"))
+        fold.publish_held("0-1-5")
+        fold.rollback()  # the read stopped inside that transaction: the commit undone
+        assert [r for b in fold.rows(UPSERT, 10) for r in b] == [(1, "plain")]
+        fold.publish_held("0-1-5")
+        fold.drop_held("0-1-6")
+        fold.commit()
+        assert [r for b in fold.rows(UPSERT, 10) for r in b] == [(1, "xa last")]
+        assert [r for b in fold.rows(DELETE, 10) for r in b] == [(2,)]
+        fold.publish_held("0-1-6")  # dropped: nothing left to publish
+        fold.commit()
+        assert fold.count(UPSERT) == 1
+    finally:
+        fold.close()
+
+
+def test_held_xa_transactions_round_trip_through_the_recorded_state() -> None:
+    from dataferry.connectors.mysql.cdc_xa import PreparedXa
+
+    held = (PreparedXa("X'7831',X'',1", "binlog.000003", 632, "0-1-3"),
+            PreparedXa("X'7832',X'62',7", "binlog.000004", 4, None))
+    position = BinlogPosition("binlog.000005", 1234, "0-1-9", held)
+    state = position.state(0, 0.0)
+    assert BinlogPosition.of_state(state) == position
+    assert "xa_prepared" not in BinlogPosition("binlog.000005", 1234).state(None, None)
+    assert BinlogPosition.of_state({**state, "xa_prepared": [{"xid": 1}, "junk"]}) == \
+        BinlogPosition("binlog.000005", 1234, "0-1-9")

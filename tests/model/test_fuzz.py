@@ -526,9 +526,11 @@ def test_a_huge_file_is_refused_quickly(path: str) -> None:
     body = BASE[path] + "# " + "x" * 78 + "\n"
     data = (body * (70 * 2**20 // len(body) + 1)).encode()
     assert len(data) >= 70 * 2**20
-    started = time.monotonic()
+    # CPU seconds, not wall: the bound is for work that grows out of hand, and a busy CI
+    # machine stretched the wall time of a 2 s check past it.
+    started = time.process_time()
     result = check_files({**BASE, path: data})
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert ("parse-error", path) in codes(result)
     assert not result.ok
 
@@ -549,9 +551,9 @@ i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
 @pytest.mark.parametrize("path", ["ferry.yaml", "teams/crm/crm.yaml"])
 @pytest.mark.parametrize("prefix", ["", "team: crm\n", "ecosystem: acme\n"])
 def test_an_alias_bomb_is_refused_quickly(path: str, prefix: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()
     result = check_files({**BASE, path: prefix + BILLION_LAUGHS})
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
     [error] = [f for f in result.findings if f.code == "parse-error"]
     assert error.file == path and "alias" in error.message
 
@@ -590,9 +592,9 @@ def test_a_list_at_the_root(path: str) -> None:
     ids=["open", "closed", "mappings", "block"],
 )
 def test_deep_nesting(path: str, content: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()
     result = check_files({**BASE, path: content})
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert not result.ok
     assert {f.code for f in result.findings if f.file == path} <= {"parse-error", "invalid-field"}
 

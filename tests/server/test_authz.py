@@ -8,6 +8,7 @@ from dataferry.broker.graph import build_graph
 from dataferry.model.graph import ModelIndex
 from dataferry.model.load import load_model
 from dataferry.model.scaffold import create_example
+from dataferry.server.auth.dependency import model_teams
 from dataferry.server.authz import (
     RowAccess,
     can_see_metadata,
@@ -211,3 +212,13 @@ def test_every_job_of_the_graph_belongs_to_a_team(acme: ModelIndex) -> None:
         assert can_trigger(acme, person("member", team), job)
         others = set(acme.ecosystem.teams) - {team}
         assert not can_trigger(acme, person("member", *others), job)
+
+
+def test_a_teams_owners_are_its_members_whatever_the_case_of_their_address(
+        acme: ModelIndex) -> None:
+    assert model_teams(acme, "Alice@ACME.example") == {"shop"}
+    assert model_teams(acme, "bob@acme.example") == {"shop"}
+    assert model_teams(acme, "carol@acme.example") == {"finance"}
+    assert model_teams(acme, "mallory@acme.example") == model_teams(acme, None) == set()
+    model_teams(acme, "alice@acme.example").add("finance")  # the caller's own set
+    assert model_teams(acme, "alice@acme.example") == {"shop"}

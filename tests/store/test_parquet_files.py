@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dataferry.model.types import parse_type, to_store_field
 from dataferry.store import parquet_files
 from dataferry.store.hashing import hash_file
 from dataferry.store.parquet_files import dictionary_columns, write_files
@@ -75,6 +76,23 @@ def test_written_files_use_the_chosen_encodings_and_hash_their_bytes(
     assert "RLE_DICTIONARY" not in encodings["id"]
     assert "RLE_DICTIONARY" not in encodings["label"]
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_json_text_gets_plain_pages_and_other_text_delta_lengths(tmp_path: Path) -> None:
+    json_field = to_store_field("doc", parse_type("json"))
+    table = pa.table({"id": pa.array(range(ROWS), pa.int64()),
+                      "doc": pa.array([f'{{"id": {i}, "tags": ["x", {i % 7}]}}'
+                                       for i in range(ROWS)]),
+                      "label": pa.array([f"label {i}" for i in range(ROWS)])},
+                     schema=pa.schema([pa.field("id", pa.int64()), json_field,
+                                       pa.field("label", pa.string())]))
+    (entry, _), = write_files(tmp_path, table.to_reader(), "blake3", None)
+    parquet = pq.ParquetFile(tmp_path / entry.path)
+    assert parquet.read().equals(table)
+    column = {parquet.metadata.row_group(0).column(i).path_in_schema:
+              parquet.metadata.row_group(0).column(i).encodings for i in range(3)}
+    assert "PLAIN" in column["doc"] and "DELTA_LENGTH_BYTE_ARRAY" not in column["doc"]
+    assert "DELTA_LENGTH_BYTE_ARRAY" in column["label"]
 
 
 def test_delta_encoded_files_read_back_in_duckdb_polars_and_pyarrow(tmp_path: Path) -> None:

@@ -237,14 +237,24 @@ def _racers(tmp_path: Path, s3: S3Server, roots: list[Path], env: dict[str, str]
                                   stderr=subprocess.PIPE, text=True)
                  for root, start in zip(roots, starts, strict=True)]
     release = env.get("FERRY_PAUSE_UNTIL")
-    if release:  # both wait just before the manifest's conditional put: let them go at once
+    if release:  # all wait just before the manifest's conditional put: let them go in turn
         deadline = time.monotonic() + 60
-        while len(list(Path(release).parent.glob(Path(release).name + ".*"))) < len(roots):
+        waiting: list[Path] = []
+        while len(waiting) < len(roots):
             exited = [p.poll() is not None for p in processes]
             assert time.monotonic() < deadline and not any(exited), [
                 p.communicate() for p in processes]
             time.sleep(0.05)
-        Path(release).touch()
+            waiting = list(Path(release).parent.glob(Path(release).name + ".*"))
+        # One after the other: each has built the same next version and puts its manifest
+        # only after the one before has put its own. Released at once they would race
+        # inside moto, whose conditional put is a check then a put without a lock (real S3,
+        # MinIO and R2 decide it atomically): both could win there, which says nothing of ours.
+        for process in processes:
+            Path(f"{release}.{process.pid}.go").touch()
+            while process.poll() is None and len(processes) > 1:
+                assert time.monotonic() < deadline + 60
+                time.sleep(0.05)
     results = []
     for process in processes:
         out, err = process.communicate(timeout=120)

@@ -47,8 +47,10 @@ Each tick also hands the new events of the outbox to the consumers' ``notify`` t
 or stop failing.
 
 A tick reads the run history through ``LatestRuns`` (only what changed since the last
-tick) and each input's head once, so deciding over 10,000 jobs takes well under a
-second (``bench/broker.py``).
+tick) and the head of every dataset in one walk of the store (``Store.heads``; in a
+bucket, each input's head once, when a job first needs it), so deciding over 100,000
+jobs takes well under a second (``bench/broker.py``, ``bench/scale.py``). A version
+published while a tick decides is seen by the next tick.
 
 After each tick the scheduler marks deliveries stale whose data is older than their
 need's ``freshness`` and clears the mark when fresh data arrives (``Staleness``).
@@ -374,7 +376,7 @@ class Scheduler:
             from dataferry.agent.registry import Agents
 
             self.agent_networks = Agents(self.context.metadata).networks()
-        heads: dict[str, int | None] = {}
+        heads = self._heads()
         for job in self.graph.order(sorted(self.graph.jobs)):
             if job.id in self.running or self._waits_for_inputs(job) or (
                     self.once is not None and job.id in self.once):
@@ -393,6 +395,18 @@ class Scheduler:
         self._update_staleness(at, report)
         self._notify(report)
         return report
+
+    def _heads(self) -> dict[str, int | None]:
+        """Every dataset's head for this tick's decisions, as far as one listing of the
+        store tells (a local store): each of the model's datasets, None for those with no
+        version. For a store in a bucket, empty: ``_head`` asks about each input once,
+        when a job first needs it."""
+        listed = self.context.store.heads()
+        if listed is None:
+            return {}
+        heads: dict[str, int | None] = dict.fromkeys(self.context.index.datasets)
+        heads.update(listed)
+        return heads
 
     def _notify(self, report: TickReport) -> None:
         """Send new events to the consumers' notify targets, in the background (a slow

@@ -38,12 +38,17 @@ def check(
     ),
 ) -> None:
     """Validate the model; exit 1 on any error (warnings are allowed)."""
+    from dataferry.model import cache
     from dataferry.model.check import check_model
 
     if author is not None and base is None:
         raise UsageError("--author needs --base REF (the ref to compare with)")
+    root = model_dir(model)
+    # Without --base and --connect, what it checked is what `ferry plan` & co. check:
+    # kept for them (model.cache), under the key of the files as they were before loading.
+    key = cache.model_key(root) if cache.enabled() and base is None and not connect else None
     with long_lived():
-        result = check_model(model_dir(model), base=base, author=author, connect=connect)
+        result = check_model(root, base=base, author=author, connect=connect)
     if json_out:
         payload: dict[str, object] = {
             "ok": result.ok,
@@ -57,6 +62,9 @@ def check(
         print_json(payload)
     else:
         _print_findings(result)
+    if key is not None:
+        sys.stdout.flush()  # the findings first; then the cache, for the next command
+        cache.write_checked(key, result.loaded)
     raise typer.Exit(0 if result.ok else 1)
 
 

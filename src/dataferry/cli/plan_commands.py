@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from dataferry.cli.common import JsonOption, ModelOption, print_json
+from dataferry.cli.common import JsonOption, ModelOption, long_lived, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +22,8 @@ def _planned(model: Any) -> tuple[Any, dict[str, Any], Any]:
 
     context = _context(model)
     assert isinstance(context, RunContext)
-    document, applied = plan_against_applied(context)
+    with long_lived():  # a job graph and a document of ~5 objects a job, and no garbage
+        document, applied = plan_against_applied(context)
     return context, document, applied
 
 

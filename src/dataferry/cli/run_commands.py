@@ -32,20 +32,35 @@ def _context(model: Path | None) -> object:
     """The run context of a model that passes ``ferry check``."""
     from dataferry.engine.context import RunContext
 
-    return RunContext.from_loaded(_checked_model(model, sql=True))
+    return RunContext.from_loaded(_checked_model(model, sql=True)[0])
 
 
-def _checked_model(model: Path | None, *, sql: bool) -> LoadedModel:
-    """The model, loaded and checked (``sql=False``: all but the checks that parse or
-    bind SQL, see ``_check_sql_of``); raises on the first error."""
+def _checked_model(model: Path | None, *, sql: bool) -> tuple[LoadedModel, bool]:
+    """The model, loaded and checked, and whether its SQL was checked (``sql=False``:
+    all but the checks that parse or bind SQL, see ``_check_sql_of``, unless the
+    model's cache has it wholly checked); raises on the first error.
+
+    A model checked unchanged before comes from the cache (``model.cache``); one
+    checked here wholly (``sql``) is kept there. Without ``sql``, only a cached model
+    without errors will do: one whose errors are in SQL of jobs not run here must not
+    stop the run."""
+    from dataferry.model import cache
     from dataferry.model.check import lint_model
     from dataferry.model.load import load_model
 
+    root = model_dir(model)
     with long_lived():
-        loaded = load_model(model_dir(model))
-        lint_model(loaded, sql=sql)
+        key = cache.model_key(root) if cache.enabled() else None
+        loaded = cache.read_checked(key) if key is not None else None
+        if loaded is not None and (sql or loaded.report.ok):
+            sql = True
+        else:
+            loaded = load_model(root)
+            lint_model(loaded, sql=sql)
+            if key is not None and sql:
+                cache.write_checked(key, loaded)
     _refuse_errors(loaded)
-    return loaded
+    return loaded, sql
 
 
 def _refuse_errors(loaded: LoadedModel) -> None:
@@ -98,14 +113,15 @@ def run(
 
     if not re.fullmatch(r"(\d+[smhdw])+", agent_wait) or not duration_seconds(agent_wait):
         raise UsageError(f"--agent-wait {agent_wait!r} is not a duration: write e.g. 30s or 5m")
-    loaded = _checked_model(model, sql=False)
+    loaded, sql_checked = _checked_model(model, sql=False)
     context = RunContext.from_loaded(loaded)
     context.allow_delete = allow_delete
     context.agent_wait = duration_seconds(agent_wait)
     graph = build_graph(context.index)
     jobs = select(graph, context.index, refs or [], downstream=downstream)
     try:
-        _check_sql_of(loaded, jobs)
+        if not sql_checked:
+            _check_sql_of(loaded, jobs)
         with JobProgress() as progress:
             results = run_jobs(context, jobs, full=full, progress=progress, trigger="manual",
                                attempts=attempts)

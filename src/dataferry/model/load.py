@@ -202,6 +202,13 @@ def deployment_settings(eco: EcosystemFile | None) -> EcosystemFile | None:
     return eco.model_copy(update=given) if eco is not None and given else eco
 
 
+def model_skip_dirs(root: FsPath) -> set[FsPath]:
+    """The directories under ``root`` that ``load_model`` does not look into for model
+    files (the home and the store, from ferry.yaml and this machine's variables)."""
+    return _skipped_dirs(root.resolve(), deployment_settings(_load_ecosystem(root.resolve(),
+                                                                             Report())))
+
+
 def _skipped_dirs(root: FsPath, eco: EcosystemFile | None) -> set[FsPath]:
     """The home and store directories; never ``teams/`` or a folder in it (teams would vanish)."""
     teams = (root / "teams").resolve()

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from dataferry.engine.context import RunContext
 from dataferry.server import authz, catalog
@@ -60,31 +61,41 @@ def list_teams(request: Request, _: ReadPrincipal) -> dict[str, Any]:
     return _page(teams, len(teams), 0, len(teams))
 
 
-def team_summaries(context: RunContext) -> list[dict[str, Any]]:
+def team_summaries(context: RunContext, only: str | None = None) -> list[dict[str, Any]]:
+    """Every team (or ``only`` that one) with its datasets and consumers, in the model's
+    order. One pass over the datasets and the consumers: a pass per team took 15 s of
+    CPU at 1,000 teams and 105,000 datasets."""
     index = context.index
-    out = []
-    for name, team in sorted(index.ecosystem.teams.items()):
-        out.append({
-            "name": name, "zone": team.zone, "owners": list(team.owners),
-            "datasets": [{"ref": e.ref, "kind": "transformer" if e.is_transformer else "source",
-                          "description": e.spec.description}
-                         for e in index.datasets.values() if e.team == name],
-            "consumers": [{"ref": ref, "sink": consumer.sink.kind,
-                           "receives": [n.ref for n in consumer.datasets]}
-                          for ref, (owner, _, consumer) in index.consumers.items()
-                          if owner == name],
-        })
-    return out
+    datasets: dict[str, list[dict[str, Any]]] = {}
+    for e in index.datasets.values():
+        if only is None or e.team == only:
+            datasets.setdefault(e.team, []).append({
+                "ref": e.ref, "kind": "transformer" if e.is_transformer else "source",
+                "description": e.spec.description})
+    consumers: dict[str, list[dict[str, Any]]] = {}
+    for ref, (owner, _, consumer) in index.consumers.items():
+        if only is None or owner == only:
+            consumers.setdefault(owner, []).append({
+                "ref": ref, "sink": consumer.sink.kind,
+                "receives": [n.ref for n in consumer.datasets]})
+    return [{"name": name, "zone": team.zone, "owners": list(team.owners),
+             "datasets": datasets.get(name, []), "consumers": consumers.get(name, [])}
+            for name, team in sorted(index.ecosystem.teams.items())
+            if only is None or name == only]
 
 
 @router.get("/datasets")
-def list_datasets(request: Request, _: ReadPrincipal, search: str | None = None,
-                  team: str | None = None, offset: Offset = 0,
-                  limit: Limit = 50) -> dict[str, Any]:
+async def list_datasets(request: Request, _: ReadPrincipal, search: str | None = None,
+                        team: str | None = None, offset: Offset = 0,
+                        limit: Limit = 50) -> dict[str, Any]:
     """Datasets, searched by ref, description and column names (every word must match)."""
     context = _context(request)
-    items, total = catalog.list_datasets(context.index, context.store, search, team,
-                                         offset, limit)
+    listing = (context.index, context.store, search, team, offset, limit)
+    if catalog.lists_in_memory(context.index, context.store):
+        # memory and a stat per row: on the loop, a hop to the thread pool cost more
+        items, total = catalog.list_datasets(*listing)
+    else:
+        items, total = await run_in_threadpool(catalog.list_datasets, *listing)
     return _page([vars(i) for i in items], total, offset, limit)  # flat: no deep copy
 
 

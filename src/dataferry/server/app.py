@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dataferry import __version__
 from dataferry.engine.context import RunContext
 from dataferry.metadata import Clock, utcnow
-from dataferry.server import ui
+from dataferry.server import catalog, ui
 from dataferry.server.api_docs import install_api_docs
 from dataferry.server.auth import Auth, AuthSettings, scopes
 from dataferry.server.body_limit import DEFAULT_MAX_BODY_SIZE, BodySizeLimit
@@ -79,6 +79,7 @@ def create_app(context: RunContext, *, scheduler: bool = False,
     app.add_middleware(BodySizeLimit, max_bytes=max_body_size)
     app.add_middleware(PinPerRequest)
     app.state.context = context
+    catalog.prepare(context.index)  # the search index, before the first search
     app.state.auth = Auth.for_context(context, settings, now)
     install_error_handlers(app)
     app.add_middleware(NoStoreForApi, prefix=API_PREFIX + "/")

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from dataferry.engine.context import RunContext
 from dataferry.errors import FerryError
 from dataferry.model.findings import Finding
+from dataferry.server import catalog
 from dataferry.server.auth import Auth
 from dataferry.server.auth.dependency import AdminPrincipal, client_ip, get_auth
 
@@ -82,6 +83,7 @@ def reload_model(app: FastAPI) -> Reload:
             context = current.with_model(loaded)
         except FerryError as exc:
             return Reload(False, findings, refused=str(exc))
+        catalog.prepare(context.index)  # its search index: not on a request's time
         app.state.context = context
         scheduler = getattr(app.state, "scheduler", None)
         if scheduler is not None:

@@ -17,6 +17,11 @@ rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 
   ``DELTA_LENGTH_BYTE_ARRAY`` for strings and binaries (flat, or the values of lists)
   leave zstd much less to do than plain pages: 1M rows in 0.13 s and 26.0 MB instead of 0.21 s and 33.3 MB. Both are
   standard Parquet encodings that Spark, DuckDB, Polars, delta-rs and pyarrow read.
+- **Plain pages for JSON text.** JSON (a column declared ``json``) is long, structured
+  text that zstd compresses as well from plain pages as from delta-length ones, and plain
+  pages cost the writer less: 1M rows of ``json`` of about 80 bytes in 0.19 s instead of
+  0.24 s, 19.0 MiB both. Other text keeps ``DELTA_LENGTH_BYTE_ARRAY``: for text without
+  that structure (hashes, codes) plain pages are 8 to 19% larger.
 - **Row groups of 256K rows.** A row group is encoded when it is complete, so its size is
   how much encoding is left after the last batch arrives, and how many batches are held.
   With dictionaries only where they pay, smaller groups barely change the size (33.3 MB
@@ -35,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataferry.faults import crash_point
+from dataferry.model.types import METADATA_KEY
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, HashingWriter
 from dataferry.store.manifest import FileEntry
@@ -91,8 +97,8 @@ def column_encodings(schema: pa.Schema, sample: pa.RecordBatch) -> tuple[list[st
         leaf = _list_leaf(field)
         if leaf is not None:
             path, kind = leaf, field.type.value_type
-        if path in chosen:
-            continue
+        if path in chosen or (leaf is None and _is_json(field)):
+            continue  # a dictionary, or plain pages for JSON text
         if (pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_time(kind)
                 or pa.types.is_timestamp(kind)):
             encodings[path] = "DELTA_BINARY_PACKED"
@@ -100,6 +106,11 @@ def column_encodings(schema: pa.Schema, sample: pa.RecordBatch) -> tuple[list[st
                 or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             encodings[path] = "DELTA_LENGTH_BYTE_ARRAY"
     return dictionary, encodings
+
+
+def _is_json(field: pa.Field) -> bool:
+    """Whether ``field`` holds JSON text (the store tags the columns declared ``json``)."""
+    return (field.metadata or {}).get(METADATA_KEY.encode()) == b"json"
 
 
 def _list_leaf(field: pa.Field) -> str | None:

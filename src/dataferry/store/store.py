@@ -10,7 +10,7 @@ from typing import Any
 
 from dataferry.errors import UsageError
 from dataferry.model.spec import Ecosystem
-from dataferry.store.dataset import DatasetStore, Version
+from dataferry.store.dataset import SIG, DatasetStore, Version
 from dataferry.store.keys import KeyStore
 from dataferry.store.mirror import RemoteDataset
 from dataferry.store.mirror_cache import DEFAULT_MIRROR_SIZE, MirrorCache, mirror_size
@@ -94,6 +94,45 @@ class Store:
             f"{genesis.parent.parent.parent.name}.{genesis.parent.parent.name}"
             for genesis in self.root.glob("*/*/_sig/genesis.json")
         )
+
+
+    def heads(self) -> dict[str, int] | None:
+        """The head (newest published version) of every dataset that has one, by
+        reference, from one walk of a local store: what ``DatasetStore.head_number`` says
+        of each, without building a ``DatasetStore`` per dataset and asking for
+        datasets with no version at all (a scheduler tick asks about every input).
+
+        None for a store in a bucket: there a dataset is asked about one by one, each
+        bringing its mirror in step (``RemoteDataset.pull``)."""
+        if self.objects is not None:
+            return None
+        heads: dict[str, int] = {}
+        for team in _directories(str(self.root)):
+            for dataset in _directories(team.path):
+                numbers = _signed_numbers(os.path.join(dataset.path, SIG, "m"))
+                if numbers:
+                    heads[f"{team.name}.{dataset.name}"] = max(numbers)
+        return heads
+
+
+def _directories(path: str) -> list[os.DirEntry[str]]:
+    """The directories in ``path`` (none when it is missing or not a directory)."""
+    try:
+        with os.scandir(path) as entries:
+            return [entry for entry in entries if entry.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _signed_numbers(directory: str) -> list[int]:
+    """The version numbers with a signature in a dataset's ``_sig/m`` (as
+    ``DatasetStore.version_numbers`` reads them)."""
+    try:
+        with os.scandir(directory) as entries:
+            return [int(entry.name[:-4]) for entry in entries
+                    if entry.name.endswith(".sig") and entry.name[:-4].isdigit()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def store_at(where: str, home: Path | None = None) -> Store:

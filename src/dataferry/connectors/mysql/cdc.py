@@ -11,7 +11,9 @@ python-mysql-replication (a replica's binlog dump, over PyMySQL), up to the end 
 binlog as it was when the read began: inserts, updates (both keys when the key changes)
 and deletes of the dataset's table, folded into one change per primary key
 (``cdc_fold``). The read stops only after a transaction's end, so a transaction is
-never split; the binlog holds committed work only, so rolled-back work never appears.
+never split; the binlog holds committed work only, so rolled-back work never appears,
+except XA transactions, written at ``XA PREPARE``: their rows are held until the
+``XA COMMIT`` is read, in the position itself (``cdc_xa``).
 The position recorded is the end of the last transaction read; the engine records it in
 the signed manifest with the version, so a run killed anywhere re-reads from the head's
 position, and nothing is lost or read twice. The binlog has no slot to confirm:
@@ -39,7 +41,13 @@ from typing import Any
 import pyarrow as pa
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
+from pymysqlreplication.event import (
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XAPrepareEvent,
+    XidEvent,
+)
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from dataferry.connectors.base import ReadRequest
@@ -48,6 +56,17 @@ from dataferry.connectors.mysql.cdc_check import binlog_files, purged_message, r
 from dataferry.connectors.mysql.cdc_fold import DELETE, UPSERT, ChangeFold
 from dataferry.connectors.mysql.cdc_scans import IdleScans
 from dataferry.connectors.mysql.cdc_values import normalize, to_arrow
+from dataferry.connectors.mysql.cdc_xa import (
+    XA_PREPARED_FLAG,
+    PreparedXa,
+    event_start,
+    prepared_before,
+    prepared_xid,
+    read_prepared,
+    recovered_xids,
+    undecided_at,
+    xa_decision,
+)
 from dataferry.connectors.mysql.connection import parse_dsn, qualified, secret_of
 from dataferry.connectors.mysql.types import ResultColumn, arrow_type
 from dataferry.errors import FerryError, SourceError
@@ -71,14 +90,20 @@ class BinlogPosition:
     file: str
     pos: int
     gtid: str | None = None
+    held: tuple[PreparedXa, ...] = ()
+    """Prepared XA transactions before this point whose decision is still to be read."""
 
     def order(self) -> tuple[int, int]:
         """Comparable across files (``binlog.000012`` after ``binlog.000009``)."""
         return _sequence(self.file), self.pos
 
     def state(self, lag_bytes: int | None, lag_seconds: float | None) -> dict[str, Any]:
-        return {"binlog_file": self.file, "binlog_pos": self.pos, "gtid": self.gtid,
-                "lag_bytes": lag_bytes, "lag_seconds": lag_seconds}
+        state: dict[str, Any] = {"binlog_file": self.file, "binlog_pos": self.pos,
+                                 "gtid": self.gtid, "lag_bytes": lag_bytes,
+                                 "lag_seconds": lag_seconds}
+        if self.held:
+            state["xa_prepared"] = [xa.state() for xa in self.held]
+        return state
 
     @classmethod
     def of_state(cls, state: dict[str, Any] | None) -> BinlogPosition | None:
@@ -90,7 +115,8 @@ class BinlogPosition:
         if not isinstance(pos, int):
             return None
         gtid = state.get("gtid")
-        return cls(state["binlog_file"], pos, gtid if isinstance(gtid, str) else None)
+        return cls(state["binlog_file"], pos, gtid if isinstance(gtid, str) else None,
+                   PreparedXa.of_states(state.get("xa_prepared")))
 
 
 def _sequence(file: str) -> int:
@@ -158,7 +184,8 @@ class BinlogCapture:
                 cursor.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
                 found = cursor.fetchone()
             gtid = str(found[0]) if found is not None and found[0] is not None else None
-            position = BinlogPosition(file, pos, gtid)
+            position = BinlogPosition(file, pos, gtid,
+                                      self._prepared_at(connection, table, file, pos))
             schema = table.schema
             relation = qualified(table.database, table.name)
             full = replace(request, since=None)
@@ -176,6 +203,24 @@ class BinlogCapture:
         lag = self._lag(position, None)
         return ChangeSet(upserts=pa.RecordBatchReader.from_batches(schema, batches),
                          deleted_keys=None, position=position.state(*lag), snapshot=True)
+
+    def _prepared_at(self, connection: pymysql.Connection, table: Table, file: str,
+                     pos: int) -> tuple[PreparedXa, ...]:
+        """The XA transactions with rows of the table that were prepared, not decided, at
+        the snapshot's binlog position: the snapshot does not see their rows, and their
+        XA COMMIT comes after it (cdc_xa.py)."""
+        with connection.cursor() as cursor:
+            cursor.execute("XA RECOVER")
+            recovered = recovered_xids(list(cursor.fetchall()))
+        end = _master_position(connection)
+        settings = self._settings()
+        undecided = undecided_at(settings, recovered, (file, pos), (end.file, end.pos),
+                                 table.database, table.name)
+        if not undecided:
+            return ()
+        found = prepared_before(settings, undecided, (file, pos),
+                                list(binlog_files(connection)), table.database, table.name)
+        return tuple(found[xid] for xid in sorted(found))
 
     # --- later runs: the binlog after the recorded position ---------------------------
 
@@ -196,6 +241,11 @@ class BinlogCapture:
             if resumed.file not in files:
                 raise SourceError(purged_message(request.dataset, resumed.file, files),
                                   public=True)
+            for xa in resumed.held:
+                if xa.file not in files:
+                    raise SourceError(purged_message(
+                        request.dataset, xa.file, files,
+                        what=f"the rows of the prepared XA transaction {xa.xid}"), public=True)
             end = _master_position(connection)
         except pymysql.Error as exc:
             raise source._fail(exc, f"cannot read the binlog for {request.dataset} on") from None
@@ -234,27 +284,61 @@ class BinlogCapture:
         stream = BinLogStreamReader(
             connection_settings=self._settings(), server_id=random.randint(1 << 20, 1 << 31),
             resume_stream=True, log_file=start.file, log_pos=start.pos, blocking=False,
-            only_events=[*_ROW_EVENTS, XidEvent, QueryEvent, MariadbGtidEvent, RotateEvent],
+            only_events=[*_ROW_EVENTS, XidEvent, QueryEvent, MariadbGtidEvent, RotateEvent,
+                         XAPrepareEvent],
             only_schemas=[table.database], only_tables=[table.name], enable_logging=False)
         gtid = start.gtid
+        held = {xa.xid: xa for xa in start.held}
+        folded: dict[str, str] = {}  # held XA prepared in this read -> its rows' fold group
+        prepared: tuple[int, str] | None = None  # the XA PREPARE group being read: start, GTID
+        prepared_rows = 0
         rows = 0
         try:
             for event in stream:
                 if isinstance(event, MariadbGtidEvent):
                     gtid = str(event.gtid)
+                    prepared = ((event_start(event), gtid)
+                                if event.flags & XA_PREPARED_FLAG else None)
+                    fold.group = None if prepared is None else gtid  # held (cdc_xa.py)
+                    prepared_rows = 0
                     continue
                 if isinstance(event, RotateEvent):
                     continue
                 if isinstance(event, _ROW_EVENTS):
                     if event.schema == table.database and event.table == table.name:
-                        rows += self._apply(event, table, request, fold)
+                        if prepared is not None:
+                            prepared_rows += self._apply(event, table, request, fold)
+                        else:
+                            rows += self._apply(event, table, request, fold)
                     continue
-                if isinstance(event, QueryEvent) and event.query.strip().upper() == "BEGIN":
-                    continue
-                # XID, COMMIT or a DDL statement: a transaction ended here.
+                if isinstance(event, QueryEvent):
+                    text = event.query.strip().upper()
+                    if text == "BEGIN" or (prepared is not None and text.startswith("XA END")):
+                        continue
+                    decision = xa_decision(event.query)
+                    if decision is not None and decision[0] in held:
+                        decided = held.pop(decision[0])
+                        group = folded.pop(decided.xid, None)
+                        if group is not None:  # prepared in this read: its rows are here
+                            (fold.publish_held if decision[1] else fold.drop_held)(group)
+                        elif decision[1]:  # prepared in an earlier read: read them again
+                            rows += self._read_prepared(request, table, decided, fold)
+                        rows += 1  # a decision of the table's: never noted as idle
+                elif isinstance(event, XAPrepareEvent) and prepared is not None:
+                    fold.group = None
+                    xa = PreparedXa(prepared_xid(event), stream.log_file, *prepared)
+                    if event.one_phase:  # MySQL's XA COMMIT ONE PHASE: committed here
+                        fold.publish_held(prepared[1])
+                    elif prepared_rows:
+                        held[xa.xid] = xa
+                        folded[xa.xid] = prepared[1]
+                    rows += prepared_rows  # events of the table: no idle note
+                    prepared = None
+                # XID, COMMIT, XA PREPARE, XA COMMIT or a DDL statement: a group ended here.
                 fold.commit()
                 crash_point("mysql-cdc-mid-read")  # tests: a run killed while reading
-                reached = BinlogPosition(stream.log_file, stream.log_pos, gtid)
+                reached = BinlogPosition(stream.log_file, stream.log_pos, gtid,
+                                         tuple(held.values()))
                 last_event = float(event.timestamp)
                 if reached.order() >= end.order():
                     break
@@ -280,6 +364,24 @@ class BinlogCapture:
             fold.rollback()  # a transaction whose end was not read: never split
             stream.close()
         return reached, last_event, rows
+
+    def _read_prepared(self, request: ReadRequest, table: Table, xa: PreparedXa,
+                       fold: ChangeFold) -> int:
+        """Fold the rows of a prepared XA transaction of an earlier read, read again where
+        it was prepared, now that its XA COMMIT was read."""
+        try:
+            return read_prepared(self._settings(), xa, table.database, table.name,
+                                 lambda event: self._apply(event, table, request,
+                                                                        fold))
+        except pymysql.Error as exc:
+            if exc.args and exc.args[0] == _PURGED:
+                raise SourceError(purged_message(request.dataset, xa.file, [], what=(
+                    f"the rows of the prepared XA transaction {xa.xid}")), public=True) from None
+            raise
+        except LookupError as exc:
+            raise SourceError(f"{request.dataset}: {exc} (the binlog changed under the "
+                              f"recorded position); run `ferry run --full {request.dataset}` "
+                              "to start over from a snapshot", public=True) from None
 
     def _apply(self, event: Any, table: Table, request: ReadRequest, fold: ChangeFold) -> int:
         columns = {c.name: c for c in event.columns}

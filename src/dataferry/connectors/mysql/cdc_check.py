@@ -17,6 +17,7 @@ from typing import Any
 import pymysql
 
 from dataferry.connectors.changes import ChangeProblem
+from dataferry.connectors.mysql.cdc_xa import PreparedXa
 
 NEEDED_SETTINGS = (
     ("log_bin", "ON", "the binlog is off: start MariaDB with log_bin (e.g. --log-bin=binlog "
@@ -43,13 +44,19 @@ def change_problems(connection: pymysql.Connection, database: str, table: str, *
                 for message in read_problems(connection)]
     file = position.get("binlog_file") if position else None
     if isinstance(file, str):
+        held = PreparedXa.of_states((position or {}).get("xa_prepared"))
         try:
             files = binlog_files(connection)
         except pymysql.Error:  # no grant to list them: reported above
-            files = {file: 0}
+            files = {file: 0, **{xa.file: 0 for xa in held}}
         if file not in files:
             problems.append(ChangeProblem(
                 "unreachable", f"{where} {purged_message(dataset, file, files, named=False)}"))
+        for xa in held:
+            if xa.file not in files:
+                problems.append(ChangeProblem("unreachable", f"{where} " + purged_message(
+                    dataset, xa.file, files, named=False,
+                    what=f"the rows of the prepared XA transaction {xa.xid}")))
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE "
                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
@@ -125,13 +132,14 @@ def binlog_files(connection: pymysql.Connection) -> dict[str, int]:
 
 
 def purged_message(dataset: str, file: str, files: dict[str, int] | list[str], *,
-                   named: bool = True) -> str:
-    """What to do when ``file`` (the latest version's position) is gone; ``named``: the
-    message starts with ``dataset``."""
+                   named: bool = True, what: str = "the position of the latest version"
+                   ) -> str:
+    """What to do when ``file`` (holding ``what``: the latest version's position, or a
+    prepared XA transaction it holds) is gone; ``named``: the message starts with
+    ``dataset``."""
     kept = sorted(files)
     oldest = f" (its oldest binlog now is {kept[0]})" if kept else ""
-    return (f"{dataset + ': ' if named else ''}the binlog file {file} holding the position "
-            "of the latest version "
+    return (f"{dataset + ': ' if named else ''}the binlog file {file} holding {what} "
             f"was purged by the server{oldest}, so the changes since cannot be read; a full "
             f"re-snapshot is needed: run `ferry run --full {dataset}`, and keep binlogs "
             "longer than the time between runs (binlog_expire_logs_seconds)")

@@ -5,6 +5,10 @@ SQLite file in a temporary directory (not in memory), one SQLite transaction per
 transaction: a transaction the read stops inside of is rolled back, so it is never split.
 Values are kept pickled exactly as normalized (``cdc_values.normalize``); the file is
 private to this process and removed by ``close``.
+
+The rows of a prepared XA transaction (``cdc_xa``) are folded aside, under the group
+(GTID) that wrote them, until its decision is read: ``publish_held`` moves them to the
+changes in their order, ``drop_held`` forgets them.
 """
 
 from __future__ import annotations
@@ -34,8 +38,13 @@ class ChangeFold:
         self._db.execute("PRAGMA synchronous = OFF")
         self._db.execute("CREATE TABLE changes (key TEXT PRIMARY KEY, op INTEGER NOT NULL, "
                          "row BLOB NOT NULL)")
+        self._db.execute("CREATE TABLE held (seq INTEGER PRIMARY KEY, grp TEXT NOT NULL, "
+                         "key TEXT NOT NULL, op INTEGER NOT NULL, row BLOB NOT NULL)")
         self._open = False
         self._pending: list[tuple[str, int, bytes]] = []
+        self._held: list[tuple[str, str, int, bytes]] = []
+        self.group: str | None = None
+        """While set, changes are held under this group (an XA PREPARE's GTID)."""
 
     def upsert(self, key: tuple[Any, ...], row: tuple[Any, ...]) -> None:
         """``key`` now has ``row`` (its last value so far)."""
@@ -52,9 +61,25 @@ class ChangeFold:
             self._db.execute("COMMIT")
             self._open = False
 
+    def publish_held(self, group: str) -> None:
+        """The held changes of ``group`` become changes (its XA COMMIT was read)."""
+        self._flush()
+        self._begin()
+        self._db.execute("INSERT OR REPLACE INTO changes (key, op, row) SELECT key, op, row "
+                         "FROM held WHERE grp = ? ORDER BY seq", (group,))
+        self._db.execute("DELETE FROM held WHERE grp = ?", (group,))
+
+    def drop_held(self, group: str) -> None:
+        """Forget the held changes of ``group`` (its XA ROLLBACK was read)."""
+        self._flush()
+        self._begin()
+        self._db.execute("DELETE FROM held WHERE grp = ?", (group,))
+
     def rollback(self) -> None:
         """Forget the events of a transaction whose end was not read."""
         self._pending.clear()
+        self._held.clear()
+        self.group = None
         if self._open:
             self._db.execute("ROLLBACK")
             self._open = False
@@ -78,17 +103,28 @@ class ChangeFold:
         shutil.rmtree(self._directory, ignore_errors=True)
 
     def _write(self, key: tuple[Any, ...], op: int, row: tuple[Any, ...]) -> None:
-        self._pending.append((repr(key), op, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)))
-        if len(self._pending) >= PENDING:
+        blob = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.group is not None:
+            self._held.append((self.group, repr(key), op, blob))
+        else:
+            self._pending.append((repr(key), op, blob))
+        if len(self._pending) + len(self._held) >= PENDING:
             self._flush()
 
-    def _flush(self) -> None:
-        """Write the pending changes (in order: a later one of a key replaces an earlier)."""
-        if not self._pending:
-            return
+    def _begin(self) -> None:
         if not self._open:
             self._db.execute("BEGIN")
             self._open = True
-        self._db.executemany("INSERT OR REPLACE INTO changes (key, op, row) VALUES (?, ?, ?)",
-                             self._pending)
-        self._pending.clear()
+
+    def _flush(self) -> None:
+        """Write the pending changes (in order: a later one of a key replaces an earlier)."""
+        if self._pending:
+            self._begin()
+            self._db.executemany("INSERT OR REPLACE INTO changes (key, op, row) "
+                                 "VALUES (?, ?, ?)", self._pending)
+            self._pending.clear()
+        if self._held:
+            self._begin()
+            self._db.executemany("INSERT INTO held (grp, key, op, row) VALUES (?, ?, ?, ?)",
+                                 self._held)
+            self._held.clear()

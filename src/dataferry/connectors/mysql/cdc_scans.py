@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,14 +43,13 @@ class IdleScans:
 
     def skip(self, start: BinlogPosition) -> BinlogPosition:
         """The furthest position reachable from ``start`` over ranges known to be empty."""
-        from dataferry.connectors.mysql.cdc import BinlogPosition
-
         position = start
         for _ in range(MAX_HOPS):
             try:
                 note = json.loads(self._path(position).read_text(encoding="utf-8"))
-                following = BinlogPosition(str(note["file"]), int(note["pos"]),
-                                           note.get("gtid"))
+                # the held XA transactions stay: nothing of the table was read on the way
+                following = replace(start, file=str(note["file"]), pos=int(note["pos"]),
+                                    gtid=note.get("gtid"))
             except (OSError, ValueError, KeyError, TypeError):
                 return position
             if following.order() <= position.order():

@@ -16,7 +16,9 @@ version's cursor state in the signed manifest.
   emits a transaction at its commit, never rolled-back work). Transactions whose commit
   lies before the head's position are skipped (by the server, and here again): the head
   has them (a crash between publishing and confirming re-reads them). ``U`` is the new
-  position.
+  position. On a server of version 14 or later, a large transaction is streamed while
+  the server decodes it (``streaming 'on'``, ``STREAM_MEMORY``) and decoded here
+  meanwhile; its changes count only if its commit is read (``cdc_streamed``).
 - **Values.** When every declared column has a binary decoder (``cdc_binary``: plain
   types) and the server is 14 or later, pgoutput sends binary values, decoded here into
   Arrow arrays checked like a table read's; the last change per key is kept by pyarrow
@@ -44,7 +46,6 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ from dataferry.connectors.postgres.cdc_slots import (
     slot_exists,
     slot_name,
 )
+from dataferry.connectors.postgres.cdc_staging import Staged
 from dataferry.connectors.postgres.cdc_stream import SlotStream
+from dataferry.connectors.postgres.cdc_streamed import Streamed
 from dataferry.connectors.postgres.connection import ident, literal
 from dataferry.connectors.postgres.reading import BadValue, ColumnPlan, plan_column
 from dataferry.connectors.postgres.source import PostgresSource, _apply, _match
@@ -80,6 +83,14 @@ KEEP_BYTES = 64 << 20
 and the last change per key is found by pyarrow; past it they are spilled to a Parquet
 file and DuckDB finds them (spilling past its memory limit)."""
 FETCH_ROWS = 5_000
+STREAMING = True
+"""Ask a server of version 14 or later to stream large transactions before their commit
+(pgoutput protocol version 2, ``streaming 'on'``; ``cdc_streamed``)."""
+STREAM_MEMORY: str | None = None
+"""The walsender's ``logical_decoding_work_mem`` for the read (None: the server's own,
+64MB by default): a transaction whose decoded changes pass it is streamed in chunks of
+about this size. Lower values (1MB, 8MB) made the 50,000-change run of ``bench/cdc.py``
+no faster on a 2-core machine, often slower (docs/performance.md)."""
 _TEXT_SESSION = (
     "set time zone 'UTC'",
     "set datestyle = 'ISO, YMD'",
@@ -140,64 +151,6 @@ def _snapshot(source: PostgresSource, request: ReadRequest, table: Table, slot: 
                      warnings=warnings + read.warnings, snapshot=True)
 
 
-@dataclass
-class _Staged:
-    """Decoded changes on their way to the staging table (text values) or, with
-    ``convert`` (binary values), to memory or a local Parquet file. Inserts and updates
-    that kept their key (most changes) wait as raw messages and are decoded together
-    (``wire.simple_rows``); the others are decoded one by one into ``rows``."""
-
-    columns: list[str]  # the source columns staged (declared ones), in order
-    convert: Callable[[int, pa.Array], pa.Array] | None = None
-    """Binary values: (column index, its values as binary) -> the column as a table read
-    gives it."""
-    rows: list[list[bytes | None]] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)
-    ops: list[str] = field(default_factory=list)
-    simple: list[bytes] = field(default_factory=list)
-    simple_seqs: list[int] = field(default_factory=list)
-    gone: list[bytes] = field(default_factory=list)  # deletes, likewise decoded together
-    gone_seqs: list[int] = field(default_factory=list)
-    chunks: list[tuple[list[pa.Array], list[int], str]] = field(default_factory=list)
-    """Messages decoded together (with the relation layout of their time), their op."""
-    total: int = 0
-
-    def add(self, seq: int, op: str, values: list[bytes | None]) -> None:
-        self.seqs.append(seq)
-        self.ops.append(op)
-        self.rows.append(values)
-        self.total += 1
-
-    def pending(self) -> int:
-        return len(self.rows) + len(self.simple) + len(self.gone) + sum(
-            len(c[1]) for c in self.chunks)
-
-    def take(self) -> pa.Table:
-        assert not self.simple and not self.gone, "decode the waiting messages first"
-        columns: list[list[pa.Array]] = [
-            [pa.array([row[i] for row in self.rows], pa.binary())]
-            for i in range(len(self.columns))]
-        seqs, ops = [self.seqs], [pa.array(self.ops, pa.string())]
-        for arrays, chunk_seqs, op in self.chunks:
-            for i, array in enumerate(arrays):
-                columns[i].append(array)
-            seqs.append(chunk_seqs)
-            ops.append(pa.array([op] * len(chunk_seqs), pa.string()))
-        convert = self.convert
-        table: dict[str, pa.Array] = {}
-        for i, parts in enumerate(columns):
-            if any(part.type != pa.binary() for part in parts):
-                parts = [part.cast(pa.large_binary()) for part in parts]
-            values = pa.concat_arrays(parts)
-            # text values: the server's UTF-8, checked by the cast
-            table[f"c{i}"] = values.cast(pa.string()) if convert is None else \
-                convert(i, values)
-        table["_ferry_seq"] = pa.array([s for part in seqs for s in part], pa.int64())
-        table["_ferry_op"] = pa.concat_arrays(ops)
-        self.rows, self.seqs, self.ops, self.chunks = [], [], [], []
-        return pa.table(table)
-
-
 class _Changes:
     """One run's read of the slot (see the module docstring)."""
 
@@ -217,6 +170,8 @@ class _Changes:
                       for name, src in zip(request.columns, self.sources, strict=True)]
         self.truncated_at = -1
         self.transactions = 0
+        self.streamed = Streamed()
+        self.batch_top = 0  # the streamed transaction of the staged changes (0: none)
         self.stream: SlotStream | None = None
         self.session: tuple[Any, Any] | None = None  # the staging (ADBC) connection, cursor
         self.spill: pq.ParquetWriter | None = None
@@ -240,8 +195,8 @@ class _Changes:
             self.stream = SlotStream(self.source.server.connect_replication(), self.slot,
                                      self.source.server.what)
             self.decoders = self._decoders()
-            staged = _Staged(list(self.sources),
-                             None if self.decoders is None else self._convert)
+            staged = Staged(list(self.sources),
+                            None if self.decoders is None else self._convert)
             if self.decoders is None:
                 self.session = self.source._open(len(self.plans), autocommit=False)
             upto = self._stage(staged, work)
@@ -305,7 +260,7 @@ class _Changes:
 
     # -- reading the slot ------------------------------------------------------------
 
-    def _stage(self, staged: _Staged, work: Path) -> int:
+    def _stage(self, staged: Staged, work: Path) -> int:
         """Decode the slot's changes into the staging table (or the local spill file); the
         position read up to."""
         if self.session is not None:
@@ -314,16 +269,21 @@ class _Changes:
                 self._run(cursor, setting)
             cursor.execute("create temp table _ferry_cdc_stage (" + ", ".join(
                 f"c{i} text" for i in range(len(staged.columns))) +
-                ", _ferry_seq bigint, _ferry_op text) on commit drop")
+                ", _ferry_seq bigint, _ferry_op text, _ferry_xid bigint) on commit drop")
         self.work = work
         stream = self.stream
         assert stream is not None
         options = self.options = {"proto_version": "1", "publication_names": self.slot}
         if self.decoders is not None:
             options["binary"] = "true"
+        streaming = STREAMING and stream.connection.info.server_version >= 140000
+        if streaming:  # large transactions sent while the server decodes (cdc_streamed)
+            options.update(proto_version="2", streaming="on")
         try:
             for setting in _TEXT_SESSION:
                 stream.setting(setting)
+            if streaming and STREAM_MEMORY:
+                stream.setting(f"set logical_decoding_work_mem = '{STREAM_MEMORY}'")
             upto = stream.flushed()
             stream.start(self.start, options)
             self._decode(stream.messages(upto), staged)
@@ -333,9 +293,10 @@ class _Changes:
                 exc, f"reading the changes of {self.dataset} (slot {self.slot}) from") from None
         if staged.pending():
             self._ingest(staged)
+        self.truncated_at = self.streamed.truncated_at()
         return upto
 
-    def _decode(self, messages: Iterator[bytes], staged: _Staged) -> None:
+    def _decode(self, messages: Iterator[bytes], staged: Staged) -> None:
         layouts: dict[int, list[int]] = {}  # our relation -> its position of each column
         others: dict[int, str] = {}  # relations the publication should not have sent
         skip = False
@@ -345,8 +306,31 @@ class _Changes:
         gone, gone_seqs = staged.gone, staged.gone_seqs
         # how an insert, an update keeping the key or a delete of our relation starts
         insert = update = delete_key = delete_row = b"-"
+        # the same in a streamed chunk, after the tag and the xid
+        chunk_new = chunk_key = chunk_row = b"-"
         keys = [self.sources.index(k) for k in self.keys]
+        streamed = self.streamed
+        top_of, in_chunk, strip = streamed.top_of, wire.IN_CHUNK, wire.strip_xid
+        block = xid = 0  # the streamed chunk's transaction, the message's (sub)transaction
         for data in messages:
+            if block and data[0] in in_chunk:
+                tag, rest = data[0], data[5:10]
+                if rest == chunk_new and (tag == 0x49 or tag == 0x55):  # I, U: in bulk
+                    seq += 1
+                    simple.append(data)
+                    simple_seqs.append(seq)
+                    if len(simple) >= STAGE_ROWS:
+                        self._ingest(staged)
+                    continue
+                if tag == 0x44 and rest in (chunk_key, chunk_row):  # D
+                    seq += 1
+                    gone.append(data)
+                    gone_seqs.append(seq)
+                    if len(gone) >= STAGE_ROWS:
+                        self._ingest(staged)
+                    continue
+                xid, data = strip(data)
+                top_of[xid] = block
             head = data[:6]
             if head in (update, insert):
                 if skip:  # an insert or an update that kept the key: decoded in bulk
@@ -381,9 +365,9 @@ class _Changes:
                 seq += 1
                 if old is None:  # an insert, or an update that kept the key
                     assert new is not None
-                    add(seq, "U", values(new, positions))
+                    add(seq, "U", values(new, positions), xid)
                 elif new is None:  # a delete
-                    add(seq, "D", values(old, positions, key_only=True))
+                    add(seq, "D", values(old, positions, key_only=True), xid)
                     continue
                 else:  # an update with the old key (K) or row (O)
                     if old_kind == "O":
@@ -392,17 +376,31 @@ class _Changes:
                     before = values(old, positions, key_only=True)
                     after = values(new, positions)
                     if any(before[k] != after[k] for k in keys):  # the key changed
-                        add(seq, "D", before)
+                        add(seq, "D", before, xid)
                         seq += 1
-                    add(seq, "U", after)
+                    add(seq, "U", after, xid)
                 if staged.pending() >= STAGE_ROWS:
                     self._ingest(staged)
                 continue
             match wire.decode(data):
                 case wire.Begin(final_lsn=final_lsn):
                     skip = final_lsn < self.start  # the head has this transaction
+                    self._batch_of(staged, 0)
                 case wire.Commit():
                     self.transactions += 0 if skip else 1
+                case wire.StreamStart(xid=top):
+                    block, skip = top, False
+                    self._batch_of(staged, top)
+                case wire.StreamStop():
+                    block = xid = 0
+                case wire.StreamCommit(xid=top, commit_lsn=commit_lsn):
+                    if commit_lsn >= self.start:  # else the head has it (not dropped)
+                        if self.batch_top == top and staged.pending():
+                            self._ingest(staged)  # a value that does not fit stops it now
+                        streamed.commit(top)
+                        self.transactions += 1
+                case wire.StreamAbort(xid=top, subxid=subxid):
+                    streamed.abort(top, subxid)
                 case wire.Relation() as relation:
                     if (relation.namespace, relation.name) == (self.table.schema,
                                                                self.table.name):
@@ -412,12 +410,22 @@ class _Changes:
                         ours = relation.relation_id.to_bytes(4, "big")
                         insert, update = b"I" + ours + b"N", b"U" + ours + b"N"
                         delete_key, delete_row = b"D" + ours + b"K", b"D" + ours + b"O"
+                        chunk_new, chunk_key, chunk_row = ours + b"N", ours + b"K", ours + b"O"
                         self.layout = (len(relation.columns), layouts[relation.relation_id])
                     else:
                         others[relation.relation_id] = f"{relation.namespace}.{relation.name}"
                 case wire.Truncate(relation_ids=ids) if not skip and set(layouts) & set(ids):
                     seq += 1
-                    self.truncated_at = seq
+                    streamed.truncates.append((seq, xid))
+
+    def _batch_of(self, staged: Staged, top: int) -> None:
+        """The staged changes are about to come from transaction ``top`` (0: transactions
+        sent at their commit): a batch holds one streamed transaction's changes or none,
+        so a value of an aborted one that does not fit never stops the run."""
+        if top != self.batch_top:
+            if staged.pending():
+                self._ingest(staged)
+            self.batch_top = top
 
     def _layout(self, relation: wire.Relation) -> list[tuple[int, int]]:
         """(position in the relation's tuples, staged index) of each declared column; a
@@ -464,15 +472,17 @@ class _Changes:
             out = [None if v is wire.UNCHANGED else v for v in out]
         return out  # type: ignore[return-value]
 
-    def _decode_simple(self, staged: _Staged) -> None:
+    def _decode_simple(self, staged: Staged) -> None:
         """The waiting inserts, key-keeping updates and deletes, decoded together."""
         count, positions = self.layout
+        top = self.batch_top  # the messages are all of this streamed transaction or none
         for payloads, seqs, op in ((staged.simple, staged.simple_seqs, "U"),
                                    (staged.gone, staged.gone_seqs, "D")):
             if not payloads:
                 continue
             try:
-                arrays, unchanged = wire.simple_rows(payloads, count, positions)
+                arrays, unchanged = wire.simple_rows(payloads, count, positions,
+                                                     10 if top else 6)
             except wire.ProtocolError as exc:
                 raise SourceError(f"{self.dataset}: slot {self.slot} sent a change that "
                                   f"cannot be read: {exc}") from None
@@ -483,16 +493,27 @@ class _Changes:
                     "PostgreSQL did not send its (TOASTed) value; run ALTER TABLE "
                     f"{self.table.relation} REPLICA IDENTITY FULL so updates carry it, "
                     "then ferry run --full", public=True)
-            staged.chunks.append((arrays, seqs[:], op))
+            xids = wire.chunk_xids(payloads) if top else [0] * len(payloads)
+            if top:
+                self.streamed.top_of.update(dict.fromkeys(xids, top))
+            staged.chunks.append((arrays, seqs[:], xids, op))
             staged.total += len(payloads)
             payloads.clear()
             seqs.clear()
 
-    def _ingest(self, staged: _Staged) -> None:
+    def _ingest(self, staged: Staged) -> None:
         crash_point("cdc-streaming")  # the replication stream is open, the slot held
-        self._decode_simple(staged)
+        try:
+            self._decode_simple(staged)
+            if self.session is None:
+                batch = staged.take()
+        except SourceError as exc:
+            if not self.batch_top:
+                raise
+            staged.clear(waiting=True)
+            self.streamed.failed.setdefault(self.batch_top, exc)  # raised at its commit
+            return
         if self.session is None:  # binary values, decoded here: to the local spill file
-            batch = staged.take()
             if self.spill is None and self.kept_bytes + batch.nbytes <= KEEP_BYTES:
                 self.kept.append(batch)
                 self.kept_bytes += batch.nbytes
@@ -522,7 +543,7 @@ class _Changes:
         self._run(cursor, f"""create temp table _ferry_cdc_last on commit drop as
             select _ferry_op, {casts} from (
                 select distinct on ({keys}) * from _ferry_cdc_stage
-                where _ferry_seq > {self.truncated_at}
+                where _ferry_seq > {self.truncated_at}{self._kept_xids()}
                 order by {keys}, _ferry_seq desc) as last""")
 
     def _local_result(self, work: Path, schema: pa.Schema, snapshot: bool
@@ -542,7 +563,7 @@ class _Changes:
         with spilling("ferry-cdc-") as db:
             db.execute(f"""create temp table last as
                 select * from read_parquet({text(str(work / "changes.parquet"))})
-                where _ferry_seq > {self.truncated_at}
+                where _ferry_seq > {self.truncated_at}{self._kept_xids()}
                 qualify row_number() over (partition by {", ".join(f"c{i}" for i in keys)}
                                            order by _ferry_seq desc) = 1""")
             upserts = _write(db, "select " + ", ".join(f"c{i}" for i in range(len(schema))) +
@@ -561,6 +582,10 @@ class _Changes:
         changes = pa.concat_tables(self.kept)
         self.kept = []
         changes = changes.filter(pc.greater(changes["_ferry_seq"], self.truncated_at))
+        dropped = self.streamed.dropped()
+        if dropped:
+            changes = changes.filter(pc.invert(pc.is_in(
+                changes["_ferry_xid"], value_set=pa.array(dropped, pa.int64()))))
         names = [f"c{i}" for i in keys]
         last = changes.group_by(names, use_threads=False).aggregate(
             [("_ferry_seq", "max")])["_ferry_seq_max"]
@@ -575,6 +600,13 @@ class _Changes:
                 deleted = pa.Table.from_arrays([gone.column(i) for i in keys],
                                                schema=key_schema).to_reader()
         return upserts.to_reader(), deleted
+
+    def _kept_xids(self) -> str:
+        """SQL (after a where clause) leaving out the changes of streamed transactions
+        that did not commit in the run (``cdc_streamed``)."""
+        dropped = self.streamed.dropped()
+        return "" if not dropped else \
+            f" and _ferry_xid not in ({', '.join(str(x) for x in dropped)})"
 
     def _run(self, cursor: Any, query: str) -> None:
         try:

@@ -1,5 +1,12 @@
-"""PostgreSQL's logical replication protocol (``pgoutput``, protocol version 1): the
+"""PostgreSQL's logical replication protocol (``pgoutput``, protocol versions 1 and 2): the
 messages a slot's changes are made of, decoded from their bytes.
+
+Version 2 (PostgreSQL 14 and later, with ``streaming 'on'``) adds the messages of a large
+transaction streamed while it is still in progress: ``Stream Start`` and ``Stream Stop``
+around each chunk of its changes, then ``Stream Commit`` or ``Stream Abort`` (of the
+transaction, or of one of its subtransactions). Inside a chunk, every message carries the
+xid of the (sub)transaction that made it after its tag (``strip_xid`` takes it off, so
+the rest reads as outside a chunk).
 
 As the PostgreSQL documentation ("Logical Replication Message Formats") lays them out:
 every message starts with a one-byte tag; integers are big endian; strings end with a
@@ -111,8 +118,41 @@ class Truncate:
     relation_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class StreamStart:
+    xid: int
+    """The top-level transaction the chunk's changes belong to."""
+    first: int
+    """1 for its first chunk."""
+
+
+@dataclass(frozen=True)
+class StreamStop:
+    pass
+
+
+@dataclass(frozen=True)
+class StreamCommit:
+    xid: int
+    flags: int
+    commit_lsn: int
+    end_lsn: int
+    commit_time: int
+
+
+@dataclass(frozen=True)
+class StreamAbort:
+    xid: int
+    """The top-level transaction."""
+    subxid: int
+    """The (sub)transaction aborted: ``xid`` itself when the whole transaction is."""
+
+
 Message = (Begin | Commit | Origin | Relation | TypeMessage | Insert | Update | Delete
-           | Truncate)
+           | Truncate | StreamStart | StreamStop | StreamCommit | StreamAbort)
+
+IN_CHUNK = frozenset(b"IUDRYTM")
+"""The tags of the messages that carry their xid inside a streamed chunk."""
 
 
 class ProtocolError(ValueError):
@@ -235,7 +275,29 @@ def decode(data: bytes) -> Message | None:
             return Truncate(options, tuple(reader.int(">I") for _ in range(count)))
         case b"M":
             return None
+        case b"S":
+            return StreamStart(reader.int(">I"), reader.int(">B"))
+        case b"E":
+            return StreamStop()
+        case b"c":
+            return StreamCommit(reader.int(">I"), reader.int(">b"), reader.int(">Q"),
+                                reader.int(">Q"), reader.int(">q"))
+        case b"A":
+            return StreamAbort(reader.int(">I"), reader.int(">I"))
     raise ProtocolError(f"unknown pgoutput message {tag!r}")
+
+
+def strip_xid(data: bytes) -> tuple[int, bytes]:
+    """A message inside a streamed chunk (its tag in ``IN_CHUNK``): the xid of the
+    (sub)transaction that made it, and the message without it."""
+    if len(data) < 5:
+        raise ProtocolError(f"message ends after {len(data)} bytes, 5 expected")
+    return int.from_bytes(data[1:5], "big"), data[:1] + data[5:]
+
+
+def with_xid(xid: int, data: bytes) -> bytes:
+    """``data`` as a streamed chunk carries it (``strip_xid``'s inverse; for tests)."""
+    return data[:1] + struct.pack(">I", xid) + data[1:]
 
 
 RowChange = tuple[str, int, Tuple | None, str | None, Tuple | None]
@@ -308,6 +370,14 @@ def encode(message: Message) -> bytes:
         case Truncate(options, relation_ids):
             return b"T" + struct.pack(">Ib", len(relation_ids), options) + b"".join(
                 struct.pack(">I", r) for r in relation_ids)
+        case StreamStart(xid, first):
+            return b"S" + struct.pack(">IB", xid, first)
+        case StreamStop():
+            return b"E"
+        case StreamCommit(xid, flags, commit_lsn, end_lsn, commit_time):
+            return b"c" + struct.pack(">IbQQq", xid, flags, commit_lsn, end_lsn, commit_time)
+        case StreamAbort(xid, subxid):
+            return b"A" + struct.pack(">II", xid, subxid)
     raise TypeError(f"not a pgoutput message: {message!r}")
 
 
@@ -339,19 +409,20 @@ def format_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
-def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
+def simple_rows(payloads: list[bytes], count: int, wanted: list[int], header: int = 6
                 ) -> tuple[list[pa.Array], list[bool]]:
     """Many Insert messages, Updates without an old tuple (``I``/``U``, ``N``) or Deletes
     (``D``, ``K``/``O``): a TupleData of ``count`` columns after the same six bytes,
     decoded at once with numpy: for each position in
     ``wanted``, its values as one binary array (NULL for ``n`` and ``u``) and whether a
     ``u`` (unchanged TOASTed value) was among them. Same checks as ``row_change``; the
-    caller has checked each message's tag and relation."""
+    caller has checked each message's tag and relation. ``header``: 10 for messages of a
+    streamed chunk (their xid after the tag, ``chunk_xids``)."""
     lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
     buf = np.frombuffer(b"".join(payloads), dtype=np.uint8)
     ends = np.cumsum(lengths)
-    pos = ends - lengths + 6
-    if (lengths < 8).any():
+    pos = ends - lengths + header
+    if (lengths < header + 2).any():
         raise ProtocolError("a row message ends before its column count")
     counts = (buf[pos].astype(np.int64) << 8) | buf[pos + 1]
     if (counts != count).any():
@@ -400,3 +471,10 @@ def simple_rows(payloads: list[bytes], count: int, wanted: list[int]
                               pa.py_buffer(data)], null_count=int(missing.sum())))
         unchanged_any.append(bool(unchanged.any()))
     return arrays, unchanged_any
+
+
+def chunk_xids(payloads: list[bytes]) -> list[int]:
+    """The xid of each message of a streamed chunk (the four bytes after its tag), at
+    once; the caller has checked each message's length."""
+    heads = np.frombuffer(b"".join(p[1:5] for p in payloads), dtype=">u4")
+    return [int(x) for x in heads.tolist()]

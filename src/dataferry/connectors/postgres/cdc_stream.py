@@ -5,7 +5,8 @@ The walsender decodes the slot's WAL once and sends each pgoutput message in a C
 ``w`` (XLogData) message; it keeps going past any position, so the read stops by itself:
 
 - at a ``Begin`` whose commit LSN is at or past ``upto`` (that transaction and every
-  later one belongs to the next run), or
+  later one belongs to the next run), or at a ``Stream Commit`` with such a commit LSN
+  (a large transaction streamed in chunks before its commit, protocol version 2), or
 - at a keepalive (``k``) saying the walsender has decoded up to ``upto`` or further:
   every transaction committed before ``upto`` was sent before it.
 
@@ -102,6 +103,9 @@ class SlotStream:
                     if size > 25 and data[25] == 0x42 and \
                             _BEGIN_LSN.unpack_from(data, 26)[0] >= upto:  # B: a Begin
                         break  # the first transaction of the next run
+                    if size > 38 and data[25] == 0x63 and \
+                            _BEGIN_LSN.unpack_from(data, 31)[0] >= upto:  # c: Stream Commit
+                        break  # a streamed transaction of the next run
                     yield bytes(data[25:])
                 elif kind == 0x6B:  # k: keepalive
                     end, _, reply = _KEEPALIVE.unpack_from(data, 1)

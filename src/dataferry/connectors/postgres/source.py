@@ -348,8 +348,9 @@ class PostgresSource(SourceConnector):
                 mods = [result.fmod(i) for i in range(count)]
                 origins = [(result.ftable(i), result.ftablecol(i)) for i in range(count)]
                 cursor.execute(CATALOG_QUERY, (oids, mods))
+                version = self._catalog.info.server_version
                 infos = [TypeInfo(int(oid), int(mod), str(native), str(kind), int(element),
-                                  str(element_kind))
+                                  str(element_kind), version)
                          for oid, mod, native, kind, element, element_kind in cursor]
                 cursor.execute(
                     "select a.attrelid::int8, a.attnum::int4 from pg_attribute a join unnest("

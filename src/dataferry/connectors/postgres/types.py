@@ -24,7 +24,8 @@ json, jsonb                         string: the JSON text (jsonb as PostgreSQL p
 uuid                                fixed_size_binary(16), field tagged ``dataferry.type:
                                     uuid`` (conform turns it into text for string columns)
 interval                            string in ISO 8601 (``P1Y2M3DT4H5M6.5S``), field tagged
-                                    ``dataferry.type: interval`` (the store keeps that text)
+                                    ``dataferry.type: interval`` (the store keeps that text;
+                                    read in binary and printed as PostgreSQL prints it)
 time with time zone                 string (``12:34:56+05:30``): no Arrow type keeps the offset
 oid                                 int64 (an oid is unsigned 32-bit)
 composite (row) types               string: the row as JSON text (declare ``json``)

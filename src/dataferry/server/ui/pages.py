@@ -74,7 +74,7 @@ def teams_page(request: Request, principal: PagePrincipal) -> HTMLResponse:
 def team_page(request: Request, principal: PagePrincipal, name: str) -> HTMLResponse:
     """One team: its owners, its data products (with their latest versions), consumers."""
     context = context_of(request)
-    found = [t for t in team_summaries(context) if t["name"] == name]
+    found = team_summaries(context, only=name)
     if not found:
         raise PageError(404, f"The model has no team {name!r}.")
     datasets, _ = catalog.list_datasets(context.index, context.store, None, name, 0,
