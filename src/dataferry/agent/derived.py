@@ -19,7 +19,6 @@ bits) goes through unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -27,14 +26,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from dataferry.agent.uploads import file_sha256
 from dataferry.connectors.base import Delivery, SinkConnector
 from dataferry.engine.deliver import deliver_into
 from dataferry.errors import UsageError
 from dataferry.model.spec import Need
 from dataferry.model.types import parse_type
 from dataferry.store.store import Store
-
-CHUNK = 1 << 20
 
 
 class Downloads:
@@ -81,7 +79,7 @@ class CaptureSink(SinkConnector):
                 writer.write_batch(batch)
                 rows += batch.num_rows
         self.steps.append({
-            "name": name, "sha256": _sha256(path), "rows": rows, "dataset": delivery.dataset,
+            "name": name, "sha256": file_sha256(path), "rows": rows, "dataset": delivery.dataset,
             "table": delivery.table, "mode": delivery.mode,
             "columns": [[n, str(t), bool(nullable)] for n, t, nullable in delivery.columns],
             "primary_key": list(delivery.primary_key), "version": delivery.version,
@@ -118,11 +116,3 @@ def step_delivery(step: dict[str, Any], consumer: str,
         previous=None if step["previous"] is None else int(step["previous"]),
         created_at=datetime.fromisoformat(str(step["created_at"])), rows=rows,
         reload=bool(step["reload"]))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -69,7 +69,7 @@ class Uploads:
             if not path.is_file():
                 raise VerificationError(f"agent job {agent_job_id}: the report names "
                                         f"{entry['name']}, which was never uploaded")
-            if _sha256(path) != str(entry["sha256"]).lower():
+            if file_sha256(path) != str(entry["sha256"]).lower():
                 raise VerificationError(f"agent job {agent_job_id}: {entry['name']} does not "
                                         "hash to what the agent reported; nothing published")
             paths.append(path)
@@ -100,7 +100,8 @@ class Uploads:
         return removed, freed
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read a chunk at a time (how uploads and steps are named)."""
     digest = hashlib.sha256()
     with path.open("rb") as source:
         while chunk := source.read(CHUNK):

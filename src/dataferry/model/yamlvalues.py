@@ -21,6 +21,12 @@ from typing import Any
 import yaml
 
 from dataferry.model.yamlfile import (
+    _ALIAS,
+    _MAPPING_END,
+    _MAPPING_START,
+    _SCALAR,
+    _SEQUENCE_END,
+    _SEQUENCE_START,
     Document,
     YamlProblem,
     parse_yaml,
@@ -52,12 +58,6 @@ def parse_values(data: bytes | str, strings: Strings | None = None) -> Document:
         return parse_yaml(text)
 
 
-_SCALAR = yaml.ScalarEvent
-_MAPPING_START = yaml.MappingStartEvent
-_MAPPING_END = yaml.MappingEndEvent
-_SEQUENCE_START = yaml.SequenceStartEvent
-_SEQUENCE_END = yaml.SequenceEndEvent
-_ALIAS = yaml.AliasEvent
 
 
 _NOT_SEEN = object()
