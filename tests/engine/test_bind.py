@@ -102,3 +102,21 @@ def queries(draw: st.DrawFn) -> str:
 def test_generated_queries_bind_as_over_views(binder: QueryBinder, sql: str) -> None:
     shortcut, views = both(binder, sql)
     assert shortcut == views
+
+
+def test_columns_that_differ_only_in_case_bind_as_the_run_reads_them() -> None:
+    """DDL refuses two columns ``on`` and ``ON``, where the run's Arrow view takes them
+    (as ``on`` and ``ON_1``). The binder must make that input as the run does, and keep
+    answering for it query after query (it once remembered the table it failed to make,
+    so the second query over that input met 'table does not exist')."""
+    binder = QueryBinder()
+    try:
+        inputs = {"null": pa.schema([("on", pa.float64()), ("ON", pa.float64())])}
+        for sql in ['select null as "null" /* NO */', 'select * from "null"',
+                    'select * from "null"']:
+            assert binder.bind(sql, inputs) == binder.bind_over_views(sql, inputs)
+        bound = binder.bind('select * from "null"', inputs)
+        assert isinstance(bound, list)
+        assert [c.name for c in bound] == ["on", "ON_1"]
+    finally:
+        binder.close()

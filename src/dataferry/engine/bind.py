@@ -195,24 +195,31 @@ class QueryBinder:
             db.execute("rollback")
 
     def _table(self, schema: pa.Schema) -> str:
-        """The empty table of ``schema`` (one per distinct schema: inputs often share one)."""
+        """The empty table of ``schema`` (one per distinct schema: inputs often share one).
+
+        Raises duckdb.Error when DuckDB cannot make it; nothing is then remembered, so
+        the next query over the same schema meets the same error, not a missing table."""
         name = self.tables.get(schema)
-        if name is None:
-            name = self.tables[schema] = f"__ferry_input_{len(self.tables)}"
-            columns = [_duckdb_type(f.type) for f in schema]
-            if all(columns):  # DDL is four times as fast as reading the empty Arrow table
-                self.db.execute(f"create table {quote(name)} (" + ", ".join(
-                    f"{quote(f.name)} {t}" for f, t in zip(schema, columns, strict=True)) + ")")
-            else:
-                self.db.register("__ferry_new_input", schema.empty_table())
-                try:
-                    self.db.execute(f"create table {quote(name)} as "
-                                    "select * from __ferry_new_input")
-                except duckdb.Error:
-                    del self.tables[schema]
-                    raise
-                finally:
-                    self.db.unregister("__ferry_new_input")
+        if name is not None:
+            return name
+        name = f"__ferry_input_{len(self.tables)}"
+        columns = [_duckdb_type(f.type) for f in schema]
+        try:
+            if not all(columns):
+                raise duckdb.Error("a column has no DuckDB type name")
+            # DDL is four times as fast as reading the empty Arrow table
+            self.db.execute(f"create table {quote(name)} (" + ", ".join(
+                f"{quote(f.name)} {t}" for f, t in zip(schema, columns, strict=True)) + ")")
+        except duckdb.Error:
+            # As the run registers it (which also takes names DDL refuses, e.g. two
+            # columns that differ only in case)
+            self.db.register("__ferry_new_input", schema.empty_table())
+            try:
+                self.db.execute(f"create table {quote(name)} as "
+                                "select * from __ferry_new_input")
+            finally:
+                self.db.unregister("__ferry_new_input")
+        self.tables[schema] = name
         return name
 
 
