@@ -194,7 +194,8 @@ Classification = Literal["public", "internal", "confidential", "restricted"]
 class Spec(BaseModel):
     """Base of every model object: unknown keys are errors, objects are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              defer_build=True)
 
 
 # --- ferry.yaml ------------------------------------------------------------------------
