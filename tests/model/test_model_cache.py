@@ -299,3 +299,43 @@ def test_an_entry_reads_back_as_the_model_it_kept(model: Callable[..., Path],
         copied = column.model_copy(update={"description": "changed"})
         assert "description" in copied.model_fields_set
     assert {name: set(column.model_fields_set) for name, column in read.items()} == before
+
+
+def test_a_run_keeps_the_model_without_sql_for_the_next_runs(
+        shop: Path, ferry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ferry run` keeps what it checked (all but SQL): the next run of the unchanged
+    model loads nothing and still checks the SQL of its own jobs, saying what a run
+    without the cache says; commands that need the SQL checked never read that entry,
+    and `ferry check` replaces it."""
+    import dataferry.model.load as load
+
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("create table orders (id integer primary key, amount text)")
+        db.execute("insert into orders values (1, '2.50')")
+    db.close()
+    (shop / "teams/shop/revenue.sql").write_text(REVENUE.replace("sum(amount)", "sum(amont)"))
+    loads: list[Path] = []
+
+    def counted(root: Path, **kwargs: Any) -> LoadedModel:
+        loads.append(root)
+        return load_model(root, **kwargs)
+
+    monkeypatch.setattr(load, "load_model", counted)
+    assert ferry("run", "shop.orders", "--model", shop).code == 0
+    assert ferry("run", "shop.orders", "--model", shop).code == 0
+    assert len(loads) == 1
+    assert cached(shop) is None  # not for `ferry plan` & co.: its SQL was not checked
+    found = cache.read_cached(cache.model_key(shop), sql=False)
+    assert found is not None and found[1] is False
+    assert found[0].ecosystem == checked(shop).ecosystem
+    refused = ferry("run", "shop.revenue", "--model", shop)
+    monkeypatch.setenv("FERRY_MODEL_CACHE", "0")
+    refused_without = ferry("run", "shop.revenue", "--model", shop)
+    monkeypatch.delenv("FERRY_MODEL_CACHE")
+    assert refused.code == refused_without.code != 0
+    assert "did you mean 'amount'?" in refused.err and refused.err == refused_without.err
+    assert ferry("check", "--model", shop).code == 1
+    kept = cached(shop)
+    assert kept is not None and not kept.report.ok
+    assert ferry("run", "shop.orders", "--model", shop).code == 0
+    assert cached(shop) is not None  # a run does not replace a wholly checked entry
