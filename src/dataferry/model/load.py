@@ -214,8 +214,9 @@ def model_skip_dirs(root: FsPath) -> set[FsPath]:
     or ``store`` that is not a text counts as unset, as validation leaves it out."""
     root = root.resolve()
     raw = _read("ferry.yaml", _content(root / "ferry.yaml"), Report())
-    values = raw if isinstance(raw, dict) else {}
-    home, store = values.get("home"), values.get("store")
+    if not isinstance(raw, dict):  # the model has errors: load_model skips .ferry only
+        return _skipped_dirs(root, ".ferry", None)
+    home, store = raw.get("home"), raw.get("store")
     settings = {"home": home if isinstance(home, str) else ".ferry",
                 "store": store if isinstance(store, str) else None}
     for name in settings:
