@@ -339,3 +339,35 @@ def test_a_run_keeps_the_model_without_sql_for_the_next_runs(
     assert kept is not None and not kept.report.ok
     assert ferry("run", "shop.orders", "--model", shop).code == 0
     assert cached(shop) is not None  # a run does not replace a wholly checked entry
+
+
+_SETTING = st.one_of(st.sampled_from(["data", "./lake", "teams/x", ".ferry", "s3://b/p",
+                                      "/abs/where", "", "a\0b"]),
+                     st.integers(), st.none(), st.lists(st.just("x"), max_size=1))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(home=_SETTING, store=_SETTING, extra=st.sampled_from(["", "zones: 7\n", "bogus: 1\n"]),
+       variable=st.sampled_from([None, "elsewhere"]))
+def test_the_key_skips_the_directories_the_loader_skips(
+        model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, home: Any, store: Any,
+        extra: str, variable: str | None) -> None:
+    """The key reads ``home:``/``store:`` from ferry.yaml's plain values (no validation):
+    it must skip exactly the directories ``load_model`` skips once it validated them,
+    else a file the loader reads could change without changing the key."""
+    from dataferry.model import load
+    from dataferry.model.findings import Report
+
+    lines = ["ecosystem: shop\n", extra]
+    lines += [f"home: {json.dumps(home)}\n"] if home is not None else []
+    lines += [f"store: {json.dumps(store)}\n"] if store is not None else []
+    root = model(ecosystem="".join(lines)).resolve()
+    if variable is None:
+        monkeypatch.delenv("FERRY_HOME", raising=False)
+    else:
+        monkeypatch.setenv("FERRY_HOME", variable)
+    validated = load.deployment_settings(load._load_ecosystem(root, Report()))
+    expected = (load._skipped_dirs(root, validated.home, validated.store)
+                if validated is not None else load._skipped_dirs(root, ".ferry", None))
+    assert load.model_skip_dirs(root) == expected
