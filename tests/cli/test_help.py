@@ -95,7 +95,8 @@ def test_a_command_runs_with_only_its_module_registered() -> None:
     assert "Run jobs now" in run_help.stdout
     assert "dataferry.cli.store_commands" not in run_help.stdout
     assert "dataferry.cli.users_commands" not in run_help.stdout
-    everything = subprocess.run([sys.executable, "-c", script, "--help"],
-                                capture_output=True, text=True, check=True, timeout=60)
-    for name in ("check", "publish", "serve", "agents", "share", "run"):
-        assert f" {name} " in everything.stdout, name
+    for args in (["--help"], ["--help", "run"], ["--debug", "-h"]):
+        everything = subprocess.run([sys.executable, "-c", script, *args],
+                                    capture_output=True, text=True, check=True, timeout=60)
+        for name in ("check", "publish", "serve", "agents", "share", "run"):
+            assert f" {name} " in everything.stdout, (args, name)

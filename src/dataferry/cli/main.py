@@ -106,8 +106,14 @@ def every_command() -> typer.Typer:
 
 def _command_of(args: list[str]) -> str | None:
     """The command ``args`` name: the first that is no option (``ferry``'s own options,
-    ``--debug``, ``--version`` and ``--help``, take no value)."""
-    return next((arg for arg in args if not arg.startswith("-")), None)
+    ``--debug``, ``--version`` and ``--help``, take no value); None for ``ferry``'s own
+    help (``ferry --help run`` lists every command)."""
+    for arg in args:
+        if arg in ("-h", "--help"):
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
 
 
 def invoke(argv: list[str] | None = None) -> int:
