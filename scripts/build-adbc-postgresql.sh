@@ -9,8 +9,9 @@
 #
 #   scripts/build-adbc-postgresql.sh SOURCE_DIR [VERSION]
 #
-# SOURCE_DIR  an apache/arrow-adbc source tree (a release tag, e.g. apache-arrow-adbc-24,
-#             or the sources of a release tarball): it must hold c/CMakeLists.txt.
+# SOURCE_DIR  an apache/arrow-adbc source tree of 1.13.0 or later (its release tag, or
+#             the sources of its release tarball): it must hold c/CMakeLists.txt. Older
+#             trees are refused: their writer loses NULLs inside arrays.
 # VERSION     the adbc-driver-postgresql sdist to install around the library; by default
 #             the version in c/cmake_modules/AdbcVersion.cmake. A -SNAPSHOT tree (main
 #             between releases) has no sdist: name the release to install, e.g. 1.13.0.
@@ -53,6 +54,14 @@ version=${2:-$(sed -n 's/^set(ADBC_VERSION "\(.*\)")/\1/p' "$source_dir/c/cmake_
 [[ -n "$version" ]] || fail "cannot read the version from $source_dir/c/cmake_modules/AdbcVersion.cmake: pass it as VERSION"
 [[ "$version" != *SNAPSHOT* ]] \
     || fail "$source_dir is a development snapshot ($version) with no sdist of its own: pass the release to install as VERSION (e.g. ${version%-SNAPSHOT})"
+
+# Before 1.13.0 the COPY writer wrote a NULL inside an array as the element type's empty
+# value ('' for text[], 00:00:00 for interval[]): dataferry's sink would corrupt such rows.
+writer="$source_dir/c/driver/postgresql/copy/writer.h"
+if [[ -f "$writer" ]] && grep -q "class PostgresCopyListFieldWriter" "$writer" \
+    && ! sed -n '/^class PostgresCopyListFieldWriter/,/^};/p' "$writer" | grep -q ArrowArrayViewIsNull; then
+    fail "$source_dir's PostgreSQL driver writes a NULL inside an array as an empty value (fixed in ADBC 1.13.0; $writer, PostgresCopyListFieldWriter): build 1.13.0 or later"
+fi
 
 build_dir=${BUILD_DIR:-$source_dir/build-release}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}

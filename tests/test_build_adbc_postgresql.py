@@ -84,3 +84,24 @@ def test_a_snapshot_tree_needs_the_release_to_install_named(tmp_path: Path) -> N
     assert "development snapshot (1.13.0-SNAPSHOT)" in done.stderr
     assert "pass the release to install as VERSION (e.g. 1.13.0)" in done.stderr
     assert not (tree / "build-release").exists()  # refused before building anything
+
+
+def test_a_tree_whose_writer_loses_nulls_in_arrays_is_refused(tmp_path: Path) -> None:
+    """Before 1.13.0 ADBC wrote a NULL element of a text[] as '' and of an interval[] as
+    00:00:00 (tests/connectors/postgres/test_types_round_trip.py caught it)."""
+    tree = _tree(tmp_path / "src", "1.12.0")
+    writer = tree / "c" / "driver" / "postgresql" / "copy" / "writer.h"
+    writer.parent.mkdir(parents=True)
+    writer.write_text("template <bool IsFixedSize>\n"
+                      "class PostgresCopyListFieldWriter : public PostgresCopyFieldWriter {\n"
+                      "    for (auto i = start; i < end; ++i) {\n"
+                      "      NANOARROW_RETURN_NOT_OK(child_->Write(tmp.get(), i, error));\n"
+                      "    }\n};\n")
+    done = _run(tree, venv=sys.prefix)
+    if "is not installed" in done.stderr or "no C++ compiler" in done.stderr:
+        pytest.skip("this machine has no cmake, C++ compiler or libpq headers: the script "
+                    "stops there first")
+    assert done.returncode == 1
+    assert "writes a NULL inside an array as an empty value" in done.stderr
+    assert "build 1.13.0 or later" in done.stderr
+    assert not (tree / "build-release").exists()
