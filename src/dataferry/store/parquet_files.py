@@ -31,18 +31,22 @@ rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dataferry.errors import StoreError
 from dataferry.faults import crash_point
 from dataferry.model.types import METADATA_KEY
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, HashingWriter
+from dataferry.store.lanes import Lanes
 from dataferry.store.manifest import FileEntry
 
 TARGET_FILE_BYTES = 256 << 20
@@ -164,7 +168,7 @@ class _File:
     """One Parquet file being written: the hashing sink, a write buffer and the writer."""
 
     def __init__(self, directory: Path, schema: pa.Schema, algorithm: str,
-                 sample: pa.RecordBatch) -> None:
+                 sample: pa.RecordBatch, first_group: int) -> None:
         self.sink = HashingWriter(directory / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
         self.stream = pa.output_stream(self.sink, buffer_size=WRITE_BUFFER)
         dictionary, encodings = column_encodings(schema, sample)
@@ -172,6 +176,7 @@ class _File:
                                        write_statistics=True,
                                        use_dictionary=dictionary, column_encoding=encodings)
         self.rows = 0
+        self.first_group = first_group
 
     def close(self) -> FileDigest:
         """Finish the file, flush it to disk and return its digest."""
@@ -181,47 +186,102 @@ class _File:
         return self.sink.digest()
 
 
+@dataclass
+class _RowGroup:
+    """A complete row group, numbered in the order the reader gave its rows."""
+
+    number: int
+    batches: list[pa.RecordBatch]
+    rows: int
+
+
+@dataclass
+class _Written:
+    """A finished file and the number of the first row group it holds."""
+
+    first_group: int
+    entry: FileEntry
+    digest: FileDigest
+
+
+class _Lane:
+    """One lane's files: the open one and those it finished, rolled at
+    ``TARGET_FILE_BYTES``. Each file takes its column encodings from its first batch."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, algorithm: str) -> None:
+        self.directory, self.schema, self.algorithm = directory, schema, algorithm
+        self.current: _File | None = None
+        self.finished: list[_Written] = []
+
+    def write(self, group: _RowGroup) -> None:
+        if self.current is None:
+            self.current = _File(self.directory, self.schema, self.algorithm,
+                                 group.batches[0], group.number)
+        self.current.writer.write_table(pa.Table.from_batches(group.batches, self.schema),
+                                        row_group_size=group.rows)
+        self.current.rows += group.rows
+        if group.number == 0:
+            crash_point("write-file")
+        if self.current.sink.tell() >= TARGET_FILE_BYTES:
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the open file, if any, and keep its entry."""
+        current = self.current
+        if current is None:
+            return
+        digest = current.close()  # if it fails, ``remove`` abandons the file
+        self.current = None
+        self.finished.append(_Written(current.first_group, FileEntry(
+            current.sink.path.name, digest.size, digest.hash, current.rows,
+            digest.chunk_size, digest.chunks_hash(self.algorithm)), digest))
+
+    def remove(self) -> None:
+        """Abandon the open file and delete the finished ones (they belong to no version)."""
+        if self.current is not None:
+            self.current.sink.abandon()
+            self.current = None
+        for written in self.finished:
+            (self.directory / written.entry.path).unlink(missing_ok=True)
+        self.finished.clear()
+
+
+def write_lanes() -> int:
+    """How many lanes encode row groups (``FERRY_WRITE_LANES``; default 2 where there are
+    two cores or more, else 1)."""
+    given = os.environ.get("FERRY_WRITE_LANES", "").strip()
+    if not given:
+        return 2 if (os.cpu_count() or 1) >= 2 else 1
+    try:
+        count = int(given)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise StoreError(f"FERRY_WRITE_LANES={given!r} is not a number of lanes: set it to a "
+                         "whole number of 1 or more (1 writes one file at a time), or unset it",
+                         public=True)
+    return count
+
+
 def write_files(
     directory: Path, reader: pa.RecordBatchReader, algorithm: str,
     on_rows: Callable[[int], None] | None,
 ) -> list[tuple[FileEntry, FileDigest]]:
-    """Stream batches into zstd Parquet files, hashing every byte as it is written."""
-    out: list[tuple[FileEntry, FileDigest]] = []
-    current: _File | None = None
-    first = True
+    """Stream batches into zstd Parquet files, hashing every byte as it is written.
 
-    def finish() -> None:
-        nonlocal current
-        if current is None:
-            return
-        digest = current.close()
-        out.append((FileEntry(current.sink.path.name, digest.size, digest.hash, current.rows,
-                              digest.chunk_size, digest.chunks_hash(algorithm)), digest))
-        current = None
-
+    The files are listed by the first row group each holds. On any error no file is left:
+    the open ones are abandoned and the finished ones deleted.
+    """
+    schema = reader.schema
+    lanes = [_Lane(directory, schema, algorithm) for _ in range(write_lanes())]
+    pool: Lanes[_RowGroup] = Lanes(len(lanes), lambda lane, group: lanes[lane].write(group),
+                                   lambda lane: lanes[lane].finish(), "ferry-write")
     pending: list[pa.RecordBatch] = []
     pending_rows = pending_bytes = 0
-
-    def flush() -> None:
-        """Write the buffered batches as one row group."""
-        nonlocal current, first, pending_rows, pending_bytes
-        if not pending:
-            return
-        if current is None:
-            current = _File(directory, reader.schema, algorithm, pending[0])
-        current.writer.write_table(pa.Table.from_batches(pending, reader.schema),
-                                   row_group_size=pending_rows)
-        current.rows += pending_rows
-        pending.clear()
-        pending_rows = pending_bytes = 0
-        if first:
-            crash_point("write-file")
-            first = False
-        if current.sink.tell() >= TARGET_FILE_BYTES:
-            finish()
-
+    groups = 0
     try:
         for batch in reader:
+            pool.check()
             if batch.num_rows == 0:
                 continue
             pending.append(batch)
@@ -230,17 +290,23 @@ def write_files(
             if on_rows is not None:
                 on_rows(batch.num_rows)
             if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
-                flush()
-        flush()
-        finish()
+                pool.submit(_RowGroup(groups, pending, pending_rows))
+                groups += 1
+                pending, pending_rows, pending_bytes = [], 0, 0
+        if pending:
+            pool.submit(_RowGroup(groups, pending, pending_rows))
+        del pending
+        pool.close()
     except BaseException as error:
+        first = pool.stop(error)
         # These files belong to no version yet: remove them now rather than leave them
         # for gc (after a full disk, they would keep it full).
-        if current is not None:
-            current.sink.abandon()
-        for entry, _ in out:
-            (directory / entry.path).unlink(missing_ok=True)
-        if is_no_room(error):
+        for lane in lanes:
+            lane.remove()
+        if is_no_room(first):
             raise no_room(directory) from None
-        raise
-    return out
+        if first is error:
+            raise
+        raise first from None
+    written = sorted((w for lane in lanes for w in lane.finished), key=lambda w: w.first_group)
+    return [(w.entry, w.digest) for w in written]
