@@ -165,10 +165,10 @@ def test_a_lane_is_given_work_only_while_the_ones_before_it_are_busy() -> None:
         started.append((lane, item))
         release.wait(10)
 
-    lanes: Lanes[int] = Lanes(2, work, finished.append, "ferry-write-test")
-    lanes.submit(0)
-    lanes.submit(1)
-    third = threading.Thread(target=lanes.submit, args=(2,))
+    lanes: Lanes[int] = Lanes(2, work, finished.append, "ferry-write-test", 100)
+    lanes.submit(0, 10)
+    lanes.submit(1, 10)
+    third = threading.Thread(target=lanes.submit, args=(2, 10))
     third.start()
     third.join(0.3)
     assert third.is_alive(), "a third item was taken while both lanes were busy"

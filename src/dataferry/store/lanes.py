@@ -11,6 +11,11 @@ still busy with the previous item: where one lane keeps up, everything goes to l
 (and a lane's thread starts only when it first gets an item). Each lane holds at most
 one item, so at most ``count`` items are in flight, plus the one the caller is gathering.
 
+Memory: items have a size (bytes), and ``budget`` bounds what the lanes hold and the
+caller gathers together: ``make_room`` (before the caller takes more) and ``submit`` wait
+while a lane is busy and the sizes would pass it. A lane that is alone may always take
+an item, so one item larger than the budget still goes through, one at a time.
+
 Errors: the first error, a lane's or the caller's (``stop``), is the one kept; the lanes
 stop after their current item, and the caller raises it. ``close`` and ``stop`` return
 only once every lane's thread has ended.
@@ -29,13 +34,15 @@ class Lanes(Generic[Item]):
     """``count`` lanes running ``work(lane, item)``; ``finish(lane)`` ends each used lane."""
 
     def __init__(self, count: int, work: Callable[[int, Item], None],
-                 finish: Callable[[int], None], name: str) -> None:
+                 finish: Callable[[int], None], name: str, budget: int) -> None:
         if count < 1:
             raise ValueError(f"need at least one lane, not {count}")
         self._work = work
         self._finish = finish
         self._name = name
+        self._budget = budget
         self._items: list[Item | None] = [None] * count
+        self._sizes = [0] * count
         self._threads: list[threading.Thread | None] = [None] * count
         self._changed = threading.Condition()
         self._closing = False
@@ -43,18 +50,31 @@ class Lanes(Generic[Item]):
         self.failure: BaseException | None = None
         """The first error, once there is one."""
 
-    def submit(self, item: Item) -> None:
-        """Give ``item`` to the first idle lane, waiting while all are busy; raises a
-        lane's error instead once one has failed."""
+    def make_room(self, size: int) -> None:
+        """Wait until the caller may hold ``size`` bytes more than the lanes hold (the
+        budget), or no lane is busy; raises a lane's error once one has failed."""
+        with self._changed:
+            while True:
+                if self.failure is not None:
+                    raise self.failure
+                if sum(self._sizes) + size <= self._budget or not any(self._sizes):
+                    return
+                self._changed.wait()
+
+    def submit(self, item: Item, size: int) -> None:
+        """Give ``item`` (``size`` bytes) to the first idle lane, waiting while all are
+        busy or the budget has no room for it; raises a lane's error once one has failed."""
         with self._changed:
             while True:
                 if self.failure is not None:
                     raise self.failure
                 idle = next((i for i, held in enumerate(self._items) if held is None), None)
-                if idle is not None:
+                held = sum(self._sizes)
+                if idle is not None and (held + size <= self._budget or not held):
                     break
                 self._changed.wait()
             self._items[idle] = item
+            self._sizes[idle] = max(size, 1)
             if self._threads[idle] is None:
                 thread = threading.Thread(target=self._run, args=(idle,),
                                           name=f"{self._name}-{idle}", daemon=True)
@@ -109,6 +129,7 @@ class Lanes(Generic[Item]):
                 del item  # hold no item while idle: the memory bound counts on it
                 with self._changed:
                     self._items[lane] = None
+                    self._sizes[lane] = 0
                     self._changed.notify_all()
             self._finish(lane)
         except BaseException as error:  # handed to the caller, who raises it

@@ -53,6 +53,10 @@ TARGET_FILE_BYTES = 256 << 20
 ROW_GROUP_ROWS = 1 << 18
 ROW_GROUP_BYTES = 64 << 20
 """A row group is written once this many rows or bytes are buffered (bounds memory)."""
+WRITE_BUDGET_BYTES = 2 * ROW_GROUP_BYTES
+"""What the lanes encode and the row group being gathered may hold together: two or three
+row groups of narrow rows (256K rows of ``json``: 30 MiB), and for wide rows, whose row
+groups end at ``ROW_GROUP_BYTES``, one in a lane while the next is gathered."""
 DICTIONARY_MAX_DISTINCT = 0.9
 SAMPLE_ROWS = 4096
 """A flat column gets a dictionary unless more than ``DICTIONARY_MAX_DISTINCT`` of the
@@ -275,7 +279,8 @@ def write_files(
     schema = reader.schema
     lanes = [_Lane(directory, schema, algorithm) for _ in range(write_lanes())]
     pool: Lanes[_RowGroup] = Lanes(len(lanes), lambda lane, group: lanes[lane].write(group),
-                                   lambda lane: lanes[lane].finish(), "ferry-write")
+                                   lambda lane: lanes[lane].finish(), "ferry-write",
+                                   WRITE_BUDGET_BYTES)
     pending: list[pa.RecordBatch] = []
     pending_rows = pending_bytes = 0
     groups = 0
@@ -284,17 +289,18 @@ def write_files(
             pool.check()
             if batch.num_rows == 0:
                 continue
+            pool.make_room(pending_bytes + batch.nbytes)
             pending.append(batch)
             pending_rows += batch.num_rows
             pending_bytes += batch.nbytes
             if on_rows is not None:
                 on_rows(batch.num_rows)
             if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
-                pool.submit(_RowGroup(groups, pending, pending_rows))
+                pool.submit(_RowGroup(groups, pending, pending_rows), pending_bytes)
                 groups += 1
                 pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
-            pool.submit(_RowGroup(groups, pending, pending_rows))
+            pool.submit(_RowGroup(groups, pending, pending_rows), pending_bytes)
         del pending
         pool.close()
     except BaseException as error:
