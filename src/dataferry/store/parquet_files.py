@@ -1,6 +1,6 @@
 """Writing a stream of record batches as zstd Parquet files, hashed as they are written.
 
-Two choices keep the writer cheap enough to run alongside a fast reader (measured on 1M
+These choices keep the writer cheap enough to run alongside a fast reader (measured on 1M
 rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 MB in
 0.35 s with pyarrow's defaults, 33.3 MB in 0.27 s with these):
 
@@ -27,6 +27,21 @@ rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 
   With dictionaries only where they pay, smaller groups barely change the size (33.3 MB
   at 256K rows, 33.4 MB at 50K, 33.3 MB at 1M) while 1M-row groups left 0.27 s of
   encoding after the last read at 1M rows.
+- **Row groups encoded on lanes** (``lanes.Lanes``; ``FERRY_WRITE_LANES``, default 2 on
+  two cores or more). One thread encoding and compressing was the slowest step of an
+  ingest of long text (``json``, ``jsonb``, ``text[]``) while the reading thread waited on
+  it; pyarrow's writer releases the GIL, so a second lane uses the second core. A lane
+  writes its own files (its own hashing sink, its encodings from its own first batch,
+  rolled at ``TARGET_FILE_BYTES``), and a complete row group goes to the first idle lane,
+  lane 0 first: where lane 0 keeps up, or there is a single row group, it is one file as
+  with one lane. The files are listed by the first row group each holds; rows of a
+  version are a set, and with two lanes a file holds every other row group.
+- **Memory stays bounded**: each lane holds at most one row group and the writer gathers
+  one more, and together they hold at most ``WRITE_BUDGET_BYTES`` (128 MiB: row groups end
+  at 256K rows or 64 MiB of Arrow data), plus each open file's 1 MiB write buffer and
+  pyarrow's pages of the group it encodes. Narrow rows thus run on two lanes (256K rows of
+  ``json`` are about 23 MiB), wide rows (1 MiB values, 64 MiB a group) on one lane while
+  the next group is gathered: 128 MiB at most where one lane held 64 MiB before.
 """
 
 from __future__ import annotations
@@ -55,7 +70,7 @@ ROW_GROUP_BYTES = 64 << 20
 """A row group is written once this many rows or bytes are buffered (bounds memory)."""
 WRITE_BUDGET_BYTES = 2 * ROW_GROUP_BYTES
 """What the lanes encode and the row group being gathered may hold together: two or three
-row groups of narrow rows (256K rows of ``json``: 30 MiB), and for wide rows, whose row
+row groups of narrow rows (256K rows of ``json``: 23 MiB), and for wide rows, whose row
 groups end at ``ROW_GROUP_BYTES``, one in a lane while the next is gathered."""
 DICTIONARY_MAX_DISTINCT = 0.9
 SAMPLE_ROWS = 4096
