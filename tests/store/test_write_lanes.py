@@ -193,6 +193,29 @@ def test_a_table_whose_encoding_keeps_up_makes_one_file(tmp_path: Path) -> None:
     assert len(written) == 1 and written[0][0].rows == 8 * GROUP
 
 
+def test_the_budget_keeps_a_second_item_back_while_the_first_is_encoded() -> None:
+    """Items of 10 bytes under a budget of 15: the second waits for the first, and the
+    gathering of more than 5 bytes waits too (wide rows go one row group at a time)."""
+    release = threading.Event()
+    lanes: Lanes[int] = Lanes(2, lambda lane, item: release.wait(10), lambda lane: None,
+                              "ferry-write-test", 15)
+    lanes.submit(0, 10)
+    lanes.make_room(5)  # fits beside the item in lane 0
+    waiting = [threading.Thread(target=lanes.submit, args=(1, 10)),
+               threading.Thread(target=lanes.make_room, args=(6,))]
+    for thread in waiting:
+        thread.start()
+    for thread in waiting:
+        thread.join(0.3)
+        assert thread.is_alive(), "the budget let more in while lane 0 held 10 bytes"
+    release.set()
+    for thread in waiting:
+        thread.join(10)
+        assert not thread.is_alive()
+    lanes.close()
+    assert not writers_alive()
+
+
 @pytest.mark.parametrize(("value", "lanes"), [("", None), ("1", 1), ("3", 3), (" 2 ", 2)])
 def test_write_lanes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str,
                                           lanes: int | None) -> None:
