@@ -106,10 +106,14 @@ def test_many_row_groups_use_both_lanes_and_the_store_verifies_them(shop: StoreF
     assert report.ok, report.problems
 
 
-def test_files_are_listed_by_their_first_row_group(tmp_path: Path) -> None:
+def test_files_are_listed_by_their_first_row_group(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every row group rolls its lane to a new file: lane 0's files and lane 1's interleave."""
+    monkeypatch.setattr(parquet_files, "TARGET_FILE_BYTES", 1)
+    monkeypatch.setattr(parquet_files, "WRITE_BUFFER", 0)  # the sink sees every byte at once
     written = write_files(tmp_path, pa.RecordBatchReader.from_batches(
         SCHEMA, stream([GROUP] * 30)), "blake3", None)
-    assert len(written) > 1
+    assert len(written) == 30
     firsts = [pq.read_table(tmp_path / e.path, columns=["id"])["id"][0].as_py() for e, _ in written]
     assert firsts == sorted(firsts) and firsts[0] == 0
 
