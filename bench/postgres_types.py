@@ -15,11 +15,16 @@ times (medians printed):
             backend's last few milliseconds may be missed; n/a where /proc cannot be read)
 
     python bench/postgres_types.py [--rows N] [--repeat N] [--only wide,json,uuid] [--keep]
+                                   [--before SRC | --before-venv DIR]
 
 ``--only`` takes table names with or without their ``t_`` (``wide,text_array,t_json``).
 ``--before SRC`` also times, interleaved in the same pass, ``ferry`` importing dataferry
 from another checkout's ``src`` (e.g. ``git archive main src | tar -x -C /tmp/main``), so a
-change is compared with the code before it under the same load.
+change is compared with the code before it under the same load. ``--before-venv DIR``
+does the same with the ``ferry`` of another virtualenv (the same dataferry code when
+``PYTHONPATH`` names one ``src``): to compare two builds of the ADBC driver. The header
+names the ADBC PostgreSQL driver of each (version, optimized or -O0 build, library): the
+PyPI wheels of 1.9 to 1.13 are -O0 and decode ~3x slower (docs/connectors.md).
 
 Targets (issue 13): ingest <= 1.3x the COPY baseline, peak RSS < 600 MiB.
 """
@@ -40,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from postgres_flow import ADMIN, line
+from postgres_flow import ADMIN, driver_of, line
 
 
 @dataclass(frozen=True)
@@ -170,14 +175,14 @@ class ServerCPU:
                 self._stop.wait(self.interval)
 
 
-def ferry_run(root: Path, table: str, source: str | None = None, db: str = ""
-              ) -> tuple[float, float, float, float | None]:
+def ferry_run(root: Path, table: str, source: str | None = None, db: str = "",
+              venv: Path | None = None) -> tuple[float, float, float, float | None]:
     """(seconds, CPU seconds, peak RSS in MiB, server CPU seconds or None) of a whole
     ``ferry run --full``: a first version (the metadata database and the keys stay from
     the warm-up run). ``source``: a directory to import dataferry from instead of the
-    installed one."""
+    installed one; ``venv``: a virtualenv whose ``ferry`` to run instead of this one's."""
     shutil.rmtree(root / ".ferry" / "store" / "bench" / table, ignore_errors=True)
-    ferry = Path(sys.executable).parent / "ferry"
+    ferry = (venv / "bin" if venv else Path(sys.executable).parent) / "ferry"
     started = time.perf_counter()
     with ServerCPU(db) as server:
         process = subprocess.Popen([str(ferry), "run", f"bench.{table}", "--full", "--model",
@@ -207,7 +212,12 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated table names (t_json, wide)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--before", default="", help="a dataferry src directory to compare with")
+    parser.add_argument("--before-venv", type=Path, default=None,
+                        help="a virtualenv whose ferry to compare with (another ADBC build)")
     args = parser.parse_args()
+    if args.before and args.before_venv:
+        parser.error("--before and --before-venv compare with one thing each: give one")
+    comparing = bool(args.before or args.before_venv)
     tables = {f"t_{k.name}": [k] for k in KINDS} | {"wide": KINDS}
     rows = dict.fromkeys(tables, args.rows)
     if args.only:
@@ -229,9 +239,12 @@ def main() -> None:
             (root / "teams" / "bench" / "bench.yaml").write_text(model(db, measured))
             print(f"{args.rows:,} rows a table (t_big_jsonb: {args.big_rows:,} rows of about "
                   f"1 MiB), medians of {args.repeat}, whole process, start-up included")
+            print(f"ferry:  {driver_of(Path(sys.executable).parent.parent)}")
+            if args.before_venv:
+                print(f"before: {driver_of(args.before_venv)}")
             ferry_run(root, next(iter(measured)), db=db)  # warm-up: metadata db, keys, caches
             line("table", "COPY binary   ferry run   ratio   ferry CPU  server CPU  peak RSS"
-                 + ("   before: run   ratio     CPU  server" if args.before else ""))
+                 + ("   before: run   ratio     CPU  server" if comparing else ""))
             for table in measured:
                 copies, runs, cpus, servers, peaks = [], [], [], [], []
                 befores: list[tuple[float, float, float, float | None]] = []
@@ -242,8 +255,9 @@ def main() -> None:
                     cpus.append(cpu)
                     servers.append(server)
                     peaks.append(peak)
-                    if args.before:
-                        befores.append(ferry_run(root, table, args.before, db=db))
+                    if comparing:
+                        befores.append(ferry_run(root, table, args.before or None, db=db,
+                                                 venv=args.before_venv))
                 out, took = statistics.median(copies), statistics.median(runs)
                 before = ""
                 if befores:

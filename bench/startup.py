@@ -10,9 +10,11 @@ the medians of:
     ``dataferry.startup_trace``);
 
 against a baseline measured the same way, interleaved in the same pass:
-``python -c "import pyarrow"``, the floor any Arrow tool pays.
+``python -c "import pyarrow"``, the floor any Arrow tool pays. ``--before SRC`` also
+times, interleaved in the same pass, ``ferry`` importing dataferry from another
+checkout's ``src`` (e.g. ``git worktree add /tmp/main main``, then ``/tmp/main/src``).
 
-    python bench/startup.py [--runs N] [--keep DIR] [--model DIR --ref REF]
+    python bench/startup.py [--runs N] [--keep DIR] [--model DIR --ref REF] [--before SRC]
 
 ``--model DIR --ref REF`` times ``ferry run REF`` of that model instead (e.g. the demo's,
 ``ferry demo DIR`` then ``--model DIR --ref shop.customers``).
@@ -67,10 +69,16 @@ def build(root: Path) -> None:
         lite.execute("INSERT OR REPLACE INTO tiny VALUES (1)")
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, float, float | None, float | None]:
+Timing = tuple[float, float, float | None, float | None]
+
+
+def timed(command: list[str], cwd: Path, src: str | None = None) -> Timing:
     """Wall and CPU seconds of the whole child process, and (when it printed the trace)
-    wall and CPU seconds from its start to its first source read."""
+    wall and CPU seconds from its start to its first source read; ``src``: the
+    dataferry sources it imports (default: this interpreter's)."""
     env = {**ENV, "FERRY_TRACE_STARTUP": "1"}
+    if src is not None:
+        env["PYTHONPATH"] = src
     started = time.monotonic()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              cwd=cwd, env=env)
@@ -98,6 +106,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build the model here and keep it")
     parser.add_argument("--model", type=Path, help="run REF of this model instead")
     parser.add_argument("--ref", default="crm.tiny")
+    parser.add_argument("--before", help="a dataferry src directory to compare with")
     args = parser.parse_args()
     if args.model:
         root = args.model
@@ -106,27 +115,39 @@ def main() -> None:
         build(root)
     ferry = [sys.executable, "-m", "dataferry.cli", "run", args.ref, "--full"]
     floor = [sys.executable, "-c", "import pyarrow"]
-    timed(ferry, root)  # warm-up: creates the metadata database, writes bytecode
+    sources = {"after": str(Path(__file__).resolve().parent.parent / "src")}
+    if args.before:
+        sources = {"before": str(Path(args.before).resolve()), **sources}
+    for src in sources.values():
+        timed(ferry, root, src)  # warm-up: creates the metadata database, writes bytecode
     timed(floor, root)
-    runs: list[tuple[float, float, float | None, float | None]] = []
-    floors: list[tuple[float, float, float | None, float | None]] = []
+    runs: dict[str, list[Timing]] = {name: [] for name in sources}
+    floors: list[Timing] = []
     for _ in range(args.runs):
-        runs.append(timed(ferry, root))
+        for name, src in sources.items():
+            runs[name].append(timed(ferry, root, src))
         floors.append(timed(floor, root))
-    wall, cpu = median([r[0] for r in runs]), median([r[1] for r in runs])
-    first_wall, first_cpu = median([r[2] for r in runs]), median([r[3] for r in runs])
     floor_wall, floor_cpu = median([f[0] for f in floors]), median([f[1] for f in floors])
     print(f"ferry run {args.ref} --full ({root}), medians of {args.runs} runs:")
-    print(f"  whole process          {wall:6.3f} s wall  {cpu:6.3f} s CPU")
-    print(f"  start to first read    {first_wall:6.3f} s wall  {first_cpu:6.3f} s CPU"
-          "   target <= 0.5 s")
+    firsts = {}
+    for name, timings in runs.items():
+        wall, cpu = median([r[0] for r in timings]), median([r[1] for r in timings])
+        first_wall, first_cpu = median([r[2] for r in timings]), median([r[3] for r in timings])
+        firsts[name] = (first_wall, first_cpu)
+        print(f"{name} ({sources[name]}):")
+        print(f"  whole process          {wall:6.3f} s wall  {cpu:6.3f} s CPU")
+        print(f"  start to first read    {first_wall:6.3f} s wall  {first_cpu:6.3f} s CPU"
+              "   target <= 0.5 s")
+        print(f"  start to first read / baseline: {first_wall / floor_wall:5.2f}x wall  "
+              f"{first_cpu / floor_cpu:5.2f}x CPU")
+        print(f"  whole process / baseline:       {wall / floor_wall:5.2f}x wall  "
+              f"{cpu / floor_cpu:5.2f}x CPU")
     print(f"baseline `python -c 'import pyarrow'`: {floor_wall:6.3f} s wall  "
           f"{floor_cpu:6.3f} s CPU")
-    print(f"  start to first read / baseline: {first_wall / floor_wall:5.2f}x wall  "
-          f"{first_cpu / floor_cpu:5.2f}x CPU")
-    print(f"  whole process / baseline:       {wall / floor_wall:5.2f}x wall  "
-          f"{cpu / floor_cpu:5.2f}x CPU")
-
+    if "before" in firsts:
+        (before_wall, before_cpu), (after_wall, after_cpu) = firsts["before"], firsts["after"]
+        print(f"start to first read, after / before: {after_wall / before_wall:5.2f}x wall  "
+              f"{after_cpu / before_cpu:5.2f}x CPU")
 
 if __name__ == "__main__":
     main()

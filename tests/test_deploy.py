@@ -34,10 +34,9 @@ def ferry_command() -> Any:
     """The ``ferry`` command as click sees it (typer builds it)."""
     import typer
 
-    from dataferry.cli.main import _register, app
+    from dataferry.cli.main import every_command
 
-    _register()
-    return typer.main.get_command(app)
+    return typer.main.get_command(every_command())
 
 
 def check_ferry_args(args: list[str]) -> None:

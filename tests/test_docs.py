@@ -26,7 +26,7 @@ import pytest
 import typer
 from pydantic import BaseModel
 
-from dataferry.cli.main import app
+from dataferry.cli.main import every_command
 from dataferry.model import spec
 from dataferry.model.findings import CODES
 from dataferry.model.jsonschema import model_json_schema
@@ -293,6 +293,7 @@ def cli_commands() -> dict[str, Any]:
 
     (Typer vendors click, so the commands are duck-typed rather than ``click.Command``.)
     """
+    app = every_command()
     group: Any = typer.main.get_command(app)
     names = [
         info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
@@ -349,7 +350,7 @@ def test_every_option_is_documented(cli_md: str) -> None:
         for option in long_options(command):
             if not any(span == option or span.startswith(f"{option} ") for span in documented):
                 problems.append(f"ferry {name} {option} (not found {where})")
-    group = typer.main.get_command(app)
+    group = typer.main.get_command(every_command())
     for option in long_options(group):
         if f"`{option}`" not in cli_md:
             problems.append(f"ferry {option} (global option)")

@@ -4,8 +4,9 @@ A behaviour check, not a timing: a run of a one-row SQLite ingest, in a fresh
 interpreter, must not import the server, the migration tool (the schema is current),
 SQLAlchemy (the run history goes through sqlite3), HTTP clients or SQL parsers it does
 not use, the SQL binding of transformers it does not run, or progress bars off a
-terminal; and before it first reads its source, nothing only the writing needs: DuckDB,
-deltalake, pyarrow.parquet, cryptography, the store's writer.
+terminal, or the other commands' modules; and before it first reads its source, nothing
+only the writing needs: DuckDB, deltalake, pyarrow.parquet, cryptography, the store's
+writer.
 
 And the run's own check parses and binds only the SQL of the consumers and transformers
 it runs (``where:``, the policy's filter and read-column rules, binding): one that fails
@@ -21,13 +22,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dataferry.cli.main import COMMAND_MODULES
 from tests.conftest import Result
 
 NOT_NEEDED = {"fastapi", "uvicorn", "starlette", "jinja2", "alembic", "mako", "httpx",
               "sqlglot", "pandas", "polars", "connectorx", "pymysql", "psycopg",
               "dataferry.server", "dataferry.events.nats", "pyarrow.dataset",
               "sqlalchemy", "dataferry.metadata.schema", "dataferry.engine.bind",
-              "rich.progress", "pyspark", "py4j", "dataferry.engine.spark"}
+              "rich.progress", "pyspark", "py4j", "dataferry.engine.spark",
+              # a command registers its own module's commands only (cli.main)
+              *(f"dataferry.cli.{module}" for module in COMMAND_MODULES
+                if module != "run_commands")}
 NOT_BEFORE_THE_READ = {"duckdb", "deltalake", "pyarrow.parquet", "cryptography",
                        "dataferry.store.publish"}
 

@@ -299,3 +299,75 @@ def test_an_entry_reads_back_as_the_model_it_kept(model: Callable[..., Path],
         copied = column.model_copy(update={"description": "changed"})
         assert "description" in copied.model_fields_set
     assert {name: set(column.model_fields_set) for name, column in read.items()} == before
+
+
+def test_a_run_keeps_the_model_without_sql_for_the_next_runs(
+        shop: Path, ferry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ferry run` keeps what it checked (all but SQL): the next run of the unchanged
+    model loads nothing and still checks the SQL of its own jobs, saying what a run
+    without the cache says; commands that need the SQL checked never read that entry,
+    and `ferry check` replaces it."""
+    import dataferry.model.load as load
+
+    with sqlite3.connect(shop / "shop.db") as db:
+        db.execute("create table orders (id integer primary key, amount text)")
+        db.execute("insert into orders values (1, '2.50')")
+    db.close()
+    (shop / "teams/shop/revenue.sql").write_text(REVENUE.replace("sum(amount)", "sum(amont)"))
+    loads: list[Path] = []
+
+    def counted(root: Path, **kwargs: Any) -> LoadedModel:
+        loads.append(root)
+        return load_model(root, **kwargs)
+
+    monkeypatch.setattr(load, "load_model", counted)
+    assert ferry("run", "shop.orders", "--model", shop).code == 0
+    assert ferry("run", "shop.orders", "--model", shop).code == 0
+    assert len(loads) == 1
+    assert cached(shop) is None  # not for `ferry plan` & co.: its SQL was not checked
+    found = cache.read_cached(cache.model_key(shop), sql=False)
+    assert found is not None and found[1] is False
+    assert found[0].ecosystem == checked(shop).ecosystem
+    refused = ferry("run", "shop.revenue", "--model", shop)
+    monkeypatch.setenv("FERRY_MODEL_CACHE", "0")
+    refused_without = ferry("run", "shop.revenue", "--model", shop)
+    monkeypatch.delenv("FERRY_MODEL_CACHE")
+    assert refused.code == refused_without.code != 0
+    assert "did you mean 'amount'?" in refused.err and refused.err == refused_without.err
+    assert ferry("check", "--model", shop).code == 1
+    kept = cached(shop)
+    assert kept is not None and not kept.report.ok
+    assert ferry("run", "shop.orders", "--model", shop).code == 0
+    assert cached(shop) is not None  # a run does not replace a wholly checked entry
+
+
+_SETTING = st.one_of(st.sampled_from(["data", "./lake", "teams/x", ".ferry", "s3://b/p",
+                                      "/abs/where", "", "a\0b"]),
+                     st.integers(), st.none(), st.lists(st.just("x"), max_size=1))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(home=_SETTING, store=_SETTING, extra=st.sampled_from(["", "zones: 7\n", "bogus: 1\n"]),
+       variable=st.sampled_from([None, "elsewhere"]))
+def test_the_key_skips_the_directories_the_loader_skips(
+        model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, home: Any, store: Any,
+        extra: str, variable: str | None) -> None:
+    """The key reads ``home:``/``store:`` from ferry.yaml's plain values (no validation):
+    it must skip exactly the directories ``load_model`` skips once it validated them,
+    else a file the loader reads could change without changing the key."""
+    from dataferry.model import load
+    from dataferry.model.findings import Report
+
+    lines = ["ecosystem: shop\n", extra]
+    lines += [f"home: {json.dumps(home)}\n"] if home is not None else []
+    lines += [f"store: {json.dumps(store)}\n"] if store is not None else []
+    root = model(ecosystem="".join(lines)).resolve()
+    if variable is None:
+        monkeypatch.delenv("FERRY_HOME", raising=False)
+    else:
+        monkeypatch.setenv("FERRY_HOME", variable)
+    validated = load.deployment_settings(load._load_ecosystem(root, Report()))
+    expected = (load._skipped_dirs(root, validated.home, validated.store)
+                if validated is not None else load._skipped_dirs(root, ".ferry", None))
+    assert load.model_skip_dirs(root) == expected

@@ -41,9 +41,9 @@ def _checked_model(model: Path | None, *, sql: bool) -> tuple[LoadedModel, bool]
     model's cache has it wholly checked); raises on the first error.
 
     A model checked unchanged before comes from the cache (``model.cache``); one
-    checked here wholly (``sql``) is kept there. Without ``sql``, only a cached model
-    without errors will do: one whose errors are in SQL of jobs not run here must not
-    stop the run."""
+    checked here is kept there (without ``sql``: as an entry without SQL, which only
+    runs read). Without ``sql``, only a cached model without errors will do: one whose
+    errors are in SQL of jobs not run here must not stop the run."""
     from dataferry.model import cache
     from dataferry.model.check import lint_model
     from dataferry.model.load import load_model
@@ -51,14 +51,14 @@ def _checked_model(model: Path | None, *, sql: bool) -> tuple[LoadedModel, bool]
     root = model_dir(model)
     with long_lived():
         key = cache.model_key(root) if cache.enabled() else None
-        loaded = cache.read_checked(key) if key is not None else None
-        if loaded is not None and (sql or loaded.report.ok):
-            sql = True
+        found = cache.read_cached(key, sql=sql) if key is not None else None
+        if found is not None and (sql or found[0].report.ok):
+            loaded, sql = found
         else:
             loaded = load_model(root)
             lint_model(loaded, sql=sql)
-            if key is not None and sql:
-                cache.write_checked(key, loaded)
+            if key is not None:
+                cache.write_checked(key, loaded, sql=sql)
     _refuse_errors(loaded)
     return loaded, sql
 
@@ -76,12 +76,19 @@ def _check_sql_of(loaded: LoadedModel, jobs: Sequence[Job]) -> None:
     does (``where:``, the columns a transformer reads, binding its query). A run leaves
     out the others': sqlglot's import, and a second per thousand transformers, for jobs
     it does not run (``ferry check`` checks them all, in CI)."""
-    from dataferry.model.check import check_sql
+    from dataferry.model.check import check_sql, lint_model
+    from dataferry.model.load import load_model
 
     refs = {job.dataset for job in jobs if job.kind == "transform"}
     refs |= {job.consumer for job in jobs if job.kind == "deliver" and job.consumer}
     if refs:
         check_sql(loaded, refs)
+        if not loaded.report.ok:
+            # From the cache, the model's findings have no positions (and sort apart):
+            # the run refuses with what a run without the cache says, from the files.
+            loaded = load_model(loaded.root)
+            lint_model(loaded, sql=False)
+            check_sql(loaded, refs)
         _refuse_errors(loaded)
 
 
