@@ -15,7 +15,6 @@ from dataferry.store.store import Store
 from tests.conftest import write_files
 from tests.store.conftest import TEAM, orders
 from tests.store.test_full_disk import orders as big_orders
-from tests.store.test_full_disk import small_disk as small_disk  # a fixture
 from tests.store.test_s3_store import S3Server, machine, s3_server  # noqa: F401
 from tests.store.test_s3_store import bucket as bucket  # a fixture
 

@@ -1,6 +1,6 @@
 """Writing a stream of record batches as zstd Parquet files, hashed as they are written.
 
-Two choices keep the writer cheap enough to run alongside a fast reader (measured on 1M
+These choices keep the writer cheap enough to run alongside a fast reader (measured on 1M
 rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 MB in
 0.35 s with pyarrow's defaults, 33.3 MB in 0.27 s with these):
 
@@ -27,28 +27,56 @@ rows of int64, int32, decimal, float64, md5 text, bool and two timestamps: 35.0 
   With dictionaries only where they pay, smaller groups barely change the size (33.3 MB
   at 256K rows, 33.4 MB at 50K, 33.3 MB at 1M) while 1M-row groups left 0.27 s of
   encoding after the last read at 1M rows.
+- **Row groups encoded on lanes** (``lanes.Lanes``; ``FERRY_WRITE_LANES``, default 2 on
+  two cores or more). One thread encoding and compressing was the slowest step of an
+  ingest of long text (``json``, ``jsonb``, ``text[]``) while the reading thread waited on
+  it; pyarrow's writer releases the GIL, so a second lane uses the second core. A lane
+  writes its own files (its own hashing sink, its encodings from its own first batch,
+  rolled at ``TARGET_FILE_BYTES``), and a complete row group goes to the first idle lane,
+  lane 0 first: where lane 0 keeps up, or there is a single row group, it is one file as
+  with one lane. The files are listed by the first row group each holds; rows of a
+  version are a set, and with two lanes a file holds every other row group.
+- **Memory stays bounded** as it was with one writer: each lane holds at most one row
+  group and the writer gathers one more, and together they hold at most
+  ``WRITE_BUDGET_BYTES`` (64 MiB, what one row group could hold before: row groups end at
+  256K rows or 64 MiB of Arrow data), a lane alone being allowed one group past it by a
+  batch, plus each open file's 1 MiB write buffer and pyarrow's pages of the group a lane
+  encodes. Narrow rows thus run on two lanes (256K rows of ``json`` are about 23 MiB);
+  wide rows (1 MiB values, 64 MiB a group) are gathered and encoded one group at a time.
+  Measured (``bench/memory.py --rows 100000``, 2026-12-07 17:30, load 3.4 to 4.7):
+  ``ingest-big`` (500 x 1 MiB ``jsonb``) peaked at 352 and 358 MiB with a budget of two
+  groups against 336 and 337 MiB before, hence one group.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dataferry.errors import StoreError
 from dataferry.faults import crash_point
 from dataferry.model.types import METADATA_KEY
 from dataferry.store.disk import is_no_room, no_room
 from dataferry.store.hashing import FileDigest, HashingWriter
+from dataferry.store.lanes import Lanes
 from dataferry.store.manifest import FileEntry
 
 TARGET_FILE_BYTES = 256 << 20
 ROW_GROUP_ROWS = 1 << 18
 ROW_GROUP_BYTES = 64 << 20
 """A row group is written once this many rows or bytes are buffered (bounds memory)."""
+WRITE_BUDGET_BYTES = ROW_GROUP_BYTES
+"""What the lanes encode and the row group being gathered may hold together: what one
+row group held before there were lanes. Narrow rows fit two or three row groups (256K
+rows of ``json``: 23 MiB); wide rows, whose row groups end at ``ROW_GROUP_BYTES``, are
+gathered and encoded one group at a time, as with one lane."""
 DICTIONARY_MAX_DISTINCT = 0.9
 SAMPLE_ROWS = 4096
 """A flat column gets a dictionary unless more than ``DICTIONARY_MAX_DISTINCT`` of the
@@ -164,7 +192,7 @@ class _File:
     """One Parquet file being written: the hashing sink, a write buffer and the writer."""
 
     def __init__(self, directory: Path, schema: pa.Schema, algorithm: str,
-                 sample: pa.RecordBatch) -> None:
+                 sample: pa.RecordBatch, first_group: int) -> None:
         self.sink = HashingWriter(directory / f"part-{uuid.uuid4()}.zstd.parquet", algorithm)
         self.stream = pa.output_stream(self.sink, buffer_size=WRITE_BUFFER)
         dictionary, encodings = column_encodings(schema, sample)
@@ -172,6 +200,7 @@ class _File:
                                        write_statistics=True,
                                        use_dictionary=dictionary, column_encoding=encodings)
         self.rows = 0
+        self.first_group = first_group
 
     def close(self) -> FileDigest:
         """Finish the file, flush it to disk and return its digest."""
@@ -181,66 +210,129 @@ class _File:
         return self.sink.digest()
 
 
+@dataclass
+class _RowGroup:
+    """A complete row group, numbered in the order the reader gave its rows."""
+
+    number: int
+    batches: list[pa.RecordBatch]
+    rows: int
+
+
+@dataclass
+class _Written:
+    """A finished file and the number of the first row group it holds."""
+
+    first_group: int
+    entry: FileEntry
+    digest: FileDigest
+
+
+class _Lane:
+    """One lane's files: the open one and those it finished, rolled at
+    ``TARGET_FILE_BYTES``. Each file takes its column encodings from its first batch."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, algorithm: str) -> None:
+        self.directory, self.schema, self.algorithm = directory, schema, algorithm
+        self.current: _File | None = None
+        self.finished: list[_Written] = []
+
+    def write(self, group: _RowGroup) -> None:
+        if self.current is None:
+            self.current = _File(self.directory, self.schema, self.algorithm,
+                                 group.batches[0], group.number)
+        self.current.writer.write_table(pa.Table.from_batches(group.batches, self.schema),
+                                        row_group_size=group.rows)
+        self.current.rows += group.rows
+        if group.number == 0:
+            crash_point("write-file")
+        if self.current.sink.tell() >= TARGET_FILE_BYTES:
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the open file, if any, and keep its entry."""
+        current = self.current
+        if current is None:
+            return
+        digest = current.close()  # if it fails, ``remove`` abandons the file
+        self.current = None
+        self.finished.append(_Written(current.first_group, FileEntry(
+            current.sink.path.name, digest.size, digest.hash, current.rows,
+            digest.chunk_size, digest.chunks_hash(self.algorithm)), digest))
+
+    def remove(self) -> None:
+        """Abandon the open file and delete the finished ones (they belong to no version)."""
+        if self.current is not None:
+            self.current.sink.abandon()
+            self.current = None
+        for written in self.finished:
+            (self.directory / written.entry.path).unlink(missing_ok=True)
+        self.finished.clear()
+
+
+def write_lanes() -> int:
+    """How many lanes encode row groups (``FERRY_WRITE_LANES``; default 2 where there are
+    two cores or more, else 1)."""
+    given = os.environ.get("FERRY_WRITE_LANES", "").strip()
+    if not given:
+        return 2 if (os.cpu_count() or 1) >= 2 else 1
+    try:
+        count = int(given)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise StoreError(f"FERRY_WRITE_LANES={given!r} is not a number of lanes: set it to a "
+                         "whole number of 1 or more (1 writes one file at a time), or unset it",
+                         public=True)
+    return count
+
+
 def write_files(
     directory: Path, reader: pa.RecordBatchReader, algorithm: str,
     on_rows: Callable[[int], None] | None,
 ) -> list[tuple[FileEntry, FileDigest]]:
-    """Stream batches into zstd Parquet files, hashing every byte as it is written."""
-    out: list[tuple[FileEntry, FileDigest]] = []
-    current: _File | None = None
-    first = True
+    """Stream batches into zstd Parquet files, hashing every byte as it is written.
 
-    def finish() -> None:
-        nonlocal current
-        if current is None:
-            return
-        digest = current.close()
-        out.append((FileEntry(current.sink.path.name, digest.size, digest.hash, current.rows,
-                              digest.chunk_size, digest.chunks_hash(algorithm)), digest))
-        current = None
-
+    The files are listed by the first row group each holds. On any error no file is left:
+    the open ones are abandoned and the finished ones deleted.
+    """
+    schema = reader.schema
+    lanes = [_Lane(directory, schema, algorithm) for _ in range(write_lanes())]
+    pool: Lanes[_RowGroup] = Lanes(len(lanes), lambda lane, group: lanes[lane].write(group),
+                                   lambda lane: lanes[lane].finish(), "ferry-write",
+                                   WRITE_BUDGET_BYTES)
     pending: list[pa.RecordBatch] = []
     pending_rows = pending_bytes = 0
-
-    def flush() -> None:
-        """Write the buffered batches as one row group."""
-        nonlocal current, first, pending_rows, pending_bytes
-        if not pending:
-            return
-        if current is None:
-            current = _File(directory, reader.schema, algorithm, pending[0])
-        current.writer.write_table(pa.Table.from_batches(pending, reader.schema),
-                                   row_group_size=pending_rows)
-        current.rows += pending_rows
-        pending.clear()
-        pending_rows = pending_bytes = 0
-        if first:
-            crash_point("write-file")
-            first = False
-        if current.sink.tell() >= TARGET_FILE_BYTES:
-            finish()
-
+    groups = 0
     try:
         for batch in reader:
+            pool.check()
             if batch.num_rows == 0:
                 continue
+            pool.make_room(pending_bytes + batch.nbytes)
             pending.append(batch)
             pending_rows += batch.num_rows
             pending_bytes += batch.nbytes
             if on_rows is not None:
                 on_rows(batch.num_rows)
             if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
-                flush()
-        flush()
-        finish()
+                pool.submit(_RowGroup(groups, pending, pending_rows), pending_bytes)
+                groups += 1
+                pending, pending_rows, pending_bytes = [], 0, 0
+        if pending:
+            pool.submit(_RowGroup(groups, pending, pending_rows), pending_bytes)
+        del pending
+        pool.close()
     except BaseException as error:
+        first = pool.stop(error)
         # These files belong to no version yet: remove them now rather than leave them
         # for gc (after a full disk, they would keep it full).
-        if current is not None:
-            current.sink.abandon()
-        for entry, _ in out:
-            (directory / entry.path).unlink(missing_ok=True)
-        if is_no_room(error):
+        for lane in lanes:
+            lane.remove()
+        if is_no_room(first):
             raise no_room(directory) from None
-        raise
-    return out
+        if first is error:
+            raise
+        raise first from None
+    written = sorted((w for lane in lanes for w in lane.finished), key=lambda w: w.first_group)
+    return [(w.entry, w.digest) for w in written]
