@@ -56,8 +56,11 @@ if TYPE_CHECKING:
 
 SESSION = ("SET SESSION net_write_timeout = 3600",)
 """A slow consumer (e.g. a large store write) must not make the server drop the stream."""
-BATCH_BYTES = 16 << 20
-"""Wide rows: the ingest holds about seven batches at a time (1 MB rows: ~500 MiB peak)."""
+BATCH_BYTES = 8 << 20
+"""Wide rows: the ingest holds about seven batches at a time, beside ConnectorX's own
+buffers and the row group being written. 300 rows of 2 MiB peaked at 602-616 MiB with
+16 MiB batches, 490-498 MiB with 8 MiB (``bench/memory.py --only ingest-wide``); narrow
+rows (under 128 bytes) still come 65,536 to a batch."""
 VARIABLE_BYTES = 4096
 """How much of a TEXT/BLOB/VARCHAR column's declared width a row is assumed to use when
 the table's average row length does not say more (``query:`` datasets)."""
