@@ -170,16 +170,6 @@ def test_sigkill_anywhere_loses_and_duplicates_nothing(
     assert published[-1]["added"] == (1 if point == "cdc-before-acknowledge" else 12)
 
 
-def _prepare(server: PrivateServer, database: str, xid: str, *statements: str) -> None:
-    """An XA transaction prepared and left undecided (its session ends)."""
-    with server.connect(database) as connection, connection.cursor() as cursor:
-        cursor.execute(f"XA START {xid}")
-        for statement in statements:
-            cursor.execute(statement)
-        cursor.execute(f"XA END {xid}")
-        cursor.execute(f"XA PREPARE {xid}")
-
-
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_xa_transactions_decided_runs_later_survive_a_sigkill_anywhere(
         source: tuple[PrivateServer, str], tmp_path: Path, ferry: Callable[..., Result],
@@ -189,10 +179,10 @@ def test_xa_transactions_decided_runs_later_survive_a_sigkill_anywhere(
                    database=database)
     root = make_model(tmp_path, server, database)
     assert ferry("run", "shop.orders", "--model", root).code == 0
-    _prepare(server, database, "'keep'", "INSERT INTO orders VALUES (2, 'xa', 2, NOW(), NULL)",
-             "UPDATE orders SET name = 'by xa' WHERE id = 1")
-    _prepare(server, database, "'drop'", "INSERT INTO orders VALUES (3, 'never', 3, NOW(), "
-                                         "NULL)")
+    server.prepare_xa(database, "'keep'", "INSERT INTO orders VALUES (2, 'xa', 2, NOW(), NULL)",
+                      "UPDATE orders SET name = 'by xa' WHERE id = 1")
+    server.prepare_xa(database, "'drop'", "INSERT INTO orders VALUES (3, 'never', 3, NOW(), "
+                                                  "NULL)")
     server.execute("INSERT INTO orders VALUES (4, 'plain', 4, NOW(), NULL)", database=database)
     crashed = subprocess.run(
         [sys.executable, "-m", "dataferry.cli", "run", "shop.orders", "--model", str(root)],

@@ -46,6 +46,16 @@ class PrivateServer:
     def dsn(self, database: str, user: str = "root") -> str:
         return f"mysql://{user}@127.0.0.1:{self.port}/{database}"
 
+    def prepare_xa(self, database: str, xid: str, *statements: str) -> None:
+        """Run ``statements`` in XA transaction ``xid`` and prepare it (its session ends:
+        the prepared transaction stays on the server until decided)."""
+        with self.connect(database) as connection, connection.cursor() as cursor:
+            cursor.execute(f"XA START {xid}")
+            for statement in statements:
+                cursor.execute(statement)
+            cursor.execute(f"XA END {xid}")
+            cursor.execute(f"XA PREPARE {xid}")
+
 
 def _free_port() -> int:
     with socket.socket() as probe:

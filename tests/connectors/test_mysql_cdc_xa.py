@@ -44,17 +44,6 @@ def database(server: PrivateServer) -> Iterator[str]:
         server.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-def prepare(server: PrivateServer, database: str, xid: str, *statements: str) -> None:
-    """Run ``statements`` in XA transaction ``xid`` and prepare it (its session ends: the
-    prepared transaction stays on the server until decided)."""
-    with server.connect(database) as connection, connection.cursor() as cursor:
-        cursor.execute(f"XA START {xid}")
-        for statement in statements:
-            cursor.execute(statement)
-        cursor.execute(f"XA END {xid}")
-        cursor.execute(f"XA PREPARE {xid}")
-
-
 def rows_of(server: PrivateServer, database: str) -> dict[int, dict[str, Any]]:
     return {int(r[0]): {"id": int(r[0]), "name": r[1], "qty": int(r[2])} for r in server.execute(
         "SELECT id, name, qty FROM items", database=database)}
@@ -65,8 +54,8 @@ def test_a_prepared_transaction_appears_only_when_committed_in_a_later_run(
     server.execute(ITEMS_DDL, "INSERT INTO items VALUES (1, 'a', 1)", database=database)
     src = source(server, database)
     start, _, _ = changes(src, ITEMS, None)
-    prepare(server, database, "'t1'", "INSERT INTO items VALUES (2, 'xa', 2)",
-            "UPDATE items SET qty = 10 WHERE id = 1")
+    server.prepare_xa(database, "'t1'", "INSERT INTO items VALUES (2, 'xa', 2)",
+                      "UPDATE items SET qty = 10 WHERE id = 1")
     server.execute("INSERT INTO items VALUES (3, 'plain', 3)", database=database)
     first, rows, deleted = changes(src, ITEMS, start.position)
     assert rows == {3: {"id": 3, "name": "plain", "qty": 3}} and deleted == []
@@ -89,8 +78,8 @@ def test_a_prepared_transaction_rolled_back_in_a_later_run_never_appears(
     server.execute(ITEMS_DDL, "INSERT INTO items VALUES (1, 'a', 1)", database=database)
     src = source(server, database)
     start, _, _ = changes(src, ITEMS, None)
-    prepare(server, database, "'t2', 'branch', 7", "INSERT INTO items VALUES (2, 'xa', 2)",
-            "DELETE FROM items WHERE id = 1")
+    server.prepare_xa(database, "'t2', 'branch', 7", "INSERT INTO items VALUES (2, 'xa', 2)",
+                      "DELETE FROM items WHERE id = 1")
     server.execute("INSERT INTO items VALUES (3, 'plain', 3)", database=database)
     first, rows, _ = changes(src, ITEMS, start.position)
     assert rows == {3: {"id": 3, "name": "plain", "qty": 3}}
@@ -111,10 +100,10 @@ def test_decided_in_the_same_read_and_one_phase_interleaved_with_plain_transacti
                    database=database)
     src = source(server, database)
     start, _, _ = changes(src, ITEMS, None)
-    prepare(server, database, "'c'", "UPDATE items SET qty = 100 WHERE id = 1",
-            "INSERT INTO items VALUES (5, 'c', 5)")
-    prepare(server, database, "'r'", "UPDATE items SET qty = 200 WHERE id = 2",
-            "INSERT INTO items VALUES (6, 'r', 6)")
+    server.prepare_xa(database, "'c'", "UPDATE items SET qty = 100 WHERE id = 1",
+                      "INSERT INTO items VALUES (5, 'c', 5)")
+    server.prepare_xa(database, "'r'", "UPDATE items SET qty = 200 WHERE id = 2",
+                      "INSERT INTO items VALUES (6, 'r', 6)")
     # A plain transaction after the prepare (other rows: the prepared ones are locked).
     server.execute("INSERT INTO items VALUES (7, 'plain', 7)", database=database)
     server.execute("XA COMMIT 'c'")
@@ -137,7 +126,7 @@ def test_a_prepared_transaction_of_another_table_is_not_held(
     server.execute(ITEMS_DDL, "CREATE TABLE other (id INT PRIMARY KEY)", database=database)
     src = source(server, database)
     start, _, _ = changes(src, ITEMS, None)
-    prepare(server, database, "'o'", "INSERT INTO other VALUES (1)")
+    server.prepare_xa(database, "'o'", "INSERT INTO other VALUES (1)")
     server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
     found, rows, _ = changes(src, ITEMS, start.position)
     assert rows == {1: {"id": 1, "name": "a", "qty": 1}}
@@ -148,8 +137,8 @@ def test_a_prepared_transaction_of_another_table_is_not_held(
 def test_a_transaction_prepared_before_the_snapshot_comes_at_its_commit(
         server: PrivateServer, database: str) -> None:
     server.execute(ITEMS_DDL, "INSERT INTO items VALUES (1, 'a', 1)", database=database)
-    prepare(server, database, "'early'", "INSERT INTO items VALUES (2, 'early', 2)")
-    prepare(server, database, "'gone'", "INSERT INTO items VALUES (3, 'gone', 3)")
+    server.prepare_xa(database, "'early'", "INSERT INTO items VALUES (2, 'early', 2)")
+    server.prepare_xa(database, "'gone'", "INSERT INTO items VALUES (3, 'gone', 3)")
     src = source(server, database)
     first, rows, _ = changes(src, ITEMS, None)
     assert first.snapshot is True and rows == {1: {"id": 1, "name": "a", "qty": 1}}
@@ -165,7 +154,7 @@ def test_a_held_transaction_whose_binlog_was_purged_says_what_to_do(
     server.execute(ITEMS_DDL, database=database)
     src = source(server, database)
     start, _, _ = changes(src, ITEMS, None)
-    prepare(server, database, "'p'", "INSERT INTO items VALUES (1, 'p', 1)")
+    server.prepare_xa(database, "'p'", "INSERT INTO items VALUES (1, 'p', 1)")
     server.execute("INSERT INTO items VALUES (2, 'plain', 2)", database=database)
     first, _, _ = changes(src, ITEMS, start.position)
     [held] = first.position["xa_prepared"]
@@ -193,7 +182,7 @@ def test_a_read_of_only_a_held_transactions_rollback_is_not_skipped_later(
     server.execute(ITEMS_DDL, database=database)
     src = source(server, database)
     start, _, _ = changes(src, ITEMS, None)
-    prepare(server, database, "'rb'", "INSERT INTO items VALUES (1, 'rb', 1)")
+    server.prepare_xa(database, "'rb'", "INSERT INTO items VALUES (1, 'rb', 1)")
     server.execute("INSERT INTO items VALUES (2, 'plain', 2)", database=database)
     first, _, _ = changes(src, ITEMS, start.position)
     assert len(first.position["xa_prepared"]) == 1
@@ -254,7 +243,7 @@ def test_runs_killed_between_prepare_and_commit_lose_nothing(
     server.execute(ITEMS_DDL, "INSERT INTO items VALUES (1, 'a', 1)", database=database)
     head = {r["id"]: r for r in _run(server, database, None, hang=False)["rows"]}
     state = _run(server, database, None, hang=False)["position"]
-    prepare(server, database, "'k'", "INSERT INTO items VALUES (2, 'k', 2)")
+    server.prepare_xa(database, "'k'", "INSERT INTO items VALUES (2, 'k', 2)")
     server.execute("INSERT INTO items VALUES (3, 'plain', 3)", database=database)
     killed = _run(server, database, state, hang=True)  # read, never published
     assert [r["id"] for r in killed["rows"]] == [3]
@@ -290,7 +279,7 @@ def test_xa_recover_is_allowed_to_the_replication_grants(
     user = f"u{uuid.uuid4().hex[:8]}"
     server.execute(f"CREATE USER '{user}'@'%'", f"GRANT SELECT ON {database}.* TO '{user}'@'%'",
                    f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")
-    prepare(server, database, "'g'", "INSERT INTO items VALUES (1, 'g', 1)")
+    server.prepare_xa(database, "'g'", "INSERT INTO items VALUES (1, 'g', 1)")
     try:
         first, rows, _ = changes(source(server, database, user), ITEMS, None)
         assert rows == {} and len(first.position["xa_prepared"]) == 1

@@ -194,13 +194,18 @@ database and disk."""
 def deployment_settings(eco: EcosystemFile | None) -> EcosystemFile | None:
     """``eco`` with the settings that ``FERRY_HOME``, ``FERRY_STORE`` and
     ``FERRY_METADATA`` give (non-empty) in place of ferry.yaml's."""
-    given = {name: os.environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items()
-             if os.environ.get(variable)}
+    given = _deployed()
     if "mirror_size" in given:
         from dataferry.store.mirror_cache import mirror_size
 
         mirror_size(given["mirror_size"])  # a usage error naming the variable
     return eco.model_copy(update=given) if eco is not None and given else eco
+
+
+def _deployed() -> dict[str, str]:
+    """The settings this machine's ``DEPLOYMENT_VARIABLES`` give (the non-empty ones)."""
+    return {name: os.environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items()
+            if os.environ.get(variable)}
 
 
 def model_skip_dirs(root: FsPath) -> set[FsPath]:
@@ -217,11 +222,9 @@ def model_skip_dirs(root: FsPath) -> set[FsPath]:
     if not isinstance(raw, dict):  # the model has errors: load_model skips .ferry only
         return _skipped_dirs(root, ".ferry", None)
     home, store = raw.get("home"), raw.get("store")
-    settings = {"home": home if isinstance(home, str) else ".ferry",
-                "store": store if isinstance(store, str) else None}
-    for name in settings:
-        settings[name] = os.environ.get(DEPLOYMENT_VARIABLES[name]) or settings[name]
-    return _skipped_dirs(root, settings["home"], settings["store"])
+    given = _deployed()
+    return _skipped_dirs(root, given.get("home", home if isinstance(home, str) else ".ferry"),
+                         given.get("store", store if isinstance(store, str) else None))
 
 
 def _skipped_dirs(root: FsPath, home: str | None, store: str | None) -> set[FsPath]:

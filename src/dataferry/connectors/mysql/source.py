@@ -367,7 +367,7 @@ def batch_rows(connection: pymysql.Connection, table: tuple[str, str] | None,
     whatever the row width): the row size is the larger of the table's average
     (``AVG_ROW_LENGTH``, for table datasets) and the columns' declared widths, variable
     ones counted up to ``VARIABLE_BYTES``; at most ``most``."""
-    width = sum(min(max(c.length, 1), VARIABLE_BYTES) for c in columns)
+    width = sum(_assumed_bytes(c) for c in columns)
     if table is not None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT AVG_ROW_LENGTH FROM information_schema.TABLES "
@@ -379,6 +379,12 @@ def batch_rows(connection: pymysql.Connection, table: tuple[str, str] | None,
     return max(1, min(most, BATCH_BYTES // max(width, 1)))
 
 
+def _assumed_bytes(column: ResultColumn) -> int:
+    """A row's bytes in ``column`` as declared, a variable one's counted up to
+    ``VARIABLE_BYTES``."""
+    return min(max(column.length, 1), VARIABLE_BYTES)
+
+
 def _sampled_width(connection: pymysql.Connection, table: tuple[str, str],
                    columns: list[ResultColumn]) -> int:
     """The widest of the first ``SAMPLE_ROWS`` rows of ``table``, its long columns
@@ -387,7 +393,7 @@ def _sampled_width(connection: pymysql.Connection, table: tuple[str, str],
     long = [c for c in columns if c.length > VARIABLE_BYTES]
     if not long:
         return 0
-    rest = sum(min(max(c.length, 1), VARIABLE_BYTES) for c in columns if c not in long)
+    rest = sum(_assumed_bytes(c) for c in columns if c not in long)
     measured = " + ".join(f"COALESCE(OCTET_LENGTH({ident(c.name)}), 0)" for c in long)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT MAX(w) FROM (SELECT {measured} AS w FROM "
