@@ -333,14 +333,15 @@ def test_three_schedulers_killed_at_random_run_each_job_once(
             quiet = time.monotonic()
             monkeypatch.setenv("FERRY_HOME", str(tmp_path / "checker"))
             store = _store(root, tmp_path)
-            settled = _settle(store, root, data, machines)
+            behind = _settle(store, root, data, machines)
             settling = time.monotonic() - quiet
         finally:
             for machine in machines:
                 machine.stop()
             with open_metadata(metadata) as db:
                 runs = sorted(RunHistory(db).list_runs(limit=1_000_000), key=lambda r: r.id)
-        assert settled, "the schedulers did not deliver the last changes in time"
+        assert behind is None, (f"the schedulers did not deliver the last changes in "
+                                f"{SETTLE_SECONDS:.0f} s: {behind}")
         waits = _check_runs(runs, kills, wall)
         _check_store(store, runs)
         _check_sinks(store, root, data)
@@ -409,23 +410,38 @@ def _store(root: Path, tmp_path: Path) -> Store:
     return Store.for_model(root, loaded.ecosystem)
 
 
-def _settle(store: Store, root: Path, data: str, machines: list[Machine]) -> bool:
+def _settle(store: Store, root: Path, data: str, machines: list[Machine]) -> str | None:
     """Wait until the store holds the sources as they are and every sink the store's
-    heads (the schedulers keep running, nobody is killed)."""
+    heads (the schedulers keep running, nobody is killed); returns what is still behind
+    when the time is up (None: settled)."""
     deadline = time.monotonic() + SETTLE_SECONDS
+    behind: str | None = "nothing checked yet"
     while time.monotonic() < deadline:
         for machine in machines:
             assert machine.process is not None and machine.process.poll() is None, (
                 f"machine {machine.number} exited: {machine.process.returncode}")
         try:
-            if _sources_in_store(store, root, data) and all(
-                    _ledger(root, data, job) == store.dataset(dataset).head_number()
-                    for job, (_, _, dataset, _) in SINKS.items()) and _totals_current(store):
-                return True
-        except (psycopg.Error, sqlite3.Error):
-            pass  # a sink table not created yet
+            behind = _behind(store, root, data)
+        except (psycopg.Error, sqlite3.Error) as error:
+            behind = f"a sink is not readable yet: {error}"  # a table not created yet
+        if behind is None:
+            return None
         time.sleep(1)
-    return False
+    return behind
+
+
+def _behind(store: Store, root: Path, data: str) -> str | None:
+    """What the store or a sink still lacks, or None."""
+    stale = _sources_behind(store, root, data)
+    if stale:
+        return f"the store's {', '.join(stale)} differ from the sources"
+    for job, (_, _, dataset, _) in SINKS.items():
+        loaded, head = _ledger(root, data, job), store.dataset(dataset).head_number()
+        if loaded != head:
+            return f"{job} delivered version {loaded}, the head is {head}"
+    if not _totals_current(store):
+        return "shop.totals was not computed from the inputs' heads"
+    return None
 
 
 def _rows(store: Store, ref: str) -> set[tuple[Any, ...]]:
@@ -442,7 +458,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _sources_in_store(store: Store, root: Path, data: str) -> bool:
+def _sources_behind(store: Store, root: Path, data: str) -> list[str]:
+    """The datasets whose head is not (yet) the source's rows."""
     with sqlite3.connect(root / "shop.db") as db:
         orders = {(i, c, f"{Decimal(a):.2f}", datetime.fromisoformat(u).isoformat())
                   for i, c, a, u in db.execute("select * from orders")}
@@ -450,9 +467,11 @@ def _sources_in_store(store: Store, root: Path, data: str) -> bool:
     db.close()
     with psycopg.connect(data) as pg:
         events = set(pg.execute("select id, what from src.events").fetchall())
-    return all(store.dataset(ref).head_number() is not None for ref in DATASETS) and (
-        _rows(store, "shop.orders") == orders and _rows(store, "shop.customers") == customers
-        and _rows(store, "shop.events") == events)
+    missing = [ref for ref in DATASETS if store.dataset(ref).head_number() is None]
+    if missing:
+        return missing
+    return [ref for ref, rows in (("shop.orders", orders), ("shop.customers", customers),
+                                  ("shop.events", events)) if _rows(store, ref) != rows]
 
 
 def _totals_current(store: Store) -> bool:

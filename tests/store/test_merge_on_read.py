@@ -179,3 +179,61 @@ def test_gc_keeps_the_vectors_kept_versions_need(shop: StoreFixture) -> None:
     assert store_rows(shop) == {**{i: Decimal("1.50") for i in range(100)},
                                 1: Decimal("5.00"), 2: Decimal("6.00")}
     assert verified(shop).ok
+
+
+def _computed(shop: StoreFixture, ref: str, data: pa.Table, inputs: int,
+              mode: str = "merge") -> Any:
+    """Publish ``data`` as a transformer's output computed from input version ``inputs``."""
+    from dataferry.store.publish import publish
+
+    return publish(shop.dataset(ref), shop.spec(ref), data, keys=shop.store.keys,
+                   mode=mode,  # type: ignore[arg-type]
+                   lineage=[{"ref": "shop.events", "version": inputs}],
+                   definition={"fingerprint": "f", "body": "sql", "parts": {}})
+
+
+def _parted(ids: range) -> pa.Table:
+    from datetime import date
+
+    return pa.table({"id": pa.array(list(ids), pa.int64()),
+                     "day": pa.array([date(2026, 1, 1 + i % 28) for i in ids])})
+
+
+def test_the_same_rows_from_new_inputs_are_a_delta_commit_of_their_own(
+        shop: StoreFixture) -> None:
+    """A transformer's version with new inputs and the same rows (the chaos test's
+    ``shop.totals``): merged, it changes no file, and still names a Delta commit of its
+    own, so verify holds the commit's adds to the manifest's and delta-rs reads it."""
+    for ref, data in (("shop.orders", orders(range(50))), ("shop.parted", _parted(range(50)))):
+        _computed(shop, ref, data, 1, mode="replace")
+        second = _computed(shop, ref, data, 2)
+        assert (second.version, second.unchanged) == (2, False)
+        dataset = shop.dataset(ref)
+        first_commit, second_commit = (dataset.version(n).manifest.delta_commit["version"]
+                                       for n in (1, 2))
+        assert second_commit == first_commit + 1, ref
+        report = VerifyReport()
+        verify_dataset(dataset, report, deep=True)
+        assert report.ok, (ref, [p.as_text() for p in report.problems])
+        assert DeltaTable(str(dataset.path), version=second_commit).to_pyarrow_table() \
+            .num_rows == 50
+        assert _computed(shop, ref, data, 2).unchanged  # the same inputs: nothing new
+
+
+def test_a_version_written_before_that_fix_still_verifies(
+        shop: StoreFixture, monkeypatch: Any) -> None:
+    """Stores made until December 2026 hold such versions naming their predecessor's
+    Delta commit; they are what was signed, and verify accepts them (by hash)."""
+    from dataferry.store import publish as publishing
+
+    monkeypatch.setattr(publishing, "_commit_nothing",
+                        lambda dataset, written, *_: written)  # the old behaviour
+    _computed(shop, "shop.orders", orders(range(50)), 1, mode="replace")
+    assert _computed(shop, "shop.orders", orders(range(50)), 2).version == 2
+    dataset = shop.dataset("shop.orders")
+    assert dataset.version(2).manifest.delta_commit == dataset.version(1).manifest.delta_commit
+    assert verified(shop).ok, [p.as_text() for p in verified(shop).problems]
+    monkeypatch.undo()
+    third = _computed(shop, "shop.orders", orders(range(60)), 3)
+    assert (third.version, third.rows) == (3, 60)
+    assert verified(shop).ok and store_rows(shop, 2) == store_rows(shop, 1)

@@ -19,7 +19,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -193,6 +193,10 @@ def publish(
                 _remove_files(dataset, written.digests)
             return Published(dataset.ref, head.number, head.manifest.rows, 0, 0, 0, 0,
                              head.hash, time.monotonic() - started, unchanged=True)
+        if base_delta is not None and written.delta_version <= base_delta:
+            # a version whose data is the head's (new inputs, same rows) with nothing
+            # committed: it gets a Delta commit of its own, which changes no file
+            written = _commit_nothing(dataset, written, base_delta, mode, started)
         if dataset.remote is not None:  # the version's files kept from the one before
             dataset.remote.ensure(written.active)
         files = file_scans(dataset.path, written.active)
@@ -425,6 +429,8 @@ def _write(
             dataset.active_files(head.number)
         metrics = _write_with_deltalake(dataset, spec, reader, mode, head is None)
         delta_version, raw, log_actions = _latest_entry(dataset)
+        if head is not None and delta_version <= int(head.manifest.delta_commit["version"]):
+            log_actions = []  # deltalake committed nothing: the head's commit is no change
         digests = _hash_added(dataset, log_actions, algorithm)
     else:
         revised = []
@@ -623,6 +629,17 @@ def _hash_added(dataset: DatasetStore, actions: list[dict[str, Any]],
                               digest.chunks_hash(algorithm),
                               dict(add.get("partitionValues") or {})), digest))
     return out
+
+
+def _commit_nothing(dataset: DatasetStore, written: _Written, base_delta: int, mode: Mode,
+                    started: float) -> _Written:
+    """Commit a Delta version of no action but its ``commitInfo``, for a version that
+    changes no file: each version names a Delta commit of its own (verify holds the
+    commit's adds and removes to the manifest's, time travel maps one to the other)."""
+    operation = "MERGE" if mode == "merge" or written.revised else "WRITE"
+    raw = delta_log.commit(dataset.path, base_delta + 1, operation, [],
+                           metrics={"numOutputRows": 0}, started=started)
+    return replace(written, delta_version=base_delta + 1, delta_raw=raw)
 
 
 def _rollback(dataset: DatasetStore, base_delta: int | None, written: _Written) -> None:
