@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -52,13 +51,9 @@ def server() -> Iterator[PrivateServer]:
 
 @pytest.fixture
 def source(server: PrivateServer) -> Iterator[tuple[PrivateServer, str]]:
-    name = f"cdc_{uuid.uuid4().hex[:10]}"
-    server.execute(f"CREATE DATABASE {name}")
-    server.execute(DDL, database=name)
-    try:
+    for name in server.database("cdc"):
+        server.execute(DDL, database=name)
         yield server, name
-    finally:
-        server.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
 def make_model(tmp_path: Path, server: PrivateServer, database: str) -> Path:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,16 @@ class PrivateServer:
 
     def dsn(self, database: str, user: str = "root") -> str:
         return f"mysql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def database(self, prefix: str) -> Iterator[str]:
+        """A database of the test's own (``<prefix>_<random>``, utf8mb4), dropped after:
+        ``yield from`` it in a fixture."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        try:
+            yield name
+        finally:
+            self.execute(f"DROP DATABASE IF EXISTS {name}")
 
     def prepare_xa(self, database: str, xid: str, *statements: str) -> None:
         """Run ``statements`` in XA transaction ``xid`` and prepare it (its session ends:

@@ -44,12 +44,7 @@ def server() -> Iterator[PrivateServer]:
 
 @pytest.fixture
 def database(server: PrivateServer) -> Iterator[str]:
-    name = f"cdc_{uuid.uuid4().hex[:10]}"
-    server.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    try:
-        yield name
-    finally:
-        server.execute(f"DROP DATABASE IF EXISTS {name}")
+    yield from server.database("cdc")
 
 
 def source(server: PrivateServer, database: str, user: str = "root") -> MysqlSource:
