@@ -97,7 +97,9 @@ def run_demo(directory: Path | None, scale: int) -> int:
         f"ferry verify {m}",
         f"ferry runs {m}                          # every job run: status, rows, errors",
         f"ferry plan {m}                          # the job graph, where each job runs, why",
-        f"ferry up {m}                            # the scheduler (Ctrl-C stops it)",
+        f"ferry up {m}                            # the scheduler (Ctrl-C stops it); "
+        "the jobs beyond the demo's (an outside HTTP API, a webhook secret, an agent "
+        "of hq-lan) fail, each saying what it needs",
         f"duckdb {root / 'data/out/reporting.duckdb'} 'select * from orders limit 5'",
         f"sqlite3 {root / 'data/out/marketing.db'} 'select count(*) from customers'",
         f"ls {root / 'data/out/lake'}                       # the Parquet consumer",
