@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from deltalake import DeltaTable, QueryBuilder
 
 from dataferry.store.gc import collect
@@ -56,3 +57,41 @@ def test_a_clone_from_a_gc_checkpoint_reads_in_deltalake_as_in_ferry(
     base.write_bytes(b"".join(base.read_bytes().splitlines(keepends=True)[:-1]))
     caught = cli("verify", "--store", clone)
     assert caught.code == 1 and "adds other files than the signed checkpoint" in caught.out
+
+
+def test_versions_that_change_no_file_clone_and_verify_in_both_forms(
+        origin: Origin, cli: Callable[..., Ran], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transformer's version with new inputs and the same rows changes no file: stores
+    written before December 2026 name the predecessor's Delta commit for it, now it has a
+    commit of its own. A clone and a pull carry both forms, and the clone verifies."""
+    from dataferry.store import publish as publishing
+
+    spec = origin.context.index.datasets["shop.orders"].spec
+    same = origin.dataset.reader(origin.dataset.resolve(None)).read_all()
+
+    def computed(inputs: int) -> int:
+        return int(publishing.publish(
+            origin.dataset, spec, same, keys=origin.context.store.keys, mode="merge",
+            lineage=[{"ref": "shop.other", "version": inputs}],
+            definition={"fingerprint": "f", "body": "sql", "parts": {}}).version)
+
+    with monkeypatch.context() as old:
+        old.setattr(publishing, "_commit_nothing", lambda dataset, written, *_: written)
+        assert computed(1) == 3  # the old form
+    commits = [origin.dataset.version(n).manifest.delta_commit["version"] for n in (2, 3)]
+    assert commits[0] == commits[1]
+    clone = tmp_path / "clone"
+    with serve_store(origin.context.store.root, "--anonymous") as peer:
+        assert cli("clone", f"{peer.url}/shop.orders", clone).code == 0
+        assert computed(2) == 4  # the new form, pulled
+        assert origin.dataset.version(4).manifest.delta_commit["version"] == commits[1] + 1
+        pulled = cli("pull", clone)
+        assert pulled.code == 0, pulled
+    verified = cli("verify", "--store", clone)
+    assert verified.code == 0, verified
+    here = clone / "shop" / "orders"
+    assert _count(here) == _count(origin.dataset.path) == 4000
+    for number in (2, 3, 4):
+        shown = cli("show", f"shop.orders@{number}", "--store", clone, "--json")
+        assert shown.code == 0 and json.loads(shown.out)["rows_total"] == 4000, shown
