@@ -438,3 +438,31 @@ def test_compact_in_a_bucket(tmp_path: Path, bucket: str, s3_server: S3Server) -
     table = DeltaTable(f"s3://{bucket}/lake/shop/orders", storage_options={
         "AWS_ALLOW_HTTP": "true", "AWS_ENDPOINT_URL": s3_server.endpoint})
     assert table.to_pyarrow_table().num_rows == 100  # a Delta reader, from the bucket
+
+
+def test_a_version_of_new_inputs_and_the_same_rows_in_a_bucket(
+        tmp_path: Path, bucket: str, s3_server: S3Server) -> None:
+    """What the chaos test found on a bucket: a transformer's version with new input
+    versions and the same rows gets a Delta commit of its own there too, and another
+    machine verifies it and publishes on top."""
+    from dataferry.store.publish import publish
+
+    one = machine(tmp_path, "one", bucket)
+    dataset = one.dataset("shop.orders")
+
+    def computed(fixture: StoreFixture, ids: list[int], inputs: int) -> int:
+        return int(publish(fixture.dataset("shop.orders"), fixture.spec("shop.orders"),
+                           orders(ids), keys=fixture.store.keys, by_key=True,
+                           lineage=[{"ref": "shop.events", "version": inputs}],
+                           definition={"fingerprint": "f", "body": "sql", "parts": {}}
+                           ).version)
+
+    assert computed(one, [1, 2, 3], 1) == 1
+    assert computed(one, [1, 2, 3], 2) == 2  # new inputs, the same rows
+    assert dataset.version(2).manifest.delta_commit["version"] == 1
+    assert "_delta_log/00000000000000000001.json" in keys_in(s3_server, bucket)
+    two = machine(tmp_path, "two", bucket, keys_from=one.root)
+    assert verified(two).ok, verified(two).problems
+    assert computed(two, [1, 2, 4], 3) == 3
+    assert ids(one) == [1, 2, 4] and ids(one, 2) == [1, 2, 3]
+    assert verified(one).ok, verified(one).problems
