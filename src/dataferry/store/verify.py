@@ -191,7 +191,9 @@ def verify_dataset(
             problem(number, manifest_file, "Merkle root does not match the version's files")
         delta_version = int(manifest.delta_commit.get("version") or 0)
         _verify_delta(dataset, algorithm, number, manifest, problem,
-                      unchanged_before=_unchanged_form(manifest, last_delta, delta_version))
+                      unchanged_before=_unchanged_form(manifest, last_delta, delta_version),
+                      kept=set(active) if last_delta is None and checkpoint is not None
+                      and number == checkpoint.first_version else None)
         _verify_fillers(dataset, number, last_delta, delta_version,
                         checkpoint.files if checkpoint else None, problem)
         last_delta = delta_version
@@ -317,7 +319,12 @@ def _unchanged_form(manifest: Manifest, last_delta: int | None, delta_version: i
 def _verify_delta(
     dataset: DatasetStore, algorithm: str, number: int, manifest: Manifest,
     problem: Callable[[int | None, str | None, str], None], *, unchanged_before: bool = False,
+    kept: set[str] | None = None,
 ) -> None:
+    """``unchanged_before``: the version is in the older form of a version that changes no
+    file (``_unchanged_form``). ``kept``: the first version after a gc checkpoint, with
+    the files it keeps: its predecessor's commit is not known, so the older form is taken
+    when the commit adds only kept files and removes none of them."""
     delta_version = manifest.delta_commit.get("version")
     log_file = f"_delta_log/{int(delta_version or 0):020d}.json"
     try:
@@ -336,6 +343,9 @@ def _verify_delta(
         return
     added = {a["add"]["path"] for a in actions if "add" in a}
     removed = {a["remove"]["path"] for a in actions if "remove" in a}
+    if kept is not None and not manifest.files and not manifest.removed and (
+            added <= kept and not removed & kept):
+        return  # the older form, right after the checkpoint: its predecessor's commit
     if added != {f.path for f in manifest.files}:
         extra = sorted(added - {f.path for f in manifest.files})
         problem(number, log_file, "Delta commit adds other files than the manifest"
