@@ -199,8 +199,10 @@ class Machine:
 
 
 class Changes:
-    """Keeps changing the sources from a thread, seeded: new and changed orders (their
-    ``updated_at`` always later than any before), renamed and new customers, events."""
+    """Keeps changing the sources from a thread, seeded: new, changed and touched orders
+    (their ``updated_at`` always later than any before; a touched order keeps its amount,
+    so ``shop.totals`` gets new input versions and the same rows), renamed and new
+    customers, events."""
 
     def __init__(self, root: Path, data: str, seed: int) -> None:
         self.root, self.data = root, data
@@ -251,10 +253,13 @@ class Changes:
                     db.execute("insert into orders values (?, ?, ?, ?)",
                                (self.orders, self.random.randint(1, self.customers),
                                 f"{self.random.randint(1, 999)}.25", self._tick()))
-                else:
+                elif self.random.random() < 0.6:
                     db.execute("update orders set amount = ?, updated_at = ? where id = ?",
                                (f"{self.random.randint(1, 999)}.75", self._tick(),
                                 self.random.randint(1, self.orders)))
+                else:  # touched, not changed: a new orders version, the same totals
+                    db.execute("update orders set updated_at = ? where id = ?",
+                               (self._tick(), self.random.randint(1, self.orders)))
             db.close()
         elif pick < 0.65:
             with sqlite3.connect(self.root / "shop.db", timeout=30) as db:
