@@ -46,6 +46,19 @@ def _run(*args: str | Path, path: str | None = None, venv: str | None = None,
                           text=True, env=env, timeout=60)
 
 
+def _refused(tree: Path, venv: str | None = sys.prefix) -> str:
+    """Run the script on ``tree``; it must refuse (exit 1) before building anything.
+    Returns what it said. Skips where cmake or a compiler is missing: it stops there
+    first."""
+    done = _run(tree, venv=venv)
+    if "is not installed" in done.stderr or "no C++ compiler" in done.stderr:
+        pytest.skip("this machine has no cmake, C++ compiler or libpq headers: the script "
+                    "stops there first")
+    assert done.returncode == 1, done
+    assert not (tree / "build-release").exists()
+    return done.stderr
+
+
 def test_usage_and_a_directory_that_is_not_arrow_adbc(tmp_path: Path) -> None:
     usage = _run()
     assert usage.returncode == 1 and "usage:" in usage.stderr and "SOURCE_DIR" in usage.stderr
@@ -67,23 +80,13 @@ def test_missing_cmake_or_compiler_is_named_with_what_to_install(tmp_path: Path)
 
 
 def test_it_installs_only_into_an_active_virtualenv(tmp_path: Path) -> None:
-    tree = _tree(tmp_path / "src", "1.13.0")
-    done = _run(tree)
-    if "is not installed" in done.stderr or "no C++ compiler" in done.stderr:
-        pytest.skip("this machine has no cmake or C++ compiler: the script stops there first")
-    assert done.returncode == 1 and "no active virtualenv" in done.stderr
+    assert "no active virtualenv" in _refused(_tree(tmp_path / "src", "1.13.0"), venv=None)
 
 
 def test_a_snapshot_tree_needs_the_release_to_install_named(tmp_path: Path) -> None:
-    tree = _tree(tmp_path / "src", "1.13.0-SNAPSHOT")
-    done = _run(tree, venv=sys.prefix)
-    if "is not installed" in done.stderr or "no C++ compiler" in done.stderr:
-        pytest.skip("this machine has no cmake, C++ compiler or libpq headers: the script "
-                    "stops there first")
-    assert done.returncode == 1
-    assert "development snapshot (1.13.0-SNAPSHOT)" in done.stderr
-    assert "pass the release to install as VERSION (e.g. 1.13.0)" in done.stderr
-    assert not (tree / "build-release").exists()  # refused before building anything
+    said = _refused(_tree(tmp_path / "src", "1.13.0-SNAPSHOT"))
+    assert "development snapshot (1.13.0-SNAPSHOT)" in said
+    assert "pass the release to install as VERSION (e.g. 1.13.0)" in said
 
 
 def test_a_tree_whose_writer_loses_nulls_in_arrays_is_refused(tmp_path: Path) -> None:
@@ -97,11 +100,6 @@ def test_a_tree_whose_writer_loses_nulls_in_arrays_is_refused(tmp_path: Path) ->
                       "    for (auto i = start; i < end; ++i) {\n"
                       "      NANOARROW_RETURN_NOT_OK(child_->Write(tmp.get(), i, error));\n"
                       "    }\n};\n")
-    done = _run(tree, venv=sys.prefix)
-    if "is not installed" in done.stderr or "no C++ compiler" in done.stderr:
-        pytest.skip("this machine has no cmake, C++ compiler or libpq headers: the script "
-                    "stops there first")
-    assert done.returncode == 1
-    assert "writes a NULL inside an array as an empty value" in done.stderr
-    assert "build 1.13.0 or later" in done.stderr
-    assert not (tree / "build-release").exists()
+    said = _refused(tree)
+    assert "writes a NULL inside an array as an empty value" in said
+    assert "build 1.13.0 or later" in said
