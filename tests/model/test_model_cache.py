@@ -59,7 +59,9 @@ def checked(root: Path) -> LoadedModel:
 
 
 def cached(root: Path) -> LoadedModel | None:
-    return cache.read_checked(cache.model_key(root))
+    """The wholly checked model the cache holds for ``root``, or None."""
+    found = cache.read_cached(cache.model_key(root), sql=True)
+    return found[0] if found is not None else None
 
 
 def entries() -> list[Path]:

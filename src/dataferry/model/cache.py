@@ -117,13 +117,6 @@ def model_key(root: Path) -> ModelKey:
     return ModelKey(root, hasher.digest())
 
 
-def read_checked(key: ModelKey) -> LoadedModel | None:
-    """The checked model of ``key`` from the cache, or None (off, missing, stale, or not
-    safe to read)."""
-    found = read_cached(key, sql=True)
-    return found[0] if found is not None else None
-
-
 def read_cached(key: ModelKey, *, sql: bool) -> tuple[LoadedModel, bool] | None:
     """The model of ``key`` from the cache and whether its SQL was checked, or None (off,
     missing, stale, not safe to read; or, with ``sql``, an entry without SQL)."""
