@@ -149,5 +149,6 @@ def main() -> None:
         print(f"start to first read, after / before: {after_wall / before_wall:5.2f}x wall  "
               f"{after_cpu / before_cpu:5.2f}x CPU")
 
+
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from deltalake import DeltaTable, QueryBuilder
 
 from dataferry.store.gc import collect
 from tests.replication.conftest import Origin, Ran, orders, serve_store
+from tests.store.conftest import publish_computed
 
 
 def _count(path: Path, version: int | None = None) -> int:
@@ -71,10 +72,8 @@ def test_versions_that_change_no_file_clone_and_verify_in_both_forms(
     same = origin.dataset.reader(origin.dataset.resolve(None)).read_all()
 
     def computed(inputs: int) -> int:
-        return int(publishing.publish(
-            origin.dataset, spec, same, keys=origin.context.store.keys, mode="merge",
-            lineage=[{"ref": "shop.other", "version": inputs}],
-            definition={"fingerprint": "f", "body": "sql", "parts": {}}).version)
+        return int(publish_computed(origin.dataset, spec, same, origin.context.store.keys,
+                                    inputs, mode="merge").version)
 
     with monkeypatch.context() as old:
         old.setattr(publishing, "_commit_nothing", lambda dataset, written, *_: written)

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -15,6 +16,7 @@ from dataferry.model.graph import ModelIndex
 from dataferry.model.load import load_model
 from dataferry.model.spec import DatasetCommon
 from dataferry.store.dataset import DatasetStore
+from dataferry.store.keys import KeyStore
 from dataferry.store.publish import Published, publish
 from dataferry.store.store import Store
 from tests.conftest import write_files
@@ -86,6 +88,15 @@ def shop(tmp_path: Path) -> StoreFixture:
     loaded = load_model(root)
     assert loaded.ecosystem is not None and loaded.report.findings == []
     return StoreFixture(root, Store.for_model(root, loaded.ecosystem), ModelIndex(loaded.ecosystem))
+
+
+def publish_computed(dataset: DatasetStore, spec: DatasetCommon, data: pa.Table,
+                     keys: KeyStore, inputs: int, **options: Any) -> Published:
+    """Publish ``data`` as a transformer's output computed from input version ``inputs``
+    (a lineage and a definition: a version is made when only the inputs differ)."""
+    return publish(dataset, spec, data, keys=keys,
+                   lineage=[{"ref": "shop.events", "version": inputs}],
+                   definition={"fingerprint": "f", "body": "sql", "parts": {}}, **options)
 
 
 def orders(ids: range | list[int], amount: str = "1.50") -> pa.Table:

@@ -16,7 +16,7 @@ from dataferry.store import deletion_vectors
 from dataferry.store.changes import change_set
 from dataferry.store.deletion_vectors import DeletionVector
 from dataferry.store.verify import VerifyReport, verify_dataset
-from tests.store.conftest import StoreFixture, orders
+from tests.store.conftest import StoreFixture, orders, publish_computed
 
 
 def store_rows(shop: StoreFixture, version: int | None = None) -> dict[int, Decimal]:
@@ -183,13 +183,8 @@ def test_gc_keeps_the_vectors_kept_versions_need(shop: StoreFixture) -> None:
 
 def _computed(shop: StoreFixture, ref: str, data: pa.Table, inputs: int,
               mode: str = "merge") -> Any:
-    """Publish ``data`` as a transformer's output computed from input version ``inputs``."""
-    from dataferry.store.publish import publish
-
-    return publish(shop.dataset(ref), shop.spec(ref), data, keys=shop.store.keys,
-                   mode=mode,  # type: ignore[arg-type]
-                   lineage=[{"ref": "shop.events", "version": inputs}],
-                   definition={"fingerprint": "f", "body": "sql", "parts": {}})
+    return publish_computed(shop.dataset(ref), shop.spec(ref), data, shop.store.keys, inputs,
+                            mode=mode)
 
 
 def _parted(ids: range) -> pa.Table:

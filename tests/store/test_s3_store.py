@@ -30,7 +30,7 @@ from dataferry.store.gc import collect
 from dataferry.store.store import Store
 from dataferry.store.verify import VerifyReport, verify_dataset
 from tests.conftest import Result, write_files
-from tests.store.conftest import TEAM, StoreFixture, orders
+from tests.store.conftest import TEAM, StoreFixture, orders, publish_computed
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ferry-test", "AWS_SECRET_ACCESS_KEY": "ferry-secret",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -445,17 +445,13 @@ def test_a_version_of_new_inputs_and_the_same_rows_in_a_bucket(
     """What the chaos test found on a bucket: a transformer's version with new input
     versions and the same rows gets a Delta commit of its own there too, and another
     machine verifies it and publishes on top."""
-    from dataferry.store.publish import publish
-
     one = machine(tmp_path, "one", bucket)
     dataset = one.dataset("shop.orders")
 
     def computed(fixture: StoreFixture, ids: list[int], inputs: int) -> int:
-        return int(publish(fixture.dataset("shop.orders"), fixture.spec("shop.orders"),
-                           orders(ids), keys=fixture.store.keys, by_key=True,
-                           lineage=[{"ref": "shop.events", "version": inputs}],
-                           definition={"fingerprint": "f", "body": "sql", "parts": {}}
-                           ).version)
+        return int(publish_computed(fixture.dataset("shop.orders"), fixture.spec("shop.orders"),
+                                    orders(ids), fixture.store.keys, inputs, by_key=True
+                                    ).version)
 
     assert computed(one, [1, 2, 3], 1) == 1
     assert computed(one, [1, 2, 3], 2) == 2  # new inputs, the same rows
