@@ -213,6 +213,17 @@ def test_the_same_rows_from_new_inputs_are_a_delta_commit_of_their_own(
         assert DeltaTable(str(dataset.path), version=second_commit).to_pyarrow_table() \
             .num_rows == 50
         assert _computed(shop, ref, data, 2).unchanged  # the same inputs: nothing new
+    # a file slipped into that empty commit is caught (by its hash, and as an add)
+    dataset = shop.dataset("shop.orders")
+    log = dataset.path / "_delta_log" / \
+        f"{dataset.version(2).manifest.delta_commit['version']:020d}.json"
+    first_add = next(line for line in (dataset.path / "_delta_log" / f"{0:020d}.json")
+                     .read_bytes().splitlines(keepends=True) if line.startswith(b'{"add"'))
+    log.write_bytes(log.read_bytes() + first_add)
+    report = VerifyReport()
+    verify_dataset(dataset, report)
+    problems = [p.as_text() for p in report.problems]
+    assert any("adds other files than the manifest" in p for p in problems), problems
 
 
 def test_a_version_written_before_that_fix_still_verifies(
@@ -241,6 +252,11 @@ def test_a_version_written_before_that_fix_still_verifies(
     assert verified(shop).ok, [p.as_text() for p in verified(shop).problems]
     log = dataset.path / "_delta_log" / f"{dataset.version(2).manifest.delta_commit['version']:020d}.json"
     assert b'"add"' in log.read_bytes()
+    # the older form is taken on its hash: a commit edited under it is still caught
+    log.write_bytes(log.read_bytes().replace(b'"add"', b'"add" ', 1))
+    problems = [p.as_text() for p in verified(shop).problems]
+    assert any("@2" in p and "changed after the version was signed" in p for p in problems), \
+        problems
 
 
 @settings(max_examples=30, deadline=None,
